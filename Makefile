@@ -1,0 +1,195 @@
+# corral — one non-recursive Makefile.
+#   make            libcorral (static + shared + corral.pc) and the three programs
+#   make test       unit tests (cmocka) then integration tests (pytest, real redis-server)
+#   make test SANITIZE=1   the same, built with AddressSanitizer + UndefinedBehaviorSanitizer
+#   make demo       a demo pool on a private redis-server
+#   make bench      benchmarks (figures beside redis-benchmark from the same run)
+#   make deps       installs missing Debian packages (root), or prints the command
+#   make install    PREFIX=/usr/local DESTDIR= bindir libdir includedir sysconfdir
+#   make format / make check / make clean
+
+VERSION    := 0.1.0
+SANITIZE   ?= 0
+ifeq ($(SANITIZE),1)
+BUILD      ?= build-san
+SANFLAGS   := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+OPT        ?= -O1
+else
+BUILD      ?= build
+SANFLAGS   :=
+OPT        ?= -O2
+endif
+
+CC         ?= cc
+PKG_CONFIG ?= pkg-config
+PYTHON     ?= /usr/bin/python3
+PKGS       := hiredis jansson libcurl inih
+PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null) -lev -lm
+
+WARN       := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+              -Wno-unused-parameter -Wno-format-truncation
+CFLAGS     ?= $(OPT) -g
+ALL_CFLAGS := -std=c11 -D_GNU_SOURCE -DCORRAL_VERSION='"$(VERSION)"' -fPIC $(WARN) \
+              -Iinclude $(PKG_CFLAGS) $(SANFLAGS) $(CFLAGS)
+ALL_LDFLAGS := -Wl,--as-needed $(SANFLAGS) $(LDFLAGS)
+
+PREFIX     ?= /usr/local
+bindir     ?= $(PREFIX)/bin
+sbindir    ?= $(PREFIX)/sbin
+libdir     ?= $(PREFIX)/lib
+includedir ?= $(PREFIX)/include
+sysconfdir ?= /etc
+mandir     ?= $(PREFIX)/share/man
+unitdir    ?= /lib/systemd/system
+sysusersdir ?= /usr/lib/sysusers.d
+tmpfilesdir ?= /usr/lib/tmpfiles.d
+
+LIB_SRCS   := $(sort $(wildcard common/*.c queue/*.c))
+LIB_OBJS   := $(LIB_SRCS:%.c=$(BUILD)/%.o) $(BUILD)/gen/corral_lua.o
+# Each program's main() lives in <dir>/main.c; its other files are modules
+# that unit tests link too.
+SUP_MODS   := $(filter-out supervisor/main.c,$(wildcard supervisor/*.c))
+WRK_MODS   := $(filter-out worker/main.c,$(wildcard worker/*.c))
+CTL_MODS   := $(filter-out ctl/main.c,$(wildcard ctl/*.c))
+MOD_OBJS   := $(sort $(SUP_MODS) $(WRK_MODS) $(CTL_MODS))
+MOD_OBJS   := $(MOD_OBJS:%.c=$(BUILD)/%.o)
+
+PROGS      := $(BUILD)/corrald $(BUILD)/corral-worker $(BUILD)/corralctl
+UNIT_SRCS  := $(wildcard tests/unit/test_*.c)
+UNIT_BINS  := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+BENCH_SRCS := $(wildcard bench/*.c)
+BENCH_BINS := $(BENCH_SRCS:bench/%.c=$(BUILD)/bench/%)
+
+.PHONY: all lib test unit integration demo bench deps install uninstall format check clean
+all: $(BUILD)/libcorral.a $(BUILD)/libcorral.so $(BUILD)/corral.pc $(PROGS)
+lib: $(BUILD)/libcorral.a
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
+
+# The Redis Function library is embedded as a C string.
+$(BUILD)/gen/corral_lua.c: queue/corral.lua
+	@mkdir -p $(@D)
+	{ echo '/* generated from queue/corral.lua by the Makefile: do not edit */'; \
+	  echo 'const char corral_lua_source[] ='; \
+	  sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/^/"/' -e 's/$$/\\n"/' $<; \
+	  echo ';'; } > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/gen/corral_lua.o: $(BUILD)/gen/corral_lua.c
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(BUILD)/libcorral.a: $(LIB_OBJS)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/libcorral.so: $(LIB_OBJS)
+	$(CC) -shared -Wl,-soname,libcorral.so.0 $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+$(BUILD)/corral.pc: Makefile
+	@mkdir -p $(@D)
+	printf 'prefix=%s\nlibdir=%s\nincludedir=%s\n\nName: corral\nDescription: Redis-backed elastic job queue for AI-service calls\nVersion: %s\nRequires.private: hiredis jansson libcurl inih\nLibs: -L$${libdir} -lcorral\nLibs.private: -lev -lm\nCflags: -I$${includedir}\n' \
+	  '$(PREFIX)' '$(libdir)' '$(includedir)' '$(VERSION)' > $@
+
+$(BUILD)/corrald: $(BUILD)/supervisor/main.o $(SUP_MODS:%.c=$(BUILD)/%.o) $(BUILD)/libcorral.a
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
+$(BUILD)/corral-worker: $(BUILD)/worker/main.o $(WRK_MODS:%.c=$(BUILD)/%.o) $(BUILD)/libcorral.a
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
+$(BUILD)/corralctl: $(BUILD)/ctl/main.o $(CTL_MODS:%.c=$(BUILD)/%.o) $(BUILD)/libcorral.a
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+$(BUILD)/tests/%: tests/unit/%.c $(MOD_OBJS) $(BUILD)/libcorral.a
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -Isupervisor -Iworker -Ictl -o $@ $< $(MOD_OBJS) $(BUILD)/libcorral.a \
+	  $(ALL_LDFLAGS) $(PKG_LIBS) $$($(PKG_CONFIG) --libs cmocka)
+
+$(BUILD)/bench/%: bench/%.c $(MOD_OBJS) $(BUILD)/libcorral.a
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(MOD_OBJS) $(BUILD)/libcorral.a $(ALL_LDFLAGS) $(PKG_LIBS) -lpthread
+
+test: deps
+	@$(MAKE) --no-print-directory all $(UNIT_BINS)
+	@$(MAKE) --no-print-directory unit
+	@$(MAKE) --no-print-directory integration
+
+unit: $(UNIT_BINS)
+	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
+
+# The integration suite runs twice: programs on Redis's unix socket, then
+# over TCP as the least-privilege ACL user of docs/operations.md.
+integration: all
+	CORRAL_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -q tests/integration $(PYTEST_ARGS)
+	CORRAL_TEST_REDIS=tcp-acl CORRAL_BUILD=$(abspath $(BUILD)) \
+	  $(PYTHON) -m pytest -q tests/integration $(PYTEST_ARGS)
+
+demo: deps
+	@$(MAKE) --no-print-directory all
+	@CORRAL_BUILD=$(abspath $(BUILD)) sh examples/demo.sh
+
+bench: deps
+	@$(MAKE) --no-print-directory all $(BENCH_BINS)
+	@CORRAL_BUILD=$(abspath $(BUILD)) sh bench/run.sh
+
+DEB_PKGS := gcc make pkg-config libhiredis-dev libev-dev libjansson-dev libcurl4-openssl-dev \
+            libinih-dev libcmocka-dev redis-server redis-tools python3 python3-pytest python3-redis
+deps:
+	@missing=$$(for p in $(DEB_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | \
+	    grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "corral: installing $$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else \
+	    echo "corral: missing Debian packages; run:" >&2; \
+	    echo "  sudo apt-get install -y $$missing" >&2; exit 1; \
+	  fi; \
+	fi
+
+install: all
+	install -d $(DESTDIR)$(bindir) $(DESTDIR)$(libdir)/pkgconfig $(DESTDIR)$(includedir)/corral \
+	  $(DESTDIR)$(sysconfdir)/corral
+	install -m 0755 $(BUILD)/corrald $(BUILD)/corral-worker $(BUILD)/corralctl $(DESTDIR)$(bindir)/
+	install -m 0644 $(BUILD)/libcorral.a $(DESTDIR)$(libdir)/
+	install -m 0755 $(BUILD)/libcorral.so $(DESTDIR)$(libdir)/libcorral.so.0
+	ln -sf libcorral.so.0 $(DESTDIR)$(libdir)/libcorral.so
+	install -m 0644 $(BUILD)/corral.pc $(DESTDIR)$(libdir)/pkgconfig/
+	install -m 0644 include/corral/*.h $(DESTDIR)$(includedir)/corral/
+	test -e $(DESTDIR)$(sysconfdir)/corral/corral.conf || \
+	  install -m 0640 systemd/corral.conf $(DESTDIR)$(sysconfdir)/corral/corral.conf
+	install -d $(DESTDIR)$(unitdir) $(DESTDIR)$(sysusersdir) $(DESTDIR)$(tmpfilesdir)
+	for u in corrald.service corrald@.service; do \
+	  sed 's#@bindir@#$(bindir)#g' systemd/$$u > $(DESTDIR)$(unitdir)/$$u && \
+	  chmod 0644 $(DESTDIR)$(unitdir)/$$u; done
+	install -m 0644 systemd/corral.sysusers $(DESTDIR)$(sysusersdir)/corral.conf
+	install -m 0644 systemd/corral.tmpfiles $(DESTDIR)$(tmpfilesdir)/corral.conf
+	install -d $(DESTDIR)$(mandir)/man1 $(DESTDIR)$(mandir)/man5 $(DESTDIR)$(mandir)/man8
+	install -m 0644 man/corralctl.1 $(DESTDIR)$(mandir)/man1/
+	install -m 0644 man/corral.conf.5 $(DESTDIR)$(mandir)/man5/
+	install -m 0644 man/corrald.8 man/corral-worker.8 $(DESTDIR)$(mandir)/man8/
+
+uninstall:
+	rm -f $(DESTDIR)$(bindir)/corrald $(DESTDIR)$(bindir)/corral-worker $(DESTDIR)$(bindir)/corralctl
+	rm -f $(DESTDIR)$(libdir)/libcorral.a $(DESTDIR)$(libdir)/libcorral.so $(DESTDIR)$(libdir)/libcorral.so.0
+	rm -f $(DESTDIR)$(libdir)/pkgconfig/corral.pc
+	rm -rf $(DESTDIR)$(includedir)/corral
+	rm -f $(DESTDIR)$(unitdir)/corrald.service $(DESTDIR)$(unitdir)/corrald@.service
+	rm -f $(DESTDIR)$(sysusersdir)/corral.conf $(DESTDIR)$(tmpfilesdir)/corral.conf
+	rm -f $(DESTDIR)$(mandir)/man1/corralctl.1 $(DESTDIR)$(mandir)/man5/corral.conf.5
+	rm -f $(DESTDIR)$(mandir)/man8/corrald.8 $(DESTDIR)$(mandir)/man8/corral-worker.8
+
+C_FILES = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
+format:
+	clang-format -i $(C_FILES)
+
+check: all
+	clang-format --dry-run -Werror $(C_FILES)
+	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
+	  --suppress=missingIncludeSystem --inline-suppr -Iinclude $(filter %.c,$(C_FILES))
+	@# bench/ is measurement code that is not installed: cppcheck only.
+	clang-tidy --quiet $(filter-out tests/% bench/%,$(filter %.c,$(C_FILES))) -- -std=c11 -D_GNU_SOURCE \
+	  -DCORRAL_VERSION='"$(VERSION)"' -Iinclude $(PKG_CFLAGS)
+
+clean:
+	rm -rf build build-san
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -1,0 +1,115 @@
+#!/bin/sh
+# make bench: the queue benchmark on a private redis-server (redis-benchmark
+# LPUSH and RPOP as the reference, then bench_queue, which prints each corral
+# figure beside the reference from this same run), then the worker,
+# supervisor and scaler benchmarks, each with its own private Redis.
+#   sh bench/run.sh [queue|worker|supervisor|scaler]...   (default: all)
+# CORRAL_BUILD is the build directory (make bench sets it; build-san under
+# SANITIZE=1); BENCH_JOBS the jobs per queue run (default 50000);
+# BENCH_REF_RUNS the redis-benchmark runs per reference, best kept (default 3),
+# of BENCH_REF_JOBS requests each (default 20000);
+# BENCH_PIN=0 leaves CPU placement of the queue benchmark to the scheduler.
+set -eu
+here=$(cd "$(dirname "$0")" && pwd)
+B=${CORRAL_BUILD:-$here/../build}
+JOBS=${BENCH_JOBS:-50000}
+REF_RUNS=${BENCH_REF_RUNS:-3}
+REF_JOBS=${BENCH_REF_JOBS:-20000}
+parts=${*:-queue worker supervisor scaler}
+
+for t in redis-server redis-cli redis-benchmark; do
+    command -v "$t" >/dev/null 2>&1 ||
+        { echo "bench: $t not found (make deps installs redis-server and redis-tools)" >&2; exit 1; }
+done
+
+tmp=$(mktemp -d /tmp/corral-bench.XXXXXX)
+redis_pid=
+stop_redis() {
+    if [ -n "$redis_pid" ]; then
+        kill "$redis_pid" 2>/dev/null || true
+        wait "$redis_pid" 2>/dev/null || true
+        redis_pid=
+    fi
+}
+cleanup() {
+    stop_redis
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM HUP
+
+queue_bench() {
+    [ -x "$B/bench/bench_queue" ] ||
+        { echo "bench: $B/bench/bench_queue is not built (make bench builds it)" >&2; return 1; }
+    # Where the scheduler puts a client and the server changes a one-connection
+    # round trip several-fold on some machines (a cross-core wake-up can cost
+    # more than the command), so pin both the same way for every figure:
+    # Redis on CPU 0, every client on the others.
+    ncpu=$(nproc 2>/dev/null || echo 1)
+    srv_pin='' cli_pin='' placement="placement left to the scheduler"
+    if [ "${BENCH_PIN:-1}" = 1 ] && [ "$ncpu" -ge 2 ] && command -v taskset >/dev/null 2>&1; then
+        clients=1-$((ncpu - 1))
+        [ "$ncpu" -eq 2 ] && clients=1
+        srv_pin="taskset -c 0" cli_pin="taskset -c $clients"
+        placement="redis-server pinned to CPU 0, clients to CPU $clients"
+    fi
+    sock="$tmp/redis.sock"
+    # shellcheck disable=SC2086 # srv_pin is a command prefix or nothing
+    $srv_pin redis-server --port 0 --unixsocket "$sock" --unixsocketperm 700 --dir "$tmp" \
+        --save '' --appendonly no --logfile "$tmp/redis.log" &
+    redis_pid=$!
+    deadline=$(($(date +%s) + 10))
+    until redis-cli -s "$sock" ping 2>/dev/null | grep -q PONG; do
+        if ! kill -0 "$redis_pid" 2>/dev/null || [ "$(date +%s)" -ge "$deadline" ]; then
+            echo "bench: redis-server did not answer PING on $sock within 10 s:" >&2
+            tail -n 20 "$tmp/redis.log" >&2 || true
+            return 1
+        fi
+        sleep 0.05
+    done
+
+    # redis-benchmark -P 1: one request per round trip, as corral's calls.
+    # Best of REF_RUNS per connection count: a reference that caught a busy
+    # moment would flatter every ratio.
+    refs=
+    for c in 1 4; do
+        lpush=0 rpop=0
+        i=0
+        while [ $i -lt "$REF_RUNS" ]; do
+            i=$((i + 1))
+            # shellcheck disable=SC2086
+            if ! $cli_pin redis-benchmark -s "$sock" --csv -n "$REF_JOBS" -c "$c" -P 1 -t lpush,rpop \
+                >"$tmp/rb.csv" 2>"$tmp/rb.err"; then
+                echo "bench: redis-benchmark failed:" >&2
+                cat "$tmp/rb.err" >&2
+                return 1
+            fi
+            l=$(awk -F'"' '$2 == "LPUSH" { print $4 }' "$tmp/rb.csv")
+            r=$(awk -F'"' '$2 == "RPOP" { print $4 }' "$tmp/rb.csv")
+            if [ -z "$l" ] || [ -z "$r" ]; then
+                echo "bench: no LPUSH/RPOP rate in redis-benchmark's output:" >&2
+                cat "$tmp/rb.csv" "$tmp/rb.err" >&2
+                return 1
+            fi
+            lpush=$(awk -v a="$l" -v b="$lpush" 'BEGIN { print (a + 0 > b + 0) ? a : b }')
+            rpop=$(awk -v a="$r" -v b="$rpop" 'BEGIN { print (a + 0 > b + 0) ? a : b }')
+        done
+        refs="$refs -r $c:$lpush:$rpop"
+    done
+    echo "references: best of $REF_RUNS redis-benchmark runs (-n $REF_JOBS) per connection count;" \
+        "$placement"
+    # shellcheck disable=SC2086 # refs is a list of options
+    $cli_pin "$B/bench/bench_queue" -n "$JOBS" $refs "$sock"
+    stop_redis
+}
+
+for part in $parts; do
+    case $part in
+    queue) queue_bench ;;
+    worker) echo; CORRAL_BUILD=$B sh "$here/bench_worker.sh" ;;
+    supervisor) echo; "${PYTHON:-/usr/bin/python3}" "$here/bench_supervisor.py" "$B" ;;
+    scaler) echo; "$B/bench/sim_scaler" ;;
+    *) echo "bench: unknown part \"$part\" (queue, worker, supervisor, scaler)" >&2; exit 2 ;;
+    esac
+done

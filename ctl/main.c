@@ -1,0 +1,404 @@
+/* corralctl: the operator's and scripts' tool. Reads the same config as
+ * corrald for the Redis address, talks only to Redis. Exit codes: 0 success,
+ * 1 failure (message on stderr), 2 bad usage; waits that run out exit 124. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "corral/config.h"
+#include "corral/queue.h"
+#include "corral/redis.h"
+#include "corral/util.h"
+#include "ctl.h"
+
+#define EXIT_USAGE   CTL_EXIT_USAGE
+#define EXIT_TIMEOUT 124
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: corralctl [-c FILE] [--redis URL] COMMAND [ARGS]\n"
+            "\n"
+            "commands:\n"
+            "  enqueue QUEUE [PAYLOAD|-] [--priority P] [--delay DUR] [--max-attempts N]\n"
+            "          [--timeout DUR] [--service NAME] [--unique KEY] [--wait [DUR]]\n"
+            "  job QUEUE ID [--json]\n"
+            "  wait QUEUE ID [--timeout DUR]\n"
+            "  status [--json] [--watch [SECONDS]]\n"
+            "  dead QUEUE [list | retry ID... | retry --all | purge]\n"
+            "  pause QUEUE | resume QUEUE\n"
+            "\n"
+            "The config is FILE, else $CORRAL_CONFIG, else %s when it exists.\n"
+            "--redis overrides its [redis] url (put passwords in password_file, never in "
+            "URLs).\n",
+            CORRAL_DEFAULT_CONFIG);
+}
+
+static int fail_err(const struct corral_err *err)
+{
+    fprintf(stderr, "corralctl: %s\n", err->msg);
+    return err->code == CORRAL_ERR_TIMEOUT ? EXIT_TIMEOUT : 1;
+}
+
+/* Reads all of stdin (bounded) for a "-" payload. Caller frees. */
+static char *read_stdin(size_t limit, size_t *len_out)
+{
+    size_t cap = 4096, len = 0;
+    char *buf = corral_xmalloc(cap);
+    for (;;) {
+        if (len == cap) {
+            if (cap >= limit) {
+                free(buf);
+                return NULL;
+            }
+            cap *= 2;
+            buf = corral_xrealloc(buf, cap);
+        }
+        ssize_t n = read(STDIN_FILENO, buf + len, cap - len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        len += (size_t)n;
+    }
+    *len_out = len;
+    return buf;
+}
+
+/* Makes sure the queue is declared: when an operation reports an unknown
+ * queue and this config defines it, declare it from the config. Returns 1
+ * when it declared, 0 when it could not help. */
+static int declare_from_config(struct ctl *ctl, const char *queue, struct corral_err *err)
+{
+    const struct corral_queue_conf *q = corral_config_queue(ctl->cfg, queue);
+    if (q == NULL)
+        return 0;
+    struct corral_err derr;
+    if (corral_queue_declare(ctl->redis, ctl->cfg->redis.prefix, q, &derr) < 0) {
+        *err = derr;
+        return 0;
+    }
+    return 1;
+}
+
+static int print_outcome(struct ctl *ctl, const char *queue, const char *id, const char *state)
+{
+    char *json = NULL;
+    struct corral_err err;
+    if (corral_queue_job(ctl->redis, ctl->cfg->redis.prefix, queue, id, &json, &err) < 0)
+        return fail_err(&err);
+    json_t *j = json_loads(json, 0, NULL);
+    free(json);
+    const char *result = json_string_value(json_object_get(j, "result"));
+    const char *error = json_string_value(json_object_get(j, "error"));
+    int rc;
+    if (strcmp(state, "done") == 0) {
+        printf("%s\n", result ? result : "");
+        rc = 0;
+    } else {
+        fprintf(stderr, "corralctl: job %s %s%s%s\n", id, state, error ? ": " : "",
+                error ? error : "");
+        rc = 1;
+    }
+    json_decref(j);
+    return rc;
+}
+
+static int wait_and_print(struct ctl *ctl, const char *queue, const char *id, int64_t timeout_ms)
+{
+    char *state = NULL;
+    struct corral_err err;
+    if (corral_queue_wait(ctl->redis, ctl->cfg->redis.prefix, queue, id, timeout_ms, &state, &err) <
+        0)
+        return fail_err(&err);
+    int rc = print_outcome(ctl, queue, id, state);
+    free(state);
+    return rc;
+}
+
+static int parse_dur_arg(const char *flag, const char *v, int64_t *out)
+{
+    struct corral_err err;
+    if (v == NULL)
+        return ctl_usage_error("%s needs a duration (e.g. 500ms, 5s, 2m)", flag);
+    if (corral_parse_duration_ms(v, out, &err) < 0) {
+        fprintf(stderr, "corralctl: %s: %s\n", flag, err.msg);
+        return EXIT_USAGE;
+    }
+    return 0;
+}
+
+static int cmd_enqueue(struct ctl *ctl, int argc, char **argv)
+{
+    const char *queue = NULL, *payload_arg = NULL;
+    struct corral_enqueue_opts o = {0};
+    int wait = 0;
+    int64_t wait_ms = 0;
+    for (int i = 0; i < argc && argv[i] != NULL; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int rc;
+        if (strcmp(a, "--priority") == 0) {
+            if (v == NULL)
+                return ctl_usage_error("%s needs a value", a);
+            o.priority = v;
+            i++;
+        } else if (strcmp(a, "--delay") == 0) {
+            if ((rc = parse_dur_arg(a, v, &o.delay_ms)) != 0)
+                return rc;
+            i++;
+        } else if (strcmp(a, "--timeout") == 0) {
+            if ((rc = parse_dur_arg(a, v, &o.timeout_ms)) != 0)
+                return rc;
+            i++;
+        } else if (strcmp(a, "--max-attempts") == 0) {
+            int64_t n;
+            struct corral_err err;
+            if (v == NULL || corral_parse_int(v, 1, 1000, &n, &err) < 0)
+                return ctl_usage_error("--max-attempts needs a number from 1 to 1000, got %s",
+                                       v ? v : "nothing");
+            o.max_attempts = (int)n;
+            i++;
+        } else if (strcmp(a, "--unique") == 0 || strcmp(a, "--service") == 0) {
+            if (v == NULL)
+                return ctl_usage_error("%s needs a value", a);
+            if (a[2] == 'u')
+                o.unique_key = v;
+            else
+                o.service = v;
+            i++;
+        } else if (strcmp(a, "--wait") == 0) {
+            wait = 1;
+            struct corral_err err;
+            if (v != NULL && v[0] != '-' && corral_parse_duration_ms(v, &wait_ms, &err) == 0)
+                i++;
+        } else if (a[0] == '-' && a[1] != '\0') {
+            return ctl_usage_error("enqueue: unknown option %s", a);
+        } else if (queue == NULL) {
+            queue = a;
+        } else if (payload_arg == NULL) {
+            payload_arg = a;
+        } else {
+            return ctl_usage_error("enqueue: unexpected argument %s", a);
+        }
+    }
+    if (queue == NULL)
+        return ctl_usage_error("%s", "enqueue: QUEUE is required");
+    char *buf = NULL;
+    const char *payload;
+    size_t len;
+    if (payload_arg == NULL || strcmp(payload_arg, "-") == 0) {
+        if (payload_arg == NULL && isatty(STDIN_FILENO))
+            return ctl_usage_error("%s", "enqueue: give a PAYLOAD, or - to read it from stdin");
+        buf = read_stdin(512u << 20, &len);
+        if (buf == NULL) {
+            fprintf(stderr, "corralctl: payload on stdin is larger than 512M\n");
+            return 1;
+        }
+        payload = buf;
+    } else {
+        payload = payload_arg;
+        len = strlen(payload_arg);
+    }
+    char *id = NULL;
+    struct corral_err err;
+    int rc = corral_queue_enqueue(ctl->redis, ctl->cfg->redis.prefix, queue, payload, len, &o, &id,
+                                  &err);
+    if (rc < 0 && err.code == CORRAL_ERR_NOTFOUND && declare_from_config(ctl, queue, &err))
+        rc = corral_queue_enqueue(ctl->redis, ctl->cfg->redis.prefix, queue, payload, len, &o, &id,
+                                  &err);
+    free(buf);
+    if (rc < 0)
+        return fail_err(&err);
+    if (!wait) {
+        printf("%s\n", id);
+        free(id);
+        return 0;
+    }
+    fprintf(stderr, "%s\n", id);
+    rc = wait_and_print(ctl, queue, id, wait_ms);
+    free(id);
+    return rc;
+}
+
+/* Every key INTERFACE.md promises, present even when unset (null). */
+static const char *const job_keys[] = {"id",          "queue",        "state",      "priority",
+                                       "attempts",    "max_attempts", "created_ms", "started_ms",
+                                       "finished_ms", "worker",       NULL};
+
+static int cmd_job(struct ctl *ctl, int argc, char **argv)
+{
+    const char *queue = NULL, *id = NULL;
+    int as_json = 0;
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--json") == 0)
+            as_json = 1;
+        else if (argv[i][0] == '-')
+            return ctl_usage_error("job: unknown option %s", argv[i]);
+        else if (queue == NULL)
+            queue = argv[i];
+        else if (id == NULL)
+            id = argv[i];
+        else
+            return ctl_usage_error("job: unexpected argument %s", argv[i]);
+    }
+    if (id == NULL)
+        return ctl_usage_error("%s", "job: QUEUE and ID are required");
+    char *json = NULL;
+    struct corral_err err;
+    if (corral_queue_job(ctl->redis, ctl->cfg->redis.prefix, queue, id, &json, &err) < 0)
+        return fail_err(&err);
+    json_t *j = json_loads(json, 0, NULL);
+    free(json);
+    if (j == NULL) {
+        fprintf(stderr, "corralctl: job %s: unreadable record\n", id);
+        return 1;
+    }
+    for (const char *const *k = job_keys; *k; k++)
+        if (json_object_get(j, *k) == NULL)
+            json_object_set_new(j, *k, json_null());
+    if (json_object_get(j, "result") == NULL && json_object_get(j, "error") == NULL)
+        json_object_set_new(j, "result", json_null());
+    if (as_json) {
+        char *s = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+        printf("%s\n", s);
+        free(s);
+    } else {
+        const char *order[] = {
+            "id",         "queue",     "state",      "priority",   "attempts",    "max_attempts",
+            "service",    "worker",    "created_ms", "started_ms", "finished_ms", "run_at_ms",
+            "timeout_ms", "deferrals", "error",      "result",     "payload",     NULL};
+        for (const char **k = order; *k; k++) {
+            json_t *v = json_object_get(j, *k);
+            if (v == NULL || json_is_null(v))
+                continue;
+            if (json_is_string(v))
+                printf("%-13s %s\n", *k, json_string_value(v));
+            else
+                printf("%-13s %lld\n", *k, (long long)json_integer_value(v));
+        }
+    }
+    json_decref(j);
+    return 0;
+}
+
+static int cmd_wait(struct ctl *ctl, int argc, char **argv)
+{
+    const char *queue = NULL, *id = NULL;
+    int64_t timeout_ms = 0;
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--timeout") == 0) {
+            int rc = parse_dur_arg(argv[i], i + 1 < argc ? argv[i + 1] : NULL, &timeout_ms);
+            if (rc != 0)
+                return rc;
+            i++;
+        } else if (argv[i][0] == '-') {
+            return ctl_usage_error("wait: unknown option %s", argv[i]);
+        } else if (queue == NULL) {
+            queue = argv[i];
+        } else if (id == NULL) {
+            id = argv[i];
+        } else {
+            return ctl_usage_error("wait: unexpected argument %s", argv[i]);
+        }
+    }
+    if (id == NULL)
+        return ctl_usage_error("%s", "wait: QUEUE and ID are required");
+    return wait_and_print(ctl, queue, id, timeout_ms);
+}
+
+static int cmd_pause(struct ctl *ctl, int argc, char **argv)
+{
+    return ctl_pause(ctl, argc, argv, 1);
+}
+
+static int cmd_resume(struct ctl *ctl, int argc, char **argv)
+{
+    return ctl_pause(ctl, argc, argv, 0);
+}
+
+static struct corral_config *load_config(const char *path, int explicit_path)
+{
+    if (!explicit_path && access(path, F_OK) != 0)
+        return corral_config_defaults();
+    struct corral_config_errors errs = {0};
+    struct corral_config *cfg = corral_config_load(path, &errs);
+    for (size_t i = 0; i < errs.n; i++)
+        fprintf(stderr, "corralctl: %s\n", errs.lines[i]);
+    corral_config_errors_free(&errs);
+    return cfg;
+}
+
+int main(int argc, char **argv)
+{
+    const char *path = NULL, *url = NULL;
+    int i = 1;
+    for (; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            usage(stdout);
+            return 0;
+        } else if (strcmp(a, "--version") == 0) {
+            printf("corralctl %s\n", CORRAL_VERSION);
+            return 0;
+        } else if (strcmp(a, "-c") == 0 || strcmp(a, "--config") == 0) {
+            if (i + 1 >= argc)
+                return ctl_usage_error("%s needs a file", a);
+            path = argv[++i];
+        } else if (strcmp(a, "--redis") == 0) {
+            if (i + 1 >= argc)
+                return ctl_usage_error("%s needs a URL", a);
+            url = argv[++i];
+        } else if (a[0] == '-') {
+            return ctl_usage_error("unknown option %s", a);
+        } else {
+            break;
+        }
+    }
+    if (i >= argc) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    const char *cmd = argv[i++];
+    int (*fn)(struct ctl *, int, char **) = NULL;
+    if (strcmp(cmd, "enqueue") == 0)
+        fn = cmd_enqueue;
+    else if (strcmp(cmd, "job") == 0)
+        fn = cmd_job;
+    else if (strcmp(cmd, "wait") == 0)
+        fn = cmd_wait;
+    else if (strcmp(cmd, "status") == 0)
+        fn = ctl_status;
+    else if (strcmp(cmd, "dead") == 0)
+        fn = ctl_dead;
+    else if (strcmp(cmd, "pause") == 0)
+        fn = cmd_pause;
+    else if (strcmp(cmd, "resume") == 0)
+        fn = cmd_resume;
+    else
+        return ctl_usage_error("unknown command \"%s\"", cmd);
+
+    struct ctl ctl = {0};
+    ctl.cfg = load_config(path ? path : corral_config_default_path(), path != NULL);
+    if (ctl.cfg == NULL)
+        return 1;
+    if (url != NULL) {
+        free(ctl.cfg->redis.url);
+        ctl.cfg->redis.url = corral_xstrdup(url);
+    }
+    struct corral_err err;
+    ctl.redis = corral_redis_connect(&ctl.cfg->redis, 5000, &err);
+    int rc;
+    if (ctl.redis == NULL || corral_functions_ensure(ctl.redis, NULL, &err) < 0)
+        rc = fail_err(&err);
+    else
+        rc = fn(&ctl, argc - i, argv + i);
+    if (ctl.redis != NULL)
+        redisFree(ctl.redis);
+    corral_config_free(ctl.cfg);
+    return rc;
+}

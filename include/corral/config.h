@@ -1,0 +1,169 @@
+/* corral.conf: the INI file of INTERFACE.md, parsed into typed settings.
+ * Every key has its type, default and bounds in one table in common/config.c.
+ * Durations are milliseconds, sizes bytes, percentages per-mille. Parse errors
+ * name the file, the line and the key; all of them are collected, not just
+ * the first (like `nginx -t`). */
+#ifndef CORRAL_CONFIG_H
+#define CORRAL_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "corral/err.h"
+
+#define CORRAL_DEFAULT_CONFIG "/etc/corral/corral.conf"
+#define CORRAL_MAX_PRIORITIES 16
+
+enum corral_order { CORRAL_ORDER_STRICT, CORRAL_ORDER_WEIGHTED };
+enum corral_handler { CORRAL_HANDLER_HTTP, CORRAL_HANDLER_ECHO, CORRAL_HANDLER_EXEC };
+
+/* A list of strings (queues, priorities, headers). Owned by the config. */
+struct corral_strlist {
+    char **items;
+    size_t n;
+};
+
+struct corral_redis_conf {
+    char *url;           /* redis://[user@]host[:port][/db] or unix:///path[?db=N] */
+    char *password_file; /* NULL when unset; ${CREDENTIALS_DIRECTORY} expanded */
+    char *prefix;        /* key prefix, default "corral" */
+};
+
+struct corral_pool_conf {
+    int min;
+    int max;
+    int concurrency;
+    int64_t max_jobs;      /* 0 = never recycle */
+    int64_t max_rss_bytes; /* 0 = never recycle */
+    int64_t drain_timeout_ms;
+    int64_t hang_timeout_ms;
+    struct corral_strlist queues; /* after load: each has a [queue] section; unset = every
+                                   * [queue] in file order, so empty only without any */
+};
+
+struct corral_scale_conf {
+    int64_t tick_ms;
+    int64_t target_wait_ms;
+    int target_utilization_pm; /* per mille: 80% = 800 */
+    int64_t scale_out_cooldown_ms;
+    int64_t scale_in_window_ms;
+    int cpu_ceiling_pm;
+    int mem_ceiling_pm;
+};
+
+struct corral_queue_conf {
+    char *name;
+    struct corral_strlist priorities; /* highest first; default high, normal, low */
+    enum corral_order order;
+    int weights[CORRAL_MAX_PRIORITIES]; /* one per priority; all 1 unless set */
+    enum corral_handler handler;
+    char *service; /* handler = http: names a [service] section */
+    char *command; /* handler = exec: split without a shell */
+    int max_attempts;
+    int64_t backoff_base_ms;
+    int64_t backoff_cap_ms;
+    int64_t timeout_ms;
+    int64_t lease_ms;
+    int64_t result_ttl_ms;
+    int64_t max_payload_bytes;
+    int64_t max_result_bytes;
+};
+
+struct corral_service_conf {
+    char *name;
+    char *url;
+    char *api_key_file;            /* NULL when unset; ${CREDENTIALS_DIRECTORY} expanded */
+    struct corral_strlist headers; /* "Name: value", repeatable key */
+    int64_t connect_timeout_ms;
+    int max_inflight;
+    int64_t rate_count; /* 0 = unlimited */
+    int64_t rate_period_ms;
+    int64_t breaker_window_ms;
+    int breaker_min_calls;
+    int breaker_failure_rate_pm;
+    int64_t breaker_slow_call_ms;
+    int breaker_slow_rate_pm;
+    int64_t breaker_open_for_ms;
+    int64_t breaker_open_max_ms;
+    int breaker_half_open_calls;
+};
+
+struct corral_config {
+    char *path; /* the file it was read from, or "<string>" */
+    struct corral_redis_conf redis;
+    struct corral_pool_conf pool;
+    struct corral_scale_conf scale;
+    struct corral_queue_conf *queues; /* every [queue NAME] section, in file order */
+    size_t nqueues;
+    struct corral_service_conf *services; /* every [service NAME] section, in file order */
+    size_t nservices;
+};
+
+/* Every error found while loading, one line each, in file order:
+ * "corral.conf:12: [pool] max: must be >= min (2), got 1". Owned by the caller
+ * of corral_config_load; free with corral_config_errors_free. */
+struct corral_config_errors {
+    char **lines;
+    size_t n;
+};
+
+/* Reads and validates a config file. On success returns a config the caller
+ * frees with corral_config_free, and leaves errs empty. On failure returns
+ * NULL and fills errs with every problem (file, line, key and what is wrong).
+ * A missing or unreadable file is one error naming the path and errno. */
+struct corral_config *corral_config_load(const char *path, struct corral_config_errors *errs);
+
+/* The same from a string (tests, fuzzing); name stands in for the path. */
+struct corral_config *corral_config_load_string(const char *text, const char *name,
+                                                struct corral_config_errors *errs);
+
+/* The default path: $CORRAL_CONFIG when set, else CORRAL_DEFAULT_CONFIG. */
+const char *corral_config_default_path(void);
+
+/* A config with every default and no queues or services (for tools run
+ * without a file, e.g. corralctl --redis URL). Caller frees. */
+struct corral_config *corral_config_defaults(void);
+
+void corral_config_free(struct corral_config *cfg);
+void corral_config_errors_free(struct corral_config_errors *errs);
+
+const struct corral_queue_conf *corral_config_queue(const struct corral_config *cfg,
+                                                    const char *name);
+const struct corral_service_conf *corral_config_service(const struct corral_config *cfg,
+                                                        const char *name);
+
+/* Writes the effective settings as a valid corral.conf (`corrald --check`).
+ * Secrets are never printed: only the paths of the files that hold them. */
+void corral_config_dump(const struct corral_config *cfg, FILE *out);
+
+/* Value parsers, exposed for corralctl flags and tests. Each returns 0, or -1
+ * with err naming the value and what was expected. */
+int corral_parse_duration_ms(const char *s, int64_t *out,
+                             struct corral_err *err); /* 250ms 5s 2m 1h 1d, bare number = seconds */
+int corral_parse_size(const char *s, int64_t *out,
+                      struct corral_err *err); /* 512 512K 1M 2G (powers of 1024) */
+int corral_parse_percent_pm(const char *s, int *out, struct corral_err *err); /* "85%" -> 850 */
+int corral_parse_int(const char *s, int64_t min, int64_t max, int64_t *out, struct corral_err *err);
+int corral_parse_range_ms(const char *s, int64_t *lo, int64_t *hi,
+                          struct corral_err *err); /* "1s..5m" */
+int corral_parse_rate(const char *s, int64_t *count, int64_t *period_ms,
+                      struct corral_err *err); /* "500/m", "10/s", "100/5s" */
+/* Splits "a, b ,c" on commas, trimming blanks; empty items are an error. */
+int corral_parse_list(const char *s, struct corral_strlist *out, struct corral_err *err);
+void corral_strlist_free(struct corral_strlist *l);
+
+/* Reads a secret file (password, API key): first line, trailing CR/LF and
+ * blanks trimmed. ${CREDENTIALS_DIRECTORY} in path is expanded. The error
+ * names the path, never the content. Caller frees the result (and should
+ * clear it with explicit_bzero before free). */
+char *corral_read_secret(const char *path, struct corral_err *err);
+
+/* Expands ${CREDENTIALS_DIRECTORY} in a path; an error when the path uses it
+ * and it is unset. Caller frees. */
+char *corral_expand_path(const char *path, struct corral_err *err);
+
+/* Appends a copy of s to l. */
+void corral_strlist_push(struct corral_strlist *l, const char *s);
+
+#endif

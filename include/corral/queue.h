@@ -1,0 +1,176 @@
+/* The queue API of libcorral: one C call per function of the corral Redis
+ * Function library (queue/corral.lua, whose comments are the protocol).
+ *
+ * Every operation comes in two halves so that the blocking programs
+ * (corralctl, corrald, benchmarks) and the async worker share them:
+ *   corral_cmd_<op>()    builds the FCALL into a struct corral_cmd (argv),
+ *   corral_reply_<op>()  turns the reply into C values or a corral_err;
+ * and corral_queue_<op>() runs both over a blocking redisContext.
+ * Replies are only read, never kept: results are copied out. */
+#ifndef CORRAL_QUEUE_H
+#define CORRAL_QUEUE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <hiredis/hiredis.h>
+
+#include "corral/config.h"
+#include "corral/err.h"
+
+/* An FCALL under construction. Arguments are copied; free with
+ * corral_cmd_free (NULL-safe). */
+struct corral_cmd {
+    int argc;
+    int cap;
+    char **argv;
+    size_t *argvlen;
+};
+
+void corral_cmd_init(struct corral_cmd *cmd, const char *function, const char *prefix,
+                     const char *queue);
+void corral_cmd_add(struct corral_cmd *cmd, const char *arg, size_t len);
+void corral_cmd_addstr(struct corral_cmd *cmd, const char *arg);
+void corral_cmd_addint(struct corral_cmd *cmd, long long v);
+void corral_cmd_free(struct corral_cmd *cmd);
+/* Sends the command on a blocking connection; the caller frees the reply. */
+redisReply *corral_cmd_run(redisContext *c, const struct corral_cmd *cmd);
+
+/* "<prefix>:{<queue>}", the one key every function takes. Caller frees. */
+char *corral_queue_key(const char *prefix, const char *queue);
+/* 1 when name is a valid queue name (1-64 of [A-Za-z0-9_.:-]). */
+int corral_queue_name_valid(const char *name);
+
+/* A reserved job. Strings are owned by the job; free with corral_jobs_free. */
+struct corral_job {
+    char *id;
+    char *run; /* token of this run: pass it back with ack/fail/defer/renew */
+    int attempts;
+    int max_attempts;
+    int64_t timeout_ms;
+    char *priority;
+    char *service;
+    char *payload;
+    size_t payload_len;
+};
+void corral_jobs_free(struct corral_job *jobs, size_t n);
+
+/* Enqueue options; zero-initialised means "queue defaults". */
+struct corral_enqueue_opts {
+    const char *priority; /* a name, or a level index as digits */
+    int64_t delay_ms;
+    int max_attempts;
+    int64_t timeout_ms;
+    const char *service;
+    const char *unique_key;
+};
+
+/* How a run ended, for ack_many / fail_many / defer_many. */
+struct corral_outcome {
+    const char *id;
+    const char *run;
+    const char *data; /* ack: result; fail: error text */
+    size_t len;
+    int permanent;    /* fail: 1 = dead at once, 0 = retry with back-off */
+    int64_t delay_ms; /* defer */
+};
+
+enum corral_ack_status { CORRAL_ACK_STALE = 0, CORRAL_ACK_DONE = 1, CORRAL_ACK_TOO_BIG = 2 };
+enum corral_fail_status { CORRAL_FAIL_STALE, CORRAL_FAIL_SCHEDULED, CORRAL_FAIL_DEAD };
+
+/* Builders: the FCALL for each operation. */
+void corral_cmd_declare(struct corral_cmd *cmd, const char *prefix,
+                        const struct corral_queue_conf *q);
+void corral_cmd_enqueue(struct corral_cmd *cmd, const char *prefix, const char *queue,
+                        const char *payload, size_t len, const struct corral_enqueue_opts *o);
+void corral_cmd_reserve(struct corral_cmd *cmd, const char *prefix, const char *queue,
+                        const char *worker, int n);
+void corral_cmd_ack(struct corral_cmd *cmd, const char *prefix, const char *queue,
+                    const char *worker, const struct corral_outcome *o, size_t n);
+void corral_cmd_fail(struct corral_cmd *cmd, const char *prefix, const char *queue,
+                     const char *worker, const struct corral_outcome *o, size_t n);
+void corral_cmd_defer(struct corral_cmd *cmd, const char *prefix, const char *queue,
+                      const char *worker, const struct corral_outcome *o, size_t n);
+void corral_cmd_renew(struct corral_cmd *cmd, const char *prefix, const char *queue,
+                      const char *worker, const struct corral_outcome *o, size_t n);
+
+/* Reply parsers. Each returns 0, or -1 with err set from an error reply or
+ * an unexpected shape. Arrays out are caller-allocated with n entries. */
+int corral_reply_enqueue(const redisReply *r, char **id_out, struct corral_err *err);
+int corral_reply_reserve(const redisReply *r, struct corral_job **jobs_out, size_t *n_out,
+                         struct corral_err *err);
+int corral_reply_ack(const redisReply *r, enum corral_ack_status *st, size_t n,
+                     struct corral_err *err);
+int corral_reply_fail(const redisReply *r, enum corral_fail_status *st, size_t n,
+                      struct corral_err *err);
+/* renew: st[i] is 1 when the lease was extended, 0 when it is lost. */
+int corral_reply_ints(const redisReply *r, int *st, size_t n, struct corral_err *err);
+
+/* Blocking forms. */
+int corral_queue_declare(redisContext *c, const char *prefix, const struct corral_queue_conf *q,
+                         struct corral_err *err);
+/* *id_out is the new job's id (or the existing one for a duplicate
+ * unique_key); caller frees. */
+int corral_queue_enqueue(redisContext *c, const char *prefix, const char *queue,
+                         const char *payload, size_t len, const struct corral_enqueue_opts *o,
+                         char **id_out, struct corral_err *err);
+/* Up to n jobs; *jobs_out (NULL when none) is freed with corral_jobs_free. */
+int corral_queue_reserve(redisContext *c, const char *prefix, const char *queue, const char *worker,
+                         int n, struct corral_job **jobs_out, size_t *n_out,
+                         struct corral_err *err);
+int corral_queue_ack(redisContext *c, const char *prefix, const char *queue, const char *worker,
+                     const struct corral_outcome *o, size_t n, enum corral_ack_status *st,
+                     struct corral_err *err);
+int corral_queue_fail(redisContext *c, const char *prefix, const char *queue, const char *worker,
+                      const struct corral_outcome *o, size_t n, enum corral_fail_status *st,
+                      struct corral_err *err);
+int corral_queue_defer(redisContext *c, const char *prefix, const char *queue, const char *worker,
+                       const struct corral_outcome *o, size_t n, enum corral_fail_status *st,
+                       struct corral_err *err);
+int corral_queue_renew(redisContext *c, const char *prefix, const char *queue, const char *worker,
+                       const struct corral_outcome *o, size_t n, int *st, struct corral_err *err);
+
+/* Housekeeping; each returns how many jobs moved (>= 0), or -1. */
+long long corral_queue_promote(redisContext *c, const char *prefix, const char *queue,
+                               struct corral_err *err);
+long long corral_queue_reclaim(redisContext *c, const char *prefix, const char *queue,
+                               struct corral_err *err);
+/* worker is an id, or "<host>:*" for every worker of a host. */
+long long corral_queue_reclaim_worker(redisContext *c, const char *prefix, const char *queue,
+                                      const char *worker, struct corral_err *err);
+
+/* Operator actions. ids NULL with n 0 and all=1 retries every dead job. */
+long long corral_queue_dead_retry(redisContext *c, const char *prefix, const char *queue,
+                                  const char *const *ids, size_t n, int all,
+                                  struct corral_err *err);
+long long corral_queue_dead_purge(redisContext *c, const char *prefix, const char *queue,
+                                  struct corral_err *err);
+int corral_queue_pause(redisContext *c, const char *prefix, const char *queue, int pause,
+                       struct corral_err *err);
+int corral_queue_cancel(redisContext *c, const char *prefix, const char *queue, const char *id,
+                        struct corral_err *err);
+
+/* The job as a JSON object (see docs/protocol.md); caller frees. A job that
+ * does not exist is CORRAL_ERR_NOTFOUND naming queue and id. */
+int corral_queue_job(redisContext *c, const char *prefix, const char *queue, const char *id,
+                     char **json_out, struct corral_err *err);
+/* The queue's statistics as a JSON object over the last window_s seconds;
+ * caller frees. */
+int corral_queue_stats(redisContext *c, const char *prefix, const char *queue, int window_s,
+                       char **json_out, struct corral_err *err);
+/* Every declared queue name; caller frees with corral_strlist_free. */
+int corral_queue_list(redisContext *c, const char *prefix, struct corral_strlist *out,
+                      struct corral_err *err);
+
+/* The distinct worker ids holding leases on the queue; caller frees with
+ * corral_strlist_free. */
+int corral_queue_lease_holders(redisContext *c, const char *prefix, const char *queue,
+                               struct corral_strlist *out, struct corral_err *err);
+
+/* Blocks until the job has ended or timeout_ms passed (0 = no limit) with
+ * one blocking command; *state_out is "done", "dead" or "cancelled"
+ * (caller frees). Ran out: CORRAL_ERR_TIMEOUT. No such job: NOTFOUND. */
+int corral_queue_wait(redisContext *c, const char *prefix, const char *queue, const char *id,
+                      int64_t timeout_ms, char **state_out, struct corral_err *err);
+
+#endif

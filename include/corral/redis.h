@@ -1,0 +1,55 @@
+/* Connecting to Redis the way every corral program does: parse the [redis]
+ * url, connect (TCP or unix socket), AUTH with the password read from
+ * password_file (never from argv or the URL), SELECT the db, and make sure
+ * the corral Function library is loaded at this build's version or newer. */
+#ifndef CORRAL_REDIS_H
+#define CORRAL_REDIS_H
+
+#include <stdint.h>
+
+#include <hiredis/hiredis.h>
+
+#include "corral/config.h"
+#include "corral/err.h"
+
+struct corral_redis_addr {
+    char *host; /* TCP host, or NULL for a unix socket */
+    int port;
+    char *path; /* unix socket path, or NULL */
+    int db;
+    char *user; /* ACL user, or NULL for the default user */
+};
+
+/* Parses redis://[user@]host[:port][/db] and unix:///path[?db=N]. A
+ * password in the URL is refused: it belongs in password_file. The caller
+ * frees out with corral_redis_addr_free. */
+int corral_redis_parse_url(const char *url, struct corral_redis_addr *out, struct corral_err *err);
+void corral_redis_addr_free(struct corral_redis_addr *a);
+
+/* A blocking connection, authenticated and on the right db, with connect and
+ * command timeouts of timeout_ms (0 = none). Returns NULL with err naming
+ * the address (never the password). Free with redisFree. */
+redisContext *corral_redis_connect(const struct corral_redis_conf *conf, int64_t timeout_ms,
+                                   struct corral_err *err);
+
+/* Runs AUTH (when conf has a password_file) and SELECT on a fresh
+ * connection; shared by the blocking and the async (worker) paths. */
+int corral_redis_handshake(redisContext *c, const struct corral_redis_conf *conf,
+                           struct corral_err *err);
+
+/* The version of the Function library embedded in this build. */
+int corral_functions_version(void);
+/* The library's Lua source (as loaded with FUNCTION LOAD). */
+const char *corral_functions_source(void);
+
+/* Loads the library with FUNCTION LOAD REPLACE when it is missing or older
+ * than this build's; leaves a newer one alone. *loaded (may be NULL) tells
+ * whether a load happened. */
+int corral_functions_ensure(redisContext *c, int *loaded, struct corral_err *err);
+
+/* Fills err from a reply that is NULL (connection error) or an error reply;
+ * returns -1 then, 0 otherwise. what names the command for the message. */
+int corral_redis_check(redisContext *c, const redisReply *r, const char *what,
+                       struct corral_err *err);
+
+#endif

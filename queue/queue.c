@@ -1,0 +1,658 @@
+/* The C side of the corral Function library: builds each FCALL, parses each
+ * reply, and runs both over blocking connections. Key names other than the
+ * queue key live in corral.lua; the few read directly here (fin lists, the
+ * queue registry) are built by fin_key() and registry_key() only. */
+#include "corral/queue.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "corral/redis.h"
+#include "corral/util.h"
+
+void corral_cmd_add(struct corral_cmd *cmd, const char *arg, size_t len)
+{
+    if (cmd->argc == cmd->cap) {
+        cmd->cap = cmd->cap ? cmd->cap * 2 : 16;
+        cmd->argv = corral_xrealloc(cmd->argv, sizeof(*cmd->argv) * (size_t)cmd->cap);
+        cmd->argvlen = corral_xrealloc(cmd->argvlen, sizeof(*cmd->argvlen) * (size_t)cmd->cap);
+    }
+    cmd->argv[cmd->argc] = corral_xstrndup(arg, len);
+    cmd->argvlen[cmd->argc] = len;
+    cmd->argc++;
+}
+
+void corral_cmd_addstr(struct corral_cmd *cmd, const char *arg)
+{
+    corral_cmd_add(cmd, arg, strlen(arg));
+}
+
+void corral_cmd_addint(struct corral_cmd *cmd, long long v)
+{
+    char buf[32];
+    int n = snprintf(buf, sizeof(buf), "%lld", v);
+    corral_cmd_add(cmd, buf, (size_t)n);
+}
+
+void corral_cmd_init(struct corral_cmd *cmd, const char *function, const char *prefix,
+                     const char *queue)
+{
+    memset(cmd, 0, sizeof(*cmd));
+    corral_cmd_addstr(cmd, "FCALL");
+    corral_cmd_addstr(cmd, function);
+    corral_cmd_addstr(cmd, "1");
+    char *key = corral_queue_key(prefix, queue);
+    corral_cmd_addstr(cmd, key);
+    free(key);
+}
+
+void corral_cmd_free(struct corral_cmd *cmd)
+{
+    if (cmd == NULL)
+        return;
+    for (int i = 0; i < cmd->argc; i++)
+        free(cmd->argv[i]);
+    free(cmd->argv);
+    free(cmd->argvlen);
+    memset(cmd, 0, sizeof(*cmd));
+}
+
+redisReply *corral_cmd_run(redisContext *c, const struct corral_cmd *cmd)
+{
+    return redisCommandArgv(c, cmd->argc, (const char **)cmd->argv, cmd->argvlen);
+}
+
+char *corral_queue_key(const char *prefix, const char *queue)
+{
+    return corral_xasprintf("%s:{%s}", prefix, queue);
+}
+
+static char *fin_key(const char *prefix, const char *queue, const char *id)
+{
+    return corral_xasprintf("%s:{%s}:fin:%s", prefix, queue, id);
+}
+
+static char *registry_key(const char *prefix)
+{
+    return corral_xasprintf("%s:queues", prefix);
+}
+
+int corral_queue_name_valid(const char *name)
+{
+    size_t n = strlen(name);
+    if (n < 1 || n > 64)
+        return 0;
+    return strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.:-") == n;
+}
+
+void corral_jobs_free(struct corral_job *jobs, size_t n)
+{
+    if (jobs == NULL)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        free(jobs[i].id);
+        free(jobs[i].run);
+        free(jobs[i].priority);
+        free(jobs[i].service);
+        free(jobs[i].payload);
+    }
+    free(jobs);
+}
+
+static void add_json(struct corral_cmd *cmd, json_t *obj)
+{
+    char *s = json_dumps(obj, JSON_COMPACT);
+    if (s == NULL)
+        abort(); /* only on OOM: every value put in was valid */
+    corral_cmd_addstr(cmd, s);
+    free(s);
+    json_decref(obj);
+}
+
+void corral_cmd_declare(struct corral_cmd *cmd, const char *prefix,
+                        const struct corral_queue_conf *q)
+{
+    corral_cmd_init(cmd, "corral_declare", prefix, q->name);
+    json_t *prios = json_array();
+    json_t *weights = json_array();
+    for (size_t i = 0; i < q->priorities.n; i++) {
+        json_array_append_new(prios, json_string(q->priorities.items[i]));
+        json_array_append_new(weights, json_integer(q->weights[i] > 0 ? q->weights[i] : 1));
+    }
+    json_t *o = json_pack(
+        "{s:o s:s s:o s:i s:I s:I s:I s:I s:I s:I s:I s:s}", "priorities", prios, "order",
+        q->order == CORRAL_ORDER_WEIGHTED ? "weighted" : "strict", "weights", weights,
+        "max_attempts", q->max_attempts, "backoff_base_ms", (json_int_t)q->backoff_base_ms,
+        "backoff_cap_ms", (json_int_t)q->backoff_cap_ms, "timeout_ms", (json_int_t)q->timeout_ms,
+        "lease_ms", (json_int_t)q->lease_ms, "result_ttl_ms", (json_int_t)q->result_ttl_ms,
+        "max_payload", (json_int_t)q->max_payload_bytes, "max_result",
+        (json_int_t)q->max_result_bytes, "service", q->service ? q->service : "");
+    add_json(cmd, o);
+}
+
+void corral_cmd_enqueue(struct corral_cmd *cmd, const char *prefix, const char *queue,
+                        const char *payload, size_t len, const struct corral_enqueue_opts *o)
+{
+    corral_cmd_init(cmd, "corral_enqueue", prefix, queue);
+    corral_cmd_add(cmd, payload, len);
+    if (o == NULL)
+        return;
+    json_t *opts = json_object();
+    if (o->priority != NULL) {
+        char *end;
+        long level = strtol(o->priority, &end, 10);
+        if (*o->priority != '\0' && *end == '\0')
+            json_object_set_new(opts, "priority", json_integer(level));
+        else
+            json_object_set_new(opts, "priority", json_string(o->priority));
+    }
+    if (o->delay_ms > 0)
+        json_object_set_new(opts, "delay_ms", json_integer(o->delay_ms));
+    if (o->max_attempts != 0)
+        json_object_set_new(opts, "max_attempts", json_integer(o->max_attempts));
+    if (o->timeout_ms > 0)
+        json_object_set_new(opts, "timeout_ms", json_integer(o->timeout_ms));
+    if (o->service != NULL)
+        json_object_set_new(opts, "service", json_string(o->service));
+    if (o->unique_key != NULL)
+        json_object_set_new(opts, "unique_key", json_string(o->unique_key));
+    if (json_object_size(opts) == 0) {
+        json_decref(opts);
+        return;
+    }
+    add_json(cmd, opts);
+}
+
+void corral_cmd_reserve(struct corral_cmd *cmd, const char *prefix, const char *queue,
+                        const char *worker, int n)
+{
+    corral_cmd_init(cmd, "corral_reserve", prefix, queue);
+    corral_cmd_addstr(cmd, worker);
+    corral_cmd_addint(cmd, n);
+}
+
+void corral_cmd_ack(struct corral_cmd *cmd, const char *prefix, const char *queue,
+                    const char *worker, const struct corral_outcome *o, size_t n)
+{
+    corral_cmd_init(cmd, "corral_ack", prefix, queue);
+    corral_cmd_addstr(cmd, worker);
+    for (size_t i = 0; i < n; i++) {
+        corral_cmd_addstr(cmd, o[i].id);
+        corral_cmd_addstr(cmd, o[i].run);
+        corral_cmd_add(cmd, o[i].data ? o[i].data : "", o[i].data ? o[i].len : 0);
+    }
+}
+
+void corral_cmd_fail(struct corral_cmd *cmd, const char *prefix, const char *queue,
+                     const char *worker, const struct corral_outcome *o, size_t n)
+{
+    corral_cmd_init(cmd, "corral_fail", prefix, queue);
+    corral_cmd_addstr(cmd, worker);
+    for (size_t i = 0; i < n; i++) {
+        corral_cmd_addstr(cmd, o[i].id);
+        corral_cmd_addstr(cmd, o[i].run);
+        corral_cmd_addstr(cmd, o[i].permanent ? "permanent" : "retry");
+        corral_cmd_add(cmd, o[i].data ? o[i].data : "", o[i].data ? o[i].len : 0);
+    }
+}
+
+void corral_cmd_defer(struct corral_cmd *cmd, const char *prefix, const char *queue,
+                      const char *worker, const struct corral_outcome *o, size_t n)
+{
+    corral_cmd_init(cmd, "corral_defer", prefix, queue);
+    corral_cmd_addstr(cmd, worker);
+    for (size_t i = 0; i < n; i++) {
+        corral_cmd_addstr(cmd, o[i].id);
+        corral_cmd_addstr(cmd, o[i].run);
+        corral_cmd_addint(cmd, o[i].delay_ms);
+    }
+}
+
+void corral_cmd_renew(struct corral_cmd *cmd, const char *prefix, const char *queue,
+                      const char *worker, const struct corral_outcome *o, size_t n)
+{
+    corral_cmd_init(cmd, "corral_renew", prefix, queue);
+    corral_cmd_addstr(cmd, worker);
+    for (size_t i = 0; i < n; i++) {
+        corral_cmd_addstr(cmd, o[i].id);
+        corral_cmd_addstr(cmd, o[i].run);
+    }
+}
+
+/* Replies. A NULL reply here is a connection error whose detail is in the
+ * context: the blocking wrappers check it before calling these. */
+static int reply_error(const redisReply *r, const char *what, struct corral_err *err)
+{
+    if (r == NULL)
+        return corral_err_set(err, CORRAL_ERR_REDIS, "%s: no reply", what);
+    return corral_redis_check(NULL, r, what, err);
+}
+
+static int shape(const char *what, struct corral_err *err)
+{
+    return corral_err_set(err, CORRAL_ERR_REDIS,
+                          "%s: unexpected reply shape (is the corral function library current?)",
+                          what);
+}
+
+static char *dup_str(const redisReply *r)
+{
+    if (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS)
+        return corral_xstrndup(r->str, r->len);
+    if (r->type == REDIS_REPLY_INTEGER)
+        return corral_xasprintf("%lld", r->integer);
+    return corral_xstrdup("");
+}
+
+static long long as_int(const redisReply *r)
+{
+    if (r->type == REDIS_REPLY_INTEGER)
+        return r->integer;
+    if (r->type == REDIS_REPLY_STRING)
+        return strtoll(r->str, NULL, 10);
+    return 0;
+}
+
+int corral_reply_enqueue(const redisReply *r, char **id_out, struct corral_err *err)
+{
+    if (reply_error(r, "enqueue", err) < 0)
+        return -1;
+    if (r->type != REDIS_REPLY_STRING)
+        return shape("enqueue", err);
+    *id_out = corral_xstrndup(r->str, r->len);
+    return 0;
+}
+
+int corral_reply_reserve(const redisReply *r, struct corral_job **jobs_out, size_t *n_out,
+                         struct corral_err *err)
+{
+    *jobs_out = NULL;
+    *n_out = 0;
+    if (reply_error(r, "reserve", err) < 0)
+        return -1;
+    if (r->type != REDIS_REPLY_ARRAY)
+        return shape("reserve", err);
+    for (size_t i = 0; i < r->elements; i++) {
+        const redisReply *j = r->element[i];
+        if (j->type != REDIS_REPLY_ARRAY || j->elements < 8)
+            return shape("reserve", err);
+    }
+    if (r->elements == 0)
+        return 0;
+    struct corral_job *jobs = corral_xcalloc(r->elements, sizeof(*jobs));
+    for (size_t i = 0; i < r->elements; i++) {
+        redisReply **e = r->element[i]->element;
+        jobs[i].id = dup_str(e[0]);
+        jobs[i].run = dup_str(e[1]);
+        jobs[i].attempts = (int)as_int(e[2]);
+        jobs[i].max_attempts = (int)as_int(e[3]);
+        jobs[i].timeout_ms = as_int(e[4]);
+        jobs[i].priority = dup_str(e[5]);
+        jobs[i].service = dup_str(e[6]);
+        jobs[i].payload = dup_str(e[7]);
+        jobs[i].payload_len = e[7]->type == REDIS_REPLY_STRING ? e[7]->len : 0;
+    }
+    *jobs_out = jobs;
+    *n_out = r->elements;
+    return 0;
+}
+
+int corral_reply_ints(const redisReply *r, int *st, size_t n, struct corral_err *err)
+{
+    if (reply_error(r, "reply", err) < 0)
+        return -1;
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != n)
+        return shape("reply", err);
+    for (size_t i = 0; i < n; i++)
+        st[i] = (int)as_int(r->element[i]);
+    return 0;
+}
+
+int corral_reply_ack(const redisReply *r, enum corral_ack_status *st, size_t n,
+                     struct corral_err *err)
+{
+    if (reply_error(r, "ack", err) < 0)
+        return -1;
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != n)
+        return shape("ack", err);
+    for (size_t i = 0; i < n; i++)
+        st[i] = (enum corral_ack_status)as_int(r->element[i]);
+    return 0;
+}
+
+int corral_reply_fail(const redisReply *r, enum corral_fail_status *st, size_t n,
+                      struct corral_err *err)
+{
+    if (reply_error(r, "fail", err) < 0)
+        return -1;
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != n)
+        return shape("fail", err);
+    for (size_t i = 0; i < n; i++) {
+        const redisReply *e = r->element[i];
+        const char *s = e->type == REDIS_REPLY_STRING ? e->str : "";
+        st[i] = strcmp(s, "scheduled") == 0 ? CORRAL_FAIL_SCHEDULED
+                : strcmp(s, "dead") == 0    ? CORRAL_FAIL_DEAD
+                                            : CORRAL_FAIL_STALE;
+    }
+    return 0;
+}
+
+/* Runs cmd, checks for connection and error replies, frees cmd. Returns the
+ * reply (caller frees) or NULL with err set. */
+static redisReply *run(redisContext *c, struct corral_cmd *cmd, const char *what,
+                       struct corral_err *err)
+{
+    redisReply *r = corral_cmd_run(c, cmd);
+    corral_cmd_free(cmd);
+    if (corral_redis_check(c, r, what, err) < 0) {
+        freeReplyObject(r);
+        return NULL;
+    }
+    return r;
+}
+
+int corral_queue_declare(redisContext *c, const char *prefix, const struct corral_queue_conf *q,
+                         struct corral_err *err)
+{
+    struct corral_cmd cmd;
+    corral_cmd_declare(&cmd, prefix, q);
+    redisReply *r = run(c, &cmd, "declare", err);
+    freeReplyObject(r);
+    return r ? 0 : -1;
+}
+
+int corral_queue_enqueue(redisContext *c, const char *prefix, const char *queue,
+                         const char *payload, size_t len, const struct corral_enqueue_opts *o,
+                         char **id_out, struct corral_err *err)
+{
+    struct corral_cmd cmd;
+    corral_cmd_enqueue(&cmd, prefix, queue, payload, len, o);
+    redisReply *r = run(c, &cmd, "enqueue", err);
+    int rc = r ? corral_reply_enqueue(r, id_out, err) : -1;
+    freeReplyObject(r);
+    return rc;
+}
+
+int corral_queue_reserve(redisContext *c, const char *prefix, const char *queue, const char *worker,
+                         int n, struct corral_job **jobs_out, size_t *n_out, struct corral_err *err)
+{
+    struct corral_cmd cmd;
+    corral_cmd_reserve(&cmd, prefix, queue, worker, n);
+    *jobs_out = NULL;
+    *n_out = 0;
+    redisReply *r = run(c, &cmd, "reserve", err);
+    int rc = r ? corral_reply_reserve(r, jobs_out, n_out, err) : -1;
+    freeReplyObject(r);
+    return rc;
+}
+
+int corral_queue_ack(redisContext *c, const char *prefix, const char *queue, const char *worker,
+                     const struct corral_outcome *o, size_t n, enum corral_ack_status *st,
+                     struct corral_err *err)
+{
+    struct corral_cmd cmd;
+    corral_cmd_ack(&cmd, prefix, queue, worker, o, n);
+    redisReply *r = run(c, &cmd, "ack", err);
+    int rc = r ? corral_reply_ack(r, st, n, err) : -1;
+    freeReplyObject(r);
+    return rc;
+}
+
+int corral_queue_fail(redisContext *c, const char *prefix, const char *queue, const char *worker,
+                      const struct corral_outcome *o, size_t n, enum corral_fail_status *st,
+                      struct corral_err *err)
+{
+    struct corral_cmd cmd;
+    corral_cmd_fail(&cmd, prefix, queue, worker, o, n);
+    redisReply *r = run(c, &cmd, "fail", err);
+    int rc = r ? corral_reply_fail(r, st, n, err) : -1;
+    freeReplyObject(r);
+    return rc;
+}
+
+int corral_queue_defer(redisContext *c, const char *prefix, const char *queue, const char *worker,
+                       const struct corral_outcome *o, size_t n, enum corral_fail_status *st,
+                       struct corral_err *err)
+{
+    struct corral_cmd cmd;
+    corral_cmd_defer(&cmd, prefix, queue, worker, o, n);
+    redisReply *r = run(c, &cmd, "defer", err);
+    int rc = r ? corral_reply_fail(r, st, n, err) : -1;
+    freeReplyObject(r);
+    return rc;
+}
+
+int corral_queue_renew(redisContext *c, const char *prefix, const char *queue, const char *worker,
+                       const struct corral_outcome *o, size_t n, int *st, struct corral_err *err)
+{
+    struct corral_cmd cmd;
+    corral_cmd_renew(&cmd, prefix, queue, worker, o, n);
+    redisReply *r = run(c, &cmd, "renew", err);
+    int rc = r ? corral_reply_ints(r, st, n, err) : -1;
+    freeReplyObject(r);
+    return rc;
+}
+
+static long long run_count(redisContext *c, struct corral_cmd *cmd, const char *what,
+                           struct corral_err *err)
+{
+    redisReply *r = run(c, cmd, what, err);
+    if (r == NULL)
+        return -1;
+    long long n = -1;
+    if (r->type == REDIS_REPLY_INTEGER)
+        n = r->integer;
+    else
+        shape(what, err);
+    freeReplyObject(r);
+    return n;
+}
+
+long long corral_queue_promote(redisContext *c, const char *prefix, const char *queue,
+                               struct corral_err *err)
+{
+    struct corral_cmd cmd;
+    corral_cmd_init(&cmd, "corral_promote", prefix, queue);
+    return run_count(c, &cmd, "promote", err);
+}
+
+long long corral_queue_reclaim(redisContext *c, const char *prefix, const char *queue,
+                               struct corral_err *err)
+{
+    struct corral_cmd cmd;
+    corral_cmd_init(&cmd, "corral_reclaim", prefix, queue);
+    return run_count(c, &cmd, "reclaim", err);
+}
+
+long long corral_queue_reclaim_worker(redisContext *c, const char *prefix, const char *queue,
+                                      const char *worker, struct corral_err *err)
+{
+    struct corral_cmd cmd;
+    corral_cmd_init(&cmd, "corral_reclaim_worker", prefix, queue);
+    corral_cmd_addstr(&cmd, worker);
+    return run_count(c, &cmd, "reclaim_worker", err);
+}
+
+long long corral_queue_dead_retry(redisContext *c, const char *prefix, const char *queue,
+                                  const char *const *ids, size_t n, int all, struct corral_err *err)
+{
+    struct corral_cmd cmd;
+    corral_cmd_init(&cmd, "corral_dead_retry", prefix, queue);
+    if (all)
+        corral_cmd_addstr(&cmd, "--all");
+    for (size_t i = 0; i < n; i++)
+        corral_cmd_addstr(&cmd, ids[i]);
+    return run_count(c, &cmd, "dead retry", err);
+}
+
+long long corral_queue_dead_purge(redisContext *c, const char *prefix, const char *queue,
+                                  struct corral_err *err)
+{
+    struct corral_cmd cmd;
+    corral_cmd_init(&cmd, "corral_dead_purge", prefix, queue);
+    return run_count(c, &cmd, "dead purge", err);
+}
+
+int corral_queue_pause(redisContext *c, const char *prefix, const char *queue, int pause,
+                       struct corral_err *err)
+{
+    struct corral_cmd cmd;
+    corral_cmd_init(&cmd, pause ? "corral_pause" : "corral_resume", prefix, queue);
+    redisReply *r = run(c, &cmd, pause ? "pause" : "resume", err);
+    freeReplyObject(r);
+    return r ? 0 : -1;
+}
+
+int corral_queue_cancel(redisContext *c, const char *prefix, const char *queue, const char *id,
+                        struct corral_err *err)
+{
+    struct corral_cmd cmd;
+    corral_cmd_init(&cmd, "corral_cancel", prefix, queue);
+    corral_cmd_addstr(&cmd, id);
+    redisReply *r = run(c, &cmd, "cancel", err);
+    freeReplyObject(r);
+    return r ? 0 : -1;
+}
+
+static int json_call(redisContext *c, struct corral_cmd *cmd, const char *what, char **json_out,
+                     struct corral_err *err)
+{
+    *json_out = NULL;
+    redisReply *r = run(c, cmd, what, err);
+    if (r == NULL)
+        return -1;
+    int rc = 0;
+    if (r->type == REDIS_REPLY_STRING)
+        *json_out = corral_xstrndup(r->str, r->len);
+    else if (r->type == REDIS_REPLY_NIL)
+        rc = 1;
+    else
+        rc = shape(what, err);
+    freeReplyObject(r);
+    return rc;
+}
+
+int corral_queue_job(redisContext *c, const char *prefix, const char *queue, const char *id,
+                     char **json_out, struct corral_err *err)
+{
+    struct corral_cmd cmd;
+    corral_cmd_init(&cmd, "corral_job", prefix, queue);
+    free(cmd.argv[0]);
+    cmd.argv[0] = corral_xstrdup("FCALL_RO");
+    cmd.argvlen[0] = 8;
+    corral_cmd_addstr(&cmd, id);
+    int rc = json_call(c, &cmd, "job", json_out, err);
+    if (rc == 1)
+        return corral_err_set(err, CORRAL_ERR_NOTFOUND,
+                              "queue \"%s\": no job %s (never enqueued, or its record expired "
+                              "after result_ttl)",
+                              queue, id);
+    return rc;
+}
+
+int corral_queue_stats(redisContext *c, const char *prefix, const char *queue, int window_s,
+                       char **json_out, struct corral_err *err)
+{
+    struct corral_cmd cmd;
+    corral_cmd_init(&cmd, "corral_stats", prefix, queue);
+    free(cmd.argv[0]);
+    cmd.argv[0] = corral_xstrdup("FCALL_RO");
+    cmd.argvlen[0] = 8;
+    corral_cmd_addint(&cmd, window_s > 0 ? window_s : 60);
+    int rc = json_call(c, &cmd, "stats", json_out, err);
+    return rc == 1 ? shape("stats", err) : rc;
+}
+
+int corral_queue_list(redisContext *c, const char *prefix, struct corral_strlist *out,
+                      struct corral_err *err)
+{
+    out->items = NULL;
+    out->n = 0;
+    char *key = registry_key(prefix);
+    redisReply *r = redisCommand(c, "SMEMBERS %s", key);
+    free(key);
+    if (corral_redis_check(c, r, "SMEMBERS", err) < 0) {
+        freeReplyObject(r);
+        return -1;
+    }
+    if (r->type == REDIS_REPLY_ARRAY && r->elements > 0) {
+        out->items = corral_xcalloc(r->elements, sizeof(char *));
+        for (size_t i = 0; i < r->elements; i++)
+            out->items[out->n++] = dup_str(r->element[i]);
+    }
+    freeReplyObject(r);
+    return 0;
+}
+
+int corral_queue_wait(redisContext *c, const char *prefix, const char *queue, const char *id,
+                      int64_t timeout_ms, char **state_out, struct corral_err *err)
+{
+    *state_out = NULL;
+    char *json = NULL;
+    if (corral_queue_job(c, prefix, queue, id, &json, err) < 0)
+        return -1;
+    free(json);
+    char *fk = fin_key(prefix, queue, id);
+    char tbuf[32];
+    snprintf(tbuf, sizeof(tbuf), "%.3f", (double)timeout_ms / 1000.0);
+    /* The blocking command may outlast the connection's read timeout. */
+    struct timeval none = {0, 0};
+    struct timeval tv = {.tv_sec = timeout_ms / 1000 + 5, .tv_usec = 0};
+    redisSetTimeout(c, timeout_ms > 0 ? tv : none);
+    /* BLMOVE from a list to itself returns the final state without taking it,
+     * so any number of waiters see it. */
+    redisReply *r = redisCommand(c, "BLMOVE %s %s RIGHT RIGHT %s", fk, fk, tbuf);
+    free(fk);
+    if (corral_redis_check(c, r, "BLMOVE", err) < 0) {
+        freeReplyObject(r);
+        return -1;
+    }
+    int rc = 0;
+    if (r->type == REDIS_REPLY_STRING)
+        *state_out = corral_xstrndup(r->str, r->len);
+    else
+        rc = corral_err_set(err, CORRAL_ERR_TIMEOUT,
+                            "queue \"%s\": job %s did not end within %lld ms", queue, id,
+                            (long long)timeout_ms);
+    freeReplyObject(r);
+    return rc;
+}
+
+int corral_queue_lease_holders(redisContext *c, const char *prefix, const char *queue,
+                               struct corral_strlist *out, struct corral_err *err)
+{
+    out->items = NULL;
+    out->n = 0;
+    char *active = corral_xasprintf("%s:{%s}:active", prefix, queue);
+    redisReply *r = redisCommand(c, "ZRANGE %s 0 -1", active);
+    free(active);
+    if (corral_redis_check(c, r, "ZRANGE", err) < 0) {
+        freeReplyObject(r);
+        return -1;
+    }
+    int rc = 0;
+    for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements && rc == 0; i++) {
+        char *jk = corral_xasprintf("%s:{%s}:job:%s", prefix, queue, r->element[i]->str);
+        redisReply *w = redisCommand(c, "HGET %s worker", jk);
+        free(jk);
+        if (corral_redis_check(c, w, "HGET", err) < 0) {
+            rc = -1;
+        } else if (w->type == REDIS_REPLY_STRING) {
+            int seen = 0;
+            for (size_t k = 0; k < out->n; k++)
+                seen |= strcmp(out->items[k], w->str) == 0;
+            if (!seen) {
+                out->items = corral_xrealloc(out->items, sizeof(char *) * (out->n + 1));
+                out->items[out->n++] = corral_xstrdup(w->str);
+            }
+        }
+        freeReplyObject(w);
+    }
+    freeReplyObject(r);
+    if (rc < 0)
+        corral_strlist_free(out);
+    return rc;
+}

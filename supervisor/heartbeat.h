@@ -1,0 +1,43 @@
+/* This host's heartbeat in Redis, read by `corralctl status` and by other
+ * corrald instances (to split fleet-wide demand). Keys, outside any queue's
+ * slot: <prefix>:hosts (sorted set of host names by last beat, wall ms) and
+ * <prefix>:host:<host> (hash, expires after ttl_ms so a dead host vanishes). */
+#ifndef CORRAL_HEARTBEAT_H
+#define CORRAL_HEARTBEAT_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <hiredis/hiredis.h>
+
+#include "corral/err.h"
+
+struct corral_heartbeat {
+    const char *host;
+    pid_t pid;
+    int workers;
+    int busy;
+    int slots;
+    int min;
+    int max;
+    int desired;
+    const char *last_decision;
+    const char *queues;      /* comma-separated */
+    const char *redis_state; /* "ok" or the last error, for status */
+    int64_t started_ms;      /* wall clock */
+};
+
+/* Writes the beat in one pipelined round trip. */
+int corral_heartbeat_send(redisContext *c, const char *prefix, const struct corral_heartbeat *hb,
+                          int64_t ttl_ms, struct corral_err *err);
+
+/* Removes this host's beat (clean shutdown). */
+int corral_heartbeat_remove(redisContext *c, const char *prefix, const char *host,
+                            struct corral_err *err);
+
+/* How many hosts beat within max_age_ms and serve queue (listed in their
+ * queues field); at least 1, counting this one. */
+int corral_heartbeat_live_hosts(redisContext *c, const char *prefix, const char *queue,
+                                int64_t max_age_ms, struct corral_err *err);
+
+#endif

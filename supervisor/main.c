@@ -1,0 +1,730 @@
+/* corrald: keeps between [pool] min and max corral-worker processes on this
+ * host, sized by the scaler from queue depth, arrival rate and processing
+ * time; reclaims the jobs of workers that die or hang; keeps house in Redis
+ * (promotion of due jobs, expired leases, this host's heartbeat); drains on
+ * SIGTERM, reloads on SIGHUP and talks sd_notify under systemd. */
+#include <errno.h>
+#include <libgen.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <ev.h>
+#include <jansson.h>
+
+#include "corral/config.h"
+#include "corral/log.h"
+#include "corral/queue.h"
+#include "corral/redis.h"
+#include "corral/util.h"
+#include "corral/wmsg.h"
+#include "heartbeat.h"
+#include "hostmetrics.h"
+#include "notify.h"
+#include "procs.h"
+#include "scaler.h"
+
+#define CRASH_WINDOW_MS   10000 /* a worker dying this soon after start crashed at start */
+#define CRASH_BACKOFF_MAX 60000
+#define MAX_STEP_OUT      8
+#define MAX_QUEUES        64
+
+struct corrald {
+    struct ev_loop *loop;
+    const char *config_path;
+    struct corral_config *cfg;
+    char worker_exe[PATH_MAX];
+    char host[64];
+    redisContext *redis;
+    int64_t next_connect_ms;
+    int64_t backoff_ms;
+    char redis_state[256];
+    struct corral_procs *procs;
+    struct corral_scaler_state scaler;
+    struct corral_scale_decision last;
+    int desired;
+    int64_t crash_backoff_ms;
+    int64_t next_spawn_ms;
+    struct corral_cpu_sample cpu;
+    int stopping;
+    int notified_ready;
+    int warned_pinned;
+    int64_t started_wall_ms;
+    int64_t next_sweep_ms;
+    /* workers that died while Redis was away: their leases, reclaimed later */
+    struct corral_strlist orphans;
+    ev_timer tick, watchdog, drain_timer;
+    ev_signal sigterm, sigint, sighup;
+};
+
+static int usage(FILE *out)
+{
+    fprintf(out,
+            "usage: corrald [-c FILE] [--check] [--version]\n"
+            "  -c FILE    config file (default $CORRAL_CONFIG, else %s)\n"
+            "  --check    validate the config, print the effective settings, exit 0;\n"
+            "             or print every error and exit 1\n",
+            CORRAL_DEFAULT_CONFIG);
+    return out == stdout ? 0 : 2;
+}
+
+static struct corral_config *load(const char *path, int quiet_log)
+{
+    struct corral_config_errors errs = {0};
+    struct corral_config *cfg = corral_config_load(path, &errs);
+    for (size_t i = 0; i < errs.n; i++) {
+        if (quiet_log)
+            fprintf(stderr, "%s\n", errs.lines[i]);
+        else
+            corral_log_err("config error", "detail=\"%s\"", errs.lines[i]);
+    }
+    corral_config_errors_free(&errs);
+    return cfg;
+}
+
+static int live_workers(struct corrald *d, int *busy, int *slots, int *ready)
+{
+    int n = 0, b = 0, s = 0, r = 0;
+    for (struct corral_wproc *w = corral_procs_first(d->procs); w; w = w->next) {
+        if (w->state == CORRAL_W_DRAINING)
+            continue;
+        n++;
+        b += w->busy;
+        s += w->slots;
+        r += w->state != CORRAL_W_STARTING;
+    }
+    if (busy)
+        *busy = b;
+    if (slots)
+        *slots = s;
+    if (ready)
+        *ready = r;
+    return n;
+}
+
+/* --- Redis ------------------------------------------------------------ */
+
+static void drop_redis(struct corrald *d, const char *why)
+{
+    snprintf(d->redis_state, sizeof(d->redis_state), "%s", why);
+    corral_log_warn("redis unavailable, retrying", "error=\"%s\" retry_ms=%lld", why,
+                    (long long)d->backoff_ms);
+    if (d->redis != NULL)
+        redisFree(d->redis);
+    d->redis = NULL;
+    d->next_connect_ms = corral_now_ms() + d->backoff_ms;
+    d->backoff_ms = d->backoff_ms * 2 > 30000 ? 30000 : d->backoff_ms * 2;
+}
+
+/* Reclaims one dead worker's leases on every served queue. */
+static int reclaim_worker(struct corrald *d, const char *id)
+{
+    const struct corral_strlist *qs = &d->cfg->pool.queues;
+    for (size_t i = 0; i < qs->n; i++) {
+        struct corral_err err;
+        long long n =
+            corral_queue_reclaim_worker(d->redis, d->cfg->redis.prefix, qs->items[i], id, &err);
+        if (n < 0) {
+            corral_log_warn("cannot reclaim a dead worker's jobs yet", "worker=%s error=\"%s\"", id,
+                            err.msg);
+            return -1;
+        }
+        if (n > 0)
+            corral_log_notice("requeued the jobs of a dead worker", "worker=%s queue=%s jobs=%lld",
+                              id, qs->items[i], n);
+    }
+    return 0;
+}
+
+/* Whether the worker with this id still runs: ours, or a previous
+ * corrald's that is still finishing its jobs (it renews its leases). */
+static int worker_alive(struct corrald *d, const char *id)
+{
+    for (struct corral_wproc *w = corral_procs_first(d->procs); w; w = w->next)
+        if (strcmp(w->id, id) == 0)
+            return 1;
+    const char *colon = strrchr(id, ':');
+    if (colon == NULL)
+        return 0;
+    char path[64], comm[32] = "";
+    snprintf(path, sizeof(path), "/proc/%s/comm", colon + 1);
+    FILE *f = fopen(path, "re");
+    if (f == NULL)
+        return 0;
+    if (fgets(comm, sizeof(comm), f) == NULL)
+        comm[0] = '\0';
+    fclose(f);
+    return strncmp(comm, "corral-worker", 13) == 0;
+}
+
+/* Leases held by workers of this host that are not running any more (a
+ * previous corrald's, or ones that died while Redis was away) are taken
+ * back now rather than when they expire. */
+static void reclaim_dead_local(struct corrald *d)
+{
+    size_t hl = strlen(d->host);
+    for (size_t qi = 0; qi < d->cfg->pool.queues.n; qi++) {
+        struct corral_strlist holders;
+        struct corral_err err;
+        if (corral_queue_lease_holders(d->redis, d->cfg->redis.prefix,
+                                       d->cfg->pool.queues.items[qi], &holders, &err) < 0)
+            return;
+        for (size_t i = 0; i < holders.n; i++) {
+            const char *id = holders.items[i];
+            if (strncmp(id, d->host, hl) != 0 || id[hl] != ':')
+                continue;
+            if (!worker_alive(d, id))
+                reclaim_worker(d, id);
+        }
+        corral_strlist_free(&holders);
+    }
+}
+
+static int connect_redis(struct corrald *d)
+{
+    struct corral_err err;
+    redisContext *c = corral_redis_connect(&d->cfg->redis, 5000, &err);
+    if (c == NULL) {
+        drop_redis(d, err.msg);
+        return -1;
+    }
+    d->redis = c;
+    if (corral_functions_ensure(c, NULL, &err) < 0) {
+        drop_redis(d, err.msg);
+        return -1;
+    }
+    for (size_t i = 0; i < d->cfg->nqueues; i++) {
+        if (corral_queue_declare(c, d->cfg->redis.prefix, &d->cfg->queues[i], &err) < 0) {
+            corral_log_err("cannot declare queue", "queue=%s error=\"%s\"", d->cfg->queues[i].name,
+                           err.msg);
+            drop_redis(d, err.msg);
+            return -1;
+        }
+    }
+    d->backoff_ms = 250;
+    snprintf(d->redis_state, sizeof(d->redis_state), "ok");
+    corral_log_info("connected to redis", "url=%s queues=%zu", d->cfg->redis.url,
+                    d->cfg->pool.queues.n);
+    reclaim_dead_local(d);
+    return 0;
+}
+
+/* --- workers ------------------------------------------------------------ */
+
+static void spawn(struct corrald *d)
+{
+    char *argv[] = {d->worker_exe, "-c", (char *)d->config_path, NULL};
+    struct corral_err err;
+    struct corral_wproc *w = corral_procs_spawn(d->procs, argv, &err);
+    if (w == NULL)
+        corral_log_err("cannot start a worker", "error=\"%s\"", err.msg);
+    else
+        corral_log_debug("worker started", "worker=%s", w->id);
+}
+
+/* Brings the live worker count toward d->desired: starts the missing ones
+ * (unless crash back-off says wait), or stops one idle worker. */
+static void reconcile(struct corrald *d)
+{
+    if (d->stopping)
+        return;
+    int live = live_workers(d, NULL, NULL, NULL);
+    if (live < d->desired) {
+        if (corral_now_ms() < d->next_spawn_ms)
+            return;
+        for (int i = live; i < d->desired; i++)
+            spawn(d);
+    } else if (live > d->desired) {
+        /* Only an idle worker is stopped to scale in; busy ones never are. */
+        struct corral_wproc *pick = NULL;
+        for (struct corral_wproc *w = corral_procs_first(d->procs); w; w = w->next)
+            if (w->state == CORRAL_W_IDLE && w->busy == 0 &&
+                (pick == NULL || w->started_ms > pick->started_ms))
+                pick = w;
+        if (pick != NULL) {
+            corral_log_info("stopping an idle worker", "worker=%s", pick->id);
+            corral_procs_kill(pick, SIGTERM);
+        }
+    }
+}
+
+static void on_worker_line(struct corral_procs *t, struct corral_wproc *w, const char *line)
+{
+    struct corral_wmsg m;
+    struct corral_err err;
+    if (corral_wmsg_parse(line, &m, &err) < 0) {
+        corral_log_warn("bad message from worker", "worker=%s error=\"%s\"", w->id, err.msg);
+        return;
+    }
+    int draining = w->state == CORRAL_W_DRAINING;
+    switch (m.type) {
+    case CORRAL_WMSG_READY:
+        w->slots = m.slots;
+        break;
+    case CORRAL_WMSG_BUSY:
+    case CORRAL_WMSG_HEARTBEAT:
+        w->busy = m.busy;
+        w->slots = m.slots;
+        if (m.type == CORRAL_WMSG_HEARTBEAT) {
+            w->jobs_done = m.jobs;
+            w->rss_bytes = m.rss_kb * 1024;
+        }
+        break;
+    case CORRAL_WMSG_DONE:
+        w->jobs_done++;
+        break;
+    case CORRAL_WMSG_STOPPING:
+        draining = 1;
+        break;
+    }
+    if (draining)
+        w->state = CORRAL_W_DRAINING;
+    else if (m.type != CORRAL_WMSG_DONE || w->state == CORRAL_W_STARTING)
+        w->state = w->busy > 0 ? CORRAL_W_BUSY : CORRAL_W_IDLE;
+}
+
+static void on_worker_exit(struct corral_procs *t, struct corral_wproc *w, int status)
+{
+    struct corrald *d = corral_procs_data(t);
+    int64_t lived = corral_now_ms() - w->started_ms;
+    int clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    char how[64];
+    if (WIFSIGNALED(status))
+        snprintf(how, sizeof(how), "signal %d", WTERMSIG(status));
+    else
+        snprintf(how, sizeof(how), "exit %d", WEXITSTATUS(status));
+    if (w->state == CORRAL_W_DRAINING && clean)
+        corral_log_info("worker stopped", "worker=%s jobs=%lld", w->id, (long long)w->jobs_done);
+    else
+        corral_log_warn("worker died", "worker=%s status=\"%s\" lived_ms=%lld", w->id, how,
+                        (long long)lived);
+    /* Its leases go back at once (invariant 3), whatever the cause. */
+    if (d->redis == NULL || reclaim_worker(d, w->id) < 0) {
+        struct corral_strlist *o = &d->orphans;
+        o->items = corral_xrealloc(o->items, sizeof(char *) * (o->n + 1));
+        o->items[o->n++] = corral_xstrdup(w->id);
+    }
+    if (!clean && w->state != CORRAL_W_DRAINING && lived < CRASH_WINDOW_MS) {
+        /* Crashing at start: back off exponentially, never give up. */
+        d->crash_backoff_ms = d->crash_backoff_ms ? d->crash_backoff_ms * 2 : 1000;
+        if (d->crash_backoff_ms > CRASH_BACKOFF_MAX)
+            d->crash_backoff_ms = CRASH_BACKOFF_MAX;
+        d->next_spawn_ms = corral_now_ms() + d->crash_backoff_ms;
+        corral_log_err("worker crashed at start; backing off",
+                       "worker=%s status=\"%s\" retry_ms=%lld", w->id, how,
+                       (long long)d->crash_backoff_ms);
+    } else if (lived >= CRASH_WINDOW_MS) {
+        d->crash_backoff_ms = 0;
+    }
+    if (d->stopping && corral_procs_count(t) == 0) {
+        ev_timer_stop(d->loop, &d->drain_timer);
+        ev_break(d->loop, EVBREAK_ALL);
+        return;
+    }
+    /* The replacement starts on the next turn of the loop, after w is gone. */
+    ev_feed_event(d->loop, &d->tick, EV_CUSTOM);
+}
+
+/* --- the tick --------------------------------------------------------- */
+
+static int read_queue(struct corrald *d, const char *name, struct corral_scale_queue *q,
+                      char *namebuf, size_t namelen)
+{
+    char *json = NULL;
+    struct corral_err err;
+    if (corral_queue_stats(d->redis, d->cfg->redis.prefix, name, 60, &json, &err) < 0) {
+        if (d->redis->err)
+            drop_redis(d, err.msg);
+        else
+            corral_log_warn("cannot read queue stats", "queue=%s error=\"%s\"", name, err.msg);
+        return -1;
+    }
+    json_t *s = json_loads(json, 0, NULL);
+    free(json);
+    snprintf(namebuf, namelen, "%s", name);
+    memset(q, 0, sizeof(*q));
+    q->name = namebuf;
+    q->depth = (int64_t)json_integer_value(json_object_get(s, "depth"));
+    q->inflight = (int64_t)json_integer_value(json_object_get(s, "inflight"));
+    q->arrival_per_s = json_number_value(json_object_get(s, "enqueued_per_s"));
+    q->proc_ms_mean = (int64_t)json_integer_value(json_object_get(s, "proc_ms_mean"));
+    q->oldest_wait_ms = (int64_t)json_integer_value(json_object_get(s, "oldest_wait_ms"));
+    q->paused = json_is_true(json_object_get(s, "paused"));
+    json_decref(s);
+    int hosts = corral_heartbeat_live_hosts(d->redis, d->cfg->redis.prefix, name,
+                                            3 * d->cfg->scale.tick_ms + 5000, &err);
+    q->hosts = hosts > 0 ? hosts : 1;
+    return 0;
+}
+
+static void decide(struct corrald *d)
+{
+    const struct corral_strlist *qs = &d->cfg->pool.queues;
+    struct corral_scale_queue queues[MAX_QUEUES];
+    char names[MAX_QUEUES][65];
+    size_t n = 0;
+    for (size_t i = 0; i < qs->n && n < MAX_QUEUES; i++) {
+        if (read_queue(d, qs->items[i], &queues[n], names[n], sizeof(names[n])) < 0)
+            return; /* no decision on partial data */
+        n++;
+    }
+    const struct corral_config *c = d->cfg;
+    struct corral_scale_policy p = {
+        .min = c->pool.min,
+        .max = c->pool.max,
+        .slots_per_worker = c->pool.concurrency,
+        .target_wait_ms = c->scale.target_wait_ms,
+        .target_utilization_pm = c->scale.target_utilization_pm,
+        .scale_out_cooldown_ms = c->scale.scale_out_cooldown_ms,
+        .scale_in_window_ms = c->scale.scale_in_window_ms,
+        .cpu_ceiling_pm = c->scale.cpu_ceiling_pm,
+        .mem_ceiling_pm = c->scale.mem_ceiling_pm,
+        /* Grow by doubling, at least MAX_STEP_OUT a step (as HPA's scale-up
+         * policy), so a burst reaches a large target in a few steps. */
+        .max_step_out = d->desired > MAX_STEP_OUT ? d->desired : MAX_STEP_OUT,
+    };
+    struct corral_scale_input in = {
+        .now_ms = corral_now_ms(),
+        .queues = queues,
+        .nqueues = n,
+        .workers = d->desired,
+        .cpu_pm = corral_host_cpu_pm(&d->cpu),
+        .mem_pm = corral_host_mem_pm(),
+    };
+    struct corral_scale_decision dec;
+    corral_scale_decide(&p, &in, &d->scaler, &dec);
+    if (dec.desired != d->desired)
+        corral_log_notice("scaling", "reason=\"%s\"", dec.reason);
+    if (dec.pinned_at_max && !d->warned_pinned) {
+        corral_log_warn("pool pinned at max: the load wants more workers than [pool] max",
+                        "max=%d demand=%d", c->pool.max, dec.demand);
+        d->warned_pinned = 1;
+    } else if (!dec.pinned_at_max) {
+        d->warned_pinned = 0;
+    }
+    d->last = dec;
+    d->desired = dec.desired;
+}
+
+static void check_workers(struct corrald *d)
+{
+    int64_t now = corral_now_ms();
+    const struct corral_pool_conf *pool = &d->cfg->pool;
+    for (struct corral_wproc *w = corral_procs_first(d->procs); w; w = w->next) {
+        if (now - w->last_seen_ms > pool->hang_timeout_ms && w->term_sent_ms == 0) {
+            corral_log_err("worker hung: silent on its channel; killing it",
+                           "worker=%s silent_ms=%lld", w->id, (long long)(now - w->last_seen_ms));
+            kill(w->pid, SIGKILL);
+            w->term_sent_ms = now;
+            continue;
+        }
+        if (w->state == CORRAL_W_DRAINING)
+            continue;
+        if (pool->max_jobs > 0 && w->jobs_done >= pool->max_jobs) {
+            corral_log_info("recycling worker", "worker=%s reason=max_jobs jobs=%lld", w->id,
+                            (long long)w->jobs_done);
+            corral_procs_kill(w, SIGTERM);
+        } else if (pool->max_rss_bytes > 0) {
+            int64_t rss = corral_proc_rss_bytes(w->pid);
+            if (rss > pool->max_rss_bytes) {
+                corral_log_info("recycling worker", "worker=%s reason=max_rss rss=%lld", w->id,
+                                (long long)rss);
+                corral_procs_kill(w, SIGTERM);
+            }
+        }
+    }
+}
+
+static void heartbeat(struct corrald *d)
+{
+    int busy, slots, ready;
+    int live = live_workers(d, &busy, &slots, &ready);
+    char queues[1024] = "";
+    size_t used = 0;
+    for (size_t i = 0; i < d->cfg->pool.queues.n; i++)
+        used += (size_t)snprintf(queues + used, used < sizeof(queues) ? sizeof(queues) - used : 0,
+                                 "%s%s", i ? "," : "", d->cfg->pool.queues.items[i]);
+    struct corral_heartbeat hb = {
+        .host = d->host,
+        .pid = getpid(),
+        .workers = live,
+        .busy = busy,
+        .slots = slots,
+        .min = d->cfg->pool.min,
+        .max = d->cfg->pool.max,
+        .desired = d->desired,
+        .last_decision = d->last.reason,
+        .queues = queues,
+        .redis_state = d->redis_state,
+        .started_ms = d->started_wall_ms,
+    };
+    struct corral_err err;
+    int64_t ttl = 3 * d->cfg->scale.tick_ms + 5000;
+    if (d->redis != NULL &&
+        corral_heartbeat_send(d->redis, d->cfg->redis.prefix, &hb, ttl, &err) < 0)
+        drop_redis(d, err.msg);
+    if (!d->notified_ready && ready >= d->cfg->pool.min && d->redis != NULL) {
+        corral_notify("READY=1\nSTATUS=%d workers, %d/%d slots busy", live, busy, slots);
+        d->notified_ready = 1;
+        corral_log_info("ready", "workers=%d", live);
+    } else {
+        corral_notify("STATUS=%d workers (%d desired), %d/%d slots busy; redis %s; %s", live,
+                      d->desired, busy, slots, d->redis ? "ok" : d->redis_state, d->last.reason);
+    }
+}
+
+/* The tick, corrald's cron. Duties, in order: reconnect to Redis (with
+ * back-off) and requeue the leases of workers that died while it was away;
+ * kill hung workers and recycle old ones; promote due scheduled jobs and
+ * reclaim expired leases (safe on every host at once); decide the pool size
+ * and start or stop workers; write this host's heartbeat and tell systemd. */
+static void on_tick(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct corrald *d = t->data;
+    if (d->stopping)
+        return;
+    int64_t now = corral_now_ms();
+    if (d->redis == NULL && now >= d->next_connect_ms)
+        connect_redis(d);
+    if (d->redis != NULL && d->orphans.n > 0) {
+        size_t keep = 0;
+        for (size_t i = 0; i < d->orphans.n; i++) {
+            if (d->redis != NULL && reclaim_worker(d, d->orphans.items[i]) == 0)
+                free(d->orphans.items[i]);
+            else
+                d->orphans.items[keep++] = d->orphans.items[i];
+        }
+        d->orphans.n = keep;
+    }
+    check_workers(d);
+    if (d->redis != NULL && revents != EV_CUSTOM && now >= d->next_sweep_ms) {
+        reclaim_dead_local(d);
+        d->next_sweep_ms = now + 30000;
+    }
+    if (d->redis != NULL && revents != EV_CUSTOM) {
+        const char *prefix = d->cfg->redis.prefix;
+        for (size_t i = 0; i < d->cfg->pool.queues.n && d->redis != NULL; i++) {
+            const char *q = d->cfg->pool.queues.items[i];
+            struct corral_err err;
+            long long r = corral_queue_promote(d->redis, prefix, q, &err);
+            if (r >= 0)
+                r = corral_queue_reclaim(d->redis, prefix, q, &err);
+            if (r < 0 && d->redis->err)
+                drop_redis(d, err.msg);
+            else if (r > 0)
+                corral_log_notice("requeued jobs whose lease expired", "queue=%s jobs=%lld", q, r);
+        }
+        if (d->redis != NULL)
+            decide(d);
+    }
+    if (d->desired < d->cfg->pool.min)
+        d->desired = d->cfg->pool.min;
+    reconcile(d);
+    if (revents != EV_CUSTOM)
+        heartbeat(d);
+}
+
+/* --- signals ---------------------------------------------------------- */
+
+static void on_drain_timeout(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct corrald *d = t->data;
+    int n = 0;
+    for (struct corral_wproc *w = corral_procs_first(d->procs); w; w = w->next, n++)
+        kill(w->pid, SIGKILL);
+    corral_log_warn("drain_timeout passed; killed the remaining workers", "workers=%d", n);
+}
+
+static void on_stop(struct ev_loop *loop, ev_signal *s, int revents)
+{
+    struct corrald *d = s->data;
+    if (d->stopping)
+        return;
+    d->stopping = 1;
+    corral_notify("STOPPING=1");
+    int n = corral_procs_count(d->procs);
+    corral_log_info("stopping: draining workers", "signal=%d workers=%d", s->signum, n);
+    for (struct corral_wproc *w = corral_procs_first(d->procs); w; w = w->next)
+        corral_procs_kill(w, SIGTERM);
+    if (n == 0) {
+        ev_break(loop, EVBREAK_ALL);
+        return;
+    }
+    ev_timer_set(&d->drain_timer, (double)d->cfg->pool.drain_timeout_ms / 1000.0 + 0.5, 0.0);
+    ev_timer_start(loop, &d->drain_timer);
+}
+
+static int same_queues(const struct corral_strlist *a, const struct corral_strlist *b)
+{
+    if (a->n != b->n)
+        return 0;
+    for (size_t i = 0; i < a->n; i++)
+        if (strcmp(a->items[i], b->items[i]) != 0)
+            return 0;
+    return 1;
+}
+
+static void on_reload(struct ev_loop *loop, ev_signal *s, int revents)
+{
+    struct corrald *d = s->data;
+    corral_notify("RELOADING=1");
+    corral_log_info("reloading configuration", "config=%s", d->config_path);
+    struct corral_config *cfg = load(d->config_path, 0);
+    if (cfg == NULL) {
+        corral_log_err("reload refused: the configuration has errors; keeping the old one",
+                       "config=%s", d->config_path);
+        corral_notify("READY=1");
+        return;
+    }
+    if (cfg->pool.queues.n == 0) {
+        corral_log_err("reload refused: no queues to serve", "config=%s", d->config_path);
+        corral_config_free(cfg);
+        corral_notify("READY=1");
+        return;
+    }
+    int restart = !same_queues(&cfg->pool.queues, &d->cfg->pool.queues) ||
+                  strcmp(cfg->redis.url, d->cfg->redis.url) != 0 ||
+                  strcmp(cfg->redis.prefix, d->cfg->redis.prefix) != 0;
+    int reconnect = strcmp(cfg->redis.url, d->cfg->redis.url) != 0;
+    corral_config_free(d->cfg);
+    d->cfg = cfg;
+    if (restart) {
+        /* Workers read the config when they start: replace them (they
+         * finish their jobs first) so they serve what the new file says. */
+        for (struct corral_wproc *w = corral_procs_first(d->procs); w; w = w->next)
+            corral_procs_kill(w, SIGTERM);
+    }
+    if (reconnect && d->redis != NULL) {
+        redisFree(d->redis);
+        d->redis = NULL;
+        d->next_connect_ms = 0;
+    }
+    if (d->redis != NULL) {
+        for (size_t i = 0; i < cfg->nqueues; i++) {
+            struct corral_err err;
+            if (corral_queue_declare(d->redis, cfg->redis.prefix, &cfg->queues[i], &err) < 0)
+                corral_log_err("cannot declare queue", "queue=%s error=\"%s\"", cfg->queues[i].name,
+                               err.msg);
+        }
+    }
+    if (d->desired < cfg->pool.min)
+        d->desired = cfg->pool.min;
+    if (d->desired > cfg->pool.max)
+        d->desired = cfg->pool.max;
+    ev_timer_stop(loop, &d->tick);
+    ev_timer_set(&d->tick, 0.0, (double)cfg->scale.tick_ms / 1000.0);
+    ev_timer_start(loop, &d->tick);
+    corral_log_info("reloaded", "min=%d max=%d queues=%zu workers_replaced=%s", cfg->pool.min,
+                    cfg->pool.max, cfg->pool.queues.n, restart ? "yes" : "no");
+    corral_notify("READY=1");
+}
+
+static void on_watchdog(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    corral_notify("WATCHDOG=1");
+}
+
+static void find_worker_exe(char *out, size_t len)
+{
+    const char *env = getenv("CORRAL_WORKER");
+    if (env != NULL && env[0] != '\0') {
+        snprintf(out, len, "%s", env);
+        return;
+    }
+    char self[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    if (n <= 0) {
+        snprintf(out, len, "corral-worker");
+        return;
+    }
+    self[n] = '\0';
+    snprintf(out, len, "%s/corral-worker", dirname(self));
+}
+
+int main(int argc, char **argv)
+{
+    const char *path = NULL;
+    int check = 0;
+    for (int i = 1; i < argc; i++) {
+        if ((strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) && i + 1 < argc)
+            path = argv[++i];
+        else if (strcmp(argv[i], "--check") == 0)
+            check = 1;
+        else if (strcmp(argv[i], "--version") == 0) {
+            printf("corrald %s\n", CORRAL_VERSION);
+            return 0;
+        } else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0)
+            return usage(stdout);
+        else
+            return usage(stderr);
+    }
+    if (path == NULL)
+        path = corral_config_default_path();
+    corral_log_init("corrald");
+    struct corrald d = {0};
+    d.config_path = path;
+    d.cfg = load(path, 1);
+    if (d.cfg == NULL) {
+        fprintf(stderr, "corrald: %s: configuration is invalid\n", path);
+        return 1;
+    }
+    if (check) {
+        corral_config_dump(d.cfg, stdout);
+        fprintf(stderr, "corrald: %s: configuration is valid\n", path);
+        corral_config_free(d.cfg);
+        return 0;
+    }
+    if (d.cfg->pool.queues.n == 0) {
+        fprintf(stderr, "corrald: %s: no queues to serve: add a [queue NAME] section\n", path);
+        corral_config_free(d.cfg);
+        return 1;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    corral_notify_init();
+    gethostname(d.host, sizeof(d.host) - 1);
+    find_worker_exe(d.worker_exe, sizeof(d.worker_exe));
+    d.started_wall_ms = corral_wall_ms();
+    d.backoff_ms = 250;
+    d.desired = d.cfg->pool.min;
+    snprintf(d.redis_state, sizeof(d.redis_state), "connecting");
+    struct ev_loop *loop = ev_default_loop(EVFLAG_AUTO);
+    d.loop = loop;
+    struct corral_procs_cb cb = {.on_line = on_worker_line, .on_exit = on_worker_exit, .data = &d};
+    d.procs = corral_procs_new(loop, d.host, &cb);
+    ev_timer_init(&d.tick, on_tick, 0.0, (double)d.cfg->scale.tick_ms / 1000.0);
+    d.tick.data = &d;
+    ev_timer_start(loop, &d.tick);
+    ev_timer_init(&d.drain_timer, on_drain_timeout, 0.0, 0.0);
+    d.drain_timer.data = &d;
+    ev_signal_init(&d.sigterm, on_stop, SIGTERM);
+    ev_signal_init(&d.sigint, on_stop, SIGINT);
+    ev_signal_init(&d.sighup, on_reload, SIGHUP);
+    d.sigterm.data = d.sigint.data = d.sighup.data = &d;
+    ev_signal_start(loop, &d.sigterm);
+    ev_signal_start(loop, &d.sigint);
+    ev_signal_start(loop, &d.sighup);
+    int64_t wd = corral_notify_watchdog_ms();
+    if (wd > 0) {
+        ev_timer_init(&d.watchdog, on_watchdog, 0.0, (double)wd / 2000.0);
+        ev_timer_start(loop, &d.watchdog);
+    }
+    corral_log_info("corrald started", "version=%s config=%s worker=%s min=%d max=%d",
+                    CORRAL_VERSION, path, d.worker_exe, d.cfg->pool.min, d.cfg->pool.max);
+    ev_run(loop, 0);
+    if (d.redis != NULL) {
+        struct corral_err err;
+        corral_heartbeat_remove(d.redis, d.cfg->redis.prefix, d.host, &err);
+        redisFree(d.redis);
+    }
+    corral_log_info("stopped", "pid=%d", (int)getpid());
+    corral_procs_free(d.procs);
+    corral_strlist_free(&d.orphans);
+    corral_config_free(d.cfg);
+    corral_notify_close();
+    ev_loop_destroy(loop);
+    return 0;
+}

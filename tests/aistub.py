@@ -1,0 +1,190 @@
+#!/usr/bin/env python3
+"""A stand-in for an AI service (OpenAI-style chat completions) on loopback,
+for tests and benchmarks. It can be told to be slow, fail, hang, drop the
+connection or answer 429, per request or globally, and it counts what it got.
+
+Per request, a "stub" object in the JSON body says what to do:
+  {"stub": {"delay_ms": 500, "status": 503, "body": "...", "size": 5000,
+            "headers": {"x-ratelimit-reset-tokens": "6m0s"},
+            "retry_after": "2", "hang": true, "drop": true,
+            "fail_times": 2, "key": "job-1"}}
+status/body/headers/retry_after: the failure answer (retry_after is the
+Retry-After header; size makes the answer, good or bad, that many bytes).
+hang: never answer. drop: close the connection without an answer.
+fail_times: the first N requests carrying the same "key" fail as told;
+later ones succeed. Globally: POST /_control with {"default": {...}}
+applies to requests without a stub ({} resets). GET /_stats returns the
+counts, the peak of concurrent requests, and for each request whether an
+Authorization header came and its SHA-256 (the key itself is never shown).
+POST /_reset clears counts.
+
+Run alone: aistub.py [--port N] [--port-file FILE]
+"""
+import argparse
+import hashlib
+import json
+import socket
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class Stub:
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.default = {}
+        self.requests = 0
+        self.auth = []
+        self.bodies = []
+        self.keys = {}
+        self.inflight = 0
+        self.max_inflight = 0
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def send_json(self, status, obj, headers=None):
+        data = obj if isinstance(obj, bytes) else json.dumps(obj).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, str(v))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self):
+        stub = self.server.stub
+        if self.path == "/_stats":
+            with stub.lock:
+                self.send_json(200, {"requests": stub.requests,
+                                     "auth_present": [a is not None for a in stub.auth],
+                                     "auth_sha256": [hashlib.sha256(a.encode()).hexdigest()
+                                                     if a is not None else None
+                                                     for a in stub.auth],
+                                     "bodies": stub.bodies[-100:],
+                                     "max_inflight": stub.max_inflight,
+                                     "inflight": stub.inflight})
+        else:
+            self.send_json(404, {"error": "not found"})
+
+    def do_POST(self):
+        stub = self.server.stub
+        length = int(self.headers.get("Content-Length", "0"))
+        raw = self.rfile.read(length) if length else b""
+        if self.path == "/_control":
+            with stub.lock:
+                stub.default = json.loads(raw or b"{}").get("default", {})
+            return self.send_json(200, {"ok": True})
+        if self.path == "/_reset":
+            with stub.lock:
+                stub.requests, stub.auth, stub.bodies, stub.keys = 0, [], [], {}
+                stub.max_inflight = 0
+            return self.send_json(200, {"ok": True})
+        try:
+            body = json.loads(raw or b"{}")
+        except ValueError:
+            body = {}
+        spec = body.get("stub") if isinstance(body, dict) else None
+        with stub.lock:
+            stub.requests += 1
+            stub.auth.append(self.headers.get("Authorization"))
+            stub.bodies.append(raw.decode("utf-8", "replace")[:200])
+            stub.inflight += 1
+            stub.max_inflight = max(stub.max_inflight, stub.inflight)
+            if spec is None:
+                spec = dict(stub.default)
+            fail = True
+            if "fail_times" in spec:
+                key = spec.get("key", "")
+                seen = stub.keys.get(key, 0)
+                stub.keys[key] = seen + 1
+                fail = seen < spec["fail_times"]
+        try:
+            self.answer(spec, body, fail)
+        finally:
+            with stub.lock:
+                stub.inflight -= 1
+
+    def answer(self, spec, body, fail):
+        if spec.get("delay_ms"):
+            time.sleep(spec["delay_ms"] / 1000)
+        if fail and spec.get("hang"):
+            time.sleep(3600)
+            return
+        if fail and spec.get("drop"):
+            self.connection.shutdown(socket.SHUT_RDWR)
+            self.close_connection = True
+            return
+        if fail and spec.get("status"):
+            payload = spec.get("body", {"error": {"message": "stub failure",
+                                                  "code": spec["status"]}})
+            if spec.get("size"):
+                payload = "e" * spec["size"]
+            if isinstance(payload, str):
+                payload = payload.encode()
+            headers = dict(spec.get("headers") or {})
+            if "retry_after" in spec:
+                headers["Retry-After"] = spec["retry_after"]
+            return self.send_json(spec["status"], payload, headers)
+        content = ""
+        if isinstance(body, dict) and body.get("messages"):
+            content = str(body["messages"][-1].get("content", ""))
+        if spec.get("size"):
+            content = "x" * spec["size"]
+        self.send_json(200, {
+            "id": "chatcmpl-stub", "object": "chat.completion", "model": body.get("model", "stub")
+            if isinstance(body, dict) else "stub",
+            "choices": [{"index": 0, "finish_reason": "stop",
+                         "message": {"role": "assistant", "content": "echo: " + content}}],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+        })
+
+
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 1024
+
+    def __init__(self, port=0):
+        super().__init__(("127.0.0.1", port), Handler)
+        self.stub = Stub()
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.server_address[1]}/v1/chat/completions"
+
+    def start(self):
+        t = threading.Thread(target=self.serve_forever, daemon=True)
+        t.start()
+        return self
+
+    def stop(self):
+        self.shutdown()
+        self.server_close()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--port-file")
+    args = ap.parse_args()
+    srv = Server(args.port)
+    if args.port_file:
+        with open(args.port_file + ".tmp", "w") as f:
+            f.write(str(srv.server_address[1]))
+        import os
+        os.rename(args.port_file + ".tmp", args.port_file)
+    print(f"aistub listening on {srv.url}", file=sys.stderr, flush=True)
+    try:
+        srv.serve_forever()
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,96 @@
+"""corralctl status, dead, pause and resume against a real Redis with a
+running corrald (a first cut of the [ctl] issue: no breakers yet)."""
+import json
+import os
+import socket
+import subprocess
+import time
+
+import pytest
+
+from conftest import wait_until
+
+
+@pytest.fixture
+def env(build_dir, tmp_path, redis_server):
+    conf = tmp_path / "c.conf"
+    conf.write_text(redis_server.redis_section() + "[pool]\nmin = 2\nmax = 4\n"
+                    "[scale]\ntick = 250ms\n[queue jobs]\nhandler = echo\n"
+                    "[queue slow]\nhandler = exec\ncommand = /bin/sh -c 'sleep 5; cat'\n"
+                    "max_attempts = 1\n")
+    exe = os.path.join(build_dir, "corrald")
+    if not os.path.exists(exe):
+        pytest.skip("corrald not built")
+    log = open(tmp_path / "corrald.log", "w")
+    d = subprocess.Popen([exe, "-c", str(conf)], stderr=log)
+
+    def ctl(*args):
+        return subprocess.run([os.path.join(build_dir, "corralctl"), "-c", str(conf), *args],
+                              capture_output=True, text=True, timeout=20)
+    yield ctl
+    d.terminate()
+    d.wait(timeout=20)
+    log.close()
+
+
+def status(ctl):
+    res = ctl("status", "--json")
+    assert res.returncode == 0, res.stderr
+    return json.loads(res.stdout)
+
+
+def test_status_json_has_the_documented_keys_and_this_host(env, r):
+    s = wait_until(lambda: (lambda st: st if st["hosts"] and st["hosts"][0]["workers"] == 2
+                            else None)(status(env)), what="the host's heartbeat")
+    assert {"time_ms", "queues", "hosts", "breakers"} <= set(s)
+    q = {q["name"]: q for q in s["queues"]}
+    assert set(q) == {"jobs", "slow"}
+    for key in ["paused", "depth", "depth_by_priority", "inflight", "scheduled", "dead",
+                "enqueued_per_s", "done_per_s", "failed_per_s", "proc_ms_p50", "proc_ms_p95",
+                "oldest_wait_ms"]:
+        assert key in q["jobs"], key
+    h = s["hosts"][0]
+    assert h["host"] == socket.gethostname()
+    for key in ["pid", "workers", "busy", "slots", "min", "max", "desired", "last_decision",
+                "heartbeat_age_ms", "version"]:
+        assert key in h, key
+    assert h["min"] == 2 and h["max"] == 4 and h["stale"] is False
+
+
+def test_status_shows_depth_paused_queues_and_stale_hosts(env, r):
+    wait_until(lambda: status(env)["hosts"], what="a heartbeat")
+    assert env("pause", "jobs").returncode == 0
+    for _ in range(3):
+        r.fcall("corral_enqueue", 1, "jobs", "{}", '{"priority": "high"}')
+    r.hset("corral:host:ghost", mapping={"host": "ghost", "workers": 3,
+                                         "heartbeat_ms": int(time.time() * 1000) - 60000})
+    r.zadd("corral:hosts", {"ghost": int(time.time() * 1000) - 60000})
+    s = status(env)
+    q = {q["name"]: q for q in s["queues"]}["jobs"]
+    assert q["paused"] is True and q["depth"] == 3 and q["depth_by_priority"]["high"] == 3
+    ghost = next(h for h in s["hosts"] if h["host"] == "ghost")
+    assert ghost["stale"] is True and ghost["heartbeat_age_ms"] >= 60000
+    table = env("status").stdout
+    assert "paused" in table and "STALE" in table and "high=3" in table
+    assert env("resume", "jobs").returncode == 0
+    wait_until(lambda: {q["name"]: q for q in status(env)["queues"]}["jobs"]["depth"] == 0,
+               what="the resumed queue to drain")
+
+
+def test_dead_list_retry_and_purge(env, r):
+    wait_until(lambda: status(env)["hosts"], what="a heartbeat")
+    ids = [r.fcall("corral_enqueue", 1, "slow", "{}") for _ in range(2)]
+    wait_until(lambda: r.zcard("corral:{slow}:active") == 2, what="both to start")
+    for jid in ids:  # fail them for good, as a worker would
+        run = json.loads(r.fcall_ro("corral_job", 1, "slow", jid))["run"]
+        r.fcall("corral_fail", 1, "slow", "test:1", jid, str(run), "permanent", "HTTP 400: no")
+    listed = env("dead", "slow", "list")
+    assert listed.returncode == 0
+    assert all(jid in listed.stdout for jid in ids) and "HTTP 400: no" in listed.stdout
+    res = env("dead", "slow", "retry", ids[0])
+    assert res.returncode == 0 and res.stdout.startswith("1 ")
+    assert env("dead", "slow", "purge").stdout.startswith("1 ")
+    assert r.llen("corral:{slow}:dead") == 0
+    assert env("dead", "nosuch", "list").returncode == 1
+    assert env("dead", "slow", "frobnicate").returncode == 2
+    assert env("pause", "nosuch").returncode == 1

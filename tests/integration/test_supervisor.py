@@ -1,0 +1,282 @@
+"""corrald with real worker processes: scaling out and in, crashes, hangs,
+restarts, drain, reload, fork-storm protection and sd_notify."""
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+
+import pytest
+
+from conftest import wait_until
+
+Q = "jobs"
+K = "corral:{jobs}"
+
+
+def children(pid):
+    """Pids of the live (not zombie) children of pid."""
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            out.append(int(d))
+    return out
+
+
+def workers_of(pid, exe_name="corral-worker"):
+    res = []
+    for c in children(pid):
+        try:
+            with open(f"/proc/{c}/comm") as f:
+                if f.read().strip() == exe_name[:15]:
+                    res.append(c)
+        except OSError:
+            pass
+    return res
+
+
+class Corrald:
+    def __init__(self, exe, conf, log, env=None):
+        self.conf = conf
+        self.log = log
+        self.out = open(log, "a")
+        self.proc = subprocess.Popen([exe, "-c", conf], stderr=self.out,
+                                     env=env or dict(os.environ))
+
+    def logs(self):
+        with open(self.log) as f:
+            return f.read()
+
+    def workers(self):
+        return workers_of(self.proc.pid)
+
+    def stop(self, timeout=20):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=timeout)
+        finally:
+            self.out.close()
+
+
+@pytest.fixture
+def corrald(build_dir, tmp_path, redis_server):
+    exe = os.path.join(build_dir, "corrald")
+    if not os.path.exists(exe):
+        pytest.skip("corrald not built")
+    started = []
+
+    def start(queue="handler = exec\ncommand = /bin/sh -c 'sleep 0.3; cat'", pool="",
+              scale="", env=None, name="c.conf"):
+        conf = tmp_path / name
+        conf.write_text(
+            redis_server.redis_section() +
+            f"[pool]\nmin = 2\nmax = 8\nconcurrency = 2\n{pool}\n"
+            f"[scale]\ntick = 250ms\nscale_out_cooldown = 250ms\nscale_in_window = 2s\n{scale}\n"
+            f"[queue {Q}]\n{queue}\n")
+        c = Corrald(exe, str(conf), str(tmp_path / "corrald.log"), env)
+        started.append(c)
+        return c
+
+    yield start
+    for c in started:
+        # No process may outlive its test: a draining orphan would talk to
+        # the next test's Redis, where job ids start again from 1.
+        workers = c.workers() if c.proc.poll() is None else []
+        if c.proc.poll() is None:
+            c.proc.kill()
+            c.proc.wait()
+        for w in workers:
+            try:
+                os.kill(w, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if not c.out.closed:
+            c.out.close()
+        assert "Sanitizer" not in c.logs(), c.logs()
+
+
+def enqueue_many(r, n, payload="{}"):
+    pipe = r.pipeline(transaction=False)
+    for _ in range(n):
+        pipe.fcall("corral_enqueue", 1, Q, payload)
+    return pipe.execute()
+
+
+def job(r, jid):
+    raw = r.fcall_ro("corral_job", 1, Q, jid)
+    return json.loads(raw) if raw else None
+
+
+def test_starts_min_workers_and_writes_its_heartbeat(r, corrald):
+    c = corrald()
+    wait_until(lambda: len(c.workers()) == 2, what="min workers")
+    host = socket.gethostname()
+    hb = wait_until(lambda: r.hgetall(f"corral:host:{host}") or None, what="a heartbeat")
+    assert hb["min"] == "2" and hb["max"] == "8" and hb["workers"] == "2"
+    assert hb["queues"] == Q and hb["version"]
+    assert 0 < r.pttl(f"corral:host:{host}") <= 10000
+    assert c.stop() == 0
+    assert not r.exists(f"corral:host:{host}")  # a clean stop removes the beat
+
+
+def test_burst_grows_the_pool_within_two_ticks_then_drains_back_to_min(r, corrald):
+    c = corrald()
+    wait_until(lambda: len(c.workers()) == 2 and "ready" in c.logs(), what="min workers ready")
+    enqueue_many(r, 300)
+    t0 = time.monotonic()
+    wait_until(lambda: len(c.workers()) >= 6, timeout=5, what="the pool to grow")
+    assert time.monotonic() - t0 < 1.0  # two 250 ms ticks, plus fork time
+    assert "scaling" in c.logs() and "jobs depth" in c.logs()
+    wait_until(lambda: json.loads(r.fcall_ro("corral_stats", 1, Q))["depth"] == 0
+               and r.zcard(f"{K}:active") == 0, timeout=60, what="the backlog to drain")
+    wait_until(lambda: len(c.workers()) == 2, timeout=15, what="scale-in to min")
+    assert "stopping an idle worker" in c.logs()
+    assert c.stop() == 0
+
+
+def test_sigkill_of_a_busy_worker_runs_its_job_again_within_a_second(r, corrald):
+    c = corrald(queue="handler = exec\ncommand = /bin/sh -c 'sleep 2; cat'\nlease = 60s")
+    wait_until(lambda: len(c.workers()) == 2, what="min workers")
+    jid = enqueue_many(r, 1)[0]
+    wait_until(lambda: job(r, jid)["state"] == "active", what="the job to start")
+    owner = int(job(r, jid)["worker"].rsplit(":", 1)[1])
+    os.kill(owner, signal.SIGKILL)
+    killed = time.time() * 1000
+    wait_until(lambda: job(r, jid)["attempts"] == 2 and job(r, jid)["state"] == "active",
+               timeout=5, what="the job to run again")
+    assert job(r, jid)["started_ms"] - killed < 1000
+    assert "worker died" in c.logs()
+    assert job(r, jid)["worker"] != f"{socket.gethostname()}:{owner}"
+    assert c.stop() == 0
+    assert job(r, jid)["state"] == "done"
+
+
+def test_restarted_corrald_reclaims_its_previous_runs_leases_at_once(r, corrald):
+    c = corrald(queue="handler = exec\ncommand = /bin/sh -c 'sleep 30; cat'\nlease = 60s",
+                pool="drain_timeout = 1s")
+    wait_until(lambda: len(c.workers()) == 2, what="min workers")
+    jid = enqueue_many(r, 1)[0]
+    wait_until(lambda: job(r, jid)["state"] == "active", what="the job to start")
+    # The host's supervisor and workers die together (the lease has 60 s).
+    old = c.workers()
+    c.proc.kill()
+    for p in old:
+        os.kill(p, signal.SIGKILL)
+    c.proc.wait()
+    wait_until(lambda: not any(os.path.exists(f"/proc/{p}/comm") and
+                               open(f"/proc/{p}/comm").read().startswith("corral-worker")
+                               for p in old), timeout=10, what="the old workers to be gone")
+    c2 = corrald(queue="handler = exec\ncommand = /bin/sh -c 'sleep 30; cat'\nlease = 60s",
+                 pool="drain_timeout = 1s", name="c2.conf")
+    restarted = time.time() * 1000
+    wait_until(lambda: job(r, jid)["attempts"] == 2, timeout=5, what="the job to run again")
+    assert job(r, jid)["started_ms"] - restarted < 2000
+    c2.stop()
+
+
+def test_sigterm_drains_jobs_in_flight(r, corrald):
+    c = corrald(queue="handler = exec\ncommand = /bin/sh -c 'sleep 1; cat'")
+    wait_until(lambda: len(c.workers()) == 2, what="min workers")
+    ids = enqueue_many(r, 4)
+    wait_until(lambda: r.zcard(f"{K}:active") == 4, what="four jobs running")
+    assert c.stop() == 0
+    assert [job(r, i)["state"] for i in ids] == ["done"] * 4
+    assert not c.workers()
+
+
+def test_sighup_applies_new_bounds_without_dropping_work(r, corrald, tmp_path):
+    c = corrald(queue="handler = exec\ncommand = /bin/sh -c 'sleep 0.5; cat'")
+    wait_until(lambda: len(c.workers()) == 2, what="min workers")
+    ids = enqueue_many(r, 6)
+    text = open(c.conf).read().replace("min = 2\nmax = 8", "min = 4\nmax = 8")
+    open(c.conf, "w").write(text)
+    c.proc.send_signal(signal.SIGHUP)
+    wait_until(lambda: len(c.workers()) >= 4, timeout=5, what="the new min")
+    assert "reloaded" in c.logs()
+    for jid in ids:
+        wait_until(lambda: job(r, jid)["state"] == "done", timeout=20, what="every job")
+    # A broken file is refused and the running config kept.
+    open(c.conf, "w").write(text + "\nbogus = 1\n")
+    c.proc.send_signal(signal.SIGHUP)
+    wait_until(lambda: "reload refused" in c.logs(), what="the refusal")
+    assert c.proc.poll() is None
+    assert len(c.workers()) >= 4
+    assert c.stop() == 0
+
+
+def test_worker_that_exits_at_once_does_not_cause_a_fork_storm(r, corrald, tmp_path):
+    bad = tmp_path / "bad-worker"
+    bad.write_text("#!/bin/sh\nexit 3\n")
+    bad.chmod(0o755)
+    c = corrald(env=dict(os.environ, CORRAL_WORKER=str(bad)))
+    time.sleep(4)  # observing how many times it forks in a fixed period
+    forks = c.logs().count("worker died")
+    assert 2 <= forks <= 8, c.logs()
+    assert "crashed at start; backing off" in c.logs()
+    assert c.proc.poll() is None  # it never gives up or exits
+    assert c.stop() == 0
+
+
+def test_hung_worker_is_killed_and_its_job_reclaimed(r, corrald):
+    c = corrald(queue="handler = exec\ncommand = /bin/sh -c 'sleep 0.2; cat'\nlease = 60s",
+                pool="hang_timeout = 1s")
+    wait_until(lambda: len(c.workers()) == 2, what="min workers")
+    for w in c.workers():
+        os.kill(w, signal.SIGSTOP)
+    jid = enqueue_many(r, 1)[0]
+    wait_until(lambda: "worker hung" in c.logs(), timeout=10, what="the hang to be noticed")
+    wait_until(lambda: job(r, jid)["state"] == "done", timeout=10, what="the job to be done")
+    assert c.stop() == 0
+
+
+def test_sd_notify_ready_status_watchdog_reloading_stopping(r, corrald, tmp_path):
+    path = str(tmp_path / "notify.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    sock.settimeout(10)
+    env = dict(os.environ, NOTIFY_SOCKET=path, WATCHDOG_USEC="400000")
+    c = corrald(env=env)
+    got = []
+
+    def until(word):
+        while not any(word in m for m in got):
+            got.append(sock.recv(4096).decode())
+        return next(m for m in got if word in m)
+
+    assert "READY=1" in until("READY=1")
+    assert "workers" in until("STATUS=")
+    until("WATCHDOG=1")
+    c.proc.send_signal(signal.SIGHUP)
+    until("RELOADING=1")
+    assert c.stop() == 0
+    until("STOPPING=1")
+    sock.close()
+
+
+def test_redis_away_keeps_the_workers_and_resumes(r, corrald, redis_server):
+    c = corrald(queue="handler = echo")
+    wait_until(lambda: len(c.workers()) == 2 and "ready" in c.logs(), what="min workers ready")
+    before = sorted(c.workers())
+    redis_server.stop(kill=True)
+    wait_until(lambda: "redis unavailable" in c.logs(), timeout=10, what="corrald to notice")
+    time.sleep(1.5)  # several ticks without Redis: nothing may be killed or forked
+    assert sorted(c.workers()) == before
+    redis_server.start()
+    r2 = redis_server.client(decode_responses=True)
+    host = socket.gethostname()
+    wait_until(lambda: r2.hget(f"corral:host:{host}", "redis") == "ok", timeout=15,
+               what="heartbeats to resume")
+    jid = r2.fcall("corral_enqueue", 1, Q, '{"after": "restart"}')
+    wait_until(lambda: json.loads(r2.fcall_ro("corral_job", 1, Q, jid))["state"] == "done",
+               timeout=15, what="the pool to work again")
+    assert sorted(c.workers()) == before
+    assert c.stop() == 0

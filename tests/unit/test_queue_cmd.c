@@ -1,0 +1,295 @@
+/* Unit tests for the parts of the queue API that need no Redis: the FCALL
+ * builders, the reply parsers fed with hand-made replies, and Redis URL
+ * parsing. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "corral/queue.h"
+#include "corral/redis.h"
+
+static void assert_argv(const struct corral_cmd *cmd, const char *const *want)
+{
+    int n = 0;
+    while (want[n] != NULL)
+        n++;
+    assert_int_equal(cmd->argc, n);
+    for (int i = 0; i < n; i++) {
+        assert_int_equal(cmd->argvlen[i], strlen(want[i]));
+        assert_memory_equal(cmd->argv[i], want[i], cmd->argvlen[i]);
+    }
+}
+
+static void enqueue_builds_fcall_with_hash_tagged_key(void **state)
+{
+    struct corral_cmd cmd;
+    corral_cmd_enqueue(&cmd, "corral", "prompts", "{\"a\":1}", 7, NULL);
+    const char *want[] = {"FCALL", "corral_enqueue", "1", "corral:{prompts}", "{\"a\":1}", NULL};
+    assert_argv(&cmd, want);
+    corral_cmd_free(&cmd);
+}
+
+static void enqueue_options_become_one_json_object(void **state)
+{
+    struct corral_cmd cmd;
+    struct corral_enqueue_opts o = {
+        .priority = "high", .delay_ms = 1500, .max_attempts = 3, .unique_key = "k1"};
+    corral_cmd_enqueue(&cmd, "app", "q", "{}", 2, &o);
+    assert_int_equal(cmd.argc, 6);
+    assert_string_equal(cmd.argv[3], "app:{q}");
+    const char *opts = cmd.argv[5];
+    assert_non_null(strstr(opts, "\"priority\":\"high\""));
+    assert_non_null(strstr(opts, "\"delay_ms\":1500"));
+    assert_non_null(strstr(opts, "\"max_attempts\":3"));
+    assert_non_null(strstr(opts, "\"unique_key\":\"k1\""));
+    assert_null(strstr(opts, "timeout_ms"));
+    corral_cmd_free(&cmd);
+}
+
+static void numeric_priority_is_sent_as_a_level_index(void **state)
+{
+    struct corral_cmd cmd;
+    struct corral_enqueue_opts o = {.priority = "2"};
+    corral_cmd_enqueue(&cmd, "corral", "q", "{}", 2, &o);
+    assert_string_equal(cmd.argv[5], "{\"priority\":2}");
+    corral_cmd_free(&cmd);
+}
+
+static void payload_may_hold_nul_bytes_and_binary(void **state)
+{
+    struct corral_cmd cmd;
+    const char payload[] = {'"', 'a', '\0', 'b', '"'};
+    corral_cmd_enqueue(&cmd, "corral", "q", payload, sizeof(payload), NULL);
+    assert_int_equal(cmd.argvlen[4], sizeof(payload));
+    assert_memory_equal(cmd.argv[4], payload, sizeof(payload));
+    corral_cmd_free(&cmd);
+}
+
+static void ack_batches_triples_after_the_worker(void **state)
+{
+    struct corral_outcome o[2] = {{.id = "1", .run = "3", .data = "r1", .len = 2},
+                                  {.id = "2", .run = "1", .data = "r2", .len = 2}};
+    struct corral_cmd cmd;
+    corral_cmd_ack(&cmd, "corral", "q", "h:1", o, 2);
+    const char *want[] = {"FCALL", "corral_ack", "1", "corral:{q}", "h:1", "1",
+                          "3",     "r1",         "2", "1",          "r2",  NULL};
+    assert_argv(&cmd, want);
+    corral_cmd_free(&cmd);
+}
+
+static void fail_names_the_kind(void **state)
+{
+    struct corral_outcome o[2] = {{.id = "1", .run = "1", .data = "boom", .len = 4},
+                                  {.id = "2", .run = "1", .data = "bad", .len = 3, .permanent = 1}};
+    struct corral_cmd cmd;
+    corral_cmd_fail(&cmd, "corral", "q", "w", o, 2);
+    const char *want[] = {"FCALL", "corral_fail", "1", "corral:{q}", "w",         "1",   "1",
+                          "retry", "boom",        "2", "1",          "permanent", "bad", NULL};
+    assert_argv(&cmd, want);
+    corral_cmd_free(&cmd);
+}
+
+static void queue_names_are_checked(void **state)
+{
+    assert_true(corral_queue_name_valid("prompts"));
+    assert_true(corral_queue_name_valid("a.b:c-d_e9"));
+    assert_false(corral_queue_name_valid(""));
+    assert_false(corral_queue_name_valid("a{b}"));
+    assert_false(corral_queue_name_valid("a b"));
+    char long_name[66];
+    memset(long_name, 'a', 65);
+    long_name[65] = '\0';
+    assert_false(corral_queue_name_valid(long_name));
+    long_name[64] = '\0';
+    assert_true(corral_queue_name_valid(long_name));
+}
+
+/* Hand-made replies. */
+static redisReply *str_reply(const char *s)
+{
+    redisReply *r = calloc(1, sizeof(*r));
+    r->type = REDIS_REPLY_STRING;
+    r->str = strdup(s);
+    r->len = strlen(s);
+    return r;
+}
+
+static redisReply *int_reply(long long v)
+{
+    redisReply *r = calloc(1, sizeof(*r));
+    r->type = REDIS_REPLY_INTEGER;
+    r->integer = v;
+    return r;
+}
+
+static redisReply *arr_reply(size_t n)
+{
+    redisReply *r = calloc(1, sizeof(*r));
+    r->type = REDIS_REPLY_ARRAY;
+    r->elements = n;
+    r->element = calloc(n ? n : 1, sizeof(redisReply *));
+    return r;
+}
+
+static void free_reply(redisReply *r)
+{
+    if (r == NULL)
+        return;
+    for (size_t i = 0; i < r->elements; i++)
+        free_reply(r->element[i]);
+    free(r->element);
+    free(r->str);
+    free(r);
+}
+
+static void reserve_reply_becomes_jobs(void **state)
+{
+    redisReply *r = arr_reply(1);
+    redisReply *j = arr_reply(8);
+    j->element[0] = str_reply("17");
+    j->element[1] = str_reply("2");
+    j->element[2] = int_reply(2);
+    j->element[3] = int_reply(5);
+    j->element[4] = int_reply(60000);
+    j->element[5] = str_reply("high");
+    j->element[6] = str_reply("openai");
+    j->element[7] = str_reply("{\"x\":1}");
+    r->element[0] = j;
+    struct corral_job *jobs;
+    size_t n;
+    struct corral_err err;
+    assert_int_equal(corral_reply_reserve(r, &jobs, &n, &err), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(jobs[0].id, "17");
+    assert_string_equal(jobs[0].run, "2");
+    assert_int_equal(jobs[0].attempts, 2);
+    assert_int_equal(jobs[0].max_attempts, 5);
+    assert_int_equal(jobs[0].timeout_ms, 60000);
+    assert_string_equal(jobs[0].priority, "high");
+    assert_string_equal(jobs[0].service, "openai");
+    assert_int_equal(jobs[0].payload_len, 7);
+    corral_jobs_free(jobs, n);
+    free_reply(r);
+}
+
+static void error_replies_become_errors_naming_the_problem(void **state)
+{
+    redisReply *r = calloc(1, sizeof(*r));
+    r->type = REDIS_REPLY_ERROR;
+    r->str = strdup("ERR unknown queue \"x\": no corrald or corralctl has declared it");
+    r->len = strlen(r->str);
+    char *id = NULL;
+    struct corral_err err;
+    assert_int_equal(corral_reply_enqueue(r, &id, &err), -1);
+    assert_int_equal(err.code, CORRAL_ERR_NOTFOUND);
+    assert_string_equal(err.msg, "unknown queue \"x\": no corrald or corralctl has declared it");
+    assert_null(id);
+    free_reply(r);
+}
+
+static void malformed_reserve_reply_is_an_error_not_a_crash(void **state)
+{
+    redisReply *r = arr_reply(1);
+    r->element[0] = str_reply("oops");
+    struct corral_job *jobs;
+    size_t n;
+    struct corral_err err;
+    assert_int_equal(corral_reply_reserve(r, &jobs, &n, &err), -1);
+    assert_int_equal(n, 0);
+    assert_null(jobs);
+    assert_non_null(strstr(err.msg, "unexpected reply"));
+    free_reply(r);
+}
+
+static void fail_reply_maps_states(void **state)
+{
+    redisReply *r = arr_reply(3);
+    r->element[0] = str_reply("scheduled");
+    r->element[1] = str_reply("dead");
+    r->element[2] = str_reply("stale");
+    enum corral_fail_status st[3];
+    struct corral_err err;
+    assert_int_equal(corral_reply_fail(r, st, 3, &err), 0);
+    assert_int_equal(st[0], CORRAL_FAIL_SCHEDULED);
+    assert_int_equal(st[1], CORRAL_FAIL_DEAD);
+    assert_int_equal(st[2], CORRAL_FAIL_STALE);
+    assert_int_equal(corral_reply_fail(r, st, 2, &err), -1);
+    free_reply(r);
+}
+
+static void redis_urls_parse(void **state)
+{
+    struct corral_redis_addr a;
+    struct corral_err err;
+    assert_int_equal(corral_redis_parse_url("redis://127.0.0.1:6380/2", &a, &err), 0);
+    assert_string_equal(a.host, "127.0.0.1");
+    assert_int_equal(a.port, 6380);
+    assert_int_equal(a.db, 2);
+    assert_null(a.user);
+    corral_redis_addr_free(&a);
+
+    assert_int_equal(corral_redis_parse_url("redis://corral@redis.internal", &a, &err), 0);
+    assert_string_equal(a.user, "corral");
+    assert_string_equal(a.host, "redis.internal");
+    assert_int_equal(a.port, 6379);
+    corral_redis_addr_free(&a);
+
+    assert_int_equal(corral_redis_parse_url("unix:///run/redis/redis.sock?db=3", &a, &err), 0);
+    assert_string_equal(a.path, "/run/redis/redis.sock");
+    assert_int_equal(a.db, 3);
+    corral_redis_addr_free(&a);
+}
+
+static void redis_url_with_password_is_refused_without_echoing_it(void **state)
+{
+    struct corral_redis_addr a;
+    struct corral_err err;
+    assert_int_equal(corral_redis_parse_url("redis://u:s3cret@h:1/0", &a, &err), -1);
+    assert_non_null(strstr(err.msg, "password_file"));
+    assert_null(strstr(err.msg, "s3cret"));
+}
+
+static void bad_redis_urls_are_refused(void **state)
+{
+    const char *bad[] = {"http://h",        "redis://",        "redis://h:0",
+                         "redis://h:70000", "redis://h:x",     "redis://h/x",
+                         "unix://relative", "unix:///s?foo=1", NULL};
+    for (const char **u = bad; *u; u++) {
+        struct corral_redis_addr a;
+        struct corral_err err;
+        assert_int_equal(corral_redis_parse_url(*u, &a, &err), -1);
+        assert_non_null(strstr(err.msg, "redis url"));
+    }
+}
+
+static void embedded_function_library_has_a_version(void **state)
+{
+    assert_true(corral_functions_version() >= 1);
+    assert_non_null(strstr(corral_functions_source(), "#!lua name=corral"));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(enqueue_builds_fcall_with_hash_tagged_key),
+        cmocka_unit_test(enqueue_options_become_one_json_object),
+        cmocka_unit_test(numeric_priority_is_sent_as_a_level_index),
+        cmocka_unit_test(payload_may_hold_nul_bytes_and_binary),
+        cmocka_unit_test(ack_batches_triples_after_the_worker),
+        cmocka_unit_test(fail_names_the_kind),
+        cmocka_unit_test(queue_names_are_checked),
+        cmocka_unit_test(reserve_reply_becomes_jobs),
+        cmocka_unit_test(error_replies_become_errors_naming_the_problem),
+        cmocka_unit_test(malformed_reserve_reply_is_an_error_not_a_crash),
+        cmocka_unit_test(fail_reply_maps_states),
+        cmocka_unit_test(redis_urls_parse),
+        cmocka_unit_test(redis_url_with_password_is_refused_without_echoing_it),
+        cmocka_unit_test(bad_redis_urls_are_refused),
+        cmocka_unit_test(embedded_function_library_has_a_version),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

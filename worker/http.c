@@ -1,0 +1,370 @@
+/* The http handler: POSTs payloads to the queue's service with libcurl's
+ * multi_socket interface on the worker's libev loop (the pattern of curl's
+ * docs/examples/evhiperfifo.c), and classifies the answer. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define CURL_DISABLE_TYPECHECK 1
+#include <curl/curl.h>
+#include <dlfcn.h>
+
+#include "classify.h"
+#include "corral/util.h"
+#include "worker.h"
+
+#define THROTTLE_DEFAULT_MS 1000
+#define THROTTLE_CAP_MS     (15 * 60 * 1000)
+/* Of an answer that is not 2xx, only the start is kept: enough for the
+ * error excerpt and for spotting "insufficient_quota"; an error page larger
+ * than max_result is still the error it reports, not an oversized result. */
+#define ERROR_BODY_KEEP 4096
+
+/* libcurl is opened at run time, and only by workers that serve an http
+ * queue: loading it (and the TLS, LDAP and Kerberos libraries Debian's
+ * build pulls in) costs every process about 6 MiB of resident memory, which
+ * echo and exec workers have no use for. */
+static struct {
+    CURLcode (*global_init)(long);
+    void (*global_cleanup)(void);
+    CURL *(*easy_init)(void);
+    void (*easy_cleanup)(CURL *);
+    CURLcode (*easy_setopt)(CURL *, CURLoption, ...);
+    CURLcode (*easy_getinfo)(CURL *, CURLINFO, ...);
+    const char *(*easy_strerror)(CURLcode);
+    CURLM *(*multi_init)(void);
+    CURLMcode (*multi_cleanup)(CURLM *);
+    CURLMcode (*multi_setopt)(CURLM *, CURLMoption, ...);
+    CURLMcode (*multi_add_handle)(CURLM *, CURL *);
+    CURLMcode (*multi_remove_handle)(CURLM *, CURL *);
+    CURLMcode (*multi_assign)(CURLM *, curl_socket_t, void *);
+    CURLMcode (*multi_socket_action)(CURLM *, curl_socket_t, int, int *);
+    CURLMsg *(*multi_info_read)(CURLM *, int *);
+    struct curl_slist *(*slist_append)(struct curl_slist *, const char *);
+    void (*slist_free_all)(struct curl_slist *);
+} C;
+
+static void *libcurl;
+
+static int load_libcurl(struct corral_err *err)
+{
+    if (libcurl != NULL)
+        return 0;
+    libcurl = dlopen("libcurl.so.4", RTLD_NOW | RTLD_LOCAL);
+    if (libcurl == NULL)
+        return corral_err_set(err, CORRAL_ERR_IO, "cannot load libcurl: %s", dlerror());
+    struct {
+        const char *name;
+        void **slot;
+    } syms[] = {
+        {"curl_global_init", (void **)&C.global_init},
+        {"curl_global_cleanup", (void **)&C.global_cleanup},
+        {"curl_easy_init", (void **)&C.easy_init},
+        {"curl_easy_cleanup", (void **)&C.easy_cleanup},
+        {"curl_easy_setopt", (void **)&C.easy_setopt},
+        {"curl_easy_getinfo", (void **)&C.easy_getinfo},
+        {"curl_easy_strerror", (void **)&C.easy_strerror},
+        {"curl_multi_init", (void **)&C.multi_init},
+        {"curl_multi_cleanup", (void **)&C.multi_cleanup},
+        {"curl_multi_setopt", (void **)&C.multi_setopt},
+        {"curl_multi_add_handle", (void **)&C.multi_add_handle},
+        {"curl_multi_remove_handle", (void **)&C.multi_remove_handle},
+        {"curl_multi_assign", (void **)&C.multi_assign},
+        {"curl_multi_socket_action", (void **)&C.multi_socket_action},
+        {"curl_multi_info_read", (void **)&C.multi_info_read},
+        {"curl_slist_append", (void **)&C.slist_append},
+        {"curl_slist_free_all", (void **)&C.slist_free_all},
+    };
+    for (size_t i = 0; i < sizeof(syms) / sizeof(syms[0]); i++) {
+        *syms[i].slot = dlsym(libcurl, syms[i].name);
+        if (*syms[i].slot == NULL) {
+            corral_err_set(err, CORRAL_ERR_IO, "libcurl lacks %s", syms[i].name);
+            dlclose(libcurl);
+            libcurl = NULL;
+            return -1;
+        }
+    }
+    return 0;
+}
+
+struct corral_http {
+    struct ev_loop *loop;
+    CURLM *multi;
+    ev_timer timer;
+};
+
+/* One socket libcurl asked us to watch. */
+struct sock {
+    curl_socket_t fd;
+    ev_io io;
+    struct corral_http *h;
+};
+
+struct call {
+    struct corral_run *run;
+    struct corral_http *h;
+    CURL *easy;
+    struct curl_slist *headers;
+    char *body;
+    size_t len;
+    int too_big;
+    long status; /* known once the headers are in */
+    struct corral_retry_hints hints;
+    char errbuf[CURL_ERROR_SIZE];
+};
+
+static void check_done(struct corral_http *h);
+
+static void on_sock_event(struct ev_loop *loop, ev_io *io, int revents)
+{
+    struct sock *s = io->data;
+    struct corral_http *h = s->h;
+    int action =
+        (revents & EV_READ ? CURL_CSELECT_IN : 0) | (revents & EV_WRITE ? CURL_CSELECT_OUT : 0);
+    int running;
+    C.multi_socket_action(h->multi, s->fd, action, &running);
+    check_done(h);
+}
+
+static int on_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
+{
+    struct corral_http *h = userp;
+    struct sock *s = socketp;
+    if (what == CURL_POLL_REMOVE) {
+        if (s != NULL) {
+            ev_io_stop(h->loop, &s->io);
+            free(s);
+        }
+        return 0;
+    }
+    if (s == NULL) {
+        s = corral_xcalloc(1, sizeof(*s));
+        s->fd = fd;
+        s->h = h;
+        ev_init(&s->io, on_sock_event);
+        s->io.data = s;
+        C.multi_assign(h->multi, fd, s);
+    }
+    int events = (what & CURL_POLL_IN ? EV_READ : 0) | (what & CURL_POLL_OUT ? EV_WRITE : 0);
+    ev_io_stop(h->loop, &s->io);
+    ev_io_set(&s->io, fd, events);
+    ev_io_start(h->loop, &s->io);
+    return 0;
+}
+
+static void on_timer(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct corral_http *h = t->data;
+    int running;
+    C.multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    check_done(h);
+}
+
+static int on_timer_change(CURLM *multi, long timeout_ms, void *userp)
+{
+    struct corral_http *h = userp;
+    ev_timer_stop(h->loop, &h->timer);
+    if (timeout_ms >= 0) {
+        ev_timer_set(&h->timer, (double)timeout_ms / 1000.0, 0.0);
+        ev_timer_start(h->loop, &h->timer);
+    }
+    return 0;
+}
+
+struct corral_http *corral_http_new(struct ev_loop *loop, struct corral_err *err)
+{
+    static int global_done;
+    if (load_libcurl(err) < 0)
+        return NULL;
+    if (!global_done) {
+        C.global_init(CURL_GLOBAL_DEFAULT);
+        global_done = 1;
+    }
+    struct corral_http *h = corral_xcalloc(1, sizeof(*h));
+    h->loop = loop;
+    h->multi = C.multi_init();
+    ev_timer_init(&h->timer, on_timer, 0.0, 0.0);
+    h->timer.data = h;
+    C.multi_setopt(h->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+    C.multi_setopt(h->multi, CURLMOPT_SOCKETDATA, h);
+    C.multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, on_timer_change);
+    C.multi_setopt(h->multi, CURLMOPT_TIMERDATA, h);
+    return h;
+}
+
+void corral_http_free(struct corral_http *h)
+{
+    if (h == NULL)
+        return;
+    ev_timer_stop(h->loop, &h->timer);
+    C.multi_cleanup(h->multi);
+    free(h);
+    C.global_cleanup();
+}
+
+static size_t on_body(char *data, size_t size, size_t nmemb, void *userp)
+{
+    struct call *c = userp;
+    size_t n = size * nmemb;
+    if (c->status == 0)
+        C.easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &c->status);
+    if (c->status < 200 || c->status > 299) {
+        size_t take = c->len >= ERROR_BODY_KEEP ? 0 : ERROR_BODY_KEEP - c->len;
+        if (take > n)
+            take = n;
+        if (take > 0) {
+            c->body = corral_xrealloc(c->body, c->len + take + 1);
+            memcpy(c->body + c->len, data, take);
+            c->len += take;
+        }
+        return n; /* the rest is read and dropped */
+    }
+    if (c->len + n > (size_t)c->run->q->conf->max_result_bytes) {
+        c->too_big = 1;
+        return 0; /* aborts the transfer */
+    }
+    c->body = corral_xrealloc(c->body, c->len + n + 1);
+    memcpy(c->body + c->len, data, n);
+    c->len += n;
+    return n;
+}
+
+static size_t on_header(char *data, size_t size, size_t nmemb, void *userp)
+{
+    struct call *c = userp;
+    corral_retry_hints_header(&c->hints, data, size * nmemb, (int64_t)time(NULL));
+    return size * nmemb;
+}
+
+static void call_free(struct call *c)
+{
+    C.multi_remove_handle(c->h->multi, c->easy);
+    C.easy_cleanup(c->easy);
+    C.slist_free_all(c->headers);
+    free(c->body);
+    free(c);
+}
+
+static void end_call(struct call *c, CURLcode code)
+{
+    struct corral_run *run = c->run;
+    long status = 0;
+    C.easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &status);
+    char msg[512];
+    if (c->too_big) {
+        snprintf(msg, sizeof(msg), "result larger than max_result (%lld bytes)",
+                 (long long)run->q->conf->max_result_bytes);
+        call_free(c);
+        corral_run_finish(run, CORRAL_RUN_PERMANENT, msg, strlen(msg), 0);
+        return;
+    }
+    if (code != CURLE_OK) {
+        /* No usable answer: timeouts, refused or dropped connections. The
+         * error buffer names host and port (from the config's url), never
+         * a header, so the key cannot appear here. */
+        const char *why = c->errbuf[0] != '\0' ? c->errbuf : C.easy_strerror(code);
+        if (code == CURLE_OPERATION_TIMEDOUT)
+            snprintf(msg, sizeof(msg), "timed out after %lld ms (%s)",
+                     (long long)run->job.timeout_ms, why);
+        else
+            snprintf(msg, sizeof(msg), "%s", why);
+        call_free(c);
+        corral_run_finish(run, CORRAL_RUN_RETRY, msg, strlen(msg), 0);
+        return;
+    }
+    const char *body = c->body ? c->body : "";
+    enum corral_verdict v = corral_classify(status, body, c->len);
+    if (v == CORRAL_V_DONE) {
+        corral_run_finish(run, CORRAL_RUN_DONE, body, c->len, 0);
+        call_free(c);
+        return;
+    }
+    corral_describe_http(status, body, c->len, msg, sizeof(msg));
+    if (v == CORRAL_V_THROTTLED) {
+        int64_t delay = corral_retry_hints_delay(&c->hints, THROTTLE_DEFAULT_MS, THROTTLE_CAP_MS);
+        call_free(c);
+        corral_run_finish(run, CORRAL_RUN_DEFER, msg, strlen(msg), delay);
+        return;
+    }
+    call_free(c);
+    corral_run_finish(run, v == CORRAL_V_RETRY ? CORRAL_RUN_RETRY : CORRAL_RUN_PERMANENT, msg,
+                      strlen(msg), 0);
+}
+
+static void check_done(struct corral_http *h)
+{
+    CURLMsg *m;
+    int left;
+    while ((m = C.multi_info_read(h->multi, &left)) != NULL) {
+        if (m->msg != CURLMSG_DONE)
+            continue;
+        struct call *c = NULL;
+        C.easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&c);
+        end_call(c, m->data.result);
+    }
+}
+
+static void on_abort(struct corral_run *run)
+{
+    struct call *c = run->handler;
+    call_free(c);
+    corral_run_finish(run, CORRAL_RUN_ABORTED, NULL, 0, 0);
+}
+
+/* Where the per-service gate of the [breakers] issue sits: an open breaker,
+ * a fleet-wide throttle (429 Retry-After) or max_inflight would defer the
+ * job here, without spending an attempt, before any call goes out. For now
+ * every call may go. */
+static int service_gate(const struct corral_run *run, int64_t *defer_ms)
+{
+    (void)run;
+    *defer_ms = 0;
+    return 1;
+}
+
+void corral_http_start(struct corral_http *h, struct corral_run *run)
+{
+    const struct corral_service_conf *svc = run->q->service;
+    int64_t defer_ms;
+    if (!service_gate(run, &defer_ms)) {
+        static const char why[] = "service gate closed";
+        corral_run_finish(run, CORRAL_RUN_DEFER, why, sizeof(why) - 1, defer_ms);
+        return;
+    }
+    struct call *c = corral_xcalloc(1, sizeof(*c));
+    c->run = run;
+    c->h = h;
+    corral_retry_hints_init(&c->hints);
+    c->easy = C.easy_init();
+    c->headers = C.slist_append(NULL, "Content-Type: application/json");
+    c->headers = C.slist_append(c->headers, "Expect:");
+    for (size_t i = 0; i < svc->headers.n; i++)
+        c->headers = C.slist_append(c->headers, svc->headers.items[i]);
+    if (run->q->api_key != NULL) {
+        char *auth = corral_xasprintf("Authorization: Bearer %s", run->q->api_key);
+        c->headers = C.slist_append(c->headers, auth);
+        explicit_bzero(auth, strlen(auth));
+        free(auth);
+    }
+    CURL *e = c->easy;
+    C.easy_setopt(e, CURLOPT_URL, svc->url);
+    C.easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    C.easy_setopt(e, CURLOPT_POST, 1L);
+    C.easy_setopt(e, CURLOPT_POSTFIELDS, run->job.payload);
+    C.easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)run->job.payload_len);
+    C.easy_setopt(e, CURLOPT_HTTPHEADER, c->headers);
+    C.easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)svc->connect_timeout_ms);
+    C.easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)run->job.timeout_ms);
+    C.easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    C.easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+    C.easy_setopt(e, CURLOPT_WRITEDATA, c);
+    C.easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+    C.easy_setopt(e, CURLOPT_HEADERDATA, c);
+    C.easy_setopt(e, CURLOPT_PRIVATE, c);
+    C.easy_setopt(e, CURLOPT_ERRORBUFFER, c->errbuf);
+    C.easy_setopt(e, CURLOPT_USERAGENT, "corral/" CORRAL_VERSION);
+    run->handler = c;
+    run->abort = on_abort;
+    C.multi_add_handle(h->multi, e);
+}
