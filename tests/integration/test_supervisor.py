@@ -183,13 +183,18 @@ def test_restarted_corrald_reclaims_its_previous_runs_leases_at_once(r, corrald)
     c2.stop()
 
 
-def test_sigterm_drains_jobs_in_flight(r, corrald):
-    c = corrald(queue="handler = exec\ncommand = /bin/sh -c 'sleep 1; cat'")
+def test_sigterm_drains_jobs_in_flight(r, corrald, tmp_path):
+    # Each job notes its start: a job whose lease was granted but whose
+    # reply the worker reads only after SIGTERM is handed back (deferred,
+    # no attempt spent) instead of started, so "running" means started.
+    started = tmp_path / "started"
+    c = corrald(queue=f"handler = exec\ncommand = /bin/sh -c 'echo x >> {started}; sleep 1; cat'")
     wait_until(lambda: len(c.workers()) == 2, what="min workers")
     ids = enqueue_many(r, 4)
-    wait_until(lambda: r.zcard(f"{K}:active") == 4, what="four jobs running")
+    wait_until(lambda: started.exists() and len(started.read_text().split()) == 4,
+               what="four jobs running")
     assert c.stop() == 0
-    assert [job(r, i)["state"] for i in ids] == ["done"] * 4
+    assert [job(r, i)["state"] for i in ids] == ["done"] * 4, c.logs()
     assert not c.workers()
 
 
