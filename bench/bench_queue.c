@@ -166,7 +166,7 @@ static int enqueue_batch(redisContext *c, int n, struct corral_err *err)
 static int reserve_batch(redisContext *c, const char *wid, int n, struct corral_job **jobs,
                          size_t *got, struct corral_err *err)
 {
-    if (corral_queue_reserve(c, PREFIX, QUEUE, wid, n, jobs, got, err) < 0)
+    if (corral_queue_reserve(c, PREFIX, QUEUE, wid, n, jobs, got, NULL, err) < 0)
         return -1;
     if (*got != (size_t)n)
         return corral_err_set(err, CORRAL_ERR_REDIS, "reserve of %d returned %zu jobs", n, *got);

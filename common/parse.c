@@ -144,7 +144,7 @@ int corral_parse_range_ms(const char *s, int64_t *lo, int64_t *hi, struct corral
         return corral_err_set(err, CORRAL_ERR_INVALID,
                               "expected a range of durations like 1s..5m (got \"%s\")", s);
     char *a = corral_xstrndup(s, (size_t)(dots - s));
-    int64_t l, h;
+    int64_t l = 0, h = 0;
     int rc = corral_parse_duration_ms(a, &l, err);
     free(a);
     if (rc == 0)
@@ -163,7 +163,7 @@ int corral_parse_range_ms(const char *s, int64_t *lo, int64_t *hi, struct corral
 int corral_parse_rate(const char *s, int64_t *count, int64_t *period_ms, struct corral_err *err)
 {
     const char *end = s;
-    int64_t n, p;
+    int64_t n = 0, p = 0;
     if (read_uint(&end, &n) != UINT_OK || *end != '/' || n < 1)
         return corral_err_set(err, CORRAL_ERR_INVALID, RATE_HINT " (got \"%s\")", s);
     const char *per = end + 1;

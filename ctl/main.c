@@ -31,6 +31,7 @@ static void usage(FILE *out)
             "  status [--json] [--watch [SECONDS]]\n"
             "  dead QUEUE [list | retry ID... | retry --all | purge]\n"
             "  pause QUEUE | resume QUEUE\n"
+            "  breaker [SERVICE] [reset] [--json]\n"
             "\n"
             "The config is FILE, else $CORRAL_CONFIG, else %s when it exists.\n"
             "--redis overrides its [redis] url (put passwords in password_file, never in "
@@ -379,6 +380,8 @@ int main(int argc, char **argv)
         fn = cmd_pause;
     else if (strcmp(cmd, "resume") == 0)
         fn = cmd_resume;
+    else if (strcmp(cmd, "breaker") == 0)
+        fn = ctl_breaker;
     else
         return ctl_usage_error("unknown command \"%s\"", cmd);
 

@@ -110,10 +110,14 @@ static json_t *snapshot(struct ctl *ctl, struct corral_err *err)
         json_decref(queues);
         return NULL;
     }
-    /* Breakers arrive with the [breakers] work; the key is there already so
-     * scripts can rely on it. */
-    return json_pack("{s:I s:o s:o s:[]}", "time_ms", (json_int_t)now, "queues", queues, "hosts",
-                     hosts, "breakers");
+    json_t *breakers = ctl_read_breakers(ctl, now, err);
+    if (breakers == NULL) {
+        json_decref(queues);
+        json_decref(hosts);
+        return NULL;
+    }
+    return json_pack("{s:I s:o s:o s:o}", "time_ms", (json_int_t)now, "queues", queues, "hosts",
+                     hosts, "breakers", breakers);
 }
 
 static long long ival(json_t *o, const char *k)
@@ -172,6 +176,8 @@ static void print_table(json_t *s, FILE *out, int color)
                 stale ? red : "", stale ? "STALE" : beat, off, dim,
                 json_string_value(json_object_get(h, "last_decision")), off);
     }
+    fputc('\n', out);
+    ctl_print_breakers(json_object_get(s, "breakers"), out, color);
 }
 
 int ctl_status(struct ctl *ctl, int argc, char **argv)

@@ -24,7 +24,7 @@
 -- Outside the queue's slot (single-Redis deployments only): <prefix>:queues,
 -- the set of declared queue names, written by corral_declare alone.
 
-local LIB_VERSION = 1
+local LIB_VERSION = 2
 
 local MAX_BATCH = 1000
 local STATS_TTL_S = 7200
@@ -287,6 +287,414 @@ local function int_arg(v, what, lo, hi)
 end
 
 ---------------------------------------------------------------------------
+-- Services: the circuit breaker, throttle and limits of one AI service,
+-- shared by every worker of the fleet. Updated by the calls that reserve,
+-- ack, fail and defer a queue's jobs, so the hot path has no extra round
+-- trip. Keys of a service S (single-Redis deployments: they live outside
+-- the queues' slots; DESIGN.md says where they go under Redis Cluster):
+--   <prefix>:svc:S        hash  settings (corral_declare_service) and state:
+--     st closed|open|half_open, until (open until, ms), n (trips since the
+--     breaker last closed), why (what tripped it), probes (half-open probe
+--     permits handed out), okp (probes that succeeded), thr (throttled until,
+--     ms), thr_why, the window: totals c f s (calls, failures, slow calls),
+--     per-bucket cI fI sI, bh (newest bucket index), and i:<host> (calls in
+--     flight on a host)
+--   <prefix>:svc:S:rl     zset  calls granted within the last rate period
+--   <prefix>:svc:S:sl     hash  host -> workers waiting for the service
+--   <prefix>:svc:S:held   set   "<K>|<id>" of jobs deferred until the breaker
+--                               may close (a reset makes them due at once)
+--   <prefix>:svc:S:wake:<host> list  markers that wake those workers
+--   <prefix>:services     set   every declared service name
+
+local NB = 10 -- buckets per breaker window: it slides in tenths
+local SVC_FIELDS = {'win', 'minc', 'fr', 'slow', 'sr', 'of', 'om', 'hc', 'rn', 'rp', 'st',
+                    'until', 'n', 'why', 'probes', 'okp', 'thr', 'thr_why', 'c', 'f', 's', 'bh'}
+local SVC_NUM = {win = 60000, minc = 20, fr = 50, slow = 30000, sr = 80, of = 30000,
+                 om = 300000, hc = 3, rn = 0, rp = 60000, ['until'] = 0, n = 0, probes = 0,
+                 okp = 0, thr = 0, c = 0, f = 0, s = 0}
+
+local function svc_key(prefix, name)
+    return prefix .. ':svc:' .. name
+end
+
+-- The service's settings and state, or nil when it was never declared (a
+-- queue naming an undeclared service runs without a breaker).
+local function load_svc(SK, name)
+    local v = redis.call('HMGET', SK, unpack(SVC_FIELDS))
+    if not v[1] then
+        return nil
+    end
+    local s = {key = SK, name = name}
+    for i, f in ipairs(SVC_FIELDS) do
+        if SVC_NUM[f] ~= nil then
+            s[f] = tonumber(v[i]) or SVC_NUM[f]
+        else
+            s[f] = v[i]
+        end
+    end
+    s.st = s.st or 'closed'
+    s.why = s.why or ''
+    s.thr_why = s.thr_why or ''
+    s.bh = tonumber(s.bh)
+    return s
+end
+
+-- Slides the window to now: buckets older than the window leave the
+-- totals. With write, the dropped buckets are deleted and the totals saved.
+local function svc_roll(s, now, write)
+    local bw = math.max(math.floor(s.win / NB), 1)
+    local idx = math.floor(now / bw)
+    if s.bh ~= nil and idx <= s.bh then
+        return s.bh -- same bucket, or the clock stepped back: keep the newest
+    end
+    if s.bh ~= nil then
+        local lo, hi = s.bh - NB + 1, math.min(s.bh, idx - NB)
+        if hi >= lo then
+            local fields = {}
+            for j = lo, hi do
+                fields[#fields + 1] = 'c' .. j
+                fields[#fields + 1] = 'f' .. j
+                fields[#fields + 1] = 's' .. j
+            end
+            local v = redis.call('HMGET', s.key, unpack(fields))
+            for k = 1, #fields, 3 do
+                s.c = s.c - (tonumber(v[k]) or 0)
+                s.f = s.f - (tonumber(v[k + 1]) or 0)
+                s.s = s.s - (tonumber(v[k + 2]) or 0)
+            end
+            if write then
+                redis.call('HDEL', s.key, unpack(fields))
+            end
+        end
+    end
+    s.bh = idx
+    if write then
+        redis.call('HSET', s.key, 'bh', idx, 'c', s.c, 'f', s.f, 's', s.s)
+    end
+    return idx
+end
+
+local function svc_clear_window(s)
+    if s.bh ~= nil then
+        local fields = {}
+        for j = s.bh - NB + 1, s.bh do
+            fields[#fields + 1] = 'c' .. j
+            fields[#fields + 1] = 'f' .. j
+            fields[#fields + 1] = 's' .. j
+        end
+        redis.call('HDEL', s.key, 'bh', unpack(fields))
+    end
+    s.bh, s.c, s.f, s.s = nil, 0, 0, 0
+    redis.call('HSET', s.key, 'c', 0, 'f', 0, 's', 0)
+end
+
+-- Wakes the workers waiting for the service: on one host, or all.
+local function svc_wake(s, host)
+    local slk = s.key .. ':sl'
+    local hosts
+    if host then
+        local n = redis.call('HGET', slk, host)
+        if not n then
+            return
+        end
+        hosts = {host, n}
+    else
+        hosts = redis.call('HGETALL', slk)
+    end
+    for i = 1, #hosts, 2 do
+        local wk = s.key .. ':wake:' .. hosts[i]
+        local marks = {}
+        for k = 1, math.min(tonumber(hosts[i + 1]) or 1, 64) do
+            marks[k] = '1'
+        end
+        redis.call('RPUSH', wk, unpack(marks))
+        redis.call('PEXPIRE', wk, 60000)
+        redis.call('HDEL', slk, hosts[i])
+    end
+end
+
+local function svc_open(s, now, dur, why)
+    s.st, s['until'], s.why, s.probes, s.okp = 'open', now + dur, why, 0, 0
+    redis.call('HSET', s.key, 'st', 'open', 'until', s['until'], 'why', why, 'n', s.n,
+               'probes', 0, 'okp', 0, 'opened_ms', now)
+    svc_clear_window(s)
+end
+
+local function svc_close(s, now)
+    s.st, s.n, s.probes, s.okp = 'closed', 0, 0, 0
+    redis.call('HSET', s.key, 'st', 'closed', 'n', 0, 'probes', 0, 'okp', 0, 'closed_ms', now)
+    svc_clear_window(s)
+    svc_wake(s, nil)
+    redis.call('DEL', s.key .. ':held') -- they are due about now anyway
+end
+
+-- Remembers a job that waits for the breaker rather than for a back-off.
+local function svc_hold_job(b, K, id)
+    redis.call('SADD', b.s.key .. ':held', K .. '|' .. id)
+end
+
+local function pct_text(a, b)
+    return string.format('%d%%', math.floor(a * 100 / b + 0.5))
+end
+
+-- What may be reserved for the service now: the number of calls allowed
+-- (at most want) and, when that is fewer than want, until when (ms) and why.
+-- Moves an open breaker whose time is up to half-open.
+local function svc_gate(s, now, want, host, max_inflight)
+    if s.thr > now then
+        return 0, s.thr, 'throttled: ' .. s.thr_why
+    end
+    if s.st == 'open' then
+        if now < s['until'] then
+            return 0, s['until'], 'breaker open: ' .. s.why
+        end
+        s.st, s.probes, s.okp = 'half_open', 0, 0
+        redis.call('HSET', s.key, 'st', 'half_open', 'probes', 0, 'okp', 0)
+    end
+    local allowed, upto, why = want, nil, nil
+    local function cap(n, t, w)
+        if n < allowed then
+            allowed, upto, why = math.max(n, 0), t, w
+        end
+    end
+    if s.st == 'half_open' then
+        cap(s.hc - s.probes, now + 1000, 'breaker half-open: probe calls in flight')
+    end
+    if max_inflight > 0 then
+        local cur = tonumber(redis.call('HGET', s.key, 'i:' .. host)) or 0
+        cap(max_inflight - cur, now + 1000,
+            string.format('max_inflight %d reached on host %s', max_inflight, host))
+    end
+    if s.rn > 0 and allowed > 0 then
+        local rk = s.key .. ':rl'
+        redis.call('ZREMRANGEBYSCORE', rk, '-inf', now - s.rp)
+        local used = redis.call('ZCARD', rk)
+        if used + allowed > s.rn then
+            local t = now + 1
+            local first = redis.call('ZRANGE', rk, 0, 0, 'WITHSCORES')
+            if first[2] then
+                t = tonumber(first[2]) + s.rp + 1
+            end
+            cap(s.rn - used, t, string.format('rate %d per %d ms reached', s.rn, s.rp))
+        end
+    end
+    return allowed, upto, why
+end
+
+-- Records calls granted by reserve: in-flight count, probes, rate log.
+local function svc_granted(s, now, n, host)
+    if n == 0 then
+        return
+    end
+    redis.call('HINCRBY', s.key, 'i:' .. host, n)
+    if s.st == 'half_open' then
+        s.probes = s.probes + n
+        redis.call('HSET', s.key, 'probes', s.probes)
+    end
+    if s.rn > 0 then
+        local rk = s.key .. ':rl'
+        local seq = redis.call('HINCRBY', s.key, 'rseq', n)
+        local entries = {}
+        for k = 1, n do
+            entries[#entries + 1] = now
+            entries[#entries + 1] = tostring(seq - n + k)
+        end
+        redis.call('ZADD', rk, unpack(entries))
+        redis.call('PEXPIRE', rk, s.rp + 1000)
+    end
+end
+
+-- Collects the outcomes of one ack/fail/defer call for a queue's service
+-- and applies them to the breaker once, at the end of the call.
+local function svc_batch(K, c, prefix)
+    if c.service == '' then
+        return nil
+    end
+    local SK = svc_key(prefix, c.service)
+    local s = load_svc(SK, c.service)
+    if s == nil then
+        return nil
+    end
+    return {s = s, ok = 0, fail = 0, slow = 0, pok = 0, pfail = 0, prel = 0, hosts = {},
+            fail_why = ''}
+end
+
+-- A job leaves its lease: its host's call slot and its probe permit (if it
+-- held one) are released. kind: 'ok', 'fail' (a breaker failure) or nil
+-- (the call does not count: throttled, deferred, reclaimed).
+local function svc_leave(b, jk, now, kind, why)
+    if b == nil then
+        return
+    end
+    local j = redis.call('HMGET', jk, 'state', 'worker', 'probe', 'started_ms')
+    if j[1] == 'active' and j[2] then
+        local host = j[2]:match('^(.*):[^:]*$') or j[2]
+        b.hosts[host] = (b.hosts[host] or 0) + 1
+    end
+    local probe = j[3] == '1'
+    if probe then
+        redis.call('HDEL', jk, 'probe')
+    end
+    if kind == nil then
+        if probe then
+            b.prel = b.prel + 1
+        end
+        return
+    end
+    local ms = now - (tonumber(j[4]) or now)
+    if ms >= b.s.slow then
+        b.slow = b.slow + 1
+    end
+    if kind == 'ok' then
+        b.ok = b.ok + 1
+        if probe then
+            b.pok = b.pok + 1
+        end
+    else
+        b.fail = b.fail + 1
+        b.fail_why = why or ''
+        if probe then
+            b.pfail = b.pfail + 1
+        end
+    end
+end
+
+local function svc_apply(b, now)
+    if b == nil then
+        return
+    end
+    local s = b.s
+    for host, n in pairs(b.hosts) do
+        local left = redis.call('HINCRBY', s.key, 'i:' .. host, -n)
+        if left <= 0 then
+            redis.call('HDEL', s.key, 'i:' .. host)
+        end
+        svc_wake(s, host)
+    end
+    if s.st == 'half_open' then
+        if b.pfail > 0 then
+            s.n = s.n + 1
+            local dur = math.min(s.of * 2 ^ math.min(s.n, 40), s.om)
+            svc_open(s, now, dur, string.format('probe call failed: %s', b.fail_why:sub(1, 120)))
+            return
+        end
+        s.okp = s.okp + b.pok
+        s.probes = math.max(s.probes - b.prel, 0)
+        if s.okp >= s.hc then
+            svc_close(s, now)
+        else
+            redis.call('HSET', s.key, 'okp', s.okp, 'probes', s.probes)
+            if b.prel > 0 then
+                svc_wake(s, nil)
+            end
+        end
+        return
+    end
+    if s.st ~= 'closed' or b.ok + b.fail == 0 then
+        return -- calls that finish after the trip do not count
+    end
+    local idx = svc_roll(s, now, true)
+    redis.call('HINCRBY', s.key, 'c' .. idx, b.ok + b.fail)
+    s.c = redis.call('HINCRBY', s.key, 'c', b.ok + b.fail)
+    if b.fail > 0 then
+        redis.call('HINCRBY', s.key, 'f' .. idx, b.fail)
+        s.f = redis.call('HINCRBY', s.key, 'f', b.fail)
+    end
+    if b.slow > 0 then
+        redis.call('HINCRBY', s.key, 's' .. idx, b.slow)
+        s.s = redis.call('HINCRBY', s.key, 's', b.slow)
+    end
+    if s.c >= s.minc then
+        local why
+        if s.f * 100 >= s.fr * s.c then
+            why = string.format('failure rate %s (%d of %d calls in %d ms; last: %s)',
+                                pct_text(s.f, s.c), s.f, s.c, s.win, b.fail_why:sub(1, 120))
+        elseif s.s * 100 >= s.sr * s.c then
+            why = string.format('slow-call rate %s (%d of %d calls over %d ms)',
+                                pct_text(s.s, s.c), s.s, s.c, s.slow)
+        end
+        if why then
+            s.n = 0
+            svc_open(s, now, s.of, why)
+        end
+    end
+end
+
+-- A 429: the whole service waits until its Retry-After.
+local function svc_throttle(b, now, delay, why)
+    if b == nil then
+        return
+    end
+    local s = b.s
+    if now + delay > s.thr then
+        s.thr, s.thr_why = now + delay, why
+        redis.call('HSET', s.key, 'thr', s.thr, 'thr_why', why:sub(1, 200))
+    end
+end
+
+-- A billing or quota error: retrying will not help for a long time.
+local function svc_quota(b, now, why)
+    if b == nil then
+        return 0
+    end
+    local s = b.s
+    if s.st ~= 'open' or s['until'] < now + s.om then
+        s.n = s.n + 1
+        svc_open(s, now, s.om, 'quota: ' .. why:sub(1, 200))
+    end
+    return s['until'] - now
+end
+
+-- The breaker as status shows it (read-only: rolls the window in memory).
+local function svc_view(s, now)
+    svc_roll(s, now, false)
+    local st = s.st
+    if st == 'open' and now >= s['until'] then
+        st = 'half_open'
+    end
+    local inflight, total = {}, 0
+    local h = redis.call('HGETALL', s.key)
+    for i = 1, #h, 2 do
+        local host = h[i]:match('^i:(.*)$')
+        if host then
+            inflight[host] = tonumber(h[i + 1])
+            total = total + tonumber(h[i + 1])
+        end
+    end
+    local rate_used = 0
+    if s.rn > 0 then
+        rate_used = redis.call('ZCOUNT', s.key .. ':rl', now - s.rp, '+inf')
+    end
+    local v = {
+        service = s.name, state = st, calls = s.c, failures = s.f, slow_calls = s.s,
+        failure_rate = s.c > 0 and math.floor(s.f * 1000 / s.c + 0.5) / 1000 or 0,
+        slow_rate = s.c > 0 and math.floor(s.s * 1000 / s.c + 0.5) / 1000 or 0,
+        open_until_ms = st ~= 'closed' and s['until'] or 0,
+        throttled_until_ms = s.thr > now and s.thr or 0,
+        reason = st ~= 'closed' and s.why or '',
+        throttle_reason = s.thr > now and s.thr_why or '',
+        trips = s.n, probes = s.probes, probe_successes = s.okp, half_open_calls = s.hc,
+        min_calls = s.minc, window_ms = s.win, inflight = total, rate_limit = s.rn,
+        rate_period_ms = s.rp, rate_used = rate_used, time_ms = now
+    }
+    if total > 0 then
+        v.inflight_by_host = inflight
+    end
+    local held
+    if v.throttled_until_ms > 0 then
+        held = 'throttled: ' .. s.thr_why
+    elseif st == 'open' then
+        held = 'breaker open: ' .. s.why
+    elseif st == 'half_open' then
+        held = 'breaker half-open'
+    elseif s.rn > 0 and rate_used >= s.rn then
+        held = string.format('at its rate limit (%d per %d ms)', s.rn, s.rp)
+    end
+    v.hold = held or ''
+    return v
+end
+
+---------------------------------------------------------------------------
 -- corral_version: no keys, no arguments -> the library version (integer).
 local function corral_version()
     return LIB_VERSION
@@ -530,24 +938,34 @@ end
 -- Empty while the queue is paused. Each job is leased to the worker for the
 -- queue's lease time; the run token must accompany its ack/fail/defer/renew.
 local function corral_reserve(keys, args)
-    local K, q = queue_key(keys[1])
+    local K, q, prefix = queue_key(keys[1])
     local c = load_conf(K, q)
     local worker = args[1]
     if worker == nil or worker == '' or #worker > 128 then
         fail('reserve: worker id must be 1-128 bytes')
     end
     local n = int_arg(args[2] or 1, 'reserve count', 1, MAX_BATCH)
+    local max_inflight = int_arg(args[3] or 0, 'max_inflight', 0, 1000000)
     local now = now_ms()
     promote_due(K, c, now, MAX_BATCH)
     if redis.call('EXISTS', K .. ':paused') == 1 then
         redis.call('DEL', K .. ':wake')
         return {}
     end
+    local s, host, allowed, gate_until, gate_why = nil, nil, n, nil, nil
+    if c.service ~= '' then
+        s = load_svc(svc_key(prefix, c.service), c.service)
+        if s ~= nil then
+            host = worker:match('^(.*):[^:]*$') or worker
+            allowed, gate_until, gate_why = svc_gate(s, now, n, host, max_inflight)
+        end
+    end
+    local probe = s ~= nil and s.st == 'half_open'
     local pick, save = picker(K, c)
     local start_us = now_us()
     local out = {}
     local deadline = now + c.lease_ms
-    while #out < n do
+    while #out < allowed do
         local level = pick()
         if level == nil then
             break
@@ -561,15 +979,34 @@ local function corral_reserve(keys, args)
             local run = tonumber(j[3]) + 1
             redis.call('HSET', jk, 'state', 'active', 'attempts', attempts, 'run', run,
                        'started_ms', now, 'started_us', start_us, 'worker', worker)
+            if probe then
+                redis.call('HSET', jk, 'probe', '1')
+            end
             redis.call('ZADD', K .. ':active', deadline, id)
             out[#out + 1] = {id, tostring(run), attempts, tonumber(j[2]), tonumber(j[4]), j[5],
                              j[6], j[7]}
         end
     end
     save()
+    if s ~= nil then
+        svc_granted(s, now, #out, host)
+    end
+    local waiting = 0
     if #out < n then
-        -- Nothing left: markers would only wake idle workers for nothing.
-        redis.call('DEL', K .. ':wake')
+        for i = 0, #c.priorities - 1 do
+            waiting = waiting + redis.call('LLEN', K .. ':q:' .. i)
+        end
+        if waiting == 0 then
+            -- Nothing left: markers would only wake idle workers for nothing.
+            redis.call('DEL', K .. ':wake')
+        end
+    end
+    if gate_until ~= nil and waiting > 0 then
+        -- Jobs wait for the service: the worker sleeps on the service's
+        -- wake list of its host until gate_until or a state change.
+        redis.call('HINCRBY', s.key .. ':sl', host, 1)
+        -- Relative, so that the worker's clock need not agree with Redis's.
+        out[#out + 1] = string.format('gate %d %s', math.max(gate_until - now, 1), gate_why)
     end
     return out
 end
@@ -579,8 +1016,9 @@ end
 -- A lease that expired and was reclaimed, but whose job has not run again,
 -- is taken back by its worker.
 local function corral_renew(keys, args)
-    local K, q = queue_key(keys[1])
+    local K, q, prefix = queue_key(keys[1])
     local c = load_conf(K, q)
+    local b = svc_batch(K, c, prefix)
     local worker = args[1]
     local now = now_ms()
     local out = {}
@@ -594,6 +1032,10 @@ local function corral_renew(keys, args)
             if state ~= 'active' then
                 unlink(K, jk, id, state)
                 redis.call('HSET', jk, 'state', 'active', 'worker', worker, 'lost', '0')
+                if b ~= nil then
+                    local host = worker:match('^(.*):[^:]*$') or worker
+                    redis.call('HINCRBY', b.s.key, 'i:' .. host, 1)
+                end
                 redis.call('HDEL', jk, 'finished_ms')
                 redis.call('DEL', K .. ':fin:' .. id)
             end
@@ -608,9 +1050,10 @@ end
 -- a list with, per job, 1 (done), 0 (stale: a newer run exists or the job
 -- ended; nothing written) or 2 (result over max_result: the job is dead).
 local function corral_ack(keys, args)
-    local K, q = queue_key(keys[1])
+    local K, q, prefix = queue_key(keys[1])
     local c = load_conf(K, q)
     local now = now_ms()
+    local b = svc_batch(K, c, prefix)
     local out = {}
     for i = 2, #args - 2, 3 do
         local id, run, result = args[i], args[i + 1], args[i + 2]
@@ -619,6 +1062,7 @@ local function corral_ack(keys, args)
         if state == nil then
             out[#out + 1] = 0
         else
+            svc_leave(b, jk, now, 'ok')
             unlink(K, jk, id, state)
             local started = redis.call('HGET', jk, 'started_ms')
             if #result > c.max_result then
@@ -633,6 +1077,7 @@ local function corral_ack(keys, args)
             end
         end
     end
+    svc_apply(b, now)
     return out
 end
 
@@ -640,18 +1085,27 @@ end
 -- ... where kind is "retry" or "permanent" -> per job "scheduled" (retry
 -- after back-off), "dead" (permanent, or attempts used up) or "stale".
 local function corral_fail(keys, args)
-    local K, q = queue_key(keys[1])
+    local K, q, prefix = queue_key(keys[1])
     local c = load_conf(K, q)
+    for i = 2, #args - 3, 4 do
+        local kind = args[i + 2]
+        if kind ~= 'retry' and kind ~= 'permanent' then
+            fail('fail: kind must be retry or permanent, got "%s"', tostring(kind):sub(1, 32))
+        end
+    end
     -- Seed once per call: jobs failing in one batch must get different delays.
     local t = redis.call('TIME')
     math.randomseed(tonumber(t[2]) * 1000 + tonumber(t[1]) % 1000)
     local now = now_ms()
+    local b = svc_batch(K, c, prefix)
+    -- Calls that failed while the breaker was already open or half-open
+    -- (late calls, failed probes) wait for the breaker, attempt refunded:
+    -- the outage, not the job, is to blame.
+    local outage = b ~= nil and b.s.st ~= 'closed'
+    local waiting = {}
     local out = {}
     for i = 2, #args - 3, 4 do
         local id, run, kind, err = args[i], args[i + 1], args[i + 2], args[i + 3]
-        if kind ~= 'retry' and kind ~= 'permanent' then
-            fail('fail: kind must be retry or permanent, got "%s"', tostring(kind):sub(1, 32))
-        end
         if #err > 4096 then
             err = err:sub(1, 4096)
         end
@@ -659,7 +1113,18 @@ local function corral_fail(keys, args)
         local state = current_run(jk, run)
         if state == nil then
             out[#out + 1] = 'stale'
+        elseif outage and kind == 'retry' then
+            svc_leave(b, jk, now, 'fail', err)
+            unlink(K, jk, id, state)
+            local attempts = tonumber(redis.call('HGET', jk, 'attempts'))
+            redis.call('HSET', jk, 'attempts', math.max(attempts - 1, 0), 'error', err)
+            redis.call('HINCRBY', jk, 'deferrals', 1)
+            waiting[#waiting + 1] = {id, jk}
+            out[#out + 1] = 'scheduled'
         else
+            -- A permanent failure (4xx) means the service answered: it
+            -- counts as a call, not as a breaker failure.
+            svc_leave(b, jk, now, kind == 'retry' and 'fail' or 'ok', err)
             unlink(K, jk, id, state)
             local j = redis.call('HMGET', jk, 'attempts', 'max_attempts', 'started_ms')
             local attempts, max = tonumber(j[1]), tonumber(j[2])
@@ -679,35 +1144,68 @@ local function corral_fail(keys, args)
             end
         end
     end
+    svc_apply(b, now)
+    for _, w in ipairs(waiting) do
+        -- Spread over a second after the breaker may half-open.
+        local at = math.max(b.s['until'], now) + math.floor(math.random() * 1000)
+        redis.call('HSET', w[2], 'state', 'scheduled', 'run_at_ms', at)
+        redis.call('ZADD', K .. ':sched', at, w[1])
+        svc_hold_job(b, K, w[1])
+        stat(K, now, 'defer')
+    end
     return out
 end
 
--- corral_defer: KEYS[1] queue; ARGV worker, then triples id run delay_ms ...,
--- then nothing else -> per job "scheduled" or "stale". For breakers and
--- throttles: the job runs again after delay_ms and the attempt is refunded.
+-- corral_defer: KEYS[1] queue; ARGV worker, then groups of five: id run
+-- delay_ms kind reason ... -> per job "scheduled" or "stale". The job runs
+-- again after delay_ms and its attempt is refunded. kind: "" (plain: a
+-- draining worker hands a job back), "throttle" (a 429: the queue's service
+-- waits delay_ms fleet-wide) or "quota" (a billing error: the service's
+-- breaker opens for breaker_open_max, and the job waits that long). The
+-- reason is kept as the job's error.
+local DEFER_KINDS = {[''] = true, throttle = true, quota = true}
 local function corral_defer(keys, args)
-    local K, q = queue_key(keys[1])
-    load_conf(K, q)
+    local K, q, prefix = queue_key(keys[1])
+    local c = load_conf(K, q)
+    for i = 2, #args - 4, 5 do
+        int_arg(args[i + 2], 'delay_ms', 0, 366 * 86400000)
+        if not DEFER_KINDS[args[i + 3]] then
+            fail('defer: kind must be "", throttle or quota, got "%s"',
+                 tostring(args[i + 3]):sub(1, 32))
+        end
+    end
     local now = now_ms()
+    local b = svc_batch(K, c, prefix)
     local out = {}
-    for i = 2, #args - 2, 3 do
-        local id, run = args[i], args[i + 1]
-        local delay = int_arg(args[i + 2], 'delay_ms', 0, 366 * 86400000)
+    for i = 2, #args - 4, 5 do
+        local id, run, kind, why = args[i], args[i + 1], args[i + 3], args[i + 4]
+        local delay = tonumber(args[i + 2])
         local jk = job_key(K, id)
         local state = current_run(jk, run)
         if state == nil then
             out[#out + 1] = 'stale'
         else
+            svc_leave(b, jk, now, nil)
+            if kind == 'throttle' then
+                svc_throttle(b, now, delay, why)
+            elseif kind == 'quota' and b ~= nil then
+                delay = math.max(delay, svc_quota(b, now, why))
+                svc_hold_job(b, K, id)
+            end
             unlink(K, jk, id, state)
             local attempts = tonumber(redis.call('HGET', jk, 'attempts'))
             redis.call('HSET', jk, 'state', 'scheduled', 'attempts', math.max(attempts - 1, 0),
                        'run_at_ms', now + delay)
+            if why ~= '' then
+                redis.call('HSET', jk, 'error', why:sub(1, 4096))
+            end
             redis.call('HINCRBY', jk, 'deferrals', 1)
             redis.call('ZADD', K .. ':sched', now + delay, id)
             stat(K, now, 'defer')
             out[#out + 1] = 'scheduled'
         end
     end
+    svc_apply(b, now)
     return out
 end
 
@@ -721,13 +1219,14 @@ end
 
 -- Requeues (at the front of its level) or, with attempts used up, kills a job
 -- whose lease is gone. The run token is kept, so the old run may still report.
-local function reclaim_one(K, c, id, now, why)
+local function reclaim_one(K, c, b, id, now, why)
     local jk = job_key(K, id)
     redis.call('ZREM', K .. ':active', id)
     local j = redis.call('HMGET', jk, 'attempts', 'max_attempts', 'worker', 'state')
     if not j[1] or j[4] ~= 'active' then
         return 0
     end
+    svc_leave(b, jk, now, nil)
     local attempts, max = tonumber(j[1]), tonumber(j[2])
     local err = string.format('%s (worker %s, attempt %d of %d)', why, j[3] or '?', attempts, max)
     stat(K, now, 'lost')
@@ -743,15 +1242,17 @@ end
 -- corral_reclaim: KEYS[1] queue; ARGV[1] optional limit -> how many expired
 -- leases were reclaimed. Safe to run from every host at once.
 local function corral_reclaim(keys, args)
-    local K, q = queue_key(keys[1])
+    local K, q, prefix = queue_key(keys[1])
     local c = load_conf(K, q)
     local now = now_ms()
+    local b = svc_batch(K, c, prefix)
     local limit = int_arg(args[1] or MAX_BATCH, 'limit', 1, 100000)
     local ids = redis.call('ZRANGEBYSCORE', K .. ':active', '-inf', now, 'LIMIT', 0, limit)
     local n = 0
     for _, id in ipairs(ids) do
-        n = n + reclaim_one(K, c, id, now, 'lease expired')
+        n = n + reclaim_one(K, c, b, id, now, 'lease expired')
     end
+    svc_apply(b, now)
     wake(K, n)
     return n
 end
@@ -760,8 +1261,9 @@ end
 -- ending in "*" (all workers of a host) -> how many of its leases were
 -- reclaimed. corrald calls this the moment a worker dies.
 local function corral_reclaim_worker(keys, args)
-    local K, q = queue_key(keys[1])
+    local K, q, prefix = queue_key(keys[1])
     local c = load_conf(K, q)
+    local b = svc_batch(K, c, prefix)
     local who = args[1]
     if who == nil or who == '' or who == '*' then
         fail('reclaim_worker: a worker id or host prefix is required')
@@ -772,9 +1274,10 @@ local function corral_reclaim_worker(keys, args)
     for _, id in ipairs(redis.call('ZRANGE', K .. ':active', 0, -1)) do
         local w = redis.call('HGET', job_key(K, id), 'worker') or ''
         if w == who or (prefix and w:sub(1, #prefix) == prefix) then
-            n = n + reclaim_one(K, c, id, now, 'worker died')
+            n = n + reclaim_one(K, c, b, id, now, 'worker died')
         end
     end
+    svc_apply(b, now)
     wake(K, n)
     return n
 end
@@ -904,7 +1407,7 @@ end
 -- depth_by_priority, inflight, scheduled, dead, enqueued_per_s, done_per_s,
 -- failed_per_s, proc_ms_p50/p95/p99/mean, oldest_wait_ms, window_s.
 local function corral_stats(keys, args)
-    local K, q = queue_key(keys[1])
+    local K, q, prefix = queue_key(keys[1])
     local c = load_conf(K, q)
     local window_s = int_arg(args[1] or 60, 'window', 60, 3600)
     local minutes = math.ceil(window_s / 60)
@@ -963,6 +1466,13 @@ local function corral_stats(keys, args)
         return math.floor(n / span_s * 1000 + 0.5) / 1000
     end
     local paused = redis.call('EXISTS', K .. ':paused') == 1
+    local breaker = nil
+    if c.service ~= '' then
+        local sv = load_svc(svc_key(prefix, c.service), c.service)
+        if sv ~= nil then
+            breaker = svc_view(sv, now)
+        end
+    end
     return cjson.encode({
         name = q, paused = paused, depth = depth, depth_by_priority = by,
         inflight = redis.call('ZCARD', K .. ':active'),
@@ -974,8 +1484,108 @@ local function corral_stats(keys, args)
         proc_ms_p50 = pct(0.50), proc_ms_p95 = pct(0.95), proc_ms_p99 = pct(0.99),
         proc_ms_mean = sums.pn > 0 and math.floor(sums.ps / sums.pn + 0.5) or 0,
         oldest_wait_ms = oldest and (now - oldest) or 0, window_s = window_s,
-        service = c.service, time_ms = now
+        service = c.service, time_ms = now, breaker = breaker
     })
+end
+
+-- Returns the service key and name from the one key argument: a bare name
+-- (prefix "corral") or "<prefix>:svc:<name>".
+local function service_key(key)
+    if key == nil then
+        fail('expected one key: the service name')
+    end
+    local prefix, name = key:match('^(.-):svc:(.*)$')
+    if prefix == nil then
+        prefix, name = 'corral', key
+    end
+    if not valid_name(name) then
+        fail('bad service name "%s": use 1-64 characters of A-Z a-z 0-9 _ . : -', name:sub(1, 80))
+    end
+    if not valid_name(prefix) then
+        fail('bad key prefix "%s"', prefix:sub(1, 80))
+    end
+    return svc_key(prefix, name), name, prefix
+end
+
+-- corral_declare_service: KEYS[1] service; ARGV[1] settings JSON
+-- {window_ms, min_calls, failure_rate, slow_call_ms, slow_rate, open_for_ms,
+-- open_max_ms, half_open_calls, rate, rate_period_ms} (rates in percent;
+-- rate 0 = no limit) -> "OK". Registers or updates a service's breaker
+-- settings; its state is kept.
+local function corral_declare_service(keys, args)
+    local SK, name, prefix = service_key(keys[1])
+    local ok, v = pcall(cjson.decode, args[1] or '')
+    if not ok or type(v) ~= 'table' then
+        fail('service "%s": settings must be a JSON object', name)
+    end
+    local function num(k, dflt, lo, hi)
+        local x = v[k]
+        if x == nil then
+            x = dflt
+        end
+        x = tonumber(x)
+        if x == nil or x < lo or x > hi then
+            fail('service "%s": %s must be a number from %d to %d', name, k, lo, hi)
+        end
+        return x
+    end
+    local fields = {
+        'win', math.floor(num('window_ms', 60000, 100, 86400000)),
+        'minc', math.floor(num('min_calls', 20, 1, 1000000)),
+        'fr', num('failure_rate', 50, 0.01, 100),
+        'slow', math.floor(num('slow_call_ms', 30000, 1, 86400000)),
+        'sr', num('slow_rate', 80, 0.01, 100),
+        'of', math.floor(num('open_for_ms', 30000, 1, 86400000)),
+        'om', math.floor(num('open_max_ms', 300000, 1, 86400000)),
+        'hc', math.floor(num('half_open_calls', 3, 1, 10000)),
+        'rn', math.floor(num('rate', 0, 0, 100000000)),
+        'rp', math.floor(num('rate_period_ms', 60000, 1, 86400000))
+    }
+    if fields[12] > fields[14] then
+        fail('service "%s": open_for_ms must not exceed open_max_ms', name)
+    end
+    if not redis.call('HGET', SK, 'st') then
+        fields[#fields + 1] = 'st'
+        fields[#fields + 1] = 'closed'
+    end
+    redis.call('HSET', SK, unpack(fields))
+    redis.call('SADD', prefix .. ':services', name)
+    return 'OK'
+end
+
+local function known_service(SK, name)
+    local s = load_svc(SK, name)
+    if s == nil then
+        fail('unknown service "%s": no corrald or worker has declared it', name)
+    end
+    return s
+end
+
+-- corral_breaker: KEYS[1] service -> its breaker, throttle and limits as a
+-- JSON object (service, state, failure_rate, calls, open_until_ms, ...).
+local function corral_breaker(keys, args)
+    local SK, name = service_key(keys[1])
+    return cjson.encode(svc_view(known_service(SK, name), now_ms()))
+end
+
+-- corral_breaker_reset: KEYS[1] service -> "OK". Closes the breaker, ends a
+-- throttle and wakes the workers waiting for the service.
+local function corral_breaker_reset(keys, args)
+    local SK, name = service_key(keys[1])
+    local s = known_service(SK, name)
+    local now = now_ms()
+    -- Jobs that wait for the breaker run now, not when it would have let
+    -- them; jobs in an ordinary back-off keep theirs.
+    for _, e in ipairs(redis.call('SMEMBERS', SK .. ':held')) do
+        local K, id = e:match('^(.*)|([^|]*)$')
+        if K and redis.call('ZSCORE', K .. ':sched', id) then
+            redis.call('ZADD', K .. ':sched', 'XX', now, id)
+            redis.call('HSET', job_key(K, id), 'run_at_ms', now)
+        end
+    end
+    redis.call('HSET', SK, 'thr', 0, 'thr_why', '')
+    svc_close(s, now)
+    return 'OK'
 end
 
 local RO = {'no-writes'}
@@ -997,3 +1607,6 @@ redis.register_function('corral_resume', api(corral_resume))
 redis.register_function('corral_cancel', api(corral_cancel))
 redis.register_function{function_name = 'corral_job', callback = api(corral_job), flags = RO}
 redis.register_function{function_name = 'corral_stats', callback = api(corral_stats), flags = RO}
+redis.register_function('corral_declare_service', api(corral_declare_service))
+redis.register_function{function_name = 'corral_breaker', callback = api(corral_breaker), flags = RO}
+redis.register_function('corral_breaker_reset', api(corral_breaker_reset))

@@ -167,11 +167,13 @@ void corral_cmd_enqueue(struct corral_cmd *cmd, const char *prefix, const char *
 }
 
 void corral_cmd_reserve(struct corral_cmd *cmd, const char *prefix, const char *queue,
-                        const char *worker, int n)
+                        const char *worker, int n, int max_inflight)
 {
     corral_cmd_init(cmd, "corral_reserve", prefix, queue);
     corral_cmd_addstr(cmd, worker);
     corral_cmd_addint(cmd, n);
+    if (max_inflight > 0)
+        corral_cmd_addint(cmd, max_inflight);
 }
 
 void corral_cmd_ack(struct corral_cmd *cmd, const char *prefix, const char *queue,
@@ -208,6 +210,10 @@ void corral_cmd_defer(struct corral_cmd *cmd, const char *prefix, const char *qu
         corral_cmd_addstr(cmd, o[i].id);
         corral_cmd_addstr(cmd, o[i].run);
         corral_cmd_addint(cmd, o[i].delay_ms);
+        corral_cmd_addstr(cmd, o[i].defer_kind == CORRAL_DEFER_THROTTLE ? "throttle"
+                               : o[i].defer_kind == CORRAL_DEFER_QUOTA  ? "quota"
+                                                                        : "");
+        corral_cmd_add(cmd, o[i].data ? o[i].data : "", o[i].data ? o[i].len : 0);
     }
 }
 
@@ -266,24 +272,55 @@ int corral_reply_enqueue(const redisReply *r, char **id_out, struct corral_err *
     return 0;
 }
 
+/* The gate element: "gate <wait_ms> <why>". */
+static int parse_gate(const redisReply *e, struct corral_gate *gate)
+{
+    if (e->type != REDIS_REPLY_STRING || e->len < 5 || memcmp(e->str, "gate ", 5) != 0)
+        return -1;
+    char *end = NULL;
+    long long wait = strtoll(e->str + 5, &end, 10);
+    if (end == e->str + 5 || wait <= 0)
+        return -1;
+    if (gate != NULL) {
+        gate->wait_ms = wait;
+        size_t off = (size_t)(end - e->str) + (*end == ' ');
+        size_t len = e->len - off;
+        if (len >= sizeof(gate->why))
+            len = sizeof(gate->why) - 1;
+        memcpy(gate->why, e->str + off, len);
+        gate->why[len] = '\0';
+    }
+    return 0;
+}
+
 int corral_reply_reserve(const redisReply *r, struct corral_job **jobs_out, size_t *n_out,
-                         struct corral_err *err)
+                         struct corral_gate *gate, struct corral_err *err)
 {
     *jobs_out = NULL;
     *n_out = 0;
+    if (gate != NULL) {
+        gate->wait_ms = 0;
+        gate->why[0] = '\0';
+    }
     if (reply_error(r, "reserve", err) < 0)
         return -1;
     if (r->type != REDIS_REPLY_ARRAY)
         return shape("reserve", err);
-    for (size_t i = 0; i < r->elements; i++) {
+    size_t n = r->elements;
+    if (n > 0 && r->element[n - 1]->type == REDIS_REPLY_STRING) {
+        if (parse_gate(r->element[n - 1], gate) < 0)
+            return shape("reserve", err);
+        n--;
+    }
+    for (size_t i = 0; i < n; i++) {
         const redisReply *j = r->element[i];
         if (j->type != REDIS_REPLY_ARRAY || j->elements < 8)
             return shape("reserve", err);
     }
-    if (r->elements == 0)
+    if (n == 0)
         return 0;
-    struct corral_job *jobs = corral_xcalloc(r->elements, sizeof(*jobs));
-    for (size_t i = 0; i < r->elements; i++) {
+    struct corral_job *jobs = corral_xcalloc(n, sizeof(*jobs));
+    for (size_t i = 0; i < n; i++) {
         redisReply **e = r->element[i]->element;
         jobs[i].id = dup_str(e[0]);
         jobs[i].run = dup_str(e[1]);
@@ -296,7 +333,7 @@ int corral_reply_reserve(const redisReply *r, struct corral_job **jobs_out, size
         jobs[i].payload_len = e[7]->type == REDIS_REPLY_STRING ? e[7]->len : 0;
     }
     *jobs_out = jobs;
-    *n_out = r->elements;
+    *n_out = n;
     return 0;
 }
 
@@ -377,14 +414,15 @@ int corral_queue_enqueue(redisContext *c, const char *prefix, const char *queue,
 }
 
 int corral_queue_reserve(redisContext *c, const char *prefix, const char *queue, const char *worker,
-                         int n, struct corral_job **jobs_out, size_t *n_out, struct corral_err *err)
+                         int n, struct corral_job **jobs_out, size_t *n_out,
+                         struct corral_gate *gate, struct corral_err *err)
 {
     struct corral_cmd cmd;
-    corral_cmd_reserve(&cmd, prefix, queue, worker, n);
+    corral_cmd_reserve(&cmd, prefix, queue, worker, n, 0);
     *jobs_out = NULL;
     *n_out = 0;
     redisReply *r = run(c, &cmd, "reserve", err);
-    int rc = r ? corral_reply_reserve(r, jobs_out, n_out, err) : -1;
+    int rc = r ? corral_reply_reserve(r, jobs_out, n_out, gate, err) : -1;
     freeReplyObject(r);
     return rc;
 }
@@ -566,14 +604,12 @@ int corral_queue_stats(redisContext *c, const char *prefix, const char *queue, i
     return rc == 1 ? shape("stats", err) : rc;
 }
 
-int corral_queue_list(redisContext *c, const char *prefix, struct corral_strlist *out,
-                      struct corral_err *err)
+static int smembers(redisContext *c, const char *key, struct corral_strlist *out,
+                    struct corral_err *err)
 {
     out->items = NULL;
     out->n = 0;
-    char *key = registry_key(prefix);
     redisReply *r = redisCommand(c, "SMEMBERS %s", key);
-    free(key);
     if (corral_redis_check(c, r, "SMEMBERS", err) < 0) {
         freeReplyObject(r);
         return -1;
@@ -585,6 +621,15 @@ int corral_queue_list(redisContext *c, const char *prefix, struct corral_strlist
     }
     freeReplyObject(r);
     return 0;
+}
+
+int corral_queue_list(redisContext *c, const char *prefix, struct corral_strlist *out,
+                      struct corral_err *err)
+{
+    char *key = registry_key(prefix);
+    int rc = smembers(c, key, out, err);
+    free(key);
+    return rc;
 }
 
 int corral_queue_wait(redisContext *c, const char *prefix, const char *queue, const char *id,
@@ -654,5 +699,91 @@ int corral_queue_lease_holders(redisContext *c, const char *prefix, const char *
     freeReplyObject(r);
     if (rc < 0)
         corral_strlist_free(out);
+    return rc;
+}
+
+/* --- services --------------------------------------------------------- */
+
+int corral_service_name_valid(const char *name)
+{
+    return corral_queue_name_valid(name);
+}
+
+static char *service_key(const char *prefix, const char *name)
+{
+    return corral_xasprintf("%s:svc:%s", prefix, name);
+}
+
+char *corral_service_wake_key(const char *prefix, const char *name, const char *host)
+{
+    return corral_xasprintf("%s:svc:%s:wake:%s", prefix, name, host);
+}
+
+static void service_cmd(struct corral_cmd *cmd, const char *fcall, const char *function,
+                        const char *prefix, const char *name)
+{
+    memset(cmd, 0, sizeof(*cmd));
+    corral_cmd_addstr(cmd, fcall);
+    corral_cmd_addstr(cmd, function);
+    corral_cmd_addstr(cmd, "1");
+    char *key = service_key(prefix, name);
+    corral_cmd_addstr(cmd, key);
+    free(key);
+}
+
+void corral_cmd_declare_service(struct corral_cmd *cmd, const char *prefix,
+                                const struct corral_service_conf *s)
+{
+    service_cmd(cmd, "FCALL", "corral_declare_service", prefix, s->name);
+    json_t *o = json_pack(
+        "{s:I s:i s:f s:I s:f s:I s:I s:i s:I s:I}", "window_ms", (json_int_t)s->breaker_window_ms,
+        "min_calls", s->breaker_min_calls, "failure_rate", s->breaker_failure_rate_pm / 10.0,
+        "slow_call_ms", (json_int_t)s->breaker_slow_call_ms, "slow_rate",
+        s->breaker_slow_rate_pm / 10.0, "open_for_ms", (json_int_t)s->breaker_open_for_ms,
+        "open_max_ms", (json_int_t)s->breaker_open_max_ms, "half_open_calls",
+        s->breaker_half_open_calls, "rate", (json_int_t)s->rate_count, "rate_period_ms",
+        (json_int_t)(s->rate_period_ms > 0 ? s->rate_period_ms : 60000));
+    add_json(cmd, o);
+}
+
+int corral_service_declare(redisContext *c, const char *prefix, const struct corral_service_conf *s,
+                           struct corral_err *err)
+{
+    struct corral_cmd cmd;
+    corral_cmd_declare_service(&cmd, prefix, s);
+    redisReply *r = run(c, &cmd, "declare service", err);
+    freeReplyObject(r);
+    return r ? 0 : -1;
+}
+
+int corral_service_breaker(redisContext *c, const char *prefix, const char *name, char **json_out,
+                           struct corral_err *err)
+{
+    struct corral_cmd cmd;
+    service_cmd(&cmd, "FCALL_RO", "corral_breaker", prefix, name);
+    int rc = json_call(c, &cmd, "breaker", json_out, err);
+    if (rc < 0 && strstr(err->msg, "unknown service") != NULL)
+        err->code = CORRAL_ERR_NOTFOUND;
+    return rc == 1 ? shape("breaker", err) : rc;
+}
+
+int corral_service_reset(redisContext *c, const char *prefix, const char *name,
+                         struct corral_err *err)
+{
+    struct corral_cmd cmd;
+    service_cmd(&cmd, "FCALL", "corral_breaker_reset", prefix, name);
+    redisReply *r = run(c, &cmd, "breaker reset", err);
+    if (r == NULL && strstr(err->msg, "unknown service") != NULL)
+        err->code = CORRAL_ERR_NOTFOUND;
+    freeReplyObject(r);
+    return r ? 0 : -1;
+}
+
+int corral_service_list(redisContext *c, const char *prefix, struct corral_strlist *out,
+                        struct corral_err *err)
+{
+    char *key = corral_xasprintf("%s:services", prefix);
+    int rc = smembers(c, key, out, err);
+    free(key);
     return rc;
 }

@@ -57,6 +57,12 @@ struct corrald {
     int64_t next_sweep_ms;
     /* workers that died while Redis was away: their leases, reclaimed later */
     struct corral_strlist orphans;
+    /* the breaker states last seen, to log each change once */
+    struct seen_breaker {
+        char service[65];
+        char state[16];
+    } breakers[MAX_QUEUES];
+    size_t nbreakers;
     ev_timer tick, watchdog, drain_timer;
     ev_signal sigterm, sigint, sighup;
 };
@@ -184,6 +190,23 @@ static void reclaim_dead_local(struct corrald *d)
     }
 }
 
+/* Every [service] of the config: its breaker and rate settings, fleet-wide
+ * (the last corrald or worker to declare wins; keep them equal on all hosts). */
+static int declare_services(struct corrald *d)
+{
+    for (size_t i = 0; i < d->cfg->nservices; i++) {
+        struct corral_err err;
+        if (corral_service_declare(d->redis, d->cfg->redis.prefix, &d->cfg->services[i], &err) <
+            0) {
+            corral_log_err("cannot declare service", "service=%s error=\"%s\"",
+                           d->cfg->services[i].name, err.msg);
+            drop_redis(d, err.msg);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 static int connect_redis(struct corrald *d)
 {
     struct corral_err err;
@@ -205,6 +228,8 @@ static int connect_redis(struct corrald *d)
             return -1;
         }
     }
+    if (declare_services(d) < 0)
+        return -1;
     d->backoff_ms = 250;
     snprintf(d->redis_state, sizeof(d->redis_state), "ok");
     corral_log_info("connected to redis", "url=%s queues=%zu", d->cfg->redis.url,
@@ -331,8 +356,44 @@ static void on_worker_exit(struct corral_procs *t, struct corral_wproc *w, int s
 
 /* --- the tick --------------------------------------------------------- */
 
+/* Logs a service's breaker when its state differs from the last one seen
+ * (each corrald logs each change once, with the numbers behind it). */
+static void note_breaker(struct corrald *d, json_t *b)
+{
+    const char *svc = json_string_value(json_object_get(b, "service"));
+    const char *state = json_string_value(json_object_get(b, "state"));
+    if (svc == NULL || state == NULL)
+        return;
+    struct seen_breaker *seen = NULL;
+    for (size_t i = 0; i < d->nbreakers; i++)
+        if (strcmp(d->breakers[i].service, svc) == 0)
+            seen = &d->breakers[i];
+    if (seen == NULL) {
+        if (d->nbreakers == MAX_QUEUES)
+            return;
+        seen = &d->breakers[d->nbreakers++];
+        snprintf(seen->service, sizeof(seen->service), "%s", svc);
+        snprintf(seen->state, sizeof(seen->state), "closed");
+    }
+    if (strcmp(seen->state, state) == 0)
+        return;
+    const char *reason = json_string_value(json_object_get(b, "reason"));
+    if (strcmp(state, "closed") == 0)
+        corral_log_notice("breaker closed: calls resume", "service=%s was=%s", svc, seen->state);
+    else
+        corral_log_warn(strcmp(state, "open") == 0 ? "breaker open: no calls to the service"
+                                                   : "breaker half-open: probe calls only",
+                        "service=%s was=%s failure_rate=%.3f calls=%lld open_until_ms=%lld "
+                        "reason=\"%s\"",
+                        svc, seen->state, json_number_value(json_object_get(b, "failure_rate")),
+                        (long long)json_integer_value(json_object_get(b, "calls")),
+                        (long long)json_integer_value(json_object_get(b, "open_until_ms")),
+                        reason ? reason : "");
+    snprintf(seen->state, sizeof(seen->state), "%s", state);
+}
+
 static int read_queue(struct corrald *d, const char *name, struct corral_scale_queue *q,
-                      char *namebuf, size_t namelen)
+                      char *namebuf, size_t namelen, char *holdbuf, size_t holdlen)
 {
     char *json = NULL;
     struct corral_err err;
@@ -354,6 +415,19 @@ static int read_queue(struct corrald *d, const char *name, struct corral_scale_q
     q->proc_ms_mean = (int64_t)json_integer_value(json_object_get(s, "proc_ms_mean"));
     q->oldest_wait_ms = (int64_t)json_integer_value(json_object_get(s, "oldest_wait_ms"));
     q->paused = json_is_true(json_object_get(s, "paused"));
+    q->completion_per_s = json_number_value(json_object_get(s, "done_per_s"));
+    q->proc_ms_p95 = (int64_t)json_integer_value(json_object_get(s, "proc_ms_p95"));
+    json_t *b = json_object_get(s, "breaker");
+    const char *hold = json_string_value(json_object_get(b, "hold"));
+    if (hold != NULL && hold[0] != '\0') {
+        /* Growing the pool would only add workers that wait for the service. */
+        snprintf(holdbuf, holdlen, "service %s %s",
+                 json_string_value(json_object_get(b, "service")), hold);
+        q->held = 1;
+        q->hold_reason = holdbuf;
+    }
+    if (b != NULL)
+        note_breaker(d, b);
     json_decref(s);
     int hosts = corral_heartbeat_live_hosts(d->redis, d->cfg->redis.prefix, name,
                                             3 * d->cfg->scale.tick_ms + 5000, &err);
@@ -366,9 +440,11 @@ static void decide(struct corrald *d)
     const struct corral_strlist *qs = &d->cfg->pool.queues;
     struct corral_scale_queue queues[MAX_QUEUES];
     char names[MAX_QUEUES][65];
+    char holds[MAX_QUEUES][160];
     size_t n = 0;
     for (size_t i = 0; i < qs->n && n < MAX_QUEUES; i++) {
-        if (read_queue(d, qs->items[i], &queues[n], names[n], sizeof(names[n])) < 0)
+        if (read_queue(d, qs->items[i], &queues[n], names[n], sizeof(names[n]), holds[n],
+                       sizeof(holds[n])) < 0)
             return; /* no decision on partial data */
         n++;
     }
@@ -610,6 +686,7 @@ static void on_reload(struct ev_loop *loop, ev_signal *s, int revents)
                 corral_log_err("cannot declare queue", "queue=%s error=\"%s\"", cfg->queues[i].name,
                                err.msg);
         }
+        declare_services(d);
     }
     if (d->desired < cfg->pool.min)
         d->desired = cfg->pool.min;

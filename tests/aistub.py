@@ -40,6 +40,7 @@ class Stub:
         self.keys = {}
         self.inflight = 0
         self.max_inflight = 0
+        self.times = []  # arrival of each request, time.monotonic()
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -84,7 +85,7 @@ class Handler(BaseHTTPRequestHandler):
         if self.path == "/_reset":
             with stub.lock:
                 stub.requests, stub.auth, stub.bodies, stub.keys = 0, [], [], {}
-                stub.max_inflight = 0
+                stub.max_inflight, stub.times = 0, []
             return self.send_json(200, {"ok": True})
         try:
             body = json.loads(raw or b"{}")
@@ -93,6 +94,7 @@ class Handler(BaseHTTPRequestHandler):
         spec = body.get("stub") if isinstance(body, dict) else None
         with stub.lock:
             stub.requests += 1
+            stub.times.append(time.monotonic())
             stub.auth.append(self.headers.get("Authorization"))
             stub.bodies.append(raw.decode("utf-8", "replace")[:200])
             stub.inflight += 1

@@ -149,7 +149,7 @@ enum corral_verdict corral_classify(long status, const char *body, size_t len)
     if (status == 429) {
         /* A billing limit does not lift by waiting a few seconds. */
         if (body_has(body, len, "insufficient_quota") || body_has(body, len, "billing_hard_limit"))
-            return CORRAL_V_PERMANENT;
+            return CORRAL_V_QUOTA;
         return CORRAL_V_THROTTLED;
     }
     return CORRAL_V_PERMANENT;

@@ -10,7 +10,8 @@ enum corral_verdict {
     CORRAL_V_DONE,      /* 2xx: the body is the result */
     CORRAL_V_RETRY,     /* timeouts, connection errors, 408, 5xx */
     CORRAL_V_THROTTLED, /* 429: defer without spending an attempt */
-    CORRAL_V_PERMANENT, /* other 4xx, quota exhausted, oversized answers */
+    CORRAL_V_QUOTA,     /* 429 with a billing error: waiting seconds will not help */
+    CORRAL_V_PERMANENT, /* other 4xx, oversized answers */
 };
 
 /* Rate-limit hints from response headers, in ms; -1 when absent. */

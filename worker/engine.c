@@ -343,6 +343,12 @@ static void on_version(redisAsyncContext *ac, void *reply, void *priv)
         redisAsyncCommandArgv(ac, on_setup_reply, "declare", cmd.argc, (const char **)cmd.argv,
                               cmd.argvlen);
         corral_cmd_free(&cmd);
+        if (w->queues[i].service != NULL) {
+            corral_cmd_declare_service(&cmd, w->cfg->redis.prefix, w->queues[i].service);
+            redisAsyncCommandArgv(ac, on_setup_reply, "declare service", cmd.argc,
+                                  (const char **)cmd.argv, cmd.argvlen);
+            corral_cmd_free(&cmd);
+        }
     }
     redisAsyncCommand(ac, on_handshake_done, c, "PING");
 }
@@ -407,6 +413,28 @@ static void on_retry(struct ev_loop *loop, ev_timer *t, int revents)
 
 /* --- runs and outcomes ------------------------------------------------ */
 
+static enum corral_defer_kind defer_kind(enum corral_run_end end)
+{
+    return end == CORRAL_RUN_THROTTLE ? CORRAL_DEFER_THROTTLE
+           : end == CORRAL_RUN_QUOTA  ? CORRAL_DEFER_QUOTA
+                                      : CORRAL_DEFER_PLAIN;
+}
+
+/* Which call writes an outcome: 0 ack, 1 fail, 2 defer. */
+static int outcome_call(const struct outcome *o)
+{
+    switch (o->end) {
+    case CORRAL_RUN_DONE:
+        return 0;
+    case CORRAL_RUN_DEFER:
+    case CORRAL_RUN_THROTTLE:
+    case CORRAL_RUN_QUOTA:
+        return 2;
+    default:
+        return 1;
+    }
+}
+
 static void free_outcome(struct outcome *o)
 {
     free(o->id);
@@ -443,7 +471,9 @@ void corral_run_finish(struct corral_run *run, enum corral_run_end end, const ch
         static const enum corral_wmsg_outcome map[] = {[CORRAL_RUN_DONE] = CORRAL_OUTCOME_OK,
                                                        [CORRAL_RUN_RETRY] = CORRAL_OUTCOME_RETRY,
                                                        [CORRAL_RUN_PERMANENT] = CORRAL_OUTCOME_DEAD,
-                                                       [CORRAL_RUN_DEFER] = CORRAL_OUTCOME_DEFER};
+                                                       [CORRAL_RUN_DEFER] = CORRAL_OUTCOME_DEFER,
+                                                       [CORRAL_RUN_THROTTLE] = CORRAL_OUTCOME_DEFER,
+                                                       [CORRAL_RUN_QUOTA] = CORRAL_OUTCOME_DEFER};
         struct corral_wmsg m = {.type = CORRAL_WMSG_DONE, .ms = ms, .outcome = map[end]};
         snprintf(m.queue, sizeof(m.queue), "%s", run->q->conf->name);
         say(w, &m);
@@ -523,7 +553,7 @@ static void flush_outcomes(struct corral_worker *w)
         for (int kind = 0; kind < 3; kind++) { /* 0 ack, 1 fail, 2 defer */
             size_t n = 0;
             for (struct outcome *o = w->outcomes; o; o = o->next) {
-                int k = o->end == CORRAL_RUN_DONE ? 0 : o->end == CORRAL_RUN_DEFER ? 2 : 1;
+                int k = outcome_call(o);
                 if (!o->sent && o->q == q && k == kind)
                     n++;
             }
@@ -534,7 +564,7 @@ static void flush_outcomes(struct corral_worker *w)
             b->items = corral_xcalloc(n, sizeof(struct outcome *));
             struct corral_outcome *oc = corral_xcalloc(n, sizeof(*oc));
             for (struct outcome *o = w->outcomes; o; o = o->next) {
-                int k = o->end == CORRAL_RUN_DONE ? 0 : o->end == CORRAL_RUN_DEFER ? 2 : 1;
+                int k = outcome_call(o);
                 if (o->sent || o->q != q || k != kind)
                     continue;
                 oc[b->n] = (struct corral_outcome){.id = o->id,
@@ -542,7 +572,8 @@ static void flush_outcomes(struct corral_worker *w)
                                                    .data = o->data,
                                                    .len = o->len,
                                                    .permanent = o->end == CORRAL_RUN_PERMANENT,
-                                                   .delay_ms = o->delay_ms};
+                                                   .delay_ms = o->delay_ms,
+                                                   .defer_kind = defer_kind(o->end)};
                 o->sent = 1;
                 b->items[b->n++] = o;
             }
@@ -605,6 +636,36 @@ static void start_run(struct corral_worker *w, struct corral_wqueue *q, struct c
 
 static void reserve_from(struct corral_worker *w, size_t qi);
 
+/* The first queue from qi on whose service may take calls now, or nq. */
+static size_t open_queue(const struct corral_worker *w, size_t qi)
+{
+    int64_t now = corral_now_ms();
+    while (qi < w->nq && w->queues[qi].gated_until_ms > now)
+        qi++;
+    return qi;
+}
+
+/* Keeps what reserve said about the queue's service; logs each new gate
+ * once (a gate that only moves its deadline is the same gate). */
+static void note_gate(struct corral_worker *w, struct corral_wqueue *q, const struct corral_gate *g)
+{
+    if (g->wait_ms == 0 || q->svc_wake_key == NULL) {
+        if (q->gate_why[0] != '\0')
+            corral_log_info("service takes calls again", "worker=%s queue=%s service=%s", w->id,
+                            q->conf->name, q->service->name);
+        q->gated_until_ms = 0;
+        q->gate_why[0] = '\0';
+        return;
+    }
+    q->gated_until_ms = corral_now_ms() + g->wait_ms;
+    if (strcmp(q->gate_why, g->why) != 0) {
+        corral_log_info("service takes no calls for now; jobs wait in the queue",
+                        "worker=%s queue=%s service=%s wait_ms=%lld reason=\"%s\"", w->id,
+                        q->conf->name, q->service->name, (long long)g->wait_ms, g->why);
+        snprintf(q->gate_why, sizeof(q->gate_why), "%s", g->why);
+    }
+}
+
 static void on_blpop(redisAsyncContext *ac, void *reply, void *priv)
 {
     struct corral_worker *w = priv;
@@ -615,6 +676,16 @@ static void on_blpop(redisAsyncContext *ac, void *reply, void *priv)
         return;
     if (r->type == REDIS_REPLY_ERROR)
         hold_off(w, "waiting for work (BLPOP)", r->str);
+    if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+        r->element[0]->type == REDIS_REPLY_STRING) {
+        /* The service changed state (closed, reset, a call slot freed):
+         * its queues may be asked again at once. */
+        for (size_t i = 0; i < w->nq; i++) {
+            struct corral_wqueue *q = &w->queues[i];
+            if (q->svc_wake_key != NULL && strcmp(q->svc_wake_key, r->element[0]->str) == 0)
+                q->gated_until_ms = 0;
+        }
+    }
     kick(w);
 }
 
@@ -622,10 +693,15 @@ static void block_for_work(struct corral_worker *w)
 {
     if (w->blocking || !w->block.ready || w->draining)
         return;
+    /* A queue whose service takes no calls now waits on the service's wake
+     * list instead of its own: enqueues would only wake us for nothing. */
     struct corral_cmd cmd = {0};
     corral_cmd_addstr(&cmd, "BLPOP");
-    for (size_t i = 0; i < w->nq; i++)
-        corral_cmd_addstr(&cmd, w->queues[i].wake_key);
+    int64_t now = corral_now_ms();
+    for (size_t i = 0; i < w->nq; i++) {
+        const struct corral_wqueue *q = &w->queues[i];
+        corral_cmd_addstr(&cmd, q->gated_until_ms > now ? q->svc_wake_key : q->wake_key);
+    }
     corral_cmd_addint(&cmd, BLOCK_TIMEOUT_S);
     if (redisAsyncCommandArgv(w->block.ac, on_blpop, w, cmd.argc, (const char **)cmd.argv,
                               cmd.argvlen) == REDIS_OK)
@@ -654,7 +730,8 @@ static void on_reserve(redisAsyncContext *ac, void *reply, void *priv)
     struct corral_job *jobs = NULL;
     size_t n = 0;
     struct corral_err err;
-    if (corral_reply_reserve(reply, &jobs, &n, &err) < 0) {
+    struct corral_gate gate;
+    if (corral_reply_reserve(reply, &jobs, &n, &gate, &err) < 0) {
         char what[128];
         snprintf(what, sizeof(what), "reserving from queue %s", w->queues[qi].conf->name);
         w->reserving = 0;
@@ -663,6 +740,7 @@ static void on_reserve(redisAsyncContext *ac, void *reply, void *priv)
     }
     if (!ev_is_active(&w->hold))
         w->hold_ms = 0;
+    note_gate(w, &w->queues[qi], &gate);
     for (size_t i = 0; i < n; i++) {
         if (w->draining) {
             /* Leased just before SIGTERM: hand it back at once, without
@@ -684,12 +762,13 @@ static void on_reserve(redisAsyncContext *ac, void *reply, void *priv)
     say_busy(w);
     w->round_got += (int)n;
     int free_slots = w->slots - w->busy;
+    size_t next = open_queue(w, qi + 1);
     if (w->draining || free_slots <= 0 || !w->cmd.ready) {
         w->reserving = 0;
-    } else if ((int)n == asked) {
+    } else if ((int)n == asked && gate.wait_ms == 0) {
         reserve_from(w, qi); /* there may be more of this queue */
-    } else if (qi + 1 < w->nq) {
-        reserve_from(w, qi + 1);
+    } else if (next < w->nq) {
+        reserve_from(w, next);
     } else {
         w->reserving = 0;
         if (w->round_got == 0)
@@ -706,7 +785,8 @@ static void reserve_from(struct corral_worker *w, size_t qi)
     rc->qi = qi;
     rc->asked = w->slots - w->busy;
     struct corral_cmd cmd;
-    corral_cmd_reserve(&cmd, w->cfg->redis.prefix, w->queues[qi].conf->name, w->id, rc->asked);
+    corral_cmd_reserve(&cmd, w->cfg->redis.prefix, w->queues[qi].conf->name, w->id, rc->asked,
+                       w->queues[qi].max_inflight);
     w->reserving = 1;
     if (redisAsyncCommandArgv(w->cmd.ac, on_reserve, rc, cmd.argc, (const char **)cmd.argv,
                               cmd.argvlen) != REDIS_OK) {
@@ -723,7 +803,11 @@ static void kick(struct corral_worker *w)
         ev_is_active(&w->hold))
         return;
     w->round_got = 0;
-    reserve_from(w, 0);
+    size_t qi = open_queue(w, 0);
+    if (qi < w->nq)
+        reserve_from(w, qi);
+    else
+        block_for_work(w);
 }
 
 /* --- leases ----------------------------------------------------------- */
@@ -817,8 +901,8 @@ static void on_renew(struct ev_loop *loop, ev_timer *t, int revents)
         }
         struct corral_cmd cmd;
         corral_cmd_renew(&cmd, w->cfg->redis.prefix, q->conf->name, w->id, oc, n);
-        if (redisAsyncCommandArgv(w->cmd.ac, on_renew_reply, rc, cmd.argc,
-                                  (const char **)cmd.argv, cmd.argvlen) != REDIS_OK)
+        if (redisAsyncCommandArgv(w->cmd.ac, on_renew_reply, rc, cmd.argc, (const char **)cmd.argv,
+                                  cmd.argvlen) != REDIS_OK)
             renew_ctx_free(rc);
         corral_cmd_free(&cmd);
         free(oc);
@@ -838,7 +922,7 @@ static void on_hold_end(struct ev_loop *loop, ev_timer *t, int revents)
  * declaration is gone. */
 static void hold_off(struct corral_worker *w, const char *what, const char *error)
 {
-    w->hold_ms = w->hold_ms == 0 ? HOLD_MIN_MS
+    w->hold_ms = w->hold_ms == 0                ? HOLD_MIN_MS
                  : w->hold_ms * 2 > HOLD_MAX_MS ? HOLD_MAX_MS
                                                 : w->hold_ms * 2;
     corral_log_err("redis refused a call; backing off", "call=\"%s\" error=\"%s\" retry_ms=%lld",
@@ -995,6 +1079,13 @@ struct corral_worker *corral_worker_new(struct ev_loop *loop, const struct corra
             }
         } else if (q->conf->handler == CORRAL_HANDLER_HTTP) {
             q->service = corral_config_service(o->cfg, q->conf->service);
+            const char *colon = strrchr(w->id, ':');
+            char *whost =
+                colon ? corral_xstrndup(w->id, (size_t)(colon - w->id)) : corral_xstrdup(w->id);
+            q->svc_wake_key =
+                corral_service_wake_key(o->cfg->redis.prefix, q->service->name, whost);
+            free(whost);
+            q->max_inflight = q->service->max_inflight;
             if (q->service->api_key_file != NULL) {
                 q->api_key = corral_read_secret(q->service->api_key_file, err);
                 if (q->api_key == NULL) {
@@ -1083,6 +1174,7 @@ void corral_worker_free(struct corral_worker *w)
     }
     for (size_t i = 0; i < w->nq; i++) {
         free(w->queues[i].wake_key);
+        free(w->queues[i].svc_wake_key);
         corral_argv_free(w->queues[i].argv);
         if (w->queues[i].api_key != NULL) {
             explicit_bzero(w->queues[i].api_key, strlen(w->queues[i].api_key));

@@ -213,8 +213,8 @@ static void child(int in, int out, int err, char **argv)
     sigprocmask(SIG_SETMASK, &none, NULL);
     if (dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0)
         _exit(126);
-    /* Nothing of the worker's (Redis sockets, fd 3 to corrald, other
-     * jobs' pipes) reaches the command. */
+        /* Nothing of the worker's (Redis sockets, fd 3 to corrald, other
+         * jobs' pipes) reaches the command. */
 #ifdef SYS_close_range
     if (syscall(SYS_close_range, 3U, ~0U, 0) != 0)
 #endif

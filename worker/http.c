@@ -284,7 +284,12 @@ static void end_call(struct call *c, CURLcode code)
     if (v == CORRAL_V_THROTTLED) {
         int64_t delay = corral_retry_hints_delay(&c->hints, THROTTLE_DEFAULT_MS, THROTTLE_CAP_MS);
         call_free(c);
-        corral_run_finish(run, CORRAL_RUN_DEFER, msg, strlen(msg), delay);
+        corral_run_finish(run, CORRAL_RUN_THROTTLE, msg, strlen(msg), delay);
+        return;
+    }
+    if (v == CORRAL_V_QUOTA) {
+        call_free(c);
+        corral_run_finish(run, CORRAL_RUN_QUOTA, msg, strlen(msg), THROTTLE_DEFAULT_MS);
         return;
     }
     call_free(c);
@@ -312,26 +317,9 @@ static void on_abort(struct corral_run *run)
     corral_run_finish(run, CORRAL_RUN_ABORTED, NULL, 0, 0);
 }
 
-/* Where the per-service gate of the [breakers] issue sits: an open breaker,
- * a fleet-wide throttle (429 Retry-After) or max_inflight would defer the
- * job here, without spending an attempt, before any call goes out. For now
- * every call may go. */
-static int service_gate(const struct corral_run *run, int64_t *defer_ms)
-{
-    (void)run;
-    *defer_ms = 0;
-    return 1;
-}
-
 void corral_http_start(struct corral_http *h, struct corral_run *run)
 {
     const struct corral_service_conf *svc = run->q->service;
-    int64_t defer_ms;
-    if (!service_gate(run, &defer_ms)) {
-        static const char why[] = "service gate closed";
-        corral_run_finish(run, CORRAL_RUN_DEFER, why, sizeof(why) - 1, defer_ms);
-        return;
-    }
     struct call *c = corral_xcalloc(1, sizeof(*c));
     c->run = run;
     c->h = h;

@@ -23,6 +23,10 @@ struct corral_wqueue {
     char **argv;                               /* handler = exec: the split command */
     char *api_key;                             /* handler = http, or NULL */
     char *wake_key;
+    char *svc_wake_key;     /* the service's wake list for this host, or NULL */
+    int max_inflight;       /* the service's per-host limit, 0 = none */
+    int64_t gated_until_ms; /* reserve said: the service takes no calls until then (monotonic) */
+    char gate_why[256];     /* and why, to log each new gate once */
 };
 
 enum corral_run_end {
@@ -30,6 +34,8 @@ enum corral_run_end {
     CORRAL_RUN_RETRY,     /* data = error; back-off, spends the attempt */
     CORRAL_RUN_PERMANENT, /* data = error; dead at once */
     CORRAL_RUN_DEFER,     /* delay_ms; the attempt is refunded */
+    CORRAL_RUN_THROTTLE,  /* a 429: like DEFER, and the service waits delay_ms fleet-wide */
+    CORRAL_RUN_QUOTA,     /* a billing error: like DEFER, and the service's breaker opens */
     CORRAL_RUN_ABORTED,   /* forced exit: no outcome is written, the lease expires */
 };
 

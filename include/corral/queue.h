@@ -65,14 +65,30 @@ struct corral_enqueue_opts {
     const char *unique_key;
 };
 
+/* Why a job is deferred (corral_defer's kind): a plain hand-back, a 429
+ * that throttles the queue's service fleet-wide, or a quota/billing error
+ * that opens its breaker for breaker_open_max. */
+enum corral_defer_kind { CORRAL_DEFER_PLAIN, CORRAL_DEFER_THROTTLE, CORRAL_DEFER_QUOTA };
+
 /* How a run ended, for ack_many / fail_many / defer_many. */
 struct corral_outcome {
     const char *id;
     const char *run;
-    const char *data; /* ack: result; fail: error text */
+    const char *data; /* ack: result; fail, defer: error text */
     size_t len;
     int permanent;    /* fail: 1 = dead at once, 0 = retry with back-off */
     int64_t delay_ms; /* defer */
+    enum corral_defer_kind defer_kind;
+};
+
+/* Set by reserve when fewer jobs than asked were handed out because the
+ * queue's service is open, throttled, at its rate or max_inflight: jobs
+ * wait in the queue for wait_ms (from the reply, by the caller's own
+ * clock), or until the service's wake list for this host
+ * (corral_service_wake_key) gets a marker. wait_ms 0: no gate. */
+struct corral_gate {
+    int64_t wait_ms;
+    char why[256];
 };
 
 enum corral_ack_status { CORRAL_ACK_STALE = 0, CORRAL_ACK_DONE = 1, CORRAL_ACK_TOO_BIG = 2 };
@@ -83,8 +99,10 @@ void corral_cmd_declare(struct corral_cmd *cmd, const char *prefix,
                         const struct corral_queue_conf *q);
 void corral_cmd_enqueue(struct corral_cmd *cmd, const char *prefix, const char *queue,
                         const char *payload, size_t len, const struct corral_enqueue_opts *o);
+/* max_inflight: this host's limit of calls in flight to the queue's
+ * service (0 = none). */
 void corral_cmd_reserve(struct corral_cmd *cmd, const char *prefix, const char *queue,
-                        const char *worker, int n);
+                        const char *worker, int n, int max_inflight);
 void corral_cmd_ack(struct corral_cmd *cmd, const char *prefix, const char *queue,
                     const char *worker, const struct corral_outcome *o, size_t n);
 void corral_cmd_fail(struct corral_cmd *cmd, const char *prefix, const char *queue,
@@ -97,8 +115,9 @@ void corral_cmd_renew(struct corral_cmd *cmd, const char *prefix, const char *qu
 /* Reply parsers. Each returns 0, or -1 with err set from an error reply or
  * an unexpected shape. Arrays out are caller-allocated with n entries. */
 int corral_reply_enqueue(const redisReply *r, char **id_out, struct corral_err *err);
+/* gate (may be NULL) is filled from the reply's trailing gate element. */
 int corral_reply_reserve(const redisReply *r, struct corral_job **jobs_out, size_t *n_out,
-                         struct corral_err *err);
+                         struct corral_gate *gate, struct corral_err *err);
 int corral_reply_ack(const redisReply *r, enum corral_ack_status *st, size_t n,
                      struct corral_err *err);
 int corral_reply_fail(const redisReply *r, enum corral_fail_status *st, size_t n,
@@ -117,7 +136,7 @@ int corral_queue_enqueue(redisContext *c, const char *prefix, const char *queue,
 /* Up to n jobs; *jobs_out (NULL when none) is freed with corral_jobs_free. */
 int corral_queue_reserve(redisContext *c, const char *prefix, const char *queue, const char *worker,
                          int n, struct corral_job **jobs_out, size_t *n_out,
-                         struct corral_err *err);
+                         struct corral_gate *gate, struct corral_err *err);
 int corral_queue_ack(redisContext *c, const char *prefix, const char *queue, const char *worker,
                      const struct corral_outcome *o, size_t n, enum corral_ack_status *st,
                      struct corral_err *err);
@@ -172,5 +191,29 @@ int corral_queue_lease_holders(redisContext *c, const char *prefix, const char *
  * (caller frees). Ran out: CORRAL_ERR_TIMEOUT. No such job: NOTFOUND. */
 int corral_queue_wait(redisContext *c, const char *prefix, const char *queue, const char *id,
                       int64_t timeout_ms, char **state_out, struct corral_err *err);
+
+/* --- Services: breakers, throttles, limits (shared by the fleet) ---------
+ * Keys: "<prefix>:svc:<name>" and below it (see queue/corral.lua). */
+
+/* 1 when name is a valid service name (the same rule as queue names). */
+int corral_service_name_valid(const char *name);
+/* "<prefix>:svc:<name>:wake:<host>": BLPOP'ed by a host's workers that wait
+ * for the service. Caller frees. */
+char *corral_service_wake_key(const char *prefix, const char *name, const char *host);
+/* Registers the service's breaker and rate settings (keeps its state). */
+void corral_cmd_declare_service(struct corral_cmd *cmd, const char *prefix,
+                                const struct corral_service_conf *s);
+int corral_service_declare(redisContext *c, const char *prefix, const struct corral_service_conf *s,
+                           struct corral_err *err);
+/* The breaker, throttle and limits as a JSON object (docs/protocol.md);
+ * caller frees. An undeclared service is CORRAL_ERR_NOTFOUND. */
+int corral_service_breaker(redisContext *c, const char *prefix, const char *name, char **json_out,
+                           struct corral_err *err);
+/* Closes the breaker and ends a throttle; waiting workers resume. */
+int corral_service_reset(redisContext *c, const char *prefix, const char *name,
+                         struct corral_err *err);
+/* Every declared service name; caller frees with corral_strlist_free. */
+int corral_service_list(redisContext *c, const char *prefix, struct corral_strlist *out,
+                        struct corral_err *err);
 
 #endif

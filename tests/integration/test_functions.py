@@ -269,7 +269,7 @@ def test_defer_spends_no_attempt_and_runs_again_after_the_delay(q):
     jid = enqueue(q)
     run = reserve(q)[0][1]
     assert job(q, jid)["attempts"] == 1
-    assert q.fcall("corral_defer", 1, Q, "h:1", jid, run, 200) == ["scheduled"]
+    assert q.fcall("corral_defer", 1, Q, "h:1", jid, run, 200, "", "") == ["scheduled"]
     j = job(q, jid)
     assert j["state"] == "scheduled" and j["attempts"] == 0 and j["deferrals"] == 1
     got = wait_until(lambda: reserve(q), timeout=5, what="deferred job")

@@ -15,8 +15,8 @@ def fail(r, jid, run, kind="retry", error="boom", worker="host1:1"):
     return r.fcall("corral_fail", 1, Q, worker, jid, run, kind, error)[0]
 
 
-def defer(r, jid, run, delay_ms, worker="host1:1"):
-    return r.fcall("corral_defer", 1, Q, worker, jid, run, delay_ms)[0]
+def defer(r, jid, run, delay_ms, worker="host1:1", kind="", reason=""):
+    return r.fcall("corral_defer", 1, Q, worker, jid, run, delay_ms, kind, reason)[0]
 
 
 def make_due(r, ids):
@@ -150,8 +150,6 @@ def test_fail_with_an_unknown_kind_is_refused_and_changes_nothing(r):
     assert db_snapshot(r) == before
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: corral_fail validates each job's kind inside "
-                   "the loop, so jobs before the bad one are already failed when it refuses")
 def test_fail_batch_with_one_unknown_kind_is_refused_as_a_whole(r):
     declare(r, Q)
     a, b = enqueue(r, Q), enqueue(r, Q)
@@ -226,13 +224,11 @@ def test_defer_with_a_bad_delay_is_refused(r, delay):
     assert db_snapshot(r) == before
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: corral_defer validates each delay inside the "
-                   "loop, so jobs before the bad one are already deferred when it refuses")
 def test_defer_batch_with_one_bad_delay_is_refused_as_a_whole(r):
     declare(r, Q)
     a, b = enqueue(r, Q), enqueue(r, Q)
     (_, ra, *_), (_, rb, *_) = reserve(r, Q, 2)
     before = db_snapshot(r)
     with pytest.raises(redis.ResponseError, match="delay_ms must be an integer"):
-        r.fcall("corral_defer", 1, Q, "host1:1", a, ra, 100, b, rb, -1)
+        r.fcall("corral_defer", 1, Q, "host1:1", a, ra, 100, "", "", b, rb, -1, "", "")
     assert db_snapshot(r) == before

@@ -108,12 +108,13 @@ def test_a_5xx_error_page_larger_than_max_result_stays_retryable(r, stub, make_w
 def test_the_api_key_is_sent_but_never_logged_or_kept_in_errors(r, stub, make_worker):
     w = make_worker(HTTP_Q + "\nmax_attempts = 1", stub.url,
                     env={**os.environ, "CORRAL_LOG_LEVEL": "debug"})
+    # (A quota error would open the service's breaker for minutes: see
+    # test_insufficient_quota_opens_the_breaker_and_keeps_the_job.)
     specs = [{}, {"status": 503}, {"status": 400, "body": "bad"}, {"status": 401},
-             {"status": 429, "body": "insufficient_quota"}, {"drop": True},
-             {"hang": True}]
+             {"drop": True}, {"hang": True}]
     ids = [enqueue(r, {"stub": s}, timeout_ms=500) for s in specs]
     jobs = [await_end(r, jid) for jid in ids]
-    assert [j["state"] for j in jobs] == ["done"] + ["dead"] * 6
+    assert [j["state"] for j in jobs] == ["done"] + ["dead"] * 5
     # libcurl sends a request again, once, when a reused keep-alive
     # connection dies before any answer (the "drop" job): count at least one
     # request per job, each with the key.
@@ -127,13 +128,27 @@ def test_the_api_key_is_sent_but_never_logged_or_kept_in_errors(r, stub, make_wo
         assert API_KEY[3:] not in text
 
 
-def test_insufficient_quota_is_permanent_not_a_throttle(r, stub, make_worker):
+def test_insufficient_quota_opens_the_breaker_and_keeps_the_job(r, stub, make_worker):
+    """Not a throttle (waiting seconds will not help) and not the job's
+    fault: the service's breaker opens for breaker_open_max (5m by
+    default), the job waits for it without spending an attempt, and no
+    further call goes out."""
     make_worker(HTTP_Q, stub.url)
     body = '{"error": {"type": "insufficient_quota", "message": "You exceeded your quota"}}'
     jid = enqueue(r, {"stub": {"status": 429, "body": body}})
-    j = await_end(r, jid)
-    assert j["state"] == "dead" and j["attempts"] == 1
-    assert "insufficient_quota" in j["error"]
+    wait_until(lambda: job(r, jid)["state"] == "scheduled", what="the job to wait")
+    j = job(r, jid)
+    assert j["attempts"] == 0 and "insufficient_quota" in j["error"]
+    b = json.loads(r.fcall_ro("corral_breaker", 1, "ai"))
+    assert b["state"] == "open" and b["reason"].startswith("quota: HTTP 429")
+    assert 290_000 <= b["open_until_ms"] - time.time() * 1000 <= 300_000
+    assert j["run_at_ms"] >= b["open_until_ms"]
+    more = [enqueue(r, {}) for _ in range(3)]
+    # the worker asked for them, was told to wait, and waits for the service
+    wait_until(lambda: r.hget("corral:svc:ai:sl", socket.gethostname()),
+               what="the worker to wait for the service")
+    assert stub_stats(stub)["requests"] == 1
+    assert all(job(r, m)["state"] == "queued" for m in more)
 
 
 def test_hung_call_is_ended_by_the_job_timeout_and_retried(r, stub, make_worker):

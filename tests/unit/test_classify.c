@@ -25,10 +25,11 @@ static void statuses_map_to_verdicts(void **state)
     assert_int_equal(corral_classify(302, "", 0), CORRAL_V_PERMANENT);
 }
 
-static void quota_exhaustion_is_permanent_not_a_throttle(void **state)
+static void quota_exhaustion_is_its_own_verdict_not_a_throttle(void **state)
 {
     const char *body = "{\"error\":{\"type\":\"insufficient_quota\"}}";
-    assert_int_equal(corral_classify(429, body, strlen(body)), CORRAL_V_PERMANENT);
+    assert_int_equal(corral_classify(429, body, strlen(body)), CORRAL_V_QUOTA);
+    assert_int_equal(corral_classify(429, "{}", 2), CORRAL_V_THROTTLED);
 }
 
 static int64_t hint(const char *header)
@@ -114,7 +115,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(statuses_map_to_verdicts),
-        cmocka_unit_test(quota_exhaustion_is_permanent_not_a_throttle),
+        cmocka_unit_test(quota_exhaustion_is_its_own_verdict_not_a_throttle),
         cmocka_unit_test(retry_after_forms_are_understood),
         cmocka_unit_test(delay_prefers_retry_after_then_the_later_reset_and_is_capped),
         cmocka_unit_test(reset_durations_parse_like_go),

@@ -162,7 +162,7 @@ static void reserve_reply_becomes_jobs(void **state)
     struct corral_job *jobs;
     size_t n;
     struct corral_err err;
-    assert_int_equal(corral_reply_reserve(r, &jobs, &n, &err), 0);
+    assert_int_equal(corral_reply_reserve(r, &jobs, &n, NULL, &err), 0);
     assert_int_equal(n, 1);
     assert_string_equal(jobs[0].id, "17");
     assert_string_equal(jobs[0].run, "2");
@@ -198,11 +198,54 @@ static void malformed_reserve_reply_is_an_error_not_a_crash(void **state)
     struct corral_job *jobs;
     size_t n;
     struct corral_err err;
-    assert_int_equal(corral_reply_reserve(r, &jobs, &n, &err), -1);
+    assert_int_equal(corral_reply_reserve(r, &jobs, &n, NULL, &err), -1);
     assert_int_equal(n, 0);
     assert_null(jobs);
     assert_non_null(strstr(err.msg, "unexpected reply"));
     free_reply(r);
+}
+
+static void reserve_reply_gate_says_until_when_and_why(void **state)
+{
+    redisReply *r = arr_reply(1);
+    r->element[0] = str_reply("gate 29500 breaker open: failure rate 100%");
+    struct corral_job *jobs;
+    size_t n;
+    struct corral_gate gate;
+    struct corral_err err;
+    assert_int_equal(corral_reply_reserve(r, &jobs, &n, &gate, &err), 0);
+    assert_int_equal(n, 0);
+    assert_null(jobs);
+    assert_int_equal(gate.wait_ms, 29500);
+    assert_string_equal(gate.why, "breaker open: failure rate 100%");
+    free_reply(r);
+
+    r = arr_reply(1);
+    r->element[0] = str_reply("gate soon");
+    assert_int_equal(corral_reply_reserve(r, &jobs, &n, &gate, &err), -1);
+    free_reply(r);
+}
+
+static void defer_carries_kind_and_reason(void **state)
+{
+    struct corral_outcome o[2] = {
+        {.id = "1",
+         .run = "3",
+         .delay_ms = 2000,
+         .defer_kind = CORRAL_DEFER_THROTTLE,
+         .data = "HTTP 429",
+         .len = 8},
+        {.id = "2", .run = "1", .delay_ms = 0},
+    };
+    struct corral_cmd cmd;
+    corral_cmd_defer(&cmd, "corral", "q", "h:1", o, 2);
+    assert_int_equal(cmd.argc, 5 + 10);
+    assert_string_equal(cmd.argv[7], "2000");
+    assert_string_equal(cmd.argv[8], "throttle");
+    assert_string_equal(cmd.argv[9], "HTTP 429");
+    assert_string_equal(cmd.argv[13], "");
+    assert_string_equal(cmd.argv[14], "");
+    corral_cmd_free(&cmd);
 }
 
 static void fail_reply_maps_states(void **state)
@@ -285,6 +328,8 @@ int main(void)
         cmocka_unit_test(reserve_reply_becomes_jobs),
         cmocka_unit_test(error_replies_become_errors_naming_the_problem),
         cmocka_unit_test(malformed_reserve_reply_is_an_error_not_a_crash),
+        cmocka_unit_test(reserve_reply_gate_says_until_when_and_why),
+        cmocka_unit_test(defer_carries_kind_and_reason),
         cmocka_unit_test(fail_reply_maps_states),
         cmocka_unit_test(redis_urls_parse),
         cmocka_unit_test(redis_url_with_password_is_refused_without_echoing_it),

@@ -1,0 +1,161 @@
+/* corralctl breaker, and the breakers part of status: each service's
+ * breaker, throttle and limits as the function library keeps them
+ * (corral_breaker). Every service the fleet declared appears, and every
+ * service of the local config, closed ones included. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "corral/queue.h"
+#include "corral/util.h"
+#include "ctl.h"
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* An undeclared service of the local config: no corrald or worker has
+ * used it yet, so it has no state but its default, closed. */
+static json_t *undeclared(const char *name, int64_t now)
+{
+    return json_pack("{s:s s:s s:f s:i s:i s:I s:I s:s s:b s:I}", "service", name, "state",
+                     "closed", "failure_rate", 0.0, "calls", 0, "failures", 0, "open_until_ms",
+                     (json_int_t)0, "throttled_until_ms", (json_int_t)0, "reason", "",
+                     "declared", 0, "time_ms", (json_int_t)now);
+}
+
+json_t *ctl_read_breakers(struct ctl *ctl, int64_t now, struct corral_err *err)
+{
+    struct corral_strlist names;
+    if (corral_service_list(ctl->redis, ctl->cfg->redis.prefix, &names, err) < 0)
+        return NULL;
+    for (size_t i = 0; i < ctl->cfg->nservices; i++) {
+        const char *name = ctl->cfg->services[i].name;
+        int seen = 0;
+        for (size_t k = 0; k < names.n; k++)
+            seen |= strcmp(names.items[k], name) == 0;
+        if (!seen)
+            corral_strlist_push(&names, name);
+    }
+    qsort(names.items, names.n, sizeof(char *), cmp_str);
+    json_t *out = json_array();
+    for (size_t i = 0; i < names.n; i++) {
+        char *json = NULL;
+        if (corral_service_breaker(ctl->redis, ctl->cfg->redis.prefix, names.items[i], &json,
+                                   err) < 0) {
+            if (err->code == CORRAL_ERR_NOTFOUND) {
+                json_array_append_new(out, undeclared(names.items[i], now));
+                continue;
+            }
+            json_decref(out);
+            corral_strlist_free(&names);
+            return NULL;
+        }
+        json_t *b = json_loads(json, 0, NULL);
+        free(json);
+        if (b != NULL) {
+            json_object_set_new(b, "declared", json_true());
+            json_array_append_new(out, b);
+        }
+    }
+    corral_strlist_free(&names);
+    return out;
+}
+
+static long long ival(json_t *o, const char *k)
+{
+    return (long long)json_integer_value(json_object_get(o, k));
+}
+
+void ctl_print_breakers(json_t *breakers, FILE *out, int color)
+{
+    const char *bold = color ? "\033[1m" : "", *red = color ? "\033[31m" : "",
+               *yellow = color ? "\033[33m" : "", *off = color ? "\033[0m" : "";
+    fprintf(out,
+            "%sSERVICE%s               STATE      FAIL%%  CALLS  INFLIGHT  RATE USED  "
+            "OPEN FOR  REASON\n",
+            bold, off);
+    size_t i;
+    json_t *b;
+    json_array_foreach(breakers, i, b)
+    {
+        const char *state = json_string_value(json_object_get(b, "state"));
+        long long now = ival(b, "time_ms");
+        long long until = ival(b, "open_until_ms");
+        long long thr = ival(b, "throttled_until_ms");
+        const char *reason = json_string_value(json_object_get(b, "reason"));
+        char left[32] = "-", rate[32] = "-";
+        if (thr > now) {
+            corral_format_duration(thr - now, left, sizeof(left));
+            state = "throttled";
+            reason = json_string_value(json_object_get(b, "throttle_reason"));
+        } else if (until > now) {
+            corral_format_duration(until - now, left, sizeof(left));
+        }
+        if (ival(b, "rate_limit") > 0)
+            snprintf(rate, sizeof(rate), "%lld/%lld", ival(b, "rate_used"), ival(b, "rate_limit"));
+        int closed = strcmp(state, "closed") == 0;
+        fprintf(out, "%-20s  %s%-9s%s %5.1f %6lld %9lld %10s  %8s  %s\n",
+                json_string_value(json_object_get(b, "service")),
+                closed ? "" : strcmp(state, "open") == 0 ? red : yellow, state, off,
+                json_number_value(json_object_get(b, "failure_rate")) * 100.0, ival(b, "calls"),
+                ival(b, "inflight"), rate, left, reason ? reason : "");
+    }
+}
+
+static int fail(const struct corral_err *err)
+{
+    fprintf(stderr, "corralctl: %s\n", err->msg);
+    return 1;
+}
+
+int ctl_breaker(struct ctl *ctl, int argc, char **argv)
+{
+    const char *service = NULL;
+    int reset = 0, as_json = 0;
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--json") == 0)
+            as_json = 1;
+        else if (strcmp(argv[i], "reset") == 0 && service != NULL && !reset)
+            reset = 1;
+        else if (argv[i][0] != '-' && service == NULL)
+            service = argv[i];
+        else
+            return ctl_usage_error("breaker: unexpected argument %s", argv[i]);
+    }
+    struct corral_err err;
+    const char *prefix = ctl->cfg->redis.prefix;
+    if (reset) {
+        if (corral_service_reset(ctl->redis, prefix, service, &err) < 0)
+            return fail(&err);
+        printf("breaker %s reset: closed, throttle ended, waiting workers woken\n", service);
+        return 0;
+    }
+    json_t *list;
+    if (service != NULL) {
+        char *json = NULL;
+        if (corral_service_breaker(ctl->redis, prefix, service, &json, &err) < 0)
+            return fail(&err);
+        json_t *b = json_loads(json, 0, NULL);
+        free(json);
+        list = json_array();
+        json_array_append_new(list, b);
+    } else {
+        list = ctl_read_breakers(ctl, corral_wall_ms(), &err);
+        if (list == NULL)
+            return fail(&err);
+    }
+    if (as_json) {
+        char *text = json_dumps(service ? json_array_get(list, 0) : list,
+                                JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+        puts(text);
+        free(text);
+    } else {
+        ctl_print_breakers(list, stdout, 0);
+    }
+    json_decref(list);
+    return 0;
+}
