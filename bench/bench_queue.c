@@ -2,8 +2,10 @@
  * (enqueue + reserve + ack) through the Function library, with 1 and 4
  * connections (one thread with one blocking hiredis connection each), each
  * beside the redis-benchmark LPUSH / RPOP figures that bench/run.sh measured
- * against the same server in the same run; then where Redis spends its time
- * per job, function by function.
+ * against the same server in the same run; the full cycle again with a
+ * service (breaker, in-flight count) bound to the queue, against the cycle
+ * without one; then where Redis spends its time per job, function by
+ * function.
  *
  * usage: bench_queue [-n JOBS] [-r CONNS:LPUSH:RPOP]... [-p PROFILE_JOBS] SOCKET
  * The server's db is flushed before every run: give it a private Redis. */
@@ -41,14 +43,18 @@ struct run_spec {
     const char *label;
     int cycle;
     int batch;
+    int service; /* the queue calls a service: its breaker is kept on every call */
 };
 
 static const struct run_spec runs[] = {
-    {"corral enqueue, 1 call per job", 0, 1},
-    {"corral enqueue, pipelined x100", 0, 100},
-    {"corral full cycle, 1 call each", 1, 1},
-    {"corral full cycle, batches of 32", 1, 32},
+    {"corral enqueue, 1 call per job", 0, 1, 0},
+    {"corral enqueue, pipelined x100", 0, 100, 0},
+    {"corral full cycle, 1 call each", 1, 1, 0},
+    {"corral full cycle, batches of 32", 1, 32, 0},
+    {"  the same with a service (breaker)", 1, 1, 1},
+    {"  the same with a service (breaker)", 1, 32, 1},
 };
+#define GOAL_BREAKER 0.90
 static const struct run_spec *const goal_run = &runs[3];
 static const int conn_counts[] = {1, 4};
 
@@ -244,8 +250,9 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
-/* A fresh db with the library loaded and the one queue declared. */
-static void reset(redisContext *c)
+/* A fresh db with the library loaded and the one queue declared (bound to
+ * a service when with_service). */
+static void reset(redisContext *c, int with_service)
 {
     command(c, "FLUSHALL");
     struct corral_err err;
@@ -264,8 +271,25 @@ static void reset(redisContext *c)
         .result_ttl_ms = 3600000,
         .max_payload_bytes = 1 << 20,
         .max_result_bytes = 1 << 20,
+        .service = with_service ? "ai" : NULL,
     };
-    if (corral_functions_ensure(c, NULL, &err) < 0 || corral_queue_declare(c, PREFIX, &q, &err) < 0)
+    /* Settings as the config's defaults: the breaker never trips here (every
+     * call succeeds), so what is measured is its bookkeeping. */
+    struct corral_service_conf s = {
+        .name = "ai",
+        .max_inflight = 10,
+        .breaker_window_ms = 60000,
+        .breaker_min_calls = 20,
+        .breaker_failure_rate_pm = 500,
+        .breaker_slow_call_ms = 30000,
+        .breaker_slow_rate_pm = 800,
+        .breaker_open_for_ms = 30000,
+        .breaker_open_max_ms = 300000,
+        .breaker_half_open_calls = 3,
+    };
+    if (corral_functions_ensure(c, NULL, &err) < 0 ||
+        (with_service && corral_service_declare(c, PREFIX, &s, &err) < 0) ||
+        corral_queue_declare(c, PREFIX, &q, &err) < 0)
         die("setting up the queue", &err);
 }
 
@@ -357,7 +381,7 @@ static void run_workers(redisContext *admin, const char *sock, const struct run_
 {
     if (conns < 1 || conns > MAX_CONNS)
         die("bad connection count", NULL);
-    reset(admin);
+    reset(admin, spec->service);
     command(admin, "CONFIG RESETSTAT");
     struct worker w[MAX_CONNS];
     pthread_barrier_t start;
@@ -475,7 +499,7 @@ static void profile_one(redisContext *c, const struct run_spec *spec, long jobs,
                         struct server_time fn[3])
 {
     enum { PROFILE_ROUND = 32 };
-    reset(c);
+    reset(c, 0);
     memset(fn, 0, 3 * sizeof(fn[0]));
     struct server_time t0, t1;
     struct corral_err err;
@@ -639,8 +663,9 @@ int main(int argc, char **argv)
            nrefs ? "; references: redis-benchmark -P 1 against the same server in this run" : "");
     printf("%-34s %5s %9s  %-16s %9s %6s %12s %10s\n", "operation", "conns", "jobs/s", "reference",
            "ref/s", "ratio", "redis us/job", "redis busy");
-    double goal = -1;
+    double goal = -1, worst_breaker = -1;
     for (size_t k = 0; k < sizeof(conn_counts) / sizeof(conn_counts[0]); k++) {
+        double plain[2] = {0, 0}; /* the cycle without a service: 1 call each, batched */
         int conns = conn_counts[k];
         const struct ref *ref = find_ref(refs, nrefs, conns);
         double pair = ref ? 1.0 / (1.0 / ref->lpush + 1.0 / ref->rpop) : 0;
@@ -652,6 +677,17 @@ int main(int argc, char **argv)
         for (size_t i = 0; i < sizeof(runs) / sizeof(runs[0]); i++) {
             struct measurement m;
             run_workers(admin, sock, &runs[i], conns, jobs, &m);
+            int b = runs[i].batch > 1;
+            if (runs[i].service) {
+                double ratio = plain[b] > 0 ? m.rate / plain[b] : 0;
+                print_row(runs[i].label, conns, m.rate, "without service", plain[b], &m);
+                if (worst_breaker < 0 || ratio < worst_breaker)
+                    worst_breaker = ratio;
+                fflush(stdout);
+                continue;
+            }
+            if (runs[i].cycle)
+                plain[b] = m.rate;
             double refrate = runs[i].cycle ? pair : ref ? ref->lpush : 0;
             print_row(runs[i].label, conns, m.rate, runs[i].cycle ? "LPUSH+RPOP pair" : "LPUSH",
                       refrate, &m);
@@ -669,6 +705,8 @@ int main(int argc, char **argv)
                "reference for 4 connections given (-r 4:LPUSH:RPOP)\n");
     printf("(every reference is unpipelined, -P 1: the pipelined and batched rows show what "
            "batching buys over one round trip per command)\n");
+    printf("full cycle with a service / without, worst of the four = %.2f (goal >= %.2f)\n",
+           worst_breaker, GOAL_BREAKER);
     fflush(stdout);
 
     if (profile_jobs > 0)

@@ -23,8 +23,8 @@ static json_t *undeclared(const char *name, int64_t now)
 {
     return json_pack("{s:s s:s s:f s:i s:i s:I s:I s:s s:b s:I}", "service", name, "state",
                      "closed", "failure_rate", 0.0, "calls", 0, "failures", 0, "open_until_ms",
-                     (json_int_t)0, "throttled_until_ms", (json_int_t)0, "reason", "",
-                     "declared", 0, "time_ms", (json_int_t)now);
+                     (json_int_t)0, "throttled_until_ms", (json_int_t)0, "reason", "", "declared",
+                     0, "time_ms", (json_int_t)now);
 }
 
 json_t *ctl_read_breakers(struct ctl *ctl, int64_t now, struct corral_err *err)
@@ -44,8 +44,8 @@ json_t *ctl_read_breakers(struct ctl *ctl, int64_t now, struct corral_err *err)
     json_t *out = json_array();
     for (size_t i = 0; i < names.n; i++) {
         char *json = NULL;
-        if (corral_service_breaker(ctl->redis, ctl->cfg->redis.prefix, names.items[i], &json,
-                                   err) < 0) {
+        if (corral_service_breaker(ctl->redis, ctl->cfg->redis.prefix, names.items[i], &json, err) <
+            0) {
             if (err->code == CORRAL_ERR_NOTFOUND) {
                 json_array_append_new(out, undeclared(names.items[i], now));
                 continue;
@@ -100,9 +100,11 @@ void ctl_print_breakers(json_t *breakers, FILE *out, int color)
         int closed = strcmp(state, "closed") == 0;
         fprintf(out, "%-20s  %s%-9s%s %5.1f %6lld %9lld %10s  %8s  %s\n",
                 json_string_value(json_object_get(b, "service")),
-                closed ? "" : strcmp(state, "open") == 0 ? red : yellow, state, off,
-                json_number_value(json_object_get(b, "failure_rate")) * 100.0, ival(b, "calls"),
-                ival(b, "inflight"), rate, left, reason ? reason : "");
+                closed                       ? ""
+                : strcmp(state, "open") == 0 ? red
+                                             : yellow,
+                state, off, json_number_value(json_object_get(b, "failure_rate")) * 100.0,
+                ival(b, "calls"), ival(b, "inflight"), rate, left, reason ? reason : "");
     }
 }
 

@@ -1,5 +1,5 @@
-"""corralctl status, dead, pause and resume against a real Redis with a
-running corrald (a first cut of the [ctl] issue: no breakers yet)."""
+"""corralctl status, dead, pause, resume and breaker against a real Redis
+with a running corrald."""
 import json
 import os
 import socket
@@ -12,12 +12,17 @@ from conftest import wait_until
 
 
 @pytest.fixture
-def env(build_dir, tmp_path, redis_server):
+def env(build_dir, tmp_path, redis_server, r):
+    # r first: it flushes the database, which must happen before corrald declares.
     conf = tmp_path / "c.conf"
     conf.write_text(redis_server.redis_section() + "[pool]\nmin = 2\nmax = 4\n"
                     "[scale]\ntick = 250ms\n[queue jobs]\nhandler = echo\n"
                     "[queue slow]\nhandler = exec\ncommand = /bin/sh -c 'sleep 5; cat'\n"
-                    "max_attempts = 1\n")
+                    "max_attempts = 1\n"
+                    # nothing listens on port 9: every call fails to connect
+                    "[queue calls]\nhandler = http\nservice = ai\nbackoff = 100ms..200ms\n"
+                    "[service ai]\nurl = http://127.0.0.1:9/v1\nconnect_timeout = 1s\n"
+                    "breaker_min_calls = 3\nbreaker_open_for = 1h\nbreaker_open_max = 2h\n")
     exe = os.path.join(build_dir, "corrald")
     if not os.path.exists(exe):
         pytest.skip("corrald not built")
@@ -44,7 +49,7 @@ def test_status_json_has_the_documented_keys_and_this_host(env, r):
                             else None)(status(env)), what="the host's heartbeat")
     assert {"time_ms", "queues", "hosts", "breakers"} <= set(s)
     q = {q["name"]: q for q in s["queues"]}
-    assert set(q) == {"jobs", "slow"}
+    assert set(q) == {"jobs", "slow", "calls"}
     for key in ["paused", "depth", "depth_by_priority", "inflight", "scheduled", "dead",
                 "enqueued_per_s", "done_per_s", "failed_per_s", "proc_ms_p50", "proc_ms_p95",
                 "oldest_wait_ms"]:
@@ -94,3 +99,35 @@ def test_dead_list_retry_and_purge(env, r):
     assert env("dead", "nosuch", "list").returncode == 1
     assert env("dead", "slow", "frobnicate").returncode == 2
     assert env("pause", "nosuch").returncode == 1
+
+
+def test_an_open_breaker_in_status_breaker_and_its_reset(env, r):
+    wait_until(lambda: status(env)["hosts"], what="a heartbeat")
+    (b,) = status(env)["breakers"]
+    assert b["service"] == "ai" and b["state"] == "closed" and b["calls"] == 0
+    assert b["open_until_ms"] == 0 and b["failure_rate"] == 0
+    ids = [r.fcall("corral_enqueue", 1, "calls", "{}") for _ in range(3)]
+    b = wait_until(lambda: (lambda x: x if x["state"] == "open" else None)(
+        status(env)["breakers"][0]), what="the breaker to open")
+    assert b["calls"] == 0  # the window starts afresh on each state change
+    assert b["reason"].startswith("failure rate 100% (3 of 3 calls")
+    assert b["open_until_ms"] - b["time_ms"] > 3_500_000
+    jobs = [json.loads(r.fcall_ro("corral_job", 1, "calls", i)) for i in ids]
+    assert all(j["state"] == "scheduled" for j in jobs)
+    table = env("status").stdout
+    row = next(line for line in table.splitlines() if line.startswith("ai "))
+    assert "open" in row and "failure rate 100%" in row and "59m" in row
+    one = env("breaker", "ai", "--json")
+    assert one.returncode == 0 and json.loads(one.stdout)["state"] == "open"
+    assert "open" in env("breaker").stdout
+    bad = env("breaker", "nosuch")
+    assert bad.returncode == 1 and 'unknown service "nosuch"' in bad.stderr
+    assert env("breaker", "ai", "frobnicate").returncode == 2
+    assert env("pause", "calls").returncode == 0  # so that the calls do not trip it again
+    reset = env("breaker", "ai", "reset")
+    assert reset.returncode == 0 and "closed" in reset.stdout
+    assert status(env)["breakers"][0]["state"] == "closed"
+    # the jobs that waited for the breaker are due again at once
+    now = int(time.time() * 1000)
+    assert all(json.loads(r.fcall_ro("corral_job", 1, "calls", i))["run_at_ms"] <= now + 1000
+               for i in ids)
