@@ -3,7 +3,7 @@
 # LPUSH and RPOP as the reference, then bench_queue, which prints each corral
 # figure beside the reference from this same run), then the worker,
 # supervisor and scaler benchmarks, each with its own private Redis.
-#   sh bench/run.sh [queue|worker|supervisor|scaler]...   (default: all)
+#   sh bench/run.sh [queue|status|worker|supervisor|scaler]...   (default: all)
 # CORRAL_BUILD is the build directory (make bench sets it; build-san under
 # SANITIZE=1); BENCH_JOBS the jobs per queue run (default 50000);
 # BENCH_REF_RUNS the redis-benchmark runs per reference, best kept (default 3),
@@ -15,7 +15,7 @@ B=${CORRAL_BUILD:-$here/../build}
 JOBS=${BENCH_JOBS:-50000}
 REF_RUNS=${BENCH_REF_RUNS:-3}
 REF_JOBS=${BENCH_REF_JOBS:-20000}
-parts=${*:-queue worker supervisor scaler}
+parts=${*:-queue status worker supervisor scaler}
 
 for t in redis-server redis-cli redis-benchmark; do
     command -v "$t" >/dev/null 2>&1 ||
@@ -104,12 +104,34 @@ queue_bench() {
     stop_redis
 }
 
+# corralctl status over 50 queues, 20 hosts and 3 services, beside a PING
+# round trip on the same connection.
+status_bench() {
+    [ -x "$B/bench/bench_status" ] ||
+        { echo "bench: $B/bench/bench_status is not built (make bench builds it)" >&2; return 1; }
+    sock="$tmp/status.sock"
+    redis-server --port 0 --unixsocket "$sock" --unixsocketperm 700 --dir "$tmp" \
+        --save '' --appendonly no --logfile "$tmp/status-redis.log" &
+    redis_pid=$!
+    deadline=$(($(date +%s) + 10))
+    until redis-cli -s "$sock" ping 2>/dev/null | grep -q PONG; do
+        if ! kill -0 "$redis_pid" 2>/dev/null || [ "$(date +%s)" -ge "$deadline" ]; then
+            echo "bench: redis-server did not answer PING on $sock within 10 s" >&2
+            return 1
+        fi
+        sleep 0.05
+    done
+    "$B/bench/bench_status" "$sock"
+    stop_redis
+}
+
 for part in $parts; do
     case $part in
     queue) queue_bench ;;
     worker) echo; CORRAL_BUILD=$B sh "$here/bench_worker.sh" ;;
     supervisor) echo; "${PYTHON:-/usr/bin/python3}" "$here/bench_supervisor.py" "$B" ;;
+    status) echo; status_bench ;;
     scaler) echo; "$B/bench/sim_scaler" ;;
-    *) echo "bench: unknown part \"$part\" (queue, worker, supervisor, scaler)" >&2; exit 2 ;;
+    *) echo "bench: unknown part \"$part\" (queue, status, worker, supervisor, scaler)" >&2; exit 2 ;;
     esac
 done

@@ -9,6 +9,7 @@
 #include <jansson.h>
 
 #include "corral/queue.h"
+#include "corral/redis.h"
 #include "corral/util.h"
 #include "ctl.h"
 
@@ -27,39 +28,74 @@ static json_t *undeclared(const char *name, int64_t now)
                      0, "time_ms", (json_int_t)now);
 }
 
-json_t *ctl_read_breakers(struct ctl *ctl, int64_t now, struct corral_err *err)
+void ctl_breaker_names(struct ctl *ctl, const redisReply *declared, struct corral_strlist *out)
 {
-    struct corral_strlist names;
-    if (corral_service_list(ctl->redis, ctl->cfg->redis.prefix, &names, err) < 0)
-        return NULL;
+    out->items = NULL;
+    out->n = 0;
+    for (size_t i = 0;
+         declared != NULL && declared->type == REDIS_REPLY_ARRAY && i < declared->elements; i++)
+        if (declared->element[i]->type == REDIS_REPLY_STRING)
+            corral_strlist_push(out, declared->element[i]->str);
     for (size_t i = 0; i < ctl->cfg->nservices; i++) {
         const char *name = ctl->cfg->services[i].name;
         int seen = 0;
-        for (size_t k = 0; k < names.n; k++)
-            seen |= strcmp(names.items[k], name) == 0;
+        for (size_t k = 0; k < out->n; k++)
+            seen |= strcmp(out->items[k], name) == 0;
         if (!seen)
-            corral_strlist_push(&names, name);
+            corral_strlist_push(out, name);
     }
-    qsort(names.items, names.n, sizeof(char *), cmp_str);
+    if (out->n > 1)
+        qsort(out->items, out->n, sizeof(char *), cmp_str);
+}
+
+json_t *ctl_breaker_json(const char *name, const redisReply *r, int64_t now, struct corral_err *err)
+{
+    char *json = NULL;
+    if (corral_reply_json(r, "breaker", &json, err) < 0)
+        return err->code == CORRAL_ERR_NOTFOUND ? undeclared(name, now) : NULL;
+    json_t *b = json_loads(json, 0, NULL);
+    free(json);
+    if (b == NULL) {
+        corral_err_set(err, CORRAL_ERR_REDIS, "breaker %s: the reply is not JSON", name);
+        return NULL;
+    }
+    json_object_set_new(b, "declared", json_true());
+    return b;
+}
+
+json_t *ctl_read_breakers(struct ctl *ctl, int64_t now, struct corral_err *err)
+{
+    redisReply *declared = redisCommand(ctl->redis, "SMEMBERS %s:services", ctl->cfg->redis.prefix);
+    if (corral_redis_check(ctl->redis, declared, "SMEMBERS", err) < 0) {
+        freeReplyObject(declared);
+        return NULL;
+    }
+    struct corral_strlist names;
+    ctl_breaker_names(ctl, declared, &names);
+    freeReplyObject(declared);
+    for (size_t i = 0; i < names.n; i++) {
+        struct corral_cmd cmd;
+        corral_cmd_breaker(&cmd, ctl->cfg->redis.prefix, names.items[i]);
+        redisAppendCommandArgv(ctl->redis, cmd.argc, (const char **)cmd.argv, cmd.argvlen);
+        corral_cmd_free(&cmd);
+    }
     json_t *out = json_array();
     for (size_t i = 0; i < names.n; i++) {
-        char *json = NULL;
-        if (corral_service_breaker(ctl->redis, ctl->cfg->redis.prefix, names.items[i], &json, err) <
-            0) {
-            if (err->code == CORRAL_ERR_NOTFOUND) {
-                json_array_append_new(out, undeclared(names.items[i], now));
-                continue;
-            }
+        redisReply *r = NULL;
+        if (redisGetReply(ctl->redis, (void **)&r) != REDIS_OK) {
+            corral_redis_check(ctl->redis, NULL, "breaker", err);
             json_decref(out);
-            corral_strlist_free(&names);
-            return NULL;
+            out = NULL;
+            break;
         }
-        json_t *b = json_loads(json, 0, NULL);
-        free(json);
-        if (b != NULL) {
-            json_object_set_new(b, "declared", json_true());
-            json_array_append_new(out, b);
+        json_t *b = out ? ctl_breaker_json(names.items[i], r, now, err) : NULL;
+        freeReplyObject(r);
+        if (b == NULL) {
+            json_decref(out);
+            out = NULL; /* the remaining replies are still read */
+            continue;
         }
+        json_array_append_new(out, b);
     }
     corral_strlist_free(&names);
     return out;

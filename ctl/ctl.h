@@ -29,10 +29,21 @@ int ctl_dead(struct ctl *ctl, int argc, char **argv);
 int ctl_pause(struct ctl *ctl, int argc, char **argv, int pause);
 /* breaker [SERVICE] [reset] [--json] */
 int ctl_breaker(struct ctl *ctl, int argc, char **argv);
+/* metrics: Prometheus text exposition of the status snapshot */
+int ctl_metrics(struct ctl *ctl, int argc, char **argv);
 
 /* Every breaker (declared in Redis or named by the config), sorted by
  * service, as a JSON array the caller owns; NULL with err on failure. */
 json_t *ctl_read_breakers(struct ctl *ctl, int64_t now, struct corral_err *err);
+/* The services to show: those of the SMEMBERS reply declared (may be NULL)
+ * and those of the config, sorted; out is freed with corral_strlist_free. */
+void ctl_breaker_names(struct ctl *ctl, const redisReply *declared, struct corral_strlist *out);
+/* One corral_breaker reply as the JSON object status shows (a service that
+ * was never declared is shown closed); NULL with err on other errors. */
+json_t *ctl_breaker_json(const char *name, const redisReply *r, int64_t now,
+                         struct corral_err *err);
+/* The whole fleet as status --json prints it, in two round trips. */
+json_t *ctl_snapshot(struct ctl *ctl, struct corral_err *err);
 /* The breakers table of status and breaker. */
 void ctl_print_breakers(json_t *breakers, FILE *out, int color);
 

@@ -32,6 +32,7 @@ static void usage(FILE *out)
             "  dead QUEUE [list | retry ID... | retry --all | purge]\n"
             "  pause QUEUE | resume QUEUE\n"
             "  breaker [SERVICE] [reset] [--json]\n"
+            "  metrics\n"
             "\n"
             "The config is FILE, else $CORRAL_CONFIG, else %s when it exists.\n"
             "--redis overrides its [redis] url (put passwords in password_file, never in "
@@ -382,6 +383,8 @@ int main(int argc, char **argv)
         fn = cmd_resume;
     else if (strcmp(cmd, "breaker") == 0)
         fn = ctl_breaker;
+    else if (strcmp(cmd, "metrics") == 0)
+        fn = ctl_metrics;
     else
         return ctl_usage_error("unknown command \"%s\"", cmd);
 

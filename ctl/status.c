@@ -22,102 +22,151 @@ static int fail(const struct corral_err *err)
     return 1;
 }
 
-static json_t *read_queues(struct ctl *ctl, struct corral_err *err)
+static int cmp_str(const void *a, const void *b)
 {
-    struct corral_strlist names;
-    if (corral_queue_list(ctl->redis, ctl->cfg->redis.prefix, &names, err) < 0)
-        return NULL;
-    json_t *out = json_array();
-    /* Sorted, so the view does not jump around between refreshes. */
-    for (size_t i = 0; i < names.n; i++)
-        for (size_t k = i + 1; k < names.n; k++)
-            if (strcmp(names.items[k], names.items[i]) < 0) {
-                char *t = names.items[i];
-                names.items[i] = names.items[k];
-                names.items[k] = t;
-            }
-    for (size_t i = 0; i < names.n; i++) {
-        char *json = NULL;
-        if (corral_queue_stats(ctl->redis, ctl->cfg->redis.prefix, names.items[i], 60, &json, err) <
-            0) {
-            json_decref(out);
-            corral_strlist_free(&names);
-            return NULL;
-        }
-        json_t *q = json_loads(json, 0, NULL);
-        free(json);
-        if (q != NULL)
-            json_array_append_new(out, q);
-    }
-    corral_strlist_free(&names);
-    return out;
+    return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-static json_t *read_hosts(struct ctl *ctl, int64_t now, struct corral_err *err)
+/* A heartbeat hash as status shows it. */
+static json_t *host_json(const redisReply *h, int64_t now)
 {
-    char *index = corral_xasprintf("%s:hosts", ctl->cfg->redis.prefix);
-    redisReply *r = redisCommand(ctl->redis, "ZRANGE %s 0 -1", index);
-    free(index);
-    if (corral_redis_check(ctl->redis, r, "ZRANGE", err) < 0) {
-        freeReplyObject(r);
-        return NULL;
-    }
-    json_t *out = json_array();
     static const char *const ints[] = {"pid", "workers", "busy",    "slots",
                                        "min", "max",     "desired", NULL};
-    for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
-        char *key = corral_xasprintf("%s:host:%s", ctl->cfg->redis.prefix, r->element[i]->str);
-        redisReply *h = redisCommand(ctl->redis, "HGETALL %s", key);
-        free(key);
-        if (corral_redis_check(ctl->redis, h, "HGETALL", err) < 0) {
-            freeReplyObject(h);
-            freeReplyObject(r);
-            json_decref(out);
-            return NULL;
-        }
-        if (h->type == REDIS_REPLY_ARRAY && h->elements >= 2) { /* gone when expired */
-            json_t *o = json_object();
-            for (size_t k = 0; k + 1 < h->elements; k += 2) {
-                const char *f = h->element[k]->str, *v = h->element[k + 1]->str;
-                int is_int = 0;
-                for (const char *const *n = ints; *n; n++)
-                    is_int |= strcmp(*n, f) == 0;
-                if (is_int)
-                    json_object_set_new(o, f, json_integer(atoll(v)));
-                else if (strcmp(f, "heartbeat_ms") == 0)
-                    json_object_set_new(o, "heartbeat_age_ms", json_integer(now - atoll(v)));
-                else
-                    json_object_set_new(o, f, json_string(v));
-            }
-            json_int_t age = json_integer_value(json_object_get(o, "heartbeat_age_ms"));
-            json_object_set_new(o, "stale", json_boolean(age > STALE_MS));
-            json_array_append_new(out, o);
-        }
-        freeReplyObject(h);
+    json_t *o = json_object();
+    for (size_t k = 0; k + 1 < h->elements; k += 2) {
+        const char *f = h->element[k]->str, *v = h->element[k + 1]->str;
+        if (f == NULL || v == NULL)
+            continue;
+        int is_int = 0;
+        for (const char *const *n = ints; *n; n++)
+            is_int |= strcmp(*n, f) == 0;
+        if (is_int)
+            json_object_set_new(o, f, json_integer(atoll(v)));
+        else if (strcmp(f, "heartbeat_ms") == 0)
+            json_object_set_new(o, "heartbeat_age_ms", json_integer(now - atoll(v)));
+        else
+            json_object_set_new(o, f, json_string(v));
     }
-    freeReplyObject(r);
-    return out;
+    json_int_t age = json_integer_value(json_object_get(o, "heartbeat_age_ms"));
+    json_object_set_new(o, "stale", json_boolean(age > STALE_MS));
+    return o;
 }
 
-static json_t *snapshot(struct ctl *ctl, struct corral_err *err)
+static void append(redisContext *c, struct corral_cmd *cmd)
 {
+    redisAppendCommandArgv(c, cmd->argc, (const char **)cmd->argv, cmd->argvlen);
+    corral_cmd_free(cmd);
+}
+
+static void strings_of(const redisReply *r, struct corral_strlist *out)
+{
+    out->items = NULL;
+    out->n = 0;
+    for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++)
+        if (r->element[i]->type == REDIS_REPLY_STRING)
+            corral_strlist_push(out, r->element[i]->str);
+}
+
+/* Reads n pipelined replies into r[]; -1 with err when the connection
+ * fails (the replies read so far are freed). */
+static int get_replies(redisContext *c, redisReply **r, size_t n, struct corral_err *err)
+{
+    for (size_t i = 0; i < n; i++) {
+        r[i] = NULL;
+        if (redisGetReply(c, (void **)&r[i]) != REDIS_OK) {
+            corral_redis_check(c, NULL, "status", err);
+            for (size_t k = 0; k < i; k++)
+                freeReplyObject(r[k]);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+json_t *ctl_snapshot(struct ctl *ctl, struct corral_err *err)
+{
+    redisContext *c = ctl->redis;
+    const char *prefix = ctl->cfg->redis.prefix;
     int64_t now = corral_wall_ms();
-    json_t *queues = read_queues(ctl, err);
-    if (queues == NULL)
+    /* Round trip 1: the indexes of queues, hosts and services. */
+    redisAppendCommand(c, "SMEMBERS %s:queues", prefix);
+    redisAppendCommand(c, "ZRANGE %s:hosts 0 -1", prefix);
+    redisAppendCommand(c, "SMEMBERS %s:services", prefix);
+    redisReply *idx[3];
+    if (get_replies(c, idx, 3, err) < 0)
         return NULL;
-    json_t *hosts = read_hosts(ctl, now, err);
-    if (hosts == NULL) {
-        json_decref(queues);
-        return NULL;
+    json_t *result = NULL;
+    struct corral_strlist queues = {0}, hosts = {0}, services = {0};
+    for (size_t i = 0; i < 3; i++)
+        if (corral_redis_check(c, idx[i], "status", err) < 0)
+            goto out;
+    /* Sorted, so the view does not jump around between refreshes. */
+    strings_of(idx[0], &queues);
+    if (queues.n > 1)
+        qsort(queues.items, queues.n, sizeof(char *), cmp_str);
+    strings_of(idx[1], &hosts);
+    ctl_breaker_names(ctl, idx[2], &services);
+
+    /* Round trip 2: every queue's statistics, host's heartbeat and
+     * service's breaker, in one pipeline. */
+    size_t n = queues.n + hosts.n + services.n;
+    for (size_t i = 0; i < queues.n; i++) {
+        struct corral_cmd cmd;
+        /* Lean: the breakers come once per service, not once per queue. */
+        corral_cmd_stats(&cmd, prefix, queues.items[i], 60, 1);
+        append(c, &cmd);
     }
-    json_t *breakers = ctl_read_breakers(ctl, now, err);
-    if (breakers == NULL) {
-        json_decref(queues);
-        json_decref(hosts);
-        return NULL;
+    for (size_t i = 0; i < hosts.n; i++)
+        redisAppendCommand(c, "HGETALL %s:host:%s", prefix, hosts.items[i]);
+    for (size_t i = 0; i < services.n; i++) {
+        struct corral_cmd cmd;
+        corral_cmd_breaker(&cmd, prefix, services.items[i]);
+        append(c, &cmd);
     }
-    return json_pack("{s:I s:o s:o s:o}", "time_ms", (json_int_t)now, "queues", queues, "hosts",
-                     hosts, "breakers", breakers);
+    redisReply **r = corral_xcalloc(n ? n : 1, sizeof(redisReply *));
+    if (get_replies(c, r, n, err) < 0) {
+        free(r);
+        goto out;
+    }
+    json_t *jq = json_array(), *jh = json_array(), *jb = json_array();
+    int ok = 1;
+    for (size_t i = 0; i < n && ok; i++) {
+        if (i < queues.n) {
+            char *json = NULL;
+            /* A queue whose stats fail (one declared by a newer corral, say)
+             * is left out rather than hiding the whole fleet. */
+            if (corral_reply_json(r[i], "stats", &json, err) == 0) {
+                json_t *q = json_loads(json, 0, NULL);
+                if (q != NULL)
+                    json_array_append_new(jq, q);
+            }
+            free(json);
+        } else if (i < queues.n + hosts.n) {
+            if (r[i]->type == REDIS_REPLY_ARRAY && r[i]->elements >= 2) /* gone when expired */
+                json_array_append_new(jh, host_json(r[i], now));
+        } else {
+            json_t *b = ctl_breaker_json(services.items[i - queues.n - hosts.n], r[i], now, err);
+            if (b == NULL)
+                ok = 0;
+            else
+                json_array_append_new(jb, b);
+        }
+    }
+    for (size_t i = 0; i < n; i++)
+        freeReplyObject(r[i]);
+    free(r);
+    if (ok)
+        result = json_pack("{s:I s:o s:o s:o}", "time_ms", (json_int_t)now, "queues", jq, "hosts",
+                           jh, "breakers", jb);
+    else
+        json_decref(jq), json_decref(jh), json_decref(jb);
+out:
+    for (size_t i = 0; i < 3; i++)
+        freeReplyObject(idx[i]);
+    corral_strlist_free(&queues);
+    corral_strlist_free(&hosts);
+    corral_strlist_free(&services);
+    return result;
 }
 
 static long long ival(json_t *o, const char *k)
@@ -204,7 +253,7 @@ int ctl_status(struct ctl *ctl, int argc, char **argv)
     int color = isatty(STDOUT_FILENO) && getenv("NO_COLOR") == NULL;
     for (;;) {
         struct corral_err err;
-        json_t *s = snapshot(ctl, &err);
+        json_t *s = ctl_snapshot(ctl, &err);
         if (s == NULL)
             return fail(&err);
         if (watch && color)

@@ -1,7 +1,9 @@
 #!/bin/sh
 # make demo: a private redis-server on a unix socket in a temp dir, corrald
-# keeping house, two workers on the echo handler, a handful of jobs of every
-# priority (one delayed), then each job's outcome and the queue's state.
+# keeping house, a handful of jobs of every priority (one delayed), each
+# job's outcome, a burst that grows and shrinks the pool, then an AI service
+# (the tests' stand-in, on loopback) that fails: the fleet-wide breaker
+# opens, nothing is lost, and work resumes after it recovers.
 set -eu
 B=${CORRAL_BUILD:-build}
 tmp=$(mktemp -d /tmp/corral-demo.XXXXXX)
@@ -10,6 +12,7 @@ cleanup() {
     for p in $pids; do kill "$p" 2>/dev/null || true; done
     wait 2>/dev/null || true
     [ -f "$tmp/redis.pid" ] && kill "$(cat "$tmp/redis.pid")" 2>/dev/null || true
+    [ -n "${stub_pid:-}" ] && kill "$stub_pid" 2>/dev/null || true
     rm -rf "$tmp"
 }
 trap cleanup EXIT INT TERM
@@ -30,6 +33,18 @@ until redis-cli -s "$tmp/redis.sock" ping >/dev/null 2>&1; do
     sleep 0.05
 done
 
+here=$(cd "$(dirname "$0")" && pwd)
+PY=${PYTHON:-/usr/bin/python3}
+"$PY" "$here/../tests/aistub.py" --port-file "$tmp/stub.port" 2>"$tmp/stub.log" &
+stub_pid=$!
+i=0
+until [ -s "$tmp/stub.port" ]; do
+    i=$((i + 1)); [ $i -gt 100 ] && { echo "the AI stand-in did not start" >&2; exit 1; }
+    sleep 0.05
+done
+stub="http://127.0.0.1:$(cat "$tmp/stub.port")"
+stubctl() { "$PY" -c 'import sys, urllib.request as u; print(u.urlopen(sys.argv[1], data=sys.argv[2].encode() if len(sys.argv) > 2 else None).read().decode())' "$@"; }
+
 cat > "$tmp/corral.conf" <<CONF
 [redis]
 url = unix://$tmp/redis.sock
@@ -39,7 +54,7 @@ min = 1
 max = 6
 concurrency = 2
 drain_timeout = 10s
-queues = demo
+queues = demo, ai
 
 [scale]
 tick = 500ms
@@ -54,6 +69,23 @@ command = /bin/sh -c 'sleep 0.3; cat'
 priorities = high, normal, low
 max_attempts = 3
 backoff = 200ms..2s
+
+[queue ai]
+; calls an AI service (here the tests' stand-in, answering on loopback)
+handler = http
+service = stub
+max_attempts = 3
+backoff = 200ms..1s
+timeout = 5s
+
+[service stub]
+url = $stub/v1/chat/completions
+max_inflight = 8
+breaker_min_calls = 6
+breaker_failure_rate = 50%
+breaker_open_for = 2s
+breaker_open_max = 8s
+breaker_half_open_calls = 2
 CONF
 export CORRAL_CONFIG="$tmp/corral.conf"
 ctl() { "$B/corralctl" "$@"; }
@@ -116,9 +148,40 @@ done
 say "the queue after the run (FCALL_RO corral_stats 1 demo)"
 rc FCALL_RO corral_stats 1 demo
 
+say "corralctl status: queues, hosts and breakers, from Redis alone"
+ctl status
+
+say "the AI service starts failing (HTTP 503): the fleet-wide breaker opens"
+stubctl "$stub/_control" '{"default": {"status": 503}}' >/dev/null
+i=0
+while [ $i -lt 30 ]; do
+    echo "FCALL corral_enqueue 1 ai '{\"messages\": [{\"role\": \"user\", \"content\": \"q$i\"}]}'"
+    i=$((i + 1))
+done | rc > /dev/null
+t=0
+until ctl breaker stub --json | grep -q '"state": "open"'; do
+    t=$((t + 1)); [ $t -gt 100 ] && break
+    sleep 0.1
+done
+ctl breaker
+calls=$(stubctl "$stub/_stats" | sed 's/.*"requests": \([0-9]*\).*/\1/')
+echo "  the service got $calls calls for 30 jobs; none is dead: they wait in the queue"
+ctl status | sed -n '1,4p'
+
+say "the service recovers: half-open probes succeed, the breaker closes, every job completes"
+stubctl "$stub/_control" '{"default": {}}' >/dev/null
+t=0
+aistat() { rc FCALL_RO corral_stats 1 ai 60 lean | sed "s/.*\"$1\":\([0-9]*\).*/\1/"; }
+until [ "$(aistat depth)$(aistat inflight)$(aistat scheduled)" = 000 ]; do
+    t=$((t + 1)); [ $t -gt 300 ] && break
+    sleep 0.1
+done
+ctl breaker
+rc FCALL_RO corral_stats 1 ai 60 lean
+
 say "stopping corrald: it drains its workers"
 kill "$cpid"
 wait "$cpid" 2>/dev/null || true
 
 say "corrald's decisions (from its log)"
-grep -E 'scaling|stopping an idle|ready|stopped' "$tmp/corrald.log" | cut -c1-160
+grep -E 'scaling|stopping an idle|ready|stopped|breaker' "$tmp/corrald.log" | cut -c1-160

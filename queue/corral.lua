@@ -296,8 +296,10 @@ end
 --     st closed|open|half_open, until (open until, ms), n (trips since the
 --     breaker last closed), why (what tripped it), probes (half-open probe
 --     permits handed out), okp (probes that succeeded), thr (throttled until,
---     ms), thr_why, the window: totals c f s (calls, failures, slow calls),
---     per-bucket cI fI sI, bh (newest bucket index), and i:<host> (calls in
+--     ms), thr_why, the window: per-bucket counts cI fI sI (calls, failures,
+--     slow calls), bh (newest bucket index), bad (failures + slow calls
+--     recorded since the window was last summed: 0 means none can be in it),
+--     slp (1 while some worker may be waiting), and i:<host> (calls in
 --     flight on a host)
 --   <prefix>:svc:S:rl     zset  calls granted within the last rate period
 --   <prefix>:svc:S:sl     hash  host -> workers waiting for the service
@@ -308,10 +310,10 @@ end
 
 local NB = 10 -- buckets per breaker window: it slides in tenths
 local SVC_FIELDS = {'win', 'minc', 'fr', 'slow', 'sr', 'of', 'om', 'hc', 'rn', 'rp', 'st',
-                    'until', 'n', 'why', 'probes', 'okp', 'thr', 'thr_why', 'c', 'f', 's', 'bh'}
+                    'until', 'n', 'why', 'probes', 'okp', 'thr', 'thr_why', 'bh', 'bad', 'slp'}
 local SVC_NUM = {win = 60000, minc = 20, fr = 50, slow = 30000, sr = 80, of = 30000,
                  om = 300000, hc = 3, rn = 0, rp = 60000, ['until'] = 0, n = 0, probes = 0,
-                 okp = 0, thr = 0, c = 0, f = 0, s = 0}
+                 okp = 0, thr = 0, bad = 0, slp = 0}
 
 local function svc_key(prefix, name)
     return prefix .. ':svc:' .. name
@@ -339,57 +341,68 @@ local function load_svc(SK, name)
     return s
 end
 
--- Slides the window to now: buckets older than the window leave the
--- totals. With write, the dropped buckets are deleted and the totals saved.
-local function svc_roll(s, now, write)
-    local bw = math.max(math.floor(s.win / NB), 1)
-    local idx = math.floor(now / bw)
+local function svc_bucket(s, now)
+    return math.floor(now / math.max(math.floor(s.win / NB), 1))
+end
+
+local function bucket_fields(lo, hi)
+    local fields = {}
+    for j = lo, hi do
+        fields[#fields + 1] = 'c' .. j
+        fields[#fields + 1] = 'f' .. j
+        fields[#fields + 1] = 's' .. j
+    end
+    return fields
+end
+
+-- Moves the newest bucket to idx, deleting the buckets that left the
+-- window (once per bucket width, not per call).
+local function svc_advance(s, idx)
     if s.bh ~= nil and idx <= s.bh then
-        return s.bh -- same bucket, or the clock stepped back: keep the newest
+        return -- same bucket, or the clock stepped back: keep the newest
     end
     if s.bh ~= nil then
         local lo, hi = s.bh - NB + 1, math.min(s.bh, idx - NB)
         if hi >= lo then
-            local fields = {}
-            for j = lo, hi do
-                fields[#fields + 1] = 'c' .. j
-                fields[#fields + 1] = 'f' .. j
-                fields[#fields + 1] = 's' .. j
-            end
-            local v = redis.call('HMGET', s.key, unpack(fields))
-            for k = 1, #fields, 3 do
-                s.c = s.c - (tonumber(v[k]) or 0)
-                s.f = s.f - (tonumber(v[k + 1]) or 0)
-                s.s = s.s - (tonumber(v[k + 2]) or 0)
-            end
-            if write then
-                redis.call('HDEL', s.key, unpack(fields))
-            end
+            redis.call('HDEL', s.key, unpack(bucket_fields(lo, hi)))
         end
     end
     s.bh = idx
-    if write then
-        redis.call('HSET', s.key, 'bh', idx, 'c', s.c, 'f', s.f, 's', s.s)
+    redis.call('HSET', s.key, 'bh', idx)
+end
+
+-- Sums the window as of now into s.c, s.f, s.s (read-only).
+local function svc_sum(s, now)
+    s.c, s.f, s.s = 0, 0, 0
+    if s.bh == nil then
+        return
     end
-    return idx
+    local idx = svc_bucket(s, now)
+    local lo, hi = idx - NB + 1, math.min(idx, s.bh)
+    if hi < lo then
+        return
+    end
+    local v = redis.call('HMGET', s.key, unpack(bucket_fields(lo, hi)))
+    for k = 1, #v, 3 do
+        s.c = s.c + (tonumber(v[k]) or 0)
+        s.f = s.f + (tonumber(v[k + 1]) or 0)
+        s.s = s.s + (tonumber(v[k + 2]) or 0)
+    end
 end
 
 local function svc_clear_window(s)
     if s.bh ~= nil then
-        local fields = {}
-        for j = s.bh - NB + 1, s.bh do
-            fields[#fields + 1] = 'c' .. j
-            fields[#fields + 1] = 'f' .. j
-            fields[#fields + 1] = 's' .. j
-        end
-        redis.call('HDEL', s.key, 'bh', unpack(fields))
+        redis.call('HDEL', s.key, 'bh', unpack(bucket_fields(s.bh - NB + 1, s.bh)))
     end
-    s.bh, s.c, s.f, s.s = nil, 0, 0, 0
-    redis.call('HSET', s.key, 'c', 0, 'f', 0, 's', 0)
+    s.bh, s.c, s.f, s.s, s.bad = nil, 0, 0, 0, 0
+    redis.call('HSET', s.key, 'bad', 0)
 end
 
 -- Wakes the workers waiting for the service: on one host, or all.
 local function svc_wake(s, host)
+    if s.slp ~= 1 then
+        return -- nobody waits: the common case, one field read with the rest
+    end
     local slk = s.key .. ':sl'
     local hosts
     if host then
@@ -410,6 +423,10 @@ local function svc_wake(s, host)
         redis.call('RPUSH', wk, unpack(marks))
         redis.call('PEXPIRE', wk, 60000)
         redis.call('HDEL', slk, hosts[i])
+    end
+    if host == nil or redis.call('EXISTS', slk) == 0 then
+        s.slp = 0
+        redis.call('HSET', s.key, 'slp', 0)
     end
 end
 
@@ -565,10 +582,7 @@ local function svc_apply(b, now)
     end
     local s = b.s
     for host, n in pairs(b.hosts) do
-        local left = redis.call('HINCRBY', s.key, 'i:' .. host, -n)
-        if left <= 0 then
-            redis.call('HDEL', s.key, 'i:' .. host)
-        end
+        redis.call('HINCRBY', s.key, 'i:' .. host, -n)
         svc_wake(s, host)
     end
     if s.st == 'half_open' then
@@ -593,17 +607,25 @@ local function svc_apply(b, now)
     if s.st ~= 'closed' or b.ok + b.fail == 0 then
         return -- calls that finish after the trip do not count
     end
-    local idx = svc_roll(s, now, true)
+    local idx = svc_bucket(s, now)
+    svc_advance(s, idx)
     redis.call('HINCRBY', s.key, 'c' .. idx, b.ok + b.fail)
-    s.c = redis.call('HINCRBY', s.key, 'c', b.ok + b.fail)
     if b.fail > 0 then
         redis.call('HINCRBY', s.key, 'f' .. idx, b.fail)
-        s.f = redis.call('HINCRBY', s.key, 'f', b.fail)
     end
     if b.slow > 0 then
         redis.call('HINCRBY', s.key, 's' .. idx, b.slow)
-        s.s = redis.call('HINCRBY', s.key, 's', b.slow)
     end
+    -- Only a window holding failures or slow calls can trip, so a healthy
+    -- service costs one HINCRBY per call here: the window is summed only
+    -- while "bad" says some may be in it (a success can still be the call
+    -- that reaches min_calls with enough failures before it).
+    if s.bad + b.fail + b.slow == 0 then
+        return
+    end
+    svc_sum(s, now)
+    s.bad = s.f + s.s
+    redis.call('HSET', s.key, 'bad', s.bad)
     if s.c >= s.minc then
         local why
         if s.f * 100 >= s.fr * s.c then
@@ -647,7 +669,7 @@ end
 
 -- The breaker as status shows it (read-only: rolls the window in memory).
 local function svc_view(s, now)
-    svc_roll(s, now, false)
+    svc_sum(s, now)
     local st = s.st
     if st == 'open' and now >= s['until'] then
         st = 'half_open'
@@ -655,10 +677,13 @@ local function svc_view(s, now)
     local inflight, total = {}, 0
     local h = redis.call('HGETALL', s.key)
     for i = 1, #h, 2 do
-        local host = h[i]:match('^i:(.*)$')
-        if host then
-            inflight[host] = tonumber(h[i + 1])
-            total = total + tonumber(h[i + 1])
+        local f = h[i]
+        if f:byte(1) == 105 and f:byte(2) == 58 then -- "i:<host>"
+            local n = tonumber(h[i + 1]) or 0
+            if n > 0 then
+                inflight[f:sub(3)] = n
+                total = total + n
+            end
         end
     end
     local rate_used = 0
@@ -1005,6 +1030,7 @@ local function corral_reserve(keys, args)
         -- Jobs wait for the service: the worker sleeps on the service's
         -- wake list of its host until gate_until or a state change.
         redis.call('HINCRBY', s.key .. ':sl', host, 1)
+        redis.call('HSET', s.key, 'slp', 1)
         -- Relative, so that the worker's clock need not agree with Redis's.
         out[#out + 1] = string.format('gate %d %s', math.max(gate_until - now, 1), gate_why)
     end
@@ -1403,9 +1429,11 @@ local function corral_job(keys, args)
 end
 
 -- corral_stats: KEYS[1] queue; ARGV[1] optional window in seconds (default
--- 60, whole minutes) -> a JSON object: name, paused, depth,
--- depth_by_priority, inflight, scheduled, dead, enqueued_per_s, done_per_s,
--- failed_per_s, proc_ms_p50/p95/p99/mean, oldest_wait_ms, window_s.
+-- 60, whole minutes); ARGV[2] optional "lean": leave the breaker out ->
+-- a JSON object: name, paused, depth, depth_by_priority, inflight,
+-- scheduled, dead, enqueued_per_s, done_per_s, failed_per_s,
+-- proc_ms_p50/p95/p99/mean, oldest_wait_ms, window_s, and the breaker of
+-- the queue's service (as corral_breaker) unless lean.
 local function corral_stats(keys, args)
     local K, q, prefix = queue_key(keys[1])
     local c = load_conf(K, q)
@@ -1467,7 +1495,7 @@ local function corral_stats(keys, args)
     end
     local paused = redis.call('EXISTS', K .. ':paused') == 1
     local breaker = nil
-    if c.service ~= '' then
+    if c.service ~= '' and args[2] ~= 'lean' then
         local sv = load_svc(svc_key(prefix, c.service), c.service)
         if sv ~= nil then
             breaker = svc_view(sv, now)

@@ -591,15 +591,35 @@ int corral_queue_job(redisContext *c, const char *prefix, const char *queue, con
     return rc;
 }
 
+void corral_cmd_stats(struct corral_cmd *cmd, const char *prefix, const char *queue, int window_s,
+                      int lean)
+{
+    corral_cmd_init(cmd, "corral_stats", prefix, queue);
+    free(cmd->argv[0]);
+    cmd->argv[0] = corral_xstrdup("FCALL_RO");
+    cmd->argvlen[0] = 8;
+    corral_cmd_addint(cmd, window_s > 0 ? window_s : 60);
+    if (lean)
+        corral_cmd_addstr(cmd, "lean");
+}
+
+int corral_reply_json(const redisReply *r, const char *what, char **json_out,
+                      struct corral_err *err)
+{
+    *json_out = NULL;
+    if (reply_error(r, what, err) < 0)
+        return -1;
+    if (r->type != REDIS_REPLY_STRING)
+        return shape(what, err);
+    *json_out = corral_xstrndup(r->str, r->len);
+    return 0;
+}
+
 int corral_queue_stats(redisContext *c, const char *prefix, const char *queue, int window_s,
                        char **json_out, struct corral_err *err)
 {
     struct corral_cmd cmd;
-    corral_cmd_init(&cmd, "corral_stats", prefix, queue);
-    free(cmd.argv[0]);
-    cmd.argv[0] = corral_xstrdup("FCALL_RO");
-    cmd.argvlen[0] = 8;
-    corral_cmd_addint(&cmd, window_s > 0 ? window_s : 60);
+    corral_cmd_stats(&cmd, prefix, queue, window_s, 0);
     int rc = json_call(c, &cmd, "stats", json_out, err);
     return rc == 1 ? shape("stats", err) : rc;
 }
@@ -756,14 +776,17 @@ int corral_service_declare(redisContext *c, const char *prefix, const struct cor
     return r ? 0 : -1;
 }
 
+void corral_cmd_breaker(struct corral_cmd *cmd, const char *prefix, const char *name)
+{
+    service_cmd(cmd, "FCALL_RO", "corral_breaker", prefix, name);
+}
+
 int corral_service_breaker(redisContext *c, const char *prefix, const char *name, char **json_out,
                            struct corral_err *err)
 {
     struct corral_cmd cmd;
-    service_cmd(&cmd, "FCALL_RO", "corral_breaker", prefix, name);
+    corral_cmd_breaker(&cmd, prefix, name);
     int rc = json_call(c, &cmd, "breaker", json_out, err);
-    if (rc < 0 && strstr(err->msg, "unknown service") != NULL)
-        err->code = CORRAL_ERR_NOTFOUND;
     return rc == 1 ? shape("breaker", err) : rc;
 }
 
@@ -773,8 +796,6 @@ int corral_service_reset(redisContext *c, const char *prefix, const char *name,
     struct corral_cmd cmd;
     service_cmd(&cmd, "FCALL", "corral_breaker_reset", prefix, name);
     redisReply *r = run(c, &cmd, "breaker reset", err);
-    if (r == NULL && strstr(err->msg, "unknown service") != NULL)
-        err->code = CORRAL_ERR_NOTFOUND;
     freeReplyObject(r);
     return r ? 0 : -1;
 }

@@ -118,7 +118,8 @@ int corral_redis_check(redisContext *c, const redisReply *r, const char *what,
     if (r->type == REDIS_REPLY_ERROR) {
         const char *msg = r->str;
         enum corral_err_code code = CORRAL_ERR_REDIS;
-        if (strncmp(msg, "ERR ", 4) == 0 && strstr(msg, "unknown queue") != NULL)
+        if (strncmp(msg, "ERR ", 4) == 0 &&
+            (strstr(msg, "unknown queue") != NULL || strstr(msg, "unknown service") != NULL))
             code = CORRAL_ERR_NOTFOUND;
         else if (strncmp(msg, "ERR ", 4) == 0 && strstr(msg, "Function not found") == NULL)
             code = CORRAL_ERR_INVALID;

@@ -173,6 +173,16 @@ int corral_queue_cancel(redisContext *c, const char *prefix, const char *queue, 
  * does not exist is CORRAL_ERR_NOTFOUND naming queue and id. */
 int corral_queue_job(redisContext *c, const char *prefix, const char *queue, const char *id,
                      char **json_out, struct corral_err *err);
+/* For pipelines (corralctl status): the builders of corral_queue_stats and
+ * corral_service_breaker, and the parser of their one-JSON-string replies
+ * (*json_out, caller frees; an unknown queue or service is NOTFOUND). */
+/* lean: without the queue's breaker (status reads the breakers apart). */
+void corral_cmd_stats(struct corral_cmd *cmd, const char *prefix, const char *queue, int window_s,
+                      int lean);
+void corral_cmd_breaker(struct corral_cmd *cmd, const char *prefix, const char *name);
+int corral_reply_json(const redisReply *r, const char *what, char **json_out,
+                      struct corral_err *err);
+
 /* The queue's statistics as a JSON object over the last window_s seconds;
  * caller frees. */
 int corral_queue_stats(redisContext *c, const char *prefix, const char *queue, int window_s,

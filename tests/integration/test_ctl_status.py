@@ -2,6 +2,7 @@
 with a running corrald."""
 import json
 import os
+import re
 import socket
 import subprocess
 import time
@@ -131,3 +132,58 @@ def test_an_open_breaker_in_status_breaker_and_its_reset(env, r):
     now = int(time.time() * 1000)
     assert all(json.loads(r.fcall_ro("corral_job", 1, "calls", i))["run_at_ms"] <= now + 1000
                for i in ids)
+
+
+SAMPLE = re.compile(r'^([a-z_:][a-z0-9_:]*)(\{([a-z_]+="(\\.|[^"\\])*",?)*\})? (\S+)$')
+
+
+def parse_metrics(text):
+    """The exposition checked line by line: HELP and TYPE once per family,
+    before its samples; every sample well-formed and unique -> {series: value}."""
+    helped, typed, series = set(), set(), {}
+    for line in text.splitlines():
+        if line.startswith("# HELP "):
+            name = line.split()[2]
+            assert name not in helped, f"second HELP for {name}"
+            helped.add(name)
+        elif line.startswith("# TYPE "):
+            _, _, name, kind = line.split()
+            assert name in helped and name not in typed and kind == "gauge", line
+            typed.add(name)
+        else:
+            m = SAMPLE.match(line)
+            assert m, f"not a sample: {line!r}"
+            assert m.group(1) in typed, f"sample before its TYPE: {line}"
+            key = line.rsplit(" ", 1)[0]
+            assert key not in series, f"duplicate series {key}"
+            series[key] = float(m.group(5))
+    return series
+
+
+def test_metrics_expose_what_status_knows(env, r):
+    wait_until(lambda: status(env)["hosts"], what="a heartbeat")
+    assert env("pause", "jobs").returncode == 0
+    for _ in range(3):
+        r.fcall("corral_enqueue", 1, "jobs", "{}", '{"priority": "high"}')
+    r.hset("corral:host:gh\"ost", mapping={"host": "gh\"ost", "workers": 3,
+                                            "heartbeat_ms": int(time.time() * 1000) - 60000})
+    r.zadd("corral:hosts", {"gh\"ost": int(time.time() * 1000) - 60000})
+    for _ in range(3):
+        r.fcall("corral_enqueue", 1, "calls", "{}")
+    wait_until(lambda: status(env)["breakers"][0]["state"] == "open", what="the breaker to open")
+    res = env("metrics")
+    assert res.returncode == 0, res.stderr
+    m = parse_metrics(res.stdout)
+    assert m["corral_up"] == 1
+    assert m['corral_queue_depth{queue="jobs",priority="high"}'] == 3
+    assert m['corral_queue_paused{queue="jobs"}'] == 1
+    assert m['corral_queue_paused{queue="slow"}'] == 0
+    assert m['corral_host_stale{host="gh\\"ost"}'] == 1  # label values escaped
+    assert m['corral_host_heartbeat_age_seconds{host="gh\\"ost"}'] >= 60
+    here = socket.gethostname()
+    assert m[f'corral_host_workers_min{{host="{here}"}}'] == 2
+    assert m['corral_breaker_state{service="ai",state="open"}'] == 1
+    assert m['corral_breaker_state{service="ai",state="closed"}'] == 0
+    assert m['corral_breaker_open_until_timestamp_seconds{service="ai"}'] > time.time() + 3000
+    assert env("metrics", "extra").returncode == 2
+    assert env("resume", "jobs").returncode == 0
