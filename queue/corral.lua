@@ -432,8 +432,10 @@ end
 
 local function svc_open(s, now, dur, why)
     s.st, s['until'], s.why, s.probes, s.okp = 'open', now + dur, why, 0, 0
+    -- The window that tripped it stays visible (tc, tf: calls, failures)
+    -- while the breaker is not closed; the window itself starts afresh.
     redis.call('HSET', s.key, 'st', 'open', 'until', s['until'], 'why', why, 'n', s.n,
-               'probes', 0, 'okp', 0, 'opened_ms', now)
+               'probes', 0, 'okp', 0, 'opened_ms', now, 'tc', s.c or 0, 'tf', s.f or 0)
     svc_clear_window(s)
 end
 
@@ -689,6 +691,11 @@ local function svc_view(s, now)
     local rate_used = 0
     if s.rn > 0 then
         rate_used = redis.call('ZCOUNT', s.key .. ':rl', now - s.rp, '+inf')
+    end
+    if st ~= 'closed' and s.c == 0 then
+        -- Open or half-open: show the window that tripped it.
+        local t = redis.call('HMGET', s.key, 'tc', 'tf')
+        s.c, s.f = tonumber(t[1]) or 0, tonumber(t[2]) or 0
     end
     local v = {
         service = s.name, state = st, calls = s.c, failures = s.f, slow_calls = s.s,

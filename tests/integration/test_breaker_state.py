@@ -100,6 +100,7 @@ def test_exactly_min_calls_at_exactly_the_threshold_trips(r):
     b = breaker(r)
     assert b["state"] == "open"
     assert "failure rate 50% (2 of 4 calls" in b["reason"]
+    assert b["calls"] == 4 and b["failure_rate"] == 0.5  # the window that tripped it
     assert b["open_until_ms"] - server_ms(r) <= 300
 
 
@@ -351,3 +352,11 @@ def test_an_ordinary_back_off_is_kept_by_a_reset(r):
     at = get_job(r, Q, jid)["run_at_ms"]
     r.fcall("corral_breaker_reset", 1, SVC)
     assert get_job(r, Q, jid)["run_at_ms"] == at
+
+
+def test_a_success_that_reaches_min_calls_trips_on_the_failures_before_it(r):
+    prepare(r)
+    run_calls(r, ["fail"] * 3)
+    assert breaker(r)["state"] == "closed"
+    run_calls(r, ["ok"])  # 4 calls, 3 failed: 75% >= 50%
+    assert breaker(r)["state"] == "open"

@@ -110,7 +110,9 @@ def test_an_open_breaker_in_status_breaker_and_its_reset(env, r):
     ids = [r.fcall("corral_enqueue", 1, "calls", "{}") for _ in range(3)]
     b = wait_until(lambda: (lambda x: x if x["state"] == "open" else None)(
         status(env)["breakers"][0]), what="the breaker to open")
-    assert b["calls"] == 0  # the window starts afresh on each state change
+    # while open it shows the window that tripped it (the window itself
+    # starts afresh, as each state change empties it)
+    assert b["calls"] == 3 and b["failures"] == 3 and b["failure_rate"] == 1.0
     assert b["reason"].startswith("failure rate 100% (3 of 3 calls")
     assert b["open_until_ms"] - b["time_ms"] > 3_500_000
     jobs = [json.loads(r.fcall_ro("corral_job", 1, "calls", i)) for i in ids]
