@@ -66,6 +66,14 @@ local function now_us()
     return t[1] .. string.format('%06d', tonumber(t[2]))
 end
 
+-- Strict JSON: Redis's cjson accepts NaN, Infinity and hex numbers unless
+-- told not to. Set on every decode: the setting is global to the Lua VM
+-- that all function libraries share.
+local function json_decode(text)
+    cjson.decode_invalid_numbers(false)
+    return cjson.decode(text)
+end
+
 local function valid_name(s)
     return type(s) == 'string' and #s >= 1 and #s <= 64 and not s:find('[^%w_%.:%-]')
 end
@@ -235,8 +243,8 @@ end
 local function current_run(jk, run)
     local j = redis.call('HMGET', jk, 'state', 'run', 'lost')
     local state = j[1]
-    if not state or j[2] ~= run then
-        return nil
+    if not state or j[2] ~= run or run == '0' then
+        return nil -- run 0: never reserved, so no run can report on it
     end
     if state == 'done' or state == 'cancelled' then
         return nil
@@ -739,7 +747,7 @@ end
 -- lowest remaining level.
 local function corral_declare(keys, args)
     local K, q, prefix = queue_key(keys[1])
-    local ok, s = pcall(cjson.decode, args[1] or '')
+    local ok, s = pcall(json_decode, args[1] or '')
     if not ok or type(s) ~= 'table' then
         fail('queue "%s": settings must be a JSON object', q)
     end
@@ -811,12 +819,12 @@ local function corral_enqueue(keys, args)
         fail('queue "%s": payload is %d bytes, limit is %d (max_payload)', q, #payload,
              c.max_payload)
     end
-    if not pcall(cjson.decode, payload) then
+    if not pcall(json_decode, payload) then
         fail('queue "%s": payload is not valid JSON', q)
     end
     local o = {}
     if args[2] ~= nil and args[2] ~= '' then
-        local ok, v = pcall(cjson.decode, args[2])
+        local ok, v = pcall(json_decode, args[2])
         if not ok or type(v) ~= 'table' then
             fail('queue "%s": options must be a JSON object', q)
         end
@@ -919,7 +927,13 @@ local function picker(K, c)
                 end
             end
             return nil
-        end, function() end
+        end, function() end, function()
+            local left = 0
+            for i = 0, n - 1 do
+                left = left + lens[i]
+            end
+            return left
+        end
     end
     -- Smooth weighted round-robin (as nginx's upstreams) over the non-empty
     -- levels: every level is served in proportion to its weight, none starves.
@@ -961,7 +975,14 @@ local function picker(K, c)
         end
         redis.call('HSET', K .. ':wrr', unpack(f))
     end
-    return pick, save
+    local left = function()
+        local total = 0
+        for i = 0, n - 1 do
+            total = total + lens[i]
+        end
+        return total
+    end
+    return pick, save, left
 end
 
 -- corral_reserve: KEYS[1] queue; ARGV[1] worker id; ARGV[2] how many jobs
@@ -993,7 +1014,7 @@ local function corral_reserve(keys, args)
         end
     end
     local probe = s ~= nil and s.st == 'half_open'
-    local pick, save = picker(K, c)
+    local pick, save, left = picker(K, c)
     local start_us = now_us()
     local out = {}
     local deadline = now + c.lease_ms
@@ -1023,15 +1044,10 @@ local function corral_reserve(keys, args)
     if s ~= nil then
         svc_granted(s, now, #out, host)
     end
-    local waiting = 0
-    if #out < n then
-        for i = 0, #c.priorities - 1 do
-            waiting = waiting + redis.call('LLEN', K .. ':q:' .. i)
-        end
-        if waiting == 0 then
-            -- Nothing left: markers would only wake idle workers for nothing.
-            redis.call('DEL', K .. ':wake')
-        end
+    local waiting = left()
+    if waiting == 0 then
+        -- Nothing left: markers would only wake idle workers for nothing.
+        redis.call('DEL', K .. ':wake')
     end
     if gate_until ~= nil and waiting > 0 then
         -- Jobs wait for the service: the worker sleeps on the service's
@@ -1272,6 +1288,23 @@ local function reclaim_one(K, c, b, id, now, why)
     return 1
 end
 
+-- Reclaims a set of leased jobs: each goes back to the front of its level,
+-- and jobs reclaimed together keep their order (oldest id first).
+local function reclaim_all(K, c, b, ids, now, why)
+    table.sort(ids, function(x, y)
+        local a, z = tonumber(x), tonumber(y)
+        if a and z then
+            return a < z
+        end
+        return x < y
+    end)
+    local n = 0
+    for i = #ids, 1, -1 do -- pushed to the front: the last first
+        n = n + reclaim_one(K, c, b, ids[i], now, why)
+    end
+    return n
+end
+
 -- corral_reclaim: KEYS[1] queue; ARGV[1] optional limit -> how many expired
 -- leases were reclaimed. Safe to run from every host at once.
 local function corral_reclaim(keys, args)
@@ -1281,10 +1314,7 @@ local function corral_reclaim(keys, args)
     local b = svc_batch(K, c, prefix)
     local limit = int_arg(args[1] or MAX_BATCH, 'limit', 1, 100000)
     local ids = redis.call('ZRANGEBYSCORE', K .. ':active', '-inf', now, 'LIMIT', 0, limit)
-    local n = 0
-    for _, id in ipairs(ids) do
-        n = n + reclaim_one(K, c, b, id, now, 'lease expired')
-    end
+    local n = reclaim_all(K, c, b, ids, now, 'lease expired')
     svc_apply(b, now)
     wake(K, n)
     return n
@@ -1303,13 +1333,14 @@ local function corral_reclaim_worker(keys, args)
     end
     local prefix = who:sub(-1) == '*' and who:sub(1, -2) or nil
     local now = now_ms()
-    local n = 0
+    local mine = {}
     for _, id in ipairs(redis.call('ZRANGE', K .. ':active', 0, -1)) do
         local w = redis.call('HGET', job_key(K, id), 'worker') or ''
         if w == who or (prefix and w:sub(1, #prefix) == prefix) then
-            n = n + reclaim_one(K, c, b, id, now, 'worker died')
+            mine[#mine + 1] = id
         end
     end
+    local n = reclaim_all(K, c, b, mine, now, 'worker died')
     svc_apply(b, now)
     wake(K, n)
     return n
@@ -1323,6 +1354,14 @@ local function corral_dead_retry(keys, args)
     local ids = args
     if args[1] == '--all' then
         ids = redis.call('LRANGE', K .. ':dead', 0, -1)
+    else
+        for _, id in ipairs(ids) do -- all or nothing
+            local state = redis.call('HGET', job_key(K, id), 'state')
+            if state ~= 'dead' then
+                fail('queue "%s": job %s is not dead (%s)', q, tostring(id):sub(1, 40),
+                     state and ('state ' .. state) or 'no such job')
+            end
+        end
     end
     local now = now_ms()
     local n = 0
@@ -1336,9 +1375,6 @@ local function corral_dead_retry(keys, args)
             redis.call('DEL', K .. ':fin:' .. id)
             make_ready(K, id, level_of(c, jk), false)
             n = n + 1
-        elseif args[1] ~= '--all' then
-            fail('queue "%s": job %s is not dead (%s)', q, tostring(id):sub(1, 40),
-                 j[1] and ('state ' .. j[1]) or 'no such job')
         end
     end
     wake(K, n)
@@ -1549,7 +1585,7 @@ end
 -- settings; its state is kept.
 local function corral_declare_service(keys, args)
     local SK, name, prefix = service_key(keys[1])
-    local ok, v = pcall(cjson.decode, args[1] or '')
+    local ok, v = pcall(json_decode, args[1] or '')
     if not ok or type(v) ~= 'table' then
         fail('service "%s": settings must be a JSON object', name)
     end

@@ -79,8 +79,6 @@ def test_ack_with_a_wrong_run_token_is_refused_and_changes_nothing(q, token):
     assert get_job(q, Q, jid)["state"] == "active"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: corral_ack accepts run token 0 for a job that "
-                   "was never reserved (current_run matches the initial run=0) and marks it done")
 def test_ack_of_a_job_that_never_ran_is_refused(q):
     jid = enqueue(q, Q)
     before = db_snapshot(q)

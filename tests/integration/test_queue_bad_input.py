@@ -76,9 +76,6 @@ def test_a_payload_that_is_not_json_is_refused(q, payload):
     refused(q, 'queue "jobs": payload is not valid JSON', "corral_enqueue", 1, Q, payload)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: Redis's cjson decodes invalid numbers (NaN, "
-                   "Infinity, hex) by default, so corral_enqueue accepts payloads that are "
-                   "not JSON; cjson.decode_invalid_numbers(false) would refuse them")
 @pytest.mark.parametrize("payload", ["NaN", "Infinity", "0x10", '{"temperature": NaN}'])
 def test_a_payload_with_non_json_numbers_is_refused(q, payload):
     refused(q, 'queue "jobs": payload is not valid JSON', "corral_enqueue", 1, Q, payload)

@@ -68,8 +68,6 @@ def test_retry_of_a_job_that_is_not_dead_is_an_error_and_changes_nothing(q, what
     assert db_snapshot(q) == before
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: corral_dead_retry requeues the dead ids that "
-                   "come before a non-dead id, then refuses the call")
 def test_retry_of_a_batch_with_one_live_job_is_refused_as_a_whole(q):
     dead, live = enqueue(q, Q), enqueue(q, Q)
     kill(q, [dead])

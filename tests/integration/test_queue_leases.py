@@ -197,8 +197,6 @@ def test_reclaim_worker_takes_back_exactly_that_workers_leases(r, three_workers)
     assert r.fcall("corral_reclaim_worker", 1, Q, "hostA:1") == 0
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: reclaim_one LPUSHes each reclaimed job in "
-                   "turn, so several jobs reclaimed in one call come back in reverse order")
 def test_jobs_reclaimed_together_keep_their_fifo_order_at_the_front(r):
     declare(r, Q)
     ids = [enqueue(r, Q) for _ in range(4)]

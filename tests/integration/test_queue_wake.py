@@ -72,9 +72,6 @@ def test_a_delayed_job_wakes_workers_when_it_comes_due_not_before(q):
     assert q.blpop([WAKE], timeout=1) is not None
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: corral_reserve clears the markers only when it "
-                   "got fewer jobs than asked for, so a reserve of N that takes the last N "
-                   "jobs leaves markers that wake idle workers for nothing")
 def test_a_reserve_that_takes_exactly_the_last_jobs_clears_the_markers(q):
     enqueue(q, Q)
     enqueue(q, Q)
