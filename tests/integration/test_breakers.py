@@ -4,28 +4,16 @@ workers, calling the AI stand-in over loopback HTTP. What is counted is what
 reaches the stand-in."""
 import json
 import os
-import signal
 import subprocess
-import sys
-import time
 
 import pytest
 
-from conftest import REPO, binary_path, wait_until
-from test_supervisor import Corrald
-
-sys.path.insert(0, os.path.join(REPO, "tests"))
-import aistub  # noqa: E402
+from conftest import binary_path, wait_until
+from test_supervisor import Corrald, reap
+from worker_fixtures import stub  # noqa: F401 (a fixture)
 
 Q = "prompts"
 SVC = "ai"
-
-
-@pytest.fixture
-def stub():
-    srv = aistub.Server().start()
-    yield srv
-    srv.stop()
 
 
 def stub_times(srv):
@@ -61,19 +49,7 @@ def fleet(build_dir, tmp_path, redis_server):
         return started
 
     yield start
-    for c in started:
-        workers = c.workers() if c.proc.poll() is None else []
-        if c.proc.poll() is None:
-            c.proc.kill()
-            c.proc.wait()
-        for w in workers:
-            try:
-                os.kill(w, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        if not c.out.closed:
-            c.out.close()
-        assert "Sanitizer" not in c.logs(), c.logs()
+    reap(started)
 
 
 def enqueue(r, n, payload="{}"):

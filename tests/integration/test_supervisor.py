@@ -87,6 +87,12 @@ def corrald(build_dir, tmp_path, redis_server):
         return c
 
     yield start
+    reap(started)
+
+
+def reap(started):
+    """Kills every corrald of a test and its workers, and fails on any
+    sanitizer report in their logs."""
     for c in started:
         # No process may outlive its test: a draining orphan would talk to
         # the next test's Redis, where job ids start again from 1.
