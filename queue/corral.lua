@@ -1049,7 +1049,9 @@ local function corral_reserve(keys, args)
         -- Nothing left: markers would only wake idle workers for nothing.
         redis.call('DEL', K .. ':wake')
     end
-    if gate_until ~= nil and waiting > 0 then
+    -- Only callers that pass max_inflight (library version 2 workers, with
+    -- 0 for none) know the gate element; older ones just get fewer jobs.
+    if gate_until ~= nil and waiting > 0 and args[3] ~= nil then
         -- Jobs wait for the service: the worker sleeps on the service's
         -- wake list of its host until gate_until or a state change.
         redis.call('HINCRBY', s.key .. ':sl', host, 1)
@@ -1211,11 +1213,25 @@ end
 -- draining worker hands a job back), "throttle" (a 429: the queue's service
 -- waits delay_ms fleet-wide) or "quota" (a billing error: the service's
 -- breaker opens for breaker_open_max, and the job waits that long). The
--- reason is kept as the job's error.
+-- reason is kept as the job's error. Workers of library version 1 send
+-- triples (id run delay_ms): still accepted, as kind "" without a reason.
 local DEFER_KINDS = {[''] = true, throttle = true, quota = true}
 local function corral_defer(keys, args)
     local K, q, prefix = queue_key(keys[1])
     local c = load_conf(K, q)
+    local fives = (#args - 1) % 5 == 0
+    for i = 2, #args - 4, 5 do
+        fives = fives and DEFER_KINDS[args[i + 3]] ~= nil
+    end
+    if not fives and (#args - 1) % 3 == 0 then
+        local groups = {args[1]} -- a version 1 caller: id run delay_ms
+        for i = 2, #args - 2, 3 do
+            for _, v in ipairs({args[i], args[i + 1], args[i + 2], '', ''}) do
+                groups[#groups + 1] = v
+            end
+        end
+        args = groups
+    end
     for i = 2, #args - 4, 5 do
         int_arg(args[i + 2], 'delay_ms', 0, 366 * 86400000)
         if not DEFER_KINDS[args[i + 3]] then

@@ -172,8 +172,7 @@ void corral_cmd_reserve(struct corral_cmd *cmd, const char *prefix, const char *
     corral_cmd_init(cmd, "corral_reserve", prefix, queue);
     corral_cmd_addstr(cmd, worker);
     corral_cmd_addint(cmd, n);
-    if (max_inflight > 0)
-        corral_cmd_addint(cmd, max_inflight);
+    corral_cmd_addint(cmd, max_inflight > 0 ? max_inflight : 0);
 }
 
 void corral_cmd_ack(struct corral_cmd *cmd, const char *prefix, const char *queue,

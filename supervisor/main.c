@@ -634,14 +634,39 @@ static void on_stop(struct ev_loop *loop, ev_signal *s, int revents)
     ev_timer_start(loop, &d->drain_timer);
 }
 
-static int same_queues(const struct corral_strlist *a, const struct corral_strlist *b)
+/* What workers read from the config when they start: all of it but the
+ * pool's bounds and the [scale] section, which are corrald's alone. Two
+ * equal views mean the running workers serve what the new file says.
+ * Caller frees. */
+static char *worker_view(const struct corral_config *cfg)
 {
-    if (a->n != b->n)
-        return 0;
-    for (size_t i = 0; i < a->n; i++)
-        if (strcmp(a->items[i], b->items[i]) != 0)
-            return 0;
-    return 1;
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (f == NULL)
+        return corral_xstrdup("");
+    corral_config_dump(cfg, f);
+    fclose(f);
+    char *out = corral_xmalloc(len + 1), *o = out;
+    int in_scale = 0, in_pool = 0;
+    for (char *line = text; *line;) {
+        char *nl = strchr(line, '\n');
+        size_t n = nl ? (size_t)(nl - line) + 1 : strlen(line);
+        if (line[0] == '[') {
+            in_scale = strncmp(line, "[scale]", 7) == 0;
+            in_pool = strncmp(line, "[pool]", 6) == 0;
+        }
+        int skip = line[0] == ';' || in_scale ||
+                   (in_pool && (strncmp(line, "min =", 5) == 0 || strncmp(line, "max =", 5) == 0));
+        if (!skip) {
+            memcpy(o, line, n);
+            o += n;
+        }
+        line += n;
+    }
+    *o = '\0';
+    free(text);
+    return out;
 }
 
 static void on_reload(struct ev_loop *loop, ev_signal *s, int revents)
@@ -662,9 +687,10 @@ static void on_reload(struct ev_loop *loop, ev_signal *s, int revents)
         corral_notify("READY=1");
         return;
     }
-    int restart = !same_queues(&cfg->pool.queues, &d->cfg->pool.queues) ||
-                  strcmp(cfg->redis.url, d->cfg->redis.url) != 0 ||
-                  strcmp(cfg->redis.prefix, d->cfg->redis.prefix) != 0;
+    char *old_view = worker_view(d->cfg), *new_view = worker_view(cfg);
+    int restart = strcmp(old_view, new_view) != 0;
+    free(old_view);
+    free(new_view);
     int reconnect = strcmp(cfg->redis.url, d->cfg->redis.url) != 0;
     corral_config_free(d->cfg);
     d->cfg = cfg;

@@ -100,7 +100,8 @@ void corral_cmd_declare(struct corral_cmd *cmd, const char *prefix,
 void corral_cmd_enqueue(struct corral_cmd *cmd, const char *prefix, const char *queue,
                         const char *payload, size_t len, const struct corral_enqueue_opts *o);
 /* max_inflight: this host's limit of calls in flight to the queue's
- * service (0 = none). */
+ * service (0 = none). Always sent: it also tells the library that this
+ * caller understands the gate element of the reply. */
 void corral_cmd_reserve(struct corral_cmd *cmd, const char *prefix, const char *queue,
                         const char *worker, int n, int max_inflight);
 void corral_cmd_ack(struct corral_cmd *cmd, const char *prefix, const char *queue,

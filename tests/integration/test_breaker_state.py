@@ -35,7 +35,7 @@ def prepare(r, **settings):
 def reserve(r, n=1, worker="h1:1", max_inflight=None):
     """-> (jobs, gate) where gate is None or (until_ms, why): the reply
     says how long to wait; until_ms adds it to the server's clock."""
-    args = [worker, n] + ([max_inflight] if max_inflight is not None else [])
+    args = [worker, n, max_inflight or 0]
     out = r.fcall("corral_reserve", 1, Q, *args)
     now = server_ms(r)
     gate = None
@@ -360,3 +360,18 @@ def test_a_success_that_reaches_min_calls_trips_on_the_failures_before_it(r):
     assert breaker(r)["state"] == "closed"
     run_calls(r, ["ok"])  # 4 calls, 3 failed: 75% >= 50%
     assert breaker(r)["state"] == "open"
+
+
+def test_version_1_callers_keep_working(r):
+    """A worker of library version 1 during a rolling upgrade: it sends
+    defer triples and reserves without max_inflight, so it never gets the
+    gate element its reply parser would not know."""
+    prepare(r)
+    a, b = enqueue(r, Q), enqueue(r, Q)
+    (ja, jb), _ = reserve(r, 2)
+    assert r.fcall("corral_defer", 1, Q, "h1:1", ja[0], ja[1], 0, jb[0], jb[1], 0) == \
+        ["scheduled", "scheduled"]
+    assert get_job(r, Q, a)["attempts"] == 0 and get_job(r, Q, b)["attempts"] == 0
+    trip(r)
+    enqueue(r, Q)
+    assert r.fcall("corral_reserve", 1, Q, "h1:1", 5) == []

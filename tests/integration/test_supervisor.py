@@ -207,12 +207,14 @@ def test_sigterm_drains_jobs_in_flight(r, corrald, tmp_path):
 def test_sighup_applies_new_bounds_without_dropping_work(r, corrald, tmp_path):
     c = corrald(queue="handler = exec\ncommand = /bin/sh -c 'sleep 0.5; cat'")
     wait_until(lambda: len(c.workers()) == 2, what="min workers")
+    first = set(c.workers())
     ids = enqueue_many(r, 6)
     text = open(c.conf).read().replace("min = 2\nmax = 8", "min = 4\nmax = 8")
     open(c.conf, "w").write(text)
     c.proc.send_signal(signal.SIGHUP)
     wait_until(lambda: len(c.workers()) >= 4, timeout=5, what="the new min")
-    assert "reloaded" in c.logs()
+    assert "reloaded" in c.logs() and "workers_replaced=no" in c.logs()
+    assert first <= set(c.workers())  # new bounds alone keep the running workers
     for jid in ids:
         wait_until(lambda: job(r, jid)["state"] == "done", timeout=20, what="every job")
     # A broken file is refused and the running config kept.
@@ -221,6 +223,22 @@ def test_sighup_applies_new_bounds_without_dropping_work(r, corrald, tmp_path):
     wait_until(lambda: "reload refused" in c.logs(), what="the refusal")
     assert c.proc.poll() is None
     assert len(c.workers()) >= 4
+    assert c.stop() == 0
+
+
+def test_sighup_with_a_changed_queue_replaces_the_workers(r, corrald):
+    c = corrald(queue="handler = exec\ncommand = /bin/sh -c 'echo old'")
+    wait_until(lambda: len(c.workers()) == 2, what="min workers")
+    first = set(c.workers())
+    text = open(c.conf).read().replace("echo old", "echo new")
+    open(c.conf, "w").write(text)
+    c.proc.send_signal(signal.SIGHUP)
+    wait_until(lambda: "workers_replaced=yes" in c.logs(), what="the reload")
+    wait_until(lambda: len(c.workers()) == 2 and not first & set(c.workers()), timeout=10,
+               what="two new workers")
+    (jid,) = enqueue_many(r, 1)
+    wait_until(lambda: job(r, jid)["state"] == "done", what="the job")
+    assert job(r, jid)["result"].strip() == "new"
     assert c.stop() == 0
 
 
