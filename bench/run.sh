@@ -39,6 +39,24 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM HUP
 
+# A private redis-server on unix socket $1 (no persistence), started with
+# the command prefix $2 (a CPU pinning, or nothing); waits for its PONG.
+start_redis() {
+    # shellcheck disable=SC2086 # $2 is a command prefix or nothing
+    $2 redis-server --port 0 --unixsocket "$1" --unixsocketperm 700 --dir "$tmp" \
+        --save '' --appendonly no --logfile "$1.log" &
+    redis_pid=$!
+    deadline=$(($(date +%s) + 10))
+    until redis-cli -s "$1" ping 2>/dev/null | grep -q PONG; do
+        if ! kill -0 "$redis_pid" 2>/dev/null || [ "$(date +%s)" -ge "$deadline" ]; then
+            echo "bench: redis-server did not answer PING on $1 within 10 s:" >&2
+            tail -n 20 "$1.log" >&2 || true
+            return 1
+        fi
+        sleep 0.05
+    done
+}
+
 queue_bench() {
     [ -x "$B/bench/bench_queue" ] ||
         { echo "bench: $B/bench/bench_queue is not built (make bench builds it)" >&2; return 1; }
@@ -55,19 +73,7 @@ queue_bench() {
         placement="redis-server pinned to CPU 0, clients to CPU $clients"
     fi
     sock="$tmp/redis.sock"
-    # shellcheck disable=SC2086 # srv_pin is a command prefix or nothing
-    $srv_pin redis-server --port 0 --unixsocket "$sock" --unixsocketperm 700 --dir "$tmp" \
-        --save '' --appendonly no --logfile "$tmp/redis.log" &
-    redis_pid=$!
-    deadline=$(($(date +%s) + 10))
-    until redis-cli -s "$sock" ping 2>/dev/null | grep -q PONG; do
-        if ! kill -0 "$redis_pid" 2>/dev/null || [ "$(date +%s)" -ge "$deadline" ]; then
-            echo "bench: redis-server did not answer PING on $sock within 10 s:" >&2
-            tail -n 20 "$tmp/redis.log" >&2 || true
-            return 1
-        fi
-        sleep 0.05
-    done
+    start_redis "$sock" "$srv_pin" || return 1
 
     # redis-benchmark -P 1: one request per round trip, as corral's calls.
     # Best of REF_RUNS per connection count: a reference that caught a busy
@@ -110,17 +116,7 @@ status_bench() {
     [ -x "$B/bench/bench_status" ] ||
         { echo "bench: $B/bench/bench_status is not built (make bench builds it)" >&2; return 1; }
     sock="$tmp/status.sock"
-    redis-server --port 0 --unixsocket "$sock" --unixsocketperm 700 --dir "$tmp" \
-        --save '' --appendonly no --logfile "$tmp/status-redis.log" &
-    redis_pid=$!
-    deadline=$(($(date +%s) + 10))
-    until redis-cli -s "$sock" ping 2>/dev/null | grep -q PONG; do
-        if ! kill -0 "$redis_pid" 2>/dev/null || [ "$(date +%s)" -ge "$deadline" ]; then
-            echo "bench: redis-server did not answer PING on $sock within 10 s" >&2
-            return 1
-        fi
-        sleep 0.05
-    done
+    start_redis "$sock" "" || return 1
     "$B/bench/bench_status" "$sock"
     stop_redis
 }
