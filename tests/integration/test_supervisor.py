@@ -31,6 +31,15 @@ def children(pid):
     return out
 
 
+def is_worker(pid):
+    """Whether pid is a live corral-worker (it may vanish while we look)."""
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().startswith("corral-worker")
+    except OSError:
+        return False
+
+
 def workers_of(pid, exe_name="corral-worker"):
     res = []
     for c in children(pid):
@@ -178,9 +187,8 @@ def test_restarted_corrald_reclaims_its_previous_runs_leases_at_once(r, corrald)
     for p in old:
         os.kill(p, signal.SIGKILL)
     c.proc.wait()
-    wait_until(lambda: not any(os.path.exists(f"/proc/{p}/comm") and
-                               open(f"/proc/{p}/comm").read().startswith("corral-worker")
-                               for p in old), timeout=10, what="the old workers to be gone")
+    wait_until(lambda: not any(is_worker(p) for p in old), timeout=10,
+               what="the old workers to be gone")
     c2 = corrald(queue="handler = exec\ncommand = /bin/sh -c 'sleep 30; cat'\nlease = 60s",
                  pool="drain_timeout = 1s", name="c2.conf")
     restarted = time.time() * 1000
