@@ -547,7 +547,8 @@ local function svc_batch(K, c, prefix)
 end
 
 -- A job leaves its lease: its host's call slot and its probe permit (if it
--- held one) are released. kind: 'ok', 'fail' (a breaker failure) or nil
+-- held one) are released. Returns the job's started_ms (read anyway), so
+-- the caller need not read it again. kind: 'ok', 'fail' (a breaker failure) or nil
 -- (the call does not count: throttled, deferred, reclaimed).
 local function svc_leave(b, jk, now, kind, why)
     if b == nil then
@@ -566,7 +567,7 @@ local function svc_leave(b, jk, now, kind, why)
         if probe then
             b.prel = b.prel + 1
         end
-        return
+        return j[4]
     end
     local ms = now - (tonumber(j[4]) or now)
     if ms >= b.s.slow then
@@ -584,6 +585,7 @@ local function svc_leave(b, jk, now, kind, why)
             b.pfail = b.pfail + 1
         end
     end
+    return j[4]
 end
 
 local function svc_apply(b, now)
@@ -1113,9 +1115,8 @@ local function corral_ack(keys, args)
         if state == nil then
             out[#out + 1] = 0
         else
-            svc_leave(b, jk, now, 'ok')
+            local started = svc_leave(b, jk, now, 'ok') or redis.call('HGET', jk, 'started_ms')
             unlink(K, jk, id, state)
-            local started = redis.call('HGET', jk, 'started_ms')
             if #result > c.max_result then
                 to_dead(K, c, id, jk, now, string.format(
                     'result is %d bytes, limit is %d (max_result)', #result, c.max_result), false)
