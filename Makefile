@@ -6,6 +6,8 @@
 #   make bench      benchmarks (figures beside redis-benchmark from the same run)
 #   make deps       installs missing Debian packages (root), or prints the command
 #   make install    PREFIX=/usr/local DESTDIR= bindir libdir includedir sysconfdir
+#   make fuzz       libFuzzer targets (clang), each for FUZZ_SECONDS (default 600)
+#   make chaos      the full chaos run (tests/chaos); make soak: one hour of load with faults
 #   make format / make check / make clean
 
 VERSION    := 0.1.0
@@ -61,7 +63,8 @@ UNIT_BINS  := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 BENCH_SRCS := $(wildcard bench/*.c)
 BENCH_BINS := $(BENCH_SRCS:bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all lib test unit integration demo bench deps install uninstall format check clean
+.PHONY: all lib test unit integration demo bench deps install uninstall format check clean \
+        fuzz chaos soak
 all: $(BUILD)/libcorral.a $(BUILD)/libcorral.so $(BUILD)/corral.pc $(PROGS)
 lib: $(BUILD)/libcorral.a
 
@@ -129,6 +132,19 @@ demo: deps
 bench: deps
 	@$(MAKE) --no-print-directory all $(BENCH_BINS)
 	@CORRAL_BUILD=$(abspath $(BUILD)) sh bench/run.sh
+
+# Fuzzing builds with clang into $(BUILD)-fuzz; tests/fuzz/run.sh owns the details.
+FUZZ_SECONDS ?= 600
+fuzz: deps
+	@sh tests/fuzz/run.sh $(FUZZ_SECONDS)
+
+# The full chaos run and the soak; a short chaos run is part of `make test`.
+chaos: deps
+	@$(MAKE) --no-print-directory all
+	CORRAL_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -q -s tests/chaos $(PYTEST_ARGS)
+soak: deps
+	@$(MAKE) --no-print-directory all
+	CORRAL_BUILD=$(abspath $(BUILD)) $(PYTHON) tests/chaos/soak.py $(SOAK_ARGS)
 
 DEB_PKGS := gcc make pkg-config libhiredis-dev libev-dev libjansson-dev libcurl4-openssl-dev \
             libinih-dev libcmocka-dev redis-server redis-tools python3 python3-pytest python3-redis
