@@ -860,6 +860,18 @@ static void check_service(struct loader *ld, struct corral_service_conf *sv, str
         add_error(ld, line_of(s, "url"),
                   "[service %s] url: expected http://HOST/PATH or https://HOST/PATH (got \"%s\")",
                   sv->name, sv->url);
+    } else {
+        /* libcurl refuses blanks and control bytes only at call time, so
+         * every job would fail; a URL is printable ASCII. The byte is named,
+         * not echoed: it may not print. */
+        size_t bad = strspn(sv->url, "!\"#$%&'()*+,-./0123456789:;<=>?@"
+                                     "ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]^_`"
+                                     "abcdefghijklmnopqrstuvwxyz{|}~");
+        if (sv->url[bad] != '\0')
+            add_error(ld, line_of(s, "url"),
+                      "[service %s] url: byte %zu is 0x%02x; a url is printable ASCII without "
+                      "blanks (percent-encode the rest)",
+                      sv->name, bad + 1, (unsigned)(unsigned char)sv->url[bad]);
     }
     if (sv->breaker_open_for_ms > sv->breaker_open_max_ms && !is_bad(s, "breaker_open_for") &&
         !is_bad(s, "breaker_open_max")) {

@@ -95,6 +95,12 @@ static int print_outcome(struct ctl *ctl, const char *queue, const char *id, con
         return fail_err(&err);
     json_t *j = json_loads(json, 0, NULL);
     free(json);
+    if (j == NULL) {
+        /* Never an empty "result" and exit 0: the outcome would be lost. */
+        fprintf(stderr, "corralctl: job %s %s, but its record is not valid JSON (invalid UTF-8?)\n",
+                id, state);
+        return 1;
+    }
     const char *result = json_string_value(json_object_get(j, "result"));
     const char *error = json_string_value(json_object_get(j, "error"));
     int rc;
@@ -156,6 +162,8 @@ static int cmd_enqueue(struct ctl *ctl, int argc, char **argv)
         } else if (strcmp(a, "--timeout") == 0) {
             if ((rc = parse_dur_arg(a, v, &o.timeout_ms)) != 0)
                 return rc;
+            if (o.timeout_ms == 0) /* 0 would mean "the queue's timeout" below */
+                return ctl_usage_error("--timeout must be at least 1ms, got %s", v);
             i++;
         } else if (strcmp(a, "--max-attempts") == 0) {
             int64_t n;
@@ -389,7 +397,11 @@ int main(int argc, char **argv)
         return ctl_usage_error("unknown command \"%s\"", cmd);
 
     struct ctl ctl = {0};
-    ctl.cfg = load_config(path ? path : corral_config_default_path(), path != NULL);
+    /* A file named by -c or $CORRAL_CONFIG must exist; only the default
+     * path may be absent. */
+    const char *env = getenv("CORRAL_CONFIG");
+    ctl.cfg = load_config(path ? path : corral_config_default_path(),
+                          path != NULL || (env != NULL && env[0] != '\0'));
     if (ctl.cfg == NULL)
         return 1;
     if (url != NULL) {

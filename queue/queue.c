@@ -4,6 +4,7 @@
  * queue registry) are built by fin_key() and registry_key() only. */
 #include "corral/queue.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -143,8 +144,10 @@ void corral_cmd_enqueue(struct corral_cmd *cmd, const char *prefix, const char *
     json_t *opts = json_object();
     if (o->priority != NULL) {
         char *end;
+        errno = 0;
         long level = strtol(o->priority, &end, 10);
-        if (*o->priority != '\0' && *end == '\0')
+        /* Out of range, it goes as typed: the refusal then quotes it. */
+        if (*o->priority != '\0' && *end == '\0' && errno == 0)
             json_object_set_new(opts, "priority", json_integer(level));
         else
             json_object_set_new(opts, "priority", json_string(o->priority));

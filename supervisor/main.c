@@ -589,7 +589,10 @@ static void on_tick(struct ev_loop *loop, ev_timer *t, int revents)
             long long r = corral_queue_promote(d->redis, prefix, q, &err);
             if (r >= 0)
                 r = corral_queue_reclaim(d->redis, prefix, q, &err);
-            if (r < 0 && d->redis->err)
+            /* An error reply too (the library flushed, a queue's record
+             * gone, OOM, NOPERM): connecting again loads the library and
+             * declares the queues, and the back-off keeps the log quiet. */
+            if (r < 0)
                 drop_redis(d, err.msg);
             else if (r > 0)
                 corral_log_notice("requeued jobs whose lease expired", "queue=%s jobs=%lld", q, r);
