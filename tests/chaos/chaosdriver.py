@@ -1,0 +1,907 @@
+"""The chaos driver: a real redis-server (AOF on), two real corrald
+processes (as two hosts would) with their real workers, and the AI-service
+stand-in, while jobs of every kind flow through two queues and three
+priorities and faults are thrown at every part. At the end it checks, from
+Redis and from the stand-in's own log, that every job ended as its kind
+says, and it explains every job the service answered twice.
+
+Used by tests/chaos/test_chaos.py (the full run), tests/integration/
+test_chaos_short.py (a small run inside `make test`) and tests/chaos/soak.py
+(time-based). docs/chaos.md describes the run and its figures."""
+import ctypes
+import io
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TESTS = os.path.dirname(HERE)
+for p in (os.path.join(TESTS, "integration"), TESTS):
+    if p not in sys.path:
+        sys.path.insert(0, p)
+
+import redis  # noqa: E402
+
+import aistub  # noqa: E402
+from conftest import MODE, REPO, RedisServer, wait_until  # noqa: E402
+from test_supervisor import Corrald, workers_of  # noqa: E402
+
+QUEUES = ("chat", "embed")
+PRIORITIES = ("high", "normal", "low")
+SVC = "ai"
+KINDS = ("fast", "slow", "flaky", "permanent")
+PROCESS_FAULTS = ("kill_worker", "stop_worker", "kill_corrald", "restart_redis")
+AI_FAULTS = ("ai_fail", "ai_429", "ai_hang")
+FAULTS = PROCESS_FAULTS + AI_FAULTS
+PR_SET_CHILD_SUBREAPER = 36
+
+
+@dataclass
+class Settings:
+    """What a run does; the full chaos run, the short one and the soak
+    differ only here."""
+    jobs: int = 20000                 # 0 with duration_s: a time-based run
+    duration_s: float = 0.0           # soak: enqueue at `rate` for this long
+    rate: float = 0.0                 # jobs/s; 0 = spread `jobs` over enqueue_s
+    enqueue_s: float = 90.0           # the faults happen while jobs arrive
+    seed: int = 1
+    mix: dict = field(default_factory=lambda: {"fast": 0.70, "slow": 0.12, "flaky": 0.13,
+                                               "permanent": 0.05})
+    slow_ms: tuple = (100, 700)
+    # Faults: `fault_list` runs exactly these (in this order, spread over
+    # the enqueue phase); otherwise one random fault every fault_gap_s.
+    fault_list: tuple = ()
+    fault_gap_s: tuple = (3.0, 6.0)
+    ai_fail_s: float = 10.0
+    ai_429_s: float = 5.0
+    ai_hang_s: float = 5.0
+    max_workers: int = 6
+    concurrency: int = 4
+    hang_timeout: str = "2s"
+    job_timeout: str = "3s"
+    lease: str = "4s"
+    drain_timeout: str = "5s"
+    max_attempts: int = 30
+    drain_deadline_s: float = 300.0
+    # corrald's RSS at the end may exceed the one at the start of the
+    # steady state by at most this much (None: measured, not asserted).
+    rss_slack_kb: int = 2048
+    log_level: str = "info"
+    verbose: bool = True
+
+
+def log(s, msg):
+    if s.verbose:
+        print(f"[chaos {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+# --- the stand-in, with faults for every request and a log of answers ----
+
+
+class ChaosHandler(aistub.Handler):
+    """aistub's handler, plus: a fleet-wide fault that overrides every
+    request's own "stub" (fail, 429, hang), and a log entry per answered
+    request: the job's tag, when, the status sent, and which corral-worker
+    process sent it (found from the connection's source port)."""
+
+    def setup(self):
+        super().setup()
+        self.peer_pid = self.server.pid_of_port(self.client_address[1])
+
+    def send_response(self, code, message=None):
+        self.sent_code = code
+        super().send_response(code, message)
+
+    def do_POST(self):
+        if self.path.startswith("/_"):
+            return super().do_POST()
+        length = int(self.headers.get("Content-Length", "0"))
+        raw = self.rfile.read(length) if length else b""
+        try:
+            tag = json.loads(raw).get("chaos")
+        except (ValueError, AttributeError):
+            tag = None
+        t0 = time.time()
+        self.sent_code = None
+        fault = self.server.fault
+        try:
+            if fault is not None and fault[1] > time.monotonic():
+                self.fault_answer(fault)
+            else:
+                body, self.rfile = self.rfile, io.BytesIO(raw)
+                try:
+                    super().do_POST()
+                finally:
+                    self.rfile = body
+        finally:
+            self.server.note(tag, t0, self.sent_code, self.peer_pid)
+
+    def fault_answer(self, fault):
+        kind, until = fault
+        if kind == "ai_fail":
+            self.send_json(503, {"error": {"message": "chaos: service failing"}})
+        elif kind == "ai_429":
+            self.send_json(429, {"error": {"message": "chaos: rate limited"}},
+                           {"Retry-After": "1"})
+        else:  # ai_hang: no answer until the fault ends, then a dropped connection
+            time.sleep(max(until - time.monotonic(), 0))
+            self.close_connection = True
+            try:
+                self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+class ChaosStub(aistub.Server):
+    def __init__(self, owner_pids):
+        super().__init__()
+        self.RequestHandlerClass = ChaosHandler
+        self.fault = None  # (kind, until monotonic) or None
+        self.owner_pids = owner_pids  # () -> pids of this run's workers
+        self.sockets = {}  # pid -> set of socket inodes
+        self.log_lock = threading.Lock()
+        self.entries = {}  # tag -> [(time, code, pid)]
+        self.requests = 0
+        self.trimmed = 0
+
+    def set_fault(self, kind, seconds):
+        self.fault = (kind, time.monotonic() + seconds) if kind else None
+
+    def note(self, tag, t, code, pid):
+        with self.log_lock:
+            self.requests += 1
+            self.entries.setdefault(tag, []).append((t, code, pid))
+        s = self.stub
+        with s.lock:  # aistub keeps every body; a long run needs only counts
+            if len(s.bodies) > 1000:
+                del s.bodies[:], s.auth[:], s.times[:]
+
+    def answers(self, tag):
+        with self.log_lock:
+            return list(self.entries.get(tag, ()))
+
+    def forget(self, tags):
+        with self.log_lock:
+            for t in tags:
+                self.entries.pop(t, None)
+
+    def pid_of_port(self, port):
+        """The pid of the corral-worker whose socket has this local port on
+        loopback, or None: /proc/net/tcp gives the socket's inode, the
+        workers' fd tables say who holds it."""
+        me = self.server_address[1]
+        inode = None
+        try:
+            with open("/proc/net/tcp") as f:
+                next(f)
+                for line in f:
+                    parts = line.split()
+                    lport = int(parts[1].split(":")[1], 16)
+                    rport = int(parts[2].split(":")[1], 16)
+                    if lport == port and rport == me:
+                        inode = parts[9]
+                        break
+        except OSError:
+            return None
+        if inode is None:
+            return None
+        want = f"socket:[{inode}]"
+        for refresh in (False, True):
+            if refresh:
+                self.sockets = {}
+                for pid in self.owner_pids():
+                    inodes = set()
+                    try:
+                        for fd in os.listdir(f"/proc/{pid}/fd"):
+                            try:
+                                inodes.add(os.readlink(f"/proc/{pid}/fd/{fd}"))
+                            except OSError:
+                                pass
+                    except OSError:
+                        continue
+                    self.sockets[pid] = inodes
+            for pid, inodes in self.sockets.items():
+                if want in inodes:
+                    return pid
+        return None
+
+
+# --- processes -------------------------------------------------------------
+
+
+def proc_rss_kb(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def proc_stat(pid):
+    """(state, ppid) of a process, or None when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return fields[0], int(fields[1])
+    except (OSError, IndexError):
+        return None
+
+
+def procs_with(text):
+    """Live (not zombie) processes whose command line contains text."""
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode("utf-8", "replace")
+        except OSError:
+            continue
+        st = proc_stat(int(d))
+        if text in cmd and st is not None and st[0] != "Z":
+            out.append((int(d), cmd.strip()))
+    return out
+
+
+def set_subreaper(on):
+    """Workers of a SIGKILLed corrald are orphans that drain and exit; this
+    container's init does not reap, so the driver adopts and reaps them."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_CHILD_SUBREAPER, 1 if on else 0, 0, 0, 0)
+
+
+def sanitized(build):
+    with open(os.path.join(build, "corrald"), "rb") as f:
+        return b"__asan_init" in f.read()
+
+
+# --- the run -----------------------------------------------------------------
+
+
+class Chaos:
+    def __init__(self, build, settings, workdir=None):
+        self.s = settings
+        self.build = build
+        self.rng = random.Random(settings.seed)
+        self.dir = workdir or tempfile.mkdtemp(prefix="corral-chaos-")
+        self.redis = None
+        self.stub = None
+        self.hosts = {}  # "A"/"B" -> Corrald (B is the one killed and restarted)
+        self.corralds = []  # every corrald started
+        self.jobs = {}  # tag -> dict(queue, id, kind, prio, fail_times)
+        self.next_tag = 0
+        self.events = []  # (time, kind, detail)
+        self.killed = {}  # worker pid -> (time, how)
+        self.corrald_kills = []  # (time, [worker pids it had])
+        self.redis_restarts = []  # (down time, up time)
+        self.orphan_status = {}  # pid -> wait status of workers we reaped
+        self.counts = {f: 0 for f in FAULTS}
+        self.stopped = []  # SIGSTOPped pids not yet seen gone
+        self.rss = {}
+        self.figures = {}
+        self.enqueue_done = threading.Event()
+        self.enqueue_error = None
+        self.stopping = False
+        self.next_reap = 0
+        self.on_tick = None  # soak.py: called between faults
+        self.t0 = None
+        self.san = sanitized(build)
+
+    # -- setup --
+
+    def conf_text(self, key):
+        s = self.s
+        text = self.redis.redis_section()
+        text += (f"[pool]\nmin = 2\nmax = {s.max_workers}\nconcurrency = {s.concurrency}\n"
+                 f"drain_timeout = {s.drain_timeout}\nhang_timeout = {s.hang_timeout}\n"
+                 f"queues = {', '.join(QUEUES)}\n"
+                 "[scale]\ntick = 250ms\nscale_out_cooldown = 1s\nscale_in_window = 10s\n")
+        for i, q in enumerate(QUEUES):
+            order = "strict" if i == 0 else "weighted\nweights = 6, 3, 1"
+            text += (f"[queue {q}]\nhandler = http\nservice = {SVC}\n"
+                     f"priorities = {', '.join(PRIORITIES)}\norder = {order}\n"
+                     f"max_attempts = {s.max_attempts}\nbackoff = 100ms..1s\n"
+                     f"timeout = {s.job_timeout}\nlease = {s.lease}\n")
+        text += (f"[service {SVC}]\nurl = {self.stub.url}\napi_key_file = {key}\n"
+                 "connect_timeout = 1s\nmax_inflight = 1000\nbreaker_window = 10s\n"
+                 "breaker_min_calls = 20\nbreaker_failure_rate = 50%\n"
+                 "breaker_open_for = 500ms\nbreaker_open_max = 2s\n"
+                 "breaker_half_open_calls = 3\n")
+        return text
+
+    def start(self):
+        set_subreaper(True)
+        self.redis = RedisServer(appendonly=True, mode=MODE)
+        self.redis.start()
+        self.r = self.redis.client(decode_responses=True, socket_timeout=15)
+        self.stub = ChaosStub(self.worker_pids).start()
+        key = os.path.join(self.dir, "ai.key")
+        with open(key, "w") as f:
+            f.write("sk-chaos\n")
+        for h in ("A", "B"):
+            with open(self.conf(h), "w") as f:
+                f.write(self.conf_text(key))
+            self.start_corrald(h)
+        for h in ("A", "B"):
+            c = self.hosts[h]
+            wait_until(lambda: len(c.workers()) >= 2 or c.proc.poll() is not None,
+                       timeout=30, what=f"corrald {h}'s workers")
+            assert c.proc.poll() is None, c.logs()[-3000:]
+        wait_until(lambda: all(self.r.exists(f"corral:{{{q}}}:conf") for q in QUEUES),
+                   timeout=30, what="the queues to be declared")
+
+    def conf(self, h):
+        return os.path.join(self.dir, f"host{h}.conf")
+
+    def start_corrald(self, h):
+        env = dict(os.environ, CORRAL_LOG_LEVEL=self.s.log_level,
+                   CORRAL_WORKER=os.path.join(self.build, "corral-worker"))
+        c = Corrald(os.path.join(self.build, "corrald"), self.conf(h),
+                    os.path.join(self.dir, f"corrald{h}.log"), env=env)
+        self.hosts[h] = c
+        self.corralds.append(c)
+        return c
+
+    def worker_pids(self):
+        return [pid for pid, cmd in procs_with(self.dir) if "corral-worker" in cmd]
+
+    def reap_orphans(self):
+        me = os.getpid()
+        for d in os.listdir("/proc"):
+            if not d.isdigit():
+                continue
+            pid = int(d)
+            st = proc_stat(pid)
+            if st is None or st[1] != me or any(c.proc.pid == pid for c in self.corralds):
+                continue
+            if self.redis.proc is not None and self.redis.proc.pid == pid:
+                continue
+            try:
+                with open(f"/proc/{pid}/comm") as f:
+                    if not f.read().startswith("corral-worker"):
+                        continue
+                got, status = os.waitpid(pid, os.WNOHANG)
+            except (OSError, ChildProcessError):
+                continue
+            if got == pid:
+                self.orphan_status[pid] = status
+
+    def event(self, kind, detail=""):
+        t = time.time()
+        self.events.append((t, kind, detail))
+        log(self.s, f"+{t - self.t0:6.1f}s {kind} {detail}")
+
+    # -- Redis, tolerant of the restarts --
+
+    def retry(self, fn, timeout=60):
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return fn()
+            except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError,
+                    redis.ResponseError) as e:
+                if isinstance(e, redis.ResponseError) and "LOADING" not in str(e):
+                    raise
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+
+    # -- jobs --
+
+    def make_job(self):
+        tag = self.next_tag
+        self.next_tag += 1
+        s = self.s
+        x = self.rng.random()
+        kind = "fast"
+        for k in KINDS:
+            if x < s.mix[k]:
+                kind = k
+                break
+            x -= s.mix[k]
+        payload = {"model": "chaos", "chaos": tag,
+                   "messages": [{"role": "user", "content": f"job-{tag}"}]}
+        fail_times = 0
+        if kind == "slow":
+            payload["stub"] = {"delay_ms": self.rng.randint(*s.slow_ms)}
+        elif kind == "flaky":
+            fail_times = self.rng.randint(1, 3)
+            payload["stub"] = {"status": 503, "fail_times": fail_times, "key": f"job-{tag}"}
+        elif kind == "permanent":
+            payload["stub"] = {"status": 400,
+                               "body": {"error": {"message": f"chaos: bad request {tag}"}}}
+        q = QUEUES[tag % 2]
+        prio = PRIORITIES[self.rng.randrange(3)]
+        self.jobs[tag] = {"queue": q, "id": None, "kind": kind, "prio": prio,
+                          "fail_times": fail_times}
+        opts = {"priority": prio, "unique_key": f"chaos-{tag}"}
+        return tag, q, json.dumps(payload), json.dumps(opts)
+
+    def enqueue_batch(self, batch):
+        """One pipeline of enqueues; a batch cut by a Redis restart is sent
+        again whole: the unique keys make the repeats return the same ids."""
+        def send():
+            pipe = self.r.pipeline(transaction=False)
+            for _, q, payload, opts in batch:
+                pipe.fcall("corral_enqueue", 1, q, payload, opts)
+            return pipe.execute()
+        ids = self.retry(send, timeout=120)
+        for (tag, *_), jid in zip(batch, ids):
+            self.jobs[tag]["id"] = jid
+
+    def producer(self):
+        s = self.s
+        try:
+            start = time.monotonic()
+            if s.duration_s:
+                total, rate = None, s.rate
+            else:
+                total = s.jobs
+                rate = s.rate or s.jobs / max(s.enqueue_s, 0.1)
+            made = 0
+            while not self.stopping:
+                elapsed = time.monotonic() - start
+                due = int(elapsed * rate) + 1
+                if total is not None:
+                    due = min(due, total)
+                elif elapsed >= s.duration_s:
+                    break
+                if made < due:
+                    batch = [self.make_job() for _ in range(min(due - made, 500))]
+                    self.enqueue_batch(batch)
+                    made += len(batch)
+                elif total is not None and made >= total:
+                    break
+                else:
+                    time.sleep(0.02)
+        except Exception as e:  # reported by the main loop
+            self.enqueue_error = e
+        finally:
+            self.enqueue_done.set()
+
+    # -- faults --
+
+    def busy_workers(self):
+        """Pids of workers (children of a live corrald) holding a lease."""
+        mine = {}
+        for h, c in self.hosts.items():
+            if c.proc.poll() is None:
+                for p in c.workers():
+                    mine[p] = h
+        holders = set()
+        try:
+            for q in QUEUES:
+                K = f"corral:{{{q}}}"
+                ids = self.r.zrange(f"{K}:active", 0, 99)
+                pipe = self.r.pipeline(transaction=False)
+                for i in ids:
+                    pipe.hget(f"{K}:job:{i}", "worker")
+                for w in pipe.execute():
+                    if w and ":" in w:
+                        holders.add(int(w.rsplit(":", 1)[1]))
+        except redis.RedisError:
+            pass
+        return mine, sorted(p for p in holders if p in mine)
+
+    def fault(self, kind):
+        self.counts[kind] += 1
+        if kind == "kill_worker":
+            mine, busy = self.busy_workers()
+            pool = busy or sorted(mine)
+            if not pool:
+                self.counts[kind] -= 1
+                return
+            pid = self.rng.choice(pool)
+            os.kill(pid, signal.SIGKILL)
+            self.killed[pid] = (time.time(), "SIGKILL")
+            self.event(kind, f"pid {pid} of {mine[pid]}{' (busy)' if busy else ' (idle)'}")
+        elif kind == "stop_worker":
+            # Only host A's: A is never killed, so it is there to see the
+            # hang and kill the worker; a stopped orphan would stay forever.
+            mine, busy = self.busy_workers()
+            pool = [p for p in busy if mine[p] == "A"] or \
+                [p for p in mine if mine[p] == "A"]
+            if not pool:
+                self.counts[kind] -= 1
+                return
+            pid = self.rng.choice(sorted(pool))
+            os.kill(pid, signal.SIGSTOP)
+            self.killed[pid] = (time.time(), "SIGSTOP, then killed as hung")
+            self.stopped.append((pid, time.monotonic()))
+            self.event(kind, f"pid {pid} of A")
+        elif kind == "kill_corrald":
+            c = self.hosts["B"]
+            had = c.workers()
+            c.proc.kill()
+            c.proc.wait()
+            c.out.close()
+            self.corrald_kills.append((time.time(), had))
+            self.event(kind, f"corrald B pid {c.proc.pid} with workers {had}")
+            time.sleep(self.rng.uniform(0.1, 0.5))  # a supervisor restart, as systemd would
+            n = self.start_corrald("B")
+            self.event("restart_corrald", f"corrald B pid {n.proc.pid}")
+        elif kind == "restart_redis":
+            down = time.time()
+            self.event(kind, "kill -9, then start from the AOF")
+            self.redis.stop(kill=True)
+            time.sleep(self.rng.uniform(0.1, 0.8))  # Redis is away a moment
+            self.redis.start()
+            self.redis_restarts.append((down, time.time()))
+            self.event("redis_up", f"after {time.time() - down:.2f} s")
+        else:
+            secs = {"ai_fail": self.s.ai_fail_s, "ai_429": self.s.ai_429_s,
+                    "ai_hang": self.s.ai_hang_s}[kind]
+            self.stub.set_fault(kind, secs)
+            self.ai_fault_until = time.monotonic() + secs
+            self.event(kind, f"for {secs:g} s")
+
+    def housekeeping(self):
+        """Between faults: reap orphans, see that SIGSTOPped workers were
+        killed as hung within hang_timeout plus a margin."""
+        if time.monotonic() >= self.next_reap:
+            self.reap_orphans()
+            self.next_reap = time.monotonic() + 0.5
+        if self.on_tick is not None:
+            self.on_tick(self)
+        if self.enqueue_error is not None:
+            raise self.enqueue_error
+        for c in self.hosts.values():
+            assert c.proc.poll() is None, f"corrald exited: {c.proc.returncode}\n" + \
+                c.logs()[-3000:]
+        still = []
+        for pid, t in self.stopped:
+            st = proc_stat(pid)
+            if st is None or st[0] == "Z":
+                continue
+            assert time.monotonic() - t < 30, f"SIGSTOPped worker {pid} was never killed as hung"
+            still.append((pid, t))
+        self.stopped = still
+
+    def pick_fault(self):
+        ai_busy = time.monotonic() < getattr(self, "ai_fault_until", 0)
+        kinds = PROCESS_FAULTS if ai_busy else FAULTS
+        return self.rng.choice(kinds)
+
+    # -- the run --
+
+    def run(self):
+        s = self.s
+        self.stopping = False
+        self.t0 = time.time()
+        self.start()
+        log(s, f"dir {self.dir}, redis {self.redis.dir}, stub {self.stub.url}, mode {MODE}, "
+               f"sanitizer {self.san}")
+        prod = threading.Thread(target=self.producer, daemon=True)
+        prod.start()
+        # Steady state: the pool has started and jobs flow.
+        wait_until(lambda: self.done_count() >= max(20, min(self.s.jobs or 200, 2000) // 20),
+                   timeout=60, interval=0.1, what="the first jobs to complete")
+        self.sample_rss("start")
+        faults = list(s.fault_list)
+        if faults:
+            span = s.enqueue_s if not s.duration_s else s.duration_s
+            gap = span / (len(faults) + 1)
+            next_at = time.monotonic() + gap * 0.5
+        else:
+            next_at = time.monotonic() + self.rng.uniform(*s.fault_gap_s)
+        while True:
+            self.housekeeping()
+            finished = self.enqueue_done.is_set()
+            now = time.monotonic()
+            if s.fault_list:
+                if not faults and finished:
+                    break
+                if faults and now >= next_at:
+                    self.fault(faults.pop(0))
+                    next_at = time.monotonic() + gap
+                    continue
+            else:
+                if finished:
+                    break
+                if now >= next_at:
+                    self.fault(self.pick_fault())
+                    next_at = time.monotonic() + self.rng.uniform(*s.fault_gap_s)
+                    continue
+            time.sleep(0.05)
+        if self.enqueue_error is not None:
+            raise self.enqueue_error
+        self.enqueued_at = time.time()
+        # Any fault of the stand-in still under way ends on its own clock;
+        # the faults are over once it has.
+        while time.monotonic() < getattr(self, "ai_fault_until", 0):
+            self.housekeeping()
+            time.sleep(0.05)
+        self.stub.set_fault(None, 0)
+        self.faults_over_at = time.time()
+        self.event("faults over", f"{len(self.jobs)} jobs enqueued")
+        self.drain()
+        self.sample_rss("end")
+
+    def done_count(self):
+        try:
+            return sum(int(self.r.hget(f"corral:{{{q}}}:st:{m}", "done") or 0)
+                       for q in QUEUES for m in self.minutes())
+        except redis.RedisError:
+            return 0
+
+    def minutes(self):
+        now = int(time.time() // 60)
+        return range(int(self.t0 // 60) - 1, now + 2)
+
+    def states(self, tags):
+        def read():
+            pipe = self.r.pipeline(transaction=False)
+            for t in tags:
+                j = self.jobs[t]
+                pipe.hget(f"corral:{{{j['queue']}}}:job:{j['id']}", "state")
+            return pipe.execute()
+        return dict(zip(tags, self.retry(read)))
+
+    def drain(self):
+        """Waits until every job is done or dead, with a deadline."""
+        open_tags = list(self.jobs)
+        deadline = time.monotonic() + self.s.drain_deadline_s
+        while open_tags:
+            self.housekeeping()
+            st = self.states(open_tags)
+            open_tags = [t for t in open_tags if st[t] not in ("done", "dead")]
+            if not open_tags:
+                break
+            if time.monotonic() > deadline:
+                stuck = [(t, self.jobs[t], self.job(t)) for t in open_tags[:20]]
+                raise AssertionError(
+                    f"{len(open_tags)} jobs did not end within {self.s.drain_deadline_s} s "
+                    f"after the faults; first ones (tag, job, Redis state):\n" +
+                    "\n".join(map(str, stuck)))
+            time.sleep(0.25)
+        self.drained_at = time.time()
+        self.event("drained", f"{self.drained_at - self.faults_over_at:.1f} s after the faults")
+
+    def job(self, tag):
+        j = self.jobs[tag]
+        raw = self.retry(lambda: self.r.fcall_ro("corral_job", 1, j["queue"], j["id"]))
+        return json.loads(raw) if raw else None
+
+    def sample_rss(self, when):
+        a = self.hosts["A"].proc.pid
+        self.rss[when] = {"A": proc_rss_kb(a), "B": proc_rss_kb(self.hosts["B"].proc.pid),
+                          "workers": sorted(filter(None, (proc_rss_kb(p)
+                                                          for p in self.worker_pids())))}
+        log(self.s, f"RSS {when}: corrald A {self.rss[when]['A']} kB, B {self.rss[when]['B']} "
+                    f"kB, workers {self.rss[when]['workers']} kB")
+
+    # -- the checks --
+
+    def verify(self):
+        """Every job's end state and reason, the stand-in's log against
+        Redis, duplicates and their causes. Returns the figures; raises
+        AssertionError naming every job that is wrong."""
+        problems = []
+        tags = sorted(self.jobs)
+        full = {}
+        for i in range(0, len(tags), 1000):
+            chunk = tags[i:i + 1000]
+
+            def read(chunk=chunk):
+                pipe = self.r.pipeline(transaction=False)
+                for t in chunk:
+                    j = self.jobs[t]
+                    pipe.fcall_ro("corral_job", 1, j["queue"], j["id"])
+                return pipe.execute()
+            for t, raw in zip(chunk, self.retry(read)):
+                full[t] = json.loads(raw) if raw else None
+        dups = []
+        reasons = {}
+        done = dead = 0
+        for t in tags:
+            j, rj = self.jobs[t], full[t]
+            answers = self.stub.answers(t)
+            ok = [a for a in answers if a[1] is not None and 200 <= a[1] < 300]
+            if rj is None:
+                problems.append(f"job {t} ({j}): gone from Redis")
+                continue
+            if j["kind"] == "permanent":
+                if rj["state"] != "dead" or not str(rj.get("error", "")).startswith("HTTP 400"):
+                    problems.append(f"job {t} ({j['kind']}) should be dead with HTTP 400: {rj}")
+                dead += rj["state"] == "dead"
+                continue
+            if rj["state"] != "done":
+                problems.append(f"job {t} ({j['kind']}) should be done: {rj}")
+                continue
+            done += 1
+            if rj.get("result", "").find(f"echo: job-{t}\"") < 0:
+                problems.append(f"job {t}: result is not the service's answer: {rj.get('result')}")
+            if not ok:
+                problems.append(f"job {t}: done, but the service never answered it 2xx: "
+                                f"{answers} {rj}")
+                continue
+            if j["kind"] == "flaky":
+                failed = sum(1 for a in answers if a[1] == 503)
+                if failed < j["fail_times"]:
+                    problems.append(f"job {t}: flaky x{j['fail_times']} but the service "
+                                    f"failed it only {failed} times: {answers}")
+            if len(ok) > 1:
+                why = self.explain(t, rj, ok)
+                if why is None:
+                    problems.append(f"job {t} answered 2xx {len(ok)} times, not explained by "
+                                    f"a crash: answers {ok}, job {rj}")
+                else:
+                    dups.append((t, len(ok) - 1, why))
+                    for w in why:
+                        reasons[w] = reasons.get(w, 0) + 1
+        # Redis's own counters: each job was recorded done once.
+        counted = 0
+        for q in QUEUES:
+            for m in self.minutes():
+                counted += int(self.r.hget(f"corral:{{{q}}}:st:{m}", "done") or 0)
+        if counted != done:
+            problems.append(f"Redis counted {counted} completions for {done} done jobs")
+        for q in QUEUES:
+            K = f"corral:{{{q}}}"
+            left = {k: self.r.zcard(f"{K}:{k}") for k in ("active", "sched")}
+            left.update({f"q:{i}": self.r.llen(f"{K}:q:{i}") for i in range(3)})
+            if any(left.values()):
+                problems.append(f"queue {q} not empty at the end: {left}")
+            deadset = set(self.r.lrange(f"{K}:dead", 0, -1))
+            want = {self.jobs[t]["id"] for t in tags
+                    if self.jobs[t]["queue"] == q and self.jobs[t]["kind"] == "permanent"}
+            if deadset != want:
+                problems.append(f"queue {q}: dead list differs from the permanently failing "
+                                f"jobs: extra {sorted(deadset - want)[:20]}, missing "
+                                f"{sorted(want - deadset)[:20]}")
+        kinds = {k: sum(1 for j in self.jobs.values() if j["kind"] == k) for k in KINDS}
+        self.figures.update({
+            "jobs": len(tags), "kinds": kinds, "done": done, "dead": dead,
+            "requests": self.stub.requests,
+            "faults": dict(self.counts),
+            "duplicates": sum(n for _, n, _ in dups), "duplicate_jobs": len(dups),
+            "duplicate_reasons": reasons,
+            "duplicate_examples": [(t, self.jobs[t]["id"], n, why) for t, n, why in dups[:10]],
+        })
+        assert not problems, f"{len(problems)} problems (seed {self.s.seed}, dir " \
+            f"{self.dir}):\n" + "\n".join(problems[:40])
+        return self.figures
+
+    def explain(self, tag, rj, ok):
+        """Why a job was answered 2xx more than once: every answer but one
+        from the worker whose result Redis kept must belong to a run that a
+        crash cut short. Returns the list of causes, or None."""
+        keeper = int(str(rj.get("worker", "0:0")).rsplit(":", 1)[1])
+        rest = list(ok)
+        for i, a in enumerate(rest):
+            if a[2] == keeper:
+                del rest[i]
+                break
+        else:
+            rest = rest[1:]  # the kept run's sender was not identified
+        causes = []
+        for t, code, pid in rest:
+            cause = None
+            if pid in self.killed and self.killed[pid][0] >= t - 0.5:
+                cause = "worker " + ("SIGKILLed" if self.killed[pid][1] == "SIGKILL"
+                                     else "SIGSTOPped and killed as hung")
+            elif pid is not None and pid in self.orphan_status and \
+                    self.orphan_status[pid] != 0 and \
+                    any(pid in had for _, had in self.corrald_kills):
+                cause = "worker of a SIGKILLed corrald, stopped by drain_timeout"
+            elif any(d - 2.0 <= t <= u + 10.0 for d, u in self.redis_restarts):
+                cause = "redis-server killed while the outcome was on its way"
+            elif f"queue={rj['queue']} id={rj['id']} " in self.lease_lost_lines():
+                cause = "lease lost"
+            if cause is None:
+                return None
+            causes.append(cause)
+        return causes
+
+    def lease_lost_lines(self):
+        if not hasattr(self, "_lease_lost"):
+            text = ""
+            for h in ("A", "B"):
+                with open(os.path.join(self.dir, f"corrald{h}.log")) as f:
+                    text += "".join(line for line in f if "lease lost" in line)
+            self._lease_lost = text
+        return self._lease_lost
+
+    # -- the end --
+
+    def stop(self):
+        """SIGTERM to both corralds (each must drain and exit 0), then no
+        process of the run may be left. Always tears everything down."""
+        errors = []
+        self.stopping = True
+        try:
+            if self.stub is not None:
+                self.stub.set_fault(None, 0)
+            for h, c in self.hosts.items():
+                rc = c.stop(timeout=30) if c.proc.poll() is None else c.proc.returncode
+                if rc != 0 and not errors:
+                    errors.append(f"corrald {h} exited {rc}")
+            deadline = time.monotonic() + 15
+            while True:
+                self.reap_orphans()
+                left = procs_with(self.dir)
+                if not left or time.monotonic() > deadline:
+                    break
+                time.sleep(0.1)
+            if left:
+                errors.append(f"processes left behind: {left}")
+            for c in self.corralds:
+                text = open(c.log, errors="replace").read()
+                if "Sanitizer" in text or "runtime error" in text:
+                    errors.append(f"sanitizer report in {c.log}")
+        finally:
+            for pid, _ in procs_with(self.dir):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            for c in self.corralds:
+                if c.proc.poll() is None:
+                    c.proc.kill()
+                    c.proc.wait()
+                if not c.out.closed:
+                    c.out.close()
+            self.reap_orphans()
+            set_subreaper(False)
+            if self.stub is not None:
+                self.stub.stop()
+            if self.redis is not None:
+                self.redis.cleanup()
+        return errors
+
+    def report(self):
+        f = self.figures
+        f["seed"] = self.s.seed
+        f["kills"] = {"workers SIGKILLed": self.counts["kill_worker"],
+                      "workers SIGSTOPped (killed as hung)": self.counts["stop_worker"],
+                      "corrald SIGKILLed and restarted": self.counts["kill_corrald"],
+                      "redis-server kill -9 and restarted": self.counts["restart_redis"]}
+        f["ai_faults"] = {k: self.counts[k] for k in AI_FAULTS}
+        f["run_s"] = round(self.drained_at - self.t0, 1)
+        f["drain_s"] = round(self.drained_at - self.faults_over_at, 1)
+        f["rss_kb"] = {w: {"corrald A": v["A"], "corrald B": v["B"],
+                           "workers max": max(v["workers"], default=None)}
+                       for w, v in self.rss.items()}
+        return f
+
+    def check_rss(self):
+        a0, a1 = self.rss["start"]["A"], self.rss["end"]["A"]
+        if self.s.rss_slack_kb is None or self.san:
+            return
+        assert a1 <= a0 + self.s.rss_slack_kb, \
+            f"corrald A's RSS grew from {a0} kB to {a1} kB (slack {self.s.rss_slack_kb} kB)"
+
+
+def run(build, settings):
+    """A whole run: start, faults, drain, checks, teardown. Returns the
+    figures; raises AssertionError on any finding."""
+    ch = Chaos(build, settings)
+    try:
+        ch.run()
+        ch.verify()
+    except BaseException:
+        errors = ch.stop()
+        if errors:
+            print("also:", errors, file=sys.stderr)
+        print(f"logs kept in {ch.dir}", file=sys.stderr)
+        raise
+    errors = ch.stop()
+    assert not errors, errors
+    fig = ch.report()
+    ch.check_rss()
+    if settings.verbose:
+        print(json.dumps(fig, indent=1), flush=True)
+    shutil.rmtree(ch.dir, ignore_errors=True)
+    return fig

@@ -1,0 +1,28 @@
+"""A short chaos run inside make test: a few hundred jobs through two
+corrald processes on one Redis (AOF on), with each fault of the full run
+(tests/chaos, docs/chaos.md) thrown once, in an order the seed picks."""
+import os
+import random
+import sys
+
+from conftest import REPO, binary_path
+
+sys.path.insert(0, os.path.join(REPO, "tests", "chaos"))
+import chaosdriver  # noqa: E402
+
+
+def test_a_short_chaos_run_loses_no_job_and_runs_none_twice_without_a_crash(build_dir):
+    binary_path(build_dir, "corrald")
+    binary_path(build_dir, "corral-worker")
+    seed = int(os.environ.get("CHAOS_SEED", random.SystemRandom().randrange(1 << 30)))
+    faults = list(chaosdriver.FAULTS)
+    random.Random(seed).shuffle(faults)
+    settings = chaosdriver.Settings(
+        jobs=300, enqueue_s=9.0, seed=seed, fault_list=tuple(faults),
+        slow_ms=(50, 300), ai_fail_s=2.0, ai_429_s=1.5, ai_hang_s=2.0,
+        max_workers=3, concurrency=4, hang_timeout="1s", job_timeout="1500ms",
+        lease="3s", drain_timeout="3s", drain_deadline_s=25.0, verbose=True)
+    print(f"\nchaos seed {seed}")
+    fig = chaosdriver.run(build_dir, settings)
+    assert fig["done"] + fig["dead"] == 300
+    assert all(n == 1 for n in fig["faults"].values()), fig["faults"]
