@@ -24,7 +24,7 @@
 -- Outside the queue's slot (single-Redis deployments only): <prefix>:queues,
 -- the set of declared queue names, written by corral_declare alone.
 
-local LIB_VERSION = 2
+local LIB_VERSION = 3
 
 local MAX_BATCH = 1000
 local STATS_TTL_S = 7200
@@ -1285,7 +1285,9 @@ end
 
 -- Requeues (at the front of its level) or, with attempts used up, kills a job
 -- whose lease is gone. The run token is kept, so the old run may still report.
-local function reclaim_one(K, c, b, id, now, why)
+-- With unseen set, the job never reached its worker (the reserve's reply was
+-- lost): its attempt is given back and it is not counted as lost.
+local function reclaim_one(K, c, b, id, now, why, unseen)
     local jk = job_key(K, id)
     redis.call('ZREM', K .. ':active', id)
     local j = redis.call('HMGET', jk, 'attempts', 'max_attempts', 'worker', 'state')
@@ -1294,12 +1296,20 @@ local function reclaim_one(K, c, b, id, now, why)
     end
     svc_leave(b, jk, now, nil)
     local attempts, max = tonumber(j[1]), tonumber(j[2])
+    if unseen then
+        attempts = math.max(attempts - 1, 0)
+        redis.call('HSET', jk, 'attempts', attempts)
+    else
+        stat(K, now, 'lost')
+    end
     local err = string.format('%s (worker %s, attempt %d of %d)', why, j[3] or '?', attempts, max)
-    stat(K, now, 'lost')
-    if attempts >= max then
+    if not unseen and attempts >= max then
         to_dead(K, c, id, jk, now, err, true)
     else
-        redis.call('HSET', jk, 'state', 'queued', 'error', err, 'queued_ms', now)
+        redis.call('HSET', jk, 'state', 'queued', 'queued_ms', now)
+        if not unseen then -- an unseen job keeps its last run's error
+            redis.call('HSET', jk, 'error', err)
+        end
         make_ready(K, id, level_of(c, jk), true)
     end
     return 1
@@ -1307,7 +1317,7 @@ end
 
 -- Reclaims a set of leased jobs: each goes back to the front of its level,
 -- and jobs reclaimed together keep their order (oldest id first).
-local function reclaim_all(K, c, b, ids, now, why)
+local function reclaim_all(K, c, b, ids, now, why, unseen)
     table.sort(ids, function(x, y)
         local a, z = tonumber(x), tonumber(y)
         if a and z then
@@ -1317,7 +1327,7 @@ local function reclaim_all(K, c, b, ids, now, why)
     end)
     local n = 0
     for i = #ids, 1, -1 do -- pushed to the front: the last first
-        n = n + reclaim_one(K, c, b, ids[i], now, why)
+        n = n + reclaim_one(K, c, b, ids[i], now, why, unseen)
     end
     return n
 end
@@ -1340,6 +1350,11 @@ end
 -- corral_reclaim_worker: KEYS[1] queue; ARGV[1] worker id, or a prefix
 -- ending in "*" (all workers of a host) -> how many of its leases were
 -- reclaimed. corrald calls this the moment a worker dies.
+-- With ARGV[2] "keep", a live worker asks (after its connection dropped with
+-- a reserve in flight) for the jobs leased to it that it does not hold: the
+-- ids it still runs or has outcomes for follow "keep"; every other job leased
+-- to that exact worker id never reached it and is requeued with its attempt
+-- given back.
 local function corral_reclaim_worker(keys, args)
     local K, q, prefix = queue_key(keys[1])
     local c = load_conf(K, q)
@@ -1348,16 +1363,34 @@ local function corral_reclaim_worker(keys, args)
     if who == nil or who == '' or who == '*' then
         fail('reclaim_worker: a worker id or host prefix is required')
     end
-    local prefix = who:sub(-1) == '*' and who:sub(1, -2) or nil
+    local keep = nil
+    if args[2] ~= nil then
+        if args[2] ~= 'keep' then
+            fail('reclaim_worker: the second argument must be "keep" (got "%s")', args[2])
+        end
+        if who:sub(-1) == '*' then
+            fail('reclaim_worker: "keep" needs one worker id, not a host prefix')
+        end
+        keep = {}
+        for i = 3, #args do
+            keep[args[i]] = true
+        end
+    end
+    local host = keep == nil and who:sub(-1) == '*' and who:sub(1, -2) or nil
     local now = now_ms()
     local mine = {}
     for _, id in ipairs(redis.call('ZRANGE', K .. ':active', 0, -1)) do
         local w = redis.call('HGET', job_key(K, id), 'worker') or ''
-        if w == who or (prefix and w:sub(1, #prefix) == prefix) then
+        if (w == who or (host and w:sub(1, #host) == host)) and not (keep and keep[id]) then
             mine[#mine + 1] = id
         end
     end
-    local n = reclaim_all(K, c, b, mine, now, 'worker died')
+    local n
+    if keep then
+        n = reclaim_all(K, c, b, mine, now, 'reserve reply lost', true)
+    else
+        n = reclaim_all(K, c, b, mine, now, 'worker died')
+    end
     svc_apply(b, now)
     wake(K, n)
     return n

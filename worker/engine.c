@@ -110,6 +110,7 @@ struct corral_worker {
 static void conn_start(struct conn *c);
 static void conn_setup(struct conn *c);
 static void kick(struct corral_worker *w);
+static void reclaim_unseen(struct corral_worker *w);
 static void maybe_exit(struct corral_worker *w);
 static void hold_off(struct corral_worker *w, const char *what, const char *error);
 
@@ -306,6 +307,8 @@ static void on_handshake_done(redisAsyncContext *ac, void *reply, void *priv)
         struct corral_wmsg m = {.type = CORRAL_WMSG_READY, .slots = c->w->slots};
         say(c->w, &m);
     }
+    if (c == &c->w->cmd)
+        reclaim_unseen(c->w);
     kick(c->w);
 }
 
@@ -724,7 +727,11 @@ static void on_reserve(redisAsyncContext *ac, void *reply, void *priv)
     free(rc);
     conn_replied(ac);
     if (reply == NULL) {
+        /* Redis may have leased jobs to us before the connection went: they
+         * are taken back as soon as it is up again (reclaim_unseen). */
         w->reserving = 0;
+        if (!w->stopping)
+            w->queues[qi].lost_reserve = 1;
         return;
     }
     struct corral_job *jobs = NULL;
@@ -794,6 +801,51 @@ static void reserve_from(struct corral_worker *w, size_t qi)
         free(rc);
     }
     corral_cmd_free(&cmd);
+}
+
+static void on_reclaim_unseen(redisAsyncContext *ac, void *reply, void *priv)
+{
+    struct corral_wqueue *q = priv;
+    redisReply *r = reply;
+    conn_replied(ac);
+    if (r == NULL) {
+        q->lost_reserve = 1; /* lost again: asked once more after the next reconnect */
+    } else if (r->type == REDIS_REPLY_ERROR) {
+        corral_log_err("cannot take back jobs leased by a lost reserve; their leases will expire",
+                       "queue=%s error=\"%s\"", q->conf->name, r->str);
+    } else if (r->type == REDIS_REPLY_INTEGER && r->integer > 0) {
+        corral_log_warn("took back jobs leased by a reserve whose reply was lost",
+                        "queue=%s jobs=%lld", q->conf->name, r->integer);
+    }
+}
+
+/* After a reconnect, before any new reserve on the connection: a reserve
+ * whose reply was lost may have leased jobs that this worker never saw, and
+ * nobody would requeue them until their leases expire. Redis requeues every
+ * job leased to this worker id except those it still holds (running, or
+ * with an outcome not yet written), giving their attempts back. */
+static void reclaim_unseen(struct corral_worker *w)
+{
+    for (size_t qi = 0; qi < w->nq; qi++) {
+        struct corral_wqueue *q = &w->queues[qi];
+        if (!q->lost_reserve)
+            continue;
+        q->lost_reserve = 0;
+        struct corral_cmd cmd;
+        corral_cmd_init(&cmd, "corral_reclaim_worker", w->cfg->redis.prefix, q->conf->name);
+        corral_cmd_addstr(&cmd, w->id);
+        corral_cmd_addstr(&cmd, "keep");
+        for (struct corral_run *r = w->running; r; r = r->next)
+            if (r->q == q)
+                corral_cmd_addstr(&cmd, r->job.id);
+        for (struct outcome *o = w->outcomes; o; o = o->next)
+            if (o->q == q)
+                corral_cmd_addstr(&cmd, o->id);
+        if (redisAsyncCommandArgv(w->cmd.ac, on_reclaim_unseen, q, cmd.argc,
+                                  (const char **)cmd.argv, cmd.argvlen) != REDIS_OK)
+            q->lost_reserve = 1;
+        corral_cmd_free(&cmd);
+    }
 }
 
 /* Starts a reserve round when there are free slots and nothing blocks it. */

@@ -27,6 +27,7 @@ struct corral_wqueue {
     int max_inflight;       /* the service's per-host limit, 0 = none */
     int64_t gated_until_ms; /* reserve said: the service takes no calls until then (monotonic) */
     char gate_why[256];     /* and why, to log each new gate once */
+    int lost_reserve;       /* a reserve's reply was lost: jobs may be leased to us unseen */
 };
 
 enum corral_run_end {

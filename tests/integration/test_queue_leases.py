@@ -215,6 +215,40 @@ def test_reclaim_worker_with_a_host_prefix_takes_back_every_worker_of_that_host(
         assert {get_job(r, Q, i)["state"] for i in ids} == {want}, w
 
 
+def test_reclaim_worker_keep_takes_back_only_the_jobs_the_worker_never_saw(r):
+    """A live worker whose reserve reply was lost: the jobs it still holds
+    stay leased; the others go back to the front with their attempt given
+    back and their last error kept; other workers' leases are untouched."""
+    declare(r, Q, max_attempts=1)
+    ids = [enqueue(r, Q) for _ in range(5)]
+    held = reserve(r, Q, 1, worker="hostA:1")[0][0]
+    other = reserve(r, Q, 1, worker="hostA:2")[0][0]
+    unseen = [j[0] for j in reserve(r, Q, 2, worker="hostA:1")]
+    r.hset(f"{K}:job:{unseen[0]}", "error", "HTTP 503: busy")
+    assert r.fcall("corral_reclaim_worker", 1, Q, "hostA:1", "keep", held) == 2
+    assert get_job(r, Q, held)["state"] == "active"
+    assert get_job(r, Q, other)["state"] == "active"
+    for i in unseen:  # max_attempts = 1: a spent attempt would have killed them
+        j = get_job(r, Q, i)
+        assert j["state"] == "queued" and j["attempts"] == 0, j
+    assert get_job(r, Q, unseen[0])["error"] == "HTTP 503: busy"
+    assert "error" not in get_job(r, Q, unseen[1])
+    assert r.lrange(f"{K}:q:1", 0, -1) == unseen + [ids[4]]
+    assert r.fcall("corral_reclaim_worker", 1, Q, "hostA:1", "keep", held) == 0
+    assert r.fcall("corral_reclaim_worker", 1, Q, "hostA:1", "keep") == 1  # keeps nothing
+
+
+@pytest.mark.parametrize("args, msg", [
+    (["hostA:*", "keep"], "needs one worker id, not a host prefix"),
+    (["hostA:1", "spare", "1"], 'the second argument must be "keep"'),
+])
+def test_reclaim_worker_keep_refuses_a_host_prefix_or_another_word(r, three_workers, args, msg):
+    before = db_snapshot(r)
+    with pytest.raises(redis.ResponseError, match=msg):
+        r.fcall("corral_reclaim_worker", 1, Q, *args)
+    assert db_snapshot(r) == before
+
+
 @pytest.mark.parametrize("who", ["", "*"])
 def test_reclaim_worker_refuses_an_empty_or_match_all_pattern(r, three_workers, who):
     before = db_snapshot(r)

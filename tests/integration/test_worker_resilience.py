@@ -167,3 +167,79 @@ while True:
     finally:
         if not _gone(pid):
             os.kill(pid, signal.SIGKILL)
+
+
+class ReplyCutter:
+    """A unix-socket proxy in front of Redis that, once armed, closes the
+    connection whose reply carries a marker, after Redis has executed the
+    command and before the client reads the reply: a reply lost in the
+    network, deterministically."""
+
+    def __init__(self, path, upstream, marker):
+        self.path, self.upstream, self.marker = path, upstream, marker
+        self.cuts = 0
+        self.lock = threading.Lock()
+        self.lsock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.lsock.bind(path)
+        self.lsock.listen(16)
+        self.socks = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                down, _ = self.lsock.accept()
+            except OSError:
+                return
+            up = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            up.connect(self.upstream)
+            self.socks += [down, up]
+            threading.Thread(target=self._pump, args=(down, up, False), daemon=True).start()
+            threading.Thread(target=self._pump, args=(up, down, True), daemon=True).start()
+
+    def _pump(self, src, dst, replies):
+        tail = b""
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                if replies and self.marker in tail + data:
+                    with self.lock:
+                        cut = self.cuts == 0
+                        self.cuts += 1 if cut else 0
+                    if cut:
+                        break
+                tail = data[-len(self.marker):]
+                dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def close(self):
+        self.lsock.close()
+        for s in self.socks:
+            s.close()
+
+
+def test_jobs_leased_by_a_reserve_whose_reply_was_lost_are_taken_back_at_once(
+        r, redis_server, make_worker, tmp_path):
+    cutter = ReplyCutter(str(tmp_path / "cut.sock"), redis_server.socket, b"LOSE-THIS-REPLY")
+    try:
+        # A 30 s lease: without the worker taking them back, the jobs would
+        # sit leased to it, unseen, until the lease expired.
+        w = make_worker("handler = echo\nlease = 30s", socket_path=cutter.path)
+        lost = enqueue(r, {"marker": "LOSE-THIS-REPLY"})
+        j = await_end(r, lost, timeout=10)
+        assert cutter.cuts == 1  # the reply of the reserve that leased it was lost
+        assert j["state"] == "done" and j["attempts"] == 1, j  # the lost lease cost nothing
+        assert "took back jobs leased by a reserve whose reply was lost" in w.logs()
+        # And the worker goes on working.
+        assert await_end(r, enqueue(r, {"n": 2}), timeout=10)["state"] == "done"
+        assert w.stop() == 0
+    finally:
+        cutter.close()
