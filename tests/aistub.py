@@ -12,7 +12,15 @@ status/body/headers/retry_after: the failure answer (retry_after is the
 Retry-After header; size makes the answer, good or bad, that many bytes).
 hang: never answer. drop: close the connection without an answer.
 fail_times: the first N requests carrying the same "key" fail as told;
-later ones succeed. Globally: POST /_control with {"default": {...}}
+later ones succeed.
+Malformed answers (for the bad-input tests), status 200 unless "status" says:
+  "body_hex": "ff00..." the answer body as raw bytes (e.g. invalid UTF-8);
+  "content_length": N   the Content-Length header says N, whatever is sent;
+  "cut_after": N, "cut": "stall" | "reset" | "close"   send the headers and
+      N bytes of the body, then hold the connection open until the client
+      gives up (stall), reset it (RST), or close it;
+  "endless": true       a chunked body that never ends ("chunk_ms" apart);
+  "raw_hex": "..."      these bytes instead of an HTTP answer, then close. Globally: POST /_control with {"default": {...}}
 applies to requests without a stub ({} resets). GET /_stats returns the
 counts, the peak of concurrent requests, and for each request whether an
 Authorization header came and its SHA-256 (the key itself is never shown).
@@ -23,7 +31,9 @@ Run alone: aistub.py [--port N] [--port-file FILE]
 import argparse
 import hashlib
 import json
+import select
 import socket
+import struct
 import sys
 import threading
 import time
@@ -113,9 +123,68 @@ class Handler(BaseHTTPRequestHandler):
             with stub.lock:
                 stub.inflight -= 1
 
+    def wait_for_close(self, limit_s=3600):
+        """Holds the connection open until the client closes it."""
+        deadline = time.monotonic() + limit_s
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([self.connection], [], [], 1.0)
+            if ready:
+                try:
+                    if not self.connection.recv(4096):
+                        break
+                except OSError:
+                    break
+        self.close_connection = True
+
+    def malformed(self, spec):
+        """The malformed answers of the module docstring."""
+        conn = self.connection
+        if "raw_hex" in spec:
+            conn.sendall(bytes.fromhex(spec["raw_hex"]))
+            conn.shutdown(socket.SHUT_RDWR)
+            self.close_connection = True
+            return
+        status = spec.get("status", 200)
+        if spec.get("endless"):
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            chunk = b'{"x": "' + b"y" * 1000 + b'"}'
+            try:
+                while True:
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                    self.wfile.flush()
+                    time.sleep(spec.get("chunk_ms", 0) / 1000)
+            except OSError:
+                pass
+            self.close_connection = True
+            return
+        data = bytes.fromhex(spec["body_hex"]) if "body_hex" in spec else b'{"choices": []}'
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(spec.get("content_length", len(data))))
+        self.end_headers()
+        cut = spec.get("cut_after")
+        self.wfile.write(data if cut is None else data[:cut])
+        self.wfile.flush()
+        how = spec.get("cut")
+        if how == "stall":
+            self.wait_for_close()
+        elif how == "reset":
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            conn.close()
+            self.close_connection = True
+        elif how == "close" or "content_length" in spec:
+            conn.shutdown(socket.SHUT_RDWR)
+            self.close_connection = True
+
     def answer(self, spec, body, fail):
         if spec.get("delay_ms"):
             time.sleep(spec["delay_ms"] / 1000)
+        if fail and any(k in spec for k in ("body_hex", "content_length", "cut_after",
+                                            "endless", "raw_hex")):
+            return self.malformed(spec)
         if fail and spec.get("hang"):
             time.sleep(3600)
             return
