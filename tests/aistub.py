@@ -12,7 +12,12 @@ status/body/headers/retry_after: the failure answer (retry_after is the
 Retry-After header; size makes the answer, good or bad, that many bytes).
 hang: never answer. drop: close the connection without an answer.
 fail_times: the first N requests carrying the same "key" fail as told;
-later ones succeed.
+later ones succeed. Globally: POST /_control with {"default": {...}}
+applies to requests without a stub ({} resets). GET /_stats returns the
+counts, the peak of concurrent requests, and for each request whether an
+Authorization header came and its SHA-256 (the key itself is never shown).
+POST /_reset clears counts.
+
 Malformed answers (for the bad-input tests), status 200 unless "status" says:
   "body_hex": "ff00..." the answer body as raw bytes (e.g. invalid UTF-8);
   "content_length": N   the Content-Length header says N, whatever is sent;
@@ -20,11 +25,7 @@ Malformed answers (for the bad-input tests), status 200 unless "status" says:
       N bytes of the body, then hold the connection open until the client
       gives up (stall), reset it (RST), or close it;
   "endless": true       a chunked body that never ends ("chunk_ms" apart);
-  "raw_hex": "..."      these bytes instead of an HTTP answer, then close. Globally: POST /_control with {"default": {...}}
-applies to requests without a stub ({} resets). GET /_stats returns the
-counts, the peak of concurrent requests, and for each request whether an
-Authorization header came and its SHA-256 (the key itself is never shown).
-POST /_reset clears counts.
+  "raw_hex": "..."      these bytes instead of an HTTP answer, then close.
 
 Run alone: aistub.py [--port N] [--port-file FILE]
 """
