@@ -38,6 +38,9 @@ void corral_log_init(const char *name)
     enum corral_log_level l;
     if (lvl != NULL && corral_log_level_parse(lvl, &l) == 0)
         max_level = l;
+    else if (lvl != NULL && lvl[0] != '\0') /* a typo must not pass silently */
+        corral_log(CORRAL_LOG_WARN, "CORRAL_LOG_LEVEL is not a level; using info",
+                   "got=\"%.32s\" known=\"err, warn, notice, info, debug\"", lvl);
 }
 
 void corral_log_set_level(enum corral_log_level level)

@@ -16,7 +16,7 @@ import pytest
 import redis
 
 from conftest import RedisServer, binary_path, db_snapshot, declare, load_library, reserve, \
-    wait_until
+    wait_blocked, wait_until
 from worker_fixtures import (HTTP_Q, K, Q, Worker, await_end, enqueue, job,  # noqa: F401
                              make_worker, stub, stub_stats)
 
@@ -41,6 +41,7 @@ def ctl(build_dir, tmp_path, redis_server):
         return subprocess.run(argv, input=stdin, capture_output=True, timeout=20,
                               env=env if env is not None else dict(os.environ))
 
+    run.argv = [exe, "-c", str(conf)]
     return run
 
 
@@ -197,7 +198,38 @@ def test_ctl_malformed_redis_url_is_refused(ctl, r):
            'unix:///path' in err(res)
 
 
-# --- corral-worker command line and corrald's fd 3 -------------------------
+def test_ctl_wait_when_redis_goes_away_exits_1_naming_redis(ctl, r, redis_server):
+    declare(r, "demo")
+    jid = r.fcall("corral_enqueue", 1, "demo", "{}")
+    p = subprocess.Popen(ctl.argv + ["wait", "demo", jid, "--timeout", "30s"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        wait_blocked(r, 1)
+        redis_server.stop(kill=True)
+        out, errout = p.communicate(timeout=15)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.communicate()
+        if not redis_server.running():
+            redis_server.start()
+    assert p.returncode == 1 and out == b""
+    assert errout.decode().startswith("corralctl: redis ")
+    assert "Server closed the connection" in errout.decode()
+
+
+# --- corral-worker command line, environment and corrald's fd 3 ------------
+
+
+def test_unknown_log_level_in_the_environment_is_named(build_dir, tmp_path, redis_server):
+    conf = tmp_path / "w.conf"
+    conf.write_text(redis_server.redis_section() + "[queue demo]\nhandler = echo\n")
+    res = subprocess.run([binary_path(build_dir, "corral-worker"), "-c", str(conf),
+                          "--queue", "nosuch"], capture_output=True, timeout=20,
+                         env=dict(os.environ, CORRAL_LOG_LEVEL="verbose"))
+    assert res.returncode == 1
+    assert ('warn CORRAL_LOG_LEVEL is not a level; using info got="verbose" '
+            'known="err, warn, notice, info, debug"') in err(res)
 
 
 @pytest.mark.parametrize("args, code, message", [
