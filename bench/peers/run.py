@@ -1,0 +1,579 @@
+#!/usr/bin/python3
+"""make bench-peers: corral beside RQ, Celery, Sidekiq and BullMQ on one
+private redis-server (TCP on 127.0.0.1, a free port, no persistence), each
+peer in its idiomatic setup for 4 execution slots, then docs/benchmarks.md
+with the table and docs/img/*.svg plots (gnuplot).
+
+  /usr/bin/python3 bench/peers/run.py [--rows 1,3,4,5,2] [--peers corral,rq,...]
+                                      [--small] [--jobs N] [--runs N] ...
+
+Run with Debian's /usr/bin/python3 (its python3-rq, python3-celery and
+python3-redis). CORRAL_BUILD is the build directory (default build/).
+Results go to bench/peers/results.json, merged with earlier runs there, so
+one row or one peer can be measured again alone; docs/benchmarks.md is
+always written from the whole file (--report-only only writes it).
+Harnesses: rq_peer.py, celery_peer.py, sidekiq_peer.rb, bullmq_peer.cjs (the
+peers' jobs and clients, in their languages); corral's side is in this file.
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import redis
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+BUILD = os.path.abspath(os.environ.get("CORRAL_BUILD", os.path.join(REPO, "build")))
+PY = "/usr/bin/python3"
+RESULTS = os.path.join(HERE, "results.json")
+DOC = os.path.join(REPO, "docs", "benchmarks.md")
+IMG = os.path.join(REPO, "docs", "img")
+SLOTS = 4
+BLOCKING = {"blpop", "brpop", "bzpopmin", "bzpopmax", "blmove", "brpoplpush", "bzmpop", "blmpop"}
+
+
+def log(msg):
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_until(pred, timeout, what, interval=0.02):
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"bench-peers: {what} not within {timeout:.0f} s")
+        time.sleep(interval)
+
+
+def children(pid):
+    out = []
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                out += [int(x) for x in f.read().split()]
+    except OSError:
+        pass
+    return out
+
+
+def mem_kb(pid):
+    """(RSS, PSS) in KiB of one process."""
+    rss = pss = 0
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                rss = int(line.split()[1])
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            if line.startswith("Pss:"):
+                pss = int(line.split()[1])
+    return rss, pss
+
+
+def pct(values, p):
+    v = sorted(values)
+    return v[min(len(v) - 1, int(p * (len(v) - 1) + 0.5))]
+
+
+class Env:
+    """The private redis-server and the temp dir every run shares."""
+
+    def __init__(self):
+        self.tmp = tempfile.mkdtemp(prefix="corral-peers-")
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.redis = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.tmp,
+             "--save", "", "--appendonly", "no", "--logfile", os.path.join(self.tmp, "redis.log")],
+            start_new_session=True)
+        self.r = redis.Redis(host="127.0.0.1", port=self.port, decode_responses=True)
+        wait_until(self._ping, 10, "redis-server answering PING")
+        self.env = dict(os.environ, PEERS_REDIS_URL=self.url, REDIS_URL=self.url,
+                        PYTHONPATH=HERE, PYTHONDONTWRITEBYTECODE="1")
+
+    def _ping(self):
+        try:
+            return self.r.ping()
+        except redis.ConnectionError:
+            return False
+
+    def blocked_clients(self):
+        return sum(1 for c in self.r.client_list() if c.get("cmd") in BLOCKING)
+
+    def close(self):
+        self.redis.terminate()
+        self.redis.wait()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+class Procs:
+    """Processes a peer runs, each in its own session, stopped by group."""
+
+    def __init__(self, env, name):
+        self.env, self.name, self.procs = env, name, []
+
+    def start(self, argv, cwd=HERE):
+        out = open(os.path.join(self.env.tmp, f"{self.name}.log"), "a")
+        p = subprocess.Popen(argv, cwd=cwd, env=self.env.env, stdout=out, stderr=subprocess.STDOUT,
+                             start_new_session=True)
+        out.close()
+        self.procs.append(p)
+        return p
+
+    def stop(self, timeout=20):
+        for p in self.procs:
+            if p.poll() is None:
+                try:
+                    os.killpg(p.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        deadline = time.monotonic() + timeout
+        for p in self.procs:
+            try:
+                p.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
+            try:
+                os.killpg(p.pid, signal.SIGKILL)  # the group: forked children too
+            except ProcessLookupError:
+                pass
+            p.wait()
+        self.procs = []
+
+
+class Peer:
+    """One system under test. Subclasses say how to run its workers with
+    SLOTS execution slots, how its harness is called, and how to count its
+    finished jobs in Redis."""
+    name = ""
+    harness = []
+    bulk = True  # has a bulk enqueue API
+    restart_after_kill = False  # no supervisor of its own: the harness plays systemd
+
+    def __init__(self, env):
+        self.env, self.r = env, env.r
+        self.procs = Procs(env, self.name)
+
+    def run_harness(self, *args, timeout=600):
+        p = subprocess.run(self.harness + [str(a) for a in args], cwd=HERE, env=self.env.env,
+                           capture_output=True, text=True, timeout=timeout)
+        if p.returncode != 0:
+            raise RuntimeError(f"{self.name} harness {args}: {p.stderr.strip()[-2000:]}")
+        return p.stdout.strip()
+
+    def reset(self):
+        self.r.flushall()
+
+    def fill(self, n, ms=None):
+        self.run_harness("fill", n, *([ms] if ms else []))
+
+    def ready_blocked(self):
+        return 1
+
+    def wait_ready(self):
+        wait_until(lambda: self.env.blocked_clients() >= self.ready_blocked(), 60,
+                   f"{self.name} workers waiting for jobs")
+        time.sleep(2)  # the rest of the pool, and start-up work after the first poll
+
+    def enqueue(self, n, mode):
+        return float(self.run_harness("enqueue", n, mode))
+
+    def latency(self, n, gap_ms):
+        self.run_harness("latency", n, gap_ms, timeout=n * gap_ms / 1000 + 120)
+        wait_until(lambda: self.r.llen("peers:lat") >= n, 60, f"{self.name}: {n} latency jobs started")
+        return [int(float(x)) for x in self.r.lrange("peers:lat", 0, -1)]
+
+    def long_job(self, seconds, tag, variant):
+        self.run_harness("long", seconds, tag, *([variant] if variant else []))
+
+    def starts(self, tag):
+        """[(time, pid)] of each start of the crash job."""
+        return [(float(a), int(b)) for a, b in
+                (x.split() for x in self.r.lrange("peers:starts:" + tag, 0, -1))]
+
+    def mem(self):
+        """(supervisor pid or None, [worker pids])."""
+        raise NotImplementedError
+
+    def done(self):
+        return int(self.r.get("peers:done") or 0)
+
+
+class Corral(Peer):
+    name = "corral"
+    version = ""
+
+    def __init__(self, env):
+        super().__init__(env)
+        self.version = subprocess.run([os.path.join(BUILD, "corrald"), "--version"],
+                                      capture_output=True, text=True).stdout.split()[-1]
+
+    def conf(self, mn=1, mx=1, concurrency=SLOTS, queue="handler = echo\n", extra=""):
+        path = os.path.join(self.env.tmp, "corral.conf")
+        with open(path, "w") as f:
+            f.write(f"[redis]\nurl = {self.env.url}\n[pool]\nmin = {mn}\nmax = {mx}\n"
+                    f"concurrency = {concurrency}\n{extra}[scale]\ntick = 1s\n"
+                    f"[queue default]\n{queue}")
+        return path
+
+    def reset(self, **kw):
+        self.r.flushall()
+        self.cfg = self.conf(**kw)
+        subprocess.run([os.path.join(BUILD, "corralctl"), "-c", self.cfg, "status"],
+                       capture_output=True, check=True)  # loads the Function library
+        self.r.fcall("corral_declare", 1, "default", "{}")
+
+    def start(self, slots=SLOTS):
+        self.procs.start([os.path.join(BUILD, "corrald"), "-c", self.cfg])
+
+    def fill(self, n, ms=None):
+        for i in range(0, n, 1000):
+            p = self.r.pipeline(transaction=False)
+            for _ in range(min(1000, n - i)):
+                p.fcall("corral_enqueue", 1, "default", "{}")
+            p.execute()
+
+    def enqueue(self, n, mode):
+        t0 = time.monotonic()
+        if mode == "bulk":
+            self.fill(n)
+        else:
+            for _ in range(n):
+                self.r.fcall("corral_enqueue", 1, "default", "{}")
+        return time.monotonic() - t0
+
+    def remaining(self):
+        s = json.loads(self.r.fcall("corral_stats", 1, "default", "60", "lean"))
+        return s["depth"] + s["inflight"]
+
+    def done(self):
+        return self.total - self.remaining()
+
+    def latency(self, n, gap_ms):
+        ids = []
+        for _ in range(n):
+            ids.append(self.r.fcall("corral_enqueue", 1, "default", "{}"))
+            time.sleep(gap_ms / 1000)
+        wait_until(lambda: self.remaining() == 0, 60, "corral: latency jobs done")
+        p = self.r.pipeline(transaction=False)
+        for i in ids:
+            p.hmget(f"corral:{{default}}:job:{i}", "created_us", "started_us")
+        return [int(s) - int(c) for c, s in p.execute()]
+
+    def mem(self):
+        sup = self.procs.procs[0].pid
+        return sup, children(sup)
+
+    def long_job(self, seconds, tag, variant):
+        self.crash_id = self.r.fcall("corral_enqueue", 1, "default", "{}")
+
+    def starts(self, tag):
+        # Each reserve of the job stamps started_ms; the worker holding it is
+        # the executing process (the handler runs inside it).
+        st = self.r.hmget(f"corral:{{default}}:job:{self.crash_id}", "started_ms", "worker", "attempts")
+        if st[0] is None:
+            return []
+        seen = getattr(self, "_seen", [])
+        if not seen or seen[-1][0] != float(st[0]) / 1000:
+            kids = children(self.procs.procs[0].pid)
+            seen.append((float(st[0]) / 1000, kids[0] if kids else 0))
+        self._seen = seen
+        return list(seen)
+
+
+class RQ(Peer):
+    name = "rq"
+    harness = [PY, "rq_peer.py"]
+
+    def start(self, slots=SLOTS):
+        # RQ 1.13 has no worker pool: one `rq worker` per slot, each forking a
+        # work horse per job (RQ's default).
+        for _ in range(slots):
+            self.procs.start(["/usr/bin/rq", "worker", "-u", self.env.url, "default"])
+
+    def ready_blocked(self):
+        return SLOTS
+
+    def done(self):
+        return self.r.zcard("rq:finished:default")
+
+    def mem(self):
+        return None, [p.pid for p in self.procs.procs]
+
+
+class Celery(Peer):
+    name = "celery"
+    harness = [PY, "celery_peer.py"]
+    bulk = False
+
+    def start(self, slots=SLOTS):
+        # The prefork pool (Celery's default): a main process and one child
+        # per slot.
+        self.procs.start([PY, "-m", "celery", "-A", "celery_peer", "worker", "-c", str(slots),
+                          "-P", "prefork"])
+
+    def mem(self):
+        sup = self.procs.procs[0].pid
+        return sup, children(sup)
+
+    def enqueue(self, n, mode):
+        return float(self.run_harness("enqueue", n, mode))
+
+
+class Sidekiq(Peer):
+    name = "sidekiq"
+    harness = ["ruby", "sidekiq_peer.rb"]
+    restart_after_kill = True
+
+    def start(self, slots=SLOTS):
+        # One process with a thread per slot (Sidekiq's model).
+        self.procs.start(["sidekiq", "-c", str(slots), "-q", "default", "-r",
+                          os.path.join(HERE, "sidekiq_peer.rb")])
+
+    def mem(self):
+        return None, [self.procs.procs[-1].pid]
+
+
+class BullMQ(Peer):
+    name = "bullmq"
+    harness = ["node", "bullmq_peer.cjs"]
+    restart_after_kill = True
+
+    def start(self, slots=SLOTS):
+        # One Node process with concurrency = slots (BullMQ's model).
+        self.procs.start(["node", "bullmq_peer.cjs", "worker", str(slots)])
+
+    def done(self):
+        return self.r.zcard("bull:default:completed")
+
+    def mem(self):
+        return None, [self.procs.procs[-1].pid]
+
+
+PEERS = {"corral": Corral, "rq": RQ, "celery": Celery, "sidekiq": Sidekiq, "bullmq": BullMQ}
+
+
+# Row 1: drain of pre-enqueued no-op jobs, timed from the first completion
+# seen to the last (so process start-up, which differs a lot, is not in it).
+def row_drain(peer, n, runs):
+    rates = []
+    for run in range(runs):
+        peer.reset()
+        peer.fill(n)
+        peer.total = n
+        peer.start()
+        t_first = d_first = None
+        deadline = time.monotonic() + 900
+        while True:
+            d = peer.done()
+            now = time.monotonic()
+            if d >= 1 and t_first is None:
+                t_first, d_first = now, d
+            if d >= n:
+                break
+            if now > deadline:
+                raise TimeoutError(f"{peer.name}: {d}/{n} done after 900 s")
+            time.sleep(0.005)
+        peer.procs.stop()
+        rate = (n - d_first) / (now - t_first) if now > t_first else float("nan")
+        rates.append(rate)
+        log(f"  {peer.name} drain run {run + 1}: {rate:.0f} jobs/s")
+    return {"n": n, "runs": rates, "median": statistics.median(rates)}
+
+
+# Row 2: enqueue rate from one client, one job per call, and in bulk.
+def row_enqueue(peer, n):
+    out = {"n": n}
+    for mode in ("single", "bulk"):
+        if mode == "bulk" and not peer.bulk:
+            out[mode] = None
+            continue
+        peer.reset()
+        secs = peer.enqueue(n, mode)
+        out[mode] = n / secs
+        log(f"  {peer.name} enqueue {mode}: {n / secs:.0f} jobs/s")
+    return out
+
+
+# Rows 3 and 4: enqueue-to-start latency with idle workers, then the idle
+# memory of the same processes.
+def row_latency_mem(peer, n, gap_ms, rows):
+    out = {}
+    peer.reset()
+    peer.total = 0
+    peer.start()
+    peer.wait_ready()
+    if "4" in rows:
+        time.sleep(3)
+        sup, workers = peer.mem()
+        m = {"supervisor": mem_kb(sup) if sup else None,
+             "workers": [mem_kb(w) for w in workers]}
+        m["total_rss"] = (m["supervisor"][0] if sup else 0) + sum(w[0] for w in m["workers"])
+        m["total_pss"] = (m["supervisor"][1] if sup else 0) + sum(w[1] for w in m["workers"])
+        out["mem"] = m
+        log(f"  {peer.name} idle: supervisor {m['supervisor']}, workers {m['workers']}")
+    if "3" in rows:
+        lat = peer.latency(n, gap_ms)
+        out["latency"] = {"n": n, "gap_ms": gap_ms, "p50_us": pct(lat, 0.5), "p99_us": pct(lat, 0.99),
+                          "max_us": max(lat)}
+        log(f"  {peer.name} latency p50 {pct(lat, 0.5)} us p99 {pct(lat, 0.99)} us")
+    peer.procs.stop()
+    return out
+
+
+# Row 5: a 20 s job whose executing process is SIGKILLed 2 s into it.
+def row_crash(peer, variant, job_s, wait_s):
+    tag = f"{peer.name}-{variant or 'default'}"
+    if isinstance(peer, Corral):
+        peer.reset(queue=f"handler = exec\ncommand = /bin/sleep {job_s:g}\n")
+        peer._seen = []
+    else:
+        peer.reset()
+    peer.total = 0
+    peer.start()
+    peer.wait_ready()
+    peer.long_job(job_s, tag, variant)
+    first = wait_until(lambda: peer.starts(tag), 30, f"{peer.name}: the long job starting")[0]
+    time.sleep(2)
+    pid = first[1]
+    os.kill(pid, signal.SIGKILL)
+    t_kill = time.time()
+    log(f"  {peer.name} {variant or 'default'}: SIGKILLed pid {pid}")
+    if peer.restart_after_kill:
+        # No supervisor of its own: restart it as systemd (Restart=always)
+        # would, here after 1 s.
+        time.sleep(1)
+        peer.start()
+    rerun = None
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        s = peer.starts(tag)
+        if len(s) >= 2:
+            rerun = s[1][0] - t_kill
+            break
+        time.sleep(0.05)
+    peer.procs.stop()
+    log(f"  {peer.name} {variant or 'default'}: rerun after {rerun} s" if rerun is not None
+        else f"  {peer.name} {variant or 'default'}: not run again within {wait_s} s")
+    return {"variant": variant or "default", "rerun_s": rerun, "waited_s": wait_s}
+
+
+CRASH_VARIANTS = {"corral": [None], "rq": [None, "retry"], "celery": [None, "acks_late"],
+                  "sidekiq": [None], "bullmq": [None]}
+
+
+def versions():
+    v = {}
+    for pkg in ("python3-rq", "python3-celery", "python3-kombu", "python3-redis", "ruby-sidekiq",
+                "ruby-redis", "redis-server", "ruby", "nodejs"):
+        p = subprocess.run(["dpkg-query", "-W", "-f=${Version}", pkg], capture_output=True, text=True)
+        v[pkg] = p.stdout.strip() or "?"
+    try:
+        with open(os.path.join(HERE, ".node", "node_modules", "bullmq", "package.json")) as f:
+            v["bullmq"] = json.load(f)["version"]
+    except OSError:
+        v["bullmq"] = "?"
+    v["node"] = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
+    v["corral"] = subprocess.run([os.path.join(BUILD, "corrald"), "--version"], capture_output=True,
+                                 text=True).stdout.strip()
+    try:
+        v["corral_commit"] = subprocess.run(["git", "-C", REPO, "rev-parse", "--short", "HEAD"],
+                                            capture_output=True, text=True).stdout.strip()
+    except OSError:
+        pass
+    return v
+
+
+def machine():
+    cpu = "?"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem = 0
+    with open("/proc/meminfo") as f:
+        mem = int(f.readline().split()[1]) // 1024
+    return {"cpus": os.cpu_count(), "cpu": cpu, "mem_mib": mem, "kernel": platform.release(),
+            "load": os.getloadavg()}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--rows", default="1,3,4,5,2")
+    ap.add_argument("--peers", default=",".join(PEERS))
+    ap.add_argument("--small", action="store_true", help="development sizes: 2,000 jobs, 1 run")
+    ap.add_argument("--jobs", type=int, help="row 1 jobs (default 20000)")
+    ap.add_argument("--runs", type=int, help="row 1 runs, median kept (default 3)")
+    ap.add_argument("--enqueue-jobs", type=int, help="row 2 jobs (default 5000)")
+    ap.add_argument("--lat-jobs", type=int, help="row 3 jobs (default 500)")
+    ap.add_argument("--crash-wait", type=int, help="row 5: seconds to wait for a re-run (default 90)")
+    ap.add_argument("--report-only", action="store_true")
+    a = ap.parse_args()
+    jobs = a.jobs or (2000 if a.small else 20000)
+    runs = a.runs or (1 if a.small else 3)
+    enq = a.enqueue_jobs or (1000 if a.small else 5000)
+    lat = a.lat_jobs or (100 if a.small else 500)
+    crash_wait = a.crash_wait or (40 if a.small else 90)
+    rows = a.rows.split(",")
+    try:
+        with open(RESULTS) as f:
+            results = json.load(f)
+    except (OSError, ValueError):
+        results = {"peers": {}}
+    if not a.report_only:
+        subprocess.run(["sh", os.path.join(HERE, "install.sh")], check=True)
+        results["machine"] = machine()
+        results["versions"] = versions()
+        results["small"] = a.small
+        results["date"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        results["command"] = " ".join(["/usr/bin/python3", "bench/peers/run.py"] + sys.argv[1:])
+        env = Env()
+        try:
+            for name in a.peers.split(","):
+                peer = PEERS[name](env)
+                res = results["peers"].setdefault(name, {})
+                log(f"{name}")
+                try:
+                    if "1" in rows:
+                        res["drain"] = row_drain(peer, jobs, runs)
+                    if "3" in rows or "4" in rows:
+                        res.update(row_latency_mem(peer, lat, 10, rows))
+                    if "5" in rows:
+                        res["crash"] = [row_crash(peer, v, 20, crash_wait) for v in CRASH_VARIANTS[name]]
+                    if "2" in rows:
+                        res["enqueue"] = row_enqueue(peer, enq)
+                finally:
+                    peer.procs.stop()
+                with open(RESULTS, "w") as f:
+                    json.dump(results, f, indent=1)
+        finally:
+            env.close()
+    import report
+    report.write(results, DOC, IMG)
+    log(f"wrote {os.path.relpath(DOC, REPO)}")
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, HERE)
+    main()
