@@ -112,6 +112,7 @@ class ChaosHandler(aistub.Handler):
         t0 = time.time()
         self.sent_code = None
         fault = self.server.fault
+        delivered = False
         try:
             if fault is not None and fault[1] > time.monotonic():
                 self.fault_answer(fault)
@@ -121,8 +122,11 @@ class ChaosHandler(aistub.Handler):
                     super().do_POST()
                 finally:
                     self.rfile = body
+            delivered = True
         finally:
-            self.server.note(tag, t0, self.sent_code, self.peer_pid)
+            # An answer whose sending failed (the worker was killed) is
+            # logged without its status: it never reached anyone.
+            self.server.note(tag, t0, self.sent_code if delivered else None, self.peer_pid)
 
     def fault_answer(self, fault):
         kind, until = fault
@@ -151,6 +155,9 @@ class ChaosStub(aistub.Server):
         self.entries = {}  # tag -> [(time, code, pid)]
         self.requests = 0
         self.trimmed = 0
+
+    def handle_error(self, request, client_address):
+        pass  # connections cut by killed workers are expected here
 
     def set_fault(self, kind, seconds):
         self.fault = (kind, time.monotonic() + seconds) if kind else None
@@ -289,6 +296,7 @@ class Chaos:
         self.orphan_status = {}  # pid -> wait status of workers we reaped
         self.counts = {f: 0 for f in FAULTS}
         self.stopped = []  # SIGSTOPped pids not yet seen gone
+        self.deck = []  # faults still to come in this round
         self.rss = {}
         self.figures = {}
         self.enqueue_done = threading.Event()
@@ -498,7 +506,14 @@ class Chaos:
     def fault(self, kind):
         self.counts[kind] += 1
         if kind == "kill_worker":
-            mine, busy = self.busy_workers()
+            # A busy one if any becomes busy soon (none is while the
+            # breaker holds every call back).
+            deadline = time.monotonic() + 3
+            while True:
+                mine, busy = self.busy_workers()
+                if busy or time.monotonic() > deadline:
+                    break
+                time.sleep(0.02)
             pool = busy or sorted(mine)
             if not pool:
                 self.counts[kind] -= 1
@@ -570,9 +585,16 @@ class Chaos:
         self.stopped = still
 
     def pick_fault(self):
+        """The next fault from a shuffled deck of all kinds (so each comes
+        round again and again), skipping the stand-in's faults while one is
+        under way."""
         ai_busy = time.monotonic() < getattr(self, "ai_fault_until", 0)
-        kinds = PROCESS_FAULTS if ai_busy else FAULTS
-        return self.rng.choice(kinds)
+        for _ in range(2):
+            for i, kind in enumerate(self.deck):
+                if not (ai_busy and kind in AI_FAULTS):
+                    return self.deck.pop(i)
+            self.deck += self.rng.sample(FAULTS, len(FAULTS))
+        return self.rng.choice(PROCESS_FAULTS)
 
     # -- the run --
 
@@ -762,6 +784,13 @@ class Chaos:
                                 f"jobs: extra {sorted(deadset - want)[:20]}, missing "
                                 f"{sorted(want - deadset)[:20]}")
         kinds = {k: sum(1 for j in self.jobs.values() if j["kind"] == k) for k in KINDS}
+        with self.stub.log_lock:
+            every = [a for v in self.stub.entries.values() for a in v]
+        unknown = sum(1 for a in every if a[2] is None)
+        self.figures["answers_sender_unknown"] = unknown
+        if every and unknown > len(every) // 10:
+            problems.append(f"the stand-in could not tell the sender of {unknown} of "
+                            f"{len(every)} requests")
         self.figures.update({
             "jobs": len(tags), "kinds": kinds, "done": done, "dead": dead,
             "requests": self.stub.requests,
@@ -902,6 +931,7 @@ def run(build, settings):
     fig = ch.report()
     ch.check_rss()
     if settings.verbose:
-        print(json.dumps(fig, indent=1), flush=True)
+        print("figures:\n" + "\n".join(f"  {k}: {json.dumps(v)}" for k, v in fig.items()),
+              flush=True)
     shutil.rmtree(ch.dir, ignore_errors=True)
     return fig
