@@ -256,8 +256,8 @@ signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
 with open(sys.argv[1], "w") as f:
     f.write(str(os.getpid()))
 os.write(3, b"ready 2\nhello\nbusy x 2\nready 2\xff\n" + b"a" * 5000 + b"\n")
-while True:
-    os.write(3, b"heartbeat 0 2 0 1000\n")
+while True:  # after the garbage, the channel must still carry news
+    os.write(3, b"heartbeat 1 2 0 1000\n")
     time.sleep(0.2)
 """
 
@@ -283,6 +283,9 @@ def test_corrald_logs_malformed_worker_messages_and_keeps_the_worker(build_dir, 
         bad = [line for line in text.splitlines() if "bad message from worker" in line]
         assert any("hello" in line for line in bad), bad
         assert any("busy x 2" in line for line in bad), bad
+        host = socket.gethostname()
+        wait_until(lambda: r.hget(f"corral:host:{host}", "busy") == "1",
+                   what="a good line after the bad ones to reach the heartbeat")
         pid = int(pidfile.read_text())
         os.kill(pid, 0)  # the worker is kept: bad lines are not a crash
         assert "worker died" not in text and p.poll() is None
