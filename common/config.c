@@ -1047,10 +1047,44 @@ const struct corral_service_conf *corral_config_service(const struct corral_conf
     return NULL;
 }
 
-static void print_list(FILE *out, const struct corral_strlist *l)
+/* The longest line the loader reads: inih's buffer holds the line end and
+ * a NUL too (the reader refuses longer lines, naming this limit). */
+#define LINE_MAX_BYTES (INI_MAX_LINE - 2)
+
+/* "a, b, c", or "a,b,c" with sep ","; caller frees. */
+static char *join_list(const struct corral_strlist *l, const char *sep)
 {
+    size_t len = 1;
     for (size_t i = 0; i < l->n; i++)
-        fprintf(out, "%s%s", i ? ", " : "", l->items[i]);
+        len += strlen(l->items[i]) + strlen(sep);
+    char *s = corral_xmalloc(len);
+    s[0] = '\0';
+    for (size_t i = 0; i < l->n; i++) {
+        if (i > 0)
+            strcat(s, sep);
+        strcat(s, l->items[i]);
+    }
+    return s;
+}
+
+/* Writes "key = value" so that the loader reads it back: without the blanks
+ * (compact: lists without the blank after each comma) when only that fits
+ * in a line, and as a comment when nothing fits -- an unset queues list
+ * naming many long [queue] sections, or a path that ${CREDENTIALS_DIRECTORY}
+ * made longer -- since loading without the key gives the same list, and a
+ * line the loader refuses would make the whole dump invalid. */
+static void put_line(FILE *out, const char *key, const char *value, const char *compact)
+{
+    size_t k = strlen(key);
+    if (compact == NULL)
+        compact = value;
+    if (k + 3 + strlen(value) <= LINE_MAX_BYTES)
+        fprintf(out, "%s = %s\n", key, value);
+    else if (k + 1 + strlen(compact) <= LINE_MAX_BYTES)
+        fprintf(out, "%s=%s\n", key, compact);
+    else
+        fprintf(out, "; %s: not shown, %zu bytes is longer than a line may be (%d)\n", key,
+                k + 1 + strlen(compact), LINE_MAX_BYTES);
 }
 
 static void dump_section(FILE *out, const void *base, enum sec sec)
@@ -1061,38 +1095,41 @@ static void dump_section(FILE *out, const void *base, enum sec sec)
         if (k->sec != sec)
             continue;
         const char *p = b + k->off;
-        char v[64], v2[64];
+        char v[64], v2[64], line[160];
         switch (k->type) {
         case T_STR:
         case T_PATH:
         case T_NAME:
             if (*(char *const *)p != NULL)
-                fprintf(out, "%s = %s\n", k->name, *(char *const *)p);
+                put_line(out, k->name, *(char *const *)p, NULL);
             break;
         case T_INT:
-            fprintf(out, "%s = %d\n", k->name, *(const int *)p);
+            snprintf(v, sizeof(v), "%d", *(const int *)p);
+            put_line(out, k->name, v, NULL);
             break;
         case T_I64:
-            fprintf(out, "%s = %lld\n", k->name, (long long)*(const int64_t *)p);
+            snprintf(v, sizeof(v), "%lld", (long long)*(const int64_t *)p);
+            put_line(out, k->name, v, NULL);
             break;
         case T_DUR:
             fmt_duration(*(const int64_t *)p, v, sizeof(v));
-            fprintf(out, "%s = %s\n", k->name, v);
+            put_line(out, k->name, v, NULL);
             break;
         case T_SIZE:
             fmt_size(*(const int64_t *)p, v, sizeof(v));
-            fprintf(out, "%s = %s\n", k->name, v);
+            put_line(out, k->name, v, NULL);
             break;
         case T_PCT:
             fmt_pct(*(const int *)p, v, sizeof(v));
-            fprintf(out, "%s = %s\n", k->name, v);
+            put_line(out, k->name, v, NULL);
             break;
         case T_LIST: {
             const struct corral_strlist *l = (const struct corral_strlist *)p;
             if (l->n > 0) {
-                fprintf(out, "%s = ", k->name);
-                print_list(out, l);
-                fputc('\n', out);
+                char *spaced = join_list(l, ", "), *compact = join_list(l, ",");
+                put_line(out, k->name, spaced, compact);
+                free(spaced);
+                free(compact);
             }
             break;
         }
@@ -1103,37 +1140,46 @@ static void dump_section(FILE *out, const void *base, enum sec sec)
                 if (sensitive_header(hv))
                     fprintf(out, "; header = %.*s: (value hidden)\n", (int)strcspn(hv, ":"), hv);
                 else
-                    fprintf(out, "%s = %s\n", k->name, hv);
+                    put_line(out, k->name, hv, NULL);
             }
             break;
         }
         case T_RANGE:
             fmt_duration(*(const int64_t *)p, v, sizeof(v));
             fmt_duration(*(const int64_t *)(b + k->off2), v2, sizeof(v2));
-            fprintf(out, "%s = %s..%s\n", k->name, v, v2);
+            snprintf(line, sizeof(line), "%s..%s", v, v2);
+            put_line(out, k->name, line, NULL);
             break;
         case T_RATE:
             if (*(const int64_t *)p > 0) {
                 fmt_duration(*(const int64_t *)(b + k->off2), v2, sizeof(v2));
                 /* "500/m" rather than "500/1m" */
                 const char *per = v2[0] == '1' && !isdigit((unsigned char)v2[1]) ? v2 + 1 : v2;
-                fprintf(out, "%s = %lld/%s\n", k->name, (long long)*(const int64_t *)p, per);
+                snprintf(line, sizeof(line), "%lld/%s", (long long)*(const int64_t *)p, per);
+                put_line(out, k->name, line, NULL);
             }
             break;
         case T_ORDER:
-            fprintf(out, "%s = %s\n", k->name,
-                    *(const enum corral_order *)p == CORRAL_ORDER_WEIGHTED ? "weighted" : "strict");
+            put_line(out, k->name,
+                     *(const enum corral_order *)p == CORRAL_ORDER_WEIGHTED ? "weighted" : "strict",
+                     NULL);
             break;
         case T_HANDLER:
-            fprintf(out, "%s = %s\n", k->name, handler_name(*(const enum corral_handler *)p));
+            put_line(out, k->name, handler_name(*(const enum corral_handler *)p), NULL);
             break;
         case T_WEIGHTS: {
             const struct corral_queue_conf *q = base;
             if (q->order == CORRAL_ORDER_WEIGHTED) {
-                fprintf(out, "%s = ", k->name);
-                for (size_t w = 0; w < q->priorities.n; w++)
-                    fprintf(out, "%s%d", w ? ", " : "", q->weights[w]);
-                fputc('\n', out);
+                struct corral_strlist l = {NULL, 0};
+                for (size_t w = 0; w < q->priorities.n && w < CORRAL_MAX_PRIORITIES; w++) {
+                    snprintf(v, sizeof(v), "%d", q->weights[w]);
+                    corral_strlist_push(&l, v);
+                }
+                char *spaced = join_list(&l, ", "), *compact = join_list(&l, ",");
+                put_line(out, k->name, spaced, compact);
+                free(spaced);
+                free(compact);
+                corral_strlist_free(&l);
             }
             break;
         }

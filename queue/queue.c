@@ -332,7 +332,11 @@ int corral_reply_reserve(const redisReply *r, struct corral_job **jobs_out, size
         jobs[i].priority = dup_str(e[5]);
         jobs[i].service = dup_str(e[6]);
         jobs[i].payload = dup_str(e[7]);
-        jobs[i].payload_len = e[7]->type == REDIS_REPLY_STRING ? e[7]->len : 0;
+        /* The length of what dup_str made: a bulk string may hold NULs, a
+         * status or integer reply is text too (found by fuzzing). */
+        jobs[i].payload_len = e[7]->type == REDIS_REPLY_STRING || e[7]->type == REDIS_REPLY_STATUS
+                                  ? e[7]->len
+                                  : strlen(jobs[i].payload);
     }
     *jobs_out = jobs;
     *n_out = n;

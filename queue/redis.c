@@ -125,6 +125,8 @@ int corral_redis_check(redisContext *c, const redisReply *r, const char *what,
             code = CORRAL_ERR_INVALID;
         if (strncmp(msg, "ERR ", 4) == 0)
             msg += 4;
+        if (msg[0] == '\0') /* "-ERR" alone: still say what failed (found by fuzzing) */
+            return corral_err_set(err, code, "redis %s: an error reply without a message", what);
         return corral_err_set(err, code, "%s", msg);
     }
     return 0;
