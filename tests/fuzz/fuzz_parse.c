@@ -1,0 +1,128 @@
+/* libFuzzer target for the value parsers behind corral.conf and corralctl's
+ * flags (durations, sizes, percentages, integers, ranges, rates, lists,
+ * ${CREDENTIALS_DIRECTORY} paths), the [redis] url and the exec handler's
+ * command splitter. Each parser gets the whole input; what it accepts must
+ * keep its promises (bounds, order, no blank list items). */
+#include <ctype.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "corral/config.h"
+#include "corral/queue.h"
+#include "corral/redis.h"
+#include "worker.h"
+
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    setenv("CREDENTIALS_DIRECTORY", "/run/credentials/corrald.service", 1);
+    return 0;
+}
+
+#define CHECK(c)                                                                                   \
+    do {                                                                                           \
+        if (!(c)) {                                                                                \
+            fprintf(stderr, "check failed: %s (input \"%s\")\n", #c, s);                           \
+            abort();                                                                               \
+        }                                                                                          \
+    } while (0)
+
+static void check_err(const char *s, int rc, const struct corral_err *err)
+{
+    if (rc < 0)
+        CHECK(err->code != CORRAL_OK && err->msg[0] != '\0' && strlen(err->msg) < sizeof(err->msg));
+}
+
+static void parse_values(const char *s)
+{
+    struct corral_err err;
+    int64_t a = 0, b = 0;
+    int pm = 0;
+    int rc = corral_parse_duration_ms(s, &a, &err);
+    check_err(s, rc, &err);
+    if (rc == 0)
+        CHECK(a >= 0);
+    rc = corral_parse_size(s, &a, &err);
+    check_err(s, rc, &err);
+    if (rc == 0)
+        CHECK(a >= 0);
+    rc = corral_parse_percent_pm(s, &pm, &err);
+    check_err(s, rc, &err);
+    if (rc == 0)
+        CHECK(pm >= 0 && pm <= 1000);
+    rc = corral_parse_int(s, 1, 1000, &a, &err);
+    check_err(s, rc, &err);
+    if (rc == 0)
+        CHECK(a >= 1 && a <= 1000);
+    rc = corral_parse_int(s, INT64_MIN + 1, INT64_MAX, &a, &err);
+    check_err(s, rc, &err);
+    rc = corral_parse_range_ms(s, &a, &b, &err);
+    check_err(s, rc, &err);
+    if (rc == 0)
+        CHECK(a >= 0 && a <= b);
+    rc = corral_parse_rate(s, &a, &b, &err);
+    check_err(s, rc, &err);
+    if (rc == 0)
+        CHECK(a >= 1 && b >= 1);
+    struct corral_strlist l;
+    rc = corral_parse_list(s, &l, &err);
+    check_err(s, rc, &err);
+    if (rc == 0) {
+        CHECK(l.n >= 1);
+        for (size_t i = 0; i < l.n; i++) {
+            const char *it = l.items[i];
+            size_t n = strlen(it);
+            CHECK(n > 0 && !isspace((unsigned char)it[0]) && !isspace((unsigned char)it[n - 1]) &&
+                  strchr(it, ',') == NULL);
+        }
+        corral_strlist_free(&l);
+    }
+}
+
+static void parse_other(const char *s)
+{
+    struct corral_err err;
+    char *p = corral_expand_path(s, &err);
+    if (p != NULL)
+        CHECK(strstr(p, "${") == NULL || strstr(s, "${CREDENTIALS_DIRECTORY}") != NULL);
+    free(p);
+
+    struct corral_redis_addr addr;
+    memset(&addr, 0, sizeof(addr));
+    int rc = corral_redis_parse_url(s, &addr, &err);
+    check_err(s, rc, &err);
+    if (rc == 0) {
+        CHECK((addr.host != NULL) != (addr.path != NULL));
+        CHECK(addr.db >= 0);
+        if (addr.host != NULL)
+            CHECK(addr.port > 0 && addr.port <= 65535);
+    }
+    corral_redis_addr_free(&addr);
+
+    char **argv = corral_split_command(s, &err);
+    if (argv != NULL) {
+        CHECK(argv[0] != NULL);
+        corral_argv_free(argv);
+    }
+
+    if (corral_queue_name_valid(s))
+        CHECK(strlen(s) >= 1 && strlen(s) <= 64);
+    (void)corral_service_name_valid(s);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (size > 4096)
+        return 0;
+    char *s = malloc(size + 1);
+    memcpy(s, data, size);
+    s[size] = '\0';
+    parse_values(s);
+    parse_other(s);
+    free(s);
+    return 0;
+}
