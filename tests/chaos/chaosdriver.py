@@ -13,6 +13,7 @@ import io
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -59,7 +60,7 @@ class Settings:
     # Faults: `fault_list` runs exactly these (in this order, spread over
     # the enqueue phase); otherwise one random fault every fault_gap_s.
     fault_list: tuple = ()
-    fault_gap_s: tuple = (3.0, 6.0)
+    fault_gap_s: tuple = (2.5, 5.0)
     ai_fail_s: float = 10.0
     ai_429_s: float = 5.0
     ai_hang_s: float = 5.0
@@ -112,9 +113,10 @@ class ChaosHandler(aistub.Handler):
         t0 = time.time()
         self.sent_code = None
         fault = self.server.fault
+        t0m = time.monotonic()
         delivered = False
         try:
-            if fault is not None and fault[1] > time.monotonic():
+            if fault is not None and fault[1] > t0m:
                 self.fault_answer(fault)
             else:
                 body, self.rfile = self.rfile, io.BytesIO(raw)
@@ -126,7 +128,8 @@ class ChaosHandler(aistub.Handler):
         finally:
             # An answer whose sending failed (the worker was killed) is
             # logged without its status: it never reached anyone.
-            self.server.note(tag, t0, self.sent_code if delivered else None, self.peer_pid)
+            self.server.note(tag, t0, self.sent_code if delivered else None, self.peer_pid,
+                             fault[0] if fault is not None and fault[1] > t0m else "job")
 
     def fault_answer(self, fault):
         kind, until = fault
@@ -162,10 +165,12 @@ class ChaosStub(aistub.Server):
     def set_fault(self, kind, seconds):
         self.fault = (kind, time.monotonic() + seconds) if kind else None
 
-    def note(self, tag, t, code, pid):
+    def note(self, tag, t, code, pid, via):
+        """Logs one request: (arrival, status delivered or None, sender pid,
+        "job" when the job's own stub spec answered, else the fault's kind)."""
         with self.log_lock:
             self.requests += 1
-            self.entries.setdefault(tag, []).append((t, code, pid))
+            self.entries.setdefault(tag, []).append((t, code, pid, via))
         s = self.stub
         with s.lock:  # aistub keeps every body; a long run needs only counts
             if len(s.bodies) > 1000:
@@ -297,6 +302,7 @@ class Chaos:
         self.counts = {f: 0 for f in FAULTS}
         self.stopped = []  # SIGSTOPped pids not yet seen gone
         self.deck = []  # faults still to come in this round
+        self.dup_details = []  # every duplicate: its answers and why
         self.rss = {}
         self.figures = {}
         self.enqueue_done = threading.Event()
@@ -710,7 +716,7 @@ class Chaos:
         """Every job's end state and reason, the stand-in's log against
         Redis, duplicates and their causes. Returns the figures; raises
         AssertionError naming every job that is wrong."""
-        problems = []
+        problems = self.check_deaths()
         tags = sorted(self.jobs)
         full = {}
         for i in range(0, len(tags), 1000):
@@ -750,10 +756,12 @@ class Chaos:
                                 f"{answers} {rj}")
                 continue
             if j["kind"] == "flaky":
-                failed = sum(1 for a in answers if a[1] == 503)
-                if failed < j["fail_times"]:
+                # The stand-in fails the first fail_times requests that reach
+                # the job's own spec (whether or not the answer got through).
+                own = sum(1 for a in answers if a[3] == "job")
+                if own < j["fail_times"] + 1:
                     problems.append(f"job {t}: flaky x{j['fail_times']} but the service "
-                                    f"failed it only {failed} times: {answers}")
+                                    f"saw only {own} requests: {answers}")
             if len(ok) > 1:
                 why = self.explain(t, rj, ok)
                 if why is None:
@@ -761,6 +769,11 @@ class Chaos:
                                     f"a crash: answers {ok}, job {rj}")
                 else:
                     dups.append((t, len(ok) - 1, why))
+                    self.dup_details.append({
+                        "tag": t, "queue": j["queue"], "id": j["id"], "causes": why,
+                        "answers": [(round(a[0] - self.t0, 3), *a[1:]) for a in answers],
+                        "kept_worker": rj.get("worker"), "attempts": rj.get("attempts"),
+                        "run": rj.get("run"), "error": str(rj.get("error", ""))[:120]})
                     for w in why:
                         reasons[w] = reasons.get(w, 0) + 1
         # Redis's own counters: each job was recorded done once.
@@ -797,7 +810,7 @@ class Chaos:
             "faults": dict(self.counts),
             "duplicates": sum(n for _, n, _ in dups), "duplicate_jobs": len(dups),
             "duplicate_reasons": reasons,
-            "duplicate_examples": [(t, self.jobs[t]["id"], n, why) for t, n, why in dups[:10]],
+            "duplicate_details": self.dup_details,
         })
         assert not problems, f"{len(problems)} problems (seed {self.s.seed}, dir " \
             f"{self.dir}):\n" + "\n".join(problems[:40])
@@ -816,14 +829,14 @@ class Chaos:
         else:
             rest = rest[1:]  # the kept run's sender was not identified
         causes = []
-        for t, code, pid in rest:
+        for t, code, pid, _ in rest:
             cause = None
             if pid in self.killed and self.killed[pid][0] >= t - 0.5:
                 cause = "worker " + ("SIGKILLed" if self.killed[pid][1] == "SIGKILL"
                                      else "SIGSTOPped and killed as hung")
-            elif pid is not None and pid in self.orphan_status and \
-                    self.orphan_status[pid] != 0 and \
-                    any(pid in had for _, had in self.corrald_kills):
+            elif pid in self.hung_unplanned:
+                cause = "worker killed as hung by corrald (not stopped by the driver)"
+            elif pid is not None and self.orphan_status.get(pid, 0) != 0:
                 cause = "worker of a SIGKILLed corrald, stopped by drain_timeout"
             elif any(d - 2.0 <= t <= u + 10.0 for d, u in self.redis_restarts):
                 cause = "redis-server killed while the outcome was on its way"
@@ -834,13 +847,50 @@ class Chaos:
             causes.append(cause)
         return causes
 
+    def corrald_logs(self):
+        text = ""
+        for h in ("A", "B"):
+            with open(os.path.join(self.dir, f"corrald{h}.log"), errors="replace") as f:
+                text += f.read()
+        return text
+
+    def check_deaths(self):
+        """Every worker that died was killed by the driver, or SIGSTOPped by
+        it and then killed as hung by its corrald: anything else is a crash.
+        Workers that corrald killed as hung although nobody stopped them are
+        counted (their runs count as cut by a crash)."""
+        text = self.corrald_logs()
+        problems = []
+        self.hung_unplanned = set()
+        for pid in map(int, re.findall(r"worker hung: [^\n]* worker=\S+:(\d+) ", text)):
+            if pid not in self.killed:
+                self.hung_unplanned.add(pid)
+        for pid, status in re.findall(r"worker died worker=\S+:(\d+) status=\"([^\"]*)\"", text):
+            pid = int(pid)
+            if status == "signal 9" and (pid in self.killed or pid in self.hung_unplanned):
+                continue
+            problems.append(f"worker {pid} died unasked: {status}; its lines:\n" + "\n".join(
+                line for line in text.splitlines() if f":{pid} " in line or f"[{pid}]" in line))
+        for pid, st in self.orphan_status.items():
+            # Workers of a SIGKILLed corrald drain: exit 0, or 1 when
+            # drain_timeout cut them short; a signal is a crash.
+            if os.WIFSIGNALED(st) and pid not in self.killed:
+                problems.append(f"orphaned worker {pid} was killed by signal {os.WTERMSIG(st)}")
+        orphans = list(self.orphan_status.values())
+        self.figures["orphaned_workers"] = {
+            "drained (exit 0)": sum(1 for st in orphans if os.WIFEXITED(st) and
+                                    os.WEXITSTATUS(st) == 0),
+            "cut by drain_timeout (exit 1)": sum(1 for st in orphans if os.WIFEXITED(st) and
+                                                 os.WEXITSTATUS(st) == 1),
+            "other": sum(1 for st in orphans if not os.WIFEXITED(st) or
+                         os.WEXITSTATUS(st) not in (0, 1))}
+        self.figures["workers_killed_as_hung_unasked"] = sorted(self.hung_unplanned)
+        return problems
+
     def lease_lost_lines(self):
         if not hasattr(self, "_lease_lost"):
-            text = ""
-            for h in ("A", "B"):
-                with open(os.path.join(self.dir, f"corrald{h}.log")) as f:
-                    text += "".join(line for line in f if "lease lost" in line)
-            self._lease_lost = text
+            self._lease_lost = "".join(line for line in self.corrald_logs().splitlines(True)
+                                       if "lease lost" in line)
         return self._lease_lost
 
     # -- the end --
@@ -926,6 +976,9 @@ def run(build, settings):
             print("also:", errors, file=sys.stderr)
         print(f"logs kept in {ch.dir}", file=sys.stderr)
         raise
+    keep = os.environ.get("CHAOS_KEEP")
+    if keep:
+        ch.redis.cleanup = lambda: ch.redis.stop(kill=True)  # keep the AOF too
     errors = ch.stop()
     assert not errors, errors
     fig = ch.report()
@@ -933,5 +986,8 @@ def run(build, settings):
     if settings.verbose:
         print("figures:\n" + "\n".join(f"  {k}: {json.dumps(v)}" for k, v in fig.items()),
               flush=True)
-    shutil.rmtree(ch.dir, ignore_errors=True)
+    if keep:
+        print(f"kept {ch.dir} and {ch.redis.dir}", flush=True)
+    else:
+        shutil.rmtree(ch.dir, ignore_errors=True)
     return fig
