@@ -175,6 +175,31 @@ def test_ctl_bad_numbers_and_values_in_flags_are_refused(ctl, r, flags, code, me
     assert no_job_created(r)
 
 
+@pytest.mark.parametrize("args, code, message", [
+    (["status", "--watch", "0"], 2, "--watch takes seconds from 0.1 to 3600, got 0"),
+    (["status", "--watch", "99999999999999999999"], 2,
+     "--watch takes seconds from 0.1 to 3600, got 99999999999999999999"),
+    (["status", "--watch", "-1"], 2, "status: unknown argument -1"),
+    (["wait", "demo", "1", "--timeout", "-1s"], 2,
+     '--timeout: expected a duration like 250ms, 5s, 2m, 1h or 1d (got "-1s")'),
+    (["dead", "demo", "frob"], 2, 'dead: unknown action "frob" (list, retry, purge)'),
+    (["dead", "demo", "retry", "99999999999999999999"], 1,
+     'queue "demo": job 99999999999999999999 is not dead (no such job)'),
+    (["breaker", "a b"], 1, 'bad service name "a b": use 1-64 characters'),
+    (["breaker", "nosuch", "reset"], 1,
+     'unknown service "nosuch": no corrald or worker has declared it'),
+    (["pause", "a{b}"], 1, 'bad queue name "a{b}": use 1-64 characters'),
+    (["resume", "nosuch"], 1, 'unknown queue "nosuch": no corrald or corralctl has declared it'),
+])
+def test_ctl_other_commands_refuse_bad_arguments(ctl, r, args, code, message):
+    r.fcall("corral_declare", 1, "demo", "{}")
+    before = db_snapshot(r)
+    res = ctl(*args)
+    assert res.returncode == code, err(res)
+    assert message in err(res)
+    assert db_snapshot(r) == before
+
+
 @pytest.mark.parametrize("queue", ["a b", "a{b}", b"demo\xff", "x" * 65, ""])
 def test_ctl_bad_queue_names_are_refused(ctl, r, queue):
     res = ctl("enqueue", queue, "{}")
@@ -270,6 +295,14 @@ def test_worker_bad_command_line_is_refused(build_dir, tmp_path, redis_server, a
                          capture_output=True, timeout=20)
     assert res.returncode == code
     assert message in err(res)
+
+
+@pytest.mark.parametrize("args", [["--bogus"], ["-c"], ["--check", "extra"]])
+def test_corrald_bad_command_line_exits_2_with_usage(build_dir, args):
+    res = subprocess.run([binary_path(build_dir, "corrald"), *args], capture_output=True,
+                         timeout=20)
+    assert res.returncode == 2
+    assert err(res).startswith("usage: corrald [-c FILE] [--check] [--version]")
 
 
 FAKE_WORKER = r"""
