@@ -20,7 +20,7 @@ async function processor(job) {
   const d = job.data;
   if (job.name === 'stamp') await client.rpush('peers:lat', nowUs() - d.t_us);
   else if (job.name === 'long') {
-    await client.rpush(`peers:starts:${d.tag}`, String(Date.now() / 1000));
+    await client.rpush(`peers:starts:${d.tag}`, `${Date.now() / 1000} ${process.pid}`);
     await sleep(d.seconds * 1000);
   } else if (job.name === 'sleep') await sleep(d.ms);
 }

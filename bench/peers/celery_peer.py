@@ -44,7 +44,7 @@ def stamp(t_us):
 
 @app.task
 def long(seconds, tag):
-    conn().rpush("peers:starts:" + tag, repr(time.time()))
+    conn().rpush("peers:starts:" + tag, f"{time.time()!r} {os.getpid()}")
     time.sleep(seconds)
 
 
@@ -52,7 +52,7 @@ def long(seconds, tag):
 # and put the message back when the child executing it dies.
 @app.task(acks_late=True, reject_on_worker_lost=True)
 def long_late(seconds, tag):
-    conn().rpush("peers:starts:" + tag, repr(time.time()))
+    conn().rpush("peers:starts:" + tag, f"{time.time()!r} {os.getpid()}")
     time.sleep(seconds)
 
 

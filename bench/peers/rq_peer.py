@@ -31,7 +31,7 @@ def stamp(t_us):
 
 
 def long(seconds, tag):
-    conn().rpush("peers:starts:" + tag, repr(time.time()))
+    conn().rpush("peers:starts:" + tag, f"{time.time()!r} {os.getpid()}")
     time.sleep(seconds)
 
 

@@ -472,7 +472,7 @@ def row_crash(peer, variant, job_s, wait_s):
             rerun = s[1][0] - t_kill
             break
         time.sleep(0.05)
-    peer.procs.stop()
+    peer.procs.stop(timeout=3)  # the re-run job would hold a graceful stop for 20 s
     log(f"  {peer.name} {variant or 'default'}: rerun after {rerun} s" if rerun is not None
         else f"  {peer.name} {variant or 'default'}: not run again within {wait_s} s")
     return {"variant": variant or "default", "rerun_s": rerun, "waited_s": wait_s}

@@ -33,7 +33,7 @@ end
 class Long
   include Sidekiq::Worker
   def perform(seconds, tag)
-    Sidekiq.redis { |c| c.rpush("peers:starts:#{tag}", Time.now.to_f.to_s) }
+    Sidekiq.redis { |c| c.rpush("peers:starts:#{tag}", "#{Time.now.to_f} #{Process.pid}") }
     sleep(seconds)
   end
 end
