@@ -581,13 +581,19 @@ def test_a_2xx_body_that_is_not_json_is_the_result_as_sent(r, stub, make_worker)
     assert j["result"] == garbage.decode()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG (queue/corral.lua): corral_ack stores a 2xx body "
-                   "that is not valid UTF-8 as the result, and corral_job then answers a record "
-                   "that is not valid JSON, so no client can read the job")
-def test_a_2xx_body_with_invalid_utf8_leaves_a_readable_job_record(r, redis_server, stub,
-                                                                   make_worker):
-    make_worker(HTTP_Q, stub.url)
-    jid = enqueue(r, {"stub": {"body_hex": b'{"a": "\xff\xfe"}'.hex()}})
+@pytest.mark.xfail(strict=True, reason="BUG (queue/corral.lua): corral_ack stores a result "
+                   "that is not valid UTF-8 (a 2xx body, an exec command's output) as is, and "
+                   "corral_job then answers a record that is not valid JSON, so no client can "
+                   "read the job")
+@pytest.mark.parametrize("handler", ["http", "exec"])
+def test_a_result_with_invalid_utf8_leaves_a_readable_job_record(r, redis_server, stub,
+                                                                 make_worker, handler):
+    if handler == "http":
+        make_worker(HTTP_Q, stub.url)
+        jid = enqueue(r, {"stub": {"body_hex": b'{"a": "\xff\xfe"}'.hex()}})
+    else:
+        make_worker("handler = exec\ncommand = /bin/sh -c 'cat >/dev/null; printf \"\\377\"'")
+        jid = enqueue(r, {})
     raw = redis_server.client()
     fin = f"{K}:fin:{jid}"
     assert raw.blmove(fin, fin, 15, "RIGHT", "RIGHT") is not None
