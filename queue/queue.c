@@ -134,6 +134,28 @@ void corral_cmd_declare(struct corral_cmd *cmd, const char *prefix,
     add_json(cmd, o);
 }
 
+/* json_string() refuses what is not UTF-8. */
+static int utf8_ok(const char *s)
+{
+    json_t *j = json_string(s);
+    json_decref(j);
+    return j != NULL;
+}
+
+int corral_enqueue_opts_check(const char *queue, const struct corral_enqueue_opts *o,
+                              struct corral_err *err)
+{
+    if (o == NULL)
+        return 0;
+    const char *names[] = {"priority", "service", "unique_key"};
+    const char *values[] = {o->priority, o->service, o->unique_key};
+    for (size_t i = 0; i < 3; i++)
+        if (values[i] != NULL && !utf8_ok(values[i]))
+            return corral_err_set(err, CORRAL_ERR_INVALID, "queue \"%s\": %s is not valid UTF-8",
+                                  queue, names[i]);
+    return 0;
+}
+
 void corral_cmd_enqueue(struct corral_cmd *cmd, const char *prefix, const char *queue,
                         const char *payload, size_t len, const struct corral_enqueue_opts *o)
 {
@@ -411,6 +433,10 @@ int corral_queue_enqueue(redisContext *c, const char *prefix, const char *queue,
                          const char *payload, size_t len, const struct corral_enqueue_opts *o,
                          char **id_out, struct corral_err *err)
 {
+    /* Found writing the fuzz target: an option that is not UTF-8 was left
+     * out of the FCALL without a word (a --unique job went in twice). */
+    if (corral_enqueue_opts_check(queue, o, err) < 0)
+        return -1;
     struct corral_cmd cmd;
     corral_cmd_enqueue(&cmd, prefix, queue, payload, len, o);
     redisReply *r = run(c, &cmd, "enqueue", err);

@@ -65,6 +65,13 @@ struct corral_enqueue_opts {
     const char *unique_key;
 };
 
+/* 0 when o's strings (priority, service, unique_key) are valid UTF-8, as
+ * the options JSON needs; else -1 with err naming the queue and the option.
+ * corral_queue_enqueue checks; corral_cmd_enqueue would leave such an
+ * option out, so its callers check first. */
+int corral_enqueue_opts_check(const char *queue, const struct corral_enqueue_opts *o,
+                              struct corral_err *err);
+
 /* Why a job is deferred (corral_defer's kind): a plain hand-back, a 429
  * that throttles the queue's service fleet-wide, or a quota/billing error
  * that opens its breaker for breaker_open_max. */

@@ -120,8 +120,13 @@ static int set_option(struct corral_enqueue_opts *o, const char *name, const cha
 /* The options JSON must hold exactly what was given. */
 static void check_opts(const struct corral_cmd *cmd, const struct corral_enqueue_opts *o)
 {
-    if (cmd->argc == 5)
-        return; /* no options argument: nothing was set */
+    if (cmd->argc == 5) {
+        /* no options argument: nothing may have been set */
+        if (o->priority || o->service || o->unique_key || o->delay_ms > 0 || o->timeout_ms > 0 ||
+            o->max_attempts != 0)
+            abort();
+        return;
+    }
     if (cmd->argc != 6)
         abort();
     json_error_t jerr;
@@ -139,6 +144,9 @@ static void check_opts(const struct corral_cmd *cmd, const struct corral_enqueue
     if (o->timeout_ms > 0 && json_integer_value(json_object_get(j, "timeout_ms")) != o->timeout_ms)
         abort();
     if (o->priority != NULL && json_object_get(j, "priority") == NULL)
+        abort();
+    if (o->max_attempts != 0 &&
+        json_integer_value(json_object_get(j, "max_attempts")) != o->max_attempts)
         abort();
     json_decref(j);
 }
@@ -174,9 +182,13 @@ static void fuzz_enqueue(const uint8_t *data, size_t size)
         if (set_option(&o, line, eq + 1) < 0)
             goto out; /* corralctl stops with a usage error */
     }
-    /* Strings in the options JSON must be UTF-8 (jansson refuses others,
-     * and corralctl gets them from argv): skip the rest like json_string. */
-    if (!utf8(o.priority) || !utf8(o.service) || !utf8(o.unique_key))
+    /* Strings in the options JSON must be UTF-8: what is not is refused
+     * (corral_queue_enqueue checks before building), never left out. */
+    struct corral_err err;
+    int valid = utf8(o.priority) && utf8(o.service) && utf8(o.unique_key);
+    if ((corral_enqueue_opts_check("fuzz", &o, &err) == 0) != valid)
+        abort();
+    if (!valid)
         goto out;
     size_t plen = (size_t)(end - p);
     struct corral_cmd cmd;

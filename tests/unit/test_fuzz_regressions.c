@@ -179,12 +179,34 @@ static void dump_of_a_path_made_too_long_by_credentials_directory_loads_back(voi
     unsetenv("CREDENTIALS_DIRECTORY");
 }
 
+static void enqueue_options_that_are_not_utf8_are_refused_not_dropped(void **state)
+{
+    /* Writing fuzz_job: corral_cmd_enqueue left a --unique, --service or
+     * --priority that is not UTF-8 out of the FCALL without a word (jansson
+     * refuses the string), so the job went in without its unique key. */
+    struct corral_err err;
+    struct corral_enqueue_opts o = {.unique_key = "order-\xff"};
+    assert_int_equal(corral_enqueue_opts_check("q", &o, &err), -1);
+    assert_int_equal(err.code, CORRAL_ERR_INVALID);
+    assert_string_equal(err.msg, "queue \"q\": unique_key is not valid UTF-8");
+    o = (struct corral_enqueue_opts){.service = "\xc3"};
+    assert_int_equal(corral_enqueue_opts_check("q", &o, &err), -1);
+    assert_non_null(strstr(err.msg, "service"));
+    o = (struct corral_enqueue_opts){.priority = "h\xed\xa0\x80"}; /* an encoded surrogate */
+    assert_int_equal(corral_enqueue_opts_check("q", &o, &err), -1);
+    assert_non_null(strstr(err.msg, "priority"));
+    o = (struct corral_enqueue_opts){.priority = "h\xc3\xa9", .service = "s", .unique_key = "k"};
+    assert_int_equal(corral_enqueue_opts_check("q", &o, &err), 0);
+    assert_int_equal(corral_enqueue_opts_check("q", NULL, &err), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(reserved_payload_length_matches_a_status_or_integer_payload),
         cmocka_unit_test(reserved_bulk_payload_keeps_its_nul_bytes),
         cmocka_unit_test(an_error_reply_without_text_still_names_the_command),
+        cmocka_unit_test(enqueue_options_that_are_not_utf8_are_refused_not_dropped),
         cmocka_unit_test(dump_of_many_long_queue_names_loads_back),
         cmocka_unit_test(dump_of_values_at_the_line_limit_loads_back),
         cmocka_unit_test(dump_of_a_path_made_too_long_by_credentials_directory_loads_back),
