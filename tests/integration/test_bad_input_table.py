@@ -131,6 +131,36 @@ def test_fcall_overflowing_and_negative_numbers_in_options_are_refused(r, option
     assert db_snapshot(r) == before
 
 
+@pytest.mark.xfail(strict=True, reason="BUG (queue/corral.lua): a null, object or array "
+                   "option value is quoted as Lua shows it (userdata: (nil), table: 0x...), "
+                   "not as the caller sent it")
+@pytest.mark.parametrize("options, option", [
+    ('{"priority": null}', "priority"),
+    ('{"priority": {}}', "priority"),
+    ('{"delay_ms": null}', "delay_ms"),
+    ('{"service": [1]}', "service"),
+])
+def test_fcall_null_or_object_option_values_are_named_as_sent(r, options, option):
+    declare(r, "jobs")
+    before = db_snapshot(r)
+    with pytest.raises(redis.ResponseError) as e:
+        r.fcall("corral_enqueue", 1, "jobs", "{}", options)
+    text = str(e.value)
+    assert option in text
+    assert "userdata" not in text and "table: 0x" not in text, text
+    assert db_snapshot(r) == before
+
+
+@pytest.mark.xfail(strict=True, reason="BUG (queue/corral.lua): arguments after the options "
+                   "are ignored without a word, so a caller's mistake passes silently")
+def test_fcall_extra_arguments_are_refused(r):
+    declare(r, "jobs")
+    before = db_snapshot(r)
+    with pytest.raises(redis.ResponseError, match='queue "jobs"'):
+        r.fcall("corral_enqueue", 1, "jobs", "{}", '{"priority": "high"}', '{"delay_ms": 5}')
+    assert db_snapshot(r) == before
+
+
 # --- corralctl -------------------------------------------------------------
 
 
