@@ -251,13 +251,18 @@ def test_ctl_config_named_by_corral_config_must_exist(ctl, tmp_path, redis_serve
     assert f"{missing}: cannot open: No such file or directory" in err(res)
 
 
-@pytest.mark.parametrize("program", ["corralctl", "corrald"])
-def test_bad_config_values_are_refused_with_file_line_and_key(build_dir, tmp_path, program):
+@pytest.mark.parametrize("program, args", [
+    ("corralctl", ["job", "demo", "1"]),
+    ("corrald", ["--check"]),
+    ("corrald", []),
+    ("corral-worker", []),
+])
+def test_bad_config_values_are_refused_with_file_line_and_key(build_dir, tmp_path, program,
+                                                              args):
     bad = tmp_path / "bad.conf"
     bad.write_bytes(b"[pool]\nmax = 99999999999999999999\nconcurrency = -4\n"
                     b"[service ai]\nurl = http://h/v1 chat\n"
                     b"[queue caf\xc3\xa9]\nhandler = echo\n")
-    args = ["--check"] if program == "corrald" else ["job", "demo", "1"]
     res = subprocess.run([binary_path(build_dir, program), "-c", str(bad), *args],
                          capture_output=True, timeout=20)
     assert res.returncode == 1
