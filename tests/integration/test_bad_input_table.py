@@ -161,6 +161,42 @@ def test_fcall_extra_arguments_are_refused(r):
     assert db_snapshot(r) == before
 
 
+@pytest.mark.parametrize("settings, message", [
+    ('{"max_payload": -1}', "max_payload must be an integer from 1 to 536870912, got -1"),
+    ('{"max_payload": 1e400}', "max_payload must be an integer from 1 to 536870912, got inf"),
+    ('{"timeout_ms": 9223372036854775808}', "timeout_ms must be an integer from 1 to"),
+    ('{"max_attempts": -9223372036854775809}', "max_attempts must be an integer from 1 to 1000"),
+    ('{"weights": [-1, 1, 1], "order": "weighted"}',
+     "weight must be an integer from 1 to 1000000, got -1"),
+    ('{"weights": [1e400, 1, 1], "order": "weighted"}',
+     "weight must be an integer from 1 to 1000000, got inf"),
+    ('{"result_ttl_ms": -1}', "result_ttl_ms must be an integer from 1000 to"),
+    (b'{"priorities": ["\xff"]}', 'queue "jobs": bad priority name "'),
+])
+def test_fcall_declare_with_negative_overflowing_or_invalid_utf8_settings_is_refused(
+        r, redis_server, settings, message):
+    declare(r, "jobs")
+    before = db_snapshot(r)
+    with pytest.raises(redis.ResponseError) as e:
+        redis_server.client().fcall("corral_declare", 1, "jobs", settings)
+    assert message in str(e.value)
+    assert db_snapshot(r) == before
+
+
+@pytest.mark.xfail(strict=True, reason="BUG (queue/corral.lua): corral_declare accepts unknown "
+                   "settings (a typo passes silently, unlike enqueue options), a back-off base "
+                   "above its cap, and the same priority name twice")
+@pytest.mark.parametrize("settings", ['{"max_attempt": 3}',
+                                      '{"backoff_base_ms": 5000, "backoff_cap_ms": 10}',
+                                      '{"priorities": ["a", "a"]}'])
+def test_fcall_declare_with_unknown_or_contradicting_settings_is_refused(r, settings):
+    declare(r, "jobs")
+    before = db_snapshot(r)
+    with pytest.raises(redis.ResponseError):
+        r.fcall("corral_declare", 1, "jobs", settings)
+    assert db_snapshot(r) == before
+
+
 # --- corralctl -------------------------------------------------------------
 
 
