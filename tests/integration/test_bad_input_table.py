@@ -6,6 +6,7 @@ an AI service that answers garbage or never ends its body. Each test checks
 the exact refusal or outcome, and that nothing else changed or was lost."""
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -15,7 +16,7 @@ import threading
 import pytest
 import redis
 
-from conftest import RedisServer, binary_path, db_snapshot, declare, load_library, reserve, \
+from conftest import REPO, RedisServer, binary_path, db_snapshot, declare, load_library, reserve, \
     wait_blocked, wait_until
 from worker_fixtures import (HTTP_Q, K, Q, Worker, await_end, enqueue, job,  # noqa: F401
                              make_worker, stub, stub_stats)
@@ -232,6 +233,9 @@ def test_ctl_payload_with_invalid_utf8_is_refused(ctl, r):
     (["--priority", "-1"], 1, 'queue "demo": unknown priority "-1"'),
     (["--unique", ""], 1, 'queue "demo": unique_key must be a string of 1 to 256 bytes'),
     (["--service", "a b"], 1, 'queue "demo": bad service name "a b"'),
+    (["--wait", "99999999999999999999d"], 2,
+     "enqueue: unexpected argument 99999999999999999999d"),
+    (["--wait", "-5s"], 2, "enqueue: unknown option -5s"),
 ])
 def test_ctl_bad_numbers_and_values_in_flags_are_refused(ctl, r, flags, code, message):
     res = ctl("enqueue", "demo", "{}", *flags)
@@ -734,3 +738,26 @@ def test_an_answer_that_is_not_http_is_a_retryable_failure(r, stub, make_worker)
     j = await_end(r, jid)
     assert j["state"] == "done" and j["attempts"] == 2
     assert "Received HTTP/0.9 when not allowed" in j["error"]
+
+
+# --- the table itself ------------------------------------------------------
+
+
+def test_every_row_of_the_table_names_tests_that_exist():
+    """docs/bad-input.md: no row without a test, and no test named there
+    that does not exist (renamed or removed)."""
+    text = open(os.path.join(REPO, "docs", "bad-input.md")).read()
+    rows = [line for line in text.splitlines() if line.startswith("| ")
+            and not line.startswith("| input ") and not line.startswith("|---")]
+    assert len(rows) > 100
+    for row in rows:
+        cell = row.rstrip(" |").rsplit(" | ", 1)[1]
+        refs = re.findall(r"`([\w.]+)::(\w+)(?:\[\w+\])?`", cell)
+        assert refs or cell == "same", f"a row without a test: {row}"
+        for path, name in refs:
+            folder = "integration" if path.endswith(".py") else "unit"
+            with open(os.path.join(REPO, "tests", folder, path)) as f:
+                src = f.read()
+            assert re.search(rf"(def|void) {name}\(", src), f"{path}::{name} does not exist"
+        if "**defect**" in row:
+            assert "(xfail)" in cell, f"a defect row without its xfail test: {row}"
