@@ -222,7 +222,8 @@ def test_ctl_payload_with_invalid_utf8_is_refused(ctl, r):
     (["--max-attempts", "-1"], 2, "--max-attempts needs a number from 1 to 1000, got -1"),
     (["--max-attempts", "99999999999999999999"], 2,
      "--max-attempts needs a number from 1 to 1000, got 99999999999999999999"),
-    (["--delay", "-5s"], 2, '--delay: expected a duration like 250ms, 5s, 2m, 1h or 1d (got "-5s")'),
+    (["--delay", "-5s"], 2,
+     '--delay: expected a duration like 250ms, 5s, 2m, 1h or 1d (got "-5s")'),
     (["--delay", "99999999999999999999d"], 2,
      '--delay: duration is too large (got "99999999999999999999d")'),
     (["--delay", "400d"], 1, "delay_ms must be an integer from 0 to 31622400000, got 34560000000"),
@@ -678,9 +679,9 @@ def test_a_result_with_invalid_utf8_leaves_a_readable_job_record(r, redis_server
 
 def test_ctl_never_prints_an_unreadable_result_as_an_empty_success(ctl, r, redis_server):
     declare(r, "demo")
-    jid = enqueue_demo = r.fcall("corral_enqueue", 1, "demo", "{}")
+    jid = r.fcall("corral_enqueue", 1, "demo", "{}")
     (got_id, run, *_), = reserve(r, "demo")
-    assert got_id == enqueue_demo
+    assert got_id == jid
     redis_server.client().fcall("corral_ack", 1, "demo", "host1:1", jid, run, b"\xff\xfe")
     res = ctl("wait", "demo", jid, "--timeout", "5s")
     assert not (res.returncode == 0 and res.stdout.strip() == b""), "result lost"
