@@ -271,6 +271,16 @@ def test_ctl_other_commands_refuse_bad_arguments(ctl, r, args, code, message):
     assert db_snapshot(r) == before
 
 
+@pytest.mark.parametrize("flag, name", [("--priority", "priority"), ("--service", "service"),
+                                        ("--unique", "unique_key")])
+def test_ctl_flag_values_with_invalid_utf8_are_refused_not_dropped(ctl, r, flag, name):
+    res = ctl("enqueue", "demo", "{}", flag, b"caf\xe9")
+    assert res.returncode == 1
+    assert f'corralctl: queue "demo": {name} is not valid UTF-8' in err(res)
+    assert res.stdout == b""
+    assert no_job_created(r)
+
+
 @pytest.mark.parametrize("queue", ["a b", "a{b}", b"demo\xff", "x" * 65, ""])
 def test_ctl_bad_queue_names_are_refused(ctl, r, queue):
     res = ctl("enqueue", queue, "{}")
