@@ -681,12 +681,20 @@ class Chaos:
         """Waits until every job is done or dead, with a deadline."""
         open_tags = list(self.jobs)
         deadline = time.monotonic() + self.s.drain_deadline_s
+        next_note = time.monotonic() + 5
         while open_tags:
             self.housekeeping()
             st = self.states(open_tags)
             open_tags = [t for t in open_tags if st[t] not in ("done", "dead")]
             if not open_tags:
                 break
+            if time.monotonic() >= next_note:
+                next_note += 5
+                by = {}
+                for t in open_tags:
+                    by[st[t]] = by.get(st[t], 0) + 1
+                b = json.loads(self.retry(lambda: self.r.fcall_ro("corral_breaker", 1, SVC)))
+                log(self.s, f"draining: {len(open_tags)} jobs open {by}; breaker {b['state']}")
             if time.monotonic() > deadline:
                 stuck = [(t, self.jobs[t], self.job(t)) for t in open_tags[:20]]
                 raise AssertionError(
@@ -885,6 +893,12 @@ class Chaos:
             "other": sum(1 for st in orphans if not os.WIFEXITED(st) or
                          os.WEXITSTATUS(st) not in (0, 1))}
         self.figures["workers_killed_as_hung_unasked"] = sorted(self.hung_unplanned)
+        # Leases that ran out rather than being handed back when their
+        # worker died: a lease granted to a worker that never learnt of it
+        # (a reserve whose reply was lost with Redis), or an orphan's.
+        self.figures["leases_expired"] = sum(
+            int(n) for n in re.findall(r"requeued jobs whose lease expired queue=\S+ jobs=(\d+)",
+                                       text))
         return problems
 
     def lease_lost_lines(self):
