@@ -53,6 +53,9 @@ def no_job_created(r, queue="demo"):
 # --- FCALL (application services) ---------------------------------------
 
 
+@pytest.mark.xfail(strict=True, reason="BUG (queue/corral.lua): Redis's cjson does not check "
+                   "UTF-8, so corral_enqueue stores a payload that is not valid JSON text and "
+                   "corral_job then answers a record that is not valid UTF-8")
 @pytest.mark.parametrize("payload", [b'"\xff"', b'{"a": "\xc3\x28"}', b'{"\xff": 1}',
                                      b'"\xed\xa0\x80"'])
 def test_fcall_payload_with_invalid_utf8_is_refused_as_not_json(r, redis_server, payload):
@@ -64,6 +67,9 @@ def test_fcall_payload_with_invalid_utf8_is_refused_as_not_json(r, redis_server,
     assert db_snapshot(r) == before
 
 
+@pytest.mark.xfail(strict=True, reason="BUG (queue/corral.lua): Redis's cjson accepts raw "
+                   "control characters inside strings and stops at a NUL byte, so a payload "
+                   "that is not valid JSON is stored and sent to the service")
 @pytest.mark.parametrize("payload", [b'"a\nb"', b'{"a": "\tb"}', b'{"a": 1}\x00junk'])
 def test_fcall_payload_with_raw_control_characters_is_refused_as_not_json(r, redis_server,
                                                                           payload):
@@ -146,6 +152,8 @@ def test_fcall_null_or_object_option_values_are_named_as_sent(r, options, option
     assert db_snapshot(r) == before
 
 
+@pytest.mark.xfail(strict=True, reason="BUG (queue/corral.lua): arguments after the options "
+                   "are ignored without a word, so a caller's mistake passes silently")
 def test_fcall_extra_arguments_are_refused(r):
     declare(r, "jobs")
     before = db_snapshot(r)
