@@ -74,6 +74,100 @@ local function json_decode(text)
     return cjson.decode(text)
 end
 
+-- Valid UTF-8 (RFC 3629: shortest form, no surrogates, at most U+10FFFF).
+-- ASCII runs are skipped with one find each, so plain text costs little.
+local function utf8_ok(s)
+    local i = 1
+    while true do
+        i = s:find('[\128-\255]', i)
+        if i == nil then
+            return true
+        end
+        local c = s:byte(i)
+        local len = (c >= 0xC2 and c <= 0xDF and 2) or (c >= 0xE0 and c <= 0xEF and 3) or
+                        (c >= 0xF0 and c <= 0xF4 and 4) or nil
+        if len == nil then
+            return false
+        end
+        local cp = c % 2 ^ (7 - len)
+        for k = 1, len - 1 do
+            local b = s:byte(i + k)
+            if b == nil or b < 0x80 or b > 0xBF then
+                return false
+            end
+            cp = cp * 64 + (b - 0x80)
+        end
+        if (len == 3 and (cp < 0x800 or (cp >= 0xD800 and cp <= 0xDFFF))) or
+            (len == 4 and (cp < 0x10000 or cp > 0x10FFFF)) then
+            return false
+        end
+        i = i + len
+    end
+end
+
+-- Replaces each byte that is not part of valid UTF-8 with U+FFFD, so that a
+-- record holding bytes from outside (a service's answer) is still JSON text.
+local function utf8_clean(s)
+    if utf8_ok(s) then
+        return s
+    end
+    local out, i, n = {}, 1, #s
+    while i <= n do
+        local j = s:find('[\128-\255]', i) or n + 1
+        out[#out + 1] = s:sub(i, j - 1)
+        if j > n then
+            break
+        end
+        local len = 1
+        for l = 4, 2, -1 do
+            if j + l - 1 <= n and utf8_ok(s:sub(j, j + l - 1)) then
+                len = l
+                break
+            end
+        end
+        out[#out + 1] = len == 1 and '\239\191\189' or s:sub(j, j + len - 1)
+        i = j + len
+    end
+    return table.concat(out)
+end
+
+-- JSON text as RFC 8259 has it. cjson checks none of this: it takes bytes
+-- that are not UTF-8, raw control characters inside strings, and stops at a
+-- NUL byte, so such a payload would be stored and sent on as it is.
+local function json_text_ok(s)
+    if s:find('[%z\1-\8\11\12\14-\31]') or not utf8_ok(s) then
+        return false
+    end
+    -- Tab, newline and carriage return are whitespace between tokens only.
+    local i, instr = 1, false
+    while true do
+        i = s:find('["\\\t\n\r]', i)
+        if i == nil then
+            return true
+        end
+        local c = s:sub(i, i)
+        if c == '"' then
+            instr = not instr
+        elseif c == '\\' then
+            i = i + 1 -- the escaped character (outside a string cjson refuses it)
+        elseif instr then
+            return false
+        end
+        i = i + 1
+    end
+end
+
+-- A value as the caller wrote it, for error messages.
+local function shown(v)
+    if v == cjson.null then
+        return 'null'
+    elseif type(v) == 'table' then
+        local ok, text = pcall(cjson.encode, v)
+        return ok and text or 'a list'
+    end
+    return tostring(v)
+end
+
 local function valid_name(s)
     return type(s) == 'string' and #s >= 1 and #s <= 64 and not s:find('[^%w_%.:%-]')
 end
@@ -289,7 +383,7 @@ end
 local function int_arg(v, what, lo, hi)
     local n = tonumber(v)
     if n == nil or n ~= math.floor(n) or n < lo or n > hi then
-        fail('%s must be an integer from %d to %d, got %s', what, lo, hi, tostring(v):sub(1, 40))
+        fail('%s must be an integer from %d to %d, got %s', what, lo, hi, shown(v):sub(1, 40))
     end
     return n
 end
@@ -713,8 +807,8 @@ local function svc_view(s, now)
         slow_rate = s.c > 0 and math.floor(s.s * 1000 / s.c + 0.5) / 1000 or 0,
         open_until_ms = st ~= 'closed' and s['until'] or 0,
         throttled_until_ms = s.thr > now and s.thr or 0,
-        reason = st ~= 'closed' and s.why or '',
-        throttle_reason = s.thr > now and s.thr_why or '',
+        reason = st ~= 'closed' and utf8_clean(s.why) or '',
+        throttle_reason = s.thr > now and utf8_clean(s.thr_why) or '',
         trips = s.n, probes = s.probes, probe_successes = s.okp, half_open_calls = s.hc,
         min_calls = s.minc, window_ms = s.win, inflight = total, rate_limit = s.rn,
         rate_period_ms = s.rp, rate_used = rate_used, time_ms = now
@@ -742,6 +836,14 @@ local function corral_version()
     return LIB_VERSION
 end
 
+local DECLARE_KNOWN = 'priorities, order, weights, max_attempts, backoff_base_ms, ' ..
+                          'backoff_cap_ms, timeout_ms, lease_ms, result_ttl_ms, max_payload, ' ..
+                          'max_result, service'
+local DECLARE_KEYS = {}
+for k in DECLARE_KNOWN:gmatch('[%w_]+') do
+    DECLARE_KEYS[k] = true
+end
+
 -- corral_declare: KEYS[1] queue; ARGV[1] settings JSON {priorities, order,
 -- weights, max_attempts, backoff_base_ms, backoff_cap_ms, timeout_ms, lease_ms,
 -- result_ttl_ms, max_payload, max_result, service} -> "OK". Registers or
@@ -753,14 +855,25 @@ local function corral_declare(keys, args)
     if not ok or type(s) ~= 'table' then
         fail('queue "%s": settings must be a JSON object', q)
     end
+    for k, _ in pairs(s) do
+        if not DECLARE_KEYS[k] then
+            fail('queue "%s": unknown setting "%s" (known: %s)', q, shown(k):sub(1, 64),
+                 DECLARE_KNOWN)
+        end
+    end
     local prios = s.priorities or {'high', 'normal', 'low'}
     if type(prios) ~= 'table' or #prios < 1 or #prios > 16 then
         fail('queue "%s": priorities must be a list of 1 to 16 names', q)
     end
+    local seen = {}
     for _, p in ipairs(prios) do
         if not valid_name(p) or p:find(',') then
-            fail('queue "%s": bad priority name "%s"', q, tostring(p))
+            fail('queue "%s": bad priority name "%s"', q, shown(p))
         end
+        if seen[p] then
+            fail('queue "%s": priority "%s" is listed twice', q, p)
+        end
+        seen[p] = true
     end
     local order = s.order or 'strict'
     if order ~= 'strict' and order ~= 'weighted' then
@@ -784,6 +897,10 @@ local function corral_declare(keys, args)
         'max_result', int_arg(s.max_result or 1048576, 'max_result', 1, 512 * 1048576),
         'service', type(s.service) == 'string' and s.service or ''
     }
+    if fields[10] > fields[12] then
+        fail('queue "%s": backoff_base_ms (%d) is above backoff_cap_ms (%d)', q, fields[10],
+             fields[12])
+    end
     local old = redis.call('HGET', K .. ':conf', 'priorities')
     if old then
         local nold = #split(old)
@@ -821,8 +938,12 @@ local function corral_enqueue(keys, args)
         fail('queue "%s": payload is %d bytes, limit is %d (max_payload)', q, #payload,
              c.max_payload)
     end
-    if not pcall(json_decode, payload) then
+    if not json_text_ok(payload) or not pcall(json_decode, payload) then
         fail('queue "%s": payload is not valid JSON', q)
+    end
+    if #args > 2 then
+        fail('queue "%s": corral_enqueue takes a payload and one options object, got %d ' ..
+                 'arguments', q, #args)
     end
     local o = {}
     if args[2] ~= nil and args[2] ~= '' then
@@ -855,7 +976,7 @@ local function corral_enqueue(keys, args)
         end
         if level == nil then
             fail('queue "%s": unknown priority "%s" (known: %s, or 0-%d)', q,
-                 tostring(p):sub(1, 64), table.concat(c.priorities, ', '), #c.priorities - 1)
+                 shown(p):sub(1, 64), table.concat(c.priorities, ', '), #c.priorities - 1)
         end
     end
     local delay = 0
@@ -873,7 +994,7 @@ local function corral_enqueue(keys, args)
     local service = c.service
     if o.service ~= nil then
         if not valid_name(o.service) then
-            fail('queue "%s": bad service name "%s"', q, tostring(o.service):sub(1, 64))
+            fail('queue "%s": bad service name "%s"', q, shown(o.service):sub(1, 64))
         end
         service = o.service
     end
@@ -1515,7 +1636,7 @@ local function corral_job(keys, args)
         if NUMERIC[k] then
             j[k] = tonumber(v)
         elseif k ~= 'lost' then
-            j[k] = v
+            j[k] = utf8_clean(v)
         end
     end
     return cjson.encode(j)

@@ -53,9 +53,6 @@ def no_job_created(r, queue="demo"):
 # --- FCALL (application services) ---------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="BUG (queue/corral.lua): Redis's cjson does not check "
-                   "UTF-8, so corral_enqueue stores a payload that is not valid JSON text and "
-                   "corral_job then answers a record that is not valid UTF-8")
 @pytest.mark.parametrize("payload", [b'"\xff"', b'{"a": "\xc3\x28"}', b'{"\xff": 1}',
                                      b'"\xed\xa0\x80"'])
 def test_fcall_payload_with_invalid_utf8_is_refused_as_not_json(r, redis_server, payload):
@@ -67,9 +64,6 @@ def test_fcall_payload_with_invalid_utf8_is_refused_as_not_json(r, redis_server,
     assert db_snapshot(r) == before
 
 
-@pytest.mark.xfail(strict=True, reason="BUG (queue/corral.lua): Redis's cjson accepts raw "
-                   "control characters inside strings and stops at a NUL byte, so a payload "
-                   "that is not valid JSON is stored and sent to the service")
 @pytest.mark.parametrize("payload", [b'"a\nb"', b'{"a": "\tb"}', b'{"a": 1}\x00junk'])
 def test_fcall_payload_with_raw_control_characters_is_refused_as_not_json(r, redis_server,
                                                                           payload):
@@ -132,9 +126,6 @@ def test_fcall_overflowing_and_negative_numbers_in_options_are_refused(r, option
     assert db_snapshot(r) == before
 
 
-@pytest.mark.xfail(strict=True, reason="BUG (queue/corral.lua): a null, object or array "
-                   "option value is quoted as Lua shows it (userdata: (nil), table: 0x...), "
-                   "not as the caller sent it")
 @pytest.mark.parametrize("options, option", [
     ('{"priority": null}', "priority"),
     ('{"priority": {}}', "priority"),
@@ -152,8 +143,6 @@ def test_fcall_null_or_object_option_values_are_named_as_sent(r, options, option
     assert db_snapshot(r) == before
 
 
-@pytest.mark.xfail(strict=True, reason="BUG (queue/corral.lua): arguments after the options "
-                   "are ignored without a word, so a caller's mistake passes silently")
 def test_fcall_extra_arguments_are_refused(r):
     declare(r, "jobs")
     before = db_snapshot(r)
@@ -184,9 +173,6 @@ def test_fcall_declare_with_negative_overflowing_or_invalid_utf8_settings_is_ref
     assert db_snapshot(r) == before
 
 
-@pytest.mark.xfail(strict=True, reason="BUG (queue/corral.lua): corral_declare accepts unknown "
-                   "settings (a typo passes silently, unlike enqueue options), a back-off base "
-                   "above its cap, and the same priority name twice")
 @pytest.mark.parametrize("settings", ['{"max_attempt": 3}',
                                       '{"backoff_base_ms": 5000, "backoff_cap_ms": 10}',
                                       '{"priorities": ["a", "a"]}'])
@@ -223,8 +209,6 @@ def test_a_20_mb_payload_is_refused_whole_by_fcall_and_corralctl(ctl, r):
     assert no_job_created(r)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG (queue/corral.lua): a payload with invalid UTF-8 "
-                   "is accepted (see test_fcall_payload_with_invalid_utf8_is_refused_as_not_json)")
 def test_ctl_payload_with_invalid_utf8_is_refused(ctl, r):
     res = ctl("enqueue", "demo", "-", stdin=b'{"prompt": "caf\xe9"}')
     assert res.returncode == 1
@@ -681,10 +665,6 @@ def test_a_2xx_body_that_is_not_json_is_the_result_as_sent(r, stub, make_worker)
     assert j["result"] == garbage.decode()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG (queue/corral.lua): corral_ack stores a result "
-                   "that is not valid UTF-8 (a 2xx body, an exec command's output) as is, and "
-                   "corral_job then answers a record that is not valid JSON, so no client can "
-                   "read the job")
 @pytest.mark.parametrize("handler", ["http", "exec"])
 def test_a_result_with_invalid_utf8_leaves_a_readable_job_record(r, redis_server, stub,
                                                                  make_worker, handler):
