@@ -1,6 +1,6 @@
 // BullMQ harness, run by bench/peers/run.py with node as
 //   node bullmq_peer.cjs worker CONCURRENCY    a Worker on queue "default"
-//   node bullmq_peer.cjs fill N [MS] | enqueue N single|bulk |
+//   node bullmq_peer.cjs fill N [MS] | enqueue N single|bulk | ai N | paced MS RATE:S,.. |
 //                        latency N GAP_MS | long SECONDS TAG
 // PEERS_REDIS_URL names the Redis. BullMQ comes from the npm registry into
 // bench/peers/.node (bench/peers/install.sh); completed jobs stay in the
@@ -23,6 +23,13 @@ async function processor(job) {
     await client.rpush(`peers:starts:${d.tag}`, `${Date.now() / 1000} ${process.pid}`);
     await sleep(d.seconds * 1000);
   } else if (job.name === 'sleep') await sleep(d.ms);
+  else if (job.name === 'ai') {
+    const res = await fetch(process.env.PEERS_AI_URL, {
+      method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{"prompt": "hi"}',
+    });
+    await res.text();
+    if (!res.ok) throw new Error(`AI service answered ${res.status}`);
+  }
 }
 
 async function main(argv) {
@@ -54,6 +61,24 @@ async function main(argv) {
       await q.add('stamp', { t_us: nowUs() });
       await sleep(Number(argv[2]));
     }
+  } else if (cmd === 'paced') {
+    let t0 = performance.now();
+    console.log('go');
+    for (const phase of argv[2].split(',')) {
+      const [rate, secs] = phase.split(':').map(Number);
+      for (let k = 0; k < Math.floor(rate * secs); k++) {
+        const d = t0 + (k * 1000) / rate - performance.now();
+        if (d > 0) await sleep(d);
+        await q.add('sleep', { ms: Number(argv[1]) });
+      }
+      t0 += secs * 1000;
+    }
+  } else if (cmd === 'ai') {
+    // BullMQ retries nothing by default (attempts 1): 5 attempts,
+    // exponential back-off from 1 s.
+    const opts = { attempts: 5, backoff: { type: 'exponential', delay: 1000 } };
+    for (let i = 0; i < n; i += 1000)
+      await q.addBulk(Array.from({ length: Math.min(1000, n - i) }, () => ({ name: 'ai', data: {}, opts })));
   } else if (cmd === 'long') {
     await q.add('long', { seconds: Number(argv[1]), tag: argv[2] });
   } else {

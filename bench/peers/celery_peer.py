@@ -1,6 +1,6 @@
 """Celery harness: the app and tasks (`python3 -m celery -A celery_peer
 worker` imports this module) and the client side, run by bench/peers/run.py as
-  /usr/bin/python3 celery_peer.py fill N [MS] | enqueue N single |
+  /usr/bin/python3 celery_peer.py fill N [MS] | enqueue N single | ai N | paced MS RATE:S,.. |
                                   latency N GAP_MS | long SECONDS TAG [acks_late]
 Redis is the broker (PEERS_REDIS_URL); no result backend: the no-op tasks
 ignore their results as a no-op task would, so a task counts itself done
@@ -56,6 +56,23 @@ def long_late(seconds, tag):
     time.sleep(seconds)
 
 
+class Counted(app.Task):
+    def on_failure(self, exc, task_id, args, kwargs, einfo):
+        conn().incr("peers:dead")  # retries exhausted: this task is dead
+
+
+# Celery retries nothing by default; autoretry with 5 attempts, exponential
+# back-off from 1 s with full jitter (retry_backoff, retry_jitter default).
+@app.task(base=Counted, autoretry_for=(Exception,), max_retries=4, retry_backoff=True)
+def call_ai():
+    import urllib.request
+    req = urllib.request.Request(os.environ["PEERS_AI_URL"], data=b'{"prompt": "hi"}',
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        resp.read()
+    conn().incr("peers:done")
+
+
 def main(argv):
     cmd = argv[0]
     if cmd == "fill":
@@ -79,6 +96,22 @@ def main(argv):
         for _ in range(n):
             stamp.delay(int(time.time() * 1e6))
             time.sleep(gap)
+    elif cmd == "paced":
+        sleep_ms.delay  # the app is set up; connect before the clock starts
+        with app.connection_for_write() as c:
+            c.ensure_connection()
+        ms, t0 = int(argv[1]), time.monotonic()
+        print("go", flush=True)
+        for phase in argv[2].split(","):
+            rate, secs = (float(x) for x in phase.split(":"))
+            for k in range(int(rate * secs)):
+                time.sleep(max(0.0, t0 + k / rate - time.monotonic()))
+                sleep_ms.delay(ms)
+            t0 += secs
+    elif cmd == "ai":
+        with app.producer_or_acquire() as producer:
+            for _ in range(int(argv[1])):
+                call_ai.apply_async(producer=producer)
     elif cmd == "long":
         task = long_late if len(argv) > 3 and argv[3] == "acks_late" else long
         task.delay(float(argv[1]), argv[2])

@@ -34,7 +34,10 @@ def get(d, *path):
     for k in path:
         if d is None:
             return None
-        d = d.get(k) if isinstance(d, dict) else None
+        if isinstance(k, int):
+            d = d[k] if isinstance(d, list) and len(d) > k else None
+        else:
+            d = d.get(k) if isinstance(d, dict) else None
     return d
 
 
@@ -44,9 +47,35 @@ def crash_text(c):
     parts = []
     for v in c:
         if v["rerun_s"] is None:
-            parts.append(f"{v['variant']}: **not run again** (waited {v['waited_s']} s)")
+            why = ", the peer holds no copy of it" if v.get("gone") else ""
+            parts.append(f"{v['variant']}: **not run again** (watched {v['waited_s']} s{why})")
         else:
             parts.append(f"{v['variant']}: run again after {v['rerun_s']:.1f} s")
+    return "; ".join(parts)
+
+
+def outage_text(o):
+    if not o:
+        return "not measured yet"
+    t = f"{o['failed_calls']:,} failed calls, {o['dead']:,} of {o['n']:,} dead, "
+    f = o["finish_after_recovery_s"]
+    if f is None:
+        left = o["n"] - o["done"] - o["dead"]
+        t += f"{left:,} still waiting {o['limit_s']} s after the start"
+    elif f < 0:
+        t += f"all ended {-f:.0f} s before the recovery"
+    else:
+        t += f"all ended {f:.1f} s after the recovery"
+    return t
+
+
+def burst_text(b):
+    if not b:
+        return "not measured yet"
+    parts = []
+    for x in b:
+        who = (f"2..20 (peak {x['peak_slots']})" if x["slots"] == "2..20" else f"fixed {x['slots']}")
+        parts.append(f"{who}: backlog gone {x['backlog_gone_s']:.1f} s, {x['slot_s']:.0f} slot-s")
     return "; ".join(parts)
 
 
@@ -160,8 +189,12 @@ def write(res, doc, img):
     row("4. idle PSS for 4 slots (shared pages split), MiB",
         lambda d: fmt((get(d, "mem", "total_pss") or 0) / 1024 or None, nd=1))
     row("5. 20 s job, executing process SIGKILLed", lambda d: crash_text(get(d, "crash")))
-    row("6. AI-service outage (1,000 jobs, 30 s of failures)", lambda d: "not measured yet")
-    row("7. 10× burst of 300 ms jobs", lambda d: "not measured yet")
+    o = next((get(res["peers"][p], "outage") for p in ps if get(res["peers"][p], "outage")), None)
+    row(f"6. AI-service outage ({o['n'] if o else '?'} jobs, 503 for the first {o['outage_s'] if o else '?'} s)",
+        lambda d: outage_text(get(d, "outage")))
+    b = next((get(res["peers"][p], "burst", 0) for p in ps if get(res["peers"][p], "burst")), None)
+    row(f"7. burst of 300 ms jobs ({b['phases'].replace(',', ', ') if b else '?'} jobs/s:s), "
+        f"until the backlog is gone and slot-seconds spent", lambda d: burst_text(get(d, "burst")))
     L.append("")
     for name in made:
         L.append(f"![{name}](img/{name})")

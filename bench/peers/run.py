@@ -215,6 +215,19 @@ class Peer:
         """(supervisor pid or None, [worker pids])."""
         raise NotImplementedError
 
+    def gone(self, variant):
+        """True when the peer's own state shows the killed job will never
+        run again (it holds no copy of it anywhere), so row 5 can stop
+        waiting early; False when unsure."""
+        return False
+
+    def outcome(self):
+        """(jobs done, jobs dead) of the outage row."""
+        return int(self.r.get("peers:done") or 0), int(self.r.get("peers:dead") or 0)
+
+    def enqueue_ai(self, n):
+        self.run_harness("ai", n)
+
     def done(self):
         return int(self.r.get("peers:done") or 0)
 
@@ -245,6 +258,30 @@ class Corral(Peer):
 
     def start(self, slots=SLOTS):
         self.procs.start([os.path.join(BUILD, "corrald"), "-c", self.cfg])
+
+    def paced(self, ms, phases):
+        """The same timetable as the harnesses' paced command, in a thread."""
+        import threading
+        go = threading.Event()
+
+        def run():
+            r = redis.Redis(host="127.0.0.1", port=self.env.port)
+            r.ping()
+            self.total = 0  # done() is enqueued so far less what is left
+            t0 = time.monotonic()
+            go.set()
+            for phase in phases.split(","):
+                rate, secs = (float(x) for x in phase.split(":"))
+                for k in range(int(rate * secs)):
+                    time.sleep(max(0.0, t0 + k / rate - time.monotonic()))
+                    r.fcall("corral_enqueue", 1, "default", "{}")
+                    self.total += 1
+                t0 += secs
+
+        t = threading.Thread(target=run, daemon=True)
+        t.start()
+        go.wait()
+        return t
 
     def fill(self, n, ms=None):
         for i in range(0, n, 1000):
@@ -284,6 +321,15 @@ class Corral(Peer):
         sup = self.procs.procs[0].pid
         return sup, children(sup)
 
+    def enqueue_ai(self, n):
+        self.fill(n)
+        self.total = n
+
+    def outcome(self):
+        s = json.loads(self.r.fcall("corral_stats", 1, "default", "60", "lean"))
+        left = s["depth"] + s["inflight"] + s["scheduled"]
+        return self.total - left - s["dead"], s["dead"]
+
     def long_job(self, seconds, tag, variant):
         self.crash_id = self.r.fcall("corral_enqueue", 1, "default", "{}")
 
@@ -305,14 +351,30 @@ class RQ(Peer):
     name = "rq"
     harness = [PY, "rq_peer.py"]
 
+    scheduler = False
+
+    slots = SLOTS
+
     def start(self, slots=SLOTS):
+        self.slots = slots
         # RQ 1.13 has no worker pool: one `rq worker` per slot, each forking a
-        # work horse per job (RQ's default).
+        # work horse per job (RQ's default). Retries with intervals need
+        # --with-scheduler (the outage row).
         for _ in range(slots):
-            self.procs.start(["/usr/bin/rq", "worker", "-u", self.env.url, "default"])
+            self.procs.start(["/usr/bin/rq", "worker", "-u", self.env.url, "default"] +
+                             (["--with-scheduler"] if self.scheduler else []))
+
+    def outcome(self):
+        return self.r.zcard("rq:finished:default"), self.r.zcard("rq:failed:default")
+
+    def gone(self, variant):
+        # In the failed registry, nothing queued, scheduled or started.
+        return (variant is None and self.r.zcard("rq:failed:default") == 1 and
+                self.r.llen("rq:queue:default") == 0 and self.r.zcard("rq:scheduled:default") == 0
+                and self.r.zcard("rq:wip:default") == 0)
 
     def ready_blocked(self):
-        return SLOTS
+        return self.slots
 
     def done(self):
         return self.r.zcard("rq:finished:default")
@@ -339,6 +401,12 @@ class Celery(Peer):
     def enqueue(self, n, mode):
         return float(self.run_harness("enqueue", n, mode))
 
+    def gone(self, variant):
+        # The message was acknowledged when the task started (the default):
+        # no copy in the queue nor among kombu's unacked messages.
+        return (variant is None and self.r.llen("celery") == 0 and self.r.hlen("unacked") == 0
+                and self.r.zcard("unacked_index") == 0)
+
 
 class Sidekiq(Peer):
     name = "sidekiq"
@@ -352,6 +420,15 @@ class Sidekiq(Peer):
 
     def mem(self):
         return None, [self.procs.procs[-1].pid]
+
+    def outcome(self):
+        return int(self.r.get("peers:done") or 0), self.r.zcard("dead")
+
+    def gone(self, variant):
+        # BasicFetch (Sidekiq's free edition) took it off the list with BRPOP:
+        # no copy in the queue, retry, schedule or dead sets once restarted.
+        return (len(self.procs.procs) > 1 and self.r.llen("queue:default") == 0 and
+                self.r.zcard("retry") == 0 and self.r.zcard("schedule") == 0 and self.r.zcard("dead") == 0)
 
 
 class BullMQ(Peer):
@@ -368,6 +445,52 @@ class BullMQ(Peer):
 
     def mem(self):
         return None, [self.procs.procs[-1].pid]
+
+    def outcome(self):
+        return self.r.zcard("bull:default:completed"), self.r.zcard("bull:default:failed")
+
+
+class StandIn:
+    """The AI service: answers 503 until recover_at (monotonic), then 200,
+    and counts both."""
+
+    def __init__(self):
+        import http.server
+        import threading
+        st = self
+        self.recover_at = float("inf")
+        self.failed = self.ok = 0
+        self.lock = threading.Lock()
+
+        class H(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                up = time.monotonic() >= st.recover_at
+                with st.lock:
+                    if up:
+                        st.ok += 1
+                    else:
+                        st.failed += 1
+                body = b'{"choices": [{"message": {"content": "ok"}}]}' if up else b'{"error": "down"}'
+                self.send_response(200 if up else 503)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1/chat/completions"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
 
 
 PEERS = {"corral": Corral, "rq": RQ, "celery": Celery, "sidekiq": Sidekiq, "bullmq": BullMQ}
@@ -464,18 +587,124 @@ def row_crash(peer, variant, job_s, wait_s):
         # would, here after 1 s.
         time.sleep(1)
         peer.start()
-    rerun = None
+    rerun = gone_at = None
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
         s = peer.starts(tag)
         if len(s) >= 2:
             rerun = s[1][0] - t_kill
             break
+        if peer.gone(variant):
+            # Gone for good by the peer's own state; watch 10 s more anyway.
+            if gone_at is None:
+                gone_at = time.monotonic()
+                deadline = min(deadline, gone_at + 10)
+        else:
+            gone_at = None
         time.sleep(0.05)
+    waited = time.time() - t_kill
     peer.procs.stop(timeout=3)  # the re-run job would hold a graceful stop for 20 s
     log(f"  {peer.name} {variant or 'default'}: rerun after {rerun} s" if rerun is not None
-        else f"  {peer.name} {variant or 'default'}: not run again within {wait_s} s")
-    return {"variant": variant or "default", "rerun_s": rerun, "waited_s": wait_s}
+        else f"  {peer.name} {variant or 'default'}: not run again within {waited:.0f} s")
+    return {"variant": variant or "default", "rerun_s": rerun, "waited_s": round(waited),
+            "gone": gone_at is not None}
+
+
+# Row 6: N jobs calling an AI service that fails (503 at once) for
+# outage_s from the first enqueue, then recovers.
+def row_outage(peer, n, outage_s, limit_s):
+    ai = StandIn()
+    peer.env.env["PEERS_AI_URL"] = ai.url
+    try:
+        if isinstance(peer, Corral):
+            peer.reset(queue=f"handler = http\nservice = ai\n[service ai]\nurl = {ai.url}\n")
+        else:
+            peer.reset()
+        if isinstance(peer, RQ):
+            peer.scheduler = True
+        peer.total = 0
+        peer.start()
+        peer.wait_ready()
+        t0 = time.monotonic()
+        ai.recover_at = t0 + outage_s
+        peer.enqueue_ai(n)
+        t_end = None
+        while time.monotonic() - t0 < limit_s:
+            done, dead = peer.outcome()
+            if done + dead >= n:
+                t_end = time.monotonic()
+                break
+            time.sleep(0.05)
+        done, dead = peer.outcome()
+        out = {"n": n, "outage_s": outage_s, "failed_calls": ai.failed, "ok_calls": ai.ok,
+               "done": done, "dead": dead, "limit_s": limit_s,
+               "finish_after_recovery_s": None if t_end is None else t_end - ai.recover_at}
+        log(f"  {peer.name} outage: {out}")
+        return out
+    finally:
+        if isinstance(peer, RQ):
+            peer.scheduler = False
+        peer.procs.stop(timeout=5)
+        ai.close()
+
+
+# Row 7: BASE jobs/s of MS ms jobs for SECS, then 10x BASE for SECS, then
+# BASE for SECS; corral scaling between 2 and 20 workers of one slot each,
+# each peer at fixed 2 and fixed 20 slots. Figures: time from the burst's
+# start until every job enqueued by its end is done (the backlog gone), and
+# slot-seconds spent until the last job is done (corral: its live workers,
+# sampled every 100 ms).
+def row_burst(peer, slots, base, secs, ms):
+    phases = f"{base}:{secs},{base * 10}:{secs},{base}:{secs}"
+    total = 2 * int(base * secs) + int(base * 10 * secs)
+    backlog = int(base * secs) + int(base * 10 * secs)
+    if isinstance(peer, Corral):
+        peer.reset(mn=2, mx=20, concurrency=1,
+                   queue=f"handler = exec\ncommand = /bin/sleep {ms / 1000:g}\n")
+        peer.total = 0
+        peer.start()
+    else:
+        peer.reset()
+        peer.start(slots=slots)
+    peer.wait_ready()
+    if isinstance(peer, Corral):
+        feeder = peer.paced(ms, phases)
+    else:
+        feeder = subprocess.Popen(peer.harness + ["paced", str(ms), phases], cwd=HERE, env=peer.env.env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        feeder.stdout.readline()  # "go": the timetable starts now
+    t0 = time.monotonic()
+    t_backlog = None
+    slot_s = 0.0
+    peak = 0
+    last = t0
+    while True:
+        time.sleep(0.1)
+        now = time.monotonic()
+        if isinstance(peer, Corral):
+            n = len(children(peer.procs.procs[0].pid))
+        else:
+            n = slots
+        peak = max(peak, n)
+        slot_s += n * (now - last)
+        last = now
+        d = peer.done()
+        if t_backlog is None and d >= backlog:
+            t_backlog = now
+        if d >= total:
+            break
+        if now - t0 > 3 * secs + 300:
+            raise TimeoutError(f"{peer.name}: {d}/{total} burst jobs done after {now - t0:.0f} s")
+    if isinstance(peer, Corral):
+        feeder.join()
+    else:
+        feeder.wait()
+    peer.procs.stop(timeout=5)
+    out = {"slots": "2..20" if isinstance(peer, Corral) else slots, "phases": phases, "ms": ms,
+           "jobs": total, "backlog_gone_s": t_backlog - (t0 + secs), "all_done_s": last - t0,
+           "slot_s": slot_s, "peak_slots": peak}
+    log(f"  {peer.name} burst: {out}")
+    return out
 
 
 CRASH_VARIANTS = {"corral": [None], "rq": [None, "retry"], "celery": [None, "acks_late"],
@@ -520,7 +749,7 @@ def machine():
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--rows", default="1,3,4,5,2")
+    ap.add_argument("--rows", default="1,3,4,5,2,6,7")
     ap.add_argument("--peers", default=",".join(PEERS))
     ap.add_argument("--small", action="store_true", help="development sizes: 2,000 jobs, 1 run")
     ap.add_argument("--jobs", type=int, help="row 1 jobs (default 20000)")
@@ -528,6 +757,8 @@ def main():
     ap.add_argument("--enqueue-jobs", type=int, help="row 2 jobs (default 5000)")
     ap.add_argument("--lat-jobs", type=int, help="row 3 jobs (default 500)")
     ap.add_argument("--crash-wait", type=int, help="row 5: seconds to wait for a re-run (default 90)")
+    ap.add_argument("--outage-jobs", type=int, help="row 6 jobs (default 1000)")
+    ap.add_argument("--outage-limit", type=int, help="row 6: seconds to wait for the jobs to end (default 120)")
     ap.add_argument("--report-only", action="store_true")
     a = ap.parse_args()
     jobs = a.jobs or (2000 if a.small else 20000)
@@ -535,6 +766,9 @@ def main():
     enq = a.enqueue_jobs or (1000 if a.small else 5000)
     lat = a.lat_jobs or (100 if a.small else 500)
     crash_wait = a.crash_wait or (40 if a.small else 90)
+    outage_jobs = a.outage_jobs or (300 if a.small else 1000)
+    outage_limit = a.outage_limit or 120
+    burst_base, burst_secs = 3, (4 if a.small else 5)
     rows = a.rows.split(",")
     try:
         with open(RESULTS) as f:
@@ -563,6 +797,13 @@ def main():
                         res["crash"] = [row_crash(peer, v, 20, crash_wait) for v in CRASH_VARIANTS[name]]
                     if "2" in rows:
                         res["enqueue"] = row_enqueue(peer, enq)
+                    if "7" in rows:
+                        if name == "corral":
+                            res["burst"] = [row_burst(peer, None, burst_base, burst_secs, 300)]
+                        else:
+                            res["burst"] = [row_burst(peer, k, burst_base, burst_secs, 300) for k in (2, 20)]
+                    if "6" in rows:
+                        res["outage"] = row_outage(peer, outage_jobs, 30, outage_limit)
                 finally:
                     peer.procs.stop()
                 with open(RESULTS, "w") as f:
