@@ -881,8 +881,11 @@ class Chaos:
                 line for line in text.splitlines() if f":{pid} " in line or f"[{pid}]" in line))
         for pid, st in self.orphan_status.items():
             # Workers of a SIGKILLed corrald drain: exit 0, or 1 when
-            # drain_timeout cut them short; a signal is a crash.
-            if os.WIFSIGNALED(st) and pid not in self.killed:
+            # drain_timeout cut them short; a signal is a crash, but for the
+            # PDEATHSIG SIGTERM that can reach a worker still starting, before
+            # its handler is in place (it has no job yet then).
+            if os.WIFSIGNALED(st) and pid not in self.killed and \
+                    os.WTERMSIG(st) != signal.SIGTERM:
                 problems.append(f"orphaned worker {pid} was killed by signal {os.WTERMSIG(st)}")
         orphans = list(self.orphan_status.values())
         self.figures["orphaned_workers"] = {
@@ -890,8 +893,11 @@ class Chaos:
                                     os.WEXITSTATUS(st) == 0),
             "cut by drain_timeout (exit 1)": sum(1 for st in orphans if os.WIFEXITED(st) and
                                                  os.WEXITSTATUS(st) == 1),
-            "other": sum(1 for st in orphans if not os.WIFEXITED(st) or
-                         os.WEXITSTATUS(st) not in (0, 1))}
+            "SIGTERM while starting": sum(1 for st in orphans if os.WIFSIGNALED(st) and
+                                          os.WTERMSIG(st) == signal.SIGTERM),
+            "other": sum(1 for st in orphans if not os.WIFEXITED(st) and not (
+                os.WIFSIGNALED(st) and os.WTERMSIG(st) == signal.SIGTERM) or
+                os.WIFEXITED(st) and os.WEXITSTATUS(st) not in (0, 1))}
         self.figures["workers_killed_as_hung_unasked"] = sorted(self.hung_unplanned)
         # Leases that ran out rather than being handed back when their
         # worker died: a lease granted to a worker that never learnt of it
