@@ -38,7 +38,8 @@ struct corrald {
     const char *config_path;
     struct corral_config *cfg;
     char worker_exe[PATH_MAX];
-    char host[64];
+    char host[64];     /* worker ids start with it: "<host>:<n>" */
+    char hb_name[160]; /* the heartbeat's name: host, or host@instance */
     redisContext *redis;
     int64_t next_connect_ms;
     int64_t backoff_ms;
@@ -515,6 +516,28 @@ static void check_workers(struct corrald *d)
     }
 }
 
+/* Several corrald on one host (corrald@NAME.service) each need their own
+ * heartbeat: the unit passes its instance name in CORRAL_INSTANCE. */
+static int heartbeat_name(struct corrald *d)
+{
+    const char *inst = getenv("CORRAL_INSTANCE");
+    if (inst == NULL || *inst == '\0') {
+        snprintf(d->hb_name, sizeof(d->hb_name), "%s", d->host);
+        return 0;
+    }
+    size_t n = strlen(inst);
+    if (n > 64 ||
+        strspn(inst, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-") != n) {
+        fprintf(stderr,
+                "corrald: CORRAL_INSTANCE must be 1-64 characters of A-Z a-z 0-9 _ . - "
+                "(got \"%.64s\")\n",
+                inst);
+        return -1;
+    }
+    snprintf(d->hb_name, sizeof(d->hb_name), "%s@%s", d->host, inst);
+    return 0;
+}
+
 static void heartbeat(struct corrald *d)
 {
     int busy, slots, ready;
@@ -525,7 +548,7 @@ static void heartbeat(struct corrald *d)
         used += (size_t)snprintf(queues + used, used < sizeof(queues) ? sizeof(queues) - used : 0,
                                  "%s%s", i ? "," : "", d->cfg->pool.queues.items[i]);
     struct corral_heartbeat hb = {
-        .host = d->host,
+        .host = d->hb_name,
         .pid = getpid(),
         .workers = live,
         .busy = busy,
@@ -792,6 +815,10 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     corral_notify_init();
     gethostname(d.host, sizeof(d.host) - 1);
+    if (heartbeat_name(&d) < 0) {
+        corral_config_free(d.cfg);
+        return 1;
+    }
     find_worker_exe(d.worker_exe, sizeof(d.worker_exe));
     d.started_wall_ms = corral_wall_ms();
     d.backoff_ms = 250;
@@ -823,7 +850,7 @@ int main(int argc, char **argv)
     ev_run(loop, 0);
     if (d.redis != NULL) {
         struct corral_err err;
-        corral_heartbeat_remove(d.redis, d.cfg->redis.prefix, d.host, &err);
+        corral_heartbeat_remove(d.redis, d.cfg->redis.prefix, d.hb_name, &err);
         redisFree(d.redis);
     }
     corral_log_info("stopped", "pid=%d", (int)getpid());

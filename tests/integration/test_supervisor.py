@@ -317,3 +317,27 @@ def test_redis_away_keeps_the_workers_and_resumes(r, corrald, redis_server):
                timeout=15, what="the pool to work again")
     assert sorted(c.workers()) == before
     assert c.stop() == 0
+
+
+def test_pools_of_one_host_each_have_their_heartbeat_named_by_instance(r, corrald):
+    """corrald@a and corrald@b on one host: CORRAL_INSTANCE names each
+    heartbeat HOST@NAME, so neither hides the other in status."""
+    host = socket.gethostname()
+    a = corrald(env=dict(os.environ, CORRAL_INSTANCE="a"), name="a.conf")
+    b = corrald(env=dict(os.environ, CORRAL_INSTANCE="b"), name="b.conf")
+    hosts = wait_until(lambda: (lambda h: h if len(h) == 2 else None)(
+        set(r.zrange("corral:hosts", 0, -1))), what="two heartbeats")
+    assert hosts == {f"{host}@a", f"{host}@b"}
+    assert r.hget(f"corral:host:{host}@a", "pid") == str(a.proc.pid)
+    assert r.hget(f"corral:host:{host}@b", "pid") == str(b.proc.pid)
+    assert not r.exists(f"corral:host:{host}")
+    assert b.stop() == 0
+    assert not r.exists(f"corral:host:{host}@b")  # a clean stop removes only its own beat
+    assert r.exists(f"corral:host:{host}@a")
+    assert a.stop() == 0
+
+
+def test_an_instance_name_that_is_not_a_name_is_refused(r, corrald):
+    c = corrald(env=dict(os.environ, CORRAL_INSTANCE="a b"))
+    assert c.proc.wait(timeout=10) == 1
+    assert 'CORRAL_INSTANCE must be 1-64 characters of A-Z a-z 0-9 _ . - (got "a b")' in c.logs()
