@@ -303,6 +303,7 @@ class Chaos:
         self.stopped = []  # SIGSTOPped pids not yet seen gone
         self.deck = []  # faults still to come in this round
         self.dup_details = []  # every duplicate: its answers and why
+        self.expired = []  # jobs whose last error is "lease expired"
         self.rss = {}
         self.figures = {}
         self.enqueue_done = threading.Event()
@@ -753,6 +754,16 @@ class Chaos:
                     problems.append(f"job {t} ({j['kind']}) should be dead with HTTP 400: {rj}")
                 dead += rj["state"] == "dead"
                 continue
+            err = str(rj.get("error", ""))
+            if err.startswith("lease expired"):
+                # The last run before the kept one lost its lease without its
+                # worker being seen to die: was that worker killed, and did
+                # it ever call the service for this job?
+                m = re.search(r"worker \S+:(\d+),", err)
+                pid = int(m.group(1)) if m else None
+                self.expired.append({"tag": t, "queue": j["queue"], "id": j["id"], "pid": pid,
+                                     "worker_killed": pid in self.killed,
+                                     "worker_called": any(a[2] == pid for a in answers)})
             if rj["state"] != "done":
                 problems.append(f"job {t} ({j['kind']}) should be done: {rj}")
                 continue
@@ -819,6 +830,7 @@ class Chaos:
             "duplicates": sum(n for _, n, _ in dups), "duplicate_jobs": len(dups),
             "duplicate_reasons": reasons,
             "duplicate_details": self.dup_details,
+            "lease_expired_jobs": self.expired,
         })
         assert not problems, f"{len(problems)} problems (seed {self.s.seed}, dir " \
             f"{self.dir}):\n" + "\n".join(problems[:40])
