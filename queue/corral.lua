@@ -332,12 +332,15 @@ local function unlink(K, jk, id, state)
 end
 
 -- The current run of a job may still report its outcome when no newer run
--- has started: the run token matches and the job has not ended, or ended
--- dead only because its lease was lost. Returns the state, or nil (stale).
-local function current_run(jk, run)
-    local j = redis.call('HMGET', jk, 'state', 'run', 'lost')
+-- has started: the run token matches, the job was leased to that worker, and
+-- it has not ended, or ended dead only because its lease was lost. Returns
+-- the state, or nil (stale). The worker check matters when ids start again
+-- (FLUSHALL, a failover to an empty replica): a run still going from before
+-- must not report on the new job of the same id and run number.
+local function current_run(jk, run, worker)
+    local j = redis.call('HMGET', jk, 'state', 'run', 'lost', 'worker')
     local state = j[1]
-    if not state or j[2] ~= run or run == '0' then
+    if not state or j[2] ~= run or run == '0' or j[4] ~= worker then
         return nil -- run 0: never reserved, so no run can report on it
     end
     if state == 'done' or state == 'cancelled' then
@@ -1199,7 +1202,7 @@ local function corral_renew(keys, args)
     for i = 2, #args - 1, 2 do
         local id, run = args[i], args[i + 1]
         local jk = job_key(K, id)
-        local state = current_run(jk, run)
+        local state = current_run(jk, run, args[1])
         if state == nil then
             out[#out + 1] = 0
         else
@@ -1232,7 +1235,7 @@ local function corral_ack(keys, args)
     for i = 2, #args - 2, 3 do
         local id, run, result = args[i], args[i + 1], args[i + 2]
         local jk = job_key(K, id)
-        local state = current_run(jk, run)
+        local state = current_run(jk, run, args[1])
         if state == nil then
             out[#out + 1] = 0
         else
@@ -1283,7 +1286,7 @@ local function corral_fail(keys, args)
             err = err:sub(1, 4096)
         end
         local jk = job_key(K, id)
-        local state = current_run(jk, run)
+        local state = current_run(jk, run, args[1])
         if state == nil then
             out[#out + 1] = 'stale'
         elseif outage and kind == 'retry' then
@@ -1368,7 +1371,7 @@ local function corral_defer(keys, args)
         local id, run, kind, why = args[i], args[i + 1], args[i + 3], args[i + 4]
         local delay = tonumber(args[i + 2])
         local jk = job_key(K, id)
-        local state = current_run(jk, run)
+        local state = current_run(jk, run, args[1])
         if state == nil then
             out[#out + 1] = 'stale'
         else

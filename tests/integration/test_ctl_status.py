@@ -87,9 +87,10 @@ def test_dead_list_retry_and_purge(env, r):
     wait_until(lambda: status(env)["hosts"], what="a heartbeat")
     ids = [r.fcall("corral_enqueue", 1, "slow", "{}") for _ in range(2)]
     wait_until(lambda: r.zcard("corral:{slow}:active") == 2, what="both to start")
-    for jid in ids:  # fail them for good, as a worker would
-        run = json.loads(r.fcall_ro("corral_job", 1, "slow", jid))["run"]
-        r.fcall("corral_fail", 1, "slow", "test:1", jid, str(run), "permanent", "HTTP 400: no")
+    for jid in ids:  # fail them for good, as their worker would
+        j = json.loads(r.fcall_ro("corral_job", 1, "slow", jid))
+        r.fcall("corral_fail", 1, "slow", j["worker"], jid, str(j["run"]), "permanent",
+                "HTTP 400: no")
     listed = env("dead", "slow", "list")
     assert listed.returncode == 0
     assert all(jid in listed.stdout for jid in ids) and "HTTP 400: no" in listed.stdout

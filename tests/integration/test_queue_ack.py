@@ -142,3 +142,24 @@ def test_ack_of_an_old_run_after_a_newer_run_started_is_stale_and_clobbers_nothi
     assert j["state"] == "active" and j["worker"] == "host2:1" and "result" not in j
     assert ack(r, jid, new, "new result", worker="host2:1") == 1
     assert get_job(r, Q, jid)["result"] == "new result"
+
+
+def test_a_run_from_before_a_flushall_cannot_report_on_the_new_job_of_the_same_id(r):
+    """Ids and run numbers start again after FLUSHALL (or a failover to an
+    empty replica): a run still going from before holds the same id and run
+    token as the new job's first run, but not the same worker."""
+    declare(r, Q)
+    jid = enqueue(r, Q)
+    old = reserve(r, Q, worker="host1:7")[0][1]
+    r.flushall()
+    declare(r, Q)
+    assert enqueue(r, Q) == jid
+    assert reserve(r, Q, worker="host2:3")[0][1] == old  # same id, same run token
+    before = db_snapshot(r)
+    assert ack(r, jid, old, "from before", worker="host1:7") == 0
+    assert r.fcall("corral_fail", 1, Q, "host1:7", jid, old, "permanent", "x") == ["stale"]
+    assert r.fcall("corral_defer", 1, Q, "host1:7", jid, old, 10, "", "") == ["stale"]
+    assert r.fcall("corral_renew", 1, Q, "host1:7", jid, old) == [0]
+    assert db_snapshot(r) == before
+    assert ack(r, jid, old, "new result", worker="host2:3") == 1
+    assert get_job(r, Q, jid)["result"] == "new result"
