@@ -492,6 +492,11 @@ static void check_workers(struct corrald *d)
     int64_t now = corral_now_ms();
     const struct corral_pool_conf *pool = &d->cfg->pool;
     for (struct corral_wproc *w = corral_procs_first(d->procs); w; w = w->next) {
+        /* The silence may be ours: if this loop was blocked (a Redis call
+         * waiting on a stalled server), the worker's heartbeats wait unread
+         * on fd 3, and timers run before I/O. Read them before judging. */
+        if (now - w->last_seen_ms > pool->hang_timeout_ms && w->term_sent_ms == 0)
+            corral_procs_read(w);
         if (now - w->last_seen_ms > pool->hang_timeout_ms && w->term_sent_ms == 0) {
             corral_log_err("worker hung: silent on its channel; killing it",
                            "worker=%s silent_ms=%lld", w->id, (long long)(now - w->last_seen_ms));

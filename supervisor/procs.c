@@ -191,6 +191,12 @@ struct corral_wproc *corral_procs_spawn(struct corral_procs *t, char *const argv
     return w;
 }
 
+void corral_procs_read(struct corral_wproc *w)
+{
+    if (w->fd >= 0)
+        on_readable(w->owner->loop, &w->io, EV_READ);
+}
+
 void corral_procs_kill(struct corral_wproc *w, int sig)
 {
     if (sig == SIGTERM && w->state != CORRAL_W_DRAINING) {

@@ -66,6 +66,12 @@ void corral_procs_free(struct corral_procs *t);
 struct corral_wproc *corral_procs_spawn(struct corral_procs *t, char *const argv[],
                                         struct corral_err *err);
 
+/* Reads, without blocking, what the worker wrote on fd 3 that the loop has
+ * not read yet (on_line runs for each complete line, last_seen_ms moves).
+ * For callers about to judge last_seen_ms: a loop that was itself blocked
+ * (a slow Redis call) has simply not read the worker's lines yet. */
+void corral_procs_read(struct corral_wproc *w);
+
 /* Sends sig (SIGTERM marks the worker draining). */
 void corral_procs_kill(struct corral_wproc *w, int sig);
 
