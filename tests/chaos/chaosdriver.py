@@ -39,7 +39,7 @@ QUEUES = ("chat", "embed")
 PRIORITIES = ("high", "normal", "low")
 SVC = "ai"
 KINDS = ("fast", "slow", "flaky", "permanent")
-PROCESS_FAULTS = ("kill_worker", "stop_worker", "kill_corrald", "restart_redis")
+PROCESS_FAULTS = ("kill_worker", "stop_worker", "kill_corrald", "restart_redis", "freeze_redis")
 AI_FAULTS = ("ai_fail", "ai_429", "ai_hang")
 FAULTS = PROCESS_FAULTS + AI_FAULTS
 PR_SET_CHILD_SUBREAPER = 36
@@ -64,11 +64,14 @@ class Settings:
     ai_fail_s: float = 10.0
     ai_429_s: float = 5.0
     ai_hang_s: float = 5.0
+    # freeze_redis: SIGSTOP redis-server for longer than hang_timeout (and
+    # shorter than what is left of a lease at its renewal, lease * 2/3).
+    freeze_s: float = 3.0
     max_workers: int = 6
     concurrency: int = 4
     hang_timeout: str = "2s"
     job_timeout: str = "3s"
-    lease: str = "4s"
+    lease: str = "6s"
     drain_timeout: str = "5s"
     max_attempts: int = 30
     drain_deadline_s: float = 300.0
@@ -302,6 +305,7 @@ class Chaos:
         self.counts = {f: 0 for f in FAULTS}
         self.stopped = []  # SIGSTOPped pids not yet seen gone
         self.deck = []  # faults still to come in this round
+        self.frozen = None  # redis-server's pid while SIGSTOPped
         self.dup_details = []  # every duplicate: its answers and why
         self.anomalies = []  # allowed, but worth a look: the run's files are kept
         self.expired = []  # jobs whose last error is "lease expired"
@@ -566,6 +570,18 @@ class Chaos:
             self.redis.start()
             self.redis_restarts.append((down, time.time()))
             self.event("redis_up", f"after {time.time() - down:.2f} s")
+        elif kind == "freeze_redis":
+            # A stalled server (swapping, a slow fsync): every client's calls
+            # wait. corrald's loop waits in them too; nothing may be killed.
+            self.event(kind, f"SIGSTOP redis-server for {self.s.freeze_s:g} s")
+            self.frozen = self.redis.proc.pid
+            os.kill(self.frozen, signal.SIGSTOP)
+            try:
+                time.sleep(self.s.freeze_s)
+            finally:
+                os.kill(self.frozen, signal.SIGCONT)
+                self.frozen = None
+            self.event("redis_thawed")
         else:
             secs = {"ai_fail": self.s.ai_fail_s, "ai_429": self.s.ai_429_s,
                     "ai_hang": self.s.ai_hang_s}[kind]
@@ -926,7 +942,11 @@ class Chaos:
             line for line in text.splitlines() if "worker hung" in line and
             int(line.rsplit(":", 1)[1].split()[0]) in self.hung_unplanned]
         if self.hung_unplanned:
-            self.anomalies.append("workers killed as hung that nobody stopped")
+            # A worker is silent on fd 3 only when stopped or wedged: killing
+            # a healthy one cuts its runs for nothing (how corrald behaved
+            # after its own loop waited on a stalled Redis, before 8dd945e).
+            problems.append("workers killed as hung that nobody stopped:\n" + "\n".join(
+                self.figures["workers_killed_as_hung_unasked"]))
         # Leases that ran out rather than being handed back when their
         # worker died: a lease granted to a worker that never learnt of it
         # (a reserve whose reply was lost with Redis), or an orphan's.
@@ -994,7 +1014,8 @@ class Chaos:
         f["kills"] = {"workers SIGKILLed": self.counts["kill_worker"],
                       "workers SIGSTOPped (killed as hung)": self.counts["stop_worker"],
                       "corrald SIGKILLed and restarted": self.counts["kill_corrald"],
-                      "redis-server kill -9 and restarted": self.counts["restart_redis"]}
+                      "redis-server kill -9 and restarted": self.counts["restart_redis"],
+                      "redis-server SIGSTOPped (frozen)": self.counts["freeze_redis"]}
         f["ai_faults"] = {k: self.counts[k] for k in AI_FAULTS}
         f["run_s"] = round(self.drained_at - self.t0, 1)
         f["drain_s"] = round(self.drained_at - self.faults_over_at, 1)

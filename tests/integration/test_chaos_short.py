@@ -18,10 +18,10 @@ def test_a_short_chaos_run_loses_no_job_and_runs_none_twice_without_a_crash(buil
     faults = list(chaosdriver.FAULTS)
     random.Random(seed).shuffle(faults)
     settings = chaosdriver.Settings(
-        jobs=300, enqueue_s=9.0, seed=seed, fault_list=tuple(faults),
+        jobs=300, enqueue_s=10.0, seed=seed, fault_list=tuple(faults),
         slow_ms=(50, 300), ai_fail_s=2.0, ai_429_s=1.5, ai_hang_s=2.0,
         max_workers=3, concurrency=4, hang_timeout="3s", job_timeout="1500ms",
-        lease="5s", drain_timeout="3s", drain_deadline_s=25.0, verbose=True)
+        lease="8s", freeze_s=4.0, drain_timeout="3s", drain_deadline_s=25.0, verbose=True)
     print(f"\nchaos seed {seed}")
     fig = chaosdriver.run(build_dir, settings)
     assert fig["done"] + fig["dead"] == 300
