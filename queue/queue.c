@@ -11,6 +11,7 @@
 
 #include <jansson.h>
 
+#include "corral/jsontext.h"
 #include "corral/redis.h"
 #include "corral/util.h"
 
@@ -437,6 +438,12 @@ int corral_queue_enqueue(redisContext *c, const char *prefix, const char *queue,
      * out of the FCALL without a word (a --unique job went in twice). */
     if (corral_enqueue_opts_check(queue, o, err) < 0)
         return -1;
+    /* Redis checks the grammar; the characters are checked here, where it
+     * is cheap (see corral.lua). */
+    char why[96];
+    if (corral_json_text_check(payload, len, why, sizeof(why)) < 0)
+        return corral_err_set(err, CORRAL_ERR_INVALID,
+                              "queue \"%s\": payload is not valid JSON (%s)", queue, why);
     struct corral_cmd cmd;
     corral_cmd_enqueue(&cmd, prefix, queue, payload, len, o);
     redisReply *r = run(c, &cmd, "enqueue", err);

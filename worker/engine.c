@@ -20,6 +20,7 @@
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 
+#include "corral/jsontext.h"
 #include "corral/log.h"
 #include "corral/redis.h"
 #include "corral/util.h"
@@ -624,6 +625,16 @@ static void start_run(struct corral_worker *w, struct corral_wqueue *q, struct c
     run->next = w->running;
     w->running = run;
     w->busy++;
+    /* Redis checks a payload's grammar at enqueue but not its characters
+     * (corral.lua says why): a payload that is not JSON text would make the
+     * service answer 400 at best, so it ends dead here, before any call. */
+    char why[96];
+    if (corral_json_text_check(run->job.payload, run->job.payload_len, why, sizeof(why)) < 0) {
+        char msg[160];
+        int len = snprintf(msg, sizeof(msg), "payload is not valid JSON (%s)", why);
+        corral_run_finish(run, CORRAL_RUN_PERMANENT, msg, (size_t)len, 0);
+        return;
+    }
     switch (q->conf->handler) {
     case CORRAL_HANDLER_ECHO:
         corral_echo_start(run);
