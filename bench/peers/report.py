@@ -50,7 +50,10 @@ def crash_text(c):
             why = ", the peer holds no copy of it" if v.get("gone") else ""
             parts.append(f"{v['variant']}: **not run again** (watched {v['waited_s']} s{why})")
         else:
-            parts.append(f"{v['variant']}: run again after {v['rerun_s']:.1f} s")
+            label = {"settled": "worker up > 10 s"}.get(v["variant"], v["variant"])
+            t = v["rerun_s"]
+            parts.append(f"{label}: run again after {t:.3f} s" if t < 0.1 else
+                         f"{label}: run again after {t:.1f} s")
     return "; ".join(parts)
 
 
@@ -95,7 +98,7 @@ def plot(res, img):
     made = []
     ps = peers(res)
     specs = [
-        ("peers-drain.svg", "Row 1: drain of pre-enqueued no-op jobs, 4 slots (jobs/s, higher is better)",
+        ("peers-drain.svg", "Row 1: drain of pre-enqueued no-op jobs, 4 slots (jobs/s, log scale, higher is better)",
          [[get(res["peers"][p], "drain", "median")] for p in ps], ["jobs/s"]),
         ("peers-latency.svg", "Row 3: enqueue-to-start latency, idle workers (ms, log scale, lower is better)",
          [[ms(get(res["peers"][p], "latency", "p50_us")), ms(get(res["peers"][p], "latency", "p99_us"))]
@@ -103,6 +106,9 @@ def plot(res, img):
         ("peers-memory.svg", "Row 4: idle RSS for 4 slots, all processes (MiB, lower is better)",
          [[(get(res["peers"][p], "mem", "total_rss") or 0) / 1024 or None,
            (get(res["peers"][p], "mem", "total_pss") or 0) / 1024 or None] for p in ps], ["RSS", "PSS"]),
+        ("peers-outage.svg", "Row 6: AI-service outage, 503 for 30 s (lower is better)",
+         [[get(res["peers"][p], "outage", "failed_calls"), get(res["peers"][p], "outage", "dead")]
+          for p in ps], ["failed calls (wasted)", "dead jobs"]),
     ]
     for name, title, rows, cols in specs:
         if all(v is None for r in rows for v in r):
@@ -111,12 +117,12 @@ def plot(res, img):
             for p, r in zip(ps, rows):
                 f.write(p + " " + " ".join("0" if v is None else f"{v:.4f}" for v in r) + "\n")
             dat = f.name
-        logscale = "set logscale y\n" if "latency" in name else "set yrange [0:*]\n"
+        logscale = "set logscale y\n" if "log scale" in title else "set yrange [0:*]\n"
         usings = ", ".join(f"'{dat}' using {i + 2}:xtic(1) title '{c}'" for i, c in enumerate(cols))
         script = (f"set terminal svg size 720,400 font 'sans,12' background '#ffffff'\n"
                   f"set output '{os.path.join(img, name)}'\nset title \"{title}\"\n"
                   f"set style data histograms\nset style histogram clustered gap 1\n"
-                  f"set style fill solid 0.8 border -1\nset grid ytics\nset key top right\n"
+                  f"set style fill solid 0.8 border -1\nset grid ytics\nset key below horizontal\n"
                   f"{logscale}plot {usings}\n")
         subprocess.run(["gnuplot"], input=script, text=True, check=True)
         os.unlink(dat)
@@ -143,15 +149,18 @@ def write(res, doc, img):
     L.append("")
     L.append(f"**Taken on a shared 2-core VM** (other engineers were building and testing on it at "
              f"the same time), {m.get('cpus', '?')} CPUs ({m.get('cpu', '?')}), "
-             f"{m.get('mem_mib', 0) / 1024:.0f} GiB, Linux {m.get('kernel', '?')}, "
-             f"{res.get('date', '?')}; load average at the start {m.get('load', [0])[0]:.2f}. "
-             f"Command: `{res.get('command', '?')}`.")
-    if res.get("small"):
-        L.append("")
-        L.append("**These are development-size figures (`--small`), not the full configuration.**")
+             f"{m.get('mem_mib', 0) / 1024:.0f} GiB, Linux {m.get('kernel', '?')}. The runs the "
+             f"figures come from (a later run replaces the rows and peers it measured):")
+    L.append("")
+    for r in res.get("runs", []):
+        what = ("all rows and peers" if set(r["rows"]) >= set("1234567") and len(r["peers"]) >= 5
+                else f"row{'s' if len(r['rows']) > 1 else ''} {', '.join(r['rows'])} for {', '.join(r['peers'])}")
+        L.append(f"- {r['date']}: `{r['command']}` ({what}; load average {r['load']} at the start"
+                 + (f", {r['minutes']} min" if r.get("minutes") else "") + ")"
+                 + (" — **development sizes (`--small`), not the full configuration**" if r["small"] else ""))
     L.append("")
     L.append("Versions: corral " + v.get("corral", "?").replace("corrald ", "") +
-             f" ({v.get('corral_commit', '?')}); RQ {v.get('python3-rq')} (Debian); "
+             f" (built from the shared working tree at {v.get('corral_commit', '?')}); RQ {v.get('python3-rq')} (Debian); "
              f"Celery {v.get('python3-celery')} with kombu {v.get('python3-kombu')} (Debian); "
              f"redis-py {v.get('python3-redis')}; Sidekiq {v.get('ruby-sidekiq')} on Ruby "
              f"{v.get('ruby')} with ruby-redis {v.get('ruby-redis')} (Debian); BullMQ "
