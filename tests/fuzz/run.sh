@@ -4,10 +4,21 @@
 # time. Exits non-zero on any crash, leak, timeout or out-of-memory, naming
 # the fuzzer and the input that did it. POSIX sh.
 #   sh tests/fuzz/run.sh [SECONDS] [NAME...]       (make fuzz FUZZ_SECONDS=N)
+#   sh tests/fuzz/run.sh merge [NAME...]
+# merge keeps what earlier runs found: the inputs of build-fuzz/corpus/NAME
+# that reach new coverage are added to the seeds in tests/fuzz/corpus/NAME
+# (edges only for config, whose hit-count features would add hundreds).
 set -eu
 
-SECONDS_EACH=${1:-600}
-[ $# -gt 0 ] && shift
+MODE=fuzz
+if [ "${1:-}" = merge ]; then
+  MODE=merge
+  shift
+  SECONDS_EACH=0
+else
+  SECONDS_EACH=${1:-600}
+  [ $# -gt 0 ] && shift
+fi
 cd "$(dirname "$0")/../.."
 TOP=$(pwd)
 OUT=$TOP/build-fuzz
@@ -63,6 +74,18 @@ for name in $NAMES; do
   # shellcheck disable=SC2086
   $CC $CFLAGS -o "$OUT/fuzz_$name" "$SRC/fuzz_$name.c" "$OUT/libcorral-fuzz.a" $LIBS
 done
+
+if [ "$MODE" = merge ]; then
+  for name in $NAMES; do
+    counters=""
+    [ "$name" = config ] && counters="-use_counters=0"
+    # shellcheck disable=SC2086
+    "$OUT/fuzz_$name" -merge=1 $counters "$SRC/corpus/$name" "$OUT/corpus/$name" \
+      >"$OUT/merge_$name.log" 2>&1 || { echo "fuzz: merging $name failed: $OUT/merge_$name.log" >&2; exit 1; }
+    echo "== $name: $(ls "$SRC/corpus/$name" | wc -l) seeds, $(cat "$SRC/corpus/$name"/* | wc -c) bytes"
+  done
+  exit 0
+fi
 
 # Each target runs on a work copy of its seeds; new inputs stay in
 # build-fuzz/corpus/NAME (merge them into tests/fuzz/corpus/NAME with -merge=1).
