@@ -4,6 +4,7 @@
 #   make test SANITIZE=1   the same, built with AddressSanitizer + UndefinedBehaviorSanitizer
 #   make demo       a demo pool on a private redis-server
 #   make bench      benchmarks (figures beside redis-benchmark from the same run)
+#   make bench-peers  corral beside RQ, Celery, Sidekiq and BullMQ (docs/benchmarks.md)
 #   make deps       installs missing Debian packages (root), or prints the command
 #   make install    PREFIX=/usr/local DESTDIR= bindir libdir includedir sysconfdir
 #   make fuzz       libFuzzer targets (clang), each for FUZZ_SECONDS (default 600)
@@ -64,7 +65,7 @@ BENCH_SRCS := $(wildcard bench/*.c)
 BENCH_BINS := $(BENCH_SRCS:bench/%.c=$(BUILD)/bench/%)
 
 .PHONY: all lib test unit integration demo bench deps install uninstall format check clean \
-        fuzz chaos soak
+        fuzz chaos soak bench-peers
 all: $(BUILD)/libcorral.a $(BUILD)/libcorral.so $(BUILD)/corral.pc $(PROGS)
 lib: $(BUILD)/libcorral.a
 
@@ -132,6 +133,12 @@ demo: deps
 bench: deps
 	@$(MAKE) --no-print-directory all $(BENCH_BINS)
 	@CORRAL_BUILD=$(abspath $(BUILD)) sh bench/run.sh
+
+# corral beside RQ, Celery, Sidekiq and BullMQ (installed by install.sh from
+# Debian and npm; none of their code is committed); rewrites docs/benchmarks.md.
+bench-peers: deps
+	@$(MAKE) --no-print-directory all
+	@sh bench/peers/install.sh && CORRAL_BUILD=$(abspath $(BUILD)) $(PYTHON) bench/peers/run.py
 
 # Fuzzing builds with clang into $(BUILD)-fuzz; tests/fuzz/run.sh owns the details.
 FUZZ_SECONDS ?= 600

@@ -307,6 +307,8 @@ static void on_worker_line(struct corral_procs *t, struct corral_wproc *w, const
         draining = 1;
         break;
     }
+    if (w->busy > 0 || m.type == CORRAL_WMSG_DONE)
+        w->worked = 1;
     if (draining)
         w->state = CORRAL_W_DRAINING;
     else if (m.type != CORRAL_WMSG_DONE || w->state == CORRAL_W_STARTING)
@@ -334,8 +336,10 @@ static void on_worker_exit(struct corral_procs *t, struct corral_wproc *w, int s
         o->items = corral_xrealloc(o->items, sizeof(char *) * (o->n + 1));
         o->items[o->n++] = corral_xstrdup(w->id);
     }
-    if (!clean && w->state != CORRAL_W_DRAINING && lived < CRASH_WINDOW_MS) {
-        /* Crashing at start: back off exponentially, never give up. */
+    if (!clean && w->state != CORRAL_W_DRAINING && lived < CRASH_WINDOW_MS && !w->worked) {
+        /* Crashing at start: back off exponentially, never give up. One
+         * that had taken a job was past its start (killed, or a job that
+         * kills it, which spends that job's attempts): replaced at once. */
         d->crash_backoff_ms = d->crash_backoff_ms ? d->crash_backoff_ms * 2 : 1000;
         if (d->crash_backoff_ms > CRASH_BACKOFF_MAX)
             d->crash_backoff_ms = CRASH_BACKOFF_MAX;

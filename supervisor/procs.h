@@ -30,6 +30,7 @@ struct corral_wproc {
     int busy;
     int slots;
     int64_t jobs_done;
+    int worked;           /* has taken a job: it got past starting */
     int64_t started_ms;   /* monotonic */
     int64_t last_seen_ms; /* monotonic: last line on fd 3 */
     int64_t rss_bytes;

@@ -343,3 +343,31 @@ def test_an_instance_name_that_is_not_a_name_is_refused(r, corrald):
     c = corrald(env=dict(os.environ, CORRAL_INSTANCE="a b"))
     assert c.proc.wait(timeout=10) == 1
     assert 'CORRAL_INSTANCE must be 1-64 characters of A-Z a-z 0-9 _ . - (got "a b")' in c.logs()
+
+
+def test_a_young_worker_killed_while_busy_is_replaced_at_once_not_backed_off(
+        r, build_dir, tmp_path, redis_server):
+    """Dying within the crash window counts as crashing at start only for a
+    worker that never took a job: a pool of one whose worker is killed on
+    its first job forks the next one at once and the job runs again."""
+    runs = tmp_path / "runs"
+    conf = tmp_path / "one.conf"
+    conf.write_text(
+        redis_server.redis_section() +
+        "[pool]\nmin = 1\nmax = 1\nconcurrency = 1\n"
+        "[scale]\ntick = 250ms\n"
+        f"[queue {Q}]\nhandler = exec\nlease = 60s\n"
+        f"command = /bin/sh -c 'cat >/dev/null; echo run >> {runs}; sleep 30'\n")
+    c = Corrald(os.path.join(build_dir, "corrald"), str(conf), str(tmp_path / "one.log"))
+    try:
+        wait_until(lambda: len(c.workers()) == 1, what="the worker")
+        jid = enqueue_many(r, 1)[0]
+        wait_until(lambda: runs.exists() and runs.read_text().count("run") == 1,
+                   what="the job to start")
+        os.kill(int(job(r, jid)["worker"].rsplit(":", 1)[1]), signal.SIGKILL)
+        wait_until(lambda: runs.read_text().count("run") == 2, timeout=10,
+                   what="the job to run again on a new worker")
+        assert "worker died" in c.logs()
+        assert "crashed at start" not in c.logs(), c.logs()
+    finally:
+        reap([c])
