@@ -1078,7 +1078,10 @@ static void put_line(FILE *out, const char *key, const char *value, const char *
     size_t k = strlen(key);
     if (compact == NULL)
         compact = value;
-    if (k + 3 + strlen(value) <= LINE_MAX_BYTES)
+    /* "key =;x" sets ";x", but "key = ;x" is a comment (found by fuzzing). */
+    if (value[0] == ';' && k + 1 + strlen(compact) <= LINE_MAX_BYTES)
+        fprintf(out, "%s=%s\n", key, compact);
+    else if (k + 3 + strlen(value) <= LINE_MAX_BYTES)
         fprintf(out, "%s = %s\n", key, value);
     else if (k + 1 + strlen(compact) <= LINE_MAX_BYTES)
         fprintf(out, "%s=%s\n", key, compact);

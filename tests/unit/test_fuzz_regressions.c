@@ -200,6 +200,20 @@ static void enqueue_options_that_are_not_utf8_are_refused_not_dropped(void **sta
     assert_int_equal(corral_enqueue_opts_check("q", NULL, &err), 0);
 }
 
+static void dump_of_a_value_starting_with_a_semicolon_loads_back(void **state)
+{
+    /* fuzz_config: "command =;x" sets the command ";x", which the dump wrote
+     * as "command = ;x", an empty value and a comment when read back. */
+    struct corral_config *a = load_ok("[queue q]\nhandler = exec\ncommand =;x --y\n");
+    assert_string_equal(corral_config_queue(a, "q")->command, ";x --y");
+    char *dump = NULL;
+    struct corral_config *b = dump_and_reload(a, &dump);
+    assert_string_equal(corral_config_queue(b, "q")->command, ";x --y");
+    free(dump);
+    corral_config_free(a);
+    corral_config_free(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -208,6 +222,7 @@ int main(void)
         cmocka_unit_test(an_error_reply_without_text_still_names_the_command),
         cmocka_unit_test(enqueue_options_that_are_not_utf8_are_refused_not_dropped),
         cmocka_unit_test(dump_of_many_long_queue_names_loads_back),
+        cmocka_unit_test(dump_of_a_value_starting_with_a_semicolon_loads_back),
         cmocka_unit_test(dump_of_values_at_the_line_limit_loads_back),
         cmocka_unit_test(dump_of_a_path_made_too_long_by_credentials_directory_loads_back),
     };
