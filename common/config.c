@@ -1079,9 +1079,8 @@ static void put_line(FILE *out, const char *key, const char *value, const char *
     if (compact == NULL)
         compact = value;
     /* "key =;x" sets ";x", but "key = ;x" is a comment (found by fuzzing). */
-    if (value[0] == ';' && k + 1 + strlen(compact) <= LINE_MAX_BYTES)
-        fprintf(out, "%s=%s\n", key, compact);
-    else if (k + 3 + strlen(value) <= LINE_MAX_BYTES)
+    int spaced = value[0] != ';' && k + 3 + strlen(value) <= LINE_MAX_BYTES;
+    if (spaced)
         fprintf(out, "%s = %s\n", key, value);
     else if (k + 1 + strlen(compact) <= LINE_MAX_BYTES)
         fprintf(out, "%s=%s\n", key, compact);
