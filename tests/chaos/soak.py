@@ -8,6 +8,7 @@ the chaos run does, and fails when corrald's or the workers' RSS grew.
 usage: soak.py [--minutes M] [--rate JOBS_PER_S] [--fault-every S] [--seed N]"""
 import argparse
 import os
+import shutil
 import sys
 import time
 
@@ -88,8 +89,10 @@ def main():
           f"{fig['faults']}, duplicates {fig['duplicates']} {fig['duplicate_reasons']}, "
           f"drain {fig['drain_s']} s", flush=True)
     if errors:
-        print("soak FAILED:\n  " + "\n  ".join(errors), file=sys.stderr)
+        print("soak FAILED:\n  " + "\n  ".join(errors) + f"\nlogs kept in {ch.dir}",
+              file=sys.stderr)
         return 1
+    shutil.rmtree(ch.dir, ignore_errors=True)
     print("soak passed")
     return 0
 
