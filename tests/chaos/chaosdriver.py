@@ -370,7 +370,8 @@ class Chaos:
         return os.path.join(self.dir, f"host{h}.conf")
 
     def start_corrald(self, h):
-        env = dict(os.environ, CORRAL_LOG_LEVEL=self.s.log_level,
+        # Two "hosts" on one machine: each its own heartbeat (HOST@A, HOST@B).
+        env = dict(os.environ, CORRAL_LOG_LEVEL=self.s.log_level, CORRAL_INSTANCE=h,
                    CORRAL_WORKER=os.path.join(self.build, "corral-worker"))
         c = Corrald(os.path.join(self.build, "corrald"), self.conf(h),
                     os.path.join(self.dir, f"corrald{h}.log"), env=env)

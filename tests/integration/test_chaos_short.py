@@ -14,7 +14,9 @@ import chaosdriver  # noqa: E402
 def test_a_short_chaos_run_loses_no_job_and_runs_none_twice_without_a_crash(build_dir):
     binary_path(build_dir, "corrald")
     binary_path(build_dir, "corral-worker")
-    seed = int(os.environ.get("CHAOS_SEED", random.SystemRandom().randrange(1 << 30)))
+    # A fixed order of faults unless CHAOS_SEED says otherwise: make test is
+    # what CI runs, and a new order each time belongs to make chaos.
+    seed = int(os.environ.get("CHAOS_SEED", "20261123"))
     faults = list(chaosdriver.FAULTS)
     random.Random(seed).shuffle(faults)
     settings = chaosdriver.Settings(
