@@ -722,10 +722,10 @@ class Chaos:
                 for t in open_tags:
                     by[st[t]] = by.get(st[t], 0) + 1
                 b = json.loads(self.retry(lambda: self.r.fcall_ro("corral_breaker", 1, SVC)))
-                hb = self.retry(lambda: self.r.hget(f"corral:host:{socket.gethostname()}",
+                hb = self.retry(lambda: self.r.hget(f"corral:host:{socket.gethostname()}@A",
                                                     "last_decision"))
                 log(self.s, f"draining: {len(open_tags)} jobs open {by}; breaker {b['state']}; "
-                            f"workers {len(self.worker_pids())}; a corrald's last decision: {hb}")
+                            f"workers {len(self.worker_pids())}; corrald A's last decision: {hb}")
             if time.monotonic() > deadline:
                 stuck = [(t, self.jobs[t], self.job(t)) for t in open_tags[:20]]
                 raise AssertionError(
