@@ -24,7 +24,7 @@ TOP=$(pwd)
 OUT=$TOP/build-fuzz
 SRC=$TOP/tests/fuzz
 
-ALL="config parse wmsg classify job"
+ALL="config parse wmsg classify job jsontext"
 NAMES=${*:-$ALL}
 
 # clang and its fuzzer runtime.
