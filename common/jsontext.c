@@ -26,6 +26,18 @@ static size_t utf8_seq(const unsigned char *s, size_t i, size_t n)
     return len;
 }
 
+int corral_utf8_valid(const char *text, size_t n)
+{
+    const unsigned char *s = (const unsigned char *)text;
+    for (size_t i = 0; i < n;) {
+        size_t len = s[i] < 0x80 ? 1 : utf8_seq(s, i, n);
+        if (len == 0)
+            return 0;
+        i += len;
+    }
+    return 1;
+}
+
 int corral_json_text_check(const char *text, size_t n, char *why, size_t whylen)
 {
     const unsigned char *s = (const unsigned char *)text;

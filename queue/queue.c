@@ -135,14 +135,6 @@ void corral_cmd_declare(struct corral_cmd *cmd, const char *prefix,
     add_json(cmd, o);
 }
 
-/* json_string() refuses what is not UTF-8. */
-static int utf8_ok(const char *s)
-{
-    json_t *j = json_string(s);
-    json_decref(j);
-    return j != NULL;
-}
-
 int corral_enqueue_opts_check(const char *queue, const struct corral_enqueue_opts *o,
                               struct corral_err *err)
 {
@@ -151,7 +143,7 @@ int corral_enqueue_opts_check(const char *queue, const struct corral_enqueue_opt
     const char *names[] = {"priority", "service", "unique_key"};
     const char *values[] = {o->priority, o->service, o->unique_key};
     for (size_t i = 0; i < 3; i++)
-        if (values[i] != NULL && !utf8_ok(values[i]))
+        if (values[i] != NULL && !corral_utf8_valid(values[i], strlen(values[i])))
             return corral_err_set(err, CORRAL_ERR_INVALID, "queue \"%s\": %s is not valid UTF-8",
                                   queue, names[i]);
     return 0;
@@ -199,6 +191,14 @@ void corral_cmd_reserve(struct corral_cmd *cmd, const char *prefix, const char *
     corral_cmd_addstr(cmd, worker);
     corral_cmd_addint(cmd, n);
     corral_cmd_addint(cmd, max_inflight > 0 ? max_inflight : 0);
+}
+
+void corral_cmd_reclaim_keep(struct corral_cmd *cmd, const char *prefix, const char *queue,
+                             const char *worker)
+{
+    corral_cmd_init(cmd, "corral_reclaim_worker", prefix, queue);
+    corral_cmd_addstr(cmd, worker);
+    corral_cmd_addstr(cmd, "keep");
 }
 
 void corral_cmd_ack(struct corral_cmd *cmd, const char *prefix, const char *queue,

@@ -843,9 +843,7 @@ static void reclaim_unseen(struct corral_worker *w)
             continue;
         q->lost_reserve = 0;
         struct corral_cmd cmd;
-        corral_cmd_init(&cmd, "corral_reclaim_worker", w->cfg->redis.prefix, q->conf->name);
-        corral_cmd_addstr(&cmd, w->id);
-        corral_cmd_addstr(&cmd, "keep");
+        corral_cmd_reclaim_keep(&cmd, w->cfg->redis.prefix, q->conf->name, w->id);
         for (struct corral_run *r = w->running; r; r = r->next)
             if (r->q == q)
                 corral_cmd_addstr(&cmd, r->job.id);

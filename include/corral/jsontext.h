@@ -12,4 +12,8 @@
  * written to why, e.g. "invalid UTF-8 at byte 12". */
 int corral_json_text_check(const char *s, size_t n, char *why, size_t whylen);
 
+/* Whether s[0..n) is valid UTF-8 (the same rules as above, and nothing
+ * else: NUL and control characters pass). */
+int corral_utf8_valid(const char *s, size_t n);
+
 #endif

@@ -111,6 +111,11 @@ void corral_cmd_enqueue(struct corral_cmd *cmd, const char *prefix, const char *
  * caller understands the gate element of the reply. */
 void corral_cmd_reserve(struct corral_cmd *cmd, const char *prefix, const char *queue,
                         const char *worker, int n, int max_inflight);
+/* corral_reclaim_worker's "keep" form, for a live worker whose reserve
+ * reply was lost: the caller appends the ids it holds (corral_cmd_addstr);
+ * every other job leased to worker goes back, its attempt given back. */
+void corral_cmd_reclaim_keep(struct corral_cmd *cmd, const char *prefix, const char *queue,
+                             const char *worker);
 void corral_cmd_ack(struct corral_cmd *cmd, const char *prefix, const char *queue,
                     const char *worker, const struct corral_outcome *o, size_t n);
 void corral_cmd_fail(struct corral_cmd *cmd, const char *prefix, const char *queue,

@@ -58,12 +58,22 @@ static void control_characters_and_nul_are_found(void **state)
     BAD("\"\\\"\n\"", "a raw control character (0x0a) inside a string at byte 3");
 }
 
+static void utf8_alone_is_checked_apart(void **state)
+{
+    assert_true(corral_utf8_valid("caf\xc3\xa9\n\0x", 8)); /* control bytes and NUL pass */
+    assert_true(corral_utf8_valid("", 0));
+    assert_false(corral_utf8_valid("\xff", 1));
+    assert_false(corral_utf8_valid("\xed\xa0\x80", 3)); /* a surrogate */
+    assert_false(corral_utf8_valid("\xe4\xbd", 2));     /* cut short */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(json_text_passes),
         cmocka_unit_test(invalid_utf8_is_found_with_its_offset),
         cmocka_unit_test(control_characters_and_nul_are_found),
+        cmocka_unit_test(utf8_alone_is_checked_apart),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
