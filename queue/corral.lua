@@ -122,15 +122,10 @@ local function utf8_clean(s)
         if j > n then
             break
         end
-        local len = 1
-        for l = 4, 2, -1 do
-            if j + l - 1 <= n and utf8_ok(s:sub(j, j + l - 1)) then
-                len = l
-                break
-            end
-        end
-        out[#out + 1] = len == 1 and '\239\191\189' or s:sub(j, j + len - 1)
-        i = j + len
+        local p = UTF8_SEQ[s:byte(j)]
+        local k = p and s:match(p, j) -- past a valid sequence, or nil
+        out[#out + 1] = k and s:sub(j, k - 1) or '\239\191\189'
+        i = k or j + 1
     end
     return table.concat(out)
 end
@@ -1399,20 +1394,18 @@ local function reclaim_one(K, c, b, id, now, why, unseen)
     end
     svc_leave(b, jk, now, nil)
     local attempts, max = tonumber(j[1]), tonumber(j[2])
-    if unseen then
-        attempts = math.max(attempts - 1, 0)
-        redis.call('HSET', jk, 'attempts', attempts)
-    else
-        stat(K, now, 'lost')
+    if unseen then -- its attempt back, its last run's error kept
+        redis.call('HSET', jk, 'state', 'queued', 'queued_ms', now, 'attempts',
+                   math.max(attempts - 1, 0))
+        make_ready(K, id, level_of(c, jk), true)
+        return 1
     end
     local err = string.format('%s (worker %s, attempt %d of %d)', why, j[3] or '?', attempts, max)
-    if not unseen and attempts >= max then
+    stat(K, now, 'lost')
+    if attempts >= max then
         to_dead(K, c, id, jk, now, err, true)
     else
-        redis.call('HSET', jk, 'state', 'queued', 'queued_ms', now)
-        if not unseen then -- an unseen job keeps its last run's error
-            redis.call('HSET', jk, 'error', err)
-        end
+        redis.call('HSET', jk, 'state', 'queued', 'error', err, 'queued_ms', now)
         make_ready(K, id, level_of(c, jk), true)
     end
     return 1
