@@ -2,6 +2,8 @@
  * lines from a supervisor and its workers sharing stderr never interleave. */
 #include "corral/log.h"
 
+#include "corral/util.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,7 +50,7 @@ void corral_log_set_level(enum corral_log_level level)
     max_level = level;
 }
 
-void corral_log(enum corral_log_level level, const char *msg, const char *fmt, ...)
+static void log_v(enum corral_log_level level, const char *msg, const char *fmt, va_list ap)
 {
     if (level > max_level)
         return;
@@ -68,10 +70,7 @@ void corral_log(enum corral_log_level level, const char *msg, const char *fmt, .
     }
     if (n < sizeof(line) - 2 && fmt != NULL && fmt[0] != '\0') {
         line[n++] = ' ';
-        va_list ap;
-        va_start(ap, fmt);
         int m = vsnprintf(line + n, sizeof(line) - n, fmt, ap);
-        va_end(ap);
         if (m > 0)
             n += (size_t)m;
     }
@@ -80,4 +79,53 @@ void corral_log(enum corral_log_level level, const char *msg, const char *fmt, .
     line[n++] = '\n';
     ssize_t w = write(STDERR_FILENO, line, n);
     (void)w;
+}
+
+void corral_log(enum corral_log_level level, const char *msg, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    log_v(level, msg, fmt, ap);
+    va_end(ap);
+}
+
+void corral_log_repeat_init(struct corral_log_repeat *r, int64_t window_ms)
+{
+    memset(r, 0, sizeof(*r));
+    r->window_ms = window_ms > 0 ? window_ms : 60000;
+}
+
+/* Writes the count of what was held back, then forgets it. */
+static void repeat_flush(struct corral_log_repeat *r, int64_t now)
+{
+    if (r->held > 0)
+        corral_log(r->level, r->msg, "repeated=%lu over_ms=%lld", r->held,
+                   (long long)(now - r->held_since_ms));
+    r->held = 0;
+}
+
+void corral_logr(struct corral_log_repeat *r, enum corral_log_level level, const char *msg,
+                 const char *fmt, ...)
+{
+    int64_t now = corral_now_ms();
+    if (r->msg[0] != '\0' && strncmp(r->msg, msg, sizeof(r->msg) - 1) == 0 &&
+        now - r->written_ms < r->window_ms) {
+        if (r->held++ == 0)
+            r->held_since_ms = now;
+        return;
+    }
+    repeat_flush(r, now);
+    snprintf(r->msg, sizeof(r->msg), "%s", msg);
+    r->level = level;
+    r->written_ms = now;
+    va_list ap;
+    va_start(ap, fmt);
+    log_v(level, msg, fmt, ap);
+    va_end(ap);
+}
+
+void corral_log_repeat_end(struct corral_log_repeat *r)
+{
+    repeat_flush(r, corral_now_ms());
+    r->msg[0] = '\0';
 }
