@@ -32,7 +32,7 @@ for p in (os.path.join(TESTS, "integration"), TESTS):
 import redis  # noqa: E402
 
 import aistub  # noqa: E402
-from conftest import MODE, REPO, RedisServer, wait_until  # noqa: E402,F401 (REPO: for callers)
+from conftest import MODE, REPO, RedisServer, proc_stat, wait_until  # noqa: E402,F401 (REPO: callers)
 from test_supervisor import Corrald  # noqa: E402
 
 QUEUES = ("chat", "embed")
@@ -241,16 +241,6 @@ def proc_rss_kb(pid):
     except OSError:
         pass
     return None
-
-
-def proc_stat(pid):
-    """(state, ppid) of a process, or None when it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return fields[0], int(fields[1])
-    except (OSError, IndexError):
-        return None
 
 
 def procs_with(text):

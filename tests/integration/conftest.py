@@ -5,6 +5,7 @@ library loaded for every test. Helpers shared by the tests live here too
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -54,7 +55,11 @@ class RedisServer:
     """A redis-server on a unix socket (and, in tcp-acl mode, a loopback TCP
     port with an ACL user); restartable on the same socket and port."""
 
+    # Every server made in this session, for the secret scan at its end.
+    made = []
+
     def __init__(self, appendonly=False, appendfsync="everysec", mode="unix"):
+        RedisServer.made.append(self)
         self.dir = tempfile.mkdtemp(prefix="corral-redis-")
         self.socket = os.path.join(self.dir, "redis.sock")
         self.appendonly = appendonly
@@ -157,13 +162,16 @@ class RedisServer:
 
 
 @pytest.fixture(scope="session")
-def redis_server():
+def redis_server(tmp_path_factory):
     if shutil.which("redis-server") is None:
         pytest.fail("redis-server is not installed (make deps)")
     server = RedisServer(mode=MODE)
     server.start()
     yield server
-    server.cleanup()
+    try:
+        secret_scan(tmp_path_factory)  # the end of the session: see below
+    finally:
+        server.cleanup()
 
 
 def load_library(client):
@@ -212,9 +220,20 @@ def qkey(queue, prefix="corral"):
 
 
 def enqueue(client, queue, payload="{}", **opts):
-    """corral_enqueue with options given as keyword arguments -> job id."""
+    """corral_enqueue with options given as keyword arguments -> job id.
+    payload is JSON text, or any other value to be sent as JSON."""
+    if not isinstance(payload, (str, bytes)):
+        payload = json.dumps(payload)
     args = [payload] + ([json.dumps(opts)] if opts else [])
     return client.fcall("corral_enqueue", 1, queue, *args)
+
+
+def enqueue_many(client, queue, n, payload="{}"):
+    """n jobs with the same payload in one pipeline -> their ids."""
+    pipe = client.pipeline(transaction=False)
+    for _ in range(n):
+        pipe.fcall("corral_enqueue", 1, queue, payload)
+    return pipe.execute()
 
 
 def reserve(client, queue, n=1, worker="host1:1"):
@@ -269,3 +288,73 @@ def wait_blocked(client, n=1, cmd=None, timeout=5.0):
         return sum("b" in c["flags"] and (cmd is None or c["cmd"] == cmd)
                    for c in client.client_list()) >= n
     wait_until(blocked, timeout=timeout, what=f"{n} client(s) blocked in {cmd or 'any'}")
+
+
+# --- processes ---------------------------------------------------------------
+
+
+def proc_stat(pid):
+    """(state, ppid) of a process, or None when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return fields[0], int(fields[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def children(pid):
+    """Pids of the live (not zombie) children of pid, sorted."""
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        st = proc_stat(int(d))
+        if st is not None and st[1] == pid and st[0] != "Z":
+            out.append(int(d))
+    return sorted(out)
+
+
+class Program:
+    """A program under test, started with its stderr in a log file."""
+
+    stop_timeout = 15
+
+    def __init__(self, argv, log, mode="w", **popen):
+        self.log = log
+        self.out = open(log, mode)
+        self.proc = subprocess.Popen(argv, stderr=self.out, **popen)
+
+    def logs(self):
+        with open(self.log) as f:
+            return f.read()
+
+    def stop(self, sig=signal.SIGTERM, timeout=None):
+        """Sends sig (if it still runs) and waits -> its exit status."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout=timeout or self.stop_timeout)
+        finally:
+            self.out.close()
+
+
+# --- the secret scan at the end of the session -------------------------------
+
+# tests/integration/secretscan.py, when it exists, checks that no test key
+# or password appears in the session's logs or Redis data. Its entry point
+# is called once, when the session's redis-server is torn down after the
+# last test, while that server still runs: scan_session(paths,
+# redis_servers), with the session's temp dirs (every tmp_path, so every
+# program's log) and the dirs of the servers made in the session that still
+# exist, and the RedisServer objects still running.
+SECRETSCAN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "secretscan.py")
+
+
+def secret_scan(tmp_path_factory):
+    if not os.path.exists(SECRETSCAN):
+        return
+    import secretscan
+    paths = [str(tmp_path_factory.getbasetemp())]
+    paths += [s.dir for s in RedisServer.made if os.path.isdir(s.dir)]
+    secretscan.scan_session(paths, [s for s in RedisServer.made if s.running()])

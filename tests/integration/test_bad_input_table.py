@@ -16,8 +16,8 @@ import threading
 import pytest
 import redis
 
-from conftest import REPO, RedisServer, binary_path, db_snapshot, declare, load_library, reserve, \
-    wait_blocked, wait_until
+from conftest import REPO, RedisServer, binary_path, children, db_snapshot, declare, load_library, \
+    reserve, wait_blocked, wait_until
 from worker_fixtures import (HTTP_Q, K, Q, Worker, await_end, enqueue, job,  # noqa: F401
                              make_worker, stub, stub_stats)
 
@@ -479,20 +479,6 @@ def test_oom_refuses_enqueue_by_fcall_and_corralctl_and_stores_nothing(r, ctl, o
     assert f"corralctl: {OOM}" in err(res)
     assert res.stdout == b""
     assert db_snapshot(r) == before
-
-
-def children(pid):
-    """Pids of the live children of pid."""
-    out = []
-    for d in os.listdir("/proc"):
-        try:
-            with open(f"/proc/{d}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if int(fields[1]) == pid and fields[0] != "Z":
-            out.append(int(d))
-    return sorted(out)
 
 
 def test_corrald_under_oom_names_it_keeps_its_workers_and_resumes(r, build_dir, tmp_path,

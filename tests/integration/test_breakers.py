@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from conftest import binary_path, wait_until
+from conftest import binary_path, enqueue, enqueue_many, get_job, wait_until
 from test_supervisor import Corrald, reap
 from worker_fixtures import stub  # noqa: F401 (a fixture)
 
@@ -52,17 +52,6 @@ def fleet(build_dir, tmp_path, redis_server):
     reap(started)
 
 
-def enqueue(r, n, payload="{}"):
-    pipe = r.pipeline(transaction=False)
-    for _ in range(n):
-        pipe.fcall("corral_enqueue", 1, Q, payload)
-    return pipe.execute()
-
-
-def job(r, jid):
-    return json.loads(r.fcall_ro("corral_job", 1, Q, jid))
-
-
 def breaker(r):
     return json.loads(r.fcall_ro("corral_breaker", 1, SVC))
 
@@ -83,7 +72,7 @@ def test_a_failing_service_is_stopped_fleet_wide_and_no_job_is_lost(r, stub, fle
                   "breaker_failure_rate = 50%\nbreaker_open_for = 1s\n"
                   "breaker_open_max = 4s\nbreaker_half_open_calls = 2",
                   queue="max_attempts = 3", max_workers=4)
-    ids = enqueue(r, 60)
+    ids = enqueue_many(r, Q, 60)
     wait_until(lambda: breaker(r)["state"] == "open", timeout=10, what="the breaker to open")
     # Calls already under way when it tripped still end; then the fleet
     # stops calling, whatever the number of workers.
@@ -101,42 +90,42 @@ def test_a_failing_service_is_stopped_fleet_wide_and_no_job_is_lost(r, stub, fle
     hb = r.hgetall(f"corral:host:{os.uname().nodename}")
     assert hb["last_decision"].startswith("hold") and "service ai" in hb["last_decision"], hb
     # No job is dead, none spent an attempt on the open breaker.
-    states = [job(r, i) for i in ids]
+    states = [get_job(r, Q, i) for i in ids]
     assert not [j for j in states if j["state"] == "dead"]
     spent = sum(j["attempts"] for j in states)
     assert spent <= min_calls + slots, spent
     # The service recovers: probes succeed, the breaker closes, all complete.
     stub_control(stub, {})
-    wait_until(lambda: all(job(r, i)["state"] == "done" for i in ids), timeout=30,
+    wait_until(lambda: all(get_job(r, Q, i)["state"] == "done" for i in ids), timeout=30,
                what="every job to complete after the recovery")
     assert breaker(r)["state"] == "closed"
-    assert all(j["attempts"] <= 3 for j in (job(r, i) for i in ids))
+    assert all(j["attempts"] <= 3 for j in (get_job(r, Q, i) for i in ids))
     for h in hosts:
         assert "breaker closed" in h.logs()
 
 
 def test_a_429_with_retry_after_pauses_every_call_fleet_wide(r, stub, fleet):
     fleet(stub.url)
-    first = enqueue(r, 1, json.dumps({"stub": {"status": 429, "retry_after": "2",
-                                               "fail_times": 1, "key": "t"}}))[0]
+    first = enqueue(r, Q, {"stub": {"status": 429, "retry_after": "2", "fail_times": 1,
+                                    "key": "t"}})
     wait_until(lambda: breaker(r)["throttled_until_ms"] > 0, what="the throttle")
     t429 = stub_times(stub)[0]
-    ids = enqueue(r, 12)
-    wait_until(lambda: all(job(r, i)["state"] == "done" for i in ids + [first]), timeout=15,
+    ids = enqueue_many(r, Q, 12)
+    wait_until(lambda: all(get_job(r, Q, i)["state"] == "done" for i in ids + [first]), timeout=15,
                what="the work to resume after the pause")
     times = stub_times(stub)
     assert len(times) == 14
     # nothing reached the service during the two seconds
     assert min(times[1:]) - t429 >= 1.95, [round(t - t429, 3) for t in times]
-    j = job(r, first)
+    j = get_job(r, Q, first)
     assert j["attempts"] == 1 and j["deferrals"] == 1
 
 
 def test_max_inflight_is_never_exceeded_per_host(r, stub, fleet):
     stub_control(stub, {"delay_ms": 150})
     fleet(stub.url, service="max_inflight = 3", hosts=1)
-    ids = enqueue(r, 30)
-    wait_until(lambda: all(job(r, i)["state"] == "done" for i in ids), timeout=30,
+    ids = enqueue_many(r, Q, 30)
+    wait_until(lambda: all(get_job(r, Q, i)["state"] == "done" for i in ids), timeout=30,
                what="every job")
     # 2 workers x 2 slots = 4 would fit; the host's limit is 3 and is reached
     assert stub.stub.max_inflight == 3
@@ -144,8 +133,8 @@ def test_max_inflight_is_never_exceeded_per_host(r, stub, fleet):
 
 def test_rate_is_never_exceeded_fleet_wide(r, stub, fleet):
     fleet(stub.url, service="rate = 5/s")
-    ids = enqueue(r, 20)
-    wait_until(lambda: all(job(r, i)["state"] == "done" for i in ids), timeout=30,
+    ids = enqueue_many(r, Q, 20)
+    wait_until(lambda: all(get_job(r, Q, i)["state"] == "done" for i in ids), timeout=30,
                what="every job")
     times = sorted(stub_times(stub))
     assert len(times) == 20
@@ -160,7 +149,7 @@ def test_insufficient_quota_stops_calls_and_shows_in_status(r, stub, fleet, buil
                                                            redis_server, tmp_path):
     stub_control(stub, {"status": 429, "body": {"error": {"type": "insufficient_quota"}}})
     hosts = fleet(stub.url)
-    ids = enqueue(r, 10)
+    ids = enqueue_many(r, Q, 10)
     wait_until(lambda: breaker(r)["state"] == "open", what="the breaker to open")
     wait_until(lambda: r.zcard(f"corral:{{{Q}}}:active") == 0, what="calls in flight to end")
     calls = len(stub_times(stub))
@@ -169,8 +158,8 @@ def test_insufficient_quota_stops_calls_and_shows_in_status(r, stub, fleet, buil
     (b,) = [b for b in st["breakers"] if b["service"] == SVC]
     assert b["state"] == "open" and b["reason"].startswith("quota: HTTP 429")
     assert b["open_until_ms"] - st["time_ms"] > 290_000
-    assert all(job(r, i)["state"] in ("queued", "scheduled") for i in ids)
-    assert all(job(r, i)["attempts"] == 0 for i in ids)
+    assert all(get_job(r, Q, i)["state"] in ("queued", "scheduled") for i in ids)
+    assert all(get_job(r, Q, i)["attempts"] == 0 for i in ids)
     # the workers wait for the service: each has asked and been told
     wait_until(lambda: r.hlen(f"corral:svc:{SVC}:sl") == 1, what="the host to wait")
     assert len(stub_times(stub)) == calls
@@ -179,6 +168,6 @@ def test_insufficient_quota_stops_calls_and_shows_in_status(r, stub, fleet, buil
     out = subprocess.run([os.path.join(build_dir, "corralctl"), "-c", str(tmp_path / "ctl.conf"),
                           "breaker", SVC, "reset"], capture_output=True, text=True, timeout=10)
     assert out.returncode == 0, out.stderr
-    wait_until(lambda: all(job(r, i)["state"] == "done" for i in ids), timeout=10,
+    wait_until(lambda: all(get_job(r, Q, i)["state"] == "done" for i in ids), timeout=10,
                what="every job after the reset")
     del hosts

@@ -9,14 +9,7 @@ import time
 
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def binary(build_dir, name):
-    path = os.path.join(build_dir, name)
-    if not os.path.exists(path):
-        pytest.skip(f"{path} not built")
-    return path
+from conftest import REPO, binary_path, get_job
 
 
 @pytest.fixture
@@ -39,7 +32,7 @@ backoff = 100ms..200ms
 
 @pytest.fixture
 def ctl(build_dir, conf):
-    exe = binary(build_dir, "corralctl")
+    exe = binary_path(build_dir, "corralctl")
 
     def run(*args, stdin=None, timeout=20):
         return subprocess.run(
@@ -55,7 +48,7 @@ def ctl(build_dir, conf):
 
 @pytest.fixture
 def worker(build_dir, conf):
-    exe = binary(build_dir, "corral-worker")
+    exe = binary_path(build_dir, "corral-worker")
     procs = []
 
     def start():
@@ -79,16 +72,11 @@ def worker(build_dir, conf):
     assert codes == [0] * len(procs)
 
 
-def job(r, queue, job_id):
-    raw = r.fcall_ro("corral_job", 1, queue, job_id)
-    return json.loads(raw) if raw else None
-
-
 def test_enqueue_declares_a_queue_its_config_defines_and_prints_the_id(ctl, r):
     res = ctl("enqueue", "demo", '{"prompt": "hi"}', "--priority", "high")
     assert res.returncode == 0, res.stderr
     job_id = res.stdout.strip()
-    j = job(r, "demo", job_id)
+    j = get_job(r, "demo", job_id)
     assert j["state"] == "queued"
     assert j["priority"] == "high"
     assert j["payload"] == '{"prompt": "hi"}'
@@ -98,7 +86,7 @@ def test_enqueue_declares_a_queue_its_config_defines_and_prints_the_id(ctl, r):
 def test_enqueue_options_reach_the_job(ctl, r):
     res = ctl("enqueue", "demo", "{}", "--delay", "5s", "--max-attempts", "7", "--timeout", "2s")
     assert res.returncode == 0, res.stderr
-    j = job(r, "demo", res.stdout.strip())
+    j = get_job(r, "demo", res.stdout.strip())
     assert j["state"] == "scheduled"
     assert j["max_attempts"] == 7
     assert j["timeout_ms"] == 2000
@@ -108,7 +96,7 @@ def test_enqueue_options_reach_the_job(ctl, r):
 def test_enqueue_reads_the_payload_from_stdin(ctl, r):
     res = ctl("enqueue", "demo", "-", stdin='{"from": "stdin"}')
     assert res.returncode == 0, res.stderr
-    assert job(r, "demo", res.stdout.strip())["payload"] == '{"from": "stdin"}'
+    assert get_job(r, "demo", res.stdout.strip())["payload"] == '{"from": "stdin"}'
 
 
 def test_enqueue_unique_key_returns_the_same_id(ctl):
@@ -147,7 +135,7 @@ def test_bad_usage_exits_2(ctl, args):
 
 
 def test_unreachable_redis_is_a_clear_error(build_dir, tmp_path):
-    exe = binary(build_dir, "corralctl")
+    exe = binary_path(build_dir, "corralctl")
     res = subprocess.run(
         [exe, "--redis", f"unix://{tmp_path}/nothing.sock", "job", "demo", "1"],
         capture_output=True, text=True, timeout=20,
@@ -157,7 +145,7 @@ def test_unreachable_redis_is_a_clear_error(build_dir, tmp_path):
 
 
 def test_password_in_redis_url_is_refused_and_not_echoed(build_dir):
-    exe = binary(build_dir, "corralctl")
+    exe = binary_path(build_dir, "corralctl")
     res = subprocess.run(
         [exe, "--redis", "redis://user:hunter2@127.0.0.1:1/0", "job", "demo", "1"],
         capture_output=True, text=True, timeout=20,
@@ -240,7 +228,7 @@ def test_python_example_enqueues_and_awaits(worker, redis_server):
 
 
 def test_corrald_check_accepts_a_valid_config_and_prints_it(build_dir, conf):
-    res = subprocess.run([binary(build_dir, "corrald"), "-c", conf, "--check"],
+    res = subprocess.run([binary_path(build_dir, "corrald"), "-c", conf, "--check"],
                          capture_output=True, text=True, timeout=20)
     assert res.returncode == 0, res.stderr
     assert "[queue demo]" in res.stdout
@@ -250,7 +238,7 @@ def test_corrald_check_accepts_a_valid_config_and_prints_it(build_dir, conf):
 def test_corrald_check_prints_every_error_with_file_and_line(build_dir, tmp_path):
     bad = tmp_path / "bad.conf"
     bad.write_text("[pool]\nmin = 5\nmax = 2\nbogus = 1\n[queue q]\nhandler = echo\ntimeout = soon\n")
-    res = subprocess.run([binary(build_dir, "corrald"), "-c", str(bad), "--check"],
+    res = subprocess.run([binary_path(build_dir, "corrald"), "-c", str(bad), "--check"],
                          capture_output=True, text=True, timeout=20)
     assert res.returncode == 1
     assert f"{bad}:4" in res.stderr and "bogus" in res.stderr

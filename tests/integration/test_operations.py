@@ -3,62 +3,35 @@ of docs/operations.md, over TCP with AUTH."""
 import json
 import os
 import re
-import shutil
 import socket
 import subprocess
-import tempfile
-import time
 
 import pytest
 import redis
 
-from conftest import REPO, wait_until
-
-
-def acl_line():
-    text = open(os.path.join(REPO, "docs", "operations.md")).read()
-    return re.search(r"^ACL SETUSER corral .*$", text, re.M).group(0)
+from conftest import ACL_PASSWORD, LUA, RedisServer, acl_setuser_args, binary_path, wait_until
 
 
 @pytest.fixture
 def acl_redis():
-    d = tempfile.mkdtemp(prefix="corral-acl-")
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    p = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
-                          "--dir", d, "--save", "", "--appendonly", "no",
-                          "--logfile", os.path.join(d, "redis.log")])
-    admin = redis.Redis(port=port, decode_responses=True)
-    wait_until(lambda: _ping(admin), what="redis-server over TCP")
-    args = acl_line().split()[1:]  # after "ACL"
-    args = [a.replace(">CHANGE-ME", ">s3cret-acl-pw") for a in args]
-    admin.execute_command("ACL", *args)
-    yield port, admin
-    p.terminate()
-    p.wait()
-    shutil.rmtree(d, ignore_errors=True)
-
-
-def _ping(c):
-    try:
-        return c.ping()
-    except redis.ConnectionError:
-        return False
+    """A redis-server whose user "corral" has the ACL line of
+    docs/operations.md, reached over TCP (RedisServer in tcp-acl mode) ->
+    (server, an admin client on its unix socket)."""
+    server = RedisServer(mode="tcp-acl")
+    server.start()
+    admin = server.client(decode_responses=True)
+    yield server, admin
+    admin.close()
+    server.cleanup()
 
 
 def test_the_documented_acl_user_runs_the_whole_pool(acl_redis, build_dir, tmp_path):
-    port, admin = acl_redis
-    pw = tmp_path / "redis.pass"
-    pw.write_text("s3cret-acl-pw\n")
+    server, admin = acl_redis
     conf = tmp_path / "c.conf"
-    conf.write_text(f"[redis]\nurl = redis://corral@127.0.0.1:{port}/0\npassword_file = {pw}\n"
-                    "[pool]\nmin = 2\nmax = 3\n[scale]\ntick = 250ms\n"
+    conf.write_text(server.redis_section() + "[pool]\nmin = 2\nmax = 3\n[scale]\ntick = 250ms\n"
                     "[queue jobs]\nhandler = echo\n")
-    exe = os.path.join(build_dir, "corrald")
-    if not os.path.exists(exe):
-        pytest.skip("corrald not built")
+    assert "url = redis://corral@" in conf.read_text()
+    exe = binary_path(build_dir, "corrald")
     log = tmp_path / "corrald.log"
     with open(log, "w") as out:
         d = subprocess.Popen([exe, "-c", str(conf)], stderr=out)
@@ -80,9 +53,9 @@ def test_the_documented_acl_user_runs_the_whole_pool(acl_redis, build_dir, tmp_p
             d.wait(timeout=20)
     text = log.read_text()
     assert "NOPERM" not in text and "failed" not in text, text
-    assert "s3cret-acl-pw" not in text
+    assert ACL_PASSWORD not in text
     # The user really is limited: an admin command is refused.
-    limited = redis.Redis(port=port, username="corral", password="s3cret-acl-pw")
+    limited = redis.Redis(port=server.port, username="corral", password=ACL_PASSWORD)
     with pytest.raises(redis.exceptions.NoPermissionError):
         limited.execute_command("CONFIG", "GET", "dir")
 
@@ -91,7 +64,6 @@ def test_the_acl_line_allows_every_command_the_functions_call():
     """A command missing from the documented ACL fails only under that user
     and only on the path that calls it (a breaker reset, say): check them
     all here, from the library's source."""
-    from conftest import LUA, acl_setuser_args
     with open(LUA) as f:
         used = {c.lower() for c in re.findall(r"redis\.call\('([A-Z]+)'", f.read())}
     allowed = {a[1:] for a in acl_setuser_args() if a.startswith("+")}

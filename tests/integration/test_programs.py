@@ -7,14 +7,7 @@ import subprocess
 
 import pytest
 
-from conftest import LUA, wait_until
-
-
-def binary(build_dir, name):
-    path = os.path.join(build_dir, name)
-    if not os.path.exists(path):
-        pytest.skip(f"{path} not built")
-    return path
+from conftest import LUA, binary_path, wait_until
 
 
 def library_version(r):
@@ -35,7 +28,7 @@ def test_programs_load_the_library_when_missing_or_older(build_dir, redis_server
         r.execute_command("FUNCTION", "DELETE", "corral")
     else:
         r.execute_command("FUNCTION", "LOAD", "REPLACE", stub_library(0))
-    res = subprocess.run([binary(build_dir, "corralctl"), "--redis",
+    res = subprocess.run([binary_path(build_dir, "corralctl"), "--redis",
                           f"unix://{redis_server.socket}", "job", "q", "1"],
                          capture_output=True, text=True, timeout=20)
     assert 'unknown queue "q"' in res.stderr  # it got as far as calling the library
@@ -44,7 +37,7 @@ def test_programs_load_the_library_when_missing_or_older(build_dir, redis_server
 
 def test_a_newer_library_is_left_alone(build_dir, redis_server, r):
     r.execute_command("FUNCTION", "LOAD", "REPLACE", stub_library(9999))
-    subprocess.run([binary(build_dir, "corralctl"), "--redis",
+    subprocess.run([binary_path(build_dir, "corralctl"), "--redis",
                     f"unix://{redis_server.socket}", "job", "q", "1"],
                    capture_output=True, text=True, timeout=20)
     assert library_version(r) == 9999
@@ -56,7 +49,7 @@ def run_corrald_briefly(build_dir, tmp_path, env):
                     "[queue q]\nhandler = echo\n")
     log = tmp_path / "corrald.log"
     with open(log, "w") as out:
-        p = subprocess.Popen([binary(build_dir, "corrald"), "-c", str(conf)],
+        p = subprocess.Popen([binary_path(build_dir, "corrald"), "-c", str(conf)],
                              stderr=out, env=env)
         wait_until(lambda: "redis unavailable" in log.read_text(), timeout=10,
                    what="corrald to report redis unavailable")

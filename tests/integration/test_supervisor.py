@@ -4,31 +4,14 @@ import json
 import os
 import signal
 import socket
-import subprocess
 import time
 
 import pytest
 
-from conftest import wait_until
+from conftest import Program, children, enqueue_many, get_job, wait_until
 
 Q = "jobs"
 K = "corral:{jobs}"
-
-
-def children(pid):
-    """Pids of the live (not zombie) children of pid."""
-    out = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid and fields[0] != "Z":
-            out.append(int(d))
-    return out
 
 
 def is_worker(pid):
@@ -52,28 +35,15 @@ def workers_of(pid, exe_name="corral-worker"):
     return res
 
 
-class Corrald:
+class Corrald(Program):
+    stop_timeout = 20
+
     def __init__(self, exe, conf, log, env=None):
         self.conf = conf
-        self.log = log
-        self.out = open(log, "a")
-        self.proc = subprocess.Popen([exe, "-c", conf], stderr=self.out,
-                                     env=env or dict(os.environ))
-
-    def logs(self):
-        with open(self.log) as f:
-            return f.read()
+        super().__init__([exe, "-c", conf], log, mode="a", env=env or dict(os.environ))
 
     def workers(self):
         return workers_of(self.proc.pid)
-
-    def stop(self, timeout=20):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout=timeout)
-        finally:
-            self.out.close()
 
 
 @pytest.fixture
@@ -119,18 +89,6 @@ def reap(started):
         assert "Sanitizer" not in c.logs(), c.logs()
 
 
-def enqueue_many(r, n, payload="{}"):
-    pipe = r.pipeline(transaction=False)
-    for _ in range(n):
-        pipe.fcall("corral_enqueue", 1, Q, payload)
-    return pipe.execute()
-
-
-def job(r, jid):
-    raw = r.fcall_ro("corral_job", 1, Q, jid)
-    return json.loads(raw) if raw else None
-
-
 def test_starts_min_workers_and_writes_its_heartbeat(r, corrald):
     c = corrald()
     wait_until(lambda: len(c.workers()) == 2, what="min workers")
@@ -148,7 +106,7 @@ def test_burst_grows_the_pool_within_two_ticks_then_drains_back_to_min(r, corral
     # tests): a busy machine must not hold the pool back.
     c = corrald(scale="cpu_ceiling = 100%")
     wait_until(lambda: len(c.workers()) == 2 and "ready" in c.logs(), what="min workers ready")
-    enqueue_many(r, 300)
+    enqueue_many(r, Q, 300)
     t0 = time.monotonic()
     wait_until(lambda: len(c.workers()) >= 6, timeout=5, what="the pool to grow")
     assert time.monotonic() - t0 < 1.0  # two 250 ms ticks, plus fork time
@@ -163,26 +121,26 @@ def test_burst_grows_the_pool_within_two_ticks_then_drains_back_to_min(r, corral
 def test_sigkill_of_a_busy_worker_runs_its_job_again_within_a_second(r, corrald):
     c = corrald(queue="handler = exec\ncommand = /bin/sh -c 'sleep 2; cat'\nlease = 60s")
     wait_until(lambda: len(c.workers()) == 2, what="min workers")
-    jid = enqueue_many(r, 1)[0]
-    wait_until(lambda: job(r, jid)["state"] == "active", what="the job to start")
-    owner = int(job(r, jid)["worker"].rsplit(":", 1)[1])
+    jid = enqueue_many(r, Q, 1)[0]
+    wait_until(lambda: get_job(r, Q, jid)["state"] == "active", what="the job to start")
+    owner = int(get_job(r, Q, jid)["worker"].rsplit(":", 1)[1])
     os.kill(owner, signal.SIGKILL)
     killed = time.time() * 1000
-    wait_until(lambda: job(r, jid)["attempts"] == 2 and job(r, jid)["state"] == "active",
-               timeout=5, what="the job to run again")
-    assert job(r, jid)["started_ms"] - killed < 1000
+    wait_until(lambda: get_job(r, Q, jid)["attempts"] == 2 and
+               get_job(r, Q, jid)["state"] == "active", timeout=5, what="the job to run again")
+    assert get_job(r, Q, jid)["started_ms"] - killed < 1000
     assert "worker died" in c.logs()
-    assert job(r, jid)["worker"] != f"{socket.gethostname()}:{owner}"
+    assert get_job(r, Q, jid)["worker"] != f"{socket.gethostname()}:{owner}"
     assert c.stop() == 0
-    assert job(r, jid)["state"] == "done"
+    assert get_job(r, Q, jid)["state"] == "done"
 
 
 def test_restarted_corrald_reclaims_its_previous_runs_leases_at_once(r, corrald):
     c = corrald(queue="handler = exec\ncommand = /bin/sh -c 'sleep 30; cat'\nlease = 60s",
                 pool="drain_timeout = 1s")
     wait_until(lambda: len(c.workers()) == 2, what="min workers")
-    jid = enqueue_many(r, 1)[0]
-    wait_until(lambda: job(r, jid)["state"] == "active", what="the job to start")
+    jid = enqueue_many(r, Q, 1)[0]
+    wait_until(lambda: get_job(r, Q, jid)["state"] == "active", what="the job to start")
     # The host's supervisor and workers die together (the lease has 60 s).
     old = c.workers()
     c.proc.kill()
@@ -194,8 +152,8 @@ def test_restarted_corrald_reclaims_its_previous_runs_leases_at_once(r, corrald)
     c2 = corrald(queue="handler = exec\ncommand = /bin/sh -c 'sleep 30; cat'\nlease = 60s",
                  pool="drain_timeout = 1s", name="c2.conf")
     restarted = time.time() * 1000
-    wait_until(lambda: job(r, jid)["attempts"] == 2, timeout=5, what="the job to run again")
-    assert job(r, jid)["started_ms"] - restarted < 2000
+    wait_until(lambda: get_job(r, Q, jid)["attempts"] == 2, timeout=5, what="the job to run again")
+    assert get_job(r, Q, jid)["started_ms"] - restarted < 2000
     c2.stop()
 
 
@@ -206,11 +164,11 @@ def test_sigterm_drains_jobs_in_flight(r, corrald, tmp_path):
     started = tmp_path / "started"
     c = corrald(queue=f"handler = exec\ncommand = /bin/sh -c 'echo x >> {started}; sleep 1; cat'")
     wait_until(lambda: len(c.workers()) == 2, what="min workers")
-    ids = enqueue_many(r, 4)
+    ids = enqueue_many(r, Q, 4)
     wait_until(lambda: started.exists() and len(started.read_text().split()) == 4,
                what="four jobs running")
     assert c.stop() == 0
-    assert [job(r, i)["state"] for i in ids] == ["done"] * 4, c.logs()
+    assert [get_job(r, Q, i)["state"] for i in ids] == ["done"] * 4, c.logs()
     assert not c.workers()
 
 
@@ -218,7 +176,7 @@ def test_sighup_applies_new_bounds_without_dropping_work(r, corrald, tmp_path):
     c = corrald(queue="handler = exec\ncommand = /bin/sh -c 'sleep 0.5; cat'")
     wait_until(lambda: len(c.workers()) == 2, what="min workers")
     first = set(c.workers())
-    ids = enqueue_many(r, 6)
+    ids = enqueue_many(r, Q, 6)
     text = open(c.conf).read().replace("min = 2\nmax = 8", "min = 4\nmax = 8")
     open(c.conf, "w").write(text)
     c.proc.send_signal(signal.SIGHUP)
@@ -226,7 +184,7 @@ def test_sighup_applies_new_bounds_without_dropping_work(r, corrald, tmp_path):
     assert "reloaded" in c.logs() and "workers_replaced=no" in c.logs()
     assert first <= set(c.workers())  # new bounds alone keep the running workers
     for jid in ids:
-        wait_until(lambda: job(r, jid)["state"] == "done", timeout=20, what="every job")
+        wait_until(lambda: get_job(r, Q, jid)["state"] == "done", timeout=20, what="every job")
     # A broken file is refused and the running config kept.
     open(c.conf, "w").write(text + "\nbogus = 1\n")
     c.proc.send_signal(signal.SIGHUP)
@@ -246,9 +204,9 @@ def test_sighup_with_a_changed_queue_replaces_the_workers(r, corrald):
     wait_until(lambda: "workers_replaced=yes" in c.logs(), what="the reload")
     wait_until(lambda: len(c.workers()) == 2 and not first & set(c.workers()), timeout=10,
                what="two new workers")
-    (jid,) = enqueue_many(r, 1)
-    wait_until(lambda: job(r, jid)["state"] == "done", what="the job")
-    assert job(r, jid)["result"].strip() == "new"
+    (jid,) = enqueue_many(r, Q, 1)
+    wait_until(lambda: get_job(r, Q, jid)["state"] == "done", what="the job")
+    assert get_job(r, Q, jid)["result"].strip() == "new"
     assert c.stop() == 0
 
 
@@ -271,9 +229,9 @@ def test_hung_worker_is_killed_and_its_job_reclaimed(r, corrald):
     wait_until(lambda: len(c.workers()) == 2, what="min workers")
     for w in c.workers():
         os.kill(w, signal.SIGSTOP)
-    jid = enqueue_many(r, 1)[0]
+    jid = enqueue_many(r, Q, 1)[0]
     wait_until(lambda: "worker hung" in c.logs(), timeout=10, what="the hang to be noticed")
-    wait_until(lambda: job(r, jid)["state"] == "done", timeout=10, what="the job to be done")
+    wait_until(lambda: get_job(r, Q, jid)["state"] == "done", timeout=10, what="the job to be done")
     assert c.stop() == 0
 
 
@@ -361,10 +319,10 @@ def test_a_young_worker_killed_while_busy_is_replaced_at_once_not_backed_off(
     c = Corrald(os.path.join(build_dir, "corrald"), str(conf), str(tmp_path / "one.log"))
     try:
         wait_until(lambda: len(c.workers()) == 1, what="the worker")
-        jid = enqueue_many(r, 1)[0]
+        jid = enqueue_many(r, Q, 1)[0]
         wait_until(lambda: runs.exists() and runs.read_text().count("run") == 1,
                    what="the job to start")
-        os.kill(int(job(r, jid)["worker"].rsplit(":", 1)[1]), signal.SIGKILL)
+        os.kill(int(get_job(r, Q, jid)["worker"].rsplit(":", 1)[1]), signal.SIGKILL)
         wait_until(lambda: runs.read_text().count("run") == 2, timeout=10,
                    what="the job to run again on a new worker")
         assert "worker died" in c.logs()

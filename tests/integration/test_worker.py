@@ -11,9 +11,9 @@ from email.utils import formatdate
 
 import pytest
 
-from conftest import RedisServer, load_library, wait_until
-from worker_fixtures import (API_KEY, HTTP_Q, K, Q, await_end, enqueue, job,  # noqa: F401
-                             make_worker, stub, stub_stats)
+from conftest import RedisServer, wait_until
+from worker_fixtures import (API_KEY, HTTP_Q, K, Q, aof_redis, await_end, enqueue,  # noqa: F401
+                             job, make_worker, stub, stub_stats)
 
 
 # --- http ----------------------------------------------------------------
@@ -307,24 +307,18 @@ def test_second_sigterm_aborts_and_leaves_the_lease_to_expire(r, stub, make_work
     assert r.zscore(f"{K}:active", jid) is not None
 
 
-def test_redis_restarted_under_a_running_worker_loses_nothing(stub, make_worker, tmp_path):
-    server = RedisServer(appendonly=True, appendfsync="always")
-    server.start()
-    try:
-        r = server.client(decode_responses=True)
-        load_library(r)
-        w = make_worker(HTTP_Q, stub.url, socket_path=server.socket)
-        first = [enqueue(r, {"stub": {"delay_ms": 300}}) for _ in range(6)]
-        wait_until(lambda: stub_stats(stub)["inflight"] >= 1, what="calls to start")
-        server.restart(kill=True)  # kill -9, then start from the AOF
-        r = server.client(decode_responses=True)
-        second = [enqueue(r, {}) for _ in range(4)]
-        for jid in first + second:
-            assert await_end(r, jid, timeout=60)["state"] == "done"
-        assert "connected to redis" in w.logs()
-        assert w.stop() == 0
-    finally:
-        server.cleanup()
+def test_redis_restarted_under_a_running_worker_loses_nothing(stub, make_worker, aof_redis):
+    server, r = aof_redis
+    w = make_worker(HTTP_Q, stub.url, socket_path=server.socket)
+    first = [enqueue(r, {"stub": {"delay_ms": 300}}) for _ in range(6)]
+    wait_until(lambda: stub_stats(stub)["inflight"] >= 1, what="calls to start")
+    server.restart(kill=True)  # kill -9, then start from the AOF
+    r = server.client(decode_responses=True)
+    second = [enqueue(r, {}) for _ in range(4)]
+    for jid in first + second:
+        assert await_end(r, jid, timeout=60)["state"] == "done"
+    assert "connected to redis" in w.logs()
+    assert w.stop() == 0
 
 
 def test_worker_started_before_redis_waits_and_then_works(make_worker, tmp_path):

@@ -9,35 +9,29 @@ import sys
 import threading
 import time
 
-from conftest import RedisServer, load_library, wait_until
-from worker_fixtures import (HTTP_Q, K, Q, await_end, enqueue, job,  # noqa: F401
+from conftest import wait_until
+from worker_fixtures import (HTTP_Q, K, Q, aof_redis, await_end, enqueue, job,  # noqa: F401
                              make_worker, stub, stub_stats)
 
 
 def test_outcomes_of_jobs_that_end_while_redis_is_away_are_written_when_it_returns(
-        stub, make_worker):
-    server = RedisServer(appendonly=True, appendfsync="always")
+        stub, make_worker, aof_redis):
+    server, r = aof_redis
+    w = make_worker(HTTP_Q, stub.url, socket_path=server.socket)
+    ids = [enqueue(r, {"stub": {"delay_ms": 600}}) for _ in range(4)]
+    wait_until(lambda: stub_stats(stub)["inflight"] == 4, what="every slot busy")
+    server.stop(kill=True)
+    time.sleep(1.5)  # the calls end while Redis is away
+    assert stub_stats(stub)["inflight"] == 0
+    assert w.proc.poll() is None, w.logs()
     server.start()
-    try:
-        r = server.client(decode_responses=True)
-        load_library(r)
-        w = make_worker(HTTP_Q, stub.url, socket_path=server.socket)
-        ids = [enqueue(r, {"stub": {"delay_ms": 600}}) for _ in range(4)]
-        wait_until(lambda: stub_stats(stub)["inflight"] == 4, what="every slot busy")
-        server.stop(kill=True)
-        time.sleep(1.5)  # the calls end while Redis is away
-        assert stub_stats(stub)["inflight"] == 0
-        assert w.proc.poll() is None, w.logs()
-        server.start()
-        r = server.client(decode_responses=True)
-        for jid in ids:
-            j = await_end(r, jid, timeout=30)
-            assert j["state"] == "done" and j["attempts"] == 1, j
-        assert stub_stats(stub)["requests"] == 4  # nothing ran twice
-        assert "redis connection lost" in w.logs()
-        assert w.stop() == 0
-    finally:
-        server.cleanup()
+    r = server.client(decode_responses=True)
+    for jid in ids:
+        j = await_end(r, jid, timeout=30)
+        assert j["state"] == "done" and j["attempts"] == 1, j
+    assert stub_stats(stub)["requests"] == 4  # nothing ran twice
+    assert "redis connection lost" in w.logs()
+    assert w.stop() == 0
 
 
 def test_a_run_whose_lease_was_lost_is_stopped_and_cannot_clobber_the_newer_run(

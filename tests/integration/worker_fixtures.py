@@ -1,17 +1,16 @@
 """Shared pieces of the worker's integration tests: the AI-service stand-in
 as a fixture, a factory for real corral-worker processes with a generated
-config, and helpers to enqueue and await jobs through the function library."""
-import json
+config, a private redis-server that keeps its data across a kill -9, and
+the conftest helpers bound to the worker tests' queue Q."""
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import redis
 
-from conftest import REPO, wait_until
+import conftest
+from conftest import REPO, Program, RedisServer, load_library, wait_until
 
 sys.path.insert(0, os.path.join(REPO, "tests"))
 import aistub  # noqa: E402
@@ -35,23 +34,9 @@ def stub_stats(srv):
                 "max_inflight": s.max_inflight}
 
 
-class Worker:
+class Worker(Program):
     def __init__(self, exe, conf, log, extra=(), **popen):
-        self.log = log
-        self.out = open(log, "w")
-        self.proc = subprocess.Popen([exe, "-c", conf, *extra], stderr=self.out, **popen)
-
-    def logs(self):
-        with open(self.log) as f:
-            return f.read()
-
-    def stop(self, sig=signal.SIGTERM, timeout=15):
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        try:
-            return self.proc.wait(timeout=timeout)
-        finally:
-            self.out.close()
+        super().__init__([exe, "-c", conf, *extra], log, **popen)
 
 
 @pytest.fixture
@@ -106,13 +91,13 @@ HTTP_Q = "handler = http\nservice = ai\nbackoff = 50ms..100ms\ntimeout = 5s\nmax
 
 
 def enqueue(r, payload, **opts):
-    args = [json.dumps(payload)] + ([json.dumps(opts)] if opts else [])
-    return r.fcall("corral_enqueue", 1, Q, *args)
+    """conftest.enqueue on Q; payload is any JSON value."""
+    return conftest.enqueue(r, Q, payload, **opts)
 
 
 def job(r, jid):
-    raw = r.fcall_ro("corral_job", 1, Q, jid)
-    return json.loads(raw) if raw else None
+    """conftest.get_job on Q."""
+    return conftest.get_job(r, Q, jid)
 
 
 def await_end(r, jid, timeout=15):
@@ -120,3 +105,16 @@ def await_end(r, jid, timeout=15):
     state = r.blmove(fin, fin, timeout, "RIGHT", "RIGHT")
     assert state is not None, f"job {jid} did not end: {job(r, jid)}"
     return job(r, jid)
+
+
+@pytest.fixture
+def aof_redis():
+    """A private redis-server that writes every change to its AOF before
+    answering (so a kill -9 loses nothing), with the library loaded ->
+    (server, client). For tests that stop or kill Redis under a worker."""
+    server = RedisServer(appendonly=True, appendfsync="always")
+    server.start()
+    r = server.client(decode_responses=True)
+    load_library(r)
+    yield server, r
+    server.cleanup()
