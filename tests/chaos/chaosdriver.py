@@ -32,14 +32,21 @@ for p in (os.path.join(TESTS, "integration"), TESTS):
 import redis  # noqa: E402
 
 import aistub  # noqa: E402
-from conftest import MODE, REPO, RedisServer, proc_stat, wait_until  # noqa: E402,F401 (REPO: callers)
+# REPO is for the callers (test_chaos.py, soak.py).
+from conftest import MODE, REPO, RedisServer, proc_stat, wait_until  # noqa: E402,F401
 from test_supervisor import Corrald  # noqa: E402
 
-QUEUES = ("chat", "embed")
+JOB_QUEUES = ("chat", "embed")  # the producer's jobs
+# "brief": served by host B alone, lease 1 s, one attempt; the slow_worker
+# and full_redis faults put their own jobs there ("once"), so that a lease
+# runs out within the fault and the job ends dead, for good.
+BRIEF = "brief"
+QUEUES = JOB_QUEUES + (BRIEF,)
 PRIORITIES = ("high", "normal", "low")
 SVC = "ai"
 KINDS = ("fast", "slow", "flaky", "permanent")
-PROCESS_FAULTS = ("kill_worker", "stop_worker", "kill_corrald", "restart_redis", "freeze_redis")
+PROCESS_FAULTS = ("kill_worker", "stop_worker", "kill_corrald", "restart_redis", "freeze_redis",
+                  "slow_worker", "full_redis")
 AI_FAULTS = ("ai_fail", "ai_429", "ai_hang")
 FAULTS = PROCESS_FAULTS + AI_FAULTS
 PR_SET_CHILD_SUBREAPER = 36
@@ -67,6 +74,14 @@ class Settings:
     # freeze_redis: SIGSTOP redis-server for longer than hang_timeout (and
     # shorter than what is left of a lease at its renewal, lease * 2/3).
     freeze_s: float = 3.0
+    # slow_worker: a worker of B holding a "brief" job is SIGSTOPped until
+    # that job's lease has run out and it was reclaimed (dead: one
+    # attempt), at most this long, then SIGCONTed; B's hang_timeout is
+    # longer, so B does not kill it.
+    slow_stop_max_s: float = 4.0
+    hang_timeout_b: str = "8s"
+    # full_redis: maxmemory set to the used memory for this long.
+    full_redis_s: float = 4.0
     max_workers: int = 6
     concurrency: int = 4
     hang_timeout: str = "2s"
@@ -300,6 +315,12 @@ class Chaos:
         self.anomalies = []  # allowed, but worth a look: the run's files are kept
         self.lost_enqueues = []  # tags whose acknowledged enqueue Redis lost
         self.expired = []  # jobs whose last error is "lease expired"
+        self.slowed = {}  # worker pid -> (SIGSTOP time, SIGCONT time): slow_worker
+        self.caught = {}  # tag -> what slow_worker saw of the brief job it let die
+        self.full_windows = []  # (start, end) of each full_redis fault
+        self.refused = {}  # tag -> the error of an enqueue a full Redis refused
+        self.final_seen = {}  # tag -> (final state, time) when the driver first saw it
+        self.next_observe = 0
         self.rss = {}
         self.figures = {}
         self.enqueue_done = threading.Event()
@@ -312,22 +333,29 @@ class Chaos:
 
     # -- setup --
 
-    def conf_text(self, key):
+    def conf_text(self, key, host):
         s = self.s
+        # A kills SIGSTOPped workers as hung (stop_worker); B's hang_timeout
+        # outlasts a slow_worker stop, and B alone serves the brief queue.
+        hang, served = (s.hang_timeout, JOB_QUEUES) if host == "A" else (s.hang_timeout_b, QUEUES)
         text = self.redis.redis_section()
         text += (f"[pool]\nmin = 2\nmax = {s.max_workers}\nconcurrency = {s.concurrency}\n"
-                 f"drain_timeout = {s.drain_timeout}\nhang_timeout = {s.hang_timeout}\n"
-                 f"queues = {', '.join(QUEUES)}\n"
+                 f"drain_timeout = {s.drain_timeout}\nhang_timeout = {hang}\n"
+                 f"queues = {', '.join(served)}\n"
                  # The machine is shared: other people's load must not hold
                  # the pool (cpu_ceiling has its own tests).
                  "[scale]\ntick = 250ms\nscale_out_cooldown = 1s\nscale_in_window = 10s\n"
                  "cpu_ceiling = 100%\n")
-        for i, q in enumerate(QUEUES):
+        for i, q in enumerate(JOB_QUEUES):
             order = "strict" if i == 0 else "weighted\nweights = 6, 3, 1"
             text += (f"[queue {q}]\nhandler = http\nservice = {SVC}\n"
                      f"priorities = {', '.join(PRIORITIES)}\norder = {order}\n"
                      f"max_attempts = {s.max_attempts}\nbackoff = 100ms..1s\n"
                      f"timeout = {s.job_timeout}\nlease = {s.lease}\n")
+        # The job timeout outlasts any stop: a resumed worker reports its
+        # answer, not a timeout.
+        text += (f"[queue {BRIEF}]\nhandler = http\nservice = {SVC}\n"
+                 "max_attempts = 1\ntimeout = 60s\nlease = 1s\n")
         text += (f"[service {SVC}]\nurl = {self.stub.url}\napi_key_file = {key}\n"
                  "connect_timeout = 1s\nmax_inflight = 1000\nbreaker_window = 10s\n"
                  "breaker_min_calls = 20\nbreaker_failure_rate = 50%\n"
@@ -346,7 +374,7 @@ class Chaos:
             f.write("sk-chaos\n")
         for h in ("A", "B"):
             with open(self.conf(h), "w") as f:
-                f.write(self.conf_text(key))
+                f.write(self.conf_text(key, h))
             self.start_corrald(h)
         for h in ("A", "B"):
             c = self.hosts[h]
@@ -437,7 +465,7 @@ class Chaos:
         elif kind == "permanent":
             payload["stub"] = {"status": 400,
                                "body": {"error": {"message": f"chaos: bad request {tag}"}}}
-        q = QUEUES[tag % 2]
+        q = JOB_QUEUES[tag % 2]
         prio = PRIORITIES[self.rng.randrange(3)]
         self.jobs[tag] = {"queue": q, "id": None, "kind": kind, "prio": prio,
                           "fail_times": fail_times}
@@ -446,17 +474,60 @@ class Chaos:
 
     def enqueue_batch(self, batch):
         """One pipeline of enqueues; a batch cut by a Redis restart is sent
-        again whole: the unique keys make the repeats return the same ids."""
-        def send():
-            pipe = self.r.pipeline(transaction=False)
-            for _, q, payload, opts in batch:
-                pipe.fcall("corral_enqueue", 1, q, payload, opts)
-            return pipe.execute()
-        ids = self.retry(send, timeout=120)
-        now = time.time()
-        for (tag, *_), jid in zip(batch, ids):
-            self.jobs[tag]["id"] = jid
-            self.jobs[tag]["enqueued"] = now
+        again whole (a loading one, the enqueues it refused): the unique
+        keys make the repeats return the same ids. An enqueue refused by a
+        full Redis is counted as refused: the application was told, and the
+        job must not exist."""
+        deadline = time.monotonic() + 120
+        while batch:
+            def send(batch=batch):
+                pipe = self.r.pipeline(transaction=False)
+                for _, q, payload, opts in batch:
+                    pipe.fcall("corral_enqueue", 1, q, payload, opts)
+                return pipe.execute(raise_on_error=False)
+            replies = self.retry(send, timeout=120)
+            now = time.time()
+            again = []
+            for job, reply in zip(batch, replies):
+                tag = job[0]
+                if not isinstance(reply, redis.ResponseError):
+                    self.jobs[tag]["id"] = reply
+                    self.jobs[tag]["enqueued"] = now
+                elif str(reply).startswith("LOADING"):
+                    again.append(job)
+                elif str(reply).startswith("OOM") and self.in_full(now):
+                    self.refused[tag] = str(reply)
+                else:
+                    raise reply
+            batch = again
+            if batch:
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"enqueues still refused after 120 s: {replies[:3]}")
+                time.sleep(0.1)
+
+    def make_once(self, delay_ms):
+        """A job for the brief queue (one attempt, lease 1 s) whose answer
+        comes after delay_ms: a fault's own job, enqueued at once."""
+        tag = self.next_tag
+        self.next_tag += 1
+        payload = {"model": "chaos", "chaos": tag, "stub": {"delay_ms": delay_ms},
+                   "messages": [{"role": "user", "content": f"job-{tag}"}]}
+        self.jobs[tag] = {"queue": BRIEF, "id": None, "kind": "once", "prio": "normal",
+                          "fail_times": 0}
+        self.enqueue_batch([(tag, BRIEF, json.dumps(payload),
+                             json.dumps({"unique_key": f"chaos-{tag}"}))])
+        return tag
+
+    def leased_to(self, tag):
+        """The pid of the worker a job is leased to while it is active, or
+        None."""
+        j = self.jobs[tag]
+        if j["id"] is None:
+            return None
+        st, w = self.r.hmget(f"corral:{{{j['queue']}}}:job:{j['id']}", "state", "worker")
+        if st != "active" or not w or ":" not in w:
+            return None
+        return int(w.rsplit(":", 1)[1])
 
     def producer(self):
         s = self.s
@@ -576,6 +647,10 @@ class Chaos:
                 os.kill(self.frozen, signal.SIGCONT)
                 self.frozen = None
             self.event("redis_thawed")
+        elif kind == "slow_worker":
+            self.slow_worker()
+        elif kind == "full_redis":
+            self.full_redis()
         else:
             secs = {"ai_fail": self.s.ai_fail_s, "ai_429": self.s.ai_429_s,
                     "ai_hang": self.s.ai_hang_s}[kind]
@@ -583,12 +658,106 @@ class Chaos:
             self.ai_fault_until = time.monotonic() + secs
             self.event(kind, f"for {secs:g} s")
 
+    def slow_worker(self):
+        """A worker slow but alive: SIGSTOP the worker of B that runs a
+        brief job (one attempt, lease 1 s) until the job's lease ran out
+        and B reclaimed it, dead, then SIGCONT. Its answer is waiting for
+        it, and its lease timer is overdue: its late renewal and outcome
+        must be refused, and the job must stay dead."""
+        tag = self.make_once(300)
+        deadline = time.monotonic() + 10  # an open breaker holds it back a while
+        pid = None
+        while pid is None and time.monotonic() < deadline:
+            pid = self.leased_to(tag)
+            if pid is None:
+                time.sleep(0.02)
+        workers_b = self.hosts["B"].workers() if self.hosts["B"].proc.poll() is None else []
+        if pid is None or pid not in workers_b:
+            self.counts["slow_worker"] -= 1
+            self.event("slow_worker", f"skipped: brief job {tag} not taken by a worker of B")
+            return
+        os.kill(pid, signal.SIGSTOP)
+        t_stop = time.time()
+        self.event("slow_worker", f"SIGSTOP pid {pid} of B, holding brief job {tag}")
+        state = None
+        try:
+            j = self.jobs[tag]
+            until = time.monotonic() + self.s.slow_stop_max_s
+            while time.monotonic() < until:
+                state = self.r.hget(f"corral:{{{BRIEF}}}:job:{j['id']}", "state")
+                if state == "dead":
+                    break
+                time.sleep(0.02)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+            self.slowed[pid] = (t_stop, time.time())
+        if state == "dead":
+            self.final_seen[tag] = ("dead", time.time())
+            self.caught[tag] = {"pid": pid, "stopped_s": round(time.time() - t_stop, 2)}
+        self.event("slow_worker_resumed", f"pid {pid}; brief job {tag} was {state}")
+
+    def full_redis(self):
+        """Redis at maxmemory for a while (noeviction): enqueues are refused
+        with an error the application sees, so are the workers' writes,
+        while a call that finds a little room may get through. A brief job
+        is running when it starts, so a lease runs out meanwhile."""
+        tag = self.make_once(500)
+        deadline = time.monotonic() + 5
+        while self.leased_to(tag) is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        used = int(self.r.info("memory")["used_memory"])
+        window = [time.time(), None]
+        self.full_windows.append(window)
+        self.r.config_set("maxmemory-policy", "noeviction")
+        self.r.config_set("maxmemory", used)
+        try:
+            try:
+                self.r.set("chaos:full-probe", "x" * 1024)
+                probe = "a 1 KB SET got through"
+            except redis.ResponseError as e:
+                probe = f"a 1 KB SET refused: {e}"
+            self.event("full_redis", f"maxmemory {used} for {self.s.full_redis_s:g} s ({probe}); "
+                                     f"brief job {tag}")
+            time.sleep(self.s.full_redis_s)
+        finally:
+            self.r.config_set("maxmemory", 0)
+            window[1] = time.time()
+            self.r.delete("chaos:full-probe")
+        self.event("redis_has_room", f"{len(self.refused)} enqueues refused so far")
+
+    def in_full(self, t, after=1.0):
+        """Whether t falls in a full_redis fault (or just after it)."""
+        return any(a <= t <= (b if b is not None else t) + after for a, b in self.full_windows)
+
+    def observe(self):
+        """Notes the first final state the driver sees of each job, to
+        check at the end that none changed (done, dead, cancelled are
+        final)."""
+        tags = [t for t, j in self.jobs.items()
+                if j["id"] is not None and t not in self.final_seen]
+        try:
+            for i in range(0, len(tags), 2000):
+                chunk = tags[i:i + 2000]
+                pipe = self.r.pipeline(transaction=False)
+                for t in chunk:
+                    j = self.jobs[t]
+                    pipe.hget(f"corral:{{{j['queue']}}}:job:{j['id']}", "state")
+                now = time.time()
+                for t, st in zip(chunk, pipe.execute()):
+                    if st in ("done", "dead", "cancelled"):
+                        self.final_seen[t] = (st, now)
+        except redis.RedisError:
+            pass  # Redis is away or loading: next time
+
     def housekeeping(self):
         """Between faults: reap orphans, see that SIGSTOPped workers were
         killed as hung within hang_timeout plus a margin."""
         if time.monotonic() >= self.next_reap:
             self.reap_orphans()
             self.next_reap = time.monotonic() + 0.5
+        if time.monotonic() >= self.next_observe:
+            self.observe()
+            self.next_observe = time.monotonic() + 1.0
         if self.on_tick is not None:
             self.on_tick(self)
         if self.enqueue_error is not None:
@@ -694,12 +863,16 @@ class Chaos:
 
     def drain(self):
         """Waits until every job is done or dead, with a deadline."""
-        open_tags = list(self.jobs)
+        open_tags = [t for t in self.jobs if t not in self.refused]
         deadline = time.monotonic() + self.s.drain_deadline_s
         next_note = time.monotonic() + 5
         while open_tags:
             self.housekeeping()
             st = self.states(open_tags)
+            now = time.time()
+            for t in open_tags:
+                if st[t] in ("done", "dead", "cancelled") and t not in self.final_seen:
+                    self.final_seen[t] = (st[t], now)
             # A job gone from Redis ends here when a kill -9 may have lost
             # its enqueue (verify counts it); otherwise it stays open.
             open_tags = [t for t in open_tags if st[t] not in ("done", "dead") and not (
@@ -746,7 +919,8 @@ class Chaos:
         Redis, duplicates and their causes. Returns the figures; raises
         AssertionError naming every job that is wrong."""
         problems = self.check_deaths()
-        tags = sorted(self.jobs)
+        tags = sorted(t for t in self.jobs if t not in self.refused)
+        problems += self.check_refused()
         full = {}
         for i in range(0, len(tags), 1000):
             chunk = tags[i:i + 1000]
@@ -776,6 +950,24 @@ class Chaos:
                 else:
                     problems.append(f"job {t} ({j}): gone from Redis")
                 continue
+            if t in self.final_seen and rj["state"] != self.final_seen[t][0]:
+                seen, when = self.final_seen[t]
+                what = (f"job {t} ({j['kind']}): final state changed: {seen} at "
+                        f"+{when - self.t0:.1f} s, {rj['state']} at the end: {rj}")
+                if self.aof_loss(when):
+                    self.anomalies.append(what + " (a kill -9 of redis-server right after)")
+                else:
+                    problems.append(what)
+            if t in self.caught and (rj["state"] != "dead" or
+                                     not str(rj.get("error", "")).startswith("lease expired")):
+                problems.append(f"job {t} (once): its worker was stopped past its lease and the "
+                                f"job reclaimed dead; a late renewal or outcome of that run must "
+                                f"be refused, but the job is {rj['state']}: {rj}")
+            if j["kind"] == "once" and rj["state"] == "dead":
+                # One attempt: a lease that ran out (slow_worker, full_redis)
+                # or a worker killed under it ends it dead, and that is final.
+                dead += 1
+                continue
             if j["kind"] == "permanent":
                 if rj["state"] != "dead" or not str(rj.get("error", "")).startswith("HTTP 400"):
                     problems.append(f"job {t} ({j['kind']}) should be dead with HTTP 400: {rj}")
@@ -791,7 +983,7 @@ class Chaos:
                 self.expired.append({"tag": t, "queue": j["queue"], "id": j["id"], "pid": pid,
                                      "worker_killed": pid in self.killed,
                                      "worker_called": any(a[2] == pid for a in answers)})
-                if pid not in self.killed:
+                if pid not in self.killed and pid not in self.slowed and not self.full_windows:
                     self.anomalies.append(f"job {t}: lease of live worker {pid} expired")
             if rj["state"] != "done":
                 problems.append(f"job {t} ({j['kind']}) should be done: {rj}")
@@ -826,13 +1018,16 @@ class Chaos:
                         reasons[w] = reasons.get(w, 0) + 1
                         if w.startswith("outcome lost") or w.startswith("lease"):
                             self.anomalies.append(f"job {t}: a duplicate for {w}")
-        # Redis's own counters: each job was recorded done once.
-        counted = 0
+        # Redis's own counters: each job was recorded done, or dead, once.
+        counted = {"done": 0, "dead": 0}
         for q in QUEUES:
             for m in self.minutes():
-                counted += int(self.r.hget(f"corral:{{{q}}}:st:{m}", "done") or 0)
-        if counted != done:
-            problems.append(f"Redis counted {counted} completions for {done} done jobs")
+                for f, n in zip(counted, self.r.hmget(f"corral:{{{q}}}:st:{m}", *counted)):
+                    counted[f] += int(n or 0)
+        if counted["done"] != done:
+            problems.append(f"Redis counted {counted['done']} completions for {done} done jobs")
+        if counted["dead"] != dead:
+            problems.append(f"Redis counted {counted['dead']} deaths for {dead} dead jobs")
         for q in QUEUES:
             K = f"corral:{{{q}}}"
             left = {k: self.r.zcard(f"{K}:{k}") for k in ("active", "sched")}
@@ -841,13 +1036,15 @@ class Chaos:
                 problems.append(f"queue {q} not empty at the end: {left}")
             deadset = set(self.r.lrange(f"{K}:dead", 0, -1))
             want = {self.jobs[t]["id"] for t in tags
-                    if self.jobs[t]["queue"] == q and self.jobs[t]["kind"] == "permanent" and
-                    t not in self.lost_enqueues}
+                    if self.jobs[t]["queue"] == q and t not in self.lost_enqueues and
+                    (self.jobs[t]["kind"] == "permanent" or
+                     self.jobs[t]["kind"] == "once" and full[t]["state"] == "dead")}
             if deadset != want:
                 problems.append(f"queue {q}: dead list differs from the permanently failing "
-                                f"jobs: extra {sorted(deadset - want)[:20]}, missing "
+                                f"jobs and the brief jobs that died: extra "
+                                f"{sorted(deadset - want)[:20]}, missing "
                                 f"{sorted(want - deadset)[:20]}")
-        kinds = {k: sum(1 for j in self.jobs.values() if j["kind"] == k) for k in KINDS}
+        kinds = {k: sum(1 for j in self.jobs.values() if j["kind"] == k) for k in KINDS + ("once",)}
         with self.stub.log_lock:
             every = [a for v in self.stub.entries.values() for a in v]
         unknown = sum(1 for a in every if a[2] is None)
@@ -864,11 +1061,25 @@ class Chaos:
             "duplicate_details": self.dup_details,
             "lease_expired_jobs": self.expired,
             "enqueues_lost_with_redis": self.lost_enqueues,
+            "enqueues_refused_by_full_redis": len(self.refused),
+            "brief_jobs_left_dead_by_slow_worker": self.caught,
             "anomalies": self.anomalies,
         })
         assert not problems, f"{len(problems)} problems (seed {self.s.seed}, dir " \
             f"{self.dir}):\n" + "\n".join(problems[:40])
         return self.figures
+
+    def check_refused(self):
+        """An enqueue a full Redis refused was answered with an error that
+        says so, and created nothing."""
+        problems = []
+        for t, err in self.refused.items():
+            q = self.jobs[t]["queue"]
+            if "OOM" not in err or "maxmemory" not in err:
+                problems.append(f"job {t}: enqueue refused with an unclear error: {err}")
+            if self.retry(lambda: self.r.exists(f"corral:{{{q}}}:uniq:chaos-{t}")):
+                problems.append(f"job {t}: its enqueue was refused ({err}), yet it exists")
+        return problems
 
     def explain(self, tag, rj, ok):
         """Why a job was answered 2xx more than once: every answer but one
@@ -892,6 +1103,10 @@ class Chaos:
                 cause = "worker killed as hung by corrald (not stopped by the driver)"
             elif pid is not None and self.orphan_status.get(pid, 0) != 0:
                 cause = "worker of a SIGKILLed corrald, stopped by drain_timeout"
+            elif pid in self.slowed and t <= self.slowed[pid][1] + 1.0:
+                cause = "worker SIGSTOPped past its lease, its job run again meanwhile"
+            elif self.in_full(t, after=0.5) or any(a - 1.0 <= t <= a for a, _ in self.full_windows):
+                cause = "outcome refused by a full Redis (maxmemory), lease ran out meanwhile"
             elif self.aof_loss(t, before=3.0, after=1.0):
                 cause = "outcome lost with redis-server (kill -9, appendfsync everysec)"
             elif f"queue={rj['queue']} id={rj['id']} " in self.lease_lost_lines():
@@ -1027,7 +1242,9 @@ class Chaos:
                       "workers SIGSTOPped (killed as hung)": self.counts["stop_worker"],
                       "corrald SIGKILLed and restarted": self.counts["kill_corrald"],
                       "redis-server kill -9 and restarted": self.counts["restart_redis"],
-                      "redis-server SIGSTOPped (frozen)": self.counts["freeze_redis"]}
+                      "redis-server SIGSTOPped (frozen)": self.counts["freeze_redis"],
+                      "workers SIGSTOPped past a lease, then resumed": self.counts["slow_worker"],
+                      "redis-server at maxmemory": self.counts["full_redis"]}
         f["ai_faults"] = {k: self.counts[k] for k in AI_FAULTS}
         f["run_s"] = round(self.drained_at - self.t0, 1)
         f["drain_s"] = round(self.drained_at - self.faults_over_at, 1)

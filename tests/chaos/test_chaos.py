@@ -20,3 +20,4 @@ def test_every_job_ends_as_its_kind_says_whatever_is_killed():
         seed=seed)
     fig = chaosdriver.run(build, settings)
     assert fig["done"] + fig["dead"] + len(fig["enqueues_lost_with_redis"]) == fig["jobs"]
+    assert fig["jobs"] + fig["enqueues_refused_by_full_redis"] == sum(fig["kinds"].values())
