@@ -336,8 +336,11 @@ class Chaos:
     def conf_text(self, key, host):
         s = self.s
         # A kills SIGSTOPped workers as hung (stop_worker); B's hang_timeout
-        # outlasts a slow_worker stop, and B alone serves the brief queue.
-        hang, served = (s.hang_timeout, JOB_QUEUES) if host == "A" else (s.hang_timeout_b, QUEUES)
+        # outlasts a slow_worker stop, and B alone serves the brief queue,
+        # first (a worker reserves queue by queue, in this order: a backlog
+        # in the others must not keep a fault's job waiting).
+        hang, served = ((s.hang_timeout, JOB_QUEUES) if host == "A" else
+                        (s.hang_timeout_b, (BRIEF,) + JOB_QUEUES))
         text = self.redis.redis_section()
         text += (f"[pool]\nmin = 2\nmax = {s.max_workers}\nconcurrency = {s.concurrency}\n"
                  f"drain_timeout = {s.drain_timeout}\nhang_timeout = {hang}\n"
@@ -733,7 +736,8 @@ class Chaos:
         """Notes the first final state the driver sees of each job, to
         check at the end that none changed (done, dead, cancelled are
         final)."""
-        tags = [t for t, j in self.jobs.items()
+        # A copy: the producer thread adds jobs meanwhile.
+        tags = [t for t, j in list(self.jobs.items())
                 if j["id"] is not None and t not in self.final_seen]
         try:
             for i in range(0, len(tags), 2000):
