@@ -301,6 +301,7 @@ class Chaos:
         self.hosts = {}  # "A"/"B" -> Corrald (B is the one killed and restarted)
         self.corralds = []  # every corrald started
         self.jobs = {}  # tag -> dict(queue, id, kind, prio, fail_times)
+        self.jobs_lock = threading.Lock()  # new entries come from two threads
         self.next_tag = 0
         self.events = []  # (time, kind, detail)
         self.killed = {}  # worker pid -> (time, how)
@@ -447,8 +448,7 @@ class Chaos:
     # -- jobs --
 
     def make_job(self):
-        tag = self.next_tag
-        self.next_tag += 1
+        tag = self.new_tag()
         s = self.s
         x = self.rng.random()
         kind = "fast"
@@ -470,8 +470,9 @@ class Chaos:
                                "body": {"error": {"message": f"chaos: bad request {tag}"}}}
         q = JOB_QUEUES[tag % 2]
         prio = PRIORITIES[self.rng.randrange(3)]
-        self.jobs[tag] = {"queue": q, "id": None, "kind": kind, "prio": prio,
-                          "fail_times": fail_times}
+        with self.jobs_lock:
+            self.jobs[tag] = {"queue": q, "id": None, "kind": kind, "prio": prio,
+                              "fail_times": fail_times}
         opts = {"priority": prio, "unique_key": f"chaos-{tag}"}
         return tag, q, json.dumps(payload), json.dumps(opts)
 
@@ -508,15 +509,20 @@ class Chaos:
                     raise AssertionError(f"enqueues still refused after 120 s: {replies[:3]}")
                 time.sleep(0.1)
 
+    def new_tag(self):
+        with self.jobs_lock:  # the producer thread and the faults make jobs
+            self.next_tag += 1
+            return self.next_tag - 1
+
     def make_once(self, delay_ms):
         """A job for the brief queue (one attempt, lease 1 s) whose answer
         comes after delay_ms: a fault's own job, enqueued at once."""
-        tag = self.next_tag
-        self.next_tag += 1
+        tag = self.new_tag()
         payload = {"model": "chaos", "chaos": tag, "stub": {"delay_ms": delay_ms},
                    "messages": [{"role": "user", "content": f"job-{tag}"}]}
-        self.jobs[tag] = {"queue": BRIEF, "id": None, "kind": "once", "prio": "normal",
-                          "fail_times": 0}
+        with self.jobs_lock:
+            self.jobs[tag] = {"queue": BRIEF, "id": None, "kind": "once", "prio": "normal",
+                              "fail_times": 0}
         self.enqueue_batch([(tag, BRIEF, json.dumps(payload),
                              json.dumps({"unique_key": f"chaos-{tag}"}))])
         return tag
@@ -667,7 +673,9 @@ class Chaos:
         and B reclaimed it, dead, then SIGCONT. Its answer is waiting for
         it, and its lease timer is overdue: its late renewal and outcome
         must be refused, and the job must stay dead."""
-        tag = self.make_once(300)
+        # Answered after 1 s: the worker is stopped before its answer comes
+        # (an answer that came first would be acked before the stop).
+        tag = self.make_once(1000)
         deadline = time.monotonic() + 10  # an open breaker holds it back a while
         pid = None
         while pid is None and time.monotonic() < deadline:
@@ -736,9 +744,9 @@ class Chaos:
         """Notes the first final state the driver sees of each job, to
         check at the end that none changed (done, dead, cancelled are
         final)."""
-        # A copy: the producer thread adds jobs meanwhile.
-        tags = [t for t, j in list(self.jobs.items())
-                if j["id"] is not None and t not in self.final_seen]
+        with self.jobs_lock:  # the producer thread adds jobs meanwhile
+            tags = [t for t, j in self.jobs.items()
+                    if j["id"] is not None and t not in self.final_seen]
         try:
             for i in range(0, len(tags), 2000):
                 chunk = tags[i:i + 2000]
