@@ -1,4 +1,4 @@
-"""corral_enqueue_many (docs/protocol.md, "Bulk enqueue"): up to 1,000
+"""corral_enqueue_many (clients/enqueue_many.lua's header): up to 1,000
 payloads in one call with one set of options, all or nothing, ids in the
 order of the payloads."""
 import json
