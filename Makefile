@@ -129,12 +129,14 @@ integration: all
 
 # The client packages (clients/, docs/protocol.md "Client packages"): the
 # Node client's tests with node's own runner (npm ci first when its
-# node_modules is missing). The Python client's tests are
-# tests/integration/test_client_python.py, run by integration.
+# node_modules is missing or older than package-lock.json). The Python
+# client's tests are tests/integration/test_client_python.py, run by
+# integration.
 clients-test: all
 	@command -v node >/dev/null && command -v npm >/dev/null || \
 	  { echo "corral: clients-test needs Node.js >= 18 and npm" >&2; exit 1; }
-	@[ -d clients/node/node_modules/ioredis ] || (cd clients/node && npm ci --no-audit --no-fund)
+	@[ clients/node/node_modules/.package-lock.json -nt clients/node/package-lock.json ] || \
+	  (cd clients/node && npm ci --no-audit --no-fund)
 	cd clients/node && CORRAL_BUILD=$(abspath $(BUILD)) node --test test/*.test.js test/*.test.mjs
 
 demo: deps
