@@ -7,7 +7,7 @@ import json
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple, Union
 
 from .errors import (InvalidOptionError, InvalidPayloadError, InvalidQueueNameError,
                      NoSuchJobError, WaitTimeoutError)
@@ -133,7 +133,7 @@ def options_bytes(queue: str, options: Mapping[str, Any]) -> bytes:
             from None
 
 
-def batches(queue: str, payloads: List[Any], options: Mapping[str, Any]) \
+def batches(queue: str, payloads: Iterable[Any], options: Mapping[str, Any]) \
         -> Tuple[bytes, List[List[bytes]]]:
     """corral_enqueue_many's options argument and the payloads in batches
     of MAX_BATCH, every payload written as JSON before anything is sent."""

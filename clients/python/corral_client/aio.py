@@ -2,7 +2,7 @@
 checks and errors as Client (client.py)."""
 from __future__ import annotations
 
-from typing import Any, List, Optional, Union
+from typing import Any, Iterable, List, Optional, Union
 
 import redis.asyncio as aredis
 import redis.exceptions as rx
@@ -52,7 +52,8 @@ class AsyncClient:
                                         p.options_bytes(queue, options)))
         return int(await self._call("FCALL", "corral_enqueue", 1, k, data))
 
-    async def enqueue_many(self, queue: str, payloads: List[Any], **options: Any) -> List[int]:
+    async def enqueue_many(self, queue: str, payloads: Iterable[Any],
+                           **options: Any) -> List[int]:
         """Client.enqueue_many: pushes many jobs in batches of 1,000,
         returns their ids in order."""
         k = self._key(queue)

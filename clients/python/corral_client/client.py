@@ -2,7 +2,7 @@
 FCALLs of docs/protocol.md (wait adds the documented BLMOVE)."""
 from __future__ import annotations
 
-from typing import Any, List, Optional, Union
+from typing import Any, Iterable, List, Optional, Union
 
 import redis
 import redis.exceptions as rx
@@ -67,7 +67,7 @@ class Client:
                                   p.options_bytes(queue, options)))
         return int(self._call("FCALL", "corral_enqueue", 1, k, data))
 
-    def enqueue_many(self, queue: str, payloads: List[Any], **options: Any) -> List[int]:
+    def enqueue_many(self, queue: str, payloads: Iterable[Any], **options: Any) -> List[int]:
         """Pushes many jobs with the same options; returns their ids in the
         order of the payloads (corral_enqueue_many, in batches of 1,000).
 
