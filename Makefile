@@ -65,7 +65,7 @@ BENCH_SRCS := $(wildcard bench/*.c)
 BENCH_BINS := $(BENCH_SRCS:bench/%.c=$(BUILD)/bench/%)
 
 .PHONY: all lib test unit integration demo bench deps install uninstall format check clean \
-        fuzz chaos soak bench-peers
+        fuzz chaos soak bench-peers clients-test
 all: $(BUILD)/libcorral.a $(BUILD)/libcorral.so $(BUILD)/corral.pc $(PROGS)
 lib: $(BUILD)/libcorral.a
 
@@ -115,6 +115,7 @@ test: deps
 	@$(MAKE) --no-print-directory all $(UNIT_BINS)
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory integration
+	@$(MAKE) --no-print-directory clients-test
 
 unit: $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
@@ -125,6 +126,18 @@ integration: all
 	CORRAL_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -q tests/integration $(PYTEST_ARGS)
 	CORRAL_TEST_REDIS=tcp-acl CORRAL_BUILD=$(abspath $(BUILD)) \
 	  $(PYTHON) -m pytest -q tests/integration $(PYTEST_ARGS)
+
+# The client packages (clients/, docs/protocol.md "Client packages"): the
+# Node client's tests with node's own runner (npm ci first when its
+# node_modules is missing or older than package-lock.json). The Python
+# client's tests are tests/integration/test_client_python.py, run by
+# integration.
+clients-test: all
+	@command -v node >/dev/null && command -v npm >/dev/null || \
+	  { echo "corral: clients-test needs Node.js >= 18 and npm" >&2; exit 1; }
+	@[ clients/node/node_modules/.package-lock.json -nt clients/node/package-lock.json ] || \
+	  (cd clients/node && npm ci --no-audit --no-fund)
+	cd clients/node && CORRAL_BUILD=$(abspath $(BUILD)) node --test test/*.test.js test/*.test.mjs
 
 demo: deps
 	@$(MAKE) --no-print-directory all

@@ -1,25 +1,17 @@
 #!/usr/bin/env node
-// Enqueue a job on a corral queue and wait for its result, with node-redis
-// (npm install redis@4).
+// Enqueue a job on a corral queue and wait for its result, with the Node
+// client (clients/node: npm install ./clients/node, or npm ci there).
 //
 // usage: node enqueue_wait.js REDIS_URL QUEUE PAYLOAD_JSON [TIMEOUT_S]
+//   e.g. node enqueue_wait.js unix:///run/redis/redis.sock prompts '{"messages": []}' 30
 // Prints the result and exits 0 when done; 1 when dead or cancelled; 124 on timeout.
 'use strict';
-const { createClient } = require('redis');
-
-async function enqueue(client, queue, payload, options) {
-  const args = [JSON.stringify(payload)];
-  if (options) args.push(JSON.stringify(options));
-  return client.sendCommand(['FCALL', 'corral_enqueue', '1', queue, ...args]);
-}
-
-async function wait(client, queue, id, timeoutS = 0, prefix = 'corral') {
-  const fin = `${prefix}:{${queue}}:fin:${id}`;
-  // BLMOVE from the list to itself reads the final state without taking it.
-  const state = await client.sendCommand(
-    ['BLMOVE', fin, fin, 'RIGHT', 'RIGHT', String(timeoutS)]);
-  if (state === null) return null;
-  return JSON.parse(await client.sendCommand(['FCALL_RO', 'corral_job', '1', queue, id]));
+let corral;
+try {
+  corral = require('corral-client');
+} catch (e) { // run from a checkout without installing the client
+  if (e.code !== 'MODULE_NOT_FOUND') throw e;
+  corral = require('../clients/node');
 }
 
 async function main() {
@@ -28,21 +20,23 @@ async function main() {
     console.error('usage: node enqueue_wait.js REDIS_URL QUEUE PAYLOAD_JSON [TIMEOUT_S]');
     return 2;
   }
-  const client = createClient({ url: url.startsWith('unix://')
-    ? undefined : url, socket: url.startsWith('unix://') ? { path: url.slice(7) } : undefined });
-  await client.connect();
+  const client = new corral.Client(url);
   try {
     let id;
     try {
-      id = await enqueue(client, queue, JSON.parse(payload), { priority: 'high' });
+      id = await client.enqueue(queue, JSON.parse(payload), { priority: 'high' });
     } catch (e) {
+      if (!(e instanceof corral.CorralError)) throw e;
       console.error(`enqueue refused: ${e.message}`);
       return 1;
     }
     console.error(`job ${id}`);
-    const job = await wait(client, queue, id, Number(timeout || 0));
-    if (job === null) {
-      console.error(`job ${id} did not end within ${timeout} s`);
+    let job;
+    try {
+      job = await client.wait(queue, id, timeout ? { timeout: Number(timeout) * 1000 } : {});
+    } catch (e) {
+      if (!(e instanceof corral.WaitTimeoutError)) throw e;
+      console.error(e.message);
       return 124;
     }
     if (job.state === 'done') {
@@ -52,7 +46,7 @@ async function main() {
     console.error(`job ${id} ${job.state}: ${job.error || ''}`);
     return 1;
   } finally {
-    await client.quit();
+    await client.close();
   }
 }
 

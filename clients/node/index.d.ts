@@ -1,0 +1,136 @@
+// Type declarations of corral-client (index.js, index.mjs).
+import Redis, { RedisOptions } from 'ioredis';
+
+/** Options of corral_enqueue and corral_enqueue_many (docs/protocol.md). */
+export interface EnqueueOptions {
+  /** Priority name ("high") or level index (0 = highest). */
+  priority?: string | number;
+  /** Run no earlier than this from now (0 to 31,622,400,000). */
+  delay_ms?: number;
+  /** Runs before the job is dead (1 to 1,000). */
+  max_attempts?: number;
+  /** The handler's time limit for one run (1 to 86,400,000). */
+  timeout_ms?: number;
+  /** The AI service the job calls (for breakers). */
+  service?: string;
+  /** While a job with this key exists, enqueue returns its id. */
+  unique_key?: string;
+}
+
+export type JobState = 'queued' | 'scheduled' | 'active' | 'done' | 'dead' | 'cancelled';
+export type JobId = number | string | bigint;
+
+/** Times of a job (Unix ms, the Redis server's clock), those that are set. */
+export interface JobTimings {
+  created_ms?: number;
+  run_at_ms?: number;
+  queued_ms?: number;
+  started_ms?: number;
+  finished_ms?: number;
+  /** From enqueue to the last start. */
+  wait_ms?: number;
+  /** From the last start to the end. */
+  run_ms?: number;
+}
+
+/** A job as corral_job reports it (docs/protocol.md, "Reading a job"). */
+export interface Job {
+  id: number;
+  queue: string;
+  state: JobState;
+  /** True once the job is done, dead or cancelled. */
+  ended: boolean;
+  priority: string | null;
+  attempts: number;
+  max_attempts: number | null;
+  service: string | null;
+  payload: string | null;
+  /** The handler's output (done jobs), usually JSON text. */
+  result: string | null;
+  /** The last error: why a dead job died, or a retried job's last failure. */
+  error: string | null;
+  /** Token usage as the worker recorded it, when it does. */
+  usage: Record<string, unknown> | null;
+  created_ms: number | null;
+  run_at_ms: number | null;
+  queued_ms: number | null;
+  started_ms: number | null;
+  finished_ms: number | null;
+  timeout_ms: number | null;
+  worker: string | null;
+  deferrals: number;
+  unique_key: string | null;
+  timings: JobTimings;
+  /** The whole object corral_job answered, later fields included. */
+  record: Record<string, unknown>;
+}
+
+export interface ClientOptions {
+  /** The key prefix of corral.conf's [redis] section (default "corral"). */
+  prefix?: string;
+}
+
+export interface WaitOptions {
+  /** Milliseconds; none: no limit. */
+  timeout?: number;
+}
+
+export class Client {
+  /**
+   * urlOrOptions: a Redis URL ("redis://…", "rediss://…", "unix:///path"),
+   * ioredis options, or an ioredis client of your own (used, never closed).
+   */
+  constructor(urlOrOptions?: string | RedisOptions | Redis, options?: ClientOptions);
+  readonly prefix: string;
+  readonly redis: Redis;
+  /** Pushes one job; resolves to its id. */
+  enqueue(queue: string, payload: unknown, options?: EnqueueOptions): Promise<number>;
+  /** Pushes many jobs (batches of 1,000); resolves to their ids in order. */
+  enqueueMany(queue: string, payloads: Iterable<unknown>, options?: EnqueueOptions): Promise<number[]>;
+  /** The job as it is now, or null when there is no such job. */
+  job(queue: string, id: JobId): Promise<Job | null>;
+  /** The job once it has ended; WaitTimeoutError when options.timeout runs out. */
+  wait(queue: string, id: JobId, options?: WaitOptions): Promise<Job>;
+  /** Cancels a queued, scheduled or dead job. */
+  cancel(queue: string, id: JobId): Promise<void>;
+  /** Closes the connection the client opened. */
+  close(): Promise<void>;
+}
+
+/** Base of every error the client throws for corral. */
+export class CorralError extends Error {
+  constructor(message: string, code?: string);
+  /** The code word ("NOQUEUE"; "ERR" for Redis's generic word). */
+  code: string;
+  /** enqueueMany: ids of the jobs of batches before the refused one. */
+  enqueued: number[];
+  /** enqueueMany: index of the refused batch's first payload. */
+  batchStart: number;
+}
+/** A code word this client does not know (Redis's own ERR, NOPERM, …). */
+export class ServerError extends CorralError {}
+export class UnknownQueueError extends CorralError {}
+export class InvalidQueueNameError extends CorralError {}
+export class InvalidPayloadError extends CorralError {}
+export class PayloadTooLargeError extends CorralError {}
+export class InvalidOptionError extends CorralError {}
+export class NoSuchJobError extends CorralError {}
+export class JobStateError extends CorralError {}
+export class UnknownServiceError extends CorralError {}
+/** Thrown by the client when wait's timeout runs out. */
+export class WaitTimeoutError extends CorralError {}
+
+/** The one table from code word to class. */
+export const CODE_CLASSES: Readonly<Record<string, typeof CorralError>>;
+/** The CorralError for an error reply's text ("NOQUEUE unknown queue …"). */
+export function errorFromReply(text: string): CorralError;
+/** Most payloads corral_enqueue_many takes in one call. */
+export const MAX_BATCH: number;
+export const FINAL_STATES: readonly JobState[];
+
+declare const _default: {
+  Client: typeof Client;
+  CorralError: typeof CorralError;
+  CODE_CLASSES: typeof CODE_CLASSES;
+};
+export default _default;

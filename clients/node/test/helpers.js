@@ -1,0 +1,110 @@
+'use strict';
+// Shared by the client's tests: a private redis-server on a unix socket in a
+// temp dir, the Function library loaded (with corral_enqueue_many from
+// clients/enqueue_many.lua until the library has it), and corrald with the
+// echo handler where a job must end. Nothing here is a test.
+const { spawn } = require('node:child_process');
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const Redis = require('ioredis');
+
+const REPO = path.resolve(__dirname, '..', '..', '..');
+const BUILD = process.env.CORRAL_BUILD || path.join(REPO, 'build');
+
+async function waitUntil(pred, timeoutMs, what) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await pred()) return;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+function librarySource() {
+  let src = fs.readFileSync(path.join(REPO, 'queue', 'corral.lua'), 'utf8');
+  if (!src.includes("'corral_enqueue_many'")) {
+    src += `\n${fs.readFileSync(path.join(REPO, 'clients', 'enqueue_many.lua'), 'utf8')}`;
+  }
+  return src;
+}
+
+/** Starts a redis-server; resolves to {socket, url, admin, stop()}. */
+async function startRedis() {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'corral-node-'));
+  const socket = path.join(dir, 'redis.sock');
+  const proc = spawn('redis-server', ['--port', '0', '--unixsocket', socket, '--unixsocketperm', '700',
+    '--dir', dir, '--save', '', '--appendonly', 'no', '--loglevel', 'warning',
+    '--logfile', path.join(dir, 'redis.log')], { stdio: 'ignore' });
+  let exited = false;
+  proc.on('exit', () => { exited = true; });
+  await waitUntil(() => {
+    if (exited) throw new Error(`redis-server exited at start; see ${dir}/redis.log`);
+    return fs.existsSync(socket);
+  }, 10000, 'redis-server to listen');
+  const admin = new Redis({ path: socket });
+  await admin.ping();
+  return {
+    socket,
+    url: `unix://${socket}`,
+    admin,
+    /** FLUSHALL, the library with corral_enqueue_many, a queue declared. */
+    async fresh(queue = 'prompts', settings = { max_payload: 1000 }) {
+      await admin.flushall();
+      await admin.call('FUNCTION', 'LOAD', 'REPLACE', librarySource());
+      if (queue) await admin.call('FCALL', 'corral_declare', 1, `corral:{${queue}}`, JSON.stringify(settings));
+      await admin.call('CONFIG', 'RESETSTAT');
+    },
+    /** FCALLs run since the last fresh() or resetStats(). */
+    async fcalls() {
+      const info = await admin.info('commandstats');
+      let n = 0;
+      for (const m of info.matchAll(/^cmdstat_(fcall|fcall_ro):calls=(\d+)/gm)) n += Number(m[2]);
+      return n;
+    },
+    async resetStats() {
+      await admin.call('CONFIG', 'RESETSTAT');
+    },
+    async stop() {
+      admin.disconnect();
+      proc.kill('SIGKILL');
+      await new Promise((r) => (exited ? r() : proc.on('exit', r)));
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Starts corrald with one echo worker on queue prompts; resolves to a stop
+ * function, or null when corrald is not built. */
+async function startCorrald(redis) {
+  const exe = path.join(BUILD, 'corrald');
+  if (!fs.existsSync(exe)) return null;
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'corral-node-d-'));
+  const conf = path.join(dir, 'corral.conf');
+  fs.writeFileSync(conf, `[redis]\nurl = unix://${redis.socket}\n` +
+    '[pool]\nmin = 1\nmax = 1\nconcurrency = 4\ndrain_timeout = 5s\n' +
+    '[queue prompts]\nhandler = echo\n');
+  const log = fs.openSync(path.join(dir, 'corrald.log'), 'w');
+  const proc = spawn(exe, ['-c', conf], { stdio: ['ignore', 'ignore', log], detached: true });
+  let exited = false;
+  proc.on('exit', () => { exited = true; });
+  // corrald's heartbeat says it is up
+  await waitUntil(async () => {
+    if (exited) throw new Error(fs.readFileSync(path.join(dir, 'corrald.log'), 'utf8'));
+    return (await redis.admin.exists(`corral:host:${os.hostname()}`)) === 1;
+  }, 15000, 'corrald to start');
+  return async () => {
+    if (!exited) {
+      proc.kill('SIGTERM');
+      const killer = setTimeout(() => process.kill(-proc.pid, 'SIGKILL'), 20000);
+      await new Promise((r) => (exited ? r() : proc.on('exit', r)));
+      clearTimeout(killer);
+    }
+    fs.closeSync(log);
+    const text = fs.readFileSync(path.join(dir, 'corrald.log'), 'utf8');
+    fs.rmSync(dir, { recursive: true, force: true });
+    if (/Sanitizer|runtime error/.test(text)) throw new Error(text);
+  };
+}
+
+module.exports = { REPO, BUILD, startRedis, startCorrald, waitUntil, librarySource };

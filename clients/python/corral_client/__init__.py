@@ -1,0 +1,26 @@
+"""corral_client: enqueue jobs on corral queues and await them, from Python.
+
+    from corral_client import Client
+    with Client("redis://localhost:6379/0") as corral:
+        job_id = corral.enqueue("prompts", {"messages": [...]}, priority="high")
+        job = corral.wait("prompts", job_id, timeout=60)
+        print(job.state, job.result)
+
+Client is blocking (redis-py); AsyncClient is the same on redis.asyncio.
+Errors are CorralError subclasses, one per code word of the Function
+library (errors.CODE_CLASSES). The wire protocol is docs/protocol.md."""
+from ._protocol import FINAL_STATES, MAX_BATCH, Job
+from .aio import AsyncClient
+from .client import Client
+from .errors import (CODE_CLASSES, CorralError, InvalidOptionError, InvalidPayloadError,
+                     InvalidQueueNameError, JobStateError, NoSuchJobError, PayloadTooLargeError,
+                     ServerError, UnknownQueueError, UnknownServiceError, WaitTimeoutError,
+                     error_from_reply)
+
+__version__ = "0.1.0"
+__all__ = [
+    "Client", "AsyncClient", "Job", "FINAL_STATES", "MAX_BATCH", "CODE_CLASSES", "CorralError",
+    "ServerError", "UnknownQueueError", "InvalidQueueNameError", "InvalidPayloadError",
+    "PayloadTooLargeError", "InvalidOptionError", "NoSuchJobError", "JobStateError",
+    "UnknownServiceError", "WaitTimeoutError", "error_from_reply",
+]

@@ -1,0 +1,439 @@
+"""The Python client (clients/python, corral_client) against a real
+redis-server, and corrald with the echo handler where a job must end: every
+call, the checks it makes before sending (the library's own messages, and
+nothing sent), every error class, wait's timeout, and the example built on
+it. In CORRAL_TEST_REDIS=tcp-acl mode the client connects as the
+least-privilege ACL user of docs/operations.md."""
+import asyncio
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import redis
+
+import enqueue_many_lib
+from conftest import ACL_PASSWORD, MODE, REPO, binary_path, db_snapshot, declare, wait_until
+
+sys.path.insert(0, os.path.join(REPO, "clients", "python"))
+import corral_client as cc  # noqa: E402
+from corral_client import errors  # noqa: E402
+
+Q = "prompts"
+K = "corral:{prompts}"
+
+
+def client_url(redis_server):
+    if MODE == "tcp-acl":
+        return f"redis://corral:{ACL_PASSWORD}@127.0.0.1:{redis_server.port}/0"
+    return f"unix://{redis_server.socket}"
+
+
+@pytest.fixture
+def q(r):
+    """A declared queue (max_payload 1000) and the library with
+    corral_enqueue_many."""
+    enqueue_many_lib.load(r)
+    declare(r, Q, max_payload=1000)
+    return r
+
+
+@pytest.fixture
+def client(redis_server):
+    c = cc.Client(client_url(redis_server))
+    yield c
+    c.close()
+
+
+def fcalls(r):
+    """How many FCALLs the server has run since CONFIG RESETSTAT."""
+    info = r.info("commandstats")
+    return sum(info.get(f"cmdstat_{c}", {}).get("calls", 0) for c in ("fcall", "fcall_ro"))
+
+
+@pytest.fixture
+def corrald(build_dir, tmp_path, redis_server, r):
+    """Starts corrald with one echo worker on queue prompts and waits until
+    the queue is declared."""
+    exe = binary_path(build_dir, "corrald")
+    enqueue_many_lib.load(r)  # corrald keeps a library that is not older than its own
+    conf = tmp_path / "corral.conf"
+    conf.write_text(redis_server.redis_section() +
+                    "[pool]\nmin = 1\nmax = 1\nconcurrency = 4\ndrain_timeout = 5s\n"
+                    f"[queue {Q}]\nhandler = echo\n")
+    log = open(tmp_path / "corrald.log", "w")
+    proc = subprocess.Popen([exe, "-c", str(conf)], stderr=log, start_new_session=True)
+    wait_until(lambda: r.exists(f"{K}:conf") or proc.poll() is not None,
+               what="corrald to declare its queue")
+    assert proc.poll() is None, (tmp_path / "corrald.log").read_text()
+    yield proc
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    log.close()
+    text = (tmp_path / "corrald.log").read_text()
+    assert "Sanitizer" not in text and "runtime error" not in text, text
+
+
+# --- enqueue -----------------------------------------------------------------
+
+
+def test_enqueue_returns_the_new_jobs_id_as_an_int_and_stores_the_payload_as_json(q, client):
+    jid = client.enqueue(Q, {"messages": [{"role": "user", "content": "héllo"}]})
+    assert jid == 1 and client.enqueue(Q, [1, 2]) == 2
+    job = client.job(Q, jid)
+    assert json.loads(job.payload) == {"messages": [{"role": "user", "content": "héllo"}]}
+    assert (job.id, job.queue, job.state, job.priority) == (1, Q, "queued", "normal")
+
+
+def test_enqueue_options_are_sent_as_corral_enqueues_options(q, client):
+    jid = client.enqueue(Q, {}, priority="high", max_attempts=2, timeout_ms=1500,
+                         service="svc")
+    job = client.job(Q, jid)
+    assert (job.priority, job.max_attempts, job.timeout_ms, job.service) == \
+        ("high", 2, 1500, "svc")
+    assert client.job(Q, client.enqueue(Q, {}, priority=2)).priority == "low"
+    assert client.job(Q, client.enqueue(Q, {}, delay_ms=60000)).state == "scheduled"
+
+
+def test_enqueue_with_a_unique_key_returns_the_job_that_holds_it(q, client):
+    first = client.enqueue(Q, {"n": 1}, unique_key="order-42")
+    assert client.enqueue(Q, {"n": 2}, unique_key="order-42") == first
+    assert client.job(Q, first).unique_key == "order-42"
+
+
+def test_a_client_with_another_prefix_uses_that_prefixs_keys(r, redis_server):
+    r.fcall("corral_declare", 1, "myapp:{jobs}", "{}")
+    with cc.Client(f"unix://{redis_server.socket}", prefix="myapp") as c:
+        jid = c.enqueue("jobs", {})
+        assert r.exists(f"myapp:{{jobs}}:job:{jid}") and c.job("jobs", jid).state == "queued"
+    with pytest.raises(cc.InvalidQueueNameError, match='bad key prefix "my app"'):
+        cc.Client(f"unix://{redis_server.socket}", prefix="my app")
+
+
+def test_a_client_on_a_redis_connection_of_its_own_uses_it_and_leaves_it_open(q, redis_server):
+    raw = redis.Redis(unix_socket_path=redis_server.socket)  # replies as bytes
+    c = cc.Client(raw)
+    jid = c.enqueue(Q, {"a": 1})
+    assert c.job(Q, jid).state == "queued"
+    c.cancel(Q, jid)
+    assert c.wait(Q, jid).state == "cancelled"
+    c.close()
+    assert raw.ping()
+    raw.close()
+
+
+# --- enqueue_many --------------------------------------------------------------
+
+
+def test_enqueue_many_returns_ids_in_order_with_the_options_applied_to_each(q, client):
+    ids = client.enqueue_many(Q, [{"n": i} for i in range(10)], priority="high")
+    assert ids == list(range(1, 11))
+    for i, jid in enumerate(ids):
+        job = client.job(Q, jid)
+        assert json.loads(job.payload) == {"n": i} and job.priority == "high"
+
+
+def test_enqueue_many_sends_batches_of_1000(q, client):
+    q.config_resetstat()
+    ids = client.enqueue_many(Q, list(range(2500)))
+    assert ids == list(range(1, 2501)) and fcalls(q) == 3
+    assert json.loads(client.job(Q, 2500).payload) == 2499
+
+
+def test_enqueue_many_of_an_empty_list_sends_nothing(q, client):
+    q.config_resetstat()
+    assert client.enqueue_many(Q, []) == [] and fcalls(q) == 0
+
+
+def test_enqueue_many_refused_by_the_server_writes_nothing_and_names_the_position(q, client):
+    before = db_snapshot(q)
+    with pytest.raises(cc.CorralError) as e:
+        client.enqueue_many(Q, [1, "x" * 2000, 3])
+    assert e.value.message == \
+        'queue "prompts": payload 2 of 3 is 2002 bytes, limit is 1000 (max_payload)'
+    assert e.value.enqueued == [] and e.value.batch_start == 0
+    assert db_snapshot(q) == before
+
+
+def test_enqueue_many_refused_in_a_later_batch_reports_the_earlier_batches_jobs(q, client):
+    payloads = [1] * 1500
+    payloads[1200] = "x" * 2000
+    with pytest.raises(cc.CorralError) as e:
+        client.enqueue_many(Q, payloads)
+    assert e.value.message == \
+        'queue "prompts": payload 201 of 500 is 2002 bytes, limit is 1000 (max_payload)'
+    assert e.value.enqueued == list(range(1, 1001)) and e.value.batch_start == 1000
+    assert q.get(f"{K}:seq") == "1000"
+
+
+def test_enqueue_many_with_a_payload_that_is_not_serialisable_sends_nothing(q, client):
+    q.config_resetstat()
+    before = db_snapshot(q)
+    with pytest.raises(cc.InvalidPayloadError) as e:
+        client.enqueue_many(Q, [1] * 1500 + [{1, 2}])
+    assert e.value.message == ('queue "prompts": payload 1501 of 1501 is not '
+                               'JSON-serialisable (Object of type set is not JSON serializable)')
+    assert fcalls(q) == 0 and db_snapshot(q) == before
+
+
+# --- job, cancel, wait --------------------------------------------------------------
+
+
+def test_job_of_an_unknown_id_is_none(q, client):
+    assert client.job(Q, 99) is None and client.job(Q, "99") is None
+
+
+def test_cancel_ends_a_queued_job_cancelled(q, client):
+    jid = client.enqueue(Q, {})
+    assert client.cancel(Q, jid) is None
+    assert client.job(Q, jid).state == "cancelled"
+
+
+def test_cancel_of_an_unknown_or_ended_job_raises_the_servers_error(q, client):
+    jid = client.enqueue(Q, {})
+    client.cancel(Q, jid)
+    with pytest.raises(cc.CorralError) as e:
+        client.cancel(Q, jid)
+    assert e.value.message == f'queue "prompts": job {jid} is cancelled and cannot be cancelled'
+    with pytest.raises(cc.CorralError) as e:
+        client.cancel(Q, 99)
+    assert e.value.message == 'queue "prompts": no job 99'
+
+
+def test_wait_returns_the_done_job_with_its_result_and_timings(q, client, corrald):
+    jid = client.enqueue(Q, {"prompt": "hi"})
+    job = client.wait(Q, jid, timeout=15)
+    assert job.state == "done" and job.ended
+    assert job.result_json() == {"prompt": "hi"} and job.error is None
+    assert job.usage is None  # the echo handler reports none
+    t = job.timings
+    assert t["created_ms"] <= t["started_ms"] <= t["finished_ms"]
+    assert t["wait_ms"] >= 0 and t["run_ms"] >= 0
+
+
+def test_wait_on_a_job_that_already_ended_returns_at_once(q, client):
+    jid = client.enqueue(Q, {})
+    client.cancel(Q, jid)
+    t0 = time.monotonic()
+    assert client.wait(Q, jid, timeout=30).state == "cancelled"
+    assert time.monotonic() - t0 < 1
+
+
+def test_wait_that_runs_out_raises_wait_timeout_after_the_timeout(q, client):
+    jid = client.enqueue(Q, {})  # no worker: it never ends
+    t0 = time.monotonic()
+    with pytest.raises(cc.WaitTimeoutError) as e:
+        client.wait(Q, jid, timeout=0.3)
+    took = time.monotonic() - t0
+    assert 0.3 <= took < 2
+    assert (e.value.code, e.value.message) == \
+        ("TIMEOUT", f'queue "prompts": job {jid} did not end within 300 ms')
+
+
+def test_wait_on_an_unknown_job_raises_no_such_job_at_once(q, client):
+    t0 = time.monotonic()
+    with pytest.raises(cc.NoSuchJobError, match="no job 99"):
+        client.wait(Q, 99, timeout=30)
+    assert time.monotonic() - t0 < 1
+
+
+def test_wait_with_a_bad_timeout_is_refused(q, client):
+    for bad in (0, -1, math.nan, math.inf, "5", True):
+        with pytest.raises(ValueError, match="timeout must be a number of seconds above 0"):
+            client.wait(Q, 1, timeout=bad)
+
+
+def test_a_failed_job_is_returned_dead_with_its_error(q, client, corrald, redis_server):
+    # The echo handler ends a job whose payload is not JSON text dead before
+    # running it: the one way to a dead job without an AI service.
+    raw = redis_server.client()
+    jid = int(raw.fcall("corral_enqueue", 1, K, b'"\xff"'))
+    raw.close()
+    job = client.wait(Q, jid, timeout=15)
+    assert job.state == "dead" and "invalid UTF-8" in job.error and job.result is None
+
+
+# --- checks before the round trip: the server's messages, nothing sent ----------
+
+BAD_OPTIONS = [
+    {"prio": 1},
+    {"delay_ms": -5},
+    {"delay_ms": 31622400001},
+    {"delay_ms": 2 ** 63},
+    {"delay_ms": 10 ** 400},
+    {"delay_ms": 1.5},
+    {"delay_ms": None},
+    {"delay_ms": True},
+    {"max_attempts": 0},
+    {"max_attempts": 1001},
+    {"max_attempts": 2.5},
+    {"timeout_ms": 0},
+    {"timeout_ms": 86400001},
+    {"timeout_ms": False},
+    {"service": "a b"},
+    {"service": ""},
+    {"service": "x" * 65},
+    {"service": 5},
+    {"service": None},
+    {"unique_key": ""},
+    {"unique_key": "x" * 257},
+    {"unique_key": 5},
+    {"unique_key": None},
+]
+
+
+@pytest.mark.parametrize("options", BAD_OPTIONS, ids=[json.dumps(o)[:40] for o in BAD_OPTIONS])
+def test_bad_options_are_refused_before_sending_with_the_servers_message(q, client, options):
+    with pytest.raises(redis.ResponseError) as server:
+        q.fcall("corral_enqueue", 1, K, "{}", json.dumps(options))
+    q.config_resetstat()
+    with pytest.raises(cc.InvalidOptionError) as e:
+        client.enqueue(Q, {}, **options)
+    assert e.value.message == str(server.value) and e.value.code == "BADOPTION"
+    assert fcalls(q) == 0
+
+
+@pytest.mark.parametrize("name", ["", "a{b", "a}b", "a b", "x" * 65, "jobsé", "é" * 50])
+def test_bad_queue_names_are_refused_before_sending_with_the_servers_message(q, client, name):
+    with pytest.raises(redis.ResponseError) as server:
+        q.fcall("corral_enqueue", 1, f"corral:{{{name}}}", "{}")
+    q.config_resetstat()
+    for call in (lambda: client.enqueue(name, {}), lambda: client.enqueue_many(name, [1]),
+                 lambda: client.job(name, 1), lambda: client.wait(name, 1, timeout=1),
+                 lambda: client.cancel(name, 1)):
+        with pytest.raises(cc.InvalidQueueNameError) as e:
+            call()
+        assert e.value.message == str(server.value) and e.value.code == "BADQUEUE"
+    assert fcalls(q) == 0
+
+
+def test_options_the_server_decides_are_passed_on_and_refused_there(q, client):
+    # priority names depend on the queue's settings; numbers as text are the
+    # server's to read ("5" is 5)
+    with pytest.raises(cc.CorralError, match='unknown priority "urgent" .known: high, normal, '
+                                             'low, or 0-2.'):
+        client.enqueue(Q, {}, priority="urgent")
+    assert client.job(Q, client.enqueue(Q, {}, max_attempts="5")).max_attempts == 5
+
+
+@pytest.mark.parametrize("payload, why", [
+    ({1, 2}, "Object of type set is not JSON serializable"),
+    (object(), "Object of type object is not JSON serializable"),
+    (math.nan, "Out of range float values are not JSON compliant"),
+    ({"a": math.inf}, "Out of range float values are not JSON compliant"),
+    (b"{}", "Object of type bytes is not JSON serializable"),
+])
+def test_a_payload_that_is_not_json_serialisable_is_refused_before_sending(q, client, payload,
+                                                                           why):
+    q.config_resetstat()
+    with pytest.raises(cc.InvalidPayloadError) as e:
+        client.enqueue(Q, payload)
+    assert e.value.message == f'queue "prompts": payload is not JSON-serialisable ({why})'
+    assert fcalls(q) == 0 and q.get(f"{K}:seq") is None
+
+
+def test_server_refusals_pass_through_with_code_and_message(q, client):
+    with pytest.raises(cc.CorralError) as e:
+        client.enqueue("nosuch", {})
+    assert e.value.message == \
+        'unknown queue "nosuch": no corrald or corralctl has declared it (corral_declare)'
+    with pytest.raises(cc.CorralError) as e:
+        client.enqueue(Q, "x" * 2000)
+    assert e.value.message == 'queue "prompts": payload is 2002 bytes, limit is 1000 (max_payload)'
+
+
+# --- every code word raises its class ------------------------------------------
+
+# A stand-in "corral" library whose corral_enqueue answers the error reply
+# it is given as its payload: the client sees the replies the library sends.
+STAND_IN = """#!lua name=corral
+redis.register_function('corral_enqueue', function(keys, args)
+    return redis.error_reply(cjson.decode(args[1]))
+end)
+"""
+
+
+@pytest.mark.parametrize("word", sorted(cc.CODE_CLASSES) + ["ERR", "SOMENEWWORD"])
+def test_each_code_word_raises_its_class_with_code_and_message(r, client, word):
+    r.execute_command("FUNCTION", "LOAD", "REPLACE", STAND_IN)
+    with pytest.raises(cc.CorralError) as e:
+        client.enqueue(Q, f"{word} queue \"prompts\": what went wrong")
+    assert type(e.value) is cc.CODE_CLASSES.get(word, cc.ServerError)
+    assert (e.value.code, e.value.message) == (word, 'queue "prompts": what went wrong')
+    assert str(e.value) == f'{word} queue "prompts": what went wrong'
+
+
+def test_redis_own_errors_raise_server_error_with_their_word(r, client):
+    r.execute_command("FUNCTION", "DELETE", "corral")
+    with pytest.raises(cc.ServerError) as e:
+        client.enqueue(Q, {})
+    assert e.value.code == "ERR" and "Function not found" in e.value.message
+
+
+def test_the_class_table_is_the_one_errors_module_table():
+    assert cc.CODE_CLASSES is errors.CODE_CLASSES
+    for word, cls in cc.CODE_CLASSES.items():
+        assert issubclass(cls, cc.CorralError) and cls.code == word
+
+
+# --- AsyncClient ----------------------------------------------------------------
+
+
+def test_async_client_makes_every_call_with_the_same_results_and_errors(q, redis_server,
+                                                                        corrald):
+    async def run():
+        async with cc.AsyncClient(client_url(redis_server)) as c:
+            jid = await c.enqueue(Q, {"n": 1}, priority="high")
+            ids = await c.enqueue_many(Q, [{"n": 2}, {"n": 3}], max_attempts=3)
+            assert ids == [jid + 1, jid + 2]
+            done = await c.wait(Q, jid, timeout=15)
+            assert done.state == "done" and done.result_json() == {"n": 1}
+            assert (await c.job(Q, ids[1])).max_attempts == 3
+            assert await c.job(Q, 999) is None
+            later = await c.enqueue(Q, {}, delay_ms=60000)
+            await c.cancel(Q, later)
+            assert (await c.wait(Q, later, timeout=5)).state == "cancelled"
+            with pytest.raises(cc.InvalidOptionError):
+                await c.enqueue(Q, {}, prio=1)
+            with pytest.raises(cc.InvalidPayloadError):
+                await c.enqueue_many(Q, [{1}])
+            with pytest.raises(cc.NoSuchJobError):
+                await c.wait(Q, 999, timeout=1)
+            with pytest.raises(cc.CorralError, match="no job 999"):
+                await c.cancel(Q, 999)
+            with pytest.raises(cc.CorralError, match='unknown queue "nosuch"'):
+                await c.enqueue("nosuch", {})
+
+    asyncio.run(run())
+
+
+def test_async_wait_that_runs_out_raises_wait_timeout(q, redis_server):
+    async def run():
+        async with cc.AsyncClient(client_url(redis_server)) as c:
+            jid = await c.enqueue(Q, {})
+            t0 = time.monotonic()
+            with pytest.raises(cc.WaitTimeoutError):
+                await c.wait(Q, jid, timeout=0.3)
+            assert 0.3 <= time.monotonic() - t0 < 2
+
+    asyncio.run(run())
+
+
+# --- the example ------------------------------------------------------------------
+
+
+def test_the_python_example_enqueues_waits_and_prints_the_result(q, redis_server, corrald):
+    res = subprocess.run([sys.executable, os.path.join(REPO, "examples", "enqueue_wait.py"),
+                          client_url(redis_server), Q, '{"prompt": "hi"}', "15"],
+                         capture_output=True, text=True, timeout=30)
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout) == {"prompt": "hi"}
+    assert res.stderr.startswith("job 1")
