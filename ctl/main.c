@@ -404,11 +404,11 @@ int main(int argc, char **argv)
                           path != NULL || (env != NULL && env[0] != '\0'));
     if (ctl.cfg == NULL)
         return 1;
-    if (url != NULL) {
-        free(ctl.cfg->redis.url);
-        ctl.cfg->redis.url = corral_xstrdup(url);
-    }
     struct corral_err err;
+    if (url != NULL && corral_config_set_redis_url(ctl.cfg, url, &err) < 0) {
+        corral_config_free(ctl.cfg);
+        return fail_err(&err);
+    }
     ctl.redis = corral_redis_connect(&ctl.cfg->redis, 5000, &err);
     int rc;
     if (ctl.redis == NULL || corral_functions_ensure(ctl.redis, NULL, &err) < 0)

@@ -1,7 +1,8 @@
-/* Connecting to Redis the way every corral program does: parse the [redis]
- * url, connect (TCP or unix socket), AUTH with the password read from
- * password_file (never from argv or the URL), SELECT the db, and make sure
- * the corral Function library is loaded at this build's version or newer. */
+/* Connecting to Redis the way every corral program does: connect to the
+ * [redis] address the config parsed at load (TCP or unix socket), AUTH with
+ * the password read from password_file (never from argv or the URL), SELECT
+ * the db, and make sure the corral Function library is loaded at this
+ * build's version or newer. */
 #ifndef CORRAL_REDIS_H
 #define CORRAL_REDIS_H
 
@@ -12,23 +13,11 @@
 #include "corral/config.h"
 #include "corral/err.h"
 
-struct corral_redis_addr {
-    char *host; /* TCP host, or NULL for a unix socket */
-    int port;
-    char *path; /* unix socket path, or NULL */
-    int db;
-    char *user; /* ACL user, or NULL for the default user */
-};
-
-/* Parses redis://[user@]host[:port][/db] and unix:///path[?db=N]. A
- * password in the URL is refused: it belongs in password_file. The caller
- * frees out with corral_redis_addr_free. */
-int corral_redis_parse_url(const char *url, struct corral_redis_addr *out, struct corral_err *err);
-void corral_redis_addr_free(struct corral_redis_addr *a);
-
-/* A blocking connection, authenticated and on the right db, with connect and
- * command timeouts of timeout_ms (0 = none). Returns NULL with err naming
- * the address (never the password). Free with redisFree. */
+/* A blocking connection to conf->addr, authenticated and on the right db,
+ * with connect and command timeouts of timeout_ms (0 = none). conf comes
+ * from a loaded config; one filled by hand needs conf->addr set with
+ * corral_redis_parse_url. Returns NULL with err naming the address (never
+ * the password). Free with redisFree. */
 redisContext *corral_redis_connect(const struct corral_redis_conf *conf, int64_t timeout_ms,
                                    struct corral_err *err);
 
