@@ -9,6 +9,7 @@
 
 #include <jansson.h>
 
+#include "corral/bootstrap.h"
 #include "corral/config.h"
 #include "corral/queue.h"
 #include "corral/redis.h"
@@ -72,15 +73,15 @@ static char *read_stdin(size_t limit, size_t *len_out)
 }
 
 /* Makes sure the queue is declared: when an operation reports an unknown
- * queue and this config defines it, declare it from the config. Returns 1
- * when it declared, 0 when it could not help. */
+ * queue and this config defines it, declare it (and its service) from the
+ * config. Returns 1 when it declared, 0 when it could not help. */
 static int declare_from_config(struct ctl *ctl, const char *queue, struct corral_err *err)
 {
-    const struct corral_queue_conf *q = corral_config_queue(ctl->cfg, queue);
-    if (q == NULL)
+    if (corral_config_queue(ctl->cfg, queue) == NULL)
         return 0;
     struct corral_err derr;
-    if (corral_queue_declare(ctl->redis, ctl->cfg->redis.prefix, q, &derr) < 0) {
+    if (corral_bootstrap_run(ctl->redis, ctl->cfg, CORRAL_BOOTSTRAP_QUEUES, &queue, 1, NULL,
+                             &derr) < 0) {
         *err = derr;
         return 0;
     }
@@ -411,7 +412,8 @@ int main(int argc, char **argv)
     }
     ctl.redis = corral_redis_connect(&ctl.cfg->redis, 5000, &err);
     int rc;
-    if (ctl.redis == NULL || corral_functions_ensure(ctl.redis, NULL, &err) < 0)
+    if (ctl.redis == NULL ||
+        corral_bootstrap_run(ctl.redis, ctl.cfg, CORRAL_BOOTSTRAP_LIBRARY, NULL, 0, NULL, &err) < 0)
         rc = fail_err(&err);
     else
         rc = fn(&ctl, argc - i, argv + i);

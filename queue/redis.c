@@ -7,6 +7,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "corral/bootstrap.h"
 #include "corral/util.h"
 
 extern const char corral_lua_source[];
@@ -118,28 +119,5 @@ int corral_functions_version(void)
 
 int corral_functions_ensure(redisContext *c, int *loaded, struct corral_err *err)
 {
-    if (loaded != NULL)
-        *loaded = 0;
-    redisReply *r = redisCommand(c, "FCALL_RO corral_version 0");
-    if (r == NULL)
-        return corral_redis_check(c, r, "FCALL corral_version", err);
-    long long have = -1;
-    if (r->type == REDIS_REPLY_INTEGER)
-        have = r->integer;
-    else if (r->type == REDIS_REPLY_ERROR && strstr(r->str, "unknown command") != NULL) {
-        corral_err_set(err, CORRAL_ERR_REDIS,
-                       "redis does not support Functions (FCALL): corral needs redis-server 7 "
-                       "or newer");
-        freeReplyObject(r);
-        return -1;
-    }
-    freeReplyObject(r);
-    if (have >= corral_functions_version())
-        return 0;
-    r = redisCommand(c, "FUNCTION LOAD REPLACE %s", corral_lua_source);
-    int rc = corral_redis_check(c, r, "FUNCTION LOAD", err);
-    freeReplyObject(r);
-    if (rc == 0 && loaded != NULL)
-        *loaded = 1;
-    return rc;
+    return corral_bootstrap_run(c, NULL, CORRAL_BOOTSTRAP_LIBRARY, NULL, 0, loaded, err);
 }

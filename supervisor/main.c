@@ -16,6 +16,7 @@
 #include <ev.h>
 #include <jansson.h>
 
+#include "corral/bootstrap.h"
 #include "corral/config.h"
 #include "corral/log.h"
 #include "corral/queue.h"
@@ -191,23 +192,6 @@ static void reclaim_dead_local(struct corrald *d)
     }
 }
 
-/* Every [service] of the config: its breaker and rate settings, fleet-wide
- * (the last corrald or worker to declare wins; keep them equal on all hosts). */
-static int declare_services(struct corrald *d)
-{
-    for (size_t i = 0; i < d->cfg->nservices; i++) {
-        struct corral_err err;
-        if (corral_service_declare(d->redis, d->cfg->redis.prefix, &d->cfg->services[i], &err) <
-            0) {
-            corral_log_err("cannot declare service", "service=%s error=\"%s\"",
-                           d->cfg->services[i].name, err.msg);
-            drop_redis(d, err.msg);
-            return -1;
-        }
-    }
-    return 0;
-}
-
 static int connect_redis(struct corrald *d)
 {
     struct corral_err err;
@@ -217,20 +201,12 @@ static int connect_redis(struct corrald *d)
         return -1;
     }
     d->redis = c;
-    if (corral_functions_ensure(c, NULL, &err) < 0) {
+    /* Every [queue] and [service] of the file, fleet-wide (the last corrald
+     * or worker to declare wins; keep them equal on all hosts). */
+    if (corral_bootstrap_run(c, d->cfg, CORRAL_BOOTSTRAP_ALL, NULL, 0, NULL, &err) < 0) {
         drop_redis(d, err.msg);
         return -1;
     }
-    for (size_t i = 0; i < d->cfg->nqueues; i++) {
-        if (corral_queue_declare(c, d->cfg->redis.prefix, &d->cfg->queues[i], &err) < 0) {
-            corral_log_err("cannot declare queue", "queue=%s error=\"%s\"", d->cfg->queues[i].name,
-                           err.msg);
-            drop_redis(d, err.msg);
-            return -1;
-        }
-    }
-    if (declare_services(d) < 0)
-        return -1;
     d->backoff_ms = 250;
     snprintf(d->redis_state, sizeof(d->redis_state), "ok");
     corral_log_info("connected to redis", "url=%s queues=%zu", d->cfg->redis.url,
@@ -740,14 +716,13 @@ static void on_reload(struct ev_loop *loop, ev_signal *s, int revents)
         d->redis = NULL;
         d->next_connect_ms = 0;
     }
-    if (d->redis != NULL) {
-        for (size_t i = 0; i < cfg->nqueues; i++) {
-            struct corral_err err;
-            if (corral_queue_declare(d->redis, cfg->redis.prefix, &cfg->queues[i], &err) < 0)
-                corral_log_err("cannot declare queue", "queue=%s error=\"%s\"", cfg->queues[i].name,
-                               err.msg);
-        }
-        declare_services(d);
+    struct corral_err err;
+    if (d->redis != NULL &&
+        corral_bootstrap_run(d->redis, cfg, CORRAL_BOOTSTRAP_ALL, NULL, 0, NULL, &err) < 0) {
+        if (d->redis->err)
+            drop_redis(d, err.msg);
+        else
+            corral_log_err("cannot declare the new queues and services", "error=\"%s\"", err.msg);
     }
     if (d->desired < cfg->pool.min)
         d->desired = cfg->pool.min;

@@ -33,7 +33,8 @@ const char *corral_functions_source(void);
 
 /* Loads the library with FUNCTION LOAD REPLACE when it is missing or older
  * than this build's; leaves a newer one alone. *loaded (may be NULL) tells
- * whether a load happened. */
+ * whether a load happened. The library-only form of corral_bootstrap_run
+ * (corral/bootstrap.h), which declares queues and services too. */
 int corral_functions_ensure(redisContext *c, int *loaded, struct corral_err *err);
 
 /* Fills err from a reply that is NULL (connection error) or an error reply;
