@@ -54,7 +54,6 @@ struct corrald {
     struct corral_cpu_sample cpu;
     int stopping;
     int notified_ready;
-    int warned_pinned;
     int64_t started_wall_ms;
     int64_t next_sweep_ms;
     /* workers that died while Redis was away: their leases, reclaimed later */
@@ -241,16 +240,23 @@ static void reconcile(struct corrald *d)
         for (int i = live; i < d->desired; i++)
             spawn(d);
     } else if (live > d->desired) {
-        /* Only an idle worker is stopped to scale in; busy ones never are. */
-        struct corral_wproc *pick = NULL;
-        for (struct corral_wproc *w = corral_procs_first(d->procs); w; w = w->next)
-            if (w->state == CORRAL_W_IDLE && w->busy == 0 &&
-                (pick == NULL || w->started_ms > pick->started_ms))
-                pick = w;
-        if (pick != NULL) {
-            corral_log_info("stopping an idle worker", "worker=%s", pick->id);
-            corral_procs_kill(pick, SIGTERM);
+        /* The scaler picks which one (an idle one: busy workers are never
+         * stopped to scale in; none idle: wait for one). */
+        size_t n = (size_t)corral_procs_count(d->procs), i = 0;
+        struct corral_scale_worker *tab = corral_xcalloc(n ? n : 1, sizeof(*tab));
+        struct corral_wproc **procs = corral_xcalloc(n ? n : 1, sizeof(*procs));
+        for (struct corral_wproc *w = corral_procs_first(d->procs); w && i < n; w = w->next, i++) {
+            procs[i] = w;
+            tab[i].idle = w->state == CORRAL_W_IDLE && w->busy == 0;
+            tab[i].started_ms = w->started_ms;
         }
+        int pick = corral_scale_pick_idle(tab, i);
+        if (pick >= 0) {
+            corral_log_info("stopping an idle worker", "worker=%s", procs[pick]->id);
+            corral_procs_kill(procs[pick], SIGTERM);
+        }
+        free(tab);
+        free(procs);
     }
 }
 
@@ -434,6 +440,7 @@ static void decide(struct corrald *d)
         .min = c->pool.min,
         .max = c->pool.max,
         .slots_per_worker = c->pool.concurrency,
+        .tick_ms = c->scale.tick_ms,
         .target_wait_ms = c->scale.target_wait_ms,
         .target_utilization_pm = c->scale.target_utilization_pm,
         .scale_out_cooldown_ms = c->scale.scale_out_cooldown_ms,
@@ -444,11 +451,17 @@ static void decide(struct corrald *d)
          * policy), so a burst reaches a large target in a few steps. */
         .max_step_out = d->desired > MAX_STEP_OUT ? d->desired : MAX_STEP_OUT,
     };
+    /* workers and busy_workers from the process table, draining ones left
+     * out (docs/scaling.md, "Wiring"). */
+    int busy_workers = 0;
+    for (struct corral_wproc *w = corral_procs_first(d->procs); w; w = w->next)
+        busy_workers += w->state != CORRAL_W_DRAINING && w->busy > 0;
     struct corral_scale_input in = {
         .now_ms = corral_now_ms(),
         .queues = queues,
         .nqueues = n,
-        .workers = d->desired,
+        .workers = live_workers(d, NULL, NULL, NULL),
+        .busy_workers = busy_workers,
         .cpu_pm = corral_host_cpu_pm(&d->cpu),
         .mem_pm = corral_host_mem_pm(),
     };
@@ -456,13 +469,9 @@ static void decide(struct corrald *d)
     corral_scale_decide(&p, &in, &d->scaler, &dec);
     if (dec.desired != d->desired)
         corral_log_notice("scaling", "reason=\"%s\"", dec.reason);
-    if (dec.pinned_at_max && !d->warned_pinned) {
+    if (dec.warn_pinned) /* once per pinned period; the scaler remembers */
         corral_log_warn("pool pinned at max: the load wants more workers than [pool] max",
                         "max=%d demand=%d", c->pool.max, dec.demand);
-        d->warned_pinned = 1;
-    } else if (!dec.pinned_at_max) {
-        d->warned_pinned = 0;
-    }
     d->last = dec;
     d->desired = dec.desired;
 }
