@@ -29,6 +29,13 @@ int corral_bootstrap_reply_version(redisContext *c, const redisReply *r, long lo
         return corral_err_set(err, CORRAL_ERR_REDIS,
                               "redis does not support Functions (FCALL): corral needs "
                               "redis-server 7 or newer");
+    } else if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOPERM", 6) == 0) {
+        /* Not knowing the version is not having none: loading ours could
+         * replace a newer library the rest of the fleet runs. */
+        return corral_err_set(err, CORRAL_ERR_REDIS,
+                              "cannot read the corral library's version: %s (the ACL user "
+                              "needs +fcall_ro, see docs/operations.md)",
+                              r->str);
     }
     return 0;
 }

@@ -47,8 +47,9 @@ void corral_bootstrap_cmd_version(struct corral_cmd *cmd);
 
 /* The library version Redis has, from the reply to that command: -1 when
  * it has no corral library (any error reply but the ones below). Returns
- * -1 with err when the reply is NULL (connection lost) or says Redis
- * cannot run Functions at all (before 7.0). */
+ * -1 with err when the reply is NULL (connection lost), says Redis cannot
+ * run Functions at all (before 7.0), or is NOPERM (the version is unknown:
+ * loading ours might replace a newer one). */
 int corral_bootstrap_reply_version(redisContext *c, const redisReply *r, long long *have,
                                    struct corral_err *err);
 

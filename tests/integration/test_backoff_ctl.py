@@ -117,3 +117,79 @@ def test_corrald_against_a_wrong_password_logs_once_and_retries_at_a_bounded_rat
     # (the cap: the fix is noticed soon).
     assert conns <= elapsed / 0.75 + 2, (conns, elapsed)
     assert conns >= elapsed / 1.5 - 1, (conns, elapsed)
+
+
+def ctl_conf(tmp_path, srv):
+    conf = tmp_path / "ctl.conf"
+    conf.write_text(srv.redis_section() + "[queue jobs]\nhandler = echo\n")
+    return conf
+
+
+def test_corralctl_wait_rides_out_a_redis_restart(build_dir, tmp_path, private_redis):
+    srv = private_redis()
+    srv.enable_aof()  # the job must outlive the restart
+    admin = srv.client(decode_responses=True)
+    load_library(admin)
+    admin.fcall("corral_declare", 1, "jobs", "{}")
+    jid = enqueue(admin, "jobs", '{"n": 1}')
+    srv.enable_aof()  # written to the AOF rewrite before the restart
+    admin.close()
+    err = open(tmp_path / "wait.err", "w")
+    exe = os.path.join(build_dir, "corralctl")
+    p = subprocess.Popen([exe, "-c", str(ctl_conf(tmp_path, srv)), "wait", "jobs", jid,
+                          "--timeout", "60s"], stdout=subprocess.PIPE, stderr=err, text=True)
+    try:
+        def blocked():
+            c = srv.client()
+            try:
+                return any(x["cmd"] == "blmove" for x in c.client_list())
+            finally:
+                c.close()
+        wait_until(blocked, what="corralctl wait blocked in BLMOVE")
+        srv.restart()
+        wait_until(lambda: blocked() or p.poll() is not None, timeout=10,
+                   what="corralctl wait blocked again after the restart")
+        assert p.poll() is None, "the wait ended with the connection"
+        admin = srv.client(decode_responses=True)
+        (job,) = admin.fcall("corral_reserve", 1, "jobs", "host1:1", 1)[:1]
+        admin.fcall("corral_ack", 1, "jobs", "host1:1", job[0], job[1], '"ok-after-restart"')
+        admin.close()
+        out, _ = p.communicate(timeout=20)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        err.close()
+    assert p.returncode == 0, (tmp_path / "wait.err").read_text()
+    assert "ok-after-restart" in out
+    said = [l for l in (tmp_path / "wait.err").read_text().splitlines()
+            if "redis connection lost" in l and "repeated=" not in l]
+    assert len(said) == 1, said
+
+
+def test_corralctl_status_watch_rides_out_a_lost_redis(build_dir, tmp_path, private_redis):
+    srv = private_redis()
+    load_library(srv.client())
+    out, err = open(tmp_path / "out", "w"), open(tmp_path / "err", "w")
+    exe = os.path.join(build_dir, "corralctl")
+    p = subprocess.Popen([exe, "-c", str(ctl_conf(tmp_path, srv)), "status", "--watch", "0.2"],
+                         stdout=out, stderr=err, text=True)
+    try:
+        wait_until(lambda: "QUEUE" in (tmp_path / "out").read_text(), what="a first view")
+        srv.stop()
+        wait_until(lambda: "cannot read the fleet" in (tmp_path / "err").read_text(),
+                   what="the error on stderr")
+        assert p.poll() is None, "--watch must keep watching"
+        srv.start()
+        seen = len((tmp_path / "out").read_text())
+        # the back-off from 0.2 s has not grown past a few seconds
+        wait_until(lambda: "QUEUE" in (tmp_path / "out").read_text()[seen:], timeout=10,
+                   what="a view again once Redis is back")
+    finally:
+        p.terminate()
+        p.wait(timeout=10)
+        out.close()
+        err.close()
+    said = [l for l in (tmp_path / "err").read_text().splitlines()
+            if "cannot read the fleet" in l and "repeated=" not in l]
+    assert len(said) == 1, said

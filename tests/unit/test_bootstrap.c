@@ -102,7 +102,7 @@ static void a_worker_declares_its_queues_and_each_of_their_services_once(void **
     corral_config_free(cfg);
 }
 
-static void the_version_reply_tells_no_library_from_no_functions(void **state)
+static void the_version_reply_tells_no_library_from_no_functions_or_no_permission(void **state)
 {
     long long have = 0;
     struct corral_err err;
@@ -117,6 +117,10 @@ static void the_version_reply_tells_no_library_from_no_functions(void **state)
     redisReply too_old = {.type = REDIS_REPLY_ERROR, .str = old, .len = strlen(old)};
     assert_int_equal(corral_bootstrap_reply_version(NULL, &too_old, &have, &err), -1);
     assert_non_null(strstr(err.msg, "redis-server 7"));
+    char noperm[] = "NOPERM User corral has no permissions to run the 'fcall_ro' command";
+    redisReply refused = {.type = REDIS_REPLY_ERROR, .str = noperm, .len = strlen(noperm)};
+    assert_int_equal(corral_bootstrap_reply_version(NULL, &refused, &have, &err), -1);
+    assert_non_null(strstr(err.msg, "+fcall_ro"));
     assert_int_equal(corral_bootstrap_reply_version(NULL, NULL, &have, &err), -1);
     assert_int_equal(err.code, CORRAL_ERR_REDIS);
 }
@@ -127,7 +131,7 @@ int main(void)
         cmocka_unit_test(an_empty_redis_gets_the_library_then_every_queue_and_service),
         cmocka_unit_test(a_current_or_newer_library_is_left_alone),
         cmocka_unit_test(a_worker_declares_its_queues_and_each_of_their_services_once),
-        cmocka_unit_test(the_version_reply_tells_no_library_from_no_functions),
+        cmocka_unit_test(the_version_reply_tells_no_library_from_no_functions_or_no_permission),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
