@@ -138,10 +138,11 @@ static int wait_and_print(struct ctl *ctl, const char *queue, const char *id, in
     for (;;) {
         int64_t left = deadline ? deadline - corral_now_ms() : 0;
         if (deadline && left <= 0) {
-            corral_err_set(&err, CORRAL_ERR_TIMEOUT,
+            struct corral_err late;
+            corral_err_set(&late, CORRAL_ERR_TIMEOUT,
                            "queue \"%s\": job %s did not end within %lld ms (redis: %s)", queue,
                            id, (long long)timeout_ms, err.msg);
-            return fail_err(&err);
+            return fail_err(&late);
         }
         char *state = NULL;
         if (ctl->redis != NULL && corral_queue_wait(ctl->redis, ctl->cfg->redis.prefix, queue, id,
