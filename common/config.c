@@ -59,8 +59,8 @@ struct key {
 #define GIB   (1024LL * 1024 * 1024)
 
 /* Every key, its default and its bounds (durations in ms, sizes in bytes,
- * percentages per mille). The defaults are those of INTERFACE.md's example
- * config; docs/configuration.md lists the same table for people. */
+ * percentages per mille); docs/configuration.md lists the same table for
+ * people. */
 static const struct key keys[] = {
     {SEC_REDIS, "url", T_STR, R(url), 0, "redis://127.0.0.1:6379/0", 0, 0},
     {SEC_REDIS, "password_file", T_PATH, R(password_file), 0, NULL, 0, 0},

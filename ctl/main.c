@@ -277,7 +277,7 @@ static int cmd_enqueue(struct ctl *ctl, int argc, char **argv)
     return rc;
 }
 
-/* Every key INTERFACE.md promises, present even when unset (null). */
+/* Every key of a job docs/protocol.md promises, present even when unset (null). */
 static const char *const job_keys[] = {"id",          "queue",        "state",      "priority",
                                        "attempts",    "max_attempts", "created_ms", "started_ms",
                                        "finished_ms", "worker",       NULL};

@@ -22,6 +22,10 @@
 #include "corral/err.h"
 #include "corral/queue.h"
 
+/* libcorral's public API: what follows is exported by libcorral.so, which
+ * is built with everything else hidden (include/corral/ only; the Makefile). */
+#pragma GCC visibility push(default)
+
 /* Which declarations follow the library load. */
 enum corral_bootstrap_scope {
     CORRAL_BOOTSTRAP_LIBRARY, /* the library only (corralctl before a command) */
@@ -71,5 +75,7 @@ void corral_bootstrap_free(struct corral_bootstrap *b);
 int corral_bootstrap_run(redisContext *c, const struct corral_config *cfg,
                          enum corral_bootstrap_scope scope, const char *const *queues, size_t n,
                          int *loaded, struct corral_err *err);
+
+#pragma GCC visibility pop
 
 #endif

@@ -1,4 +1,4 @@
-/* corral.conf: the INI file of INTERFACE.md, parsed into typed settings.
+/* corral.conf: the INI file of docs/configuration.md, parsed into typed settings.
  * Every key has its type, default and bounds in one table in common/config.c.
  * Durations are milliseconds, sizes bytes, percentages per-mille. Parse errors
  * name the file, the line and the key; all of them are collected, not just
@@ -11,6 +11,10 @@
 #include <stdio.h>
 
 #include "corral/err.h"
+
+/* libcorral's public API: what follows is exported by libcorral.so, which
+ * is built with everything else hidden (include/corral/ only; the Makefile). */
+#pragma GCC visibility push(default)
 
 #define CORRAL_DEFAULT_CONFIG "/etc/corral/corral.conf"
 #define CORRAL_MAX_PRIORITIES 16
@@ -188,5 +192,7 @@ char *corral_expand_path(const char *path, struct corral_err *err);
 
 /* Appends a copy of s to l. */
 void corral_strlist_push(struct corral_strlist *l, const char *s);
+
+#pragma GCC visibility pop
 
 #endif

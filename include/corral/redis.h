@@ -13,6 +13,10 @@
 #include "corral/config.h"
 #include "corral/err.h"
 
+/* libcorral's public API: what follows is exported by libcorral.so, which
+ * is built with everything else hidden (include/corral/ only; the Makefile). */
+#pragma GCC visibility push(default)
+
 /* A blocking connection to conf->addr, authenticated and on the right db,
  * with connect and command timeouts of timeout_ms (0 = none). conf comes
  * from a loaded config; one filled by hand needs conf->addr set with
@@ -41,5 +45,7 @@ int corral_functions_ensure(redisContext *c, int *loaded, struct corral_err *err
  * returns -1 then, 0 otherwise. what names the command for the message. */
 int corral_redis_check(redisContext *c, const redisReply *r, const char *what,
                        struct corral_err *err);
+
+#pragma GCC visibility pop
 
 #endif
