@@ -107,12 +107,12 @@ static long long ival(json_t *o, const char *k)
     return (long long)json_integer_value(json_object_get(o, k));
 }
 
-static const struct ctl_col breaker_cols[] = {
+static const struct ctl_col breaker_cols[CTL_BREAKER_COLS] = {
     {"SERVICE", 0},  {"STATE", 0},     {"FAIL%", 1},    {"CALLS", 1},
     {"INFLIGHT", 1}, {"RATE USED", 1}, {"OPEN FOR", 1}, {"REASON", 0},
 };
 
-void ctl_print_breakers(json_t *breakers, FILE *out, int color)
+void ctl_print_breakers(json_t *breakers, FILE *out, int color, size_t *sticky)
 {
     const char *bold = color ? "\033[1m" : "", *red = color ? "\033[31m" : "",
                *yellow = color ? "\033[33m" : "", *off = color ? "\033[0m" : "";
@@ -152,7 +152,7 @@ void ctl_print_breakers(json_t *breakers, FILE *out, int color)
         ctl_table_cell(t, NULL, "%s", left);
         ctl_table_cell(t, NULL, "%s", reason ? reason : "");
     }
-    ctl_table_print(t, out, bold, off);
+    ctl_table_print(t, out, bold, off, sticky);
     ctl_table_free(t);
 }
 
@@ -204,7 +204,7 @@ int ctl_breaker(struct ctl *ctl, int argc, char **argv)
         puts(text);
         free(text);
     } else {
-        ctl_print_breakers(list, stdout, 0);
+        ctl_print_breakers(list, stdout, 0, NULL);
     }
     json_decref(list);
     return 0;

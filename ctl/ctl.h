@@ -55,7 +55,9 @@ json_t *ctl_breaker_json(const char *name, const redisReply *r, int64_t now,
                          struct corral_err *err);
 /* The whole fleet as status --json prints it, in two round trips. */
 json_t *ctl_snapshot(struct ctl *ctl, struct corral_err *err);
-/* The breakers table of status and breaker. */
-void ctl_print_breakers(json_t *breakers, FILE *out, int color);
+/* The breakers table of status and breaker; sticky as ctl_table_print's
+ * (NULL, or CTL_BREAKER_COLS entries). */
+#define CTL_BREAKER_COLS 8
+void ctl_print_breakers(json_t *breakers, FILE *out, int color, size_t *sticky);
 
 #endif

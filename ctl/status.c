@@ -253,13 +253,21 @@ static const struct ctl_col host_cols[] = {
     {"BEAT", 1}, {"LAST DECISION", 0},
 };
 
-static void print_table(json_t *s, FILE *out, int color)
+#define QUEUE_COLS (sizeof(queue_cols) / sizeof(queue_cols[0]))
+#define HOST_COLS  (sizeof(host_cols) / sizeof(host_cols[0]))
+
+/* The widest each column has been in this run (status --watch). */
+struct widths {
+    size_t queues[QUEUE_COLS], hosts[HOST_COLS], breakers[CTL_BREAKER_COLS];
+};
+
+static void print_table(json_t *s, FILE *out, int color, struct widths *keep)
 {
     const char *bold = color ? "\033[1m" : "", *dim = color ? "\033[2m" : "",
                *red = color ? "\033[31m" : "", *off = color ? "\033[0m" : "";
     size_t i;
     json_t *q, *h;
-    struct ctl_table *t = ctl_table_new(queue_cols, sizeof(queue_cols) / sizeof(queue_cols[0]));
+    struct ctl_table *t = ctl_table_new(queue_cols, QUEUE_COLS);
     json_array_foreach(json_object_get(s, "queues"), i, q)
     {
         char *prio = NULL;
@@ -290,10 +298,10 @@ static void print_table(json_t *s, FILE *out, int color)
         ctl_table_cell(t, red, "%s", paused ? "paused" : "");
         free(prio);
     }
-    ctl_table_print(t, out, bold, off);
+    ctl_table_print(t, out, bold, off, keep->queues);
     ctl_table_free(t);
     fputc('\n', out);
-    t = ctl_table_new(host_cols, sizeof(host_cols) / sizeof(host_cols[0]));
+    t = ctl_table_new(host_cols, HOST_COLS);
     json_array_foreach(json_object_get(s, "hosts"), i, h)
     {
         char beat[32];
@@ -308,7 +316,7 @@ static void print_table(json_t *s, FILE *out, int color)
         ctl_table_cell(t, stale ? red : NULL, "%s", stale ? "STALE" : beat);
         ctl_table_cell(t, dim, "%s", decision ? decision : "");
     }
-    ctl_table_print(t, out, bold, off);
+    ctl_table_print(t, out, bold, off, keep->hosts);
     ctl_table_free(t);
     /* Outcomes a host's workers hold because Redis has not taken them:
      * each is a job that ran and is not recorded yet. */
@@ -319,7 +327,7 @@ static void print_table(json_t *s, FILE *out, int color)
                     off, json_string_value(json_object_get(h, "host")), ival(h, "unwritten"));
     }
     fputc('\n', out);
-    ctl_print_breakers(json_object_get(s, "breakers"), out, color);
+    ctl_print_breakers(json_object_get(s, "breakers"), out, color, keep->breakers);
 }
 
 /* --watch with Redis failing: the error in place of the view, and the next
@@ -355,6 +363,7 @@ int ctl_status(struct ctl *ctl, int argc, char **argv)
                                                                         : WATCH_RETRY_MAX_MS);
     struct corral_log_repeat rep;
     corral_log_repeat_init(&rep, 60000);
+    struct widths keep = {0};
     for (;;) {
         struct corral_err err;
         json_t *s = NULL;
@@ -389,7 +398,7 @@ int ctl_status(struct ctl *ctl, int argc, char **argv)
             puts(text);
             free(text);
         } else {
-            print_table(s, stdout, color);
+            print_table(s, stdout, color, &keep);
         }
         json_decref(s);
         if (fflush(stdout) != 0 || ferror(stdout))

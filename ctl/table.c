@@ -61,7 +61,8 @@ static void flush_blanks(FILE *out, size_t *owed)
         fputc(' ', out);
 }
 
-void ctl_table_print(const struct ctl_table *t, FILE *out, const char *bold, const char *off)
+void ctl_table_print(const struct ctl_table *t, FILE *out, const char *bold, const char *off,
+                     size_t *sticky)
 {
     size_t *w = corral_xcalloc(t->ncols, sizeof(size_t));
     for (size_t c = 0; c < t->ncols; c++)
@@ -70,6 +71,11 @@ void ctl_table_print(const struct ctl_table *t, FILE *out, const char *bold, con
         size_t c = i % t->ncols, n = width_of(t->cells[i].text);
         if (n > w[c])
             w[c] = n;
+    }
+    for (size_t c = 0; sticky != NULL && c < t->ncols; c++) {
+        if (sticky[c] > w[c])
+            w[c] = sticky[c];
+        sticky[c] = w[c];
     }
     size_t rows = (t->ncells + t->ncols - 1) / t->ncols;
     for (size_t r = 0; r <= rows; r++) {

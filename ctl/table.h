@@ -20,8 +20,12 @@ struct ctl_table *ctl_table_new(const struct ctl_col *cols, size_t ncols);
  * sequence for the cell's text, or NULL/"" for none. */
 void ctl_table_cell(struct ctl_table *t, const char *color, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-/* The title row (in bold, off ends it; "" for none), then every row. */
-void ctl_table_print(const struct ctl_table *t, FILE *out, const char *bold, const char *off);
+/* The title row (in bold, off ends it; "" for none), then every row.
+ * sticky (NULL, or one entry per column, zeroed before the first print)
+ * keeps the widest each column has been: status --watch passes it, so a
+ * column does not narrow and widen as its numbers change. */
+void ctl_table_print(const struct ctl_table *t, FILE *out, const char *bold, const char *off,
+                     size_t *sticky);
 void ctl_table_free(struct ctl_table *t);
 
 #endif

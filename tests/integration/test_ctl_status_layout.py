@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import binary_path, declare, enqueue
+from conftest import binary_path, declare, enqueue, wait_until
 
 LEVELS = ["urgent", "high", "normal", "low", "bulk"]
 LONG = "q" * 30 + "-with-a-name-as-long-as-a-queue-may-be"[:34]  # 64 characters
@@ -26,6 +26,7 @@ def ctl(build_dir, tmp_path, redis_server, r):
                              timeout=30)
         assert res.returncode == 0, res.stderr
         return res.stdout
+    run.argv = [exe, "-c", str(conf)]
     return run
 
 
@@ -127,3 +128,30 @@ def test_a_hosts_unwritten_outcomes_show_in_status_json_and_metrics(ctl, r):
     metrics = ctl("metrics")
     assert 'corral_host_unwritten_outcomes{host="cut-off"} 3' in metrics
     assert 'corral_host_unwritten_outcomes{host="calm"} 0' in metrics
+
+
+def test_watch_columns_do_not_narrow_when_numbers_shrink(ctl, r, tmp_path):
+    declare(r, "a")
+    pipe = r.pipeline(transaction=False)
+    for _ in range(12345):
+        pipe.fcall("corral_enqueue", 1, "a", "{}")
+    pipe.execute()
+    out = open(tmp_path / "out", "w")
+    p = subprocess.Popen(ctl.argv + ["status", "--watch", "0.1"], stdout=out,
+                         stderr=subprocess.DEVNULL)
+
+    def last_view():
+        return (tmp_path / "out").read_text().rsplit("QUEUE", 1)[-1]
+    try:
+        wait_until(lambda: re.search(r"^a +12345 ", last_view(), re.M),
+                   what="the deep queue in view")
+        r.delete("corral:{a}:q:1")  # the normal level's list: depth 12345 -> 0
+        wait_until(lambda: re.search(r"^a +0 ", last_view(), re.M),
+                   what="the emptied queue in view")
+    finally:
+        p.terminate()
+        p.wait(timeout=10)
+        out.close()
+    text = (tmp_path / "out").read_text()
+    heads = {l for l in text.splitlines() if l.startswith("QUEUE")}
+    assert len(heads) == 1, heads
