@@ -16,9 +16,8 @@ int ctl_reconnect(struct ctl *ctl, struct corral_err *err)
     if (ctl->redis != NULL)
         redisFree(ctl->redis);
     ctl->redis = corral_redis_connect(&ctl->cfg->redis, 5000, err);
-    if (ctl->redis != NULL &&
-        corral_bootstrap_run(ctl->redis, ctl->cfg, CORRAL_BOOTSTRAP_LIBRARY, NULL, 0, NULL, err) <
-            0) {
+    if (ctl->redis != NULL && corral_bootstrap_run(ctl->redis, ctl->cfg, CORRAL_BOOTSTRAP_LIBRARY,
+                                                   NULL, 0, NULL, err) < 0) {
         redisFree(ctl->redis);
         ctl->redis = NULL;
     }

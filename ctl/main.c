@@ -140,8 +140,8 @@ static int wait_and_print(struct ctl *ctl, const char *queue, const char *id, in
         if (deadline && left <= 0) {
             struct corral_err late;
             corral_err_set(&late, CORRAL_ERR_TIMEOUT,
-                           "queue \"%s\": job %s did not end within %lld ms (redis: %s)", queue,
-                           id, (long long)timeout_ms, err.msg);
+                           "queue \"%s\": job %s did not end within %lld ms (redis: %s)", queue, id,
+                           (long long)timeout_ms, err.msg);
             return fail_err(&late);
         }
         char *state = NULL;

@@ -244,12 +244,12 @@ static long long ival(json_t *o, const char *k)
 }
 
 static const struct ctl_col queue_cols[] = {
-    {"QUEUE", 0}, {"DEPTH", 1},  {"BY PRIORITY", 0}, {"RUN", 1},   {"SCHED", 1},
-    {"DEAD", 1},  {"IN/s", 1},   {"DONE/s", 1},      {"FAIL/s", 1}, {"P50ms", 1},
-    {"P95ms", 1}, {"OLDEST", 1}, {"", 0},
+    {"QUEUE", 0}, {"DEPTH", 1},  {"BY PRIORITY", 0}, {"RUN", 1},   {"SCHED", 1}, {"DEAD", 1},
+    {"IN/s", 1},  {"DONE/s", 1}, {"FAIL/s", 1},      {"P50ms", 1}, {"P95ms", 1}, {"OLDEST", 1},
+    {"", 0},
 };
 static const struct ctl_col host_cols[] = {
-    {"HOST", 0}, {"WORKERS", 1}, {"BUSY/SLOTS", 1}, {"MIN/DESIRED/MAX", 1},
+    {"HOST", 0}, {"WORKERS", 1},       {"BUSY/SLOTS", 1}, {"MIN/DESIRED/MAX", 1},
     {"BEAT", 1}, {"LAST DECISION", 0},
 };
 
@@ -359,8 +359,8 @@ int ctl_status(struct ctl *ctl, int argc, char **argv)
     int color = isatty(STDOUT_FILENO) && getenv("NO_COLOR") == NULL;
     int64_t every_ms = (int64_t)(every * 1000);
     struct corral_backoff retry;
-    corral_backoff_init(&retry, every_ms, every_ms > WATCH_RETRY_MAX_MS ? every_ms
-                                                                        : WATCH_RETRY_MAX_MS);
+    corral_backoff_init(&retry, every_ms,
+                        every_ms > WATCH_RETRY_MAX_MS ? every_ms : WATCH_RETRY_MAX_MS);
     struct corral_log_repeat rep;
     corral_log_repeat_init(&rep, 60000);
     struct widths keep = {0};

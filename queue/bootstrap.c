@@ -64,8 +64,7 @@ static void add_service(struct corral_bootstrap *b, const struct corral_config *
         if (b->steps[i].name != NULL && strcmp(b->steps[i].what, "declare service") == 0 &&
             strcmp(b->steps[i].name, s->name) == 0)
             return;
-    corral_cmd_declare_service(&add_step(b, "declare service", s->name)->cmd, cfg->redis.prefix,
-                               s);
+    corral_cmd_declare_service(&add_step(b, "declare service", s->name)->cmd, cfg->redis.prefix, s);
 }
 
 void corral_bootstrap_build(struct corral_bootstrap *b, const struct corral_config *cfg,

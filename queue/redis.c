@@ -44,8 +44,8 @@ int corral_redis_handshake(redisContext *c, const struct corral_redis_conf *conf
         char *pass = corral_read_secret(conf->password_file, err);
         if (pass == NULL)
             return -1;
-        redisReply *r =
-            a->user ? redisCommand(c, "AUTH %s %s", a->user, pass) : redisCommand(c, "AUTH %s", pass);
+        redisReply *r = a->user ? redisCommand(c, "AUTH %s %s", a->user, pass)
+                                : redisCommand(c, "AUTH %s", pass);
         explicit_bzero(pass, strlen(pass));
         free(pass);
         /* The reply text never contains the password, but keep the message

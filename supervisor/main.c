@@ -40,8 +40,8 @@
 #define REDIS_RETRY_MIN_MS 250
 #define REDIS_RETRY_MAX_MS 1500
 #define REPEAT_WINDOW_MS   60000
-#define MAX_STEP_OUT      8
-#define MAX_QUEUES        64
+#define MAX_STEP_OUT       8
+#define MAX_QUEUES         64
 
 struct corrald {
     struct ev_loop *loop;

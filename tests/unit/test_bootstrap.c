@@ -36,9 +36,9 @@ static void steps_text(const struct corral_bootstrap *b, char *buf, size_t len)
     size_t used = 0;
     buf[0] = '\0';
     for (size_t i = 0; i < b->n && used < len; i++)
-        used += (size_t)snprintf(buf + used, len - used, "%s%s%s%s", i ? "," : "", b->steps[i].what,
-                                 b->steps[i].name ? " " : "",
-                                 b->steps[i].name ? b->steps[i].name : "");
+        used +=
+            (size_t)snprintf(buf + used, len - used, "%s%s%s%s", i ? "," : "", b->steps[i].what,
+                             b->steps[i].name ? " " : "", b->steps[i].name ? b->steps[i].name : "");
 }
 
 static void an_empty_redis_gets_the_library_then_every_queue_and_service(void **state)
@@ -74,8 +74,8 @@ static void a_current_or_newer_library_is_left_alone(void **state)
     assert_int_equal(b.n, 5);
     assert_string_equal(b.steps[0].what, "declare queue");
     corral_bootstrap_free(&b);
-    corral_bootstrap_build(&b, NULL, corral_functions_version() - 1, CORRAL_BOOTSTRAP_LIBRARY,
-                           NULL, 0);
+    corral_bootstrap_build(&b, NULL, corral_functions_version() - 1, CORRAL_BOOTSTRAP_LIBRARY, NULL,
+                           0);
     assert_int_equal(b.n, 1);
     assert_string_equal(b.steps[0].what, "FUNCTION LOAD");
     corral_bootstrap_free(&b);
