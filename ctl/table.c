@@ -64,6 +64,8 @@ static void flush_blanks(FILE *out, size_t *owed)
 void ctl_table_print(const struct ctl_table *t, FILE *out, const char *bold, const char *off,
                      size_t *sticky)
 {
+    if (t->ncols == 0)
+        return;
     size_t *w = corral_xcalloc(t->ncols, sizeof(size_t));
     for (size_t c = 0; c < t->ncols; c++)
         w[c] = width_of(t->cols[c].title);

@@ -263,7 +263,7 @@ static void reconcile(struct corrald *d)
          * stopped to scale in; none idle: wait for one). */
         size_t n = (size_t)corral_procs_count(d->procs), i = 0;
         struct corral_scale_worker *tab = corral_xcalloc(n ? n : 1, sizeof(*tab));
-        struct corral_wproc **procs = corral_xcalloc(n ? n : 1, sizeof(*procs));
+        struct corral_wproc **procs = corral_xcalloc(n ? n : 1, sizeof(struct corral_wproc *));
         for (struct corral_wproc *w = corral_procs_first(d->procs); w && i < n; w = w->next, i++) {
             procs[i] = w;
             tab[i].idle = w->state == CORRAL_W_IDLE && w->busy == 0;

@@ -106,8 +106,8 @@ static void the_version_reply_tells_no_library_from_no_functions_or_no_permissio
 {
     long long have = 0;
     struct corral_err err;
-    redisReply integer = {.type = REDIS_REPLY_INTEGER, .integer = 7};
-    assert_int_equal(corral_bootstrap_reply_version(NULL, &integer, &have, &err), 0);
+    redisReply seven = {.type = REDIS_REPLY_INTEGER, .integer = 7};
+    assert_int_equal(corral_bootstrap_reply_version(NULL, &seven, &have, &err), 0);
     assert_int_equal(have, 7);
     char nofn[] = "ERR Function not found";
     redisReply missing = {.type = REDIS_REPLY_ERROR, .str = nofn, .len = strlen(nofn)};
