@@ -29,12 +29,20 @@ PYTHON     ?= /usr/bin/python3
 PKGS       := hiredis jansson libcurl inih
 PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null) -lev -lm
+# What libcorral itself links (libcurl and libev are the programs'): the
+# shared library's link line and corral.pc's Requires.private.
+LIB_PKGS   := hiredis jansson inih
+LIB_LIBS   := $(shell $(PKG_CONFIG) --libs $(LIB_PKGS) 2>/dev/null)
 
 WARN       := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
               -Wno-unused-parameter -Wno-format-truncation
 CFLAGS     ?= $(OPT) -g
-ALL_CFLAGS := -std=c11 -D_GNU_SOURCE -DCORRAL_VERSION='"$(VERSION)"' -fPIC $(WARN) \
-              -Iinclude $(PKG_CFLAGS) $(SANFLAGS) $(CFLAGS)
+# include/corral/ is the public API, the only part libcorral.so exports
+# (its headers set default visibility; everything else is built hidden);
+# common/include/corral/ holds the headers private to corral's programs,
+# which link the static archive.
+ALL_CFLAGS := -std=c11 -D_GNU_SOURCE -DCORRAL_VERSION='"$(VERSION)"' -fPIC -fvisibility=hidden \
+              $(WARN) -Iinclude -Icommon/include $(PKG_CFLAGS) $(SANFLAGS) $(CFLAGS)
 ALL_LDFLAGS := -Wl,--as-needed $(SANFLAGS) $(LDFLAGS)
 
 PREFIX     ?= /usr/local
@@ -88,12 +96,12 @@ $(BUILD)/libcorral.a: $(LIB_OBJS)
 	rm -f $@ && ar rcs $@ $^
 
 $(BUILD)/libcorral.so: $(LIB_OBJS)
-	$(CC) -shared -Wl,-soname,libcorral.so.0 $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
+	$(CC) -shared -Wl,-soname,libcorral.so.0 -Wl,--no-undefined $(ALL_LDFLAGS) -o $@ $^ $(LIB_LIBS)
 
 $(BUILD)/corral.pc: Makefile
 	@mkdir -p $(@D)
-	printf 'prefix=%s\nlibdir=%s\nincludedir=%s\n\nName: corral\nDescription: Redis-backed elastic job queue for AI-service calls\nVersion: %s\nRequires.private: hiredis jansson libcurl inih\nLibs: -L$${libdir} -lcorral\nLibs.private: -lev -lm\nCflags: -I$${includedir}\n' \
-	  '$(PREFIX)' '$(libdir)' '$(includedir)' '$(VERSION)' > $@
+	printf 'prefix=%s\nlibdir=%s\nincludedir=%s\n\nName: corral\nDescription: Redis-backed elastic job queue for AI-service calls\nVersion: %s\nRequires: hiredis\nRequires.private: %s\nLibs: -L$${libdir} -lcorral\nCflags: -I$${includedir}\n' \
+	  '$(PREFIX)' '$(libdir)' '$(includedir)' '$(VERSION)' '$(filter-out hiredis,$(LIB_PKGS))' > $@
 
 $(BUILD)/corrald: $(BUILD)/supervisor/main.o $(SUP_MODS:%.c=$(BUILD)/%.o) $(BUILD)/libcorral.a
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
@@ -220,10 +228,10 @@ format:
 check: all
 	clang-format --dry-run -Werror $(C_FILES)
 	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
-	  --suppress=missingIncludeSystem --inline-suppr -Iinclude $(filter %.c,$(C_FILES))
+	  --suppress=missingIncludeSystem --inline-suppr -Iinclude -Icommon/include $(filter %.c,$(C_FILES))
 	@# bench/ is measurement code that is not installed: cppcheck only.
 	clang-tidy --quiet $(filter-out tests/% bench/%,$(filter %.c,$(C_FILES))) -- -std=c11 -D_GNU_SOURCE \
-	  -DCORRAL_VERSION='"$(VERSION)"' -Iinclude $(PKG_CFLAGS)
+	  -DCORRAL_VERSION='"$(VERSION)"' -Iinclude -Icommon/include $(PKG_CFLAGS)
 
 clean:
 	rm -rf build build-san

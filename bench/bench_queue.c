@@ -118,7 +118,10 @@ static redisContext *bench_connect(const char *sock, struct corral_err *err)
 {
     char *url = corral_xasprintf("unix://%s", sock);
     struct corral_redis_conf rc = {.url = url, .password_file = NULL, .prefix = PREFIX};
-    redisContext *c = corral_redis_connect(&rc, 30000, err);
+    redisContext *c = NULL;
+    if (corral_redis_parse_url(url, &rc.addr, err) == 0)
+        c = corral_redis_connect(&rc, 30000, err);
+    corral_redis_addr_free(&rc.addr);
     free(url);
     return c;
 }

@@ -23,7 +23,10 @@ static redisContext *connect_sock(const char *sock)
     snprintf(url, sizeof(url), "unix://%s", sock);
     struct corral_redis_conf rc = {.url = url, .prefix = "corral"};
     struct corral_err err;
-    redisContext *c = corral_redis_connect(&rc, 30000, &err);
+    redisContext *c = NULL;
+    if (corral_redis_parse_url(url, &rc.addr, &err) == 0)
+        c = corral_redis_connect(&rc, 30000, &err);
+    corral_redis_addr_free(&rc.addr);
     if (c == NULL) {
         fprintf(stderr, "bench_worker: %s\n", err.msg);
         exit(1);

@@ -9,13 +9,16 @@ PY=${PYTHON:-/usr/bin/python3}
 here=$(cd "$(dirname "$0")" && pwd)
 tmp=$(mktemp -d /tmp/corral-bench-worker.XXXXXX)
 pids=""
+# Waits name their pids: a bare `wait` also waits for jobs nobody killed.
 cleanup() {
     for p in $pids; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
+    for p in $pids; do wait "$p" 2>/dev/null || true; done
     [ -f "$tmp/redis.pid" ] && kill "$(cat "$tmp/redis.pid")" 2>/dev/null || true
     rm -rf "$tmp"
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM HUP
 sock="$tmp/redis.sock"
 redis-server --port 0 --unixsocket "$sock" --dir "$tmp" --save '' --appendonly no \
     --daemonize yes --pidfile "$tmp/redis.pid" --logfile "$tmp/redis.log"
@@ -37,7 +40,11 @@ start_workers() { # start_workers NAME COUNT
     done
     until [ "$(redis-cli -s "$sock" exists "corral:{$1}:conf")" = 1 ]; do sleep 0.05; done
 }
-stop_workers() { for p in $pids; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; pids=""; }
+stop_workers() {
+    for p in $pids; do kill "$p" 2>/dev/null || true; done
+    for p in $pids; do wait "$p" 2>/dev/null || true; done
+    pids=""
+}
 
 echo "corral worker benchmarks: $(nproc) cores, redis $(redis-server --version | sed 's/.*v=\([^ ]*\).*/\1/'), unix socket"
 

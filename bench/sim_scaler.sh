@@ -7,7 +7,9 @@ set -eu
 B=${1:-${CORRAL_BUILD:-build}}
 here=$(cd "$(dirname "$0")/.." && pwd)
 tmp=$(mktemp /tmp/corral-sim.XXXXXX.csv)
-trap 'rm -f "$tmp"' EXIT INT TERM
+trap 'rm -f "$tmp"' EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM HUP
 status=0
 "$B/bench/sim_scaler" -c "$tmp" || status=$?
 if command -v gnuplot >/dev/null 2>&1; then

@@ -14,7 +14,6 @@
 #include <ini.h>
 
 #include "corral/config.h"
-#include "corral/redis.h"
 #include "corral/util.h"
 
 enum sec { SEC_REDIS, SEC_POOL, SEC_SCALE, SEC_QUEUE, SEC_SERVICE, SEC_NONE };
@@ -60,8 +59,8 @@ struct key {
 #define GIB   (1024LL * 1024 * 1024)
 
 /* Every key, its default and its bounds (durations in ms, sizes in bytes,
- * percentages per mille). The defaults are those of INTERFACE.md's example
- * config; docs/configuration.md lists the same table for people. */
+ * percentages per mille); docs/configuration.md lists the same table for
+ * people. */
 static const struct key keys[] = {
     {SEC_REDIS, "url", T_STR, R(url), 0, "redis://127.0.0.1:6379/0", 0, 0},
     {SEC_REDIS, "password_file", T_PATH, R(password_file), 0, NULL, 0, 0},
@@ -495,6 +494,10 @@ static struct corral_config *new_config(const char *name)
     apply_defaults(&cfg->redis, SEC_REDIS);
     apply_defaults(&cfg->pool, SEC_POOL);
     apply_defaults(&cfg->scale, SEC_SCALE);
+    /* The default url always parses; a loaded file's is parsed again. */
+    struct corral_err err;
+    if (corral_redis_parse_url(cfg->redis.url, &cfg->redis.addr, &err) < 0)
+        corral_redis_addr_free(&cfg->redis.addr);
     return cfg;
 }
 
@@ -898,14 +901,14 @@ static void cross_check(struct loader *ld)
         check_queue(ld, &cfg->queues[i], &ld->queues[i]);
     for (size_t i = 0; i < cfg->nservices; i++)
         check_service(ld, &cfg->services[i], &ld->services[i]);
-    /* The [redis] url: the parser the connection uses, so --check refuses
-     * exactly what connecting would (passwords included, never echoed). */
+    /* The [redis] url, parsed here once for every connection the program
+     * makes (so --check refuses exactly what connecting would, passwords
+     * included, never echoed). */
     if (!is_bad(redis, "url")) {
-        struct corral_redis_addr addr;
         struct corral_err err;
-        if (corral_redis_parse_url(cfg->redis.url, &addr, &err) < 0)
+        corral_redis_addr_free(&cfg->redis.addr);
+        if (corral_redis_parse_url(cfg->redis.url, &cfg->redis.addr, &err) < 0)
             add_error(ld, line_of(redis, "url"), "[redis] url: %s", err.msg);
-        corral_redis_addr_free(&addr);
     }
     /* pool.queues: every [queue] section in file order when unset; else each
      * must have its section. */
@@ -990,6 +993,18 @@ struct corral_config *corral_config_defaults(void)
     return new_config("<defaults>");
 }
 
+int corral_config_set_redis_url(struct corral_config *cfg, const char *url, struct corral_err *err)
+{
+    struct corral_redis_addr addr;
+    if (corral_redis_parse_url(url, &addr, err) < 0)
+        return -1;
+    corral_redis_addr_free(&cfg->redis.addr);
+    cfg->redis.addr = addr;
+    free(cfg->redis.url);
+    cfg->redis.url = corral_xstrdup(url);
+    return 0;
+}
+
 static void free_section(void *base, enum sec sec)
 {
     for (size_t i = 0; i < NKEYS; i++)
@@ -1002,6 +1017,7 @@ void corral_config_free(struct corral_config *cfg)
     if (cfg == NULL)
         return;
     free_section(&cfg->redis, SEC_REDIS);
+    corral_redis_addr_free(&cfg->redis.addr);
     free_section(&cfg->pool, SEC_POOL);
     free_section(&cfg->scale, SEC_SCALE);
     for (size_t i = 0; i < cfg->nqueues; i++) {

@@ -1,5 +1,6 @@
 /* Value parsers for corral.conf and corralctl flags: durations, sizes,
- * percentages, integers, ranges, rates and lists, plus secret files. Each
+ * percentages, integers, ranges, rates, lists and the [redis] url, plus
+ * secret files. Each
  * error says what was expected and ends with (got "VALUE"), so the config
  * loader and corralctl print the same text. */
 #include <ctype.h>
@@ -308,4 +309,104 @@ char *corral_read_secret(const char *path, struct corral_err *err)
     free(line);
     free(full);
     return secret;
+}
+
+/* --- the [redis] url (docs/configuration.md) ------------------------- */
+
+void corral_redis_addr_free(struct corral_redis_addr *a)
+{
+    if (a == NULL)
+        return;
+    free(a->host);
+    free(a->path);
+    free(a->user);
+    memset(a, 0, sizeof(*a));
+}
+
+static int parse_db(const char *s, int *db, const char *url, struct corral_err *err)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end != '\0' || v < 0 || v > 65535)
+        return corral_err_set(err, CORRAL_ERR_INVALID, "redis url \"%s\": bad db number \"%s\"",
+                              url, s);
+    *db = (int)v;
+    return 0;
+}
+
+int corral_redis_parse_url(const char *url, struct corral_redis_addr *out, struct corral_err *err)
+{
+    memset(out, 0, sizeof(*out));
+    out->port = 6379;
+    if (strncmp(url, "unix://", 7) == 0) {
+        const char *p = url + 7;
+        const char *q = strchr(p, '?');
+        size_t n = q ? (size_t)(q - p) : strlen(p);
+        if (n == 0 || p[0] != '/')
+            return corral_err_set(err, CORRAL_ERR_INVALID,
+                                  "redis url \"%s\": expected unix:///absolute/path[?db=N]", url);
+        out->path = corral_xstrndup(p, n);
+        if (q != NULL) {
+            if (strncmp(q, "?db=", 4) != 0 || parse_db(q + 4, &out->db, url, err) < 0) {
+                corral_redis_addr_free(out);
+                if (strncmp(q, "?db=", 4) != 0)
+                    corral_err_set(err, CORRAL_ERR_INVALID,
+                                   "redis url \"%s\": only ?db=N may follow the socket path", url);
+                return -1;
+            }
+        }
+        return 0;
+    }
+    if (strncmp(url, "redis://", 8) != 0)
+        return corral_err_set(err, CORRAL_ERR_INVALID,
+                              "redis url \"%s\": expected redis://host[:port][/db] or "
+                              "unix:///path",
+                              url);
+    const char *p = url + 8;
+    const char *at = strchr(p, '@');
+    const char *slash = strchr(p, '/');
+    if (at != NULL && (slash == NULL || at < slash)) {
+        if (memchr(p, ':', (size_t)(at - p)) != NULL)
+            return corral_err_set(err, CORRAL_ERR_INVALID,
+                                  "redis url: a password must not be written in the url; put it "
+                                  "in [redis] password_file");
+        if (at == p)
+            return corral_err_set(err, CORRAL_ERR_INVALID, "redis url \"%s\": empty user name",
+                                  url);
+        out->user = corral_xstrndup(p, (size_t)(at - p));
+        p = at + 1;
+    }
+    slash = strchr(p, '/');
+    size_t hostlen = slash ? (size_t)(slash - p) : strlen(p);
+    const char *colon = memchr(p, ':', hostlen);
+    size_t hn = colon ? (size_t)(colon - p) : hostlen;
+    if (hn == 0) {
+        corral_redis_addr_free(out);
+        return corral_err_set(err, CORRAL_ERR_INVALID, "redis url \"%s\": missing host", url);
+    }
+    out->host = corral_xstrndup(p, hn);
+    if (colon != NULL) {
+        char portbuf[16];
+        size_t pn = hostlen - hn - 1;
+        char *end;
+        long v = 0;
+        if (pn > 0 && pn < sizeof(portbuf)) {
+            memcpy(portbuf, colon + 1, pn);
+            portbuf[pn] = '\0';
+            v = strtol(portbuf, &end, 10);
+            if (*end != '\0')
+                v = 0;
+        }
+        if (v < 1 || v > 65535) {
+            corral_redis_addr_free(out);
+            return corral_err_set(err, CORRAL_ERR_INVALID, "redis url \"%s\": bad port", url);
+        }
+        out->port = (int)v;
+    }
+    if (slash != NULL && slash[1] != '\0' && parse_db(slash + 1, &out->db, url, err) < 0) {
+        corral_redis_addr_free(out);
+        return -1;
+    }
+    return 0;
 }

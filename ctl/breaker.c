@@ -12,6 +12,7 @@
 #include "corral/redis.h"
 #include "corral/util.h"
 #include "ctl.h"
+#include "table.h"
 
 static int cmp_str(const void *a, const void *b)
 {
@@ -106,14 +107,17 @@ static long long ival(json_t *o, const char *k)
     return (long long)json_integer_value(json_object_get(o, k));
 }
 
-void ctl_print_breakers(json_t *breakers, FILE *out, int color)
+static const struct ctl_col breaker_cols[CTL_BREAKER_COLS] = {
+    {"SERVICE", 0},  {"STATE", 0},     {"FAIL%", 1},    {"CALLS", 1},
+    {"INFLIGHT", 1}, {"RATE USED", 1}, {"OPEN FOR", 1}, {"REASON", 0},
+};
+
+void ctl_print_breakers(json_t *breakers, FILE *out, int color, size_t *sticky)
 {
     const char *bold = color ? "\033[1m" : "", *red = color ? "\033[31m" : "",
                *yellow = color ? "\033[33m" : "", *off = color ? "\033[0m" : "";
-    fprintf(out,
-            "%sSERVICE%s               STATE      FAIL%%  CALLS  INFLIGHT  RATE USED  "
-            "OPEN FOR  REASON\n",
-            bold, off);
+    struct ctl_table *t =
+        ctl_table_new(breaker_cols, sizeof(breaker_cols) / sizeof(breaker_cols[0]));
     size_t i;
     json_t *b;
     json_array_foreach(breakers, i, b)
@@ -131,17 +135,25 @@ void ctl_print_breakers(json_t *breakers, FILE *out, int color)
         } else if (until > now) {
             corral_format_duration(until - now, left, sizeof(left));
         }
+        if (state == NULL)
+            state = "?";
         if (ival(b, "rate_limit") > 0)
             snprintf(rate, sizeof(rate), "%lld/%lld", ival(b, "rate_used"), ival(b, "rate_limit"));
-        int closed = strcmp(state, "closed") == 0;
-        fprintf(out, "%-20s  %s%-9s%s %5.1f %6lld %9lld %10s  %8s  %s\n",
-                json_string_value(json_object_get(b, "service")),
-                closed                       ? ""
-                : strcmp(state, "open") == 0 ? red
-                                             : yellow,
-                state, off, json_number_value(json_object_get(b, "failure_rate")) * 100.0,
-                ival(b, "calls"), ival(b, "inflight"), rate, left, reason ? reason : "");
+        const char *shade = strcmp(state, "closed") == 0 ? NULL
+                            : strcmp(state, "open") == 0 ? red
+                                                         : yellow;
+        ctl_table_cell(t, NULL, "%s", json_string_value(json_object_get(b, "service")));
+        ctl_table_cell(t, shade, "%s", state);
+        ctl_table_cell(t, NULL, "%.1f",
+                       json_number_value(json_object_get(b, "failure_rate")) * 100.0);
+        ctl_table_cell(t, NULL, "%lld", ival(b, "calls"));
+        ctl_table_cell(t, NULL, "%lld", ival(b, "inflight"));
+        ctl_table_cell(t, NULL, "%s", rate);
+        ctl_table_cell(t, NULL, "%s", left);
+        ctl_table_cell(t, NULL, "%s", reason ? reason : "");
     }
+    ctl_table_print(t, out, bold, off, sticky);
+    ctl_table_free(t);
 }
 
 static int fail(const struct corral_err *err)
@@ -192,7 +204,7 @@ int ctl_breaker(struct ctl *ctl, int argc, char **argv)
         puts(text);
         free(text);
     } else {
-        ctl_print_breakers(list, stdout, 0);
+        ctl_print_breakers(list, stdout, 0, NULL);
     }
     json_decref(list);
     return 0;

@@ -21,6 +21,14 @@ struct ctl {
 
 int ctl_usage_error(const char *fmt, const char *arg);
 
+/* Whether the connection is gone (rather than Redis answering an error):
+ * then it is worth connecting again. */
+int ctl_lost(const struct ctl *ctl);
+/* Connects (again), loading the library if Redis lost it; ctl->redis is
+ * NULL after a failure. 0, or -1 with err. Waiting before a try is the
+ * caller's (a back-off of its own). */
+int ctl_reconnect(struct ctl *ctl, struct corral_err *err);
+
 /* status [--json] [--watch [SECONDS]] */
 int ctl_status(struct ctl *ctl, int argc, char **argv);
 /* dead QUEUE [list | retry [ID... | --all] | purge] */
@@ -31,6 +39,9 @@ int ctl_pause(struct ctl *ctl, int argc, char **argv, int pause);
 int ctl_breaker(struct ctl *ctl, int argc, char **argv);
 /* metrics: Prometheus text exposition of the status snapshot */
 int ctl_metrics(struct ctl *ctl, int argc, char **argv);
+/* metrics when Redis cannot be read at all: corral_up 0 and why; returns
+ * the exit code (1). */
+int ctl_metrics_down(const struct corral_err *err);
 
 /* Every breaker (declared in Redis or named by the config), sorted by
  * service, as a JSON array the caller owns; NULL with err on failure. */
@@ -44,7 +55,9 @@ json_t *ctl_breaker_json(const char *name, const redisReply *r, int64_t now,
                          struct corral_err *err);
 /* The whole fleet as status --json prints it, in two round trips. */
 json_t *ctl_snapshot(struct ctl *ctl, struct corral_err *err);
-/* The breakers table of status and breaker. */
-void ctl_print_breakers(json_t *breakers, FILE *out, int color);
+/* The breakers table of status and breaker; sticky as ctl_table_print's
+ * (NULL, or CTL_BREAKER_COLS entries). */
+#define CTL_BREAKER_COLS 8
+void ctl_print_breakers(json_t *breakers, FILE *out, int color, size_t *sticky);
 
 #endif

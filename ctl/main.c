@@ -2,6 +2,7 @@
  * corrald for the Redis address, talks only to Redis. Exit codes: 0 success,
  * 1 failure (message on stderr), 2 bad usage; waits that run out exit 124. */
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,7 +10,10 @@
 
 #include <jansson.h>
 
+#include "corral/backoff.h"
+#include "corral/bootstrap.h"
 #include "corral/config.h"
+#include "corral/log.h"
 #include "corral/queue.h"
 #include "corral/redis.h"
 #include "corral/util.h"
@@ -17,6 +21,10 @@
 
 #define EXIT_USAGE   CTL_EXIT_USAGE
 #define EXIT_TIMEOUT 124
+/* A wait whose connection is lost connects again after a jittered wait
+ * doubling from 250 ms to 5 s, until the job ends or the wait's time is up. */
+#define RETRY_MIN_MS 250
+#define RETRY_MAX_MS 5000
 
 static void usage(FILE *out)
 {
@@ -72,15 +80,15 @@ static char *read_stdin(size_t limit, size_t *len_out)
 }
 
 /* Makes sure the queue is declared: when an operation reports an unknown
- * queue and this config defines it, declare it from the config. Returns 1
- * when it declared, 0 when it could not help. */
+ * queue and this config defines it, declare it (and its service) from the
+ * config. Returns 1 when it declared, 0 when it could not help. */
 static int declare_from_config(struct ctl *ctl, const char *queue, struct corral_err *err)
 {
-    const struct corral_queue_conf *q = corral_config_queue(ctl->cfg, queue);
-    if (q == NULL)
+    if (corral_config_queue(ctl->cfg, queue) == NULL)
         return 0;
     struct corral_err derr;
-    if (corral_queue_declare(ctl->redis, ctl->cfg->redis.prefix, q, &derr) < 0) {
+    if (corral_bootstrap_run(ctl->redis, ctl->cfg, CORRAL_BOOTSTRAP_QUEUES, &queue, 1, NULL,
+                             &derr) < 0) {
         *err = derr;
         return 0;
     }
@@ -116,16 +124,50 @@ static int print_outcome(struct ctl *ctl, const char *queue, const char *id, con
     return rc;
 }
 
+/* Waits for the job to end and prints its outcome. A lost connection (Redis
+ * restarted, a failover) is not the job's end: connect again, with
+ * back-off, and wait on until timeout_ms (0: no limit) is up. */
 static int wait_and_print(struct ctl *ctl, const char *queue, const char *id, int64_t timeout_ms)
 {
-    char *state = NULL;
+    int64_t deadline = timeout_ms > 0 ? corral_now_ms() + timeout_ms : 0;
+    struct corral_backoff retry;
+    corral_backoff_init(&retry, RETRY_MIN_MS, RETRY_MAX_MS);
+    struct corral_log_repeat rep;
+    corral_log_repeat_init(&rep, 60000);
     struct corral_err err;
-    if (corral_queue_wait(ctl->redis, ctl->cfg->redis.prefix, queue, id, timeout_ms, &state, &err) <
-        0)
-        return fail_err(&err);
-    int rc = print_outcome(ctl, queue, id, state);
-    free(state);
-    return rc;
+    for (;;) {
+        int64_t left = deadline ? deadline - corral_now_ms() : 0;
+        if (deadline && left <= 0) {
+            struct corral_err late;
+            corral_err_set(&late, CORRAL_ERR_TIMEOUT,
+                           "queue \"%s\": job %s did not end within %lld ms (redis: %s)", queue, id,
+                           (long long)timeout_ms, err.msg);
+            return fail_err(&late);
+        }
+        char *state = NULL;
+        if (ctl->redis != NULL && corral_queue_wait(ctl->redis, ctl->cfg->redis.prefix, queue, id,
+                                                    left, &state, &err) == 0) {
+            corral_log_repeat_end(&rep);
+            int rc = print_outcome(ctl, queue, id, state);
+            free(state);
+            return rc;
+        }
+        if (!ctl_lost(ctl))
+            return fail_err(&err); /* an answer: no such job, ran out, refused */
+        int64_t wait = corral_backoff_next(&retry);
+        if (deadline && wait > deadline - corral_now_ms())
+            wait = deadline - corral_now_ms();
+        corral_logr(&rep, CORRAL_LOG_WARN, "redis connection lost; waiting on",
+                    "queue=%s job=%s error=\"%s\" retry_ms=%lld", queue, id, err.msg,
+                    (long long)wait);
+        if (wait > 0)
+            usleep((useconds_t)(wait * 1000));
+        struct corral_err cerr;
+        if (ctl_reconnect(ctl, &cerr) < 0)
+            err = cerr;
+        else
+            corral_backoff_reset(&retry);
+    }
 }
 
 static int parse_dur_arg(const char *flag, const char *v, int64_t *out)
@@ -235,7 +277,7 @@ static int cmd_enqueue(struct ctl *ctl, int argc, char **argv)
     return rc;
 }
 
-/* Every key INTERFACE.md promises, present even when unset (null). */
+/* Every key of a job docs/protocol.md promises, present even when unset (null). */
 static const char *const job_keys[] = {"id",          "queue",        "state",      "priority",
                                        "attempts",    "max_attempts", "created_ms", "started_ms",
                                        "finished_ms", "worker",       NULL};
@@ -345,6 +387,11 @@ static struct corral_config *load_config(const char *path, int explicit_path)
 
 int main(int argc, char **argv)
 {
+    corral_log_init("corralctl");
+    /* A Redis that goes away must be an error to handle (the waits ride it
+     * out), not a signal that kills; stdout closed early is checked where
+     * output goes on (status --watch). */
+    signal(SIGPIPE, SIG_IGN);
     const char *path = NULL, *url = NULL;
     int i = 1;
     for (; i < argc; i++) {
@@ -404,15 +451,14 @@ int main(int argc, char **argv)
                           path != NULL || (env != NULL && env[0] != '\0'));
     if (ctl.cfg == NULL)
         return 1;
-    if (url != NULL) {
-        free(ctl.cfg->redis.url);
-        ctl.cfg->redis.url = corral_xstrdup(url);
-    }
     struct corral_err err;
-    ctl.redis = corral_redis_connect(&ctl.cfg->redis, 5000, &err);
+    if (url != NULL && corral_config_set_redis_url(ctl.cfg, url, &err) < 0) {
+        corral_config_free(ctl.cfg);
+        return fail_err(&err);
+    }
     int rc;
-    if (ctl.redis == NULL || corral_functions_ensure(ctl.redis, NULL, &err) < 0)
-        rc = fail_err(&err);
+    if (ctl_reconnect(&ctl, &err) < 0)
+        rc = fn == ctl_metrics ? ctl_metrics_down(&err) : fail_err(&err);
     else
         rc = fn(&ctl, argc - i, argv + i);
     if (ctl.redis != NULL)

@@ -136,6 +136,8 @@ static void hosts(FILE *out, json_t *hs)
              0.001, "Age of the host's last heartbeat.");
     per_item(out, hs, "host", "host", "corral_host_stale", "stale", 1,
              "1 when the heartbeat is too old: the host's corrald is gone or cut off.");
+    per_item(out, hs, "host", "host", "corral_host_unwritten_outcomes", "unwritten", 1,
+             "Outcomes of ended jobs the host's workers hold because Redis has not taken them.");
 }
 
 static void breakers(FILE *out, json_t *bs)
@@ -177,19 +179,41 @@ static void breakers(FILE *out, json_t *bs)
              "The service's rate per period (0 = none).");
 }
 
+/* corral_up, the family every scrape has: 1 with the fleet's state, or 0
+ * and why on a comment line (stderr has it too). A scraper or a textfile
+ * collector that keeps the output whatever the exit status sees the fleet
+ * go dark, not a stale view. */
+static void up(FILE *out, const char *why)
+{
+    family(out, "corral_up", "gauge",
+           "1: corralctl read the fleet's state from Redis; 0: it could not (see the comment).");
+    if (why != NULL) {
+        fputs("# corral_up 0: ", out);
+        for (const char *p = why; *p; p++) /* one line, whatever the error holds */
+            fputc(*p == '\n' || *p == '\r' ? ' ' : *p, out);
+        fputc('\n', out);
+    }
+    sample(out, "corral_up", why == NULL, NULL, NULL, NULL, NULL);
+}
+
+int ctl_metrics_down(const struct corral_err *err)
+{
+    up(stdout, err->msg);
+    fflush(stdout);
+    fprintf(stderr, "corralctl: %s\n", err->msg);
+    return 1;
+}
+
 int ctl_metrics(struct ctl *ctl, int argc, char **argv)
 {
     if (argc > 0)
         return ctl_usage_error("metrics: unexpected argument %s", argv[0]);
     struct corral_err err;
     json_t *s = ctl_snapshot(ctl, &err);
-    if (s == NULL) {
-        fprintf(stderr, "corralctl: %s\n", err.msg);
-        return 1;
-    }
+    if (s == NULL)
+        return ctl_metrics_down(&err);
     FILE *out = stdout;
-    family(out, "corral_up", "gauge", "1: corralctl read the fleet's state from Redis.");
-    sample(out, "corral_up", 1, NULL, NULL, NULL, NULL);
+    up(out, NULL);
     queues(out, json_object_get(s, "queues"));
     hosts(out, json_object_get(s, "hosts"));
     breakers(out, json_object_get(s, "breakers"));

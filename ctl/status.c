@@ -8,10 +8,13 @@
 
 #include <jansson.h>
 
+#include "corral/backoff.h"
+#include "corral/log.h"
 #include "corral/queue.h"
 #include "corral/redis.h"
 #include "corral/util.h"
 #include "ctl.h"
+#include "table.h"
 
 /* A heartbeat older than this is shown as stale; its key expires soon after. */
 #define STALE_MS 10000
@@ -27,11 +30,13 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* A heartbeat hash as status shows it. */
+/* A heartbeat hash as status shows it. "unwritten" (outcomes the host's
+ * workers hold that Redis has not taken yet) is 0 when the host's corrald
+ * does not report it. */
 static json_t *host_json(const redisReply *h, int64_t now)
 {
-    static const char *const ints[] = {"pid", "workers", "busy",    "slots",
-                                       "min", "max",     "desired", NULL};
+    static const char *const ints[] = {"pid", "workers", "busy",      "slots", "min",
+                                       "max", "desired", "unwritten", NULL};
     json_t *o = json_object();
     for (size_t k = 0; k + 1 < h->elements; k += 2) {
         const char *f = h->element[k]->str, *v = h->element[k + 1]->str;
@@ -47,9 +52,38 @@ static json_t *host_json(const redisReply *h, int64_t now)
         else
             json_object_set_new(o, f, json_string(v));
     }
+    if (json_object_get(o, "unwritten") == NULL)
+        json_object_set_new(o, "unwritten", json_integer(0));
     json_int_t age = json_integer_value(json_object_get(o, "heartbeat_age_ms"));
     json_object_set_new(o, "stale", json_boolean(age > STALE_MS));
     return o;
+}
+
+/* depth_by_priority in the queue's level order (csv: the declared
+ * priorities, highest first), not the order of a hash. */
+static void order_levels(json_t *q, const char *csv)
+{
+    json_t *by = json_object_get(q, "depth_by_priority");
+    if (!json_is_object(by) || csv == NULL)
+        return;
+    json_t *ordered = json_object();
+    for (const char *p = csv; *p;) {
+        size_t n = strcspn(p, ",");
+        char name[80];
+        snprintf(name, sizeof(name), "%.*s", (int)(n < sizeof(name) ? n : sizeof(name) - 1), p);
+        json_t *v = json_object_get(by, name);
+        if (v != NULL)
+            json_object_set(ordered, name, v);
+        p += n + (p[n] == ',');
+    }
+    const char *k;
+    json_t *v;
+    json_object_foreach(by, k, v)
+    {
+        if (json_object_get(ordered, k) == NULL)
+            json_object_set(ordered, k, v);
+    }
+    json_object_set_new(q, "depth_by_priority", ordered);
 }
 
 static void append(redisContext *c, struct corral_cmd *cmd)
@@ -58,13 +92,17 @@ static void append(redisContext *c, struct corral_cmd *cmd)
     corral_cmd_free(cmd);
 }
 
-static void strings_of(const redisReply *r, struct corral_strlist *out)
+/* The strings of an array reply, sorted: every table lists its rows by
+ * name, so nothing moves between refreshes of --watch. */
+static void sorted_strings(const redisReply *r, struct corral_strlist *out)
 {
     out->items = NULL;
     out->n = 0;
     for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++)
         if (r->element[i]->type == REDIS_REPLY_STRING)
             corral_strlist_push(out, r->element[i]->str);
+    if (out->n > 1)
+        qsort(out->items, out->n, sizeof(char *), cmp_str);
 }
 
 /* Reads n pipelined replies into r[]; -1 with err when the connection
@@ -83,6 +121,31 @@ static int get_replies(redisContext *c, redisReply **r, size_t n, struct corral_
     return 0;
 }
 
+/* One queue's statistics (reply sr) in level order (reply pr); NULL with
+ * err naming the queue when either read failed. */
+static json_t *queue_json(redisContext *c, const char *name, const redisReply *sr,
+                          const redisReply *pr, struct corral_err *err)
+{
+    char *json = NULL;
+    if (corral_reply_json(sr, "stats", &json, err) < 0) {
+        corral_err_prefix(err, "queue %s: cannot read its statistics", name);
+        return NULL;
+    }
+    json_t *q = json_loads(json, 0, NULL);
+    free(json);
+    if (q == NULL) {
+        corral_err_set(err, CORRAL_ERR_REDIS, "queue %s: its statistics are not JSON", name);
+        return NULL;
+    }
+    if (corral_redis_check(c, pr, "HGET", err) < 0) {
+        corral_err_prefix(err, "queue %s: cannot read its priorities", name);
+        json_decref(q);
+        return NULL;
+    }
+    order_levels(q, pr->type == REDIS_REPLY_STRING ? pr->str : NULL);
+    return q;
+}
+
 json_t *ctl_snapshot(struct ctl *ctl, struct corral_err *err)
 {
     redisContext *c = ctl->redis;
@@ -97,24 +160,25 @@ json_t *ctl_snapshot(struct ctl *ctl, struct corral_err *err)
         return NULL;
     json_t *result = NULL;
     struct corral_strlist queues = {0}, hosts = {0}, services = {0};
+    static const char *const what[] = {"the queue index", "the host index", "the service index"};
     for (size_t i = 0; i < 3; i++)
-        if (corral_redis_check(c, idx[i], "status", err) < 0)
+        if (corral_redis_check(c, idx[i], what[i], err) < 0) {
+            corral_err_prefix(err, "cannot read %s", what[i]);
             goto out;
-    /* Sorted, so the view does not jump around between refreshes. */
-    strings_of(idx[0], &queues);
-    if (queues.n > 1)
-        qsort(queues.items, queues.n, sizeof(char *), cmp_str);
-    strings_of(idx[1], &hosts);
+        }
+    sorted_strings(idx[0], &queues);
+    sorted_strings(idx[1], &hosts); /* the index is ordered by beat time: by name here */
     ctl_breaker_names(ctl, idx[2], &services);
 
-    /* Round trip 2: every queue's statistics, host's heartbeat and
-     * service's breaker, in one pipeline. */
-    size_t n = queues.n + hosts.n + services.n;
+    /* Round trip 2: every queue's statistics and priorities, host's
+     * heartbeat and service's breaker, in one pipeline. */
+    size_t nq = 2 * queues.n, n = nq + hosts.n + services.n;
     for (size_t i = 0; i < queues.n; i++) {
         struct corral_cmd cmd;
         /* Lean: the breakers come once per service, not once per queue. */
         corral_cmd_stats(&cmd, prefix, queues.items[i], 60, 1);
         append(c, &cmd);
+        redisAppendCommand(c, "HGET %s:{%s}:conf priorities", prefix, queues.items[i]);
     }
     for (size_t i = 0; i < hosts.n; i++)
         redisAppendCommand(c, "HGETALL %s:host:%s", prefix, hosts.items[i]);
@@ -128,28 +192,33 @@ json_t *ctl_snapshot(struct ctl *ctl, struct corral_err *err)
         free(r);
         goto out;
     }
+    /* Any read that fails fails the whole view, naming what it could not
+     * read: a table with a row missing would say something false. */
     json_t *jq = json_array(), *jh = json_array(), *jb = json_array();
     int ok = 1;
-    for (size_t i = 0; i < n && ok; i++) {
-        if (i < queues.n) {
-            char *json = NULL;
-            /* A queue whose stats fail (one declared by a newer corral, say)
-             * is left out rather than hiding the whole fleet. */
-            if (corral_reply_json(r[i], "stats", &json, err) == 0) {
-                json_t *q = json_loads(json, 0, NULL);
-                if (q != NULL)
-                    json_array_append_new(jq, q);
-            }
-            free(json);
-        } else if (i < queues.n + hosts.n) {
-            if (r[i]->type == REDIS_REPLY_ARRAY && r[i]->elements >= 2) /* gone when expired */
-                json_array_append_new(jh, host_json(r[i], now));
+    for (size_t i = 0; i < queues.n && ok; i++) {
+        json_t *q = queue_json(c, queues.items[i], r[2 * i], r[2 * i + 1], err);
+        if (q == NULL)
+            ok = 0;
+        else
+            json_array_append_new(jq, q);
+    }
+    for (size_t i = 0; i < hosts.n && ok; i++) {
+        const redisReply *h = r[nq + i];
+        if (corral_redis_check(c, h, "HGETALL", err) < 0) {
+            corral_err_prefix(err, "host %s: cannot read its heartbeat", hosts.items[i]);
+            ok = 0;
+        } else if (h->type == REDIS_REPLY_ARRAY && h->elements >= 2) { /* gone when expired */
+            json_array_append_new(jh, host_json(h, now));
+        }
+    }
+    for (size_t i = 0; i < services.n && ok; i++) {
+        json_t *b = ctl_breaker_json(services.items[i], r[nq + hosts.n + i], now, err);
+        if (b == NULL) {
+            corral_err_prefix(err, "service %s: cannot read its breaker", services.items[i]);
+            ok = 0;
         } else {
-            json_t *b = ctl_breaker_json(services.items[i - queues.n - hosts.n], r[i], now, err);
-            if (b == NULL)
-                ok = 0;
-            else
-                json_array_append_new(jb, b);
+            json_array_append_new(jb, b);
         }
     }
     for (size_t i = 0; i < n; i++)
@@ -174,60 +243,97 @@ static long long ival(json_t *o, const char *k)
     return (long long)json_integer_value(json_object_get(o, k));
 }
 
-static void print_table(json_t *s, FILE *out, int color)
+static const struct ctl_col queue_cols[] = {
+    {"QUEUE", 0}, {"DEPTH", 1},  {"BY PRIORITY", 0}, {"RUN", 1},   {"SCHED", 1}, {"DEAD", 1},
+    {"IN/s", 1},  {"DONE/s", 1}, {"FAIL/s", 1},      {"P50ms", 1}, {"P95ms", 1}, {"OLDEST", 1},
+    {"", 0},
+};
+static const struct ctl_col host_cols[] = {
+    {"HOST", 0}, {"WORKERS", 1},       {"BUSY/SLOTS", 1}, {"MIN/DESIRED/MAX", 1},
+    {"BEAT", 1}, {"LAST DECISION", 0},
+};
+
+#define QUEUE_COLS (sizeof(queue_cols) / sizeof(queue_cols[0]))
+#define HOST_COLS  (sizeof(host_cols) / sizeof(host_cols[0]))
+
+/* The widest each column has been in this run (status --watch). */
+struct widths {
+    size_t queues[QUEUE_COLS], hosts[HOST_COLS], breakers[CTL_BREAKER_COLS];
+};
+
+static void print_table(json_t *s, FILE *out, int color, struct widths *keep)
 {
     const char *bold = color ? "\033[1m" : "", *dim = color ? "\033[2m" : "",
                *red = color ? "\033[31m" : "", *off = color ? "\033[0m" : "";
     size_t i;
     json_t *q, *h;
-    fprintf(out,
-            "%sQUEUE%s                 DEPTH  BY PRIORITY                RUN  SCHED  DEAD   IN/s  "
-            "DONE/s  FAIL/s  P50ms  P95ms  OLDEST\n",
-            bold, off);
+    struct ctl_table *t = ctl_table_new(queue_cols, QUEUE_COLS);
     json_array_foreach(json_object_get(s, "queues"), i, q)
     {
-        char prio[128] = "";
-        size_t used = 0;
+        char *prio = NULL;
+        size_t len = 0;
+        FILE *pf = open_memstream(&prio, &len);
         const char *k;
         json_t *v;
         json_object_foreach(json_object_get(q, "depth_by_priority"), k, v)
         {
-            used +=
-                (size_t)snprintf(prio + used, used < sizeof(prio) ? sizeof(prio) - used : 0,
-                                 "%s%s=%lld", used ? " " : "", k, (long long)json_integer_value(v));
+            fprintf(pf, "%s%s=%lld", ftell(pf) ? " " : "", k, (long long)json_integer_value(v));
         }
+        fclose(pf);
         char oldest[32];
         corral_format_duration(ival(q, "oldest_wait_ms"), oldest, sizeof(oldest));
-        fprintf(
-            out, "%-20s %6lld  %-24s %5lld %6lld %5lld %6.1f %7.1f %7.1f %6lld %6lld  %-8s%s%s%s\n",
-            json_string_value(json_object_get(q, "name")), ival(q, "depth"), prio,
-            ival(q, "inflight"), ival(q, "scheduled"), ival(q, "dead"),
-            json_number_value(json_object_get(q, "enqueued_per_s")),
-            json_number_value(json_object_get(q, "done_per_s")),
-            json_number_value(json_object_get(q, "failed_per_s")), ival(q, "proc_ms_p50"),
-            ival(q, "proc_ms_p95"), oldest, json_is_true(json_object_get(q, "paused")) ? red : "",
-            json_is_true(json_object_get(q, "paused")) ? "  paused" : "", off);
+        int paused = json_is_true(json_object_get(q, "paused"));
+        ctl_table_cell(t, NULL, "%s", json_string_value(json_object_get(q, "name")));
+        ctl_table_cell(t, NULL, "%lld", ival(q, "depth"));
+        ctl_table_cell(t, NULL, "%s", prio);
+        ctl_table_cell(t, NULL, "%lld", ival(q, "inflight"));
+        ctl_table_cell(t, NULL, "%lld", ival(q, "scheduled"));
+        ctl_table_cell(t, NULL, "%lld", ival(q, "dead"));
+        ctl_table_cell(t, NULL, "%.1f", json_number_value(json_object_get(q, "enqueued_per_s")));
+        ctl_table_cell(t, NULL, "%.1f", json_number_value(json_object_get(q, "done_per_s")));
+        ctl_table_cell(t, NULL, "%.1f", json_number_value(json_object_get(q, "failed_per_s")));
+        ctl_table_cell(t, NULL, "%lld", ival(q, "proc_ms_p50"));
+        ctl_table_cell(t, NULL, "%lld", ival(q, "proc_ms_p95"));
+        ctl_table_cell(t, NULL, "%s", oldest);
+        ctl_table_cell(t, red, "%s", paused ? "paused" : "");
+        free(prio);
     }
-    fprintf(out,
-            "\n%sHOST%s                  WORKERS  BUSY/SLOTS  MIN/DESIRED/MAX  BEAT    "
-            "LAST DECISION\n",
-            bold, off);
+    ctl_table_print(t, out, bold, off, keep->queues);
+    ctl_table_free(t);
+    fputc('\n', out);
+    t = ctl_table_new(host_cols, HOST_COLS);
     json_array_foreach(json_object_get(s, "hosts"), i, h)
     {
-        char bs[32], mdm[32], beat[32];
-        snprintf(bs, sizeof(bs), "%lld/%lld", ival(h, "busy"), ival(h, "slots"));
-        snprintf(mdm, sizeof(mdm), "%lld/%lld/%lld", ival(h, "min"), ival(h, "desired"),
-                 ival(h, "max"));
+        char beat[32];
         corral_format_duration(ival(h, "heartbeat_age_ms"), beat, sizeof(beat));
         int stale = json_is_true(json_object_get(h, "stale"));
-        fprintf(out, "%-20s %8lld  %10s  %15s  %s%-6s%s  %s%s%s\n",
-                json_string_value(json_object_get(h, "host")), ival(h, "workers"), bs, mdm,
-                stale ? red : "", stale ? "STALE" : beat, off, dim,
-                json_string_value(json_object_get(h, "last_decision")), off);
+        const char *decision = json_string_value(json_object_get(h, "last_decision"));
+        ctl_table_cell(t, NULL, "%s", json_string_value(json_object_get(h, "host")));
+        ctl_table_cell(t, NULL, "%lld", ival(h, "workers"));
+        ctl_table_cell(t, NULL, "%lld/%lld", ival(h, "busy"), ival(h, "slots"));
+        ctl_table_cell(t, NULL, "%lld/%lld/%lld", ival(h, "min"), ival(h, "desired"),
+                       ival(h, "max"));
+        ctl_table_cell(t, stale ? red : NULL, "%s", stale ? "STALE" : beat);
+        ctl_table_cell(t, dim, "%s", decision ? decision : "");
+    }
+    ctl_table_print(t, out, bold, off, keep->hosts);
+    ctl_table_free(t);
+    /* Outcomes a host's workers hold because Redis has not taken them:
+     * each is a job that ran and is not recorded yet. */
+    json_array_foreach(json_object_get(s, "hosts"), i, h)
+    {
+        if (ival(h, "unwritten") > 0)
+            fprintf(out, "%swarning:%s host %s holds %lld outcomes Redis has not taken yet\n", red,
+                    off, json_string_value(json_object_get(h, "host")), ival(h, "unwritten"));
     }
     fputc('\n', out);
-    ctl_print_breakers(json_object_get(s, "breakers"), out, color);
+    ctl_print_breakers(json_object_get(s, "breakers"), out, color, keep->breakers);
 }
+
+/* --watch with Redis failing: the error in place of the view, and the next
+ * try after a jittered back-off from the refresh interval to at least
+ * WATCH_RETRY_MAX_MS (a lost connection is connected again first). */
+#define WATCH_RETRY_MAX_MS 10000
 
 int ctl_status(struct ctl *ctl, int argc, char **argv)
 {
@@ -251,11 +357,40 @@ int ctl_status(struct ctl *ctl, int argc, char **argv)
         }
     }
     int color = isatty(STDOUT_FILENO) && getenv("NO_COLOR") == NULL;
+    int64_t every_ms = (int64_t)(every * 1000);
+    struct corral_backoff retry;
+    corral_backoff_init(&retry, every_ms,
+                        every_ms > WATCH_RETRY_MAX_MS ? every_ms : WATCH_RETRY_MAX_MS);
+    struct corral_log_repeat rep;
+    corral_log_repeat_init(&rep, 60000);
+    struct widths keep = {0};
     for (;;) {
         struct corral_err err;
-        json_t *s = ctl_snapshot(ctl, &err);
-        if (s == NULL)
+        json_t *s = NULL;
+        if (ctl->redis != NULL || ctl_reconnect(ctl, &err) == 0)
+            s = ctl_snapshot(ctl, &err);
+        if (s == NULL && !watch)
             return fail(&err);
+        if (s == NULL) {
+            int64_t wait = corral_backoff_next(&retry);
+            char in[32];
+            corral_format_duration(wait, in, sizeof(in));
+            if (color) { /* the error is the view */
+                fputs("\033[H\033[2J", stdout);
+                printf("corralctl status: %s\nretrying in %s\n", err.msg, in);
+                fflush(stdout);
+            }
+            corral_logr(&rep, CORRAL_LOG_WARN, "status: cannot read the fleet; retrying",
+                        "error=\"%s\" retry_ms=%lld", err.msg, (long long)wait);
+            if (ctl_lost(ctl)) {
+                redisFree(ctl->redis);
+                ctl->redis = NULL;
+            }
+            usleep((useconds_t)(wait * 1000));
+            continue;
+        }
+        corral_log_repeat_end(&rep);
+        corral_backoff_reset(&retry);
         if (watch && color)
             fputs("\033[H\033[2J", stdout); /* redraw in place */
         if (as_json) {
@@ -263,10 +398,11 @@ int ctl_status(struct ctl *ctl, int argc, char **argv)
             puts(text);
             free(text);
         } else {
-            print_table(s, stdout, color);
+            print_table(s, stdout, color, &keep);
         }
-        fflush(stdout);
         json_decref(s);
+        if (fflush(stdout) != 0 || ferror(stdout))
+            return 1; /* the reader is gone (status --watch | head) */
         if (!watch)
             return 0;
         usleep((useconds_t)(every * 1e6));

@@ -8,14 +8,21 @@ set -eu
 B=${CORRAL_BUILD:-build}
 tmp=$(mktemp -d /tmp/corral-demo.XXXXXX)
 pids=""
+# Every background process is stopped, then waited for by its pid: a bare
+# `wait` would also wait for any job not killed yet (the AI stand-in never
+# exits by itself), and the demo would never return.
 cleanup() {
+    [ -n "${stub_pid:-}" ] && pids="$pids $stub_pid"
     for p in $pids; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
+    for p in $pids; do wait "$p" 2>/dev/null || true; done
     [ -f "$tmp/redis.pid" ] && kill "$(cat "$tmp/redis.pid")" 2>/dev/null || true
-    [ -n "${stub_pid:-}" ] && kill "$stub_pid" 2>/dev/null || true
     rm -rf "$tmp"
 }
-trap cleanup EXIT INT TERM
+# INT and TERM exit (which runs cleanup once, through EXIT) instead of
+# running cleanup and going on with the demo.
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM HUP
 
 if [ -t 1 ] && [ -z "${NO_COLOR:-}" ]; then
     say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }

@@ -16,6 +16,8 @@
 #include <ev.h>
 #include <jansson.h>
 
+#include "corral/backoff.h"
+#include "corral/bootstrap.h"
 #include "corral/config.h"
 #include "corral/log.h"
 #include "corral/queue.h"
@@ -29,9 +31,17 @@
 #include "scaler.h"
 
 #define CRASH_WINDOW_MS   10000 /* a worker dying this soon after start crashed at start */
+#define CRASH_BACKOFF_MIN 1000
 #define CRASH_BACKOFF_MAX 60000
-#define MAX_STEP_OUT      8
-#define MAX_QUEUES        64
+/* Reconnecting to Redis: a jittered wait doubling from 250 ms to at most
+ * 1.5 s, so corrald is back within 2 s of Redis (docs/operations.md),
+ * while a broken setup (a wrong password) costs Redis under one
+ * connection a second per host, and the log one line a minute. */
+#define REDIS_RETRY_MIN_MS 250
+#define REDIS_RETRY_MAX_MS 1500
+#define REPEAT_WINDOW_MS   60000
+#define MAX_STEP_OUT       8
+#define MAX_QUEUES         64
 
 struct corrald {
     struct ev_loop *loop;
@@ -41,19 +51,19 @@ struct corrald {
     char host[64];     /* worker ids start with it: "<host>:<n>" */
     char hb_name[160]; /* the heartbeat's name: host, or host@instance */
     redisContext *redis;
-    int64_t next_connect_ms;
-    int64_t backoff_ms;
+    struct corral_backoff redis_backoff;
+    struct corral_log_repeat redis_log; /* "redis unavailable", once with a count */
+    struct corral_log_repeat reclaim_log, stats_log;
     char redis_state[256];
     struct corral_procs *procs;
     struct corral_scaler_state scaler;
     struct corral_scale_decision last;
     int desired;
-    int64_t crash_backoff_ms;
+    struct corral_backoff crash_backoff; /* workers crashing at start */
     int64_t next_spawn_ms;
     struct corral_cpu_sample cpu;
     int stopping;
     int notified_ready;
-    int warned_pinned;
     int64_t started_wall_ms;
     int64_t next_sweep_ms;
     /* workers that died while Redis was away: their leases, reclaimed later */
@@ -64,7 +74,7 @@ struct corrald {
         char state[16];
     } breakers[MAX_QUEUES];
     size_t nbreakers;
-    ev_timer tick, watchdog, drain_timer;
+    ev_timer tick, watchdog, drain_timer, reconnect;
     ev_signal sigterm, sigint, sighup;
 };
 
@@ -115,16 +125,22 @@ static int live_workers(struct corrald *d, int *busy, int *slots, int *ready)
 
 /* --- Redis ------------------------------------------------------------ */
 
+/* Gives up the connection and schedules the next try (the reconnect
+ * timer). The warning is written once per kind of error, then counted. */
 static void drop_redis(struct corrald *d, const char *why)
 {
+    int64_t wait = corral_backoff_next(&d->redis_backoff);
+    if (strcmp(d->redis_state, why) != 0)
+        corral_log_repeat_end(&d->redis_log); /* a new error is written at once */
     snprintf(d->redis_state, sizeof(d->redis_state), "%s", why);
-    corral_log_warn("redis unavailable, retrying", "error=\"%s\" retry_ms=%lld", why,
-                    (long long)d->backoff_ms);
+    corral_logr(&d->redis_log, CORRAL_LOG_WARN, "redis unavailable, retrying",
+                "error=\"%s\" retry_ms=%lld", why, (long long)wait);
     if (d->redis != NULL)
         redisFree(d->redis);
     d->redis = NULL;
-    d->next_connect_ms = corral_now_ms() + d->backoff_ms;
-    d->backoff_ms = d->backoff_ms * 2 > 30000 ? 30000 : d->backoff_ms * 2;
+    ev_timer_stop(d->loop, &d->reconnect);
+    ev_timer_set(&d->reconnect, (double)wait / 1000.0, 0.0);
+    ev_timer_start(d->loop, &d->reconnect);
 }
 
 /* Reclaims one dead worker's leases on every served queue. */
@@ -136,14 +152,15 @@ static int reclaim_worker(struct corrald *d, const char *id)
         long long n =
             corral_queue_reclaim_worker(d->redis, d->cfg->redis.prefix, qs->items[i], id, &err);
         if (n < 0) {
-            corral_log_warn("cannot reclaim a dead worker's jobs yet", "worker=%s error=\"%s\"", id,
-                            err.msg);
+            corral_logr(&d->reclaim_log, CORRAL_LOG_WARN, "cannot reclaim a dead worker's jobs yet",
+                        "worker=%s error=\"%s\"", id, err.msg);
             return -1;
         }
         if (n > 0)
             corral_log_notice("requeued the jobs of a dead worker", "worker=%s queue=%s jobs=%lld",
                               id, qs->items[i], n);
     }
+    corral_log_repeat_end(&d->reclaim_log);
     return 0;
 }
 
@@ -191,23 +208,6 @@ static void reclaim_dead_local(struct corrald *d)
     }
 }
 
-/* Every [service] of the config: its breaker and rate settings, fleet-wide
- * (the last corrald or worker to declare wins; keep them equal on all hosts). */
-static int declare_services(struct corrald *d)
-{
-    for (size_t i = 0; i < d->cfg->nservices; i++) {
-        struct corral_err err;
-        if (corral_service_declare(d->redis, d->cfg->redis.prefix, &d->cfg->services[i], &err) <
-            0) {
-            corral_log_err("cannot declare service", "service=%s error=\"%s\"",
-                           d->cfg->services[i].name, err.msg);
-            drop_redis(d, err.msg);
-            return -1;
-        }
-    }
-    return 0;
-}
-
 static int connect_redis(struct corrald *d)
 {
     struct corral_err err;
@@ -217,21 +217,15 @@ static int connect_redis(struct corrald *d)
         return -1;
     }
     d->redis = c;
-    if (corral_functions_ensure(c, NULL, &err) < 0) {
+    /* Every [queue] and [service] of the file, fleet-wide (the last corrald
+     * or worker to declare wins; keep them equal on all hosts). */
+    if (corral_bootstrap_run(c, d->cfg, CORRAL_BOOTSTRAP_ALL, NULL, 0, NULL, &err) < 0) {
         drop_redis(d, err.msg);
         return -1;
     }
-    for (size_t i = 0; i < d->cfg->nqueues; i++) {
-        if (corral_queue_declare(c, d->cfg->redis.prefix, &d->cfg->queues[i], &err) < 0) {
-            corral_log_err("cannot declare queue", "queue=%s error=\"%s\"", d->cfg->queues[i].name,
-                           err.msg);
-            drop_redis(d, err.msg);
-            return -1;
-        }
-    }
-    if (declare_services(d) < 0)
-        return -1;
-    d->backoff_ms = 250;
+    corral_backoff_reset(&d->redis_backoff);
+    corral_log_repeat_end(&d->redis_log);
+    ev_timer_stop(d->loop, &d->reconnect);
     snprintf(d->redis_state, sizeof(d->redis_state), "ok");
     corral_log_info("connected to redis", "url=%s queues=%zu", d->cfg->redis.url,
                     d->cfg->pool.queues.n);
@@ -265,16 +259,23 @@ static void reconcile(struct corrald *d)
         for (int i = live; i < d->desired; i++)
             spawn(d);
     } else if (live > d->desired) {
-        /* Only an idle worker is stopped to scale in; busy ones never are. */
-        struct corral_wproc *pick = NULL;
-        for (struct corral_wproc *w = corral_procs_first(d->procs); w; w = w->next)
-            if (w->state == CORRAL_W_IDLE && w->busy == 0 &&
-                (pick == NULL || w->started_ms > pick->started_ms))
-                pick = w;
-        if (pick != NULL) {
-            corral_log_info("stopping an idle worker", "worker=%s", pick->id);
-            corral_procs_kill(pick, SIGTERM);
+        /* The scaler picks which one (an idle one: busy workers are never
+         * stopped to scale in; none idle: wait for one). */
+        size_t n = (size_t)corral_procs_count(d->procs), i = 0;
+        struct corral_scale_worker *tab = corral_xcalloc(n ? n : 1, sizeof(*tab));
+        struct corral_wproc **procs = corral_xcalloc(n ? n : 1, sizeof(struct corral_wproc *));
+        for (struct corral_wproc *w = corral_procs_first(d->procs); w && i < n; w = w->next, i++) {
+            procs[i] = w;
+            tab[i].idle = w->state == CORRAL_W_IDLE && w->busy == 0;
+            tab[i].started_ms = w->started_ms;
         }
+        int pick = corral_scale_pick_idle(tab, i);
+        if (pick >= 0) {
+            corral_log_info("stopping an idle worker", "worker=%s", procs[pick]->id);
+            corral_procs_kill(procs[pick], SIGTERM);
+        }
+        free(tab);
+        free(procs);
     }
 }
 
@@ -340,15 +341,12 @@ static void on_worker_exit(struct corral_procs *t, struct corral_wproc *w, int s
         /* Crashing at start: back off exponentially, never give up. One
          * that had taken a job was past its start (killed, or a job that
          * kills it, which spends that job's attempts): replaced at once. */
-        d->crash_backoff_ms = d->crash_backoff_ms ? d->crash_backoff_ms * 2 : 1000;
-        if (d->crash_backoff_ms > CRASH_BACKOFF_MAX)
-            d->crash_backoff_ms = CRASH_BACKOFF_MAX;
-        d->next_spawn_ms = corral_now_ms() + d->crash_backoff_ms;
+        int64_t wait = corral_backoff_next(&d->crash_backoff);
+        d->next_spawn_ms = corral_now_ms() + wait;
         corral_log_err("worker crashed at start; backing off",
-                       "worker=%s status=\"%s\" retry_ms=%lld", w->id, how,
-                       (long long)d->crash_backoff_ms);
+                       "worker=%s status=\"%s\" retry_ms=%lld", w->id, how, (long long)wait);
     } else if (lived >= CRASH_WINDOW_MS) {
-        d->crash_backoff_ms = 0;
+        corral_backoff_reset(&d->crash_backoff);
     }
     if (d->stopping && corral_procs_count(t) == 0) {
         ev_timer_stop(d->loop, &d->drain_timer);
@@ -406,7 +404,8 @@ static int read_queue(struct corrald *d, const char *name, struct corral_scale_q
         if (d->redis->err)
             drop_redis(d, err.msg);
         else
-            corral_log_warn("cannot read queue stats", "queue=%s error=\"%s\"", name, err.msg);
+            corral_logr(&d->stats_log, CORRAL_LOG_WARN, "cannot read queue stats",
+                        "queue=%s error=\"%s\"", name, err.msg);
         return -1;
     }
     json_t *s = json_loads(json, 0, NULL);
@@ -453,11 +452,13 @@ static void decide(struct corrald *d)
             return; /* no decision on partial data */
         n++;
     }
+    corral_log_repeat_end(&d->stats_log);
     const struct corral_config *c = d->cfg;
     struct corral_scale_policy p = {
         .min = c->pool.min,
         .max = c->pool.max,
         .slots_per_worker = c->pool.concurrency,
+        .tick_ms = c->scale.tick_ms,
         .target_wait_ms = c->scale.target_wait_ms,
         .target_utilization_pm = c->scale.target_utilization_pm,
         .scale_out_cooldown_ms = c->scale.scale_out_cooldown_ms,
@@ -468,11 +469,17 @@ static void decide(struct corrald *d)
          * policy), so a burst reaches a large target in a few steps. */
         .max_step_out = d->desired > MAX_STEP_OUT ? d->desired : MAX_STEP_OUT,
     };
+    /* workers and busy_workers from the process table, draining ones left
+     * out (docs/scaling.md, "Wiring"). */
+    int busy_workers = 0;
+    for (struct corral_wproc *w = corral_procs_first(d->procs); w; w = w->next)
+        busy_workers += w->state != CORRAL_W_DRAINING && w->busy > 0;
     struct corral_scale_input in = {
         .now_ms = corral_now_ms(),
         .queues = queues,
         .nqueues = n,
-        .workers = d->desired,
+        .workers = live_workers(d, NULL, NULL, NULL),
+        .busy_workers = busy_workers,
         .cpu_pm = corral_host_cpu_pm(&d->cpu),
         .mem_pm = corral_host_mem_pm(),
     };
@@ -480,13 +487,9 @@ static void decide(struct corrald *d)
     corral_scale_decide(&p, &in, &d->scaler, &dec);
     if (dec.desired != d->desired)
         corral_log_notice("scaling", "reason=\"%s\"", dec.reason);
-    if (dec.pinned_at_max && !d->warned_pinned) {
+    if (dec.warn_pinned) /* once per pinned period; the scaler remembers */
         corral_log_warn("pool pinned at max: the load wants more workers than [pool] max",
                         "max=%d demand=%d", c->pool.max, dec.demand);
-        d->warned_pinned = 1;
-    } else if (!dec.pinned_at_max) {
-        d->warned_pinned = 0;
-    }
     d->last = dec;
     d->desired = dec.desired;
 }
@@ -585,8 +588,10 @@ static void heartbeat(struct corrald *d)
     }
 }
 
-/* The tick, corrald's cron. Duties, in order: reconnect to Redis (with
- * back-off) and requeue the leases of workers that died while it was away;
+/* The tick, corrald's cron. Duties, in order: connect to Redis unless a
+ * retry is already scheduled (drop_redis's back-off has its own timer,
+ * on_reconnect, which runs the tick when it gets through) and requeue the
+ * leases of workers that died while it was away;
  * kill hung workers and recycle old ones; promote due scheduled jobs and
  * reclaim expired leases (safe on every host at once); decide the pool size
  * and start or stop workers; write this host's heartbeat and tell systemd. */
@@ -596,7 +601,7 @@ static void on_tick(struct ev_loop *loop, ev_timer *t, int revents)
     if (d->stopping)
         return;
     int64_t now = corral_now_ms();
-    if (d->redis == NULL && now >= d->next_connect_ms)
+    if (d->redis == NULL && !ev_is_active(&d->reconnect))
         connect_redis(d);
     if (d->redis != NULL && d->orphans.n > 0) {
         size_t keep = 0;
@@ -637,6 +642,17 @@ static void on_tick(struct ev_loop *loop, ev_timer *t, int revents)
     reconcile(d);
     if (revents != EV_CUSTOM)
         heartbeat(d);
+}
+
+/* The back-off's wait is over: try again, and on success run the tick's
+ * duties now, so the heartbeat is back without waiting for the next tick. */
+static void on_reconnect(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct corrald *d = t->data;
+    if (d->stopping || d->redis != NULL)
+        return;
+    if (connect_redis(d) == 0)
+        on_tick(loop, &d->tick, EV_TIMER);
 }
 
 /* --- signals ---------------------------------------------------------- */
@@ -735,19 +751,22 @@ static void on_reload(struct ev_loop *loop, ev_signal *s, int revents)
         for (struct corral_wproc *w = corral_procs_first(d->procs); w; w = w->next)
             corral_procs_kill(w, SIGTERM);
     }
-    if (reconnect && d->redis != NULL) {
-        redisFree(d->redis);
+    if (reconnect) {
+        /* The new address, at once (the next tick), not after a back-off
+         * that was meant for the old one. */
+        if (d->redis != NULL)
+            redisFree(d->redis);
         d->redis = NULL;
-        d->next_connect_ms = 0;
+        ev_timer_stop(loop, &d->reconnect);
+        corral_backoff_reset(&d->redis_backoff);
     }
-    if (d->redis != NULL) {
-        for (size_t i = 0; i < cfg->nqueues; i++) {
-            struct corral_err err;
-            if (corral_queue_declare(d->redis, cfg->redis.prefix, &cfg->queues[i], &err) < 0)
-                corral_log_err("cannot declare queue", "queue=%s error=\"%s\"", cfg->queues[i].name,
-                               err.msg);
-        }
-        declare_services(d);
+    struct corral_err err;
+    if (d->redis != NULL &&
+        corral_bootstrap_run(d->redis, cfg, CORRAL_BOOTSTRAP_ALL, NULL, 0, NULL, &err) < 0) {
+        if (d->redis->err)
+            drop_redis(d, err.msg);
+        else
+            corral_log_err("cannot declare the new queues and services", "error=\"%s\"", err.msg);
     }
     if (d->desired < cfg->pool.min)
         d->desired = cfg->pool.min;
@@ -830,7 +849,11 @@ int main(int argc, char **argv)
     }
     find_worker_exe(d.worker_exe, sizeof(d.worker_exe));
     d.started_wall_ms = corral_wall_ms();
-    d.backoff_ms = 250;
+    corral_backoff_init(&d.redis_backoff, REDIS_RETRY_MIN_MS, REDIS_RETRY_MAX_MS);
+    corral_backoff_init(&d.crash_backoff, CRASH_BACKOFF_MIN, CRASH_BACKOFF_MAX);
+    corral_log_repeat_init(&d.redis_log, REPEAT_WINDOW_MS);
+    corral_log_repeat_init(&d.reclaim_log, REPEAT_WINDOW_MS);
+    corral_log_repeat_init(&d.stats_log, REPEAT_WINDOW_MS);
     d.desired = d.cfg->pool.min;
     snprintf(d.redis_state, sizeof(d.redis_state), "connecting");
     struct ev_loop *loop = ev_default_loop(EVFLAG_AUTO);
@@ -842,6 +865,8 @@ int main(int argc, char **argv)
     ev_timer_start(loop, &d.tick);
     ev_timer_init(&d.drain_timer, on_drain_timeout, 0.0, 0.0);
     d.drain_timer.data = &d;
+    ev_timer_init(&d.reconnect, on_reconnect, 0.0, 0.0);
+    d.reconnect.data = &d;
     ev_signal_init(&d.sigterm, on_stop, SIGTERM);
     ev_signal_init(&d.sigint, on_stop, SIGINT);
     ev_signal_init(&d.sighup, on_reload, SIGHUP);

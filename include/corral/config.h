@@ -1,4 +1,4 @@
-/* corral.conf: the INI file of INTERFACE.md, parsed into typed settings.
+/* corral.conf: the INI file of docs/configuration.md, parsed into typed settings.
  * Every key has its type, default and bounds in one table in common/config.c.
  * Durations are milliseconds, sizes bytes, percentages per-mille. Parse errors
  * name the file, the line and the key; all of them are collected, not just
@@ -12,6 +12,10 @@
 
 #include "corral/err.h"
 
+/* libcorral's public API: what follows is exported by libcorral.so, which
+ * is built with everything else hidden (include/corral/ only; the Makefile). */
+#pragma GCC visibility push(default)
+
 #define CORRAL_DEFAULT_CONFIG "/etc/corral/corral.conf"
 #define CORRAL_MAX_PRIORITIES 16
 
@@ -24,10 +28,22 @@ struct corral_strlist {
     size_t n;
 };
 
+/* A [redis] url taken apart: where to connect, as whom, which db. */
+struct corral_redis_addr {
+    char *host; /* TCP host, or NULL for a unix socket */
+    int port;
+    char *path; /* unix socket path, or NULL */
+    int db;
+    char *user; /* ACL user, or NULL for the default user */
+};
+
 struct corral_redis_conf {
     char *url;           /* redis://[user@]host[:port][/db] or unix:///path[?db=N] */
     char *password_file; /* NULL when unset; ${CREDENTIALS_DIRECTORY} expanded */
     char *prefix;        /* key prefix, default "corral" */
+    /* url, parsed once when the config is loaded (or by
+     * corral_config_set_redis_url); every connection uses it. */
+    struct corral_redis_addr addr;
 };
 
 struct corral_pool_conf {
@@ -153,6 +169,17 @@ int corral_parse_rate(const char *s, int64_t *count, int64_t *period_ms,
 int corral_parse_list(const char *s, struct corral_strlist *out, struct corral_err *err);
 void corral_strlist_free(struct corral_strlist *l);
 
+/* Parses redis://[user@]host[:port][/db] and unix:///path[?db=N]
+ * (docs/configuration.md). A password in the URL is refused: it belongs in
+ * password_file, and the error never echoes it. The caller frees out with
+ * corral_redis_addr_free (NULL-safe); on error out holds nothing. */
+int corral_redis_parse_url(const char *url, struct corral_redis_addr *out, struct corral_err *err);
+void corral_redis_addr_free(struct corral_redis_addr *a);
+
+/* Replaces the [redis] url and its parsed address (corralctl --redis). On
+ * error (the URL does not parse) the config is left as it was. */
+int corral_config_set_redis_url(struct corral_config *cfg, const char *url, struct corral_err *err);
+
 /* Reads a secret file (password, API key): first line, trailing CR/LF and
  * blanks trimmed. ${CREDENTIALS_DIRECTORY} in path is expanded. The error
  * names the path, never the content. Caller frees the result (and should
@@ -165,5 +192,7 @@ char *corral_expand_path(const char *path, struct corral_err *err);
 
 /* Appends a copy of s to l. */
 void corral_strlist_push(struct corral_strlist *l, const char *s);
+
+#pragma GCC visibility pop
 
 #endif

@@ -6,6 +6,10 @@
 
 #include <stddef.h>
 
+/* libcorral's public API: what follows is exported by libcorral.so, which
+ * is built with everything else hidden (include/corral/ only; the Makefile). */
+#pragma GCC visibility push(default)
+
 enum corral_err_code {
     CORRAL_OK = 0,
     CORRAL_ERR_INVALID,  /* bad input: config, options, payload, names */
@@ -34,5 +38,7 @@ void corral_err_prefix(struct corral_err *err, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
 void corral_err_clear(struct corral_err *err);
+
+#pragma GCC visibility pop
 
 #endif

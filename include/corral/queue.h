@@ -18,6 +18,10 @@
 #include "corral/config.h"
 #include "corral/err.h"
 
+/* libcorral's public API: what follows is exported by libcorral.so, which
+ * is built with everything else hidden (include/corral/ only; the Makefile). */
+#pragma GCC visibility push(default)
+
 /* An FCALL under construction. Arguments are copied; free with
  * corral_cmd_free (NULL-safe). */
 struct corral_cmd {
@@ -238,5 +242,7 @@ int corral_service_reset(redisContext *c, const char *prefix, const char *name,
 /* Every declared service name; caller frees with corral_strlist_free. */
 int corral_service_list(redisContext *c, const char *prefix, struct corral_strlist *out,
                         struct corral_err *err);
+
+#pragma GCC visibility pop
 
 #endif

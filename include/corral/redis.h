@@ -1,7 +1,8 @@
-/* Connecting to Redis the way every corral program does: parse the [redis]
- * url, connect (TCP or unix socket), AUTH with the password read from
- * password_file (never from argv or the URL), SELECT the db, and make sure
- * the corral Function library is loaded at this build's version or newer. */
+/* Connecting to Redis the way every corral program does: connect to the
+ * [redis] address the config parsed at load (TCP or unix socket), AUTH with
+ * the password read from password_file (never from argv or the URL), SELECT
+ * the db, and make sure the corral Function library is loaded at this
+ * build's version or newer. */
 #ifndef CORRAL_REDIS_H
 #define CORRAL_REDIS_H
 
@@ -12,23 +13,15 @@
 #include "corral/config.h"
 #include "corral/err.h"
 
-struct corral_redis_addr {
-    char *host; /* TCP host, or NULL for a unix socket */
-    int port;
-    char *path; /* unix socket path, or NULL */
-    int db;
-    char *user; /* ACL user, or NULL for the default user */
-};
+/* libcorral's public API: what follows is exported by libcorral.so, which
+ * is built with everything else hidden (include/corral/ only; the Makefile). */
+#pragma GCC visibility push(default)
 
-/* Parses redis://[user@]host[:port][/db] and unix:///path[?db=N]. A
- * password in the URL is refused: it belongs in password_file. The caller
- * frees out with corral_redis_addr_free. */
-int corral_redis_parse_url(const char *url, struct corral_redis_addr *out, struct corral_err *err);
-void corral_redis_addr_free(struct corral_redis_addr *a);
-
-/* A blocking connection, authenticated and on the right db, with connect and
- * command timeouts of timeout_ms (0 = none). Returns NULL with err naming
- * the address (never the password). Free with redisFree. */
+/* A blocking connection to conf->addr, authenticated and on the right db,
+ * with connect and command timeouts of timeout_ms (0 = none). conf comes
+ * from a loaded config; one filled by hand needs conf->addr set with
+ * corral_redis_parse_url. Returns NULL with err naming the address (never
+ * the password). Free with redisFree. */
 redisContext *corral_redis_connect(const struct corral_redis_conf *conf, int64_t timeout_ms,
                                    struct corral_err *err);
 
@@ -44,12 +37,15 @@ const char *corral_functions_source(void);
 
 /* Loads the library with FUNCTION LOAD REPLACE when it is missing or older
  * than this build's; leaves a newer one alone. *loaded (may be NULL) tells
- * whether a load happened. */
+ * whether a load happened. The library-only form of corral_bootstrap_run
+ * (corral/bootstrap.h), which declares queues and services too. */
 int corral_functions_ensure(redisContext *c, int *loaded, struct corral_err *err);
 
 /* Fills err from a reply that is NULL (connection error) or an error reply;
  * returns -1 then, 0 otherwise. what names the command for the message. */
 int corral_redis_check(redisContext *c, const redisReply *r, const char *what,
                        struct corral_err *err);
+
+#pragma GCC visibility pop
 
 #endif

@@ -46,7 +46,7 @@ fi
 CC=${FUZZ_CC:-clang}
 PKGS="hiredis jansson libcurl inih"
 CFLAGS="-g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
- -fno-omit-frame-pointer $(pkg-config --cflags $PKGS) -Iinclude -Iworker -D_GNU_SOURCE -std=c11 \
+ -fno-omit-frame-pointer $(pkg-config --cflags $PKGS) -Iinclude -Icommon/include -Iworker -D_GNU_SOURCE -std=c11 \
  -DCORRAL_VERSION=\"fuzz\""
 LIBS="$(pkg-config --libs $PKGS) -lev -lm"
 

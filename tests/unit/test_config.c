@@ -922,6 +922,43 @@ static void redis_url_forms_are_accepted(void **state)
     }
 }
 
+/* The config owns the parsed address: filled once at load, for every
+ * connection the program makes. */
+static void the_redis_url_is_parsed_into_the_address_at_load(void **state)
+{
+    struct corral_config *cfg = load_ok("[redis]\nurl = redis://corral@h.example:6380/3\n");
+    assert_string_equal(cfg->redis.addr.host, "h.example");
+    assert_int_equal(cfg->redis.addr.port, 6380);
+    assert_int_equal(cfg->redis.addr.db, 3);
+    assert_string_equal(cfg->redis.addr.user, "corral");
+    assert_null(cfg->redis.addr.path);
+    corral_config_free(cfg);
+    cfg = load_ok("[redis]\nurl = unix:///run/r.sock?db=2\n");
+    assert_string_equal(cfg->redis.addr.path, "/run/r.sock");
+    assert_null(cfg->redis.addr.host);
+    assert_int_equal(cfg->redis.addr.db, 2);
+    corral_config_free(cfg);
+    cfg = corral_config_defaults();
+    assert_string_equal(cfg->redis.addr.host, "127.0.0.1");
+    assert_int_equal(cfg->redis.addr.port, 6379);
+    corral_config_free(cfg);
+}
+
+static void setting_the_redis_url_replaces_the_address_or_keeps_the_old_one(void **state)
+{
+    struct corral_config *cfg = corral_config_defaults();
+    struct corral_err err;
+    assert_int_equal(corral_config_set_redis_url(cfg, "unix:///tmp/x.sock?db=1", &err), 0);
+    assert_string_equal(cfg->redis.url, "unix:///tmp/x.sock?db=1");
+    assert_string_equal(cfg->redis.addr.path, "/tmp/x.sock");
+    assert_int_equal(cfg->redis.addr.db, 1);
+    assert_int_equal(corral_config_set_redis_url(cfg, "redis://u:secret-9@h/0", &err), -1);
+    assert_null(strstr(err.msg, "secret-9"));
+    assert_string_equal(cfg->redis.url, "unix:///tmp/x.sock?db=1");
+    assert_string_equal(cfg->redis.addr.path, "/tmp/x.sock");
+    corral_config_free(cfg);
+}
+
 static void redis_url_with_password_is_refused_without_echoing_it(void **state)
 {
     load_fails_with("[redis]\nurl = redis://u:pw-123@h:1/0\n",
@@ -1294,6 +1331,8 @@ int main(void)
         cmocka_unit_test(service_url_is_required_http_and_without_password),
         cmocka_unit_test(pool_queues_must_name_queue_sections),
         cmocka_unit_test(redis_url_forms_are_accepted),
+        cmocka_unit_test(the_redis_url_is_parsed_into_the_address_at_load),
+        cmocka_unit_test(setting_the_redis_url_replaces_the_address_or_keeps_the_old_one),
         cmocka_unit_test(redis_url_with_password_is_refused_without_echoing_it),
         cmocka_unit_test(malformed_redis_urls_are_refused),
         cmocka_unit_test(credentials_directory_is_expanded_at_load),

@@ -1,3 +1,5 @@
+/* Private to corral's programs, which link the static libcorral.a: not
+ * installed, not exported by libcorral.so (the public API is include/corral/). */
 /* Small helpers shared by libcorral and the programs: allocation that never
  * returns NULL (it aborts with a message: corral's processes are supervised
  * and a failed malloc leaves nothing sensible to do), clocks and strings. */

@@ -1,3 +1,5 @@
+/* Private to corral's programs, which link the static libcorral.a: not
+ * installed, not exported by libcorral.so (the public API is include/corral/). */
 /* Logging for the programs (never called from libcorral's queue code).
  * One line per event: a message then key=value fields. Under systemd
  * (JOURNAL_STREAM set) each line starts with a <N> priority prefix and no

@@ -1,3 +1,5 @@
+/* Private to corral's programs, which link the static libcorral.a: not
+ * installed, not exported by libcorral.so (the public API is include/corral/). */
 /* Whether bytes are JSON text as far as RFC 8259 asks of the characters:
  * valid UTF-8 (shortest forms, no surrogates, at most U+10FFFF), no NUL,
  * and no raw control characters except tab, newline and carriage return

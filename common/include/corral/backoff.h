@@ -1,3 +1,5 @@
+/* Private to corral's programs, which link the static libcorral.a: not
+ * installed, not exported by libcorral.so (the public API is include/corral/). */
 /* Exponential back-off with jitter to a cap, for every reconnect and retry
  * path of the programs (corrald, each worker connection, corralctl's waits):
  * a fleet that lost its Redis must not come back as a synchronized flood,

@@ -1,3 +1,5 @@
+/* Private to corral's programs, which link the static libcorral.a: not
+ * installed, not exported by libcorral.so (the public API is include/corral/). */
 /* The line protocol a worker speaks to corrald on fd 3 (a socketpair).
  * One message per line, words separated by single spaces:
  *   ready <slots>                          started, connected, taking jobs
