@@ -103,7 +103,7 @@ struct corral_http {
     struct ev_loop *loop;
     CURLM *multi;
     ev_timer timer;
-    struct queue_secrets *secrets;
+    struct queue_secrets **secrets; /* each apart: calls hold pointers to them */
     size_t nsecrets;
 };
 
@@ -213,8 +213,10 @@ void corral_http_free(struct corral_http *h)
         return;
     ev_timer_stop(h->loop, &h->timer);
     C.multi_cleanup(h->multi);
-    for (size_t i = 0; i < h->nsecrets; i++)
-        corral_redactor_free(h->secrets[i].r);
+    for (size_t i = 0; i < h->nsecrets; i++) {
+        corral_redactor_free(h->secrets[i]->r);
+        free(h->secrets[i]);
+    }
     free(h->secrets);
     free(h);
     C.global_cleanup();
@@ -258,12 +260,12 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *userp)
 static struct queue_secrets *secrets_of(struct corral_http *h, const struct corral_wqueue *q)
 {
     for (size_t i = 0; i < h->nsecrets; i++)
-        if (h->secrets[i].q == q)
-            return &h->secrets[i];
+        if (h->secrets[i]->q == q)
+            return h->secrets[i];
     h->secrets = corral_xrealloc(h->secrets, (h->nsecrets + 1) * sizeof(*h->secrets));
-    struct queue_secrets *s = &h->secrets[h->nsecrets++];
+    struct queue_secrets *s = corral_xcalloc(1, sizeof(*s));
+    h->secrets[h->nsecrets++] = s;
     s->q = q;
-    s->warned = 0;
     s->r = corral_redactor_new();
     if (q->api_key != NULL)
         corral_redactor_add(s->r, q->api_key, strlen(q->api_key));

@@ -13,7 +13,9 @@ import pytest
 from conftest import binary_path, wait_until
 from secretscan import TEST_SECRET_PREFIX, find_leaks, views
 from test_supervisor import Corrald, reap
-from worker_fixtures import stub  # noqa: F401 (a fixture)
+from worker_fixtures import HTTP_Q, await_end, make_worker, stub, stub_stats  # noqa: F401
+from worker_fixtures import enqueue as wf_enqueue
+from worker_fixtures import job as wf_job
 
 Q = "prompts"
 SVC = "ai"
@@ -176,3 +178,32 @@ def test_the_scan_finds_each_form_of_a_test_secret():
                  html.escape(KEY).replace("-", "&#45;"), json.dumps({"k": KEY})]:
         assert find_leaks(text, "t"), text
     assert not find_leaks("HTTP 401: Incorrect API key provided: Bearer [REDACTED]", "t")
+
+
+def test_two_http_queues_with_calls_in_flight_each_take_out_their_own_key(r, stub, tmp_path,
+                                                                          make_worker):
+    """The credentials of a queue are gathered on its first call; a second
+    queue's first call while the first queue's calls are under way must
+    leave those calls theirs (the worker once crashed here)."""
+    key2 = tmp_path / "second.key"
+    key2.write_text(KEY + "\n")
+    w = make_worker(HTTP_Q + "\nmax_attempts = 1\n"
+                    "[queue second]\nhandler = http\nservice = other\nmax_attempts = 1\n"
+                    f"[service other]\nurl = {stub.url}\napi_key_file = {key2}\n"
+                    f"header = X-Api-Secret: {HEADER_SECRET}\n",
+                    stub.url, extra=("--queue", "prompts", "--queue", "second"))
+    slow = {"status": 401, "echo_secrets": "raw", "delay_ms": 600}
+    first = [wf_enqueue(r, {"stub": slow}) for _ in range(2)]
+    wait_until(lambda: stub_stats(stub)["inflight"] == 2, what="the first queue's calls")
+    second = [r.fcall("corral_enqueue", 1, "second", json.dumps({"stub": slow}))
+              for _ in range(2)]
+    for jid in first:
+        assert await_end(r, jid)["state"] == "dead"
+    for jid in second:
+        fin = f"corral:{{second}}:fin:{jid}"
+        assert r.blmove(fin, fin, 15, "RIGHT", "RIGHT") == "dead"
+    errors = [wf_job(r, j)["error"] for j in first]
+    errors += [json.loads(r.fcall_ro("corral_job", 1, "second", j))["error"] for j in second]
+    assert all("Incorrect API key provided: Bearer [REDACTED]" in e for e in errors), errors
+    assert w.proc.poll() is None, w.logs()
+    assert_no_leak([("worker log", w.logs())] + [("error", e) for e in errors])
