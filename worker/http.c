@@ -262,7 +262,8 @@ static struct queue_secrets *secrets_of(struct corral_http *h, const struct corr
     for (size_t i = 0; i < h->nsecrets; i++)
         if (h->secrets[i]->q == q)
             return h->secrets[i];
-    h->secrets = corral_xrealloc(h->secrets, (h->nsecrets + 1) * sizeof(*h->secrets));
+    h->secrets =
+        corral_xrealloc(h->secrets, (h->nsecrets + 1) * sizeof(struct queue_secrets *));
     struct queue_secrets *s = corral_xcalloc(1, sizeof(*s));
     h->secrets[h->nsecrets++] = s;
     s->q = q;

@@ -106,7 +106,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t ol = 0;
     char *out = corral_redact(r, text, tl, flags, &ol);
 
-    unsigned char sec[64];
+    unsigned char sec[64] = {0};
     for (size_t i = 0; i < sl; i++)
         sec[i] = low(secret[i]);
     int checked = added && memchr(sec, '[', sl) == NULL && memchr(sec, ']', sl) == NULL &&
