@@ -55,7 +55,7 @@ struct view {
 struct spans {
     struct span {
         size_t from, to;
-    } *v;
+    } * v;
     size_t n, cap;
 };
 
@@ -375,7 +375,7 @@ static size_t unescape_one(const unsigned char *b, size_t i, size_t n, unsigned 
         static const struct {
             const char *name;
             char c;
-        } ents[] = {{"quot;", '"'}, {"amp;", '&'},  {"lt;", '<'},   {"gt;", '>'},
+        } ents[] = {{"quot;", '"'},  {"amp;", '&'}, {"lt;", '<'},   {"gt;", '>'},
                     {"apos;", '\''}, {"sol;", '/'}, {"plus;", '+'}, {"equals;", '='}};
         for (size_t e = 0; e < sizeof(ents) / sizeof(ents[0]); e++) {
             size_t el = strlen(ents[e].name);
@@ -530,8 +530,8 @@ static int by_start(const void *a, const void *b)
     return x->from < y->from ? -1 : x->from > y->from;
 }
 
-char *corral_redact(const struct corral_redactor *r, const char *text, size_t len,
-                    unsigned flags, size_t *out_len)
+char *corral_redact(const struct corral_redactor *r, const char *text, size_t len, unsigned flags,
+                    size_t *out_len)
 {
     int any_secret = r != NULL && r->n > 0;
     if (len == 0 || (!any_secret && !(flags & CORRAL_REDACT_URLS)))

@@ -262,8 +262,7 @@ static struct queue_secrets *secrets_of(struct corral_http *h, const struct corr
     for (size_t i = 0; i < h->nsecrets; i++)
         if (h->secrets[i]->q == q)
             return h->secrets[i];
-    h->secrets =
-        corral_xrealloc(h->secrets, (h->nsecrets + 1) * sizeof(struct queue_secrets *));
+    h->secrets = corral_xrealloc(h->secrets, (h->nsecrets + 1) * sizeof(struct queue_secrets *));
     struct queue_secrets *s = corral_xcalloc(1, sizeof(*s));
     h->secrets[h->nsecrets++] = s;
     s->q = q;
@@ -277,8 +276,7 @@ static struct queue_secrets *secrets_of(struct corral_http *h, const struct corr
 
 /* text[0..len) without the call's credentials: a new string (*out_len)
  * to free, or NULL when text holds none. */
-static char *redact(struct call *c, const char *text, size_t len, unsigned flags,
-                    size_t *out_len)
+static char *redact(struct call *c, const char *text, size_t len, unsigned flags, size_t *out_len)
 {
     char *clean = corral_redact(c->secrets->r, text, len, flags, out_len);
     if (clean != NULL && !c->secrets->warned) {

@@ -54,8 +54,8 @@ size_t corral_redactor_count(const struct corral_redactor *r);
  * by CORRAL_REDACTED. Returns a new NUL-terminated string the caller
  * frees, its length in *out_len; or NULL when there was nothing to take
  * out (the text may be used as it is). r may be NULL (no secrets). */
-char *corral_redact(const struct corral_redactor *r, const char *text, size_t len,
-                    unsigned flags, size_t *out_len);
+char *corral_redact(const struct corral_redactor *r, const char *text, size_t len, unsigned flags,
+                    size_t *out_len);
 
 /* The same in place, for a NUL-terminated string in a buffer of cap bytes:
  * what no longer fits is cut. Returns 1 when something was taken out. */

@@ -116,7 +116,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* A secret written with escapes itself ("a\\u0041") reads differently
      * through the reference decoder, which undoes fewer than redact.c. */
     int escapes = memchr(sec, '\\', sl) || memchr(sec, '%', sl) || memchr(sec, '&', sl);
-    const unsigned char *res = out != NULL ? (const unsigned char *)out : (const unsigned char *)text;
+    const unsigned char *res =
+        out != NULL ? (const unsigned char *)out : (const unsigned char *)text;
     size_t rl = out != NULL ? ol : tl;
     if (checked) {
         unsigned char *lowered = malloc(rl + 1);
