@@ -23,9 +23,10 @@
  * empty signal mask and no other fd, in the reaper's process group (so
  * kill(-pid, SIGKILL) reaches what is left should the reaper itself be
  * killed). The caller closes its copies of in, out and err. Returns the
- * reaper's pid, or -1 with errno when fork fails. When the reaper cannot
- * start the command it exits 75 (retryable) or, when exec fails, 127/126
- * as a shell would, with the reason on err. */
+ * reaper's pid, or -1 with errno when fork fails. The reaper starts the
+ * command with posix_spawnp; when it cannot, it exits 75 (retryable: no
+ * memory or processes left) or 127/126 as a shell would (not found, not
+ * runnable), with the reason on err. */
 pid_t corral_reaper_spawn(char *const *argv, int in, int out, int err);
 
 /* Asks the reaper to end the run (SIGTERM): it kills and reaps every
