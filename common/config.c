@@ -14,6 +14,7 @@
 #include <ini.h>
 
 #include "corral/config.h"
+#include "corral/redact.h"
 #include "corral/util.h"
 
 enum sec { SEC_REDIS, SEC_POOL, SEC_SCALE, SEC_QUEUE, SEC_SERVICE, SEC_NONE };
@@ -253,22 +254,11 @@ static int valid_header(const char *h)
 }
 
 /* Headers that usually carry credentials: `corrald --check` shows their
- * names but not their values. */
+ * names but not their values. The same test decides which header values
+ * the worker takes out of what a service answers (redact.h). */
 static int sensitive_header(const char *h)
 {
-    static const char *const words[] = {"auth",   "cookie", "key",     "token",
-                                        "secret", "passw",  "session", "signature"};
-    size_t n = strcspn(h, ":");
-    char name[128];
-    if (n >= sizeof(name))
-        return 1;
-    for (size_t i = 0; i < n; i++)
-        name[i] = (char)tolower((unsigned char)h[i]);
-    name[n] = '\0';
-    for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
-        if (strstr(name, words[i]) != NULL)
-            return 1;
-    return 0;
+    return corral_header_is_secret(h);
 }
 
 static void *base_of(struct corral_config *cfg, const struct section *s)

@@ -27,10 +27,23 @@ Malformed answers (for the bad-input tests), status 200 unless "status" says:
   "endless": true       a chunked body that never ends ("chunk_ms" apart);
   "raw_hex": "..."      these bytes instead of an HTTP answer, then close.
 
+A service that echoes credentials (tests/integration/test_secrets.py):
+  "echo_secrets": FORM  the answer (the failure answer when "status" is
+      given, else the completion) quotes the request's Authorization header
+      and every header whose name looks like a credential (auth, cookie,
+      key, token, secret, passw, session, signature), in its body and in
+      X-Echo-<name> response headers (and, for a 3xx, in a Location URL).
+      FORM: "raw"; "json_slash" (JSON with "/" written "\\/"); "url"
+      (percent-encoded); "lower" (lower-cased); "html" (HTML entities).
+  "echo_pad": N        N bytes of padding before the echo in the body (to
+      put a credential across a cut made by the client).
+  "echo_type": "..."   the error's "type" (e.g. "insufficient_quota").
+
 Run alone: aistub.py [--port N] [--port-file FILE]
 """
 import argparse
 import hashlib
+import html
 import json
 import select
 import socket
@@ -38,6 +51,7 @@ import struct
 import sys
 import threading
 import time
+import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
@@ -52,6 +66,25 @@ class Stub:
         self.inflight = 0
         self.max_inflight = 0
         self.times = []  # arrival of each request, time.monotonic()
+
+
+CREDENTIAL_WORDS = ("auth", "cookie", "key", "token", "secret", "passw", "session", "signature")
+
+
+def credentials(headers):
+    """The request's headers whose names look like credentials, in order."""
+    return [(k, v) for k, v in headers.items()
+            if any(w in k.lower() for w in CREDENTIAL_WORDS)]
+
+
+def encode_echo(value, form):
+    if form == "url":
+        return urllib.parse.quote(value, safe="")
+    if form == "lower":
+        return value.lower()
+    if form == "html":
+        return "".join(f"&#{ord(c)};" if c in "/+=-" else html.escape(c) for c in value)
+    return value
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -193,6 +226,8 @@ class Handler(BaseHTTPRequestHandler):
             self.connection.shutdown(socket.SHUT_RDWR)
             self.close_connection = True
             return
+        if spec.get("echo_secrets") and (fail or not spec.get("status")):
+            return self.echo_secrets(spec, body, spec.get("status", 200) if fail else 200)
         if fail and spec.get("status"):
             payload = spec.get("body", {"error": {"message": "stub failure",
                                                   "code": spec["status"]}})
@@ -216,6 +251,37 @@ class Handler(BaseHTTPRequestHandler):
                          "message": {"role": "assistant", "content": "echo: " + content}}],
             "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
         })
+
+
+    def echo_secrets(self, spec, body, status):
+        """An answer quoting the request's credentials (module docstring)."""
+        form = spec["echo_secrets"]
+        creds = credentials(self.headers)
+        echo = {k: encode_echo(v, form) for k, v in creds}
+        pad = "p" * spec.get("echo_pad", 0)
+        if status == 200:
+            obj = {"id": "chatcmpl-stub", "object": "chat.completion",
+                   "choices": [{"index": 0, "finish_reason": "stop",
+                                "message": {"role": "assistant",
+                                            "content": pad + "you sent " + json.dumps(echo)}}]}
+        else:
+            auth = echo.get("Authorization", "")
+            obj = {"error": {"message": f"{pad}Incorrect API key provided: {auth}",
+                             "echo": echo, "code": status}}
+            if "echo_type" in spec:
+                obj["error"]["type"] = spec["echo_type"]
+        text = json.dumps(obj, ensure_ascii=False)
+        if form == "json_slash":
+            text = text.replace("/", "\\/")
+        headers = dict(spec.get("headers") or {})
+        for k, v in creds:
+            headers["X-Echo-" + k] = v
+        if 300 <= status < 400:
+            headers["Location"] = "https://login.example/retry?" + urllib.parse.urlencode(
+                {k: v for k, v in creds})
+        if "retry_after" in spec:
+            headers["Retry-After"] = spec["retry_after"]
+        return self.send_json(status, text.encode(), headers)
 
 
 class Server(ThreadingHTTPServer):

@@ -1,26 +1,31 @@
 /* The exec handler: runs the queue's command (never a shell) with the
  * payload on stdin; stdout, bounded by max_result, is the result. Exit 0 is
  * done, 75 (EX_TEMPFAIL) retryable, any other code permanent; a command
- * still running at the job's timeout is killed (its whole process group)
- * and the run is retryable. */
+ * still running at the job's timeout is killed and the run is retryable.
+ * The command runs under a per-run reaper (reaper.h): whenever the run
+ * ends, everything the command started is killed with it. */
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "corral/util.h"
+#include "reaper.h"
 #include "worker.h"
 
 #define STDERR_KEEP 512
+/* An aborted run waits this long for its reaper to kill and reap the
+ * command's processes before killing the reaper and its group outright. */
+#define ABORT_WAIT_MS 1000
 
 struct exec_run {
     struct corral_run *run;
-    pid_t pid;
+    pid_t pid; /* the reaper; its exit status is the command's */
     int in_fd, out_fd, err_fd;
     ev_io in_io, out_io, err_io;
     ev_child child;
@@ -84,10 +89,11 @@ static void finish(struct ev_loop *loop, struct exec_run *x)
     free(x);
 }
 
-static void kill_group(struct exec_run *x)
+/* Ends the run: the reaper kills the command and all it started. */
+static void stop_run(struct exec_run *x)
 {
     if (!x->exited)
-        kill(-x->pid, SIGKILL);
+        corral_reaper_stop(x->pid);
 }
 
 static void on_stdin(struct ev_loop *loop, ev_io *io, int revents)
@@ -124,7 +130,7 @@ static void drain_stdout(struct ev_loop *loop, struct exec_run *x)
             break;
         if (x->out_len + (size_t)n > limit) {
             x->too_big = 1;
-            kill_group(x);
+            stop_run(x);
             break;
         }
         x->out = corral_xrealloc(x->out, x->out_len + (size_t)n + 1);
@@ -169,7 +175,9 @@ static void on_child(struct ev_loop *loop, ev_child *c, int revents)
     ev_child_stop(loop, c);
     x->exited = 1;
     x->status = c->rstatus;
-    /* Grandchildren may hold stdout open; the job ends with its command. */
+    /* The reaper has killed whatever the command started; should the
+     * reaper itself have been killed, its process group (the command's,
+     * unless it left it) goes now. */
     kill(-x->pid, SIGKILL);
     if (x->out_fd >= 0)
         drain_stdout(loop, x);
@@ -183,49 +191,41 @@ static void on_timeout(struct ev_loop *loop, ev_timer *t, int revents)
 {
     struct exec_run *x = t->data;
     x->timed_out = 1;
-    kill_group(x);
+    stop_run(x);
+}
+
+/* Waits for a stopped reaper; past ABORT_WAIT_MS it and its process
+ * group are killed outright. */
+static void wait_reaper(pid_t pid)
+{
+    for (int64_t waited = 0; waited < ABORT_WAIT_MS; waited++) {
+        pid_t r = waitpid(pid, NULL, WNOHANG);
+        if (r == pid || (r < 0 && errno != EINTR))
+            return;
+        struct timespec ms = {0, 1000 * 1000};
+        nanosleep(&ms, NULL);
+    }
+    kill(pid, SIGKILL);
+    kill(-pid, SIGKILL);
+    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+        ;
 }
 
 static void on_abort(struct corral_run *run)
 {
     struct exec_run *x = run->handler;
     struct ev_loop *loop = ev_default_loop(0);
-    kill_group(x);
+    stop_run(x);
     ev_child_stop(loop, &x->child);
     ev_timer_stop(loop, &x->timeout);
     close_io(loop, &x->in_io, &x->in_fd);
     close_io(loop, &x->out_io, &x->out_fd);
     close_io(loop, &x->err_io, &x->err_fd);
-    waitpid(x->pid, NULL, 0);
+    if (!x->exited)
+        wait_reaper(x->pid);
     free(x->out);
     free(x);
     corral_run_finish(run, CORRAL_RUN_ABORTED, NULL, 0, 0);
-}
-
-static void child(int in, int out, int err, char **argv)
-{
-    setpgid(0, 0);
-    for (int s = 1; s < NSIG; s++)
-        if (s != SIGKILL && s != SIGSTOP)
-            signal(s, SIG_DFL);
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
-    if (dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0)
-        _exit(126);
-        /* Nothing of the worker's (Redis sockets, fd 3 to corrald, other
-         * jobs' pipes) reaches the command. */
-#ifdef SYS_close_range
-    if (syscall(SYS_close_range, 3U, ~0U, 0) != 0)
-#endif
-    {
-        long max = sysconf(_SC_OPEN_MAX);
-        for (long fd = 3; fd < (max > 0 && max < 65536 ? max : 65536); fd++)
-            close((int)fd);
-    }
-    execvp(argv[0], argv);
-    dprintf(2, "cannot run %s: %s", argv[0], strerror(errno));
-    _exit(errno == ENOENT ? 127 : 126);
 }
 
 void corral_exec_start(struct corral_run *run)
@@ -250,13 +250,7 @@ void corral_exec_start(struct corral_run *run)
         corral_run_finish(run, CORRAL_RUN_RETRY, "cannot create pipes", 19, 0);
         return;
     }
-    sigset_t all, old;
-    sigfillset(&all);
-    sigprocmask(SIG_SETMASK, &all, &old);
-    pid_t pid = fork();
-    if (pid == 0)
-        child(in[0], out[1], err[1], run->q->argv);
-    sigprocmask(SIG_SETMASK, &old, NULL);
+    pid_t pid = corral_reaper_spawn(run->q->argv, in[0], out[1], err[1]);
     close(in[0]);
     close(out[1]);
     close(err[1]);
@@ -267,7 +261,6 @@ void corral_exec_start(struct corral_run *run)
         corral_run_finish(run, CORRAL_RUN_RETRY, "fork failed", 11, 0);
         return;
     }
-    setpgid(pid, pid); /* also in the child: whichever runs first */
     struct exec_run *x = corral_xcalloc(1, sizeof(*x));
     x->run = run;
     x->pid = pid;

@@ -1,6 +1,8 @@
 /* The http handler: POSTs payloads to the queue's service with libcurl's
  * multi_socket interface on the worker's libev loop (the pattern of curl's
- * docs/examples/evhiperfifo.c), and classifies the answer. */
+ * docs/examples/evhiperfifo.c), and classifies the answer. Every text made
+ * from an answer -- error, 429 reason, result -- has the credentials the
+ * call sent taken out first (redact.h, docs/worker.md "Secrets"). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +13,8 @@
 #include <dlfcn.h>
 
 #include "classify.h"
+#include "corral/log.h"
+#include "corral/redact.h"
 #include "corral/util.h"
 #include "worker.h"
 
@@ -88,10 +92,19 @@ static int load_libcurl(struct corral_err *err)
     return 0;
 }
 
+/* The credentials a queue's calls send, built on its first call. */
+struct queue_secrets {
+    const struct corral_wqueue *q;
+    struct corral_redactor *r;
+    int warned; /* "the service echoes a credential" logged once */
+};
+
 struct corral_http {
     struct ev_loop *loop;
     CURLM *multi;
     ev_timer timer;
+    struct queue_secrets **secrets; /* each apart: calls hold pointers to them */
+    size_t nsecrets;
 };
 
 /* One socket libcurl asked us to watch. */
@@ -111,6 +124,7 @@ struct call {
     int too_big;
     long status; /* known once the headers are in */
     struct corral_retry_hints hints;
+    struct queue_secrets *secrets;
     char errbuf[CURL_ERROR_SIZE];
 };
 
@@ -199,6 +213,11 @@ void corral_http_free(struct corral_http *h)
         return;
     ev_timer_stop(h->loop, &h->timer);
     C.multi_cleanup(h->multi);
+    for (size_t i = 0; i < h->nsecrets; i++) {
+        corral_redactor_free(h->secrets[i]->r);
+        free(h->secrets[i]);
+    }
+    free(h->secrets);
     free(h);
     C.global_cleanup();
 }
@@ -237,6 +256,38 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *userp)
     return size * nmemb;
 }
 
+/* The api key and the values of credential headers of q's service. */
+static struct queue_secrets *secrets_of(struct corral_http *h, const struct corral_wqueue *q)
+{
+    for (size_t i = 0; i < h->nsecrets; i++)
+        if (h->secrets[i]->q == q)
+            return h->secrets[i];
+    h->secrets = corral_xrealloc(h->secrets, (h->nsecrets + 1) * sizeof(struct queue_secrets *));
+    struct queue_secrets *s = corral_xcalloc(1, sizeof(*s));
+    h->secrets[h->nsecrets++] = s;
+    s->q = q;
+    s->r = corral_redactor_new();
+    if (q->api_key != NULL)
+        corral_redactor_add(s->r, q->api_key, strlen(q->api_key));
+    for (size_t i = 0; i < q->service->headers.n; i++)
+        corral_redactor_add_header(s->r, q->service->headers.items[i]);
+    return s;
+}
+
+/* text[0..len) without the call's credentials: a new string (*out_len)
+ * to free, or NULL when text holds none. */
+static char *redact(struct call *c, const char *text, size_t len, unsigned flags, size_t *out_len)
+{
+    char *clean = corral_redact(c->secrets->r, text, len, flags, out_len);
+    if (clean != NULL && !c->secrets->warned) {
+        c->secrets->warned = 1;
+        corral_log_warn("a credential was taken out of the service's answer (logged once "
+                        "per queue)",
+                        "queue=%s service=%s", c->run->q->conf->name, c->run->q->service->name);
+    }
+    return clean;
+}
+
 static void call_free(struct call *c)
 {
     C.multi_remove_handle(c->h->multi, c->easy);
@@ -262,25 +313,36 @@ static void end_call(struct call *c, CURLcode code)
     if (code != CURLE_OK) {
         /* No usable answer: timeouts, refused or dropped connections. The
          * error buffer names host and port (from the config's url), never
-         * a header, so the key cannot appear here. */
+         * a header; it is cleaned all the same, with any URL's password. */
         const char *why = c->errbuf[0] != '\0' ? c->errbuf : C.easy_strerror(code);
         if (code == CURLE_OPERATION_TIMEDOUT)
             snprintf(msg, sizeof(msg), "timed out after %lld ms (%s)",
                      (long long)run->job.timeout_ms, why);
         else
             snprintf(msg, sizeof(msg), "%s", why);
+        corral_redact_buf(c->secrets->r, msg, sizeof(msg), CORRAL_REDACT_URLS);
         call_free(c);
         corral_run_finish(run, CORRAL_RUN_RETRY, msg, strlen(msg), 0);
         return;
     }
     const char *body = c->body ? c->body : "";
     enum corral_verdict v = corral_classify(status, body, c->len);
+    size_t clean_len = 0;
     if (v == CORRAL_V_DONE) {
-        corral_run_finish(run, CORRAL_RUN_DONE, body, c->len, 0);
+        /* A result that quotes the key is kept without it too. */
+        char *clean = redact(c, body, c->len, 0, &clean_len);
+        corral_run_finish(run, CORRAL_RUN_DONE, clean ? clean : body, clean ? clean_len : c->len,
+                          0);
+        free(clean);
         call_free(c);
         return;
     }
-    corral_describe_http(status, body, c->len, msg, sizeof(msg));
+    /* The kept start of an error answer may end inside a credential. */
+    char *clean = redact(c, body, c->len, CORRAL_REDACT_CUT | CORRAL_REDACT_URLS, &clean_len);
+    corral_describe_http(status, clean ? clean : body, clean ? clean_len : c->len, msg,
+                         sizeof(msg));
+    free(clean);
+    corral_redact_buf(c->secrets->r, msg, sizeof(msg), CORRAL_REDACT_URLS);
     if (v == CORRAL_V_THROTTLED) {
         int64_t delay = corral_retry_hints_delay(&c->hints, THROTTLE_DEFAULT_MS, THROTTLE_CAP_MS);
         call_free(c);
@@ -323,6 +385,7 @@ void corral_http_start(struct corral_http *h, struct corral_run *run)
     struct call *c = corral_xcalloc(1, sizeof(*c));
     c->run = run;
     c->h = h;
+    c->secrets = secrets_of(h, run->q);
     corral_retry_hints_init(&c->hints);
     c->easy = C.easy_init();
     c->headers = C.slist_append(NULL, "Content-Type: application/json");

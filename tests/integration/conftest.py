@@ -55,11 +55,7 @@ class RedisServer:
     """A redis-server on a unix socket (and, in tcp-acl mode, a loopback TCP
     port with an ACL user); restartable on the same socket and port."""
 
-    # Every server made in this session, for the secret scan at its end.
-    made = []
-
     def __init__(self, appendonly=False, appendfsync="everysec", mode="unix"):
-        RedisServer.made.append(self)
         self.dir = tempfile.mkdtemp(prefix="corral-redis-")
         self.socket = os.path.join(self.dir, "redis.sock")
         self.appendonly = appendonly
@@ -339,22 +335,9 @@ class Program:
             self.out.close()
 
 
-# --- the secret scan at the end of the session -------------------------------
+# --- the secret scan -----------------------------------------------------------
 
-# tests/integration/secretscan.py, when it exists, checks that no test key
-# or password appears in the session's logs or Redis data. Its entry point
-# is called once, when the session's redis-server is torn down after the
-# last test, while that server still runs: scan_session(paths,
-# redis_servers), with the session's temp dirs (every tmp_path, so every
-# program's log) and the dirs of the servers made in the session that still
-# exist, and the RedisServer objects still running.
-SECRETSCAN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "secretscan.py")
-
-
-def secret_scan(tmp_path_factory):
-    if not os.path.exists(SECRETSCAN):
-        return
-    import secretscan
-    paths = [str(tmp_path_factory.getbasetemp())]
-    paths += [s.dir for s in RedisServer.made if os.path.isdir(s.dir)]
-    secretscan.scan_session(paths, [s for s in RedisServer.made if s.running()])
+# No test key or password may appear in any Redis data or log of the run:
+# tests/integration/secretscan.py checks after each test (an autouse
+# fixture) and every log once at the end of the session.
+from secretscan import pytest_sessionfinish, secret_scan  # noqa: F401,E402
