@@ -58,6 +58,9 @@ int corral_hostport_parse(const char *s, int default_port, struct corral_hostpor
     } else {
         hn = strcspn(s, ":");
         rest = s + hn;
+        if (rest[0] == ':' && strchr(rest + 1, ':') != NULL)
+            return corral_err_set(err, CORRAL_ERR_INVALID,
+                                  "\"%s\": an IPv6 address goes in [] ([ADDRESS]:PORT)", s);
         if (hn == 0)
             return corral_err_set(err, CORRAL_ERR_INVALID, "\"%s\": missing host before the port",
                                   s);
@@ -205,23 +208,22 @@ int corral_sentinel_parse_switch(const char *payload, size_t len, struct corral_
     /* Five words separated by single spaces; the name may not hold one. */
     const char *w[5];
     size_t wl[5];
-    size_t i = 0, n = 0;
-    while (i < len && n < 5) {
-        size_t start = i;
-        while (i < len && payload[i] != ' ')
-            i++;
-        w[n] = payload + start;
-        wl[n] = i - start;
-        if (wl[n] == 0)
+    size_t n = 0, start = 0;
+    int ok = memchr(payload, '\0', len) == NULL;
+    for (size_t i = 0; ok && i <= len; i++) {
+        if (i < len && payload[i] != ' ')
+            continue;
+        if (i == start || n == 5) {
+            ok = 0; /* an empty word, or a sixth */
             break;
-        n++;
-        if (i < len)
-            i++; /* the space */
+        }
+        w[n] = payload + start;
+        wl[n++] = i - start;
+        start = i + 1;
     }
     int port_from, port_to;
-    if (n != 5 || i != len || memchr(payload, '\0', len) != NULL ||
-        parse_port(w[2], wl[2], &port_from) < 0 || parse_port(w[4], wl[4], &port_to) < 0 ||
-        wl[1] > 253 || wl[3] > 253)
+    if (!ok || n != 5 || parse_port(w[2], wl[2], &port_from) < 0 ||
+        parse_port(w[4], wl[4], &port_to) < 0 || wl[1] > 253 || wl[3] > 253)
         return corral_err_set(err, CORRAL_ERR_REDIS,
                               "+switch-master: expected \"<name> <old-ip> <old-port> <new-ip> "
                               "<new-port>\" (got %zu bytes)",
