@@ -959,6 +959,20 @@ struct corral_tls_proxy *corral_tls_proxy_private(const struct corral_redis_conf
     return p;
 }
 
+int corral_tls_proxy_ensure(void *proxy, const char *host, int port, struct corral_err *err)
+{
+    struct corral_tls_proxy *p = proxy;
+    int added = corral_tls_proxy_route(p, host, port);
+    if (added < 0)
+        return corral_err_set(err, CORRAL_ERR_INVALID, "TLS proxy: \"%s\" is not a host name",
+                              host);
+    if (added == 0)
+        return 0;
+    if (corral_tls_proxy_reload(p, err) < 0)
+        return -1;
+    return corral_tls_proxy_wait_ready(p, 5000, err);
+}
+
 int corral_tls_proxy_probe(struct corral_tls_proxy *p, const char *host, int port,
                            int64_t timeout_ms, struct corral_err *err)
 {

@@ -271,6 +271,8 @@ redisContext *corral_reach_connect(const struct corral_reach *reach, const char 
     redisContext *c;
     char *path = NULL;
     if (reach != NULL && reach->tls_dir != NULL) {
+        if (reach->ensure != NULL && reach->ensure(reach->data, host, port, err) < 0)
+            return NULL;
         path = corral_tls_local_path(reach->tls_dir, host, port);
         c = timeout_ms > 0 ? redisConnectUnixWithTimeout(path, tv) : redisConnectUnix(path);
     } else {

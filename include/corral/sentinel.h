@@ -72,9 +72,15 @@ int corral_reply_sentinel_event(const redisReply *r, const char *name, struct co
                                 struct corral_err *err);
 
 /* How a program reaches a TCP address: directly, or -- rediss -- through
- * the local end of the TLS proxy (corral/tls.h) under tls_dir. */
+ * the local end of the TLS proxy (corral/tls.h) under tls_dir. ensure (may
+ * be NULL) is called before each connection through the proxy, so that a
+ * program with a proxy of its own can add the route to an address it just
+ * learnt (corral_tls_proxy_ensure); corrald's workers have none and wait
+ * for corrald to add it. */
 struct corral_reach {
     const char *tls_dir; /* NULL: plain TCP */
+    int (*ensure)(void *data, const char *host, int port, struct corral_err *err);
+    void *data;
 };
 
 /* A blocking connection to host:port as reach says, with connect and

@@ -158,6 +158,11 @@ struct corral_tls_proxy *corral_tls_proxy_private(const struct corral_redis_conf
                                                   int64_t timeout_ms, struct corral_err *err);
 const char *corral_tls_proxy_dir(const struct corral_tls_proxy *p);
 
+/* A corral_reach ensure for a program's own proxy (data is the proxy):
+ * adds the route to host:port when missing, reloads stunnel and waits (up
+ * to 5 s) until it listens. */
+int corral_tls_proxy_ensure(void *proxy, const char *host, int port, struct corral_err *err);
+
 /* Blocking: connects through the route to host:port and PINGs. When the
  * connection is dropped, reads stunnel's log until it says why (or
  * timeout_ms passes) and reports the classified reason. */
