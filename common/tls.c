@@ -61,15 +61,31 @@ static void unplain_message(struct corral_err *err, const char *plain, const cha
     snprintf(err->msg, sizeof(err->msg), "%s", buf);
 }
 
-int corral_tls_parse_url(const char *url, struct corral_redis_addr *out, int *tls,
+/* Where the host of a redis[s]:// url starts and ends (after user@). */
+static void host_span(const char *url, size_t *start, size_t *end)
+{
+    size_t i = strncmp(url, "rediss://", 9) == 0 ? 9 : strncmp(url, "redis://", 8) == 0 ? 8 : 0;
+    size_t stop = i + strcspn(url + i, "/");
+    const char *at = memchr(url + i, '@', stop - i);
+    *start = at ? (size_t)(at - url) + 1 : i;
+    *end = stop;
+}
+
+int corral_tls_parse_url(const char *url, struct corral_redis_addr *out, int *tls, int hostless,
                          struct corral_err *err)
 {
     int is_tls = corral_tls_url(url);
     if (tls != NULL)
         *tls = is_tls;
-    if (!is_tls)
+    size_t hs, he;
+    host_span(url, &hs, &he);
+    int no_host = hostless && hs == he && strncmp(url, "redis", 5) == 0;
+    if (!is_tls && !no_host)
         return corral_redis_parse_url(url, out, err);
-    char *plain = corral_tls_url_plain(url);
+    /* Parsed as redis://, with a stand-in host where the url has none. */
+    size_t skip = is_tls ? 9 : 8;
+    char *plain = corral_xasprintf("redis://%.*s%s%s", (int)(hs - skip), url + skip,
+                                   no_host ? "sentinel" : "", url + hs);
     int rc = corral_redis_parse_url(plain, out, err);
     if (rc < 0 && err != NULL) {
         if (strstr(err->msg, "expected redis://") != NULL)
@@ -77,6 +93,9 @@ int corral_tls_parse_url(const char *url, struct corral_redis_addr *out, int *tl
                            "redis url \"%s\": expected rediss://host[:port][/db]", url);
         else
             unplain_message(err, plain, url);
+    } else if (rc == 0 && no_host) {
+        free(out->host);
+        out->host = NULL;
     }
     free(plain);
     return rc;

@@ -365,10 +365,17 @@ static redisContext *open_master(const struct corral_redis_conf *conf,
     redisContext *c = corral_reach_connect(reach, hp->host, hp->port, timeout_ms, err);
     if (c == NULL)
         return NULL;
-    /* The handshake takes user and db from the url; with rediss the scheme
-     * only chose the route above. */
+    /* The handshake takes user and db from the url, which with sentinels
+     * may have no host; with rediss the scheme only chose the route above. */
     struct corral_redis_conf plain = *conf;
-    char *url = corral_tls_url_plain(conf->url);
+    struct corral_redis_addr a;
+    if (corral_tls_parse_url(conf->url, &a, NULL, 1, err) < 0) {
+        redisFree(c);
+        return NULL;
+    }
+    char *url =
+        corral_xasprintf("redis://%s%smaster/%d", a.user ? a.user : "", a.user ? "@" : "", a.db);
+    corral_redis_addr_free(&a);
     plain.url = url;
     int rc = corral_redis_handshake(c, &plain, err);
     free(url);

@@ -36,8 +36,11 @@ int corral_tls_url(const char *url);
  * handshake, which need only user, host, port and db. Caller frees. */
 char *corral_tls_url_plain(const char *url);
 /* corral_redis_parse_url for redis://, unix:// and rediss:// urls; *tls
- * (may be NULL) tells whether it was rediss. Errors name url as given. */
-int corral_tls_parse_url(const char *url, struct corral_redis_addr *out, int *tls,
+ * (may be NULL) tells whether it was rediss. With hostless set, a url
+ * without a host ("rediss:///0", "redis://user@/2": with sentinels the url
+ * gives only scheme, user and db) is accepted and out->host left NULL.
+ * Errors name url as given. */
+int corral_tls_parse_url(const char *url, struct corral_redis_addr *out, int *tls, int hostless,
                          struct corral_err *err);
 
 /* The local end of the route to host:port: "<dir>/<host>_<port>.sock".

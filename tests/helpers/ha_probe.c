@@ -135,7 +135,7 @@ static int cmd_tls_ping(const struct corral_config *cfg)
 {
     struct corral_err err;
     struct corral_redis_addr a;
-    if (corral_tls_parse_url(cfg->redis.url, &a, NULL, &err) < 0)
+    if (corral_tls_parse_url(cfg->redis.url, &a, NULL, 0, &err) < 0)
         return fail(&err);
     struct corral_hostport hp = {a.host, a.port};
     struct corral_tls_proxy *p = corral_tls_proxy_private(&cfg->redis, &hp, 1, 5000, &err);
@@ -194,7 +194,7 @@ static int cmd_tls_supervise(const struct corral_config *cfg, const char *dir, c
 {
     struct corral_err err;
     struct corral_redis_addr a;
-    if (corral_tls_parse_url(cfg->redis.url, &a, NULL, &err) < 0)
+    if (corral_tls_parse_url(cfg->redis.url, &a, NULL, 0, &err) < 0)
         return fail(&err);
     struct ev_loop *loop = ev_default_loop(0);
     struct sup u = {.status = status};

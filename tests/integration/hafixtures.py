@@ -352,6 +352,7 @@ class SentinelCluster:
         self.sentinels = [
             Sentinel(i, root, self.nodes[0], 2, down_after_ms, failover_timeout_ms, password,
                      tls_args) for i in range(sentinels)]
+        self.extra = []  # sentinels outside the quorum (add_stale_sentinel)
 
     # addresses -----------------------------------------------------------
 
@@ -512,8 +513,25 @@ class SentinelCluster:
                    what=f"{old.name} to be demoted after SIGCONT")
         return old, new
 
+    def add_stale_sentinel(self):
+        """One more sentinel that names the replica as MASTER_NAME's master,
+        as a sentinel cut off from its peers through a failover would (it
+        monitors the replica under the same name). Not in .sentinels:
+        returns its "127.0.0.1:PORT"."""
+        replica = self.replica()
+        s = Sentinel(len(self.sentinels) + len(self.extra), self.root, replica, 1,
+                     self.down_after_ms, 180000, self.password,
+                     _tls_server_args(self.pki, "server", "yes") if self.pki else None)
+        s.start()
+        self.extra.append(s)
+        c = redis.Redis(host="127.0.0.1", port=s.port, decode_responses=True, socket_timeout=5,
+                        password=self.password)
+        wait_until(lambda: _ping(c), what="the stale sentinel")
+        c.close()
+        return f"127.0.0.1:{s.port}"
+
     def cleanup(self):
-        for s in self.sentinels:
+        for s in self.sentinels + self.extra:
             s.kill()
         for n in self.nodes:
             n.kill()

@@ -1322,6 +1322,19 @@ static void sentinels_need_a_master_name_and_valid_addresses(void **state)
                     "t.conf:2: [redis] url: with sentinels the url gives only the scheme");
 }
 
+static void with_sentinels_the_url_may_leave_the_host_out(void **state)
+{
+    struct corral_config *cfg =
+        load_ok("[redis]\nurl = rediss://corral@/2\nsentinels = a:1\nsentinel_master = m\n");
+    assert_string_equal(cfg->redis.url, "rediss://corral@/2");
+    corral_config_free(cfg);
+    cfg = load_ok("[redis]\nsentinels = a:1\nsentinel_master = m\n"); /* url: the default */
+    assert_string_equal(cfg->redis.url, "redis://127.0.0.1:6379/0");
+    corral_config_free(cfg);
+    load_fails_with("[redis]\nurl = redis:///0\n",
+                    "[redis] url: redis url \"redis:///0\": missing host");
+}
+
 static void sentinel_keys_without_sentinels_are_refused(void **state)
 {
     load_fails_exactly("[redis]\nsentinel_master = m\nsentinel_password_file = /p\n", 2,
@@ -1454,6 +1467,7 @@ int main(void)
         cmocka_unit_test(sentinel_and_tls_keys_default_to_off),
         cmocka_unit_test(rediss_urls_are_accepted_and_checked_like_redis_urls),
         cmocka_unit_test(sentinels_need_a_master_name_and_valid_addresses),
+        cmocka_unit_test(with_sentinels_the_url_may_leave_the_host_out),
         cmocka_unit_test(sentinel_keys_without_sentinels_are_refused),
         cmocka_unit_test(tls_keys_need_a_rediss_url),
         cmocka_unit_test(client_certificate_needs_both_files),

@@ -30,19 +30,35 @@ static void rediss_urls_are_told_and_read_as_redis(void **state)
     struct corral_redis_addr a;
     struct corral_err err;
     int tls = -1;
-    assert_int_equal(corral_tls_parse_url("rediss://corral@h:6380/2", &a, &tls, &err), 0);
+    assert_int_equal(corral_tls_parse_url("rediss://corral@h:6380/2", &a, &tls, 0, &err), 0);
     assert_int_equal(tls, 1);
     assert_string_equal(a.host, "h");
     assert_int_equal(a.port, 6380);
     assert_int_equal(a.db, 2);
     assert_string_equal(a.user, "corral");
     corral_redis_addr_free(&a);
-    assert_int_equal(corral_tls_parse_url("redis://h", &a, &tls, &err), 0);
+    assert_int_equal(corral_tls_parse_url("redis://h", &a, &tls, 0, &err), 0);
     assert_int_equal(tls, 0);
     corral_redis_addr_free(&a);
     /* errors name the url as written */
-    assert_int_equal(corral_tls_parse_url("rediss://h:99999", &a, &tls, &err), -1);
+    assert_int_equal(corral_tls_parse_url("rediss://h:99999", &a, &tls, 0, &err), -1);
     assert_string_equal(err.msg, "redis url \"rediss://h:99999\": bad port");
+    /* with sentinels the url may leave the host out */
+    assert_int_equal(corral_tls_parse_url("rediss://corral@/4", &a, &tls, 1, &err), 0);
+    assert_null(a.host);
+    assert_string_equal(a.user, "corral");
+    assert_int_equal(a.db, 4);
+    assert_int_equal(tls, 1);
+    corral_redis_addr_free(&a);
+    assert_int_equal(corral_tls_parse_url("redis:///1", &a, &tls, 1, &err), 0);
+    assert_null(a.host);
+    assert_int_equal(a.db, 1);
+    assert_int_equal(tls, 0);
+    corral_redis_addr_free(&a);
+    assert_int_equal(corral_tls_parse_url("redis:///1", &a, &tls, 0, &err), -1);
+    assert_string_equal(err.msg, "redis url \"redis:///1\": missing host");
+    assert_int_equal(corral_tls_parse_url("rediss:///x", &a, &tls, 1, &err), -1);
+    assert_string_equal(err.msg, "redis url \"rediss:///x\": bad db number \"x\"");
 }
 
 static void local_paths_name_the_route_and_fit_a_socket_address(void **state)
