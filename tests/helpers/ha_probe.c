@@ -9,10 +9,11 @@
  *                                 events for the master ("NAME H1 P1 H2 P2")
  *   ha_probe tls-ping CONF        a private stunnel for the url's address,
  *                                 PING through it: "PONG" or the reason
- *   ha_probe tls-supervise CONF DIR STATUS
+ *   ha_probe tls-supervise CONF DIR STATUS [HOST:PORT]
  *                                 corrald's supervised stunnel under DIR,
  *                                 its health rewritten to the file STATUS
- *                                 on each change, until SIGTERM
+ *                                 on each change, until SIGTERM; SIGUSR1
+ *                                 adds the route to HOST:PORT
  *
  * With a rediss url, master and watch reach the sentinels and nodes through
  * the proxy whose sockets are under $CORRAL_TLS_DIR. Exit status 0, or 1
@@ -154,9 +155,11 @@ static int cmd_tls_ping(const struct corral_config *cfg)
 struct sup {
     struct corral_tlssup *s;
     const char *status;
+    const char *later; /* HOST:PORT to route on SIGUSR1, or NULL */
     char last[1024];
     ev_timer tick;
     ev_signal term;
+    ev_signal usr1;
 };
 
 static void write_status(struct sup *u)
@@ -190,14 +193,26 @@ static void on_term(struct ev_loop *loop, ev_signal *w, int revents)
     ev_break(loop, EVBREAK_ALL);
 }
 
-static int cmd_tls_supervise(const struct corral_config *cfg, const char *dir, const char *status)
+static void on_usr1(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    struct sup *u = w->data;
+    struct corral_hostport hp;
+    struct corral_err err;
+    if (u->later == NULL || corral_hostport_parse(u->later, 6379, &hp, &err) < 0 ||
+        corral_tlssup_route(u->s, hp.host, hp.port, &err) < 0)
+        fprintf(stderr, "ha_probe: no route added\n");
+    corral_hostport_free(&hp);
+}
+
+static int cmd_tls_supervise(const struct corral_config *cfg, const char *dir, const char *status,
+                             const char *later)
 {
     struct corral_err err;
     struct corral_redis_addr a;
     if (corral_tls_parse_url(cfg->redis.url, &a, NULL, 0, &err) < 0)
         return fail(&err);
     struct ev_loop *loop = ev_default_loop(0);
-    struct sup u = {.status = status};
+    struct sup u = {.status = status, .later = later};
     u.s = corral_tlssup_new(loop, &cfg->redis, dir, &err);
     if (u.s == NULL || corral_tlssup_route(u.s, a.host, a.port, &err) < 0 ||
         corral_tlssup_start(u.s, &err) < 0) {
@@ -211,6 +226,9 @@ static int cmd_tls_supervise(const struct corral_config *cfg, const char *dir, c
     ev_timer_start(loop, &u.tick);
     ev_signal_init(&u.term, on_term, SIGTERM);
     ev_signal_start(loop, &u.term);
+    ev_signal_init(&u.usr1, on_usr1, SIGUSR1);
+    u.usr1.data = &u;
+    ev_signal_start(loop, &u.usr1);
     ev_run(loop, 0);
     corral_tlssup_free(u.s);
     return 0;
@@ -231,8 +249,8 @@ int main(int argc, char **argv)
         rc = cmd_watch(cfg, atoi(argv[3]));
     else if (strcmp(argv[1], "tls-ping") == 0)
         rc = cmd_tls_ping(cfg);
-    else if (strcmp(argv[1], "tls-supervise") == 0 && argc == 5)
-        rc = cmd_tls_supervise(cfg, argv[3], argv[4]);
+    else if (strcmp(argv[1], "tls-supervise") == 0 && (argc == 5 || argc == 6))
+        rc = cmd_tls_supervise(cfg, argv[3], argv[4], argc == 6 ? argv[5] : NULL);
     else
         fprintf(stderr, "ha_probe: unknown command or wrong arguments\n");
     corral_tls_proxy_free(own_proxy);

@@ -168,8 +168,7 @@ class Node:
 
     def __init__(self, name, root, tls_args=None, extra=()):
         self.name = name
-        self.dir = os.path.join(root, name)
-        os.makedirs(self.dir)
+        self.dir = tempfile.mkdtemp(prefix=name + "-", dir=root)
         self.socket = os.path.join(self.dir, "redis.sock")
         self.port = free_port()
         self.tls_args = tls_args

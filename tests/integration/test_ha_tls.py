@@ -128,12 +128,12 @@ class Supervised:
     """ha_probe tls-supervise: the supervisor module on its own event loop,
     its health in a file."""
 
-    def __init__(self, probe, conf, root):
+    def __init__(self, probe, conf, root, later=None):
         self.dir = os.path.join(root, "tls")
         self.status_path = os.path.join(root, "status")
         self.log = open(os.path.join(root, "supervise.log"), "w")
-        self.proc = subprocess.Popen([probe, "tls-supervise", conf, self.dir, self.status_path],
-                                     stderr=self.log)
+        self.proc = subprocess.Popen([probe, "tls-supervise", conf, self.dir, self.status_path]
+                                     + ([later] if later else []), stderr=self.log)
 
     def status(self):
         try:
@@ -164,8 +164,8 @@ class Supervised:
 def supervised(probe, tmp_path):
     made = []
 
-    def make(conf):
-        s = Supervised(probe, conf, str(tmp_path))
+    def make(conf, later=None):
+        s = Supervised(probe, conf, str(tmp_path), later)
         made.append(s)
         return s
 
@@ -193,6 +193,23 @@ def test_killed_stunnel_is_restarted_and_serves_again(supervised, tls_redis, pki
     assert again["pid"] != first["pid"]
     c = redis.Redis(unix_socket_path=sup.socket("localhost", s.port), socket_timeout=5)
     assert c.ping()
+
+
+def test_route_added_to_a_running_stunnel_keeps_open_connections(supervised, tls_redis, pki,
+                                                                 tmp_path):
+    a, b = tls_redis(), tls_redis()
+    sup = supervised(tls_conf(tmp_path, pki, a.port), later=f"localhost:{b.port}")
+    first = sup.wait("the proxy up", state="up", routes=1)
+    open_conn = redis.Redis(unix_socket_path=sup.socket("localhost", a.port), socket_timeout=5)
+    assert open_conn.set("before", "1")
+    conn_id = open_conn.client_id()
+    sup.proc.send_signal(signal.SIGUSR1)
+    st = sup.wait("the second route bound", state="up", routes=2)
+    assert st["pid"] == first["pid"] and st["restarts"] == "0"  # reloaded, not restarted
+    # the connection made before the reload is the same one, still working
+    assert open_conn.get("before") == b"1" and open_conn.client_id() == conn_id
+    new = redis.Redis(unix_socket_path=sup.socket("localhost", b.port), socket_timeout=5)
+    assert new.set("on-b", "1") and b.client().get("on-b") == "1"
 
 
 def test_supervised_health_names_a_refused_certificate(supervised, tls_redis, pki, tmp_path):
