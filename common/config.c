@@ -963,8 +963,7 @@ static void cross_check(struct loader *ld)
     if (!is_bad(redis, "url")) {
         struct corral_redis_addr addr;
         struct corral_err err;
-        if (corral_tls_parse_url(cfg->redis.url, &addr, NULL, cfg->redis.sentinels.n > 0, &err) <
-            0)
+        if (corral_tls_parse_url(cfg->redis.url, &addr, NULL, cfg->redis.sentinels.n > 0, &err) < 0)
             add_error(ld, line_of(redis, "url"), "[redis] url: %s", err.msg);
         corral_redis_addr_free(&addr);
     }

@@ -26,6 +26,13 @@ void corral_hostport_free(struct corral_hostport *hp)
     hp->port = 0;
 }
 
+/* A host from the network goes into connects, logs and the TLS proxy's
+ * configuration: a name or an IP address, nothing else. */
+static int host_ok(const char *h, size_t n)
+{
+    return n >= 1 && n <= 253 && h[0] != '-' && strspn(h, HOST_CHARS ":") >= n;
+}
+
 static int parse_port(const char *s, size_t n, int *port)
 {
     if (n == 0 || n > 5 || strspn(s, "0123456789") < n)
@@ -109,10 +116,7 @@ static int hostport_from(const redisReply *h, const redisReply *p, struct corral
 {
     const char *host = str_of(h);
     int port = 0;
-    /* An address from the network goes into connects, logs and the TLS
-     * proxy's configuration: a name or an IP address, nothing else. */
-    if (host == NULL || host[0] == '\0' || strlen(host) > 253 ||
-        strspn(host, HOST_CHARS ":") != strlen(host) || host[0] == '-')
+    if (host == NULL || !host_ok(host, strlen(host)) || strlen(host) != h->len)
         return -1;
     if (p->type == REDIS_REPLY_INTEGER) {
         if (p->integer < 1 || p->integer > 65535)
@@ -223,11 +227,13 @@ int corral_sentinel_parse_switch(const char *payload, size_t len, struct corral_
     }
     int port_from, port_to;
     if (!ok || n != 5 || parse_port(w[2], wl[2], &port_from) < 0 ||
-        parse_port(w[4], wl[4], &port_to) < 0 || wl[1] > 253 || wl[3] > 253)
-        return corral_err_set(err, CORRAL_ERR_REDIS,
-                              "+switch-master: expected \"<name> <old-ip> <old-port> <new-ip> "
-                              "<new-port>\" (got %zu bytes)",
-                              len);
+        parse_port(w[4], wl[4], &port_to) < 0 || !host_ok(w[1], wl[1]) || !host_ok(w[3], wl[3])) {
+        corral_err_set(err, CORRAL_ERR_REDIS,
+                       "+switch-master: expected \"<name> <old-ip> <old-port> <new-ip> "
+                       "<new-port>\" (got %zu bytes)",
+                       len);
+        return -1; /* said plainly: callers read out->name only after 0 */
+    }
     out->name = corral_xstrndup(w[0], wl[0]);
     out->from.host = corral_xstrndup(w[1], wl[1]);
     out->from.port = port_from;

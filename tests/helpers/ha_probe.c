@@ -140,11 +140,9 @@ static int cmd_tls_ping(const struct corral_config *cfg)
         return fail(&err);
     struct corral_hostport hp = {a.host, a.port};
     struct corral_tls_proxy *p = corral_tls_proxy_private(&cfg->redis, &hp, 1, 5000, &err);
-    int rc = 0;
-    if (p == NULL)
-        rc = fail(&err);
-    else if (corral_tls_proxy_probe(p, a.host, a.port, 15000, &err) < 0)
-        rc = fail(&err);
+    int rc = p == NULL || corral_tls_proxy_probe(p, a.host, a.port, 15000, &err) < 0;
+    if (rc)
+        fail(&err);
     else
         printf("PONG\n");
     corral_tls_proxy_free(p);

@@ -42,7 +42,10 @@ static redisReply *nil_reply(void)
     return r;
 }
 
-/* An array of the replies given, NULL-terminated. */
+/* The end of arr's list (a typed null: the arguments are variadic). */
+#define END ((redisReply *)0)
+
+/* An array of the replies given, up to END. */
 static redisReply *arr(redisReply *first, ...)
 {
     redisReply *r = calloc(1, sizeof(*r));
@@ -136,7 +139,7 @@ static void builders_make_the_commands(void **state)
 
 static void master_address_reply_is_parsed(void **state)
 {
-    redisReply *r = arr(str_reply("10.0.0.7"), str_reply("6380"), NULL);
+    redisReply *r = arr(str_reply("10.0.0.7"), str_reply("6380"), END);
     struct corral_hostport hp;
     struct corral_err err;
     assert_int_equal(corral_reply_sentinel_master(r, "m", &hp, &err), 0);
@@ -160,15 +163,15 @@ static void unknown_master_name_is_an_error_naming_it(void **state)
 static void malformed_master_replies_are_refused(void **state)
 {
     redisReply *bad[] = {
-        arr(str_reply("10.0.0.7"), NULL),
-        arr(str_reply("10.0.0.7"), str_reply("0"), NULL),
-        arr(str_reply("10.0.0.7"), str_reply("70000"), NULL),
-        arr(str_reply("10.0.0.7"), str_reply("63x"), NULL),
-        arr(str_reply(""), str_reply("6379"), NULL),
+        arr(str_reply("10.0.0.7"), END),
+        arr(str_reply("10.0.0.7"), str_reply("0"), END),
+        arr(str_reply("10.0.0.7"), str_reply("70000"), END),
+        arr(str_reply("10.0.0.7"), str_reply("63x"), END),
+        arr(str_reply(""), str_reply("6379"), END),
         /* a host that would go into the TLS proxy's config file */
-        arr(str_reply("1.2.3.4\nexec = /bin/sh"), str_reply("6379"), NULL),
-        arr(str_reply("-oops"), str_reply("6379"), NULL),
-        arr(int_reply(1), str_reply("6379"), NULL),
+        arr(str_reply("1.2.3.4\nexec = /bin/sh"), str_reply("6379"), END),
+        arr(str_reply("-oops"), str_reply("6379"), END),
+        arr(int_reply(1), str_reply("6379"), END),
         str_reply("10.0.0.7:6379"),
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -195,23 +198,22 @@ static void role_replies_are_parsed(void **state)
     enum corral_role role;
     struct corral_hostport up;
     struct corral_err err;
-    redisReply *m =
-        arr(str_reply("master"), int_reply(3129659),
-            arr(arr(str_reply("127.0.0.1"), str_reply("9001"), str_reply("3129242"), NULL), NULL),
-            NULL);
+    redisReply *m = arr(
+        str_reply("master"), int_reply(3129659),
+        arr(arr(str_reply("127.0.0.1"), str_reply("9001"), str_reply("3129242"), END), END), END);
     assert_int_equal(corral_reply_role(m, &role, &up, &err), 0);
     assert_int_equal(role, CORRAL_ROLE_MASTER);
     assert_null(up.host);
     freeReplyObject(m);
     redisReply *s = arr(str_reply("slave"), str_reply("10.0.0.1"), int_reply(6379),
-                        str_reply("connected"), int_reply(3167038), NULL);
+                        str_reply("connected"), int_reply(3167038), END);
     assert_int_equal(corral_reply_role(s, &role, &up, &err), 0);
     assert_int_equal(role, CORRAL_ROLE_REPLICA);
     assert_string_equal(up.host, "10.0.0.1");
     assert_int_equal(up.port, 6379);
     corral_hostport_free(&up);
     freeReplyObject(s);
-    redisReply *t = arr(str_reply("sentinel"), arr(str_reply("corral-main"), NULL), NULL);
+    redisReply *t = arr(str_reply("sentinel"), arr(str_reply("corral-main"), END), END);
     assert_int_equal(corral_reply_role(t, &role, NULL, &err), 0);
     assert_int_equal(role, CORRAL_ROLE_SENTINEL);
     freeReplyObject(t);
@@ -227,11 +229,11 @@ static void bad_role_replies_are_refused(void **state)
     assert_string_equal(err.msg,
                         "ROLE: NOPERM User corral has no permissions to run the 'role' command");
     freeReplyObject(e);
-    redisReply *odd = arr(str_reply("primary"), NULL);
+    redisReply *odd = arr(str_reply("primary"), END);
     assert_int_equal(corral_reply_role(odd, &role, NULL, &err), -1);
     assert_string_equal(err.msg, "ROLE: unknown role \"primary\"");
     freeReplyObject(odd);
-    redisReply *empty = arr(NULL);
+    redisReply *empty = arr(END);
     assert_int_equal(corral_reply_role(empty, &role, NULL, &err), -1);
     assert_string_equal(err.msg, "ROLE: the reply is not [role, ...]");
     freeReplyObject(empty);
@@ -262,6 +264,7 @@ static void malformed_switch_payloads_are_refused(void **state)
         "m 1.1.1.1 x 2.2.2.2 6380",
         "m  1.1.1.1 6379 2.2.2.2 6380",
         "m 1.1.1.1 6379 2.2.2.2 6380 ",
+        "m 1.1.1.1 6379 2.2.2.2;x 6380",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         struct corral_switch sw;
@@ -281,23 +284,23 @@ static void switch_events_are_told_from_other_frames(void **state)
 {
     struct corral_switch sw;
     struct corral_err err;
-    redisReply *sub = arr(str_reply("subscribe"), str_reply("+switch-master"), int_reply(1), NULL);
+    redisReply *sub = arr(str_reply("subscribe"), str_reply("+switch-master"), int_reply(1), END);
     assert_int_equal(corral_reply_sentinel_event(sub, "m", &sw, &err), 0);
     freeReplyObject(sub);
     redisReply *other = arr(str_reply("message"), str_reply("+switch-master"),
-                            str_reply("other 1.1.1.1 1 2.2.2.2 2"), NULL);
+                            str_reply("other 1.1.1.1 1 2.2.2.2 2"), END);
     assert_int_equal(corral_reply_sentinel_event(other, "m", &sw, &err), 0);
     assert_null(sw.name);
     freeReplyObject(other);
     redisReply *mine = arr(str_reply("message"), str_reply("+switch-master"),
-                           str_reply("m 1.1.1.1 1 2.2.2.2 2"), NULL);
+                           str_reply("m 1.1.1.1 1 2.2.2.2 2"), END);
     assert_int_equal(corral_reply_sentinel_event(mine, "m", &sw, &err), 1);
     assert_string_equal(sw.to.host, "2.2.2.2");
     assert_int_equal(sw.to.port, 2);
     corral_switch_free(&sw);
     freeReplyObject(mine);
     redisReply *junk =
-        arr(str_reply("message"), str_reply("+switch-master"), str_reply("m 1.1.1.1"), NULL);
+        arr(str_reply("message"), str_reply("+switch-master"), str_reply("m 1.1.1.1"), END);
     assert_int_equal(corral_reply_sentinel_event(junk, "m", &sw, &err), -1);
     freeReplyObject(junk);
     redisReply *notarr = str_reply("message");
