@@ -130,6 +130,21 @@ char *corral_tls_local_path(const char *dir, const char *host, int port)
     return corral_xasprintf("%s/h%016llx_%d.sock", dir, (unsigned long long)h, port);
 }
 
+int corral_tls_local_address(const struct corral_redis_conf *conf, const char *dir, char **path,
+                             struct corral_err *err)
+{
+    *path = NULL;
+    int sentinels = conf->sentinels.n > 0;
+    struct corral_redis_addr a;
+    int tls;
+    if (corral_tls_parse_url(conf->url, &a, &tls, sentinels, err) < 0)
+        return -1;
+    if (tls && !sentinels)
+        *path = corral_tls_local_path(dir, a.host, a.port);
+    corral_redis_addr_free(&a);
+    return 0;
+}
+
 char *corral_tls_default_dir(void)
 {
     const char *env = getenv("CORRAL_TLS_DIR");

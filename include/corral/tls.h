@@ -46,6 +46,13 @@ int corral_tls_parse_url(const char *url, struct corral_redis_addr *out, int *tl
 /* The local end of the route to host:port: "<dir>/<host>_<port>.sock".
  * Caller frees. */
 char *corral_tls_local_path(const char *dir, const char *host, int port);
+/* Where a program connects for conf's url: for rediss://host:port without
+ * sentinels, the local socket of that route under dir (*path, caller
+ * frees); for any other url *path is NULL (connect as the url says; with
+ * sentinels the routes follow discovery, see corral_reach). -1 with err
+ * for a url that does not parse. */
+int corral_tls_local_address(const struct corral_redis_conf *conf, const char *dir, char **path,
+                             struct corral_err *err);
 /* Where a host's proxy lives: $CORRAL_TLS_DIR, else $RUNTIME_DIRECTORY/tls
  * (systemd's RuntimeDirectory=corral), else /run/corral/tls. Caller frees. */
 char *corral_tls_default_dir(void);

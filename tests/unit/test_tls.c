@@ -82,6 +82,28 @@ static void local_paths_name_the_route_and_fit_a_socket_address(void **state)
     free(p);
 }
 
+static void local_address_follows_the_url(void **state)
+{
+    struct corral_redis_conf conf = {.url = "rediss://corral@redis.example.com/2"};
+    struct corral_err err;
+    char *path;
+    assert_int_equal(corral_tls_local_address(&conf, "/run/corral/tls", &path, &err), 0);
+    assert_string_equal(path, "/run/corral/tls/redis.example.com_6379.sock");
+    free(path);
+    conf.url = "redis://h:6380/0";
+    assert_int_equal(corral_tls_local_address(&conf, "/run/corral/tls", &path, &err), 0);
+    assert_null(path); /* plain: connect as the url says */
+    char *one[] = {"s:26379"};
+    conf.url = "rediss:///0";
+    conf.sentinels.items = one;
+    conf.sentinels.n = 1;
+    assert_int_equal(corral_tls_local_address(&conf, "/run/corral/tls", &path, &err), 0);
+    assert_null(path); /* with sentinels the routes follow discovery */
+    conf.sentinels.n = 0;
+    assert_int_equal(corral_tls_local_address(&conf, "/run/corral/tls", &path, &err), -1);
+    assert_string_equal(err.msg, "redis url \"rediss:///0\": missing host");
+}
+
 static void default_dir_follows_the_environment(void **state)
 {
     unsetenv("CORRAL_TLS_DIR");
@@ -307,6 +329,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(rediss_urls_are_told_and_read_as_redis),
         cmocka_unit_test(local_paths_name_the_route_and_fit_a_socket_address),
+        cmocka_unit_test(local_address_follows_the_url),
         cmocka_unit_test(default_dir_follows_the_environment),
         cmocka_unit_test(stunnel_conf_verifies_by_name_or_address),
         cmocka_unit_test(log_lines_are_split_into_level_connection_and_text),
