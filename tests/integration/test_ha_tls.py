@@ -182,6 +182,8 @@ def test_supervised_stunnel_serves_redis_on_a_unix_socket(supervised, tls_redis,
     assert c.set("k", "v") and c.get("k") == b"v"
     assert s.client().get("k") == "v"
     assert oct(os.stat(sup.dir).st_mode & 0o777) == "0o700"
+    assert sup.stop() == 0  # a clean stop: stunnel reaped, its sockets and config removed
+    assert os.listdir(sup.dir) == []
 
 
 def test_killed_stunnel_is_restarted_and_serves_again(supervised, tls_redis, pki, tmp_path):
