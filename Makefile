@@ -69,6 +69,9 @@ MOD_OBJS   := $(MOD_OBJS:%.c=$(BUILD)/%.o)
 PROGS      := $(BUILD)/corrald $(BUILD)/corral-worker $(BUILD)/corralctl
 UNIT_SRCS  := $(wildcard tests/unit/test_*.c)
 UNIT_BINS  := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+# Programs the integration tests drive library modules with (not installed).
+HELPER_SRCS := $(wildcard tests/helpers/*.c)
+HELPER_BINS := $(HELPER_SRCS:tests/helpers/%.c=$(BUILD)/tests/helpers/%)
 BENCH_SRCS := $(wildcard bench/*.c)
 BENCH_BINS := $(BENCH_SRCS:bench/%.c=$(BUILD)/bench/%)
 
@@ -115,12 +118,16 @@ $(BUILD)/tests/%: tests/unit/%.c $(MOD_OBJS) $(BUILD)/libcorral.a
 	$(CC) $(ALL_CFLAGS) -Isupervisor -Iworker -Ictl -o $@ $< $(MOD_OBJS) $(BUILD)/libcorral.a \
 	  $(ALL_LDFLAGS) $(PKG_LIBS) $$($(PKG_CONFIG) --libs cmocka)
 
+$(BUILD)/tests/helpers/%: tests/helpers/%.c $(MOD_OBJS) $(BUILD)/libcorral.a
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -Isupervisor -o $@ $< $(MOD_OBJS) $(BUILD)/libcorral.a $(ALL_LDFLAGS) $(PKG_LIBS)
+
 $(BUILD)/bench/%: bench/%.c $(MOD_OBJS) $(BUILD)/libcorral.a
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(MOD_OBJS) $(BUILD)/libcorral.a $(ALL_LDFLAGS) $(PKG_LIBS) -lpthread
 
 test: deps
-	@$(MAKE) --no-print-directory all $(UNIT_BINS)
+	@$(MAKE) --no-print-directory all $(UNIT_BINS) $(HELPER_BINS)
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory integration
 	@$(MAKE) --no-print-directory clients-test
@@ -130,7 +137,7 @@ unit: $(UNIT_BINS)
 
 # The integration suite runs twice: programs on Redis's unix socket, then
 # over TCP as the least-privilege ACL user of docs/operations.md.
-integration: all
+integration: all $(HELPER_BINS)
 	CORRAL_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -q tests/integration $(PYTEST_ARGS)
 	CORRAL_TEST_REDIS=tcp-acl CORRAL_BUILD=$(abspath $(BUILD)) \
 	  $(PYTHON) -m pytest -q tests/integration $(PYTEST_ARGS)
@@ -175,7 +182,7 @@ soak: deps
 	CORRAL_BUILD=$(abspath $(BUILD)) $(PYTHON) tests/chaos/soak.py $(SOAK_ARGS)
 
 DEB_PKGS := gcc make pkg-config libhiredis-dev libev-dev libjansson-dev libcurl4-openssl-dev \
-            libinih-dev libcmocka-dev redis-server redis-tools python3 python3-pytest python3-redis
+            libinih-dev libcmocka-dev redis-server redis-tools python3 python3-pytest python3-redis redis-sentinel stunnel4 openssl
 deps:
 	@missing=$$(for p in $(DEB_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | \
 	    grep -q '^install ok installed' || echo $$p; done); \

@@ -15,6 +15,7 @@
 
 #include "corral/config.h"
 #include "corral/redact.h"
+#include "corral/tls.h"
 #include "corral/util.h"
 
 enum sec { SEC_REDIS, SEC_POOL, SEC_SCALE, SEC_QUEUE, SEC_SERVICE, SEC_NONE };
@@ -66,6 +67,14 @@ static const struct key keys[] = {
     {SEC_REDIS, "url", T_STR, R(url), 0, "redis://127.0.0.1:6379/0", 0, 0},
     {SEC_REDIS, "password_file", T_PATH, R(password_file), 0, NULL, 0, 0},
     {SEC_REDIS, "prefix", T_NAME, R(prefix), 0, "corral", 1, 32},
+    {SEC_REDIS, "sentinels", T_LIST, R(sentinels), 0, NULL, 0, 0},
+    {SEC_REDIS, "sentinel_master", T_NAME, R(sentinel_master), 0, NULL, 1, 128},
+    {SEC_REDIS, "sentinel_password_file", T_PATH, R(sentinel_password_file), 0, NULL, 0, 0},
+    {SEC_REDIS, "tls_ca_file", T_PATH, R(tls_ca_file), 0, NULL, 0, 0},
+    {SEC_REDIS, "tls_cert_file", T_PATH, R(tls_cert_file), 0, NULL, 0, 0},
+    {SEC_REDIS, "tls_key_file", T_PATH, R(tls_key_file), 0, NULL, 0, 0},
+    {SEC_REDIS, "tls_server_name", T_NAME, R(tls_server_name), 0, NULL, 1, 253},
+    {SEC_REDIS, "min_replicas", T_INT, R(min_replicas), 0, "0", 0, 100},
 
     {SEC_POOL, "min", T_INT, P(min), 0, "2", 0, 10000},
     {SEC_POOL, "max", T_INT, P(max), 0, "20", 1, 10000},
@@ -878,6 +887,56 @@ static void check_service(struct loader *ld, struct corral_service_conf *sv, str
     }
 }
 
+/* Sentinel and TLS keys (docs/ha.md): each only with what it serves. */
+static void check_redis_ha(struct loader *ld)
+{
+    struct corral_redis_conf *r = &ld->cfg->redis;
+    struct section *s = &ld->global[SEC_REDIS];
+    int tls = corral_tls_url(r->url);
+    if (r->sentinels.n > 0 && !is_bad(s, "sentinels")) {
+        for (size_t i = 0; i < r->sentinels.n; i++) {
+            struct corral_hostport hp;
+            struct corral_err err;
+            if (corral_hostport_parse(r->sentinels.items[i], CORRAL_SENTINEL_PORT, &hp, &err) < 0)
+                add_error(ld, line_of(s, "sentinels"), "[redis] sentinels: %s", err.msg);
+            for (size_t j = 0; j < i && hp.host != NULL; j++)
+                if (strcmp(r->sentinels.items[j], r->sentinels.items[i]) == 0)
+                    add_error(ld, line_of(s, "sentinels"),
+                              "[redis] sentinels: \"%s\" is listed twice", r->sentinels.items[i]);
+            corral_hostport_free(&hp);
+        }
+        if (r->sentinel_master == NULL && !is_bad(s, "sentinel_master"))
+            add_error(ld, line_of(s, "sentinels"),
+                      "[redis] sentinel_master: required with sentinels (the name they monitor, "
+                      "as in `sentinel monitor NAME ...`)");
+        if (strncmp(r->url, "unix://", 7) == 0 && !is_bad(s, "url"))
+            add_error(ld, line_of(s, "url"),
+                      "[redis] url: with sentinels the url gives only the scheme, user and db: "
+                      "use redis://[user@]host/db or rediss://..., not unix://");
+    } else if (!is_bad(s, "sentinels")) {
+        static const char *const needs_sentinels[] = {"sentinel_master", "sentinel_password_file"};
+        for (size_t i = 0; i < 2; i++)
+            if (is_set(s, needs_sentinels[i]))
+                add_error(ld, line_of(s, needs_sentinels[i]),
+                          "[redis] %s: only used with sentinels = host:port, ...",
+                          needs_sentinels[i]);
+    }
+    if (!tls && !is_bad(s, "url")) {
+        static const char *const needs_tls[] = {"tls_ca_file", "tls_cert_file", "tls_key_file",
+                                                "tls_server_name"};
+        for (size_t i = 0; i < 4; i++)
+            if (is_set(s, needs_tls[i]))
+                add_error(ld, line_of(s, needs_tls[i]),
+                          "[redis] %s: only used with a rediss:// url (url is \"%s\")",
+                          needs_tls[i], r->url);
+    }
+    if ((r->tls_cert_file == NULL) != (r->tls_key_file == NULL) && !is_bad(s, "tls_cert_file") &&
+        !is_bad(s, "tls_key_file"))
+        add_error(ld, line_of(s, r->tls_cert_file ? "tls_cert_file" : "tls_key_file"),
+                  "[redis] %s: a client certificate needs both tls_cert_file and tls_key_file",
+                  r->tls_cert_file ? "tls_key_file" : "tls_cert_file");
+}
+
 static void cross_check(struct loader *ld)
 {
     struct corral_config *cfg = ld->cfg;
@@ -897,9 +956,10 @@ static void cross_check(struct loader *ld)
     if (!is_bad(redis, "url")) {
         struct corral_err err;
         corral_redis_addr_free(&cfg->redis.addr);
-        if (corral_redis_parse_url(cfg->redis.url, &cfg->redis.addr, &err) < 0)
+        if (corral_tls_parse_url(cfg->redis.url, &cfg->redis.addr, NULL, cfg->redis.sentinels.n > 0, &err) < 0)
             add_error(ld, line_of(redis, "url"), "[redis] url: %s", err.msg);
     }
+    check_redis_ha(ld);
     /* pool.queues: every [queue] section in file order when unset; else each
      * must have its section. */
     struct corral_strlist *pq = &cfg->pool.queues;
@@ -986,7 +1046,7 @@ struct corral_config *corral_config_defaults(void)
 int corral_config_set_redis_url(struct corral_config *cfg, const char *url, struct corral_err *err)
 {
     struct corral_redis_addr addr;
-    if (corral_redis_parse_url(url, &addr, err) < 0)
+    if (corral_tls_parse_url(url, &addr, NULL, cfg->redis.sentinels.n > 0, err) < 0)
         return -1;
     corral_redis_addr_free(&cfg->redis.addr);
     cfg->redis.addr = addr;

@@ -38,12 +38,22 @@ struct corral_redis_addr {
 };
 
 struct corral_redis_conf {
-    char *url;           /* redis://[user@]host[:port][/db] or unix:///path[?db=N] */
+    char *url;           /* redis[s]://[user@]host[:port][/db] or unix:///path[?db=N] */
     char *password_file; /* NULL when unset; ${CREDENTIALS_DIRECTORY} expanded */
     char *prefix;        /* key prefix, default "corral" */
     /* url, parsed once when the config is loaded (or by
      * corral_config_set_redis_url); every connection uses it. */
     struct corral_redis_addr addr;
+    /* Sentinel and TLS (docs/ha.md). With sentinels, the master's address
+     * comes from them and url supplies only the scheme, user and db. */
+    struct corral_strlist sentinels; /* "host:port" each; empty: no Sentinel */
+    char *sentinel_master;           /* the name they monitor; set with sentinels */
+    char *sentinel_password_file;    /* AUTH to the sentinels; NULL when unset */
+    char *tls_ca_file;               /* rediss: CAs to verify the server; NULL: the system's */
+    char *tls_cert_file;             /* rediss: client certificate, with tls_key_file */
+    char *tls_key_file;
+    char *tls_server_name; /* rediss: the name the certificate must carry; NULL: the host */
+    int min_replicas;      /* enqueues confirmed with WAIT by this many replicas; 0: none */
 };
 
 struct corral_pool_conf {

@@ -1280,6 +1280,162 @@ static void default_path_honours_corral_config(void **state)
     unsetenv("CORRAL_CONFIG");
 }
 
+/* --- Sentinel, TLS and min_replicas (docs/ha.md) ------------------------ */
+
+static void sentinel_and_tls_keys_are_loaded(void **state)
+{
+    struct corral_config *cfg = load_ok(
+        "[redis]\nurl = rediss://corral@ignored/2\n"
+        "sentinels = 10.0.0.1:26379, sentinel-b.internal:26380, [fd00::3]:26379, s4\n"
+        "sentinel_master = corral-main\nsentinel_password_file = /etc/corral/sentinel.pass\n"
+        "tls_ca_file = /etc/corral/ca.crt\ntls_cert_file = /etc/corral/client.crt\n"
+        "tls_key_file = /etc/corral/client.key\ntls_server_name = redis.internal\n"
+        "min_replicas = 1\n");
+    const struct corral_redis_conf *r = &cfg->redis;
+    assert_int_equal(r->sentinels.n, 4);
+    assert_string_equal(r->sentinels.items[2], "[fd00::3]:26379");
+    assert_string_equal(r->sentinels.items[3], "s4");
+    assert_string_equal(r->sentinel_master, "corral-main");
+    assert_string_equal(r->sentinel_password_file, "/etc/corral/sentinel.pass");
+    assert_string_equal(r->tls_ca_file, "/etc/corral/ca.crt");
+    assert_string_equal(r->tls_cert_file, "/etc/corral/client.crt");
+    assert_string_equal(r->tls_key_file, "/etc/corral/client.key");
+    assert_string_equal(r->tls_server_name, "redis.internal");
+    assert_int_equal(r->min_replicas, 1);
+    corral_config_free(cfg);
+}
+
+static void sentinel_and_tls_keys_default_to_off(void **state)
+{
+    struct corral_config *cfg = load_ok("[redis]\nurl = redis://h/0\n");
+    const struct corral_redis_conf *r = &cfg->redis;
+    assert_int_equal(r->sentinels.n, 0);
+    assert_null(r->sentinel_master);
+    assert_null(r->sentinel_password_file);
+    assert_null(r->tls_ca_file);
+    assert_null(r->tls_cert_file);
+    assert_null(r->tls_key_file);
+    assert_null(r->tls_server_name);
+    assert_int_equal(r->min_replicas, 0);
+    corral_config_free(cfg);
+}
+
+static void rediss_urls_are_accepted_and_checked_like_redis_urls(void **state)
+{
+    const char *ok[] = {"rediss://h", "rediss://corral@redis.example.com:6380/1", NULL};
+    for (const char **u = ok; *u; u++) {
+        char text[256];
+        snprintf(text, sizeof(text), "[redis]\nurl = %s\n", *u);
+        struct corral_config *cfg = load_ok(text);
+        assert_string_equal(cfg->redis.url, *u);
+        corral_config_free(cfg);
+    }
+    load_fails_with("[redis]\nurl = rediss://h:0/1\n",
+                    "t.conf:2: [redis] url: redis url \"rediss://h:0/1\": bad port");
+    load_fails_with("[redis]\nurl = rediss:///1\n", "missing host");
+    load_fails_without_echoing("[redis]\nurl = rediss://u:hunter2@h/0\n", "hunter2");
+    load_fails_with("[redis]\nurl = redisss://h\n", "expected redis://");
+}
+
+static void sentinels_need_a_master_name_and_valid_addresses(void **state)
+{
+    load_fails_exactly("[redis]\nsentinels = 127.0.0.1:26379\n", 1,
+                       "t.conf:2: [redis] sentinel_master: required with sentinels (the name "
+                       "they monitor, as in `sentinel monitor NAME ...`)");
+    load_fails_with("[redis]\nsentinels = h:0\nsentinel_master = m\n",
+                    "t.conf:2: [redis] sentinels: \"h:0\": bad port \"0\" (expected 1-65535)");
+    load_fails_with("[redis]\nsentinels = :26379\nsentinel_master = m\n",
+                    "[redis] sentinels: \":26379\": missing host before the port");
+    load_fails_with("[redis]\nsentinels = h_1:26379\nsentinel_master = m\n",
+                    "a host is 1-253 of A-Z a-z 0-9 . -");
+    load_fails_with("[redis]\nsentinels = [fd00::1:26379\nsentinel_master = m\n",
+                    "expected [IPv6-address]:port");
+    load_fails_with("[redis]\nsentinels = a:1, b:2, a:1\nsentinel_master = m\n",
+                    "[redis] sentinels: \"a:1\" is listed twice");
+    load_fails_with("[redis]\nsentinels = a:1,,b:2\nsentinel_master = m\n", "[redis] sentinels:");
+    load_fails_with("[redis]\nsentinels = a:1\nsentinel_master = no spaces\n",
+                    "[redis] sentinel_master: expected 1-128");
+    load_fails_with("[redis]\nurl = unix:///run/r.sock\nsentinels = a:1\nsentinel_master = m\n",
+                    "t.conf:2: [redis] url: with sentinels the url gives only the scheme");
+}
+
+static void with_sentinels_the_url_may_leave_the_host_out(void **state)
+{
+    struct corral_config *cfg =
+        load_ok("[redis]\nurl = rediss://corral@/2\nsentinels = a:1\nsentinel_master = m\n");
+    assert_string_equal(cfg->redis.url, "rediss://corral@/2");
+    corral_config_free(cfg);
+    cfg = load_ok("[redis]\nsentinels = a:1\nsentinel_master = m\n"); /* url: the default */
+    assert_string_equal(cfg->redis.url, "redis://127.0.0.1:6379/0");
+    corral_config_free(cfg);
+    load_fails_with("[redis]\nurl = redis:///0\n",
+                    "[redis] url: redis url \"redis:///0\": missing host");
+}
+
+static void sentinel_keys_without_sentinels_are_refused(void **state)
+{
+    load_fails_exactly("[redis]\nsentinel_master = m\nsentinel_password_file = /p\n", 2,
+                       "t.conf:2: [redis] sentinel_master: only used with sentinels = "
+                       "host:port, ...",
+                       "t.conf:3: [redis] sentinel_password_file: only used with sentinels = "
+                       "host:port, ...");
+}
+
+static void tls_keys_need_a_rediss_url(void **state)
+{
+    load_fails_exactly("[redis]\nurl = redis://h/0\ntls_ca_file = /ca.crt\n"
+                       "tls_server_name = h.example\n",
+                       2,
+                       "t.conf:3: [redis] tls_ca_file: only used with a rediss:// url (url is "
+                       "\"redis://h/0\")",
+                       "t.conf:4: [redis] tls_server_name: only used with a rediss:// url (url is "
+                       "\"redis://h/0\")");
+    load_fails_with("[redis]\ntls_cert_file = /c.crt\ntls_key_file = /c.key\n",
+                    "only used with a rediss:// url (url is \"redis://127.0.0.1:6379/0\")");
+}
+
+static void client_certificate_needs_both_files(void **state)
+{
+    load_fails_exactly("[redis]\nurl = rediss://h\ntls_cert_file = /c.crt\n", 1,
+                       "t.conf:3: [redis] tls_key_file: a client certificate needs both "
+                       "tls_cert_file and tls_key_file");
+    load_fails_exactly("[redis]\nurl = rediss://h\ntls_key_file = /c.key\n", 1,
+                       "t.conf:3: [redis] tls_cert_file: a client certificate needs both "
+                       "tls_cert_file and tls_key_file");
+    load_fails_with("[redis]\nurl = rediss://h\ntls_cert_file = c.crt\ntls_key_file = /c.key\n",
+                    "[redis] tls_cert_file: must be an absolute path");
+}
+
+static void min_replicas_is_bounded(void **state)
+{
+    load_fails_with("[redis]\nmin_replicas = -1\n", "t.conf:2: [redis] min_replicas:");
+    load_fails_with("[redis]\nmin_replicas = 101\n", "t.conf:2: [redis] min_replicas:");
+    load_fails_with("[redis]\nmin_replicas = one\n", "t.conf:2: [redis] min_replicas:");
+}
+
+static void dump_round_trips_sentinel_and_tls_keys(void **state)
+{
+    struct corral_config *a =
+        load_ok("[redis]\nurl = rediss://corral@h/3\nsentinels = a:26379, [fd00::1]:26380\n"
+                "sentinel_master = mm\nsentinel_password_file = /s.pass\ntls_ca_file = /ca.crt\n"
+                "tls_cert_file = /c.crt\ntls_key_file = /c.key\ntls_server_name = h.example\n"
+                "min_replicas = 2\n");
+    char *text_a = dump_to_string(a);
+    assert_non_null(strstr(text_a, "\nsentinels = a:26379, [fd00::1]:26380\n"));
+    assert_non_null(strstr(text_a, "\nmin_replicas = 2\n"));
+    struct corral_config *b = load_ok(text_a);
+    char *text_b = dump_to_string(b);
+    assert_string_equal(strchr(text_a, '\n'), strchr(text_b, '\n'));
+    assert_int_equal(b->redis.sentinels.n, 2);
+    assert_string_equal(b->redis.sentinel_master, "mm");
+    assert_string_equal(b->redis.tls_server_name, "h.example");
+    assert_int_equal(b->redis.min_replicas, 2);
+    free(text_a);
+    free(text_b);
+    corral_config_free(a);
+    corral_config_free(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1346,6 +1502,16 @@ int main(void)
         cmocka_unit_test(missing_file_is_one_error_naming_it),
         cmocka_unit_test(errors_from_a_file_name_its_path),
         cmocka_unit_test(default_path_honours_corral_config),
+        cmocka_unit_test(sentinel_and_tls_keys_are_loaded),
+        cmocka_unit_test(sentinel_and_tls_keys_default_to_off),
+        cmocka_unit_test(rediss_urls_are_accepted_and_checked_like_redis_urls),
+        cmocka_unit_test(sentinels_need_a_master_name_and_valid_addresses),
+        cmocka_unit_test(with_sentinels_the_url_may_leave_the_host_out),
+        cmocka_unit_test(sentinel_keys_without_sentinels_are_refused),
+        cmocka_unit_test(tls_keys_need_a_rediss_url),
+        cmocka_unit_test(client_certificate_needs_both_files),
+        cmocka_unit_test(min_replicas_is_bounded),
+        cmocka_unit_test(dump_round_trips_sentinel_and_tls_keys),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
