@@ -14,7 +14,8 @@
 #include <unistd.h>
 
 #include "corral/util.h"
-#include "worker.h"
+#include "handler.h"
+#include "split.h"
 
 #define STDERR_KEEP 512
 
@@ -61,25 +62,25 @@ static void finish(struct ev_loop *loop, struct exec_run *x)
     enum corral_run_end end;
     if (x->too_big) {
         snprintf(msg, sizeof(msg), "output larger than max_result (%lld bytes)",
-                 (long long)run->q->conf->max_result_bytes);
-        end = CORRAL_RUN_PERMANENT;
+                 (long long)run->conf->max_result_bytes);
+        end = CORRAL_END_PERMANENT;
     } else if (x->timed_out) {
         snprintf(msg, sizeof(msg), "timed out after %lld ms", (long long)run->job.timeout_ms);
-        end = CORRAL_RUN_RETRY;
+        end = CORRAL_END_RETRY;
     } else if (WIFSIGNALED(x->status)) {
         snprintf(msg, sizeof(msg), "killed by signal %d%s%s", WTERMSIG(x->status), el ? ": " : "",
                  errtext);
-        end = CORRAL_RUN_RETRY;
+        end = CORRAL_END_RETRY;
     } else if (WEXITSTATUS(x->status) == 0) {
-        end = CORRAL_RUN_DONE;
+        end = CORRAL_END_DONE;
     } else {
         snprintf(msg, sizeof(msg), "exit %d%s%s", WEXITSTATUS(x->status), el ? ": " : "", errtext);
-        end = WEXITSTATUS(x->status) == 75 ? CORRAL_RUN_RETRY : CORRAL_RUN_PERMANENT;
+        end = WEXITSTATUS(x->status) == 75 ? CORRAL_END_RETRY : CORRAL_END_PERMANENT;
     }
-    if (end == CORRAL_RUN_DONE)
-        corral_run_finish(run, end, x->out, x->out_len, 0);
+    if (end == CORRAL_END_DONE)
+        run->finish(run, end, x->out, x->out_len, 0);
     else
-        corral_run_finish(run, end, msg, strlen(msg), 0);
+        run->finish(run, end, msg, strlen(msg), 0);
     free(x->out);
     free(x);
 }
@@ -112,7 +113,7 @@ static void on_stdin(struct ev_loop *loop, ev_io *io, int revents)
  * the run itself, so callers may go on using x afterwards. */
 static void drain_stdout(struct ev_loop *loop, struct exec_run *x)
 {
-    size_t limit = (size_t)x->run->q->conf->max_result_bytes;
+    size_t limit = (size_t)x->run->conf->max_result_bytes;
     char buf[16384];
     for (;;) {
         ssize_t n = read(x->out_fd, buf, sizeof(buf));
@@ -186,10 +187,10 @@ static void on_timeout(struct ev_loop *loop, ev_timer *t, int revents)
     kill_group(x);
 }
 
-static void on_abort(struct corral_run *run)
+static void exec_abort(struct corral_run *run)
 {
-    struct exec_run *x = run->handler;
-    struct ev_loop *loop = ev_default_loop(0);
+    struct exec_run *x = run->state;
+    struct ev_loop *loop = run->loop;
     kill_group(x);
     ev_child_stop(loop, &x->child);
     ev_timer_stop(loop, &x->timeout);
@@ -199,7 +200,7 @@ static void on_abort(struct corral_run *run)
     waitpid(x->pid, NULL, 0);
     free(x->out);
     free(x);
-    corral_run_finish(run, CORRAL_RUN_ABORTED, NULL, 0, 0);
+    run->state = NULL;
 }
 
 static void child(int in, int out, int err, char **argv)
@@ -228,18 +229,18 @@ static void child(int in, int out, int err, char **argv)
     _exit(errno == ENOENT ? 127 : 126);
 }
 
-void corral_exec_start(struct corral_run *run)
+static void exec_start(struct corral_run *run)
 {
-    struct ev_loop *loop = ev_default_loop(0);
+    struct ev_loop *loop = run->loop;
     int in[2], out[2], err[2];
     if (pipe2(in, O_CLOEXEC) < 0) {
-        corral_run_finish(run, CORRAL_RUN_RETRY, "cannot create pipes", 19, 0);
+        run->finish(run, CORRAL_END_RETRY, "cannot create pipes", 19, 0);
         return;
     }
     if (pipe2(out, O_CLOEXEC) < 0) {
         close(in[0]);
         close(in[1]);
-        corral_run_finish(run, CORRAL_RUN_RETRY, "cannot create pipes", 19, 0);
+        run->finish(run, CORRAL_END_RETRY, "cannot create pipes", 19, 0);
         return;
     }
     if (pipe2(err, O_CLOEXEC) < 0) {
@@ -247,7 +248,7 @@ void corral_exec_start(struct corral_run *run)
         close(in[1]);
         close(out[0]);
         close(out[1]);
-        corral_run_finish(run, CORRAL_RUN_RETRY, "cannot create pipes", 19, 0);
+        run->finish(run, CORRAL_END_RETRY, "cannot create pipes", 19, 0);
         return;
     }
     sigset_t all, old;
@@ -255,7 +256,7 @@ void corral_exec_start(struct corral_run *run)
     sigprocmask(SIG_SETMASK, &all, &old);
     pid_t pid = fork();
     if (pid == 0)
-        child(in[0], out[1], err[1], run->q->argv);
+        child(in[0], out[1], err[1], run->queue_state);
     sigprocmask(SIG_SETMASK, &old, NULL);
     close(in[0]);
     close(out[1]);
@@ -264,7 +265,7 @@ void corral_exec_start(struct corral_run *run)
         close(in[1]);
         close(out[0]);
         close(err[0]);
-        corral_run_finish(run, CORRAL_RUN_RETRY, "fork failed", 11, 0);
+        run->finish(run, CORRAL_END_RETRY, "fork failed", 11, 0);
         return;
     }
     setpgid(pid, pid); /* also in the child: whichever runs first */
@@ -274,8 +275,7 @@ void corral_exec_start(struct corral_run *run)
     x->in_fd = in[1];
     x->out_fd = out[0];
     x->err_fd = err[0];
-    run->handler = x;
-    run->abort = on_abort;
+    run->state = x;
     fcntl(x->in_fd, F_SETFL, O_NONBLOCK);
     fcntl(x->out_fd, F_SETFL, O_NONBLOCK);
     fcntl(x->err_fd, F_SETFL, O_NONBLOCK);
@@ -293,3 +293,29 @@ void corral_exec_start(struct corral_run *run)
     x->timeout.data = x;
     ev_timer_start(loop, &x->timeout);
 }
+
+/* The queue's state is its command, split once. */
+static int exec_queue_init(struct ev_loop *loop, const struct corral_config *cfg,
+                           const struct corral_queue_conf *q, void **state, struct corral_err *err)
+{
+    char **argv = corral_split_command(q->command, err);
+    if (argv == NULL) {
+        corral_err_prefix(err, "[queue %s] command", q->name);
+        return -1;
+    }
+    *state = argv;
+    return 0;
+}
+
+static void exec_queue_free(void *state)
+{
+    corral_argv_free(state);
+}
+
+const struct corral_handler_ops corral_exec_handler = {
+    .name = "exec",
+    .queue_init = exec_queue_init,
+    .start = exec_start,
+    .abort = exec_abort,
+    .queue_free = exec_queue_free,
+};
