@@ -196,15 +196,16 @@ static void start_run(struct corral_worker *w, size_t qi, struct corral_job *job
 
 /* --- reserving -------------------------------------------------------- */
 
-/* Back-pressure: with more outcomes unwritten than slots (Redis refusing
- * writes: OOM, READONLY, an ACL; or away), take no new work until they are
- * written. Each round of refused writes would otherwise add a round of
- * finished jobs held only in memory. So a worker holds at most 2 x slots:
- * what it had when it last reserved, and what it runs. */
+/* Back-pressure: while Redis refuses outcomes (OOM, READONLY, an ACL; or
+ * the connection is lost) and more are unwritten than slots, take no new
+ * work until they are written. Each round of refused writes would
+ * otherwise add a round of finished jobs held only in memory. So a worker
+ * holds at most 2 x slots: what it had when it last reserved, and what it
+ * runs. Outcomes merely on their way (a fast queue) hold nothing back. */
 static int held_back(struct corral_worker *w)
 {
     size_t unwritten = corral_outcomes_unwritten(w->outcomes);
-    int held = unwritten > (size_t)w->slots;
+    int held = corral_outcomes_failing(w->outcomes) && unwritten > (size_t)w->slots;
     if (held && !w->backpressure)
         corral_log_warn("outcomes not written; taking no new jobs until they are",
                         "worker=%s unwritten=%zu slots=%d", w->id, unwritten, w->slots);

@@ -38,6 +38,7 @@ struct corral_outcomes {
     struct outcome *head; /* oldest first */
     struct outcome **tail;
     size_t n;
+    int failing; /* the last answered write failed */
     ev_prepare flush;
     struct corral_log_repeat refused;
 };
@@ -167,6 +168,11 @@ size_t corral_outcomes_unwritten(const struct corral_outcomes *o)
     return o->n;
 }
 
+int corral_outcomes_failing(const struct corral_outcomes *o)
+{
+    return o->failing;
+}
+
 void corral_outcomes_add_ids(const struct corral_outcomes *o, size_t qi, struct corral_cmd *cmd)
 {
     for (const struct outcome *oc = o->head; oc; oc = oc->next)
@@ -192,7 +198,8 @@ static void on_batch_reply(redisAsyncContext *ac, void *reply, void *priv)
     struct batch *b = priv;
     struct corral_outcomes *o = b->o;
     redisReply *r = reply;
-    if (r == NULL || r->type == REDIS_REPLY_ERROR) {
+    o->failing = r == NULL || r->type == REDIS_REPLY_ERROR;
+    if (o->failing) {
         /* Kept: written again after a reconnect, or after the pause that
          * follows an error reply. */
         if (r != NULL)

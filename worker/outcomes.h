@@ -35,6 +35,9 @@ void corral_outcomes_add(struct corral_outcomes *o, size_t qi, char *id, char *r
                          enum corral_run_end end, const char *data, size_t len, int64_t delay_ms);
 /* Outcomes not yet acknowledged by Redis (waiting, or being written). */
 size_t corral_outcomes_unwritten(const struct corral_outcomes *o);
+/* 1 while writes fail: the last answered write was refused or lost with
+ * its connection, and none has gone through since. */
+int corral_outcomes_failing(const struct corral_outcomes *o);
 /* Appends the job ids of queue qi's unwritten outcomes to cmd. */
 void corral_outcomes_add_ids(const struct corral_outcomes *o, size_t qi, struct corral_cmd *cmd);
 
