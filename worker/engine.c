@@ -69,7 +69,7 @@ struct corral_worker {
     size_t asked_qi;  /* INTAKE_RESERVING: of this queue, */
     int asked;        /* this many jobs */
     int round_got;    /* jobs got in the current reserve round */
-    int backpressure; /* reserves held back for unwritten outcomes (to log changes) */
+    int backpressure; /* said that failing writes hold reserves back */
     int slots;
     int busy;
     struct slot *running;
@@ -196,23 +196,27 @@ static void start_run(struct corral_worker *w, size_t qi, struct corral_job *job
 
 /* --- reserving -------------------------------------------------------- */
 
-/* Back-pressure: while Redis refuses outcomes (OOM, READONLY, an ACL; or
- * the connection is lost) and more are unwritten than slots, take no new
- * work until they are written. Each round of refused writes would
- * otherwise add a round of finished jobs held only in memory. So a worker
- * holds at most 2 x slots: what it had when it last reserved, and what it
- * runs. Outcomes merely on their way (a fast queue) hold nothing back. */
+/* Back-pressure: with more outcomes unwritten than slots, take no new work
+ * until they are written. When Redis refuses them (OOM, READONLY, an ACL)
+ * or the connection is lost, each round of refused writes would otherwise
+ * add a round of finished jobs held only in memory; so a worker holds at
+ * most 2 x slots: what it had when it last reserved, and what it runs. A
+ * healthy worker does not wait here: its outcomes go out before its next
+ * reserve on the same connection (on_turn, on_reserve), so they are
+ * answered first. Logged only when writes are failing. */
 static int held_back(struct corral_worker *w)
 {
     size_t unwritten = corral_outcomes_unwritten(w->outcomes);
-    int held = corral_outcomes_failing(w->outcomes) && unwritten > (size_t)w->slots;
-    if (held && !w->backpressure)
+    int held = unwritten > (size_t)w->slots;
+    if (held && !w->backpressure && corral_outcomes_failing(w->outcomes)) {
         corral_log_warn("outcomes not written; taking no new jobs until they are",
                         "worker=%s unwritten=%zu slots=%d", w->id, unwritten, w->slots);
-    else if (!held && w->backpressure)
+        w->backpressure = 1;
+    } else if (!held && w->backpressure) {
         corral_log_info("outcomes written; taking jobs again", "worker=%s unwritten=%zu", w->id,
                         unwritten);
-    w->backpressure = held;
+        w->backpressure = 0;
+    }
     return held;
 }
 
@@ -302,8 +306,10 @@ static void on_reserve(redisAsyncContext *ac, void *reply, void *priv)
     corral_channel_busy(w->ch, w->busy, w->slots);
     w->round_got += (int)n;
     size_t next = corral_wqueues_open(&w->qs, qi + 1);
+    /* Runs that ended in this reply wait for the turn's flush: the next
+     * reserve goes after their write. */
     if (w->state != WORKER_RUNNING || w->busy >= w->slots || !corral_conn_usable(w->cmd) ||
-        held_back(w))
+        corral_outcomes_unsent(w->outcomes) > 0 || held_back(w))
         return;
     if ((int)n == w->asked && gate.wait_ms == 0)
         reserve_from(w, qi); /* there may be more of this queue */
@@ -479,7 +485,6 @@ static void stop_everything(struct corral_worker *w)
 {
     w->state = WORKER_STOPPING;
     ev_prepare_stop(w->loop, &w->turn);
-    corral_outcomes_stop(w->outcomes);
     ev_timer_stop(w->loop, &w->renew);
     ev_timer_stop(w->loop, &w->heartbeat);
     ev_timer_stop(w->loop, &w->drain_timer);
@@ -498,11 +503,12 @@ static void maybe_exit(struct corral_worker *w)
     stop_everything(w);
 }
 
-/* Once per loop turn, after the callbacks of the turn: reserve if slots
- * are free, exit if drained. */
+/* Once per loop turn, after the callbacks of the turn, in this order:
+ * write what ended, reserve if slots are free, exit if drained. */
 static void on_turn(struct ev_loop *loop, ev_prepare *p, int revents)
 {
     struct corral_worker *w = p->data;
+    corral_outcomes_flush(w->outcomes);
     kick(w);
     maybe_exit(w);
 }
@@ -581,8 +587,7 @@ struct corral_worker *corral_worker_new(struct ev_loop *loop, const struct corra
         corral_worker_free(w);
         return NULL;
     }
-    w->outcomes =
-        corral_outcomes_new(loop, w->cmd, o->cfg->redis.prefix, w->id, w->qs.names, w->qs.n);
+    w->outcomes = corral_outcomes_new(w->cmd, o->cfg->redis.prefix, w->id, w->qs.names, w->qs.n);
     corral_log_repeat_init(&w->refused_reserve, 0);
     corral_log_repeat_init(&w->refused_wait, 0);
     corral_log_repeat_init(&w->refused_renew, 0);
@@ -608,7 +613,6 @@ int corral_worker_run(struct corral_worker *w)
     if (corral_channel_watch_parent(w->ch) < 0)
         return 1;
     ev_prepare_start(w->loop, &w->turn);
-    corral_outcomes_start(w->outcomes);
     ev_timer_start(w->loop, &w->renew);
     ev_timer_start(w->loop, &w->heartbeat);
     /* Signal watchers stay on to the end (a third SIGTERM must not kill us

@@ -29,7 +29,6 @@ struct outcome {
 };
 
 struct corral_outcomes {
-    struct ev_loop *loop;
     struct corral_conn *conn;
     const char *prefix;
     const char *worker_id;
@@ -38,8 +37,8 @@ struct corral_outcomes {
     struct outcome *head; /* oldest first */
     struct outcome **tail;
     size_t n;
-    int failing; /* the last answered write failed */
-    ev_prepare flush;
+    size_t unsent; /* of n, not in a call */
+    int failing;   /* the last answered write failed */
     struct corral_log_repeat refused;
 };
 
@@ -161,11 +160,17 @@ void corral_outcomes_add(struct corral_outcomes *o, size_t qi, char *id, char *r
     *o->tail = oc;
     o->tail = &oc->next;
     o->n++;
+    o->unsent++;
 }
 
 size_t corral_outcomes_unwritten(const struct corral_outcomes *o)
 {
     return o->n;
+}
+
+size_t corral_outcomes_unsent(const struct corral_outcomes *o)
+{
+    return o->unsent;
 }
 
 int corral_outcomes_failing(const struct corral_outcomes *o)
@@ -206,6 +211,7 @@ static void on_batch_reply(redisAsyncContext *ac, void *reply, void *priv)
             corral_conn_refused(o->conn, &o->refused, "writing outcomes", r->str);
         for (size_t i = 0; i < b->n; i++)
             b->items[i]->sent = 0;
+        o->unsent += b->n;
     } else {
         corral_conn_accepted(o->conn, &o->refused);
         enum corral_answer *st = corral_xcalloc(b->n, sizeof(*st));
@@ -262,6 +268,7 @@ static void send_batch(struct corral_outcomes *o, size_t qi, enum call call)
     if (corral_conn_send(o->conn, on_batch_reply, b, &cmd) == 0) {
         for (size_t i = 0; i < b->n; i++)
             b->items[i]->sent = 1;
+        o->unsent -= b->n;
     } else {
         free(b->items);
         free(b);
@@ -272,9 +279,8 @@ static void send_batch(struct corral_outcomes *o, size_t qi, enum call call)
 
 /* Once per loop turn: everything that ended since the last turn goes out
  * together. */
-static void on_prepare(struct ev_loop *loop, ev_prepare *p, int revents)
+void corral_outcomes_flush(struct corral_outcomes *o)
 {
-    struct corral_outcomes *o = p->data;
     if (o->head == NULL || !corral_conn_usable(o->conn))
         return;
     for (size_t qi = 0; qi < o->nq; qi++)
@@ -282,12 +288,11 @@ static void on_prepare(struct ev_loop *loop, ev_prepare *p, int revents)
             send_batch(o, qi, (enum call)call);
 }
 
-struct corral_outcomes *corral_outcomes_new(struct ev_loop *loop, struct corral_conn *conn,
-                                            const char *prefix, const char *worker_id,
-                                            const char *const *queues, size_t nq)
+struct corral_outcomes *corral_outcomes_new(struct corral_conn *conn, const char *prefix,
+                                            const char *worker_id, const char *const *queues,
+                                            size_t nq)
 {
     struct corral_outcomes *o = corral_xcalloc(1, sizeof(*o));
-    o->loop = loop;
     o->conn = conn;
     o->prefix = prefix;
     o->worker_id = worker_id;
@@ -295,26 +300,13 @@ struct corral_outcomes *corral_outcomes_new(struct ev_loop *loop, struct corral_
     o->nq = nq;
     o->tail = &o->head;
     corral_log_repeat_init(&o->refused, 0);
-    ev_prepare_init(&o->flush, on_prepare);
-    o->flush.data = o;
     return o;
-}
-
-void corral_outcomes_start(struct corral_outcomes *o)
-{
-    ev_prepare_start(o->loop, &o->flush);
-}
-
-void corral_outcomes_stop(struct corral_outcomes *o)
-{
-    ev_prepare_stop(o->loop, &o->flush);
 }
 
 void corral_outcomes_free(struct corral_outcomes *o)
 {
     if (o == NULL)
         return;
-    ev_prepare_stop(o->loop, &o->flush);
     while (o->head != NULL) {
         struct outcome *oc = o->head;
         o->head = oc->next;

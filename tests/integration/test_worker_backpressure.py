@@ -9,11 +9,14 @@ reserves still get through now and then (how one 4-slot worker came to hold
 split exact, so the test does not hang on Redis's memory accounting."""
 import json
 import os
+import re
+import signal
 import socket
+import subprocess
 import threading
 import time
 
-from conftest import RedisServer, binary_path, load_library, wait_until
+from conftest import LUA, RedisServer, binary_path, load_library, wait_until
 from worker_fixtures import K, Q, Worker, await_end, enqueue
 
 SLOTS = 4
@@ -113,4 +116,50 @@ def test_a_worker_whose_outcomes_redis_refuses_stops_reserving_and_loses_nothing
             w.proc.kill()
             w.proc.wait()
         fd3.close()
+        server.cleanup()
+
+
+def test_corrald_puts_its_workers_unwritten_outcomes_in_the_host_heartbeat(build_dir, tmp_path):
+    server = RedisServer(mode="tcp-acl")
+    server.start()
+    corrald = None
+    try:
+        r = server.client(decode_responses=True)
+        load_library(r)
+        functions = re.findall(r"register_function[({]'?(?:function_name = )?'(corral_\w+)'",
+                               open(LUA).read())
+        assert "corral_ack" in functions and "corral_promote" in functions
+        r.execute_command("ACL", "SETUSER", "bp", "on", ">bp-pw", "~*", "&*", "+@all", "-fcall",
+                          *[f"+fcall|{f}" for f in functions if f != "corral_ack"])
+        pw = tmp_path / "bp.pass"
+        pw.write_text("bp-pw\n")
+        conf = tmp_path / "c.conf"
+        conf.write_text(f"[redis]\nurl = redis://bp@127.0.0.1:{server.port}/0\n"
+                        f"password_file = {pw}\n[pool]\nmin = 1\nmax = 1\n"
+                        f"concurrency = {SLOTS}\n[scale]\ntick = 250ms\n"
+                        f"[queue {Q}]\nhandler = echo\nlease = 60s\n")
+        log = open(tmp_path / "corrald.log", "w")
+        env = dict(os.environ, CORRAL_INSTANCE="bp")
+        corrald = subprocess.Popen([binary_path(build_dir, "corrald"), "-c", str(conf)],
+                                   stderr=log, env=env)
+        host = f"corral:host:{socket.gethostname()}@bp"
+        wait_until(lambda: r.exists(f"{K}:conf") and r.hget(host, "unwritten") == "0",
+                   timeout=15, what="corrald's first heartbeat")
+        ids = [enqueue(r, {"i": i}) for i in range(40)]
+        wait_until(lambda: int(r.hget(host, "unwritten") or 0) > SLOTS, timeout=15,
+                   what="the host heartbeat to count the worker's unwritten outcomes")
+        assert int(r.hget(host, "unwritten")) <= 2 * SLOTS, (tmp_path / "corrald.log").read_text()
+        r.execute_command("ACL", "SETUSER", "bp", "+fcall")
+        for jid in ids:
+            assert await_end(r, jid, timeout=30)["state"] == "done"
+        wait_until(lambda: r.hget(host, "unwritten") == "0", timeout=15,
+                   what="the host heartbeat to show nothing unwritten")
+        corrald.send_signal(signal.SIGTERM)
+        assert corrald.wait(timeout=20) == 0
+        log.close()
+        assert "Sanitizer" not in (tmp_path / "corrald.log").read_text()
+    finally:
+        if corrald is not None and corrald.poll() is None:
+            corrald.kill()
+            corrald.wait()
         server.cleanup()
