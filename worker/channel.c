@@ -76,11 +76,6 @@ void corral_channel_free(struct corral_channel *ch)
     free(ch);
 }
 
-int corral_channel_open(const struct corral_channel *ch)
-{
-    return ch->fd >= 0;
-}
-
 static void say(struct corral_channel *ch, const struct corral_wmsg *m)
 {
     if (ch->fd < 0)

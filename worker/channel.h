@@ -19,8 +19,6 @@ struct corral_channel;
 struct corral_channel *corral_channel_new(struct ev_loop *loop, int fd);
 void corral_channel_free(struct corral_channel *ch); /* NULL-safe; closes nothing */
 
-/* 1 when corrald started us (fd 3 is there). */
-int corral_channel_open(const struct corral_channel *ch);
 /* The messages. Up to 64 KiB wait while corrald does not read; past that
  * they are dropped (heartbeats resume the story). */
 void corral_channel_ready(struct corral_channel *ch, int slots);

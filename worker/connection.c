@@ -97,11 +97,6 @@ static void drop(struct corral_conn *c, enum corral_log_level level, const char 
     retry_later(c, level, msg, error);
 }
 
-void corral_conn_drop(struct corral_conn *c)
-{
-    drop(c, CORRAL_LOG_WARN, NULL, NULL);
-}
-
 void corral_conn_replied(const redisAsyncContext *ac)
 {
     struct corral_conn *c = ac->data;
@@ -179,7 +174,9 @@ void corral_conn_setup_end(struct corral_conn *c)
         redisAsyncCommand(c->ac, on_handshake_done, NULL, "PING");
 }
 
-void corral_conn_setup_again(struct corral_conn *c)
+/* The handshake's middle and end, on a fresh connection or a live one
+ * whose library or queues vanished: not ready until it is done. */
+static void setup_again(struct corral_conn *c)
 {
     if (c->ac == NULL)
         return;
@@ -219,7 +216,7 @@ static void conn_connect(struct corral_conn *c)
         redisAsyncCommand(ac, on_setup_reply, "SELECT", "SELECT %d", a->db);
     if (a->host != NULL)
         redisEnableKeepAlive(&ac->c); /* notice a peer gone without a word */
-    corral_conn_setup_again(c);
+    setup_again(c);
 }
 
 static void on_retry(struct ev_loop *loop, ev_timer *t, int revents)
@@ -303,11 +300,6 @@ int corral_conn_usable(const struct corral_conn *c)
     return corral_conn_ready(c) && !ev_is_active(&c->hold);
 }
 
-const char *corral_conn_name(const struct corral_conn *c)
-{
-    return c->name;
-}
-
 int corral_conn_send(struct corral_conn *c, redisCallbackFn *fn, void *priv,
                      const struct corral_cmd *cmd)
 {
@@ -336,7 +328,7 @@ void corral_conn_refused(struct corral_conn *c, struct corral_log_repeat *r, con
          strstr(error, "function not found") != NULL)) {
         corral_log_warn("function library or queue missing in redis; setting them up again",
                         "conn=%s", c->name);
-        corral_conn_setup_again(c);
+        setup_again(c);
     }
 }
 
@@ -385,9 +377,4 @@ void corral_conn_close(struct corral_conn *c, int64_t grace_ms)
         ev_timer_set(&c->grace, (double)grace_ms / 1000.0, 0.0);
         ev_timer_start(c->loop, &c->grace);
     }
-}
-
-int corral_conn_closed(const struct corral_conn *c)
-{
-    return c->ac == NULL && !ev_is_active(&c->retry);
 }

@@ -25,7 +25,8 @@ struct corral_conn_hooks {
      * connection and again after corral_conn_setup_again: send commands
      * with corral_conn_setup_send (or corral_conn_send with a callback of
      * your own), then call corral_conn_setup_end, at once or from a reply.
-     * NULL: none. */
+     * Run again when Redis says the library or a queue is gone
+     * (corral_conn_refused). NULL: none. */
     void (*setup)(struct corral_conn *c, void *priv);
     /* The handshake is done: the connection may carry work. */
     void (*ready)(struct corral_conn *c, void *priv);
@@ -36,7 +37,8 @@ struct corral_conn_hooks {
 struct corral_conn *corral_conn_new(struct ev_loop *loop, const char *name, const char *url,
                                     const char *password, const struct corral_conn_hooks *hooks,
                                     void *priv, struct corral_err *err);
-/* NULL-safe; the connection must be closed (corral_conn_closed). */
+/* NULL-safe; closes at once what is still open (pending callbacks get
+ * NULL). */
 void corral_conn_free(struct corral_conn *c);
 
 void corral_conn_start(struct corral_conn *c);
@@ -44,7 +46,6 @@ void corral_conn_start(struct corral_conn *c);
  * reply (corral_conn_refused). */
 int corral_conn_ready(const struct corral_conn *c);
 int corral_conn_usable(const struct corral_conn *c);
-const char *corral_conn_name(const struct corral_conn *c);
 
 /* Sends cmd; fn gets the reply (NULL when the connection went first) and
  * must call corral_conn_replied(ac) first. -1 when it cannot be sent (no
@@ -59,9 +60,6 @@ void corral_conn_replied(const redisAsyncContext *ac);
 void corral_conn_setup_send(struct corral_conn *c, const char *step, const struct corral_cmd *cmd);
 /* Ends the handshake: a PING whose reply makes the connection ready. */
 void corral_conn_setup_end(struct corral_conn *c);
-/* Runs the set-up again on a live connection (the library or a queue
- * vanished); not ready until it is done. */
-void corral_conn_setup_again(struct corral_conn *c);
 
 /* An error reply to a call (what names it): logs it through r (once, then
  * counted), pauses the connection's use for a growing while, and sets it up
@@ -72,14 +70,11 @@ void corral_conn_refused(struct corral_conn *c, struct corral_log_repeat *r, con
  * again, and r writes what it held back. */
 void corral_conn_accepted(struct corral_conn *c, struct corral_log_repeat *r);
 
-/* Closes now; pending callbacks get NULL; reconnects after a back-off. */
-void corral_conn_drop(struct corral_conn *c);
 /* Replaces a connection that has had commands outstanding and no reply
  * for limit_ms. Call it every second or so. */
 void corral_conn_check_stall(struct corral_conn *c, int64_t limit_ms);
 /* Closes for good: after the pending replies, or at once when grace_ms
  * passes (0: at once). No reconnect follows. */
 void corral_conn_close(struct corral_conn *c, int64_t grace_ms);
-int corral_conn_closed(const struct corral_conn *c);
 
 #endif
