@@ -187,13 +187,15 @@ void corral_outcomes_add_ids(const struct corral_outcomes *o, size_t qi, struct 
 
 /* --- writing ------------------------------------------------------------- */
 
+/* Logged once per outcome, at notice: the run's lease had gone, so the
+ * library wrote nothing, and writing again would change nothing. */
 static void note_not_recorded(const struct corral_outcomes *o, const struct outcome *oc,
                               enum corral_answer a)
 {
     corral_log_notice(a == CORRAL_ANSWER_RECLAIMED
-                          ? "outcome not recorded: lease lost, the job was reclaimed"
-                          : "outcome not recorded: lease lost, a newer run of the job exists "
-                            "or it ended",
+                          ? "outcome dropped: this run's lease was reclaimed and the job "
+                            "requeued or ended"
+                          : "outcome not recorded: a newer run of the job exists",
                       "queue=%s id=%s run=%s", o->queues[oc->qi], oc->id, oc->run);
 }
 
