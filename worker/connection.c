@@ -374,6 +374,7 @@ void corral_conn_close(struct corral_conn *c, int64_t grace_ms)
      * within grace_ms: then at once. */
     redisAsyncDisconnect(c->ac);
     if (c->ac != NULL) {
+        ev_timer_stop(c->loop, &c->grace);
         ev_timer_set(&c->grace, (double)grace_ms / 1000.0, 0.0);
         ev_timer_start(c->loop, &c->grace);
     }
