@@ -33,6 +33,14 @@ def stop_workers(workers):
         assert "Sanitizer" not in w.logs() and "runtime error" not in w.logs(), w.logs()
 
 
+def kill_workers(workers):
+    """No worker outlives its test, even a failed one."""
+    for w in workers:
+        if w.proc.poll() is None:
+            w.proc.kill()
+            w.proc.wait()
+
+
 def log_lines(workers):
     return sum(len(w.logs().splitlines()) for w in workers)
 
@@ -57,6 +65,7 @@ def assert_backs_off(server, workers, refusal):
 def test_a_wrong_password_is_retried_with_back_off_and_logged_once(build_dir, tmp_path):
     server = RedisServer(mode="tcp-acl")
     server.start()
+    workers = []
     try:
         pw = tmp_path / "wrong.pass"
         pw.write_text("not-the-password-3c9\n")
@@ -67,6 +76,7 @@ def test_a_wrong_password_is_retried_with_back_off_and_logged_once(build_dir, tm
         assert all("not-the-password-3c9" not in w.logs() for w in workers)
         stop_workers(workers)
     finally:
+        kill_workers(workers)
         server.cleanup()
 
 
@@ -75,6 +85,7 @@ def test_a_read_only_replica_is_retried_with_back_off_and_logged_once(build_dir,
     primary.start()
     replica = RedisServer()
     replica.start()
+    workers = []
     try:
         rc = replica.client(decode_responses=True)
         rc.execute_command("REPLICAOF", "127.0.0.1", primary.port)
@@ -86,6 +97,7 @@ def test_a_read_only_replica_is_retried_with_back_off_and_logged_once(build_dir,
         assert_backs_off(replica, workers, "READONLY")
         stop_workers(workers)
     finally:
+        kill_workers(workers)
         replica.cleanup()
         primary.cleanup()
 
@@ -94,6 +106,7 @@ def test_a_user_without_function_load_is_retried_with_back_off_and_logged_once(
         build_dir, tmp_path):
     server = RedisServer(mode="tcp-acl")
     server.start()  # and no function library loaded
+    workers = []
     try:
         c = server.client()
         c.execute_command("ACL", "SETUSER", "noload", "on", ">noload-pw", "~*", "&*", "+@all",
@@ -108,12 +121,14 @@ def test_a_user_without_function_load_is_retried_with_back_off_and_logged_once(
         assert all("FUNCTION LOAD" in w.logs() for w in workers)
         stop_workers(workers)
     finally:
+        kill_workers(workers)
         server.cleanup()
 
 
 def test_a_worker_is_back_within_about_2_s_of_a_redis_that_was_away(build_dir, tmp_path):
     server = RedisServer()
     server.start()
+    workers = []
     try:
         workers = start_workers(build_dir, tmp_path, 1,
                                 f"[redis]\nurl = unix://{server.socket}\n")
@@ -132,4 +147,5 @@ def test_a_worker_is_back_within_about_2_s_of_a_redis_that_was_away(build_dir, t
         assert "repeated=" in w.logs()  # the held-back tries, counted
         stop_workers(workers)
     finally:
+        kill_workers(workers)
         server.cleanup()
