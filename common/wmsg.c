@@ -48,6 +48,25 @@ static int num(const char *s, int64_t max, int64_t *out)
     return 0;
 }
 
+/* The named fields of a heartbeat (words[0..n)); -1 on a malformed or
+ * repeated one. */
+static int heartbeat_fields(char **words, int n, struct corral_wmsg *out)
+{
+    int seen_unwritten = 0;
+    for (int i = 0; i < n; i++) {
+        char *eq = strchr(words[i], '=');
+        if (eq == NULL || eq == words[i] || eq[1] == '\0' ||
+            strspn(words[i], "abcdefghijklmnopqrstuvwxyz_") != (size_t)(eq - words[i]))
+            return -1;
+        *eq = '\0';
+        if (strcmp(words[i], "unwritten") == 0) {
+            if (seen_unwritten++ || num(eq + 1, INT64_MAX / 2, &out->unwritten) < 0)
+                return -1;
+        }
+    }
+    return 0;
+}
+
 int corral_wmsg_parse(const char *line, struct corral_wmsg *out, struct corral_err *err)
 {
     memset(out, 0, sizeof(*out));
@@ -57,8 +76,8 @@ int corral_wmsg_parse(const char *line, struct corral_wmsg *out, struct corral_e
                               len == 0 ? "empty line" : "line too long");
     char buf[CORRAL_WMSG_MAX];
     memcpy(buf, line, len + 1);
-    char *w[6];
-    int n = split(buf, w, 6);
+    char *w[12];
+    int n = split(buf, w, 12);
     int64_t a = 0, b = 0, c = 0, d = 0;
     int ok = 0;
     if (n >= 1 && strcmp(w[0], "ready") == 0) {
@@ -87,8 +106,9 @@ int corral_wmsg_parse(const char *line, struct corral_wmsg *out, struct corral_e
         }
     } else if (n >= 1 && strcmp(w[0], "heartbeat") == 0) {
         out->type = CORRAL_WMSG_HEARTBEAT;
-        ok = n == 5 && num(w[1], 1 << 20, &a) == 0 && num(w[2], 1 << 20, &b) == 0 && a <= b &&
-             num(w[3], INT64_MAX / 2, &c) == 0 && num(w[4], INT64_MAX / 2, &d) == 0;
+        ok = n >= 5 && num(w[1], 1 << 20, &a) == 0 && num(w[2], 1 << 20, &b) == 0 && a <= b &&
+             num(w[3], INT64_MAX / 2, &c) == 0 && num(w[4], INT64_MAX / 2, &d) == 0 &&
+             heartbeat_fields(w + 5, n - 5, out) == 0;
         out->busy = (int)a;
         out->slots = (int)b;
         out->jobs = c;
@@ -118,8 +138,8 @@ int corral_wmsg_format(const struct corral_wmsg *m, char *buf, size_t len)
                      corral_wmsg_outcome_name(m->outcome));
         break;
     case CORRAL_WMSG_HEARTBEAT:
-        n = snprintf(buf, len, "heartbeat %d %d %lld %lld\n", m->busy, m->slots, (long long)m->jobs,
-                     (long long)m->rss_kb);
+        n = snprintf(buf, len, "heartbeat %d %d %lld %lld unwritten=%lld\n", m->busy, m->slots,
+                     (long long)m->jobs, (long long)m->rss_kb, (long long)m->unwritten);
         break;
     case CORRAL_WMSG_STOPPING:
         n = snprintf(buf, len, "stopping\n");

@@ -25,6 +25,8 @@ struct corral_heartbeat {
     const char *queues;      /* comma-separated */
     const char *redis_state; /* "ok" or the last error, for status */
     int64_t started_ms;      /* wall clock */
+    int64_t unwritten;       /* outcomes its workers hold that Redis has not taken
+                              * (back-pressure above their slots; docs/worker.md) */
 };
 
 /* Writes the beat in one pipelined round trip. */

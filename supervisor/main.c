@@ -299,6 +299,7 @@ static void on_worker_line(struct corral_procs *t, struct corral_wproc *w, const
         if (m.type == CORRAL_WMSG_HEARTBEAT) {
             w->jobs_done = m.jobs;
             w->rss_bytes = m.rss_kb * 1024;
+            w->unwritten = m.unwritten;
         }
         break;
     case CORRAL_WMSG_DONE:
@@ -559,6 +560,9 @@ static void heartbeat(struct corrald *d)
     for (size_t i = 0; i < d->cfg->pool.queues.n; i++)
         used += (size_t)snprintf(queues + used, used < sizeof(queues) ? sizeof(queues) - used : 0,
                                  "%s%s", i ? "," : "", d->cfg->pool.queues.items[i]);
+    int64_t unwritten = 0; /* draining workers' too: they hold outcomes */
+    for (struct corral_wproc *w = corral_procs_first(d->procs); w; w = w->next)
+        unwritten += w->unwritten;
     struct corral_heartbeat hb = {
         .host = d->hb_name,
         .pid = getpid(),
@@ -572,6 +576,7 @@ static void heartbeat(struct corrald *d)
         .queues = queues,
         .redis_state = d->redis_state,
         .started_ms = d->started_wall_ms,
+        .unwritten = unwritten,
     };
     struct corral_err err;
     int64_t ttl = 3 * d->cfg->scale.tick_ms + 5000;

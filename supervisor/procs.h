@@ -34,6 +34,7 @@ struct corral_wproc {
     int64_t started_ms;   /* monotonic */
     int64_t last_seen_ms; /* monotonic: last line on fd 3 */
     int64_t rss_bytes;
+    int64_t unwritten;    /* outcomes not yet written to Redis, by its last heartbeat */
     int64_t term_sent_ms; /* monotonic, 0 until SIGTERM was sent */
     void *data;           /* the caller's */
     /* private */

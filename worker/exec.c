@@ -15,8 +15,9 @@
 #include <unistd.h>
 
 #include "corral/util.h"
+#include "handler.h"
 #include "reaper.h"
-#include "worker.h"
+#include "split.h"
 
 #define STDERR_KEEP 512
 /* An aborted run waits this long for its reaper to kill and reap the
@@ -66,25 +67,25 @@ static void finish(struct ev_loop *loop, struct exec_run *x)
     enum corral_run_end end;
     if (x->too_big) {
         snprintf(msg, sizeof(msg), "output larger than max_result (%lld bytes)",
-                 (long long)run->q->conf->max_result_bytes);
-        end = CORRAL_RUN_PERMANENT;
+                 (long long)run->conf->max_result_bytes);
+        end = CORRAL_END_PERMANENT;
     } else if (x->timed_out) {
         snprintf(msg, sizeof(msg), "timed out after %lld ms", (long long)run->job.timeout_ms);
-        end = CORRAL_RUN_RETRY;
+        end = CORRAL_END_RETRY;
     } else if (WIFSIGNALED(x->status)) {
         snprintf(msg, sizeof(msg), "killed by signal %d%s%s", WTERMSIG(x->status), el ? ": " : "",
                  errtext);
-        end = CORRAL_RUN_RETRY;
+        end = CORRAL_END_RETRY;
     } else if (WEXITSTATUS(x->status) == 0) {
-        end = CORRAL_RUN_DONE;
+        end = CORRAL_END_DONE;
     } else {
         snprintf(msg, sizeof(msg), "exit %d%s%s", WEXITSTATUS(x->status), el ? ": " : "", errtext);
-        end = WEXITSTATUS(x->status) == 75 ? CORRAL_RUN_RETRY : CORRAL_RUN_PERMANENT;
+        end = WEXITSTATUS(x->status) == 75 ? CORRAL_END_RETRY : CORRAL_END_PERMANENT;
     }
-    if (end == CORRAL_RUN_DONE)
-        corral_run_finish(run, end, x->out, x->out_len, 0);
+    if (end == CORRAL_END_DONE)
+        run->finish(run, end, x->out, x->out_len, 0);
     else
-        corral_run_finish(run, end, msg, strlen(msg), 0);
+        run->finish(run, end, msg, strlen(msg), 0);
     free(x->out);
     free(x);
 }
@@ -118,7 +119,7 @@ static void on_stdin(struct ev_loop *loop, ev_io *io, int revents)
  * the run itself, so callers may go on using x afterwards. */
 static void drain_stdout(struct ev_loop *loop, struct exec_run *x)
 {
-    size_t limit = (size_t)x->run->q->conf->max_result_bytes;
+    size_t limit = (size_t)x->run->conf->max_result_bytes;
     char buf[16384];
     for (;;) {
         ssize_t n = read(x->out_fd, buf, sizeof(buf));
@@ -211,10 +212,10 @@ static void wait_reaper(pid_t pid)
         ;
 }
 
-static void on_abort(struct corral_run *run)
+static void exec_abort(struct corral_run *run)
 {
-    struct exec_run *x = run->handler;
-    struct ev_loop *loop = ev_default_loop(0);
+    struct exec_run *x = run->state;
+    struct ev_loop *loop = run->loop;
     stop_run(x);
     ev_child_stop(loop, &x->child);
     ev_timer_stop(loop, &x->timeout);
@@ -225,21 +226,21 @@ static void on_abort(struct corral_run *run)
         wait_reaper(x->pid);
     free(x->out);
     free(x);
-    corral_run_finish(run, CORRAL_RUN_ABORTED, NULL, 0, 0);
+    run->state = NULL;
 }
 
-void corral_exec_start(struct corral_run *run)
+static void exec_start(struct corral_run *run)
 {
-    struct ev_loop *loop = ev_default_loop(0);
+    struct ev_loop *loop = run->loop;
     int in[2], out[2], err[2];
     if (pipe2(in, O_CLOEXEC) < 0) {
-        corral_run_finish(run, CORRAL_RUN_RETRY, "cannot create pipes", 19, 0);
+        run->finish(run, CORRAL_END_RETRY, "cannot create pipes", 19, 0);
         return;
     }
     if (pipe2(out, O_CLOEXEC) < 0) {
         close(in[0]);
         close(in[1]);
-        corral_run_finish(run, CORRAL_RUN_RETRY, "cannot create pipes", 19, 0);
+        run->finish(run, CORRAL_END_RETRY, "cannot create pipes", 19, 0);
         return;
     }
     if (pipe2(err, O_CLOEXEC) < 0) {
@@ -247,10 +248,10 @@ void corral_exec_start(struct corral_run *run)
         close(in[1]);
         close(out[0]);
         close(out[1]);
-        corral_run_finish(run, CORRAL_RUN_RETRY, "cannot create pipes", 19, 0);
+        run->finish(run, CORRAL_END_RETRY, "cannot create pipes", 19, 0);
         return;
     }
-    pid_t pid = corral_reaper_spawn(run->q->argv, in[0], out[1], err[1]);
+    pid_t pid = corral_reaper_spawn(run->queue_state, in[0], out[1], err[1]);
     close(in[0]);
     close(out[1]);
     close(err[1]);
@@ -258,7 +259,7 @@ void corral_exec_start(struct corral_run *run)
         close(in[1]);
         close(out[0]);
         close(err[0]);
-        corral_run_finish(run, CORRAL_RUN_RETRY, "fork failed", 11, 0);
+        run->finish(run, CORRAL_END_RETRY, "fork failed", 11, 0);
         return;
     }
     struct exec_run *x = corral_xcalloc(1, sizeof(*x));
@@ -267,8 +268,7 @@ void corral_exec_start(struct corral_run *run)
     x->in_fd = in[1];
     x->out_fd = out[0];
     x->err_fd = err[0];
-    run->handler = x;
-    run->abort = on_abort;
+    run->state = x;
     fcntl(x->in_fd, F_SETFL, O_NONBLOCK);
     fcntl(x->out_fd, F_SETFL, O_NONBLOCK);
     fcntl(x->err_fd, F_SETFL, O_NONBLOCK);
@@ -286,3 +286,29 @@ void corral_exec_start(struct corral_run *run)
     x->timeout.data = x;
     ev_timer_start(loop, &x->timeout);
 }
+
+/* The queue's state is its command, split once. */
+static int exec_queue_init(struct ev_loop *loop, const struct corral_config *cfg,
+                           const struct corral_queue_conf *q, void **state, struct corral_err *err)
+{
+    char **argv = corral_split_command(q->command, err);
+    if (argv == NULL) {
+        corral_err_prefix(err, "[queue %s] command", q->name);
+        return -1;
+    }
+    *state = argv;
+    return 0;
+}
+
+static void exec_queue_free(void *state)
+{
+    corral_argv_free(state);
+}
+
+const struct corral_handler_ops corral_exec_handler = {
+    .name = "exec",
+    .queue_init = exec_queue_init,
+    .start = exec_start,
+    .abort = exec_abort,
+    .queue_free = exec_queue_free,
+};

@@ -16,7 +16,7 @@
 #include "corral/log.h"
 #include "corral/redact.h"
 #include "corral/util.h"
-#include "worker.h"
+#include "handler.h"
 
 #define THROTTLE_DEFAULT_MS 1000
 #define THROTTLE_CAP_MS     (15 * 60 * 1000)
@@ -92,19 +92,19 @@ static int load_libcurl(struct corral_err *err)
     return 0;
 }
 
-/* The credentials a queue's calls send, built on its first call. */
-struct queue_secrets {
-    const struct corral_wqueue *q;
-    struct corral_redactor *r;
-    int warned; /* "the service echoes a credential" logged once */
-};
-
+/* A queue's state: its service, the service's API key, and a libcurl multi
+ * handle driven by the loop. */
 struct corral_http {
     struct ev_loop *loop;
     CURLM *multi;
     ev_timer timer;
-    struct queue_secrets **secrets; /* each apart: calls hold pointers to them */
-    size_t nsecrets;
+    const struct corral_service_conf *service;
+    char *api_key; /* or NULL */
+    /* The credentials its calls send (the api key, credential headers'
+     * values), taken out of every text made from an answer. */
+    struct corral_redactor *redactor;
+    const char *queue;
+    int warned; /* "the service echoes a credential" logged once */
 };
 
 /* One socket libcurl asked us to watch. */
@@ -124,7 +124,6 @@ struct call {
     int too_big;
     long status; /* known once the headers are in */
     struct corral_retry_hints hints;
-    struct queue_secrets *secrets;
     char errbuf[CURL_ERROR_SIZE];
 };
 
@@ -186,17 +185,24 @@ static int on_timer_change(CURLM *multi, long timeout_ms, void *userp)
     return 0;
 }
 
-struct corral_http *corral_http_new(struct ev_loop *loop, struct corral_err *err)
+static void http_queue_free(void *state);
+
+static int http_queue_init(struct ev_loop *loop, const struct corral_config *cfg,
+                           const struct corral_queue_conf *q, void **state, struct corral_err *err)
 {
-    static int global_done;
-    if (load_libcurl(err) < 0)
-        return NULL;
-    if (!global_done) {
-        C.global_init(CURL_GLOBAL_DEFAULT);
-        global_done = 1;
+    const struct corral_service_conf *svc = corral_config_service(cfg, q->service);
+    if (svc == NULL) {
+        corral_err_set(err, CORRAL_ERR_NOTFOUND, "[queue %s] service: no [service %s] section",
+                       q->name, q->service ? q->service : "");
+        return -1;
     }
+    if (load_libcurl(err) < 0)
+        return -1;
+    /* curl_global_init and _cleanup count: one pair per queue. */
+    C.global_init(CURL_GLOBAL_DEFAULT);
     struct corral_http *h = corral_xcalloc(1, sizeof(*h));
     h->loop = loop;
+    h->service = svc;
     h->multi = C.multi_init();
     ev_timer_init(&h->timer, on_timer, 0.0, 0.0);
     h->timer.data = h;
@@ -204,20 +210,37 @@ struct corral_http *corral_http_new(struct ev_loop *loop, struct corral_err *err
     C.multi_setopt(h->multi, CURLMOPT_SOCKETDATA, h);
     C.multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, on_timer_change);
     C.multi_setopt(h->multi, CURLMOPT_TIMERDATA, h);
-    return h;
+    *state = h;
+    if (svc->api_key_file != NULL) {
+        h->api_key = corral_read_secret(svc->api_key_file, err);
+        if (h->api_key == NULL) {
+            corral_err_prefix(err, "[service %s] api_key_file", svc->name);
+            http_queue_free(h);
+            *state = NULL;
+            return -1;
+        }
+    }
+    h->queue = q->name;
+    h->redactor = corral_redactor_new();
+    if (h->api_key != NULL)
+        corral_redactor_add(h->redactor, h->api_key, strlen(h->api_key));
+    for (size_t i = 0; i < svc->headers.n; i++)
+        corral_redactor_add_header(h->redactor, svc->headers.items[i]);
+    return 0;
 }
 
-void corral_http_free(struct corral_http *h)
+static void http_queue_free(void *state)
 {
+    struct corral_http *h = state;
     if (h == NULL)
         return;
     ev_timer_stop(h->loop, &h->timer);
     C.multi_cleanup(h->multi);
-    for (size_t i = 0; i < h->nsecrets; i++) {
-        corral_redactor_free(h->secrets[i]->r);
-        free(h->secrets[i]);
+    corral_redactor_free(h->redactor);
+    if (h->api_key != NULL) {
+        explicit_bzero(h->api_key, strlen(h->api_key));
+        free(h->api_key);
     }
-    free(h->secrets);
     free(h);
     C.global_cleanup();
 }
@@ -239,7 +262,7 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *userp)
         }
         return n; /* the rest is read and dropped */
     }
-    if (c->len + n > (size_t)c->run->q->conf->max_result_bytes) {
+    if (c->len + n > (size_t)c->run->conf->max_result_bytes) {
         c->too_big = 1;
         return 0; /* aborts the transfer */
     }
@@ -256,34 +279,16 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *userp)
     return size * nmemb;
 }
 
-/* The api key and the values of credential headers of q's service. */
-static struct queue_secrets *secrets_of(struct corral_http *h, const struct corral_wqueue *q)
-{
-    for (size_t i = 0; i < h->nsecrets; i++)
-        if (h->secrets[i]->q == q)
-            return h->secrets[i];
-    h->secrets = corral_xrealloc(h->secrets, (h->nsecrets + 1) * sizeof(struct queue_secrets *));
-    struct queue_secrets *s = corral_xcalloc(1, sizeof(*s));
-    h->secrets[h->nsecrets++] = s;
-    s->q = q;
-    s->r = corral_redactor_new();
-    if (q->api_key != NULL)
-        corral_redactor_add(s->r, q->api_key, strlen(q->api_key));
-    for (size_t i = 0; i < q->service->headers.n; i++)
-        corral_redactor_add_header(s->r, q->service->headers.items[i]);
-    return s;
-}
-
 /* text[0..len) without the call's credentials: a new string (*out_len)
  * to free, or NULL when text holds none. */
 static char *redact(struct call *c, const char *text, size_t len, unsigned flags, size_t *out_len)
 {
-    char *clean = corral_redact(c->secrets->r, text, len, flags, out_len);
-    if (clean != NULL && !c->secrets->warned) {
-        c->secrets->warned = 1;
+    char *clean = corral_redact(c->h->redactor, text, len, flags, out_len);
+    if (clean != NULL && !c->h->warned) {
+        c->h->warned = 1;
         corral_log_warn("a credential was taken out of the service's answer (logged once "
                         "per queue)",
-                        "queue=%s service=%s", c->run->q->conf->name, c->run->q->service->name);
+                        "queue=%s service=%s", c->h->queue, c->h->service->name);
     }
     return clean;
 }
@@ -305,9 +310,9 @@ static void end_call(struct call *c, CURLcode code)
     char msg[512];
     if (c->too_big) {
         snprintf(msg, sizeof(msg), "result larger than max_result (%lld bytes)",
-                 (long long)run->q->conf->max_result_bytes);
+                 (long long)run->conf->max_result_bytes);
         call_free(c);
-        corral_run_finish(run, CORRAL_RUN_PERMANENT, msg, strlen(msg), 0);
+        run->finish(run, CORRAL_END_PERMANENT, msg, strlen(msg), 0);
         return;
     }
     if (code != CURLE_OK) {
@@ -320,9 +325,9 @@ static void end_call(struct call *c, CURLcode code)
                      (long long)run->job.timeout_ms, why);
         else
             snprintf(msg, sizeof(msg), "%s", why);
-        corral_redact_buf(c->secrets->r, msg, sizeof(msg), CORRAL_REDACT_URLS);
+        corral_redact_buf(c->h->redactor, msg, sizeof(msg), CORRAL_REDACT_URLS);
         call_free(c);
-        corral_run_finish(run, CORRAL_RUN_RETRY, msg, strlen(msg), 0);
+        run->finish(run, CORRAL_END_RETRY, msg, strlen(msg), 0);
         return;
     }
     const char *body = c->body ? c->body : "";
@@ -331,8 +336,7 @@ static void end_call(struct call *c, CURLcode code)
     if (v == CORRAL_V_DONE) {
         /* A result that quotes the key is kept without it too. */
         char *clean = redact(c, body, c->len, 0, &clean_len);
-        corral_run_finish(run, CORRAL_RUN_DONE, clean ? clean : body, clean ? clean_len : c->len,
-                          0);
+        run->finish(run, CORRAL_END_DONE, clean ? clean : body, clean ? clean_len : c->len, 0);
         free(clean);
         call_free(c);
         return;
@@ -342,21 +346,21 @@ static void end_call(struct call *c, CURLcode code)
     corral_describe_http(status, clean ? clean : body, clean ? clean_len : c->len, msg,
                          sizeof(msg));
     free(clean);
-    corral_redact_buf(c->secrets->r, msg, sizeof(msg), CORRAL_REDACT_URLS);
+    corral_redact_buf(c->h->redactor, msg, sizeof(msg), CORRAL_REDACT_URLS);
     if (v == CORRAL_V_THROTTLED) {
         int64_t delay = corral_retry_hints_delay(&c->hints, THROTTLE_DEFAULT_MS, THROTTLE_CAP_MS);
         call_free(c);
-        corral_run_finish(run, CORRAL_RUN_THROTTLE, msg, strlen(msg), delay);
+        run->finish(run, CORRAL_END_THROTTLE, msg, strlen(msg), delay);
         return;
     }
     if (v == CORRAL_V_QUOTA) {
         call_free(c);
-        corral_run_finish(run, CORRAL_RUN_QUOTA, msg, strlen(msg), THROTTLE_DEFAULT_MS);
+        run->finish(run, CORRAL_END_QUOTA, msg, strlen(msg), THROTTLE_DEFAULT_MS);
         return;
     }
     call_free(c);
-    corral_run_finish(run, v == CORRAL_V_RETRY ? CORRAL_RUN_RETRY : CORRAL_RUN_PERMANENT, msg,
-                      strlen(msg), 0);
+    run->finish(run, v == CORRAL_V_RETRY ? CORRAL_END_RETRY : CORRAL_END_PERMANENT, msg,
+                strlen(msg), 0);
 }
 
 static void check_done(struct corral_http *h)
@@ -372,28 +376,29 @@ static void check_done(struct corral_http *h)
     }
 }
 
-static void on_abort(struct corral_run *run)
+/* Removing the handle closes a transfer in progress: its connection is
+ * shut, never reused. */
+static void http_abort(struct corral_run *run)
 {
-    struct call *c = run->handler;
-    call_free(c);
-    corral_run_finish(run, CORRAL_RUN_ABORTED, NULL, 0, 0);
+    call_free(run->state);
+    run->state = NULL;
 }
 
-void corral_http_start(struct corral_http *h, struct corral_run *run)
+static void http_start(struct corral_run *run)
 {
-    const struct corral_service_conf *svc = run->q->service;
+    struct corral_http *h = run->queue_state;
+    const struct corral_service_conf *svc = h->service;
     struct call *c = corral_xcalloc(1, sizeof(*c));
     c->run = run;
     c->h = h;
-    c->secrets = secrets_of(h, run->q);
     corral_retry_hints_init(&c->hints);
     c->easy = C.easy_init();
     c->headers = C.slist_append(NULL, "Content-Type: application/json");
     c->headers = C.slist_append(c->headers, "Expect:");
     for (size_t i = 0; i < svc->headers.n; i++)
         c->headers = C.slist_append(c->headers, svc->headers.items[i]);
-    if (run->q->api_key != NULL) {
-        char *auth = corral_xasprintf("Authorization: Bearer %s", run->q->api_key);
+    if (h->api_key != NULL) {
+        char *auth = corral_xasprintf("Authorization: Bearer %s", h->api_key);
         c->headers = C.slist_append(c->headers, auth);
         explicit_bzero(auth, strlen(auth));
         free(auth);
@@ -415,7 +420,14 @@ void corral_http_start(struct corral_http *h, struct corral_run *run)
     C.easy_setopt(e, CURLOPT_PRIVATE, c);
     C.easy_setopt(e, CURLOPT_ERRORBUFFER, c->errbuf);
     C.easy_setopt(e, CURLOPT_USERAGENT, "corral/" CORRAL_VERSION);
-    run->handler = c;
-    run->abort = on_abort;
+    run->state = c;
     C.multi_add_handle(h->multi, e);
 }
+
+const struct corral_handler_ops corral_http_handler = {
+    .name = "http",
+    .queue_init = http_queue_init,
+    .start = http_start,
+    .abort = http_abort,
+    .queue_free = http_queue_free,
+};

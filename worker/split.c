@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "corral/util.h"
-#include "worker.h"
+#include "split.h"
 
 void corral_argv_free(char **argv)
 {

@@ -12,7 +12,7 @@
 #include "corral/config.h"
 #include "corral/queue.h"
 #include "corral/redis.h"
-#include "worker.h"
+#include "split.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

@@ -13,8 +13,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static int same(const struct corral_wmsg *a, const struct corral_wmsg *b)
 {
     return a->type == b->type && a->busy == b->busy && a->slots == b->slots && a->jobs == b->jobs &&
-           a->rss_kb == b->rss_kb && a->ms == b->ms && a->outcome == b->outcome &&
-           strcmp(a->queue, b->queue) == 0;
+           a->rss_kb == b->rss_kb && a->unwritten == b->unwritten && a->ms == b->ms &&
+           a->outcome == b->outcome && strcmp(a->queue, b->queue) == 0;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -32,8 +32,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         free(line);
         return 0;
     }
-    if (m.busy < 0 || m.slots < 0 || m.busy > m.slots || m.jobs < 0 || m.rss_kb < 0 || m.ms < 0 ||
-        (unsigned)m.outcome > CORRAL_OUTCOME_DEFER ||
+    if (m.busy < 0 || m.slots < 0 || m.busy > m.slots || m.jobs < 0 || m.rss_kb < 0 ||
+        m.unwritten < 0 || m.ms < 0 || (unsigned)m.outcome > CORRAL_OUTCOME_DEFER ||
         memchr(m.queue, '\0', sizeof(m.queue)) == NULL)
         abort();
     char buf[CORRAL_WMSG_MAX];

@@ -62,7 +62,7 @@ objs=""
 for src in $LIB_SRCS; do
   obj=$OUT/obj/$(echo "${src#"$OUT"/}" | tr / _ | sed 's/\.c$/.o/')
   if [ ! -f "$obj" ] || [ "$src" -nt "$obj" ] || [ "$0" -nt "$obj" ] ||
-     [ -n "$(find include worker/classify.h worker/worker.h -newer "$obj" 2>/dev/null | head -1)" ]; then
+     [ -n "$(find include worker/classify.h worker/split.h -newer "$obj" 2>/dev/null | head -1)" ]; then
     # shellcheck disable=SC2086
     $CC $CFLAGS -c "$src" -o "$obj"
   fi

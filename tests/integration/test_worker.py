@@ -365,7 +365,7 @@ def test_fd3_channel_reports_ready_busy_done_and_heartbeats(r, make_worker):
                       and any(l.startswith("heartbeat ") for l in ls))
     done = next(l for l in got if l.startswith("done "))
     assert re.match(r"^done prompts \d+ ok$", done)
-    assert any(re.match(r"^heartbeat \d+ 4 \d+ \d+$", l) for l in got)
+    assert any(re.match(r"^heartbeat \d+ 4 \d+ \d+ unwritten=0$", l) for l in got)
     assert w.stop() == 0
     parent.close()
 

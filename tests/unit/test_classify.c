@@ -8,7 +8,7 @@
 #include <cmocka.h>
 
 #include "classify.h"
-#include "worker.h"
+#include "split.h"
 
 static void statuses_map_to_verdicts(void **state)
 {

@@ -5,10 +5,17 @@
  *   ready <slots>                          started, connected, taking jobs
  *   busy <busy> <slots>                    slot use changed
  *   done <queue> <ms> <ok|retry|dead|defer> one job ended (processing time)
- *   heartbeat <busy> <slots> <jobs> <rss_kb>  every second, even when idle
+ *   heartbeat <busy> <slots> <jobs> <rss_kb> unwritten=<n>
+ *                                          every second, even when idle
  *   stopping                               draining after SIGTERM
  * Lines are at most CORRAL_WMSG_MAX bytes; unknown verbs are errors so a
- * version mismatch shows up in corrald's log instead of being ignored. */
+ * version mismatch shows up in corrald's log instead of being ignored.
+ * A heartbeat's positional words are fixed; named fields (name=value, name
+ * of a-z and _) follow them: a missing one reads as 0 (a worker from before
+ * it) and an unknown one is skipped (a worker from after), so corrald and
+ * its workers may differ by a version during an upgrade.
+ *   unwritten  outcomes the worker holds that Redis has not acknowledged;
+ *              above its slots it takes no new jobs (back-pressure) */
 #ifndef CORRAL_WMSG_H
 #define CORRAL_WMSG_H
 
@@ -40,6 +47,7 @@ struct corral_wmsg {
     int slots;
     int64_t jobs;
     int64_t rss_kb;
+    int64_t unwritten; /* heartbeat */
     int64_t ms;
     enum corral_wmsg_outcome outcome;
     char queue[65];

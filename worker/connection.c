@@ -1,0 +1,381 @@
+/* An async Redis connection of the worker and everything that keeps it
+ * alive: connect, handshake, reconnect with back-off, the pause after an
+ * error reply, stall detection (see connection.h and docs/worker.md).
+ *
+ * What must stay true: no retry path loops faster than its back-off
+ * allows, whatever Redis answers (a wrong password, a read-only replica, a
+ * user without +function|load), and a retry that fails the same way again
+ * adds no log line, only a count. */
+#include "connection.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <hiredis/adapters/libev.h>
+#include <hiredis/hiredis.h>
+
+#include "corral/backoff.h"
+#include "corral/redis.h"
+#include "corral/util.h"
+
+/* Reconnects start at 250 ms and double to 2 s, each wait drawn from
+ * [step/2, step]. The cap is what a restarted Redis costs: every worker is
+ * back within about 2 s of it (docs/worker.md, "Retries"); at most one try
+ * per second or so per connection is nothing to a Redis refusing them (a
+ * wrong password, a read-only replica). */
+#define RECONNECT_BASE_MS 250
+#define RECONNECT_CAP_MS  2000
+/* After an error reply (a paused ACL, an unloaded library, an OOM server)
+ * the connection's callers wait this long, doubling to the cap, before
+ * trying again: the error usually lasts, and nothing is lost by waiting. */
+#define HOLD_BASE_MS 250
+#define HOLD_CAP_MS  5000
+
+struct corral_conn {
+    struct ev_loop *loop;
+    char name[32];
+    char *url; /* for logs: it holds no password (corral/redis.h) */
+    struct corral_redis_addr addr;
+    char *password;
+    const struct corral_conn_hooks *hooks;
+    void *priv;
+    redisAsyncContext *ac;
+    int ready;   /* handshake done */
+    int closing; /* corral_conn_close: no reconnect */
+    struct corral_backoff reconnect;
+    ev_timer retry;
+    struct corral_backoff hold_backoff;
+    ev_timer hold;                    /* active while callers pause after an error reply */
+    ev_timer grace;                   /* bounds a graceful close */
+    struct corral_log_repeat trouble; /* cannot connect, lost, set-up refused */
+    /* stall detection */
+    uint64_t replies;       /* replies received so far */
+    uint64_t stall_replies; /* replies when the current wait began */
+    int64_t stall_since_ms; /* 0 = nothing outstanding at the last check */
+};
+
+static void conn_connect(struct corral_conn *c);
+
+/* Forgets the context: its pending callbacks (run when hiredis frees it)
+ * and its disconnect callback find no connection and do nothing more. */
+static redisAsyncContext *detach(struct corral_conn *c)
+{
+    redisAsyncContext *ac = c->ac;
+    if (ac != NULL)
+        ac->data = NULL;
+    c->ac = NULL;
+    c->ready = 0;
+    c->stall_since_ms = 0;
+    return ac;
+}
+
+/* Schedules the next connect after a back-off; logs why (msg) once per
+ * kind of trouble, counting repeats. */
+static void retry_later(struct corral_conn *c, enum corral_log_level level, const char *msg,
+                        const char *error)
+{
+    if (c->closing)
+        return;
+    int64_t wait_ms = corral_backoff_next(&c->reconnect);
+    if (msg != NULL)
+        corral_logr(&c->trouble, level, msg, "conn=%s error=\"%s\" retry_ms=%lld", c->name,
+                    error ? error : "", (long long)wait_ms);
+    ev_timer_stop(c->loop, &c->retry);
+    ev_timer_set(&c->retry, (double)wait_ms / 1000.0, 0.0);
+    ev_timer_start(c->loop, &c->retry);
+}
+
+/* Closes at once and reconnects later. Freeing runs every pending callback
+ * with a NULL reply (maybe after the callback we are in returns). */
+static void drop(struct corral_conn *c, enum corral_log_level level, const char *msg,
+                 const char *error)
+{
+    redisAsyncContext *ac = detach(c);
+    if (ac == NULL)
+        return;
+    redisAsyncFree(ac);
+    retry_later(c, level, msg, error);
+}
+
+void corral_conn_replied(const redisAsyncContext *ac)
+{
+    struct corral_conn *c = ac->data;
+    if (c != NULL)
+        c->replies++;
+}
+
+static void on_disconnect(const redisAsyncContext *ac, int status)
+{
+    struct corral_conn *c = ac->data;
+    if (c == NULL)
+        return; /* dropped by us: already handled */
+    detach(c);
+    if (c->closing) {
+        ev_timer_stop(c->loop, &c->grace);
+        return;
+    }
+    retry_later(c, CORRAL_LOG_WARN, "redis connection lost", ac->errstr);
+}
+
+static void on_connect(const redisAsyncContext *ac, int status)
+{
+    struct corral_conn *c = ac->data;
+    if (c == NULL || status == REDIS_OK)
+        return;
+    /* hiredis frees the context after this, without a disconnect call. */
+    detach(c);
+    if (c->closing)
+        ev_timer_stop(c->loop, &c->grace);
+    else
+        retry_later(c, CORRAL_LOG_WARN, "cannot connect to redis", ac->errstr);
+}
+
+static void on_handshake_done(redisAsyncContext *ac, void *reply, void *priv)
+{
+    corral_conn_replied(ac);
+    struct corral_conn *c = ac->data;
+    redisReply *r = reply;
+    if (c == NULL || r == NULL)
+        return;
+    if (r->type == REDIS_REPLY_ERROR) {
+        drop(c, CORRAL_LOG_ERR, "redis handshake failed", r->str);
+        return;
+    }
+    c->ready = 1;
+    corral_backoff_reset(&c->reconnect);
+    corral_log_repeat_end(&c->trouble);
+    corral_log_info("connected to redis", "conn=%s url=%s", c->name, c->url);
+    if (c->hooks->ready != NULL)
+        c->hooks->ready(c, c->priv);
+}
+
+static void on_setup_reply(redisAsyncContext *ac, void *reply, void *priv)
+{
+    corral_conn_replied(ac);
+    struct corral_conn *c = ac->data;
+    redisReply *r = reply;
+    if (c == NULL || r == NULL || r->type != REDIS_REPLY_ERROR)
+        return;
+    char why[512];
+    snprintf(why, sizeof(why), "%s: %s", (const char *)priv, r->str);
+    drop(c, CORRAL_LOG_ERR, "redis setup failed", why);
+}
+
+void corral_conn_setup_send(struct corral_conn *c, const char *step, const struct corral_cmd *cmd)
+{
+    if (c->ac != NULL)
+        redisAsyncCommandArgv(c->ac, on_setup_reply, (void *)step, cmd->argc,
+                              (const char **)cmd->argv, cmd->argvlen);
+}
+
+void corral_conn_setup_end(struct corral_conn *c)
+{
+    if (c->ac != NULL)
+        redisAsyncCommand(c->ac, on_handshake_done, NULL, "PING");
+}
+
+/* The handshake's middle and end, on a fresh connection or a live one
+ * whose library or queues vanished: not ready until it is done. */
+static void setup_again(struct corral_conn *c)
+{
+    if (c->ac == NULL)
+        return;
+    c->ready = 0;
+    if (c->hooks->setup != NULL)
+        c->hooks->setup(c, c->priv);
+    else
+        corral_conn_setup_end(c);
+}
+
+static void conn_connect(struct corral_conn *c)
+{
+    const struct corral_redis_addr *a = &c->addr;
+    redisAsyncContext *ac =
+        a->path ? redisAsyncConnectUnix(a->path) : redisAsyncConnect(a->host, a->port);
+    if (ac == NULL || ac->err) {
+        char why[128];
+        snprintf(why, sizeof(why), "%s", ac ? ac->errstr : "out of memory");
+        if (ac != NULL)
+            redisAsyncFree(ac);
+        retry_later(c, CORRAL_LOG_WARN, "cannot connect to redis", why);
+        return;
+    }
+    ac->data = c;
+    c->ac = ac;
+    c->ready = 0;
+    redisLibevAttach(c->loop, ac);
+    redisAsyncSetConnectCallback(ac, on_connect);
+    redisAsyncSetDisconnectCallback(ac, on_disconnect);
+    if (c->password != NULL) {
+        if (a->user)
+            redisAsyncCommand(ac, on_setup_reply, "AUTH", "AUTH %s %s", a->user, c->password);
+        else
+            redisAsyncCommand(ac, on_setup_reply, "AUTH", "AUTH %s", c->password);
+    }
+    if (a->db != 0)
+        redisAsyncCommand(ac, on_setup_reply, "SELECT", "SELECT %d", a->db);
+    if (a->host != NULL)
+        redisEnableKeepAlive(&ac->c); /* notice a peer gone without a word */
+    setup_again(c);
+}
+
+static void on_retry(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    conn_connect(t->data);
+}
+
+static void on_hold_end(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    /* Nothing to do: the callers' prepare watchers try again. */
+}
+
+static void on_grace_end(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct corral_conn *c = t->data;
+    corral_log_warn("redis did not answer the last commands; closing", "conn=%s", c->name);
+    redisAsyncContext *ac = detach(c);
+    if (ac != NULL)
+        redisAsyncFree(ac);
+}
+
+struct corral_conn *corral_conn_new(struct ev_loop *loop, const char *name, const char *url,
+                                    const char *password, const struct corral_conn_hooks *hooks,
+                                    void *priv, struct corral_err *err)
+{
+    struct corral_conn *c = corral_xcalloc(1, sizeof(*c));
+    if (corral_redis_parse_url(url, &c->addr, err) < 0) {
+        free(c);
+        return NULL;
+    }
+    c->loop = loop;
+    snprintf(c->name, sizeof(c->name), "%s", name);
+    c->url = corral_xstrdup(url);
+    c->password = password ? corral_xstrdup(password) : NULL;
+    c->hooks = hooks;
+    c->priv = priv;
+    corral_backoff_init(&c->reconnect, RECONNECT_BASE_MS, RECONNECT_CAP_MS);
+    corral_backoff_init(&c->hold_backoff, HOLD_BASE_MS, HOLD_CAP_MS);
+    corral_log_repeat_init(&c->trouble, 0);
+    ev_timer_init(&c->retry, on_retry, 0.0, 0.0);
+    c->retry.data = c;
+    ev_timer_init(&c->hold, on_hold_end, 0.0, 0.0);
+    c->hold.data = c;
+    ev_timer_init(&c->grace, on_grace_end, 0.0, 0.0);
+    c->grace.data = c;
+    return c;
+}
+
+void corral_conn_free(struct corral_conn *c)
+{
+    if (c == NULL)
+        return;
+    redisAsyncContext *ac = detach(c);
+    if (ac != NULL)
+        redisAsyncFree(ac);
+    ev_timer_stop(c->loop, &c->retry);
+    ev_timer_stop(c->loop, &c->hold);
+    ev_timer_stop(c->loop, &c->grace);
+    corral_log_repeat_end(&c->trouble);
+    corral_redis_addr_free(&c->addr);
+    if (c->password != NULL) {
+        explicit_bzero(c->password, strlen(c->password));
+        free(c->password);
+    }
+    free(c->url);
+    free(c);
+}
+
+void corral_conn_start(struct corral_conn *c)
+{
+    conn_connect(c);
+}
+
+int corral_conn_ready(const struct corral_conn *c)
+{
+    return c->ac != NULL && c->ready;
+}
+
+int corral_conn_usable(const struct corral_conn *c)
+{
+    return corral_conn_ready(c) && !ev_is_active(&c->hold);
+}
+
+int corral_conn_send(struct corral_conn *c, redisCallbackFn *fn, void *priv,
+                     const struct corral_cmd *cmd)
+{
+    if (c->ac == NULL)
+        return -1;
+    return redisAsyncCommandArgv(c->ac, fn, priv, cmd->argc, (const char **)cmd->argv,
+                                 cmd->argvlen) == REDIS_OK
+               ? 0
+               : -1;
+}
+
+void corral_conn_refused(struct corral_conn *c, struct corral_log_repeat *r, const char *what,
+                         const char *error)
+{
+    int64_t wait_ms = corral_backoff_next(&c->hold_backoff);
+    corral_logr(r, CORRAL_LOG_ERR, "redis refused a call; backing off",
+                "conn=%s call=\"%s\" error=\"%s\" retry_ms=%lld", c->name, what, error,
+                (long long)wait_ms);
+    ev_timer_stop(c->loop, &c->hold);
+    ev_timer_set(&c->hold, (double)wait_ms / 1000.0, 0.0);
+    ev_timer_start(c->loop, &c->hold);
+    /* Until the library's errors carry code words (docs/protocol.md), these
+     * are the texts that say the library or a queue is gone. */
+    if (c->ready &&
+        (strstr(error, "unknown queue") != NULL || strstr(error, "Function not found") != NULL ||
+         strstr(error, "function not found") != NULL)) {
+        corral_log_warn("function library or queue missing in redis; setting them up again",
+                        "conn=%s", c->name);
+        setup_again(c);
+    }
+}
+
+void corral_conn_accepted(struct corral_conn *c, struct corral_log_repeat *r)
+{
+    if (!ev_is_active(&c->hold))
+        corral_backoff_reset(&c->hold_backoff);
+    if (r != NULL)
+        corral_log_repeat_end(r);
+}
+
+void corral_conn_check_stall(struct corral_conn *c, int64_t limit_ms)
+{
+    if (c->ac == NULL || c->ac->replies.head == NULL) {
+        c->stall_since_ms = 0;
+        return;
+    }
+    int64_t now = corral_now_ms();
+    if (c->stall_since_ms == 0 || c->replies != c->stall_replies) {
+        c->stall_since_ms = now;
+        c->stall_replies = c->replies;
+        return;
+    }
+    if (now - c->stall_since_ms < limit_ms)
+        return;
+    char why[64];
+    snprintf(why, sizeof(why), "no reply for %lld ms", (long long)(now - c->stall_since_ms));
+    drop(c, CORRAL_LOG_WARN, "redis is not answering; reconnecting", why);
+}
+
+void corral_conn_close(struct corral_conn *c, int64_t grace_ms)
+{
+    c->closing = 1;
+    ev_timer_stop(c->loop, &c->retry);
+    ev_timer_stop(c->loop, &c->hold);
+    if (c->ac == NULL)
+        return;
+    if (grace_ms <= 0 || !(c->ac->c.flags & REDIS_CONNECTED)) {
+        redisAsyncFree(detach(c));
+        return;
+    }
+    /* Gracefully, after its pending replies, unless Redis does not answer
+     * within grace_ms: then at once. */
+    redisAsyncDisconnect(c->ac);
+    if (c->ac != NULL) {
+        ev_timer_stop(c->loop, &c->grace);
+        ev_timer_set(&c->grace, (double)grace_ms / 1000.0, 0.0);
+        ev_timer_start(c->loop, &c->grace);
+    }
+}

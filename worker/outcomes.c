@@ -1,0 +1,319 @@
+/* The outcome FIFO (see outcomes.h).
+ *
+ * What must stay true: an outcome leaves memory only when Redis answered
+ * the call that carried it (written, or refused as stale or reclaimed);
+ * whatever happens to the connection it is kept and sent again, and the run
+ * token makes a late write harmless. */
+#include "outcomes.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "corral/log.h"
+#include "corral/util.h"
+
+/* Which function writes an outcome. */
+enum call { CALL_ACK, CALL_FAIL, CALL_DEFER };
+#define NCALLS 3
+
+struct outcome {
+    size_t qi;
+    char *id;
+    char *run;
+    enum corral_run_end end;
+    char *data;
+    size_t len;
+    int64_t delay_ms;
+    int sent; /* in a call not yet answered */
+    struct outcome *next;
+};
+
+struct corral_outcomes {
+    struct corral_conn *conn;
+    const char *prefix;
+    const char *worker_id;
+    const char *const *queues;
+    size_t nq;
+    struct outcome *head; /* oldest first */
+    struct outcome **tail;
+    size_t n;
+    size_t unsent; /* of n, not in a call */
+    int failing;   /* the last answered write failed */
+    struct corral_log_repeat refused;
+};
+
+/* A call in flight and the outcomes it carries. */
+struct batch {
+    struct corral_outcomes *o;
+    enum call call;
+    struct outcome **items;
+    size_t n;
+};
+
+static enum call call_of(enum corral_run_end end)
+{
+    switch (end) {
+    case CORRAL_END_DONE:
+        return CALL_ACK;
+    case CORRAL_END_DEFER:
+    case CORRAL_END_THROTTLE:
+    case CORRAL_END_QUOTA:
+        return CALL_DEFER;
+    case CORRAL_END_RETRY:
+    case CORRAL_END_PERMANENT:
+        break;
+    }
+    return CALL_FAIL;
+}
+
+static enum corral_defer_kind defer_kind(enum corral_run_end end)
+{
+    return end == CORRAL_END_THROTTLE ? CORRAL_DEFER_THROTTLE
+           : end == CORRAL_END_QUOTA  ? CORRAL_DEFER_QUOTA
+                                      : CORRAL_DEFER_PLAIN;
+}
+
+/* --- the library's per-job answers -------------------------------------
+ * Function library v3 answers ack and renew with integers (ack: 0 stale,
+ * 1 done, 2 result too big; renew: 1 renewed, 0 lost) and fail and defer
+ * with words ("scheduled", "dead", "stale"); libcorral's parsers turn them
+ * into its enums, and these map those to what the worker does. A lease
+ * taken back by corral_reclaim reads as stale until the library tells the
+ * two apart. */
+
+static enum corral_answer ack_answer(enum corral_ack_status s)
+{
+    return s == CORRAL_ACK_STALE ? CORRAL_ANSWER_STALE : CORRAL_ANSWER_OK;
+}
+
+static enum corral_answer fail_answer(enum corral_fail_status s)
+{
+    return s == CORRAL_FAIL_STALE ? CORRAL_ANSWER_STALE : CORRAL_ANSWER_OK;
+}
+
+/* st[i] for each outcome of a batch's reply; -1 with err when the reply
+ * has not the expected shape. */
+static int batch_answers(const redisReply *r, enum call call, enum corral_answer *st, size_t n,
+                         struct corral_err *err)
+{
+    if (call == CALL_ACK) {
+        enum corral_ack_status *a = corral_xcalloc(n, sizeof(*a));
+        int rc = corral_reply_ack(r, a, n, err);
+        for (size_t i = 0; rc == 0 && i < n; i++)
+            st[i] = ack_answer(a[i]);
+        free(a);
+        return rc;
+    }
+    enum corral_fail_status *f = corral_xcalloc(n, sizeof(*f));
+    int rc = corral_reply_fail(r, f, n, err);
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        st[i] = fail_answer(f[i]);
+    free(f);
+    return rc;
+}
+
+int corral_renew_answers(const redisReply *r, enum corral_answer *st, size_t n,
+                         struct corral_err *err)
+{
+    int *v = corral_xcalloc(n ? n : 1, sizeof(*v));
+    int rc = corral_reply_ints(r, v, n, err);
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        st[i] = v[i] == 0 ? CORRAL_ANSWER_STALE : CORRAL_ANSWER_OK;
+    free(v);
+    return rc;
+}
+
+/* --- the FIFO ------------------------------------------------------------ */
+
+static void free_outcome(struct outcome *oc)
+{
+    free(oc->id);
+    free(oc->run);
+    free(oc->data);
+    free(oc);
+}
+
+static void unlink_outcome(struct corral_outcomes *o, struct outcome *oc)
+{
+    for (struct outcome **p = &o->head; *p; p = &(*p)->next) {
+        if (*p == oc) {
+            *p = oc->next;
+            if (o->tail == &oc->next)
+                o->tail = p;
+            o->n--;
+            return;
+        }
+    }
+}
+
+void corral_outcomes_add(struct corral_outcomes *o, size_t qi, char *id, char *run,
+                         enum corral_run_end end, const char *data, size_t len, int64_t delay_ms)
+{
+    struct outcome *oc = corral_xcalloc(1, sizeof(*oc));
+    oc->qi = qi;
+    oc->id = id;
+    oc->run = run;
+    oc->end = end;
+    oc->data = corral_xstrndup(data ? data : "", data ? len : 0);
+    oc->len = data ? len : 0;
+    oc->delay_ms = delay_ms;
+    *o->tail = oc;
+    o->tail = &oc->next;
+    o->n++;
+    o->unsent++;
+}
+
+size_t corral_outcomes_unwritten(const struct corral_outcomes *o)
+{
+    return o->n;
+}
+
+size_t corral_outcomes_unsent(const struct corral_outcomes *o)
+{
+    return o->unsent;
+}
+
+int corral_outcomes_failing(const struct corral_outcomes *o)
+{
+    return o->failing;
+}
+
+void corral_outcomes_add_ids(const struct corral_outcomes *o, size_t qi, struct corral_cmd *cmd)
+{
+    for (const struct outcome *oc = o->head; oc; oc = oc->next)
+        if (oc->qi == qi)
+            corral_cmd_addstr(cmd, oc->id);
+}
+
+/* --- writing ------------------------------------------------------------- */
+
+/* Logged once per outcome, at notice: the run's lease had gone, so the
+ * library wrote nothing, and writing again would change nothing. */
+static void note_not_recorded(const struct corral_outcomes *o, const struct outcome *oc,
+                              enum corral_answer a)
+{
+    corral_log_notice(a == CORRAL_ANSWER_RECLAIMED
+                          ? "outcome dropped: this run's lease was reclaimed and the job "
+                            "requeued or ended"
+                          : "outcome not recorded: a newer run of the job exists",
+                      "queue=%s id=%s run=%s", o->queues[oc->qi], oc->id, oc->run);
+}
+
+static void on_batch_reply(redisAsyncContext *ac, void *reply, void *priv)
+{
+    corral_conn_replied(ac);
+    struct batch *b = priv;
+    struct corral_outcomes *o = b->o;
+    redisReply *r = reply;
+    o->failing = r == NULL || r->type == REDIS_REPLY_ERROR;
+    if (o->failing) {
+        /* Kept: written again after a reconnect, or after the pause that
+         * follows an error reply. */
+        if (r != NULL)
+            corral_conn_refused(o->conn, &o->refused, "writing outcomes", r->str);
+        for (size_t i = 0; i < b->n; i++)
+            b->items[i]->sent = 0;
+        o->unsent += b->n;
+    } else {
+        corral_conn_accepted(o->conn, &o->refused);
+        enum corral_answer *st = corral_xcalloc(b->n, sizeof(*st));
+        struct corral_err err;
+        if (batch_answers(r, b->call, st, b->n, &err) < 0)
+            corral_log_err("unexpected answer to writing outcomes; taking them as written",
+                           "error=\"%s\"", err.msg);
+        for (size_t i = 0; i < b->n; i++) {
+            struct outcome *oc = b->items[i];
+            if (st[i] != CORRAL_ANSWER_OK)
+                note_not_recorded(o, oc, st[i]);
+            unlink_outcome(o, oc);
+            free_outcome(oc);
+        }
+        free(st);
+    }
+    free(b->items);
+    free(b);
+}
+
+/* Sends the unsent outcomes of queue qi written by call, if any. */
+static void send_batch(struct corral_outcomes *o, size_t qi, enum call call)
+{
+    size_t n = 0;
+    for (struct outcome *oc = o->head; oc; oc = oc->next)
+        n += !oc->sent && oc->qi == qi && call_of(oc->end) == call;
+    if (n == 0)
+        return;
+    struct batch *b = corral_xcalloc(1, sizeof(*b));
+    b->o = o;
+    b->call = call;
+    b->items = corral_xcalloc(n, sizeof(struct outcome *));
+    struct corral_outcome *args = corral_xcalloc(n, sizeof(*args));
+    for (struct outcome *oc = o->head; oc; oc = oc->next) {
+        if (oc->sent || oc->qi != qi || call_of(oc->end) != call)
+            continue;
+        args[b->n] = (struct corral_outcome){.id = oc->id,
+                                             .run = oc->run,
+                                             .data = oc->data,
+                                             .len = oc->len,
+                                             .permanent = oc->end == CORRAL_END_PERMANENT,
+                                             .delay_ms = oc->delay_ms,
+                                             .defer_kind = defer_kind(oc->end)};
+        b->items[b->n++] = oc;
+    }
+    struct corral_cmd cmd;
+    const char *queue = o->queues[qi];
+    if (call == CALL_ACK)
+        corral_cmd_ack(&cmd, o->prefix, queue, o->worker_id, args, n);
+    else if (call == CALL_FAIL)
+        corral_cmd_fail(&cmd, o->prefix, queue, o->worker_id, args, n);
+    else
+        corral_cmd_defer(&cmd, o->prefix, queue, o->worker_id, args, n);
+    if (corral_conn_send(o->conn, on_batch_reply, b, &cmd) == 0) {
+        for (size_t i = 0; i < b->n; i++)
+            b->items[i]->sent = 1;
+        o->unsent -= b->n;
+    } else {
+        free(b->items);
+        free(b);
+    }
+    corral_cmd_free(&cmd);
+    free(args);
+}
+
+/* Once per loop turn: everything that ended since the last turn goes out
+ * together. */
+void corral_outcomes_flush(struct corral_outcomes *o)
+{
+    if (o->head == NULL || !corral_conn_usable(o->conn))
+        return;
+    for (size_t qi = 0; qi < o->nq; qi++)
+        for (int call = 0; call < NCALLS; call++)
+            send_batch(o, qi, (enum call)call);
+}
+
+struct corral_outcomes *corral_outcomes_new(struct corral_conn *conn, const char *prefix,
+                                            const char *worker_id, const char *const *queues,
+                                            size_t nq)
+{
+    struct corral_outcomes *o = corral_xcalloc(1, sizeof(*o));
+    o->conn = conn;
+    o->prefix = prefix;
+    o->worker_id = worker_id;
+    o->queues = queues;
+    o->nq = nq;
+    o->tail = &o->head;
+    corral_log_repeat_init(&o->refused, 0);
+    return o;
+}
+
+void corral_outcomes_free(struct corral_outcomes *o)
+{
+    if (o == NULL)
+        return;
+    while (o->head != NULL) {
+        struct outcome *oc = o->head;
+        o->head = oc->next;
+        free_outcome(oc);
+    }
+    corral_log_repeat_end(&o->refused);
+    free(o);
+}
