@@ -24,7 +24,7 @@
 -- Outside the queue's slot (single-Redis deployments only): <prefix>:queues,
 -- the set of declared queue names, written by corral_declare alone.
 
-local LIB_VERSION = 3
+local LIB_VERSION = 4
 
 local MAX_BATCH = 1000
 local STATS_TTL_S = 7200
@@ -284,9 +284,9 @@ local function finish(K, c, id, jk, state, now, fields, keep)
     end
 end
 
-local function to_dead(K, c, id, jk, now, err, lost)
+local function to_dead(K, c, id, jk, now, err)
     redis.call('LPUSH', K .. ':dead', id)
-    finish(K, c, id, jk, 'dead', now, {'error', err, 'lost', lost and '1' or '0'}, true)
+    finish(K, c, id, jk, 'dead', now, {'error', err}, true)
     stat(K, now, 'dead')
 end
 
@@ -304,25 +304,26 @@ local function unlink(K, jk, id, state)
     end
 end
 
--- The current run of a job may still report its outcome when no newer run
--- has started: the run token matches, the job was leased to that worker, and
--- it has not ended, or ended dead only because its lease was lost. Returns
--- the state, or nil (stale). The worker check matters when ids start again
--- (FLUSHALL, a failover to an empty replica): a run still going from before
--- must not report on the new job of the same id and run number.
-local function current_run(jk, run, worker)
-    local j = redis.call('HMGET', jk, 'state', 'run', 'lost', 'worker')
-    local state = j[1]
-    if not state or j[2] ~= run or run == '0' or j[4] ~= worker then
-        return nil -- run 0: never reserved, so no run can report on it
+-- Whether a run (its token and worker id) may report on its job: 'active'
+-- when it holds the job's lease; 'RECLAIMED' when this very run's lease was
+-- taken back (reclaim_one records the run it took in the job's "reclaimed"
+-- field: the job was requeued or ended dead, and may since have been
+-- cancelled or retried by an operator); 'STALE' otherwise: no such job, a
+-- run that never was (run 0), a newer run, another worker's run, or a run
+-- that already reported. Only an 'active' run may change the job, so a
+-- final state changes by corral_dead_retry alone (docs/invariants.md). The
+-- worker check matters when ids start again (FLUSHALL, a failover to an
+-- empty replica): a run still going from before must not report on the new
+-- job of the same id and run number.
+local function run_status(jk, run, worker)
+    local j = redis.call('HMGET', jk, 'state', 'run', 'worker', 'reclaimed')
+    if not j[1] or run == '0' or j[2] ~= run or j[3] ~= worker then
+        return 'STALE'
     end
-    if state == 'done' or state == 'cancelled' then
-        return nil
+    if j[1] == 'active' then
+        return 'active'
     end
-    if state == 'dead' and j[3] ~= '1' then
-        return nil
-    end
-    return state
+    return j[4] == run and 'RECLAIMED' or 'STALE'
 end
 
 local function promote_due(K, c, now, limit)
@@ -1162,44 +1163,30 @@ local function corral_reserve(keys, args)
     return out
 end
 
--- corral_renew: KEYS[1] queue; ARGV worker, then pairs id run ... -> a list
--- of 1 (lease extended) or 0 (lost: a newer run exists or the job ended).
--- A lease that expired and was reclaimed, but whose job has not run again,
--- is taken back by its worker.
+-- corral_renew: KEYS[1] queue; ARGV worker, then pairs id run ... -> per
+-- job "active" (lease extended from now), "RECLAIMED" (this run's lease was
+-- taken back: stop the run, its outcome would be dropped) or "STALE" (no
+-- such run of this worker: a newer run, or the job ended or is gone).
 local function corral_renew(keys, args)
-    local K, q, prefix = queue_key(keys[1])
+    local K, q = queue_key(keys[1])
     local c = load_conf(K, q)
-    local b = svc_batch(K, c, prefix)
-    local worker = args[1]
     local now = now_ms()
     local out = {}
     for i = 2, #args - 1, 2 do
         local id, run = args[i], args[i + 1]
-        local jk = job_key(K, id)
-        local state = current_run(jk, run, args[1])
-        if state == nil then
-            out[#out + 1] = 0
-        else
-            if state ~= 'active' then
-                unlink(K, jk, id, state)
-                redis.call('HSET', jk, 'state', 'active', 'worker', worker, 'lost', '0')
-                if b ~= nil then
-                    local host = worker:match('^(.*):[^:]*$') or worker
-                    redis.call('HINCRBY', b.s.key, 'i:' .. host, 1)
-                end
-                redis.call('HDEL', jk, 'finished_ms')
-                redis.call('DEL', K .. ':fin:' .. id)
-            end
+        local st = run_status(job_key(K, id), run, args[1])
+        if st == 'active' then
             redis.call('ZADD', K .. ':active', now + c.lease_ms, id)
-            out[#out + 1] = 1
         end
+        out[#out + 1] = st
     end
     return out
 end
 
 -- corral_ack: KEYS[1] queue; ARGV worker, then triples id run result ... ->
--- a list with, per job, 1 (done), 0 (stale: a newer run exists or the job
--- ended; nothing written) or 2 (result over max_result: the job is dead).
+-- per job "done", "dead" (the result is over max_result), or a refusal
+-- that writes nothing: "RECLAIMED" (this run's lease was taken back) or
+-- "STALE" (no such run of this worker), as corral_renew answers.
 local function corral_ack(keys, args)
     local K, q, prefix = queue_key(keys[1])
     local c = load_conf(K, q)
@@ -1209,21 +1196,21 @@ local function corral_ack(keys, args)
     for i = 2, #args - 2, 3 do
         local id, run, result = args[i], args[i + 1], args[i + 2]
         local jk = job_key(K, id)
-        local state = current_run(jk, run, args[1])
-        if state == nil then
-            out[#out + 1] = 0
+        local st = run_status(jk, run, args[1])
+        if st ~= 'active' then
+            out[#out + 1] = st
         else
             local started = svc_leave(b, jk, now, 'ok') or redis.call('HGET', jk, 'started_ms')
-            unlink(K, jk, id, state)
+            redis.call('ZREM', K .. ':active', id)
             if #result > c.max_result then
                 to_dead(K, c, id, jk, now, string.format(
-                    'result is %d bytes, limit is %d (max_result)', #result, c.max_result), false)
+                    'result is %d bytes, limit is %d (max_result)', #result, c.max_result))
                 stat_proc(K, now, 'fail', started)
-                out[#out + 1] = 2
+                out[#out + 1] = 'dead'
             else
-                finish(K, c, id, jk, 'done', now, {'result', result, 'lost', '0'}, false)
+                finish(K, c, id, jk, 'done', now, {'result', result}, false)
                 stat_proc(K, now, 'done', started)
-                out[#out + 1] = 1
+                out[#out + 1] = 'done'
             end
         end
     end
@@ -1233,7 +1220,8 @@ end
 
 -- corral_fail: KEYS[1] queue; ARGV worker, then quadruples id run kind error
 -- ... where kind is "retry" or "permanent" -> per job "scheduled" (retry
--- after back-off), "dead" (permanent, or attempts used up) or "stale".
+-- after back-off), "dead" (permanent, or attempts used up), or a refusal:
+-- "RECLAIMED" or "STALE" (as corral_renew).
 local function corral_fail(keys, args)
     local K, q, prefix = queue_key(keys[1])
     local c = load_conf(K, q)
@@ -1260,12 +1248,12 @@ local function corral_fail(keys, args)
             err = err:sub(1, 4096)
         end
         local jk = job_key(K, id)
-        local state = current_run(jk, run, args[1])
-        if state == nil then
-            out[#out + 1] = 'stale'
+        local st = run_status(jk, run, args[1])
+        if st ~= 'active' then
+            out[#out + 1] = st
         elseif outage and kind == 'retry' then
             svc_leave(b, jk, now, 'fail', err)
-            unlink(K, jk, id, state)
+            redis.call('ZREM', K .. ':active', id)
             local attempts = tonumber(redis.call('HGET', jk, 'attempts'))
             redis.call('HSET', jk, 'attempts', math.max(attempts - 1, 0), 'error', err)
             redis.call('HINCRBY', jk, 'deferrals', 1)
@@ -1275,7 +1263,7 @@ local function corral_fail(keys, args)
             -- A permanent failure (4xx) means the service answered: it
             -- counts as a call, not as a breaker failure.
             svc_leave(b, jk, now, kind == 'retry' and 'fail' or 'ok', err)
-            unlink(K, jk, id, state)
+            redis.call('ZREM', K .. ':active', id)
             local j = redis.call('HMGET', jk, 'attempts', 'max_attempts', 'started_ms')
             local attempts, max = tonumber(j[1]), tonumber(j[2])
             stat_proc(K, now, 'fail', j[3])
@@ -1283,7 +1271,7 @@ local function corral_fail(keys, args)
                 if kind == 'retry' then
                     err = string.format('%s (attempt %d of %d)', err, attempts, max)
                 end
-                to_dead(K, c, id, jk, now, err, false)
+                to_dead(K, c, id, jk, now, err)
                 out[#out + 1] = 'dead'
             else
                 local at = now + backoff_ms(c, attempts)
@@ -1307,8 +1295,10 @@ local function corral_fail(keys, args)
 end
 
 -- corral_defer: KEYS[1] queue; ARGV worker, then groups of five: id run
--- delay_ms kind reason ... -> per job "scheduled" or "stale". The job runs
--- again after delay_ms and its attempt is refunded. kind: "" (plain: a
+-- delay_ms kind reason ... -> per job "scheduled", "queued" (delay_ms 0 and
+-- nothing holds it back: ready at the front of its level at once), or a
+-- refusal: "RECLAIMED" or "STALE" (as corral_renew). The job runs again
+-- after delay_ms and its attempt is refunded. kind: "" (plain: a
 -- draining worker hands a job back), "throttle" (a 429: the queue's service
 -- waits delay_ms fleet-wide) or "quota" (a billing error: the service's
 -- breaker opens for breaker_open_max, and the job waits that long). The
@@ -1340,14 +1330,14 @@ local function corral_defer(keys, args)
     end
     local now = now_ms()
     local b = svc_batch(K, c, prefix)
-    local out = {}
+    local out, ready = {}, 0
     for i = 2, #args - 4, 5 do
         local id, run, kind, why = args[i], args[i + 1], args[i + 3], args[i + 4]
         local delay = tonumber(args[i + 2])
         local jk = job_key(K, id)
-        local state = current_run(jk, run, args[1])
-        if state == nil then
-            out[#out + 1] = 'stale'
+        local st = run_status(jk, run, args[1])
+        if st ~= 'active' then
+            out[#out + 1] = st
         else
             svc_leave(b, jk, now, nil)
             if kind == 'throttle' then
@@ -1356,20 +1346,28 @@ local function corral_defer(keys, args)
                 delay = math.max(delay, svc_quota(b, now, why))
                 svc_hold_job(b, K, id)
             end
-            unlink(K, jk, id, state)
+            redis.call('ZREM', K .. ':active', id)
             local attempts = tonumber(redis.call('HGET', jk, 'attempts'))
-            redis.call('HSET', jk, 'state', 'scheduled', 'attempts', math.max(attempts - 1, 0),
-                       'run_at_ms', now + delay)
+            redis.call('HSET', jk, 'attempts', math.max(attempts - 1, 0), 'run_at_ms', now + delay)
             if why ~= '' then
                 redis.call('HSET', jk, 'error', why:sub(1, 4096))
             end
             redis.call('HINCRBY', jk, 'deferrals', 1)
-            redis.call('ZADD', K .. ':sched', now + delay, id)
+            if delay > 0 or kind == 'quota' then
+                redis.call('HSET', jk, 'state', 'scheduled')
+                redis.call('ZADD', K .. ':sched', now + delay, id)
+                out[#out + 1] = 'scheduled'
+            else
+                redis.call('HSET', jk, 'state', 'queued', 'queued_ms', now)
+                make_ready(K, id, level_of(c, jk), true)
+                ready = ready + 1
+                out[#out + 1] = 'queued'
+            end
             stat(K, now, 'defer')
-            out[#out + 1] = 'scheduled'
         end
     end
     svc_apply(b, now)
+    wake(K, ready)
     return out
 end
 
@@ -1382,17 +1380,20 @@ local function corral_promote(keys, args)
 end
 
 -- Requeues (at the front of its level) or, with attempts used up, kills a job
--- whose lease is gone. The run token is kept, so the old run may still report.
--- With unseen set, the job never reached its worker (the reserve's reply was
--- lost): its attempt is given back and it is not counted as lost.
+-- whose lease is gone. The run it takes is recorded in the job's "reclaimed"
+-- field, so that run's later outcome and renew answer RECLAIMED and change
+-- nothing (run_status). With unseen set, the job never reached its worker
+-- (the reserve's reply was lost): its attempt is given back and it is not
+-- counted as lost.
 local function reclaim_one(K, c, b, id, now, why, unseen)
     local jk = job_key(K, id)
     redis.call('ZREM', K .. ':active', id)
-    local j = redis.call('HMGET', jk, 'attempts', 'max_attempts', 'worker', 'state')
+    local j = redis.call('HMGET', jk, 'attempts', 'max_attempts', 'worker', 'state', 'run')
     if not j[1] or j[4] ~= 'active' then
         return 0
     end
     svc_leave(b, jk, now, nil)
+    redis.call('HSET', jk, 'reclaimed', j[5])
     local attempts, max = tonumber(j[1]), tonumber(j[2])
     if unseen then -- its attempt back, its last run's error kept
         redis.call('HSET', jk, 'state', 'queued', 'queued_ms', now, 'attempts',
@@ -1403,7 +1404,7 @@ local function reclaim_one(K, c, b, id, now, why, unseen)
     local err = string.format('%s (worker %s, attempt %d of %d)', why, j[3] or '?', attempts, max)
     stat(K, now, 'lost')
     if attempts >= max then
-        to_dead(K, c, id, jk, now, err, true)
+        to_dead(K, c, id, jk, now, err)
     else
         redis.call('HSET', jk, 'state', 'queued', 'error', err, 'queued_ms', now)
         make_ready(K, id, level_of(c, jk), true)
@@ -1516,7 +1517,7 @@ local function corral_dead_retry(keys, args)
         local j = redis.call('HMGET', jk, 'state')
         if j[1] == 'dead' then
             redis.call('LREM', K .. ':dead', 1, id)
-            redis.call('HSET', jk, 'state', 'queued', 'attempts', 0, 'queued_ms', now, 'lost', '0')
+            redis.call('HSET', jk, 'state', 'queued', 'attempts', 0, 'queued_ms', now)
             redis.call('HDEL', jk, 'finished_ms')
             redis.call('DEL', K .. ':fin:' .. id)
             make_ready(K, id, level_of(c, jk), false)
@@ -1612,7 +1613,7 @@ local function corral_job(keys, args)
             j[k] = tonumber(v)
         elseif k == 'result' or k == 'error' or k == 'payload' then
             j[k] = utf8_clean(v) -- bytes from outside
-        elseif k ~= 'lost' then
+        elseif k ~= 'lost' and k ~= 'reclaimed' then -- internal (lost: before version 4)
             j[k] = v
         end
     end

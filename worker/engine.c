@@ -521,16 +521,23 @@ static void on_batch_reply(redisAsyncContext *ac, void *reply, void *priv)
     } else {
         if (!ev_is_active(&w->hold))
             w->hold_ms = 0;
+        /* Written: each outcome is dropped now, recorded or refused. */
+        enum corral_run_status *st = corral_xcalloc(b->n, sizeof(*st));
+        struct corral_err err;
+        if (corral_reply_runs(r, st, b->n, &err) < 0) {
+            corral_log_warn("outcomes written, reply not understood", "error=\"%s\"", err.msg);
+            for (size_t i = 0; i < b->n; i++)
+                st[i] = CORRAL_STATUS_DONE;
+        }
         for (size_t i = 0; i < b->n; i++) {
             struct outcome *o = b->items[i];
-            const redisReply *e =
-                r->type == REDIS_REPLY_ARRAY && i < r->elements ? r->element[i] : NULL;
-            int stale =
-                e != NULL && ((e->type == REDIS_REPLY_INTEGER && e->integer == 0) ||
-                              (e->type == REDIS_REPLY_STRING && strcmp(e->str, "stale") == 0));
-            if (stale)
+            if (st[i] == CORRAL_STATUS_STALE)
                 corral_log_warn("outcome not recorded: a newer run of the job exists",
                                 "queue=%s id=%s run=%s", o->q->conf->name, o->id, o->run);
+            else if (st[i] == CORRAL_STATUS_RECLAIMED)
+                corral_log_notice("outcome dropped: this run's lease was reclaimed and the job "
+                                  "requeued or ended",
+                                  "queue=%s id=%s run=%s", o->q->conf->name, o->id, o->run);
             for (struct outcome **p = &w->outcomes; *p; p = &(*p)->next) {
                 if (*p == o) {
                     *p = o->next;
@@ -541,6 +548,7 @@ static void on_batch_reply(redisAsyncContext *ac, void *reply, void *priv)
             }
             free_outcome(o);
         }
+        free(st);
     }
     free(b->items);
     free(b);
@@ -894,8 +902,9 @@ static void renew_ctx_free(struct renew_ctx *rc)
     free(rc);
 }
 
-/* A run whose lease is lost (the job ran again elsewhere, or ended) can no
- * longer record an outcome: the function library would answer "stale".
+/* A run whose lease is lost (reclaimed, the job ran again elsewhere, or
+ * ended) can no longer record an outcome: the function library would answer
+ * STALE or RECLAIMED.
  * Stop it rather than spend an AI call nobody will keep. */
 static void abort_lost_run(struct corral_worker *w, struct corral_wqueue *q, const char *id,
                            const char *run)
@@ -903,7 +912,8 @@ static void abort_lost_run(struct corral_worker *w, struct corral_wqueue *q, con
     for (struct corral_run *r = w->running; r; r = r->next) {
         if (r->q != q || strcmp(r->job.id, id) != 0 || strcmp(r->job.run, run) != 0)
             continue;
-        corral_log_warn("lease lost: a newer run of the job exists or it ended; stopping this run",
+        corral_log_warn("lease lost: it was reclaimed, a newer run exists or the job ended; "
+                        "stopping this run",
                         "queue=%s id=%s run=%s", q->conf->name, id, run);
         if (r->abort != NULL)
             r->abort(r);
@@ -920,20 +930,22 @@ static void on_renew_reply(redisAsyncContext *ac, void *reply, void *priv)
     conn_replied(ac);
     if (r != NULL && r->type == REDIS_REPLY_ERROR)
         corral_log_warn("lease renewal failed", "queue=%s error=\"%s\"", rc->q->conf->name, r->str);
-    if (r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements == rc->n && !rc->w->stopping) {
-        for (size_t i = 0; i < rc->n; i++) {
-            const redisReply *e = r->element[i];
-            if (e->type == REDIS_REPLY_INTEGER && e->integer == 0)
+    enum corral_run_status *st = corral_xcalloc(rc->n, sizeof(*st));
+    struct corral_err err;
+    if (r != NULL && r->type == REDIS_REPLY_ARRAY && !rc->w->stopping &&
+        corral_reply_runs(r, st, rc->n, &err) == 0) {
+        for (size_t i = 0; i < rc->n; i++)
+            if (st[i] == CORRAL_STATUS_STALE || st[i] == CORRAL_STATUS_RECLAIMED)
                 abort_lost_run(rc->w, rc->q, rc->ids[i], rc->runs[i]);
-        }
     }
+    free(st);
     renew_ctx_free(rc);
 }
 
 /* Every lease/3: one corral_renew call per queue for all its running jobs.
- * While Redis is away nothing is sent; the jobs keep running, and a lease
- * that expired meanwhile is taken back by the next renew unless the job has
- * run again. */
+ * While Redis is away nothing is sent; the jobs keep running, and one whose
+ * lease was reclaimed meanwhile is stopped when the next renew answers
+ * RECLAIMED. */
 static void on_renew(struct ev_loop *loop, ev_timer *t, int revents)
 {
     struct corral_worker *w = t->data;

@@ -248,19 +248,46 @@ static void defer_carries_kind_and_reason(void **state)
     corral_cmd_free(&cmd);
 }
 
-static void fail_reply_maps_states(void **state)
+static void outcome_reply_maps_each_word_to_its_status(void **state)
 {
-    redisReply *r = arr_reply(3);
-    r->element[0] = str_reply("scheduled");
-    r->element[1] = str_reply("dead");
-    r->element[2] = str_reply("stale");
-    enum corral_fail_status st[3];
+    const char *words[] = {"done", "dead", "scheduled", "queued", "active", "STALE", "RECLAIMED"};
+    enum corral_run_status want[] = {
+        CORRAL_STATUS_DONE,   CORRAL_STATUS_DEAD,  CORRAL_STATUS_SCHEDULED, CORRAL_STATUS_QUEUED,
+        CORRAL_STATUS_ACTIVE, CORRAL_STATUS_STALE, CORRAL_STATUS_RECLAIMED};
+    redisReply *r = arr_reply(7);
+    for (size_t i = 0; i < 7; i++)
+        r->element[i] = str_reply(words[i]);
+    enum corral_run_status st[7];
     struct corral_err err;
-    assert_int_equal(corral_reply_fail(r, st, 3, &err), 0);
-    assert_int_equal(st[0], CORRAL_FAIL_SCHEDULED);
-    assert_int_equal(st[1], CORRAL_FAIL_DEAD);
-    assert_int_equal(st[2], CORRAL_FAIL_STALE);
-    assert_int_equal(corral_reply_fail(r, st, 2, &err), -1);
+    assert_int_equal(corral_reply_runs(r, st, 7, &err), 0);
+    for (size_t i = 0; i < 7; i++) {
+        assert_int_equal(st[i], want[i]);
+        assert_string_equal(corral_run_status_name(st[i]), words[i]);
+    }
+    /* one entry per job, or the reply is not understood */
+    assert_int_equal(corral_reply_runs(r, st, 6, &err), -1);
+    free_reply(r);
+}
+
+static void outcome_reply_with_an_unknown_word_or_an_int_is_refused(void **state)
+{
+    /* "stale" and 1 were version 3's words: a status is never guessed */
+    const char *bad[] = {"stale", "Done", "reclaimed", "", "done "};
+    for (size_t k = 0; k < sizeof(bad) / sizeof(bad[0]); k++) {
+        redisReply *r = arr_reply(2);
+        r->element[0] = str_reply("done");
+        r->element[1] = str_reply(bad[k]);
+        enum corral_run_status st[2];
+        struct corral_err err;
+        assert_int_equal(corral_reply_runs(r, st, 2, &err), -1);
+        assert_int_equal(err.code, CORRAL_ERR_REDIS);
+        free_reply(r);
+    }
+    redisReply *r = arr_reply(1);
+    r->element[0] = int_reply(1);
+    enum corral_run_status st[1];
+    struct corral_err err;
+    assert_int_equal(corral_reply_runs(r, st, 1, &err), -1);
     free_reply(r);
 }
 
@@ -330,7 +357,8 @@ int main(void)
         cmocka_unit_test(malformed_reserve_reply_is_an_error_not_a_crash),
         cmocka_unit_test(reserve_reply_gate_says_until_when_and_why),
         cmocka_unit_test(defer_carries_kind_and_reason),
-        cmocka_unit_test(fail_reply_maps_states),
+        cmocka_unit_test(outcome_reply_maps_each_word_to_its_status),
+        cmocka_unit_test(outcome_reply_with_an_unknown_word_or_an_int_is_refused),
         cmocka_unit_test(redis_urls_parse),
         cmocka_unit_test(redis_url_with_password_is_refused_without_echoing_it),
         cmocka_unit_test(bad_redis_urls_are_refused),
