@@ -154,7 +154,8 @@ soak: deps
 	CORRAL_BUILD=$(abspath $(BUILD)) $(PYTHON) tests/chaos/soak.py $(SOAK_ARGS)
 
 DEB_PKGS := gcc make pkg-config libhiredis-dev libev-dev libjansson-dev libcurl4-openssl-dev \
-            libinih-dev libcmocka-dev redis-server redis-tools python3 python3-pytest python3-redis
+            libinih-dev libcmocka-dev redis-server redis-tools python3 python3-pytest python3-redis \
+            python3-hypothesis
 deps:
 	@missing=$$(for p in $(DEB_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | \
 	    grep -q '^install ok installed' || echo $$p; done); \
