@@ -33,10 +33,33 @@ local WAKE_CAP = 1024
 local HIST = {1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 30000,
               60000, 120000, 300000, 600000}
 
--- Raises an error reply for bad input. Every function validates before it
--- writes, so a refused call changes nothing.
-local function fail(fmt, ...)
-    error('ERR ' .. string.format(fmt, ...), 0)
+-- The code word that begins each error reply of the library, so callers
+-- act on a word rather than on prose (docs/protocol.md lists them; the C
+-- side maps them in queue/codes.c). A word names what the caller can do
+-- differently; a new kind of refusal that calls for a different reaction
+-- gets a new word.
+local CODES = {
+    BADARG = true,     -- a call's arguments are malformed (a caller's bug)
+    BADNAME = true,    -- the key names no valid queue or service
+    NOQUEUE = true,    -- the queue was never declared
+    NOSERVICE = true,  -- the service was never declared
+    BADPAYLOAD = true, -- the payload is missing or not JSON
+    TOOBIG = true,     -- the payload is over the queue's max_payload
+    BADOPTION = true,  -- an enqueue option is unknown or its value invalid
+    BADSETTING = true, -- a queue's or service's settings are invalid
+    NOJOB = true,      -- no such job in the queue
+    RUNNING = true,    -- the job is running and cannot be cancelled
+    FINISHED = true,   -- the job already ended (done or cancelled)
+    NOTDEAD = true,    -- dead_retry of a job that is not dead
+}
+
+-- Raises an error reply "<CODE> <message>" for bad input. Every function
+-- validates before it writes, so a refused call changes nothing.
+local function fail(code, fmt, ...)
+    if not CODES[code] then
+        error('corral: unknown error code ' .. tostring(code), 0)
+    end
+    error({corral = code .. ' ' .. string.format(fmt, ...)}, 0)
 end
 
 -- Turns fail()'s errors into plain error replies (without the script
@@ -47,8 +70,8 @@ local function api(f)
         if ok then
             return r
         end
-        if type(r) == 'string' and r:sub(1, 4) == 'ERR ' then
-            return redis.error_reply(r)
+        if type(r) == 'table' and r.corral then
+            return redis.error_reply(r.corral)
         end
         error(r, 0)
     end
@@ -148,17 +171,17 @@ end
 -- Returns K and the queue name from the one key argument.
 local function queue_key(key)
     if key == nil then
-        fail('expected one key: the queue name')
+        fail('BADARG', 'expected one key: the queue name')
     end
     local prefix, q = key:match('^(.-):{(.*)}$')
     if prefix == nil then
         prefix, q = 'corral', key
     end
     if not valid_name(q) then
-        fail('bad queue name "%s": use 1-64 characters of A-Z a-z 0-9 _ . : -', q:sub(1, 80))
+        fail('BADNAME', 'bad queue name "%s": use 1-64 characters of A-Z a-z 0-9 _ . : -', q:sub(1, 80))
     end
     if not valid_name(prefix) then
-        fail('bad key prefix "%s"', prefix:sub(1, 80))
+        fail('BADNAME', 'bad key prefix "%s"', prefix:sub(1, 80))
     end
     return prefix .. ':{' .. q .. '}', q, prefix
 end
@@ -181,7 +204,7 @@ local CONF_FIELDS = {'priorities', 'order', 'weights', 'max_attempts', 'backoff_
 local function load_conf(K, q)
     local v = redis.call('HMGET', K .. ':conf', unpack(CONF_FIELDS))
     if not v[1] then
-        fail('unknown queue "%s": no corrald or corralctl has declared it (corral_declare)', q)
+        fail('NOQUEUE', 'unknown queue "%s": no corrald or corralctl has declared it (corral_declare)', q)
     end
     local c = {priorities = split(v[1]), order = v[2], weights = {}}
     for i, w in ipairs(split(v[3])) do
@@ -357,10 +380,13 @@ local function backoff_ms(c, attempts)
     return lo + math.floor(math.random() * (hi - lo + 1))
 end
 
-local function int_arg(v, what, lo, hi)
+-- An integer argument, option or setting within [lo, hi], or a refusal
+-- with the code of what it is (BADARG, BADOPTION, BADSETTING).
+local function int_arg(code, v, what, lo, hi)
     local n = tonumber(v)
     if n == nil or n ~= math.floor(n) or n < lo or n > hi then
-        fail('%s must be an integer from %d to %d, got %s', what, lo, hi, shown(v):sub(1, 40))
+        fail(code, '%s must be an integer from %d to %d, got %s', what, lo, hi,
+             shown(v):sub(1, 40))
     end
     return n
 end
@@ -830,52 +856,52 @@ local function corral_declare(keys, args)
     local K, q, prefix = queue_key(keys[1])
     local ok, s = pcall(json_decode, args[1] or '')
     if not ok or type(s) ~= 'table' then
-        fail('queue "%s": settings must be a JSON object', q)
+        fail('BADSETTING', 'queue "%s": settings must be a JSON object', q)
     end
     for k, _ in pairs(s) do
         if not DECLARE_KEYS[k] then
-            fail('queue "%s": unknown setting "%s" (known: %s)', q, shown(k):sub(1, 64),
+            fail('BADSETTING', 'queue "%s": unknown setting "%s" (known: %s)', q, shown(k):sub(1, 64),
                  DECLARE_KNOWN)
         end
     end
     local prios = s.priorities or {'high', 'normal', 'low'}
     if type(prios) ~= 'table' or #prios < 1 or #prios > 16 then
-        fail('queue "%s": priorities must be a list of 1 to 16 names', q)
+        fail('BADSETTING', 'queue "%s": priorities must be a list of 1 to 16 names', q)
     end
     local seen = {}
     for _, p in ipairs(prios) do
         if not valid_name(p) or p:find(',') then
-            fail('queue "%s": bad priority name "%s"', q, shown(p))
+            fail('BADSETTING', 'queue "%s": bad priority name "%s"', q, shown(p))
         end
         if seen[p] then
-            fail('queue "%s": priority "%s" is listed twice', q, p)
+            fail('BADSETTING', 'queue "%s": priority "%s" is listed twice', q, p)
         end
         seen[p] = true
     end
     local order = s.order or 'strict'
     if order ~= 'strict' and order ~= 'weighted' then
-        fail('queue "%s": order must be strict or weighted', q)
+        fail('BADSETTING', 'queue "%s": order must be strict or weighted', q)
     end
     local weights = {}
     for i = 1, #prios do
         local w = (type(s.weights) == 'table' and s.weights[i]) or 1
-        weights[i] = tostring(int_arg(w, 'weight', 1, 1000000))
+        weights[i] = tostring(int_arg('BADSETTING', w, 'weight', 1, 1000000))
     end
     local fields = {
         'priorities', table.concat(prios, ','), 'order', order, 'weights',
         table.concat(weights, ','),
-        'max_attempts', int_arg(s.max_attempts or 5, 'max_attempts', 1, 1000),
-        'backoff_base_ms', int_arg(s.backoff_base_ms or 1000, 'backoff_base_ms', 1, 2 ^ 40),
-        'backoff_cap_ms', int_arg(s.backoff_cap_ms or 300000, 'backoff_cap_ms', 1, 2 ^ 40),
-        'timeout_ms', int_arg(s.timeout_ms or 60000, 'timeout_ms', 1, 2 ^ 40),
-        'lease_ms', int_arg(s.lease_ms or 30000, 'lease_ms', 100, 2 ^ 40),
-        'result_ttl_ms', int_arg(s.result_ttl_ms or 86400000, 'result_ttl_ms', 1000, 2 ^ 45),
-        'max_payload', int_arg(s.max_payload or 1048576, 'max_payload', 1, 512 * 1048576),
-        'max_result', int_arg(s.max_result or 1048576, 'max_result', 1, 512 * 1048576),
+        'max_attempts', int_arg('BADSETTING', s.max_attempts or 5, 'max_attempts', 1, 1000),
+        'backoff_base_ms', int_arg('BADSETTING', s.backoff_base_ms or 1000, 'backoff_base_ms', 1, 2 ^ 40),
+        'backoff_cap_ms', int_arg('BADSETTING', s.backoff_cap_ms or 300000, 'backoff_cap_ms', 1, 2 ^ 40),
+        'timeout_ms', int_arg('BADSETTING', s.timeout_ms or 60000, 'timeout_ms', 1, 2 ^ 40),
+        'lease_ms', int_arg('BADSETTING', s.lease_ms or 30000, 'lease_ms', 100, 2 ^ 40),
+        'result_ttl_ms', int_arg('BADSETTING', s.result_ttl_ms or 86400000, 'result_ttl_ms', 1000, 2 ^ 45),
+        'max_payload', int_arg('BADSETTING', s.max_payload or 1048576, 'max_payload', 1, 512 * 1048576),
+        'max_result', int_arg('BADSETTING', s.max_result or 1048576, 'max_result', 1, 512 * 1048576),
         'service', type(s.service) == 'string' and s.service or ''
     }
     if fields[10] > fields[12] then
-        fail('queue "%s": backoff_base_ms (%d) is above backoff_cap_ms (%d)', q, fields[10],
+        fail('BADSETTING', 'queue "%s": backoff_base_ms (%d) is above backoff_cap_ms (%d)', q, fields[10],
              fields[12])
     end
     local old = redis.call('HGET', K .. ':conf', 'priorities')
@@ -909,29 +935,29 @@ local function corral_enqueue(keys, args)
     local c = load_conf(K, q)
     local payload = args[1]
     if payload == nil then
-        fail('queue "%s": missing payload', q)
+        fail('BADPAYLOAD', 'queue "%s": missing payload', q)
     end
     if #payload > c.max_payload then
-        fail('queue "%s": payload is %d bytes, limit is %d (max_payload)', q, #payload,
+        fail('TOOBIG', 'queue "%s": payload is %d bytes, limit is %d (max_payload)', q, #payload,
              c.max_payload)
     end
     -- cjson stops at a NUL byte: what follows it would go unchecked.
     if payload:find('\0', 1, true) or not pcall(json_decode, payload) then
-        fail('queue "%s": payload is not valid JSON', q)
+        fail('BADPAYLOAD', 'queue "%s": payload is not valid JSON', q)
     end
     if #args > 2 then
-        fail('queue "%s": corral_enqueue takes a payload and one options object, got %d ' ..
+        fail('BADARG', 'queue "%s": corral_enqueue takes a payload and one options object, got %d ' ..
                  'arguments', q, #args)
     end
     local o = {}
     if args[2] ~= nil and args[2] ~= '' then
         local ok, v = pcall(json_decode, args[2])
         if not ok or type(v) ~= 'table' then
-            fail('queue "%s": options must be a JSON object', q)
+            fail('BADOPTION', 'queue "%s": options must be a JSON object', q)
         end
         for k, _ in pairs(v) do
             if not OPTION_KEYS[k] then
-                fail('queue "%s": unknown option "%s" (known: priority, delay_ms, ' ..
+                fail('BADOPTION', 'queue "%s": unknown option "%s" (known: priority, delay_ms, ' ..
                          'max_attempts, timeout_ms, service, unique_key)', q, tostring(k))
             end
         end
@@ -953,26 +979,26 @@ local function corral_enqueue(keys, args)
             end
         end
         if level == nil then
-            fail('queue "%s": unknown priority "%s" (known: %s, or 0-%d)', q,
+            fail('BADOPTION', 'queue "%s": unknown priority "%s" (known: %s, or 0-%d)', q,
                  shown(p):sub(1, 64), table.concat(c.priorities, ', '), #c.priorities - 1)
         end
     end
     local delay = 0
     if o.delay_ms ~= nil then
-        delay = int_arg(o.delay_ms, 'delay_ms', 0, 366 * 86400000)
+        delay = int_arg('BADOPTION', o.delay_ms, 'delay_ms', 0, 366 * 86400000)
     end
     local max_attempts = c.max_attempts
     if o.max_attempts ~= nil then
-        max_attempts = int_arg(o.max_attempts, 'max_attempts', 1, 1000)
+        max_attempts = int_arg('BADOPTION', o.max_attempts, 'max_attempts', 1, 1000)
     end
     local timeout = c.timeout_ms
     if o.timeout_ms ~= nil then
-        timeout = int_arg(o.timeout_ms, 'timeout_ms', 1, 86400000)
+        timeout = int_arg('BADOPTION', o.timeout_ms, 'timeout_ms', 1, 86400000)
     end
     local service = c.service
     if o.service ~= nil then
         if not valid_name(o.service) then
-            fail('queue "%s": bad service name "%s"', q, shown(o.service):sub(1, 64))
+            fail('BADOPTION', 'queue "%s": bad service name "%s"', q, shown(o.service):sub(1, 64))
         end
         service = o.service
     end
@@ -980,7 +1006,7 @@ local function corral_enqueue(keys, args)
     if o.unique_key ~= nil then
         uk = o.unique_key
         if type(uk) ~= 'string' or #uk < 1 or #uk > 256 then
-            fail('queue "%s": unique_key must be a string of 1 to 256 bytes', q)
+            fail('BADOPTION', 'queue "%s": unique_key must be a string of 1 to 256 bytes', q)
         end
         local existing = redis.call('GET', K .. ':uniq:' .. uk)
         if existing and redis.call('EXISTS', job_key(K, existing)) == 1 then
@@ -1096,10 +1122,10 @@ local function corral_reserve(keys, args)
     local c = load_conf(K, q)
     local worker = args[1]
     if worker == nil or worker == '' or #worker > 128 then
-        fail('reserve: worker id must be 1-128 bytes')
+        fail('BADARG', 'reserve: worker id must be 1-128 bytes')
     end
-    local n = int_arg(args[2] or 1, 'reserve count', 1, MAX_BATCH)
-    local max_inflight = int_arg(args[3] or 0, 'max_inflight', 0, 1000000)
+    local n = int_arg('BADARG', args[2] or 1, 'reserve count', 1, MAX_BATCH)
+    local max_inflight = int_arg('BADARG', args[3] or 0, 'max_inflight', 0, 1000000)
     local now = now_ms()
     promote_due(K, c, now, MAX_BATCH)
     if redis.call('EXISTS', K .. ':paused') == 1 then
@@ -1228,7 +1254,7 @@ local function corral_fail(keys, args)
     for i = 2, #args - 3, 4 do
         local kind = args[i + 2]
         if kind ~= 'retry' and kind ~= 'permanent' then
-            fail('fail: kind must be retry or permanent, got "%s"', tostring(kind):sub(1, 32))
+            fail('BADARG', 'fail: kind must be retry or permanent, got "%s"', tostring(kind):sub(1, 32))
         end
     end
     -- Seed once per call: jobs failing in one batch must get different delays.
@@ -1322,9 +1348,9 @@ local function corral_defer(keys, args)
         args = groups
     end
     for i = 2, #args - 4, 5 do
-        int_arg(args[i + 2], 'delay_ms', 0, 366 * 86400000)
+        int_arg('BADARG', args[i + 2], 'delay_ms', 0, 366 * 86400000)
         if not DEFER_KINDS[args[i + 3]] then
-            fail('defer: kind must be "", throttle or quota, got "%s"',
+            fail('BADARG', 'defer: kind must be "", throttle or quota, got "%s"',
                  tostring(args[i + 3]):sub(1, 32))
         end
     end
@@ -1376,7 +1402,7 @@ end
 local function corral_promote(keys, args)
     local K, q = queue_key(keys[1])
     local c = load_conf(K, q)
-    return promote_due(K, c, now_ms(), int_arg(args[1] or MAX_BATCH, 'limit', 1, 100000))
+    return promote_due(K, c, now_ms(), int_arg('BADARG', args[1] or MAX_BATCH, 'limit', 1, 100000))
 end
 
 -- Requeues (at the front of its level) or, with attempts used up, kills a job
@@ -1436,7 +1462,7 @@ local function corral_reclaim(keys, args)
     local c = load_conf(K, q)
     local now = now_ms()
     local b = svc_batch(K, c, prefix)
-    local limit = int_arg(args[1] or MAX_BATCH, 'limit', 1, 100000)
+    local limit = int_arg('BADARG', args[1] or MAX_BATCH, 'limit', 1, 100000)
     local ids = redis.call('ZRANGEBYSCORE', K .. ':active', '-inf', now, 'LIMIT', 0, limit)
     local n = reclaim_all(K, c, b, ids, now, 'lease expired')
     svc_apply(b, now)
@@ -1458,15 +1484,15 @@ local function corral_reclaim_worker(keys, args)
     local b = svc_batch(K, c, prefix)
     local who = args[1]
     if who == nil or who == '' or who == '*' then
-        fail('reclaim_worker: a worker id or host prefix is required')
+        fail('BADARG', 'reclaim_worker: a worker id or host prefix is required')
     end
     local keep = nil
     if args[2] ~= nil then
         if args[2] ~= 'keep' then
-            fail('reclaim_worker: the second argument must be "keep" (got "%s")', args[2])
+            fail('BADARG', 'reclaim_worker: the second argument must be "keep" (got "%s")', args[2])
         end
         if who:sub(-1) == '*' then
-            fail('reclaim_worker: "keep" needs one worker id, not a host prefix')
+            fail('BADARG', 'reclaim_worker: "keep" needs one worker id, not a host prefix')
         end
         keep = {}
         for i = 3, #args do
@@ -1505,7 +1531,8 @@ local function corral_dead_retry(keys, args)
         for _, id in ipairs(ids) do -- all or nothing
             local state = redis.call('HGET', job_key(K, id), 'state')
             if state ~= 'dead' then
-                fail('queue "%s": job %s is not dead (%s)', q, tostring(id):sub(1, 40),
+                fail(state and 'NOTDEAD' or 'NOJOB', 'queue "%s": job %s is not dead (%s)', q,
+                     tostring(id):sub(1, 40),
                      state and ('state ' .. state) or 'no such job')
             end
         end
@@ -1577,10 +1604,11 @@ local function corral_cancel(keys, args)
     local jk = job_key(K, id)
     local state = redis.call('HGET', jk, 'state')
     if not state then
-        fail('queue "%s": no job %s', q, id:sub(1, 40))
+        fail('NOJOB', 'queue "%s": no job %s', q, id:sub(1, 40))
     end
     if state ~= 'queued' and state ~= 'scheduled' and state ~= 'dead' then
-        fail('queue "%s": job %s is %s and cannot be cancelled', q, id:sub(1, 40), state)
+        fail(state == 'active' and 'RUNNING' or 'FINISHED',
+             'queue "%s": job %s is %s and cannot be cancelled', q, id:sub(1, 40), state)
     end
     unlink(K, jk, id, state)
     local uk = redis.call('HGET', jk, 'unique_key')
@@ -1629,7 +1657,7 @@ end
 local function corral_stats(keys, args)
     local K, q, prefix = queue_key(keys[1])
     local c = load_conf(K, q)
-    local window_s = int_arg(args[1] or 60, 'window', 60, 3600)
+    local window_s = int_arg('BADARG', args[1] or 60, 'window', 60, 3600)
     local minutes = math.ceil(window_s / 60)
     local now = now_ms()
     local by, depth, oldest = {}, 0, nil
@@ -1712,17 +1740,17 @@ end
 -- (prefix "corral") or "<prefix>:svc:<name>".
 local function service_key(key)
     if key == nil then
-        fail('expected one key: the service name')
+        fail('BADARG', 'expected one key: the service name')
     end
     local prefix, name = key:match('^(.-):svc:(.*)$')
     if prefix == nil then
         prefix, name = 'corral', key
     end
     if not valid_name(name) then
-        fail('bad service name "%s": use 1-64 characters of A-Z a-z 0-9 _ . : -', name:sub(1, 80))
+        fail('BADNAME', 'bad service name "%s": use 1-64 characters of A-Z a-z 0-9 _ . : -', name:sub(1, 80))
     end
     if not valid_name(prefix) then
-        fail('bad key prefix "%s"', prefix:sub(1, 80))
+        fail('BADNAME', 'bad key prefix "%s"', prefix:sub(1, 80))
     end
     return svc_key(prefix, name), name, prefix
 end
@@ -1736,7 +1764,7 @@ local function corral_declare_service(keys, args)
     local SK, name, prefix = service_key(keys[1])
     local ok, v = pcall(json_decode, args[1] or '')
     if not ok or type(v) ~= 'table' then
-        fail('service "%s": settings must be a JSON object', name)
+        fail('BADSETTING', 'service "%s": settings must be a JSON object', name)
     end
     local function num(k, dflt, lo, hi)
         local x = v[k]
@@ -1745,7 +1773,7 @@ local function corral_declare_service(keys, args)
         end
         x = tonumber(x)
         if x == nil or x < lo or x > hi then
-            fail('service "%s": %s must be a number from %d to %d', name, k, lo, hi)
+            fail('BADSETTING', 'service "%s": %s must be a number from %d to %d', name, k, lo, hi)
         end
         return x
     end
@@ -1762,7 +1790,7 @@ local function corral_declare_service(keys, args)
         'rp', math.floor(num('rate_period_ms', 60000, 1, 86400000))
     }
     if fields[12] > fields[14] then
-        fail('service "%s": open_for_ms must not exceed open_max_ms', name)
+        fail('BADSETTING', 'service "%s": open_for_ms must not exceed open_max_ms', name)
     end
     if not redis.call('HGET', SK, 'st') then
         fields[#fields + 1] = 'st'
@@ -1776,7 +1804,7 @@ end
 local function known_service(SK, name)
     local s = load_svc(SK, name)
     if s == nil then
-        fail('unknown service "%s": no corrald or worker has declared it', name)
+        fail('NOSERVICE', 'unknown service "%s": no corrald or worker has declared it', name)
     end
     return s
 end

@@ -7,7 +7,9 @@
 #include <string.h>
 #include <strings.h>
 
+#include "corral/queue.h"
 #include "corral/util.h"
+#include "codes.h"
 
 extern const char corral_lua_source[];
 
@@ -115,21 +117,18 @@ int corral_redis_check(redisContext *c, const redisReply *r, const char *what,
     if (r == NULL)
         return corral_err_set(err, CORRAL_ERR_REDIS, "redis %s: %s", what,
                               c && c->errstr[0] ? c->errstr : "connection lost");
-    if (r->type == REDIS_REPLY_ERROR) {
-        const char *msg = r->str;
-        enum corral_err_code code = CORRAL_ERR_REDIS;
-        if (strncmp(msg, "ERR ", 4) == 0 &&
-            (strstr(msg, "unknown queue") != NULL || strstr(msg, "unknown service") != NULL))
-            code = CORRAL_ERR_NOTFOUND;
-        else if (strncmp(msg, "ERR ", 4) == 0 && strstr(msg, "Function not found") == NULL)
-            code = CORRAL_ERR_INVALID;
-        if (strncmp(msg, "ERR ", 4) == 0)
-            msg += 4;
-        if (msg[0] == '\0') /* "-ERR" alone: still say what failed (found by fuzzing) */
-            return corral_err_set(err, code, "redis %s: an error reply without a message", what);
-        return corral_err_set(err, code, "%s", msg);
-    }
-    return 0;
+    if (r->type != REDIS_REPLY_ERROR)
+        return 0;
+    enum corral_err_code code;
+    size_t skip;
+    enum corral_err_word word = corral_codes_lookup(r->str, r->len, &code, &skip);
+    if (r->len <= skip) /* "-ERR" alone: still say what failed (found by fuzzing) */
+        corral_err_set(err, code, "redis %s: an error reply without a message", what);
+    else
+        corral_err_set(err, code, "%.*s", (int)(r->len - skip), r->str + skip);
+    if (err != NULL)
+        err->word = word;
+    return -1;
 }
 
 int corral_redis_handshake(redisContext *c, const struct corral_redis_conf *conf,
@@ -225,7 +224,8 @@ int corral_functions_ensure(redisContext *c, int *loaded, struct corral_err *err
     long long have = -1;
     if (r->type == REDIS_REPLY_INTEGER)
         have = r->integer;
-    else if (r->type == REDIS_REPLY_ERROR && strstr(r->str, "unknown command") != NULL) {
+    else if (r->type == REDIS_REPLY_ERROR &&
+             corral_reply_word(r->str, r->len) == CORRAL_WORD_NOCOMMAND) {
         corral_err_set(err, CORRAL_ERR_REDIS,
                        "redis does not support Functions (FCALL): corral needs redis-server 7 "
                        "or newer");

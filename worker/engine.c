@@ -113,7 +113,8 @@ static void conn_setup(struct conn *c);
 static void kick(struct corral_worker *w);
 static void reclaim_unseen(struct corral_worker *w);
 static void maybe_exit(struct corral_worker *w);
-static void hold_off(struct corral_worker *w, const char *what, const char *error);
+static void hold_off(struct corral_worker *w, const char *what, const char *error,
+                     enum corral_err_word word);
 
 /* --- fd 3 ------------------------------------------------------------- */
 
@@ -515,7 +516,7 @@ static void on_batch_reply(redisAsyncContext *ac, void *reply, void *priv)
         /* Keep them: they are written again after a reconnect, or after a
          * back-off for an error reply. */
         if (r != NULL)
-            hold_off(w, "writing outcomes", r->str);
+            hold_off(w, "writing outcomes", r->str, corral_reply_word(r->str, r->len));
         for (size_t i = 0; i < b->n; i++)
             b->items[i]->sent = 0;
     } else {
@@ -697,7 +698,7 @@ static void on_blpop(redisAsyncContext *ac, void *reply, void *priv)
     if (r == NULL)
         return;
     if (r->type == REDIS_REPLY_ERROR)
-        hold_off(w, "waiting for work (BLPOP)", r->str);
+        hold_off(w, "waiting for work (BLPOP)", r->str, corral_reply_word(r->str, r->len));
     if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
         r->element[0]->type == REDIS_REPLY_STRING) {
         /* The service changed state (closed, reset, a call slot freed):
@@ -761,7 +762,7 @@ static void on_reserve(redisAsyncContext *ac, void *reply, void *priv)
         char what[128];
         snprintf(what, sizeof(what), "reserving from queue %s", w->queues[qi].conf->name);
         w->reserving = 0;
-        hold_off(w, what, err.msg);
+        hold_off(w, what, err.msg, err.word);
         return;
     }
     if (!ev_is_active(&w->hold))
@@ -993,7 +994,8 @@ static void on_hold_end(struct ev_loop *loop, ev_timer *t, int revents)
  * and writes for a growing while (never a busy loop against a failing
  * Redis), and set the connection up again when the library or a queue
  * declaration is gone. */
-static void hold_off(struct corral_worker *w, const char *what, const char *error)
+static void hold_off(struct corral_worker *w, const char *what, const char *error,
+                     enum corral_err_word word)
 {
     w->hold_ms = w->hold_ms == 0                ? HOLD_MIN_MS
                  : w->hold_ms * 2 > HOLD_MAX_MS ? HOLD_MAX_MS
@@ -1004,8 +1006,7 @@ static void hold_off(struct corral_worker *w, const char *what, const char *erro
     ev_timer_set(&w->hold, (double)w->hold_ms / 1000.0, 0.0);
     ev_timer_start(w->loop, &w->hold);
     if (w->cmd.ready && w->cmd.ac != NULL &&
-        (strstr(error, "unknown queue") != NULL || strstr(error, "Function not found") != NULL ||
-         strstr(error, "function not found") != NULL)) {
+        (word == CORRAL_WORD_NOQUEUE || word == CORRAL_WORD_NOFUNCTION)) {
         corral_log_warn("function library or queue missing in redis; setting them up again",
                         "worker=%s", w->id);
         conn_setup(&w->cmd);

@@ -121,6 +121,13 @@ enum corral_run_status {
 /* The word of a status as the library answers it ("done", "STALE"). */
 const char *corral_run_status_name(enum corral_run_status st);
 
+/* The code word an error reply's text begins with (docs/protocol.md,
+ * "Error replies"), from the one table of queue/codes.c; the error replies
+ * that corral_redis_check turns into a corral_err carry it as err->word. */
+enum corral_err_word corral_reply_word(const char *text, size_t len);
+/* The word as documented ("NOQUEUE", "READONLY"); "" for NONE. */
+const char *corral_err_word_name(enum corral_err_word word);
+
 /* Builders: the FCALL for each operation. */
 void corral_cmd_declare(struct corral_cmd *cmd, const char *prefix,
                         const struct corral_queue_conf *q);
