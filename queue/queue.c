@@ -1,6 +1,6 @@
 /* The C side of the corral Function library: builds each FCALL, parses each
  * reply, and runs both over blocking connections. Key names other than the
- * queue key live in corral.lua; the few read directly here (fin lists, the
+ * queue key live in the Lua modules (queue/lua/); the few read directly here (fin lists, the
  * queue registry) are built by fin_key() and registry_key() only. */
 #include "corral/queue.h"
 
@@ -434,7 +434,7 @@ int corral_queue_enqueue(redisContext *c, const char *prefix, const char *queue,
     if (corral_enqueue_opts_check(queue, o, err) < 0)
         return -1;
     /* Redis checks the grammar; the characters are checked here, where it
-     * is cheap (see corral.lua). */
+     * is cheap (see queue/lua/prelude.lua). */
     char why[96];
     if (corral_json_text_check(payload, len, why, sizeof(why)) < 0)
         return corral_err_set(err, CORRAL_ERR_INVALID,

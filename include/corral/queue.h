@@ -1,5 +1,5 @@
 /* The queue API of libcorral: one C call per function of the corral Redis
- * Function library (queue/corral.lua, whose comments are the protocol).
+ * Function library (queue/lua/, whose comments are the protocol).
  *
  * Every operation comes in two halves so that the blocking programs
  * (corralctl, corrald, benchmarks) and the async worker share them:
@@ -243,7 +243,7 @@ int corral_queue_wait(redisContext *c, const char *prefix, const char *queue, co
                       int64_t timeout_ms, char **state_out, struct corral_err *err);
 
 /* --- Services: breakers, throttles, limits (shared by the fleet) ---------
- * Keys: "<prefix>:svc:<name>" and below it (see queue/corral.lua). */
+ * Keys: "<prefix>:svc:<name>" and below it (see queue/lua/services.lua). */
 
 /* 1 when name is a valid service name (the same rule as queue names). */
 int corral_service_name_valid(const char *name);

@@ -54,7 +54,7 @@ def no_job_created(r, queue="demo"):
 
 
 # Redis checks a payload's grammar but not its characters (checking UTF-8
-# in Lua costs ~0.3 us per non-ASCII character; see corral.lua): libcorral
+# in Lua costs ~0.3 us per non-ASCII character; see queue/lua/prelude.lua): libcorral
 # and corralctl refuse such payloads, and a worker ends one that came in by
 # FCALL dead before any call, naming the problem and where it is.
 @pytest.mark.parametrize("payload, where", [

@@ -10,7 +10,7 @@ import re
 import pytest
 import redis
 
-from conftest import REPO, db_snapshot, declare, enqueue, qkey, reserve
+from conftest import LUA, REPO, db_snapshot, declare, enqueue, qkey, reserve
 
 Q = "jobs"
 K = qkey(Q)
@@ -103,8 +103,7 @@ def test_dead_retry_of_a_job_that_is_not_dead_is_notdead(q):
 
 
 def lua_words():
-    lua = "".join(open(os.path.join(REPO, "queue", f)).read()
-                  for f in sorted(os.listdir(os.path.join(REPO, "queue"))) if f.endswith(".lua"))
+    lua = open(LUA).read()
     table = re.search(r"local CODES = \{(.*?)\n\}", lua, re.S).group(1)
     return set(re.findall(r"^\s*([A-Z]+) = true", table, re.M)), lua
 
