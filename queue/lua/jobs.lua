@@ -409,7 +409,7 @@ local function corral_reserve(keys, args)
             allowed, gate_until, gate_why = svc_gate(s, now, n, host, max_inflight)
         end
     end
-    local probe = s ~= nil and s.st == 'half_open'
+    local probe = s ~= nil and s.state == 'half_open'
     local pick, save, left = picker(K, c)
     local start_us = now_us()
     local out = {}
@@ -451,7 +451,7 @@ local function corral_reserve(keys, args)
         -- Jobs wait for the service: the worker sleeps on the service's
         -- wake list of its host until gate_until or a state change.
         redis.call('HINCRBY', s.key .. ':sl', host, 1)
-        redis.call('HSET', s.key, 'slp', 1)
+        redis.call('HSET', s.key, 'sleepers', 1)
         -- Relative, so that the worker's clock need not agree with Redis's.
         out[#out + 1] = string.format('gate %d %s', math.max(gate_until - now, 1), gate_why)
     end

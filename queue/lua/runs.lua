@@ -117,7 +117,7 @@ local function corral_fail(keys, args)
     -- Calls that failed while the breaker was already open or half-open
     -- (late calls, failed probes) wait for the breaker, attempt refunded:
     -- the outage, not the job, is to blame.
-    local outage = b ~= nil and b.s.st ~= 'closed'
+    local outage = b ~= nil and b.s.state ~= 'closed'
     local waiting = {}
     local out = {}
     for i = 2, #args - 3, 4 do
@@ -163,7 +163,7 @@ local function corral_fail(keys, args)
     svc_apply(b, now)
     for _, w in ipairs(waiting) do
         -- Spread over a second after the breaker may half-open.
-        local at = math.max(b.s['until'], now) + math.floor(math.random() * 1000)
+        local at = math.max(b.s.open_until_ms, now) + math.floor(math.random() * 1000)
         redis.call('HSET', w[2], 'state', 'scheduled', 'run_at_ms', at)
         redis.call('ZADD', K .. ':sched', at, w[1])
         svc_hold_job(b, K, w[1])
