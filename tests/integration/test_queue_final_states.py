@@ -8,6 +8,9 @@ import pytest
 
 from conftest import (db_snapshot, declare, enqueue, get_job, qkey, reserve,
                       stats, wait_until)
+from worker_fixtures import HTTP_Q, Q as WQ, await_end, job, stub_stats
+from worker_fixtures import enqueue as wenqueue
+from worker_fixtures import make_worker, stub  # noqa: F401 (fixtures)
 
 Q = "jobs"
 K = qkey(Q)
@@ -219,3 +222,27 @@ def test_a_deferral_with_no_delay_is_ready_at_once_at_the_front_and_wakes(r):
     assert r.lrange(f"{K}:q:1", 0, -1) == [first, second]
     assert r.zcard(f"{K}:sched") == 0
     assert r.llen(f"{K}:wake") == 1
+
+
+def test_a_worker_drops_the_outcome_of_a_reclaimed_run_logging_it_once(r, stub, make_worker):
+    """A slow worker's run is taken back (corrald thought it dead) while its
+    call goes on; the queue is paused, so the job waits, queued. The call
+    ends: the ack answers RECLAIMED, the worker logs it once at notice and
+    drops it; the job runs again, and only that run's result is kept."""
+    w = make_worker(HTTP_Q + "\nlease = 60s", stub.url)
+    jid = wenqueue(r, {"stub": {"delay_ms": 1500, "status": 200, "body": '{"run": "first"}',
+                                "fail_times": 1, "key": "R"},
+                       "messages": [{"role": "user", "content": "second"}]})
+    wait_until(lambda: stub_stats(stub)["inflight"] == 1, what="the first call to start")
+    worker = job(r, jid)["worker"]
+    r.fcall("corral_pause", 1, WQ)
+    assert r.fcall("corral_reclaim_worker", 1, WQ, worker) == 1
+    wait_until(lambda: "lease was reclaimed" in w.logs(), what="the late outcome to be dropped")
+    j = job(r, jid)
+    assert j["state"] == "queued" and "result" not in j, j
+    r.fcall("corral_resume", 1, WQ)
+    j = await_end(r, jid)
+    assert j["state"] == "done" and j["attempts"] == 2 and "echo: second" in j["result"], j
+    dropped = [line for line in w.logs().splitlines() if "lease was reclaimed" in line]
+    assert len(dropped) == 1 and f"id={jid} " in dropped[0], dropped
+    assert w.stop() == 0
