@@ -492,7 +492,7 @@ end
 -- throttle ended; only the calls in flight per host are kept (the jobs
 -- holding them give them back when they end), as inflight:<host>.
 local function upgrade_v3(SK)
-    if redis.call('HEXISTS', SK, 'win') == 0 then
+    if not redis.call('HGET', SK, 'win') then
         return
     end
     local h = redis.call('HGETALL', SK)
