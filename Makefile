@@ -84,10 +84,24 @@ $(BUILD)/%.o: %.c
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
 
-# The Redis Function library is embedded as a C string.
-$(BUILD)/gen/corral_lua.c: queue/corral.lua
+# The Redis Function library: the modules of queue/lua/, in the order of
+# queue/lua/ORDER (the one definition of it; tests/integration/conftest.py
+# reads it too), after the version of queue/lua/VERSION, as one source
+# (build/gen/corral.lua) and embedded as a C string with its version.
+LUA_ORDER   := $(shell sed -e '/^[[:space:]]*\#/d' -e '/^[[:space:]]*$$/d' queue/lua/ORDER)
+LUA_SRCS    := $(addprefix queue/lua/,$(LUA_ORDER))
+LUA_VERSION := $(shell cat queue/lua/VERSION)
+
+$(BUILD)/gen/corral.lua: queue/lua/ORDER queue/lua/VERSION $(LUA_SRCS)
 	@mkdir -p $(@D)
-	{ echo '/* generated from queue/corral.lua by the Makefile: do not edit */'; \
+	{ echo '#!lua name=corral'; \
+	  echo '-- generated from queue/lua/ (ORDER, VERSION) by the Makefile: do not edit'; \
+	  echo 'local LIB_VERSION = $(LUA_VERSION)'; \
+	  cat $(LUA_SRCS); } > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/gen/corral_lua.c: $(BUILD)/gen/corral.lua
+	{ echo '/* generated from queue/lua/ by the Makefile: do not edit */'; \
+	  echo 'const int corral_lua_version = $(LUA_VERSION);'; \
 	  echo 'const char corral_lua_source[] ='; \
 	  sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/^/"/' -e 's/$$/\\n"/' $<; \
 	  echo ';'; } > $@.tmp && mv $@.tmp $@
@@ -182,7 +196,8 @@ soak: deps
 	CORRAL_BUILD=$(abspath $(BUILD)) $(PYTHON) tests/chaos/soak.py $(SOAK_ARGS)
 
 DEB_PKGS := gcc make pkg-config libhiredis-dev libev-dev libjansson-dev libcurl4-openssl-dev \
-            libinih-dev libcmocka-dev redis-server redis-tools python3 python3-pytest python3-redis redis-sentinel stunnel4 openssl
+            libinih-dev libcmocka-dev redis-server redis-tools python3 python3-pytest python3-redis redis-sentinel stunnel4 openssl \
+            python3-hypothesis
 deps:
 	@missing=$$(for p in $(DEB_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | \
 	    grep -q '^install ok installed' || echo $$p; done); \

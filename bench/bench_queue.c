@@ -187,16 +187,16 @@ static int ack_batch(redisContext *c, const char *wid, const struct corral_job *
                      long *done, struct corral_err *err)
 {
     struct corral_outcome o[BATCH_MAX] = {{0}};
-    enum corral_ack_status st[BATCH_MAX];
+    enum corral_run_status st[BATCH_MAX];
     for (size_t i = 0; i < n; i++)
         o[i] = (struct corral_outcome){
             .id = jobs[i].id, .run = jobs[i].run, .data = result, .len = sizeof(result) - 1};
     if (corral_queue_ack(c, PREFIX, QUEUE, wid, o, n, st, err) < 0)
         return -1;
     for (size_t i = 0; i < n; i++) {
-        if (st[i] != CORRAL_ACK_DONE)
-            return corral_err_set(err, CORRAL_ERR_REDIS, "ack of job %s answered %d, not done",
-                                  jobs[i].id, (int)st[i]);
+        if (st[i] != CORRAL_STATUS_DONE)
+            return corral_err_set(err, CORRAL_ERR_REDIS, "ack of job %s answered %s, not done",
+                                  jobs[i].id, corral_run_status_name(st[i]));
         (*done)++;
     }
     return 0;

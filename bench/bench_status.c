@@ -131,7 +131,7 @@ static void build_fleet(struct ctl *ctl, int nq, int nh)
         if (corral_queue_reserve(c, "corral", name, "bench:1", 10, &jobs, &n, NULL, &err) < 0)
             die("reserving", &err);
         struct corral_outcome o[10];
-        enum corral_ack_status st[10];
+        enum corral_run_status st[10];
         for (size_t k = 0; k < n; k++)
             o[k] = (struct corral_outcome){
                 .id = jobs[k].id, .run = jobs[k].run, .data = "{}", .len = 2};

@@ -11,6 +11,7 @@ int corral_err_set(struct corral_err *err, enum corral_err_code code, const char
     if (err == NULL)
         return -1;
     err->code = code;
+    err->word = CORRAL_WORD_NONE;
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
@@ -37,5 +38,6 @@ void corral_err_clear(struct corral_err *err)
     if (err == NULL)
         return;
     err->code = CORRAL_OK;
+    err->word = CORRAL_WORD_NONE;
     err->msg[0] = '\0';
 }

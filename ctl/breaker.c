@@ -53,7 +53,7 @@ json_t *ctl_breaker_json(const char *name, const redisReply *r, int64_t now, str
 {
     char *json = NULL;
     if (corral_reply_json(r, "breaker", &json, err) < 0)
-        return err->code == CORRAL_ERR_NOTFOUND ? undeclared(name, now) : NULL;
+        return err->word == CORRAL_WORD_NOSERVICE ? undeclared(name, now) : NULL;
     json_t *b = json_loads(json, 0, NULL);
     free(json);
     if (b == NULL) {

@@ -260,7 +260,7 @@ static int cmd_enqueue(struct ctl *ctl, int argc, char **argv)
     struct corral_err err;
     int rc = corral_queue_enqueue(ctl->redis, ctl->cfg->redis.prefix, queue, payload, len, &o, &id,
                                   &err);
-    if (rc < 0 && err.code == CORRAL_ERR_NOTFOUND && declare_from_config(ctl, queue, &err))
+    if (rc < 0 && err.word == CORRAL_WORD_NOQUEUE && declare_from_config(ctl, queue, &err))
         rc = corral_queue_enqueue(ctl->redis, ctl->cfg->redis.prefix, queue, payload, len, &o, &id,
                                   &err);
     free(buf);

@@ -25,11 +25,13 @@ int corral_bootstrap_reply_version(redisContext *c, const redisReply *r, long lo
         return corral_redis_check(c, r, "FCALL corral_version", err);
     if (r->type == REDIS_REPLY_INTEGER) {
         *have = r->integer;
-    } else if (r->type == REDIS_REPLY_ERROR && strstr(r->str, "unknown command") != NULL) {
+    } else if (r->type == REDIS_REPLY_ERROR &&
+               corral_reply_word(r->str, r->len) == CORRAL_WORD_NOCOMMAND) {
         return corral_err_set(err, CORRAL_ERR_REDIS,
                               "redis does not support Functions (FCALL): corral needs "
                               "redis-server 7 or newer");
-    } else if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOPERM", 6) == 0) {
+    } else if (r->type == REDIS_REPLY_ERROR &&
+               corral_reply_word(r->str, r->len) == CORRAL_WORD_NOPERM) {
         /* Not knowing the version is not having none: loading ours could
          * replace a newer library the rest of the fleet runs. */
         return corral_err_set(err, CORRAL_ERR_REDIS,

@@ -1,6 +1,6 @@
 /* The C side of the corral Function library: builds each FCALL, parses each
  * reply, and runs both over blocking connections. Key names other than the
- * queue key live in corral.lua; the few read directly here (fin lists, the
+ * queue key live in the Lua modules (queue/lua/); the few read directly here (fin lists, the
  * queue registry) are built by fin_key() and registry_key() only. */
 #include "corral/queue.h"
 
@@ -366,42 +366,37 @@ int corral_reply_reserve(const redisReply *r, struct corral_job **jobs_out, size
     return 0;
 }
 
-int corral_reply_ints(const redisReply *r, int *st, size_t n, struct corral_err *err)
+static const char *const run_status_words[] = {
+    [CORRAL_STATUS_DONE] = "done",           [CORRAL_STATUS_DEAD] = "dead",
+    [CORRAL_STATUS_SCHEDULED] = "scheduled", [CORRAL_STATUS_QUEUED] = "queued",
+    [CORRAL_STATUS_ACTIVE] = "active",       [CORRAL_STATUS_STALE] = "STALE",
+    [CORRAL_STATUS_RECLAIMED] = "RECLAIMED",
+};
+#define N_RUN_STATUS (sizeof(run_status_words) / sizeof(run_status_words[0]))
+
+const char *corral_run_status_name(enum corral_run_status st)
 {
-    if (reply_error(r, "reply", err) < 0)
-        return -1;
-    if (r->type != REDIS_REPLY_ARRAY || r->elements != n)
-        return shape("reply", err);
-    for (size_t i = 0; i < n; i++)
-        st[i] = (int)as_int(r->element[i]);
-    return 0;
+    return (size_t)st < N_RUN_STATUS ? run_status_words[st] : "?";
 }
 
-int corral_reply_ack(const redisReply *r, enum corral_ack_status *st, size_t n,
-                     struct corral_err *err)
-{
-    if (reply_error(r, "ack", err) < 0)
-        return -1;
-    if (r->type != REDIS_REPLY_ARRAY || r->elements != n)
-        return shape("ack", err);
-    for (size_t i = 0; i < n; i++)
-        st[i] = (enum corral_ack_status)as_int(r->element[i]);
-    return 0;
-}
-
-int corral_reply_fail(const redisReply *r, enum corral_fail_status *st, size_t n,
+int corral_reply_runs(const redisReply *r, enum corral_run_status *st, size_t n,
                       struct corral_err *err)
 {
-    if (reply_error(r, "fail", err) < 0)
+    if (reply_error(r, "outcome", err) < 0)
         return -1;
     if (r->type != REDIS_REPLY_ARRAY || r->elements != n)
-        return shape("fail", err);
+        return shape("outcome", err);
     for (size_t i = 0; i < n; i++) {
         const redisReply *e = r->element[i];
-        const char *s = e->type == REDIS_REPLY_STRING ? e->str : "";
-        st[i] = strcmp(s, "scheduled") == 0 ? CORRAL_FAIL_SCHEDULED
-                : strcmp(s, "dead") == 0    ? CORRAL_FAIL_DEAD
-                                            : CORRAL_FAIL_STALE;
+        size_t k = 0;
+        while (k < N_RUN_STATUS &&
+               !((e->type == REDIS_REPLY_STRING || e->type == REDIS_REPLY_STATUS) &&
+                 e->len == strlen(run_status_words[k]) &&
+                 memcmp(e->str, run_status_words[k], e->len) == 0))
+            k++;
+        if (k == N_RUN_STATUS)
+            return shape("outcome", err);
+        st[i] = (enum corral_run_status)k;
     }
     return 0;
 }
@@ -439,7 +434,7 @@ int corral_queue_enqueue(redisContext *c, const char *prefix, const char *queue,
     if (corral_enqueue_opts_check(queue, o, err) < 0)
         return -1;
     /* Redis checks the grammar; the characters are checked here, where it
-     * is cheap (see corral.lua). */
+     * is cheap (see queue/lua/prelude.lua). */
     char why[96];
     if (corral_json_text_check(payload, len, why, sizeof(why)) < 0)
         return corral_err_set(err, CORRAL_ERR_INVALID,
@@ -467,48 +462,49 @@ int corral_queue_reserve(redisContext *c, const char *prefix, const char *queue,
 }
 
 int corral_queue_ack(redisContext *c, const char *prefix, const char *queue, const char *worker,
-                     const struct corral_outcome *o, size_t n, enum corral_ack_status *st,
+                     const struct corral_outcome *o, size_t n, enum corral_run_status *st,
                      struct corral_err *err)
 {
     struct corral_cmd cmd;
     corral_cmd_ack(&cmd, prefix, queue, worker, o, n);
     redisReply *r = run(c, &cmd, "ack", err);
-    int rc = r ? corral_reply_ack(r, st, n, err) : -1;
+    int rc = r ? corral_reply_runs(r, st, n, err) : -1;
     freeReplyObject(r);
     return rc;
 }
 
 int corral_queue_fail(redisContext *c, const char *prefix, const char *queue, const char *worker,
-                      const struct corral_outcome *o, size_t n, enum corral_fail_status *st,
+                      const struct corral_outcome *o, size_t n, enum corral_run_status *st,
                       struct corral_err *err)
 {
     struct corral_cmd cmd;
     corral_cmd_fail(&cmd, prefix, queue, worker, o, n);
     redisReply *r = run(c, &cmd, "fail", err);
-    int rc = r ? corral_reply_fail(r, st, n, err) : -1;
+    int rc = r ? corral_reply_runs(r, st, n, err) : -1;
     freeReplyObject(r);
     return rc;
 }
 
 int corral_queue_defer(redisContext *c, const char *prefix, const char *queue, const char *worker,
-                       const struct corral_outcome *o, size_t n, enum corral_fail_status *st,
+                       const struct corral_outcome *o, size_t n, enum corral_run_status *st,
                        struct corral_err *err)
 {
     struct corral_cmd cmd;
     corral_cmd_defer(&cmd, prefix, queue, worker, o, n);
     redisReply *r = run(c, &cmd, "defer", err);
-    int rc = r ? corral_reply_fail(r, st, n, err) : -1;
+    int rc = r ? corral_reply_runs(r, st, n, err) : -1;
     freeReplyObject(r);
     return rc;
 }
 
 int corral_queue_renew(redisContext *c, const char *prefix, const char *queue, const char *worker,
-                       const struct corral_outcome *o, size_t n, int *st, struct corral_err *err)
+                       const struct corral_outcome *o, size_t n, enum corral_run_status *st,
+                       struct corral_err *err)
 {
     struct corral_cmd cmd;
     corral_cmd_renew(&cmd, prefix, queue, worker, o, n);
     redisReply *r = run(c, &cmd, "renew", err);
-    int rc = r ? corral_reply_ints(r, st, n, err) : -1;
+    int rc = r ? corral_reply_runs(r, st, n, err) : -1;
     freeReplyObject(r);
     return rc;
 }

@@ -312,7 +312,7 @@ int corral_conn_send(struct corral_conn *c, redisCallbackFn *fn, void *priv,
 }
 
 void corral_conn_refused(struct corral_conn *c, struct corral_log_repeat *r, const char *what,
-                         const char *error)
+                         const char *error, enum corral_err_word word)
 {
     int64_t wait_ms = corral_backoff_next(&c->hold_backoff);
     corral_logr(r, CORRAL_LOG_ERR, "redis refused a call; backing off",
@@ -321,11 +321,9 @@ void corral_conn_refused(struct corral_conn *c, struct corral_log_repeat *r, con
     ev_timer_stop(c->loop, &c->hold);
     ev_timer_set(&c->hold, (double)wait_ms / 1000.0, 0.0);
     ev_timer_start(c->loop, &c->hold);
-    /* Until the library's errors carry code words (docs/protocol.md), these
-     * are the texts that say the library or a queue is gone. */
-    if (c->ready &&
-        (strstr(error, "unknown queue") != NULL || strstr(error, "Function not found") != NULL ||
-         strstr(error, "function not found") != NULL)) {
+    /* The code words that say the library or a queue is gone
+     * (docs/protocol.md, "Errors"). */
+    if (c->ready && (word == CORRAL_WORD_NOQUEUE || word == CORRAL_WORD_NOFUNCTION)) {
         corral_log_warn("function library or queue missing in redis; setting them up again",
                         "conn=%s", c->name);
         setup_again(c);

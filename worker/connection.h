@@ -65,7 +65,7 @@ void corral_conn_setup_end(struct corral_conn *c);
  * counted), pauses the connection's use for a growing while, and sets it up
  * again when Redis says the function library or a queue is gone. */
 void corral_conn_refused(struct corral_conn *c, struct corral_log_repeat *r, const char *what,
-                         const char *error);
+                         const char *error, enum corral_err_word word);
 /* A call went through: the pause after the next refusal starts small
  * again, and r writes what it held back. */
 void corral_conn_accepted(struct corral_conn *c, struct corral_log_repeat *r);

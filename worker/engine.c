@@ -247,7 +247,8 @@ static void on_blpop(redisAsyncContext *ac, void *reply, void *priv)
     if (r->type == REDIS_REPLY_ERROR) {
         /* Pauses the reserves too: a round ends here, and must not start
          * again at once. */
-        corral_conn_refused(w->cmd, &w->refused_wait, "waiting for work (BLPOP)", r->str);
+        corral_conn_refused(w->cmd, &w->refused_wait, "waiting for work (BLPOP)", r->str,
+                            corral_reply_word(r->str, r->len));
         return;
     }
     corral_log_repeat_end(&w->refused_wait);
@@ -286,7 +287,7 @@ static void on_reserve(redisAsyncContext *ac, void *reply, void *priv)
     if (corral_reply_reserve(reply, &jobs, &n, &gate, &err) < 0) {
         char what[128];
         snprintf(what, sizeof(what), "reserving from queue %s", q->conf->name);
-        corral_conn_refused(w->cmd, &w->refused_reserve, what, err.msg);
+        corral_conn_refused(w->cmd, &w->refused_reserve, what, err.msg, err.word);
         return;
     }
     corral_conn_accepted(w->cmd, &w->refused_reserve);
@@ -411,7 +412,7 @@ static void on_renew_reply(redisAsyncContext *ac, void *reply, void *priv)
     struct corral_err err;
     if (reply == NULL) {
         /* the connection went; the next renew asks again */
-    } else if (corral_renew_answers(reply, st, rc->n, &err) < 0) {
+    } else if (corral_run_answers(reply, st, rc->n, &err) < 0) {
         corral_logr(&w->refused_renew, CORRAL_LOG_WARN, "lease renewal failed",
                     "queue=%s error=\"%s\"", w->qs.names[rc->qi], err.msg);
     } else {

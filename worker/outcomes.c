@@ -74,51 +74,28 @@ static enum corral_defer_kind defer_kind(enum corral_run_end end)
 }
 
 /* --- the library's per-job answers -------------------------------------
- * Function library v3 answers ack and renew with integers (ack: 0 stale,
- * 1 done, 2 result too big; renew: 1 renewed, 0 lost) and fail and defer
- * with words ("scheduled", "dead", "stale"); libcorral's parsers turn them
- * into its enums, and these map those to what the worker does. A lease
- * taken back by corral_reclaim reads as stale until the library tells the
- * two apart. */
+ * Function library v4 answers ack, fail, defer and renew with one word per
+ * job (docs/protocol.md, "Runs and leases"): the job's new state, or STALE
+ * (no such run of this worker) or RECLAIMED (this run's lease was taken
+ * back). libcorral's corral_reply_runs reads them; these map them to what
+ * the worker does. */
 
-static enum corral_answer ack_answer(enum corral_ack_status s)
+static enum corral_answer answer_of(enum corral_run_status s)
 {
-    return s == CORRAL_ACK_STALE ? CORRAL_ANSWER_STALE : CORRAL_ANSWER_OK;
+    return s == CORRAL_STATUS_STALE       ? CORRAL_ANSWER_STALE
+           : s == CORRAL_STATUS_RECLAIMED ? CORRAL_ANSWER_RECLAIMED
+                                          : CORRAL_ANSWER_OK;
 }
 
-static enum corral_answer fail_answer(enum corral_fail_status s)
+/* st[i] for each job of a reply to ack, fail, defer or renew; -1 with err
+ * when the reply has not the expected shape. */
+int corral_run_answers(const redisReply *r, enum corral_answer *st, size_t n,
+                       struct corral_err *err)
 {
-    return s == CORRAL_FAIL_STALE ? CORRAL_ANSWER_STALE : CORRAL_ANSWER_OK;
-}
-
-/* st[i] for each outcome of a batch's reply; -1 with err when the reply
- * has not the expected shape. */
-static int batch_answers(const redisReply *r, enum call call, enum corral_answer *st, size_t n,
-                         struct corral_err *err)
-{
-    if (call == CALL_ACK) {
-        enum corral_ack_status *a = corral_xcalloc(n, sizeof(*a));
-        int rc = corral_reply_ack(r, a, n, err);
-        for (size_t i = 0; rc == 0 && i < n; i++)
-            st[i] = ack_answer(a[i]);
-        free(a);
-        return rc;
-    }
-    enum corral_fail_status *f = corral_xcalloc(n, sizeof(*f));
-    int rc = corral_reply_fail(r, f, n, err);
+    enum corral_run_status *v = corral_xcalloc(n ? n : 1, sizeof(*v));
+    int rc = corral_reply_runs(r, v, n, err);
     for (size_t i = 0; rc == 0 && i < n; i++)
-        st[i] = fail_answer(f[i]);
-    free(f);
-    return rc;
-}
-
-int corral_renew_answers(const redisReply *r, enum corral_answer *st, size_t n,
-                         struct corral_err *err)
-{
-    int *v = corral_xcalloc(n ? n : 1, sizeof(*v));
-    int rc = corral_reply_ints(r, v, n, err);
-    for (size_t i = 0; rc == 0 && i < n; i++)
-        st[i] = v[i] == 0 ? CORRAL_ANSWER_STALE : CORRAL_ANSWER_OK;
+        st[i] = answer_of(v[i]);
     free(v);
     return rc;
 }
@@ -210,7 +187,8 @@ static void on_batch_reply(redisAsyncContext *ac, void *reply, void *priv)
         /* Kept: written again after a reconnect, or after the pause that
          * follows an error reply. */
         if (r != NULL)
-            corral_conn_refused(o->conn, &o->refused, "writing outcomes", r->str);
+            corral_conn_refused(o->conn, &o->refused, "writing outcomes", r->str,
+                                corral_reply_word(r->str, r->len));
         for (size_t i = 0; i < b->n; i++)
             b->items[i]->sent = 0;
         o->unsent += b->n;
@@ -218,7 +196,7 @@ static void on_batch_reply(redisAsyncContext *ac, void *reply, void *priv)
         corral_conn_accepted(o->conn, &o->refused);
         enum corral_answer *st = corral_xcalloc(b->n, sizeof(*st));
         struct corral_err err;
-        if (batch_answers(r, b->call, st, b->n, &err) < 0)
+        if (corral_run_answers(r, st, b->n, &err) < 0)
             corral_log_err("unexpected answer to writing outcomes; taking them as written",
                            "error=\"%s\"", err.msg);
         for (size_t i = 0; i < b->n; i++) {

@@ -21,14 +21,52 @@ enum corral_err_code {
     CORRAL_ERR_NOMEM,
 };
 
+/* The code word an error reply from Redis began with, when the error came
+ * from one (docs/protocol.md, "Error replies"): corral's Function library
+ * answers its own words, Redis its own. queue/codes.c maps words to these
+ * values in one table; callers switch on the value, never on the text. */
+enum corral_err_word {
+    CORRAL_WORD_NONE = 0, /* not an error reply */
+    /* the corral Function library */
+    CORRAL_WORD_BADARG,     /* a call's arguments are malformed */
+    CORRAL_WORD_BADNAME,    /* the key names no valid queue or service */
+    CORRAL_WORD_NOQUEUE,    /* the queue was never declared */
+    CORRAL_WORD_NOSERVICE,  /* the service was never declared */
+    CORRAL_WORD_BADPAYLOAD, /* the payload is missing or not JSON */
+    CORRAL_WORD_TOOBIG,     /* the payload is over max_payload */
+    CORRAL_WORD_BADOPTION,  /* an enqueue option is unknown or invalid */
+    CORRAL_WORD_BADSETTING, /* a queue's or service's settings are invalid */
+    CORRAL_WORD_NOJOB,      /* no such job in the queue */
+    CORRAL_WORD_RUNNING,    /* the job is running: it cannot be cancelled */
+    CORRAL_WORD_FINISHED,   /* the job already ended */
+    CORRAL_WORD_NOTDEAD,    /* dead_retry of a job that is not dead */
+    /* Redis */
+    CORRAL_WORD_NOFUNCTION, /* the function (library) is not loaded */
+    CORRAL_WORD_NOSCRIPT,
+    CORRAL_WORD_NOCOMMAND, /* an unknown command: Redis older than 7 */
+    CORRAL_WORD_NOPERM,    /* the ACL user may not run the command */
+    CORRAL_WORD_NOAUTH,
+    CORRAL_WORD_WRONGPASS,
+    CORRAL_WORD_READONLY, /* a replica */
+    CORRAL_WORD_OOM,      /* maxmemory reached */
+    CORRAL_WORD_MISCONF,  /* writes refused after a failed save */
+    CORRAL_WORD_LOADING,
+    CORRAL_WORD_MASTERDOWN,
+    CORRAL_WORD_BUSY,
+    CORRAL_WORD_WRONGTYPE,
+    CORRAL_WORD_ERR,   /* Redis's generic ERR */
+    CORRAL_WORD_OTHER, /* a word none of the above */
+};
+
 #define CORRAL_ERR_MSG_MAX 512
 
 struct corral_err {
     enum corral_err_code code;
+    enum corral_err_word word; /* set from an error reply, else NONE */
     char msg[CORRAL_ERR_MSG_MAX];
 };
 
-/* Sets err (when not NULL) and returns -1, so callers can write
+/* Sets err (when not NULL; word NONE) and returns -1, so callers can write
  * `return corral_err_set(err, CORRAL_ERR_INVALID, "...")`. */
 int corral_err_set(struct corral_err *err, enum corral_err_code code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

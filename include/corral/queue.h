@@ -1,5 +1,5 @@
 /* The queue API of libcorral: one C call per function of the corral Redis
- * Function library (queue/corral.lua, whose comments are the protocol).
+ * Function library (queue/lua/, whose comments are the protocol).
  *
  * Every operation comes in two halves so that the blocking programs
  * (corralctl, corrald, benchmarks) and the async worker share them:
@@ -102,8 +102,35 @@ struct corral_gate {
     char why[256];
 };
 
-enum corral_ack_status { CORRAL_ACK_STALE = 0, CORRAL_ACK_DONE = 1, CORRAL_ACK_TOO_BIG = 2 };
-enum corral_fail_status { CORRAL_FAIL_STALE, CORRAL_FAIL_SCHEDULED, CORRAL_FAIL_DEAD };
+/* What corral_ack, corral_fail, corral_defer and corral_renew answer for
+ * each job (docs/protocol.md, "Outcomes"): the job's state after the call,
+ * or a refusal that wrote nothing.
+ *   DONE, DEAD         ack (DEAD: the result was over max_result), fail
+ *   SCHEDULED, QUEUED  fail (a retry), defer (QUEUED: no delay, ready now)
+ *   ACTIVE             renew: the lease was extended
+ *   STALE              no such run of this worker: a newer run started, the
+ *                      job is gone, never ran, or already has this outcome
+ *   RECLAIMED          this run's lease was taken back (requeued, ended dead,
+ *                      cancelled since): drop the outcome; on renew, stop
+ *                      the run */
+enum corral_run_status {
+    CORRAL_STATUS_DONE,
+    CORRAL_STATUS_DEAD,
+    CORRAL_STATUS_SCHEDULED,
+    CORRAL_STATUS_QUEUED,
+    CORRAL_STATUS_ACTIVE,
+    CORRAL_STATUS_STALE,
+    CORRAL_STATUS_RECLAIMED,
+};
+/* The word of a status as the library answers it ("done", "STALE"). */
+const char *corral_run_status_name(enum corral_run_status st);
+
+/* The code word an error reply's text begins with (docs/protocol.md,
+ * "Error replies"), from the one table of queue/codes.c; the error replies
+ * that corral_redis_check turns into a corral_err carry it as err->word. */
+enum corral_err_word corral_reply_word(const char *text, size_t len);
+/* The word as documented ("NOQUEUE", "READONLY"); "" for NONE. */
+const char *corral_err_word_name(enum corral_err_word word);
 
 /* Builders: the FCALL for each operation. */
 void corral_cmd_declare(struct corral_cmd *cmd, const char *prefix,
@@ -135,12 +162,10 @@ int corral_reply_enqueue(const redisReply *r, char **id_out, struct corral_err *
 /* gate (may be NULL) is filled from the reply's trailing gate element. */
 int corral_reply_reserve(const redisReply *r, struct corral_job **jobs_out, size_t *n_out,
                          struct corral_gate *gate, struct corral_err *err);
-int corral_reply_ack(const redisReply *r, enum corral_ack_status *st, size_t n,
-                     struct corral_err *err);
-int corral_reply_fail(const redisReply *r, enum corral_fail_status *st, size_t n,
+/* The reply of ack, fail, defer and renew for n jobs: st[i] per job. A
+ * reply of another length, or a word that is not a status, is an error. */
+int corral_reply_runs(const redisReply *r, enum corral_run_status *st, size_t n,
                       struct corral_err *err);
-/* renew: st[i] is 1 when the lease was extended, 0 when it is lost. */
-int corral_reply_ints(const redisReply *r, int *st, size_t n, struct corral_err *err);
 
 /* Blocking forms. */
 int corral_queue_declare(redisContext *c, const char *prefix, const struct corral_queue_conf *q,
@@ -154,17 +179,19 @@ int corral_queue_enqueue(redisContext *c, const char *prefix, const char *queue,
 int corral_queue_reserve(redisContext *c, const char *prefix, const char *queue, const char *worker,
                          int n, struct corral_job **jobs_out, size_t *n_out,
                          struct corral_gate *gate, struct corral_err *err);
+/* Outcomes and renewals of n runs; st (n entries) gets each one's status. */
 int corral_queue_ack(redisContext *c, const char *prefix, const char *queue, const char *worker,
-                     const struct corral_outcome *o, size_t n, enum corral_ack_status *st,
+                     const struct corral_outcome *o, size_t n, enum corral_run_status *st,
                      struct corral_err *err);
 int corral_queue_fail(redisContext *c, const char *prefix, const char *queue, const char *worker,
-                      const struct corral_outcome *o, size_t n, enum corral_fail_status *st,
+                      const struct corral_outcome *o, size_t n, enum corral_run_status *st,
                       struct corral_err *err);
 int corral_queue_defer(redisContext *c, const char *prefix, const char *queue, const char *worker,
-                       const struct corral_outcome *o, size_t n, enum corral_fail_status *st,
+                       const struct corral_outcome *o, size_t n, enum corral_run_status *st,
                        struct corral_err *err);
 int corral_queue_renew(redisContext *c, const char *prefix, const char *queue, const char *worker,
-                       const struct corral_outcome *o, size_t n, int *st, struct corral_err *err);
+                       const struct corral_outcome *o, size_t n, enum corral_run_status *st,
+                       struct corral_err *err);
 
 /* Housekeeping; each returns how many jobs moved (>= 0), or -1. */
 long long corral_queue_promote(redisContext *c, const char *prefix, const char *queue,
@@ -220,7 +247,7 @@ int corral_queue_wait(redisContext *c, const char *prefix, const char *queue, co
                       int64_t timeout_ms, char **state_out, struct corral_err *err);
 
 /* --- Services: breakers, throttles, limits (shared by the fleet) ---------
- * Keys: "<prefix>:svc:<name>" and below it (see queue/corral.lua). */
+ * Keys: "<prefix>:svc:<name>" and below it (see queue/lua/services.lua). */
 
 /* 1 when name is a valid service name (the same rule as queue names). */
 int corral_service_name_valid(const char *name);

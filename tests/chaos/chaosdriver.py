@@ -1197,7 +1197,8 @@ class Chaos:
     def lease_lost_lines(self):
         if not hasattr(self, "_lease_lost"):
             self._lease_lost = "".join(line for line in self.corrald_logs().splitlines(True)
-                                       if "lease lost" in line)
+                                       if "lease lost" in line or
+                                       "lease was reclaimed" in line)
         return self._lease_lost
 
     # -- the end --

@@ -57,15 +57,12 @@ static void parse_replies(const redisReply *r)
     free(id);
 
     size_t k = r->type == REDIS_REPLY_ARRAY ? r->elements : 0;
-    enum corral_ack_status *ack = calloc(k + 1, sizeof(*ack));
-    enum corral_fail_status *fail = calloc(k + 1, sizeof(*fail));
-    int *ints = calloc(k + 1, sizeof(*ints));
-    (void)corral_reply_ack(r, ack, k, &err);
-    (void)corral_reply_fail(r, fail, k, &err);
-    (void)corral_reply_ints(r, ints, k, &err);
-    free(ack);
-    free(fail);
-    free(ints);
+    enum corral_run_status *st = calloc(k + 1, sizeof(*st));
+    if (corral_reply_runs(r, st, k, &err) == 0)
+        for (size_t i = 0; i < k; i++)
+            if (strcmp(corral_run_status_name(st[i]), r->element[i]->str) != 0)
+                abort(); /* a status is only ever the word it was read from */
+    free(st);
 
     char *json = NULL;
     if (corral_reply_json(r, "stats", &json, &err) == 0 && json == NULL)

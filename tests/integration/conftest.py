@@ -2,6 +2,7 @@
 unix socket in a temp dir, and a fresh database with the corral Function
 library loaded for every test. Helpers shared by the tests live here too
 (import them with `from conftest import ...`); see README.md."""
+import atexit
 import json
 import os
 import shutil
@@ -14,7 +15,32 @@ import pytest
 import redis
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-LUA = os.path.join(REPO, "queue", "corral.lua")
+
+
+def assemble_library():
+    """The Function library as the Makefile builds it (build/gen/corral.lua):
+    the modules of queue/lua/ in the order of queue/lua/ORDER after the
+    version of queue/lua/VERSION; written to a temp file, whose path is LUA."""
+    lua = os.path.join(REPO, "queue", "lua")
+    with open(os.path.join(lua, "ORDER")) as f:
+        order = [line.strip() for line in f
+                 if line.strip() and not line.lstrip().startswith("#")]
+    with open(os.path.join(lua, "VERSION")) as f:
+        version = f.read().strip()
+    text = ("#!lua name=corral\n"
+            "-- generated from queue/lua/ (ORDER, VERSION) by the Makefile: do not edit\n"
+            f"local LIB_VERSION = {version}\n")
+    for name in order:
+        with open(os.path.join(lua, name)) as f:
+            text += f.read()
+    fd, path = tempfile.mkstemp(prefix="corral-", suffix=".lua")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    atexit.register(os.unlink, path)
+    return path
+
+
+LUA = assemble_library()
 
 
 def wait_until(pred, timeout=10.0, interval=0.01, what="condition"):

@@ -54,7 +54,7 @@ def no_job_created(r, queue="demo"):
 
 
 # Redis checks a payload's grammar but not its characters (checking UTF-8
-# in Lua costs ~0.3 us per non-ASCII character; see corral.lua): libcorral
+# in Lua costs ~0.3 us per non-ASCII character; see queue/lua/prelude.lua): libcorral
 # and corralctl refuse such payloads, and a worker ends one that came in by
 # FCALL dead before any call, naming the problem and where it is.
 @pytest.mark.parametrize("payload, where", [
@@ -101,7 +101,7 @@ def test_fcall_queue_name_with_invalid_utf8_is_refused(r, redis_server):
     before = db_snapshot(r)
     with pytest.raises(redis.ResponseError) as e:
         redis_server.client().fcall("corral_enqueue", 1, b"jobs\xff", "{}")
-    assert str(e.value).startswith('bad queue name "jobs')
+    assert str(e.value).startswith('BADNAME bad queue name "jobs')
     assert "use 1-64 characters of A-Z a-z 0-9 _ . : -" in str(e.value)
     assert db_snapshot(r) == before
 
@@ -116,7 +116,7 @@ def test_fcall_options_with_invalid_utf8_are_refused(r, redis_server, options, m
     before = db_snapshot(r)
     with pytest.raises(redis.ResponseError) as e:
         redis_server.client().fcall("corral_enqueue", 1, "jobs", "{}", options)
-    assert str(e.value).startswith(message)
+    assert str(e.value).startswith("BADOPTION " + message)
     assert db_snapshot(r) == before
 
 

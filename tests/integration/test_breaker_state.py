@@ -370,7 +370,7 @@ def test_version_1_callers_keep_working(r):
     a, b = enqueue(r, Q), enqueue(r, Q)
     (ja, jb), _ = reserve(r, 2)
     assert r.fcall("corral_defer", 1, Q, "h1:1", ja[0], ja[1], 0, jb[0], jb[1], 0) == \
-        ["scheduled", "scheduled"]
+        ["queued", "queued"]
     assert get_job(r, Q, a)["attempts"] == 0 and get_job(r, Q, b)["attempts"] == 0
     trip(r)
     enqueue(r, Q)

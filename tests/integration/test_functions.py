@@ -170,7 +170,7 @@ def test_paused_queue_hands_out_nothing_until_resumed(q):
 def test_ack_stores_the_result_and_ends_the_job(q):
     jid = enqueue(q)
     run = reserve(q)[0][1]
-    assert ack(q, jid, run, '{"answer": 42}') == 1
+    assert ack(q, jid, run, '{"answer": 42}') == "done"
     j = job(q, jid)
     assert j["state"] == "done" and j["result"] == '{"answer": 42}'
     assert q.zcard(f"{K}:active") == 0
@@ -181,7 +181,7 @@ def test_result_over_max_result_kills_the_job_with_a_clear_error(r):
     declare(r, Q, max_result=10)
     jid = enqueue(r)
     run = reserve(r)[0][1]
-    assert ack(r, jid, run, "x" * 11) == 2
+    assert ack(r, jid, run, "x" * 11) == "dead"
     j = job(r, jid)
     assert j["state"] == "dead"
     assert "result is 11 bytes, limit is 10" in j["error"]
@@ -190,19 +190,19 @@ def test_result_over_max_result_kills_the_job_with_a_clear_error(r):
 def test_ack_with_a_wrong_run_token_changes_nothing(q):
     jid = enqueue(q)
     run = reserve(q)[0][1]
-    assert ack(q, jid, str(int(run) + 1)) == 0
+    assert ack(q, jid, str(int(run) + 1)) == "STALE"
     assert job(q, jid)["state"] == "active"
 
 
-def test_late_ack_after_reclaim_but_before_a_new_run_is_recorded(r):
+def test_late_ack_after_reclaim_is_dropped_and_the_job_runs_again(r):
     declare(r, Q, lease_ms=100)
     jid = enqueue(r)
     run = reserve(r)[0][1]
     wait_until(lambda: r.fcall("corral_reclaim", 1, Q) == 1, timeout=5, what="lease expiry")
     assert job(r, jid)["state"] == "queued"
-    assert ack(r, jid, run, "late") == 1
-    assert job(r, jid)["state"] == "done"
-    assert reserve(r) == []  # it does not run a second time
+    assert ack(r, jid, run, "late") == "RECLAIMED"
+    assert job(r, jid)["state"] == "queued"
+    assert reserve(r)[0][0] == jid
 
 
 def test_old_run_cannot_clobber_a_newer_run(r):
@@ -212,10 +212,10 @@ def test_old_run_cannot_clobber_a_newer_run(r):
     wait_until(lambda: r.fcall("corral_reclaim", 1, Q) == 1, timeout=5, what="lease expiry")
     new = reserve(r, worker="h:2")[0][1]
     assert new != old
-    assert ack(r, jid, old, "stale", worker="h:1") == 0
-    assert fail(r, jid, old, worker="h:1") == "stale"
+    assert ack(r, jid, old, "stale", worker="h:1") == "STALE"
+    assert fail(r, jid, old, worker="h:1") == "STALE"
     assert job(r, jid)["state"] == "active"
-    assert ack(r, jid, new, "fresh", worker="h:2") == 1
+    assert ack(r, jid, new, "fresh", worker="h:2") == "done"
     assert job(r, jid)["result"] == "fresh"
 
 
@@ -280,9 +280,9 @@ def test_renew_extends_the_lease_and_refuses_a_stale_run(q):
     jid = enqueue(q)
     run = reserve(q)[0][1]
     q.zadd(f"{K}:active", {jid: 1})
-    assert q.fcall("corral_renew", 1, Q, "h:1", jid, run) == [1]
+    assert q.fcall("corral_renew", 1, Q, "h:1", jid, run) == ["active"]
     assert q.zscore(f"{K}:active", jid) > server_ms(q) + 29000
-    assert q.fcall("corral_renew", 1, Q, "h:1", jid, "999") == [0]
+    assert q.fcall("corral_renew", 1, Q, "h:1", jid, "999") == ["STALE"]
 
 
 # --- reclaim -------------------------------------------------------------

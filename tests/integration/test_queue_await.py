@@ -41,7 +41,7 @@ def q(r):
 
 def finish_with_ack(r, jid):
     run = reserve(r, Q)[0][1]
-    assert r.fcall("corral_ack", 1, Q, "host1:1", jid, run, "ok") == [1]
+    assert r.fcall("corral_ack", 1, Q, "host1:1", jid, run, "ok") == ["done"]
 
 
 def test_await_after_the_end_returns_the_state_without_consuming_it(q, redis_server):

@@ -46,7 +46,7 @@ def test_job_record_holds_every_documented_field_as_json(q):
     assert j["state"] == "active" and j["worker"] == "w1:7" and j["attempts"] == 1
     assert j["started_ms"] >= j["created_ms"]
 
-    assert q.fcall("corral_ack", 1, Q, "w1:7", jid, jobs[0][1], '{"ok": 1}') == [1]
+    assert q.fcall("corral_ack", 1, Q, "w1:7", jid, jobs[0][1], '{"ok": 1}') == ["done"]
     j = get_job(q, Q, jid)
     assert j["state"] == "done" and j["result"] == '{"ok": 1}'
     assert j["finished_ms"] >= j["started_ms"]
@@ -145,7 +145,7 @@ def test_custom_prefix_key_form_keeps_every_key_under_that_prefix(r):
     got = reserve(r, key)
     assert got[0][0] == jid
     assert r.zscore("myapp:{jobs}:active", jid) is not None
-    assert r.fcall("corral_ack", 1, key, "host1:1", jid, got[0][1], "ok") == [1]
+    assert r.fcall("corral_ack", 1, key, "host1:1", jid, got[0][1], "ok") == ["done"]
     assert get_job(r, key, jid)["state"] == "done"
     assert r.sismember("myapp:queues", "jobs")
     assert r.keys("corral:*") == []

@@ -38,7 +38,7 @@ def test_renew_extends_the_lease_from_now(r):
     t_started = server_ms(r)
     wait_until(lambda: server_ms(r) >= t_started + 50, timeout=5, what="the clock to move")
     t0 = server_ms(r)
-    assert renew(r, jid, run) == 1
+    assert renew(r, jid, run) == "active"
     t1 = server_ms(r)
     assert t0 + 1000 <= r.zscore(f"{K}:active", jid) <= t1 + 1000
     assert r.zscore(f"{K}:active", jid) > first
@@ -50,7 +50,7 @@ def test_renewed_lease_is_not_reclaimed(r):
     run = reserve(r, Q)[0][1]
     deadline = r.zscore(f"{K}:active", jid)
     wait_until(lambda: server_ms(r) >= deadline - 150, timeout=5, what="half the lease")
-    assert renew(r, jid, run) == 1
+    assert renew(r, jid, run) == "active"
     wait_until(lambda: server_ms(r) > deadline + 50, timeout=5, what="the first deadline")
     assert reclaim(r) == 0
     assert get_job(r, Q, jid)["state"] == "active"
@@ -61,8 +61,8 @@ def test_renew_of_a_stale_or_unknown_run_is_refused_and_changes_nothing(r):
     jid = enqueue(r, Q)
     run = reserve(r, Q)[0][1]
     before = db_snapshot(r)
-    assert renew(r, jid, str(int(run) + 1)) == 0
-    assert renew(r, "9999", "1") == 0
+    assert renew(r, jid, str(int(run) + 1)) == "STALE"
+    assert renew(r, "9999", "1") == "STALE"
     assert db_snapshot(r) == before
 
 
@@ -70,20 +70,19 @@ def test_renew_of_many_jobs_reports_each(r):
     declare(r, Q)
     a, b = enqueue(r, Q), enqueue(r, Q)
     (_, ra, *_), (_, rb, *_) = reserve(r, Q, 2)
-    assert r.fcall("corral_renew", 1, Q, "host1:1", a, ra, b, "77") == [1, 0]
+    assert r.fcall("corral_renew", 1, Q, "host1:1", a, ra, b, "77") == ["active", "STALE"]
 
 
-def test_renew_after_a_reclaim_takes_the_job_back_before_it_runs_again(r):
+def test_renew_after_a_reclaim_answers_reclaimed_and_leaves_the_job_queued(r):
     declare(r, Q, lease_ms=100)
     jid = enqueue(r, Q)
     run = reserve(r, Q)[0][1]
     wait_until(lambda: reclaim(r) == 1, timeout=5, what="lease expiry")
     assert get_job(r, Q, jid)["state"] == "queued"
-    assert renew(r, jid, run) == 1
-    j = get_job(r, Q, jid)
-    assert j["state"] == "active" and j["attempts"] == 1 and j["worker"] == "host1:1"
-    assert r.llen(f"{K}:q:1") == 0
-    assert reserve(r, Q) == []
+    before = db_snapshot(r)
+    assert renew(r, jid, run) == "RECLAIMED"
+    assert db_snapshot(r) == before
+    assert reserve(r, Q)[0][0] == jid
 
 
 def test_renew_after_a_newer_run_started_is_refused(r):
@@ -92,7 +91,7 @@ def test_renew_after_a_newer_run_started_is_refused(r):
     old = reserve(r, Q)[0][1]
     wait_until(lambda: reclaim(r) == 1, timeout=5, what="lease expiry")
     reserve(r, Q, worker="host2:1")
-    assert renew(r, jid, old) == 0
+    assert renew(r, jid, old) == "STALE"
     assert get_job(r, Q, jid)["worker"] == "host2:1"
 
 

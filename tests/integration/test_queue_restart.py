@@ -43,7 +43,7 @@ def test_jobs_and_leases_survive_a_redis_restart_with_aof(r, aof_server, kill):
         assert j["state"] == "active" and j["worker"] == "host1:5"
         assert c.zscore(f"{K}:active", leased) is not None
         # the run from before the restart reports; nothing runs twice
-        assert c.fcall("corral_ack", 1, Q, "host1:5", leased, leased_run, "ok") == [1]
+        assert c.fcall("corral_ack", 1, Q, "host1:5", leased, leased_run, "ok") == ["done"]
         assert get_job(c, Q, leased)["state"] == "done"
         assert [x[0] for x in reserve(c, Q, 10)] == [queued2]
     finally:

@@ -197,9 +197,9 @@ def test_deferrals_never_use_up_max_attempts(r):
     for k in range(1, 6):
         got = wait_until(lambda: reserve(r, Q), timeout=5, what=f"run {k}")[0]
         assert got[2] == 1
-        assert defer(r, jid, got[1], 0) == "scheduled"
+        assert defer(r, jid, got[1], 0) == "queued"
     j = get_job(r, Q, jid)
-    assert j["deferrals"] == 5 and j["attempts"] == 0 and j["state"] == "scheduled"
+    assert j["deferrals"] == 5 and j["attempts"] == 0 and j["state"] == "queued"
     got = wait_until(lambda: reserve(r, Q), timeout=5, what="the last run")[0]
     assert fail(r, jid, got[1]) == "dead"  # only a real failure spends the one attempt
 
@@ -209,7 +209,7 @@ def test_defer_of_a_stale_run_changes_nothing(r):
     jid = enqueue(r, Q)
     run = reserve(r, Q)[0][1]
     before = db_snapshot(r)
-    assert defer(r, jid, str(int(run) + 1), 100) == "stale"
+    assert defer(r, jid, str(int(run) + 1), 100) == "STALE"
     assert db_snapshot(r) == before
 
 

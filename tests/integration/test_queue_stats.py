@@ -20,7 +20,7 @@ def q(r):
 
 def ack_all(r, jobs, queue=Q):
     for jid, run, *_ in jobs:
-        assert r.fcall("corral_ack", 1, queue, "host1:1", jid, run, "ok") == [1]
+        assert r.fcall("corral_ack", 1, queue, "host1:1", jid, run, "ok") == ["done"]
 
 
 def test_stats_of_a_fresh_queue_are_all_zero(q):

@@ -4,6 +4,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -176,19 +177,105 @@ static void reserve_reply_becomes_jobs(void **state)
     free_reply(r);
 }
 
+static redisReply *err_reply(const char *s)
+{
+    redisReply *r = str_reply(s);
+    r->type = REDIS_REPLY_ERROR;
+    return r;
+}
+
 static void error_replies_become_errors_naming_the_problem(void **state)
 {
-    redisReply *r = calloc(1, sizeof(*r));
-    r->type = REDIS_REPLY_ERROR;
-    r->str = strdup("ERR unknown queue \"x\": no corrald or corralctl has declared it");
-    r->len = strlen(r->str);
+    redisReply *r =
+        err_reply("NOQUEUE unknown queue \"x\": no corrald or corralctl has declared it");
     char *id = NULL;
     struct corral_err err;
     assert_int_equal(corral_reply_enqueue(r, &id, &err), -1);
     assert_int_equal(err.code, CORRAL_ERR_NOTFOUND);
+    assert_int_equal(err.word, CORRAL_WORD_NOQUEUE);
     assert_string_equal(err.msg, "unknown queue \"x\": no corrald or corralctl has declared it");
     assert_null(id);
     free_reply(r);
+}
+
+/* One row per kind: the reply, the value callers switch on, the broad
+ * code, and the message people read. */
+static void error_reply_words_map_to_their_value_code_and_message(void **state)
+{
+    static const struct {
+        const char *reply;
+        enum corral_err_word word;
+        enum corral_err_code code;
+        const char *msg;
+    } cases[] = {
+        {"BADARG expected one key", CORRAL_WORD_BADARG, CORRAL_ERR_INVALID, "expected one key"},
+        {"BADNAME bad queue name", CORRAL_WORD_BADNAME, CORRAL_ERR_INVALID, "bad queue name"},
+        {"NOQUEUE unknown queue", CORRAL_WORD_NOQUEUE, CORRAL_ERR_NOTFOUND, "unknown queue"},
+        {"NOSERVICE unknown", CORRAL_WORD_NOSERVICE, CORRAL_ERR_NOTFOUND, "unknown"},
+        {"BADPAYLOAD not JSON", CORRAL_WORD_BADPAYLOAD, CORRAL_ERR_INVALID, "not JSON"},
+        {"TOOBIG 2 bytes", CORRAL_WORD_TOOBIG, CORRAL_ERR_INVALID, "2 bytes"},
+        {"BADOPTION prio", CORRAL_WORD_BADOPTION, CORRAL_ERR_INVALID, "prio"},
+        {"BADSETTING order", CORRAL_WORD_BADSETTING, CORRAL_ERR_INVALID, "order"},
+        {"NOJOB no job 4", CORRAL_WORD_NOJOB, CORRAL_ERR_NOTFOUND, "no job 4"},
+        {"RUNNING job 4", CORRAL_WORD_RUNNING, CORRAL_ERR_INVALID, "job 4"},
+        {"FINISHED job 4", CORRAL_WORD_FINISHED, CORRAL_ERR_INVALID, "job 4"},
+        {"NOTDEAD job 4", CORRAL_WORD_NOTDEAD, CORRAL_ERR_INVALID, "job 4"},
+        {"ERR Function not found", CORRAL_WORD_NOFUNCTION, CORRAL_ERR_REDIS, "Function not found"},
+        {"ERR unknown command `FCALL_RO`, with args beginning with: ", CORRAL_WORD_NOCOMMAND,
+         CORRAL_ERR_REDIS, "unknown command `FCALL_RO`, with args beginning with: "},
+        {"NOSCRIPT No matching script.", CORRAL_WORD_NOSCRIPT, CORRAL_ERR_REDIS,
+         "NOSCRIPT No matching script."},
+        {"NOPERM this user has no permissions", CORRAL_WORD_NOPERM, CORRAL_ERR_REDIS,
+         "NOPERM this user has no permissions"},
+        {"NOAUTH Authentication required.", CORRAL_WORD_NOAUTH, CORRAL_ERR_REDIS,
+         "NOAUTH Authentication required."},
+        {"WRONGPASS invalid username-password pair", CORRAL_WORD_WRONGPASS, CORRAL_ERR_REDIS,
+         "WRONGPASS invalid username-password pair"},
+        {"READONLY You can't write against a read only replica.", CORRAL_WORD_READONLY,
+         CORRAL_ERR_REDIS, "READONLY You can't write against a read only replica."},
+        {"OOM command not allowed", CORRAL_WORD_OOM, CORRAL_ERR_REDIS, "OOM command not allowed"},
+        {"MISCONF no save", CORRAL_WORD_MISCONF, CORRAL_ERR_REDIS, "MISCONF no save"},
+        {"LOADING Redis is loading", CORRAL_WORD_LOADING, CORRAL_ERR_REDIS,
+         "LOADING Redis is loading"},
+        {"MASTERDOWN Link down", CORRAL_WORD_MASTERDOWN, CORRAL_ERR_REDIS, "MASTERDOWN Link down"},
+        {"BUSY Redis is busy", CORRAL_WORD_BUSY, CORRAL_ERR_REDIS, "BUSY Redis is busy"},
+        {"WRONGTYPE Operation", CORRAL_WORD_WRONGTYPE, CORRAL_ERR_REDIS, "WRONGTYPE Operation"},
+        {"ERR wrong number of arguments", CORRAL_WORD_ERR, CORRAL_ERR_REDIS,
+         "wrong number of arguments"},
+        /* prose is never matched: a word must be the whole first word */
+        {"ERR unknown queue \"x\"", CORRAL_WORD_ERR, CORRAL_ERR_REDIS, "unknown queue \"x\""},
+        {"NOQUEUES x", CORRAL_WORD_OTHER, CORRAL_ERR_REDIS, "NOQUEUES x"},
+        {"ERR Function not found here", CORRAL_WORD_ERR, CORRAL_ERR_REDIS,
+         "Function not found here"},
+        {"noqueue x", CORRAL_WORD_OTHER, CORRAL_ERR_REDIS, "noqueue x"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        redisReply *r = err_reply(cases[i].reply);
+        struct corral_err err;
+        assert_int_equal(corral_redis_check(NULL, r, "x", &err), -1);
+        assert_int_equal(err.word, cases[i].word);
+        assert_int_equal(err.code, cases[i].code);
+        assert_string_equal(err.msg, cases[i].msg);
+        assert_int_equal(corral_reply_word(r->str, r->len), cases[i].word);
+        free_reply(r);
+    }
+}
+
+static void every_word_has_its_name_and_the_name_maps_back(void **state)
+{
+    for (int w = CORRAL_WORD_BADARG; w < CORRAL_WORD_OTHER; w++) {
+        const char *name = corral_err_word_name((enum corral_err_word)w);
+        assert_true(strlen(name) >= 3);
+        char reply[64];
+        snprintf(reply, sizeof(reply), "%s some text", name);
+        if (w != CORRAL_WORD_NOFUNCTION && w != CORRAL_WORD_NOCOMMAND) /* Redis says ERR */
+            assert_int_equal(corral_reply_word(reply, strlen(reply)), w);
+    }
+    assert_string_equal(corral_err_word_name(CORRAL_WORD_NONE), "");
+    assert_string_equal(corral_err_word_name(CORRAL_WORD_OTHER), "OTHER");
+    struct corral_err err;
+    corral_err_set(&err, CORRAL_ERR_INVALID, "not from a reply");
+    assert_int_equal(err.word, CORRAL_WORD_NONE);
 }
 
 static void malformed_reserve_reply_is_an_error_not_a_crash(void **state)
@@ -248,19 +335,46 @@ static void defer_carries_kind_and_reason(void **state)
     corral_cmd_free(&cmd);
 }
 
-static void fail_reply_maps_states(void **state)
+static void outcome_reply_maps_each_word_to_its_status(void **state)
 {
-    redisReply *r = arr_reply(3);
-    r->element[0] = str_reply("scheduled");
-    r->element[1] = str_reply("dead");
-    r->element[2] = str_reply("stale");
-    enum corral_fail_status st[3];
+    const char *words[] = {"done", "dead", "scheduled", "queued", "active", "STALE", "RECLAIMED"};
+    enum corral_run_status want[] = {
+        CORRAL_STATUS_DONE,   CORRAL_STATUS_DEAD,  CORRAL_STATUS_SCHEDULED, CORRAL_STATUS_QUEUED,
+        CORRAL_STATUS_ACTIVE, CORRAL_STATUS_STALE, CORRAL_STATUS_RECLAIMED};
+    redisReply *r = arr_reply(7);
+    for (size_t i = 0; i < 7; i++)
+        r->element[i] = str_reply(words[i]);
+    enum corral_run_status st[7];
     struct corral_err err;
-    assert_int_equal(corral_reply_fail(r, st, 3, &err), 0);
-    assert_int_equal(st[0], CORRAL_FAIL_SCHEDULED);
-    assert_int_equal(st[1], CORRAL_FAIL_DEAD);
-    assert_int_equal(st[2], CORRAL_FAIL_STALE);
-    assert_int_equal(corral_reply_fail(r, st, 2, &err), -1);
+    assert_int_equal(corral_reply_runs(r, st, 7, &err), 0);
+    for (size_t i = 0; i < 7; i++) {
+        assert_int_equal(st[i], want[i]);
+        assert_string_equal(corral_run_status_name(st[i]), words[i]);
+    }
+    /* one entry per job, or the reply is not understood */
+    assert_int_equal(corral_reply_runs(r, st, 6, &err), -1);
+    free_reply(r);
+}
+
+static void outcome_reply_with_an_unknown_word_or_an_int_is_refused(void **state)
+{
+    /* "stale" and 1 were version 3's words: a status is never guessed */
+    const char *bad[] = {"stale", "Done", "reclaimed", "", "done "};
+    for (size_t k = 0; k < sizeof(bad) / sizeof(bad[0]); k++) {
+        redisReply *r = arr_reply(2);
+        r->element[0] = str_reply("done");
+        r->element[1] = str_reply(bad[k]);
+        enum corral_run_status st[2];
+        struct corral_err err;
+        assert_int_equal(corral_reply_runs(r, st, 2, &err), -1);
+        assert_int_equal(err.code, CORRAL_ERR_REDIS);
+        free_reply(r);
+    }
+    redisReply *r = arr_reply(1);
+    r->element[0] = int_reply(1);
+    enum corral_run_status st[1];
+    struct corral_err err;
+    assert_int_equal(corral_reply_runs(r, st, 1, &err), -1);
     free_reply(r);
 }
 
@@ -330,7 +444,10 @@ int main(void)
         cmocka_unit_test(malformed_reserve_reply_is_an_error_not_a_crash),
         cmocka_unit_test(reserve_reply_gate_says_until_when_and_why),
         cmocka_unit_test(defer_carries_kind_and_reason),
-        cmocka_unit_test(fail_reply_maps_states),
+        cmocka_unit_test(outcome_reply_maps_each_word_to_its_status),
+        cmocka_unit_test(outcome_reply_with_an_unknown_word_or_an_int_is_refused),
+        cmocka_unit_test(error_reply_words_map_to_their_value_code_and_message),
+        cmocka_unit_test(every_word_has_its_name_and_the_name_maps_back),
         cmocka_unit_test(redis_urls_parse),
         cmocka_unit_test(redis_url_with_password_is_refused_without_echoing_it),
         cmocka_unit_test(bad_redis_urls_are_refused),

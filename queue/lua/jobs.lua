@@ -1,0 +1,600 @@
+-- jobs.lua: a queue and its jobs: declare, enqueue, reserve, promote,
+-- pause, resume, cancel, read, and the dead list. Keys of a queue, all
+-- derived from K = "<prefix>:{<queue>}" (KEYS[1]) and sharing the hash tag
+-- {<queue>}, so one queue lives in one Redis Cluster slot (docs/protocol.md
+-- lists them too):
+--   K:conf            hash   queue settings, written by corral_declare
+--   K:seq             string job id counter
+--   K:job:<id>        hash   the job
+--   K:q:<level>       list   ready job ids of one priority level (0 = highest), FIFO
+--   K:active          zset   leased job ids, scored by lease deadline (ms)
+--   K:sched           zset   delayed and retrying job ids, scored by run_at (ms)
+--   K:dead            list   dead job ids, newest first
+--   K:wake            list   markers that idle workers BLPOP on
+--   K:fin:<id>        list   holds the final state once the job ended (await with BLMOVE)
+--   K:uniq:<key>      string unique key -> job id
+--   K:paused          string present while the queue is paused
+--   K:wrr             hash   weighted round-robin state
+--   K:st:<minute>     hash   statistics (stats.lua)
+-- Derived from K's prefix, outside the queue's slot: <prefix>:queues, the
+-- set of declared queue names (corral_declare alone), and the keys of the
+-- queue's service (reserve: services.lua).
+
+local WAKE_CAP = 1024
+
+-- Pushes up to n markers for idle workers, unless the queue is paused
+-- (paused queues hand out nothing, so waking anyone would be for nothing).
+local function wake(K, n)
+    if n <= 0 or redis.call('EXISTS', K .. ':paused') == 1 then
+        return
+    end
+    local wk = K .. ':wake'
+    if redis.call('LLEN', wk) < WAKE_CAP then
+        local marks = {}
+        for i = 1, math.min(n, 64) do
+            marks[i] = '1'
+        end
+        redis.call('RPUSH', wk, unpack(marks))
+    end
+end
+
+-- A job's priority level, clamped to the queue's current levels (a
+-- redeclare may have removed the job's level while it was scheduled or dead).
+local function level_of(c, jk)
+    local level = tonumber(redis.call('HGET', jk, 'prio')) or default_level(c)
+    if level > #c.priorities - 1 then
+        level = #c.priorities - 1
+        redis.call('HSET', jk, 'prio', level, 'priority', c.priorities[level + 1])
+    end
+    return level
+end
+
+local function make_ready(K, id, level, front)
+    redis.call(front and 'LPUSH' or 'RPUSH', K .. ':q:' .. level, id)
+end
+
+-- Moves a job to a final state and publishes it to awaiters.
+local function finish(K, c, id, jk, state, now, fields, keep)
+    redis.call('HSET', jk, 'state', state, 'finished_ms', now, unpack(fields))
+    local fk = K .. ':fin:' .. id
+    redis.call('DEL', fk)
+    redis.call('RPUSH', fk, state)
+    if not keep then
+        local ttl = c.result_ttl_ms
+        redis.call('PEXPIRE', jk, ttl)
+        redis.call('PEXPIRE', fk, ttl)
+        local uk = redis.call('HGET', jk, 'unique_key')
+        if uk then
+            redis.call('PEXPIRE', K .. ':uniq:' .. uk, ttl)
+        end
+    end
+end
+
+local function to_dead(K, c, id, jk, now, err)
+    redis.call('LPUSH', K .. ':dead', id)
+    finish(K, c, id, jk, 'dead', now, {'error', err}, true)
+    stat(K, now, 'dead')
+end
+
+-- Removes a job id from whichever container its state says it is in.
+local function unlink(K, jk, id, state)
+    if state == 'queued' then
+        local level = redis.call('HGET', jk, 'prio')
+        redis.call('LREM', K .. ':q:' .. level, 1, id)
+    elseif state == 'scheduled' then
+        redis.call('ZREM', K .. ':sched', id)
+    elseif state == 'active' then
+        redis.call('ZREM', K .. ':active', id)
+    elseif state == 'dead' then
+        redis.call('LREM', K .. ':dead', 1, id)
+    end
+end
+
+local function promote_due(K, c, now, limit)
+    local ids = redis.call('ZRANGEBYSCORE', K .. ':sched', '-inf', now, 'LIMIT', 0, limit)
+    if #ids == 0 then
+        return 0
+    end
+    redis.call('ZREM', K .. ':sched', unpack(ids))
+    for _, id in ipairs(ids) do
+        local jk = job_key(K, id)
+        if redis.call('EXISTS', jk) == 1 then
+            redis.call('HSET', jk, 'state', 'queued', 'queued_ms', now)
+            make_ready(K, id, level_of(c, jk), false)
+        end
+    end
+    wake(K, #ids)
+    return #ids
+end
+
+
+local DECLARE_KNOWN = 'priorities, order, weights, max_attempts, backoff_base_ms, ' ..
+                          'backoff_cap_ms, timeout_ms, lease_ms, result_ttl_ms, max_payload, ' ..
+                          'max_result, service'
+local DECLARE_KEYS = {}
+for k in DECLARE_KNOWN:gmatch('[%w_]+') do
+    DECLARE_KEYS[k] = true
+end
+
+-- corral_declare: KEYS[1] queue; ARGV[1] settings JSON {priorities, order,
+-- weights, max_attempts, backoff_base_ms, backoff_cap_ms, timeout_ms, lease_ms,
+-- result_ttl_ms, max_payload, max_result, service} -> "OK". Registers or
+-- updates a queue. Jobs of priority levels that no longer exist move to the
+-- lowest remaining level.
+local function corral_declare(keys, args)
+    local K, q, prefix = queue_key(keys[1])
+    local ok, s = pcall(json_decode, args[1] or '')
+    if not ok or type(s) ~= 'table' then
+        fail('BADSETTING', 'queue "%s": settings must be a JSON object', q)
+    end
+    for k, _ in pairs(s) do
+        if not DECLARE_KEYS[k] then
+            fail('BADSETTING', 'queue "%s": unknown setting "%s" (known: %s)', q, shown(k):sub(1, 64),
+                 DECLARE_KNOWN)
+        end
+    end
+    local prios = s.priorities or {'high', 'normal', 'low'}
+    if type(prios) ~= 'table' or #prios < 1 or #prios > 16 then
+        fail('BADSETTING', 'queue "%s": priorities must be a list of 1 to 16 names', q)
+    end
+    local seen = {}
+    for _, p in ipairs(prios) do
+        if not valid_name(p) or p:find(',') then
+            fail('BADSETTING', 'queue "%s": bad priority name "%s"', q, shown(p))
+        end
+        if seen[p] then
+            fail('BADSETTING', 'queue "%s": priority "%s" is listed twice', q, p)
+        end
+        seen[p] = true
+    end
+    local order = s.order or 'strict'
+    if order ~= 'strict' and order ~= 'weighted' then
+        fail('BADSETTING', 'queue "%s": order must be strict or weighted', q)
+    end
+    local weights = {}
+    for i = 1, #prios do
+        local w = (type(s.weights) == 'table' and s.weights[i]) or 1
+        weights[i] = tostring(int_arg('BADSETTING', w, 'weight', 1, 1000000))
+    end
+    local fields = {
+        'priorities', table.concat(prios, ','), 'order', order, 'weights',
+        table.concat(weights, ','),
+        'max_attempts', int_arg('BADSETTING', s.max_attempts or 5, 'max_attempts', 1, 1000),
+        'backoff_base_ms', int_arg('BADSETTING', s.backoff_base_ms or 1000, 'backoff_base_ms', 1, 2 ^ 40),
+        'backoff_cap_ms', int_arg('BADSETTING', s.backoff_cap_ms or 300000, 'backoff_cap_ms', 1, 2 ^ 40),
+        'timeout_ms', int_arg('BADSETTING', s.timeout_ms or 60000, 'timeout_ms', 1, 2 ^ 40),
+        'lease_ms', int_arg('BADSETTING', s.lease_ms or 30000, 'lease_ms', 100, 2 ^ 40),
+        'result_ttl_ms', int_arg('BADSETTING', s.result_ttl_ms or 86400000, 'result_ttl_ms', 1000, 2 ^ 45),
+        'max_payload', int_arg('BADSETTING', s.max_payload or 1048576, 'max_payload', 1, 512 * 1048576),
+        'max_result', int_arg('BADSETTING', s.max_result or 1048576, 'max_result', 1, 512 * 1048576),
+        'service', type(s.service) == 'string' and s.service or ''
+    }
+    if fields[10] > fields[12] then
+        fail('BADSETTING', 'queue "%s": backoff_base_ms (%d) is above backoff_cap_ms (%d)', q, fields[10],
+             fields[12])
+    end
+    local old = redis.call('HGET', K .. ':conf', 'priorities')
+    if old then
+        local nold = #split(old)
+        local last = #prios - 1
+        for level = #prios, nold - 1 do
+            local src = K .. ':q:' .. level
+            for _, id in ipairs(redis.call('LRANGE', src, 0, -1)) do
+                redis.call('HSET', job_key(K, id), 'prio', last, 'priority', prios[#prios])
+                redis.call('RPUSH', K .. ':q:' .. last, id)
+            end
+            redis.call('DEL', src)
+        end
+    end
+    redis.call('HSET', K .. ':conf', unpack(fields))
+    redis.call('DEL', K .. ':wrr')
+    redis.call('SADD', prefix .. ':queues', q)
+    return 'OK'
+end
+
+local OPTION_KEYS = {priority = true, delay_ms = true, max_attempts = true, timeout_ms = true,
+                     service = true, unique_key = true}
+
+-- corral_enqueue: KEYS[1] queue; ARGV[1] payload (JSON text); ARGV[2]
+-- optional options JSON {priority (name or index), delay_ms, max_attempts,
+-- timeout_ms, service, unique_key} -> the job id (string). With unique_key, a
+-- job whose record still exists with that key is returned instead.
+local function corral_enqueue(keys, args)
+    local K, q = queue_key(keys[1])
+    local c = load_conf(K, q)
+    local payload = args[1]
+    if payload == nil then
+        fail('BADPAYLOAD', 'queue "%s": missing payload', q)
+    end
+    if #payload > c.max_payload then
+        fail('TOOBIG', 'queue "%s": payload is %d bytes, limit is %d (max_payload)', q, #payload,
+             c.max_payload)
+    end
+    -- cjson stops at a NUL byte: what follows it would go unchecked.
+    if payload:find('\0', 1, true) or not pcall(json_decode, payload) then
+        fail('BADPAYLOAD', 'queue "%s": payload is not valid JSON', q)
+    end
+    if #args > 2 then
+        fail('BADARG', 'queue "%s": corral_enqueue takes a payload and one options object, got %d ' ..
+                 'arguments', q, #args)
+    end
+    local o = {}
+    if args[2] ~= nil and args[2] ~= '' then
+        local ok, v = pcall(json_decode, args[2])
+        if not ok or type(v) ~= 'table' then
+            fail('BADOPTION', 'queue "%s": options must be a JSON object', q)
+        end
+        for k, _ in pairs(v) do
+            if not OPTION_KEYS[k] then
+                fail('BADOPTION', 'queue "%s": unknown option "%s" (known: priority, delay_ms, ' ..
+                         'max_attempts, timeout_ms, service, unique_key)', q, tostring(k))
+            end
+        end
+        o = v
+    end
+    local level = default_level(c)
+    if o.priority ~= nil then
+        local p = o.priority
+        level = nil
+        if type(p) == 'number' then
+            if p == math.floor(p) and p >= 0 and p < #c.priorities then
+                level = p
+            end
+        else
+            for i, name in ipairs(c.priorities) do
+                if name == p then
+                    level = i - 1
+                end
+            end
+        end
+        if level == nil then
+            fail('BADOPTION', 'queue "%s": unknown priority "%s" (known: %s, or 0-%d)', q,
+                 shown(p):sub(1, 64), table.concat(c.priorities, ', '), #c.priorities - 1)
+        end
+    end
+    local delay = 0
+    if o.delay_ms ~= nil then
+        delay = int_arg('BADOPTION', o.delay_ms, 'delay_ms', 0, 366 * 86400000)
+    end
+    local max_attempts = c.max_attempts
+    if o.max_attempts ~= nil then
+        max_attempts = int_arg('BADOPTION', o.max_attempts, 'max_attempts', 1, 1000)
+    end
+    local timeout = c.timeout_ms
+    if o.timeout_ms ~= nil then
+        timeout = int_arg('BADOPTION', o.timeout_ms, 'timeout_ms', 1, 86400000)
+    end
+    local service = c.service
+    if o.service ~= nil then
+        if not valid_name(o.service) then
+            fail('BADOPTION', 'queue "%s": bad service name "%s"', q, shown(o.service):sub(1, 64))
+        end
+        service = o.service
+    end
+    local uk = nil
+    if o.unique_key ~= nil then
+        uk = o.unique_key
+        if type(uk) ~= 'string' or #uk < 1 or #uk > 256 then
+            fail('BADOPTION', 'queue "%s": unique_key must be a string of 1 to 256 bytes', q)
+        end
+        local existing = redis.call('GET', K .. ':uniq:' .. uk)
+        if existing and redis.call('EXISTS', job_key(K, existing)) == 1 then
+            return existing
+        end
+    end
+
+    local now = now_ms()
+    local id = tostring(redis.call('INCR', K .. ':seq'))
+    local jk = job_key(K, id)
+    local state = delay > 0 and 'scheduled' or 'queued'
+    redis.call('HSET', jk, 'id', id, 'queue', q, 'state', state, 'priority',
+               c.priorities[level + 1], 'prio', level, 'payload', payload, 'service', service,
+               'attempts', 0, 'max_attempts', max_attempts, 'run', 0, 'timeout_ms', timeout,
+               'created_ms', now, 'run_at_ms', now + delay, 'queued_ms', now,
+               'created_us', now_us())
+    if uk then
+        redis.call('HSET', jk, 'unique_key', uk)
+        redis.call('SET', K .. ':uniq:' .. uk, id)
+    end
+    if delay > 0 then
+        redis.call('ZADD', K .. ':sched', now + delay, id)
+    else
+        make_ready(K, id, level, false)
+        wake(K, 1)
+    end
+    stat(K, now, 'enq')
+    return id
+end
+
+-- Picks the next priority level to serve, or nil when every level is empty.
+-- lens holds each level's length and is kept up to date by the caller.
+local function picker(K, c)
+    local n = #c.priorities
+    local lens = {}
+    for i = 0, n - 1 do
+        lens[i] = redis.call('LLEN', K .. ':q:' .. i)
+    end
+    if c.order ~= 'weighted' then
+        return function()
+            for i = 0, n - 1 do
+                if lens[i] > 0 then
+                    lens[i] = lens[i] - 1
+                    return i
+                end
+            end
+            return nil
+        end, function() end, function()
+            local left = 0
+            for i = 0, n - 1 do
+                left = left + lens[i]
+            end
+            return left
+        end
+    end
+    -- Smooth weighted round-robin (as nginx's upstreams) over the non-empty
+    -- levels: every level is served in proportion to its weight, none starves.
+    local cur = {}
+    local saved = redis.call('HMGET', K .. ':wrr', unpack((function()
+        local f = {}
+        for i = 0, n - 1 do
+            f[#f + 1] = 'c' .. i
+        end
+        return f
+    end)()))
+    for i = 0, n - 1 do
+        cur[i] = tonumber(saved[i + 1]) or 0
+    end
+    local pick = function()
+        local total, best = 0, nil
+        for i = 0, n - 1 do
+            if lens[i] > 0 then
+                local w = c.weights[i + 1] or 1
+                cur[i] = cur[i] + w
+                total = total + w
+                if best == nil or cur[i] > cur[best] then
+                    best = i
+                end
+            end
+        end
+        if best == nil then
+            return nil
+        end
+        cur[best] = cur[best] - total
+        lens[best] = lens[best] - 1
+        return best
+    end
+    local save = function()
+        local f = {}
+        for i = 0, n - 1 do
+            f[#f + 1] = 'c' .. i
+            f[#f + 1] = cur[i]
+        end
+        redis.call('HSET', K .. ':wrr', unpack(f))
+    end
+    local left = function()
+        local total = 0
+        for i = 0, n - 1 do
+            total = total + lens[i]
+        end
+        return total
+    end
+    return pick, save, left
+end
+
+-- corral_reserve: KEYS[1] queue; ARGV[1] worker id; ARGV[2] how many jobs
+-- (1-1000) -> a list of jobs, each a list {id, run, attempts, max_attempts,
+-- timeout_ms, priority, service, payload}. Promotes due scheduled jobs first.
+-- Empty while the queue is paused. Each job is leased to the worker for the
+-- queue's lease time; the run token must accompany its ack/fail/defer/renew.
+local function corral_reserve(keys, args)
+    local K, q, prefix = queue_key(keys[1])
+    local c = load_conf(K, q)
+    local worker = args[1]
+    if worker == nil or worker == '' or #worker > 128 then
+        fail('BADARG', 'reserve: worker id must be 1-128 bytes')
+    end
+    local n = int_arg('BADARG', args[2] or 1, 'reserve count', 1, MAX_BATCH)
+    local max_inflight = int_arg('BADARG', args[3] or 0, 'max_inflight', 0, 1000000)
+    local now = now_ms()
+    promote_due(K, c, now, MAX_BATCH)
+    if redis.call('EXISTS', K .. ':paused') == 1 then
+        redis.call('DEL', K .. ':wake')
+        return {}
+    end
+    local s, host, allowed, gate_until, gate_why = nil, nil, n, nil, nil
+    if c.service ~= '' then
+        s = load_svc(svc_key(prefix, c.service), c.service)
+        if s ~= nil then
+            host = worker:match('^(.*):[^:]*$') or worker
+            allowed, gate_until, gate_why = svc_gate(s, now, n, host, max_inflight)
+        end
+    end
+    local probe = s ~= nil and s.state == 'half_open'
+    local pick, save, left = picker(K, c)
+    local start_us = now_us()
+    local out = {}
+    local deadline = now + c.lease_ms
+    while #out < allowed do
+        local level = pick()
+        if level == nil then
+            break
+        end
+        local id = redis.call('LPOP', K .. ':q:' .. level)
+        local jk = job_key(K, id)
+        local j = redis.call('HMGET', jk, 'attempts', 'max_attempts', 'run', 'timeout_ms',
+                            'priority', 'service', 'payload')
+        if j[1] then
+            local attempts = tonumber(j[1]) + 1
+            local run = tonumber(j[3]) + 1
+            redis.call('HSET', jk, 'state', 'active', 'attempts', attempts, 'run', run,
+                       'started_ms', now, 'started_us', start_us, 'worker', worker)
+            if probe then
+                redis.call('HSET', jk, 'probe', '1')
+            end
+            redis.call('ZADD', K .. ':active', deadline, id)
+            out[#out + 1] = {id, tostring(run), attempts, tonumber(j[2]), tonumber(j[4]), j[5],
+                             j[6], j[7]}
+        end
+    end
+    save()
+    if s ~= nil then
+        svc_granted(s, now, #out, host)
+    end
+    local waiting = left()
+    if waiting == 0 then
+        -- Nothing left: markers would only wake idle workers for nothing.
+        redis.call('DEL', K .. ':wake')
+    end
+    -- Only callers that pass max_inflight (library version 2 workers, with
+    -- 0 for none) know the gate element; older ones just get fewer jobs.
+    if gate_until ~= nil and waiting > 0 and args[3] ~= nil then
+        -- Jobs wait for the service: the worker sleeps on the service's
+        -- wake list of its host until gate_until or a state change.
+        redis.call('HINCRBY', s.key .. ':sl', host, 1)
+        redis.call('HSET', s.key, 'sleepers', 1)
+        -- Relative, so that the worker's clock need not agree with Redis's.
+        out[#out + 1] = string.format('gate %d %s', math.max(gate_until - now, 1), gate_why)
+    end
+    return out
+end
+
+-- corral_promote: KEYS[1] queue; ARGV[1] optional limit (default 1000) ->
+-- how many due scheduled jobs were made ready (idle workers are woken).
+local function corral_promote(keys, args)
+    local K, q = queue_key(keys[1])
+    local c = load_conf(K, q)
+    return promote_due(K, c, now_ms(), int_arg('BADARG', args[1] or MAX_BATCH, 'limit', 1, 100000))
+end
+
+
+-- corral_dead_retry: KEYS[1] queue; ARGV job ids, or the single argument
+-- "--all" -> how many dead jobs were queued again with their attempts reset.
+local function corral_dead_retry(keys, args)
+    local K, q = queue_key(keys[1])
+    local c = load_conf(K, q)
+    local ids = args
+    if args[1] == '--all' then
+        ids = redis.call('LRANGE', K .. ':dead', 0, -1)
+    else
+        for _, id in ipairs(ids) do -- all or nothing
+            local state = redis.call('HGET', job_key(K, id), 'state')
+            if state ~= 'dead' then
+                fail(state and 'NOTDEAD' or 'NOJOB', 'queue "%s": job %s is not dead (%s)', q,
+                     tostring(id):sub(1, 40),
+                     state and ('state ' .. state) or 'no such job')
+            end
+        end
+    end
+    local now = now_ms()
+    local n = 0
+    for _, id in ipairs(ids) do
+        local jk = job_key(K, id)
+        local j = redis.call('HMGET', jk, 'state')
+        if j[1] == 'dead' then
+            redis.call('LREM', K .. ':dead', 1, id)
+            redis.call('HSET', jk, 'state', 'queued', 'attempts', 0, 'queued_ms', now)
+            redis.call('HDEL', jk, 'finished_ms')
+            redis.call('DEL', K .. ':fin:' .. id)
+            make_ready(K, id, level_of(c, jk), false)
+            n = n + 1
+        end
+    end
+    wake(K, n)
+    return n
+end
+
+-- corral_dead_purge: KEYS[1] queue -> how many dead jobs were deleted.
+local function corral_dead_purge(keys, args)
+    local K, q = queue_key(keys[1])
+    load_conf(K, q)
+    local ids = redis.call('LRANGE', K .. ':dead', 0, -1)
+    for _, id in ipairs(ids) do
+        local jk = job_key(K, id)
+        local uk = redis.call('HGET', jk, 'unique_key')
+        if uk then
+            redis.call('DEL', K .. ':uniq:' .. uk)
+        end
+        redis.call('DEL', jk, K .. ':fin:' .. id)
+    end
+    redis.call('DEL', K .. ':dead')
+    return #ids
+end
+
+-- corral_pause: KEYS[1] queue -> "OK". While paused, reserve hands out
+-- nothing; enqueue, retries and promotion go on.
+local function corral_pause(keys, args)
+    local K, q = queue_key(keys[1])
+    load_conf(K, q)
+    redis.call('SET', K .. ':paused', now_ms())
+    return 'OK'
+end
+
+-- corral_resume: KEYS[1] queue -> "OK". Reserve hands out jobs again;
+-- idle workers are woken when jobs wait.
+local function corral_resume(keys, args)
+    local K, q = queue_key(keys[1])
+    local c = load_conf(K, q)
+    redis.call('DEL', K .. ':paused')
+    local n = 0
+    for i = 0, #c.priorities - 1 do
+        n = n + redis.call('LLEN', K .. ':q:' .. i)
+    end
+    if n > 0 then
+        wake(K, n)
+    end
+    return 'OK'
+end
+
+-- corral_cancel: KEYS[1] queue; ARGV[1] job id -> "cancelled". Only a job
+-- that is queued, scheduled or dead can be cancelled; a running one cannot.
+local function corral_cancel(keys, args)
+    local K, q = queue_key(keys[1])
+    local c = load_conf(K, q)
+    local id = args[1] or ''
+    local jk = job_key(K, id)
+    local state = redis.call('HGET', jk, 'state')
+    if not state then
+        fail('NOJOB', 'queue "%s": no job %s', q, id:sub(1, 40))
+    end
+    if state ~= 'queued' and state ~= 'scheduled' and state ~= 'dead' then
+        fail(state == 'active' and 'RUNNING' or 'FINISHED',
+             'queue "%s": job %s is %s and cannot be cancelled', q, id:sub(1, 40), state)
+    end
+    unlink(K, jk, id, state)
+    local uk = redis.call('HGET', jk, 'unique_key')
+    if uk then
+        redis.call('DEL', K .. ':uniq:' .. uk)
+    end
+    finish(K, c, id, jk, 'cancelled', now_ms(), {}, false)
+    return 'cancelled'
+end
+
+local NUMERIC = {attempts = true, max_attempts = true, timeout_ms = true, created_ms = true,
+                 run_at_ms = true, queued_ms = true, started_ms = true, finished_ms = true,
+                 deferrals = true, prio = true, run = true}
+-- created_us and started_us stay strings: cjson prints numbers with 14
+-- significant digits, too few for microseconds since 1970.
+
+-- corral_job: KEYS[1] queue; ARGV[1] job id -> the job as a JSON object, or
+-- nil when there is no such job (never existed, or its result expired).
+local function corral_job(keys, args)
+    local K, q = queue_key(keys[1])
+    local h = redis.call('HGETALL', job_key(K, args[1] or ''))
+    if #h == 0 then
+        load_conf(K, q) -- an unknown queue is an error, an unknown id is nil
+        return nil
+    end
+    local j = {}
+    for i = 1, #h, 2 do
+        local k, v = h[i], h[i + 1]
+        if NUMERIC[k] then
+            j[k] = tonumber(v)
+        elseif k == 'result' or k == 'error' or k == 'payload' then
+            j[k] = utf8_clean(v) -- bytes from outside
+        elseif k ~= 'lost' and k ~= 'reclaimed' then -- internal (lost: before version 4)
+            j[k] = v
+        end
+    end
+    return cjson.encode(j)
+end
+

@@ -1,0 +1,236 @@
+-- prelude.lua: the shared helpers of corral's Redis Function library.
+--
+-- The library is a few modules named after their duties (this directory),
+-- concatenated by the build in the order of queue/lua/ORDER into the one
+-- source loaded with FUNCTION LOAD: first "#!lua name=corral" and
+-- "local LIB_VERSION = N" (N from queue/lua/VERSION), then prelude.lua,
+-- services.lua, stats.lua, jobs.lua, runs.lua and api.lua. Each module sees
+-- the locals of those before it. Every state change of a job is one call
+-- of this library, so it is atomic and the same for corrald, corral-worker,
+-- corralctl and application services in any language.
+--
+-- Keys. Every function takes one key, KEYS[1], and the application-facing
+-- calls keep it that way (FCALL corral_enqueue 1 <queue> ...):
+--   a queue, bare ("prompts": prefix "corral") or "<prefix>:{<queue>}";
+--   a service, bare ("openai") or "<prefix>:svc:<name>".
+-- Every other key a function touches is derived from that key, as the
+-- header of the module that touches it says: a queue's own keys K:* from
+-- K = "<prefix>:{<queue>}" (jobs.lua; all in the hash slot of {<queue>});
+-- the registries <prefix>:queues and <prefix>:services from its prefix; a
+-- queue's service's keys <prefix>:svc:<service>* from its prefix and the
+-- service named in K:conf (services.lua). The registries and service keys
+-- live outside the queue's slot: single-Redis deployments.
+--
+-- Here: error replies (each begins with a code word), clocks, strict JSON
+-- and UTF-8, names, the queue key and its settings, integer arguments.
+
+local MAX_BATCH = 1000 -- most jobs one reserve, promote or reclaim moves
+
+-- The code word that begins each error reply of the library, so callers
+-- act on a word rather than on prose (docs/protocol.md lists them; the C
+-- side maps them in queue/codes.c). A word names what the caller can do
+-- differently; a new kind of refusal that calls for a different reaction
+-- gets a new word.
+local CODES = {
+    BADARG = true,     -- a call's arguments are malformed (a caller's bug)
+    BADNAME = true,    -- the key names no valid queue or service
+    NOQUEUE = true,    -- the queue was never declared
+    NOSERVICE = true,  -- the service was never declared
+    BADPAYLOAD = true, -- the payload is missing or not JSON
+    TOOBIG = true,     -- the payload is over the queue's max_payload
+    BADOPTION = true,  -- an enqueue option is unknown or its value invalid
+    BADSETTING = true, -- a queue's or service's settings are invalid
+    NOJOB = true,      -- no such job in the queue
+    RUNNING = true,    -- the job is running and cannot be cancelled
+    FINISHED = true,   -- the job already ended (done or cancelled)
+    NOTDEAD = true,    -- dead_retry of a job that is not dead
+}
+
+-- Raises an error reply "<CODE> <message>" for bad input. Every function
+-- validates before it writes, so a refused call changes nothing.
+local function fail(code, fmt, ...)
+    if not CODES[code] then
+        error('corral: unknown error code ' .. tostring(code), 0)
+    end
+    error({corral = code .. ' ' .. string.format(fmt, ...)}, 0)
+end
+
+-- Turns fail()'s errors into plain error replies (without the script
+-- location Redis appends to raised errors); anything else is re-raised.
+local function api(f)
+    return function(keys, args)
+        local ok, r = pcall(f, keys, args)
+        if ok then
+            return r
+        end
+        if type(r) == 'table' and r.corral then
+            return redis.error_reply(r.corral)
+        end
+        error(r, 0)
+    end
+end
+
+local function now_ms()
+    local t = redis.call('TIME')
+    return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- Microseconds, for the latency fields (created_us, started_us) that
+-- benchmarks and operators use to see sub-millisecond pick-up times.
+local function now_us()
+    local t = redis.call('TIME')
+    return t[1] .. string.format('%06d', tonumber(t[2]))
+end
+
+-- Strict JSON: Redis's cjson accepts NaN, Infinity and hex numbers unless
+-- told not to. Set on every decode: the setting is global to the Lua VM
+-- that all function libraries share.
+local function json_decode(text)
+    cjson.decode_invalid_numbers(false)
+    return cjson.decode(text)
+end
+
+-- Text that is not UTF-8 is refused by libcorral and corralctl, and a
+-- worker ends a job whose payload is not JSON text dead before any call
+-- (both in C, at a byte a nanosecond); Redis itself only checks what is
+-- cheap: checking UTF-8 in Lua costs some 0.3 us per non-ASCII character,
+-- ten times an enqueue for a prompt in Chinese. What Redis answers must
+-- still be JSON text, so a record's text from outside is cleaned on output.
+
+-- Valid UTF-8 (RFC 3629: shortest form, no surrogates, at most U+10FFFF):
+-- the pattern of the sequence each lead byte starts.
+local UTF8_SEQ = {}
+for c = 0xC2, 0xF4 do
+    UTF8_SEQ[c] = (c <= 0xDF and '^[\194-\223][\128-\191]()') or
+                      (c == 0xE0 and '^\224[\160-\191][\128-\191]()') or
+                      (c == 0xED and '^\237[\128-\159][\128-\191]()') or
+                      (c <= 0xEF and '^[\225-\239][\128-\191][\128-\191]()') or
+                      (c == 0xF0 and '^\240[\144-\191][\128-\191][\128-\191]()') or
+                      (c == 0xF4 and '^\244[\128-\143][\128-\191][\128-\191]()') or
+                      '^[\241-\243][\128-\191][\128-\191][\128-\191]()'
+end
+
+local function utf8_ok(s)
+    local i, n = 1, #s
+    while true do
+        i = s:match('^[%z\1-\127]*()', i) -- past the ASCII run
+        if i > n then
+            return true
+        end
+        local p = UTF8_SEQ[s:byte(i)]
+        i = p and s:match(p, i)
+        if i == nil then
+            return false
+        end
+    end
+end
+
+-- Replaces each byte that is not part of valid UTF-8 with U+FFFD, so that a
+-- record holding bytes from outside (a service's answer) is still JSON text.
+local function utf8_clean(s)
+    if utf8_ok(s) then
+        return s
+    end
+    local out, i, n = {}, 1, #s
+    while i <= n do
+        local j = s:match('^[%z\1-\127]*()', i)
+        out[#out + 1] = s:sub(i, j - 1)
+        if j > n then
+            break
+        end
+        local p = UTF8_SEQ[s:byte(j)]
+        local k = p and s:match(p, j) -- past a valid sequence, or nil
+        out[#out + 1] = k and s:sub(j, k - 1) or '\239\191\189'
+        i = k or j + 1
+    end
+    return table.concat(out)
+end
+
+-- A value as the caller wrote it, for error messages.
+local function shown(v)
+    if v == cjson.null then
+        return 'null'
+    elseif type(v) == 'table' then
+        local ok, text = pcall(cjson.encode, v)
+        return ok and text or 'a list'
+    end
+    return tostring(v)
+end
+
+local function valid_name(s)
+    return type(s) == 'string' and #s >= 1 and #s <= 64 and not s:find('[^%w_%.:%-]')
+end
+
+-- Returns K and the queue name from the one key argument.
+local function queue_key(key)
+    if key == nil then
+        fail('BADARG', 'expected one key: the queue name')
+    end
+    local prefix, q = key:match('^(.-):{(.*)}$')
+    if prefix == nil then
+        prefix, q = 'corral', key
+    end
+    if not valid_name(q) then
+        fail('BADNAME', 'bad queue name "%s": use 1-64 characters of A-Z a-z 0-9 _ . : -', q:sub(1, 80))
+    end
+    if not valid_name(prefix) then
+        fail('BADNAME', 'bad key prefix "%s"', prefix:sub(1, 80))
+    end
+    return prefix .. ':{' .. q .. '}', q, prefix
+end
+
+local function split(s)
+    local out = {}
+    if s == nil or s == '' then
+        return out
+    end
+    for item in string.gmatch(s, '[^,]+') do
+        out[#out + 1] = item
+    end
+    return out
+end
+
+local CONF_FIELDS = {'priorities', 'order', 'weights', 'max_attempts', 'backoff_base_ms',
+                     'backoff_cap_ms', 'timeout_ms', 'lease_ms', 'result_ttl_ms', 'max_payload',
+                     'max_result', 'service'}
+
+local function load_conf(K, q)
+    local v = redis.call('HMGET', K .. ':conf', unpack(CONF_FIELDS))
+    if not v[1] then
+        fail('NOQUEUE', 'unknown queue "%s": no corrald or corralctl has declared it (corral_declare)', q)
+    end
+    local c = {priorities = split(v[1]), order = v[2], weights = {}}
+    for i, w in ipairs(split(v[3])) do
+        c.weights[i] = tonumber(w)
+    end
+    c.max_attempts = tonumber(v[4])
+    c.backoff_base_ms = tonumber(v[5])
+    c.backoff_cap_ms = tonumber(v[6])
+    c.timeout_ms = tonumber(v[7])
+    c.lease_ms = tonumber(v[8])
+    c.result_ttl_ms = tonumber(v[9])
+    c.max_payload = tonumber(v[10])
+    c.max_result = tonumber(v[11])
+    c.service = v[12] or ''
+    return c
+end
+
+local function default_level(c)
+    return math.floor((#c.priorities - 1) / 2)
+end
+
+local function job_key(K, id)
+    return K .. ':job:' .. id
+end
+
+-- An integer argument, option or setting within [lo, hi], or a refusal
+-- with the code of what it is (BADARG, BADOPTION, BADSETTING).
+local function int_arg(code, v, what, lo, hi)
+    local n = tonumber(v)
+    if n == nil or n ~= math.floor(n) or n < lo or n > hi then
+        fail(code, '%s must be an integer from %d to %d, got %s', what, lo, hi,
+             shown(v):sub(1, 40))
+    end
+    return n
+end
+

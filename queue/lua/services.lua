@@ -1,0 +1,594 @@
+-- services.lua: the circuit breaker, throttle and limits of one AI service,
+-- shared by every worker of the fleet. Updated by the calls that reserve,
+-- ack, fail and defer a queue's jobs, so the hot path has no extra round
+-- trip. Keys of a service S, derived from KEYS[1]: from the service key
+-- itself (corral_declare_service, corral_breaker, corral_breaker_reset),
+-- or from a queue key's prefix and the service its K:conf names (the job
+-- functions, corral_stats); outside the queues' slots:
+--   <prefix>:svc:S        hash  the settings (corral_declare_service: window_ms,
+--     min_calls, failure_rate, slow_call_ms, slow_rate, open_for_ms,
+--     open_max_ms, half_open_calls, rate, rate_period_ms) and the state:
+--     state (closed, open or half_open), open_until_ms, trips (since the
+--     breaker last closed), reason (what tripped it), probes (half-open
+--     probe permits handed out), probe_successes, opened_ms, closed_ms,
+--     trip_calls and trip_failures (the window that tripped it),
+--     throttled_until_ms, throttle_reason, the window: per-bucket counts
+--     calls:<i>, failures:<i>, slow:<i>, newest_bucket (<i> of the newest),
+--     bad_calls (failures + slow calls recorded since the window was last
+--     summed: 0 means none can be in it), sleepers (1 while some worker may
+--     be waiting), rate_seq (names rate log entries), and inflight:<host>
+--     (calls in flight on a host). Library version 4 renamed these fields
+--     (version 3's were minc, fr, okp, i:<host>, ...): corral_declare_service
+--     drops a version 3 hash's state, keeping its calls in flight
+--     (docs/protocol.md, "Upgrading").
+--   <prefix>:svc:S:rl     zset  calls granted within the last rate period
+--   <prefix>:svc:S:sl     hash  host -> workers waiting for the service
+--   <prefix>:svc:S:held   set   "<K>|<id>" of jobs deferred until the breaker
+--                               may close (a reset makes them due at once)
+--   <prefix>:svc:S:wake:<host> list  markers that wake those workers
+--   <prefix>:services     set   every declared service name
+-- corral_breaker_reset also touches, for each "<K>|<id>" of S:held, K:sched
+-- and K:job:<id> of that queue: keys derived from S:held's members.
+
+local NB = 10 -- buckets per breaker window: it slides in tenths
+-- The fields load_svc reads, and the numeric ones with their defaults.
+local SVC_FIELDS = {'window_ms', 'min_calls', 'failure_rate', 'slow_call_ms', 'slow_rate',
+                    'open_for_ms', 'open_max_ms', 'half_open_calls', 'rate', 'rate_period_ms',
+                    'state', 'open_until_ms', 'trips', 'reason', 'probes', 'probe_successes',
+                    'throttled_until_ms', 'throttle_reason', 'newest_bucket', 'bad_calls',
+                    'sleepers'}
+local SVC_NUM = {window_ms = 60000, min_calls = 20, failure_rate = 50, slow_call_ms = 30000,
+                 slow_rate = 80, open_for_ms = 30000, open_max_ms = 300000, half_open_calls = 3,
+                 rate = 0, rate_period_ms = 60000, open_until_ms = 0, trips = 0, probes = 0,
+                 probe_successes = 0, throttled_until_ms = 0, bad_calls = 0, sleepers = 0}
+
+local function svc_key(prefix, name)
+    return prefix .. ':svc:' .. name
+end
+
+-- The service's settings and state, or nil when it was never declared (a
+-- queue naming an undeclared service runs without a breaker).
+local function load_svc(SK, name)
+    local v = redis.call('HMGET', SK, unpack(SVC_FIELDS))
+    if not v[1] then
+        return nil
+    end
+    local s = {key = SK, name = name}
+    for i, f in ipairs(SVC_FIELDS) do
+        if SVC_NUM[f] ~= nil then
+            s[f] = tonumber(v[i]) or SVC_NUM[f]
+        else
+            s[f] = v[i]
+        end
+    end
+    s.state = s.state or 'closed'
+    s.reason = s.reason or ''
+    s.throttle_reason = s.throttle_reason or ''
+    s.newest_bucket = tonumber(s.newest_bucket)
+    return s
+end
+
+local function svc_bucket(s, now)
+    return math.floor(now / math.max(math.floor(s.window_ms / NB), 1))
+end
+
+local function bucket_fields(lo, hi)
+    local fields = {}
+    for j = lo, hi do
+        fields[#fields + 1] = 'calls:' .. j
+        fields[#fields + 1] = 'failures:' .. j
+        fields[#fields + 1] = 'slow:' .. j
+    end
+    return fields
+end
+
+-- Moves the newest bucket to idx, deleting the buckets that left the
+-- window (once per bucket width, not per call).
+local function svc_advance(s, idx)
+    if s.newest_bucket ~= nil and idx <= s.newest_bucket then
+        return -- same bucket, or the clock stepped back: keep the newest
+    end
+    if s.newest_bucket ~= nil then
+        local lo, hi = s.newest_bucket - NB + 1, math.min(s.newest_bucket, idx - NB)
+        if hi >= lo then
+            redis.call('HDEL', s.key, unpack(bucket_fields(lo, hi)))
+        end
+    end
+    s.newest_bucket = idx
+    redis.call('HSET', s.key, 'newest_bucket', idx)
+end
+
+-- Sums the window as of now into s.calls, s.failures, s.slow_calls
+-- (read-only).
+local function svc_sum(s, now)
+    s.calls, s.failures, s.slow_calls = 0, 0, 0
+    if s.newest_bucket == nil then
+        return
+    end
+    local idx = svc_bucket(s, now)
+    local lo, hi = idx - NB + 1, math.min(idx, s.newest_bucket)
+    if hi < lo then
+        return
+    end
+    local v = redis.call('HMGET', s.key, unpack(bucket_fields(lo, hi)))
+    for k = 1, #v, 3 do
+        s.calls = s.calls + (tonumber(v[k]) or 0)
+        s.failures = s.failures + (tonumber(v[k + 1]) or 0)
+        s.slow_calls = s.slow_calls + (tonumber(v[k + 2]) or 0)
+    end
+end
+
+local function svc_clear_window(s)
+    if s.newest_bucket ~= nil then
+        redis.call('HDEL', s.key, 'newest_bucket',
+                   unpack(bucket_fields(s.newest_bucket - NB + 1, s.newest_bucket)))
+    end
+    s.newest_bucket, s.calls, s.failures, s.slow_calls, s.bad_calls = nil, 0, 0, 0, 0
+    redis.call('HSET', s.key, 'bad_calls', 0)
+end
+
+-- Wakes the workers waiting for the service: on one host, or all.
+local function svc_wake(s, host)
+    if s.sleepers ~= 1 then
+        return -- nobody waits: the common case, one field read with the rest
+    end
+    local slk = s.key .. ':sl'
+    local hosts
+    if host then
+        local n = redis.call('HGET', slk, host)
+        if not n then
+            return
+        end
+        hosts = {host, n}
+    else
+        hosts = redis.call('HGETALL', slk)
+    end
+    for i = 1, #hosts, 2 do
+        local wk = s.key .. ':wake:' .. hosts[i]
+        local marks = {}
+        for k = 1, math.min(tonumber(hosts[i + 1]) or 1, 64) do
+            marks[k] = '1'
+        end
+        redis.call('RPUSH', wk, unpack(marks))
+        redis.call('PEXPIRE', wk, 60000)
+        redis.call('HDEL', slk, hosts[i])
+    end
+    if host == nil or redis.call('EXISTS', slk) == 0 then
+        s.sleepers = 0
+        redis.call('HSET', s.key, 'sleepers', 0)
+    end
+end
+
+local function svc_open(s, now, dur, why)
+    s.state, s.open_until_ms, s.reason, s.probes, s.probe_successes = 'open', now + dur, why, 0, 0
+    -- The window that tripped it stays visible (trip_calls, trip_failures)
+    -- while the breaker is not closed; the window itself starts afresh.
+    redis.call('HSET', s.key, 'state', 'open', 'open_until_ms', s.open_until_ms, 'reason', why,
+               'trips', s.trips, 'probes', 0, 'probe_successes', 0, 'opened_ms', now,
+               'trip_calls', s.calls or 0, 'trip_failures', s.failures or 0)
+    svc_clear_window(s)
+end
+
+local function svc_close(s, now)
+    s.state, s.trips, s.probes, s.probe_successes = 'closed', 0, 0, 0
+    redis.call('HSET', s.key, 'state', 'closed', 'trips', 0, 'probes', 0, 'probe_successes', 0,
+               'closed_ms', now)
+    svc_clear_window(s)
+    svc_wake(s, nil)
+    redis.call('DEL', s.key .. ':held') -- they are due about now anyway
+end
+
+-- Remembers a job that waits for the breaker rather than for a back-off.
+local function svc_hold_job(b, K, id)
+    redis.call('SADD', b.s.key .. ':held', K .. '|' .. id)
+end
+
+local function pct_text(a, b)
+    return string.format('%d%%', math.floor(a * 100 / b + 0.5))
+end
+
+-- What may be reserved for the service now: the number of calls allowed
+-- (at most want) and, when that is fewer than want, until when (ms) and why.
+-- Moves an open breaker whose time is up to half-open.
+local function svc_gate(s, now, want, host, max_inflight)
+    if s.throttled_until_ms > now then
+        return 0, s.throttled_until_ms, 'throttled: ' .. s.throttle_reason
+    end
+    if s.state == 'open' then
+        if now < s.open_until_ms then
+            return 0, s.open_until_ms, 'breaker open: ' .. s.reason
+        end
+        s.state, s.probes, s.probe_successes = 'half_open', 0, 0
+        redis.call('HSET', s.key, 'state', 'half_open', 'probes', 0, 'probe_successes', 0)
+    end
+    local allowed, upto, why = want, nil, nil
+    local function cap(n, t, w)
+        if n < allowed then
+            allowed, upto, why = math.max(n, 0), t, w
+        end
+    end
+    if s.state == 'half_open' then
+        cap(s.half_open_calls - s.probes, now + 1000, 'breaker half-open: probe calls in flight')
+    end
+    if max_inflight > 0 then
+        local cur = tonumber(redis.call('HGET', s.key, 'inflight:' .. host)) or 0
+        cap(max_inflight - cur, now + 1000,
+            string.format('max_inflight %d reached on host %s', max_inflight, host))
+    end
+    if s.rate > 0 and allowed > 0 then
+        local rk = s.key .. ':rl'
+        redis.call('ZREMRANGEBYSCORE', rk, '-inf', now - s.rate_period_ms)
+        local used = redis.call('ZCARD', rk)
+        if used + allowed > s.rate then
+            local t = now + 1
+            local first = redis.call('ZRANGE', rk, 0, 0, 'WITHSCORES')
+            if first[2] then
+                t = tonumber(first[2]) + s.rate_period_ms + 1
+            end
+            cap(s.rate - used, t,
+                string.format('rate %d per %d ms reached', s.rate, s.rate_period_ms))
+        end
+    end
+    return allowed, upto, why
+end
+
+-- Records calls granted by reserve: in-flight count, probes, rate log.
+local function svc_granted(s, now, n, host)
+    if n == 0 then
+        return
+    end
+    redis.call('HINCRBY', s.key, 'inflight:' .. host, n)
+    if s.state == 'half_open' then
+        s.probes = s.probes + n
+        redis.call('HSET', s.key, 'probes', s.probes)
+    end
+    if s.rate > 0 then
+        local rk = s.key .. ':rl'
+        local seq = redis.call('HINCRBY', s.key, 'rate_seq', n)
+        local entries = {}
+        for k = 1, n do
+            entries[#entries + 1] = now
+            entries[#entries + 1] = tostring(seq - n + k)
+        end
+        redis.call('ZADD', rk, unpack(entries))
+        redis.call('PEXPIRE', rk, s.rate_period_ms + 1000)
+    end
+end
+
+-- Collects the outcomes of one ack/fail/defer call for a queue's service
+-- and applies them to the breaker once, at the end of the call.
+local function svc_batch(K, c, prefix)
+    if c.service == '' then
+        return nil
+    end
+    local SK = svc_key(prefix, c.service)
+    local s = load_svc(SK, c.service)
+    if s == nil then
+        return nil
+    end
+    return {s = s, ok = 0, fail = 0, slow = 0, pok = 0, pfail = 0, prel = 0, hosts = {},
+            fail_why = ''}
+end
+
+-- A job leaves its lease: its host's call slot and its probe permit (if it
+-- held one) are released. Returns the job's started_ms (read anyway), so
+-- the caller need not read it again. kind: 'ok', 'fail' (a breaker failure) or nil
+-- (the call does not count: throttled, deferred, reclaimed).
+local function svc_leave(b, jk, now, kind, why)
+    if b == nil then
+        return
+    end
+    local j = redis.call('HMGET', jk, 'state', 'worker', 'probe', 'started_ms')
+    if j[1] == 'active' and j[2] then
+        local host = j[2]:match('^(.*):[^:]*$') or j[2]
+        b.hosts[host] = (b.hosts[host] or 0) + 1
+    end
+    local probe = j[3] == '1'
+    if probe then
+        redis.call('HDEL', jk, 'probe')
+    end
+    if kind == nil then
+        if probe then
+            b.prel = b.prel + 1
+        end
+        return j[4]
+    end
+    local ms = now - (tonumber(j[4]) or now)
+    if ms >= b.s.slow_call_ms then
+        b.slow = b.slow + 1
+    end
+    if kind == 'ok' then
+        b.ok = b.ok + 1
+        if probe then
+            b.pok = b.pok + 1
+        end
+    else
+        b.fail = b.fail + 1
+        b.fail_why = why or ''
+        if probe then
+            b.pfail = b.pfail + 1
+        end
+    end
+    return j[4]
+end
+
+local function svc_apply(b, now)
+    if b == nil then
+        return
+    end
+    local s = b.s
+    for host, n in pairs(b.hosts) do
+        redis.call('HINCRBY', s.key, 'inflight:' .. host, -n)
+        svc_wake(s, host)
+    end
+    if s.state == 'half_open' then
+        if b.pfail > 0 then
+            s.trips = s.trips + 1
+            local dur = math.min(s.open_for_ms * 2 ^ math.min(s.trips, 40), s.open_max_ms)
+            svc_open(s, now, dur, string.format('probe call failed: %s', b.fail_why:sub(1, 120)))
+            return
+        end
+        s.probe_successes = s.probe_successes + b.pok
+        s.probes = math.max(s.probes - b.prel, 0)
+        if s.probe_successes >= s.half_open_calls then
+            svc_close(s, now)
+        else
+            redis.call('HSET', s.key, 'probe_successes', s.probe_successes, 'probes', s.probes)
+            if b.prel > 0 then
+                svc_wake(s, nil)
+            end
+        end
+        return
+    end
+    if s.state ~= 'closed' or b.ok + b.fail == 0 then
+        return -- calls that finish after the trip do not count
+    end
+    local idx = svc_bucket(s, now)
+    svc_advance(s, idx)
+    redis.call('HINCRBY', s.key, 'calls:' .. idx, b.ok + b.fail)
+    if b.fail > 0 then
+        redis.call('HINCRBY', s.key, 'failures:' .. idx, b.fail)
+    end
+    if b.slow > 0 then
+        redis.call('HINCRBY', s.key, 'slow:' .. idx, b.slow)
+    end
+    -- Only a window holding failures or slow calls can trip, so a healthy
+    -- service costs one HINCRBY per call here: the window is summed only
+    -- while bad_calls says some may be in it (a success can still be the call
+    -- that reaches min_calls with enough failures before it).
+    if s.bad_calls + b.fail + b.slow == 0 then
+        return
+    end
+    svc_sum(s, now)
+    s.bad_calls = s.failures + s.slow_calls
+    redis.call('HSET', s.key, 'bad_calls', s.bad_calls)
+    if s.calls >= s.min_calls then
+        local why
+        if s.failures * 100 >= s.failure_rate * s.calls then
+            why = string.format('failure rate %s (%d of %d calls in %d ms; last: %s)',
+                                pct_text(s.failures, s.calls), s.failures, s.calls, s.window_ms,
+                                b.fail_why:sub(1, 120))
+        elseif s.slow_calls * 100 >= s.slow_rate * s.calls then
+            why = string.format('slow-call rate %s (%d of %d calls over %d ms)',
+                                pct_text(s.slow_calls, s.calls), s.slow_calls, s.calls,
+                                s.slow_call_ms)
+        end
+        if why then
+            s.trips = 0
+            svc_open(s, now, s.open_for_ms, why)
+        end
+    end
+end
+
+-- A 429: the whole service waits until its Retry-After.
+local function svc_throttle(b, now, delay, why)
+    if b == nil then
+        return
+    end
+    local s = b.s
+    if now + delay > s.throttled_until_ms then
+        s.throttled_until_ms, s.throttle_reason = now + delay, why
+        redis.call('HSET', s.key, 'throttled_until_ms', s.throttled_until_ms, 'throttle_reason',
+                   why:sub(1, 200))
+    end
+end
+
+-- A billing or quota error: retrying will not help for a long time.
+local function svc_quota(b, now, why)
+    if b == nil then
+        return 0
+    end
+    local s = b.s
+    if s.state ~= 'open' or s.open_until_ms < now + s.open_max_ms then
+        s.trips = s.trips + 1
+        svc_open(s, now, s.open_max_ms, 'quota: ' .. why:sub(1, 200))
+    end
+    return s.open_until_ms - now
+end
+
+-- The breaker as status shows it (read-only: rolls the window in memory).
+local function svc_view(s, now)
+    svc_sum(s, now)
+    local st = s.state
+    if st == 'open' and now >= s.open_until_ms then
+        st = 'half_open'
+    end
+    local inflight, total = {}, 0
+    local h = redis.call('HGETALL', s.key)
+    for i = 1, #h, 2 do
+        local host = h[i]:match('^inflight:(.*)$')
+        if host then
+            local n = tonumber(h[i + 1]) or 0
+            if n > 0 then
+                inflight[host] = n
+                total = total + n
+            end
+        end
+    end
+    local rate_used = 0
+    if s.rate > 0 then
+        rate_used = redis.call('ZCOUNT', s.key .. ':rl', now - s.rate_period_ms, '+inf')
+    end
+    if st ~= 'closed' and s.calls == 0 then
+        -- Open or half-open: show the window that tripped it.
+        local t = redis.call('HMGET', s.key, 'trip_calls', 'trip_failures')
+        s.calls, s.failures = tonumber(t[1]) or 0, tonumber(t[2]) or 0
+    end
+    local c = s.calls
+    local v = {
+        service = s.name, state = st, calls = c, failures = s.failures,
+        slow_calls = s.slow_calls,
+        failure_rate = c > 0 and math.floor(s.failures * 1000 / c + 0.5) / 1000 or 0,
+        slow_rate = c > 0 and math.floor(s.slow_calls * 1000 / c + 0.5) / 1000 or 0,
+        open_until_ms = st ~= 'closed' and s.open_until_ms or 0,
+        throttled_until_ms = s.throttled_until_ms > now and s.throttled_until_ms or 0,
+        reason = st ~= 'closed' and utf8_clean(s.reason) or '',
+        throttle_reason = s.throttled_until_ms > now and utf8_clean(s.throttle_reason) or '',
+        trips = s.trips, probes = s.probes, probe_successes = s.probe_successes,
+        half_open_calls = s.half_open_calls,
+        min_calls = s.min_calls, window_ms = s.window_ms, inflight = total, rate_limit = s.rate,
+        rate_period_ms = s.rate_period_ms, rate_used = rate_used, time_ms = now
+    }
+    if total > 0 then
+        v.inflight_by_host = inflight
+    end
+    local held
+    if v.throttled_until_ms > 0 then
+        held = 'throttled: ' .. s.throttle_reason
+    elseif st == 'open' then
+        held = 'breaker open: ' .. s.reason
+    elseif st == 'half_open' then
+        held = 'breaker half-open'
+    elseif s.rate > 0 and rate_used >= s.rate then
+        held = string.format('at its rate limit (%d per %d ms)', s.rate, s.rate_period_ms)
+    end
+    v.hold = held or ''
+    return v
+end
+
+
+-- Returns the service key and name from the one key argument: a bare name
+-- (prefix "corral") or "<prefix>:svc:<name>".
+local function service_key(key)
+    if key == nil then
+        fail('BADARG', 'expected one key: the service name')
+    end
+    local prefix, name = key:match('^(.-):svc:(.*)$')
+    if prefix == nil then
+        prefix, name = 'corral', key
+    end
+    if not valid_name(name) then
+        fail('BADNAME', 'bad service name "%s": use 1-64 characters of A-Z a-z 0-9 _ . : -',
+             name:sub(1, 80))
+    end
+    if not valid_name(prefix) then
+        fail('BADNAME', 'bad key prefix "%s"', prefix:sub(1, 80))
+    end
+    return svc_key(prefix, name), name, prefix
+end
+
+-- A service hash of library version 3 (short field names: win, minc, ...,
+-- i:<host>) starts afresh: its breaker closed, its window empty, its
+-- throttle ended; only the calls in flight per host are kept (the jobs
+-- holding them give them back when they end), as inflight:<host>.
+local function upgrade_v3(SK)
+    if not redis.call('HGET', SK, 'win') then
+        return
+    end
+    local h = redis.call('HGETALL', SK)
+    local keep = {}
+    for i = 1, #h, 2 do
+        local host = h[i]:match('^i:(.*)$')
+        if host then
+            keep[#keep + 1] = 'inflight:' .. host
+            keep[#keep + 1] = h[i + 1]
+        end
+    end
+    redis.call('DEL', SK)
+    if #keep > 0 then
+        redis.call('HSET', SK, unpack(keep))
+    end
+end
+
+-- corral_declare_service: KEYS[1] service; ARGV[1] settings JSON
+-- {window_ms, min_calls, failure_rate, slow_call_ms, slow_rate, open_for_ms,
+-- open_max_ms, half_open_calls, rate, rate_period_ms} (rates in percent;
+-- rate 0 = no limit) -> "OK". Registers or updates a service's breaker
+-- settings; its state is kept.
+local function corral_declare_service(keys, args)
+    local SK, name, prefix = service_key(keys[1])
+    local ok, v = pcall(json_decode, args[1] or '')
+    if not ok or type(v) ~= 'table' then
+        fail('BADSETTING', 'service "%s": settings must be a JSON object', name)
+    end
+    local function num(k, dflt, lo, hi)
+        local x = v[k]
+        if x == nil then
+            x = dflt
+        end
+        x = tonumber(x)
+        if x == nil or x < lo or x > hi then
+            fail('BADSETTING', 'service "%s": %s must be a number from %d to %d', name, k, lo, hi)
+        end
+        return x
+    end
+    local fields = {
+        'window_ms', math.floor(num('window_ms', 60000, 100, 86400000)),
+        'min_calls', math.floor(num('min_calls', 20, 1, 1000000)),
+        'failure_rate', num('failure_rate', 50, 0.01, 100),
+        'slow_call_ms', math.floor(num('slow_call_ms', 30000, 1, 86400000)),
+        'slow_rate', num('slow_rate', 80, 0.01, 100),
+        'open_for_ms', math.floor(num('open_for_ms', 30000, 1, 86400000)),
+        'open_max_ms', math.floor(num('open_max_ms', 300000, 1, 86400000)),
+        'half_open_calls', math.floor(num('half_open_calls', 3, 1, 10000)),
+        'rate', math.floor(num('rate', 0, 0, 100000000)),
+        'rate_period_ms', math.floor(num('rate_period_ms', 60000, 1, 86400000))
+    }
+    if fields[12] > fields[14] then
+        fail('BADSETTING', 'service "%s": open_for_ms must not exceed open_max_ms', name)
+    end
+    upgrade_v3(SK)
+    if not redis.call('HGET', SK, 'state') then
+        fields[#fields + 1] = 'state'
+        fields[#fields + 1] = 'closed'
+    end
+    redis.call('HSET', SK, unpack(fields))
+    redis.call('SADD', prefix .. ':services', name)
+    return 'OK'
+end
+
+local function known_service(SK, name)
+    local s = load_svc(SK, name)
+    if s == nil then
+        fail('NOSERVICE', 'unknown service "%s": no corrald or worker has declared it', name)
+    end
+    return s
+end
+
+-- corral_breaker: KEYS[1] service -> its breaker, throttle and limits as a
+-- JSON object (service, state, failure_rate, calls, open_until_ms, ...).
+local function corral_breaker(keys, args)
+    local SK, name = service_key(keys[1])
+    return cjson.encode(svc_view(known_service(SK, name), now_ms()))
+end
+
+-- corral_breaker_reset: KEYS[1] service -> "OK". Closes the breaker, ends a
+-- throttle and wakes the workers waiting for the service.
+local function corral_breaker_reset(keys, args)
+    local SK, name = service_key(keys[1])
+    local s = known_service(SK, name)
+    local now = now_ms()
+    -- Jobs that wait for the breaker run now, not when it would have let
+    -- them; jobs in an ordinary back-off keep theirs.
+    for _, e in ipairs(redis.call('SMEMBERS', SK .. ':held')) do
+        local K, id = e:match('^(.*)|([^|]*)$')
+        if K and redis.call('ZSCORE', K .. ':sched', id) then
+            redis.call('ZADD', K .. ':sched', 'XX', now, id)
+            redis.call('HSET', job_key(K, id), 'run_at_ms', now)
+        end
+    end
+    redis.call('HSET', SK, 'throttled_until_ms', 0, 'throttle_reason', '')
+    svc_close(s, now)
+    return 'OK'
+end
+

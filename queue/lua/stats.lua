@@ -1,0 +1,128 @@
+-- stats.lua: per-minute counters and the processing-time histogram of a
+-- queue, and corral_stats, which reads them. Keys, derived from the queue
+-- key K: K:st:<minute> (hash, STATS_TTL_S), and for corral_stats the
+-- queue's lists, sets and jobs (jobs.lua) and its service (services.lua).
+
+local STATS_TTL_S = 7200
+-- Upper bounds (ms) of the processing-time histogram buckets; the last is open.
+local HIST = {1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 30000,
+              60000, 120000, 300000, 600000}
+
+-- Per-minute statistics. Each counter's first increment in a bucket sets the
+-- TTL, so no call pays for an EXPIRE on the hot path more than a few times a
+-- minute.
+local function stat(K, now, field, n)
+    local bk = K .. ':st:' .. math.floor(now / 60000)
+    if redis.call('HINCRBY', bk, field, n or 1) == (n or 1) then
+        redis.call('EXPIRE', bk, STATS_TTL_S)
+    end
+    return bk
+end
+
+local function stat_proc(K, now, field, started)
+    local bk = stat(K, now, field)
+    local ms = now - (tonumber(started) or now)
+    if ms < 0 then
+        ms = 0
+    end
+    local b = #HIST
+    for i, hi in ipairs(HIST) do
+        if ms <= hi then
+            b = i - 1
+            break
+        end
+    end
+    redis.call('HINCRBY', bk, 'h' .. b, 1)
+    redis.call('HINCRBY', bk, 'ps', ms)
+    redis.call('HINCRBY', bk, 'pn', 1)
+end
+
+
+-- corral_stats: KEYS[1] queue; ARGV[1] optional window in seconds (default
+-- 60, whole minutes); ARGV[2] optional "lean": leave the breaker out ->
+-- a JSON object: name, paused, depth, depth_by_priority, inflight,
+-- scheduled, dead, enqueued_per_s, done_per_s, failed_per_s,
+-- proc_ms_p50/p95/p99/mean, oldest_wait_ms, window_s, and the breaker of
+-- the queue's service (as corral_breaker) unless lean.
+local function corral_stats(keys, args)
+    local K, q, prefix = queue_key(keys[1])
+    local c = load_conf(K, q)
+    local window_s = int_arg('BADARG', args[1] or 60, 'window', 60, 3600)
+    local minutes = math.ceil(window_s / 60)
+    local now = now_ms()
+    local by, depth, oldest = {}, 0, nil
+    for i, name in ipairs(c.priorities) do
+        local lk = K .. ':q:' .. (i - 1)
+        local n = redis.call('LLEN', lk)
+        by[name] = n
+        depth = depth + n
+        if n > 0 then
+            local head = redis.call('LINDEX', lk, 0)
+            local t = tonumber(redis.call('HGET', job_key(K, head), 'queued_ms'))
+            if t and (oldest == nil or t < oldest) then
+                oldest = t
+            end
+        end
+    end
+    local m = math.floor(now / 60000)
+    local sums = {enq = 0, done = 0, fail = 0, dead = 0, retry = 0, defer = 0, lost = 0,
+                  ps = 0, pn = 0}
+    local hist = {}
+    for b = 0, #HIST do
+        hist[b] = 0
+    end
+    for k = m - minutes, m do
+        local h = redis.call('HGETALL', K .. ':st:' .. k)
+        for i = 1, #h, 2 do
+            local f, v = h[i], tonumber(h[i + 1])
+            if sums[f] ~= nil then
+                sums[f] = sums[f] + v
+            elseif f:sub(1, 1) == 'h' then
+                local b = tonumber(f:sub(2))
+                hist[b] = (hist[b] or 0) + v
+            end
+        end
+    end
+    local span_s = (now - (m - minutes) * 60000) / 1000
+    local function pct(p)
+        if sums.pn == 0 then
+            return 0
+        end
+        local want, acc = p * sums.pn, 0
+        for b = 0, #HIST do
+            local cnt = hist[b]
+            if cnt > 0 and acc + cnt >= want then
+                local lo = b == 0 and 0 or HIST[b]
+                local hi = HIST[b + 1] or lo
+                return math.floor(lo + (hi - lo) * (want - acc) / cnt + 0.5)
+            end
+            acc = acc + cnt
+        end
+        return HIST[#HIST]
+    end
+    local function rate(n)
+        return math.floor(n / span_s * 1000 + 0.5) / 1000
+    end
+    local paused = redis.call('EXISTS', K .. ':paused') == 1
+    local breaker = nil
+    if c.service ~= '' and args[2] ~= 'lean' then
+        local sv = load_svc(svc_key(prefix, c.service), c.service)
+        if sv ~= nil then
+            breaker = svc_view(sv, now)
+        end
+    end
+    return cjson.encode({
+        name = q, paused = paused, depth = depth, depth_by_priority = by,
+        inflight = redis.call('ZCARD', K .. ':active'),
+        scheduled = redis.call('ZCARD', K .. ':sched'),
+        dead = redis.call('LLEN', K .. ':dead'),
+        enqueued_per_s = rate(sums.enq), done_per_s = rate(sums.done),
+        failed_per_s = rate(sums.fail), retried = sums.retry, deferred = sums.defer,
+        lost = sums.lost, died = sums.dead,
+        proc_ms_p50 = pct(0.50), proc_ms_p95 = pct(0.95), proc_ms_p99 = pct(0.99),
+        proc_ms_mean = sums.pn > 0 and math.floor(sums.ps / sums.pn + 0.5) or 0,
+        oldest_wait_ms = oldest and (now - oldest) or 0, window_s = window_s,
+        service = c.service, time_ms = now, breaker = breaker
+    })
+end
+
