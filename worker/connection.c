@@ -161,6 +161,13 @@ static void on_setup_reply(redisAsyncContext *ac, void *reply, void *priv)
     drop(c, CORRAL_LOG_ERR, "redis setup failed", why);
 }
 
+void corral_conn_setup_failed(struct corral_conn *c, const char *step, const char *error)
+{
+    char why[512];
+    snprintf(why, sizeof(why), "%s: %s", step, error);
+    drop(c, CORRAL_LOG_ERR, "redis setup failed", why);
+}
+
 void corral_conn_setup_send(struct corral_conn *c, const char *step, const struct corral_cmd *cmd)
 {
     if (c->ac != NULL)

@@ -57,6 +57,9 @@ void corral_conn_replied(const redisAsyncContext *ac);
 
 /* Set-up commands: an error reply to one is logged (step names it) and the
  * connection is dropped and retried after a back-off. */
+/* A set-up step failed: the connection is dropped and made again after
+ * the back-off (the error logged once, then counted). */
+void corral_conn_setup_failed(struct corral_conn *c, const char *step, const char *error);
 void corral_conn_setup_send(struct corral_conn *c, const char *step, const struct corral_cmd *cmd);
 /* Ends the handshake: a PING whose reply makes the connection ready. */
 void corral_conn_setup_end(struct corral_conn *c);

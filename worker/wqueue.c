@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "corral/bootstrap.h"
 #include "corral/log.h"
 #include "corral/redis.h"
 #include "corral/util.h"
@@ -124,6 +125,9 @@ void corral_wqueues_woken(struct corral_wqueues *qs, const char *key)
 
 /* --- set-up in Redis ----------------------------------------------------- */
 
+/* The version Redis has decides whether the library is loaded; then the
+ * worker's queues and their services are declared: the same steps corrald
+ * and corralctl run (queue/bootstrap.c), sent on this async connection. */
 static void on_version(redisAsyncContext *ac, void *reply, void *priv)
 {
     corral_conn_replied(ac);
@@ -131,27 +135,21 @@ static void on_version(redisAsyncContext *ac, void *reply, void *priv)
     redisReply *r = reply;
     if (r == NULL)
         return; /* the connection went; the set-up runs again on the next */
-    const char *prefix = qs->cfg->redis.prefix;
-    struct corral_cmd cmd = {0};
-    long long have = r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
-    if (have < corral_functions_version()) {
-        corral_cmd_addstr(&cmd, "FUNCTION");
-        corral_cmd_addstr(&cmd, "LOAD");
-        corral_cmd_addstr(&cmd, "REPLACE");
-        corral_cmd_addstr(&cmd, corral_functions_source());
-        corral_conn_setup_send(qs->conn, "FUNCTION LOAD", &cmd);
-        corral_cmd_free(&cmd);
+    long long have;
+    struct corral_err err;
+    if (corral_bootstrap_reply_version(&ac->c, r, &have, &err) < 0) {
+        corral_conn_setup_failed(qs->conn, "FCALL corral_version", err.msg);
+        return;
     }
-    for (size_t i = 0; i < qs->n; i++) {
-        corral_cmd_declare(&cmd, prefix, qs->q[i].conf);
-        corral_conn_setup_send(qs->conn, "declare", &cmd);
-        corral_cmd_free(&cmd);
-        if (qs->q[i].svc != NULL) {
-            corral_cmd_declare_service(&cmd, prefix, qs->q[i].svc);
-            corral_conn_setup_send(qs->conn, "declare service", &cmd);
-            corral_cmd_free(&cmd);
-        }
-    }
+    const char **names = corral_xcalloc(qs->n ? qs->n : 1, sizeof(*names));
+    for (size_t i = 0; i < qs->n; i++)
+        names[i] = qs->q[i].conf->name;
+    struct corral_bootstrap b;
+    corral_bootstrap_build(&b, qs->cfg, have, CORRAL_BOOTSTRAP_QUEUES, names, qs->n);
+    free(names);
+    for (size_t i = 0; i < b.n; i++)
+        corral_conn_setup_send(qs->conn, b.steps[i].what, &b.steps[i].cmd);
+    corral_bootstrap_free(&b);
     corral_conn_setup_end(qs->conn);
 }
 
@@ -160,9 +158,7 @@ void corral_wqueues_setup(struct corral_conn *c, void *priv)
     struct corral_wqueues *qs = priv;
     qs->conn = c;
     struct corral_cmd cmd = {0};
-    corral_cmd_addstr(&cmd, "FCALL_RO");
-    corral_cmd_addstr(&cmd, "corral_version");
-    corral_cmd_addstr(&cmd, "0");
+    corral_bootstrap_cmd_version(&cmd);
     corral_conn_send(c, on_version, qs, &cmd);
     corral_cmd_free(&cmd);
 }
