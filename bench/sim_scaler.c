@@ -338,7 +338,7 @@ static void corral_tick(struct sim *s, double t)
     }
     int bw;
     int n = live(s, &bw);
-    /* The settings of [scale] in INTERFACE.md; max_step_out as corrald sets
+    /* The settings of [scale] in docs/configuration.md; max_step_out as corrald sets
      * it (grow by doubling, at least 8 a step). */
     struct corral_scale_policy p = {
         .min = MIN_W,

@@ -182,7 +182,7 @@ static void start_run(struct corral_worker *w, size_t qi, struct corral_job *job
     w->running = s;
     w->busy++;
     /* Redis checks a payload's grammar at enqueue but not its characters
-     * (corral.lua says why): a payload that is not JSON text would make the
+     * (queue/lua/prelude.lua says why): a payload that is not JSON text would make the
      * service answer 400 at best, so it ends dead here, before any call. */
     char why[96];
     if (corral_json_text_check(s->run.job.payload, s->run.job.payload_len, why, sizeof(why)) < 0) {

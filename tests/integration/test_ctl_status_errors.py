@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from conftest import ACL_PASSWORD, RedisServer, acl_setuser_args, binary_path, wait_until
+from conftest import (ACL_PASSWORD, RedisServer, acl_setuser_args, binary_path, load_library,
+                      wait_until)
 
 
 @pytest.fixture
@@ -101,8 +102,7 @@ def test_status_and_metrics_fail_for_an_acl_user_without_fcall_ro(build_dir, tmp
     args[1] = "nofcallro"  # ACL SETUSER <name> ...
     admin.execute_command("ACL", *args)
     # a fleet that is really there: the library, a queue with a job
-    with open(os.path.join(os.path.dirname(__file__), "..", "..", "queue", "corral.lua")) as f:
-        admin.execute_command("FUNCTION", "LOAD", "REPLACE", f.read())
+    load_library(admin)
     admin.fcall("corral_declare", 1, "jobs", "{}")
     admin.fcall("corral_enqueue", 1, "jobs", "{}")
     pw = tmp_path / "pw"

@@ -152,3 +152,24 @@ def test_custom_prefix_key_form_keeps_every_key_under_that_prefix(r):
     # the bare name is another queue, under the default prefix
     with pytest.raises(redis.ResponseError, match='unknown queue "jobs"'):
         enqueue(r, "jobs")
+
+
+def test_a_numeric_string_option_is_taken_as_its_number(q):
+    jid = q.fcall("corral_enqueue", 1, Q, "{}", '{"max_attempts": "5"}')
+    assert get_job(q, Q, jid)["max_attempts"] == 5
+
+
+def test_redeclare_with_fewer_levels_keeps_every_job_reachable(r):
+    declare(r, Q)
+    low = enqueue(r, Q, "{}", priority="low")
+    later = enqueue(r, Q, "{}", priority="low", delay_ms=100)
+    declare(r, Q, priorities=["high", "normal"])
+    assert get_job(r, Q, low)["priority"] == "normal"
+    got = []
+
+    def both():
+        got.extend(j[0] for j in reserve(r, Q, n=5))
+        return len(got) == 2
+
+    wait_until(both, timeout=5, what="the scheduled job to be promoted to a live level")
+    assert sorted(got) == sorted([low, later])

@@ -13,7 +13,7 @@
 
 #include "scaler.h"
 
-/* [pool] min 2, max 20, concurrency 4; [scale] as in INTERFACE.md, and at
+/* [pool] min 2, max 20, concurrency 4; [scale] as in docs/configuration.md, and at
  * most 8 workers added per step. */
 static const struct corral_scale_policy base_policy = {
     .min = 2,
