@@ -31,6 +31,9 @@ int ctl_pause(struct ctl *ctl, int argc, char **argv, int pause);
 int ctl_breaker(struct ctl *ctl, int argc, char **argv);
 /* metrics: Prometheus text exposition of the status snapshot */
 int ctl_metrics(struct ctl *ctl, int argc, char **argv);
+/* The gauge families of metrics (queues, hosts, breakers) for a snapshot of
+ * ctl_snapshot, without corral_up; corral-web serves them too. */
+void ctl_metrics_write(json_t *snapshot, FILE *out);
 
 /* Every breaker (declared in Redis or named by the config), sorted by
  * service, as a JSON array the caller owns; NULL with err on failure. */
