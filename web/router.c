@@ -57,7 +57,7 @@ int web_name_valid(const char *s)
 static int asset_valid(const char *s)
 {
     size_t n = strlen(s);
-    return n >= 1 && n <= WEB_NAME_MAX && s[0] != '.' &&
+    return n >= 1 && n <= WEB_NAME_MAX && s[0] != '.' && strstr(s, "..") == NULL &&
            strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-") == n;
 }
 

@@ -24,7 +24,7 @@ TOP=$(pwd)
 OUT=$TOP/build-fuzz
 SRC=$TOP/tests/fuzz
 
-ALL="config parse wmsg classify job jsontext"
+ALL="config parse wmsg classify job jsontext route"
 NAMES=${*:-$ALL}
 
 # clang and its fuzzer runtime.
@@ -46,7 +46,7 @@ fi
 CC=${FUZZ_CC:-clang}
 PKGS="hiredis jansson libcurl inih"
 CFLAGS="-g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
- -fno-omit-frame-pointer $(pkg-config --cflags $PKGS) -Iinclude -Iworker -D_GNU_SOURCE -std=c11 \
+ -fno-omit-frame-pointer $(pkg-config --cflags $PKGS) -Iinclude -Iworker -Iweb -D_GNU_SOURCE -std=c11 \
  -DCORRAL_VERSION=\"fuzz\""
 LIBS="$(pkg-config --libs $PKGS) -lev -lm"
 
@@ -55,12 +55,12 @@ LIBS="$(pkg-config --libs $PKGS) -lev -lm"
 mkdir -p "$OUT/obj" "$OUT/gen"
 sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/^/"/' -e 's/$/\\n"/' queue/corral.lua |
   { echo 'const char corral_lua_source[] ='; cat; echo ';'; } > "$OUT/gen/corral_lua.c"
-LIB_SRCS="$(ls common/*.c queue/*.c) worker/classify.c worker/split.c $OUT/gen/corral_lua.c"
+LIB_SRCS="$(ls common/*.c queue/*.c) worker/classify.c worker/split.c web/router.c $OUT/gen/corral_lua.c"
 objs=""
 for src in $LIB_SRCS; do
   obj=$OUT/obj/$(echo "${src#"$OUT"/}" | tr / _ | sed 's/\.c$/.o/')
   if [ ! -f "$obj" ] || [ "$src" -nt "$obj" ] || [ "$0" -nt "$obj" ] ||
-     [ -n "$(find include worker/classify.h worker/worker.h -newer "$obj" 2>/dev/null | head -1)" ]; then
+     [ -n "$(find include worker/classify.h worker/worker.h web/router.h -newer "$obj" 2>/dev/null | head -1)" ]; then
     # shellcheck disable=SC2086
     $CC $CFLAGS -c "$src" -o "$obj"
   fi
