@@ -271,7 +271,7 @@ void web_history_bucket(struct web_history *h, const struct web_bucket_req *req,
 void web_history_decisions(struct web_history *h, const char *host, const char *const *lines,
                            size_t n)
 {
-    struct host *x = host_of(h, host, 0);
+    struct host *x = host_of(h, host, 1);
     if (x == NULL)
         return;
     for (size_t i = 0; i < x->ndecisions; i++)
