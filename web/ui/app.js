@@ -101,15 +101,21 @@
 
   function chartWidth(div) { return Math.max(260, div.clientWidth || 300); }
 
+  // Every chart spans the last hour up to now, however little it has yet.
+  function lastHour() {
+    const now = (history ? history.time_ms : Date.now()) / 1000;
+    return [now - 3600, now];
+  }
+
   function makeChart(div, series, opts) {
     const o = Object.assign({
       width: chartWidth(div), height: 130,
-      scales: { x: { time: true } },
+      scales: { x: { time: true, range: lastHour } },
       axes: [{ size: 30 }, { size: 44 }],
+      legend: { live: false },
       cursor: { drag: { x: false, y: false } },
       series: [{}].concat(series.map((s) => Object.assign({
         label: s.label, stroke: COLORS[s.key] || '#333', width: 1.5,
-        points: { show: false },
       }, s.opts || {}))),
     }, opts || {});
     const plot = new uPlot(o, [[]].concat(series.map(() => [])), div);
@@ -345,7 +351,7 @@
         c.plot = makeChart(c.chartDiv, [{ label: 'state', key: 'state',
           opts: { paths: uPlot.paths.stepped({ align: 1 }),
             value: (u, v) => (v === null ? '–' : STATES[v]) } }],
-        { scales: { x: { time: true }, y: { range: [0, 3] } },
+        { scales: { x: { time: true, range: lastHour }, y: { range: [0, 3] } },
           axes: [{ size: 30 }, { size: 44, splits: () => [0, 1, 2, 3] }] });
       }
       c.plot.setData([secs(history.sample_ms), h.state]);
