@@ -20,10 +20,12 @@ enum { F_ENQ, F_DONE, F_FAIL, F_DEAD, F_RETRY, F_DEFER, F_LOST, F_PS, F_PN, NF }
 static const char *const fnames[NF] = {"enq",   "done",  "fail", "dead", "retry",
                                        "defer", "lost",  "ps",   "pn"};
 
+/* One minute's bucket; 32 bits hold a minute's counts (and ps, the sum
+ * of ms, up to 49 days of processing a minute). */
 struct minute {
     int64_t m; /* minute number; 0: no data */
-    uint64_t f[NF];
-    uint64_t h[WEB_NHIST];
+    uint32_t f[NF];
+    uint32_t h[WEB_NHIST];
 };
 
 struct queue {
@@ -231,15 +233,17 @@ static void parse_bucket(struct minute *b, int64_t m, const char *const *fv, siz
         long long v = atoll(fv[k + 1]);
         if (v < 0)
             continue;
+        if (v > UINT32_MAX)
+            v = UINT32_MAX;
         if (f[0] == 'h' && f[1] >= '0' && f[1] <= '9') {
             int idx = atoi(f + 1);
             if (idx >= 0 && idx < WEB_NHIST)
-                b->h[idx] += (uint64_t)v;
+                b->h[idx] = (uint32_t)v;
             continue;
         }
         for (int i = 0; i < NF; i++)
             if (strcmp(f, fnames[i]) == 0)
-                b->f[i] = (uint64_t)v;
+                b->f[i] = (uint32_t)v;
     }
 }
 
@@ -416,7 +420,7 @@ void web_json_string(FILE *out, const char *s)
 }
 
 /* Interpolated quantile of a histogram, as corral_stats computes it. */
-static double quantile(const uint64_t *hist, double p)
+static double quantile(const uint32_t *hist, double p)
 {
     uint64_t total = 0;
     for (int b = 0; b < WEB_NHIST; b++)
@@ -586,7 +590,7 @@ static void put_label(FILE *out, const char *v)
 /* A queue's counter: the folded minutes and the live one. */
 static uint64_t total(const struct queue *q, int f)
 {
-    return q->tot[f] + q->live.f[f];
+    return q->tot[f] + (uint64_t)q->live.f[f];
 }
 
 void web_history_metrics(struct web_history *h, FILE *out)

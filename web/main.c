@@ -164,6 +164,15 @@ int main(int argc, char **argv)
         return bad ? 1 : 0;
     }
 
+    /* The snapshot's and libmicrohttpd's threads inherit this mask: the
+     * signals are taken by this thread alone, through libev. */
+    sigset_t set, old;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    signal(SIGPIPE, SIG_IGN);
+    pthread_sigmask(SIG_BLOCK, &set, &old);
     struct web_app app = {
         .cfg = cfg,
         .snap = web_snap_new(cfg),
@@ -173,15 +182,6 @@ int main(int argc, char **argv)
         .token_len = token ? strlen(token) : 0,
         .loopback = where.loopback,
     };
-    /* libmicrohttpd's threads inherit this mask: the signals are taken by
-     * this thread alone, through libev. */
-    sigset_t set, old;
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGHUP);
-    signal(SIGPIPE, SIG_IGN);
-    pthread_sigmask(SIG_BLOCK, &set, &old);
     struct web_server *srv = web_server_start(&app, &where, &err);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     int rc = 0;

@@ -35,6 +35,16 @@ struct req {
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "             \
     "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
 
+static void add_security_headers(struct MHD_Response *r)
+{
+    MHD_add_response_header(r, "Content-Security-Policy", CSP);
+    MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+    MHD_add_response_header(r, "X-Frame-Options", "DENY");
+    MHD_add_response_header(r, "Referrer-Policy", "no-referrer");
+    MHD_add_response_header(r, "Cross-Origin-Opener-Policy", "same-origin");
+    MHD_add_response_header(r, "Cross-Origin-Resource-Policy", "same-origin");
+}
+
 static struct MHD_Response *make(const void *body, size_t len, enum MHD_ResponseMemoryMode mode,
                                  const char *type, const char *cache)
 {
@@ -43,12 +53,7 @@ static struct MHD_Response *make(const void *body, size_t len, enum MHD_Response
         return NULL;
     MHD_add_response_header(r, "Content-Type", type);
     MHD_add_response_header(r, "Cache-Control", cache);
-    MHD_add_response_header(r, "Content-Security-Policy", CSP);
-    MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
-    MHD_add_response_header(r, "X-Frame-Options", "DENY");
-    MHD_add_response_header(r, "Referrer-Policy", "no-referrer");
-    MHD_add_response_header(r, "Cross-Origin-Opener-Policy", "same-origin");
-    MHD_add_response_header(r, "Cross-Origin-Resource-Policy", "same-origin");
+    add_security_headers(r);
     return r;
 }
 
@@ -144,44 +149,50 @@ static enum MHD_Result admit(struct web_app *app, struct MHD_Connection *c, stru
     return MHD_YES;
 }
 
+/* A response that sends text of v without copying it; v is given back to
+ * the snapshot when libmicrohttpd is done with the response. */
+static struct MHD_Response *view_text(struct web_view *v, const char *text, size_t len,
+                                      const char *type)
+{
+    struct MHD_Response *r = MHD_create_response_from_buffer_with_free_callback_cls(
+        len, (void *)text, web_view_release, v);
+    if (r == NULL) {
+        web_view_release(v);
+        return NULL;
+    }
+    MHD_add_response_header(r, "Content-Type", type);
+    MHD_add_response_header(r, "Cache-Control", "no-store");
+    add_security_headers(r);
+    return r;
+}
+
 static enum MHD_Result serve_view(struct web_app *app, struct MHD_Connection *c,
                                   enum web_page page)
 {
-    struct web_view *v = web_snap_get(app->snap);
-    struct MHD_Response *r = NULL;
-    unsigned status = 200;
-    char *err = NULL;
-    switch (page) {
-    case WEB_STATUS:
-        if (v->ok)
-            r = make(v->status, v->status_len, MHD_RESPMEM_MUST_COPY, "application/json",
-                     "no-store");
-        else
-            status = 503, err = web_error_json(v->error);
-        break;
-    case WEB_HISTORY:
-        r = make(v->history, v->history_len, MHD_RESPMEM_MUST_COPY, "application/json",
-                 "no-store");
-        break;
-    case WEB_METRICS:
-        r = make(v->metrics, v->metrics_len, MHD_RESPMEM_MUST_COPY,
-                 "text/plain; version=0.0.4; charset=utf-8", "no-store");
-        break;
-    default: { /* WEB_HEALTHZ */
+    struct web_view *v = web_snap_get(app->snap, page == WEB_HISTORY   ? WEB_PART_HISTORY
+                                                  : page == WEB_METRICS ? WEB_PART_METRICS
+                                                                        : WEB_PART_STATUS);
+    if (page == WEB_STATUS && v->ok)
+        return queue(c, 200, view_text(v, v->status, v->status_len, "application/json"));
+    if (page == WEB_HISTORY)
+        return queue(c, 200, view_text(v, v->history, v->history_len, "application/json"));
+    if (page == WEB_METRICS)
+        return queue(c, 200, view_text(v, v->metrics, v->metrics_len,
+                                       "text/plain; version=0.0.4; charset=utf-8"));
+    char *body;
+    unsigned status = v->ok ? 200 : 503;
+    if (page == WEB_STATUS) {
+        body = web_error_json(v->error);
+    } else { /* WEB_HEALTHZ */
         json_t *o = json_pack("{s:b s:s s:I}", "ok", v->ok, "redis", v->ok ? "ok" : v->error,
                               "age_ms", (json_int_t)(corral_now_ms() - v->mono_ms));
         if (o == NULL)
             o = json_pack("{s:b}", "ok", v->ok);
-        err = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        body = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
         json_decref(o);
-        status = v->ok ? 200 : 503;
-        break;
-    }
     }
     web_snap_put(app->snap, v);
-    if (err != NULL)
-        return json(c, status, err);
-    return queue(c, status, r);
+    return json(c, status, body);
 }
 
 static enum MHD_Result serve_asset(struct MHD_Connection *c, const char *name)

@@ -1,46 +1,74 @@
-/* corral-web's shared snapshot: one refresher at a time, readers share the
- * last view by reference (see snapshot.h). The refresher alone touches the
- * Redis connection and the history, so they need no lock of their own. */
+/* corral-web's shared snapshot: readers share the last view by reference;
+ * one refresher thread reads Redis, when a reader finds the view a second
+ * old (see snapshot.h). Readers do not wait for it while the view is
+ * younger than WEB_SNAP_STALE_OK_MS, so many pollers never queue behind
+ * Redis; one that polls less often than that waits for a fresh view. The
+ * refresher alone touches the Redis connection and the history. */
 #include "snapshot.h"
 
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <hiredis/hiredis.h>
 #include <jansson.h>
+#include <malloc.h>
 
+#include "../ctl/ctl.h" /* ctl_snapshot and ctl_metrics_write, shared with corralctl */
 #include "corral/log.h"
 #include "corral/queue.h"
 #include "corral/redis.h"
 #include "corral/util.h"
-#include "../ctl/ctl.h" /* ctl_snapshot and ctl_metrics_write, shared with corralctl */
 #include "history.h"
 
 struct web_snap {
     const struct corral_config *cfg;
     pthread_mutex_t lock;
-    pthread_cond_t done;
+    pthread_cond_t wake; /* the refresher waits here for a kick */
+    pthread_cond_t done; /* readers wait here for a refresh to end */
+    pthread_t thread;
     struct web_view *view; /* NULL until the first refresh */
+    int kick;              /* a refresh is wanted */
     int refreshing;
-    int stale; /* an action changed something: the next get refreshes */
-    uint64_t refreshes;
+    int stale; /* an action changed something: the next get waits for a new view */
+    int quit;
+    uint64_t started;  /* refreshes begun */
+    uint64_t finished; /* refreshes ended */
+    int64_t last_start_ms;
+    int64_t wanted_ms[WEB_NPARTS]; /* when each part was last asked for */
     /* The refresher's own: */
     struct ctl ctl;
     struct web_history *hist;
     struct corral_log_repeat redis_log;
 };
 
+static void *refresher(void *arg);
+
+/* A part is built while someone asked for it within this long: the
+ * dashboard polls history every 10 s, Prometheus scrapes every 15 s to a
+ * few minutes. Text nobody reads is not kept (docs/web.md). */
+static const int64_t part_keep_ms[WEB_NPARTS] = {INT64_MAX, 60000, 600000};
+
 struct web_snap *web_snap_new(const struct corral_config *cfg)
 {
     struct web_snap *s = corral_xcalloc(1, sizeof(*s));
     s->cfg = cfg;
     pthread_mutex_init(&s->lock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&s->wake, &ca);
+    pthread_condattr_destroy(&ca);
     pthread_cond_init(&s->done, NULL);
     s->ctl.cfg = (struct corral_config *)cfg; /* ctl only reads it */
     s->hist = web_history_new();
     corral_log_repeat_init(&s->redis_log, 60000);
+    if (pthread_create(&s->thread, NULL, refresher, s) != 0) {
+        fprintf(stderr, "corral-web: cannot start the snapshot thread\n");
+        abort();
+    }
     return s;
 }
 
@@ -58,11 +86,17 @@ void web_snap_free(struct web_snap *s)
 {
     if (s == NULL)
         return;
+    pthread_mutex_lock(&s->lock);
+    s->quit = 1;
+    pthread_cond_signal(&s->wake);
+    pthread_mutex_unlock(&s->lock);
+    pthread_join(s->thread, NULL);
     view_free(s->view);
     if (s->ctl.redis != NULL)
         redisFree(s->ctl.redis);
     web_history_free(s->hist);
     pthread_cond_destroy(&s->done);
+    pthread_cond_destroy(&s->wake);
     pthread_mutex_destroy(&s->lock);
     free(s);
 }
@@ -157,11 +191,14 @@ static char *metrics_text(struct web_snap *s, json_t *status, const char *error,
     return buf;
 }
 
-/* Builds a new view from Redis. prev (may be NULL) lends its history text
- * when Redis cannot be read; n is the refresh's number. */
-static struct web_view *build(struct web_snap *s, const struct web_view *prev, uint64_t n)
+/* Builds a new view from Redis, with the parts asked for lately (parts[]
+ * of enum web_part). prev (may be NULL) lends its history text when Redis
+ * cannot be read; n is the refresh's number. */
+static struct web_view *build(struct web_snap *s, const struct web_view *prev, uint64_t n,
+                              const int *parts)
 {
     struct web_view *v = corral_xcalloc(1, sizeof(*v));
+    v->owner = s;
     v->wall_ms = corral_wall_ms();
     v->mono_ms = corral_now_ms();
     struct corral_err err;
@@ -180,13 +217,16 @@ static struct web_view *build(struct web_snap *s, const struct web_view *prev, u
         }
         corral_logr(&s->redis_log, CORRAL_LOG_WARN, "redis unavailable", "error=\"%s\"", err.msg);
         snprintf(v->error, sizeof(v->error), "%s", err.msg);
-        if (prev != NULL && prev->history != NULL) {
-            v->history = corral_xstrndup(prev->history, prev->history_len);
-            v->history_len = prev->history_len;
-        } else {
-            v->history = web_history_json(s->hist, v->wall_ms, &v->history_len);
+        if (parts[WEB_PART_HISTORY]) {
+            if (prev != NULL && prev->history != NULL) {
+                v->history = corral_xstrndup(prev->history, prev->history_len);
+                v->history_len = prev->history_len;
+            } else {
+                v->history = web_history_json(s->hist, v->wall_ms, &v->history_len);
+            }
         }
-        v->metrics = metrics_text(s, NULL, v->error, n, &v->metrics_len);
+        if (parts[WEB_PART_METRICS])
+            v->metrics = metrics_text(s, NULL, v->error, n, &v->metrics_len);
         return v;
     }
     corral_log_repeat_end(&s->redis_log);
@@ -194,8 +234,10 @@ static struct web_view *build(struct web_snap *s, const struct web_view *prev, u
     web_history_sample(s->hist, status, v->wall_ms);
     v->status = json_dumps(status, JSON_COMPACT | JSON_PRESERVE_ORDER);
     v->status_len = strlen(v->status);
-    v->history = web_history_json(s->hist, v->wall_ms, &v->history_len);
-    v->metrics = metrics_text(s, status, NULL, n, &v->metrics_len);
+    if (parts[WEB_PART_HISTORY])
+        v->history = web_history_json(s->hist, v->wall_ms, &v->history_len);
+    if (parts[WEB_PART_METRICS])
+        v->metrics = metrics_text(s, status, NULL, n, &v->metrics_len);
     json_decref(status);
     return v;
 }
@@ -206,57 +248,101 @@ static void put_locked(struct web_view *v)
         view_free(v);
 }
 
-/* Refreshes when the view is max_age_ms old and nobody else refreshes;
- * returns a reference to the view to serve. Called with the lock held,
- * returns with it held. */
-static struct web_view *get_locked(struct web_snap *s, int64_t max_age_ms)
+/* Sleeps (lock held) until ms on the monotonic clock, or a signal. */
+static void wait_until_ms(struct web_snap *s, int64_t ms)
 {
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000};
+    pthread_cond_timedwait(&s->wake, &s->lock, &ts);
+}
+
+/* The refresher: one read of Redis per kick, never two within
+ * WEB_SNAP_MAX_AGE_MS of each other unless an action made the view stale. */
+static void *refresher(void *arg)
+{
+    struct web_snap *s = arg;
+    pthread_mutex_lock(&s->lock);
     for (;;) {
-        struct web_view *v = s->view;
-        int64_t age = v && !s->stale ? corral_now_ms() - v->mono_ms : INT64_MAX;
-        if (v != NULL && age < max_age_ms) {
-            v->refs++;
-            return v;
-        }
-        if (s->refreshing) {
-            /* Another request is reading Redis: a view young enough is
-             * served at once, else wait for the new one. */
-            if (v != NULL && age < WEB_SNAP_STALE_OK_MS) {
-                v->refs++;
-                return v;
-            }
-            while (s->refreshing)
-                pthread_cond_wait(&s->done, &s->lock);
-            if (s->view != NULL) {
-                s->view->refs++;
-                return s->view;
-            }
+        while (!s->kick && !s->quit)
+            pthread_cond_wait(&s->wake, &s->lock);
+        if (s->quit)
+            break;
+        int64_t due = s->last_start_ms + WEB_SNAP_MAX_AGE_MS;
+        if (s->started > 0 && !s->stale && corral_now_ms() < due) {
+            wait_until_ms(s, due);
             continue;
         }
-        s->refreshing = 1;
+        s->kick = 0;
         s->stale = 0;
-        if (v != NULL)
-            v->refs++; /* prev stays alive while unlocked */
-        uint64_t n = s->refreshes + 1;
+        s->refreshing = 1;
+        s->started++;
+        s->last_start_ms = corral_now_ms();
+        struct web_view *prev = s->view;
+        if (prev != NULL)
+            prev->refs++; /* stays alive while unlocked */
+        uint64_t n = s->started;
+        int parts[WEB_NPARTS];
+        for (int i = 0; i < WEB_NPARTS; i++)
+            parts[i] = s->wanted_ms[i] != 0 && s->last_start_ms - s->wanted_ms[i] < part_keep_ms[i];
         pthread_mutex_unlock(&s->lock);
-        struct web_view *nv = build(s, v, n);
+        struct web_view *nv = build(s, prev, n, parts);
         pthread_mutex_lock(&s->lock);
-        put_locked(v);
+        put_locked(prev);
         nv->refs = 1; /* the snapshot's own reference */
         put_locked(s->view);
         s->view = nv;
-        s->refreshes++;
         s->refreshing = 0;
+        s->finished++;
         pthread_cond_broadcast(&s->done);
-        nv->refs++;
-        return nv;
+        /* A refresh's garbage (replies, JSON, the old view) goes back to
+         * the system rather than staying in this thread's arena: that is
+         * most of the idle RSS (docs/benchmarks.md). */
+        pthread_mutex_unlock(&s->lock);
+        malloc_trim(0);
+        pthread_mutex_lock(&s->lock);
     }
+    pthread_mutex_unlock(&s->lock);
+    return NULL;
 }
 
-struct web_view *web_snap_get(struct web_snap *s)
+static void kick_locked(struct web_snap *s)
+{
+    s->kick = 1;
+    pthread_cond_signal(&s->wake);
+}
+
+static int has_part(const struct web_view *v, enum web_part part)
+{
+    return part == WEB_PART_HISTORY ? v->history != NULL
+           : part == WEB_PART_METRICS ? v->metrics != NULL
+                                      : 1;
+}
+
+struct web_view *web_snap_get(struct web_snap *s, enum web_part part)
 {
     pthread_mutex_lock(&s->lock);
-    struct web_view *v = get_locked(s, WEB_SNAP_MAX_AGE_MS);
+    int64_t now = corral_now_ms();
+    s->wanted_ms[part] = now;
+    struct web_view *v = s->view;
+    int64_t age = v != NULL ? now - v->mono_ms : INT64_MAX;
+    if (v != NULL && !s->stale && age < WEB_SNAP_STALE_OK_MS && has_part(v, part)) {
+        /* Young enough to serve now; past a second, ask for a new one. */
+        if (age >= WEB_SNAP_MAX_AGE_MS && !s->refreshing)
+            kick_locked(s);
+        v->refs++;
+        pthread_mutex_unlock(&s->lock);
+        return v;
+    }
+    /* Too old, stale, without the part or none yet: wait for a refresh
+     * begun after the ask -- the one under way, when it began after the
+     * view got old and no action or new part came since. */
+    int current_will_do = s->refreshing && !s->stale && (v == NULL || has_part(v, part));
+    uint64_t want = current_will_do ? s->started : s->started + 1;
+    if (want > s->started)
+        kick_locked(s);
+    while (s->finished < want)
+        pthread_cond_wait(&s->done, &s->lock);
+    v = s->view;
+    v->refs++;
     pthread_mutex_unlock(&s->lock);
     return v;
 }
@@ -266,6 +352,12 @@ void web_snap_put(struct web_snap *s, struct web_view *v)
     pthread_mutex_lock(&s->lock);
     put_locked(v);
     pthread_mutex_unlock(&s->lock);
+}
+
+void web_view_release(void *v)
+{
+    struct web_view *view = v;
+    web_snap_put(view->owner, view);
 }
 
 void web_snap_invalidate(struct web_snap *s)
@@ -278,15 +370,16 @@ void web_snap_invalidate(struct web_snap *s)
 void web_snap_idle(struct web_snap *s)
 {
     pthread_mutex_lock(&s->lock);
-    if (!s->refreshing)
-        put_locked(get_locked(s, WEB_SNAP_IDLE_MS));
+    int64_t age = s->view != NULL ? corral_now_ms() - s->view->mono_ms : INT64_MAX;
+    if (age >= WEB_SNAP_IDLE_MS && !s->refreshing)
+        kick_locked(s);
     pthread_mutex_unlock(&s->lock);
 }
 
 uint64_t web_snap_refreshes(struct web_snap *s)
 {
     pthread_mutex_lock(&s->lock);
-    uint64_t n = s->refreshes;
+    uint64_t n = s->finished;
     pthread_mutex_unlock(&s->lock);
     return n;
 }
