@@ -151,7 +151,7 @@ static int dead_list(struct web_api *a, redisContext *c, const char *queue, char
         redisAppendCommandArgv(c, cmd.argc, (const char **)cmd.argv, cmd.argvlen);
         corral_cmd_free(&cmd);
     }
-    redisReply **jr = corral_xcalloc(n ? n : 1, sizeof(*jr));
+    redisReply **jr = corral_xcalloc(n ? n : 1, sizeof(redisReply *));
     if (status == 200 && replies(c, jr, n, &err) < 0) {
         status = fail(&err, 400, body);
         n = 0;
@@ -168,16 +168,16 @@ static int dead_list(struct web_api *a, redisContext *c, const char *queue, char
             json_t *row = json_object();
             json_object_set_new(row, "id", json_string(r[2]->element[i]->str));
             /* A job whose record expired is listed without details. */
-            static const char *const keep[] = {"attempts", "max_attempts", "error",
-                                               "finished_ms", "created_ms", NULL};
+            static const char *const keep[] = {"attempts",    "max_attempts", "error",
+                                               "finished_ms", "created_ms",   NULL};
             for (const char *const *k = keep; *k && j; k++)
                 if (json_object_get(j, *k) != NULL)
                     json_object_set(row, *k, json_object_get(j, *k));
             json_decref(j);
             json_array_append_new(jobs, row);
         }
-        *body = dump(json_pack("{s:s s:I s:o}", "queue", queue, "total",
-                               (json_int_t)r[1]->integer, "jobs", jobs));
+        *body = dump(json_pack("{s:s s:I s:o}", "queue", queue, "total", (json_int_t)r[1]->integer,
+                               "jobs", jobs));
     }
     for (size_t i = 0; i < n; i++)
         freeReplyObject(jr[i]);

@@ -11,8 +11,8 @@
 #include "corral/config.h"
 #include "router.h"
 
-#define WEB_DEAD_SHOWN  50   /* dead jobs listed per queue */
-#define WEB_RETRY_IDS   1000 /* ids one retry may name */
+#define WEB_DEAD_SHOWN 50   /* dead jobs listed per queue */
+#define WEB_RETRY_IDS  1000 /* ids one retry may name */
 
 struct web_api;
 

@@ -202,8 +202,8 @@ int web_sessions_check(struct web_sessions *s, const char *id, int64_t now_ms)
     int found = 0;
     pthread_mutex_lock(&s->lock);
     for (size_t i = 0; i < WEB_SESSIONS_MAX; i++)
-        found |= web_token_equal(id, n, s->s[i].id, WEB_SESSION_ID_LEN) &&
-                 s->s[i].expires_ms > now_ms;
+        found |=
+            web_token_equal(id, n, s->s[i].id, WEB_SESSION_ID_LEN) && s->s[i].expires_ms > now_ms;
     pthread_mutex_unlock(&s->lock);
     return found;
 }

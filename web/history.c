@@ -11,14 +11,14 @@
 /* Upper bounds (ms) of the processing-time buckets h0..h18 of
  * queue/corral.lua's HIST; h19 is the open one above the last. The two
  * lists must agree: tests/integration/test_web.py compares them. */
-static const double hist_le_ms[WEB_NHIST - 1] = {1,    2,     5,     10,    20,     50,    100,
-                                                 200,  500,   1000,  2000,  5000,   10000, 20000,
+static const double hist_le_ms[WEB_NHIST - 1] = {1,     2,     5,      10,     20,    50,    100,
+                                                 200,   500,   1000,   2000,   5000,  10000, 20000,
                                                  30000, 60000, 120000, 300000, 600000};
 
 /* The counters of a bucket, by the field names corral.lua writes. */
 enum { F_ENQ, F_DONE, F_FAIL, F_DEAD, F_RETRY, F_DEFER, F_LOST, F_PS, F_PN, NF };
-static const char *const fnames[NF] = {"enq",   "done",  "fail", "dead", "retry",
-                                       "defer", "lost",  "ps",   "pn"};
+static const char *const fnames[NF] = {"enq",   "done", "fail", "dead", "retry",
+                                       "defer", "lost", "ps",   "pn"};
 
 /* One minute's bucket; 32 bits hold a minute's counts (and ps, the sum
  * of ms, up to 49 days of processing a minute). */
@@ -30,7 +30,7 @@ struct minute {
 
 struct queue {
     char *name;
-    char *service; /* "" for handlers without one */
+    char *service;      /* "" for handlers without one */
     int64_t final_upto; /* minutes up to this one are in tot; 0: none yet */
     int64_t cur;        /* the live minute, as of the last plan */
     struct minute ring[WEB_MINUTES + 1];
@@ -42,8 +42,7 @@ struct queue {
 
 struct host {
     char *name;
-    float workers[WEB_SLOTS], busy[WEB_SLOTS], desired[WEB_SLOTS], min[WEB_SLOTS],
-        max[WEB_SLOTS];
+    float workers[WEB_SLOTS], busy[WEB_SLOTS], desired[WEB_SLOTS], min[WEB_SLOTS], max[WEB_SLOTS];
     char *decisions[WEB_DECISIONS]; /* from Redis, newest first, compact JSON */
     size_t ndecisions;
     /* Without a decisions list in Redis: the heartbeat's last_decision
@@ -149,7 +148,7 @@ static struct queue *queue_of(struct web_history *h, const char *name, int add)
     q->name = corral_xstrdup(name);
     q->service = corral_xstrdup("");
     fill_nan(q->depth);
-    h->q = corral_xrealloc(h->q, sizeof(*h->q) * (h->nq + 1));
+    h->q = corral_xrealloc(h->q, sizeof(struct queue *) * (h->nq + 1));
     h->q[h->nq++] = q;
     return q;
 }
@@ -168,7 +167,7 @@ static struct host *host_of(struct web_history *h, const char *name, int add)
     fill_nan(x->desired);
     fill_nan(x->min);
     fill_nan(x->max);
-    h->h = corral_xrealloc(h->h, sizeof(*h->h) * (h->nh + 1));
+    h->h = corral_xrealloc(h->h, sizeof(struct host *) * (h->nh + 1));
     h->h[h->nh++] = x;
     return x;
 }
@@ -183,7 +182,7 @@ static struct breaker *breaker_of(struct web_history *h, const char *name, int a
     struct breaker *x = corral_xcalloc(1, sizeof(*x));
     x->name = corral_xstrdup(name);
     fill_nan(x->state);
-    h->b = corral_xrealloc(h->b, sizeof(*h->b) * (h->nb + 1));
+    h->b = corral_xrealloc(h->b, sizeof(struct breaker *) * (h->nb + 1));
     h->b[h->nb++] = x;
     return x;
 }
@@ -484,10 +483,10 @@ char *web_history_json(struct web_history *h, int64_t wall_ms, size_t *len)
             WEB_SLOT_MS);
     int64_t cur = wall_ms / 60000;
     for (int64_t m = cur - WEB_MINUTES; m <= cur; m++)
-        fprintf(out, "%s%lld", m > cur - WEB_MINUTES ? "," : "", (long long)(m * 60000));
+        fprintf(out, "%s%lld", m > cur - WEB_MINUTES ? "," : "", (long long)m * 60000);
     fputs("],\"sample_ms\":[", out);
     for (size_t i = 0; i < ns; i++)
-        fprintf(out, "%s%lld", i ? "," : "", (long long)(h->slot_no[order[i]] * WEB_SLOT_MS));
+        fprintf(out, "%s%lld", i ? "," : "", (long long)h->slot_no[order[i]] * WEB_SLOT_MS);
     fputs("],\"queues\":{", out);
     for (size_t i = 0; i < h->nq; i++) {
         const struct queue *q = h->q[i];

@@ -24,8 +24,14 @@ struct row {
     } seg[MAX_SEGS];
 };
 
-#define L(s) {LIT, s}
-#define V(k) {k, NULL}
+#define L(s)                                                                                       \
+    {                                                                                              \
+        LIT, s                                                                                     \
+    }
+#define V(k)                                                                                       \
+    {                                                                                              \
+        k, NULL                                                                                    \
+    }
 
 static const struct row table[] = {
     {"GET", WEB_INDEX, 0, 0, {{LIT, NULL}}},

@@ -13,24 +13,24 @@
 #define WEB_NAME_MAX 64
 
 enum web_page {
-    WEB_NONE,         /* no route: status says why (400, 404, 405, 414) */
-    WEB_INDEX,        /* GET /                         the dashboard */
-    WEB_ASSET,        /* GET /assets/NAME              an embedded file */
-    WEB_STATUS,       /* GET /api/status               corralctl status --json */
-    WEB_HISTORY,      /* GET /api/history              the dashboard's charts */
-    WEB_SESSION,      /* GET /api/session              logged in, actions enabled */
-    WEB_JOB,          /* GET /api/jobs/Q/ID            one job */
-    WEB_DEAD_LIST,    /* GET /api/queues/Q/dead        dead jobs with their errors */
-    WEB_METRICS,      /* GET /metrics                  Prometheus text */
-    WEB_HEALTHZ,      /* GET /healthz                  200 while Redis answers */
-    WEB_LOGIN,        /* POST /login                   token -> session cookie */
-    WEB_LOGOUT,       /* POST /logout */
-    WEB_PAUSE,        /* POST /api/queues/Q/pause */
-    WEB_RESUME,       /* POST /api/queues/Q/resume */
-    WEB_DEAD_RETRY,   /* POST /api/queues/Q/dead/retry  body: ids, or all */
-    WEB_DEAD_PURGE,   /* POST /api/queues/Q/dead/purge */
+    WEB_NONE,          /* no route: status says why (400, 404, 405, 414) */
+    WEB_INDEX,         /* GET /                         the dashboard */
+    WEB_ASSET,         /* GET /assets/NAME              an embedded file */
+    WEB_STATUS,        /* GET /api/status               corralctl status --json */
+    WEB_HISTORY,       /* GET /api/history              the dashboard's charts */
+    WEB_SESSION,       /* GET /api/session              logged in, actions enabled */
+    WEB_JOB,           /* GET /api/jobs/Q/ID            one job */
+    WEB_DEAD_LIST,     /* GET /api/queues/Q/dead        dead jobs with their errors */
+    WEB_METRICS,       /* GET /metrics                  Prometheus text */
+    WEB_HEALTHZ,       /* GET /healthz                  200 while Redis answers */
+    WEB_LOGIN,         /* POST /login                   token -> session cookie */
+    WEB_LOGOUT,        /* POST /logout */
+    WEB_PAUSE,         /* POST /api/queues/Q/pause */
+    WEB_RESUME,        /* POST /api/queues/Q/resume */
+    WEB_DEAD_RETRY,    /* POST /api/queues/Q/dead/retry  body: ids, or all */
+    WEB_DEAD_PURGE,    /* POST /api/queues/Q/dead/purge */
     WEB_BREAKER_RESET, /* POST /api/breakers/S/reset */
-    WEB_JOB_CANCEL,   /* POST /api/jobs/Q/ID/cancel */
+    WEB_JOB_CANCEL,    /* POST /api/jobs/Q/ID/cancel */
 };
 
 struct web_route {

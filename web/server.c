@@ -32,7 +32,7 @@ struct req {
 /* The policy every answer carries: scripts, styles and requests from this
  * origin alone (no inline script or style), never in a frame. */
 #define CSP                                                                                        \
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "             \
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "              \
     "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
 
 static void add_security_headers(struct MHD_Response *r)
@@ -131,7 +131,9 @@ static enum MHD_Result admit(struct web_app *app, struct MHD_Connection *c, stru
     if (r->status != 200) {
         char msg[160];
         snprintf(msg, sizeof(msg), "%s",
-                 r->status == 404 ? "not found" : r->why ? r->why : "bad request");
+                 r->status == 404 ? "not found"
+                 : r->why         ? r->why
+                                  : "bad request");
         return error(c, (unsigned)r->status, msg);
     }
     if (strcmp(method, "POST") == 0) {
@@ -166,19 +168,19 @@ static struct MHD_Response *view_text(struct web_view *v, const char *text, size
     return r;
 }
 
-static enum MHD_Result serve_view(struct web_app *app, struct MHD_Connection *c,
-                                  enum web_page page)
+static enum MHD_Result serve_view(struct web_app *app, struct MHD_Connection *c, enum web_page page)
 {
     struct web_view *v = web_snap_get(app->snap, page == WEB_HISTORY   ? WEB_PART_HISTORY
-                                                  : page == WEB_METRICS ? WEB_PART_METRICS
-                                                                        : WEB_PART_STATUS);
+                                                 : page == WEB_METRICS ? WEB_PART_METRICS
+                                                                       : WEB_PART_STATUS);
     if (page == WEB_STATUS && v->ok)
         return queue(c, 200, view_text(v, v->status, v->status_len, "application/json"));
     if (page == WEB_HISTORY)
         return queue(c, 200, view_text(v, v->history, v->history_len, "application/json"));
     if (page == WEB_METRICS)
-        return queue(c, 200, view_text(v, v->metrics, v->metrics_len,
-                                       "text/plain; version=0.0.4; charset=utf-8"));
+        return queue(
+            c, 200,
+            view_text(v, v->metrics, v->metrics_len, "text/plain; version=0.0.4; charset=utf-8"));
     char *body;
     unsigned status = v->ok ? 200 : 503;
     if (page == WEB_STATUS) {
@@ -232,12 +234,12 @@ static enum MHD_Result login(struct web_app *app, struct MHD_Connection *c, stru
 
 static enum MHD_Result logout(struct web_app *app, struct MHD_Connection *c)
 {
-    web_sessions_drop(app->sessions,
-                      MHD_lookup_connection_value(c, MHD_COOKIE_KIND, WEB_COOKIE));
+    web_sessions_drop(app->sessions, MHD_lookup_connection_value(c, MHD_COOKIE_KIND, WEB_COOKIE));
     struct MHD_Response *r = fixed("{\"ok\":true}");
     if (r != NULL)
-        MHD_add_response_header(r, "Set-Cookie", WEB_COOKIE "=; Path=/; Max-Age=0; HttpOnly; "
-                                                            "SameSite=Strict");
+        MHD_add_response_header(r, "Set-Cookie",
+                                WEB_COOKIE "=; Path=/; Max-Age=0; HttpOnly; "
+                                           "SameSite=Strict");
     return queue(c, 200, r);
 }
 
@@ -379,13 +381,11 @@ struct web_server *web_server_start(struct web_app *app, const struct web_listen
         flags |= MHD_USE_IPv6;
     struct MHD_Daemon *d = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, app, MHD_OPTION_EXTERNAL_LOGGER, on_log, NULL,
-        MHD_OPTION_SOCK_ADDR, &where->addr,
-        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)WEB_THREADS, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned)WEB_CONNECTIONS_MAX, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)WEB_IDLE_TIMEOUT_S,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)WEB_HEADERS_MAX, MHD_OPTION_NOTIFY_COMPLETED,
-        on_completed, NULL, MHD_OPTION_UNESCAPE_CALLBACK, keep_escaped, NULL,
-        MHD_OPTION_STRICT_FOR_CLIENT, 1,
-        MHD_OPTION_END);
+        MHD_OPTION_SOCK_ADDR, &where->addr, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)WEB_THREADS,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)WEB_CONNECTIONS_MAX, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)WEB_IDLE_TIMEOUT_S, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)WEB_HEADERS_MAX,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_UNESCAPE_CALLBACK, keep_escaped,
+        NULL, MHD_OPTION_STRICT_FOR_CLIENT, 1, MHD_OPTION_END);
     if (d == NULL) {
         corral_err_set(err, CORRAL_ERR_IO,
                        "cannot listen (address in use, or not this host's?): libmicrohttpd "

@@ -154,8 +154,8 @@ static int read_history(struct web_snap *s, json_t *status, struct corral_err *e
             else
                 web_history_decisions(
                     s->hist,
-                    json_string_value(json_object_get(json_array_get(hosts, i - np), "host")),
-                    fv, r->elements);
+                    json_string_value(json_object_get(json_array_get(hosts, i - np), "host")), fv,
+                    r->elements);
             free(fv);
         }
         freeReplyObject(r);
@@ -312,7 +312,7 @@ static void kick_locked(struct web_snap *s)
 
 static int has_part(const struct web_view *v, enum web_part part)
 {
-    return part == WEB_PART_HISTORY ? v->history != NULL
+    return part == WEB_PART_HISTORY   ? v->history != NULL
            : part == WEB_PART_METRICS ? v->metrics != NULL
                                       : 1;
 }
@@ -339,7 +339,7 @@ struct web_view *web_snap_get(struct web_snap *s, enum web_part part)
     uint64_t want = current_will_do ? s->started : s->started + 1;
     if (want > s->started)
         kick_locked(s);
-    while (s->finished < want)
+    while (s->finished < want || s->view == NULL) /* a refresh always leaves a view */
         pthread_cond_wait(&s->done, &s->lock);
     v = s->view;
     v->refs++;

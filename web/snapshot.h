@@ -16,16 +16,17 @@
 #include "corral/config.h"
 #include "corral/err.h"
 
-#define WEB_SNAP_MAX_AGE_MS   1000  /* past this age a new view is asked for; never two reads closer */
-#define WEB_SNAP_STALE_OK_MS  1500  /* a view this young is served without waiting */
-#define WEB_SNAP_IDLE_MS      10000 /* refresh when nobody asked for this long */
-#define WEB_REDIS_TIMEOUT_MS  2000
+#define WEB_SNAP_MAX_AGE_MS 1000  /* past this age a new view is asked for; never two reads closer \
+                                   */
+#define WEB_SNAP_STALE_OK_MS 1500 /* a view this young is served without waiting */
+#define WEB_SNAP_IDLE_MS     10000 /* refresh when nobody asked for this long */
+#define WEB_REDIS_TIMEOUT_MS 2000
 
 /* An immutable view, shared by reference. */
 struct web_view {
-    int ok;                        /* the refresh read Redis */
+    int ok;                         /* the refresh read Redis */
     char error[CORRAL_ERR_MSG_MAX]; /* when !ok */
-    int64_t wall_ms;               /* when it was taken */
+    int64_t wall_ms;                /* when it was taken */
     int64_t mono_ms;
     char *status; /* corralctl status --json, compact; NULL when !ok */
     size_t status_len;

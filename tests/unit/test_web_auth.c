@@ -16,7 +16,7 @@ static void the_token_must_match_whole(void **state)
     const char *s = "0123456789abcdef0123";
     size_t n = strlen(s);
     assert_true(web_token_equal(s, n, s, n));
-    assert_false(web_token_equal("0123456789abcdef012", n - 1, s, n)); /* a prefix */
+    assert_false(web_token_equal("0123456789abcdef012", n - 1, s, n));   /* a prefix */
     assert_false(web_token_equal("0123456789abcdef01234", n + 1, s, n)); /* one more */
     assert_false(web_token_equal("0123456789abcdef0124", n, s, n));
     assert_false(web_token_equal("", 0, s, n));
@@ -55,12 +55,23 @@ static void cross_site_requests_are_told_apart(void **state)
 
 static void only_loopback_names_pass_the_host_check(void **state)
 {
-    static const char *const ok[] = {"localhost", "localhost:8470", "LOCALHOST:1", "127.0.0.1",
-                                     "127.0.0.1:8470", "127.1.2.3:80", "[::1]", "[::1]:8470"};
-    static const char *const bad[] = {
-        NULL,          "",          "evil.example", "evil.example:8470", "127.0.0.1.evil.example",
-        "127.0.0.256", "128.0.0.1", "[::2]:80",     "[::1]x",            "localhost:",
-        "localhost:8x", "127.0.0.1:80:80", "0x7f.0.0.1", "[::1]:"};
+    static const char *const ok[] = {"localhost", "localhost:8470", "LOCALHOST:1",
+                                     "127.0.0.1", "127.0.0.1:8470", "127.1.2.3:80",
+                                     "[::1]",     "[::1]:8470"};
+    static const char *const bad[] = {NULL,
+                                      "",
+                                      "evil.example",
+                                      "evil.example:8470",
+                                      "127.0.0.1.evil.example",
+                                      "127.0.0.256",
+                                      "128.0.0.1",
+                                      "[::2]:80",
+                                      "[::1]x",
+                                      "localhost:",
+                                      "localhost:8x",
+                                      "127.0.0.1:80:80",
+                                      "0x7f.0.0.1",
+                                      "[::1]:"};
     for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
         assert_true(web_host_is_loopback(ok[i]));
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
@@ -128,9 +139,9 @@ static void listen_addresses_are_numeric(void **state)
     assert_false(l.loopback);
     assert_int_equal(web_listen_parse("[::]:80", &l, &err), 0);
     assert_false(l.loopback);
-    static const char *const bad[] = {"8470",          ":8470",       "127.0.0.1",  "127.0.0.1:0",
-                                      "127.0.0.1:65536", "host:80",   "127.1:80",   "[::1:80",
-                                      "::1:80",        "127.0.0.1:8x", "[zz]:80",   ""};
+    static const char *const bad[] = {
+        "8470",     ":8470",   "127.0.0.1", "127.0.0.1:0",  "127.0.0.1:65536", "host:80",
+        "127.1:80", "[::1:80", "::1:80",    "127.0.0.1:8x", "[zz]:80",         ""};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         assert_int_equal(web_listen_parse(bad[i], &l, &err), -1);
         assert_non_null(strstr(err.msg, "ADDR:PORT"));

@@ -26,9 +26,9 @@ static json_t *status_at(long long now_ms, const char *breaker_state)
     return json_pack("{s:I s:[{s:s s:I s:i s:s}] s:[{s:s s:i s:i s:i s:i s:i s:s}] "
                      "s:[{s:s s:s s:I}]}",
                      "time_ms", now_ms, "queues", "name", "q", "time_ms", now_ms, "depth", 5,
-                     "service", "ai", "hosts", "host", "w1", "workers", 3, "busy", 1, "desired",
-                     4, "min", 2, "max", 8, "last_decision", "3 -> 4: depth 5", "breakers",
-                     "service", "ai", "state", breaker_state, "throttled_until_ms", 0LL);
+                     "service", "ai", "hosts", "host", "w1", "workers", 3, "busy", 1, "desired", 4,
+                     "min", 2, "max", 8, "last_decision", "3 -> 4: depth 5", "breakers", "service",
+                     "ai", "state", breaker_state, "throttled_until_ms", 0LL);
 }
 
 /* Runs one refresh at now_ms against the fake; returns the metrics text. */

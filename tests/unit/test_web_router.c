@@ -78,9 +78,18 @@ static void paths_are_normalised_before_they_are_matched(void **state)
 static void traversal_and_smuggled_bytes_are_refused(void **state)
 {
     static const char *const bad[] = {
-        "/..",          "/../etc/passwd", "/api/../../x", "/%2e%2e/x",       "/api/jobs/a%2Fb/1",
-        "/api/jobs/a%00/1", "/a%zz",      "/a%2",         "/api/jobs/a%5Cb/1", "relative",
-        "",             "/api/jobs/q/1%0d%0aX: y",
+        "/..",
+        "/../etc/passwd",
+        "/api/../../x",
+        "/%2e%2e/x",
+        "/api/jobs/a%2Fb/1",
+        "/api/jobs/a%00/1",
+        "/a%zz",
+        "/a%2",
+        "/api/jobs/a%5Cb/1",
+        "relative",
+        "",
+        "/api/jobs/q/1%0d%0aX: y",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         struct web_route r = route("GET", bad[i]);
@@ -92,9 +101,9 @@ static void traversal_and_smuggled_bytes_are_refused(void **state)
 
 static void unknown_paths_are_404(void **state)
 {
-    static const char *const unknown[] = {"/api",         "/api/statuses", "/etc/passwd",
-                                          "/api/queues/q", "/assets/.hidden", "/assets/a/b",
-                                          "/a/b/c/d/e/f/g/h/i/j", "/API/status"};
+    static const char *const unknown[] = {
+        "/api",        "/api/statuses",        "/etc/passwd", "/api/queues/q", "/assets/.hidden",
+        "/assets/a/b", "/a/b/c/d/e/f/g/h/i/j", "/API/status"};
     for (size_t i = 0; i < sizeof(unknown) / sizeof(unknown[0]); i++)
         assert_int_equal(route("GET", unknown[i]).status, 404);
 }
