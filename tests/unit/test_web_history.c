@@ -38,7 +38,7 @@ static char *refresh(struct web_history *h, struct fake *f, long long now_ms, co
     struct web_bucket_req *plan;
     size_t n = web_history_plan(h, st, &plan);
     for (size_t i = 0; i < n; i++) {
-        long long m = plan[i].minute % 400;
+        long long m = (plan[i].minute % 400 + 400) % 400; /* minutes before 0 read 381.. */
         char e[32], d[32], h3[32], ps[32], pn[32];
         snprintf(e, sizeof(e), "%lld", f->enq[m]);
         snprintf(d, sizeof(d), "%lld", f->done[m]);
