@@ -223,6 +223,15 @@ def main():
     time.sleep(12)
     print(f"{'RSS just after the load / idle again (MiB)':44} {busy_rss / 1024:12.2f} "
           f"{rss_kb(web.pid) / 1024:12.2f}")
+    # Idle while Prometheus scrapes and a dashboard was open a moment ago:
+    # the metrics and history texts are kept too.
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    metrics_bytes = len(get(c, "/metrics")[1])
+    history_bytes = len(get(c, "/api/history")[1])
+    c.close()
+    time.sleep(3)
+    print(f"{'RSS idle with metrics and history kept (MiB)':44} {rss_kb(web.pid) / 1024:12.2f}"
+          f"{'':12}  (/metrics {metrics_bytes} bytes, /api/history {history_bytes})")
 
 
 try:

@@ -28,12 +28,19 @@ struct minute {
     uint32_t h[WEB_NHIST];
 };
 
+/* What the charts keep of a final minute: its counts and quantiles. */
+struct chart_minute {
+    int64_t m; /* minute number; 0: no data */
+    uint32_t enq, done, fail, dead;
+    uint32_t p50_ms, p95_ms, pn;
+};
+
 struct queue {
     char *name;
     char *service;      /* "" for handlers without one */
     int64_t final_upto; /* minutes up to this one are in tot; 0: none yet */
     int64_t cur;        /* the live minute, as of the last plan */
-    struct minute ring[WEB_MINUTES + 1];
+    struct chart_minute ring[WEB_MINUTES + 1];
     struct minute live;
     uint64_t tot[NF], tot_h[WEB_NHIST];
     float depth[WEB_SLOTS];
@@ -221,6 +228,22 @@ size_t web_history_plan(struct web_history *h, json_t *status, struct web_bucket
     return n;
 }
 
+static double quantile(const uint32_t *hist, double p);
+
+/* The chart's view of a minute. */
+static struct chart_minute chart_of(const struct minute *b)
+{
+    struct chart_minute c = {.m = b->m,
+                             .enq = b->f[F_ENQ],
+                             .done = b->f[F_DONE],
+                             .fail = b->f[F_FAIL],
+                             .dead = b->f[F_DEAD],
+                             .pn = b->f[F_PN]};
+    c.p50_ms = (uint32_t)quantile(b->h, 0.50);
+    c.p95_ms = (uint32_t)quantile(b->h, 0.95);
+    return c;
+}
+
 static void parse_bucket(struct minute *b, int64_t m, const char *const *fv, size_t n)
 {
     memset(b, 0, sizeof(*b));
@@ -268,7 +291,7 @@ void web_history_bucket(struct web_history *h, const struct web_bucket_req *req,
     if (q->live.m <= req->minute)
         memset(&q->live, 0, sizeof(q->live)); /* now in tot: never counted twice */
     if (req->minute > q->cur - WEB_MINUTES - 1)
-        q->ring[req->minute % (WEB_MINUTES + 1)] = b;
+        q->ring[req->minute % (WEB_MINUTES + 1)] = chart_of(&b);
 }
 
 void web_history_decisions(struct web_history *h, const char *host, const char *const *lines,
@@ -455,13 +478,13 @@ static void put_series(FILE *out, const char *key, const float *a, const int *or
 }
 
 /* The minute of q at m: the live one, a kept final one, or none (zeros). */
-static const struct minute *minute_at(const struct queue *q, int64_t m)
+static struct chart_minute minute_at(const struct queue *q, int64_t m)
 {
-    static const struct minute none;
+    static const struct chart_minute none;
     if (m == q->cur)
-        return q->live.m == m ? &q->live : &none;
-    const struct minute *b = &q->ring[m % (WEB_MINUTES + 1)];
-    return b->m == m ? b : &none;
+        return q->live.m == m ? chart_of(&q->live) : none;
+    const struct chart_minute *b = &q->ring[m % (WEB_MINUTES + 1)];
+    return b->m == m ? *b : none;
 }
 
 char *web_history_json(struct web_history *h, int64_t wall_ms, size_t *len)
@@ -494,27 +517,18 @@ char *web_history_json(struct web_history *h, int64_t wall_ms, size_t *len)
         fputs(":{", out);
         /* The minute axis is the queue's own (Redis's clock). */
         int64_t qc = q->cur ? q->cur : cur;
-        static const struct {
-            const char *key;
-            int f;
-        } series[] = {{"enqueued", F_ENQ}, {"done", F_DONE}, {"failed", F_FAIL}, {"dead", F_DEAD}};
+        static const char *const series[] = {"enqueued", "done",   "failed",
+                                             "dead",     "p50_ms", "p95_ms"};
         for (size_t s = 0; s < sizeof(series) / sizeof(series[0]); s++) {
-            fprintf(out, "%s\"%s\":[", s ? "," : "", series[s].key);
-            for (int64_t m = qc - WEB_MINUTES; m <= qc; m++)
-                fprintf(out, "%s%llu", m > qc - WEB_MINUTES ? "," : "",
-                        (unsigned long long)minute_at(q, m)->f[series[s].f]);
-            fputc(']', out);
-        }
-        for (int p = 0; p < 2; p++) {
-            fprintf(out, ",\"%s\":[", p ? "p95_ms" : "p50_ms");
+            fprintf(out, "%s\"%s\":[", s ? "," : "", series[s]);
             for (int64_t m = qc - WEB_MINUTES; m <= qc; m++) {
-                const struct minute *b = minute_at(q, m);
-                double v = quantile(b->h, p ? 0.95 : 0.50);
+                struct chart_minute b = minute_at(q, m);
+                const uint32_t v[] = {b.enq, b.done, b.fail, b.dead, b.p50_ms, b.p95_ms};
                 fputs(m > qc - WEB_MINUTES ? "," : "", out);
-                if (b->f[F_PN] == 0)
-                    fputs("null", out);
+                if (s >= 4 && b.pn == 0)
+                    fputs("null", out); /* no processing time without runs */
                 else
-                    fprintf(out, "%.0f", v);
+                    fprintf(out, "%u", v[s]);
             }
             fputc(']', out);
         }

@@ -14,13 +14,14 @@
 
 #include <jansson.h>
 
-#define WEB_MINUTES    60    /* per-minute charts: the last hour */
-#define WEB_SLOT_MS    15000 /* one sample per slot ... */
-#define WEB_SLOTS      240   /* ... for an hour */
-#define WEB_FIRST_READ 120   /* minutes read at a queue's first sight: all the buckets Redis keeps \
-                              */
-#define WEB_DECISIONS    20  /* decisions shown per host */
-#define WEB_CHANGES      20  /* breaker state changes kept per service */
+#define WEB_MINUTES 60    /* per-minute charts: the last hour */
+#define WEB_SLOT_MS 15000 /* one sample per slot ... */
+#define WEB_SLOTS   240   /* ... for an hour */
+#define WEB_FIRST_READ                                                                             \
+    120                     /* minutes read at a queue's first sight: all the buckets Redis keeps  \
+                             */
+#define WEB_DECISIONS    20 /* decisions shown per host */
+#define WEB_CHANGES      20 /* breaker state changes kept per service */
 #define WEB_MAX_ENTITIES 1000 /* queues, hosts or services tracked; more are left out */
 #define WEB_NHIST        20 /* processing-time buckets: queue/corral.lua's HIST, and the open one */
 

@@ -201,7 +201,8 @@ int main(int argc, char **argv)
         ev_signal_start(loop, &intr);
         ev_signal_start(loop, &hup);
         ev_timer idle;
-        ev_timer_init(&idle, on_idle, 0.0, WEB_SNAP_IDLE_MS / 1000.0);
+        /* Looks every 2 s; asks for a read once the view is 10 s old. */
+        ev_timer_init(&idle, on_idle, 0.0, 2.0);
         idle.data = &ctx;
         ev_timer_start(loop, &idle);
         ev_run(loop, 0);

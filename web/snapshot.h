@@ -16,7 +16,8 @@
 #include "corral/config.h"
 #include "corral/err.h"
 
-#define WEB_SNAP_MAX_AGE_MS 1000  /* past this age a new view is asked for; never two reads closer \
+#define WEB_SNAP_MAX_AGE_MS                                                                        \
+    1000                          /* past this age a new view is asked for; never two reads closer \
                                    */
 #define WEB_SNAP_STALE_OK_MS 1500 /* a view this young is served without waiting */
 #define WEB_SNAP_IDLE_MS     10000 /* refresh when nobody asked for this long */
