@@ -646,6 +646,13 @@ def test_bad_listen_addresses_and_tokens_are_refused_at_start(build_dir, tmp_pat
     assert run_web(build_dir, "--bogus").returncode == 2
 
 
+def test_a_port_in_use_is_an_error_at_start(web, build_dir):
+    res = run_web(build_dir, "-c", str(web.conf))
+    assert res.returncode == 1
+    assert "cannot listen" in res.stderr and f"127.0.0.1:{web.port}" in res.stderr
+    assert web.get("/healthz")[0] == 200  # the first one is untouched
+
+
 def test_check_reads_the_config_and_the_token_and_exits(build_dir, tmp_path, redis_server):
     tok = tmp_path / "t"
     tok.write_text("a" * 32 + "\n")
