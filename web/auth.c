@@ -35,13 +35,9 @@ const char *web_bearer(const char *authorization)
     return *p != '\0' ? p : NULL;
 }
 
-int web_origin_ok(const char *host, const char *origin, const char *fetch_site)
+/* 1 when origin is http:// or https:// plus host. */
+static int origin_is(const char *origin, const char *host)
 {
-    if (fetch_site != NULL && strcmp(fetch_site, "same-origin") != 0 &&
-        strcmp(fetch_site, "none") != 0)
-        return 0;
-    if (origin == NULL)
-        return 1;
     if (host == NULL || host[0] == '\0')
         return 0;
     const char *rest;
@@ -52,6 +48,16 @@ int web_origin_ok(const char *host, const char *origin, const char *fetch_site)
     else
         return 0; /* "null" (sandboxed frames, file:) and anything else */
     return strcasecmp(rest, host) == 0;
+}
+
+int web_origin_ok(const char *host, const char *fwd_host, const char *origin,
+                  const char *fetch_site)
+{
+    if (fetch_site != NULL)
+        return strcmp(fetch_site, "same-origin") == 0 || strcmp(fetch_site, "none") == 0;
+    if (origin == NULL)
+        return 1;
+    return origin_is(origin, host) || (fwd_host != NULL && origin_is(origin, fwd_host));
 }
 
 int web_host_is_loopback(const char *host)

@@ -23,11 +23,15 @@ int web_token_equal(const char *given, size_t given_len, const char *secret, siz
  * without regard to case, blanks after it skipped), or NULL. */
 const char *web_bearer(const char *authorization);
 
-/* 1 when a browser request may act: Sec-Fetch-Site (when sent) is
- * same-origin or none, and Origin (when sent) is http:// or https:// plus
- * host exactly. Requests with neither header (curl, scripts) pass: they
- * still need the token. NULL means the header is absent. */
-int web_origin_ok(const char *host, const char *origin, const char *fetch_site);
+/* 1 when a browser request may act. Sec-Fetch-Site, which browsers set
+ * and pages cannot, decides when sent: same-origin or none. Without it (an
+ * older browser), Origin when sent must be http:// or https:// plus host,
+ * or plus fwd_host (X-Forwarded-Host, from a proxy in front; a page cannot
+ * add it to a cross-site request without a preflight, which is never
+ * answered). Requests with neither header (curl, scripts) pass: they still
+ * need the token. NULL means the header is absent. */
+int web_origin_ok(const char *host, const char *fwd_host, const char *origin,
+                  const char *fetch_site);
 
 /* 1 when host (the Host header, NULL when absent) names the loopback:
  * localhost, 127.0.0.0/8 or [::1], with or without a port. A server bound

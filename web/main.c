@@ -183,7 +183,6 @@ int main(int argc, char **argv)
         .loopback = where.loopback,
     };
     struct web_server *srv = web_server_start(&app, &where, &err);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
     int rc = 0;
     if (srv == NULL) {
         corral_log_err("cannot start", "listen=%s error=\"%s\"", listen_text, err.msg);
@@ -200,6 +199,9 @@ int main(int argc, char **argv)
         ev_signal_start(loop, &term);
         ev_signal_start(loop, &intr);
         ev_signal_start(loop, &hup);
+        /* Unblocked once libev watches them: a TERM that came since is
+         * taken now, never by the default action. */
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
         ev_timer idle;
         /* Looks every 2 s; asks for a read once the view is 10 s old. */
         ev_timer_init(&idle, on_idle, 0.0, 2.0);

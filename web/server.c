@@ -137,7 +137,8 @@ static enum MHD_Result admit(struct web_app *app, struct MHD_Connection *c, stru
         return error(c, (unsigned)r->status, msg);
     }
     if (strcmp(method, "POST") == 0) {
-        if (!web_origin_ok(host, header(c, "Origin"), header(c, "Sec-Fetch-Site")))
+        if (!web_origin_ok(host, header(c, "X-Forwarded-Host"), header(c, "Origin"),
+                           header(c, "Sec-Fetch-Site")))
             return error(c, 403, "cross-site request refused (Origin / Sec-Fetch-Site)");
         const char *cl = header(c, "Content-Length");
         if (cl != NULL && strtoull(cl, NULL, 10) > WEB_BODY_MAX)

@@ -39,18 +39,23 @@ static void the_bearer_scheme_is_read_without_regard_to_case(void **state)
 static void cross_site_requests_are_told_apart(void **state)
 {
     const char *host = "127.0.0.1:8470";
-    assert_true(web_origin_ok(host, NULL, NULL)); /* curl, scripts: the token decides */
-    assert_true(web_origin_ok(host, "http://127.0.0.1:8470", "same-origin"));
-    assert_true(web_origin_ok(host, "https://127.0.0.1:8470", NULL));
-    assert_true(web_origin_ok(host, NULL, "none")); /* typed into the address bar */
-    assert_false(web_origin_ok(host, "http://evil.example", NULL));
-    assert_false(web_origin_ok(host, "http://127.0.0.1:8471", NULL));
-    assert_false(web_origin_ok(host, "http://127.0.0.1:8470.evil.example", NULL));
-    assert_false(web_origin_ok(host, "null", NULL));
-    assert_false(web_origin_ok(host, NULL, "cross-site"));
-    assert_false(web_origin_ok(host, NULL, "same-site"));
-    assert_false(web_origin_ok(host, "http://127.0.0.1:8470", "cross-site"));
-    assert_false(web_origin_ok(NULL, "http://127.0.0.1:8470", NULL));
+    assert_true(web_origin_ok(host, NULL, NULL, NULL)); /* curl, scripts: the token decides */
+    assert_true(web_origin_ok(host, NULL, "http://127.0.0.1:8470", "same-origin"));
+    assert_true(web_origin_ok(host, NULL, "https://127.0.0.1:8470", NULL));
+    assert_true(web_origin_ok(host, NULL, NULL, "none")); /* typed into the address bar */
+    /* Behind a proxy the browser's origin is the proxy's: Sec-Fetch-Site
+     * says same-origin, or the proxy names it in X-Forwarded-Host. */
+    assert_true(web_origin_ok(host, NULL, "https://corral.example", "same-origin"));
+    assert_true(web_origin_ok(host, "corral.example", "https://corral.example", NULL));
+    assert_false(web_origin_ok(host, NULL, "http://evil.example", NULL));
+    assert_false(web_origin_ok(host, "corral.example", "http://evil.example", NULL));
+    assert_false(web_origin_ok(host, NULL, "http://127.0.0.1:8471", NULL));
+    assert_false(web_origin_ok(host, NULL, "http://127.0.0.1:8470.evil.example", NULL));
+    assert_false(web_origin_ok(host, NULL, "null", NULL));
+    assert_false(web_origin_ok(host, NULL, NULL, "cross-site"));
+    assert_false(web_origin_ok(host, NULL, NULL, "same-site"));
+    assert_false(web_origin_ok(host, NULL, "http://127.0.0.1:8470", "cross-site"));
+    assert_false(web_origin_ok(NULL, NULL, "http://127.0.0.1:8470", NULL));
 }
 
 static void only_loopback_names_pass_the_host_check(void **state)
