@@ -101,10 +101,22 @@
 
   function chartWidth(div) { return Math.max(260, div.clientWidth || 300); }
 
-  // Every chart spans the last hour up to now, however little it has yet.
+  // Per-minute charts span the last hour up to now. Sampled ones (depth,
+  // pool, breaker state) begin when corral-web did: they span from their
+  // first sample (less two minutes) while that is within the hour.
   function lastHour() {
     const now = (history ? history.time_ms : Date.now()) / 1000;
     return [now - 3600, now];
+  }
+  function sampled(u) {
+    const now = (history ? history.time_ms : Date.now()) / 1000;
+    const first = u.data[0].length ? u.data[0][0] - 120 : now - 3600;
+    return [Math.max(now - 3600, first), now];
+  }
+
+  // A sampled chart: its own x range and dots a sparse series can show.
+  function sampledOpts(extra) {
+    return Object.assign({ scales: { x: { time: true, range: sampled } } }, extra || {});
   }
 
   function makeChart(div, series, opts) {
@@ -116,6 +128,7 @@
       cursor: { drag: { x: false, y: false } },
       series: [{}].concat(series.map((s) => Object.assign({
         label: s.label, stroke: COLORS[s.key] || '#333', width: 1.5,
+        points: { size: 5 },
       }, s.opts || {}))),
     }, opts || {});
     const plot = new uPlot(o, [[]].concat(series.map(() => [])), div);
@@ -206,7 +219,7 @@
       if (!h) continue;
       if (!c.plots) {
         c.plots = {
-          depth: makeChart(c.depthDiv, [{ label: 'depth', key: 'depth' }]),
+          depth: makeChart(c.depthDiv, [{ label: 'depth', key: 'depth' }], sampledOpts()),
           flow: makeChart(c.flowDiv, [{ label: 'enqueued', key: 'enqueued' },
             { label: 'done', key: 'done' }, { label: 'failed', key: 'failed' },
             { label: 'dead', key: 'dead' }]),
@@ -272,7 +285,7 @@
         c.plot = makeChart(c.chartDiv, [{ label: 'workers', key: 'workers' },
           { label: 'busy', key: 'busy' }, { label: 'desired', key: 'desired' },
           { label: 'min', key: 'min', opts: { dash: [4, 4] } },
-          { label: 'max', key: 'max', opts: { dash: [4, 4] } }]);
+          { label: 'max', key: 'max', opts: { dash: [4, 4] } }], sampledOpts());
       }
       c.plot.setData([secs(history.sample_ms), h.workers, h.busy, h.desired, h.min, h.max]);
       const ol = c.card.querySelector('.decisions');
@@ -351,7 +364,7 @@
         c.plot = makeChart(c.chartDiv, [{ label: 'state', key: 'state',
           opts: { paths: uPlot.paths.stepped({ align: 1 }),
             value: (u, v) => (v === null ? '–' : STATES[v]) } }],
-        { scales: { x: { time: true, range: lastHour }, y: { range: [0, 3] } },
+        { scales: { x: { time: true, range: sampled }, y: { range: [0, 3] } },
           axes: [{ size: 30 }, { size: 44, splits: () => [0, 1, 2, 3] }] });
       }
       c.plot.setData([secs(history.sample_ms), h.state]);
