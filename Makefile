@@ -66,7 +66,7 @@ CTL_MODS   := $(filter-out ctl/main.c,$(wildcard ctl/*.c))
 MOD_OBJS   := $(sort $(SUP_MODS) $(WRK_MODS) $(CTL_MODS))
 MOD_OBJS   := $(MOD_OBJS:%.c=$(BUILD)/%.o)
 
-PROGS      := $(BUILD)/corrald $(BUILD)/corral-worker $(BUILD)/corralctl
+PROGS      := $(BUILD)/corrald $(BUILD)/corral-worker $(BUILD)/corralctl $(BUILD)/corral-web
 UNIT_SRCS  := $(wildcard tests/unit/test_*.c)
 UNIT_BINS  := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 # Programs the integration tests drive library modules with (not installed).
@@ -126,6 +126,34 @@ $(BUILD)/corral-worker: $(BUILD)/worker/main.o $(WRK_MODS:%.c=$(BUILD)/%.o) $(BU
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
 $(BUILD)/corralctl: $(BUILD)/ctl/main.o $(CTL_MODS:%.c=$(BUILD)/%.o) $(BUILD)/libcorral.a
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+# corral-web (docs/web.md): libmicrohttpd, the status code of ctl/, and its
+# browser files embedded as C arrays; uPlot comes from web/node_modules
+# (npm ci once, from web/package-lock.json; offline after that).
+WEB_MODS   := $(filter-out web/main.c,$(wildcard web/*.c))
+WEB_PURE   := $(addprefix $(BUILD)/web/,router.o auth.o listen.o history.o)
+WEB_LIBS   := $(shell $(PKG_CONFIG) --libs libmicrohttpd 2>/dev/null || echo -lmicrohttpd) -lpthread
+WEB_FILES  := index.html=web/ui/index.html app.js=web/ui/app.js app.css=web/ui/app.css \
+              uPlot.iife.min.js=web/node_modules/uplot/dist/uPlot.iife.min.js \
+              uPlot.min.css=web/node_modules/uplot/dist/uPlot.min.css
+$(BUILD)/corral-web: $(BUILD)/web/main.o $(WEB_MODS:%.c=$(BUILD)/%.o) $(BUILD)/gen/web_assets.o \
+                     $(CTL_MODS:%.c=$(BUILD)/%.o) $(BUILD)/libcorral.a
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS) $(WEB_LIBS)
+$(BUILD)/gen/web_assets.c: web/embed.sh web/ui/index.html web/ui/app.js web/ui/app.css \
+                           web/node_modules/.package-lock.json
+	@mkdir -p $(@D)
+	sh web/embed.sh $(WEB_FILES) > $@.tmp && mv $@.tmp $@
+$(BUILD)/gen/web_assets.o: $(BUILD)/gen/web_assets.c
+	$(CC) $(ALL_CFLAGS) -Iweb -c $< -o $@
+# npm writes node_modules/.package-lock.json at each install: the stamp.
+web/node_modules/.package-lock.json: web/package.json web/package-lock.json
+	@command -v npm >/dev/null 2>&1 || { echo "corral-web: npm is needed once to fetch uPlot" \
+	  "(web/package-lock.json): apt-get install npm" >&2; exit 1; }
+	cd web && npm ci --no-audit --no-fund --loglevel=error
+$(BUILD)/tests/test_web_%: tests/unit/test_web_%.c $(WEB_PURE) $(BUILD)/libcorral.a
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -Iweb -o $@ $< $(WEB_PURE) $(BUILD)/libcorral.a $(ALL_LDFLAGS) $(PKG_LIBS) \
+	  -lpthread $$($(PKG_CONFIG) --libs cmocka)
 
 $(BUILD)/tests/%: tests/unit/%.c $(MOD_OBJS) $(BUILD)/libcorral.a
 	@mkdir -p $(@D)
@@ -197,7 +225,8 @@ soak: deps
 
 DEB_PKGS := gcc make pkg-config libhiredis-dev libev-dev libjansson-dev libcurl4-openssl-dev \
             libinih-dev libcmocka-dev redis-server redis-tools python3 python3-pytest python3-redis redis-sentinel stunnel4 openssl \
-            python3-hypothesis
+            python3-hypothesis \
+            libmicrohttpd-dev python3-prometheus-client
 deps:
 	@missing=$$(for p in $(DEB_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | \
 	    grep -q '^install ok installed' || echo $$p; done); \
@@ -215,6 +244,7 @@ install: all
 	install -d $(DESTDIR)$(bindir) $(DESTDIR)$(libdir)/pkgconfig $(DESTDIR)$(includedir)/corral \
 	  $(DESTDIR)$(sysconfdir)/corral
 	install -m 0755 $(BUILD)/corrald $(BUILD)/corral-worker $(BUILD)/corralctl $(DESTDIR)$(bindir)/
+	install -m 0755 $(BUILD)/corral-web $(DESTDIR)$(bindir)/
 	install -m 0644 $(BUILD)/libcorral.a $(DESTDIR)$(libdir)/
 	install -m 0755 $(BUILD)/libcorral.so $(DESTDIR)$(libdir)/libcorral.so.0
 	ln -sf libcorral.so.0 $(DESTDIR)$(libdir)/libcorral.so
@@ -223,7 +253,7 @@ install: all
 	test -e $(DESTDIR)$(sysconfdir)/corral/corral.conf || \
 	  install -m 0640 systemd/corral.conf $(DESTDIR)$(sysconfdir)/corral/corral.conf
 	install -d $(DESTDIR)$(unitdir) $(DESTDIR)$(sysusersdir) $(DESTDIR)$(tmpfilesdir)
-	for u in corrald.service corrald@.service; do \
+	for u in corrald.service corrald@.service corral-web.service; do \
 	  sed 's#@bindir@#$(bindir)#g' systemd/$$u > $(DESTDIR)$(unitdir)/$$u && \
 	  chmod 0644 $(DESTDIR)$(unitdir)/$$u; done
 	install -m 0644 systemd/corral.sysusers $(DESTDIR)$(sysusersdir)/corral.conf
@@ -232,9 +262,12 @@ install: all
 	install -m 0644 man/corralctl.1 $(DESTDIR)$(mandir)/man1/
 	install -m 0644 man/corral.conf.5 $(DESTDIR)$(mandir)/man5/
 	install -m 0644 man/corrald.8 man/corral-worker.8 $(DESTDIR)$(mandir)/man8/
+	install -m 0644 man/corral-web.8 $(DESTDIR)$(mandir)/man8/
 
 uninstall:
 	rm -f $(DESTDIR)$(bindir)/corrald $(DESTDIR)$(bindir)/corral-worker $(DESTDIR)$(bindir)/corralctl
+	rm -f $(DESTDIR)$(bindir)/corral-web $(DESTDIR)$(unitdir)/corral-web.service \
+	  $(DESTDIR)$(mandir)/man8/corral-web.8
 	rm -f $(DESTDIR)$(libdir)/libcorral.a $(DESTDIR)$(libdir)/libcorral.so $(DESTDIR)$(libdir)/libcorral.so.0
 	rm -f $(DESTDIR)$(libdir)/pkgconfig/corral.pc
 	rm -rf $(DESTDIR)$(includedir)/corral

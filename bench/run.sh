@@ -3,7 +3,7 @@
 # LPUSH and RPOP as the reference, then bench_queue, which prints each corral
 # figure beside the reference from this same run), then the worker,
 # supervisor and scaler benchmarks, each with its own private Redis.
-#   sh bench/run.sh [queue|status|worker|supervisor|scaler]...   (default: all)
+#   sh bench/run.sh [queue|status|worker|supervisor|scaler|web]...   (default: all)
 # CORRAL_BUILD is the build directory (make bench sets it; build-san under
 # SANITIZE=1); BENCH_JOBS the jobs per queue run (default 50000);
 # BENCH_REF_RUNS the redis-benchmark runs per reference, best kept (default 3),
@@ -15,7 +15,7 @@ B=${CORRAL_BUILD:-$here/../build}
 JOBS=${BENCH_JOBS:-50000}
 REF_RUNS=${BENCH_REF_RUNS:-3}
 REF_JOBS=${BENCH_REF_JOBS:-20000}
-parts=${*:-queue status worker supervisor scaler}
+parts=${*:-queue status worker supervisor scaler web}
 
 for t in redis-server redis-cli redis-benchmark; do
     command -v "$t" >/dev/null 2>&1 ||
@@ -128,6 +128,7 @@ for part in $parts; do
     supervisor) echo; "${PYTHON:-/usr/bin/python3}" "$here/bench_supervisor.py" "$B" ;;
     status) echo; status_bench ;;
     scaler) echo; "$B/bench/sim_scaler" ;;
-    *) echo "bench: unknown part \"$part\" (queue, status, worker, supervisor, scaler)" >&2; exit 2 ;;
+    web) echo; "${PYTHON:-/usr/bin/python3}" "$here/bench_web.py" "$B" ;;
+    *) echo "bench: unknown part \"$part\" (queue, status, worker, supervisor, scaler, web)" >&2; exit 2 ;;
     esac
 done

@@ -18,7 +18,7 @@
 #include "corral/tls.h"
 #include "corral/util.h"
 
-enum sec { SEC_REDIS, SEC_POOL, SEC_SCALE, SEC_QUEUE, SEC_SERVICE, SEC_NONE };
+enum sec { SEC_REDIS, SEC_POOL, SEC_SCALE, SEC_WEB, SEC_QUEUE, SEC_SERVICE, SEC_NONE };
 
 enum type {
     T_STR,     /* char *, may not be empty */
@@ -54,6 +54,7 @@ struct key {
 #define S(f)  offsetof(struct corral_scale_conf, f)
 #define Q(f)  offsetof(struct corral_queue_conf, f)
 #define SV(f) offsetof(struct corral_service_conf, f)
+#define W(f)  offsetof(struct corral_web_conf, f)
 #define SEC   1000LL
 #define MIN   60000LL
 #define DAY   86400000LL
@@ -121,10 +122,13 @@ static const struct key keys[] = {
     {SEC_SERVICE, "breaker_open_for", T_DUR, SV(breaker_open_for_ms), 0, "30s", 100, DAY},
     {SEC_SERVICE, "breaker_open_max", T_DUR, SV(breaker_open_max_ms), 0, "5m", 100, DAY},
     {SEC_SERVICE, "breaker_half_open_calls", T_INT, SV(breaker_half_open_calls), 0, "3", 1, 1000},
+
+    {SEC_WEB, "listen", T_STR, W(listen), 0, "127.0.0.1:8470", 0, 0},
+    {SEC_WEB, "token_file", T_PATH, W(token_file), 0, NULL, 0, 0},
 };
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
 
-static const char *const sec_names[] = {"redis", "pool", "scale", "queue", "service"};
+static const char *const sec_names[] = {"redis", "pool", "scale", "web", "queue", "service"};
 
 #define NAME_CHARS "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.:-"
 #define NAME_RULE  "characters of A-Z a-z 0-9 _ . : -"
@@ -151,7 +155,7 @@ struct loader {
     char *linebuf;
     size_t linecap;
     /* sections */
-    struct section global[3];
+    struct section global[SEC_WEB + 1];
     struct section *queues; /* parallel to cfg->queues */
     struct section *services;
     struct section *current; /* NULL in an unknown, bad or repeated section */
@@ -279,6 +283,8 @@ static void *base_of(struct corral_config *cfg, const struct section *s)
         return &cfg->pool;
     case SEC_SCALE:
         return &cfg->scale;
+    case SEC_WEB:
+        return &cfg->web;
     case SEC_QUEUE:
         return &cfg->queues[s->index];
     case SEC_SERVICE:
@@ -493,6 +499,7 @@ static struct corral_config *new_config(const char *name)
     apply_defaults(&cfg->redis, SEC_REDIS);
     apply_defaults(&cfg->pool, SEC_POOL);
     apply_defaults(&cfg->scale, SEC_SCALE);
+    apply_defaults(&cfg->web, SEC_WEB);
     /* The default url always parses; a loaded file's is parsed again. */
     struct corral_err err;
     if (corral_redis_parse_url(cfg->redis.url, &cfg->redis.addr, &err) < 0)
@@ -506,7 +513,7 @@ static void begin_section(struct loader *ld, const char *name)
 {
     struct corral_config *cfg = ld->cfg;
     ld->current = NULL;
-    for (int s = SEC_REDIS; s <= SEC_SCALE; s++) {
+    for (int s = SEC_REDIS; s <= SEC_WEB; s++) {
         if (strcmp(name, sec_names[s]) == 0) {
             struct section *g = &ld->global[s];
             if (g->line != 0) {
@@ -527,7 +534,7 @@ static void begin_section(struct loader *ld, const char *name)
         sec = SEC_SERVICE;
     if (sec == SEC_NONE) {
         add_error(ld, ld->lineno,
-                  "unknown section [%s] (known: [redis], [pool], [scale], [queue NAME], "
+                  "unknown section [%s] (known: [redis], [pool], [scale], [web], [queue NAME], "
                   "[service NAME])",
                   name);
         return;
@@ -983,9 +990,9 @@ static void cross_check(struct loader *ld)
 
 static struct corral_config *load(struct loader *ld)
 {
-    /* [redis], [pool] and [scale] exist with their defaults even when the
-     * file leaves them out; cross_check looks their keys up by kind. */
-    for (int s = SEC_REDIS; s <= SEC_SCALE; s++)
+    /* [redis], [pool], [scale] and [web] exist with their defaults even when
+     * the file leaves them out; cross_check looks their keys up by kind. */
+    for (int s = SEC_REDIS; s <= SEC_WEB; s++)
         ld->global[s].sec = (enum sec)s;
     int rc = ini_parse_stream(reader, ld, handler, ld);
     if (rc < 0)
@@ -1070,6 +1077,7 @@ void corral_config_free(struct corral_config *cfg)
     corral_redis_addr_free(&cfg->redis.addr);
     free_section(&cfg->pool, SEC_POOL);
     free_section(&cfg->scale, SEC_SCALE);
+    free_section(&cfg->web, SEC_WEB);
     for (size_t i = 0; i < cfg->nqueues; i++) {
         free_section(&cfg->queues[i], SEC_QUEUE);
         free(cfg->queues[i].name);
@@ -1264,6 +1272,8 @@ void corral_config_dump(const struct corral_config *cfg, FILE *out)
     dump_section(out, &cfg->pool, SEC_POOL);
     fprintf(out, "\n[scale]\n");
     dump_section(out, &cfg->scale, SEC_SCALE);
+    fprintf(out, "\n[web]\n");
+    dump_section(out, &cfg->web, SEC_WEB);
     for (size_t i = 0; i < cfg->nqueues; i++) {
         fprintf(out, "\n[queue %s]\n", cfg->queues[i].name);
         dump_section(out, &cfg->queues[i], SEC_QUEUE);

@@ -42,6 +42,9 @@ int ctl_metrics(struct ctl *ctl, int argc, char **argv);
 /* metrics when Redis cannot be read at all: corral_up 0 and why; returns
  * the exit code (1). */
 int ctl_metrics_down(const struct corral_err *err);
+/* The gauge families of metrics (queues, hosts, breakers) for a snapshot of
+ * ctl_snapshot, without corral_up; corral-web serves them too. */
+void ctl_metrics_write(json_t *snapshot, FILE *out);
 
 /* Every breaker (declared in Redis or named by the config), sorted by
  * service, as a JSON array the caller owns; NULL with err on failure. */

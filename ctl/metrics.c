@@ -220,3 +220,10 @@ int ctl_metrics(struct ctl *ctl, int argc, char **argv)
     json_decref(s);
     return fflush(out) == 0 ? 0 : 1;
 }
+
+void ctl_metrics_write(json_t *snapshot, FILE *out)
+{
+    queues(out, json_object_get(snapshot, "queues"));
+    hosts(out, json_object_get(snapshot, "hosts"));
+    breakers(out, json_object_get(snapshot, "breakers"));
+}

@@ -115,11 +115,18 @@ struct corral_service_conf {
     int breaker_half_open_calls;
 };
 
+/* corral-web (docs/web.md). */
+struct corral_web_conf {
+    char *listen;     /* ADDR:PORT, default 127.0.0.1:8470 */
+    char *token_file; /* NULL when unset (actions disabled); ${CREDENTIALS_DIRECTORY} expanded */
+};
+
 struct corral_config {
     char *path; /* the file it was read from, or "<string>" */
     struct corral_redis_conf redis;
     struct corral_pool_conf pool;
     struct corral_scale_conf scale;
+    struct corral_web_conf web;
     struct corral_queue_conf *queues; /* every [queue NAME] section, in file order */
     size_t nqueues;
     struct corral_service_conf *services; /* every [service NAME] section, in file order */

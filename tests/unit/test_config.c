@@ -591,8 +591,8 @@ static void unknown_keys_and_sections_name_file_and_line(void **state)
                        "max_jobs, max_rss, drain_timeout, hang_timeout, queues)");
     /* keys under an unknown section are not reported again */
     load_fails_exactly("; c\n[wat]\nx = 1\n", 1,
-                       "t.conf:2: unknown section [wat] (known: [redis], [pool], [scale], [queue "
-                       "NAME], [service NAME])");
+                       "t.conf:2: unknown section [wat] (known: [redis], [pool], [scale], [web], "
+                       "[queue NAME], [service NAME])");
     load_fails_with("[queue q]\nhandler = echo\ntimeuot = 5s\n",
                     "t.conf:3: [queue q] timeuot: unknown key");
     load_fails_with("[service s]\nurl = http://h/\napi_key = x\n",
