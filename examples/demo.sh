@@ -3,7 +3,10 @@
 # keeping house, a handful of jobs of every priority (one delayed), each
 # job's outcome, a burst that grows and shrinks the pool, then an AI service
 # (the tests' stand-in, on loopback) that fails: the fleet-wide breaker
-# opens, nothing is lost, and work resumes after it recovers.
+# opens, nothing is lost, and work resumes after it recovers. Then: an
+# error reply's code word (nothing written), a service that quotes the API
+# key back (stored and logged as [REDACTED], found nowhere), the Python
+# client, and corral-web (/healthz, /metrics, /api/status, the dashboard).
 set -eu
 B=${CORRAL_BUILD:-build}
 tmp=$(mktemp -d /tmp/corral-demo.XXXXXX)
@@ -93,7 +96,11 @@ breaker_failure_rate = 50%
 breaker_open_for = 2s
 breaker_open_max = 8s
 breaker_half_open_calls = 2
+; a demo key (a temp file): sent as "Authorization: Bearer ...", never shown
+api_key_file = $tmp/ai.key
 CONF
+# The demo's API key, made up for this run; it is read from its file only.
+"$PY" -c 'import secrets; print("sk-demo-" + secrets.token_urlsafe(24))' > "$tmp/ai.key"
 export CORRAL_CONFIG="$tmp/corral.conf"
 ctl() { "$B/corralctl" "$@"; }
 rc() { redis-cli -s "$tmp/redis.sock" "$@"; }
@@ -121,10 +128,16 @@ u2=$(ctl enqueue demo '{"prompt": "once"}' --unique order-42)
 echo "  unique key order-42 -> job $u1, again -> job $u2 (the same job)"
 ids="$ids $u1"
 
-say "bad input is refused with a clear error, and nothing else is disturbed"
-ctl enqueue demo 'not json' || true
-ctl enqueue nosuchqueue '{}' || true
-ctl enqueue demo '{}' --priority urgent || true
+say "bad input: an error reply begins with a code word, and nothing is written"
+seq=$(rc get 'corral:{demo}:seq')
+echo "  \$ redis-cli FCALL corral_enqueue 1 demo '{nope'"
+rc FCALL corral_enqueue 1 demo '{nope' | sed '/^$/d; s/^/  /'
+echo "  \$ corralctl enqueue demo '{nope'    (prints the text after the word, for people)"
+out=$(ctl enqueue demo '{nope' 2>&1) && st=0 || st=$?
+echo "  $out  (exit status $st)"
+ctl enqueue nosuchqueue '{}' 2>&1 | sed 's/^/  /'
+ctl enqueue demo '{}' --priority urgent 2>&1 | sed 's/^/  /'
+echo "  nothing was written: the job id counter (corral:{demo}:seq) is still $(rc get 'corral:{demo}:seq') (was $seq)"
 
 say "waiting for each job (corralctl wait)"
 for id in $ids; do
@@ -185,6 +198,74 @@ until [ "$(aistat depth)$(aistat inflight)$(aistat scheduled)" = 000 ]; do
 done
 ctl breaker
 rc FCALL_RO corral_stats 1 ai 60 lean
+
+say "the Python client (clients/python): enqueue and wait, three lines"
+code=$(cat <<PYCODE
+from corral_client import Client
+c = Client("unix://$tmp/redis.sock"); i = c.enqueue("demo", {"prompt": "from Python"}, priority="high")
+j = c.wait("demo", i, timeout=10); print("job", i, "->", j.state + ":", j.result, "in", j.timings["run_ms"], "ms")
+PYCODE
+)
+echo "  \$ PYTHONPATH=clients/python /usr/bin/python3 -c '"
+printf '%s\n' "$code" | sed 's/^/    /'
+echo "  '"
+printf '  -> '
+PYTHONPATH="$here/../clients/python" "$PY" -c "$code"
+
+say "corral-web: /healthz, /metrics and /api/status over HTTP, and the dashboard"
+wport=$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+"$B/corral-web" -c "$tmp/corral.conf" --listen "127.0.0.1:$wport" 2>"$tmp/web.log" &
+web_pid=$!
+pids="$pids $web_pid"
+web="http://127.0.0.1:$wport"
+# get URL [N]: the body, or its first N lines.
+get() { "$PY" -c 'import sys, urllib.request as u; t = u.urlopen(sys.argv[1], timeout=5).read().decode(); print("\n".join(t.splitlines()[:int(sys.argv[2])]) if len(sys.argv) > 2 else t)' "$@"; }
+i=0
+until get "$web/healthz" >/dev/null 2>&1; do
+    i=$((i + 1)); [ $i -gt 100 ] && { echo "corral-web did not start" >&2; cat "$tmp/web.log" >&2; exit 1; }
+    sleep 0.05
+done
+echo "  GET /healthz: $(get "$web/healthz")"
+echo "  GET /metrics, its first lines:"
+get "$web/metrics" 6 | cut -c1-110 | sed 's/^/    /'
+echo "  GET /api/status, summed up:"
+get "$web/api/status" | "$PY" -c 'import json, sys; s = json.load(sys.stdin)
+for q in s["queues"]: print("    queue %(name)s: depth %(depth)s, running %(inflight)s, dead %(dead)s, p95 %(proc_ms_p95)s ms" % q)
+for h in s["hosts"]: print("    host %(host)s: %(workers)s workers, %(busy)s of %(slots)s slots busy, desired %(desired)s" % h)
+for b in s["breakers"]: print("    breaker %(service)s: %(state)s" % b)'
+echo "  the dashboard: $web/ (read-only: no [web] token_file; it stops with the demo)"
+
+say "secrets never leak: the service answers 401 quoting the Authorization header it got"
+id=$(ctl enqueue ai '{"stub": {"status": 401, "echo_secrets": "raw"}}' --max-attempts 1)
+ctl wait ai "$id" --timeout 10s >/dev/null 2>&1 || true
+echo "  job $id's error, from corralctl job ai $id --json:"
+ctl job ai "$id" --json > "$tmp/job.out"
+"$PY" -c 'import json, sys; j = json.load(open(sys.argv[1])); print("   ", j["state"] + ":", j["error"])' "$tmp/job.out"
+# What corralctl and corral-web show, every log, every key and value in Redis.
+ctl status --json > "$tmp/status.out"
+ctl breaker stub --json > "$tmp/breaker.out"
+ctl dead ai list > "$tmp/dead.out"
+get "$web/api/jobs/ai/$id" > "$tmp/web-job.out"
+get "$web/api/queues/ai/dead" > "$tmp/web-dead.out"
+get "$web/api/status" > "$tmp/web-status.out"
+"$PY" - "$tmp" <<'PY'
+import glob, sys, redis
+tmp = sys.argv[1]
+key = open(tmp + "/ai.key").readline().strip().lower().encode()
+files = sorted(glob.glob(tmp + "/*.log") + glob.glob(tmp + "/*.out"))
+places = [f for f in files if key in open(f, "rb").read().lower()]
+r = redis.Redis(unix_socket_path=tmp + "/redis.sock")
+read = {b"string": r.get, b"hash": r.hgetall, b"list": lambda k: r.lrange(k, 0, -1),
+        b"set": r.smembers, b"zset": lambda k: r.zrange(k, 0, -1, withscores=True),
+        b"stream": r.xrange}
+keys = list(r.scan_iter(count=1000))
+places += [k for k in keys
+           if key in (k + repr(read.get(r.type(k), lambda k: b"")(k)).encode()).lower()]
+print(f"  key found: {len(places)} places ({len(files)} logs and outputs of corralctl and"
+      f" corral-web, {len(keys)} Redis keys searched)")
+for p in places:
+    print("    found in", p)
+PY
 
 say "stopping corrald: it drains its workers"
 kill "$cpid"
