@@ -24,7 +24,7 @@ TOP=$(pwd)
 OUT=$TOP/build-fuzz
 SRC=$TOP/tests/fuzz
 
-ALL="config parse wmsg classify job jsontext"
+ALL="config parse wmsg classify job jsontext sse usage ratelimit"
 NAMES=${*:-$ALL}
 
 # clang and its fuzzer runtime.
@@ -55,12 +55,14 @@ LIBS="$(pkg-config --libs $PKGS) -lev -lm"
 mkdir -p "$OUT/obj" "$OUT/gen"
 sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/^/"/' -e 's/$/\\n"/' queue/corral.lua |
   { echo 'const char corral_lua_source[] ='; cat; echo ';'; } > "$OUT/gen/corral_lua.c"
-LIB_SRCS="$(ls common/*.c queue/*.c) worker/classify.c worker/split.c $OUT/gen/corral_lua.c"
+LIB_SRCS="$(ls common/*.c queue/*.c) worker/classify.c worker/split.c worker/usage.c worker/sse.c \
+  worker/ratelimit.c $OUT/gen/corral_lua.c"
 objs=""
 for src in $LIB_SRCS; do
   obj=$OUT/obj/$(echo "${src#"$OUT"/}" | tr / _ | sed 's/\.c$/.o/')
   if [ ! -f "$obj" ] || [ "$src" -nt "$obj" ] || [ "$0" -nt "$obj" ] ||
-     [ -n "$(find include worker/classify.h worker/worker.h -newer "$obj" 2>/dev/null | head -1)" ]; then
+     [ -n "$(find include worker/classify.h worker/worker.h worker/usage.h worker/sse.h \
+       worker/ratelimit.h -newer "$obj" 2>/dev/null | head -1)" ]; then
     # shellcheck disable=SC2086
     $CC $CFLAGS -c "$src" -o "$obj"
   fi
