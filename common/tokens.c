@@ -12,13 +12,20 @@
 #include "corral/config.h"
 #include "corral/util.h"
 
-/* A JSON integer from 1 to CORRAL_TOKENS_MAX, else 0. */
+/* A JSON number with an integral value from 1 to CORRAL_TOKENS_MAX (100.0
+ * as 100: the Function library, in Lua, does not tell them apart), else 0. */
 static int64_t count_of(const json_t *v)
 {
-    if (!json_is_integer(v))
-        return 0;
-    json_int_t n = json_integer_value(v);
-    return n >= 1 && n <= CORRAL_TOKENS_MAX ? (int64_t)n : 0;
+    if (json_is_integer(v)) {
+        json_int_t n = json_integer_value(v);
+        return n >= 1 && n <= CORRAL_TOKENS_MAX ? (int64_t)n : 0;
+    }
+    if (json_is_real(v)) {
+        double d = json_real_value(v);
+        /* Range first: the cast is defined only for values that fit. */
+        return d >= 1 && d <= (double)CORRAL_TOKENS_MAX && (double)(int64_t)d == d ? (int64_t)d : 0;
+    }
+    return 0;
 }
 
 static int64_t cap_of(const json_t *root)
@@ -128,15 +135,7 @@ int corral_tokens_option_parse(const char *queue, const char *json, size_t len, 
                                struct corral_err *err)
 {
     json_t *v = json_loadb(json, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
-    int64_t n = 0;
-    if (json_is_integer(v)) {
-        json_int_t i = json_integer_value(v);
-        n = i >= 1 && i <= CORRAL_TOKENS_MAX ? (int64_t)i : 0;
-    } else if (json_is_real(v)) {
-        double d = json_real_value(v);
-        /* Range first: the cast is defined only for values that fit. */
-        n = d >= 1 && d <= (double)CORRAL_TOKENS_MAX && (double)(int64_t)d == d ? (int64_t)d : 0;
-    }
+    int64_t n = count_of(v);
     json_decref(v);
     if (n > 0) {
         *tokens = n;

@@ -41,8 +41,9 @@ void corral_tokens_estimate(const char *payload, size_t len, int bytes_per_token
 int64_t corral_estimate_total(const struct corral_estimate *e);
 
 /* The payload's output cap: the largest of its top-level max_tokens,
- * max_completion_tokens and max_output_tokens that is an integer from 1 to
- * CORRAL_TOKENS_MAX (others are ignored); 0 when none is. */
+ * max_completion_tokens and max_output_tokens that is a number with an
+ * integral value from 1 to CORRAL_TOKENS_MAX (100.0 counts as 100, as in
+ * Lua; others are ignored); 0 when none is. */
 int64_t corral_tokens_output_cap(const char *payload, size_t len);
 
 struct corral_service_conf;

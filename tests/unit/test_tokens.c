@@ -46,6 +46,8 @@ static void every_provider_spelling_of_the_output_cap_counts_and_the_largest_win
     assert_int_equal(corral_tokens_output_cap(b, strlen(b)), 90);
     const char *c = "{\"max_tokens\":50,\"max_completion_tokens\":700,\"max_output_tokens\":90}";
     assert_int_equal(corral_tokens_output_cap(c, strlen(c)), 700);
+    /* an integral real counts, as the Function library's Lua reads it */
+    assert_int_equal(corral_tokens_output_cap("{\"max_tokens\":100.0}", 20), 100);
 }
 
 static void an_output_cap_that_is_not_a_sane_count_is_ignored(void **state)
