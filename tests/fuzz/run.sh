@@ -7,7 +7,8 @@
 #   sh tests/fuzz/run.sh merge [NAME...]
 # merge keeps what earlier runs found: the inputs of build-fuzz/corpus/NAME
 # that reach new coverage are added to the seeds in tests/fuzz/corpus/NAME
-# (edges only for config, whose hit-count features would add hundreds).
+# (edges only for config, sse and ratelimit, whose hit-count features would
+# add hundreds).
 set -eu
 
 MODE=fuzz
@@ -80,7 +81,7 @@ done
 if [ "$MODE" = merge ]; then
   for name in $NAMES; do
     counters=""
-    [ "$name" = config ] && counters="-use_counters=0"
+    case $name in config | sse | ratelimit) counters="-use_counters=0" ;; esac
     # shellcheck disable=SC2086
     "$OUT/fuzz_$name" -merge=1 $counters "$SRC/corpus/$name" "$OUT/corpus/$name" \
       >"$OUT/merge_$name.log" 2>&1 || { echo "fuzz: merging $name failed: $OUT/merge_$name.log" >&2; exit 1; }
