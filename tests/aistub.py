@@ -35,6 +35,8 @@ AI answers with usage, token rate limits and streams (docs/tokens.md):
       payload's max_tokens, max_completion_tokens or max_output_tokens, else
       16); the answer's text is that many words. "model": the model the
       answer names (default: the payload's, else "stub-model").
+  The failure modes above come first: with "status" and "fail_times", the
+  first N requests of a key fail as told and later ones answer with usage.
   "usage_body": V      the answer's usage object is V instead (any JSON:
       negative, strings, huge; null leaves usage out); the stub still
       counts the tokens it served.
@@ -312,8 +314,6 @@ class Handler(BaseHTTPRequestHandler):
             self.connection.shutdown(socket.SHUT_RDWR)
             self.close_connection = True
             return
-        if spec.get("usage") or spec.get("sse"):
-            return self.answer_with_usage(spec, body, raw_len=self.request_len)
         if fail and spec.get("status"):
             payload = spec.get("body", {"error": {"message": "stub failure",
                                                   "code": spec["status"]}})
@@ -325,6 +325,8 @@ class Handler(BaseHTTPRequestHandler):
             if "retry_after" in spec:
                 headers["Retry-After"] = spec["retry_after"]
             return self.send_json(spec["status"], payload, headers)
+        if spec.get("usage") or spec.get("sse"):
+            return self.answer_with_usage(spec, body, raw_len=self.request_len)
         content = ""
         if isinstance(body, dict) and body.get("messages"):
             content = str(body["messages"][-1].get("content", ""))

@@ -106,6 +106,15 @@ def test_a_bad_usage_body_is_sent_as_given_and_the_served_tokens_still_counted(s
                                               "rejected": 0}
 
 
+def test_failures_come_first_and_only_answers_with_usage_are_counted(stub):
+    spec = {"usage": "openai", "input_tokens": 5, "output_tokens": 1, "status": 503,
+            "fail_times": 2, "key": "job-1"}
+    assert [post(stub, {"stub": spec})[0] for _ in range(3)] == [503, 503, 200]
+    tokens = get(stub, "/_tokens")
+    assert tokens["total"] == {"input": 5, "output": 1, "calls": 1, "rejected": 0}
+    assert [c["key"] for c in tokens["calls"]] == ["job-1"]
+
+
 def test_tpm_limit_answers_token_429s_with_openai_headers_and_counts_exactly(stub):
     status, _, _ = post(stub, {"tpm": {"limit": 100, "window_ms": 60000}}, path="/_control")
     assert status == 200
