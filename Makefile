@@ -33,8 +33,10 @@ PKG_LIBS   := $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null) -lev -lm
 WARN       := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
               -Wno-unused-parameter -Wno-format-truncation
 CFLAGS     ?= $(OPT) -g
+# include/corral/ is the public API; common/include/corral/ holds the
+# headers private to corral's programs.
 ALL_CFLAGS := -std=c11 -D_GNU_SOURCE -DCORRAL_VERSION='"$(VERSION)"' -fPIC $(WARN) \
-              -Iinclude $(PKG_CFLAGS) $(SANFLAGS) $(CFLAGS)
+              -Iinclude -Icommon/include $(PKG_CFLAGS) $(SANFLAGS) $(CFLAGS)
 ALL_LDFLAGS := -Wl,--as-needed $(SANFLAGS) $(LDFLAGS)
 
 PREFIX     ?= /usr/local
@@ -220,10 +222,10 @@ format:
 check: all
 	clang-format --dry-run -Werror $(C_FILES)
 	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
-	  --suppress=missingIncludeSystem --inline-suppr -Iinclude $(filter %.c,$(C_FILES))
+	  --suppress=missingIncludeSystem --inline-suppr -Iinclude -Icommon/include $(filter %.c,$(C_FILES))
 	@# bench/ is measurement code that is not installed: cppcheck only.
 	clang-tidy --quiet $(filter-out tests/% bench/%,$(filter %.c,$(C_FILES))) -- -std=c11 -D_GNU_SOURCE \
-	  -DCORRAL_VERSION='"$(VERSION)"' -Iinclude $(PKG_CFLAGS)
+	  -DCORRAL_VERSION='"$(VERSION)"' -Iinclude -Icommon/include $(PKG_CFLAGS)
 
 clean:
 	rm -rf build build-san

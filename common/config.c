@@ -36,7 +36,7 @@ enum type {
     T_HANDLER, /* enum corral_handler */
     T_WEIGHTS, /* int[CORRAL_MAX_PRIORITIES]; min/max bound each weight */
     T_HEADER,  /* struct corral_strlist, repeatable: each line appends */
-    T_MONEY,   /* int64_t nano-units (include/corral/cost.h); max bounds it */
+    T_MONEY,   /* int64_t nano-units (corral/cost.h); max bounds it */
     T_MRATE,   /* int64_t nano-units at off, int64_t period ms at off2 */
     T_PRICE,   /* struct corral_price_list, repeatable: each line appends */
 };

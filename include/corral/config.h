@@ -71,7 +71,7 @@ struct corral_queue_conf {
 };
 
 /* A `price = MODEL INPUT OUTPUT` line: currency per million tokens, in
- * nano-units (include/corral/cost.h). */
+ * nano-units (docs/tokens.md, "Cost"). */
 struct corral_price {
     char *model;
     int64_t input_nano;

@@ -47,7 +47,7 @@ fi
 CC=${FUZZ_CC:-clang}
 PKGS="hiredis jansson libcurl inih"
 CFLAGS="-g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
- -fno-omit-frame-pointer $(pkg-config --cflags $PKGS) -Iinclude -Iworker -D_GNU_SOURCE -std=c11 \
+ -fno-omit-frame-pointer $(pkg-config --cflags $PKGS) -Iinclude -Icommon/include -Iworker -D_GNU_SOURCE -std=c11 \
  -DCORRAL_VERSION=\"fuzz\""
 LIBS="$(pkg-config --libs $PKGS) -lev -lm"
 
@@ -62,7 +62,7 @@ objs=""
 for src in $LIB_SRCS; do
   obj=$OUT/obj/$(echo "${src#"$OUT"/}" | tr / _ | sed 's/\.c$/.o/')
   if [ ! -f "$obj" ] || [ "$src" -nt "$obj" ] || [ "$0" -nt "$obj" ] ||
-     [ -n "$(find include worker/classify.h worker/worker.h worker/usage.h worker/sse.h \
+     [ -n "$(find include common/include worker/classify.h worker/worker.h worker/usage.h worker/sse.h \
        worker/ratelimit.h -newer "$obj" 2>/dev/null | head -1)" ]; then
     # shellcheck disable=SC2086
     $CC $CFLAGS -c "$src" -o "$obj"
