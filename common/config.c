@@ -14,6 +14,7 @@
 #include <ini.h>
 
 #include "corral/config.h"
+#include "corral/cost.h"
 #include "corral/redact.h"
 #include "corral/tls.h"
 #include "corral/util.h"
@@ -36,6 +37,9 @@ enum type {
     T_HANDLER, /* enum corral_handler */
     T_WEIGHTS, /* int[CORRAL_MAX_PRIORITIES]; min/max bound each weight */
     T_HEADER,  /* struct corral_strlist, repeatable: each line appends */
+    T_MONEY,   /* int64_t nano-units (corral/cost.h); max bounds it */
+    T_MRATE,   /* int64_t nano-units at off, int64_t period ms at off2 */
+    T_PRICE,   /* struct corral_price_list, repeatable: each line appends */
 };
 
 struct key {
@@ -122,6 +126,13 @@ static const struct key keys[] = {
     {SEC_SERVICE, "breaker_open_for", T_DUR, SV(breaker_open_for_ms), 0, "30s", 100, DAY},
     {SEC_SERVICE, "breaker_open_max", T_DUR, SV(breaker_open_max_ms), 0, "5m", 100, DAY},
     {SEC_SERVICE, "breaker_half_open_calls", T_INT, SV(breaker_half_open_calls), 0, "3", 1, 1000},
+    {SEC_SERVICE, "tokens", T_RATE, SV(tokens_count), SV(tokens_period_ms), NULL, 1, DAY},
+    {SEC_SERVICE, "bytes_per_token", T_INT, SV(bytes_per_token), 0, "4", 1, 64},
+    {SEC_SERVICE, "price_input", T_MONEY, SV(price_input_nano), 0, NULL, 0, CORRAL_PRICE_MAX_NANO},
+    {SEC_SERVICE, "price_output", T_MONEY, SV(price_output_nano), 0, NULL, 0,
+     CORRAL_PRICE_MAX_NANO},
+    {SEC_SERVICE, "price", T_PRICE, SV(prices), 0, NULL, 0, 0},
+    {SEC_SERVICE, "budget", T_MRATE, SV(budget_nano), SV(budget_period_ms), NULL, 1, 366 * DAY},
 
     {SEC_WEB, "listen", T_STR, W(listen), 0, "127.0.0.1:8470", 0, 0},
     {SEC_WEB, "token_file", T_PATH, W(token_file), 0, NULL, 0, 0},
@@ -308,6 +319,15 @@ static void free_field(void *base, const struct key *k)
     case T_HEADER:
         corral_strlist_free((struct corral_strlist *)p);
         break;
+    case T_PRICE: {
+        struct corral_price_list *l = (struct corral_price_list *)p;
+        for (size_t i = 0; i < l->n; i++)
+            free(l->items[i].model);
+        free(l->items);
+        l->items = NULL;
+        l->n = 0;
+        break;
+    }
     default:
         break;
     }
@@ -447,6 +467,37 @@ static int set_field(void *base, const struct key *k, const char *value, struct 
             return corral_err_set(err, CORRAL_ERR_INVALID,
                                   "expected http, echo or exec (got \"%s\")", value);
         return 0;
+    case T_MONEY:
+        if (corral_money_parse(value, k->max, &v, err) < 0)
+            return -1;
+        *(int64_t *)p = v;
+        return 0;
+    case T_MRATE: {
+        if (corral_money_rate_parse(value, &v, &v2, err) < 0)
+            return -1;
+        char most[32];
+        fmt_duration(k->max, most, sizeof(most));
+        if (v2 > k->max)
+            return corral_err_set(err, CORRAL_ERR_INVALID,
+                                  "the period must be at most %s (got \"%s\")", most, value);
+        *(int64_t *)p = v;
+        *(int64_t *)((char *)base + k->off2) = v2;
+        return 0;
+    }
+    case T_PRICE: {
+        struct corral_price_list *l = (struct corral_price_list *)p;
+        char model[CORRAL_MODEL_MAX + 1];
+        if (corral_price_line_parse(value, model, sizeof(model), &v, &v2, err) < 0)
+            return -1;
+        for (size_t i = 0; i < l->n; i++)
+            if (strcmp(l->items[i].model, model) == 0)
+                return corral_err_set(err, CORRAL_ERR_INVALID,
+                                      "model %s has a price line already (got \"%s\")", model,
+                                      value);
+        l->items = corral_xrealloc(l->items, sizeof(*l->items) * (l->n + 1));
+        l->items[l->n++] = (struct corral_price){corral_xstrdup(model), v, v2};
+        return 0;
+    }
     case T_WEIGHTS: {
         struct corral_strlist l;
         if (corral_parse_list(value, &l, err) < 0)
@@ -738,7 +789,7 @@ static int handler(void *user, const char *section, const char *name, const char
         return 1;
     }
     const struct key *k = &keys[ki];
-    if (s->key_line[ki] != 0 && k->type != T_HEADER) {
+    if (s->key_line[ki] != 0 && k->type != T_HEADER && k->type != T_PRICE) {
         add_error(ld, ld->lineno, "%s %s: set twice (first on line %d)", label, name,
                   s->key_line[ki]);
         return 1;
@@ -854,6 +905,42 @@ static void check_queue(struct loader *ld, struct corral_queue_conf *q, struct s
                   handler_name(q->handler));
 }
 
+/* A spend budget that can never apply, or that no job can fit: each job is
+ * at least one input token (docs/tokens.md, "Checks"). */
+static void check_service_spend(struct loader *ld, const struct corral_service_conf *sv,
+                                struct section *s)
+{
+    if (!is_set(s, "budget") || is_bad(s, "budget") || is_bad(s, "price_input") ||
+        is_bad(s, "price_output") || is_bad(s, "price"))
+        return;
+    int priced = sv->price_input_nano > 0 || sv->price_output_nano > 0;
+    int64_t cheapest = sv->price_input_nano;
+    for (size_t i = 0; i < sv->prices.n; i++) {
+        const struct corral_price *pr = &sv->prices.items[i];
+        priced = priced || pr->input_nano > 0 || pr->output_nano > 0;
+        if (pr->input_nano < cheapest)
+            cheapest = pr->input_nano;
+    }
+    char b[48], c[48], per[32];
+    corral_money_format(sv->budget_nano, b, sizeof(b));
+    fmt_duration(sv->budget_period_ms, per, sizeof(per));
+    if (!priced) {
+        add_error(ld, line_of(s, "budget"),
+                  "[service %s] budget: no price is set (price_input, price_output or price "
+                  "lines), so every call costs 0 and the budget never applies (got \"%s/%s\")",
+                  sv->name, b, per);
+        return;
+    }
+    int64_t one = corral_cost_nano(1, 0, cheapest, 0);
+    if (one > sv->budget_nano) {
+        corral_money_format(one, c, sizeof(c));
+        add_error(ld, line_of(s, "budget"),
+                  "[service %s] budget: a single input token costs %s at the lowest input "
+                  "price, more than the whole budget, so no job could ever run (got \"%s/%s\")",
+                  sv->name, c, b, per);
+    }
+}
+
 static void check_service(struct loader *ld, struct corral_service_conf *sv, struct section *s)
 {
     if (sv->url == NULL) {
@@ -882,6 +969,7 @@ static void check_service(struct loader *ld, struct corral_service_conf *sv, str
                       "blanks (percent-encode the rest)",
                       sv->name, bad + 1, (unsigned)(unsigned char)sv->url[bad]);
     }
+    check_service_spend(ld, sv, s);
     if (sv->breaker_open_for_ms > sv->breaker_open_max_ms && !is_bad(s, "breaker_open_for") &&
         !is_bad(s, "breaker_open_max")) {
         char f[32], m[32];
@@ -1235,6 +1323,32 @@ static void dump_section(FILE *out, const void *base, enum sec sec)
                 put_line(out, k->name, line, NULL);
             }
             break;
+        case T_MONEY:
+            if (*(const int64_t *)p > 0) {
+                corral_money_format(*(const int64_t *)p, v, sizeof(v));
+                put_line(out, k->name, v, NULL);
+            }
+            break;
+        case T_MRATE:
+            if (*(const int64_t *)p > 0) {
+                corral_money_format(*(const int64_t *)p, v, sizeof(v));
+                fmt_duration(*(const int64_t *)(b + k->off2), v2, sizeof(v2));
+                const char *per = v2[0] == '1' && !isdigit((unsigned char)v2[1]) ? v2 + 1 : v2;
+                snprintf(line, sizeof(line), "%s/%s", v, per);
+                put_line(out, k->name, line, NULL);
+            }
+            break;
+        case T_PRICE: {
+            const struct corral_price_list *l = (const struct corral_price_list *)p;
+            for (size_t j = 0; j < l->n; j++) {
+                char pin[48], pout[48], pl[CORRAL_MODEL_MAX + 100];
+                corral_money_format(l->items[j].input_nano, pin, sizeof(pin));
+                corral_money_format(l->items[j].output_nano, pout, sizeof(pout));
+                snprintf(pl, sizeof(pl), "%s %s %s", l->items[j].model, pin, pout);
+                put_line(out, k->name, pl, NULL);
+            }
+            break;
+        }
         case T_ORDER:
             put_line(out, k->name,
                      *(const enum corral_order *)p == CORRAL_ORDER_WEIGHTED ? "weighted" : "strict",

@@ -38,13 +38,59 @@ A service that echoes credentials (tests/integration/test_secrets.py):
   "echo_pad": N        N bytes of padding before the echo in the body (to
       put a credential across a cut made by the client).
   "echo_type": "..."   the error's "type" (e.g. "insufficient_quota").
+AI answers with usage, token rate limits and streams (docs/tokens.md):
+  "usage": SHAPE       answer as SHAPE: "openai" (a chat completion),
+      "responses" (OpenAI Responses) or "anthropic" (a Messages answer),
+      with its model and usage. Tokens: "input_tokens" (default: the request
+      body's bytes / 4, rounded up) and "output_tokens" (default: the
+      payload's max_tokens, max_completion_tokens or max_output_tokens, else
+      16); the answer's text is that many words. "model": the model the
+      answer names (default: the payload's, else "stub-model").
+  The failure modes above come first: with "status" and "fail_times", the
+  first N requests of a key fail as told and later ones answer with usage.
+  "usage_body": V      the answer's usage object is V instead (any JSON:
+      negative, strings, huge; null leaves usage out); the stub still
+      counts the tokens it served.
+  POST /_control {"tpm": {"limit": N, "window_ms": 60000, "headers":
+      "openai" | "anthropic", "retry_after": true | false}} enforces N tokens
+      per fixed window (counted from that call) on usage and stream answers
+      ({"tpm": null} turns it off; "default" is left as it was unless given).
+      Each such answer carries the window in rate-limit headers (OpenAI:
+      x-ratelimit-limit/remaining/reset-tokens with Go durations; Anthropic:
+      anthropic-ratelimit-tokens-limit/remaining/reset with an RFC 3339
+      time; "headers" defaults to the answer's shape). A request whose input
+      plus output tokens do not fit what is left gets a token-type 429
+      instead (OpenAI: error type "tokens", "... on tokens per min (TPM) ...";
+      Anthropic: rate_limit_error, tokens remaining 0), with Retry-After
+      when retry_after (default: true for anthropic, false for openai), and
+      its tokens are not counted.
+  GET /_tokens         the stub's own exact count: {"total": {"input",
+      "output", "calls", "rejected"}, "windows": [{"index", "input",
+      "output", "calls", "rejected"}], "calls": [{"key", "input", "output",
+      "window", "status", "at"}]} ("key" is the stub key, else "").
+  "sse": SHAPE         answer as a text/event-stream of SHAPE ("openai",
+      "responses", "anthropic"), chunked: the start, "chunks" text events
+      (default 5), the usage (OpenAI: a chunk with usage unless the payload's
+      stream_options.include_usage is false; Anthropic: message_start and
+      message_delta; Responses: response.completed) and the end ([DONE],
+      message_stop), "chunk_ms" apart (default 0).
+  "cut_after_events": K  send K events, then half of the next one, and end
+      the body there: the HTTP answer is complete, its event stream is cut
+      mid-event.
+  GET /_streams        every stream: {"key", "shape", "started", "ended"
+      (time.monotonic() seconds, comparable across processes on one host),
+      "started_wall", "ended_wall", "events_sent", "events_total",
+      "closed_by_client"}. While pacing, the stub waits on the socket, so a
+      client that closes is noticed at once and its "ended" is that moment.
 
 Run alone: aistub.py [--port N] [--port-file FILE]
 """
 import argparse
 import hashlib
 import html
+import datetime
 import json
+import math
 import select
 import socket
 import struct
@@ -66,6 +112,62 @@ class Stub:
         self.inflight = 0
         self.max_inflight = 0
         self.times = []  # arrival of each request, time.monotonic()
+        self.tpm = None  # {"limit", "window_ms", "headers", "retry_after", "start"}
+        self.token_windows = {}  # window index -> {"input", "output", "calls", "rejected"}
+        self.token_calls = []
+        self.streams = []
+
+    def window(self, now):
+        """The TPM window of time.monotonic() now: (index, its counts, ms left)."""
+        t = self.tpm
+        elapsed_ms = (now - t["start"]) * 1000
+        index = int(elapsed_ms // t["window_ms"])
+        left_ms = t["window_ms"] - (elapsed_ms - index * t["window_ms"])
+        counts = self.token_windows.setdefault(
+            index, {"index": index, "input": 0, "output": 0, "calls": 0, "rejected": 0})
+        return index, counts, left_ms
+
+    def admit(self, key, input_tokens, output_tokens):
+        """Counts a call's tokens, or refuses it when the TPM window has no
+        room. Returns (admitted, window state for the headers)."""
+        now = time.monotonic()
+        with self.lock:
+            if self.tpm is None:
+                self.token_calls.append({"key": key, "input": input_tokens,
+                                         "output": output_tokens, "window": None,
+                                         "status": 200, "at": now})
+                return True, None
+            index, counts, left_ms = self.window(now)
+            used = counts["input"] + counts["output"]
+            want = input_tokens + output_tokens
+            ok = used + want <= self.tpm["limit"]
+            if ok:
+                counts["input"] += input_tokens
+                counts["output"] += output_tokens
+                counts["calls"] += 1
+                used += want
+            else:
+                counts["rejected"] += 1
+            self.token_calls.append({"key": key, "input": input_tokens if ok else 0,
+                                     "output": output_tokens if ok else 0, "window": index,
+                                     "status": 200 if ok else 429, "at": now})
+            return ok, {"limit": self.tpm["limit"], "remaining": max(0, self.tpm["limit"] - used),
+                        "reset_ms": left_ms, "used": used, "requested": want,
+                        "headers": self.tpm["headers"], "retry_after": self.tpm["retry_after"]}
+
+    def token_report(self):
+        with self.lock:
+            windows = [dict(w) for _, w in sorted(self.token_windows.items())]
+            calls = [dict(c) for c in self.token_calls]
+        total = {"input": 0, "output": 0, "calls": 0, "rejected": 0}
+        for c in calls:
+            if c["status"] == 200:
+                total["input"] += c["input"]
+                total["output"] += c["output"]
+                total["calls"] += 1
+            else:
+                total["rejected"] += 1
+        return {"total": total, "windows": windows, "calls": calls}
 
 
 CREDENTIAL_WORDS = ("auth", "cookie", "key", "token", "secret", "passw", "session", "signature")
@@ -115,6 +217,11 @@ class Handler(BaseHTTPRequestHandler):
                                      "bodies": stub.bodies[-100:],
                                      "max_inflight": stub.max_inflight,
                                      "inflight": stub.inflight})
+        elif self.path == "/_tokens":
+            self.send_json(200, stub.token_report())
+        elif self.path == "/_streams":
+            with stub.lock:
+                self.send_json(200, {"streams": [dict(r) for r in stub.streams]})
         else:
             self.send_json(404, {"error": "not found"})
 
@@ -122,14 +229,27 @@ class Handler(BaseHTTPRequestHandler):
         stub = self.server.stub
         length = int(self.headers.get("Content-Length", "0"))
         raw = self.rfile.read(length) if length else b""
+        self.request_len = len(raw)
         if self.path == "/_control":
+            ctl = json.loads(raw or b"{}")
+            try:
+                tpm = tpm_settings(ctl["tpm"]) if "tpm" in ctl else None
+            except (KeyError, TypeError, ValueError) as e:
+                return self.send_json(400, {"error": f"tpm: {e}"})
             with stub.lock:
-                stub.default = json.loads(raw or b"{}").get("default", {})
+                if "tpm" in ctl:
+                    stub.tpm = tpm
+                    stub.token_windows = {}
+                if "default" in ctl or "tpm" not in ctl:
+                    stub.default = ctl.get("default", {})
             return self.send_json(200, {"ok": True})
         if self.path == "/_reset":
             with stub.lock:
                 stub.requests, stub.auth, stub.bodies, stub.keys = 0, [], [], {}
                 stub.max_inflight, stub.times = 0, []
+                stub.token_windows, stub.token_calls, stub.streams = {}, [], []
+                if stub.tpm is not None:
+                    stub.tpm["start"] = time.monotonic()
             return self.send_json(200, {"ok": True})
         try:
             body = json.loads(raw or b"{}")
@@ -239,6 +359,8 @@ class Handler(BaseHTTPRequestHandler):
             if "retry_after" in spec:
                 headers["Retry-After"] = spec["retry_after"]
             return self.send_json(spec["status"], payload, headers)
+        if spec.get("usage") or spec.get("sse"):
+            return self.answer_with_usage(spec, body, raw_len=self.request_len)
         content = ""
         if isinstance(body, dict) and body.get("messages"):
             content = str(body["messages"][-1].get("content", ""))
@@ -251,6 +373,250 @@ class Handler(BaseHTTPRequestHandler):
                          "message": {"role": "assistant", "content": "echo: " + content}}],
             "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
         })
+
+    def answer_with_usage(self, spec, body, raw_len):
+        """An answer with usage, under the TPM limit, whole or streamed
+        (module docstring)."""
+        stub = self.server.stub
+        body = body if isinstance(body, dict) else {}
+        shape = spec.get("sse") or spec.get("usage")
+        if shape not in ("openai", "responses", "anthropic"):
+            return self.send_json(400, {"error": {"message": f"stub: unknown shape {shape!r}"}})
+        input_tokens = int(spec.get("input_tokens", (raw_len + 3) // 4))
+        output_tokens = int(spec.get("output_tokens", output_cap(body) or 16))
+        model = spec.get("model") or (body.get("model") if isinstance(body.get("model"), str)
+                                      else None) or "stub-model"
+        ok, win = stub.admit(spec.get("key", ""), input_tokens, output_tokens)
+        if not ok:
+            return self.token_429(shape, model, win)
+        headers = ratelimit_headers(win, shape)
+        words = [f"w{i}" for i in range(output_tokens)]
+        if spec.get("sse"):
+            opts = body.get("stream_options")
+            include = not (isinstance(opts, dict) and opts.get("include_usage") is False)
+            evs = sse_events(shape, model, split_text(words, int(spec.get("chunks", 5))),
+                             input_tokens, output_tokens, include)
+            return self.stream(spec, shape, evs, headers)
+        text = " ".join(words)
+        usage = ({"prompt_tokens": input_tokens, "completion_tokens": output_tokens,
+                  "total_tokens": input_tokens + output_tokens} if shape == "openai" else
+                 {"input_tokens": input_tokens, "output_tokens": output_tokens})
+        if shape == "openai":
+            answer = {"id": "chatcmpl-stub", "object": "chat.completion", "model": model,
+                      "choices": [{"index": 0, "finish_reason": "stop",
+                                   "message": {"role": "assistant", "content": text}}]}
+        elif shape == "responses":
+            usage["total_tokens"] = input_tokens + output_tokens
+            answer = {"id": "resp_stub", "object": "response", "model": model,
+                      "status": "completed",
+                      "output": [{"type": "message", "id": "msg_stub", "role": "assistant",
+                                  "content": [{"type": "output_text", "text": text}]}]}
+        else:
+            answer = {"id": "msg_stub", "type": "message", "role": "assistant", "model": model,
+                      "content": [{"type": "text", "text": text}], "stop_reason": "end_turn"}
+        if "usage_body" in spec:
+            usage = spec["usage_body"]
+        if usage is not None:
+            answer["usage"] = usage
+        self.send_json(200, answer, headers)
+
+    def token_429(self, shape, model, win):
+        """A token-type 429 for a request the TPM window has no room for."""
+        style = win["headers"] or ("anthropic" if shape == "anthropic" else "openai")
+        wait_ms = win["reset_ms"]
+        if style == "anthropic":
+            headers = {"anthropic-ratelimit-tokens-limit": win["limit"],
+                       "anthropic-ratelimit-tokens-remaining": 0,
+                       "anthropic-ratelimit-tokens-reset": rfc3339_in(wait_ms)}
+            payload = {"type": "error", "error": {
+                "type": "rate_limit_error",
+                "message": f"This request would exceed the rate limit for your organization "
+                           f"of {win['limit']} tokens per minute."}}
+            retry_after = win["retry_after"] is not False
+        else:
+            headers = ratelimit_headers(win, shape)
+            payload = {"error": {
+                "message": f"Rate limit reached for {model} in organization org-stub on tokens "
+                           f"per min (TPM): Limit {win['limit']}, Used {win['used']}, "
+                           f"Requested {win['requested']}. Please try again in "
+                           f"{go_duration(wait_ms)}.",
+                "type": "tokens", "param": None, "code": "rate_limit_exceeded"}}
+            retry_after = bool(win["retry_after"])
+        if retry_after:
+            headers["retry-after"] = max(1, int(math.ceil(wait_ms / 1000)))
+        self.send_json(429, payload, headers)
+
+    def stream(self, spec, shape, events, headers):
+        """events as a chunked text/event-stream, "chunk_ms" apart, noticing
+        a client that closes while the stub waits (module docstring)."""
+        stub = self.server.stub
+        rec = {"key": spec.get("key", ""), "shape": shape, "started": time.monotonic(),
+               "started_wall": time.time(), "ended": None, "ended_wall": None,
+               "events_sent": 0, "events_total": len(events), "closed_by_client": False}
+        with stub.lock:
+            stub.streams.append(rec)
+        pace = spec.get("chunk_ms", 0) / 1000
+        cut = spec.get("cut_after_events")
+        conn = self.connection
+
+        def ended(closed):
+            with stub.lock:
+                rec["ended"], rec["ended_wall"] = time.monotonic(), time.time()
+                rec["closed_by_client"] = closed
+            self.close_connection = True
+
+        def send(data):
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+            self.wfile.flush()
+
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Cache-Control", "no-cache")
+            self.send_header("Transfer-Encoding", "chunked")
+            for k, v in headers.items():
+                self.send_header(k, str(v))
+            self.end_headers()
+            for i, (name, data) in enumerate(events):
+                if i > 0 and pace > 0:
+                    # Wait on the socket: readable now means the client closed.
+                    ready, _, _ = select.select([conn], [], [], pace)
+                    if ready:
+                        try:
+                            gone = not conn.recv(1, socket.MSG_PEEK)
+                        except OSError:
+                            gone = True
+                        if gone:
+                            return ended(True)
+                chunk = sse_bytes(name, data)
+                if cut is not None and i == cut:
+                    # Half an event, then a clean end of the HTTP body: the
+                    # transfer is complete, the event stream is not.
+                    send(chunk[:len(chunk) // 2])
+                    self.wfile.write(b"0\r\n\r\n")
+                    self.wfile.flush()
+                    return ended(False)
+                send(chunk)
+                with stub.lock:
+                    rec["events_sent"] += 1
+            self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+            ended(False)
+        except OSError:
+            ended(True)
+
+
+def tpm_settings(t):
+    """POST /_control's "tpm" object, checked, with the window started now."""
+    if t is None:
+        return None
+    limit, window_ms = int(t["limit"]), int(t.get("window_ms", 60000))
+    if limit < 1 or window_ms < 1:
+        raise ValueError("tpm: limit and window_ms must be positive")
+    headers = t.get("headers")
+    return {"limit": limit, "window_ms": window_ms, "headers": headers,
+            "retry_after": t.get("retry_after"), "start": time.monotonic()}
+
+
+def go_duration(ms):
+    """Milliseconds as OpenAI writes a reset: "20ms", "1.5s", "6m0s"."""
+    ms = max(0, int(math.ceil(ms)))
+    if ms < 1000:
+        return f"{ms}ms"
+    m, rest = divmod(ms, 60000)
+    sec = f"{rest / 1000:.3f}".rstrip("0").rstrip(".")
+    return f"{m}m{sec}s" if m else f"{sec}s"
+
+
+def rfc3339_in(ms):
+    """The wall-clock time ms from now, as Anthropic writes a reset."""
+    at = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(milliseconds=ms)
+    return at.strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}Z"
+
+
+def ratelimit_headers(win, shape):
+    """Token rate-limit headers for a TPM window state (Stub.admit)."""
+    if win is None:
+        return {}
+    style = win["headers"] or ("anthropic" if shape == "anthropic" else "openai")
+    if style == "anthropic":
+        return {"anthropic-ratelimit-tokens-limit": win["limit"],
+                "anthropic-ratelimit-tokens-remaining": win["remaining"],
+                "anthropic-ratelimit-tokens-reset": rfc3339_in(win["reset_ms"])}
+    return {"x-ratelimit-limit-tokens": win["limit"],
+            "x-ratelimit-remaining-tokens": win["remaining"],
+            "x-ratelimit-reset-tokens": go_duration(win["reset_ms"])}
+
+
+def output_cap(body):
+    for k in ("max_tokens", "max_completion_tokens", "max_output_tokens"):
+        v = body.get(k) if isinstance(body, dict) else None
+        if isinstance(v, int) and not isinstance(v, bool) and v > 0:
+            return v
+    return None
+
+
+def split_text(words, n):
+    """words as n pieces of nearly equal word counts (fewer when short)."""
+    n = max(1, min(n, len(words))) if words else 0
+    out, start = [], 0
+    for i in range(n):
+        end = start + (len(words) - start) // (n - i)
+        out.append(" ".join(words[start:end]) + (" " if end < len(words) else ""))
+        start = end
+    return out
+
+
+def sse_events(shape, model, text_pieces, input_tokens, output_tokens, include_usage):
+    """The (event name or None, data) pairs of a streamed answer in shape."""
+    text = "".join(text_pieces)
+    if shape == "anthropic":
+        evs = [("message_start", {"type": "message_start", "message": {
+            "id": "msg_stub", "type": "message", "role": "assistant", "model": model,
+            "content": [], "stop_reason": None,
+            "usage": {"input_tokens": input_tokens, "output_tokens": 1}}}),
+            ("content_block_start", {"type": "content_block_start", "index": 0,
+                                     "content_block": {"type": "text", "text": ""}}),
+            ("ping", {"type": "ping"})]
+        evs += [("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                         "delta": {"type": "text_delta", "text": p}})
+                for p in text_pieces]
+        evs += [("content_block_stop", {"type": "content_block_stop", "index": 0}),
+                ("message_delta", {"type": "message_delta",
+                                   "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                                   "usage": {"output_tokens": output_tokens}}),
+                ("message_stop", {"type": "message_stop"})]
+        return evs
+    if shape == "responses":
+        evs = [("response.created", {"type": "response.created", "response": {
+            "id": "resp_stub", "model": model, "status": "in_progress", "usage": None}})]
+        evs += [("response.output_text.delta", {
+            "type": "response.output_text.delta", "item_id": "msg_stub", "output_index": 0,
+            "content_index": 0, "delta": p}) for p in text_pieces]
+        evs += [("response.output_text.done", {"type": "response.output_text.done",
+                                               "item_id": "msg_stub", "text": text}),
+                ("response.completed", {"type": "response.completed", "response": {
+                    "id": "resp_stub", "model": model, "status": "completed",
+                    "usage": {"input_tokens": input_tokens, "output_tokens": output_tokens,
+                              "total_tokens": input_tokens + output_tokens}}})]
+        return evs
+    head = {"id": "chatcmpl-stub", "object": "chat.completion.chunk", "model": model}
+    evs = [(None, dict(head, choices=[{"index": 0, "delta": {"role": "assistant", "content": ""},
+                                       "finish_reason": None}]))]
+    evs += [(None, dict(head, choices=[{"index": 0, "delta": {"content": p},
+                                        "finish_reason": None}])) for p in text_pieces]
+    evs += [(None, dict(head, choices=[{"index": 0, "delta": {}, "finish_reason": "stop"}]))]
+    if include_usage:
+        evs += [(None, dict(head, choices=[], usage={
+            "prompt_tokens": input_tokens, "completion_tokens": output_tokens,
+            "total_tokens": input_tokens + output_tokens}))]
+    evs += [(None, "[DONE]")]
+    return evs
+
+
+def sse_bytes(name, data):
+    text = data if isinstance(data, str) else json.dumps(data)
+    return (f"event: {name}\n" if name else "").encode() + b"data: " + text.encode() + b"\n\n"
 
 
     def echo_secrets(self, spec, body, status):

@@ -78,6 +78,12 @@ static int header_is(const char *line, size_t len, const char *name, const char 
     return 1;
 }
 
+int corral_header_value(const char *line, size_t len, const char *name, const char **value,
+                        size_t *vlen)
+{
+    return header_is(line, len, name, value, vlen);
+}
+
 void corral_retry_hints_header(struct corral_retry_hints *h, const char *line, size_t len,
                                int64_t now_s)
 {

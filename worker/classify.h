@@ -22,6 +22,11 @@ struct corral_retry_hints {
 };
 
 void corral_retry_hints_init(struct corral_retry_hints *h);
+/* When a raw header line ("Name: value\r\n") is the header name (any
+ * case): 1 with its value, blanks around it taken off, in *value and
+ * *vlen; else 0. */
+int corral_header_value(const char *line, size_t len, const char *name, const char **value,
+                        size_t *vlen);
 /* Feeds one raw header line ("Name: value\r\n"); now_s is the wall clock
  * for Retry-After given as an HTTP date. */
 void corral_retry_hints_header(struct corral_retry_hints *h, const char *line, size_t len,

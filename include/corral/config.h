@@ -96,6 +96,20 @@ struct corral_queue_conf {
     int64_t max_result_bytes;
 };
 
+/* A `price = MODEL INPUT OUTPUT` line: currency per million tokens, in
+ * nano-units (docs/tokens.md, "Cost"). */
+struct corral_price {
+    char *model;
+    int64_t input_nano;
+    int64_t output_nano;
+};
+
+/* The repeatable `price` key: each line appends. Owned by the config. */
+struct corral_price_list {
+    struct corral_price *items;
+    size_t n;
+};
+
 struct corral_service_conf {
     char *name;
     char *url;
@@ -113,6 +127,15 @@ struct corral_service_conf {
     int64_t breaker_open_for_ms;
     int64_t breaker_open_max_ms;
     int breaker_half_open_calls;
+    /* docs/tokens.md */
+    int64_t tokens_count; /* fleet-wide token budget per period; 0 = none */
+    int64_t tokens_period_ms;
+    int bytes_per_token;       /* payload bytes per estimated input token */
+    int64_t price_input_nano;  /* per million tokens; 0 = unpriced */
+    int64_t price_output_nano; /* per million tokens; 0 = unpriced */
+    struct corral_price_list prices;
+    int64_t budget_nano; /* spend per period, nano-units; 0 = none */
+    int64_t budget_period_ms;
 };
 
 /* corral-web (docs/web.md). */

@@ -1,8 +1,8 @@
 /* libFuzzer target for the value parsers behind corral.conf and corralctl's
  * flags (durations, sizes, percentages, integers, ranges, rates, lists,
- * ${CREDENTIALS_DIRECTORY} paths), the [redis] url and the exec handler's
- * command splitter. Each parser gets the whole input; what it accepts must
- * keep its promises (bounds, order, no blank list items). */
+ * amounts of money, budgets, price lines, ${CREDENTIALS_DIRECTORY} paths),
+ * the [redis] url and the exec handler's command splitter. Each parser gets the whole input; what
+ * it accepts must keep its promises (bounds, order, no blank list items). */
 #include <ctype.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "corral/config.h"
+#include "corral/cost.h"
 #include "corral/queue.h"
 #include "corral/redis.h"
 #include "split.h"
@@ -83,6 +84,38 @@ static void parse_values(const char *s)
     }
 }
 
+/* Money: what is accepted is within its bound and formats back into text
+ * that reads the same value (the --check dump relies on it). */
+static void parse_money(const char *s)
+{
+    struct corral_err err;
+    int64_t a = -1, b = -1;
+    int rc = corral_money_parse(s, CORRAL_PRICE_MAX_NANO, &a, &err);
+    check_err(s, rc, &err);
+    if (rc == 0) {
+        CHECK(a >= 0 && a <= CORRAL_PRICE_MAX_NANO);
+        char text[48];
+        int64_t back = -1;
+        corral_money_format(a, text, sizeof(text));
+        CHECK(corral_money_parse(text, CORRAL_PRICE_MAX_NANO, &back, NULL) == 0 && back == a);
+    }
+    rc = corral_money_rate_parse(s, &a, &b, &err);
+    check_err(s, rc, &err);
+    if (rc == 0)
+        CHECK(a >= 1 && a <= CORRAL_BUDGET_MAX_NANO && b >= 1);
+    char model[CORRAL_MODEL_MAX + 1];
+    rc = corral_price_line_parse(s, model, sizeof(model), &a, &b, &err);
+    check_err(s, rc, &err);
+    if (rc == 0) {
+        size_t n = strlen(model);
+        CHECK(n >= 1 && n <= CORRAL_MODEL_MAX && strpbrk(model, " \t") == NULL);
+        CHECK(a >= 0 && a <= CORRAL_PRICE_MAX_NANO && b >= 0 && b <= CORRAL_PRICE_MAX_NANO);
+        int64_t cost = corral_cost_nano(CORRAL_TOKENS_MAX, CORRAL_TOKENS_MAX, a, b);
+        CHECK(cost >= 0 && cost <= 2 * CORRAL_TOKENS_MAX * (CORRAL_PRICE_MAX_NANO / 1000000));
+        CHECK(corral_model_matches(model, model));
+    }
+}
+
 static void parse_other(const char *s)
 {
     struct corral_err err;
@@ -122,6 +155,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memcpy(s, data, size);
     s[size] = '\0';
     parse_values(s);
+    parse_money(s);
     parse_other(s);
     free(s);
     return 0;
