@@ -287,7 +287,7 @@ def test_metrics_parse_as_prometheus_text_with_counters_and_a_histogram(web, r):
 
 
 def test_histogram_buckets_are_those_of_the_function_library(web, r):
-    lua = open(os.path.join(REPO, "queue", "corral.lua")).read()
+    lua = open(os.path.join(REPO, "queue", "lua", "stats.lua")).read()
     m = re.search(r"local HIST = \{([^}]*)\}", lua)
     hist_ms = [int(x) for x in re.findall(r"\d+", m.group(1))]
     run_one(r)

@@ -5,8 +5,8 @@
 // built with textContent, never from HTML strings. docs/web.md.
 'use strict';
 (function () {
-  const POLL_MS = 2000;
-  const HISTORY_EVERY = 5; // polls
+  const POLL_MS = 1000;
+  const HISTORY_EVERY = 10; // polls
   const COLORS = { depth: '#2457c5', enqueued: '#2457c5', done: '#1a7f37', failed: '#c62828',
     dead: '#6a1b9a', p50: '#2457c5', p95: '#b35900', workers: '#2457c5', busy: '#1a7f37',
     desired: '#b35900', min: '#9aa0a6', max: '#6b7480', state: '#c62828' };
