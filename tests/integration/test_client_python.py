@@ -16,7 +16,6 @@ import time
 import pytest
 import redis
 
-import enqueue_many_lib
 from conftest import ACL_PASSWORD, MODE, REPO, binary_path, db_snapshot, declare, wait_until
 
 sys.path.insert(0, os.path.join(REPO, "clients", "python"))
@@ -35,9 +34,7 @@ def client_url(redis_server):
 
 @pytest.fixture
 def q(r):
-    """A declared queue (max_payload 1000) and the library with
-    corral_enqueue_many."""
-    enqueue_many_lib.load(r)
+    """A declared queue (max_payload 1000)."""
     declare(r, Q, max_payload=1000)
     return r
 
@@ -60,7 +57,6 @@ def corrald(build_dir, tmp_path, redis_server, r):
     """Starts corrald with one echo worker on queue prompts and waits until
     the queue is declared."""
     exe = binary_path(build_dir, "corrald")
-    enqueue_many_lib.load(r)  # corrald keeps a library that is not older than its own
     conf = tmp_path / "corral.conf"
     conf.write_text(redis_server.redis_section() +
                     "[pool]\nmin = 1\nmax = 1\nconcurrency = 4\ndrain_timeout = 5s\n"
