@@ -71,8 +71,8 @@ def test_a_line_that_is_not_json_text_refuses_its_batch_naming_the_line(ctl, r):
     rc, out, err = ctl("enqueue", "demo", "--many", stdin=lines(payloads))
     assert rc == 1
     assert out.split() == [str(i) for i in range(1, 1001)]  # the first batch stays
-    assert err.startswith('corralctl: stdin line 1203: queue "demo": payload is not valid JSON (')
-    assert err.rstrip().endswith("lines 1001-1203 not enqueued")
+    assert err.strip() == ('corralctl: stdin line 1203: queue "demo": payload is not valid JSON '
+                           '(invalid UTF-8 at byte 4); lines 1001-1203 not enqueued')
     assert r.get("corral:{demo}:seq") == "1000"
 
 
