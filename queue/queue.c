@@ -320,8 +320,7 @@ int corral_reply_enqueue(const redisReply *r, char **id_out, struct corral_err *
     return 0;
 }
 
-int corral_reply_enqueue_many(const redisReply *r, char **ids_out, size_t n,
-                              struct corral_err *err)
+int corral_reply_enqueue_many(const redisReply *r, char **ids_out, size_t n, struct corral_err *err)
 {
     if (reply_error(r, "enqueue_many", err) < 0)
         return -1;

@@ -75,8 +75,8 @@ static void enqueue_many_sends_the_options_first_then_every_payload(void **state
     struct corral_payload p[3] = {{"{\"n\":1}", 7}, {"2", 1}, {"\"a\0b\"", 5}};
     struct corral_cmd cmd;
     corral_cmd_enqueue_many(&cmd, "corral", "bulk", p, 3, NULL);
-    const char *want[] = {"FCALL", "corral_enqueue_many", "1", "corral:{bulk}", "", "{\"n\":1}",
-                          "2", NULL};
+    const char *want[] = {"FCALL", "corral_enqueue_many", "1", "corral:{bulk}",
+                          "",      "{\"n\":1}",           "2", NULL};
     assert_int_equal(cmd.argc, 8);
     for (int i = 0; i < 7; i++) {
         assert_int_equal(cmd.argvlen[i], strlen(want[i]));
