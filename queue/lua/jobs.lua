@@ -274,35 +274,52 @@ local function enqueue_options(c, q, text)
     return r
 end
 
--- Writes one checked job with checked options o -> its id, whether it is
--- ready now and whether it is new. With a unique key whose job still
--- exists, that job's id (not ready, not new) and nothing is written. The
--- caller wakes workers and counts the new jobs once per call.
-local function enqueue_write(K, c, q, payload, o, now, now_micros)
+-- With a unique key in o: the id of the job that holds it while its record
+-- exists, else nil.
+local function enqueue_existing(K, o)
     if o.uk then
         local existing = redis.call('GET', K .. ':uniq:' .. o.uk)
         if existing and redis.call('EXISTS', job_key(K, existing)) == 1 then
-            return existing, false, false
+            return existing
         end
     end
-    local id = tostring(redis.call('INCR', K .. ':seq'))
-    local jk = job_key(K, id)
-    local state = o.delay > 0 and 'scheduled' or 'queued'
-    redis.call('HSET', jk, 'id', id, 'queue', q, 'state', state, 'priority',
-               c.priorities[o.level + 1], 'prio', o.level, 'payload', payload, 'service',
-               o.service, 'attempts', 0, 'max_attempts', o.max_attempts, 'run', 0, 'timeout_ms',
-               o.timeout, 'created_ms', now, 'run_at_ms', now + o.delay, 'queued_ms', now,
-               'created_us', now_micros)
-    if o.uk then
-        redis.call('HSET', jk, 'unique_key', o.uk)
-        redis.call('SET', K .. ':uniq:' .. o.uk, id)
+    return nil
+end
+
+-- Writes new jobs for args[from..to] (checked payloads) with checked
+-- options o -> their ids, in order, and whether they are ready now (not
+-- scheduled). One INCRBY takes the ids, one HSET per record, and one RPUSH
+-- (or ZADD) makes them all ready (or scheduled) in order: the cost of a job
+-- in a batch is its record. The caller wakes workers and counts the jobs.
+local function enqueue_write(K, c, q, o, args, from, to, now, now_micros)
+    local n = to - from + 1
+    local first = redis.call('INCRBY', K .. ':seq', n) - n + 1
+    local ready = o.delay == 0
+    -- The record's fields, the same for every job of the call but id (2)
+    -- and payload (12).
+    local f = {'id', '', 'queue', q, 'state', ready and 'queued' or 'scheduled', 'payload', '',
+               'priority', c.priorities[o.level + 1], 'prio', o.level, 'service', o.service,
+               'attempts', 0, 'max_attempts', o.max_attempts, 'run', 0, 'timeout_ms', o.timeout,
+               'created_ms', now, 'run_at_ms', now + o.delay, 'queued_ms', now, 'created_us',
+               now_micros}
+    local ids, sched = {}, {}
+    for i = 0, n - 1 do
+        local id = tostring(first + i)
+        f[2], f[8] = id, args[from + i]
+        redis.call('HSET', job_key(K, id), unpack(f))
+        ids[i + 1] = id
+        sched[2 * i + 1], sched[2 * i + 2] = now + o.delay, id
     end
-    if o.delay > 0 then
-        redis.call('ZADD', K .. ':sched', now + o.delay, id)
-        return id, false, true
+    if o.uk then -- one job (a unique key never makes two)
+        redis.call('HSET', job_key(K, ids[1]), 'unique_key', o.uk)
+        redis.call('SET', K .. ':uniq:' .. o.uk, ids[1])
     end
-    make_ready(K, id, o.level, false)
-    return id, true, true
+    if ready then
+        redis.call('RPUSH', K .. ':q:' .. o.level, unpack(ids)) -- make_ready, n at once
+    else
+        redis.call('ZADD', K .. ':sched', unpack(sched))
+    end
+    return ids, ready
 end
 
 -- corral_enqueue: KEYS[1] queue; ARGV[1] payload (JSON text); ARGV[2]
@@ -322,16 +339,18 @@ local function corral_enqueue(keys, args)
                  'arguments', q, #args)
     end
     local o = enqueue_options(c, q, args[2])
+    local existing = enqueue_existing(K, o)
+    if existing then
+        return existing
+    end
 
     local now = now_ms()
-    local id, ready, new = enqueue_write(K, c, q, payload, o, now, now_us())
+    local ids, ready = enqueue_write(K, c, q, o, args, 1, 1, now, now_us())
     if ready then
         wake(K, 1)
     end
-    if new then
-        stat(K, now, 'enq')
-    end
-    return id
+    stat(K, now, 'enq')
+    return ids[1]
 end
 
 local MAX_ENQUEUE_MANY = 1000 -- most payloads one corral_enqueue_many takes
@@ -361,21 +380,20 @@ local function corral_enqueue_many(keys, args)
     end
     local o = enqueue_options(c, q, args[1])
 
-    local now, now_micros = now_ms(), now_us()
-    local ids, ready, made = {}, 0, 0
-    for i = 2, #args do
-        local id, is_ready, is_new = enqueue_write(K, c, q, args[i], o, now, now_micros)
-        ids[i - 1] = id
-        if is_ready then
-            ready = ready + 1
+    local existing = enqueue_existing(K, o)
+    local now, ids, ready = now_ms(), nil, false
+    if existing then
+        ids = {existing}
+    else
+        -- with a unique key, one job: the first payload's
+        ids, ready = enqueue_write(K, c, q, o, args, 2, o.uk and 2 or #args, now, now_us())
+        if ready then
+            wake(K, #ids)
         end
-        if is_new then
-            made = made + 1
-        end
+        stat(K, now, 'enq', #ids)
     end
-    wake(K, ready)
-    if made > 0 then
-        stat(K, now, 'enq', made)
+    for i = #ids + 1, n do -- every later payload of a unique key answers its job
+        ids[i] = ids[1]
     end
     return ids
 end
