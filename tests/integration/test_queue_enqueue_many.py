@@ -129,3 +129,18 @@ def test_unique_key_gives_every_payload_the_one_job_that_holds_it(q):
     fresh = many(q, '{"unique_key": "new"}', "1", "2", "3")
     assert len(set(fresh)) == 1 and get_job(q, Q, fresh[0])["payload"] == "1"
     assert stats(q, Q)["depth"] == 2
+
+
+def test_a_job_of_enqueue_many_has_the_record_corral_enqueue_writes(q):
+    clock = ("id", "created_ms", "run_at_ms", "queued_ms", "created_us")
+    for options in ('{"priority": "low", "max_attempts": 3, "service": "svc"}',
+                    '{"delay_ms": 60000, "timeout_ms": 5000}', '{"unique_key": "same"}'):
+        one = q.fcall("corral_enqueue", 1, K, '"p"', options)
+        a = q.hgetall(f"{K}:job:{one}")
+        if "unique_key" in options:
+            q.delete(f"{K}:job:{one}")  # let enqueue_many make its own
+        (other,) = many(q, options, '"p"')
+        b = q.hgetall(f"{K}:job:{other}")
+        assert a.keys() == b.keys() and a["id"] == one and b["id"] == other
+        assert {k: v for k, v in a.items() if k not in clock} == \
+            {k: v for k, v in b.items() if k not in clock}
