@@ -288,15 +288,15 @@ end
 
 -- Writes new jobs for args[from..to] (checked payloads) with checked
 -- options o -> their ids, in order, and whether they are ready now (not
--- scheduled). One INCRBY takes the ids, one HSET per record, and one RPUSH
--- (or ZADD) makes them all ready (or scheduled) in order: the cost of a job
--- in a batch is its record. The caller wakes workers and counts the jobs.
+-- scheduled). An INCR and an HSET per job (INCR, not one INCRBY: the ACL
+-- line of docs/operations.md names every command the library runs), and
+-- one RPUSH (or ZADD) makes them all ready (or scheduled) in order. The
+-- caller wakes workers and counts the jobs.
 local function enqueue_write(K, c, q, o, args, from, to, now, now_micros)
     local n = to - from + 1
-    local first = redis.call('INCRBY', K .. ':seq', n) - n + 1
     local ready = o.delay == 0
     -- The record's fields, the same for every job of the call but id (2)
-    -- and payload (12).
+    -- and payload (8).
     local f = {'id', '', 'queue', q, 'state', ready and 'queued' or 'scheduled', 'payload', '',
                'priority', c.priorities[o.level + 1], 'prio', o.level, 'service', o.service,
                'attempts', 0, 'max_attempts', o.max_attempts, 'run', 0, 'timeout_ms', o.timeout,
@@ -304,7 +304,7 @@ local function enqueue_write(K, c, q, o, args, from, to, now, now_micros)
                now_micros}
     local ids, sched = {}, {}
     for i = 0, n - 1 do
-        local id = tostring(first + i)
+        local id = tostring(redis.call('INCR', K .. ':seq'))
         f[2], f[8] = id, args[from + i]
         redis.call('HSET', job_key(K, id), unpack(f))
         ids[i + 1] = id
