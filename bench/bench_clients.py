@@ -45,12 +45,14 @@ def dumps(value):
 
 
 def library_source():
-    with open(os.path.join(REPO, "queue", "corral.lua")) as f:
-        src = f.read()
-    if "'corral_enqueue_many'" not in src:  # until the library has it
-        with open(os.path.join(REPO, "clients", "enqueue_many.lua")) as f:
-            src += "\n" + f.read()
-    return src
+    """The library the programs embed: build/gen/corral.lua (make), from
+    CORRAL_BUILD when set."""
+    build = os.environ.get("CORRAL_BUILD", os.path.join(REPO, "build"))
+    path = os.path.join(build, "gen", "corral.lua")
+    if not os.path.exists(path):
+        raise SystemExit(f"bench_clients: {path} not built (make)")
+    with open(path) as f:
+        return f.read()
 
 
 def start_redis(d):

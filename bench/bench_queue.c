@@ -1,4 +1,5 @@
-/* make bench, the queue part: corral's enqueue rate and full job cycle
+/* make bench, the queue part: corral's enqueue rate (one call per job,
+ * pipelined, and in bulk with corral_enqueue_many) and full job cycle
  * (enqueue + reserve + ack) through the Function library, with 1 and 4
  * connections (one thread with one blocking hiredis connection each), each
  * beside the redis-benchmark LPUSH / RPOP figures that bench/run.sh measured
@@ -36,26 +37,31 @@ static const char payload[] =
     "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}";
 static const char result[] = "{\"ok\":true}";
 
-/* One measured run. batch is the enqueue pipeline depth, and for a cycle
- * also how many jobs one reserve and one ack carry; 1 means one plain call
- * per job and per operation. */
+/* One measured run. batch is the enqueue pipeline depth (or, with bulk,
+ * the payloads of one corral_enqueue_many), and for a cycle also how many
+ * jobs one reserve and one ack carry; 1 means one plain call per job and
+ * per operation. */
 struct run_spec {
     const char *label;
     int cycle;
     int batch;
     int service; /* the queue calls a service: its breaker is kept on every call */
+    int bulk;    /* enqueue with corral_enqueue_many, batch payloads per call */
 };
 
 static const struct run_spec runs[] = {
-    {"corral enqueue, 1 call per job", 0, 1, 0},
-    {"corral enqueue, pipelined x100", 0, 100, 0},
-    {"corral full cycle, 1 call each", 1, 1, 0},
-    {"corral full cycle, batches of 32", 1, 32, 0},
-    {"  the same with a service (breaker)", 1, 1, 1},
-    {"  the same with a service (breaker)", 1, 32, 1},
+    {"corral enqueue, 1 call per job", 0, 1, 0, 0},
+    {"corral enqueue, pipelined x100", 0, 100, 0, 0},
+    {"corral enqueue_many, 1000 per call", 0, CORRAL_ENQUEUE_MANY_MAX, 0, 1},
+    {"corral full cycle, 1 call each", 1, 1, 0, 0},
+    {"corral full cycle, batches of 32", 1, 32, 0, 0},
+    {"  the same with a service (breaker)", 1, 1, 1, 0},
+    {"  the same with a service (breaker)", 1, 32, 1, 0},
 };
 #define GOAL_BREAKER 0.90
-static const struct run_spec *const goal_run = &runs[3];
+static const struct run_spec *const goal_run = &runs[4];
+static const struct run_spec *const pipelined_run = &runs[1];
+static const struct run_spec *const bulk_run = &runs[2];
 static const int conn_counts[] = {1, 4};
 
 /* A redis-benchmark reference (requests/s) for one connection count. */
@@ -137,6 +143,20 @@ static void command(redisContext *c, const char *fmt, ...)
     if (corral_redis_check(c, r, fmt, &err) < 0)
         die("admin command", &err);
     freeReplyObject(r);
+}
+
+/* The payloads of one corral_enqueue_many: the same payload each time. */
+static struct corral_payload bulk_payloads[CORRAL_ENQUEUE_MANY_MAX];
+
+/* n jobs with one corral_queue_enqueue_many (n <= CORRAL_ENQUEUE_MANY_MAX). */
+static int enqueue_bulk(redisContext *c, int n, struct corral_err *err)
+{
+    char *ids[CORRAL_ENQUEUE_MANY_MAX];
+    if (corral_queue_enqueue_many(c, PREFIX, QUEUE, bulk_payloads, (size_t)n, NULL, ids, err) < 0)
+        return -1;
+    for (int i = 0; i < n; i++)
+        free(ids[i]);
+    return 0;
 }
 
 /* n jobs: one corral_queue_enqueue when n is 1, else n FCALLs pipelined. */
@@ -238,7 +258,7 @@ static void *worker_main(void *arg)
         if (w->spec->cycle) {
             rc = cycle_batch(c, wid, n, &w->done, &w->err);
         } else {
-            rc = enqueue_batch(c, n, &w->err);
+            rc = w->spec->bulk ? enqueue_bulk(c, n, &w->err) : enqueue_batch(c, n, &w->err);
             if (rc == 0)
                 w->done += n;
         }
@@ -561,7 +581,7 @@ static void profile(redisContext *admin, long jobs)
 {
     enum { NFN = 3, NSPEC = 2 };
     static const char *const fns[NFN] = {"corral_enqueue", "corral_reserve", "corral_ack"};
-    const struct run_spec *specs[NSPEC] = {&runs[2], &runs[3]};
+    const struct run_spec *specs[NSPEC] = {&runs[3], &runs[4]}; /* the two cycles */
     static struct server_time fn[NSPEC][NFN];
     for (int k = 0; k < NSPEC; k++)
         profile_one(admin, specs[k], jobs, fn[k]);
@@ -654,6 +674,8 @@ int main(int argc, char **argv)
         usage();
     const char *sock = argv[optind];
 
+    for (size_t i = 0; i < CORRAL_ENQUEUE_MANY_MAX; i++)
+        bulk_payloads[i] = (struct corral_payload){payload, sizeof(payload) - 1};
     struct corral_err err;
     redisContext *admin = bench_connect(sock, &err);
     if (admin == NULL)
@@ -667,6 +689,7 @@ int main(int argc, char **argv)
     printf("%-34s %5s %9s  %-16s %9s %6s %12s %10s\n", "operation", "conns", "jobs/s", "reference",
            "ref/s", "ratio", "redis us/job", "redis busy");
     double goal = -1, worst_breaker = -1;
+    double pipelined[2] = {0, 0}, bulk[2] = {0, 0}; /* enqueue rates, by conn_counts index */
     for (size_t k = 0; k < sizeof(conn_counts) / sizeof(conn_counts[0]); k++) {
         double plain[2] = {0, 0}; /* the cycle without a service: 1 call each, batched */
         int conns = conn_counts[k];
@@ -696,6 +719,10 @@ int main(int argc, char **argv)
                       refrate, &m);
             if (&runs[i] == goal_run && conns == 4 && pair > 0)
                 goal = m.rate / pair;
+            if (&runs[i] == pipelined_run)
+                pipelined[k] = m.rate;
+            if (&runs[i] == bulk_run)
+                bulk[k] = m.rate;
             fflush(stdout);
         }
     }
@@ -706,6 +733,10 @@ int main(int argc, char **argv)
     else
         printf("\nfull cycle (4 connections, batched) / LPUSH+RPOP pair rate = unknown: no "
                "reference for 4 connections given (-r 4:LPUSH:RPOP)\n");
+    printf("bulk enqueue (corral_enqueue_many, batches of %d) / pipelined enqueue x100 = %.2f with "
+           "1 connection, %.2f with 4\n",
+           CORRAL_ENQUEUE_MANY_MAX, pipelined[0] > 0 ? bulk[0] / pipelined[0] : 0,
+           pipelined[1] > 0 ? bulk[1] / pipelined[1] : 0);
     printf("(every reference is unpipelined, -P 1: the pipelined and batched rows show what "
            "batching buys over one round trip per command)\n");
     printf("full cycle with a service / without, worst of the four = %.2f (goal >= %.2f)\n",

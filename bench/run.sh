@@ -1,7 +1,9 @@
 #!/bin/sh
 # make bench: the queue benchmark on a private redis-server (redis-benchmark
 # LPUSH and RPOP as the reference, then bench_queue, which prints each corral
-# figure beside the reference from this same run), then the worker,
+# figure beside the reference from this same run: enqueue one call per job,
+# pipelined, and in bulk with corral_enqueue_many in batches of 1,000; the
+# full cycle), then the worker,
 # supervisor and scaler benchmarks, each with its own private Redis.
 #   sh bench/run.sh [queue|status|worker|supervisor|scaler|web]...   (default: all)
 # CORRAL_BUILD is the build directory (make bench sets it; build-san under

@@ -13,6 +13,7 @@
 #include "corral/backoff.h"
 #include "corral/bootstrap.h"
 #include "corral/config.h"
+#include "corral/jsontext.h"
 #include "corral/log.h"
 #include "corral/queue.h"
 #include "corral/redis.h"
@@ -34,6 +35,7 @@ static void usage(FILE *out)
             "commands:\n"
             "  enqueue QUEUE [PAYLOAD|-] [--priority P] [--delay DUR] [--max-attempts N]\n"
             "          [--timeout DUR] [--service NAME] [--unique KEY] [--wait [DUR]]\n"
+            "  enqueue QUEUE --many [OPTIONS]   (one JSON payload per line on stdin)\n"
             "  job QUEUE ID [--json]\n"
             "  wait QUEUE ID [--timeout DUR]\n"
             "  status [--json] [--watch [SECONDS]]\n"
@@ -182,11 +184,98 @@ static int parse_dur_arg(const char *flag, const char *v, int64_t *out)
     return 0;
 }
 
+/* Sends one batch of enqueue --many (declaring the queue from the config
+ * when Redis does not know it) and prints its ids, one per line, in order.
+ * first_line: the stdin line of p[0], for the refusal. */
+static int enqueue_batch(struct ctl *ctl, const char *queue, const struct corral_payload *p,
+                         size_t n, const struct corral_enqueue_opts *o, unsigned long first_line)
+{
+    char *ids[CORRAL_ENQUEUE_MANY_MAX];
+    struct corral_err err;
+    const char *prefix = ctl->cfg->redis.prefix;
+    int rc = corral_queue_enqueue_many(ctl->redis, prefix, queue, p, n, o, ids, &err);
+    if (rc < 0 && err.word == CORRAL_WORD_NOQUEUE && declare_from_config(ctl, queue, &err))
+        rc = corral_queue_enqueue_many(ctl->redis, prefix, queue, p, n, o, ids, &err);
+    if (rc < 0) {
+        /* The library names a payload by its place in the call ("payload 3
+         * of 1000"); the batch's lines say which line that is. */
+        corral_err_prefix(&err, "stdin lines %lu-%lu not enqueued (payload k is line %lu+k)",
+                          first_line, first_line + n - 1, first_line - 1);
+        return fail_err(&err);
+    }
+    for (size_t i = 0; i < n; i++) {
+        printf("%s\n", ids[i]);
+        free(ids[i]);
+    }
+    fflush(stdout);
+    return 0;
+}
+
+/* enqueue --many: one JSON payload per line of stdin, sent in batches of
+ * CORRAL_ENQUEUE_MANY_MAX with corral_enqueue_many (docs/protocol.md), each
+ * all or nothing. A line that is empty or not JSON text stops the run
+ * before its batch is sent; the batches before it stay enqueued (their ids
+ * are printed). */
+static int enqueue_many_stdin(struct ctl *ctl, const char *queue,
+                              const struct corral_enqueue_opts *o)
+{
+    struct corral_payload batch[CORRAL_ENQUEUE_MANY_MAX];
+    size_t n = 0;
+    unsigned long line_no = 0, first = 1;
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len;
+    int rc = 0;
+    while ((len = getline(&line, &cap, stdin)) >= 0) {
+        line_no++;
+        if (len > 0 && line[len - 1] == '\n')
+            len--;
+        char why[96];
+        if (len == 0) {
+            fprintf(stderr,
+                    "corralctl: stdin line %lu is empty: give one JSON payload per line; "
+                    "lines %lu-%lu not enqueued\n",
+                    line_no, first, line_no);
+            rc = 1;
+            break;
+        }
+        if (corral_json_text_check(line, (size_t)len, why, sizeof(why)) < 0) {
+            fprintf(stderr,
+                    "corralctl: stdin line %lu: queue \"%s\": payload is not valid JSON (%s); "
+                    "lines %lu-%lu not enqueued\n",
+                    line_no, queue, why, first, line_no);
+            rc = 1;
+            break;
+        }
+        batch[n].data = corral_xstrndup(line, (size_t)len);
+        batch[n].len = (size_t)len;
+        if (++n == CORRAL_ENQUEUE_MANY_MAX) {
+            rc = enqueue_batch(ctl, queue, batch, n, o, first);
+            for (size_t i = 0; i < n; i++)
+                free((char *)batch[i].data);
+            n = 0;
+            first = line_no + 1;
+            if (rc != 0)
+                break;
+        }
+    }
+    free(line);
+    if (rc == 0 && ferror(stdin)) {
+        fprintf(stderr, "corralctl: reading stdin: %s\n", strerror(errno));
+        rc = 1;
+    }
+    if (rc == 0 && n > 0)
+        rc = enqueue_batch(ctl, queue, batch, n, o, first);
+    for (size_t i = 0; i < n; i++)
+        free((char *)batch[i].data);
+    return rc;
+}
+
 static int cmd_enqueue(struct ctl *ctl, int argc, char **argv)
 {
     const char *queue = NULL, *payload_arg = NULL;
     struct corral_enqueue_opts o = {0};
-    int wait = 0;
+    int wait = 0, many = 0;
     int64_t wait_ms = 0;
     for (int i = 0; i < argc && argv[i] != NULL; i++) {
         const char *a = argv[i];
@@ -223,6 +312,8 @@ static int cmd_enqueue(struct ctl *ctl, int argc, char **argv)
             else
                 o.service = v;
             i++;
+        } else if (strcmp(a, "--many") == 0) {
+            many = 1;
         } else if (strcmp(a, "--wait") == 0) {
             wait = 1;
             struct corral_err err;
@@ -240,6 +331,14 @@ static int cmd_enqueue(struct ctl *ctl, int argc, char **argv)
     }
     if (queue == NULL)
         return ctl_usage_error("%s", "enqueue: QUEUE is required");
+    if (many) {
+        if (wait)
+            return ctl_usage_error("%s", "enqueue: --many and --wait do not go together");
+        if (payload_arg != NULL && strcmp(payload_arg, "-") != 0)
+            return ctl_usage_error("%s", "enqueue --many reads its payloads from stdin, one per "
+                                         "line: give no PAYLOAD");
+        return enqueue_many_stdin(ctl, queue, &o);
+    }
     char *buf = NULL;
     const char *payload;
     size_t len;

@@ -149,13 +149,12 @@ int corral_enqueue_opts_check(const char *queue, const struct corral_enqueue_opt
     return 0;
 }
 
-void corral_cmd_enqueue(struct corral_cmd *cmd, const char *prefix, const char *queue,
-                        const char *payload, size_t len, const struct corral_enqueue_opts *o)
+/* The options object of corral_enqueue and corral_enqueue_many, or NULL
+ * when o asks for nothing but the queue's defaults. Caller decrefs. */
+static json_t *enqueue_opts_json(const struct corral_enqueue_opts *o)
 {
-    corral_cmd_init(cmd, "corral_enqueue", prefix, queue);
-    corral_cmd_add(cmd, payload, len);
     if (o == NULL)
-        return;
+        return NULL;
     json_t *opts = json_object();
     if (o->priority != NULL) {
         char *end;
@@ -179,9 +178,33 @@ void corral_cmd_enqueue(struct corral_cmd *cmd, const char *prefix, const char *
         json_object_set_new(opts, "unique_key", json_string(o->unique_key));
     if (json_object_size(opts) == 0) {
         json_decref(opts);
-        return;
+        return NULL;
     }
-    add_json(cmd, opts);
+    return opts;
+}
+
+void corral_cmd_enqueue(struct corral_cmd *cmd, const char *prefix, const char *queue,
+                        const char *payload, size_t len, const struct corral_enqueue_opts *o)
+{
+    corral_cmd_init(cmd, "corral_enqueue", prefix, queue);
+    corral_cmd_add(cmd, payload, len);
+    json_t *opts = enqueue_opts_json(o);
+    if (opts != NULL)
+        add_json(cmd, opts);
+}
+
+void corral_cmd_enqueue_many(struct corral_cmd *cmd, const char *prefix, const char *queue,
+                             const struct corral_payload *p, size_t n,
+                             const struct corral_enqueue_opts *o)
+{
+    corral_cmd_init(cmd, "corral_enqueue_many", prefix, queue);
+    json_t *opts = enqueue_opts_json(o);
+    if (opts != NULL)
+        add_json(cmd, opts);
+    else
+        corral_cmd_add(cmd, "", 0); /* the options come first, even when none */
+    for (size_t i = 0; i < n; i++)
+        corral_cmd_add(cmd, p[i].data, p[i].len);
 }
 
 void corral_cmd_reserve(struct corral_cmd *cmd, const char *prefix, const char *queue,
@@ -294,6 +317,20 @@ int corral_reply_enqueue(const redisReply *r, char **id_out, struct corral_err *
     if (r->type != REDIS_REPLY_STRING)
         return shape("enqueue", err);
     *id_out = corral_xstrndup(r->str, r->len);
+    return 0;
+}
+
+int corral_reply_enqueue_many(const redisReply *r, char **ids_out, size_t n, struct corral_err *err)
+{
+    if (reply_error(r, "enqueue_many", err) < 0)
+        return -1;
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != n)
+        return shape("enqueue_many", err);
+    for (size_t i = 0; i < n; i++)
+        if (r->element[i]->type != REDIS_REPLY_STRING)
+            return shape("enqueue_many", err);
+    for (size_t i = 0; i < n; i++)
+        ids_out[i] = corral_xstrndup(r->element[i]->str, r->element[i]->len);
     return 0;
 }
 
@@ -443,6 +480,32 @@ int corral_queue_enqueue(redisContext *c, const char *prefix, const char *queue,
     corral_cmd_enqueue(&cmd, prefix, queue, payload, len, o);
     redisReply *r = run(c, &cmd, "enqueue", err);
     int rc = r ? corral_reply_enqueue(r, id_out, err) : -1;
+    freeReplyObject(r);
+    return rc;
+}
+
+int corral_queue_enqueue_many(redisContext *c, const char *prefix, const char *queue,
+                              const struct corral_payload *p, size_t n,
+                              const struct corral_enqueue_opts *o, char **ids_out,
+                              struct corral_err *err)
+{
+    if (n < 1 || n > CORRAL_ENQUEUE_MANY_MAX)
+        return corral_err_set(err, CORRAL_ERR_INVALID,
+                              "queue \"%s\": corral_enqueue_many takes 1 to %d payloads, got %zu",
+                              queue, CORRAL_ENQUEUE_MANY_MAX, n);
+    if (corral_enqueue_opts_check(queue, o, err) < 0)
+        return -1;
+    /* As corral_queue_enqueue: the characters here, the grammar in Redis. */
+    char why[96];
+    for (size_t i = 0; i < n; i++)
+        if (corral_json_text_check(p[i].data, p[i].len, why, sizeof(why)) < 0)
+            return corral_err_set(err, CORRAL_ERR_INVALID,
+                                  "queue \"%s\": payload %zu of %zu is not valid JSON (%s)", queue,
+                                  i + 1, n, why);
+    struct corral_cmd cmd;
+    corral_cmd_enqueue_many(&cmd, prefix, queue, p, n, o);
+    redisReply *r = run(c, &cmd, "enqueue_many", err);
+    int rc = r ? corral_reply_enqueue_many(r, ids_out, n, err) : -1;
     freeReplyObject(r);
     return rc;
 }

@@ -291,9 +291,13 @@ class Corral(Peer):
             p.execute()
 
     def enqueue(self, n, mode):
+        """Row 2: one corral_enqueue per job, or in bulk corral_enqueue_many
+        with batches of 1,000 payloads (library version 5, docs/protocol.md),
+        as the peers' bulk calls (push_bulk, enqueue_many, addBulk)."""
         t0 = time.monotonic()
         if mode == "bulk":
-            self.fill(n)
+            for i in range(0, n, 1000):
+                self.r.fcall("corral_enqueue_many", 1, "default", "", *["{}"] * min(1000, n - i))
         else:
             for _ in range(n):
                 self.r.fcall("corral_enqueue", 1, "default", "{}")

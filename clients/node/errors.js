@@ -30,44 +30,60 @@ class CorralError extends Error {
  * (ERR, NOPERM, OOM, READONLY, ...) or one newer than the client. */
 class ServerError extends CorralError {}
 
-function word(name, code, doc) {
-  const cls = { [name]: class extends CorralError {} }[name];
+function word(name, code, doc, Base = CorralError) {
+  const cls = { [name]: class extends Base {} }[name];
   cls.code = code;
   cls.doc = doc;
   return cls;
 }
 
+const InvalidArgumentError = word('InvalidArgumentError', 'BADARG',
+  "A call's arguments are malformed (a caller's bug), e.g. more than 1,000 payloads in one call.");
+const InvalidQueueNameError = word('InvalidQueueNameError', 'BADNAME',
+  'A queue or service name or key prefix that is not 1-64 characters of A-Z a-z 0-9 _ . : -');
 const UnknownQueueError = word('UnknownQueueError', 'NOQUEUE',
   'The queue was never declared by corrald or corralctl.');
-const InvalidQueueNameError = word('InvalidQueueNameError', 'BADQUEUE',
-  'A queue name or key prefix that is not 1-64 characters of A-Z a-z 0-9 _ . : -');
+const UnknownServiceError = word('UnknownServiceError', 'NOSERVICE',
+  'The service was never declared.');
 const InvalidPayloadError = word('InvalidPayloadError', 'BADPAYLOAD',
   'A payload that is missing, not JSON, or (client side) not JSON-serialisable.');
-const PayloadTooLargeError = word('PayloadTooLargeError', 'TOOLARGE',
+const PayloadTooLargeError = word('PayloadTooLargeError', 'TOOBIG',
   "A payload over the queue's max_payload.");
 const InvalidOptionError = word('InvalidOptionError', 'BADOPTION',
   'Options that are not an object, an unknown option, or a bad value.');
+const InvalidSettingError = word('InvalidSettingError', 'BADSETTING',
+  'Queue or service settings that are not an object, unknown, out of range or contradictory.');
 const NoSuchJobError = word('NoSuchJobError', 'NOJOB',
   'No job of that id: never enqueued, or its record expired.');
-const JobStateError = word('JobStateError', 'BADSTATE',
-  'The job is in a state that does not allow the call.');
-const UnknownServiceError = word('UnknownServiceError', 'NOSERVICE',
-  'The service was never declared.');
+/** The job is in a state that does not allow the call: the base of
+ * JobRunningError, JobFinishedError and JobNotDeadError. */
+class JobStateError extends CorralError {}
+const JobRunningError = word('JobRunningError', 'RUNNING',
+  'The job is running: it cannot be cancelled.', JobStateError);
+const JobFinishedError = word('JobFinishedError', 'FINISHED',
+  'The job already ended (done or cancelled).', JobStateError);
+const JobNotDeadError = word('JobNotDeadError', 'NOTDEAD',
+  'The job is not dead, so it cannot be retried.', JobStateError);
 const WaitTimeoutError = word('WaitTimeoutError', 'TIMEOUT',
   'wait() ran out of time before the job ended (thrown by the client).');
 
-// The one table from code word to class. The library's words are being
-// settled (issue 12); a word missing here still throws ServerError with its
-// code, so adding one is a line here.
+// The one table from code word to class: the library's words
+// (docs/protocol.md "Error replies", queue/codes.c). Redis's own words (ERR,
+// NOPERM, OOM, ...) and any word newer than this client throw ServerError
+// with their code.
 const CODE_CLASSES = Object.freeze({
+  BADARG: InvalidArgumentError,
+  BADNAME: InvalidQueueNameError,
   NOQUEUE: UnknownQueueError,
-  BADQUEUE: InvalidQueueNameError,
-  BADPAYLOAD: InvalidPayloadError,
-  TOOLARGE: PayloadTooLargeError,
-  BADOPTION: InvalidOptionError,
-  NOJOB: NoSuchJobError,
-  BADSTATE: JobStateError,
   NOSERVICE: UnknownServiceError,
+  BADPAYLOAD: InvalidPayloadError,
+  TOOBIG: PayloadTooLargeError,
+  BADOPTION: InvalidOptionError,
+  BADSETTING: InvalidSettingError,
+  NOJOB: NoSuchJobError,
+  RUNNING: JobRunningError,
+  FINISHED: JobFinishedError,
+  NOTDEAD: JobNotDeadError,
 });
 
 const WORD = /^([A-Z][A-Z0-9_]+)(?: ([\s\S]*))?$/;
@@ -84,14 +100,19 @@ function errorFromReply(text) {
 module.exports = {
   CorralError,
   ServerError,
-  UnknownQueueError,
+  InvalidArgumentError,
   InvalidQueueNameError,
+  UnknownQueueError,
+  UnknownServiceError,
   InvalidPayloadError,
   PayloadTooLargeError,
   InvalidOptionError,
+  InvalidSettingError,
   NoSuchJobError,
   JobStateError,
-  UnknownServiceError,
+  JobRunningError,
+  JobFinishedError,
+  JobNotDeadError,
   WaitTimeoutError,
   CODE_CLASSES,
   errorFromReply,

@@ -109,14 +109,32 @@ export class CorralError extends Error {
 }
 /** A code word this client does not know (Redis's own ERR, NOPERM, …). */
 export class ServerError extends CorralError {}
-export class UnknownQueueError extends CorralError {}
+/** BADARG: a call's arguments are malformed (a caller's bug). */
+export class InvalidArgumentError extends CorralError {}
+/** BADNAME: a bad queue or service name or key prefix. */
 export class InvalidQueueNameError extends CorralError {}
-export class InvalidPayloadError extends CorralError {}
-export class PayloadTooLargeError extends CorralError {}
-export class InvalidOptionError extends CorralError {}
-export class NoSuchJobError extends CorralError {}
-export class JobStateError extends CorralError {}
+/** NOQUEUE: the queue was never declared. */
+export class UnknownQueueError extends CorralError {}
+/** NOSERVICE: the service was never declared. */
 export class UnknownServiceError extends CorralError {}
+/** BADPAYLOAD: a payload missing, not JSON, or not JSON-serialisable. */
+export class InvalidPayloadError extends CorralError {}
+/** TOOBIG: a payload over the queue's max_payload. */
+export class PayloadTooLargeError extends CorralError {}
+/** BADOPTION: an unknown enqueue option or a bad value. */
+export class InvalidOptionError extends CorralError {}
+/** BADSETTING: invalid queue or service settings. */
+export class InvalidSettingError extends CorralError {}
+/** NOJOB: no job of that id. */
+export class NoSuchJobError extends CorralError {}
+/** The base of JobRunningError, JobFinishedError and JobNotDeadError. */
+export class JobStateError extends CorralError {}
+/** RUNNING: the job is running and cannot be cancelled. */
+export class JobRunningError extends JobStateError {}
+/** FINISHED: the job already ended (done or cancelled). */
+export class JobFinishedError extends JobStateError {}
+/** NOTDEAD: the job is not dead, so it cannot be retried. */
+export class JobNotDeadError extends JobStateError {}
 /** Thrown by the client when wait's timeout runs out. */
 export class WaitTimeoutError extends CorralError {}
 

@@ -3,7 +3,9 @@ import cjs from './index.js';
 
 export const {
   Client, MAX_BATCH, FINAL_STATES, CODE_CLASSES, errorFromReply, CorralError, ServerError,
-  UnknownQueueError, InvalidQueueNameError, InvalidPayloadError, PayloadTooLargeError,
-  InvalidOptionError, NoSuchJobError, JobStateError, UnknownServiceError, WaitTimeoutError,
+  InvalidArgumentError, InvalidQueueNameError, UnknownQueueError, UnknownServiceError,
+  InvalidPayloadError, PayloadTooLargeError, InvalidOptionError, InvalidSettingError,
+  NoSuchJobError, JobStateError, JobRunningError, JobFinishedError, JobNotDeadError,
+  WaitTimeoutError,
 } = cjs;
 export default cjs;

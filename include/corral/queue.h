@@ -69,6 +69,15 @@ struct corral_enqueue_opts {
     const char *unique_key;
 };
 
+/* Most payloads one corral_enqueue_many takes (docs/protocol.md). */
+#define CORRAL_ENQUEUE_MANY_MAX 1000
+
+/* One payload of a bulk enqueue: JSON text, not owned. */
+struct corral_payload {
+    const char *data;
+    size_t len;
+};
+
 /* 0 when o's strings (priority, service, unique_key) are valid UTF-8, as
  * the options JSON needs; else -1 with err naming the queue and the option.
  * corral_queue_enqueue checks; corral_cmd_enqueue would leave such an
@@ -137,6 +146,11 @@ void corral_cmd_declare(struct corral_cmd *cmd, const char *prefix,
                         const struct corral_queue_conf *q);
 void corral_cmd_enqueue(struct corral_cmd *cmd, const char *prefix, const char *queue,
                         const char *payload, size_t len, const struct corral_enqueue_opts *o);
+/* corral_enqueue_many: n payloads (1 to CORRAL_ENQUEUE_MANY_MAX for the
+ * library to take them) with one set of options, o (NULL: defaults). */
+void corral_cmd_enqueue_many(struct corral_cmd *cmd, const char *prefix, const char *queue,
+                             const struct corral_payload *p, size_t n,
+                             const struct corral_enqueue_opts *o);
 /* max_inflight: this host's limit of calls in flight to the queue's
  * service (0 = none). Always sent: it also tells the library that this
  * caller understands the gate element of the reply. */
@@ -159,6 +173,11 @@ void corral_cmd_renew(struct corral_cmd *cmd, const char *prefix, const char *qu
 /* Reply parsers. Each returns 0, or -1 with err set from an error reply or
  * an unexpected shape. Arrays out are caller-allocated with n entries. */
 int corral_reply_enqueue(const redisReply *r, char **id_out, struct corral_err *err);
+/* The reply of corral_enqueue_many for n payloads: ids_out[i] is the id of
+ * payload i, each freed by the caller. On error nothing is set; a reply
+ * that is not n ids is an error. */
+int corral_reply_enqueue_many(const redisReply *r, char **ids_out, size_t n,
+                              struct corral_err *err);
 /* gate (may be NULL) is filled from the reply's trailing gate element. */
 int corral_reply_reserve(const redisReply *r, struct corral_job **jobs_out, size_t *n_out,
                          struct corral_gate *gate, struct corral_err *err);
@@ -175,6 +194,15 @@ int corral_queue_declare(redisContext *c, const char *prefix, const struct corra
 int corral_queue_enqueue(redisContext *c, const char *prefix, const char *queue,
                          const char *payload, size_t len, const struct corral_enqueue_opts *o,
                          char **id_out, struct corral_err *err);
+/* n payloads (1 to CORRAL_ENQUEUE_MANY_MAX) in one call, all or nothing:
+ * each is checked here (JSON text) and by the library before anything is
+ * written, and a refusal names the first bad one ("payload 3 of 4").
+ * ids_out (caller-allocated, n entries) gets the ids in the order of the
+ * payloads, each freed by the caller; on error nothing is set. */
+int corral_queue_enqueue_many(redisContext *c, const char *prefix, const char *queue,
+                              const struct corral_payload *p, size_t n,
+                              const struct corral_enqueue_opts *o, char **ids_out,
+                              struct corral_err *err);
 /* Up to n jobs; *jobs_out (NULL when none) is freed with corral_jobs_free. */
 int corral_queue_reserve(redisContext *c, const char *prefix, const char *queue, const char *worker,
                          int n, struct corral_job **jobs_out, size_t *n_out,

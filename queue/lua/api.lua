@@ -12,6 +12,7 @@ local RO = {'no-writes'}
 redis.register_function{function_name = 'corral_version', callback = api(corral_version), flags = RO}
 redis.register_function('corral_declare', api(corral_declare))
 redis.register_function('corral_enqueue', api(corral_enqueue))
+redis.register_function('corral_enqueue_many', api(corral_enqueue_many))
 redis.register_function('corral_reserve', api(corral_reserve))
 redis.register_function('corral_renew', api(corral_renew))
 redis.register_function('corral_ack', api(corral_ack))

@@ -1,12 +1,11 @@
-"""corral_enqueue_many (clients/enqueue_many.lua's header): up to 1,000
+"""corral_enqueue_many (queue/lua/jobs.lua, docs/protocol.md): up to 1,000
 payloads in one call with one set of options, all or nothing, ids in the
-order of the payloads."""
+order of the payloads; each refusal begins with its code word."""
 import json
 
 import pytest
 import redis
 
-import enqueue_many_lib
 from conftest import db_snapshot, declare, get_job, reserve, stats
 
 Q = "bulk"
@@ -15,7 +14,6 @@ K = "corral:{bulk}"
 
 @pytest.fixture
 def q(r):
-    enqueue_many_lib.load(r)
     declare(r, Q, max_payload=100)
     return r
 
@@ -72,27 +70,27 @@ def test_one_bad_payload_refuses_the_whole_call_naming_its_position(q):
     many(q, "{}", "{}")
     before = db_snapshot(q)
     assert refusal(q, "{}", "{}", "[1]", "{not json", "{}") == \
-        'queue "bulk": payload 3 of 4 is not valid JSON'
+        'BADPAYLOAD queue "bulk": payload 3 of 4 is not valid JSON'
     assert refusal(q, "{}", "{}", "x" * 101) == \
-        'queue "bulk": payload 2 of 2 is 101 bytes, limit is 100 (max_payload)'
+        'TOOBIG queue "bulk": payload 2 of 2 is 101 bytes, limit is 100 (max_payload)'
     assert refusal(q, "{}", "{}", '{"a": 1}\x00junk') == \
-        'queue "bulk": payload 2 of 2 is not valid JSON'
+        'BADPAYLOAD queue "bulk": payload 2 of 2 is not valid JSON'
     assert db_snapshot(q) == before
 
 
 def test_bad_options_refuse_the_whole_call_with_corral_enqueues_messages(q):
     before = db_snapshot(q)
     cases = {
-        "{not json": 'queue "bulk": options must be a JSON object',
-        '"high"': 'queue "bulk": options must be a JSON object',
-        '{"prio": 1}': 'queue "bulk": unknown option "prio" (known: priority, delay_ms, '
+        "{not json": 'BADOPTION queue "bulk": options must be a JSON object',
+        '"high"': 'BADOPTION queue "bulk": options must be a JSON object',
+        '{"prio": 1}': 'BADOPTION queue "bulk": unknown option "prio" (known: priority, delay_ms, '
                        'max_attempts, timeout_ms, service, unique_key)',
-        '{"priority": "urgent"}': 'queue "bulk": unknown priority "urgent" (known: high, '
+        '{"priority": "urgent"}': 'BADOPTION queue "bulk": unknown priority "urgent" (known: high, '
                                   'normal, low, or 0-2)',
-        '{"delay_ms": -5}': "delay_ms must be an integer from 0 to 31622400000, got -5",
-        '{"max_attempts": 2.5}': "max_attempts must be an integer from 1 to 1000, got 2.5",
-        '{"service": "a b"}': 'queue "bulk": bad service name "a b"',
-        '{"unique_key": ""}': 'queue "bulk": unique_key must be a string of 1 to 256 bytes',
+        '{"delay_ms": -5}': "BADOPTION delay_ms must be an integer from 0 to 31622400000, got -5",
+        '{"max_attempts": 2.5}': "BADOPTION max_attempts must be an integer from 1 to 1000, got 2.5",
+        '{"service": "a b"}': 'BADOPTION queue "bulk": bad service name "a b"',
+        '{"unique_key": ""}': 'BADOPTION queue "bulk": unique_key must be a string of 1 to 256 bytes',
     }
     for options, message in cases.items():
         assert refusal(q, options, "{}", "{}") == message
@@ -108,20 +106,19 @@ def test_a_thousand_payloads_are_taken_and_one_more_is_refused(q):
     assert len(many(q, "{}", *["1"] * 1000)) == 1000
     before = db_snapshot(q)
     assert refusal(q, "{}", *["1"] * 1001) == \
-        'queue "bulk": corral_enqueue_many takes at most 1000 payloads, got 1001'
+        'BADARG queue "bulk": corral_enqueue_many takes at most 1000 payloads, got 1001'
     assert db_snapshot(q) == before
 
 
 def test_no_payload_is_refused(q):
-    assert refusal(q, "{}") == 'queue "bulk": missing payload'
+    assert refusal(q, "{}") == 'BADPAYLOAD queue "bulk": missing payload'
     assert q.get(f"{K}:seq") is None
 
 
 def test_an_unknown_or_bad_queue_is_refused(r):
-    enqueue_many_lib.load(r)
-    with pytest.raises(redis.ResponseError, match='unknown queue "nosuch"'):
+    with pytest.raises(redis.ResponseError, match='^NOQUEUE unknown queue "nosuch"'):
         r.fcall("corral_enqueue_many", 1, "corral:{nosuch}", "{}", "1")
-    with pytest.raises(redis.ResponseError, match='bad queue name "a{b"'):
+    with pytest.raises(redis.ResponseError, match='^BADNAME bad queue name "a{b"'):
         r.fcall("corral_enqueue_many", 1, "corral:{a{b}", "{}", "1")
 
 
@@ -132,3 +129,18 @@ def test_unique_key_gives_every_payload_the_one_job_that_holds_it(q):
     fresh = many(q, '{"unique_key": "new"}', "1", "2", "3")
     assert len(set(fresh)) == 1 and get_job(q, Q, fresh[0])["payload"] == "1"
     assert stats(q, Q)["depth"] == 2
+
+
+def test_a_job_of_enqueue_many_has_the_record_corral_enqueue_writes(q):
+    clock = ("id", "created_ms", "run_at_ms", "queued_ms", "created_us")
+    for options in ('{"priority": "low", "max_attempts": 3, "service": "svc"}',
+                    '{"delay_ms": 60000, "timeout_ms": 5000}', '{"unique_key": "same"}'):
+        one = q.fcall("corral_enqueue", 1, K, '"p"', options)
+        a = q.hgetall(f"{K}:job:{one}")
+        if "unique_key" in options:
+            q.delete(f"{K}:job:{one}")  # let enqueue_many make its own
+        (other,) = many(q, options, '"p"')
+        b = q.hgetall(f"{K}:job:{other}")
+        assert a.keys() == b.keys() and a["id"] == one and b["id"] == other
+        assert {k: v for k, v in a.items() if k not in clock} == \
+            {k: v for k, v in b.items() if k not in clock}

@@ -70,6 +70,41 @@ static void payload_may_hold_nul_bytes_and_binary(void **state)
     corral_cmd_free(&cmd);
 }
 
+static void enqueue_many_sends_the_options_first_then_every_payload(void **state)
+{
+    struct corral_payload p[3] = {{"{\"n\":1}", 7}, {"2", 1}, {"\"a\0b\"", 5}};
+    struct corral_cmd cmd;
+    corral_cmd_enqueue_many(&cmd, "corral", "bulk", p, 3, NULL);
+    const char *want[] = {"FCALL", "corral_enqueue_many", "1", "corral:{bulk}",
+                          "",      "{\"n\":1}",           "2", NULL};
+    assert_int_equal(cmd.argc, 8);
+    for (int i = 0; i < 7; i++) {
+        assert_int_equal(cmd.argvlen[i], strlen(want[i]));
+        assert_memory_equal(cmd.argv[i], want[i], cmd.argvlen[i]);
+    }
+    assert_int_equal(cmd.argvlen[7], 5); /* payloads go as bytes, NUL and all */
+    assert_memory_equal(cmd.argv[7], "\"a\0b\"", 5);
+    corral_cmd_free(&cmd);
+
+    /* the same options object as corral_enqueue's */
+    struct corral_enqueue_opts o = {.priority = "1", .max_attempts = 2};
+    corral_cmd_enqueue_many(&cmd, "app", "q", p, 1, &o);
+    struct corral_cmd one;
+    corral_cmd_enqueue(&one, "app", "q", p[0].data, p[0].len, &o);
+    assert_int_equal(cmd.argc, 6);
+    assert_string_equal(cmd.argv[3], "app:{q}");
+    assert_string_equal(cmd.argv[4], one.argv[5]);
+    assert_string_equal(cmd.argv[4], "{\"priority\":1,\"max_attempts\":2}");
+    corral_cmd_free(&one);
+    corral_cmd_free(&cmd);
+
+    /* options that ask for nothing are "" too */
+    struct corral_enqueue_opts none = {0};
+    corral_cmd_enqueue_many(&cmd, "corral", "q", p, 1, &none);
+    assert_int_equal(cmd.argvlen[4], 0);
+    corral_cmd_free(&cmd);
+}
+
 static void ack_batches_triples_after_the_worker(void **state)
 {
     struct corral_outcome o[2] = {{.id = "1", .run = "3", .data = "r1", .len = 2},
@@ -196,6 +231,51 @@ static void error_replies_become_errors_naming_the_problem(void **state)
     assert_string_equal(err.msg, "unknown queue \"x\": no corrald or corralctl has declared it");
     assert_null(id);
     free_reply(r);
+}
+
+static void enqueue_many_reply_gives_the_ids_in_order(void **state)
+{
+    redisReply *r = arr_reply(3);
+    r->element[0] = str_reply("7");
+    r->element[1] = str_reply("8");
+    r->element[2] = str_reply("3"); /* a unique_key's existing job */
+    char *ids[3] = {NULL, NULL, NULL};
+    struct corral_err err;
+    assert_int_equal(corral_reply_enqueue_many(r, ids, 3, &err), 0);
+    assert_string_equal(ids[0], "7");
+    assert_string_equal(ids[1], "8");
+    assert_string_equal(ids[2], "3");
+    for (int i = 0; i < 3; i++)
+        free(ids[i]);
+    free_reply(r);
+}
+
+static void enqueue_many_reply_of_another_shape_or_an_error_sets_nothing(void **state)
+{
+    char *ids[3] = {NULL, NULL, NULL};
+    struct corral_err err;
+    redisReply *r = arr_reply(2); /* fewer ids than payloads */
+    r->element[0] = str_reply("1");
+    r->element[1] = str_reply("2");
+    assert_int_equal(corral_reply_enqueue_many(r, ids, 3, &err), -1);
+    assert_int_equal(err.code, CORRAL_ERR_REDIS);
+    assert_non_null(strstr(err.msg, "enqueue_many: unexpected reply shape"));
+    free_reply(r);
+    r = arr_reply(3); /* an id that is not a string: nothing is kept */
+    r->element[0] = str_reply("1");
+    r->element[1] = str_reply("2");
+    r->element[2] = int_reply(3);
+    assert_int_equal(corral_reply_enqueue_many(r, ids, 3, &err), -1);
+    free_reply(r);
+    r = err_reply("TOOBIG queue \"bulk\": payload 2 of 3 is 101 bytes, limit is 100 (max_payload)");
+    assert_int_equal(corral_reply_enqueue_many(r, ids, 3, &err), -1);
+    assert_int_equal(err.code, CORRAL_ERR_INVALID);
+    assert_int_equal(err.word, CORRAL_WORD_TOOBIG);
+    assert_string_equal(err.msg,
+                        "queue \"bulk\": payload 2 of 3 is 101 bytes, limit is 100 (max_payload)");
+    free_reply(r);
+    for (int i = 0; i < 3; i++)
+        assert_null(ids[i]);
 }
 
 /* One row per kind: the reply, the value callers switch on, the broad
@@ -436,6 +516,9 @@ int main(void)
         cmocka_unit_test(enqueue_options_become_one_json_object),
         cmocka_unit_test(numeric_priority_is_sent_as_a_level_index),
         cmocka_unit_test(payload_may_hold_nul_bytes_and_binary),
+        cmocka_unit_test(enqueue_many_sends_the_options_first_then_every_payload),
+        cmocka_unit_test(enqueue_many_reply_gives_the_ids_in_order),
+        cmocka_unit_test(enqueue_many_reply_of_another_shape_or_an_error_sets_nothing),
         cmocka_unit_test(ack_batches_triples_after_the_worker),
         cmocka_unit_test(fail_names_the_kind),
         cmocka_unit_test(queue_names_are_checked),

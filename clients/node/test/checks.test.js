@@ -3,6 +3,8 @@
 // the same input, and no FCALL sent), and each code word's error class.
 const { test, before, after, beforeEach } = require('node:test');
 const assert = require('node:assert/strict');
+const fs = require('node:fs');
+const path = require('node:path');
 const corral = require('..');
 const { startRedis } = require('./helpers');
 
@@ -82,7 +84,7 @@ for (const name of ['', 'a{b', 'a}b', 'a b', 'x'.repeat(65), 'jobsé', 'é'.repe
       () => client.job(name, 1), () => client.wait(name, 1, { timeout: 1000 }), () => client.cancel(name, 1)]) {
       await assert.rejects(call(), (e) => {
         assert.ok(e instanceof corral.InvalidQueueNameError, e.stack);
-        assert.deepEqual([e.code, e.message], ['BADQUEUE', expected]);
+        assert.deepEqual([e.code, e.message], ['BADNAME', expected]);
         return true;
       });
     }
@@ -133,9 +135,12 @@ test('a payload that is not JSON-serialisable is refused before sending', async 
 
 test('server refusals pass through with code and message', async () => {
   let e = await client.enqueue('nosuch', {}).catch((x) => x);
-  assert.ok(e instanceof corral.CorralError);
+  assert.ok(e instanceof corral.UnknownQueueError);
+  assert.equal(e.code, 'NOQUEUE');
   assert.equal(e.message, 'unknown queue "nosuch": no corrald or corralctl has declared it (corral_declare)');
   e = await client.enqueue(Q, 'x'.repeat(2000)).catch((x) => x);
+  assert.ok(e instanceof corral.PayloadTooLargeError);
+  assert.equal(e.code, 'TOOBIG');
   assert.equal(e.message, 'queue "prompts": payload is 2002 bytes, limit is 1000 (max_payload)');
 });
 
@@ -147,12 +152,24 @@ redis.register_function('corral_enqueue', function(keys, args)
 end)
 `;
 
-for (const word of [...Object.keys(corral.CODE_CLASSES).sort(), 'ERR', 'SOMENEWWORD']) {
+// The code words of the Function library's error replies, from its CODES
+// table (queue/lua/prelude.lua; docs/protocol.md lists the same).
+const PRELUDE = fs.readFileSync(path.join(__dirname, '..', '..', '..', 'queue', 'lua', 'prelude.lua'), 'utf8');
+const LIBRARY_WORDS = [.../^local CODES = \{\n([\s\S]*?)^\}/m.exec(PRELUDE)[1]
+  .matchAll(/^\s+([A-Z]+) = true,/gm)].map((m) => m[1]);
+
+test('the client knows every word of the library and no other', () => {
+  assert.ok(LIBRARY_WORDS.length >= 12);
+  assert.deepEqual(Object.keys(corral.CODE_CLASSES).sort(), [...LIBRARY_WORDS].sort());
+});
+
+for (const word of [...LIBRARY_WORDS, 'ERR', 'SOMENEWWORD']) {
   test(`code word ${word} rejects with its class, code and message`, async () => {
     await redis.admin.call('FUNCTION', 'LOAD', 'REPLACE', STAND_IN);
     const e = await client.enqueue(Q, `${word} queue "prompts": what went wrong`).catch((x) => x);
     const Cls = corral.CODE_CLASSES[word] || corral.ServerError;
     assert.equal(e.constructor, Cls);
+    assert.equal(Cls === corral.ServerError, !LIBRARY_WORDS.includes(word));
     assert.ok(e instanceof corral.CorralError && e instanceof Error);
     assert.deepEqual([e.code, e.message, String(e)],
       [word, 'queue "prompts": what went wrong', `${word} queue "prompts": what went wrong`]);

@@ -83,7 +83,8 @@ test('enqueueMany of an empty list sends nothing', async () => {
 });
 
 test('enqueueMany refused by the server writes nothing and names the position', async () => {
-  const e = await rejects(client.enqueueMany(Q, [1, 'x'.repeat(2000), 3]), corral.CorralError);
+  const e = await rejects(client.enqueueMany(Q, [1, 'x'.repeat(2000), 3]), corral.PayloadTooLargeError);
+  assert.equal(e.code, 'TOOBIG');
   assert.equal(e.message, 'queue "prompts": payload 2 of 3 is 2002 bytes, limit is 1000 (max_payload)');
   assert.deepEqual([e.enqueued, e.batchStart], [[], 0]);
   assert.equal(await redis.admin.get('corral:{prompts}:seq'), null);
@@ -92,7 +93,7 @@ test('enqueueMany refused by the server writes nothing and names the position', 
 test('enqueueMany refused in a later batch reports the earlier batches jobs', async () => {
   const payloads = new Array(1500).fill(1);
   payloads[1200] = 'x'.repeat(2000);
-  const e = await rejects(client.enqueueMany(Q, payloads), corral.CorralError);
+  const e = await rejects(client.enqueueMany(Q, payloads), corral.PayloadTooLargeError);
   assert.equal(e.message, 'queue "prompts": payload 201 of 500 is 2002 bytes, limit is 1000 (max_payload)');
   assert.equal(e.enqueued.length, 1000);
   assert.equal(e.enqueued[999], 1000);
@@ -122,9 +123,12 @@ test('cancel ends a queued job cancelled', async () => {
 test('cancel of an unknown or ended job rejects with the servers error', async () => {
   const id = await client.enqueue(Q, {});
   await client.cancel(Q, id);
-  let e = await rejects(client.cancel(Q, id), corral.CorralError);
+  let e = await rejects(client.cancel(Q, id), corral.JobFinishedError);
+  assert.ok(e instanceof corral.JobStateError);
+  assert.equal(e.code, 'FINISHED');
   assert.equal(e.message, `queue "prompts": job ${id} is cancelled and cannot be cancelled`);
-  e = await rejects(client.cancel(Q, 99), corral.CorralError);
+  e = await rejects(client.cancel(Q, 99), corral.NoSuchJobError);
+  assert.equal(e.code, 'NOJOB');
   assert.equal(e.message, 'queue "prompts": no job 99');
 });
 

@@ -1,8 +1,7 @@
 'use strict';
 // Shared by the client's tests: a private redis-server on a unix socket in a
-// temp dir, the Function library loaded (with corral_enqueue_many from
-// clients/enqueue_many.lua until the library has it), and corrald with the
-// echo handler where a job must end. Nothing here is a test.
+// temp dir, the Function library loaded (build/gen/corral.lua, as the
+// programs embed it), and corrald with the echo handler where a job must end. Nothing here is a test.
 const { spawn } = require('node:child_process');
 const fs = require('node:fs');
 const os = require('node:os');
@@ -22,11 +21,7 @@ async function waitUntil(pred, timeoutMs, what) {
 }
 
 function librarySource() {
-  let src = fs.readFileSync(path.join(REPO, 'queue', 'corral.lua'), 'utf8');
-  if (!src.includes("'corral_enqueue_many'")) {
-    src += `\n${fs.readFileSync(path.join(REPO, 'clients', 'enqueue_many.lua'), 'utf8')}`;
-  }
-  return src;
+  return fs.readFileSync(path.join(BUILD, 'gen', 'corral.lua'), 'utf8');
 }
 
 /** Starts a redis-server; resolves to {socket, url, admin, stop()}. */
@@ -48,7 +43,7 @@ async function startRedis() {
     socket,
     url: `unix://${socket}`,
     admin,
-    /** FLUSHALL, the library with corral_enqueue_many, a queue declared. */
+    /** FLUSHALL, the library loaded, a queue declared. */
     async fresh(queue = 'prompts', settings = { max_payload: 1000 }) {
       await admin.flushall();
       await admin.call('FUNCTION', 'LOAD', 'REPLACE', librarySource());

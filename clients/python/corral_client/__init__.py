@@ -12,15 +12,17 @@ library (errors.CODE_CLASSES). The wire protocol is docs/protocol.md."""
 from ._protocol import FINAL_STATES, MAX_BATCH, Job
 from .aio import AsyncClient
 from .client import Client
-from .errors import (CODE_CLASSES, CorralError, InvalidOptionError, InvalidPayloadError,
-                     InvalidQueueNameError, JobStateError, NoSuchJobError, PayloadTooLargeError,
-                     ServerError, UnknownQueueError, UnknownServiceError, WaitTimeoutError,
-                     error_from_reply)
+from .errors import (CODE_CLASSES, CorralError, InvalidArgumentError, InvalidOptionError,
+                     InvalidPayloadError, InvalidQueueNameError, InvalidSettingError,
+                     JobFinishedError, JobNotDeadError, JobRunningError, JobStateError,
+                     NoSuchJobError, PayloadTooLargeError, ServerError, UnknownQueueError,
+                     UnknownServiceError, WaitTimeoutError, error_from_reply)
 
 __version__ = "0.1.0"
 __all__ = [
     "Client", "AsyncClient", "Job", "FINAL_STATES", "MAX_BATCH", "CODE_CLASSES", "CorralError",
-    "ServerError", "UnknownQueueError", "InvalidQueueNameError", "InvalidPayloadError",
-    "PayloadTooLargeError", "InvalidOptionError", "NoSuchJobError", "JobStateError",
-    "UnknownServiceError", "WaitTimeoutError", "error_from_reply",
+    "ServerError", "InvalidArgumentError", "InvalidQueueNameError", "UnknownQueueError",
+    "UnknownServiceError", "InvalidPayloadError", "PayloadTooLargeError", "InvalidOptionError",
+    "InvalidSettingError", "NoSuchJobError", "JobStateError", "JobRunningError",
+    "JobFinishedError", "JobNotDeadError", "WaitTimeoutError", "error_from_reply",
 ]

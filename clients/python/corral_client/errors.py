@@ -14,9 +14,11 @@ from typing import Dict, List, Optional, Type
 import redis.exceptions as rx
 
 __all__ = [
-    "CorralError", "ServerError", "UnknownQueueError", "InvalidQueueNameError",
-    "InvalidPayloadError", "PayloadTooLargeError", "InvalidOptionError", "NoSuchJobError",
-    "JobStateError", "UnknownServiceError", "WaitTimeoutError", "CODE_CLASSES", "error_from_reply",
+    "CorralError", "ServerError", "InvalidArgumentError", "InvalidQueueNameError",
+    "UnknownQueueError", "UnknownServiceError", "InvalidPayloadError", "PayloadTooLargeError",
+    "InvalidOptionError", "InvalidSettingError", "NoSuchJobError", "JobStateError",
+    "JobRunningError", "JobFinishedError", "JobNotDeadError", "WaitTimeoutError",
+    "CODE_CLASSES", "error_from_reply",
 ]
 
 
@@ -53,15 +55,26 @@ class ServerError(CorralError):
     own (ERR, NOPERM, OOM, READONLY, ...) or one newer than the client."""
 
 
+class InvalidArgumentError(CorralError):
+    """A call's arguments are malformed (a caller's bug): no key, too many
+    arguments, more than 1,000 payloads in one corral_enqueue_many, ..."""
+    code = "BADARG"
+
+
+class InvalidQueueNameError(CorralError):
+    """A queue name (or service name, or key prefix) that is not 1-64
+    characters of A-Z a-z 0-9 _ . : -"""
+    code = "BADNAME"
+
+
 class UnknownQueueError(CorralError):
     """The queue was never declared by corrald or corralctl."""
     code = "NOQUEUE"
 
 
-class InvalidQueueNameError(CorralError):
-    """A queue name (or key prefix) that is not 1-64 characters of
-    A-Z a-z 0-9 _ . : -"""
-    code = "BADQUEUE"
+class UnknownServiceError(CorralError):
+    """The service was never declared."""
+    code = "NOSERVICE"
 
 
 class InvalidPayloadError(CorralError):
@@ -72,12 +85,18 @@ class InvalidPayloadError(CorralError):
 
 class PayloadTooLargeError(CorralError):
     """A payload over the queue's max_payload."""
-    code = "TOOLARGE"
+    code = "TOOBIG"
 
 
 class InvalidOptionError(CorralError):
     """Options that are not an object, an unknown option, or a bad value."""
     code = "BADOPTION"
+
+
+class InvalidSettingError(CorralError):
+    """Queue or service settings that are not a JSON object, unknown, out
+    of range or contradicting each other (corral_declare)."""
+    code = "BADSETTING"
 
 
 class NoSuchJobError(CorralError):
@@ -86,14 +105,24 @@ class NoSuchJobError(CorralError):
 
 
 class JobStateError(CorralError):
-    """The job is in a state that does not allow the call (cancelling a
-    running or finished job)."""
-    code = "BADSTATE"
+    """The job is in a state that does not allow the call: the base of
+    JobRunningError, JobFinishedError and JobNotDeadError (catch it for
+    all three)."""
 
 
-class UnknownServiceError(CorralError):
-    """The service was never declared."""
-    code = "NOSERVICE"
+class JobRunningError(JobStateError):
+    """The job is running: it cannot be cancelled."""
+    code = "RUNNING"
+
+
+class JobFinishedError(JobStateError):
+    """The job already ended (done or cancelled)."""
+    code = "FINISHED"
+
+
+class JobNotDeadError(JobStateError):
+    """The job is not dead, so it cannot be retried."""
+    code = "NOTDEAD"
 
 
 class WaitTimeoutError(CorralError):
@@ -102,18 +131,23 @@ class WaitTimeoutError(CorralError):
     code = "TIMEOUT"
 
 
-# The one table from code word to class. The library's words are being
-# settled (issue 12); a word missing here still raises ServerError with
-# its code, so adding one is a line here.
+# The one table from code word to class: the library's words
+# (docs/protocol.md "Error replies", queue/codes.c). Redis's own words
+# (ERR, NOPERM, OOM, ...) and any word newer than this client raise
+# ServerError with their code.
 CODE_CLASSES: Dict[str, Type[CorralError]] = {
+    "BADARG": InvalidArgumentError,
+    "BADNAME": InvalidQueueNameError,
     "NOQUEUE": UnknownQueueError,
-    "BADQUEUE": InvalidQueueNameError,
-    "BADPAYLOAD": InvalidPayloadError,
-    "TOOLARGE": PayloadTooLargeError,
-    "BADOPTION": InvalidOptionError,
-    "NOJOB": NoSuchJobError,
-    "BADSTATE": JobStateError,
     "NOSERVICE": UnknownServiceError,
+    "BADPAYLOAD": InvalidPayloadError,
+    "TOOBIG": PayloadTooLargeError,
+    "BADOPTION": InvalidOptionError,
+    "BADSETTING": InvalidSettingError,
+    "NOJOB": NoSuchJobError,
+    "RUNNING": JobRunningError,
+    "FINISHED": JobFinishedError,
+    "NOTDEAD": JobNotDeadError,
 }
 
 # redis-py takes these words off the reply and raises its own class instead.
