@@ -53,17 +53,25 @@ local function make_ready(K, id, level, front)
     redis.call(front and 'LPUSH' or 'RPUSH', K .. ':q:' .. level, id)
 end
 
--- Moves a job to a final state and publishes it to awaiters.
-local function finish(K, c, id, jk, state, now, fields, keep)
+-- Moves a job to a final state and publishes it to awaiters. uk: the
+-- job's unique_key when the caller has read it (false: it has none; nil:
+-- read it here). A job leaving its lease (from_active) has no K:fin:<id>
+-- list yet (corral_dead_retry deletes it when a dead job runs again), so
+-- only the other moves delete one first.
+local function finish(K, c, id, jk, state, now, fields, keep, uk, from_active)
     redis.call('HSET', jk, 'state', state, 'finished_ms', now, unpack(fields))
     local fk = K .. ':fin:' .. id
-    redis.call('DEL', fk)
+    if not from_active then
+        redis.call('DEL', fk)
+    end
     redis.call('RPUSH', fk, state)
     if not keep then
         local ttl = c.result_ttl_ms
         redis.call('PEXPIRE', jk, ttl)
         redis.call('PEXPIRE', fk, ttl)
-        local uk = redis.call('HGET', jk, 'unique_key')
+        if uk == nil then
+            uk = redis.call('HGET', jk, 'unique_key')
+        end
         if uk then
             redis.call('PEXPIRE', K .. ':uniq:' .. uk, ttl)
         end
@@ -186,6 +194,12 @@ local function corral_declare(keys, args)
             redis.call('DEL', src)
         end
     end
+    local values = {}
+    for i = 2, #fields, 2 do
+        values[#values + 1] = fields[i]
+    end
+    fields[#fields + 1] = 'packed'
+    fields[#fields + 1] = conf_packed(values)
     redis.call('HSET', K .. ':conf', unpack(fields))
     redis.call('DEL', K .. ':wrr')
     redis.call('SADD', prefix .. ':queues', q)
@@ -283,7 +297,7 @@ local function corral_enqueue(keys, args)
         end
     end
 
-    local now = now_ms()
+    local now, now_u = clock()
     local id = tostring(redis.call('INCR', K .. ':seq'))
     local jk = job_key(K, id)
     local state = delay > 0 and 'scheduled' or 'queued'
@@ -291,7 +305,7 @@ local function corral_enqueue(keys, args)
                c.priorities[level + 1], 'prio', level, 'payload', payload, 'service', service,
                'attempts', 0, 'max_attempts', max_attempts, 'run', 0, 'timeout_ms', timeout,
                'created_ms', now, 'run_at_ms', now + delay, 'queued_ms', now,
-               'created_us', now_us())
+               'created_us', now_u)
     if uk then
         redis.call('HSET', jk, 'unique_key', uk)
         redis.call('SET', K .. ':uniq:' .. uk, id)
@@ -381,24 +395,48 @@ local function picker(K, c)
     return pick, save, left
 end
 
--- corral_reserve: KEYS[1] queue; ARGV[1] worker id; ARGV[2] how many jobs
--- (1-1000) -> a list of jobs, each a list {id, run, attempts, max_attempts,
--- timeout_ms, priority, service, payload}. Promotes due scheduled jobs first.
--- Empty while the queue is paused. Each job is leased to the worker for the
--- queue's lease time; the run token must accompany its ack/fail/defer/renew.
-local function corral_reserve(keys, args)
-    local K, q, prefix = queue_key(keys[1])
-    local c = load_conf(K, q)
-    local worker = args[1]
+-- Leases the job id to worker (reserve_jobs): appends its reply entry to
+-- out and its lease to leases (ZADD arguments); a job whose record is gone
+-- (its result expired while it waited) is dropped.
+local function lease_one(K, r, id, out, leases)
+    local jk = job_key(K, id)
+    local j = redis.call('HMGET', jk, 'attempts', 'max_attempts', 'run', 'timeout_ms', 'priority',
+                        'service', 'payload')
+    if not j[1] then
+        return
+    end
+    local attempts = tonumber(j[1]) + 1
+    local run = tonumber(j[3]) + 1
+    if r.probe then
+        redis.call('HSET', jk, 'state', 'active', 'attempts', attempts, 'run', run, 'started_ms',
+                   r.now, 'started_us', r.now_u, 'worker', r.worker, 'probe', '1')
+    else
+        redis.call('HSET', jk, 'state', 'active', 'attempts', attempts, 'run', run, 'started_ms',
+                   r.now, 'started_us', r.now_u, 'worker', r.worker)
+    end
+    leases[#leases + 1] = r.deadline
+    leases[#leases + 1] = id
+    out[#out + 1] = {id, tostring(run), attempts, tonumber(j[2]), tonumber(j[4]), j[5], j[6], j[7]}
+end
+
+-- Checks reserve's arguments worker, n and max_inflight (strings or nil);
+-- returns n and max_inflight as numbers.
+local function reserve_args(worker, n, max_inflight)
     if worker == nil or worker == '' or #worker > 128 then
         fail('BADARG', 'reserve: worker id must be 1-128 bytes')
     end
-    local n = int_arg('BADARG', args[2] or 1, 'reserve count', 1, MAX_BATCH)
-    local max_inflight = int_arg('BADARG', args[3] or 0, 'max_inflight', 0, 1000000)
-    local now = now_ms()
+    return int_arg('BADARG', n or 1, 'reserve count', 1, MAX_BATCH),
+           int_arg('BADARG', max_inflight or 0, 'max_inflight', 0, 1000000)
+end
+
+-- The work of corral_reserve (and of corral_ack's trailing reserve) once
+-- its arguments are checked: leases up to n jobs to worker and returns the
+-- reply list. gated: the caller knows the gate element (it passed
+-- max_inflight). now and now_u are the call's clock.
+local function reserve_jobs(K, c, prefix, worker, n, max_inflight, gated, now, now_u)
     promote_due(K, c, now, MAX_BATCH)
-    if redis.call('EXISTS', K .. ':paused') == 1 then
-        redis.call('DEL', K .. ':wake')
+    if redis.call('EXISTS', c.paused) == 1 then
+        redis.call('DEL', c.wake)
         return {}
     end
     local s, host, allowed, gate_until, gate_why = nil, nil, n, nil, nil
@@ -409,45 +447,52 @@ local function corral_reserve(keys, args)
             allowed, gate_until, gate_why = svc_gate(s, now, n, host, max_inflight)
         end
     end
-    local probe = s ~= nil and s.state == 'half_open'
-    local pick, save, left = picker(K, c)
-    local start_us = now_us()
-    local out = {}
-    local deadline = now + c.lease_ms
-    while #out < allowed do
-        local level = pick()
-        if level == nil then
-            break
-        end
-        local id = redis.call('LPOP', K .. ':q:' .. level)
-        local jk = job_key(K, id)
-        local j = redis.call('HMGET', jk, 'attempts', 'max_attempts', 'run', 'timeout_ms',
-                            'priority', 'service', 'payload')
-        if j[1] then
-            local attempts = tonumber(j[1]) + 1
-            local run = tonumber(j[3]) + 1
-            redis.call('HSET', jk, 'state', 'active', 'attempts', attempts, 'run', run,
-                       'started_ms', now, 'started_us', start_us, 'worker', worker)
-            if probe then
-                redis.call('HSET', jk, 'probe', '1')
+    local r = {now = now, now_u = now_u, worker = worker, deadline = now + c.lease_ms,
+               probe = s ~= nil and s.state == 'half_open'}
+    local out, leases = {}, {}
+    local waiting
+    if c.order ~= 'weighted' then
+        -- Strict order: the highest non-empty level first, up to the rest
+        -- of the count at once (LPOP with a count); an empty level answers nil.
+        local level = 1
+        while #out < allowed and level <= #c.qkeys do
+            local want = allowed - #out
+            local ids = redis.call('LPOP', c.qkeys[level], want)
+            if ids then
+                for _, id in ipairs(ids) do
+                    lease_one(K, r, id, out, leases)
+                end
             end
-            redis.call('ZADD', K .. ':active', deadline, id)
-            out[#out + 1] = {id, tostring(run), attempts, tonumber(j[2]), tonumber(j[4]), j[5],
-                             j[6], j[7]}
+            if not ids or #ids < want then
+                level = level + 1
+            end
         end
+        waiting = redis.call('EXISTS', unpack(c.qkeys))
+    else
+        local pick, save, left = picker(K, c)
+        while #out < allowed do
+            local level = pick()
+            if level == nil then
+                break
+            end
+            lease_one(K, r, redis.call('LPOP', c.qkeys[level + 1]), out, leases)
+        end
+        save()
+        waiting = left()
     end
-    save()
+    if #leases > 0 then
+        redis.call('ZADD', c.active, unpack(leases))
+    end
     if s ~= nil then
         svc_granted(s, now, #out, host)
     end
-    local waiting = left()
     if waiting == 0 then
         -- Nothing left: markers would only wake idle workers for nothing.
-        redis.call('DEL', K .. ':wake')
+        redis.call('DEL', c.wake)
     end
     -- Only callers that pass max_inflight (library version 2 workers, with
     -- 0 for none) know the gate element; older ones just get fewer jobs.
-    if gate_until ~= nil and waiting > 0 and args[3] ~= nil then
+    if gate_until ~= nil and waiting > 0 and gated then
         -- Jobs wait for the service: the worker sleeps on the service's
         -- wake list of its host until gate_until or a state change.
         redis.call('HINCRBY', s.key .. ':sl', host, 1)
@@ -456,6 +501,22 @@ local function corral_reserve(keys, args)
         out[#out + 1] = string.format('gate %d %s', math.max(gate_until - now, 1), gate_why)
     end
     return out
+end
+
+-- corral_reserve: KEYS[1] queue; ARGV[1] worker id; ARGV[2] how many jobs
+-- (1-1000); ARGV[3] optional max_inflight (0 = none) -> a list of jobs,
+-- each a list {id, run, attempts, max_attempts, timeout_ms, priority,
+-- service, payload}, and, when the queue's service holds jobs back and the
+-- caller passed max_inflight, a last element "gate <ms> <why>". Promotes
+-- due scheduled jobs first. Empty while the queue is paused. Each job is
+-- leased to the worker for the queue's lease time; the run token must
+-- accompany its ack/fail/defer/renew.
+local function corral_reserve(keys, args)
+    local K, q, prefix = queue_key(keys[1])
+    local c = load_conf(K, q)
+    local n, max_inflight = reserve_args(args[1], args[2], args[3])
+    local now, now_u = clock()
+    return reserve_jobs(K, c, prefix, args[1], n, max_inflight, args[3] ~= nil, now, now_u)
 end
 
 -- corral_promote: KEYS[1] queue; ARGV[1] optional limit (default 1000) ->

@@ -267,23 +267,28 @@ local function svc_batch(K, c, prefix)
         return nil
     end
     return {s = s, ok = 0, fail = 0, slow = 0, pok = 0, pfail = 0, prel = 0, hosts = {},
-            fail_why = ''}
+            host_of = {}, fail_why = ''}
 end
 
 -- A job leaves its lease: its host's call slot and its probe permit (if it
 -- held one) are released. Returns the job's started_ms (read anyway), so
 -- the caller need not read it again. kind: 'ok', 'fail' (a breaker failure) or nil
 -- (the call does not count: throttled, deferred, reclaimed).
-local function svc_leave(b, jk, now, kind, why)
+-- svc_leave_read is svc_leave for a caller that has read the job's state,
+-- worker, probe and started_ms fields itself.
+local function svc_leave_read(b, jk, now, kind, why, state, worker, probe_field, started)
     if b == nil then
-        return
+        return started
     end
-    local j = redis.call('HMGET', jk, 'state', 'worker', 'probe', 'started_ms')
-    if j[1] == 'active' and j[2] then
-        local host = j[2]:match('^(.*):[^:]*$') or j[2]
+    if state == 'active' and worker then
+        local host = b.host_of[worker]
+        if host == nil then
+            host = worker:match('^(.*):[^:]*$') or worker
+            b.host_of[worker] = host
+        end
         b.hosts[host] = (b.hosts[host] or 0) + 1
     end
-    local probe = j[3] == '1'
+    local probe = probe_field == '1'
     if probe then
         redis.call('HDEL', jk, 'probe')
     end
@@ -291,9 +296,9 @@ local function svc_leave(b, jk, now, kind, why)
         if probe then
             b.prel = b.prel + 1
         end
-        return j[4]
+        return started
     end
-    local ms = now - (tonumber(j[4]) or now)
+    local ms = now - (tonumber(started) or now)
     if ms >= b.s.slow_call_ms then
         b.slow = b.slow + 1
     end
@@ -309,7 +314,15 @@ local function svc_leave(b, jk, now, kind, why)
             b.pfail = b.pfail + 1
         end
     end
-    return j[4]
+    return started
+end
+
+local function svc_leave(b, jk, now, kind, why)
+    if b == nil then
+        return
+    end
+    local j = redis.call('HMGET', jk, 'state', 'worker', 'probe', 'started_ms')
+    return svc_leave_read(b, jk, now, kind, why, j[1], j[2], j[3], j[4])
 end
 
 local function svc_apply(b, now)
