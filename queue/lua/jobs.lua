@@ -3,7 +3,8 @@
 -- derived from K = "<prefix>:{<queue>}" (KEYS[1]) and sharing the hash tag
 -- {<queue>}, so one queue lives in one Redis Cluster slot (docs/protocol.md
 -- lists them too):
---   K:conf            hash   queue settings, written by corral_declare
+--   K:conf            hash   queue settings, written by corral_declare, and
+--                            all of them as one text, packed (load_conf's cache)
 --   K:seq             string job id counter
 --   K:job:<id>        hash   the job
 --   K:q:<level>       list   ready job ids of one priority level (0 = highest), FIFO
