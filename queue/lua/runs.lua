@@ -113,6 +113,30 @@ local function corral_ack(keys, args)
     return ack_jobs(K, c, prefix, args[1], args, 2, now_ms())
 end
 
+-- corral_ack_reserve: KEYS[1] queue; ARGV worker, n, max_inflight, then
+-- triples id run result ... -> {acks, jobs}: acks as corral_ack answers
+-- (one word per triple), then jobs as corral_reserve answers for
+-- (worker, n, max_inflight), gate element included. One round trip per job
+-- at steady state: a worker sends its outcomes and asks for its next jobs
+-- at once (docs/protocol.md). The same as corral_ack then corral_reserve,
+-- in one call: every argument is checked before anything is written; the
+-- acks apply first (so the calls they end free their slots of
+-- max_inflight, and a breaker they trip holds the reserve back); the
+-- reserve then sees the queue as a separate call would (paused: no jobs).
+local function corral_ack_reserve(keys, args)
+    local K, q, prefix = queue_key(keys[1])
+    local c = load_conf(K, q)
+    local worker = args[1]
+    local n, max_inflight = reserve_args(worker, args[2], args[3])
+    if (#args - 3) % 3 ~= 0 then
+        fail('BADARG', 'ack_reserve: after worker, n and max_inflight come triples id run ' ..
+                 'result; got %d arguments', #args - 3)
+    end
+    local now, now_u = clock()
+    local acks = ack_jobs(K, c, prefix, worker, args, 4, now)
+    return {acks, reserve_jobs(K, c, prefix, worker, n, max_inflight, true, now, now_u)}
+end
+
 -- corral_fail: KEYS[1] queue; ARGV worker, then quadruples id run kind error
 -- ... where kind is "retry" or "permanent" -> per job "scheduled" (retry
 -- after back-off), "dead" (permanent, or attempts used up), or a refusal:
