@@ -235,8 +235,8 @@ static int cycle_combined(redisContext *c, const char *wid, int n, struct corral
             .id = (*held)[i].id, .run = (*held)[i].run, .data = result, .len = sizeof(result) - 1};
     struct corral_job *jobs = NULL;
     size_t got = 0;
-    int rc = corral_queue_ack_reserve(c, PREFIX, QUEUE, wid, o, *nheld, st, n, 0, &jobs, &got,
-                                      NULL, err);
+    int rc = corral_queue_ack_reserve(c, PREFIX, QUEUE, wid, o, *nheld, st, n, 0, &jobs, &got, NULL,
+                                      err);
     for (size_t i = 0; rc == 0 && i < *nheld; i++) {
         if (st[i] != CORRAL_STATUS_DONE)
             rc = corral_err_set(err, CORRAL_ERR_REDIS, "ack of job %s answered %s, not done",

@@ -214,8 +214,8 @@ void corral_cmd_ack(struct corral_cmd *cmd, const char *prefix, const char *queu
 }
 
 void corral_cmd_ack_reserve(struct corral_cmd *cmd, const char *prefix, const char *queue,
-                            const char *worker, const struct corral_outcome *o, size_t n,
-                            int want, int max_inflight)
+                            const char *worker, const struct corral_outcome *o, size_t n, int want,
+                            int max_inflight)
 {
     corral_cmd_init(cmd, "corral_ack_reserve", prefix, queue);
     corral_cmd_addstr(cmd, worker);
@@ -417,8 +417,8 @@ int corral_reply_runs(const redisReply *r, enum corral_run_status *st, size_t n,
 }
 
 int corral_reply_ack_reserve(const redisReply *r, enum corral_run_status *st, size_t n,
-                             struct corral_job **jobs_out, size_t *n_out,
-                             struct corral_gate *gate, struct corral_err *err)
+                             struct corral_job **jobs_out, size_t *n_out, struct corral_gate *gate,
+                             struct corral_err *err)
 {
     *jobs_out = NULL;
     *n_out = 0;
@@ -506,8 +506,8 @@ int corral_queue_ack(redisContext *c, const char *prefix, const char *queue, con
 int corral_queue_ack_reserve(redisContext *c, const char *prefix, const char *queue,
                              const char *worker, const struct corral_outcome *o, size_t n,
                              enum corral_run_status *st, int want, int max_inflight,
-                             struct corral_job **jobs_out, size_t *n_out,
-                             struct corral_gate *gate, struct corral_err *err)
+                             struct corral_job **jobs_out, size_t *n_out, struct corral_gate *gate,
+                             struct corral_err *err)
 {
     struct corral_cmd cmd;
     corral_cmd_ack_reserve(&cmd, prefix, queue, worker, o, n, want, max_inflight);

@@ -319,9 +319,8 @@ int corral_outcomes_has_acks(const struct corral_outcomes *o, size_t qi)
 /* The flush with queue rqi's acks and the reserve in one call, sent last:
  * Redis runs a connection's calls in order, so every outcome of the turn
  * is written before the reserve, as with a flush and a separate reserve. */
-int corral_outcomes_flush_reserve(struct corral_outcomes *o, size_t rqi, int want,
-                                  int max_inflight, corral_outcomes_reserved_fn *reserved,
-                                  void *priv)
+int corral_outcomes_flush_reserve(struct corral_outcomes *o, size_t rqi, int want, int max_inflight,
+                                  corral_outcomes_reserved_fn *reserved, void *priv)
 {
     if (!corral_conn_usable(o->conn))
         return -1;

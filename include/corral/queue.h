@@ -153,8 +153,8 @@ void corral_cmd_ack(struct corral_cmd *cmd, const char *prefix, const char *queu
  * want jobs reserved for worker with max_inflight (as corral_cmd_reserve),
  * in one call: a worker's one round trip per job at steady state. */
 void corral_cmd_ack_reserve(struct corral_cmd *cmd, const char *prefix, const char *queue,
-                            const char *worker, const struct corral_outcome *o, size_t n,
-                            int want, int max_inflight);
+                            const char *worker, const struct corral_outcome *o, size_t n, int want,
+                            int max_inflight);
 void corral_cmd_fail(struct corral_cmd *cmd, const char *prefix, const char *queue,
                      const char *worker, const struct corral_outcome *o, size_t n);
 void corral_cmd_defer(struct corral_cmd *cmd, const char *prefix, const char *queue,
@@ -178,8 +178,8 @@ int corral_reply_runs(const redisReply *r, enum corral_run_status *st, size_t n,
  * *jobs_out is the caller's to free with corral_jobs_free). On -1 nothing
  * is left allocated. */
 int corral_reply_ack_reserve(const redisReply *r, enum corral_run_status *st, size_t n,
-                             struct corral_job **jobs_out, size_t *n_out,
-                             struct corral_gate *gate, struct corral_err *err);
+                             struct corral_job **jobs_out, size_t *n_out, struct corral_gate *gate,
+                             struct corral_err *err);
 
 /* Blocking forms. */
 int corral_queue_declare(redisContext *c, const char *prefix, const struct corral_queue_conf *q,
@@ -203,8 +203,8 @@ int corral_queue_ack(redisContext *c, const char *prefix, const char *queue, con
 int corral_queue_ack_reserve(redisContext *c, const char *prefix, const char *queue,
                              const char *worker, const struct corral_outcome *o, size_t n,
                              enum corral_run_status *st, int want, int max_inflight,
-                             struct corral_job **jobs_out, size_t *n_out,
-                             struct corral_gate *gate, struct corral_err *err);
+                             struct corral_job **jobs_out, size_t *n_out, struct corral_gate *gate,
+                             struct corral_err *err);
 int corral_queue_fail(redisContext *c, const char *prefix, const char *queue, const char *worker,
                       const struct corral_outcome *o, size_t n, enum corral_run_status *st,
                       struct corral_err *err);

@@ -383,8 +383,8 @@ static void ack_reserve_sends_the_reserve_then_the_triples(void **state)
     struct corral_outcome o[1] = {{.id = "7", .run = "2", .data = "r", .len = 1}};
     struct corral_cmd cmd;
     corral_cmd_ack_reserve(&cmd, "corral", "q", "h:1", o, 1, 4, -3);
-    const char *want[] = {"FCALL", "corral_ack_reserve", "1", "corral:{q}", "h:1", "4",
-                          "0",     "7",                  "2", "r",          NULL};
+    const char *want[] = {
+        "FCALL", "corral_ack_reserve", "1", "corral:{q}", "h:1", "4", "0", "7", "2", "r", NULL};
     assert_argv(&cmd, want);
     corral_cmd_free(&cmd);
 }
