@@ -4,7 +4,7 @@ one corral_ack_reserve (docs/protocol.md), not as an ack and a reserve."""
 import re
 import subprocess
 
-from conftest import declare, enqueue_many
+from conftest import declare, enqueue_many, wait_until
 from worker_fixtures import Q, await_end, make_worker  # noqa: F401 (a fixture)
 
 
@@ -17,7 +17,8 @@ def test_a_busy_worker_acks_and_reserves_in_one_call(r, make_worker,  # noqa: F8
         monitor = subprocess.Popen(["redis-cli", "-s", redis_server.socket, "monitor"],
                                    stdout=out)
     try:
-        r.ping()  # the monitor is attached once it has seen a command
+        wait_until(lambda: any("O" in c["flags"] for c in r.client_list()),
+                   what="redis-cli monitor to attach")
         make_worker("handler = echo\n")
         for jid in ids:
             assert await_end(r, jid)["state"] == "done"
