@@ -43,7 +43,7 @@ static const char result[] = "{\"ok\":true}";
  * per operation. */
 struct run_spec {
     const char *label;
-    int cycle;
+    int cycle; /* 0: enqueue only; 1: enqueue, reserve, ack; 2: enqueue, corral_ack_reserve */
     int batch;
     int service; /* the queue calls a service: its breaker is kept on every call */
     int bulk;    /* enqueue with corral_enqueue_many, batch payloads per call */
@@ -57,6 +57,8 @@ static const struct run_spec runs[] = {
     {"corral full cycle, batches of 32", 1, 32, 0, 0},
     {"  the same with a service (breaker)", 1, 1, 1, 0},
     {"  the same with a service (breaker)", 1, 32, 1, 0},
+    {"corral cycle, ack+reserve in 1 call", 2, 1, 0, 0},
+    {"corral cycle, ack+reserve, batch 32", 2, 32, 0, 0},
 };
 #define GOAL_BREAKER 0.90
 static const struct run_spec *const goal_run = &runs[4];
@@ -238,6 +240,38 @@ static int cycle_batch(redisContext *c, const char *wid, int n, long *done, stru
     return rc;
 }
 
+/* The cycle of a worker at steady state: enqueues n jobs, then acks the n
+ * it holds and reserves n more with one corral_ack_reserve (the first call
+ * acks nothing). *held are the jobs it holds between calls. */
+static int cycle_combined(redisContext *c, const char *wid, int n, struct corral_job **held,
+                          size_t *nheld, long *done, struct corral_err *err)
+{
+    if (enqueue_batch(c, n, err) < 0)
+        return -1;
+    struct corral_outcome o[BATCH_MAX] = {{0}};
+    enum corral_run_status st[BATCH_MAX];
+    for (size_t i = 0; i < *nheld; i++)
+        o[i] = (struct corral_outcome){
+            .id = (*held)[i].id, .run = (*held)[i].run, .data = result, .len = sizeof(result) - 1};
+    struct corral_job *jobs = NULL;
+    size_t got = 0;
+    int rc = corral_queue_ack_reserve(c, PREFIX, QUEUE, wid, o, *nheld, st, n, 0, &jobs, &got, NULL,
+                                      err);
+    for (size_t i = 0; rc == 0 && i < *nheld; i++) {
+        if (st[i] != CORRAL_STATUS_DONE)
+            rc = corral_err_set(err, CORRAL_ERR_REDIS, "ack of job %s answered %s, not done",
+                                (*held)[i].id, corral_run_status_name(st[i]));
+        else
+            (*done)++;
+    }
+    corral_jobs_free(*held, *nheld);
+    *held = jobs;
+    *nheld = got;
+    if (rc == 0 && got != (size_t)n)
+        return corral_err_set(err, CORRAL_ERR_REDIS, "reserve of %d returned %zu jobs", n, got);
+    return rc;
+}
+
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
@@ -252,10 +286,14 @@ static void *worker_main(void *arg)
     char wid[32];
     snprintf(wid, sizeof(wid), "bench:%d", w->id);
     long left = w->jobs;
+    struct corral_job *held = NULL;
+    size_t nheld = 0;
     while (left > 0 && !atomic_load(&stop)) {
         int n = left < w->spec->batch ? (int)left : w->spec->batch;
         int rc;
-        if (w->spec->cycle) {
+        if (w->spec->cycle == 2) {
+            rc = cycle_combined(c, wid, n, &held, &nheld, &w->done, &w->err);
+        } else if (w->spec->cycle) {
             rc = cycle_batch(c, wid, n, &w->done, &w->err);
         } else {
             rc = w->spec->bulk ? enqueue_bulk(c, n, &w->err) : enqueue_batch(c, n, &w->err);
@@ -269,6 +307,11 @@ static void *worker_main(void *arg)
         }
         left -= n;
     }
+    if (nheld > 0 && !w->failed && ack_batch(c, wid, held, nheld, &w->done, &w->err) < 0) {
+        w->failed = 1;
+        atomic_store(&stop, 1);
+    }
+    corral_jobs_free(held, nheld);
     redisFree(c);
     return NULL;
 }
@@ -712,7 +755,7 @@ int main(int argc, char **argv)
                 fflush(stdout);
                 continue;
             }
-            if (runs[i].cycle)
+            if (runs[i].cycle == 1)
                 plain[b] = m.rate;
             double refrate = runs[i].cycle ? pair : ref ? ref->lpush : 0;
             print_row(runs[i].label, conns, m.rate, runs[i].cycle ? "LPUSH+RPOP pair" : "LPUSH",

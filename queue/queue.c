@@ -236,6 +236,21 @@ void corral_cmd_ack(struct corral_cmd *cmd, const char *prefix, const char *queu
     }
 }
 
+void corral_cmd_ack_reserve(struct corral_cmd *cmd, const char *prefix, const char *queue,
+                            const char *worker, const struct corral_outcome *o, size_t n, int want,
+                            int max_inflight)
+{
+    corral_cmd_init(cmd, "corral_ack_reserve", prefix, queue);
+    corral_cmd_addstr(cmd, worker);
+    corral_cmd_addint(cmd, want);
+    corral_cmd_addint(cmd, max_inflight > 0 ? max_inflight : 0);
+    for (size_t i = 0; i < n; i++) {
+        corral_cmd_addstr(cmd, o[i].id);
+        corral_cmd_addstr(cmd, o[i].run);
+        corral_cmd_add(cmd, o[i].data ? o[i].data : "", o[i].data ? o[i].len : 0);
+    }
+}
+
 void corral_cmd_fail(struct corral_cmd *cmd, const char *prefix, const char *queue,
                      const char *worker, const struct corral_outcome *o, size_t n)
 {
@@ -438,6 +453,21 @@ int corral_reply_runs(const redisReply *r, enum corral_run_status *st, size_t n,
     return 0;
 }
 
+int corral_reply_ack_reserve(const redisReply *r, enum corral_run_status *st, size_t n,
+                             struct corral_job **jobs_out, size_t *n_out, struct corral_gate *gate,
+                             struct corral_err *err)
+{
+    *jobs_out = NULL;
+    *n_out = 0;
+    if (reply_error(r, "ack_reserve", err) < 0)
+        return -1;
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2)
+        return shape("ack_reserve", err);
+    if (corral_reply_runs(r->element[0], st, n, err) < 0)
+        return -1;
+    return corral_reply_reserve(r->element[1], jobs_out, n_out, gate, err);
+}
+
 /* Runs cmd, checks for connection and error replies, frees cmd. Returns the
  * reply (caller frees) or NULL with err set. */
 static redisReply *run(redisContext *c, struct corral_cmd *cmd, const char *what,
@@ -532,6 +562,22 @@ int corral_queue_ack(redisContext *c, const char *prefix, const char *queue, con
     corral_cmd_ack(&cmd, prefix, queue, worker, o, n);
     redisReply *r = run(c, &cmd, "ack", err);
     int rc = r ? corral_reply_runs(r, st, n, err) : -1;
+    freeReplyObject(r);
+    return rc;
+}
+
+int corral_queue_ack_reserve(redisContext *c, const char *prefix, const char *queue,
+                             const char *worker, const struct corral_outcome *o, size_t n,
+                             enum corral_run_status *st, int want, int max_inflight,
+                             struct corral_job **jobs_out, size_t *n_out, struct corral_gate *gate,
+                             struct corral_err *err)
+{
+    struct corral_cmd cmd;
+    corral_cmd_ack_reserve(&cmd, prefix, queue, worker, o, n, want, max_inflight);
+    *jobs_out = NULL;
+    *n_out = 0;
+    redisReply *r = run(c, &cmd, "ack_reserve", err);
+    int rc = r ? corral_reply_ack_reserve(r, st, n, jobs_out, n_out, gate, err) : -1;
     freeReplyObject(r);
     return rc;
 }

@@ -223,10 +223,15 @@ static int held_back(struct corral_worker *w)
 /* Starts a reserve round when there are free slots and nothing holds it
  * back. Both connections must be up: a round that finds nothing ends in
  * BLPOP, never in another round at once. */
+static int may_reserve(struct corral_worker *w)
+{
+    return w->state == WORKER_RUNNING && w->intake == INTAKE_IDLE && w->busy < w->slots &&
+           corral_conn_usable(w->cmd) && corral_conn_ready(w->block) && !held_back(w);
+}
+
 static void kick(struct corral_worker *w)
 {
-    if (w->state != WORKER_RUNNING || w->intake != INTAKE_IDLE || w->busy >= w->slots ||
-        !corral_conn_usable(w->cmd) || !corral_conn_ready(w->block) || held_back(w))
+    if (!may_reserve(w))
         return;
     w->round_got = 0;
     size_t qi = corral_wqueues_open(&w->qs, 0);
@@ -266,10 +271,10 @@ static void block_for_work(struct corral_worker *w)
     corral_cmd_free(&cmd);
 }
 
-static void on_reserve(redisAsyncContext *ac, void *reply, void *priv)
+/* A reserve's reply (of corral_reserve, or the reserve part of
+ * corral_ack_reserve); NULL when the connection went first. */
+static void reserved(struct corral_worker *w, const redisReply *reply)
 {
-    corral_conn_replied(ac);
-    struct corral_worker *w = priv;
     size_t qi = w->asked_qi;
     struct corral_wqueue *q = &w->qs.q[qi];
     struct corral_job *jobs = NULL;
@@ -319,6 +324,40 @@ static void on_reserve(redisAsyncContext *ac, void *reply, void *priv)
     else if (w->round_got == 0)
         block_for_work(w);
     /* else the next loop turn starts a new round */
+}
+
+static void on_reserve(redisAsyncContext *ac, void *reply, void *priv)
+{
+    corral_conn_replied(ac);
+    reserved(priv, reply);
+}
+
+static void on_ack_reserved(void *priv, const redisReply *jobs, int lost)
+{
+    struct corral_worker *w = priv;
+    if (jobs == NULL && !lost)
+        w->intake = INTAKE_IDLE; /* refused: the outcome FIFO logged it */
+    else
+        reserved(w, jobs);
+}
+
+/* The turn's flush, with a reserve round started in the same call when
+ * slots are free and the first open queue has acks to write (the one
+ * round trip per job of docs/protocol.md, corral_ack_reserve). */
+static void flush_and_reserve(struct corral_worker *w)
+{
+    size_t qi = corral_wqueues_open(&w->qs, 0);
+    if (qi >= w->qs.n || !corral_outcomes_has_acks(w->outcomes, qi) || !may_reserve(w)) {
+        corral_outcomes_flush(w->outcomes);
+        return;
+    }
+    struct corral_wqueue *q = &w->qs.q[qi];
+    w->round_got = 0;
+    w->asked_qi = qi;
+    w->asked = w->slots - w->busy;
+    if (corral_outcomes_flush_reserve(w->outcomes, qi, w->asked, q->svc ? q->svc->max_inflight : 0,
+                                      on_ack_reserved, w) == 0)
+        w->intake = INTAKE_RESERVING;
 }
 
 static void reserve_from(struct corral_worker *w, size_t qi)
@@ -509,7 +548,7 @@ static void maybe_exit(struct corral_worker *w)
 static void on_turn(struct ev_loop *loop, ev_prepare *p, int revents)
 {
     struct corral_worker *w = p->data;
-    corral_outcomes_flush(w->outcomes);
+    flush_and_reserve(w);
     kick(w);
     maybe_exit(w);
 }

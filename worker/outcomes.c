@@ -39,15 +39,27 @@ struct corral_outcomes {
     size_t n;
     size_t unsent; /* of n, not in a call */
     int failing;   /* the last answered write failed */
+    int separate;  /* corral_ack_reserve is refused (NOPERM): acks and reserves apart */
     struct corral_log_repeat refused;
 };
 
-/* A call in flight and the outcomes it carries. */
+/* A call in flight and the outcomes it carries; with reserved set, a
+ * corral_ack_reserve whose reserve part goes to reserved(priv, ...). */
 struct batch {
     struct corral_outcomes *o;
     enum call call;
     struct outcome **items;
     size_t n;
+    corral_outcomes_reserved_fn *reserved;
+    void *priv;
+};
+
+/* The reserve part of a corral_ack_reserve call: what was asked. */
+struct reserve_ask {
+    int want;
+    int max_inflight;
+    corral_outcomes_reserved_fn *reserved;
+    void *priv;
 };
 
 static enum call call_of(enum corral_run_end end)
@@ -182,13 +194,25 @@ static void on_batch_reply(redisAsyncContext *ac, void *reply, void *priv)
     struct batch *b = priv;
     struct corral_outcomes *o = b->o;
     redisReply *r = reply;
+    /* corral_ack_reserve answers {acks, jobs} (docs/protocol.md). */
+    const redisReply *runs = r, *jobs = NULL;
+    if (b->reserved != NULL && r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements == 2) {
+        runs = r->element[0];
+        jobs = r->element[1];
+    }
     o->failing = r == NULL || r->type == REDIS_REPLY_ERROR;
     if (o->failing) {
         /* Kept: written again after a reconnect, or after the pause that
          * follows an error reply. */
+        enum corral_err_word word = r ? corral_reply_word(r->str, r->len) : CORRAL_WORD_NONE;
         if (r != NULL)
-            corral_conn_refused(o->conn, &o->refused, "writing outcomes", r->str,
-                                corral_reply_word(r->str, r->len));
+            corral_conn_refused(o->conn, &o->refused, "writing outcomes", r->str, word);
+        if (b->reserved != NULL && word == CORRAL_WORD_NOPERM && !o->separate) {
+            /* An ACL that names the functions it allows, without this one. */
+            corral_log_warn("corral_ack_reserve refused; acks and reserves go as separate calls",
+                            "worker=%s", o->worker_id);
+            o->separate = 1;
+        }
         for (size_t i = 0; i < b->n; i++)
             b->items[i]->sent = 0;
         o->unsent += b->n;
@@ -196,7 +220,7 @@ static void on_batch_reply(redisAsyncContext *ac, void *reply, void *priv)
         corral_conn_accepted(o->conn, &o->refused);
         enum corral_answer *st = corral_xcalloc(b->n, sizeof(*st));
         struct corral_err err;
-        if (corral_run_answers(r, st, b->n, &err) < 0)
+        if (corral_run_answers(runs, st, b->n, &err) < 0)
             corral_log_err("unexpected answer to writing outcomes; taking them as written",
                            "error=\"%s\"", err.msg);
         for (size_t i = 0; i < b->n; i++) {
@@ -208,21 +232,30 @@ static void on_batch_reply(redisAsyncContext *ac, void *reply, void *priv)
         }
         free(st);
     }
+    if (b->reserved != NULL)
+        b->reserved(b->priv, jobs, r == NULL);
     free(b->items);
     free(b);
 }
 
-/* Sends the unsent outcomes of queue qi written by call, if any. */
-static void send_batch(struct corral_outcomes *o, size_t qi, enum call call)
+/* Sends the unsent outcomes of queue qi written by call, if any; with ask
+ * (call CALL_ACK), as one corral_ack_reserve that also reserves. 0 when a
+ * call went out. */
+static int send_batch(struct corral_outcomes *o, size_t qi, enum call call,
+                      const struct reserve_ask *ask)
 {
     size_t n = 0;
     for (struct outcome *oc = o->head; oc; oc = oc->next)
         n += !oc->sent && oc->qi == qi && call_of(oc->end) == call;
     if (n == 0)
-        return;
+        return -1;
     struct batch *b = corral_xcalloc(1, sizeof(*b));
     b->o = o;
     b->call = call;
+    if (ask != NULL) {
+        b->reserved = ask->reserved;
+        b->priv = ask->priv;
+    }
     b->items = corral_xcalloc(n, sizeof(struct outcome *));
     struct corral_outcome *args = corral_xcalloc(n, sizeof(*args));
     for (struct outcome *oc = o->head; oc; oc = oc->next) {
@@ -239,13 +272,17 @@ static void send_batch(struct corral_outcomes *o, size_t qi, enum call call)
     }
     struct corral_cmd cmd;
     const char *queue = o->queues[qi];
-    if (call == CALL_ACK)
+    if (ask != NULL)
+        corral_cmd_ack_reserve(&cmd, o->prefix, queue, o->worker_id, args, n, ask->want,
+                               ask->max_inflight);
+    else if (call == CALL_ACK)
         corral_cmd_ack(&cmd, o->prefix, queue, o->worker_id, args, n);
     else if (call == CALL_FAIL)
         corral_cmd_fail(&cmd, o->prefix, queue, o->worker_id, args, n);
     else
         corral_cmd_defer(&cmd, o->prefix, queue, o->worker_id, args, n);
-    if (corral_conn_send(o->conn, on_batch_reply, b, &cmd) == 0) {
+    int rc = corral_conn_send(o->conn, on_batch_reply, b, &cmd);
+    if (rc == 0) {
         for (size_t i = 0; i < b->n; i++)
             b->items[i]->sent = 1;
         o->unsent -= b->n;
@@ -255,6 +292,7 @@ static void send_batch(struct corral_outcomes *o, size_t qi, enum call call)
     }
     corral_cmd_free(&cmd);
     free(args);
+    return rc;
 }
 
 /* Once per loop turn: everything that ended since the last turn goes out
@@ -265,7 +303,33 @@ void corral_outcomes_flush(struct corral_outcomes *o)
         return;
     for (size_t qi = 0; qi < o->nq; qi++)
         for (int call = 0; call < NCALLS; call++)
-            send_batch(o, qi, (enum call)call);
+            send_batch(o, qi, (enum call)call, NULL);
+}
+
+int corral_outcomes_has_acks(const struct corral_outcomes *o, size_t qi)
+{
+    if (o->failing || o->separate)
+        return 0;
+    for (const struct outcome *oc = o->head; oc; oc = oc->next)
+        if (!oc->sent && oc->qi == qi && call_of(oc->end) == CALL_ACK)
+            return 1;
+    return 0;
+}
+
+/* The flush with queue rqi's acks and the reserve in one call, sent last:
+ * Redis runs a connection's calls in order, so every outcome of the turn
+ * is written before the reserve, as with a flush and a separate reserve. */
+int corral_outcomes_flush_reserve(struct corral_outcomes *o, size_t rqi, int want, int max_inflight,
+                                  corral_outcomes_reserved_fn *reserved, void *priv)
+{
+    if (!corral_conn_usable(o->conn))
+        return -1;
+    for (size_t qi = 0; qi < o->nq; qi++)
+        for (int call = 0; call < NCALLS; call++)
+            if (qi != rqi || call != CALL_ACK)
+                send_batch(o, qi, (enum call)call, NULL);
+    const struct reserve_ask ask = {want, max_inflight, reserved, priv};
+    return send_batch(o, rqi, CALL_ACK, &ask);
 }
 
 struct corral_outcomes *corral_outcomes_new(struct corral_conn *conn, const char *prefix,

@@ -1,8 +1,9 @@
 /* The worker's outcome FIFO: how each run ended, kept in memory until Redis
  * has acknowledged it, written once per loop turn (from the engine's
  * ev_prepare, like Redis's beforeSleep) as one corral_ack, corral_fail and
- * corral_defer call per queue. Also the one place that reads the function library's per-job
- * answers to those calls and to corral_renew. */
+ * corral_defer call per queue; a queue's acks and the worker's next reserve
+ * go as one corral_ack_reserve when the engine has free slots. Also the one place that reads the
+ * function library's per-job answers to those calls and to corral_renew. */
 #ifndef CORRAL_OUTCOMES_H
 #define CORRAL_OUTCOMES_H
 
@@ -31,6 +32,24 @@ void corral_outcomes_free(struct corral_outcomes *o);
  * writes answered). */
 void corral_outcomes_flush(struct corral_outcomes *o);
 
+/* How the reserve part of a corral_ack_reserve call went: jobs is its
+ * reply (jobs and gate, as corral_reserve answers) when Redis answered;
+ * NULL with lost 1 when the connection went first (Redis may have leased
+ * jobs), NULL with lost 0 when the call was refused (logged by the FIFO) or
+ * its reply not understood. Called once per call, after the outcomes it
+ * carried are settled. */
+typedef void corral_outcomes_reserved_fn(void *priv, const redisReply *jobs, int lost);
+/* 1 when queue qi has acks not yet in a call and they may go with a
+ * reserve: not while writes fail (a refused call would refuse the reserve
+ * too), nor once Redis refused corral_ack_reserve itself (NOPERM). */
+int corral_outcomes_has_acks(const struct corral_outcomes *o, size_t qi);
+/* corral_outcomes_flush, but queue qi's acks go out last, in one
+ * corral_ack_reserve (docs/protocol.md) that also reserves up to want jobs
+ * with max_inflight: the worker's one round trip per job. 0 when that call
+ * was sent (reserved is then called once); -1 when it was not (no acks for
+ * qi, or the connection is not usable), after the rest was flushed. */
+int corral_outcomes_flush_reserve(struct corral_outcomes *o, size_t qi, int want, int max_inflight,
+                                  corral_outcomes_reserved_fn *reserved, void *priv);
 /* Queues an outcome; takes id and run (malloc'ed), copies data. */
 void corral_outcomes_add(struct corral_outcomes *o, size_t qi, char *id, char *run,
                          enum corral_run_end end, const char *data, size_t len, int64_t delay_ms);
@@ -53,6 +72,6 @@ enum corral_answer {
 /* st[i] for each of the n jobs of a corral_renew reply; -1 with err for an
  * error reply or an unexpected shape. */
 int corral_run_answers(const redisReply *r, enum corral_answer *st, size_t n,
-                         struct corral_err *err);
+                       struct corral_err *err);
 
 #endif

@@ -163,6 +163,12 @@ void corral_cmd_reclaim_keep(struct corral_cmd *cmd, const char *prefix, const c
                              const char *worker);
 void corral_cmd_ack(struct corral_cmd *cmd, const char *prefix, const char *queue,
                     const char *worker, const struct corral_outcome *o, size_t n);
+/* corral_ack_reserve (docs/protocol.md): the n outcomes acked, then up to
+ * want jobs reserved for worker with max_inflight (as corral_cmd_reserve),
+ * in one call: a worker's one round trip per job at steady state. */
+void corral_cmd_ack_reserve(struct corral_cmd *cmd, const char *prefix, const char *queue,
+                            const char *worker, const struct corral_outcome *o, size_t n, int want,
+                            int max_inflight);
 void corral_cmd_fail(struct corral_cmd *cmd, const char *prefix, const char *queue,
                      const char *worker, const struct corral_outcome *o, size_t n);
 void corral_cmd_defer(struct corral_cmd *cmd, const char *prefix, const char *queue,
@@ -185,6 +191,14 @@ int corral_reply_reserve(const redisReply *r, struct corral_job **jobs_out, size
  * reply of another length, or a word that is not a status, is an error. */
 int corral_reply_runs(const redisReply *r, enum corral_run_status *st, size_t n,
                       struct corral_err *err);
+
+/* The reply of corral_ack_reserve for n outcomes: st[i] per outcome (as
+ * corral_reply_runs), then the jobs and gate (as corral_reply_reserve;
+ * *jobs_out is the caller's to free with corral_jobs_free). On -1 nothing
+ * is left allocated. */
+int corral_reply_ack_reserve(const redisReply *r, enum corral_run_status *st, size_t n,
+                             struct corral_job **jobs_out, size_t *n_out, struct corral_gate *gate,
+                             struct corral_err *err);
 
 /* Blocking forms. */
 int corral_queue_declare(redisContext *c, const char *prefix, const struct corral_queue_conf *q,
@@ -211,6 +225,14 @@ int corral_queue_reserve(redisContext *c, const char *prefix, const char *queue,
 int corral_queue_ack(redisContext *c, const char *prefix, const char *queue, const char *worker,
                      const struct corral_outcome *o, size_t n, enum corral_run_status *st,
                      struct corral_err *err);
+/* corral_ack_reserve: acks n outcomes (st[i] per outcome) and reserves up to
+ * want jobs (max_inflight 0: none) in one call; *jobs_out as
+ * corral_queue_reserve's. */
+int corral_queue_ack_reserve(redisContext *c, const char *prefix, const char *queue,
+                             const char *worker, const struct corral_outcome *o, size_t n,
+                             enum corral_run_status *st, int want, int max_inflight,
+                             struct corral_job **jobs_out, size_t *n_out, struct corral_gate *gate,
+                             struct corral_err *err);
 int corral_queue_fail(redisContext *c, const char *prefix, const char *queue, const char *worker,
                       const struct corral_outcome *o, size_t n, enum corral_run_status *st,
                       struct corral_err *err);

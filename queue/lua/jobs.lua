@@ -1,9 +1,10 @@
--- jobs.lua: a queue and its jobs: declare, enqueue (one or many), reserve,
+-- jobs.lua: a queue and its jobs: declare, reserve (enqueue: enqueue.lua),
 -- promote, pause, resume, cancel, read, and the dead list. Keys of a queue, all
 -- derived from K = "<prefix>:{<queue>}" (KEYS[1]) and sharing the hash tag
 -- {<queue>}, so one queue lives in one Redis Cluster slot (docs/protocol.md
 -- lists them too):
---   K:conf            hash   queue settings, written by corral_declare
+--   K:conf            hash   queue settings, written by corral_declare, and
+--                            all of them as one text, packed (load_conf's cache)
 --   K:seq             string job id counter
 --   K:job:<id>        hash   the job
 --   K:q:<level>       list   ready job ids of one priority level (0 = highest), FIFO
@@ -53,17 +54,25 @@ local function make_ready(K, id, level, front)
     redis.call(front and 'LPUSH' or 'RPUSH', K .. ':q:' .. level, id)
 end
 
--- Moves a job to a final state and publishes it to awaiters.
-local function finish(K, c, id, jk, state, now, fields, keep)
+-- Moves a job to a final state and publishes it to awaiters. uk: the
+-- job's unique_key when the caller has read it (false: it has none; nil:
+-- read it here). A job leaving its lease (from_active) has no K:fin:<id>
+-- list yet (corral_dead_retry deletes it when a dead job runs again), so
+-- only the other moves delete one first.
+local function finish(K, c, id, jk, state, now, fields, keep, uk, from_active)
     redis.call('HSET', jk, 'state', state, 'finished_ms', now, unpack(fields))
     local fk = K .. ':fin:' .. id
-    redis.call('DEL', fk)
+    if not from_active then
+        redis.call('DEL', fk)
+    end
     redis.call('RPUSH', fk, state)
     if not keep then
         local ttl = c.result_ttl_ms
         redis.call('PEXPIRE', jk, ttl)
         redis.call('PEXPIRE', fk, ttl)
-        local uk = redis.call('HGET', jk, 'unique_key')
+        if uk == nil then
+            uk = redis.call('HGET', jk, 'unique_key')
+        end
         if uk then
             redis.call('PEXPIRE', K .. ':uniq:' .. uk, ttl)
         end
@@ -186,216 +195,16 @@ local function corral_declare(keys, args)
             redis.call('DEL', src)
         end
     end
+    local values = {}
+    for i = 2, #fields, 2 do
+        values[#values + 1] = fields[i]
+    end
+    fields[#fields + 1] = 'packed'
+    fields[#fields + 1] = conf_packed(values)
     redis.call('HSET', K .. ':conf', unpack(fields))
     redis.call('DEL', K .. ':wrr')
     redis.call('SADD', prefix .. ':queues', q)
     return 'OK'
-end
-
-local OPTION_KEYS = {priority = true, delay_ms = true, max_attempts = true, timeout_ms = true,
-                     service = true, unique_key = true}
-
--- Checks one payload against the queue's max_payload and for JSON; what
--- names it in a refusal: "payload", or "payload 3 of 4" in a batch.
-local function check_payload(c, q, payload, what)
-    if #payload > c.max_payload then
-        fail('TOOBIG', 'queue "%s": %s is %d bytes, limit is %d (max_payload)', q, what,
-             #payload, c.max_payload)
-    end
-    -- cjson stops at a NUL byte: what follows it would go unchecked.
-    if payload:find('\0', 1, true) or not pcall(json_decode, payload) then
-        fail('BADPAYLOAD', 'queue "%s": %s is not valid JSON', q, what)
-    end
-end
-
--- Checks an enqueue's options object (JSON text, or nil or '' for none)
--- against the queue's settings -> {level, delay, max_attempts, timeout,
--- service, uk}. Shared by corral_enqueue and corral_enqueue_many, so one
--- payload or a thousand are refused with the same words.
-local function enqueue_options(c, q, text)
-    local o = {}
-    if text ~= nil and text ~= '' then
-        local ok, v = pcall(json_decode, text)
-        if not ok or type(v) ~= 'table' then
-            fail('BADOPTION', 'queue "%s": options must be a JSON object', q)
-        end
-        for k, _ in pairs(v) do
-            if not OPTION_KEYS[k] then
-                fail('BADOPTION', 'queue "%s": unknown option "%s" (known: priority, delay_ms, ' ..
-                         'max_attempts, timeout_ms, service, unique_key)', q, tostring(k))
-            end
-        end
-        o = v
-    end
-    local level = default_level(c)
-    if o.priority ~= nil then
-        local p = o.priority
-        level = nil
-        if type(p) == 'number' then
-            if p == math.floor(p) and p >= 0 and p < #c.priorities then
-                level = p
-            end
-        else
-            for i, name in ipairs(c.priorities) do
-                if name == p then
-                    level = i - 1
-                end
-            end
-        end
-        if level == nil then
-            fail('BADOPTION', 'queue "%s": unknown priority "%s" (known: %s, or 0-%d)', q,
-                 shown(p):sub(1, 64), table.concat(c.priorities, ', '), #c.priorities - 1)
-        end
-    end
-    local r = {level = level, delay = 0, max_attempts = c.max_attempts, timeout = c.timeout_ms,
-               service = c.service}
-    if o.delay_ms ~= nil then
-        r.delay = int_arg('BADOPTION', o.delay_ms, 'delay_ms', 0, 366 * 86400000)
-    end
-    if o.max_attempts ~= nil then
-        r.max_attempts = int_arg('BADOPTION', o.max_attempts, 'max_attempts', 1, 1000)
-    end
-    if o.timeout_ms ~= nil then
-        r.timeout = int_arg('BADOPTION', o.timeout_ms, 'timeout_ms', 1, 86400000)
-    end
-    if o.service ~= nil then
-        if not valid_name(o.service) then
-            fail('BADOPTION', 'queue "%s": bad service name "%s"', q, shown(o.service):sub(1, 64))
-        end
-        r.service = o.service
-    end
-    if o.unique_key ~= nil then
-        local uk = o.unique_key
-        if type(uk) ~= 'string' or #uk < 1 or #uk > 256 then
-            fail('BADOPTION', 'queue "%s": unique_key must be a string of 1 to 256 bytes', q)
-        end
-        r.uk = uk
-    end
-    return r
-end
-
--- With a unique key in o: the id of the job that holds it while its record
--- exists, else nil.
-local function enqueue_existing(K, o)
-    if o.uk then
-        local existing = redis.call('GET', K .. ':uniq:' .. o.uk)
-        if existing and redis.call('EXISTS', job_key(K, existing)) == 1 then
-            return existing
-        end
-    end
-    return nil
-end
-
--- Writes new jobs for args[from..to] (checked payloads) with checked
--- options o -> their ids, in order, and whether they are ready now (not
--- scheduled). An INCR and an HSET per job (INCR, not one INCRBY: the ACL
--- line of docs/operations.md names every command the library runs), and
--- one RPUSH (or ZADD) makes them all ready (or scheduled) in order. The
--- caller wakes workers and counts the jobs.
-local function enqueue_write(K, c, q, o, args, from, to, now, now_micros)
-    local n = to - from + 1
-    local ready = o.delay == 0
-    -- The record's fields, the same for every job of the call but id (2)
-    -- and payload (8).
-    local f = {'id', '', 'queue', q, 'state', ready and 'queued' or 'scheduled', 'payload', '',
-               'priority', c.priorities[o.level + 1], 'prio', o.level, 'service', o.service,
-               'attempts', 0, 'max_attempts', o.max_attempts, 'run', 0, 'timeout_ms', o.timeout,
-               'created_ms', now, 'run_at_ms', now + o.delay, 'queued_ms', now, 'created_us',
-               now_micros}
-    local ids, sched = {}, {}
-    for i = 0, n - 1 do
-        local id = tostring(redis.call('INCR', K .. ':seq'))
-        f[2], f[8] = id, args[from + i]
-        redis.call('HSET', job_key(K, id), unpack(f))
-        ids[i + 1] = id
-        sched[2 * i + 1], sched[2 * i + 2] = now + o.delay, id
-    end
-    if o.uk then -- one job (a unique key never makes two)
-        redis.call('HSET', job_key(K, ids[1]), 'unique_key', o.uk)
-        redis.call('SET', K .. ':uniq:' .. o.uk, ids[1])
-    end
-    if ready then
-        redis.call('RPUSH', K .. ':q:' .. o.level, unpack(ids)) -- make_ready, n at once
-    else
-        redis.call('ZADD', K .. ':sched', unpack(sched))
-    end
-    return ids, ready
-end
-
--- corral_enqueue: KEYS[1] queue; ARGV[1] payload (JSON text); ARGV[2]
--- optional options JSON {priority (name or index), delay_ms, max_attempts,
--- timeout_ms, service, unique_key} -> the job id (string). With unique_key, a
--- job whose record still exists with that key is returned instead.
-local function corral_enqueue(keys, args)
-    local K, q = queue_key(keys[1])
-    local c = load_conf(K, q)
-    local payload = args[1]
-    if payload == nil then
-        fail('BADPAYLOAD', 'queue "%s": missing payload', q)
-    end
-    check_payload(c, q, payload, 'payload')
-    if #args > 2 then
-        fail('BADARG', 'queue "%s": corral_enqueue takes a payload and one options object, got %d ' ..
-                 'arguments', q, #args)
-    end
-    local o = enqueue_options(c, q, args[2])
-    local existing = enqueue_existing(K, o)
-    if existing then
-        return existing
-    end
-
-    local now = now_ms()
-    local ids, ready = enqueue_write(K, c, q, o, args, 1, 1, now, now_us())
-    if ready then
-        wake(K, 1)
-    end
-    stat(K, now, 'enq')
-    return ids[1]
-end
-
-local MAX_ENQUEUE_MANY = 1000 -- most payloads one corral_enqueue_many takes
-
--- corral_enqueue_many: KEYS[1] queue; ARGV[1] options JSON (as
--- corral_enqueue's ARGV[2], or '' for none), applied to every job; ARGV[2..]
--- 1 to 1,000 payloads (JSON text) -> the job ids (strings), in the order of
--- the payloads. All or nothing: the options and every payload are checked
--- before anything is written, and a refused call names the first bad
--- payload by its position (1-based: "payload 3 of 4") and writes nothing.
--- With unique_key, the first payload makes the job (or finds the one that
--- exists) and every later one answers its id, as corral_enqueue called once
--- per payload would.
-local function corral_enqueue_many(keys, args)
-    local K, q = queue_key(keys[1])
-    local c = load_conf(K, q)
-    local n = #args - 1
-    if n < 1 then
-        fail('BADPAYLOAD', 'queue "%s": missing payload', q)
-    end
-    if n > MAX_ENQUEUE_MANY then
-        fail('BADARG', 'queue "%s": corral_enqueue_many takes at most %d payloads, got %d', q,
-             MAX_ENQUEUE_MANY, n)
-    end
-    for i = 2, #args do
-        check_payload(c, q, args[i], string.format('payload %d of %d', i - 1, n))
-    end
-    local o = enqueue_options(c, q, args[1])
-
-    local existing = enqueue_existing(K, o)
-    local now, ids, ready = now_ms(), nil, false
-    if existing then
-        ids = {existing}
-    else
-        -- with a unique key, one job: the first payload's
-        ids, ready = enqueue_write(K, c, q, o, args, 2, o.uk and 2 or #args, now, now_us())
-        if ready then
-            wake(K, #ids)
-        end
-        stat(K, now, 'enq', #ids)
-    end
-    for i = #ids + 1, n do -- every later payload of a unique key answers its job
-        ids[i] = ids[1]
-    end
-    return ids
 end
 
 -- Picks the next priority level to serve, or nil when every level is empty.
@@ -473,24 +282,48 @@ local function picker(K, c)
     return pick, save, left
 end
 
--- corral_reserve: KEYS[1] queue; ARGV[1] worker id; ARGV[2] how many jobs
--- (1-1000) -> a list of jobs, each a list {id, run, attempts, max_attempts,
--- timeout_ms, priority, service, payload}. Promotes due scheduled jobs first.
--- Empty while the queue is paused. Each job is leased to the worker for the
--- queue's lease time; the run token must accompany its ack/fail/defer/renew.
-local function corral_reserve(keys, args)
-    local K, q, prefix = queue_key(keys[1])
-    local c = load_conf(K, q)
-    local worker = args[1]
+-- Leases the job id to worker (reserve_jobs): appends its reply entry to
+-- out and its lease to leases (ZADD arguments); a job whose record is gone
+-- (its result expired while it waited) is dropped.
+local function lease_one(K, r, id, out, leases)
+    local jk = job_key(K, id)
+    local j = redis.call('HMGET', jk, 'attempts', 'max_attempts', 'run', 'timeout_ms', 'priority',
+                        'service', 'payload')
+    if not j[1] then
+        return
+    end
+    local attempts = tonumber(j[1]) + 1
+    local run = tonumber(j[3]) + 1
+    if r.probe then
+        redis.call('HSET', jk, 'state', 'active', 'attempts', attempts, 'run', run, 'started_ms',
+                   r.now, 'started_us', r.now_u, 'worker', r.worker, 'probe', '1')
+    else
+        redis.call('HSET', jk, 'state', 'active', 'attempts', attempts, 'run', run, 'started_ms',
+                   r.now, 'started_us', r.now_u, 'worker', r.worker)
+    end
+    leases[#leases + 1] = r.deadline
+    leases[#leases + 1] = id
+    out[#out + 1] = {id, tostring(run), attempts, tonumber(j[2]), tonumber(j[4]), j[5], j[6], j[7]}
+end
+
+-- Checks reserve's arguments worker, n and max_inflight (strings or nil);
+-- returns n and max_inflight as numbers.
+local function reserve_args(worker, n, max_inflight)
     if worker == nil or worker == '' or #worker > 128 then
         fail('BADARG', 'reserve: worker id must be 1-128 bytes')
     end
-    local n = int_arg('BADARG', args[2] or 1, 'reserve count', 1, MAX_BATCH)
-    local max_inflight = int_arg('BADARG', args[3] or 0, 'max_inflight', 0, 1000000)
-    local now = now_ms()
+    return int_arg('BADARG', n or 1, 'reserve count', 1, MAX_BATCH),
+           int_arg('BADARG', max_inflight or 0, 'max_inflight', 0, 1000000)
+end
+
+-- The work of corral_reserve (and of corral_ack's trailing reserve) once
+-- its arguments are checked: leases up to n jobs to worker and returns the
+-- reply list. gated: the caller knows the gate element (it passed
+-- max_inflight). now and now_u are the call's clock.
+local function reserve_jobs(K, c, prefix, worker, n, max_inflight, gated, now, now_u)
     promote_due(K, c, now, MAX_BATCH)
-    if redis.call('EXISTS', K .. ':paused') == 1 then
-        redis.call('DEL', K .. ':wake')
+    if redis.call('EXISTS', c.paused) == 1 then
+        redis.call('DEL', c.wake)
         return {}
     end
     local s, host, allowed, gate_until, gate_why = nil, nil, n, nil, nil
@@ -501,45 +334,52 @@ local function corral_reserve(keys, args)
             allowed, gate_until, gate_why = svc_gate(s, now, n, host, max_inflight)
         end
     end
-    local probe = s ~= nil and s.state == 'half_open'
-    local pick, save, left = picker(K, c)
-    local start_us = now_us()
-    local out = {}
-    local deadline = now + c.lease_ms
-    while #out < allowed do
-        local level = pick()
-        if level == nil then
-            break
-        end
-        local id = redis.call('LPOP', K .. ':q:' .. level)
-        local jk = job_key(K, id)
-        local j = redis.call('HMGET', jk, 'attempts', 'max_attempts', 'run', 'timeout_ms',
-                            'priority', 'service', 'payload')
-        if j[1] then
-            local attempts = tonumber(j[1]) + 1
-            local run = tonumber(j[3]) + 1
-            redis.call('HSET', jk, 'state', 'active', 'attempts', attempts, 'run', run,
-                       'started_ms', now, 'started_us', start_us, 'worker', worker)
-            if probe then
-                redis.call('HSET', jk, 'probe', '1')
+    local r = {now = now, now_u = now_u, worker = worker, deadline = now + c.lease_ms,
+               probe = s ~= nil and s.state == 'half_open'}
+    local out, leases = {}, {}
+    local waiting
+    if c.order ~= 'weighted' then
+        -- Strict order: the highest non-empty level first, up to the rest
+        -- of the count at once (LPOP with a count); an empty level answers nil.
+        local level = 1
+        while #out < allowed and level <= #c.qkeys do
+            local want = allowed - #out
+            local ids = redis.call('LPOP', c.qkeys[level], want)
+            if ids then
+                for _, id in ipairs(ids) do
+                    lease_one(K, r, id, out, leases)
+                end
             end
-            redis.call('ZADD', K .. ':active', deadline, id)
-            out[#out + 1] = {id, tostring(run), attempts, tonumber(j[2]), tonumber(j[4]), j[5],
-                             j[6], j[7]}
+            if not ids or #ids < want then
+                level = level + 1
+            end
         end
+        waiting = redis.call('EXISTS', unpack(c.qkeys))
+    else
+        local pick, save, left = picker(K, c)
+        while #out < allowed do
+            local level = pick()
+            if level == nil then
+                break
+            end
+            lease_one(K, r, redis.call('LPOP', c.qkeys[level + 1]), out, leases)
+        end
+        save()
+        waiting = left()
     end
-    save()
+    if #leases > 0 then
+        redis.call('ZADD', c.active, unpack(leases))
+    end
     if s ~= nil then
         svc_granted(s, now, #out, host)
     end
-    local waiting = left()
     if waiting == 0 then
         -- Nothing left: markers would only wake idle workers for nothing.
-        redis.call('DEL', K .. ':wake')
+        redis.call('DEL', c.wake)
     end
     -- Only callers that pass max_inflight (library version 2 workers, with
     -- 0 for none) know the gate element; older ones just get fewer jobs.
-    if gate_until ~= nil and waiting > 0 and args[3] ~= nil then
+    if gate_until ~= nil and waiting > 0 and gated then
         -- Jobs wait for the service: the worker sleeps on the service's
         -- wake list of its host until gate_until or a state change.
         redis.call('HINCRBY', s.key .. ':sl', host, 1)
@@ -548,6 +388,22 @@ local function corral_reserve(keys, args)
         out[#out + 1] = string.format('gate %d %s', math.max(gate_until - now, 1), gate_why)
     end
     return out
+end
+
+-- corral_reserve: KEYS[1] queue; ARGV[1] worker id; ARGV[2] how many jobs
+-- (1-1000); ARGV[3] optional max_inflight (0 = none) -> a list of jobs,
+-- each a list {id, run, attempts, max_attempts, timeout_ms, priority,
+-- service, payload}, and, when the queue's service holds jobs back and the
+-- caller passed max_inflight, a last element "gate <ms> <why>". Promotes
+-- due scheduled jobs first. Empty while the queue is paused. Each job is
+-- leased to the worker for the queue's lease time; the run token must
+-- accompany its ack/fail/defer/renew.
+local function corral_reserve(keys, args)
+    local K, q, prefix = queue_key(keys[1])
+    local c = load_conf(K, q)
+    local n, max_inflight = reserve_args(args[1], args[2], args[3])
+    local now, now_u = clock()
+    return reserve_jobs(K, c, prefix, args[1], n, max_inflight, args[3] ~= nil, now, now_u)
 end
 
 -- corral_promote: KEYS[1] queue; ARGV[1] optional limit (default 1000) ->

@@ -70,16 +70,24 @@ local function api(f)
     end
 end
 
+-- The server clock in milliseconds, and in microseconds as text for the
+-- latency fields (created_us, started_us) that benchmarks and operators use
+-- to see sub-millisecond pick-up times: one TIME for both (a redis.call
+-- costs a function more than the command itself).
+local function clock()
+    local t = redis.call('TIME')
+    local s, us = tonumber(t[1]), tonumber(t[2])
+    return s * 1000 + math.floor(us / 1000), t[1] .. string.format('%06d', us)
+end
+
 local function now_ms()
     local t = redis.call('TIME')
     return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
--- Microseconds, for the latency fields (created_us, started_us) that
--- benchmarks and operators use to see sub-millisecond pick-up times.
 local function now_us()
-    local t = redis.call('TIME')
-    return t[1] .. string.format('%06d', tonumber(t[2]))
+    local _, us = clock()
+    return us
 end
 
 -- Strict JSON: Redis's cjson accepts NaN, Infinity and hex numbers unless
@@ -161,8 +169,24 @@ local function valid_name(s)
     return type(s) == 'string' and #s >= 1 and #s <= 64 and not s:find('[^%w_%.:%-]')
 end
 
+-- Hot-path caches, kept in the library's Lua state between calls (a
+-- FUNCTION LOAD starts them empty). Creating a Lua string or table costs a
+-- function call some 0.2-0.3 us in Redis, more than most commands it
+-- makes, so what every call would rebuild from the same input is kept:
+-- a key's parsed names, a queue's parsed settings. Only derived data is
+-- kept, never state: each entry is checked against what Redis holds
+-- (load_conf) or depends on its key text alone (queue_key). CACHE_MAX
+-- bounds each; a full cache starts again empty.
+local CACHE_MAX = 1024
+local key_cache, key_cached = {}, 0
+local conf_cache, conf_cached = {}, 0
+
 -- Returns K and the queue name from the one key argument.
 local function queue_key(key)
+    local hit = key_cache[key]
+    if hit then
+        return hit[1], hit[2], hit[3]
+    end
     if key == nil then
         fail('BADARG', 'expected one key: the queue name')
     end
@@ -176,7 +200,12 @@ local function queue_key(key)
     if not valid_name(prefix) then
         fail('BADNAME', 'bad key prefix "%s"', prefix:sub(1, 80))
     end
-    return prefix .. ':{' .. q .. '}', q, prefix
+    local K = prefix .. ':{' .. q .. '}'
+    if key_cached >= CACHE_MAX then
+        key_cache, key_cached = {}, 0
+    end
+    key_cache[key], key_cached = {K, q, prefix}, key_cached + 1
+    return K, q, prefix
 end
 
 local function split(s)
@@ -194,7 +223,22 @@ local CONF_FIELDS = {'priorities', 'order', 'weights', 'max_attempts', 'backoff_
                      'backoff_cap_ms', 'timeout_ms', 'lease_ms', 'result_ttl_ms', 'max_payload',
                      'max_result', 'service'}
 
+-- A queue's settings as one text (corral_declare stores it in K:conf's
+-- field "packed"): load_conf's cache is valid while that text is the same.
+local function conf_packed(values)
+    return table.concat(values, '\n')
+end
+
+-- The queue's settings, parsed. The table may be shared with later calls:
+-- callers only read it. One HGET of "packed" when the cache holds the
+-- queue's current settings; queues declared before library version 5 have
+-- no "packed" and are read field by field, as before.
 local function load_conf(K, q)
+    local packed = redis.call('HGET', K .. ':conf', 'packed')
+    local hit = packed and conf_cache[K]
+    if hit and hit.packed == packed then
+        return hit
+    end
     local v = redis.call('HMGET', K .. ':conf', unpack(CONF_FIELDS))
     if not v[1] then
         fail('NOQUEUE', 'unknown queue "%s": no corrald or corralctl has declared it (corral_declare)', q)
@@ -212,6 +256,19 @@ local function load_conf(K, q)
     c.max_payload = tonumber(v[10])
     c.max_result = tonumber(v[11])
     c.service = v[12] or ''
+    -- The names of the queue's keys that the hot path touches, built once.
+    c.active, c.sched, c.paused, c.wake = K .. ':active', K .. ':sched', K .. ':paused', K .. ':wake'
+    c.qkeys = {}
+    for i = 1, #c.priorities do
+        c.qkeys[i] = K .. ':q:' .. (i - 1)
+    end
+    if packed then
+        c.packed = packed
+        if conf_cached >= CACHE_MAX then
+            conf_cache, conf_cached = {}, 0
+        end
+        conf_cache[K], conf_cached = c, conf_cached + 1
+    end
     return c
 end
 

@@ -15,8 +15,7 @@
 -- worker check matters when ids start again (FLUSHALL, a failover to an
 -- empty replica): a run still going from before must not report on the new
 -- job of the same id and run number.
-local function run_status(jk, run, worker)
-    local j = redis.call('HMGET', jk, 'state', 'run', 'worker', 'reclaimed')
+local function run_status_of(j, run, worker)
     if not j[1] or run == '0' or j[2] ~= run or j[3] ~= worker then
         return 'STALE'
     end
@@ -24,6 +23,11 @@ local function run_status(jk, run, worker)
         return 'active'
     end
     return j[4] == run and 'RECLAIMED' or 'STALE'
+end
+
+-- run_status of the job at jk, read here.
+local function run_status(jk, run, worker)
+    return run_status_of(redis.call('HMGET', jk, 'state', 'run', 'worker', 'reclaimed'), run, worker)
 end
 
 -- Full jitter. Redis seeds Lua's generator identically for every call, so
@@ -61,6 +65,44 @@ local function corral_renew(keys, args)
     return out
 end
 
+-- The outcome triples (id run result) of corral_ack from args[first] on,
+-- for worker, applied with the call's clock now -> the per-job answers.
+-- One HMGET per job reads what run_status, the breaker and finish need;
+-- the leases are dropped with one ZREM and the statistics written once.
+local function ack_jobs(K, c, prefix, worker, args, first, now)
+    local b = svc_batch(K, c, prefix)
+    local out, acc, done = {}, {}, {}
+    for i = first, #args - 2, 3 do
+        local id, run, result = args[i], args[i + 1], args[i + 2]
+        local jk = job_key(K, id)
+        local j = redis.call('HMGET', jk, 'state', 'run', 'worker', 'reclaimed', 'started_ms',
+                             'probe', 'unique_key')
+        local st = run_status_of(j, run, worker)
+        if st ~= 'active' then
+            out[#out + 1] = st
+        else
+            svc_leave_read(b, jk, now, 'ok', nil, j[1], j[3], j[6], j[5])
+            done[#done + 1] = id
+            if #result > c.max_result then
+                to_dead(K, c, id, jk, now, string.format(
+                    'result is %d bytes, limit is %d (max_result)', #result, c.max_result))
+                stat_proc_add(acc, now, 'fail', j[5])
+                out[#out + 1] = 'dead'
+            else
+                finish(K, c, id, jk, 'done', now, {'result', result}, false, j[7], true)
+                stat_proc_add(acc, now, 'done', j[5])
+                out[#out + 1] = 'done'
+            end
+        end
+    end
+    if #done > 0 then
+        redis.call('ZREM', c.active, unpack(done))
+    end
+    stat_flush(K, now, acc)
+    svc_apply(b, now)
+    return out
+end
+
 -- corral_ack: KEYS[1] queue; ARGV worker, then triples id run result ... ->
 -- per job "done", "dead" (the result is over max_result), or a refusal
 -- that writes nothing: "RECLAIMED" (this run's lease was taken back) or
@@ -68,32 +110,31 @@ end
 local function corral_ack(keys, args)
     local K, q, prefix = queue_key(keys[1])
     local c = load_conf(K, q)
-    local now = now_ms()
-    local b = svc_batch(K, c, prefix)
-    local out = {}
-    for i = 2, #args - 2, 3 do
-        local id, run, result = args[i], args[i + 1], args[i + 2]
-        local jk = job_key(K, id)
-        local st = run_status(jk, run, args[1])
-        if st ~= 'active' then
-            out[#out + 1] = st
-        else
-            local started = svc_leave(b, jk, now, 'ok') or redis.call('HGET', jk, 'started_ms')
-            redis.call('ZREM', K .. ':active', id)
-            if #result > c.max_result then
-                to_dead(K, c, id, jk, now, string.format(
-                    'result is %d bytes, limit is %d (max_result)', #result, c.max_result))
-                stat_proc(K, now, 'fail', started)
-                out[#out + 1] = 'dead'
-            else
-                finish(K, c, id, jk, 'done', now, {'result', result}, false)
-                stat_proc(K, now, 'done', started)
-                out[#out + 1] = 'done'
-            end
-        end
+    return ack_jobs(K, c, prefix, args[1], args, 2, now_ms())
+end
+
+-- corral_ack_reserve: KEYS[1] queue; ARGV worker, n, max_inflight, then
+-- triples id run result ... -> {acks, jobs}: acks as corral_ack answers
+-- (one word per triple), then jobs as corral_reserve answers for
+-- (worker, n, max_inflight), gate element included. One round trip per job
+-- at steady state: a worker sends its outcomes and asks for its next jobs
+-- at once (docs/protocol.md). The same as corral_ack then corral_reserve,
+-- in one call: every argument is checked before anything is written; the
+-- acks apply first (so the calls they end free their slots of
+-- max_inflight, and a breaker they trip holds the reserve back); the
+-- reserve then sees the queue as a separate call would (paused: no jobs).
+local function corral_ack_reserve(keys, args)
+    local K, q, prefix = queue_key(keys[1])
+    local c = load_conf(K, q)
+    local worker = args[1]
+    local n, max_inflight = reserve_args(worker, args[2], args[3])
+    if (#args - 3) % 3 ~= 0 then
+        fail('BADARG', 'ack_reserve: after worker, n and max_inflight come triples id run ' ..
+                 'result; got %d arguments', #args - 3)
     end
-    svc_apply(b, now)
-    return out
+    local now, now_u = clock()
+    local acks = ack_jobs(K, c, prefix, worker, args, 4, now)
+    return {acks, reserve_jobs(K, c, prefix, worker, n, max_inflight, true, now, now_u)}
 end
 
 -- corral_fail: KEYS[1] queue; ARGV worker, then quadruples id run kind error

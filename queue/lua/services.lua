@@ -7,7 +7,8 @@
 -- functions, corral_stats); outside the queues' slots:
 --   <prefix>:svc:S        hash  the settings (corral_declare_service: window_ms,
 --     min_calls, failure_rate, slow_call_ms, slow_rate, open_for_ms,
---     open_max_ms, half_open_calls, rate, rate_period_ms) and the state:
+--     open_max_ms, half_open_calls, rate, rate_period_ms; and all of them as
+--     one text, settings, that load_svc's cache checks) and the state:
 --     state (closed, open or half_open), open_until_ms, trips (since the
 --     breaker last closed), reason (what tripped it), probes (half-open
 --     probe permits handed out), probe_successes, opened_ms, closed_ms,
@@ -31,41 +32,60 @@
 -- and K:job:<id> of that queue: keys derived from S:held's members.
 
 local NB = 10 -- buckets per breaker window: it slides in tenths
--- The fields load_svc reads, and the numeric ones with their defaults.
-local SVC_FIELDS = {'window_ms', 'min_calls', 'failure_rate', 'slow_call_ms', 'slow_rate',
-                    'open_for_ms', 'open_max_ms', 'half_open_calls', 'rate', 'rate_period_ms',
-                    'state', 'open_until_ms', 'trips', 'reason', 'probes', 'probe_successes',
-                    'throttled_until_ms', 'throttle_reason', 'newest_bucket', 'bad_calls',
-                    'sleepers'}
+-- The settings (all numeric) and the state fields load_svc reads, and the
+-- numeric ones with their defaults.
+local SVC_SETTINGS = {'window_ms', 'min_calls', 'failure_rate', 'slow_call_ms', 'slow_rate',
+                      'open_for_ms', 'open_max_ms', 'half_open_calls', 'rate', 'rate_period_ms'}
+local SVC_STATE = {'settings', 'state', 'open_until_ms', 'trips', 'reason', 'probes',
+                   'probe_successes', 'throttled_until_ms', 'throttle_reason', 'newest_bucket',
+                   'bad_calls', 'sleepers'}
 local SVC_NUM = {window_ms = 60000, min_calls = 20, failure_rate = 50, slow_call_ms = 30000,
                  slow_rate = 80, open_for_ms = 30000, open_max_ms = 300000, half_open_calls = 3,
-                 rate = 0, rate_period_ms = 60000, open_until_ms = 0, trips = 0, probes = 0,
-                 probe_successes = 0, throttled_until_ms = 0, bad_calls = 0, sleepers = 0}
+                 rate = 0, rate_period_ms = 60000}
+
+-- Parsed settings per service key, valid while the hash's "settings" field
+-- (the settings as one text, written by corral_declare_service) is the same
+-- (prelude.lua: the hot-path caches).
+local svc_cache, svc_cached = {}, 0
 
 local function svc_key(prefix, name)
     return prefix .. ':svc:' .. name
 end
 
 -- The service's settings and state, or nil when it was never declared (a
--- queue naming an undeclared service runs without a breaker).
+-- queue naming an undeclared service runs without a breaker). The state is
+-- read on every call; the settings come from svc_cache (through the
+-- table's metatable) while the service's "settings" text is unchanged, so
+-- a call reads one HMGET of the state. Services declared before library
+-- version 5 have no "settings" and are read in full.
 local function load_svc(SK, name)
-    local v = redis.call('HMGET', SK, unpack(SVC_FIELDS))
-    if not v[1] then
-        return nil
-    end
-    local s = {key = SK, name = name}
-    for i, f in ipairs(SVC_FIELDS) do
-        if SVC_NUM[f] ~= nil then
-            s[f] = tonumber(v[i]) or SVC_NUM[f]
-        else
-            s[f] = v[i]
+    local v = redis.call('HMGET', SK, unpack(SVC_STATE))
+    local packed = v[1]
+    local set = packed and svc_cache[SK]
+    if not (set and set.packed == packed) then
+        local w = redis.call('HMGET', SK, unpack(SVC_SETTINGS))
+        if not w[1] then
+            return nil
+        end
+        set = {packed = packed}
+        for i, f in ipairs(SVC_SETTINGS) do
+            set[f] = tonumber(w[i]) or SVC_NUM[f]
+        end
+        set.meta = {__index = set}
+        if packed then
+            if svc_cached >= CACHE_MAX then
+                svc_cache, svc_cached = {}, 0
+            end
+            svc_cache[SK], svc_cached = set, svc_cached + 1
         end
     end
-    s.state = s.state or 'closed'
-    s.reason = s.reason or ''
-    s.throttle_reason = s.throttle_reason or ''
-    s.newest_bucket = tonumber(s.newest_bucket)
-    return s
+    return setmetatable({
+        key = SK, name = name, state = v[2] or 'closed', open_until_ms = tonumber(v[3]) or 0,
+        trips = tonumber(v[4]) or 0, reason = v[5] or '', probes = tonumber(v[6]) or 0,
+        probe_successes = tonumber(v[7]) or 0, throttled_until_ms = tonumber(v[8]) or 0,
+        throttle_reason = v[9] or '', newest_bucket = tonumber(v[10]),
+        bad_calls = tonumber(v[11]) or 0, sleepers = tonumber(v[12]) or 0
+    }, set.meta)
 end
 
 local function svc_bucket(s, now)
@@ -267,23 +287,28 @@ local function svc_batch(K, c, prefix)
         return nil
     end
     return {s = s, ok = 0, fail = 0, slow = 0, pok = 0, pfail = 0, prel = 0, hosts = {},
-            fail_why = ''}
+            host_of = {}, fail_why = ''}
 end
 
 -- A job leaves its lease: its host's call slot and its probe permit (if it
 -- held one) are released. Returns the job's started_ms (read anyway), so
 -- the caller need not read it again. kind: 'ok', 'fail' (a breaker failure) or nil
 -- (the call does not count: throttled, deferred, reclaimed).
-local function svc_leave(b, jk, now, kind, why)
+-- svc_leave_read is svc_leave for a caller that has read the job's state,
+-- worker, probe and started_ms fields itself.
+local function svc_leave_read(b, jk, now, kind, why, state, worker, probe_field, started)
     if b == nil then
-        return
+        return started
     end
-    local j = redis.call('HMGET', jk, 'state', 'worker', 'probe', 'started_ms')
-    if j[1] == 'active' and j[2] then
-        local host = j[2]:match('^(.*):[^:]*$') or j[2]
+    if state == 'active' and worker then
+        local host = b.host_of[worker]
+        if host == nil then
+            host = worker:match('^(.*):[^:]*$') or worker
+            b.host_of[worker] = host
+        end
         b.hosts[host] = (b.hosts[host] or 0) + 1
     end
-    local probe = j[3] == '1'
+    local probe = probe_field == '1'
     if probe then
         redis.call('HDEL', jk, 'probe')
     end
@@ -291,9 +316,9 @@ local function svc_leave(b, jk, now, kind, why)
         if probe then
             b.prel = b.prel + 1
         end
-        return j[4]
+        return started
     end
-    local ms = now - (tonumber(j[4]) or now)
+    local ms = now - (tonumber(started) or now)
     if ms >= b.s.slow_call_ms then
         b.slow = b.slow + 1
     end
@@ -309,7 +334,15 @@ local function svc_leave(b, jk, now, kind, why)
             b.pfail = b.pfail + 1
         end
     end
-    return j[4]
+    return started
+end
+
+local function svc_leave(b, jk, now, kind, why)
+    if b == nil then
+        return
+    end
+    local j = redis.call('HMGET', jk, 'state', 'worker', 'probe', 'started_ms')
+    return svc_leave_read(b, jk, now, kind, why, j[1], j[2], j[3], j[4])
 end
 
 local function svc_apply(b, now)
@@ -547,6 +580,12 @@ local function corral_declare_service(keys, args)
     if fields[12] > fields[14] then
         fail('BADSETTING', 'service "%s": open_for_ms must not exceed open_max_ms', name)
     end
+    local values = {}
+    for i = 2, #fields, 2 do
+        values[#values + 1] = fields[i]
+    end
+    fields[#fields + 1] = 'settings'
+    fields[#fields + 1] = table.concat(values, '\n')
     upgrade_v3(SK)
     if not redis.call('HGET', SK, 'state') then
         fields[#fields + 1] = 'state'

@@ -19,22 +19,53 @@ local function stat(K, now, field, n)
     return bk
 end
 
-local function stat_proc(K, now, field, started)
-    local bk = stat(K, now, field)
+-- The histogram bucket field of a processing time.
+local function hist_field(ms)
+    for i, hi in ipairs(HIST) do
+        if ms <= hi then
+            return 'h' .. (i - 1)
+        end
+    end
+    return 'h' .. #HIST
+end
+
+-- A call's statistics, summed in a table (field -> count) and written by
+-- stat_flush once at the end: one HINCRBY per field per call rather than
+-- three or four per job.
+local function stat_add(acc, field, n)
+    acc[field] = (acc[field] or 0) + (n or 1)
+end
+
+-- A job's processing time (since its run started), recorded with its
+-- outcome field ('done' or 'fail').
+local function stat_proc_add(acc, now, field, started)
     local ms = now - (tonumber(started) or now)
     if ms < 0 then
         ms = 0
     end
-    local b = #HIST
-    for i, hi in ipairs(HIST) do
-        if ms <= hi then
-            b = i - 1
-            break
+    stat_add(acc, field)
+    stat_add(acc, hist_field(ms))
+    stat_add(acc, 'ps', ms)
+    stat_add(acc, 'pn')
+end
+
+local function stat_flush(K, now, acc)
+    local bk, fresh = nil, false
+    for field, n in pairs(acc) do
+        bk = bk or K .. ':st:' .. math.floor(now / 60000)
+        if redis.call('HINCRBY', bk, field, n) == n then
+            fresh = true
         end
     end
-    redis.call('HINCRBY', bk, 'h' .. b, 1)
-    redis.call('HINCRBY', bk, 'ps', ms)
-    redis.call('HINCRBY', bk, 'pn', 1)
+    if fresh then
+        redis.call('EXPIRE', bk, STATS_TTL_S)
+    end
+end
+
+local function stat_proc(K, now, field, started)
+    local acc = {}
+    stat_proc_add(acc, now, field, started)
+    stat_flush(K, now, acc)
 end
 
 

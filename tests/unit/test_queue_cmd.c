@@ -458,6 +458,58 @@ static void outcome_reply_with_an_unknown_word_or_an_int_is_refused(void **state
     free_reply(r);
 }
 
+static void ack_reserve_sends_the_reserve_then_the_triples(void **state)
+{
+    struct corral_outcome o[1] = {{.id = "7", .run = "2", .data = "r", .len = 1}};
+    struct corral_cmd cmd;
+    corral_cmd_ack_reserve(&cmd, "corral", "q", "h:1", o, 1, 4, -3);
+    const char *want[] = {
+        "FCALL", "corral_ack_reserve", "1", "corral:{q}", "h:1", "4", "0", "7", "2", "r", NULL};
+    assert_argv(&cmd, want);
+    corral_cmd_free(&cmd);
+}
+
+static void ack_reserve_reply_is_the_statuses_then_the_jobs_and_gate(void **state)
+{
+    redisReply *r = arr_reply(2);
+    r->element[0] = arr_reply(2);
+    r->element[0]->element[0] = str_reply("done");
+    r->element[0]->element[1] = str_reply("RECLAIMED");
+    redisReply *jobs_r = arr_reply(2);
+    r->element[1] = jobs_r;
+    jobs_r->element[0] = arr_reply(8);
+    const char *f[] = {"9", "1", NULL, NULL, NULL, "normal", "", "{}"};
+    for (int i = 0; i < 8; i++)
+        jobs_r->element[0]->element[i] = f[i] ? str_reply(f[i]) : int_reply(i == 4 ? 60000 : 1);
+    jobs_r->element[1] = str_reply("gate 1000 max_inflight 1 reached on host h");
+    enum corral_run_status st[2];
+    struct corral_job *jobs;
+    size_t n;
+    struct corral_gate gate;
+    struct corral_err err;
+    assert_int_equal(corral_reply_ack_reserve(r, st, 2, &jobs, &n, &gate, &err), 0);
+    assert_int_equal(st[0], CORRAL_STATUS_DONE);
+    assert_int_equal(st[1], CORRAL_STATUS_RECLAIMED);
+    assert_int_equal(n, 1);
+    assert_string_equal(jobs[0].id, "9");
+    assert_string_equal(jobs[0].payload, "{}");
+    assert_int_equal(jobs[0].timeout_ms, 60000);
+    assert_int_equal(gate.wait_ms, 1000);
+    corral_jobs_free(jobs, n);
+    /* a status count that does not match the outcomes sent is refused,
+     * and nothing is left to free */
+    assert_int_equal(corral_reply_ack_reserve(r, st, 1, &jobs, &n, &gate, &err), -1);
+    assert_null(jobs);
+    assert_int_equal(n, 0);
+    free_reply(r);
+
+    r = arr_reply(1);
+    r->element[0] = arr_reply(0);
+    assert_int_equal(corral_reply_ack_reserve(r, st, 0, &jobs, &n, &gate, &err), -1);
+    assert_non_null(strstr(err.msg, "unexpected reply"));
+    free_reply(r);
+}
+
 static void redis_urls_parse(void **state)
 {
     struct corral_redis_addr a;
@@ -529,6 +581,8 @@ int main(void)
         cmocka_unit_test(defer_carries_kind_and_reason),
         cmocka_unit_test(outcome_reply_maps_each_word_to_its_status),
         cmocka_unit_test(outcome_reply_with_an_unknown_word_or_an_int_is_refused),
+        cmocka_unit_test(ack_reserve_sends_the_reserve_then_the_triples),
+        cmocka_unit_test(ack_reserve_reply_is_the_statuses_then_the_jobs_and_gate),
         cmocka_unit_test(error_reply_words_map_to_their_value_code_and_message),
         cmocka_unit_test(every_word_has_its_name_and_the_name_maps_back),
         cmocka_unit_test(redis_urls_parse),
