@@ -71,6 +71,52 @@ int corral_redis_handshake(redisContext *c, const struct corral_redis_conf *conf
     return rc;
 }
 
+/* ROLE after the handshake: only a master is believed (docs/ha.md, "Finding
+ * the master"); a replica is refused with the READONLY word, so callers find
+ * the master again. */
+static int check_master(redisContext *c, const struct corral_redis_conf *conf,
+                        struct corral_err *err)
+{
+    redisReply *r = redisCommand(c, "ROLE");
+    int rc = 0;
+    if (r == NULL || r->type == REDIS_REPLY_ERROR) {
+        /* A user whose ACL lacks +role is trusted (docs/operations.md). */
+        if (r == NULL || corral_reply_word(r->str, r->len) != CORRAL_WORD_NOPERM)
+            rc = corral_redis_check(c, r, "ROLE", err);
+        if (rc < 0)
+            corral_err_prefix(err, "redis %s", conf->url);
+    } else if (r->type != REDIS_REPLY_ARRAY || r->elements == 0 ||
+               r->element[0]->type != REDIS_REPLY_STRING ||
+               strcmp(r->element[0]->str, "master") != 0) {
+        rc = corral_err_set(
+            err, CORRAL_ERR_REDIS,
+            "redis %s: the node is a %s, not the master (writes would be refused)", conf->url,
+            r->type == REDIS_REPLY_ARRAY && r->elements > 0 &&
+                    r->element[0]->type == REDIS_REPLY_STRING
+                ? (strcmp(r->element[0]->str, "slave") == 0 ? "replica" : r->element[0]->str)
+                : "node of unknown role");
+        if (err != NULL)
+            err->word = CORRAL_WORD_READONLY;
+    }
+    freeReplyObject(r);
+    return rc;
+}
+
+const char *corral_functions_source(void)
+{
+    return corral_lua_source;
+}
+
+int corral_functions_version(void)
+{
+    return corral_lua_version;
+}
+
+int corral_functions_ensure(redisContext *c, int *loaded, struct corral_err *err)
+{
+    return corral_bootstrap_run(c, NULL, CORRAL_BOOTSTRAP_LIBRARY, NULL, 0, loaded, err);
+}
+
 redisContext *corral_redis_connect(const struct corral_redis_conf *conf, int64_t timeout_ms,
                                    struct corral_err *err)
 {
@@ -100,24 +146,9 @@ redisContext *corral_redis_connect(const struct corral_redis_conf *conf, int64_t
     }
     if (timeout_ms > 0)
         redisSetTimeout(c, tv);
-    if (corral_redis_handshake(c, conf, err) < 0) {
+    if (corral_redis_handshake(c, conf, err) < 0 || check_master(c, conf, err) < 0) {
         redisFree(c);
         return NULL;
     }
     return c;
-}
-
-const char *corral_functions_source(void)
-{
-    return corral_lua_source;
-}
-
-int corral_functions_version(void)
-{
-    return corral_lua_version;
-}
-
-int corral_functions_ensure(redisContext *c, int *loaded, struct corral_err *err)
-{
-    return corral_bootstrap_run(c, NULL, CORRAL_BOOTSTRAP_LIBRARY, NULL, 0, loaded, err);
 }

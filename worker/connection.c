@@ -15,6 +15,7 @@
 #include <hiredis/hiredis.h>
 
 #include "corral/backoff.h"
+#include "corral/queue.h"
 #include "corral/redis.h"
 #include "corral/util.h"
 
@@ -40,8 +41,9 @@ struct corral_conn {
     const struct corral_conn_hooks *hooks;
     void *priv;
     redisAsyncContext *ac;
-    int ready;   /* handshake done */
-    int closing; /* corral_conn_close: no reconnect */
+    int ready;          /* handshake done */
+    int closing;        /* corral_conn_close: no reconnect */
+    int role_unchecked; /* the ACL user may not run ROLE (said once) */
     struct corral_backoff reconnect;
     ev_timer retry;
     struct corral_backoff hold_backoff;
@@ -168,10 +170,63 @@ void corral_conn_setup_send(struct corral_conn *c, const char *step, const struc
                               (const char **)cmd->argv, cmd->argvlen);
 }
 
+/* The node is not the master: drop, tell the owner, find it again. */
+static void moved(struct corral_conn *c, struct corral_log_repeat *r, const char *error)
+{
+    if (c->ac == NULL)
+        return;
+    /* Not through retry_later's log: the owner's repeat counter (r) keeps
+     * one line per kind of trouble, however often the node refuses. */
+    drop(c, CORRAL_LOG_WARN, NULL, NULL);
+    corral_logr(r != NULL ? r : &c->trouble, CORRAL_LOG_WARN,
+                "redis node is not the master; connecting again", "conn=%s error=\"%s\"", c->name,
+                error);
+    if (c->hooks->moved != NULL)
+        c->hooks->moved(c, c->priv);
+}
+
+/* ROLE at the end of every handshake: only a master is believed (docs/ha.md,
+ * "Finding the master"). A user whose ACL lacks +role is trusted, once said. */
+static void on_role(redisAsyncContext *ac, void *reply, void *priv)
+{
+    corral_conn_replied(ac);
+    struct corral_conn *c = ac->data;
+    redisReply *r = reply;
+    if (c == NULL || r == NULL)
+        return;
+    if (r->type == REDIS_REPLY_ERROR) {
+        enum corral_err_word word = corral_reply_word(r->str, r->len);
+        if (word == CORRAL_WORD_NOPERM) {
+            if (!c->role_unchecked)
+                corral_log_warn("cannot check the redis node's role (the ACL user lacks +role); "
+                                "trusting it is the master",
+                                "conn=%s", c->name);
+            c->role_unchecked = 1;
+        } else if (corral_err_word_moved(word)) {
+            moved(c, NULL, r->str);
+        } else {
+            drop(c, CORRAL_LOG_ERR, "redis handshake failed", r->str);
+        }
+        return;
+    }
+    if (r->type == REDIS_REPLY_ARRAY && r->elements > 0 &&
+        r->element[0]->type == REDIS_REPLY_STRING && strcmp(r->element[0]->str, "master") == 0)
+        return;
+    char why[96];
+    snprintf(why, sizeof(why), "ROLE says %s, not master",
+             r->type == REDIS_REPLY_ARRAY && r->elements > 0 &&
+                     r->element[0]->type == REDIS_REPLY_STRING
+                 ? r->element[0]->str
+                 : "something else");
+    moved(c, NULL, why);
+}
+
 void corral_conn_setup_end(struct corral_conn *c)
 {
-    if (c->ac != NULL)
-        redisAsyncCommand(c->ac, on_handshake_done, NULL, "PING");
+    if (c->ac == NULL)
+        return;
+    redisAsyncCommand(c->ac, on_role, NULL, "ROLE");
+    redisAsyncCommand(c->ac, on_handshake_done, NULL, "PING");
 }
 
 /* The handshake's middle and end, on a fresh connection or a live one
@@ -290,6 +345,15 @@ void corral_conn_start(struct corral_conn *c)
     conn_connect(c);
 }
 
+void corral_conn_reconnect(struct corral_conn *c, const char *why)
+{
+    if (c->closing || c->ac == NULL)
+        return;
+    drop(c, CORRAL_LOG_WARN, NULL, NULL);
+    corral_log_info("redis connection dropped; connecting again", "conn=%s why=\"%s\"", c->name,
+                    why);
+}
+
 int corral_conn_ready(const struct corral_conn *c)
 {
     return c->ac != NULL && c->ready;
@@ -314,6 +378,10 @@ int corral_conn_send(struct corral_conn *c, redisCallbackFn *fn, void *priv,
 void corral_conn_refused(struct corral_conn *c, struct corral_log_repeat *r, const char *what,
                          const char *error, enum corral_err_word word)
 {
+    if (corral_err_word_moved(word)) {
+        moved(c, r, error);
+        return;
+    }
     int64_t wait_ms = corral_backoff_next(&c->hold_backoff);
     corral_logr(r, CORRAL_LOG_ERR, "redis refused a call; backing off",
                 "conn=%s call=\"%s\" error=\"%s\" retry_ms=%lld", c->name, what, error,

@@ -30,6 +30,11 @@ struct corral_conn_hooks {
     void (*setup)(struct corral_conn *c, void *priv);
     /* The handshake is done: the connection may carry work. */
     void (*ready)(struct corral_conn *c, void *priv);
+    /* The connection was dropped because its node is not the master
+     * (READONLY, LOADING, MASTERDOWN, UNBLOCKED, or ROLE at the handshake):
+     * the owner drops its other connections to that node too
+     * (corral_conn_reconnect). NULL: none. */
+    void (*moved)(struct corral_conn *c, void *priv);
 };
 
 /* url is parsed here, once; password may be NULL (copied). NULL with err
@@ -42,6 +47,10 @@ struct corral_conn *corral_conn_new(struct ev_loop *loop, const char *name, cons
 void corral_conn_free(struct corral_conn *c);
 
 void corral_conn_start(struct corral_conn *c);
+/* Drops the connection now (pending callbacks get NULL) and connects again
+ * after the first step of the back-off, finding the address again (a DNS
+ * name is resolved anew). why goes to the log. No-op while closed. */
+void corral_conn_reconnect(struct corral_conn *c, const char *why);
 /* Ready: handshake done. Usable: ready and not pausing after an error
  * reply (corral_conn_refused). */
 int corral_conn_ready(const struct corral_conn *c);

@@ -477,8 +477,21 @@ static void cmd_ready(struct corral_conn *c, void *priv)
     reclaim_unseen(w);
 }
 
-static const struct corral_conn_hooks cmd_hooks = {.setup = cmd_setup, .ready = cmd_ready};
-static const struct corral_conn_hooks block_hooks = {0};
+/* One connection found its node is no longer the master: the other one is
+ * on the same node, so it goes too (docs/ha.md, "When to look again"). */
+static void cmd_moved(struct corral_conn *c, void *priv)
+{
+    corral_conn_reconnect(((struct corral_worker *)priv)->block, "the node is not the master");
+}
+
+static void block_moved(struct corral_conn *c, void *priv)
+{
+    corral_conn_reconnect(((struct corral_worker *)priv)->cmd, "the node is not the master");
+}
+
+static const struct corral_conn_hooks cmd_hooks = {
+    .setup = cmd_setup, .ready = cmd_ready, .moved = cmd_moved};
+static const struct corral_conn_hooks block_hooks = {.moved = block_moved};
 
 /* --- the loop turn, stopping ------------------------------------------ */
 

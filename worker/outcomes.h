@@ -53,6 +53,6 @@ enum corral_answer {
 /* st[i] for each of the n jobs of a corral_renew reply; -1 with err for an
  * error reply or an unexpected shape. */
 int corral_run_answers(const redisReply *r, enum corral_answer *st, size_t n,
-                         struct corral_err *err);
+                       struct corral_err *err);
 
 #endif

@@ -131,6 +131,10 @@ const char *corral_run_status_name(enum corral_run_status st);
 enum corral_err_word corral_reply_word(const char *text, size_t len);
 /* The word as documented ("NOQUEUE", "READONLY"); "" for NONE. */
 const char *corral_err_word_name(enum corral_err_word word);
+/* 1 when the word says this node is not (or no longer) the master:
+ * READONLY, LOADING, MASTERDOWN, UNBLOCKED. The caller drops the connection
+ * and finds the master again (docs/ha.md, "When to look again"). */
+int corral_err_word_moved(enum corral_err_word word);
 
 /* Builders: the FCALL for each operation. */
 void corral_cmd_declare(struct corral_cmd *cmd, const char *prefix,
