@@ -9,6 +9,8 @@
 
 #include "corral/bootstrap.h"
 #include "corral/queue.h"
+#include "corral/sentinel.h"
+#include "corral/tls.h"
 #include "corral/util.h"
 #include "codes.h"
 
@@ -117,10 +119,57 @@ int corral_functions_ensure(redisContext *c, int *loaded, struct corral_err *err
     return corral_bootstrap_run(c, NULL, CORRAL_BOOTSTRAP_LIBRARY, NULL, 0, loaded, err);
 }
 
+/* A blocking connection to the local end of the TLS route. */
+static redisContext *connect_path(const struct corral_redis_conf *conf, const char *path,
+                                  int64_t timeout_ms, struct corral_err *err)
+{
+    struct timeval tv = {.tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000};
+    redisContext *c =
+        timeout_ms > 0 ? redisConnectUnixWithTimeout(path, tv) : redisConnectUnix(path);
+    if (c == NULL || c->err) {
+        corral_err_set(err, CORRAL_ERR_REDIS, "redis %s: through the TLS proxy (%s): %s", conf->url,
+                       path, c ? c->errstr : "cannot allocate a connection");
+        redisFree(c);
+        return NULL;
+    }
+    if (timeout_ms > 0)
+        redisSetTimeout(c, tv);
+    if (corral_redis_handshake(c, conf, err) < 0 || check_master(c, conf, err) < 0) {
+        redisFree(c);
+        return NULL;
+    }
+    return c;
+}
+
 redisContext *corral_redis_connect(const struct corral_redis_conf *conf, int64_t timeout_ms,
                                    struct corral_err *err)
 {
     const struct corral_redis_addr *a = &conf->addr;
+    int tls = conf->url != NULL && corral_tls_url(conf->url);
+    /* rediss: through this host's TLS proxy (docs/ha.md, "How it runs");
+     * never in plaintext. */
+    char *tls_dir = tls ? corral_tls_default_dir() : NULL;
+    if (conf->sentinels.n > 0) {
+        /* The master from the sentinels, its handshake and ROLE checked
+         * (docs/ha.md, "Finding the master"). */
+        struct corral_reach reach = {.tls_dir = tls_dir};
+        redisContext *c =
+            corral_sentinel_connect(conf, &reach, timeout_ms > 0 ? timeout_ms : 2000, NULL, err);
+        free(tls_dir);
+        if (c == NULL)
+            corral_err_prefix(err, "redis %s", conf->url);
+        return c;
+    }
+    if (tls_dir != NULL) {
+        char *path = NULL;
+        int rc = corral_tls_local_address(conf, tls_dir, &path, err);
+        free(tls_dir);
+        if (rc < 0)
+            return NULL;
+        redisContext *c = connect_path(conf, path, timeout_ms, err);
+        free(path);
+        return c;
+    }
     if (a->path == NULL && a->host == NULL) {
         corral_err_set(err, CORRAL_ERR_INVALID,
                        "redis %s: the address was not parsed (load the config, or set addr with "

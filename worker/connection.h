@@ -35,13 +35,21 @@ struct corral_conn_hooks {
      * the owner drops its other connections to that node too
      * (corral_conn_reconnect). NULL: none. */
     void (*moved)(struct corral_conn *c, void *priv);
+    /* With Sentinel: keep a connection to a sentinel subscribed to
+     * +switch-master, and treat a switch to another master as "moved" (one
+     * connection of a process does this for all of them). */
+    int follow_switch;
 };
 
-/* url is parsed here, once; password may be NULL (copied). NULL with err
- * when the url is bad. Nothing connects before corral_conn_start. */
-struct corral_conn *corral_conn_new(struct ev_loop *loop, const char *name, const char *url,
-                                    const char *password, const struct corral_conn_hooks *hooks,
-                                    void *priv, struct corral_err *err);
+/* conf (kept: it must outlive the connection) gives the url, parsed here
+ * once, the sentinels (each connect then asks them for the master) and,
+ * with rediss, the route through corrald's TLS proxy ($CORRAL_TLS_DIR);
+ * password may be NULL (copied). NULL with err when the url is bad.
+ * Nothing connects before corral_conn_start. */
+struct corral_conn *corral_conn_new(struct ev_loop *loop, const char *name,
+                                    const struct corral_redis_conf *conf, const char *password,
+                                    const struct corral_conn_hooks *hooks, void *priv,
+                                    struct corral_err *err);
 /* NULL-safe; closes at once what is still open (pending callbacks get
  * NULL). */
 void corral_conn_free(struct corral_conn *c);

@@ -490,7 +490,7 @@ static void block_moved(struct corral_conn *c, void *priv)
 }
 
 static const struct corral_conn_hooks cmd_hooks = {
-    .setup = cmd_setup, .ready = cmd_ready, .moved = cmd_moved};
+    .setup = cmd_setup, .ready = cmd_ready, .moved = cmd_moved, .follow_switch = 1};
 static const struct corral_conn_hooks block_hooks = {.moved = block_moved};
 
 /* --- the loop turn, stopping ------------------------------------------ */
@@ -589,10 +589,10 @@ struct corral_worker *corral_worker_new(struct ev_loop *loop, const struct corra
         corral_worker_free(w);
         return NULL;
     }
-    const char *url = o->cfg->redis.url;
-    w->cmd = corral_conn_new(loop, "commands", url, password, &cmd_hooks, w, err);
+    const struct corral_redis_conf *rc = &o->cfg->redis;
+    w->cmd = corral_conn_new(loop, "commands", rc, password, &cmd_hooks, w, err);
     w->block =
-        w->cmd ? corral_conn_new(loop, "blocking", url, password, &block_hooks, w, err) : NULL;
+        w->cmd ? corral_conn_new(loop, "blocking", rc, password, &block_hooks, w, err) : NULL;
     if (password != NULL) {
         explicit_bzero(password, strlen(password));
         free(password);

@@ -8,7 +8,7 @@ import time
 import pytest  # noqa: F401  (fixtures)
 
 from conftest import binary_path, wait_until
-from hafixtures import managed_pair  # noqa: F401
+from hafixtures import MASTER_NAME, managed_pair, pki, sentinel_cluster  # noqa: F401
 from worker_fixtures import Q, enqueue, job, make_worker, stub  # noqa: F401
 
 ECHO_Q = "handler = echo"
@@ -48,3 +48,56 @@ def test_corralctl_on_a_replica_is_refused_naming_the_replica(managed_pair, buil
                           "{}"], capture_output=True, text=True, timeout=20)
     assert out.returncode != 0
     assert "is a replica, not the master" in out.stderr, out.stderr
+
+
+def _sentinel_url(cluster):
+    return (f"redis:///0\nsentinels = {cluster.sentinel_addrs()}\n"
+            f"sentinel_master = {MASTER_NAME}")
+
+
+def _enqueue_confirmed(client, n, tag):
+    """n jobs, each confirmed by the replica (WAIT 1) -> their ids."""
+    ids = []
+    for i in range(n):
+        ids.append(enqueue(client, {"tag": tag, "n": i}))
+        assert client.execute_command("WAIT", 1, 2000) >= 1
+    return ids
+
+
+@pytest.mark.parametrize("kind", ["sentinel-failover", "kill-9", "sigstop"])
+def test_worker_with_sentinels_takes_jobs_from_the_new_master_within_2s(
+        kind, sentinel_cluster, make_worker):
+    c = sentinel_cluster()
+    w = make_worker(ECHO_Q, redis_url=_sentinel_url(c), ready=False)
+    m = c.master().client()
+    wait_until(lambda: m.exists(f"corral:{{{Q}}}:conf"), what="the worker to declare its queue")
+    before = _enqueue_confirmed(m, 10, "before")
+    wait_until(lambda: _all_done(m, before), what="jobs before the failover to end")
+
+    if kind == "sentinel-failover":
+        old, new = c.failover()
+    elif kind == "kill-9":
+        old, new = c.kill_master()
+    else:
+        # Frozen past down-after-milliseconds; the worker must leave it on
+        # the sentinels' +switch-master, while it still answers as master.
+        c.wait_ready()
+        old = c.master()
+        old.freeze()
+        try:
+            new = c.wait_switched(old)
+        finally:
+            old.thaw()
+    t0 = time.monotonic()
+    n = new.client()
+    after = [enqueue(n, {"tag": "after", "n": i}) for i in range(20)]
+    wait_until(lambda: _all_done(n, after), timeout=10, interval=0.02,
+               what=f"jobs on the new master after {kind}\n" + w.logs())
+    took = time.monotonic() - t0
+    print(f"\n{kind}: 20 jobs done on the new master {took:.2f} s after the sentinels' switch")
+    assert took < 2.0, w.logs()
+    # nothing confirmed was lost
+    assert _all_done(n, before)
+    assert w.proc.poll() is None
+    if kind == "sigstop":  # left on the event, not on an error
+        assert "the sentinels switched the master" in w.logs()
