@@ -22,6 +22,8 @@
 #include "corral/log.h"
 #include "corral/queue.h"
 #include "corral/redis.h"
+#include "corral/sentinel.h"
+#include "corral/tls.h"
 #include "corral/util.h"
 #include "corral/wmsg.h"
 #include "heartbeat.h"
@@ -37,11 +39,13 @@
  * 1.5 s, so corrald is back within 2 s of Redis (docs/operations.md),
  * while a broken setup (a wrong password) costs Redis under one
  * connection a second per host, and the log one line a minute. */
-#define REDIS_RETRY_MIN_MS 250
-#define REDIS_RETRY_MAX_MS 1500
-#define REPEAT_WINDOW_MS   60000
-#define MAX_STEP_OUT       8
-#define MAX_QUEUES         64
+#define REDIS_RETRY_MIN_MS  250
+#define REDIS_RETRY_MAX_MS  1500
+#define REPEAT_WINDOW_MS    60000
+#define REDIS_TIMEOUT_MS    5000 /* connect and command timeout */
+#define REDIS_TIMEOUT_HA_MS 1000 /* the same with Sentinel */
+#define MAX_STEP_OUT        8
+#define MAX_QUEUES          64
 
 struct corrald {
     struct ev_loop *loop;
@@ -76,6 +80,12 @@ struct corrald {
     size_t nbreakers;
     ev_timer tick, watchdog, drain_timer, reconnect;
     ev_signal sigterm, sigint, sighup;
+    /* With Sentinel: a sentinel connection subscribed to +switch-master
+     * (docs/ha.md, "When to look again"), read on the loop. */
+    redisContext *watch;
+    ev_io watch_io;
+    int64_t watch_next_ms; /* when to subscribe again after a failure */
+    struct corral_log_repeat watch_log;
 };
 
 static int usage(FILE *out)
@@ -211,7 +221,12 @@ static void reclaim_dead_local(struct corrald *d)
 static int connect_redis(struct corrald *d)
 {
     struct corral_err err;
-    redisContext *c = corral_redis_connect(&d->cfg->redis, 5000, &err);
+    /* With Sentinel, a master frozen mid-call holds corrald no longer than
+     * REDIS_TIMEOUT_HA_MS before it reads the sentinels' +switch-master
+     * (docs/ha.md): corrald's calls are short functions. */
+    redisContext *c = corral_redis_connect(
+        &d->cfg->redis, d->cfg->redis.sentinels.n > 0 ? REDIS_TIMEOUT_HA_MS : REDIS_TIMEOUT_MS,
+        &err);
     if (c == NULL) {
         drop_redis(d, err.msg);
         return -1;
@@ -231,6 +246,76 @@ static int connect_redis(struct corrald *d)
                     d->cfg->pool.queues.n);
     reclaim_dead_local(d);
     return 0;
+}
+
+/* --- +switch-master -------------------------------------------------------- */
+
+static void watch_close(struct corrald *d)
+{
+    if (d->watch == NULL)
+        return;
+    ev_io_stop(d->loop, &d->watch_io);
+    redisFree(d->watch);
+    d->watch = NULL;
+}
+
+/* The sentinels moved the master: drop the connection, even one that still
+ * answers (a frozen master that resumed), and connect again at once. */
+static void on_switch_event(struct ev_loop *loop, ev_io *io, int revents)
+{
+    struct corrald *d = io->data;
+    if (redisBufferRead(d->watch) != REDIS_OK) {
+        corral_logr(&d->watch_log, CORRAL_LOG_WARN, "lost the sentinel subscription",
+                    "error=\"%s\"", d->watch->errstr);
+        watch_close(d);
+        d->watch_next_ms = corral_now_ms() + REDIS_RETRY_MAX_MS;
+        return;
+    }
+    void *reply = NULL;
+    while (d->watch != NULL && redisGetReplyFromReader(d->watch, &reply) == REDIS_OK &&
+           reply != NULL) {
+        struct corral_switch sw;
+        struct corral_err err;
+        int rc = corral_reply_sentinel_event(reply, d->cfg->redis.sentinel_master, &sw, &err);
+        freeReplyObject(reply);
+        reply = NULL;
+        if (rc <= 0)
+            continue;
+        corral_log_notice("the sentinels switched the master", "master=%s from=%s:%d to=%s:%d",
+                          sw.name, sw.from.host, sw.from.port, sw.to.host, sw.to.port);
+        corral_switch_free(&sw);
+        if (d->redis != NULL) {
+            redisFree(d->redis);
+            d->redis = NULL;
+            snprintf(d->redis_state, sizeof(d->redis_state), "the sentinels switched the master");
+        }
+        corral_backoff_reset(&d->redis_backoff);
+        ev_timer_stop(loop, &d->reconnect);
+        ev_timer_set(&d->reconnect, 0.0, 0.0);
+        ev_timer_start(loop, &d->reconnect);
+    }
+}
+
+/* Subscribes when Sentinel is configured and no subscription is open. */
+static void watch_ensure(struct corrald *d)
+{
+    if (d->cfg->redis.sentinels.n == 0 || d->watch != NULL || corral_now_ms() < d->watch_next_ms)
+        return;
+    char *tls_dir = corral_tls_url(d->cfg->redis.url) ? corral_tls_default_dir() : NULL;
+    struct corral_reach reach = {.tls_dir = tls_dir};
+    struct corral_err err;
+    d->watch = corral_sentinel_subscribe(&d->cfg->redis, &reach, 1000, &err);
+    free(tls_dir);
+    if (d->watch == NULL) {
+        corral_logr(&d->watch_log, CORRAL_LOG_WARN, "cannot subscribe to the sentinels' events",
+                    "error=\"%s\"", err.msg);
+        d->watch_next_ms = corral_now_ms() + 5000;
+        return;
+    }
+    corral_log_repeat_end(&d->watch_log);
+    ev_io_init(&d->watch_io, on_switch_event, d->watch->fd, EV_READ);
+    d->watch_io.data = d;
+    ev_io_start(d->loop, &d->watch_io);
 }
 
 /* --- workers ------------------------------------------------------------ */
@@ -608,6 +693,7 @@ static void on_tick(struct ev_loop *loop, ev_timer *t, int revents)
     int64_t now = corral_now_ms();
     if (d->redis == NULL && !ev_is_active(&d->reconnect))
         connect_redis(d);
+    watch_ensure(d);
     if (d->redis != NULL && d->orphans.n > 0) {
         size_t keep = 0;
         for (size_t i = 0; i < d->orphans.n; i++) {
@@ -756,6 +842,8 @@ static void on_reload(struct ev_loop *loop, ev_signal *s, int revents)
         for (struct corral_wproc *w = corral_procs_first(d->procs); w; w = w->next)
             corral_procs_kill(w, SIGTERM);
     }
+    watch_close(d); /* the sentinels may have changed: subscribe again */
+    d->watch_next_ms = 0;
     if (reconnect) {
         /* The new address, at once (the next tick), not after a back-off
          * that was meant for the old one. */
@@ -859,6 +947,7 @@ int main(int argc, char **argv)
     corral_log_repeat_init(&d.redis_log, REPEAT_WINDOW_MS);
     corral_log_repeat_init(&d.reclaim_log, REPEAT_WINDOW_MS);
     corral_log_repeat_init(&d.stats_log, REPEAT_WINDOW_MS);
+    corral_log_repeat_init(&d.watch_log, REPEAT_WINDOW_MS);
     d.desired = d.cfg->pool.min;
     snprintf(d.redis_state, sizeof(d.redis_state), "connecting");
     struct ev_loop *loop = ev_default_loop(EVFLAG_AUTO);
@@ -892,6 +981,8 @@ int main(int argc, char **argv)
         corral_heartbeat_remove(d.redis, d.cfg->redis.prefix, d.hb_name, &err);
         redisFree(d.redis);
     }
+    watch_close(&d);
+    corral_log_repeat_end(&d.watch_log);
     corral_log_info("stopped", "pid=%d", (int)getpid());
     corral_procs_free(d.procs);
     corral_strlist_free(&d.orphans);

@@ -2,6 +2,8 @@
 again"): a worker that finds itself on a node that is no longer the master
 connects again, resolving its address anew, and takes the jobs queued on the
 new master; the outcomes it held are written there."""
+import os
+import socket
 import subprocess
 import time
 
@@ -9,6 +11,7 @@ import pytest  # noqa: F401  (fixtures)
 
 from conftest import binary_path, wait_until
 from hafixtures import MASTER_NAME, managed_pair, pki, sentinel_cluster  # noqa: F401
+from test_supervisor import Corrald, reap
 from worker_fixtures import Q, enqueue, job, make_worker, stub  # noqa: F401
 
 ECHO_Q = "handler = echo"
@@ -101,3 +104,44 @@ def test_worker_with_sentinels_takes_jobs_from_the_new_master_within_2s(
     assert w.proc.poll() is None
     if kind == "sigstop":  # left on the event, not on an error
         assert "the sentinels switched the master" in w.logs()
+
+
+def test_corrald_and_its_workers_leave_a_frozen_master_on_switch_master(
+        sentinel_cluster, build_dir, tmp_path):
+    c = sentinel_cluster()
+    conf = tmp_path / "corrald.conf"
+    conf.write_text(f"[redis]\nurl = {_sentinel_url(c)}\n"
+                    "[pool]\nmin = 1\nmax = 1\nconcurrency = 2\n"
+                    "[scale]\ntick = 250ms\n"
+                    f"[queue {Q}]\n{ECHO_Q}\n")
+    d = Corrald(os.path.join(build_dir, "corrald"), str(conf), str(tmp_path / "corrald.log"))
+    try:
+        m = c.master().client()
+        host = socket.gethostname()
+        wait_until(lambda: m.exists(f"corral:host:{host}"), what="corrald's heartbeat")
+        before = _enqueue_confirmed(m, 5, "before")
+        wait_until(lambda: _all_done(m, before), what="jobs before the freeze to end")
+        c.wait_ready()
+        old = c.master()
+        old.freeze()
+        try:
+            new = c.wait_switched(old)
+            t0 = time.monotonic()
+            n = new.client()
+            n.delete(f"corral:host:{host}")  # the copy replicated from the old master
+            after = [enqueue(n, {"n": i}) for i in range(10)]
+            wait_until(lambda: n.exists(f"corral:host:{host}"), timeout=5, interval=0.02,
+                       what="corrald's heartbeat on the new master\n" + d.logs())
+            beat = time.monotonic() - t0
+            wait_until(lambda: _all_done(n, after), timeout=5, interval=0.02,
+                       what="jobs on the new master")
+            took = time.monotonic() - t0
+        finally:
+            old.thaw()
+        print(f"\nsigstop, corrald: heartbeat on the new master after {beat:.2f} s, "
+              f"its worker drained 10 jobs in {took:.2f} s")
+        assert beat < 2.0 and took < 2.0
+        assert "the sentinels switched the master" in d.logs()
+        assert _all_done(n, before)
+    finally:
+        reap([d])
