@@ -12,9 +12,14 @@
 
 #include "corral/config.h"
 
+struct corral_tls_proxy;
+
 struct ctl {
     struct corral_config *cfg;
     redisContext *redis;
+    /* rediss without a usable corrald proxy on this host: a private stunnel
+     * for the command's life (docs/ha.md, "How it runs"); freed at exit */
+    struct corral_tls_proxy *tls;
 };
 
 #define CTL_EXIT_USAGE 2

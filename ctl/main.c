@@ -17,6 +17,7 @@
 #include "corral/queue.h"
 #include "corral/redis.h"
 #include "corral/util.h"
+#include "corral/tls.h"
 #include "ctl.h"
 
 #define EXIT_USAGE   CTL_EXIT_USAGE
@@ -463,6 +464,7 @@ int main(int argc, char **argv)
         rc = fn(&ctl, argc - i, argv + i);
     if (ctl.redis != NULL)
         redisFree(ctl.redis);
+    corral_tls_proxy_free(ctl.tls);
     corral_config_free(ctl.cfg);
     return rc;
 }

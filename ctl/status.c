@@ -325,6 +325,13 @@ static void print_table(json_t *s, FILE *out, int color, struct widths *keep)
         if (ival(h, "unwritten") > 0)
             fprintf(out, "%swarning:%s host %s holds %lld outcomes Redis has not taken yet\n", red,
                     off, json_string_value(json_object_get(h, "host")), ival(h, "unwritten"));
+        /* The host's TLS proxy (docs/ha.md): said when it is not up. */
+        const char *tls = json_string_value(json_object_get(h, "tls"));
+        const char *tls_error = json_string_value(json_object_get(h, "tls_error"));
+        if (tls != NULL && tls[0] != '\0' && (strcmp(tls, "up") != 0 || (tls_error && *tls_error)))
+            fprintf(out, "%swarning:%s host %s: TLS proxy %s%s%s\n", red, off,
+                    json_string_value(json_object_get(h, "host")), tls,
+                    tls_error && *tls_error ? ": " : "", tls_error ? tls_error : "");
     }
     fputc('\n', out);
     ctl_print_breakers(json_object_get(s, "breakers"), out, color, keep->breakers);

@@ -141,31 +141,30 @@ static redisContext *connect_path(const struct corral_redis_conf *conf, const ch
     return c;
 }
 
-redisContext *corral_redis_connect(const struct corral_redis_conf *conf, int64_t timeout_ms,
-                                   struct corral_err *err)
+redisContext *corral_redis_connect_via(const struct corral_redis_conf *conf,
+                                       const struct corral_reach *reach, int64_t timeout_ms,
+                                       struct corral_err *err)
 {
     const struct corral_redis_addr *a = &conf->addr;
-    int tls = conf->url != NULL && corral_tls_url(conf->url);
-    /* rediss: through this host's TLS proxy (docs/ha.md, "How it runs");
-     * never in plaintext. */
-    char *tls_dir = tls ? corral_tls_default_dir() : NULL;
+    const char *tls_dir = reach != NULL ? reach->tls_dir : NULL;
     if (conf->sentinels.n > 0) {
         /* The master from the sentinels, its handshake and ROLE checked
          * (docs/ha.md, "Finding the master"). */
-        struct corral_reach reach = {.tls_dir = tls_dir};
         redisContext *c =
-            corral_sentinel_connect(conf, &reach, timeout_ms > 0 ? timeout_ms : 2000, NULL, err);
-        free(tls_dir);
+            corral_sentinel_connect(conf, reach, timeout_ms > 0 ? timeout_ms : 2000, NULL, err);
         if (c == NULL)
             corral_err_prefix(err, "redis %s", conf->url);
         return c;
     }
     if (tls_dir != NULL) {
         char *path = NULL;
-        int rc = corral_tls_local_address(conf, tls_dir, &path, err);
-        free(tls_dir);
-        if (rc < 0)
+        if (corral_tls_local_address(conf, tls_dir, &path, err) < 0)
             return NULL;
+        if (reach->ensure != NULL && a->host != NULL &&
+            reach->ensure(reach->data, a->host, a->port, err) < 0) {
+            free(path);
+            return NULL;
+        }
         redisContext *c = connect_path(conf, path, timeout_ms, err);
         free(path);
         return c;
@@ -199,5 +198,18 @@ redisContext *corral_redis_connect(const struct corral_redis_conf *conf, int64_t
         redisFree(c);
         return NULL;
     }
+    return c;
+}
+
+redisContext *corral_redis_connect(const struct corral_redis_conf *conf, int64_t timeout_ms,
+                                   struct corral_err *err)
+{
+    /* rediss: through this host's TLS proxy (docs/ha.md, "How it runs");
+     * never in plaintext. */
+    char *tls_dir =
+        conf->url != NULL && corral_tls_url(conf->url) ? corral_tls_default_dir() : NULL;
+    struct corral_reach reach = {.tls_dir = tls_dir};
+    redisContext *c = corral_redis_connect_via(conf, &reach, timeout_ms, err);
+    free(tls_dir);
     return c;
 }

@@ -31,6 +31,7 @@
 #include "notify.h"
 #include "procs.h"
 #include "scaler.h"
+#include "tlsproxy.h"
 
 #define CRASH_WINDOW_MS   10000 /* a worker dying this soon after start crashed at start */
 #define CRASH_BACKOFF_MIN 1000
@@ -86,6 +87,8 @@ struct corrald {
     ev_io watch_io;
     int64_t watch_next_ms; /* when to subscribe again after a failure */
     struct corral_log_repeat watch_log;
+    /* rediss: the host's supervised stunnel (docs/ha.md, "How it runs") */
+    struct corral_tlssup *tls;
 };
 
 static int usage(FILE *out)
@@ -218,15 +221,45 @@ static void reclaim_dead_local(struct corrald *d)
     }
 }
 
+/* A corral_reach ensure: the route to an address discovery learnt (a
+ * master the sentinels name); stunnel binds it on its reload, so the first
+ * connection may fail and the back-off's next try gets through. */
+static int tls_ensure(void *data, const char *host, int port, struct corral_err *err)
+{
+    struct corrald *d = data;
+    return corral_tlssup_route(d->tls, host, port, err);
+}
+
+static struct corral_reach reach_of(struct corrald *d)
+{
+    struct corral_reach reach = {0};
+    if (d->tls != NULL) {
+        reach.tls_dir = corral_tlssup_dir(d->tls);
+        reach.ensure = tls_ensure;
+        reach.data = d;
+    }
+    return reach;
+}
+
 static int connect_redis(struct corrald *d)
 {
     struct corral_err err;
+    struct corral_reach reach = reach_of(d);
     /* With Sentinel, a master frozen mid-call holds corrald no longer than
      * REDIS_TIMEOUT_HA_MS before it reads the sentinels' +switch-master
      * (docs/ha.md): corrald's calls are short functions. */
-    redisContext *c = corral_redis_connect(
-        &d->cfg->redis, d->cfg->redis.sentinels.n > 0 ? REDIS_TIMEOUT_HA_MS : REDIS_TIMEOUT_MS,
-        &err);
+    redisContext *c = corral_redis_connect_via(
+        &d->cfg->redis, &reach,
+        d->cfg->redis.sentinels.n > 0 ? REDIS_TIMEOUT_HA_MS : REDIS_TIMEOUT_MS, &err);
+    if (c == NULL && d->tls != NULL) {
+        /* A refused handshake reaches us as a closed connection: the
+         * proxy's log says why (docs/ha.md, "Saying why a handshake
+         * failed"). */
+        struct corral_tlssup_health h;
+        corral_tlssup_health(d->tls, &h);
+        if (h.fault != CORRAL_TLS_FAULT_NONE && h.error[0] != '\0')
+            snprintf(err.msg, sizeof(err.msg), "%s", h.error);
+    }
     if (c == NULL) {
         drop_redis(d, err.msg);
         return -1;
@@ -301,11 +334,9 @@ static void watch_ensure(struct corrald *d)
 {
     if (d->cfg->redis.sentinels.n == 0 || d->watch != NULL || corral_now_ms() < d->watch_next_ms)
         return;
-    char *tls_dir = corral_tls_url(d->cfg->redis.url) ? corral_tls_default_dir() : NULL;
-    struct corral_reach reach = {.tls_dir = tls_dir};
+    struct corral_reach reach = reach_of(d);
     struct corral_err err;
     d->watch = corral_sentinel_subscribe(&d->cfg->redis, &reach, 1000, &err);
-    free(tls_dir);
     if (d->watch == NULL) {
         corral_logr(&d->watch_log, CORRAL_LOG_WARN, "cannot subscribe to the sentinels' events",
                     "error=\"%s\"", err.msg);
@@ -663,6 +694,12 @@ static void heartbeat(struct corrald *d)
         .started_ms = d->started_wall_ms,
         .unwritten = unwritten,
     };
+    struct corral_tlssup_health th;
+    if (d->tls != NULL) {
+        corral_tlssup_health(d->tls, &th);
+        hb.tls = corral_tlssup_state_name(th.state);
+        hb.tls_error = th.error;
+    }
     struct corral_err err;
     int64_t ttl = 3 * d->cfg->scale.tick_ms + 5000;
     if (d->redis != NULL &&
@@ -895,6 +932,41 @@ static void find_worker_exe(char *out, size_t len)
     snprintf(out, len, "%s/corral-worker", dirname(self));
 }
 
+/* rediss: the host's stunnel, with a route to the url's address or to
+ * each sentinel (the masters they name are added when learnt), started
+ * before any connection; its dir goes to the workers in CORRAL_TLS_DIR. */
+static int start_tls(struct corrald *d)
+{
+    if (!corral_tls_url(d->cfg->redis.url))
+        return 0;
+    struct corral_err err;
+    char *dir = corral_tls_default_dir();
+    d->tls = corral_tlssup_new(d->loop, &d->cfg->redis, dir, &err);
+    free(dir);
+    int rc = d->tls != NULL ? 0 : -1;
+    const struct corral_redis_conf *r = &d->cfg->redis;
+    if (rc == 0 && r->sentinels.n == 0)
+        rc = corral_tlssup_route(d->tls, r->addr.host, r->addr.port, &err);
+    for (size_t i = 0; rc == 0 && i < r->sentinels.n; i++) {
+        struct corral_hostport hp = {0};
+        rc = corral_hostport_parse(r->sentinels.items[i], CORRAL_SENTINEL_PORT, &hp, &err);
+        if (rc == 0)
+            rc = corral_tlssup_route(d->tls, hp.host, hp.port, &err);
+        corral_hostport_free(&hp);
+    }
+    if (rc == 0)
+        rc = corral_tlssup_start(d->tls, &err);
+    if (rc < 0) {
+        corral_log_err("cannot start the TLS proxy", "error=\"%s\"", err.msg);
+        fprintf(stderr, "corrald: cannot start the TLS proxy: %s\n", err.msg);
+        corral_tlssup_free(d->tls);
+        d->tls = NULL;
+        return -1;
+    }
+    setenv("CORRAL_TLS_DIR", corral_tlssup_dir(d->tls), 1);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     const char *path = NULL;
@@ -952,6 +1024,11 @@ int main(int argc, char **argv)
     snprintf(d.redis_state, sizeof(d.redis_state), "connecting");
     struct ev_loop *loop = ev_default_loop(EVFLAG_AUTO);
     d.loop = loop;
+    if (start_tls(&d) < 0) {
+        corral_config_free(d.cfg);
+        ev_loop_destroy(loop);
+        return 1;
+    }
     struct corral_procs_cb cb = {.on_line = on_worker_line, .on_exit = on_worker_exit, .data = &d};
     d.procs = corral_procs_new(loop, d.host, &cb);
     ev_timer_init(&d.tick, on_tick, 0.0, (double)d.cfg->scale.tick_ms / 1000.0);
@@ -983,6 +1060,7 @@ int main(int argc, char **argv)
     }
     watch_close(&d);
     corral_log_repeat_end(&d.watch_log);
+    corral_tlssup_free(d.tls);
     corral_log_info("stopped", "pid=%d", (int)getpid());
     corral_procs_free(d.procs);
     corral_strlist_free(&d.orphans);
