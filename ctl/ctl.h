@@ -23,6 +23,9 @@ struct ctl {
 };
 
 #define CTL_EXIT_USAGE 2
+/* enqueue: the job exists on the master, but fewer than [redis]
+ * min_replicas replicas confirmed it in time (its id is printed) */
+#define CTL_EXIT_UNCONFIRMED 3
 
 int ctl_usage_error(const char *fmt, const char *arg);
 

@@ -267,6 +267,16 @@ static int cmd_enqueue(struct ctl *ctl, int argc, char **argv)
     free(buf);
     if (rc < 0)
         return fail_err(&err);
+    /* [redis] min_replicas: the id is printed either way (the job exists on
+     * the master); exit 3 says it was not confirmed (docs/protocol.md). */
+    int confirmed = corral_queue_confirm(ctl->redis, ctl->cfg->redis.min_replicas,
+                                         CORRAL_CONFIRM_TIMEOUT_MS, &err);
+    if (confirmed != 0) {
+        printf("%s\n", id);
+        fprintf(stderr, "corralctl: job %s: %s\n", id, err.msg);
+        free(id);
+        return confirmed > 0 ? CTL_EXIT_UNCONFIRMED : 1;
+    }
     if (!wait) {
         printf("%s\n", id);
         free(id);

@@ -179,6 +179,14 @@ int corral_queue_declare(redisContext *c, const char *prefix, const struct corra
 int corral_queue_enqueue(redisContext *c, const char *prefix, const char *queue,
                          const char *payload, size_t len, const struct corral_enqueue_opts *o,
                          char **id_out, struct corral_err *err);
+/* Durable enqueue ([redis] min_replicas; docs/protocol.md, "Durable
+ * enqueue"): WAIT n timeout_ms on the connection that just enqueued, so
+ * every write made on it so far is confirmed by n replicas. 0 when they
+ * did; 1 when fewer did in time (err, code CORRAL_ERR_TIMEOUT, says how
+ * many: the job exists on the master and may be lost if it fails before
+ * replicating it); -1 when WAIT failed (err). n <= 0: 0 at once. */
+#define CORRAL_CONFIRM_TIMEOUT_MS 1000
+int corral_queue_confirm(redisContext *c, int n, int64_t timeout_ms, struct corral_err *err);
 /* Up to n jobs; *jobs_out (NULL when none) is freed with corral_jobs_free. */
 int corral_queue_reserve(redisContext *c, const char *prefix, const char *queue, const char *worker,
                          int n, struct corral_job **jobs_out, size_t *n_out,

@@ -145,3 +145,39 @@ def test_corrald_and_its_workers_leave_a_frozen_master_on_switch_master(
         assert _all_done(n, before)
     finally:
         reap([d])
+
+
+def _min_replicas_conf(tmp_path, master, n=1):
+    conf = tmp_path / "durable.conf"
+    conf.write_text(f"[redis]\nurl = unix://{master.socket}\nmin_replicas = {n}\n"
+                    f"[queue {Q}]\n{ECHO_Q}\n")
+    return str(conf)
+
+
+def test_enqueue_with_min_replicas_is_confirmed_by_the_replica(managed_pair, build_dir,
+                                                                tmp_path):
+    p = managed_pair()
+    out = subprocess.run([binary_path(build_dir, "corralctl"), "-c",
+                          _min_replicas_conf(tmp_path, p.master), "enqueue", Q, "{}"],
+                         capture_output=True, text=True, timeout=20)
+    assert (out.returncode, out.stderr) == (0, ""), out.stderr
+    assert job(p.replica.client(), out.stdout.strip())["state"] == "queued"
+
+
+def test_enqueue_the_replicas_did_not_confirm_prints_the_id_and_exits_3(
+        managed_pair, build_dir, tmp_path):
+    p = managed_pair()
+    p.replica.freeze()
+    try:
+        t0 = time.monotonic()
+        out = subprocess.run([binary_path(build_dir, "corralctl"), "-c",
+                              _min_replicas_conf(tmp_path, p.master), "enqueue", Q, "{}"],
+                             capture_output=True, text=True, timeout=20)
+        took = time.monotonic() - t0
+    finally:
+        p.replica.thaw()
+    assert out.returncode == 3, out.stderr
+    jid = out.stdout.strip()
+    assert f"job {jid}: not confirmed by 1 replica within 1000 ms (0 did)" in out.stderr
+    assert job(p.master.client(), jid)["state"] == "queued"
+    assert took < 10
