@@ -19,6 +19,7 @@
 #include "corral/backoff.h"
 #include "corral/bootstrap.h"
 #include "corral/config.h"
+#include "corral/health.h"
 #include "corral/log.h"
 #include "corral/queue.h"
 #include "corral/redis.h"
@@ -87,6 +88,9 @@ struct corrald {
     ev_io watch_io;
     int64_t watch_next_ms; /* when to subscribe again after a failure */
     struct corral_log_repeat watch_log;
+    /* Redis's warnings last logged (eviction policy, memory, persistence),
+     * joined: a change is logged, a repeat is not */
+    char health[1024];
     /* rediss: the host's supervised stunnel (docs/ha.md, "How it runs") */
     struct corral_tlssup *tls;
 };
@@ -241,6 +245,31 @@ static struct corral_reach reach_of(struct corrald *d)
     return reach;
 }
 
+/* Logs what makes this Redis unfit for corral's jobs (docs/operations.md):
+ * each warning when the set changes, and when they are gone. */
+static void check_redis_health(struct corrald *d)
+{
+    json_t *h = corral_redis_health(d->redis, &d->cfg->redis);
+    if (json_object_get(h, "error") != NULL) { /* not readable (an ACL without +info) */
+        json_decref(h);
+        return;
+    }
+    char now[sizeof(d->health)] = "";
+    size_t used = 0, i;
+    json_t *w;
+    json_array_foreach(json_object_get(h, "warnings"), i, w) used +=
+        (size_t)snprintf(now + used, used < sizeof(now) ? sizeof(now) - used : 0, "%s%s",
+                         i ? "; " : "", json_string_value(w));
+    if (strcmp(now, d->health) != 0) {
+        json_array_foreach(json_object_get(h, "warnings"), i, w) corral_log_warn(
+            "redis is not fit for corral's jobs", "warning=\"%s\"", json_string_value(w));
+        if (now[0] == '\0')
+            corral_log_notice("redis warnings cleared", "was=\"%s\"", d->health);
+        snprintf(d->health, sizeof(d->health), "%s", now);
+    }
+    json_decref(h);
+}
+
 static int connect_redis(struct corrald *d)
 {
     struct corral_err err;
@@ -278,6 +307,7 @@ static int connect_redis(struct corrald *d)
     corral_log_info("connected to redis", "url=%s queues=%zu", d->cfg->redis.url,
                     d->cfg->pool.queues.n);
     reclaim_dead_local(d);
+    check_redis_health(d);
     return 0;
 }
 
@@ -744,6 +774,8 @@ static void on_tick(struct ev_loop *loop, ev_timer *t, int revents)
     check_workers(d);
     if (d->redis != NULL && revents != EV_CUSTOM && now >= d->next_sweep_ms) {
         reclaim_dead_local(d);
+        if (d->redis != NULL)
+            check_redis_health(d);
         d->next_sweep_ms = now + 30000;
     }
     if (d->redis != NULL && revents != EV_CUSTOM) {
