@@ -43,6 +43,25 @@ def test_worker_follows_a_dns_style_switch_and_drains_the_new_master(managed_pai
     assert "not the master" in w.logs()
 
 
+def test_outcomes_of_jobs_running_across_a_switch_are_written_to_the_new_master(
+        managed_pair, make_worker):
+    p = managed_pair()
+    url = f"redis://{p.addr[0]}:{p.addr[1]}/0"
+    w = make_worker("handler = exec\ncommand = /bin/sh -c 'sleep 1.5; cat'", redis_url=url,
+                    ready=False)
+    m = p.master.client()
+    wait_until(lambda: m.exists(f"corral:{{{Q}}}:conf"), what="the worker to declare its queue")
+    ids = [enqueue(m, {"n": i}) for i in range(4)]
+    wait_until(lambda: all((job(m, i) or {}).get("state") == "active" for i in ids),
+               what="the four jobs to run")
+    old, new = p.switch()
+    n = new.client()
+    wait_until(lambda: _all_done(n, ids), timeout=10,
+               what="the outcomes to reach the new master\n" + w.logs())
+    # each ran once: its outcome was kept and written, not the job run again
+    assert [job(n, i)["attempts"] for i in ids] == [1, 1, 1, 1]
+
+
 def test_corralctl_on_a_replica_is_refused_naming_the_replica(managed_pair, build_dir, tmp_path):
     p = managed_pair()
     conf = tmp_path / "replica.conf"
