@@ -82,8 +82,11 @@ static int check_master(redisContext *c, const struct corral_redis_conf *conf,
     redisReply *r = redisCommand(c, "ROLE");
     int rc = 0;
     if (r == NULL || r->type == REDIS_REPLY_ERROR) {
-        /* A user whose ACL lacks +role is trusted (docs/operations.md). */
-        if (r == NULL || corral_reply_word(r->str, r->len) != CORRAL_WORD_NOPERM)
+        /* A user whose ACL lacks +role is trusted (docs/operations.md), and
+         * so is a server without ROLE: what it lacks is named by the call
+         * that needs it (the bootstrap's FCALL). */
+        enum corral_err_word w = r ? corral_reply_word(r->str, r->len) : CORRAL_WORD_NONE;
+        if (r == NULL || (w != CORRAL_WORD_NOPERM && w != CORRAL_WORD_NOCOMMAND))
             rc = corral_redis_check(c, r, "ROLE", err);
         if (rc < 0)
             corral_err_prefix(err, "redis %s", conf->url);

@@ -202,7 +202,8 @@ static void moved(struct corral_conn *c, struct corral_log_repeat *r, const char
 }
 
 /* ROLE at the end of every handshake: only a master is believed (docs/ha.md,
- * "Finding the master"). A user whose ACL lacks +role is trusted, once said. */
+ * "Finding the master"). A user whose ACL lacks +role (or a server without
+ * ROLE) is trusted, once said. */
 static void on_role(redisAsyncContext *ac, void *reply, void *priv)
 {
     corral_conn_replied(ac);
@@ -212,11 +213,11 @@ static void on_role(redisAsyncContext *ac, void *reply, void *priv)
         return;
     if (r->type == REDIS_REPLY_ERROR) {
         enum corral_err_word word = corral_reply_word(r->str, r->len);
-        if (word == CORRAL_WORD_NOPERM) {
+        if (word == CORRAL_WORD_NOPERM || word == CORRAL_WORD_NOCOMMAND) {
             if (!c->role_unchecked)
-                corral_log_warn("cannot check the redis node's role (the ACL user lacks +role); "
+                corral_log_warn("cannot check the redis node's role (an ACL user needs +role); "
                                 "trusting it is the master",
-                                "conn=%s", c->name);
+                                "conn=%s error=\"%s\"", c->name, r->str);
             c->role_unchecked = 1;
         } else if (corral_err_word_moved(word)) {
             moved(c, NULL, r->str);
