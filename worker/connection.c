@@ -421,6 +421,13 @@ static void on_watch_event(redisAsyncContext *ac, void *reply, void *priv)
         snprintf(why, sizeof(why), "+switch-master to %s:%d", sw.to.host, sw.to.port);
         moved(c, NULL, why);
     }
+    /* A connection waiting out a back-off (the old master died) tries at
+     * once: the sentinels name the new master now. The owner's other
+     * connections too (never from "moved": two connections refused by a
+     * replica would wake each other without a pause). */
+    corral_conn_retry_now(c);
+    if (c->hooks->switched != NULL)
+        c->hooks->switched(c, c->priv);
     corral_switch_free(&sw);
 }
 
@@ -550,6 +557,15 @@ void corral_conn_start(struct corral_conn *c)
     conn_connect(c);
     if (c->hooks->follow_switch && c->conf->sentinels.n > 0)
         watch_connect(c);
+}
+
+void corral_conn_retry_now(struct corral_conn *c)
+{
+    if (c->closing || c->ac != NULL || !ev_is_active(&c->retry))
+        return;
+    ev_timer_stop(c->loop, &c->retry);
+    ev_timer_set(&c->retry, 0.0, 0.0);
+    ev_timer_start(c->loop, &c->retry);
 }
 
 void corral_conn_reconnect(struct corral_conn *c, const char *why)

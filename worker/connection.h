@@ -39,6 +39,10 @@ struct corral_conn_hooks {
      * +switch-master, and treat a switch to another master as "moved" (one
      * connection of a process does this for all of them). */
     int follow_switch;
+    /* The sentinels switched the master (follow_switch): the owner's
+     * other connections that wait between tries try now
+     * (corral_conn_retry_now). NULL: none. */
+    void (*switched)(struct corral_conn *c, void *priv);
 };
 
 /* conf (kept: it must outlive the connection) gives the url, parsed here
@@ -57,8 +61,12 @@ void corral_conn_free(struct corral_conn *c);
 void corral_conn_start(struct corral_conn *c);
 /* Drops the connection now (pending callbacks get NULL) and connects again
  * after the first step of the back-off, finding the address again (a DNS
- * name is resolved anew). why goes to the log. No-op while closed. */
+ * name is resolved anew). why goes to the log. No-op while closed or
+ * between tries. */
 void corral_conn_reconnect(struct corral_conn *c, const char *why);
+/* Between tries (no connection, a retry pending): the next try now rather
+ * than after the back-off. No-op otherwise. */
+void corral_conn_retry_now(struct corral_conn *c);
 /* Ready: handshake done. Usable: ready and not pausing after an error
  * reply (corral_conn_refused). */
 int corral_conn_ready(const struct corral_conn *c);

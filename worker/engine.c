@@ -489,8 +489,16 @@ static void block_moved(struct corral_conn *c, void *priv)
     corral_conn_reconnect(((struct corral_worker *)priv)->cmd, "the node is not the master");
 }
 
-static const struct corral_conn_hooks cmd_hooks = {
-    .setup = cmd_setup, .ready = cmd_ready, .moved = cmd_moved, .follow_switch = 1};
+static void cmd_switched(struct corral_conn *c, void *priv)
+{
+    corral_conn_retry_now(((struct corral_worker *)priv)->block);
+}
+
+static const struct corral_conn_hooks cmd_hooks = {.setup = cmd_setup,
+                                                   .ready = cmd_ready,
+                                                   .moved = cmd_moved,
+                                                   .follow_switch = 1,
+                                                   .switched = cmd_switched};
 static const struct corral_conn_hooks block_hooks = {.moved = block_moved};
 
 /* --- the loop turn, stopping ------------------------------------------ */
