@@ -338,9 +338,10 @@ static void print_table(json_t *s, FILE *out, int color, struct widths *keep)
     /* Redis's fitness for corral's jobs (docs/operations.md): eviction,
      * memory, persistence. */
     fputc('\n', out);
-    json_t *w, *ws = json_object_get(json_object_get(s, "redis"), "warnings");
-    json_array_foreach(ws, i, w)
-        fprintf(out, "%swarning:%s redis: %s\n", red, off, json_string_value(w));
+    json_t *ws = json_object_get(json_object_get(s, "redis"), "warnings");
+    for (size_t k = 0; k < json_array_size(ws); k++)
+        fprintf(out, "%swarning:%s redis: %s\n", red, off,
+                json_string_value(json_array_get(ws, k)));
     if (json_array_size(ws) > 0)
         fputc('\n', out);
     ctl_print_breakers(json_object_get(s, "breakers"), out, color, keep->breakers);

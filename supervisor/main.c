@@ -255,14 +255,15 @@ static void check_redis_health(struct corrald *d)
         return;
     }
     char now[sizeof(d->health)] = "";
-    size_t used = 0, i;
-    json_t *w;
-    json_array_foreach(json_object_get(h, "warnings"), i, w) used +=
-        (size_t)snprintf(now + used, used < sizeof(now) ? sizeof(now) - used : 0, "%s%s",
-                         i ? "; " : "", json_string_value(w));
+    size_t used = 0;
+    json_t *ws = json_object_get(h, "warnings");
+    for (size_t i = 0; i < json_array_size(ws); i++)
+        used += (size_t)snprintf(now + used, used < sizeof(now) ? sizeof(now) - used : 0, "%s%s",
+                                 i ? "; " : "", json_string_value(json_array_get(ws, i)));
     if (strcmp(now, d->health) != 0) {
-        json_array_foreach(json_object_get(h, "warnings"), i, w) corral_log_warn(
-            "redis is not fit for corral's jobs", "warning=\"%s\"", json_string_value(w));
+        for (size_t i = 0; i < json_array_size(ws); i++)
+            corral_log_warn("redis is not fit for corral's jobs", "warning=\"%s\"",
+                            json_string_value(json_array_get(ws, i)));
         if (now[0] == '\0')
             corral_log_notice("redis warnings cleared", "was=\"%s\"", d->health);
         snprintf(d->health, sizeof(d->health), "%s", now);
