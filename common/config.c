@@ -1051,7 +1051,8 @@ static void cross_check(struct loader *ld)
     if (!is_bad(redis, "url")) {
         struct corral_err err;
         corral_redis_addr_free(&cfg->redis.addr);
-        if (corral_tls_parse_url(cfg->redis.url, &cfg->redis.addr, NULL, cfg->redis.sentinels.n > 0, &err) < 0)
+        if (corral_tls_parse_url(cfg->redis.url, &cfg->redis.addr, NULL, cfg->redis.sentinels.n > 0,
+                                 &err) < 0)
             add_error(ld, line_of(redis, "url"), "[redis] url: %s", err.msg);
     }
     check_redis_ha(ld);

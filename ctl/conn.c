@@ -1,9 +1,14 @@
 /* corralctl's one Redis connection: made, and made again after it was
  * lost (the waits and status --watch ride out a Redis restart). */
 #include <stddef.h>
+#include <stdlib.h>
+#include <time.h>
 
 #include "corral/bootstrap.h"
 #include "corral/redis.h"
+#include "corral/sentinel.h"
+#include "corral/tls.h"
+#include "corral/util.h"
 #include "ctl.h"
 
 int ctl_lost(const struct ctl *ctl)
@@ -11,11 +16,70 @@ int ctl_lost(const struct ctl *ctl)
     return ctl->redis == NULL || ctl->redis->err != 0;
 }
 
+/* Why the connection through the proxy failed: the fault stunnel logged
+ * for this route (read for up to a second), else a probe of its own. */
+static void tls_reason(struct corral_tls_proxy *p, const struct corral_redis_conf *conf,
+                       struct corral_err *err)
+{
+    struct corral_err why;
+    int64_t until = corral_now_ms() + 1000;
+    do {
+        if (corral_tls_proxy_read_log(p, NULL, NULL) < 0)
+            break;
+        if (corral_tls_proxy_fault(p, conf->addr.host, conf->addr.port, &why) !=
+            CORRAL_TLS_FAULT_NONE) {
+            *err = why;
+            return;
+        }
+        struct timespec ts = {0, 50 * 1000000L};
+        nanosleep(&ts, NULL);
+    } while (corral_now_ms() < until);
+    if (corral_tls_proxy_probe(p, conf->addr.host, conf->addr.port, 3000, &why) < 0)
+        *err = why;
+}
+
+/* rediss: connects through a private stunnel, started on first need; a
+ * refused handshake is reported with the reason stunnel logged. */
+static redisContext *connect_private(struct ctl *ctl, struct corral_err *err)
+{
+    const struct corral_redis_conf *conf = &ctl->cfg->redis;
+    size_t n = conf->sentinels.n > 0 ? conf->sentinels.n : 1;
+    struct corral_hostport *hosts = corral_xcalloc(n, sizeof(*hosts));
+    int rc = 0;
+    if (conf->sentinels.n == 0) {
+        hosts[0].host = corral_xstrdup(conf->addr.host);
+        hosts[0].port = conf->addr.port;
+    }
+    for (size_t i = 0; rc == 0 && i < conf->sentinels.n; i++)
+        rc = corral_hostport_parse(conf->sentinels.items[i], CORRAL_SENTINEL_PORT, &hosts[i], err);
+    if (rc == 0 && ctl->tls == NULL)
+        ctl->tls = corral_tls_proxy_private(conf, hosts, n, 5000, err);
+    for (size_t i = 0; i < n; i++)
+        corral_hostport_free(&hosts[i]);
+    free(hosts);
+    if (ctl->tls == NULL)
+        return NULL;
+    struct corral_reach reach = {.tls_dir = corral_tls_proxy_dir(ctl->tls),
+                                 .ensure = corral_tls_proxy_ensure,
+                                 .data = ctl->tls};
+    redisContext *c = corral_redis_connect_via(conf, &reach, 5000, err);
+    if (c == NULL && conf->sentinels.n == 0)
+        tls_reason(ctl->tls, conf, err);
+    return c;
+}
+
 int ctl_reconnect(struct ctl *ctl, struct corral_err *err)
 {
     if (ctl->redis != NULL)
         redisFree(ctl->redis);
-    ctl->redis = corral_redis_connect(&ctl->cfg->redis, 5000, err);
+    if (ctl->tls != NULL)
+        ctl->redis = connect_private(ctl, err);
+    else {
+        /* rediss: corrald's proxy on this host first */
+        ctl->redis = corral_redis_connect(&ctl->cfg->redis, 5000, err);
+        if (ctl->redis == NULL && corral_tls_url(ctl->cfg->redis.url))
+            ctl->redis = connect_private(ctl, err);
+    }
     if (ctl->redis != NULL && corral_bootstrap_run(ctl->redis, ctl->cfg, CORRAL_BOOTSTRAP_LIBRARY,
                                                    NULL, 0, NULL, err) < 0) {
         redisFree(ctl->redis);

@@ -12,12 +12,20 @@
 
 #include "corral/config.h"
 
+struct corral_tls_proxy;
+
 struct ctl {
     struct corral_config *cfg;
     redisContext *redis;
+    /* rediss without a usable corrald proxy on this host: a private stunnel
+     * for the command's life (docs/ha.md, "How it runs"); freed at exit */
+    struct corral_tls_proxy *tls;
 };
 
 #define CTL_EXIT_USAGE 2
+/* enqueue: the job exists on the master, but fewer than [redis]
+ * min_replicas replicas confirmed it in time (its id is printed) */
+#define CTL_EXIT_UNCONFIRMED 3
 
 int ctl_usage_error(const char *fmt, const char *arg);
 

@@ -18,6 +18,7 @@
 #include "corral/queue.h"
 #include "corral/redis.h"
 #include "corral/util.h"
+#include "corral/tls.h"
 #include "ctl.h"
 
 #define EXIT_USAGE   CTL_EXIT_USAGE
@@ -365,6 +366,16 @@ static int cmd_enqueue(struct ctl *ctl, int argc, char **argv)
     free(buf);
     if (rc < 0)
         return fail_err(&err);
+    /* [redis] min_replicas: the id is printed either way (the job exists on
+     * the master); exit 3 says it was not confirmed (docs/protocol.md). */
+    int confirmed = corral_queue_confirm(ctl->redis, ctl->cfg->redis.min_replicas,
+                                         CORRAL_CONFIRM_TIMEOUT_MS, &err);
+    if (confirmed != 0) {
+        printf("%s\n", id);
+        fprintf(stderr, "corralctl: job %s: %s\n", id, err.msg);
+        free(id);
+        return confirmed > 0 ? CTL_EXIT_UNCONFIRMED : 1;
+    }
     if (!wait) {
         printf("%s\n", id);
         free(id);
@@ -562,6 +573,7 @@ int main(int argc, char **argv)
         rc = fn(&ctl, argc - i, argv + i);
     if (ctl.redis != NULL)
         redisFree(ctl.redis);
+    corral_tls_proxy_free(ctl.tls);
     corral_config_free(ctl.cfg);
     return rc;
 }

@@ -9,6 +9,7 @@
 #include <jansson.h>
 
 #include "corral/backoff.h"
+#include "corral/health.h"
 #include "corral/log.h"
 #include "corral/queue.h"
 #include "corral/redis.h"
@@ -225,8 +226,9 @@ json_t *ctl_snapshot(struct ctl *ctl, struct corral_err *err)
         freeReplyObject(r[i]);
     free(r);
     if (ok)
-        result = json_pack("{s:I s:o s:o s:o}", "time_ms", (json_int_t)now, "queues", jq, "hosts",
-                           jh, "breakers", jb);
+        result =
+            json_pack("{s:I s:o s:o s:o s:o}", "time_ms", (json_int_t)now, "queues", jq, "hosts",
+                      jh, "breakers", jb, "redis", corral_redis_health(c, &ctl->cfg->redis));
     else
         json_decref(jq), json_decref(jh), json_decref(jb);
 out:
@@ -325,8 +327,23 @@ static void print_table(json_t *s, FILE *out, int color, struct widths *keep)
         if (ival(h, "unwritten") > 0)
             fprintf(out, "%swarning:%s host %s holds %lld outcomes Redis has not taken yet\n", red,
                     off, json_string_value(json_object_get(h, "host")), ival(h, "unwritten"));
+        /* The host's TLS proxy (docs/ha.md): said when it is not up. */
+        const char *tls = json_string_value(json_object_get(h, "tls"));
+        const char *tls_error = json_string_value(json_object_get(h, "tls_error"));
+        if (tls != NULL && tls[0] != '\0' && (strcmp(tls, "up") != 0 || (tls_error && *tls_error)))
+            fprintf(out, "%swarning:%s host %s: TLS proxy %s%s%s\n", red, off,
+                    json_string_value(json_object_get(h, "host")), tls,
+                    tls_error && *tls_error ? ": " : "", tls_error ? tls_error : "");
     }
+    /* Redis's fitness for corral's jobs (docs/operations.md): eviction,
+     * memory, persistence. */
     fputc('\n', out);
+    json_t *ws = json_object_get(json_object_get(s, "redis"), "warnings");
+    for (size_t k = 0; k < json_array_size(ws); k++)
+        fprintf(out, "%swarning:%s redis: %s\n", red, off,
+                json_string_value(json_array_get(ws, k)));
+    if (json_array_size(ws) > 0)
+        fputc('\n', out);
     ctl_print_breakers(json_object_get(s, "breakers"), out, color, keep->breakers);
 }
 

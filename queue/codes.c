@@ -47,6 +47,7 @@ static const struct code_row rows[] = {
     {"MASTERDOWN", NULL, 0, CORRAL_WORD_MASTERDOWN, CORRAL_ERR_REDIS, 0},
     {"BUSY", NULL, 0, CORRAL_WORD_BUSY, CORRAL_ERR_REDIS, 0},
     {"WRONGTYPE", NULL, 0, CORRAL_WORD_WRONGTYPE, CORRAL_ERR_REDIS, 0},
+    {"UNBLOCKED", NULL, 0, CORRAL_WORD_UNBLOCKED, CORRAL_ERR_REDIS, 0},
     {"ERR", NULL, 0, CORRAL_WORD_ERR, CORRAL_ERR_REDIS, 1},
 };
 #define N_ROWS (sizeof(rows) / sizeof(rows[0]))
@@ -86,4 +87,17 @@ const char *corral_err_word_name(enum corral_err_word word)
         if (rows[i].value == word)
             return rows[i].word;
     return word == CORRAL_WORD_NONE ? "" : "OTHER";
+}
+
+int corral_err_word_moved(enum corral_err_word word)
+{
+    switch (word) {
+    case CORRAL_WORD_READONLY:
+    case CORRAL_WORD_LOADING:
+    case CORRAL_WORD_MASTERDOWN:
+    case CORRAL_WORD_UNBLOCKED:
+        return 1;
+    default:
+        return 0;
+    }
 }

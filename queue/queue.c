@@ -540,6 +540,28 @@ int corral_queue_enqueue_many(redisContext *c, const char *prefix, const char *q
     return rc;
 }
 
+int corral_queue_confirm(redisContext *c, int n, int64_t timeout_ms, struct corral_err *err)
+{
+    if (n <= 0)
+        return 0;
+    redisReply *r = redisCommand(c, "WAIT %d %lld", n, (long long)timeout_ms);
+    if (corral_redis_check(c, r, "WAIT", err) < 0) {
+        freeReplyObject(r);
+        return -1;
+    }
+    long long got = r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
+    freeReplyObject(r);
+    if (got < 0)
+        return corral_err_set(err, CORRAL_ERR_REDIS, "redis WAIT: an answer that is not a count");
+    if (got >= n)
+        return 0;
+    corral_err_set(err, CORRAL_ERR_TIMEOUT,
+                   "not confirmed by %d replica%s within %lld ms (%lld did): the job exists on the "
+                   "master but may be lost if it fails before replicating it",
+                   n, n == 1 ? "" : "s", (long long)timeout_ms, got);
+    return 1;
+}
+
 int corral_queue_reserve(redisContext *c, const char *prefix, const char *queue, const char *worker,
                          int n, struct corral_job **jobs_out, size_t *n_out,
                          struct corral_gate *gate, struct corral_err *err)

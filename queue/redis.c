@@ -9,6 +9,8 @@
 
 #include "corral/bootstrap.h"
 #include "corral/queue.h"
+#include "corral/sentinel.h"
+#include "corral/tls.h"
 #include "corral/util.h"
 #include "codes.h"
 
@@ -71,10 +73,105 @@ int corral_redis_handshake(redisContext *c, const struct corral_redis_conf *conf
     return rc;
 }
 
-redisContext *corral_redis_connect(const struct corral_redis_conf *conf, int64_t timeout_ms,
-                                   struct corral_err *err)
+/* ROLE after the handshake: only a master is believed (docs/ha.md, "Finding
+ * the master"); a replica is refused with the READONLY word, so callers find
+ * the master again. */
+static int check_master(redisContext *c, const struct corral_redis_conf *conf,
+                        struct corral_err *err)
+{
+    redisReply *r = redisCommand(c, "ROLE");
+    int rc = 0;
+    if (r == NULL || r->type == REDIS_REPLY_ERROR) {
+        /* A user whose ACL lacks +role is trusted (docs/operations.md), and
+         * so is a server without ROLE: what it lacks is named by the call
+         * that needs it (the bootstrap's FCALL). */
+        enum corral_err_word w = r ? corral_reply_word(r->str, r->len) : CORRAL_WORD_NONE;
+        if (r == NULL || (w != CORRAL_WORD_NOPERM && w != CORRAL_WORD_NOCOMMAND))
+            rc = corral_redis_check(c, r, "ROLE", err);
+        if (rc < 0)
+            corral_err_prefix(err, "redis %s", conf->url);
+    } else if (r->type != REDIS_REPLY_ARRAY || r->elements == 0 ||
+               r->element[0]->type != REDIS_REPLY_STRING ||
+               strcmp(r->element[0]->str, "master") != 0) {
+        rc = corral_err_set(
+            err, CORRAL_ERR_REDIS,
+            "redis %s: the node is a %s, not the master (writes would be refused)", conf->url,
+            r->type == REDIS_REPLY_ARRAY && r->elements > 0 &&
+                    r->element[0]->type == REDIS_REPLY_STRING
+                ? (strcmp(r->element[0]->str, "slave") == 0 ? "replica" : r->element[0]->str)
+                : "node of unknown role");
+        if (err != NULL)
+            err->word = CORRAL_WORD_READONLY;
+    }
+    freeReplyObject(r);
+    return rc;
+}
+
+const char *corral_functions_source(void)
+{
+    return corral_lua_source;
+}
+
+int corral_functions_version(void)
+{
+    return corral_lua_version;
+}
+
+int corral_functions_ensure(redisContext *c, int *loaded, struct corral_err *err)
+{
+    return corral_bootstrap_run(c, NULL, CORRAL_BOOTSTRAP_LIBRARY, NULL, 0, loaded, err);
+}
+
+/* A blocking connection to the local end of the TLS route. */
+static redisContext *connect_path(const struct corral_redis_conf *conf, const char *path,
+                                  int64_t timeout_ms, struct corral_err *err)
+{
+    struct timeval tv = {.tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000};
+    redisContext *c =
+        timeout_ms > 0 ? redisConnectUnixWithTimeout(path, tv) : redisConnectUnix(path);
+    if (c == NULL || c->err) {
+        corral_err_set(err, CORRAL_ERR_REDIS, "redis %s: through the TLS proxy (%s): %s", conf->url,
+                       path, c ? c->errstr : "cannot allocate a connection");
+        redisFree(c);
+        return NULL;
+    }
+    if (timeout_ms > 0)
+        redisSetTimeout(c, tv);
+    if (corral_redis_handshake(c, conf, err) < 0 || check_master(c, conf, err) < 0) {
+        redisFree(c);
+        return NULL;
+    }
+    return c;
+}
+
+redisContext *corral_redis_connect_via(const struct corral_redis_conf *conf,
+                                       const struct corral_reach *reach, int64_t timeout_ms,
+                                       struct corral_err *err)
 {
     const struct corral_redis_addr *a = &conf->addr;
+    const char *tls_dir = reach != NULL ? reach->tls_dir : NULL;
+    if (conf->sentinels.n > 0) {
+        /* The master from the sentinels, its handshake and ROLE checked
+         * (docs/ha.md, "Finding the master"). */
+        redisContext *c =
+            corral_sentinel_connect(conf, reach, timeout_ms > 0 ? timeout_ms : 2000, NULL, err);
+        if (c == NULL)
+            corral_err_prefix(err, "redis %s", conf->url);
+        return c;
+    }
+    if (tls_dir != NULL) {
+        char *path = NULL;
+        if (corral_tls_local_address(conf, tls_dir, &path, err) < 0)
+            return NULL;
+        if (reach->ensure != NULL && a->host != NULL &&
+            reach->ensure(reach->data, a->host, a->port, err) < 0) {
+            free(path);
+            return NULL;
+        }
+        redisContext *c = connect_path(conf, path, timeout_ms, err);
+        free(path);
+        return c;
+    }
     if (a->path == NULL && a->host == NULL) {
         corral_err_set(err, CORRAL_ERR_INVALID,
                        "redis %s: the address was not parsed (load the config, or set addr with "
@@ -100,24 +197,22 @@ redisContext *corral_redis_connect(const struct corral_redis_conf *conf, int64_t
     }
     if (timeout_ms > 0)
         redisSetTimeout(c, tv);
-    if (corral_redis_handshake(c, conf, err) < 0) {
+    if (corral_redis_handshake(c, conf, err) < 0 || check_master(c, conf, err) < 0) {
         redisFree(c);
         return NULL;
     }
     return c;
 }
 
-const char *corral_functions_source(void)
+redisContext *corral_redis_connect(const struct corral_redis_conf *conf, int64_t timeout_ms,
+                                   struct corral_err *err)
 {
-    return corral_lua_source;
-}
-
-int corral_functions_version(void)
-{
-    return corral_lua_version;
-}
-
-int corral_functions_ensure(redisContext *c, int *loaded, struct corral_err *err)
-{
-    return corral_bootstrap_run(c, NULL, CORRAL_BOOTSTRAP_LIBRARY, NULL, 0, loaded, err);
+    /* rediss: through this host's TLS proxy (docs/ha.md, "How it runs");
+     * never in plaintext. */
+    char *tls_dir =
+        conf->url != NULL && corral_tls_url(conf->url) ? corral_tls_default_dir() : NULL;
+    struct corral_reach reach = {.tls_dir = tls_dir};
+    redisContext *c = corral_redis_connect_via(conf, &reach, timeout_ms, err);
+    free(tls_dir);
+    return c;
 }

@@ -19,12 +19,13 @@ int corral_heartbeat_send(redisContext *c, const char *prefix, const struct corr
     redisAppendCommand(c,
                        "HSET %s host %s pid %d workers %d busy %d slots %d min %d max %d "
                        "desired %d last_decision %s queues %s redis %s started_ms %lld "
-                       "heartbeat_ms %lld version %s unwritten %lld",
+                       "heartbeat_ms %lld version %s unwritten %lld tls %s tls_error %s",
                        key, hb->host, (int)hb->pid, hb->workers, hb->busy, hb->slots, hb->min,
                        hb->max, hb->desired, hb->last_decision ? hb->last_decision : "",
                        hb->queues ? hb->queues : "", hb->redis_state ? hb->redis_state : "ok",
                        (long long)hb->started_ms, (long long)now, CORRAL_VERSION,
-                       (long long)hb->unwritten);
+                       (long long)hb->unwritten, hb->tls ? hb->tls : "",
+                       hb->tls_error ? hb->tls_error : "");
     redisAppendCommand(c, "PEXPIRE %s %lld", key, (long long)ttl_ms);
     redisAppendCommand(c, "ZADD %s %lld %s", index, (long long)now, hb->host);
     /* Forget hosts whose beat is long gone (a day), so the index stays small. */

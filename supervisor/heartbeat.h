@@ -27,6 +27,9 @@ struct corral_heartbeat {
     int64_t started_ms;      /* wall clock */
     int64_t unwritten;       /* outcomes its workers hold that Redis has not taken
                               * (back-pressure above their slots; docs/worker.md) */
+    const char *tls;         /* the TLS proxy's state ("up", "starting", "backoff");
+                              * NULL or "" without TLS (docs/ha.md) */
+    const char *tls_error;   /* its standing fault's sentence, or "" */
 };
 
 /* Writes the beat in one pipelined round trip. */

@@ -19,9 +19,12 @@
 #include "corral/backoff.h"
 #include "corral/bootstrap.h"
 #include "corral/config.h"
+#include "corral/health.h"
 #include "corral/log.h"
 #include "corral/queue.h"
 #include "corral/redis.h"
+#include "corral/sentinel.h"
+#include "corral/tls.h"
 #include "corral/util.h"
 #include "corral/wmsg.h"
 #include "heartbeat.h"
@@ -29,6 +32,7 @@
 #include "notify.h"
 #include "procs.h"
 #include "scaler.h"
+#include "tlsproxy.h"
 
 #define CRASH_WINDOW_MS   10000 /* a worker dying this soon after start crashed at start */
 #define CRASH_BACKOFF_MIN 1000
@@ -37,11 +41,13 @@
  * 1.5 s, so corrald is back within 2 s of Redis (docs/operations.md),
  * while a broken setup (a wrong password) costs Redis under one
  * connection a second per host, and the log one line a minute. */
-#define REDIS_RETRY_MIN_MS 250
-#define REDIS_RETRY_MAX_MS 1500
-#define REPEAT_WINDOW_MS   60000
-#define MAX_STEP_OUT       8
-#define MAX_QUEUES         64
+#define REDIS_RETRY_MIN_MS  250
+#define REDIS_RETRY_MAX_MS  1500
+#define REPEAT_WINDOW_MS    60000
+#define REDIS_TIMEOUT_MS    5000 /* connect and command timeout */
+#define REDIS_TIMEOUT_HA_MS 1000 /* the same with Sentinel */
+#define MAX_STEP_OUT        8
+#define MAX_QUEUES          64
 
 struct corrald {
     struct ev_loop *loop;
@@ -76,6 +82,17 @@ struct corrald {
     size_t nbreakers;
     ev_timer tick, watchdog, drain_timer, reconnect;
     ev_signal sigterm, sigint, sighup;
+    /* With Sentinel: a sentinel connection subscribed to +switch-master
+     * (docs/ha.md, "When to look again"), read on the loop. */
+    redisContext *watch;
+    ev_io watch_io;
+    int64_t watch_next_ms; /* when to subscribe again after a failure */
+    struct corral_log_repeat watch_log;
+    /* Redis's warnings last logged (eviction policy, memory, persistence),
+     * joined: a change is logged, a repeat is not */
+    char health[1024];
+    /* rediss: the host's supervised stunnel (docs/ha.md, "How it runs") */
+    struct corral_tlssup *tls;
 };
 
 static int usage(FILE *out)
@@ -208,10 +225,71 @@ static void reclaim_dead_local(struct corrald *d)
     }
 }
 
+/* A corral_reach ensure: the route to an address discovery learnt (a
+ * master the sentinels name); stunnel binds it on its reload, so the first
+ * connection may fail and the back-off's next try gets through. */
+static int tls_ensure(void *data, const char *host, int port, struct corral_err *err)
+{
+    struct corrald *d = data;
+    return corral_tlssup_route(d->tls, host, port, err);
+}
+
+static struct corral_reach reach_of(struct corrald *d)
+{
+    struct corral_reach reach = {0};
+    if (d->tls != NULL) {
+        reach.tls_dir = corral_tlssup_dir(d->tls);
+        reach.ensure = tls_ensure;
+        reach.data = d;
+    }
+    return reach;
+}
+
+/* Logs what makes this Redis unfit for corral's jobs (docs/operations.md):
+ * each warning when the set changes, and when they are gone. */
+static void check_redis_health(struct corrald *d)
+{
+    json_t *h = corral_redis_health(d->redis, &d->cfg->redis);
+    if (json_object_get(h, "error") != NULL) { /* not readable (an ACL without +info) */
+        json_decref(h);
+        return;
+    }
+    char now[sizeof(d->health)] = "";
+    size_t used = 0;
+    json_t *ws = json_object_get(h, "warnings");
+    for (size_t i = 0; i < json_array_size(ws); i++)
+        used += (size_t)snprintf(now + used, used < sizeof(now) ? sizeof(now) - used : 0, "%s%s",
+                                 i ? "; " : "", json_string_value(json_array_get(ws, i)));
+    if (strcmp(now, d->health) != 0) {
+        for (size_t i = 0; i < json_array_size(ws); i++)
+            corral_log_warn("redis is not fit for corral's jobs", "warning=\"%s\"",
+                            json_string_value(json_array_get(ws, i)));
+        if (now[0] == '\0')
+            corral_log_notice("redis warnings cleared", "was=\"%s\"", d->health);
+        snprintf(d->health, sizeof(d->health), "%s", now);
+    }
+    json_decref(h);
+}
+
 static int connect_redis(struct corrald *d)
 {
     struct corral_err err;
-    redisContext *c = corral_redis_connect(&d->cfg->redis, 5000, &err);
+    struct corral_reach reach = reach_of(d);
+    /* With Sentinel, a master frozen mid-call holds corrald no longer than
+     * REDIS_TIMEOUT_HA_MS before it reads the sentinels' +switch-master
+     * (docs/ha.md): corrald's calls are short functions. */
+    redisContext *c = corral_redis_connect_via(
+        &d->cfg->redis, &reach,
+        d->cfg->redis.sentinels.n > 0 ? REDIS_TIMEOUT_HA_MS : REDIS_TIMEOUT_MS, &err);
+    if (c == NULL && d->tls != NULL) {
+        /* A refused handshake reaches us as a closed connection: the
+         * proxy's log says why (docs/ha.md, "Saying why a handshake
+         * failed"). */
+        struct corral_tlssup_health h;
+        corral_tlssup_health(d->tls, &h);
+        if (h.fault != CORRAL_TLS_FAULT_NONE && h.error[0] != '\0')
+            snprintf(err.msg, sizeof(err.msg), "%s", h.error);
+    }
     if (c == NULL) {
         drop_redis(d, err.msg);
         return -1;
@@ -230,7 +308,76 @@ static int connect_redis(struct corrald *d)
     corral_log_info("connected to redis", "url=%s queues=%zu", d->cfg->redis.url,
                     d->cfg->pool.queues.n);
     reclaim_dead_local(d);
+    check_redis_health(d);
     return 0;
+}
+
+/* --- +switch-master -------------------------------------------------------- */
+
+static void watch_close(struct corrald *d)
+{
+    if (d->watch == NULL)
+        return;
+    ev_io_stop(d->loop, &d->watch_io);
+    redisFree(d->watch);
+    d->watch = NULL;
+}
+
+/* The sentinels moved the master: drop the connection, even one that still
+ * answers (a frozen master that resumed), and connect again at once. */
+static void on_switch_event(struct ev_loop *loop, ev_io *io, int revents)
+{
+    struct corrald *d = io->data;
+    if (redisBufferRead(d->watch) != REDIS_OK) {
+        corral_logr(&d->watch_log, CORRAL_LOG_WARN, "lost the sentinel subscription",
+                    "error=\"%s\"", d->watch->errstr);
+        watch_close(d);
+        d->watch_next_ms = corral_now_ms() + REDIS_RETRY_MAX_MS;
+        return;
+    }
+    void *reply = NULL;
+    while (d->watch != NULL && redisGetReplyFromReader(d->watch, &reply) == REDIS_OK &&
+           reply != NULL) {
+        struct corral_switch sw;
+        struct corral_err err;
+        int rc = corral_reply_sentinel_event(reply, d->cfg->redis.sentinel_master, &sw, &err);
+        freeReplyObject(reply);
+        reply = NULL;
+        if (rc <= 0)
+            continue;
+        corral_log_notice("the sentinels switched the master", "master=%s from=%s:%d to=%s:%d",
+                          sw.name, sw.from.host, sw.from.port, sw.to.host, sw.to.port);
+        corral_switch_free(&sw);
+        if (d->redis != NULL) {
+            redisFree(d->redis);
+            d->redis = NULL;
+            snprintf(d->redis_state, sizeof(d->redis_state), "the sentinels switched the master");
+        }
+        corral_backoff_reset(&d->redis_backoff);
+        ev_timer_stop(loop, &d->reconnect);
+        ev_timer_set(&d->reconnect, 0.0, 0.0);
+        ev_timer_start(loop, &d->reconnect);
+    }
+}
+
+/* Subscribes when Sentinel is configured and no subscription is open. */
+static void watch_ensure(struct corrald *d)
+{
+    if (d->cfg->redis.sentinels.n == 0 || d->watch != NULL || corral_now_ms() < d->watch_next_ms)
+        return;
+    struct corral_reach reach = reach_of(d);
+    struct corral_err err;
+    d->watch = corral_sentinel_subscribe(&d->cfg->redis, &reach, 1000, &err);
+    if (d->watch == NULL) {
+        corral_logr(&d->watch_log, CORRAL_LOG_WARN, "cannot subscribe to the sentinels' events",
+                    "error=\"%s\"", err.msg);
+        d->watch_next_ms = corral_now_ms() + 5000;
+        return;
+    }
+    corral_log_repeat_end(&d->watch_log);
+    ev_io_init(&d->watch_io, on_switch_event, d->watch->fd, EV_READ);
+    d->watch_io.data = d;
+    ev_io_start(d->loop, &d->watch_io);
 }
 
 /* --- workers ------------------------------------------------------------ */
@@ -578,6 +725,12 @@ static void heartbeat(struct corrald *d)
         .started_ms = d->started_wall_ms,
         .unwritten = unwritten,
     };
+    struct corral_tlssup_health th;
+    if (d->tls != NULL) {
+        corral_tlssup_health(d->tls, &th);
+        hb.tls = corral_tlssup_state_name(th.state);
+        hb.tls_error = th.error;
+    }
     struct corral_err err;
     int64_t ttl = 3 * d->cfg->scale.tick_ms + 5000;
     if (d->redis != NULL &&
@@ -608,6 +761,7 @@ static void on_tick(struct ev_loop *loop, ev_timer *t, int revents)
     int64_t now = corral_now_ms();
     if (d->redis == NULL && !ev_is_active(&d->reconnect))
         connect_redis(d);
+    watch_ensure(d);
     if (d->redis != NULL && d->orphans.n > 0) {
         size_t keep = 0;
         for (size_t i = 0; i < d->orphans.n; i++) {
@@ -621,6 +775,8 @@ static void on_tick(struct ev_loop *loop, ev_timer *t, int revents)
     check_workers(d);
     if (d->redis != NULL && revents != EV_CUSTOM && now >= d->next_sweep_ms) {
         reclaim_dead_local(d);
+        if (d->redis != NULL)
+            check_redis_health(d);
         d->next_sweep_ms = now + 30000;
     }
     if (d->redis != NULL && revents != EV_CUSTOM) {
@@ -756,6 +912,8 @@ static void on_reload(struct ev_loop *loop, ev_signal *s, int revents)
         for (struct corral_wproc *w = corral_procs_first(d->procs); w; w = w->next)
             corral_procs_kill(w, SIGTERM);
     }
+    watch_close(d); /* the sentinels may have changed: subscribe again */
+    d->watch_next_ms = 0;
     if (reconnect) {
         /* The new address, at once (the next tick), not after a back-off
          * that was meant for the old one. */
@@ -805,6 +963,41 @@ static void find_worker_exe(char *out, size_t len)
     }
     self[n] = '\0';
     snprintf(out, len, "%s/corral-worker", dirname(self));
+}
+
+/* rediss: the host's stunnel, with a route to the url's address or to
+ * each sentinel (the masters they name are added when learnt), started
+ * before any connection; its dir goes to the workers in CORRAL_TLS_DIR. */
+static int start_tls(struct corrald *d)
+{
+    if (!corral_tls_url(d->cfg->redis.url))
+        return 0;
+    struct corral_err err;
+    char *dir = corral_tls_default_dir();
+    d->tls = corral_tlssup_new(d->loop, &d->cfg->redis, dir, &err);
+    free(dir);
+    int rc = d->tls != NULL ? 0 : -1;
+    const struct corral_redis_conf *r = &d->cfg->redis;
+    if (rc == 0 && r->sentinels.n == 0)
+        rc = corral_tlssup_route(d->tls, r->addr.host, r->addr.port, &err);
+    for (size_t i = 0; rc == 0 && i < r->sentinels.n; i++) {
+        struct corral_hostport hp = {0};
+        rc = corral_hostport_parse(r->sentinels.items[i], CORRAL_SENTINEL_PORT, &hp, &err);
+        if (rc == 0)
+            rc = corral_tlssup_route(d->tls, hp.host, hp.port, &err);
+        corral_hostport_free(&hp);
+    }
+    if (rc == 0)
+        rc = corral_tlssup_start(d->tls, &err);
+    if (rc < 0) {
+        corral_log_err("cannot start the TLS proxy", "error=\"%s\"", err.msg);
+        fprintf(stderr, "corrald: cannot start the TLS proxy: %s\n", err.msg);
+        corral_tlssup_free(d->tls);
+        d->tls = NULL;
+        return -1;
+    }
+    setenv("CORRAL_TLS_DIR", corral_tlssup_dir(d->tls), 1);
+    return 0;
 }
 
 int main(int argc, char **argv)
@@ -859,10 +1052,16 @@ int main(int argc, char **argv)
     corral_log_repeat_init(&d.redis_log, REPEAT_WINDOW_MS);
     corral_log_repeat_init(&d.reclaim_log, REPEAT_WINDOW_MS);
     corral_log_repeat_init(&d.stats_log, REPEAT_WINDOW_MS);
+    corral_log_repeat_init(&d.watch_log, REPEAT_WINDOW_MS);
     d.desired = d.cfg->pool.min;
     snprintf(d.redis_state, sizeof(d.redis_state), "connecting");
     struct ev_loop *loop = ev_default_loop(EVFLAG_AUTO);
     d.loop = loop;
+    if (start_tls(&d) < 0) {
+        corral_config_free(d.cfg);
+        ev_loop_destroy(loop);
+        return 1;
+    }
     struct corral_procs_cb cb = {.on_line = on_worker_line, .on_exit = on_worker_exit, .data = &d};
     d.procs = corral_procs_new(loop, d.host, &cb);
     ev_timer_init(&d.tick, on_tick, 0.0, (double)d.cfg->scale.tick_ms / 1000.0);
@@ -892,6 +1091,9 @@ int main(int argc, char **argv)
         corral_heartbeat_remove(d.redis, d.cfg->redis.prefix, d.hb_name, &err);
         redisFree(d.redis);
     }
+    watch_close(&d);
+    corral_log_repeat_end(&d.watch_log);
+    corral_tlssup_free(d.tls);
     corral_log_info("stopped", "pid=%d", (int)getpid());
     corral_procs_free(d.procs);
     corral_strlist_free(&d.orphans);

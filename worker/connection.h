@@ -30,18 +30,43 @@ struct corral_conn_hooks {
     void (*setup)(struct corral_conn *c, void *priv);
     /* The handshake is done: the connection may carry work. */
     void (*ready)(struct corral_conn *c, void *priv);
+    /* The connection was dropped because its node is not the master
+     * (READONLY, LOADING, MASTERDOWN, UNBLOCKED, or ROLE at the handshake):
+     * the owner drops its other connections to that node too
+     * (corral_conn_reconnect). NULL: none. */
+    void (*moved)(struct corral_conn *c, void *priv);
+    /* With Sentinel: keep a connection to a sentinel subscribed to
+     * +switch-master, and treat a switch to another master as "moved" (one
+     * connection of a process does this for all of them). */
+    int follow_switch;
+    /* The sentinels switched the master (follow_switch): the owner's
+     * other connections that wait between tries try now
+     * (corral_conn_retry_now). NULL: none. */
+    void (*switched)(struct corral_conn *c, void *priv);
 };
 
-/* url is parsed here, once; password may be NULL (copied). NULL with err
- * when the url is bad. Nothing connects before corral_conn_start. */
-struct corral_conn *corral_conn_new(struct ev_loop *loop, const char *name, const char *url,
-                                    const char *password, const struct corral_conn_hooks *hooks,
-                                    void *priv, struct corral_err *err);
+/* conf (kept: it must outlive the connection) gives the url, parsed here
+ * once, the sentinels (each connect then asks them for the master) and,
+ * with rediss, the route through corrald's TLS proxy ($CORRAL_TLS_DIR);
+ * password may be NULL (copied). NULL with err when the url is bad.
+ * Nothing connects before corral_conn_start. */
+struct corral_conn *corral_conn_new(struct ev_loop *loop, const char *name,
+                                    const struct corral_redis_conf *conf, const char *password,
+                                    const struct corral_conn_hooks *hooks, void *priv,
+                                    struct corral_err *err);
 /* NULL-safe; closes at once what is still open (pending callbacks get
  * NULL). */
 void corral_conn_free(struct corral_conn *c);
 
 void corral_conn_start(struct corral_conn *c);
+/* Drops the connection now (pending callbacks get NULL) and connects again
+ * after the first step of the back-off, finding the address again (a DNS
+ * name is resolved anew). why goes to the log. No-op while closed or
+ * between tries. */
+void corral_conn_reconnect(struct corral_conn *c, const char *why);
+/* Between tries (no connection, a retry pending): the next try now rather
+ * than after the back-off. No-op otherwise. */
+void corral_conn_retry_now(struct corral_conn *c);
 /* Ready: handshake done. Usable: ready and not pausing after an error
  * reply (corral_conn_refused). */
 int corral_conn_ready(const struct corral_conn *c);

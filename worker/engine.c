@@ -516,8 +516,29 @@ static void cmd_ready(struct corral_conn *c, void *priv)
     reclaim_unseen(w);
 }
 
-static const struct corral_conn_hooks cmd_hooks = {.setup = cmd_setup, .ready = cmd_ready};
-static const struct corral_conn_hooks block_hooks = {0};
+/* One connection found its node is no longer the master: the other one is
+ * on the same node, so it goes too (docs/ha.md, "When to look again"). */
+static void cmd_moved(struct corral_conn *c, void *priv)
+{
+    corral_conn_reconnect(((struct corral_worker *)priv)->block, "the node is not the master");
+}
+
+static void block_moved(struct corral_conn *c, void *priv)
+{
+    corral_conn_reconnect(((struct corral_worker *)priv)->cmd, "the node is not the master");
+}
+
+static void cmd_switched(struct corral_conn *c, void *priv)
+{
+    corral_conn_retry_now(((struct corral_worker *)priv)->block);
+}
+
+static const struct corral_conn_hooks cmd_hooks = {.setup = cmd_setup,
+                                                   .ready = cmd_ready,
+                                                   .moved = cmd_moved,
+                                                   .follow_switch = 1,
+                                                   .switched = cmd_switched};
+static const struct corral_conn_hooks block_hooks = {.moved = block_moved};
 
 /* --- the loop turn, stopping ------------------------------------------ */
 
@@ -615,10 +636,10 @@ struct corral_worker *corral_worker_new(struct ev_loop *loop, const struct corra
         corral_worker_free(w);
         return NULL;
     }
-    const char *url = o->cfg->redis.url;
-    w->cmd = corral_conn_new(loop, "commands", url, password, &cmd_hooks, w, err);
+    const struct corral_redis_conf *rc = &o->cfg->redis;
+    w->cmd = corral_conn_new(loop, "commands", rc, password, &cmd_hooks, w, err);
     w->block =
-        w->cmd ? corral_conn_new(loop, "blocking", url, password, &block_hooks, w, err) : NULL;
+        w->cmd ? corral_conn_new(loop, "blocking", rc, password, &block_hooks, w, err) : NULL;
     if (password != NULL) {
         explicit_bzero(password, strlen(password));
         free(password);

@@ -54,8 +54,9 @@ enum corral_err_word {
     CORRAL_WORD_MASTERDOWN,
     CORRAL_WORD_BUSY,
     CORRAL_WORD_WRONGTYPE,
-    CORRAL_WORD_ERR,   /* Redis's generic ERR */
-    CORRAL_WORD_OTHER, /* a word none of the above */
+    CORRAL_WORD_UNBLOCKED, /* a blocked call ended: the node became a replica */
+    CORRAL_WORD_ERR,       /* Redis's generic ERR */
+    CORRAL_WORD_OTHER,     /* a word none of the above */
 };
 
 #define CORRAL_ERR_MSG_MAX 512

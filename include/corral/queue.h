@@ -140,6 +140,10 @@ const char *corral_run_status_name(enum corral_run_status st);
 enum corral_err_word corral_reply_word(const char *text, size_t len);
 /* The word as documented ("NOQUEUE", "READONLY"); "" for NONE. */
 const char *corral_err_word_name(enum corral_err_word word);
+/* 1 when the word says this node is not (or no longer) the master:
+ * READONLY, LOADING, MASTERDOWN, UNBLOCKED. The caller drops the connection
+ * and finds the master again (docs/ha.md, "When to look again"). */
+int corral_err_word_moved(enum corral_err_word word);
 
 /* Builders: the FCALL for each operation. */
 void corral_cmd_declare(struct corral_cmd *cmd, const char *prefix,
@@ -217,6 +221,14 @@ int corral_queue_enqueue_many(redisContext *c, const char *prefix, const char *q
                               const struct corral_payload *p, size_t n,
                               const struct corral_enqueue_opts *o, char **ids_out,
                               struct corral_err *err);
+/* Durable enqueue ([redis] min_replicas; docs/protocol.md, "Durable
+ * enqueue"): WAIT n timeout_ms on the connection that just enqueued, so
+ * every write made on it so far is confirmed by n replicas. 0 when they
+ * did; 1 when fewer did in time (err, code CORRAL_ERR_TIMEOUT, says how
+ * many: the job exists on the master and may be lost if it fails before
+ * replicating it); -1 when WAIT failed (err). n <= 0: 0 at once. */
+#define CORRAL_CONFIRM_TIMEOUT_MS 1000
+int corral_queue_confirm(redisContext *c, int n, int64_t timeout_ms, struct corral_err *err);
 /* Up to n jobs; *jobs_out (NULL when none) is freed with corral_jobs_free. */
 int corral_queue_reserve(redisContext *c, const char *prefix, const char *queue, const char *worker,
                          int n, struct corral_job **jobs_out, size_t *n_out,

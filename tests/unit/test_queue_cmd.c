@@ -320,6 +320,11 @@ static void error_reply_words_map_to_their_value_code_and_message(void **state)
         {"MASTERDOWN Link down", CORRAL_WORD_MASTERDOWN, CORRAL_ERR_REDIS, "MASTERDOWN Link down"},
         {"BUSY Redis is busy", CORRAL_WORD_BUSY, CORRAL_ERR_REDIS, "BUSY Redis is busy"},
         {"WRONGTYPE Operation", CORRAL_WORD_WRONGTYPE, CORRAL_ERR_REDIS, "WRONGTYPE Operation"},
+        {"UNBLOCKED force unblock from blocking operation, instance state changed (master -> "
+         "replica?)",
+         CORRAL_WORD_UNBLOCKED, CORRAL_ERR_REDIS,
+         "UNBLOCKED force unblock from blocking operation, instance state changed (master -> "
+         "replica?)"},
         {"ERR wrong number of arguments", CORRAL_WORD_ERR, CORRAL_ERR_REDIS,
          "wrong number of arguments"},
         /* prose is never matched: a word must be the whole first word */
@@ -337,6 +342,11 @@ static void error_reply_words_map_to_their_value_code_and_message(void **state)
         assert_int_equal(err.code, cases[i].code);
         assert_string_equal(err.msg, cases[i].msg);
         assert_int_equal(corral_reply_word(r->str, r->len), cases[i].word);
+        /* the words that send a program to find the master again */
+        int moved = cases[i].word == CORRAL_WORD_READONLY || cases[i].word == CORRAL_WORD_LOADING ||
+                    cases[i].word == CORRAL_WORD_MASTERDOWN ||
+                    cases[i].word == CORRAL_WORD_UNBLOCKED;
+        assert_int_equal(corral_err_word_moved(cases[i].word), moved);
         free_reply(r);
     }
 }

@@ -89,6 +89,15 @@ struct corral_reach {
 redisContext *corral_reach_connect(const struct corral_reach *reach, const char *host, int port,
                                    int64_t timeout_ms, struct corral_err *err);
 
+/* corral_redis_connect (corral/redis.h) with reach spelled out: with
+ * reach->tls_dir set the url's address (or with sentinels each address)
+ * is reached through that proxy directory, reach->ensure adding the route
+ * first. corral_redis_connect passes the host's proxy directory for a
+ * rediss url (corral_tls_default_dir). */
+redisContext *corral_redis_connect_via(const struct corral_redis_conf *conf,
+                                       const struct corral_reach *reach, int64_t timeout_ms,
+                                       struct corral_err *err);
+
 /* Asks conf's sentinels in turn (AUTH with sentinel_password_file when
  * set) for sentinel_master; connects to each answer, runs the handshake
  * (AUTH with password_file, SELECT the url's db) and keeps the first whose
