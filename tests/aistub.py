@@ -505,6 +505,36 @@ class Handler(BaseHTTPRequestHandler):
         except OSError:
             ended(True)
 
+    def echo_secrets(self, spec, body, status):
+        """An answer quoting the request's credentials (module docstring)."""
+        form = spec["echo_secrets"]
+        creds = credentials(self.headers)
+        echo = {k: encode_echo(v, form) for k, v in creds}
+        pad = "p" * spec.get("echo_pad", 0)
+        if status == 200:
+            obj = {"id": "chatcmpl-stub", "object": "chat.completion",
+                   "choices": [{"index": 0, "finish_reason": "stop",
+                                "message": {"role": "assistant",
+                                            "content": pad + "you sent " + json.dumps(echo)}}]}
+        else:
+            auth = echo.get("Authorization", "")
+            obj = {"error": {"message": f"{pad}Incorrect API key provided: {auth}",
+                             "echo": echo, "code": status}}
+            if "echo_type" in spec:
+                obj["error"]["type"] = spec["echo_type"]
+        text = json.dumps(obj, ensure_ascii=False)
+        if form == "json_slash":
+            text = text.replace("/", "\\/")
+        headers = dict(spec.get("headers") or {})
+        for k, v in creds:
+            headers["X-Echo-" + k] = v
+        if 300 <= status < 400:
+            headers["Location"] = "https://login.example/retry?" + urllib.parse.urlencode(
+                {k: v for k, v in creds})
+        if "retry_after" in spec:
+            headers["Retry-After"] = spec["retry_after"]
+        return self.send_json(status, text.encode(), headers)
+
 
 def tpm_settings(t):
     """POST /_control's "tpm" object, checked, with the window started now."""
@@ -617,37 +647,6 @@ def sse_events(shape, model, text_pieces, input_tokens, output_tokens, include_u
 def sse_bytes(name, data):
     text = data if isinstance(data, str) else json.dumps(data)
     return (f"event: {name}\n" if name else "").encode() + b"data: " + text.encode() + b"\n\n"
-
-
-    def echo_secrets(self, spec, body, status):
-        """An answer quoting the request's credentials (module docstring)."""
-        form = spec["echo_secrets"]
-        creds = credentials(self.headers)
-        echo = {k: encode_echo(v, form) for k, v in creds}
-        pad = "p" * spec.get("echo_pad", 0)
-        if status == 200:
-            obj = {"id": "chatcmpl-stub", "object": "chat.completion",
-                   "choices": [{"index": 0, "finish_reason": "stop",
-                                "message": {"role": "assistant",
-                                            "content": pad + "you sent " + json.dumps(echo)}}]}
-        else:
-            auth = echo.get("Authorization", "")
-            obj = {"error": {"message": f"{pad}Incorrect API key provided: {auth}",
-                             "echo": echo, "code": status}}
-            if "echo_type" in spec:
-                obj["error"]["type"] = spec["echo_type"]
-        text = json.dumps(obj, ensure_ascii=False)
-        if form == "json_slash":
-            text = text.replace("/", "\\/")
-        headers = dict(spec.get("headers") or {})
-        for k, v in creds:
-            headers["X-Echo-" + k] = v
-        if 300 <= status < 400:
-            headers["Location"] = "https://login.example/retry?" + urllib.parse.urlencode(
-                {k: v for k, v in creds})
-        if "retry_after" in spec:
-            headers["Retry-After"] = spec["retry_after"]
-        return self.send_json(status, text.encode(), headers)
 
 
 class Server(ThreadingHTTPServer):
