@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -586,8 +587,12 @@ static int write_conf(struct corral_tls_proxy *p, struct corral_err *err)
     return rc;
 }
 
-static void child_exec(int out, const char *conf_path)
+static void child_exec(int out, const char *conf_path, pid_t parent)
 {
+    /* The proxy lives no longer than the program it serves: a corrald or
+     * corralctl killed outright leaves no stunnel behind. */
+    if (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0 || getppid() != parent)
+        _exit(127);
     for (int s = 1; s < NSIG; s++)
         if (s != SIGKILL && s != SIGSTOP)
             signal(s, SIG_DFL);
@@ -625,10 +630,11 @@ int corral_tls_proxy_spawn(struct corral_tls_proxy *p, struct corral_err *err)
     sigset_t all, old;
     sigfillset(&all);
     sigprocmask(SIG_SETMASK, &all, &old);
+    pid_t parent = getpid();
     pid_t pid = fork();
     if (pid == 0) {
         close(pfd[0]);
-        child_exec(pfd[1], p->conf_path);
+        child_exec(pfd[1], p->conf_path, parent);
     }
     int saved = errno;
     sigprocmask(SIG_SETMASK, &old, NULL);
