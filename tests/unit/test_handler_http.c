@@ -20,6 +20,7 @@
 
 #include "corral/util.h"
 #include "handler.h"
+#include "handler_harness.h"
 
 #define API_KEY "sk-unit-5d1e"
 
@@ -118,41 +119,6 @@ static void server_stop(struct server *s)
     kill(s->pid, SIGKILL);
     waitpid(s->pid, NULL, 0);
     close(s->events);
-}
-
-struct ended {
-    int calls;
-    enum corral_run_end end;
-    char data[1024];
-};
-
-static struct ended ended;
-
-static void on_finish(struct corral_run *run, enum corral_run_end end, const char *data, size_t len,
-                      int64_t delay_ms)
-{
-    ended.calls++;
-    ended.end = end;
-    snprintf(ended.data, sizeof(ended.data), "%.*s", (int)len, data ? data : "");
-    ev_break(run->loop, EVBREAK_ALL);
-}
-
-static void on_deadline(struct ev_loop *loop, ev_timer *t, int revents)
-{
-    *(int *)t->data = 1;
-    ev_break(loop, EVBREAK_ALL);
-}
-
-static int run_loop(struct ev_loop *loop, double timeout_s)
-{
-    int expired = 0;
-    ev_timer deadline;
-    ev_timer_init(&deadline, on_deadline, timeout_s, 0.0);
-    deadline.data = &expired;
-    ev_timer_start(loop, &deadline);
-    ev_run(loop, 0);
-    ev_timer_stop(loop, &deadline);
-    return expired;
 }
 
 struct fixture {
