@@ -29,7 +29,9 @@ int corral_redis_check(redisContext *c, const redisReply *r, const char *what,
     enum corral_err_code code;
     size_t skip;
     enum corral_err_word word = corral_codes_lookup(r->str, r->len, &code, &skip);
-    if (r->len <= skip) /* "-ERR" alone: still say what failed (found by fuzzing) */
+    /* "-ERR" alone, or a message that begins with a NUL: still say what
+     * failed (both found by fuzzing; %.*s stops at the NUL). */
+    if (r->len <= skip || r->str[skip] == '\0')
         corral_err_set(err, code, "redis %s: an error reply without a message", what);
     else
         corral_err_set(err, code, "%.*s", (int)(r->len - skip), r->str + skip);

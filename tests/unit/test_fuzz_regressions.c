@@ -91,10 +91,14 @@ static void reserved_bulk_payload_keeps_its_nul_bytes(void **state)
 static void an_error_reply_without_text_still_names_the_command(void **state)
 {
     /* fuzz_job: "-ERR \r\n" left an empty error message, so corralctl
-     * printed "corralctl: " and nothing else. */
-    const char *const replies[] = {"-ERR \r\n", "-\r\n"};
+     * printed "corralctl: " and nothing else; later "-\0\r\n", whose
+     * message began with a NUL, did the same. */
+    static const struct {
+        const char *text;
+        size_t len;
+    } replies[] = {{"-ERR \r\n", 7}, {"-\r\n", 3}, {"-\0\r\n", 4}, {"-ERR \0x\r\n", 9}};
     for (size_t i = 0; i < sizeof(replies) / sizeof(replies[0]); i++) {
-        redisReply *r = resp(replies[i], strlen(replies[i]));
+        redisReply *r = resp(replies[i].text, replies[i].len);
         char *id = NULL;
         struct corral_err err;
         assert_int_equal(corral_reply_enqueue(r, &id, &err), -1);
