@@ -74,8 +74,10 @@ static void parse_replies(const redisReply *r)
     free(json);
 
     /* Redis Cluster: the slot map and the redirections (queue/cluster.c). */
-    static struct corral_cluster_map map;
-    if (corral_cluster_map_parse(r, "asked", &map, &err) == 0) {
+    static struct corral_cluster_map map; /* 32 KiB: parsed only for arrays */
+    if (r->type != REDIS_REPLY_ARRAY) {
+        /* not a map: refused without looking further */
+    } else if (corral_cluster_map_parse(r, "asked", &map, &err) == 0) {
         size_t served = 0;
         for (unsigned s = 0; s < CORRAL_CLUSTER_SLOTS; s++) {
             if (map.owner[s] > map.n_nodes)
@@ -92,13 +94,13 @@ static void parse_replies(const redisReply *r)
     }
     corral_cluster_map_free(&map);
     struct corral_cluster_redirect rd;
-    int k = corral_cluster_redirect_parse(r, &rd, &err);
-    if (k == 1 && (rd.slot >= CORRAL_CLUSTER_SLOTS || rd.port < 1 || rd.port > 65535 ||
+    int red = corral_cluster_redirect_parse(r, &rd, &err);
+    if (red == 1 && (rd.slot >= CORRAL_CLUSTER_SLOTS || rd.port < 1 || rd.port > 65535 ||
                    memchr(rd.host, '\0', sizeof(rd.host)) == NULL || strchr(rd.host, ' ')))
         abort();
-    if (k == -1 && err.msg[0] == '\0')
+    if (red == -1 && err.msg[0] == '\0')
         abort();
-    if (k == 1 && r->type != REDIS_REPLY_ERROR)
+    if (red == 1 && r->type != REDIS_REPLY_ERROR)
         abort();
 }
 
