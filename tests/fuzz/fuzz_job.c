@@ -7,7 +7,10 @@
  *    each (priority, delay, timeout, max-attempts, service, unique), then a
  *    blank line and the payload bytes: the options go through corralctl's
  *    parsers into corral_cmd_enqueue, whose FCALL must carry the payload
- *    byte for byte and options JSON that reads back to what was given. */
+ *    byte for byte and options JSON that reads back to what was given;
+ *  - the same replies go to the Redis Cluster parsers (queue/cluster.c): a
+ *    CLUSTER SLOTS map names only real nodes and serves some slot, a MOVED
+ *    or ASK is a slot in range and a host:port. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +19,7 @@
 #include <hiredis/hiredis.h>
 #include <jansson.h>
 
+#include "corral/cluster.h"
 #include "corral/config.h"
 #include "corral/queue.h"
 
@@ -68,6 +72,36 @@ static void parse_replies(const redisReply *r)
     if (corral_reply_json(r, "stats", &json, &err) == 0 && json == NULL)
         abort();
     free(json);
+
+    /* Redis Cluster: the slot map and the redirections (queue/cluster.c). */
+    static struct corral_cluster_map map; /* 32 KiB: parsed only for arrays */
+    if (r->type != REDIS_REPLY_ARRAY) {
+        /* not a map: refused without looking further */
+    } else if (corral_cluster_map_parse(r, "asked", &map, &err) == 0) {
+        size_t served = 0;
+        for (unsigned s = 0; s < CORRAL_CLUSTER_SLOTS; s++) {
+            if (map.owner[s] > map.n_nodes)
+                abort();
+            const struct corral_cluster_node *n = corral_cluster_owner(&map, s);
+            if (n != NULL && (n->host[0] == '\0' || n->port < 1 || n->port > 65535))
+                abort();
+            served += n != NULL;
+        }
+        if (served == 0)
+            abort();
+    } else if (err.msg[0] == '\0') {
+        abort();
+    }
+    corral_cluster_map_free(&map);
+    struct corral_cluster_redirect rd;
+    int red = corral_cluster_redirect_parse(r, &rd, &err);
+    if (red == 1 && (rd.slot >= CORRAL_CLUSTER_SLOTS || rd.port < 1 || rd.port > 65535 ||
+                   memchr(rd.host, '\0', sizeof(rd.host)) == NULL || strchr(rd.host, ' ')))
+        abort();
+    if (red == -1 && err.msg[0] == '\0')
+        abort();
+    if (red == 1 && r->type != REDIS_REPLY_ERROR)
+        abort();
 }
 
 static void fuzz_reply(const uint8_t *data, size_t size)

@@ -1,0 +1,451 @@
+/* Redis Cluster routing (corral/cluster.h): key slots, the slot map from
+ * CLUSTER SLOTS, MOVED / ASK, and the blocking router. The rules are the
+ * Cluster specification's (docs/design.md "Redis Cluster slots"). */
+#include "corral/cluster.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "corral/redis.h"
+#include "corral/util.h"
+
+/* CRC16-CCITT (XMODEM: polynomial 0x1021, initial 0), the Cluster's key
+ * hash. Bitwise rather than a 256-entry table: a key is hashed once per
+ * call, and a table would be 512 bytes of constants to get right by hand. */
+static uint16_t crc16(const char *buf, size_t len)
+{
+    uint16_t crc = 0;
+    for (size_t i = 0; i < len; i++) {
+        crc ^= (uint16_t)((unsigned char)buf[i] << 8);
+        for (int b = 0; b < 8; b++)
+            crc = (crc & 0x8000) ? (uint16_t)((crc << 1) ^ 0x1021) : (uint16_t)(crc << 1);
+    }
+    return crc;
+}
+
+unsigned corral_cluster_keyslot(const char *key, size_t len)
+{
+    const char *open = memchr(key, '{', len);
+    if (open != NULL) {
+        size_t from = (size_t)(open - key) + 1;
+        const char *close = memchr(key + from, '}', len - from);
+        if (close != NULL && close > key + from)
+            return crc16(key + from, (size_t)(close - (key + from))) & (CORRAL_CLUSTER_SLOTS - 1);
+    }
+    return crc16(key, len) & (CORRAL_CLUSTER_SLOTS - 1);
+}
+
+void corral_cluster_map_free(struct corral_cluster_map *map)
+{
+    if (map == NULL)
+        return;
+    for (size_t i = 0; i < map->n_nodes; i++)
+        free(map->nodes[i].host);
+    free(map->nodes);
+    map->nodes = NULL;
+    map->n_nodes = 0;
+}
+
+static int is_int(const redisReply *r, long long lo, long long hi, long long *v)
+{
+    if (r->type != REDIS_REPLY_INTEGER || r->integer < lo || r->integer > hi)
+        return 0;
+    *v = r->integer;
+    return 1;
+}
+
+/* The index of host:port in map->nodes, added when new. */
+static size_t node_index(struct corral_cluster_map *map, const char *host, size_t hlen, int port)
+{
+    for (size_t i = 0; i < map->n_nodes; i++)
+        if (map->nodes[i].port == port && strlen(map->nodes[i].host) == hlen &&
+            memcmp(map->nodes[i].host, host, hlen) == 0)
+            return i;
+    map->nodes = realloc(map->nodes, (map->n_nodes + 1) * sizeof(*map->nodes));
+    if (map->nodes == NULL)
+        abort();
+    map->nodes[map->n_nodes].host = corral_xstrndup(host, hlen);
+    map->nodes[map->n_nodes].port = port;
+    return map->n_nodes++;
+}
+
+int corral_cluster_map_parse(const redisReply *r, const char *asked_host,
+                             struct corral_cluster_map *map, struct corral_err *err)
+{
+    memset(map, 0, sizeof(*map));
+    if (r == NULL || r->type != REDIS_REPLY_ARRAY)
+        return corral_err_set(err, CORRAL_ERR_REDIS,
+                              "CLUSTER SLOTS: expected an array of slot ranges");
+    size_t served = 0;
+    for (size_t i = 0; i < r->elements; i++) {
+        const redisReply *e = r->element[i];
+        long long lo, hi, port;
+        if (e->type != REDIS_REPLY_ARRAY || e->elements < 3 ||
+            !is_int(e->element[0], 0, CORRAL_CLUSTER_SLOTS - 1, &lo) ||
+            !is_int(e->element[1], lo, CORRAL_CLUSTER_SLOTS - 1, &hi))
+            return corral_err_set(err, CORRAL_ERR_REDIS,
+                                  "CLUSTER SLOTS: range %zu is not two slots in 0..16383, "
+                                  "lowest first",
+                                  i + 1);
+        /* The primary is the first node; replicas follow and are not
+         * routed to (writes only). */
+        const redisReply *n = e->element[2];
+        if (n->type != REDIS_REPLY_ARRAY || n->elements < 2 ||
+            n->element[0]->type != REDIS_REPLY_STRING || !is_int(n->element[1], 1, 65535, &port))
+            return corral_err_set(err, CORRAL_ERR_REDIS,
+                                  "CLUSTER SLOTS: range %lld-%lld: the primary is not "
+                                  "[host, port, ...]",
+                                  lo, hi);
+        const char *host = n->element[0]->str;
+        size_t hlen = n->element[0]->len;
+        if (hlen == 0 || (hlen == 1 && host[0] == '?')) {
+            if (asked_host == NULL)
+                return corral_err_set(err, CORRAL_ERR_REDIS,
+                                      "CLUSTER SLOTS: range %lld-%lld: the primary has no "
+                                      "address",
+                                      lo, hi);
+            host = asked_host;
+            hlen = strlen(asked_host);
+        }
+        if (hlen > 253 || memchr(host, '\0', hlen) != NULL)
+            return corral_err_set(err, CORRAL_ERR_REDIS,
+                                  "CLUSTER SLOTS: range %lld-%lld: the primary's host is not "
+                                  "a host name",
+                                  lo, hi);
+        uint16_t owner = (uint16_t)(node_index(map, host, hlen, (int)port) + 1);
+        for (long long s = lo; s <= hi; s++) {
+            served += map->owner[s] == 0;
+            map->owner[s] = owner;
+        }
+    }
+    if (served == 0)
+        return corral_err_set(err, CORRAL_ERR_REDIS, "CLUSTER SLOTS: no node serves any slot");
+    return 0;
+}
+
+const struct corral_cluster_node *corral_cluster_owner(const struct corral_cluster_map *map,
+                                                       unsigned slot)
+{
+    if (slot >= CORRAL_CLUSTER_SLOTS || map->owner[slot] == 0)
+        return NULL;
+    return &map->nodes[map->owner[slot] - 1];
+}
+
+int corral_cluster_redirect_parse(const redisReply *r, struct corral_cluster_redirect *out,
+                                  struct corral_err *err)
+{
+    if (r == NULL || r->type != REDIS_REPLY_ERROR)
+        return 0;
+    int ask;
+    size_t skip;
+    if (r->len >= 6 && memcmp(r->str, "MOVED ", 6) == 0) {
+        ask = 0;
+        skip = 6;
+    } else if (r->len >= 4 && memcmp(r->str, "ASK ", 4) == 0) {
+        ask = 1;
+        skip = 4;
+    } else {
+        return 0;
+    }
+    /* "<slot> <host>:<port>": the host may be empty (Redis 7's "unknown
+     * endpoint": the node asked), or an IPv6 address with colons. */
+    const char *p = r->str + skip, *end = r->str + r->len;
+    unsigned long slot = 0;
+    size_t digits = 0;
+    while (p < end && *p >= '0' && *p <= '9' && digits < 6) {
+        slot = slot * 10 + (unsigned long)(*p++ - '0');
+        digits++;
+    }
+    const char *colon = NULL;
+    for (const char *q = end; q > p; q--)
+        if (q[-1] == ':') {
+            colon = q - 1;
+            break;
+        }
+    long port = 0;
+    size_t pdigits = 0;
+    if (colon != NULL)
+        for (const char *q = colon + 1; q < end && *q >= '0' && *q <= '9' && pdigits < 6; q++) {
+            port = port * 10 + (*q - '0');
+            pdigits++;
+        }
+    size_t hlen = colon ? (size_t)(colon - p) - 1 : 0;
+    if (digits == 0 || slot >= CORRAL_CLUSTER_SLOTS || p >= end || *p != ' ' || colon == NULL ||
+        pdigits == 0 || colon + 1 + pdigits != end || port < 1 || port > 65535 ||
+        hlen >= sizeof(out->host) || memchr(p + 1, '\0', hlen) != NULL ||
+        memchr(p + 1, ' ', hlen) != NULL)
+        return corral_err_set(err, CORRAL_ERR_REDIS,
+                              "a malformed %s redirection from the cluster (expected \"%s <slot> "
+                              "<host>:<port>\")",
+                              ask ? "ASK" : "MOVED", ask ? "ASK" : "MOVED");
+    out->ask = ask;
+    out->slot = (unsigned)slot;
+    memcpy(out->host, p + 1, hlen);
+    out->host[hlen] = '\0';
+    out->port = (int)port;
+    return 1;
+}
+
+/* The router. */
+
+struct node_conn {
+    char *host;
+    int port;
+    redisContext *c;
+};
+
+struct corral_cluster {
+    struct corral_redis_conf conf; /* a shallow copy: its strings are the caller's */
+    int64_t timeout_ms;
+    struct corral_cluster_map map;
+    struct node_conn *conns;
+    size_t n_conns;
+    char **seeds;
+    size_t n_seeds;
+    unsigned refreshes;
+};
+
+static redisContext *connect_node(struct corral_cluster *cc, const char *host, int port,
+                                  struct corral_err *err)
+{
+    struct timeval tv = {.tv_sec = cc->timeout_ms / 1000,
+                         .tv_usec = (cc->timeout_ms % 1000) * 1000};
+    redisContext *c = cc->timeout_ms > 0 ? redisConnectWithTimeout(host, port, tv)
+                                         : redisConnect(host, port);
+    if (c == NULL || c->err) {
+        corral_err_set(err, CORRAL_ERR_REDIS, "redis cluster node %s:%d: %s", host, port,
+                       c ? c->errstr : "out of memory");
+        redisFree(c);
+        return NULL;
+    }
+    if (cc->timeout_ms > 0)
+        redisSetTimeout(c, tv);
+    if (corral_redis_handshake(c, &cc->conf, err) < 0) {
+        corral_err_prefix(err, "redis cluster node %s:%d", host, port);
+        redisFree(c);
+        return NULL;
+    }
+    return c;
+}
+
+/* The connection to host:port, made on first use. */
+static redisContext *conn_for(struct corral_cluster *cc, const char *host, int port,
+                              struct corral_err *err)
+{
+    for (size_t i = 0; i < cc->n_conns; i++)
+        if (cc->conns[i].port == port && strcmp(cc->conns[i].host, host) == 0) {
+            if (cc->conns[i].c != NULL)
+                return cc->conns[i].c;
+            cc->conns[i].c = connect_node(cc, host, port, err);
+            return cc->conns[i].c;
+        }
+    redisContext *c = connect_node(cc, host, port, err);
+    if (c == NULL)
+        return NULL;
+    cc->conns = realloc(cc->conns, (cc->n_conns + 1) * sizeof(*cc->conns));
+    if (cc->conns == NULL)
+        abort();
+    cc->conns[cc->n_conns++] = (struct node_conn){corral_xstrdup(host), port, c};
+    return c;
+}
+
+/* A connection that failed is dropped; the next use reconnects. */
+static void conn_drop(struct corral_cluster *cc, redisContext *c)
+{
+    for (size_t i = 0; i < cc->n_conns; i++)
+        if (cc->conns[i].c == c) {
+            redisFree(c);
+            cc->conns[i].c = NULL;
+        }
+}
+
+/* Reads the map from the first node that answers: the known primaries,
+ * then the seeds. */
+static int refresh(struct corral_cluster *cc, struct corral_err *err)
+{
+    size_t n_known = cc->map.n_nodes;
+    size_t total = n_known + cc->n_seeds;
+    char why[512] = "";
+    for (size_t i = 0; i < total; i++) {
+        struct {
+            const char *host;
+            int port;
+        } hp;
+        char *seed_host = NULL;
+        if (i < n_known) {
+            /* A copy: a successful read replaces the map it points into. */
+            seed_host = corral_xstrdup(cc->map.nodes[i].host);
+            hp.port = cc->map.nodes[i].port;
+        } else {
+            const char *s = cc->seeds[i - n_known];
+            const char *colon = strrchr(s, ':');
+            seed_host = colon ? corral_xstrndup(s, (size_t)(colon - s)) : corral_xstrdup(s);
+            hp.port = colon ? atoi(colon + 1) : 6379;
+        }
+        hp.host = seed_host;
+        struct corral_err e;
+        redisContext *c = conn_for(cc, hp.host, hp.port, &e);
+        if (c == NULL) {
+            snprintf(why + strlen(why), sizeof(why) - strlen(why), "%s%s", why[0] ? "; " : "",
+                     e.msg);
+            free(seed_host);
+            continue;
+        }
+        redisReply *r = redisCommand(c, "CLUSTER SLOTS");
+        if (r == NULL) {
+            snprintf(why + strlen(why), sizeof(why) - strlen(why), "%s%s:%d: %s",
+                     why[0] ? "; " : "", hp.host, hp.port, c->errstr);
+            conn_drop(cc, c);
+            free(seed_host);
+            continue;
+        }
+        if (r->type == REDIS_REPLY_ERROR) {
+            int not_cluster = strstr(r->str, "cluster support disabled") != NULL;
+            snprintf(why + strlen(why), sizeof(why) - strlen(why), "%s%s:%d: %s",
+                     why[0] ? "; " : "", hp.host, hp.port,
+                     not_cluster ? "not in cluster mode (cluster-enabled no)" : r->str);
+            freeReplyObject(r);
+            free(seed_host);
+            continue;
+        }
+        struct corral_cluster_map map;
+        int rc = corral_cluster_map_parse(r, hp.host, &map, &e);
+        freeReplyObject(r);
+        free(seed_host);
+        if (rc < 0) {
+            corral_cluster_map_free(&map);
+            snprintf(why + strlen(why), sizeof(why) - strlen(why), "%s%s", why[0] ? "; " : "",
+                     e.msg);
+            continue;
+        }
+        corral_cluster_map_free(&cc->map);
+        cc->map = map;
+        cc->refreshes++;
+        return 0;
+    }
+    return corral_err_set(err, CORRAL_ERR_REDIS, "redis cluster: no node gave the slot map (%s)",
+                          why[0] ? why : "no seeds");
+}
+
+struct corral_cluster *corral_cluster_connect(const struct corral_redis_conf *conf,
+                                              const char *const *seeds, size_t n_seeds,
+                                              int64_t timeout_ms, struct corral_err *err)
+{
+    struct corral_cluster *cc = corral_xcalloc(1, sizeof(*cc));
+    cc->conf = *conf;
+    cc->timeout_ms = timeout_ms;
+    cc->seeds = corral_xcalloc(n_seeds + 1, sizeof(char *));
+    for (size_t i = 0; i < n_seeds; i++)
+        cc->seeds[i] = corral_xstrdup(seeds[i]);
+    cc->n_seeds = n_seeds;
+    if (refresh(cc, err) < 0) {
+        corral_cluster_free(cc);
+        return NULL;
+    }
+    return cc;
+}
+
+void corral_cluster_free(struct corral_cluster *cc)
+{
+    if (cc == NULL)
+        return;
+    for (size_t i = 0; i < cc->n_conns; i++) {
+        redisFree(cc->conns[i].c);
+        free(cc->conns[i].host);
+    }
+    free(cc->conns);
+    for (size_t i = 0; i < cc->n_seeds; i++)
+        free(cc->seeds[i]);
+    free(cc->seeds);
+    corral_cluster_map_free(&cc->map);
+    free(cc);
+}
+
+const struct corral_cluster_map *corral_cluster_current(const struct corral_cluster *cc)
+{
+    return &cc->map;
+}
+
+unsigned corral_cluster_refreshes(const struct corral_cluster *cc)
+{
+    return cc->refreshes;
+}
+
+#define MAX_REDIRECTS 5
+
+redisReply *corral_cluster_command(struct corral_cluster *cc, const char *key, size_t keylen,
+                                   int argc, const char **argv, const size_t *argvlen,
+                                   struct corral_err *err)
+{
+    unsigned slot = corral_cluster_keyslot(key, keylen);
+    char ask_host[256] = "";
+    int ask_port = 0;
+    for (int hop = 0; hop <= MAX_REDIRECTS; hop++) {
+        const char *host;
+        int port;
+        if (ask_host[0] != '\0') {
+            host = ask_host;
+            port = ask_port;
+        } else {
+            const struct corral_cluster_node *n = corral_cluster_owner(&cc->map, slot);
+            if (n == NULL) {
+                /* CLUSTERDOWN for this slot, as far as the map knows: read
+                 * it again before giving up. */
+                if (refresh(cc, err) < 0 || (n = corral_cluster_owner(&cc->map, slot)) == NULL)
+                    return corral_err_set(err, CORRAL_ERR_REDIS,
+                                          "redis cluster: no node serves slot %u (key %.*s)",
+                                          slot, (int)(keylen > 64 ? 64 : keylen), key),
+                           NULL;
+            }
+            host = n->host;
+            port = n->port;
+        }
+        redisContext *c = conn_for(cc, host, port, err);
+        if (c == NULL) {
+            /* The node is gone (failover): the map names its successor
+             * once the cluster has promoted one. */
+            ask_host[0] = '\0';
+            if (refresh(cc, err) < 0)
+                return NULL;
+            continue;
+        }
+        if (ask_host[0] != '\0') {
+            redisReply *a = redisCommand(c, "ASKING");
+            freeReplyObject(a);
+        }
+        redisReply *r = redisCommandArgv(c, argc, argv, argvlen);
+        if (r == NULL) {
+            corral_err_set(err, CORRAL_ERR_REDIS, "redis cluster node %s:%d: %s", host, port,
+                           c->errstr);
+            conn_drop(cc, c);
+            ask_host[0] = '\0';
+            if (refresh(cc, err) < 0)
+                return NULL;
+            continue;
+        }
+        struct corral_cluster_redirect rd;
+        int k = corral_cluster_redirect_parse(r, &rd, err);
+        if (k == 0)
+            return r;
+        freeReplyObject(r);
+        if (k < 0)
+            return NULL;
+        if (rd.ask) {
+            if (rd.host[0] != '\0')
+                memcpy(ask_host, rd.host, sizeof(ask_host));
+            else if (host != ask_host) /* an empty host: the node just asked */
+                snprintf(ask_host, sizeof(ask_host), "%s", host);
+            ask_port = rd.port;
+        } else {
+            ask_host[0] = '\0';
+            if (refresh(cc, err) < 0)
+                return NULL;
+        }
+    }
+    return corral_err_set(err, CORRAL_ERR_REDIS,
+                          "redis cluster: more than %d redirections for slot %u", MAX_REDIRECTS,
+                          slot),
+           NULL;
+}
