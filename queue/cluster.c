@@ -212,8 +212,8 @@ static redisContext *connect_node(struct corral_cluster *cc, const char *host, i
 {
     struct timeval tv = {.tv_sec = cc->timeout_ms / 1000,
                          .tv_usec = (cc->timeout_ms % 1000) * 1000};
-    redisContext *c = cc->timeout_ms > 0 ? redisConnectWithTimeout(host, port, tv)
-                                         : redisConnect(host, port);
+    redisContext *c =
+        cc->timeout_ms > 0 ? redisConnectWithTimeout(host, port, tv) : redisConnect(host, port);
     if (c == NULL || c->err) {
         corral_err_set(err, CORRAL_ERR_REDIS, "redis cluster node %s:%d: %s", host, port,
                        c ? c->errstr : "out of memory");
@@ -265,7 +265,7 @@ static void conn_drop(struct corral_cluster *cc, redisContext *c)
  * then the seeds. */
 static int refresh(struct corral_cluster *cc, struct corral_err *err)
 {
-    size_t n_known = cc->map.n_nodes;
+    size_t n_known = cc->map.nodes != NULL ? cc->map.n_nodes : 0;
     size_t total = n_known + cc->n_seeds;
     char why[512] = "";
     for (size_t i = 0; i < total; i++) {
@@ -395,8 +395,8 @@ redisReply *corral_cluster_command(struct corral_cluster *cc, const char *key, s
                  * it again before giving up. */
                 if (refresh(cc, err) < 0 || (n = corral_cluster_owner(&cc->map, slot)) == NULL)
                     return corral_err_set(err, CORRAL_ERR_REDIS,
-                                          "redis cluster: no node serves slot %u (key %.*s)",
-                                          slot, (int)(keylen > 64 ? 64 : keylen), key),
+                                          "redis cluster: no node serves slot %u (key %.*s)", slot,
+                                          (int)(keylen > 64 ? 64 : keylen), key),
                            NULL;
             }
             host = n->host;
@@ -425,7 +425,7 @@ redisReply *corral_cluster_command(struct corral_cluster *cc, const char *key, s
                 return NULL;
             continue;
         }
-        struct corral_cluster_redirect rd;
+        struct corral_cluster_redirect rd = {0};
         int k = corral_cluster_redirect_parse(r, &rd, err);
         if (k == 0)
             return r;

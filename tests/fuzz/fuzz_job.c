@@ -96,7 +96,7 @@ static void parse_replies(const redisReply *r)
     struct corral_cluster_redirect rd;
     int red = corral_cluster_redirect_parse(r, &rd, &err);
     if (red == 1 && (rd.slot >= CORRAL_CLUSTER_SLOTS || rd.port < 1 || rd.port > 65535 ||
-                   memchr(rd.host, '\0', sizeof(rd.host)) == NULL || strchr(rd.host, ' ')))
+                     memchr(rd.host, '\0', sizeof(rd.host)) == NULL || strchr(rd.host, ' ')))
         abort();
     if (red == -1 && err.msg[0] == '\0')
         abort();

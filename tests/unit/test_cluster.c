@@ -90,20 +90,23 @@ static void slot_map_leaves_unserved_slots_unowned(void **state)
 
 static void slot_map_refuses_malformed_ranges(void **state)
 {
-#define ROW(s) {s, sizeof(s) - 1}
+#define ROW(s)                                                                                     \
+    {                                                                                              \
+        s, sizeof(s) - 1                                                                           \
+    }
     static const struct {
         const char *text;
         size_t len;
     } bad[] = {
-        ROW("+OK\r\n"), /* not an array */
-        ROW("*0\r\n"), /* serves nothing */
-        ROW("*1\r\n*3\r\n:5\r\n:4\r\n*2\r\n$1\r\nh\r\n:1\r\n"), /* reversed */
+        ROW("+OK\r\n"),                                             /* not an array */
+        ROW("*0\r\n"),                                              /* serves nothing */
+        ROW("*1\r\n*3\r\n:5\r\n:4\r\n*2\r\n$1\r\nh\r\n:1\r\n"),     /* reversed */
         ROW("*1\r\n*3\r\n:0\r\n:16384\r\n*2\r\n$1\r\nh\r\n:1\r\n"), /* past the end */
-        ROW("*1\r\n*3\r\n:0\r\n:1\r\n*2\r\n$1\r\nh\r\n:0\r\n"), /* port 0 */
-        ROW("*1\r\n*3\r\n:0\r\n:1\r\n*1\r\n$1\r\nh\r\n"), /* no port */
-        ROW("*1\r\n*2\r\n:0\r\n:1\r\n"), /* no node */
-        ROW("*1\r\n*3\r\n:0\r\n:1\r\n*2\r\n$0\r\n\r\n:1\r\n"), /* no address, none asked */
-        ROW("*1\r\n*3\r\n:0\r\n:1\r\n*2\r\n$3\r\na\0b\r\n:1\r\n"), /* a NUL in the host */
+        ROW("*1\r\n*3\r\n:0\r\n:1\r\n*2\r\n$1\r\nh\r\n:0\r\n"),     /* port 0 */
+        ROW("*1\r\n*3\r\n:0\r\n:1\r\n*1\r\n$1\r\nh\r\n"),           /* no port */
+        ROW("*1\r\n*2\r\n:0\r\n:1\r\n"),                            /* no node */
+        ROW("*1\r\n*3\r\n:0\r\n:1\r\n*2\r\n$0\r\n\r\n:1\r\n"),      /* no address, none asked */
+        ROW("*1\r\n*3\r\n:0\r\n:1\r\n*2\r\n$3\r\na\0b\r\n:1\r\n"),  /* a NUL in the host */
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         redisReply *r = resp(bad[i].text, bad[i].len);
@@ -154,9 +157,9 @@ static void redirections_are_read(void **state)
 static void malformed_redirections_are_errors(void **state)
 {
     static const char *const bad[] = {
-        "-MOVED \r\n",         "-MOVED 16384 h:1\r\n", "-MOVED 1 h\r\n",   "-MOVED 1 h:0\r\n",
-        "-MOVED 1 h:70000\r\n", "-ASK x h:1\r\n",       "-MOVED 1 h:1x\r\n", "-MOVED 1 a b:1\r\n",
-        "-MOVED 1h:1\r\n",
+        "-MOVED \r\n",       "-MOVED 16384 h:1\r\n", "-MOVED 1 h\r\n",
+        "-MOVED 1 h:0\r\n",  "-MOVED 1 h:70000\r\n", "-ASK x h:1\r\n",
+        "-MOVED 1 h:1x\r\n", "-MOVED 1 a b:1\r\n",   "-MOVED 1h:1\r\n",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         redisReply *r = resp(bad[i], strlen(bad[i]));
