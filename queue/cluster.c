@@ -41,7 +41,7 @@ void corral_cluster_map_free(struct corral_cluster_map *map)
 {
     if (map == NULL)
         return;
-    for (size_t i = 0; i < map->n_nodes; i++)
+    for (size_t i = 0; map->nodes != NULL && i < map->n_nodes; i++)
         free(map->nodes[i].host);
     free(map->nodes);
     map->nodes = NULL;
