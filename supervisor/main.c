@@ -742,8 +742,8 @@ static void heartbeat(struct corrald *d)
         drop_redis(d, err.msg);
     /* The scaler's new decisions, for the dashboard: a refusal (an ACL
      * without +ltrim) is logged, never a reason to reconnect. */
-    if (d->redis != NULL &&
-        corral_decisions_flush(&d->decisions, d->redis, d->cfg->redis.prefix, d->hb_name, &err) < 0) {
+    if (d->redis != NULL && corral_decisions_flush(&d->decisions, d->redis, d->cfg->redis.prefix,
+                                                   d->hb_name, &err) < 0) {
         if (d->redis->err)
             drop_redis(d, err.msg);
         else

@@ -16,7 +16,8 @@
 #include <jansson.h>
 #include <malloc.h>
 
-#include "../ctl/ctl.h" /* ctl_snapshot and ctl_metrics_write, shared with corralctl */
+#include "../ctl/counters.h" /* ctl_counters_*, shared with corralctl metrics */
+#include "../ctl/ctl.h"      /* ctl_snapshot and ctl_metrics_write, shared with corralctl */
 #include "corral/log.h"
 #include "corral/queue.h"
 #include "corral/redis.h"
@@ -164,7 +165,7 @@ static int read_history(struct web_snap *s, json_t *status, struct corral_err *e
     return rc;
 }
 
-static char *metrics_text(struct web_snap *s, json_t *status, const char *error, uint64_t n,
+static char *metrics_text(json_t *status, json_t *counters, const char *error, uint64_t n,
                           size_t *len)
 {
     char *buf = NULL;
@@ -179,7 +180,7 @@ static char *metrics_text(struct web_snap *s, json_t *status, const char *error,
         fputs("# corral-web: the last read of Redis failed (see its log)\n", out);
     if (status != NULL) {
         ctl_metrics_write(status, out);
-        web_history_metrics(s->hist, out);
+        ctl_counters_write(json_object_get(status, "queues"), counters, out);
     }
     fprintf(out,
             "# HELP corral_web_refreshes_total Reads of the fleet's state from Redis by this "
@@ -209,6 +210,15 @@ static struct web_view *build(struct web_snap *s, const struct web_view *prev, u
         json_decref(status);
         status = NULL;
     }
+    /* The counters the function library keeps, only while /metrics is
+     * asked for: one more round trip. */
+    json_t *counters = NULL;
+    if (status != NULL && parts[WEB_PART_METRICS] &&
+        (counters = ctl_counters_read(s->ctl.redis, s->cfg->redis.prefix,
+                                      json_object_get(status, "queues"), &err)) == NULL) {
+        json_decref(status);
+        status = NULL;
+    }
     if (status == NULL) {
         /* A dropped connection is made again at the next refresh. */
         if (s->ctl.redis != NULL && s->ctl.redis->err != 0) {
@@ -226,7 +236,7 @@ static struct web_view *build(struct web_snap *s, const struct web_view *prev, u
             }
         }
         if (parts[WEB_PART_METRICS])
-            v->metrics = metrics_text(s, NULL, v->error, n, &v->metrics_len);
+            v->metrics = metrics_text(NULL, NULL, v->error, n, &v->metrics_len);
         return v;
     }
     corral_log_repeat_end(&s->redis_log);
@@ -237,7 +247,8 @@ static struct web_view *build(struct web_snap *s, const struct web_view *prev, u
     if (parts[WEB_PART_HISTORY])
         v->history = web_history_json(s->hist, v->wall_ms, &v->history_len);
     if (parts[WEB_PART_METRICS])
-        v->metrics = metrics_text(s, status, NULL, n, &v->metrics_len);
+        v->metrics = metrics_text(status, counters, NULL, n, &v->metrics_len);
+    json_decref(counters);
     json_decref(status);
     return v;
 }

@@ -286,6 +286,30 @@ def test_metrics_parse_as_prometheus_text_with_counters_and_a_histogram(web, r):
     assert "corral_breaker_state" in fams
 
 
+def test_counters_outlive_the_buckets_and_a_restart_of_corral_web(web, r, build_dir, tmp_path,
+                                                                  redis_server):
+    # Prometheus' rate() needs counters that only grow: they are Redis's
+    # (<prefix>:{Q}:ctr), not sums corral-web makes of the 2 h of buckets.
+    for _ in range(3):
+        run_one(r)
+    wait_until(lambda: b'corral_jobs_done_total{queue="jobs"} 3' in web.get("/metrics")[2],
+               timeout=5, interval=0.1, what="3 done jobs in /metrics")
+    assert web.stop() == 0
+    for k in r.keys("corral:{jobs}:st:*"):  # as if two hours had passed
+        r.delete(k)
+    again = tmp_path / "again"
+    again.mkdir()
+    w2 = Web(build_dir, again, redis_server)
+    try:
+        body = wait_until(lambda: (lambda b: b if b"corral_jobs_done_total" in b else None)(
+            w2.get("/metrics")[2]), timeout=5, interval=0.1, what="the counters")
+        assert b'corral_jobs_done_total{queue="jobs"} 3\n' in body
+        assert b'corral_jobs_enqueued_total{queue="jobs"} 3\n' in body
+        assert b'corral_job_processing_seconds_count{queue="jobs"} 3\n' in body
+    finally:
+        assert w2.stop() == 0
+
+
 def test_histogram_buckets_are_those_of_the_function_library(web, r):
     lua = open(os.path.join(REPO, "queue", "lua", "stats.lua")).read()
     m = re.search(r"local HIST = \{([^}]*)\}", lua)

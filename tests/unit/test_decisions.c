@@ -14,8 +14,7 @@
 
 #include "decisions.h"
 
-static struct corral_scale_decision dec(int desired, enum corral_scale_action a,
-                                        const char *reason)
+static struct corral_scale_decision dec(int desired, enum corral_scale_action a, const char *reason)
 {
     struct corral_scale_decision d = {.desired = desired, .action = a};
     snprintf(d.reason, sizeof(d.reason), "%s", reason);
