@@ -39,6 +39,8 @@ struct web_snap {
     uint64_t finished; /* refreshes ended */
     int64_t last_start_ms;
     int64_t wanted_ms[WEB_NPARTS]; /* when each part was last asked for */
+    int trim;                      /* a malloc_trim is wanted (web_snap_idle) */
+    uint64_t trimmed;              /* refreshes finished at the last malloc_trim */
     /* The refresher's own: */
     struct ctl ctl;
     struct web_history *hist;
@@ -273,16 +275,31 @@ static void *refresher(void *arg)
     struct web_snap *s = arg;
     pthread_mutex_lock(&s->lock);
     for (;;) {
-        while (!s->kick && !s->quit)
+        while (!s->kick && !s->quit && !s->trim)
             pthread_cond_wait(&s->wake, &s->lock);
         if (s->quit)
             break;
+        if (s->trim && !s->kick) {
+            /* A refresh's garbage (replies, JSON, old views) goes back to
+             * the system rather than staying in this thread's arena: that
+             * is most of the idle RSS (docs/benchmarks.md). Only while
+             * nobody asks: malloc_trim holds the allocator's locks for a
+             * few ms, which a reader would wait out (the p99 of
+             * bench/bench_web.py). */
+            s->trim = 0;
+            s->trimmed = s->finished;
+            pthread_mutex_unlock(&s->lock);
+            malloc_trim(0);
+            pthread_mutex_lock(&s->lock);
+            continue;
+        }
         int64_t due = s->last_start_ms + WEB_SNAP_MAX_AGE_MS;
         if (s->started > 0 && !s->stale && corral_now_ms() < due) {
             wait_until_ms(s, due);
             continue;
         }
         s->kick = 0;
+        s->trim = 0; /* asked for while quiet; no longer */
         s->stale = 0;
         s->refreshing = 1;
         s->started++;
@@ -304,12 +321,6 @@ static void *refresher(void *arg)
         s->refreshing = 0;
         s->finished++;
         pthread_cond_broadcast(&s->done);
-        /* A refresh's garbage (replies, JSON, the old view) goes back to
-         * the system rather than staying in this thread's arena: that is
-         * most of the idle RSS (docs/benchmarks.md). */
-        pthread_mutex_unlock(&s->lock);
-        malloc_trim(0);
-        pthread_mutex_lock(&s->lock);
     }
     pthread_mutex_unlock(&s->lock);
     return NULL;
@@ -381,9 +392,17 @@ void web_snap_invalidate(struct web_snap *s)
 void web_snap_idle(struct web_snap *s)
 {
     pthread_mutex_lock(&s->lock);
-    int64_t age = s->view != NULL ? corral_now_ms() - s->view->mono_ms : INT64_MAX;
+    int64_t now = corral_now_ms();
+    int64_t age = s->view != NULL ? now - s->view->mono_ms : INT64_MAX;
     if (age >= WEB_SNAP_IDLE_MS && !s->refreshing)
         kick_locked(s);
+    int64_t asked = 0;
+    for (int i = 0; i < WEB_NPARTS; i++)
+        asked = s->wanted_ms[i] > asked ? s->wanted_ms[i] : asked;
+    if (now - asked >= WEB_SNAP_QUIET_MS && s->finished != s->trimmed && !s->refreshing) {
+        s->trim = 1;
+        pthread_cond_signal(&s->wake);
+    }
     pthread_mutex_unlock(&s->lock);
 }
 
