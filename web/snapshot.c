@@ -282,7 +282,7 @@ static void *refresher(void *arg)
         if (s->trim && !s->kick) {
             /* A refresh's garbage (replies, JSON, old views) goes back to
              * the system rather than staying in this thread's arena: that
-             * is most of the idle RSS (docs/benchmarks.md). Only while
+             * is most of the idle RSS (docs/web.md, "Tests and figures"). Only while
              * nobody asks: malloc_trim holds the allocator's locks for a
              * few ms, which a reader would wait out (the p99 of
              * bench/bench_web.py). */
