@@ -447,10 +447,23 @@ def test_cancel_a_queued_job_and_refuse_a_running_one(web, r):
     reserve(r, "jobs")
     before = db_snapshot(r)
     st, _, body = web.post(f"/api/jobs/jobs/{running}/cancel")
-    # Cancelling a running job waits for issue 16: the library refuses it.
+    # Cancelling a running job waits for issue 16: the library refuses it
+    # (RUNNING), as it refuses a job that ended (FINISHED): 409.
     assert st == 409 and "cannot be cancelled" in json.loads(body)["error"]
-    assert web.post("/api/jobs/jobs/999/cancel")[0] == 404
+    done = run_one(r)
+    before = db_snapshot(r)
+    st, _, body = web.post(f"/api/jobs/jobs/{done}/cancel")
+    assert st == 409 and "done and cannot be cancelled" in json.loads(body)["error"]
+    # No such job (NOJOB) or queue (NOQUEUE): 404.
+    st, _, body = web.post("/api/jobs/jobs/999/cancel")
+    assert st == 404 and "no job 999" in json.loads(body)["error"]
+    assert web.post("/api/jobs/nosuchqueue/1/cancel")[0] == 404
     assert db_snapshot(r) == before
+    # A dead job can be cancelled.
+    dead = run_one(r, fail="boom")
+    st, _, body = web.post(f"/api/jobs/jobs/{dead}/cancel")
+    assert st == 200 and json.loads(body)["state"] == "cancelled"
+    assert get_job(r, "jobs", dead)["state"] == "cancelled"
 
 
 def test_login_sets_an_httponly_samesite_strict_cookie_that_acts_until_logout(web, r):
