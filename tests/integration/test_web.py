@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import threading
 import time
+import urllib.parse
 
 import pytest
 
@@ -335,10 +336,10 @@ def test_a_prometheus_server_scrapes_it(web, r, tmp_path):
                           f"--web.listen-address=127.0.0.1:{prom_port}"],
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        def scraped():
+        def scraped(query="corral_jobs_done_total"):
             try:
                 c = http.client.HTTPConnection("127.0.0.1", prom_port, timeout=5)
-                c.request("GET", "/api/v1/query?query=corral_jobs_done_total")
+                c.request("GET", "/api/v1/query?" + urllib.parse.urlencode({"query": query}))
                 res = json.loads(c.getresponse().read())
                 c.close()
                 return res["data"]["result"] if res.get("status") == "success" else None
@@ -346,6 +347,9 @@ def test_a_prometheus_server_scrapes_it(web, r, tmp_path):
                 return None
         res = wait_until(scraped, timeout=30, interval=0.5, what="prometheus to scrape corral-web")
         assert res[0]["metric"]["queue"] == "jobs" and res[0]["value"][1] == "1"
+        # The histogram adds up across queues, as Prometheus users aggregate it.
+        q = scraped("histogram_quantile(0.5, sum by (le) (corral_job_processing_seconds_bucket))")
+        assert q and 0 <= float(q[0]["value"][1]) <= 600
     finally:
         p.terminate()
         p.wait(timeout=20)
