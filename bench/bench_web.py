@@ -78,8 +78,7 @@ def main():
                 sys.exit("bench_web: redis-server did not start")
             time.sleep(0.05)
     r.execute_command("FUNCTION", "LOAD", "REPLACE",
-                      open(os.path.join(os.path.dirname(__file__), "..", "queue",
-                                        "corral.lua")).read())
+                      open(os.path.join(build, "gen", "corral.lua")).read())
     # The fleet: 50 queues with jobs and a minute of stats, 20 heartbeats,
     # 3 services.
     for s in range(SERVICES):

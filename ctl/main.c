@@ -20,6 +20,7 @@
 #include "corral/util.h"
 #include "corral/tls.h"
 #include "ctl.h"
+#include "when.h"
 
 #define EXIT_USAGE   CTL_EXIT_USAGE
 #define EXIT_TIMEOUT 124
@@ -434,14 +435,21 @@ static int cmd_job(struct ctl *ctl, int argc, char **argv)
             "id",         "queue",     "state",      "priority",   "attempts",    "max_attempts",
             "service",    "worker",    "created_ms", "started_ms", "finished_ms", "run_at_ms",
             "timeout_ms", "deferrals", "error",      "result",     "payload",     NULL};
+        int64_t now = ctl_redis_now_ms(ctl->redis);
         for (const char **k = order; *k; k++) {
             json_t *v = json_object_get(j, *k);
             if (v == NULL || json_is_null(v))
                 continue;
-            if (json_is_string(v))
+            char when[96];
+            if (json_is_string(v)) {
                 printf("%-13s %s\n", *k, json_string_value(v));
-            else
+            } else if (strcmp(*k, "timeout_ms") != 0 && strstr(*k, "_ms") != NULL &&
+                       json_integer_value(v) > 0) { /* a time (docs/design.md) */
+                ctl_when(json_integer_value(v), now, when, sizeof(when));
+                printf("%-13s %lld  %s\n", *k, (long long)json_integer_value(v), when);
+            } else {
                 printf("%-13s %lld\n", *k, (long long)json_integer_value(v));
+            }
         }
     }
     json_decref(j);

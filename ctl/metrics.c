@@ -8,6 +8,7 @@
 
 #include <jansson.h>
 
+#include "counters.h"
 #include "ctl.h"
 
 /* A label value with \, " and newlines escaped as the format asks. */
@@ -212,11 +213,19 @@ int ctl_metrics(struct ctl *ctl, int argc, char **argv)
     json_t *s = ctl_snapshot(ctl, &err);
     if (s == NULL)
         return ctl_metrics_down(&err);
+    json_t *ctr =
+        ctl_counters_read(ctl->redis, ctl->cfg->redis.prefix, json_object_get(s, "queues"), &err);
+    if (ctr == NULL) {
+        json_decref(s);
+        return ctl_metrics_down(&err);
+    }
     FILE *out = stdout;
     up(out, NULL);
     queues(out, json_object_get(s, "queues"));
     hosts(out, json_object_get(s, "hosts"));
     breakers(out, json_object_get(s, "breakers"));
+    ctl_counters_write(json_object_get(s, "queues"), ctr, out);
+    json_decref(ctr);
     json_decref(s);
     return fflush(out) == 0 ? 0 : 1;
 }

@@ -27,6 +27,7 @@
 #include "corral/tls.h"
 #include "corral/util.h"
 #include "corral/wmsg.h"
+#include "decisions.h"
 #include "heartbeat.h"
 #include "hostmetrics.h"
 #include "notify.h"
@@ -64,6 +65,8 @@ struct corrald {
     struct corral_procs *procs;
     struct corral_scaler_state scaler;
     struct corral_scale_decision last;
+    struct corral_decisions decisions; /* kept for the dashboard (decisions.h) */
+    struct corral_log_repeat decisions_log;
     int desired;
     struct corral_backoff crash_backoff; /* workers crashing at start */
     int64_t next_spawn_ms;
@@ -638,6 +641,7 @@ static void decide(struct corrald *d)
     if (dec.warn_pinned) /* once per pinned period; the scaler remembers */
         corral_log_warn("pool pinned at max: the load wants more workers than [pool] max",
                         "max=%d demand=%d", c->pool.max, dec.demand);
+    corral_decisions_note(&d->decisions, corral_wall_ms(), in.workers, &dec);
     d->last = dec;
     d->desired = dec.desired;
 }
@@ -736,6 +740,16 @@ static void heartbeat(struct corrald *d)
     if (d->redis != NULL &&
         corral_heartbeat_send(d->redis, d->cfg->redis.prefix, &hb, ttl, &err) < 0)
         drop_redis(d, err.msg);
+    /* The scaler's new decisions, for the dashboard: a refusal (an ACL
+     * without +ltrim) is logged, never a reason to reconnect. */
+    if (d->redis != NULL && corral_decisions_flush(&d->decisions, d->redis, d->cfg->redis.prefix,
+                                                   d->hb_name, &err) < 0) {
+        if (d->redis->err)
+            drop_redis(d, err.msg);
+        else
+            corral_logr(&d->decisions_log, CORRAL_LOG_WARN, "cannot keep the scaler's decisions",
+                        "detail=\"%s\"", err.msg);
+    }
     if (!d->notified_ready && ready >= d->cfg->pool.min && d->redis != NULL) {
         corral_notify("READY=1\nSTATUS=%d workers, %d/%d slots busy", live, busy, slots);
         d->notified_ready = 1;
@@ -1052,6 +1066,7 @@ int main(int argc, char **argv)
     corral_log_repeat_init(&d.redis_log, REPEAT_WINDOW_MS);
     corral_log_repeat_init(&d.reclaim_log, REPEAT_WINDOW_MS);
     corral_log_repeat_init(&d.stats_log, REPEAT_WINDOW_MS);
+    corral_log_repeat_init(&d.decisions_log, REPEAT_WINDOW_MS);
     corral_log_repeat_init(&d.watch_log, REPEAT_WINDOW_MS);
     d.desired = d.cfg->pool.min;
     snprintf(d.redis_state, sizeof(d.redis_state), "connecting");
@@ -1088,9 +1103,11 @@ int main(int argc, char **argv)
     ev_run(loop, 0);
     if (d.redis != NULL) {
         struct corral_err err;
+        corral_decisions_flush(&d.decisions, d.redis, d.cfg->redis.prefix, d.hb_name, &err);
         corral_heartbeat_remove(d.redis, d.cfg->redis.prefix, d.hb_name, &err);
         redisFree(d.redis);
     }
+    corral_decisions_clear(&d.decisions);
     watch_close(&d);
     corral_log_repeat_end(&d.watch_log);
     corral_tlssup_free(d.tls);

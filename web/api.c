@@ -71,6 +71,46 @@ static int status_of(const struct corral_err *err, int refusal)
     }
 }
 
+/* corral_cancel's refusals by their code word (docs/protocol.md, "Error
+ * replies"), whichever jobs a library version lets it cancel: no such job
+ * 404; a job that runs and cannot be stopped, or that already ended, 409. */
+static int cancel_status(const struct corral_err *err)
+{
+    switch (err->word) {
+    case CORRAL_WORD_NOJOB:
+    case CORRAL_WORD_NOQUEUE:
+        return 404;
+    case CORRAL_WORD_RUNNING:
+    case CORRAL_WORD_FINISHED:
+        return 409;
+    default:
+        return status_of(err, 409);
+    }
+}
+
+/* FCALL corral_cancel: 0 with the state it answered ("cancelled", or the
+ * word a later library version answers, e.g. for a running job told to
+ * stop) in *state (free it), or -1 with err. */
+static int cancel(redisContext *c, const char *prefix, const char *queue, const char *id,
+                  char **state, struct corral_err *err)
+{
+    struct corral_cmd cmd;
+    corral_cmd_init(&cmd, "corral_cancel", prefix, queue);
+    corral_cmd_addstr(&cmd, id);
+    redisReply *r = corral_cmd_run(c, &cmd);
+    corral_cmd_free(&cmd);
+    if (corral_redis_check(c, r, "cancel", err) < 0) {
+        freeReplyObject(r);
+        return -1;
+    }
+    *state = corral_xstrdup((r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS) &&
+                                    r->len > 0
+                                ? r->str
+                                : "cancelled");
+    freeReplyObject(r);
+    return 0;
+}
+
 static int fail(const struct corral_err *err, int refusal, char **body)
 {
     *body = web_error_json(err->msg);
@@ -290,15 +330,13 @@ int web_api_action(struct web_api *a, const struct web_route *r, const char *bod
             res = json_pack("{s:b s:s s:s}", "ok", 1, "service", r->service, "state", "closed");
             break;
         case WEB_JOB_CANCEL: {
-            /* An unknown job is 404; a job that cannot be cancelled (it
-             * runs, or it ended) is the library's refusal, 409. */
-            char *json = NULL;
-            rc = corral_queue_job(c, prefix, r->queue, r->id, &json, &err);
-            free(json);
+            /* One call; its refusals by code word (cancel_status). */
+            char *state = NULL;
+            rc = cancel(c, prefix, r->queue, r->id, &state, &err);
             if (rc == 0)
-                rc = corral_queue_cancel(c, prefix, r->queue, r->id, &err);
-            res = json_pack("{s:b s:s s:s s:s}", "ok", 1, "queue", r->queue, "id", r->id, "state",
-                            "cancelled");
+                res = json_pack("{s:b s:s s:s s:s}", "ok", 1, "queue", r->queue, "id", r->id,
+                                "state", state);
+            free(state);
             break;
         }
         default:
@@ -311,7 +349,8 @@ int web_api_action(struct web_api *a, const struct web_route *r, const char *bod
     json_decref(doc);
     if (rc < 0) {
         json_decref(res);
-        return fail(&err, 409, out);
+        *out = web_error_json(err.msg);
+        return r->page == WEB_JOB_CANCEL ? cancel_status(&err) : status_of(&err, 409);
     }
     *out = dump(res);
     return 200;

@@ -1,4 +1,4 @@
-/* corral-web's history: per-minute buckets folded into counters and charts,
+/* corral-web's history: per-minute buckets kept for the charts,
  * and per-slot samples of the snapshots (see history.h). */
 #include "history.h"
 
@@ -38,11 +38,10 @@ struct chart_minute {
 struct queue {
     char *name;
     char *service;      /* "" for handlers without one */
-    int64_t final_upto; /* minutes up to this one are in tot; 0: none yet */
+    int64_t final_upto; /* minutes up to this one are final and read; 0: none yet */
     int64_t cur;        /* the live minute, as of the last plan */
     struct chart_minute ring[WEB_MINUTES + 1];
     struct minute live;
-    uint64_t tot[NF], tot_h[WEB_NHIST];
     float depth[WEB_SLOTS];
     int64_t seen_ms;
 };
@@ -283,13 +282,9 @@ void web_history_bucket(struct web_history *h, const struct web_bucket_req *req,
     }
     if (req->minute <= q->final_upto)
         return; /* folded already */
-    for (int i = 0; i < NF; i++)
-        q->tot[i] += b.f[i];
-    for (int i = 0; i < WEB_NHIST; i++)
-        q->tot_h[i] += b.h[i];
     q->final_upto = req->minute;
     if (q->live.m <= req->minute)
-        memset(&q->live, 0, sizeof(q->live)); /* now in tot: never counted twice */
+        memset(&q->live, 0, sizeof(q->live)); /* now final: never shown twice */
     if (req->minute > q->cur - WEB_MINUTES - 1)
         q->ring[req->minute % (WEB_MINUTES + 1)] = chart_of(&b);
 }
@@ -586,104 +581,4 @@ char *web_history_json(struct web_history *h, int64_t wall_ms, size_t *len)
     if (fclose(out) != 0)
         abort();
     return buf;
-}
-
-static void put_label(FILE *out, const char *v)
-{
-    for (; *v; v++) {
-        if (*v == '\\' || *v == '"')
-            fprintf(out, "\\%c", *v);
-        else if (*v == '\n')
-            fputs("\\n", out);
-        else
-            fputc(*v, out);
-    }
-}
-
-/* A queue's counter: the folded minutes and the live one. */
-static uint64_t total(const struct queue *q, int f)
-{
-    return q->tot[f] + (uint64_t)q->live.f[f];
-}
-
-void web_history_metrics(struct web_history *h, FILE *out)
-{
-    static const struct {
-        const char *name;
-        int f;
-        const char *help;
-    } counters[] = {
-        {"corral_jobs_enqueued_total", F_ENQ, "Jobs enqueued."},
-        {"corral_jobs_done_total", F_DONE, "Jobs done."},
-        {"corral_jobs_failed_total", F_FAIL, "Failed runs (each retried or dead afterwards)."},
-        {"corral_jobs_retried_total", F_RETRY, "Failed runs scheduled to run again."},
-        {"corral_jobs_dead_total", F_DEAD, "Jobs that went to the dead-letter list."},
-        {"corral_jobs_deferred_total", F_DEFER,
-         "Runs handed back without spending an attempt (breaker open, 429, quota)."},
-        {"corral_jobs_lost_total", F_LOST,
-         "Runs whose worker vanished; their jobs were reclaimed."},
-    };
-    for (size_t c = 0; c < sizeof(counters) / sizeof(counters[0]); c++) {
-        fprintf(out,
-                "# HELP %s %s Counted by corral-web since it started, from the per-minute "
-                "buckets in Redis (its first read counts the 2 h they keep).\n# TYPE %s counter\n",
-                counters[c].name, counters[c].help, counters[c].name);
-        for (size_t i = 0; i < h->nq; i++) {
-            fprintf(out, "%s{queue=\"", counters[c].name);
-            put_label(out, h->q[i]->name);
-            fprintf(out, "\"} %llu\n", (unsigned long long)total(h->q[i], counters[c].f));
-        }
-    }
-    fputs("# HELP corral_service_calls_total Calls to a service by the jobs of the queues that use "
-          "it, by how the run ended (done, failed, deferred).\n"
-          "# TYPE corral_service_calls_total counter\n",
-          out);
-    for (size_t i = 0; i < h->nq; i++) {
-        const struct queue *q = h->q[i];
-        if (q->service[0] == '\0')
-            continue;
-        /* Several queues may share a service: sum them, once per service. */
-        int first = 1;
-        for (size_t k = 0; k < i && first; k++)
-            first = strcmp(h->q[k]->service, q->service) != 0;
-        if (!first)
-            continue;
-        static const struct {
-            const char *outcome;
-            int f;
-        } oc[] = {{"done", F_DONE}, {"failed", F_FAIL}, {"deferred", F_DEFER}};
-        for (size_t o = 0; o < 3; o++) {
-            uint64_t sum = 0;
-            for (size_t k = i; k < h->nq; k++)
-                if (strcmp(h->q[k]->service, q->service) == 0)
-                    sum += total(h->q[k], oc[o].f);
-            fputs("corral_service_calls_total{service=\"", out);
-            put_label(out, q->service);
-            fprintf(out, "\",outcome=\"%s\"} %llu\n", oc[o].outcome, (unsigned long long)sum);
-        }
-    }
-    fputs("# HELP corral_job_processing_seconds Processing time of the runs that ended (done or "
-          "failed), from the buckets of queue/corral.lua.\n"
-          "# TYPE corral_job_processing_seconds histogram\n",
-          out);
-    for (size_t i = 0; i < h->nq; i++) {
-        const struct queue *q = h->q[i];
-        uint64_t acc = 0;
-        for (int b = 0; b < WEB_NHIST; b++) {
-            acc += q->tot_h[b] + q->live.h[b];
-            fputs("corral_job_processing_seconds_bucket{queue=\"", out);
-            put_label(out, q->name);
-            if (b < WEB_NHIST - 1)
-                fprintf(out, "\",le=\"%g\"} %llu\n", hist_le_ms[b] / 1000.0,
-                        (unsigned long long)acc);
-            else
-                fprintf(out, "\",le=\"+Inf\"} %llu\n", (unsigned long long)acc);
-        }
-        fputs("corral_job_processing_seconds_sum{queue=\"", out);
-        put_label(out, q->name);
-        fprintf(out, "\"} %.3f\n", (double)total(q, F_PS) / 1000.0);
-        fputs("corral_job_processing_seconds_count{queue=\"", out);
-        put_label(out, q->name);
-        fprintf(out, "\"} %llu\n", (unsigned long long)acc);
-    }
 }

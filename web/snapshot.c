@@ -16,7 +16,8 @@
 #include <jansson.h>
 #include <malloc.h>
 
-#include "../ctl/ctl.h" /* ctl_snapshot and ctl_metrics_write, shared with corralctl */
+#include "../ctl/counters.h" /* ctl_counters_*, shared with corralctl metrics */
+#include "../ctl/ctl.h"      /* ctl_snapshot and ctl_metrics_write, shared with corralctl */
 #include "corral/log.h"
 #include "corral/queue.h"
 #include "corral/redis.h"
@@ -38,6 +39,8 @@ struct web_snap {
     uint64_t finished; /* refreshes ended */
     int64_t last_start_ms;
     int64_t wanted_ms[WEB_NPARTS]; /* when each part was last asked for */
+    int trim;                      /* a malloc_trim is wanted (web_snap_idle) */
+    uint64_t trimmed;              /* refreshes finished at the last malloc_trim */
     /* The refresher's own: */
     struct ctl ctl;
     struct web_history *hist;
@@ -164,7 +167,7 @@ static int read_history(struct web_snap *s, json_t *status, struct corral_err *e
     return rc;
 }
 
-static char *metrics_text(struct web_snap *s, json_t *status, const char *error, uint64_t n,
+static char *metrics_text(json_t *status, json_t *counters, const char *error, uint64_t n,
                           size_t *len)
 {
     char *buf = NULL;
@@ -179,7 +182,7 @@ static char *metrics_text(struct web_snap *s, json_t *status, const char *error,
         fputs("# corral-web: the last read of Redis failed (see its log)\n", out);
     if (status != NULL) {
         ctl_metrics_write(status, out);
-        web_history_metrics(s->hist, out);
+        ctl_counters_write(json_object_get(status, "queues"), counters, out);
     }
     fprintf(out,
             "# HELP corral_web_refreshes_total Reads of the fleet's state from Redis by this "
@@ -209,6 +212,15 @@ static struct web_view *build(struct web_snap *s, const struct web_view *prev, u
         json_decref(status);
         status = NULL;
     }
+    /* The counters the function library keeps, only while /metrics is
+     * asked for: one more round trip. */
+    json_t *counters = NULL;
+    if (status != NULL && parts[WEB_PART_METRICS] &&
+        (counters = ctl_counters_read(s->ctl.redis, s->cfg->redis.prefix,
+                                      json_object_get(status, "queues"), &err)) == NULL) {
+        json_decref(status);
+        status = NULL;
+    }
     if (status == NULL) {
         /* A dropped connection is made again at the next refresh. */
         if (s->ctl.redis != NULL && s->ctl.redis->err != 0) {
@@ -226,7 +238,7 @@ static struct web_view *build(struct web_snap *s, const struct web_view *prev, u
             }
         }
         if (parts[WEB_PART_METRICS])
-            v->metrics = metrics_text(s, NULL, v->error, n, &v->metrics_len);
+            v->metrics = metrics_text(NULL, NULL, v->error, n, &v->metrics_len);
         return v;
     }
     corral_log_repeat_end(&s->redis_log);
@@ -237,7 +249,8 @@ static struct web_view *build(struct web_snap *s, const struct web_view *prev, u
     if (parts[WEB_PART_HISTORY])
         v->history = web_history_json(s->hist, v->wall_ms, &v->history_len);
     if (parts[WEB_PART_METRICS])
-        v->metrics = metrics_text(s, status, NULL, n, &v->metrics_len);
+        v->metrics = metrics_text(status, counters, NULL, n, &v->metrics_len);
+    json_decref(counters);
     json_decref(status);
     return v;
 }
@@ -262,16 +275,31 @@ static void *refresher(void *arg)
     struct web_snap *s = arg;
     pthread_mutex_lock(&s->lock);
     for (;;) {
-        while (!s->kick && !s->quit)
+        while (!s->kick && !s->quit && !s->trim)
             pthread_cond_wait(&s->wake, &s->lock);
         if (s->quit)
             break;
+        if (s->trim && !s->kick) {
+            /* A refresh's garbage (replies, JSON, old views) goes back to
+             * the system rather than staying in this thread's arena: that
+             * is most of the idle RSS (docs/web.md, "Tests and figures"). Only while
+             * nobody asks: malloc_trim holds the allocator's locks for a
+             * few ms, which a reader would wait out (the p99 of
+             * bench/bench_web.py). */
+            s->trim = 0;
+            s->trimmed = s->finished;
+            pthread_mutex_unlock(&s->lock);
+            malloc_trim(0);
+            pthread_mutex_lock(&s->lock);
+            continue;
+        }
         int64_t due = s->last_start_ms + WEB_SNAP_MAX_AGE_MS;
         if (s->started > 0 && !s->stale && corral_now_ms() < due) {
             wait_until_ms(s, due);
             continue;
         }
         s->kick = 0;
+        s->trim = 0; /* asked for while quiet; no longer */
         s->stale = 0;
         s->refreshing = 1;
         s->started++;
@@ -293,12 +321,6 @@ static void *refresher(void *arg)
         s->refreshing = 0;
         s->finished++;
         pthread_cond_broadcast(&s->done);
-        /* A refresh's garbage (replies, JSON, the old view) goes back to
-         * the system rather than staying in this thread's arena: that is
-         * most of the idle RSS (docs/benchmarks.md). */
-        pthread_mutex_unlock(&s->lock);
-        malloc_trim(0);
-        pthread_mutex_lock(&s->lock);
     }
     pthread_mutex_unlock(&s->lock);
     return NULL;
@@ -370,9 +392,17 @@ void web_snap_invalidate(struct web_snap *s)
 void web_snap_idle(struct web_snap *s)
 {
     pthread_mutex_lock(&s->lock);
-    int64_t age = s->view != NULL ? corral_now_ms() - s->view->mono_ms : INT64_MAX;
+    int64_t now = corral_now_ms();
+    int64_t age = s->view != NULL ? now - s->view->mono_ms : INT64_MAX;
     if (age >= WEB_SNAP_IDLE_MS && !s->refreshing)
         kick_locked(s);
+    int64_t asked = 0;
+    for (int i = 0; i < WEB_NPARTS; i++)
+        asked = s->wanted_ms[i] > asked ? s->wanted_ms[i] : asked;
+    if (now - asked >= WEB_SNAP_QUIET_MS && s->finished != s->trimmed && !s->refreshing) {
+        s->trim = 1;
+        pthread_cond_signal(&s->wake);
+    }
     pthread_mutex_unlock(&s->lock);
 }
 

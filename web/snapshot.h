@@ -21,6 +21,7 @@
                                    */
 #define WEB_SNAP_STALE_OK_MS 1500 /* a view this young is served without waiting */
 #define WEB_SNAP_IDLE_MS     10000 /* refresh when nobody asked for this long */
+#define WEB_SNAP_QUIET_MS    1000  /* free the refreshes' garbage when nobody asked for this long */
 #define WEB_REDIS_TIMEOUT_MS 2000
 
 /* An immutable view, shared by reference. */
@@ -66,7 +67,9 @@ void web_view_release(void *v);
 void web_snap_invalidate(struct web_snap *s);
 
 /* Asks for a refresh when the view is WEB_SNAP_IDLE_MS old (the main
- * loop's timer); does not wait for it. */
+ * loop's timer), and for the refreshes' garbage to be given back to the
+ * system (malloc_trim) once nobody asked for WEB_SNAP_QUIET_MS; does not
+ * wait for either. */
 void web_snap_idle(struct web_snap *s);
 
 /* Refreshes done so far (each is one read of Redis). */

@@ -16,6 +16,7 @@ local function stat(K, now, field, n)
     if redis.call('HINCRBY', bk, field, n or 1) == (n or 1) then
         redis.call('EXPIRE', bk, STATS_TTL_S)
     end
+    count_total(K, field, n or 1) -- the never-expiring total (counters.lua)
     return bk
 end
 
@@ -56,6 +57,7 @@ local function stat_flush(K, now, acc)
         if redis.call('HINCRBY', bk, field, n) == n then
             fresh = true
         end
+        count_total(K, field, n) -- the never-expiring total (counters.lua)
     end
     if fresh then
         redis.call('EXPIRE', bk, STATS_TTL_S)

@@ -82,6 +82,9 @@ async function main() {
     // Let the charts draw, then the screenshot.
     await page.waitForSelector('[data-queue="jobs"] .uplot', { timeout: 15000 });
     await page.waitForSelector('[data-host] .uplot', { timeout: 15000 });
+    // The scaler's decisions beside the pool chart (corrald keeps them in Redis).
+    await page.waitForSelector('[data-host] .decisions li', { timeout: 15000 });
+    out.decisions_shown = await page.$$eval('[data-host] .decisions li', (l) => l.length);
     await page.waitForTimeout(500);
     await page.screenshot({ path: env('SCREENSHOT'), fullPage: true });
 

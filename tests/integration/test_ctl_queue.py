@@ -167,6 +167,24 @@ def test_job_json_has_every_documented_key(ctl):
     assert j["id"] == job_id and j["queue"] == "demo" and j["attempts"] == 0
 
 
+def test_job_shows_times_as_local_iso_with_their_age_beside_the_milliseconds(build_dir, conf,
+                                                                             ctl, r):
+    jid = ctl("enqueue", "demo", "{}", "--delay", "60s").stdout.strip()
+    res = subprocess.run([binary_path(build_dir, "corralctl"), "-c", conf, "job", "demo", jid],
+                         capture_output=True, text=True, timeout=20,
+                         env=dict(os.environ, TZ="CET-1"))
+    assert res.returncode == 0, res.stderr
+    lines = {l.split()[0]: l for l in res.stdout.splitlines()}
+    j = json.loads(r.fcall_ro("corral_job", 1, "demo", jid))
+    created = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(j["created_ms"] // 1000 + 3600))
+    want = (f"created_ms    {j['created_ms']}  {created}.{j['created_ms'] % 1000:03d}+01:00, ")
+    assert lines["created_ms"].startswith(want), lines["created_ms"]
+    assert lines["created_ms"].endswith(" ago")
+    assert ", in 59." in lines["run_at_ms"] or ", in 1 min" in lines["run_at_ms"], \
+        lines["run_at_ms"]  # a delayed job's time to come
+    assert lines["timeout_ms"].split() == ["timeout_ms", str(j["timeout_ms"])]  # a duration
+
+
 def finish_in_background(r, queue, delay_s, how, payload="ok"):
     """Reserves the next job after delay_s and acks or fails it, from a thread."""
     def run():

@@ -151,12 +151,15 @@ def parse_metrics(text):
             helped.add(name)
         elif line.startswith("# TYPE "):
             _, _, name, kind = line.split()
-            assert name in helped and name not in typed and kind == "gauge", line
+            assert name in helped and name not in typed, line
+            assert kind in ("gauge", "counter", "histogram"), line
+            assert (kind == "counter") == name.endswith("_total"), line
             typed.add(name)
         else:
             m = SAMPLE.match(line)
             assert m, f"not a sample: {line!r}"
-            assert m.group(1) in typed, f"sample before its TYPE: {line}"
+            fam = re.sub(r"_(bucket|sum|count)$", "", m.group(1))
+            assert m.group(1) in typed or fam in typed, f"sample before its TYPE: {line}"
             key = line.rsplit(" ", 1)[0]
             assert key not in series, f"duplicate series {key}"
             series[key] = float(m.group(5))
@@ -190,3 +193,32 @@ def test_metrics_expose_what_status_knows(env, r):
     assert m['corral_breaker_open_until_timestamp_seconds{service="ai"}'] > time.time() + 3000
     assert env("metrics", "extra").returncode == 2
     assert env("resume", "jobs").returncode == 0
+
+
+def test_metrics_counters_and_histogram_are_kept_in_redis_beyond_the_buckets(env, r):
+    # docs/web.md, "Metrics": monotonic counters in <prefix>:{Q}:ctr, kept by
+    # the function library; the per-minute buckets (2 h) are not their source.
+    parser = pytest.importorskip("prometheus_client.parser")
+    wait_until(lambda: status(env)["hosts"], what="a heartbeat")
+    for _ in range(5):
+        r.fcall("corral_enqueue", 1, "jobs", '{"n": 1}')
+    wait_until(lambda: r.hget("corral:{jobs}:ctr", "done") == "5", timeout=10,
+               what="the echo workers to run five jobs")
+    for k in r.keys("corral:{jobs}:st:*"):  # as if two hours had passed
+        r.delete(k)
+    res = env("metrics")
+    assert res.returncode == 0, res.stderr
+    parse_metrics(res.stdout)
+    fams = {f.name: f for f in parser.text_string_to_metric_families(res.stdout)}
+    val = {(s.name, tuple(sorted(s.labels.items()))): s.value
+           for f in fams.values() for s in f.samples}
+    jobs = (("queue", "jobs"),)
+    assert fams["corral_jobs_done"].type == "counter"
+    assert val[("corral_jobs_enqueued_total", jobs)] == 5
+    assert val[("corral_jobs_done_total", jobs)] == 5
+    assert val[("corral_jobs_dead_total", jobs)] == 0
+    hist = fams["corral_job_processing_seconds"]
+    assert hist.type == "histogram"
+    assert val[("corral_job_processing_seconds_count", jobs)] == 5
+    assert val[("corral_job_processing_seconds_bucket", (("le", "+Inf"), ("queue", "jobs")))] == 5
+    assert ("corral_service_calls_total", (("outcome", "done"), ("service", "ai"))) in val

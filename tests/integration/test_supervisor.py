@@ -329,3 +329,33 @@ def test_a_young_worker_killed_while_busy_is_replaced_at_once_not_backed_off(
         assert "crashed at start" not in c.logs(), c.logs()
     finally:
         reap([c])
+
+
+def test_the_scalers_decisions_are_kept_in_redis_newest_first_and_capped(r, corrald):
+    # docs/web.md, "The scaler's decisions": what corral-web's dashboard
+    # shows beside the pool chart. 60 old lines: the first push trims to 50.
+    host = socket.gethostname()
+    key = f"corral:decisions:{host}"
+    r.rpush(key, *[json.dumps({"t_ms": i, "from": 1, "to": 1, "reason": "old"})
+                   for i in range(60)])
+    c = corrald(scale="cpu_ceiling = 100%")
+    wait_until(lambda: len(c.workers()) == 2 and "ready" in c.logs(), what="min workers ready")
+    enqueue_many(r, Q, 300)
+
+    def grown():
+        lines = [json.loads(x) for x in r.lrange(key, 0, -1)]
+        return lines if any(d.get("action") == "grow" and d["to"] > 2 for d in lines) else None
+    lines = wait_until(grown, timeout=10, what="a grow decision in the list")
+    assert r.llen(key) == 50
+    assert 0 < r.pttl(key) <= 86400000
+    new = [d for d in lines if d["reason"] != "old"]
+    assert new and lines[:len(new)] == new  # newest first, before the old ones
+    assert [d["t_ms"] for d in new] == sorted((d["t_ms"] for d in new), reverse=True)
+    grow = next(d for d in new if d["action"] == "grow")
+    assert grow["reason"].startswith(f"{grow['from']} -> {grow['to']}:")
+    assert abs(grow["t_ms"] - time.time() * 1000) < 60000  # wall clock
+    # Steady ticks are not each a line: at 4 ticks a second, far fewer.
+    assert len(new) < 20
+    assert "cannot keep the scaler's decisions" not in c.logs()
+    assert c.stop() == 0
+    assert r.exists(key)  # the history outlives a clean stop

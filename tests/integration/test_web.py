@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import threading
 import time
+import urllib.parse
 
 import pytest
 
@@ -286,6 +287,30 @@ def test_metrics_parse_as_prometheus_text_with_counters_and_a_histogram(web, r):
     assert "corral_breaker_state" in fams
 
 
+def test_counters_outlive_the_buckets_and_a_restart_of_corral_web(web, r, build_dir, tmp_path,
+                                                                  redis_server):
+    # Prometheus' rate() needs counters that only grow: they are Redis's
+    # (<prefix>:{Q}:ctr), not sums corral-web makes of the 2 h of buckets.
+    for _ in range(3):
+        run_one(r)
+    wait_until(lambda: b'corral_jobs_done_total{queue="jobs"} 3' in web.get("/metrics")[2],
+               timeout=5, interval=0.1, what="3 done jobs in /metrics")
+    assert web.stop() == 0
+    for k in r.keys("corral:{jobs}:st:*"):  # as if two hours had passed
+        r.delete(k)
+    again = tmp_path / "again"
+    again.mkdir()
+    w2 = Web(build_dir, again, redis_server)
+    try:
+        body = wait_until(lambda: (lambda b: b if b"corral_jobs_done_total" in b else None)(
+            w2.get("/metrics")[2]), timeout=5, interval=0.1, what="the counters")
+        assert b'corral_jobs_done_total{queue="jobs"} 3\n' in body
+        assert b'corral_jobs_enqueued_total{queue="jobs"} 3\n' in body
+        assert b'corral_job_processing_seconds_count{queue="jobs"} 3\n' in body
+    finally:
+        assert w2.stop() == 0
+
+
 def test_histogram_buckets_are_those_of_the_function_library(web, r):
     lua = open(os.path.join(REPO, "queue", "lua", "stats.lua")).read()
     m = re.search(r"local HIST = \{([^}]*)\}", lua)
@@ -311,10 +336,10 @@ def test_a_prometheus_server_scrapes_it(web, r, tmp_path):
                           f"--web.listen-address=127.0.0.1:{prom_port}"],
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        def scraped():
+        def scraped(query="corral_jobs_done_total"):
             try:
                 c = http.client.HTTPConnection("127.0.0.1", prom_port, timeout=5)
-                c.request("GET", "/api/v1/query?query=corral_jobs_done_total")
+                c.request("GET", "/api/v1/query?" + urllib.parse.urlencode({"query": query}))
                 res = json.loads(c.getresponse().read())
                 c.close()
                 return res["data"]["result"] if res.get("status") == "success" else None
@@ -322,6 +347,9 @@ def test_a_prometheus_server_scrapes_it(web, r, tmp_path):
                 return None
         res = wait_until(scraped, timeout=30, interval=0.5, what="prometheus to scrape corral-web")
         assert res[0]["metric"]["queue"] == "jobs" and res[0]["value"][1] == "1"
+        # The histogram adds up across queues, as Prometheus users aggregate it.
+        q = scraped("histogram_quantile(0.5, sum by (le) (corral_job_processing_seconds_bucket))")
+        assert q and 0 <= float(q[0]["value"][1]) <= 600
     finally:
         p.terminate()
         p.wait(timeout=20)
@@ -423,10 +451,23 @@ def test_cancel_a_queued_job_and_refuse_a_running_one(web, r):
     reserve(r, "jobs")
     before = db_snapshot(r)
     st, _, body = web.post(f"/api/jobs/jobs/{running}/cancel")
-    # Cancelling a running job waits for issue 16: the library refuses it.
+    # Cancelling a running job waits for issue 16: the library refuses it
+    # (RUNNING), as it refuses a job that ended (FINISHED): 409.
     assert st == 409 and "cannot be cancelled" in json.loads(body)["error"]
-    assert web.post("/api/jobs/jobs/999/cancel")[0] == 404
+    done = run_one(r)
+    before = db_snapshot(r)
+    st, _, body = web.post(f"/api/jobs/jobs/{done}/cancel")
+    assert st == 409 and "done and cannot be cancelled" in json.loads(body)["error"]
+    # No such job (NOJOB) or queue (NOQUEUE): 404.
+    st, _, body = web.post("/api/jobs/jobs/999/cancel")
+    assert st == 404 and "no job 999" in json.loads(body)["error"]
+    assert web.post("/api/jobs/nosuchqueue/1/cancel")[0] == 404
     assert db_snapshot(r) == before
+    # A dead job can be cancelled.
+    dead = run_one(r, fail="boom")
+    st, _, body = web.post(f"/api/jobs/jobs/{dead}/cancel")
+    assert st == 200 and json.loads(body)["state"] == "cancelled"
+    assert get_job(r, "jobs", dead)["state"] == "cancelled"
 
 
 def test_login_sets_an_httponly_samesite_strict_cookie_that_acts_until_logout(web, r):

@@ -6,6 +6,7 @@ its button, a phone's width, and the screenshot the README shows.
 Skipped, saying so, only when chromium is not installed here; CI installs
 it (.ci/run). Set CORRAL_WEB_SCREENSHOT to a path to keep the screenshot
 (docs/img/web.png is made that way: docs/web.md)."""
+import http.client
 import json
 import os
 import shutil
@@ -88,7 +89,6 @@ def test_dashboard_in_chromium_shows_a_new_queue_logs_in_and_pauses_it(build_dir
                    CHROMIUM=CHROMIUM)
 
         def listening():
-            import http.client
             try:
                 c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
                 c.request("GET", "/healthz")
@@ -107,6 +107,14 @@ def test_dashboard_in_chromium_shows_a_new_queue_logs_in_and_pauses_it(build_dir
         assert figures["queue_appeared_ms"] <= 3000
         # The button really paused the queue in Redis.
         assert r.exists("corral:{late}:paused") == 1
+        # The decisions beside the pool chart are corrald's list in Redis.
+        assert figures["decisions_shown"] >= 1
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        c.request("GET", "/api/history")
+        hosts = json.loads(c.getresponse().read())["hosts"]
+        c.close()
+        assert hosts and all(h["decisions_source"] == "redis" and h["decisions"]
+                             for h in hosts.values())
         assert os.path.getsize(shot) > 10000
         with open(shot, "rb") as f:
             assert f.read(8) == b"\x89PNG\r\n\x1a\n"

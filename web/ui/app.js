@@ -449,10 +449,18 @@
       if (j.result !== undefined && j.result !== null) add('result', el('pre', { text: pretty(j.result) }));
       if (j.payload !== undefined) add('payload', el('pre', { text: pretty(j.payload) }));
       const parts = [el('dl', { class: 'job' }, ...rows)];
-      if (j.state === 'queued' || j.state === 'scheduled' || j.state === 'dead') {
+      // Every job that has not ended; the server says whether it could be
+      // cancelled (a running one needs a library that can stop it: 409).
+      if (['queued', 'scheduled', 'dead', 'active'].includes(j.state)) {
         const cancel = el('button', { type: 'button', class: 'op danger', text: 'Cancel job' });
         cancel.addEventListener('click', async () => {
-          await act(`/api/jobs/${enc(queue)}/${enc(id)}/cancel`, undefined, `job ${id} cancelled`);
+          try {
+            const b = await post(`/api/jobs/${enc(queue)}/${enc(id)}/cancel`);
+            say(`job ${id}: ${b.state || 'cancelled'}`);
+            await poll(true);
+          } catch (e) {
+            say(`job ${id}: ${e.message}`, true);
+          }
           lookup(queue, id);
         });
         parts.push(cancel);
