@@ -24,17 +24,24 @@ import tempfile
 import pytest
 import redis
 
-from conftest import wait_until
+from conftest import free_port, wait_until
 from hafixtures import Node
 
 CLUSTER_ARGS = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
                 "--cluster-node-timeout", "1000", "--cluster-replica-validity-factor", "0"]
 
 
+def cluster_node(name, root):
+    """A Node with cluster mode on. Its cluster bus gets a free port of its
+    own (cluster-port): the default, the data port + 10000, may be taken or
+    past 65535 for the ephemeral ports free_port() hands out."""
+    return Node(name, root, extra=CLUSTER_ARGS + ["--cluster-port", str(free_port())])
+
+
 class Cluster:
     def __init__(self, root):
         self.root = root
-        self.nodes = [Node(f"cluster{i}", root, extra=CLUSTER_ARGS) for i in range(6)]
+        self.nodes = [cluster_node(f"cluster{i}", root) for i in range(6)]
 
     def start(self):
         for n in self.nodes:
