@@ -1,6 +1,8 @@
 /* corralctl: the operator's and scripts' tool. Reads the same config as
  * corrald for the Redis address, talks only to Redis. Exit codes: 0 success,
- * 1 failure (message on stderr), 2 bad usage; waits that run out exit 124. */
+ * 1 failure (message on stderr), 2 bad usage, 3 an enqueue not confirmed
+ * (min_replicas), 4 a write refused by a full Redis (OOM); waits that run
+ * out exit 124. */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -54,6 +56,8 @@ static void usage(FILE *out)
 static int fail_err(const struct corral_err *err)
 {
     fprintf(stderr, "corralctl: %s\n", err->msg);
+    if (err->word == CORRAL_WORD_OOM)
+        return CTL_EXIT_FULL;
     return err->code == CORRAL_ERR_TIMEOUT ? EXIT_TIMEOUT : 1;
 }
 
