@@ -343,7 +343,37 @@ static redisContext *sentinel_open(const struct corral_redis_conf *conf,
     return c;
 }
 
-/* The address sentinel addr gives for the master, or -1 with err. */
+/* Ensures the route to each replica of a SENTINEL REPLICAS reply (an
+ * array of flat field/value arrays with "ip" and "port"); entries without
+ * them, and routes that cannot be made, are skipped: this only prepares
+ * for a failover, the master's own route is what discovery needs now. */
+static void ensure_replicas(const struct corral_reach *reach, const redisReply *r)
+{
+    if (r == NULL || r->type != REDIS_REPLY_ARRAY)
+        return;
+    for (size_t i = 0; i < r->elements; i++) {
+        const redisReply *e = r->element[i];
+        const redisReply *ip = NULL, *port = NULL;
+        if (e->type != REDIS_REPLY_ARRAY)
+            continue;
+        for (size_t k = 0; k + 1 < e->elements; k += 2) {
+            const char *field = str_of(e->element[k]);
+            if (field != NULL && strcmp(field, "ip") == 0)
+                ip = e->element[k + 1];
+            else if (field != NULL && strcmp(field, "port") == 0)
+                port = e->element[k + 1];
+        }
+        struct corral_hostport hp;
+        struct corral_err ignored;
+        if (ip == NULL || port == NULL || hostport_from(ip, port, &hp) < 0)
+            continue;
+        reach->ensure(reach->data, hp.host, hp.port, &ignored);
+        corral_hostport_free(&hp);
+    }
+}
+
+/* The address sentinel addr gives for the master, or -1 with err. With
+ * reach->route_replicas, the replicas it knows are routed too. */
 static int ask_sentinel(const struct corral_redis_conf *conf, const struct corral_reach *reach,
                         const char *addr, int64_t timeout_ms, struct corral_hostport *out,
                         struct corral_err *err)
@@ -359,6 +389,12 @@ static int ask_sentinel(const struct corral_redis_conf *conf, const struct corra
     if (r == NULL && c->errstr[0] != '\0')
         corral_err_set(err, CORRAL_ERR_REDIS, "%s", c->errstr);
     freeReplyObject(r);
+    if (rc == 0 && reach != NULL && reach->tls_dir != NULL && reach->ensure != NULL &&
+        reach->route_replicas) {
+        r = redisCommand(c, "SENTINEL REPLICAS %s", conf->sentinel_master);
+        ensure_replicas(reach, r);
+        freeReplyObject(r);
+    }
     redisFree(c);
     return rc;
 }

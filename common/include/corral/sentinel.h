@@ -75,12 +75,15 @@ int corral_reply_sentinel_event(const redisReply *r, const char *name, struct co
  * the local end of the TLS proxy (corral/tls.h) under tls_dir. ensure (may
  * be NULL) is called before each connection through the proxy, so that a
  * program with a proxy of its own can add the route to an address it just
- * learnt (corral_tls_proxy_ensure); corrald's workers have none and wait
- * for corrald to add it. */
+ * learnt (corral_tls_proxy_ensure). corrald's workers have none: corrald
+ * sets route_replicas, so that discovery also routes every replica the
+ * sentinel knows, and the route to the next master is bound before a
+ * failover names it (docs/ha.md, "How it runs"). */
 struct corral_reach {
     const char *tls_dir; /* NULL: plain TCP */
     int (*ensure)(void *data, const char *host, int port, struct corral_err *err);
     void *data;
+    int route_replicas; /* with ensure: SENTINEL REPLICAS too, each ensured */
 };
 
 /* A blocking connection to host:port as reach says, with connect and
