@@ -35,6 +35,15 @@ void corral_hostport_free(struct corral_hostport *hp);
 int corral_hostport_parse(const char *s, int default_port, struct corral_hostport *out,
                           struct corral_err *err);
 
+/* SENTINEL REPLICAS name. */
+void corral_cmd_sentinel_replicas(struct corral_cmd *cmd, const char *name);
+/* The addresses in a SENTINEL REPLICAS reply (an array of flat field/value
+ * arrays): *out gets each entry with a valid "ip" and "port", in order
+ * (entries without them are skipped); the caller frees each with
+ * corral_hostport_free, then the array. Returns how many (0, *out NULL,
+ * for anything but an array). */
+size_t corral_reply_sentinel_replicas(const redisReply *r, struct corral_hostport **out);
+
 /* SENTINEL GET-MASTER-ADDR-BY-NAME name. */
 void corral_cmd_sentinel_master(struct corral_cmd *cmd, const char *name);
 /* The address a sentinel gave for name. A nil reply (the sentinel does not
