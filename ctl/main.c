@@ -219,7 +219,7 @@ static int enqueue_batch(struct ctl *ctl, const char *queue, const struct corral
                                          CORRAL_CONFIRM_TIMEOUT_MS, &err);
     if (confirmed != 0)
         fprintf(stderr, "corralctl: stdin lines %lu-%lu (jobs %s to %s): %s\n", first_line,
-                first_line + n - 1, ids[0], ids[n - 1], err.msg);
+                (unsigned long)(first_line + n - 1), ids[0], ids[n - 1], err.msg);
     for (size_t i = 0; i < n; i++)
         free(ids[i]);
     if (confirmed != 0)

@@ -155,8 +155,8 @@ static void master_address_reply_is_parsed(void **state)
 
 static redisReply *replica_entry(const char *ip, const char *port)
 {
-    return arr(str_reply("name"), str_reply("r"), str_reply("ip"), str_reply(ip),
-               str_reply("port"), str_reply(port), str_reply("flags"), str_reply("slave"), END);
+    return arr(str_reply("name"), str_reply("r"), str_reply("ip"), str_reply(ip), str_reply("port"),
+               str_reply(port), str_reply("flags"), str_reply("slave"), END);
 }
 
 static void replicas_reply_gives_each_replicas_address(void **state)
