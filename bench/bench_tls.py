@@ -4,7 +4,8 @@ docs/benchmarks.md "TLS"): one redis-server with a plain TCP port and a TLS
 port (certificates made here with openssl), one corrald with one echo
 worker of 4 slots, first over redis://127.0.0.1:PORT, then over
 rediss://localhost:TLSPORT through corrald's supervised stunnel4
-(docs/ha.md), alternated, each BENCH_TLS_RUNS times (median kept).
+(docs/ha.md), alternated, each BENCH_TLS_RUNS times (default 3; the best
+drain kept, as run.sh keeps the best reference, and the median beside it).
 
   drain     N echo jobs enqueued while the queue is paused; resumed, timed
             from the first finished job to the last (rows 1 of the peers'
@@ -33,7 +34,7 @@ from hafixtures import Pki, _tls_server_args  # noqa: E402
 
 build = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else "build")
 JOBS = int(os.environ.get("BENCH_TLS_JOBS", 20000))
-RUNS = int(os.environ.get("BENCH_TLS_RUNS", 2))
+RUNS = int(os.environ.get("BENCH_TLS_RUNS", 3))
 LAT_JOBS = 500
 Q = "bench"
 for prog in ("stunnel4", "openssl", "redis-server"):
@@ -160,13 +161,14 @@ try:
         p50 = statistics.median(x[0] for x in lats[mode])
         p99 = statistics.median(x[1] for x in lats[mode])
         mean = statistics.median(x[2] for x in lats[mode])
-        print(f"  {name:<17} drain {statistics.median(rates[mode]):>8,.0f} jobs/s "
-              f"({JOBS} jobs; runs: {', '.join(f'{x:,.0f}' for x in rates[mode])})   "
+        print(f"  {name:<17} drain best {max(rates[mode]):>8,.0f} jobs/s, median "
+              f"{statistics.median(rates[mode]):,.0f} ({JOBS} jobs; runs: "
+              f"{', '.join(f'{x:,.0f}' for x in rates[mode])})   "
               f"enqueue->start p50 {p50:.0f} ms, p99 {p99:.0f} ms, mean {mean:.2f} ms "
               f"({LAT_JOBS} jobs; Redis's ms clock)")
-    t, s = statistics.median(rates["tcp"]), statistics.median(rates["tls"])
-    print(f"  TLS drain is {100 * (t - s) / t:.0f}% below plain TCP" if t > s else
-          f"  TLS drain is {100 * (s - t) / t:.0f}% above plain TCP (noise)")
+    t, s = max(rates["tcp"]), max(rates["tls"])
+    print(f"  best TLS drain is {100 * (t - s) / t:.0f}% below the best plain TCP one" if t > s
+          else f"  best TLS drain is {100 * (s - t) / t:.0f}% above the best plain TCP one (noise)")
 finally:
     rs.terminate()
     rs.wait(timeout=30)
