@@ -379,13 +379,17 @@ class Phase:
         with self.stub.tag_lock:
             seen = {t: list(v) for t, v in self.stub.tags.items()
                     if t is not None and t in self.confirmed}
+        twice_by = {}
         for t, times in seen.items():
             if len(times) > 1:
                 twice.append(t)
                 first = times[0]
-                if not any(f["t_fault"] - WINDOW_S <= first <= f["t_recovered"] + WINDOW_S
-                           for f in self.failovers):
+                near = [f["kind"] for f in self.failovers
+                        if f["t_fault"] - WINDOW_S <= first <= f["t_recovered"] + WINDOW_S]
+                if not near:
                     unexplained.append(t)
+                else:
+                    twice_by[near[0]] = twice_by.get(near[0], 0) + 1
         never = [t for t in self.confirmed if t not in seen]
         alive = self.corrald.proc.poll() is None
         logs = self.corrald.logs()
@@ -394,6 +398,7 @@ class Phase:
         return dict(kind=self.kind, confirmed=len(self.confirmed),
                     unconfirmed_batches=self.unconfirmed, stats=st, lost=lost,
                     wrong_payload=wrong, not_done=not_done, never_ran=never, twice=len(twice),
+                    twice_by_failover=twice_by,
                     twice_unexplained=unexplained, corrald_alive=alive, workers_died=died,
                     sanitizer="Sanitizer" in logs or "runtime error" in logs,
                     failovers=[dict(kind=f["kind"], recovered_s=round(f["recovered_s"], 3),
@@ -468,7 +473,8 @@ def run(build, s, phases=("sentinel", "dns")):
     print(f"  lost {sum(len(f['lost']) for f in figs)}, not done "
           f"{sum(len(f['not_done']) for f in figs)}, run twice "
           f"{sum(f['twice'] for f in figs)} (unexplained "
-          f"{sum(len(f['twice_unexplained']) for f in figs)}), worst log rate around a "
+          f"{sum(len(f['twice_unexplained']) for f in figs)}; by failover "
+          f"{[f['twice_by_failover'] for f in figs]}), worst log rate around a "
           f"failover {flood} lines/s")
     shutil.rmtree(root, ignore_errors=True)
     return dict(phases=figs, recovered=rec, flood=flood, total=total)
