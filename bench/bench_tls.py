@@ -84,7 +84,8 @@ def start_corrald(mode):
     deadline = time.monotonic() + 30
     while r.hget(f"corral:host:{host}", "workers") != "1":
         if time.monotonic() > deadline or d.poll() is not None:
-            raise SystemExit(f"bench_tls: corrald ({mode}) did not start its worker; see {log.name}")
+            raise SystemExit(f"bench_tls: corrald ({mode}) did not start its worker; "
+                             f"see {log.name}")
         time.sleep(0.05)
     time.sleep(0.5)  # the worker's first reserve is waiting
     return d, log
