@@ -8,7 +8,8 @@
 #   make deps       installs missing Debian packages (root), or prints the command
 #   make install    PREFIX=/usr/local DESTDIR= bindir libdir includedir sysconfdir
 #   make fuzz       libFuzzer targets (clang), each for FUZZ_SECONDS (default 600)
-#   make chaos      the full chaos run (tests/chaos); make soak: one hour of load with faults
+#   make chaos      the full chaos run (tests/chaos); make chaos-failover: failovers under load;
+#                   make soak: one hour of load with faults
 #   make format / make check / make clean
 
 VERSION    := 0.1.0
@@ -76,7 +77,7 @@ BENCH_SRCS := $(wildcard bench/*.c)
 BENCH_BINS := $(BENCH_SRCS:bench/%.c=$(BUILD)/bench/%)
 
 .PHONY: all lib test unit integration demo bench deps install uninstall format check clean \
-        fuzz chaos soak bench-peers clients-test
+        fuzz chaos chaos-failover soak bench-peers clients-test
 all: $(BUILD)/libcorral.a $(BUILD)/libcorral.so $(BUILD)/corral.pc $(PROGS)
 lib: $(BUILD)/libcorral.a
 
@@ -223,7 +224,11 @@ fuzz: deps
 # The full chaos run and the soak; a short chaos run is part of `make test`.
 chaos: deps
 	@$(MAKE) --no-print-directory all
-	CORRAL_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -q -s tests/chaos $(PYTEST_ARGS)
+	CORRAL_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -q -s tests/chaos/test_chaos.py $(PYTEST_ARGS)
+# Failovers under load: Sentinel (three kinds) and a DNS-style switch (docs/chaos.md).
+chaos-failover: deps
+	@$(MAKE) --no-print-directory all
+	CORRAL_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -q -s tests/chaos/test_failover.py $(PYTEST_ARGS)
 soak: deps
 	@$(MAKE) --no-print-directory all
 	CORRAL_BUILD=$(abspath $(BUILD)) $(PYTHON) tests/chaos/soak.py $(SOAK_ARGS)

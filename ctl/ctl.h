@@ -26,6 +26,9 @@ struct ctl {
 /* enqueue: the job exists on the master, but fewer than [redis]
  * min_replicas replicas confirmed it in time (its id is printed) */
 #define CTL_EXIT_UNCONFIRMED 3
+/* enqueue: Redis is full (OOM, maxmemory reached): no job was created, the
+ * same command may be run again once memory frees */
+#define CTL_EXIT_FULL 4
 
 int ctl_usage_error(const char *fmt, const char *arg);
 

@@ -1,6 +1,8 @@
 /* corralctl: the operator's and scripts' tool. Reads the same config as
  * corrald for the Redis address, talks only to Redis. Exit codes: 0 success,
- * 1 failure (message on stderr), 2 bad usage; waits that run out exit 124. */
+ * 1 failure (message on stderr), 2 bad usage, 3 an enqueue not confirmed
+ * (min_replicas), 4 a write refused by a full Redis (OOM); waits that run
+ * out exit 124. */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -55,6 +57,8 @@ static void usage(FILE *out)
 static int fail_err(const struct corral_err *err)
 {
     fprintf(stderr, "corralctl: %s\n", err->msg);
+    if (err->word == CORRAL_WORD_OOM)
+        return CTL_EXIT_FULL;
     return err->code == CORRAL_ERR_TIMEOUT ? EXIT_TIMEOUT : 1;
 }
 
@@ -188,7 +192,11 @@ static int parse_dur_arg(const char *flag, const char *v, int64_t *out)
 
 /* Sends one batch of enqueue --many (declaring the queue from the config
  * when Redis does not know it) and prints its ids, one per line, in order.
- * first_line: the stdin line of p[0], for the refusal. */
+ * first_line: the stdin line of p[0], for the refusal. With [redis]
+ * min_replicas the batch is confirmed with one WAIT (docs/protocol.md,
+ * "Durable enqueue"): its ids are printed either way, and a batch the
+ * replicas did not confirm in time returns CTL_EXIT_UNCONFIRMED after
+ * naming its lines; the caller goes on with the next batch. */
 static int enqueue_batch(struct ctl *ctl, const char *queue, const struct corral_payload *p,
                          size_t n, const struct corral_enqueue_opts *o, unsigned long first_line)
 {
@@ -205,11 +213,18 @@ static int enqueue_batch(struct ctl *ctl, const char *queue, const struct corral
                           first_line, first_line + n - 1, first_line - 1);
         return fail_err(&err);
     }
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < n; i++)
         printf("%s\n", ids[i]);
-        free(ids[i]);
-    }
     fflush(stdout);
+    int confirmed = corral_queue_confirm(ctl->redis, ctl->cfg->redis.min_replicas,
+                                         CORRAL_CONFIRM_TIMEOUT_MS, &err);
+    if (confirmed != 0)
+        fprintf(stderr, "corralctl: stdin lines %lu-%lu (jobs %s to %s): %s\n", first_line,
+                (unsigned long)(first_line + n - 1), ids[0], ids[n - 1], err.msg);
+    for (size_t i = 0; i < n; i++)
+        free(ids[i]);
+    if (confirmed != 0)
+        return confirmed > 0 ? CTL_EXIT_UNCONFIRMED : 1;
     return 0;
 }
 
@@ -217,7 +232,7 @@ static int enqueue_batch(struct ctl *ctl, const char *queue, const struct corral
  * CORRAL_ENQUEUE_MANY_MAX with corral_enqueue_many (docs/protocol.md), each
  * all or nothing. A line that is empty or not JSON text stops the run
  * before its batch is sent; the batches before it stay enqueued (their ids
- * are printed). */
+ * are printed). Exit 3 when a batch was not confirmed (min_replicas). */
 static int enqueue_many_stdin(struct ctl *ctl, const char *queue,
                               const struct corral_enqueue_opts *o)
 {
@@ -227,7 +242,7 @@ static int enqueue_many_stdin(struct ctl *ctl, const char *queue,
     char *line = NULL;
     size_t cap = 0;
     ssize_t len;
-    int rc = 0;
+    int rc = 0, unconfirmed = 0;
     while ((len = getline(&line, &cap, stdin)) >= 0) {
         line_no++;
         if (len > 0 && line[len - 1] == '\n')
@@ -257,6 +272,12 @@ static int enqueue_many_stdin(struct ctl *ctl, const char *queue,
                 free((char *)batch[i].data);
             n = 0;
             first = line_no + 1;
+            /* An unconfirmed batch is enqueued: the run goes on, and
+             * exits 3 at the end unless something worse happens. */
+            if (rc == CTL_EXIT_UNCONFIRMED) {
+                unconfirmed = 1;
+                rc = 0;
+            }
             if (rc != 0)
                 break;
         }
@@ -270,7 +291,7 @@ static int enqueue_many_stdin(struct ctl *ctl, const char *queue,
         rc = enqueue_batch(ctl, queue, batch, n, o, first);
     for (size_t i = 0; i < n; i++)
         free((char *)batch[i].data);
-    return rc;
+    return rc == 0 && unconfirmed ? CTL_EXIT_UNCONFIRMED : rc;
 }
 
 static int cmd_enqueue(struct ctl *ctl, int argc, char **argv)

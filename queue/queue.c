@@ -492,6 +492,22 @@ int corral_queue_declare(redisContext *c, const char *prefix, const struct corra
     return r ? 0 : -1;
 }
 
+/* An enqueue Redis refused for memory (OOM: maxmemory reached under
+ * noeviction) is named as such, with what to do: Redis's own sentence
+ * speaks of "commands", not of the job (docs/bad-input.md). Nothing was
+ * written: the Function library's first write is the one refused. */
+static void enqueue_refused_full(struct corral_err *err, const char *queue, size_t n)
+{
+    if (err->word != CORRAL_WORD_OOM)
+        return;
+    enum corral_err_word word = err->word;
+    corral_err_set(err, CORRAL_ERR_REDIS,
+                   "queue \"%s\": redis is full (used memory has reached maxmemory): %s "
+                   "not created; free memory or raise maxmemory, then enqueue again (OOM)",
+                   queue, n == 1 ? "job" : "jobs");
+    err->word = word;
+}
+
 int corral_queue_enqueue(redisContext *c, const char *prefix, const char *queue,
                          const char *payload, size_t len, const struct corral_enqueue_opts *o,
                          char **id_out, struct corral_err *err)
@@ -511,6 +527,8 @@ int corral_queue_enqueue(redisContext *c, const char *prefix, const char *queue,
     redisReply *r = run(c, &cmd, "enqueue", err);
     int rc = r ? corral_reply_enqueue(r, id_out, err) : -1;
     freeReplyObject(r);
+    if (rc < 0)
+        enqueue_refused_full(err, queue, 1);
     return rc;
 }
 
@@ -537,6 +555,8 @@ int corral_queue_enqueue_many(redisContext *c, const char *prefix, const char *q
     redisReply *r = run(c, &cmd, "enqueue_many", err);
     int rc = r ? corral_reply_enqueue_many(r, ids_out, n, err) : -1;
     freeReplyObject(r);
+    if (rc < 0)
+        enqueue_refused_full(err, queue, n);
     return rc;
 }
 

@@ -101,6 +101,14 @@ void corral_cmd_sentinel_master(struct corral_cmd *cmd, const char *name)
     corral_cmd_addstr(cmd, name);
 }
 
+void corral_cmd_sentinel_replicas(struct corral_cmd *cmd, const char *name)
+{
+    cmd_start(cmd);
+    corral_cmd_addstr(cmd, "SENTINEL");
+    corral_cmd_addstr(cmd, "REPLICAS");
+    corral_cmd_addstr(cmd, name);
+}
+
 /* A bulk string (or, in RESP3 terms, a status) as a C string; NULL when r
  * is anything else. */
 static const char *str_of(const redisReply *r)
@@ -153,6 +161,35 @@ int corral_reply_sentinel_master(const redisReply *r, const char *name, struct c
         return corral_err_set(err, CORRAL_ERR_REDIS,
                               "the address it gave for \"%s\" is not [host, port]", name);
     return 0;
+}
+
+size_t corral_reply_sentinel_replicas(const redisReply *r, struct corral_hostport **out)
+{
+    *out = NULL;
+    if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements == 0)
+        return 0;
+    size_t n = 0;
+    *out = corral_xcalloc(r->elements, sizeof(**out));
+    for (size_t i = 0; i < r->elements; i++) {
+        const redisReply *e = r->element[i];
+        const redisReply *ip = NULL, *port = NULL;
+        if (e->type != REDIS_REPLY_ARRAY)
+            continue;
+        for (size_t k = 0; k + 1 < e->elements; k += 2) {
+            const char *field = str_of(e->element[k]);
+            if (field != NULL && strcmp(field, "ip") == 0)
+                ip = e->element[k + 1];
+            else if (field != NULL && strcmp(field, "port") == 0)
+                port = e->element[k + 1];
+        }
+        if (ip != NULL && port != NULL && hostport_from(ip, port, &(*out)[n]) == 0)
+            n++;
+    }
+    if (n == 0) {
+        free(*out);
+        *out = NULL;
+    }
+    return n;
 }
 
 void corral_cmd_role(struct corral_cmd *cmd)
@@ -343,7 +380,23 @@ static redisContext *sentinel_open(const struct corral_redis_conf *conf,
     return c;
 }
 
-/* The address sentinel addr gives for the master, or -1 with err. */
+/* Ensures the route to each replica a SENTINEL REPLICAS reply names;
+ * routes that cannot be made are skipped: this only prepares for a
+ * failover, the master's own route is what discovery needs now. */
+static void ensure_replicas(const struct corral_reach *reach, const redisReply *r)
+{
+    struct corral_hostport *hps;
+    size_t n = corral_reply_sentinel_replicas(r, &hps);
+    for (size_t i = 0; i < n; i++) {
+        struct corral_err ignored;
+        reach->ensure(reach->data, hps[i].host, hps[i].port, &ignored);
+        corral_hostport_free(&hps[i]);
+    }
+    free(hps);
+}
+
+/* The address sentinel addr gives for the master, or -1 with err. With
+ * reach->route_replicas, the replicas it knows are routed too. */
 static int ask_sentinel(const struct corral_redis_conf *conf, const struct corral_reach *reach,
                         const char *addr, int64_t timeout_ms, struct corral_hostport *out,
                         struct corral_err *err)
@@ -359,6 +412,14 @@ static int ask_sentinel(const struct corral_redis_conf *conf, const struct corra
     if (r == NULL && c->errstr[0] != '\0')
         corral_err_set(err, CORRAL_ERR_REDIS, "%s", c->errstr);
     freeReplyObject(r);
+    if (rc == 0 && reach != NULL && reach->tls_dir != NULL && reach->ensure != NULL &&
+        reach->route_replicas) {
+        corral_cmd_sentinel_replicas(&cmd, conf->sentinel_master);
+        r = run(c, &cmd);
+        corral_cmd_free(&cmd);
+        ensure_replicas(reach, r);
+        freeReplyObject(r);
+    }
     redisFree(c);
     return rc;
 }

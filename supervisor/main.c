@@ -244,6 +244,7 @@ static struct corral_reach reach_of(struct corrald *d)
         reach.tls_dir = corral_tlssup_dir(d->tls);
         reach.ensure = tls_ensure;
         reach.data = d;
+        reach.route_replicas = 1; /* its workers' route to the next master */
     }
     return reach;
 }

@@ -208,7 +208,10 @@ int corral_reply_ack_reserve(const redisReply *r, enum corral_run_status *st, si
 int corral_queue_declare(redisContext *c, const char *prefix, const struct corral_queue_conf *q,
                          struct corral_err *err);
 /* *id_out is the new job's id (or the existing one for a duplicate
- * unique_key); caller frees. */
+ * unique_key); caller frees. A Redis full under noeviction refuses it with
+ * err->word CORRAL_WORD_OOM and "queue "q": redis is full ...: job not
+ * created"; nothing was written, and the same call may be made again once
+ * memory frees (corral_queue_enqueue_many likewise). */
 int corral_queue_enqueue(redisContext *c, const char *prefix, const char *queue,
                          const char *payload, size_t len, const struct corral_enqueue_opts *o,
                          char **id_out, struct corral_err *err);

@@ -59,7 +59,7 @@ static struct corral_tls_proxy *own_proxy;
 
 static struct corral_reach reach_of(const struct corral_config *cfg)
 {
-    struct corral_reach reach = {NULL, NULL, NULL};
+    struct corral_reach reach = {NULL, NULL, NULL, 0};
     if (!corral_tls_url(cfg->redis.url))
         return reach;
     reach.tls_dir = getenv("CORRAL_TLS_DIR");

@@ -479,9 +479,16 @@ def test_oom_refuses_enqueue_by_fcall_and_corralctl_and_stores_nothing(r, ctl, o
     with pytest.raises(redis.ResponseError, match="OOM command not allowed"):
         r.fcall("corral_enqueue", 1, "demo", "{}")
     res = ctl("enqueue", "demo", "{}")
-    assert res.returncode == 1
-    assert f"corralctl: {OOM}" in err(res)
+    assert res.returncode == 4  # Redis full (docs/bad-input.md): not a generic failure
+    assert err(res) == ('corralctl: queue "demo": redis is full (used memory has reached '
+                        'maxmemory): job not created; free memory or raise maxmemory, then '
+                        'enqueue again (OOM)\n')
     assert res.stdout == b""
+    many = ctl("enqueue", "demo", "--many", stdin=b'{"a": 1}\n{"a": 2}\n')
+    assert many.returncode == 4
+    assert 'stdin lines 1-2 not enqueued (payload k is line 0+k): queue "demo": redis is ' \
+           'full (used memory has reached maxmemory): jobs not created' in err(many)
+    assert many.stdout == b""
     assert db_snapshot(r) == before
 
 

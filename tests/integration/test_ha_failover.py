@@ -200,3 +200,35 @@ def test_enqueue_the_replicas_did_not_confirm_prints_the_id_and_exits_3(
     assert f"job {jid}: not confirmed by 1 replica within 1000 ms (0 did)" in out.stderr
     assert job(p.master.client(), jid)["state"] == "queued"
     assert took < 10
+
+
+def _enqueue_many(build_dir, conf, lines):
+    return subprocess.run([binary_path(build_dir, "corralctl"), "-c", conf, "enqueue", Q,
+                           "--many"], input="".join(f'{{"n": {i}}}\n' for i in range(lines)),
+                          capture_output=True, text=True, timeout=20)
+
+
+def test_enqueue_many_with_min_replicas_is_confirmed_by_the_replica(managed_pair, build_dir,
+                                                                    tmp_path):
+    p = managed_pair()
+    out = _enqueue_many(build_dir, _min_replicas_conf(tmp_path, p.master), 3)
+    assert (out.returncode, out.stderr) == (0, ""), out.stderr
+    ids = out.stdout.split()
+    assert len(ids) == 3
+    assert all(job(p.replica.client(), i)["state"] == "queued" for i in ids)
+
+
+def test_enqueue_many_the_replicas_did_not_confirm_prints_the_ids_and_exits_3(
+        managed_pair, build_dir, tmp_path):
+    p = managed_pair()
+    p.replica.freeze()
+    try:
+        out = _enqueue_many(build_dir, _min_replicas_conf(tmp_path, p.master), 3)
+    finally:
+        p.replica.thaw()
+    assert out.returncode == 3, out.stderr
+    ids = out.stdout.split()
+    assert len(ids) == 3
+    assert (f"stdin lines 1-3 (jobs {ids[0]} to {ids[2]}): not confirmed by 1 replica "
+            "within 1000 ms (0 did)") in out.stderr
+    assert all(job(p.master.client(), i)["state"] == "queued" for i in ids)

@@ -1,5 +1,5 @@
 /* Unit tests for queue/sentinel.c's pure parts: sentinel addresses, the
- * builders, and the parsers of get-master-addr-by-name, ROLE and the
+ * builders, and the parsers of get-master-addr-by-name, REPLICAS, ROLE and the
  * +switch-master event, fed with hand-made replies shaped like Redis 7's. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -135,6 +135,10 @@ static void builders_make_the_commands(void **state)
     const char *want3[] = {"SUBSCRIBE", "+switch-master", NULL};
     assert_argv(&cmd, want3);
     corral_cmd_free(&cmd);
+    corral_cmd_sentinel_replicas(&cmd, "corral-main");
+    const char *want4[] = {"SENTINEL", "REPLICAS", "corral-main", NULL};
+    assert_argv(&cmd, want4);
+    corral_cmd_free(&cmd);
 }
 
 static void master_address_reply_is_parsed(void **state)
@@ -147,6 +151,40 @@ static void master_address_reply_is_parsed(void **state)
     assert_int_equal(hp.port, 6380);
     corral_hostport_free(&hp);
     freeReplyObject(r);
+}
+
+static redisReply *replica_entry(const char *ip, const char *port)
+{
+    return arr(str_reply("name"), str_reply("r"), str_reply("ip"), str_reply(ip), str_reply("port"),
+               str_reply(port), str_reply("flags"), str_reply("slave"), END);
+}
+
+static void replicas_reply_gives_each_replicas_address(void **state)
+{
+    (void)state;
+    redisReply *r = arr(replica_entry("10.0.0.5", "6379"),
+                        arr(str_reply("ip"), str_reply("10.0.0.6"), END), /* no port */
+                        replica_entry("bad host!", "6379"), replica_entry("10.0.0.8", "99999"),
+                        int_reply(1), replica_entry("10.0.0.9", "6380"), END);
+    struct corral_hostport *hps;
+    assert_int_equal(corral_reply_sentinel_replicas(r, &hps), 2);
+    assert_string_equal(hps[0].host, "10.0.0.5");
+    assert_int_equal(hps[0].port, 6379);
+    assert_string_equal(hps[1].host, "10.0.0.9");
+    assert_int_equal(hps[1].port, 6380);
+    corral_hostport_free(&hps[0]);
+    corral_hostport_free(&hps[1]);
+    free(hps);
+    freeReplyObject(r);
+
+    redisReply *none[] = {arr(END), typed(REDIS_REPLY_ERROR, "ERR No such master"), nil_reply(),
+                          arr(arr(str_reply("ip"), END), END)};
+    for (size_t i = 0; i < sizeof(none) / sizeof(none[0]); i++) {
+        assert_int_equal(corral_reply_sentinel_replicas(none[i], &hps), 0);
+        assert_null(hps);
+        freeReplyObject(none[i]);
+    }
+    assert_int_equal(corral_reply_sentinel_replicas(NULL, &hps), 0);
 }
 
 static void unknown_master_name_is_an_error_naming_it(void **state)
@@ -328,6 +366,7 @@ int main(void)
         cmocka_unit_test(bad_sentinel_addresses_are_refused_with_a_reason),
         cmocka_unit_test(builders_make_the_commands),
         cmocka_unit_test(master_address_reply_is_parsed),
+        cmocka_unit_test(replicas_reply_gives_each_replicas_address),
         cmocka_unit_test(unknown_master_name_is_an_error_naming_it),
         cmocka_unit_test(malformed_master_replies_are_refused),
         cmocka_unit_test(role_replies_are_parsed),

@@ -35,6 +35,15 @@ void corral_hostport_free(struct corral_hostport *hp);
 int corral_hostport_parse(const char *s, int default_port, struct corral_hostport *out,
                           struct corral_err *err);
 
+/* SENTINEL REPLICAS name. */
+void corral_cmd_sentinel_replicas(struct corral_cmd *cmd, const char *name);
+/* The addresses in a SENTINEL REPLICAS reply (an array of flat field/value
+ * arrays): *out gets each entry with a valid "ip" and "port", in order
+ * (entries without them are skipped); the caller frees each with
+ * corral_hostport_free, then the array. Returns how many (0, *out NULL,
+ * for anything but an array). */
+size_t corral_reply_sentinel_replicas(const redisReply *r, struct corral_hostport **out);
+
 /* SENTINEL GET-MASTER-ADDR-BY-NAME name. */
 void corral_cmd_sentinel_master(struct corral_cmd *cmd, const char *name);
 /* The address a sentinel gave for name. A nil reply (the sentinel does not
@@ -75,12 +84,15 @@ int corral_reply_sentinel_event(const redisReply *r, const char *name, struct co
  * the local end of the TLS proxy (corral/tls.h) under tls_dir. ensure (may
  * be NULL) is called before each connection through the proxy, so that a
  * program with a proxy of its own can add the route to an address it just
- * learnt (corral_tls_proxy_ensure); corrald's workers have none and wait
- * for corrald to add it. */
+ * learnt (corral_tls_proxy_ensure). corrald's workers have none: corrald
+ * sets route_replicas, so that discovery also routes every replica the
+ * sentinel knows, and the route to the next master is bound before a
+ * failover names it (docs/ha.md, "How it runs"). */
 struct corral_reach {
     const char *tls_dir; /* NULL: plain TCP */
     int (*ensure)(void *data, const char *host, int port, struct corral_err *err);
     void *data;
+    int route_replicas; /* with ensure: SENTINEL REPLICAS too, each ensured */
 };
 
 /* A blocking connection to host:port as reach says, with connect and
