@@ -35,7 +35,8 @@ static void usage(FILE *out)
             "\n"
             "commands:\n"
             "  enqueue QUEUE [PAYLOAD|-] [--priority P] [--delay DUR] [--max-attempts N]\n"
-            "          [--timeout DUR] [--service NAME] [--unique KEY] [--wait [DUR]]\n"
+            "          [--timeout DUR] [--service NAME] [--unique KEY] [--tenant T]\n"
+            "          [--wait [DUR]]\n"
             "  enqueue QUEUE --many [OPTIONS]   (one JSON payload per line on stdin)\n"
             "  job QUEUE ID [--json]\n"
             "  wait QUEUE ID [--timeout DUR]\n"
@@ -305,11 +306,14 @@ static int cmd_enqueue(struct ctl *ctl, int argc, char **argv)
                                        v ? v : "nothing");
             o.max_attempts = (int)n;
             i++;
-        } else if (strcmp(a, "--unique") == 0 || strcmp(a, "--service") == 0) {
+        } else if (strcmp(a, "--unique") == 0 || strcmp(a, "--service") == 0 ||
+                   strcmp(a, "--tenant") == 0) {
             if (v == NULL)
                 return ctl_usage_error("%s needs a value", a);
             if (a[2] == 'u')
                 o.unique_key = v;
+            else if (a[2] == 't')
+                o.tenant = v; /* checked by Redis: BADTENANT */
             else
                 o.service = v;
             i++;

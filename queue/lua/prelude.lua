@@ -4,7 +4,7 @@
 -- concatenated by the build in the order of queue/lua/ORDER into the one
 -- source loaded with FUNCTION LOAD: first "#!lua name=corral" and
 -- "local LIB_VERSION = N" (N from queue/lua/VERSION), then prelude.lua,
--- services.lua, stats.lua, jobs.lua, runs.lua and api.lua. Each module sees
+-- services.lua, stats.lua, tenants.lua, jobs.lua, runs.lua and api.lua. Each module sees
 -- the locals of those before it. Every state change of a job is one call
 -- of this library, so it is atomic and the same for corrald, corral-worker,
 -- corralctl and application services in any language.
@@ -44,6 +44,7 @@ local CODES = {
     RUNNING = true,    -- the job is running and cannot be cancelled
     FINISHED = true,   -- the job already ended (done or cancelled)
     NOTDEAD = true,    -- dead_retry of a job that is not dead
+    BADTENANT = true,  -- the tenant option is not a tenant name (tenants.lua)
 }
 
 -- Raises an error reply "<CODE> <message>" for bad input. Every function
@@ -221,7 +222,8 @@ end
 
 local CONF_FIELDS = {'priorities', 'order', 'weights', 'max_attempts', 'backoff_base_ms',
                      'backoff_cap_ms', 'timeout_ms', 'lease_ms', 'result_ttl_ms', 'max_payload',
-                     'max_result', 'service'}
+                     'max_result', 'service', 'tenant_max_inflight', 'tenant_rate',
+                     'tenant_rate_ms'}
 
 -- A queue's settings as one text (corral_declare stores it in K:conf's
 -- field "packed"): load_conf's cache is valid while that text is the same.
@@ -256,6 +258,10 @@ local function load_conf(K, q)
     c.max_payload = tonumber(v[10])
     c.max_result = tonumber(v[11])
     c.service = v[12] or ''
+    -- tenants.lua: 0 (none) for queues declared before library version 6
+    c.tenant_max_inflight = tonumber(v[13]) or 0
+    c.tenant_rate = tonumber(v[14]) or 0
+    c.tenant_rate_ms = tonumber(v[15]) or 1000
     -- The names of the queue's keys that the hot path touches, built once.
     c.active, c.sched, c.paused, c.wake = K .. ':active', K .. ':sched', K .. ':paused', K .. ':wake'
     c.qkeys = {}

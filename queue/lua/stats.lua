@@ -85,8 +85,6 @@ local function corral_stats(keys, args)
     for i, name in ipairs(c.priorities) do
         local lk = K .. ':q:' .. (i - 1)
         local n = redis.call('LLEN', lk)
-        by[name] = n
-        depth = depth + n
         if n > 0 then
             local head = redis.call('LINDEX', lk, 0)
             local t = tonumber(redis.call('HGET', job_key(K, head), 'queued_ms'))
@@ -94,6 +92,16 @@ local function corral_stats(keys, args)
                 oldest = t
             end
         end
+        local tw = tenant_waiting(K, i - 1) -- named tenants' jobs (tenants.lua)
+        if tw > 0 then
+            n = n + tw
+            local t = tenant_oldest(K, i - 1)
+            if t and (oldest == nil or t < oldest) then
+                oldest = t
+            end
+        end
+        by[name] = n
+        depth = depth + n
     end
     local m = math.floor(now / 60000)
     local sums = {enq = 0, done = 0, fail = 0, dead = 0, retry = 0, defer = 0, lost = 0,

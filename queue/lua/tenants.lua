@@ -1,0 +1,454 @@
+-- tenants.lua: fair shares between the tenants of a queue (the enqueue
+-- option "tenant"; docs/protocol.md, "Tenants"). Within each priority
+-- level the next job comes from the next tenant in turn among those with
+-- jobs waiting (round robin, a tenant of weight W serving W jobs per turn,
+-- FIFO within a tenant); a tenant at its limit (tenant_max_inflight,
+-- tenant_rate) steps out of the turn until it has room. Every step is O(1)
+-- per job however many tenants wait. Keys, derived from the queue key K:
+--   K:tq:<level>          list   the turn: tenants with jobs waiting at the
+--                                level, head first ("" = the default tenant,
+--                                whose jobs stay in K:q:<level>); exists only
+--                                while a named tenant waits at the level
+--   K:t:<level>:<tenant>  list   a named tenant's waiting job ids, FIFO
+--   K:tn                  hash   tenant -> jobs waiting (all levels);
+--                                "#<level>" -> named tenants' jobs at a level
+--   K:ti                  hash   tenant -> jobs running (tenant_max_inflight)
+--   K:tcr                 hash   "<level>" -> "<served> <tenant>": how many
+--                                jobs the head of the turn served this turn
+--   K:tw                  hash   tenant -> weight (absent: 1)
+--   K:tpark               zset   "<level>|<tenant>" of tenants out of the turn
+--                                at their limit -> when to look again (ms)
+--   K:tr:<tenant>         string jobs started in the tenant's rate window
+--                                (expires with the window)
+-- A tenant with nothing waiting or running holds no key and no field.
+-- Jobs without the option (the default tenant) are not limited per tenant.
+
+local TENANT_SCAN = 100 -- tenants whose oldest job corral_stats looks at per level
+
+local function valid_tenant(s)
+    return type(s) == 'string' and #s >= 1 and #s <= 64 and not s:find('[^%w_%.:@%-]')
+end
+
+local function tenant_list(K, level, t)
+    if t == '' then
+        return K .. ':q:' .. level
+    end
+    return K .. ':t:' .. level .. ':' .. t
+end
+
+-- The keys whose existence says whether any named tenant is waiting or
+-- parked (built once per cached settings table: derived from K alone).
+local function tenant_keys(K, c)
+    if c.tkeys == nil then
+        local keys = {}
+        for i = 1, #c.priorities do
+            keys[i] = K .. ':tq:' .. (i - 1)
+        end
+        c.tturns = {unpack(keys)}
+        keys[#keys + 1] = K .. ':tpark'
+        c.tkeys = keys
+    end
+    return c.tkeys
+end
+
+-- Puts t at the back of the turn of level. When a named tenant starts the
+-- turn and default jobs wait at the level, the default tenant joins first.
+local function turn_join(K, level, t)
+    local tq = K .. ':tq:' .. level
+    if t ~= '' and redis.call('EXISTS', tq) == 0 and
+        redis.call('EXISTS', K .. ':q:' .. level) == 1 then
+        redis.call('RPUSH', tq, '', t)
+    else
+        redis.call('RPUSH', tq, t)
+    end
+end
+
+-- The default list of level just went from empty to holding jobs (n of
+-- them, pushed by the caller): it joins the turn when the level has one.
+local function tenant_default_joined(K, level)
+    local tq = K .. ':tq:' .. level
+    if redis.call('EXISTS', tq) == 1 then
+        redis.call('RPUSH', tq, '')
+    end
+end
+
+local function waiting_add(K, level, t, n)
+    local tn = K .. ':tn'
+    if redis.call('HINCRBY', tn, t, n) <= 0 then
+        redis.call('HDEL', tn, t)
+    end
+    if redis.call('HINCRBY', tn, '#' .. level, n) <= 0 then
+        redis.call('HDEL', tn, '#' .. level)
+    end
+end
+
+-- Makes ids (jobs of tenant t, "" for the default) ready at level: at the
+-- back, or at the front (front: requeued after a lost lease or a defer).
+local function tenant_ready(K, level, t, ids, front)
+    local n = redis.call(front and 'LPUSH' or 'RPUSH', tenant_list(K, level, t), unpack(ids))
+    if t ~= '' then
+        waiting_add(K, level, t, #ids)
+    end
+    if n == #ids then
+        if t == '' then
+            tenant_default_joined(K, level)
+        elseif redis.call('ZSCORE', K .. ':tpark', level .. '|' .. t) == false then
+            turn_join(K, level, t)
+        end
+    end
+end
+
+-- Takes a tenant out of the turn of level (it is the head) until "until".
+local function park(K, level, t, tq, untl)
+    redis.call('LPOP', tq)
+    redis.call('HDEL', K .. ':tcr', tostring(level))
+    redis.call('ZADD', K .. ':tpark', untl, level .. '|' .. t)
+end
+
+-- How many jobs named tenant t may start now (at most want), and when it
+-- may start one again if none: its room under tenant_max_inflight and
+-- tenant_rate.
+local function tenant_room(K, c, t, want, now)
+    local room, untl = want, nil
+    if (c.tenant_max_inflight or 0) > 0 then
+        local running = tonumber(redis.call('HGET', K .. ':ti', t)) or 0
+        room = math.min(room, c.tenant_max_inflight - running)
+        if room <= 0 then
+            -- A slot freed by an outcome brings it back (tenant_release);
+            -- the lease time bounds the wait should that be missed.
+            return 0, now + c.lease_ms
+        end
+    end
+    if (c.tenant_rate or 0) > 0 then
+        local rk = K .. ':tr:' .. t
+        local used = tonumber(redis.call('GET', rk)) or 0
+        room = math.min(room, c.tenant_rate - used)
+        if room <= 0 then
+            return 0, now + math.max(redis.call('PTTL', rk), 1)
+        end
+    end
+    -- tenant_tokens (docs/tokens.md): the hook for a tenant's token budget
+    -- goes here, beside the rate; it is configured but not enforced yet.
+    return room, untl
+end
+
+-- Counts n jobs of named tenant t started: running, and in its rate window.
+local function tenant_started(K, c, t, n)
+    redis.call('HINCRBY', K .. ':ti', t, n)
+    if (c.tenant_rate or 0) > 0 then
+        local rk = K .. ':tr:' .. t
+        if redis.call('INCRBY', rk, n) == n then
+            redis.call('PEXPIRE', rk, c.tenant_rate_ms)
+        end
+    end
+end
+
+-- A run of named tenant t ended (ack, fail, defer, reclaim): its slot is
+-- free, and at its tenant_max_inflight it rejoins the turns it left.
+local function tenant_release(K, c, t)
+    local ti = K .. ':ti'
+    local left = redis.call('HINCRBY', ti, t, -1)
+    if left <= 0 then
+        redis.call('HDEL', ti, t)
+    end
+    if (c.tenant_max_inflight or 0) > 0 and left == c.tenant_max_inflight - 1 then
+        for level = 0, #c.priorities - 1 do
+            if redis.call('ZREM', K .. ':tpark', level .. '|' .. t) == 1 then
+                turn_join(K, level, t)
+                if redis.call('EXISTS', K .. ':paused') == 0 then
+                    redis.call('RPUSH', K .. ':wake', '1')
+                end
+            end
+        end
+    end
+end
+
+-- tenant_release for the job at jk, when it has a tenant (one HGET).
+local function tenant_release_job(K, c, jk)
+    local t = redis.call('HGET', jk, 'tenant')
+    if t then
+        tenant_release(K, c, t)
+    end
+end
+
+-- Whether the queue has turns (named tenants waiting or parked): without
+-- them the reserve takes the default lists as before, at the cost of this
+-- one EXISTS. Parked tenants whose time has come rejoin their turns.
+local function tenant_turns(K, c, now)
+    if redis.call('EXISTS', unpack(tenant_keys(K, c))) == 0 then
+        return false
+    end
+    local pk = K .. ':tpark'
+    local due = redis.call('ZRANGEBYSCORE', pk, '-inf', now, 'LIMIT', 0, MAX_BATCH)
+    if #due > 0 then
+        redis.call('ZREM', pk, unpack(due))
+        for _, m in ipairs(due) do
+            local level, t = m:match('^(%d+)|(.*)$')
+            turn_join(K, tonumber(level), t)
+        end
+    end
+    return true
+end
+
+-- The reserve's choice of jobs at level (0-based) when the queue has
+-- turns: up to want job ids, round robin between the tenants in the turn,
+-- weight W serving W jobs per turn; a tenant at its limit is parked. Fewer
+-- than want only when no tenant of the level can give more. O(1) calls per
+-- job: each step of the loop takes at least one job or removes a tenant.
+local function tenant_pop(K, c, level, want, now)
+    local tq = K .. ':tq:' .. level
+    local out = {}
+    local cr = redis.call('HGET', K .. ':tcr', tostring(level))
+    local served, cur = 0, nil
+    if cr then
+        served, cur = cr:match('^(%d+) (.*)$')
+        served = tonumber(served)
+    end
+    local steps = 0
+    while #out < want do
+        local t = redis.call('LINDEX', tq, 0)
+        if not t then
+            break
+        end
+        steps = steps + 1
+        if t ~= cur then
+            served, cur = 0, t
+        end
+        local w = (t ~= '' and tonumber(redis.call('HGET', K .. ':tw', t))) or 1
+        local k, untl = math.min(want - #out, math.max(w - served, 1)), nil
+        if t ~= '' then
+            k, untl = tenant_room(K, c, t, k, now)
+        end
+        if k <= 0 then
+            park(K, level, t, tq, untl)
+            cur = nil
+        else
+            local ids = redis.call('LPOP', tenant_list(K, level, t), k) or {}
+            for _, id in ipairs(ids) do
+                out[#out + 1] = id
+            end
+            if t ~= '' and #ids > 0 then
+                waiting_add(K, level, t, -#ids)
+                tenant_started(K, c, t, #ids)
+            end
+            served = served + #ids
+            if #ids < k then -- the tenant has nothing more here: out of the turn
+                redis.call('LPOP', tq)
+                cur = nil
+            elseif served >= w then -- its turn is over: to the back
+                redis.call('LMOVE', tq, tq, 'LEFT', 'RIGHT')
+                cur = nil
+            end
+        end
+    end
+    local tcr = K .. ':tcr'
+    if cur ~= nil and served > 0 then
+        redis.call('HSET', tcr, tostring(level), served .. ' ' .. cur)
+    elseif steps > 0 then
+        redis.call('HDEL', tcr, tostring(level))
+    end
+    -- The default tenant alone in a turn: the turn ends (the fast path).
+    if redis.call('LLEN', tq) == 1 and redis.call('LINDEX', tq, 0) == '' then
+        redis.call('DEL', tq)
+    end
+    return out
+end
+
+-- Jobs of named tenants ready to run at level (0-based; parked ones too).
+local function tenant_waiting(K, level)
+    return tonumber(redis.call('HGET', K .. ':tn', '#' .. level)) or 0
+end
+
+-- Whether jobs of named tenants are in a turn (after a reserve: its
+-- "waiting", for the wake markers).
+local function tenant_any_turn(K, c)
+    tenant_keys(K, c)
+    return redis.call('EXISTS', unpack(c.tturns))
+end
+
+-- A queued job leaves its list (cancel): the tenant leaves the turn and
+-- its park when it has nothing more at the level.
+local function tenant_unlink(K, jk, id)
+    local j = redis.call('HMGET', jk, 'prio', 'tenant')
+    local level, t = j[1], j[2] or ''
+    local lk = tenant_list(K, level, t)
+    if redis.call('LREM', lk, 1, id) == 0 or t == '' then
+        return
+    end
+    waiting_add(K, level, t, -1)
+    if redis.call('EXISTS', lk) == 0 then
+        redis.call('LREM', K .. ':tq:' .. level, 1, t)
+        redis.call('ZREM', K .. ':tpark', level .. '|' .. t)
+    end
+end
+
+-- corral_declare moves the jobs of a level that no longer exists (from) to
+-- the lowest one (to, named prio): the named tenants' lists too.
+local function tenant_move_level(K, from, to, prio)
+    local tenants = {}
+    for _, t in ipairs(redis.call('LRANGE', K .. ':tq:' .. from, 0, -1)) do
+        tenants[#tenants + 1] = t
+    end
+    local pk = K .. ':tpark'
+    for _, m in ipairs(redis.call('ZRANGE', pk, 0, -1)) do
+        local level, t = m:match('^(%d+)|(.*)$')
+        if tonumber(level) == from then
+            redis.call('ZREM', pk, m)
+            tenants[#tenants + 1] = t
+        end
+    end
+    for _, t in ipairs(tenants) do
+        if t ~= '' then
+            local lk = tenant_list(K, from, t)
+            local ids = redis.call('LRANGE', lk, 0, -1)
+            redis.call('DEL', lk)
+            if #ids > 0 then
+                for _, id in ipairs(ids) do
+                    redis.call('HSET', job_key(K, id), 'prio', to, 'priority', prio)
+                end
+                waiting_add(K, from, t, -#ids)
+                tenant_ready(K, to, t, ids, false)
+            end
+        end
+    end
+    redis.call('DEL', K .. ':tq:' .. from)
+    redis.call('HDEL', K .. ':tcr', tostring(from))
+end
+
+-- corral_declare's tenant settings (s: its settings object): checked and
+-- appended to fields (K:conf, in CONF_FIELDS' order); the weights of
+-- tenant_weights written to K:tw (other tenants keep theirs).
+local function tenant_declare(K, q, s, fields)
+    local rate, rate_ms = 0, 1000
+    if s.tenant_rate ~= nil then
+        rate = int_arg('BADSETTING', s.tenant_rate, 'tenant_rate', 0, 1000000000)
+        rate_ms = int_arg('BADSETTING', s.tenant_rate_ms or 1000, 'tenant_rate_ms', 1, 2 ^ 40)
+    end
+    local mi = int_arg('BADSETTING', s.tenant_max_inflight or 0, 'tenant_max_inflight', 0, 1000000)
+    local ws = {}
+    if s.tenant_weights ~= nil then
+        if type(s.tenant_weights) ~= 'table' then
+            fail('BADSETTING', 'queue "%s": tenant_weights must be an object of weights', q)
+        end
+        for t, w in pairs(s.tenant_weights) do
+            if not valid_tenant(t) then
+                fail('BADSETTING', 'queue "%s": bad tenant name "%s" in tenant_weights', q,
+                     shown(t):sub(1, 64))
+            end
+            ws[#ws + 1] = t
+            ws[#ws + 1] = int_arg('BADSETTING', w, 'tenant weight', 1, 1000)
+        end
+    end
+    for _, v in ipairs({'tenant_max_inflight', mi, 'tenant_rate', rate, 'tenant_rate_ms', rate_ms}) do
+        fields[#fields + 1] = v
+    end
+    if #ws > 0 then
+        redis.call('HSET', K .. ':tw', unpack(ws))
+    end
+end
+
+-- corral_tenant_weight: KEYS[1] queue; ARGV[1] tenant; ARGV[2] weight
+-- (1-1000) -> "OK". The tenant serves that many jobs per turn from now on
+-- (a weight of 1 is the default and is not stored).
+local function corral_tenant_weight(keys, args)
+    local K, q = queue_key(keys[1])
+    load_conf(K, q)
+    local t = args[1]
+    if not valid_tenant(t) then
+        fail('BADTENANT', 'queue "%s": bad tenant "%s": use 1-64 bytes of A-Z a-z 0-9 _ . : @ -',
+             q, shown(t):sub(1, 80))
+    end
+    local w = int_arg('BADARG', args[2], 'weight', 1, 1000)
+    if w == 1 then
+        redis.call('HDEL', K .. ':tw', t)
+    else
+        redis.call('HSET', K .. ':tw', t, w)
+    end
+    return 'OK'
+end
+
+-- corral_tenants: KEYS[1] queue; ARGV[1] optional limit (0 = all, default
+-- 10) -> a JSON object {tenants: [...], count, waiting, inflight}: the named
+-- tenants with jobs waiting or running, most waiting first (ties by name),
+-- at most limit of them, each {tenant, waiting, inflight, oldest_wait_ms,
+-- limited, weight}; count, waiting and inflight sum all of them.
+local function corral_tenants(keys, args)
+    local K, q = queue_key(keys[1])
+    local c = load_conf(K, q)
+    local limit = int_arg('BADARG', args[1] or 10, 'limit', 0, 100000000)
+    local now = now_ms()
+    local by, names = {}, {}
+    local function entry(t)
+        if by[t] == nil then
+            by[t] = {tenant = t, waiting = 0, inflight = 0}
+            names[#names + 1] = t
+        end
+        return by[t]
+    end
+    local tn = redis.call('HGETALL', K .. ':tn')
+    for i = 1, #tn, 2 do
+        if tn[i]:sub(1, 1) ~= '#' then
+            entry(tn[i]).waiting = tonumber(tn[i + 1])
+        end
+    end
+    local ti = redis.call('HGETALL', K .. ':ti')
+    for i = 1, #ti, 2 do
+        entry(ti[i]).inflight = tonumber(ti[i + 1])
+    end
+    local total_w, total_i = 0, 0
+    for _, t in ipairs(names) do
+        total_w, total_i = total_w + by[t].waiting, total_i + by[t].inflight
+    end
+    table.sort(names, function(a, b)
+        if by[a].waiting ~= by[b].waiting then
+            return by[a].waiting > by[b].waiting
+        end
+        return a < b
+    end)
+    local parked = {}
+    for _, m in ipairs(redis.call('ZRANGE', K .. ':tpark', 0, -1)) do
+        parked[m:match('^%d+|(.*)$')] = true
+    end
+    local out = {}
+    for i, t in ipairs(names) do
+        if limit > 0 and i > limit then
+            break
+        end
+        local e = by[t]
+        local oldest = nil
+        for level = 0, #c.priorities - 1 do
+            local head = redis.call('LINDEX', tenant_list(K, level, t), 0)
+            local at = head and tonumber(redis.call('HGET', job_key(K, head), 'queued_ms'))
+            if at and (oldest == nil or at < oldest) then
+                oldest = at
+            end
+        end
+        e.oldest_wait_ms = oldest and (now - oldest) or 0
+        e.limited = parked[t] == true
+        e.weight = tonumber(redis.call('HGET', K .. ':tw', t)) or 1
+        out[#out + 1] = e
+    end
+    local r = {count = #names, waiting = total_w, inflight = total_i, time_ms = now}
+    if #out > 0 then
+        r.tenants = out
+        return cjson.encode(r)
+    end
+    -- cjson encodes an empty table as an object
+    return cjson.encode(r):sub(1, -2) .. ',"tenants":[]}'
+end
+
+-- For corral_stats: the queued_ms of the oldest job at the heads of the
+-- first TENANT_SCAN tenants in the turn of level (nil when none).
+local function tenant_oldest(K, level)
+    local oldest = nil
+    for _, t in ipairs(redis.call('LRANGE', K .. ':tq:' .. level, 0, TENANT_SCAN - 1)) do
+        if t ~= '' then
+            local head = redis.call('LINDEX', tenant_list(K, level, t), 0)
+            local at = head and tonumber(redis.call('HGET', job_key(K, head), 'queued_ms'))
+            if at and (oldest == nil or at < oldest) then
+                oldest = at
+            end
+        end
+    end
+    return oldest
+end

@@ -1,0 +1,199 @@
+"""Fair shares between tenants in the Function library (tenants.lua): round
+robin within a priority level, weights, strict priority over tenants,
+per-tenant limits that park a tenant without holding others back, and no
+keys left behind by a tenant with nothing waiting or running."""
+import json
+import time
+
+import pytest
+
+from conftest import declare, enqueue, get_job, qkey, reserve, stats, wait_until
+
+Q = "tq"
+
+
+def tenant_of(job_id, r):
+    return get_job(r, Q, job_id).get("tenant", "")
+
+
+def take(r, n, worker="host1:1"):
+    """Reserves n jobs one call at a time -> their ids."""
+    out = []
+    for _ in range(n):
+        jobs = reserve(r, Q, 1, worker)
+        assert jobs, f"queue ran dry after {len(out)} jobs"
+        out.append(jobs[0][0])
+    return out
+
+
+def ack(r, job, worker="host1:1"):
+    return r.fcall("corral_ack", 1, Q, worker, job[0], job[1], "{}")
+
+
+def test_jobs_of_one_level_come_round_robin_between_tenants_fifo_within_each(r):
+    declare(r, Q)
+    ids = {}
+    for t in ("a", "b", "c"):
+        ids[t] = [enqueue(r, Q, {"n": i}, tenant=t) for i in range(4)]
+    got = take(r, 12)
+    order = [tenant_of(i, r) for i in got]
+    assert order == ["a", "b", "c"] * 4
+    for t in ("a", "b", "c"):
+        assert [i for i in got if i in ids[t]] == ids[t]
+
+
+def test_jobs_without_a_tenant_take_their_turn_as_the_default_tenant(r):
+    declare(r, Q)
+    plain = [enqueue(r, Q) for _ in range(3)]
+    named = [enqueue(r, Q, tenant="big") for _ in range(3)]
+    got = take(r, 6)
+    assert got == [plain[0], named[0], plain[1], named[1], plain[2], named[2]]
+
+
+def test_one_reserve_of_many_jobs_takes_them_round_robin(r):
+    declare(r, Q)
+    for t in ("a", "b"):
+        for _ in range(5):
+            enqueue(r, Q, tenant=t)
+    jobs = reserve(r, Q, 6)
+    assert [tenant_of(j[0], r) for j in jobs] == ["a", "b"] * 3
+
+
+def test_a_higher_priority_job_of_any_tenant_is_served_before_every_lower_one(r):
+    declare(r, Q)
+    for _ in range(3):
+        enqueue(r, Q, tenant="a", priority="normal")
+    high = enqueue(r, Q, tenant="b", priority="high")
+    low = enqueue(r, Q, tenant="c", priority="low")
+    got = take(r, 5)
+    assert got[0] == high
+    assert got[-1] == low
+
+
+def test_a_tenant_of_weight_w_gets_w_jobs_per_turn(r):
+    declare(r, Q, tenant_weights={"gold": 3})
+    for t in ("gold", "tin"):
+        for _ in range(8):
+            enqueue(r, Q, tenant=t)
+    order = [tenant_of(i, r) for i in take(r, 8)]
+    assert order == ["gold"] * 3 + ["tin"] + ["gold"] * 3 + ["tin"]
+
+
+def test_corral_tenant_weight_changes_a_weight_at_run_time(r):
+    declare(r, Q)
+    assert r.fcall("corral_tenant_weight", 1, Q, "a", 2) == "OK"
+    for t in ("a", "b"):
+        for _ in range(6):
+            enqueue(r, Q, tenant=t)
+    order = [tenant_of(i, r) for i in take(r, 6)]
+    assert order == ["a", "a", "b", "a", "a", "b"]
+
+
+@pytest.mark.parametrize("bad", ["", "x" * 65, "a b", "é", "a/b", 5, None])
+def test_a_bad_tenant_is_refused_with_badtenant_and_writes_nothing(r, bad):
+    declare(r, Q)
+    before = sorted(r.keys("*"))
+    with pytest.raises(Exception) as e:
+        r.fcall("corral_enqueue", 1, Q, "{}", json.dumps({"tenant": bad}))
+    assert str(e.value).startswith("BADTENANT")
+    assert sorted(r.keys("*")) == before
+
+
+def test_a_tenant_at_max_inflight_steps_out_and_the_others_go_on(r):
+    declare(r, Q, tenant_max_inflight=2)
+    for t in ("hog", "small"):
+        for _ in range(5):
+            enqueue(r, Q, tenant=t)
+    jobs = reserve(r, Q, 10)
+    tenants = [tenant_of(j[0], r) for j in jobs]
+    assert tenants.count("hog") == 2 and tenants.count("small") == 2
+    assert reserve(r, Q, 10) == []
+    # one outcome frees a slot: the tenant takes its turn again at once
+    ack(r, [j for j in jobs if tenant_of(j[0], r) == "hog"][0])
+    more = reserve(r, Q, 10)
+    assert [tenant_of(j[0], r) for j in more] == ["hog"]
+
+
+def test_a_tenant_over_its_rate_waits_for_its_window_while_others_go_on(r):
+    declare(r, Q, tenant_rate=3, tenant_rate_ms=1000)
+    for _ in range(6):
+        enqueue(r, Q, tenant="fast")
+    enqueue(r, Q, tenant="other")
+    first = [tenant_of(j[0], r) for j in reserve(r, Q, 10)]
+    assert first.count("fast") == 3 and first.count("other") == 1
+    assert reserve(r, Q, 10) == []
+    start = time.monotonic()
+    got = []
+    wait_until(lambda: got.extend(reserve(r, Q, 10)) or got, timeout=3, what="the next window")
+    assert time.monotonic() - start > 0.3
+    assert len(got) == 3
+
+
+def test_depth_in_stats_counts_the_tenants_jobs(r):
+    declare(r, Q)
+    enqueue(r, Q, tenant="a")
+    enqueue(r, Q, tenant="b", priority="high")
+    enqueue(r, Q)
+    s = stats(r, Q)
+    assert s["depth"] == 3
+    assert s["depth_by_priority"] == {"high": 1, "normal": 2, "low": 0}
+
+
+def test_corral_tenants_lists_the_most_waiting_first(r):
+    declare(r, Q, tenant_max_inflight=1)
+    for t, n in (("a", 1), ("b", 3), ("c", 2)):
+        for _ in range(n):
+            enqueue(r, Q, tenant=t)
+    reserve(r, Q, 1)  # a's job runs
+    reserve(r, Q, 10)  # b and c one each, then all at their limit
+    v = json.loads(r.fcall_ro("corral_tenants", 1, Q, 2))
+    assert v["count"] == 3 and v["waiting"] == 3 and v["inflight"] == 3
+    assert [(t["tenant"], t["waiting"], t["inflight"]) for t in v["tenants"]] == \
+        [("b", 2, 1), ("c", 1, 1)]
+    assert v["tenants"][0]["limited"] is True
+    assert v["tenants"][0]["weight"] == 1
+    every = json.loads(r.fcall_ro("corral_tenants", 1, Q, 0))
+    assert len(every["tenants"]) == 3
+
+
+def test_a_cancelled_job_leaves_its_tenant_list_and_turn(r):
+    declare(r, Q)
+    only = enqueue(r, Q, tenant="a")
+    enqueue(r, Q, tenant="b")
+    assert r.fcall("corral_cancel", 1, Q, only) == "cancelled"
+    got = [tenant_of(j[0], r) for j in reserve(r, Q, 5)]
+    assert got == ["b"]
+    assert not r.keys(qkey(Q) + ":t:*") and not r.keys(qkey(Q) + ":tq:*")
+    assert not r.hexists(qkey(Q) + ":tn", "a")
+
+
+def test_an_idle_tenant_leaves_no_keys_and_no_fields(r):
+    declare(r, Q, tenant_max_inflight=1, tenant_rate=100, tenant_rate_ms=1000,
+            tenant_weights={"w": 2})
+    plain = set(r.keys("*"))
+    for _ in range(3):
+        enqueue(r, Q, tenant="gone")
+    while True:
+        jobs = reserve(r, Q, 5)
+        if not jobs:
+            break
+        for j in jobs:
+            ack(r, j)
+    leftover = {k for k in r.keys(qkey(Q) + ":t*")} - plain
+    # the rate window is the one key left, and it expires with its window
+    assert leftover <= {qkey(Q) + ":tr:gone"}
+    if leftover:
+        assert 0 < r.pttl(qkey(Q) + ":tr:gone") <= 1000
+    for h in (":tn", ":ti", ":tcr"):
+        assert not r.exists(qkey(Q) + h), h
+
+
+def test_requeued_jobs_go_back_to_their_tenant(r):
+    declare(r, Q, lease_ms=100)
+    a = enqueue(r, Q, tenant="a")
+    job = reserve(r, Q, 1)[0]
+    assert job[0] == a
+    r.fcall("corral_defer", 1, Q, "host1:1", job[0], job[1], 0, "", "")
+    assert get_job(r, Q, a)["state"] == "queued"
+    assert r.llen(qkey(Q) + ":t:1:a") == 1
+    assert reserve(r, Q, 1)[0][0] == a
