@@ -197,3 +197,63 @@ def test_requeued_jobs_go_back_to_their_tenant(r):
     assert get_job(r, Q, a)["state"] == "queued"
     assert r.llen(qkey(Q) + ":t:1:a") == 1
     assert reserve(r, Q, 1)[0][0] == a
+
+
+def test_weights_hold_within_ten_percent_over_1200_jobs(r):
+    declare(r, Q, tenant_weights={"gold": 3, "silver": 2})
+    pipe = r.pipeline(transaction=False)
+    for t in ("gold", "silver", "tin"):
+        pipe.fcall("corral_enqueue_many", 1, Q, json.dumps({"tenant": t}),
+                   *[json.dumps({"t": t})] * 1000)
+    pipe.execute()
+    counts, taken, size = {"gold": 0, "silver": 0, "tin": 0}, 0, 1
+    while taken < 1200:
+        for j in reserve(r, Q, size):
+            counts[json.loads(j[7])["t"]] += 1
+            taken += 1
+        size = size % 7 + 1  # batches of 1 to 7 jobs
+    for t, share in (("gold", 3 / 6), ("silver", 2 / 6), ("tin", 1 / 6)):
+        want = share * taken
+        assert abs(counts[t] - want) <= 0.1 * want, (t, counts, taken)
+
+
+def test_a_queue_without_tenants_keeps_no_tenant_keys(r):
+    declare(r, Q)
+    for _ in range(3):
+        enqueue(r, Q)
+    jobs = reserve(r, Q, 3)
+    for j in jobs:
+        ack(r, j)
+    assert not r.keys(qkey(Q) + ":t*")
+
+
+def test_a_queue_in_weighted_order_serves_tenants_round_robin_within_each_level(r):
+    declare(r, Q, order="weighted", weights=[1, 1, 1])
+    for t in ("a", "b"):
+        for _ in range(3):
+            enqueue(r, Q, tenant=t, priority="normal")
+    order = [tenant_of(i, r) for i in take(r, 6)]
+    assert order == ["a", "b"] * 3
+    assert reserve(r, Q, 1) == []
+
+
+def test_a_lost_lease_frees_the_tenants_slot(r):
+    declare(r, Q, tenant_max_inflight=1, lease_ms=100)
+    for _ in range(2):
+        enqueue(r, Q, tenant="a")
+    first = reserve(r, Q, 5)
+    assert len(first) == 1
+    assert r.fcall("corral_reclaim_worker", 1, Q, "host1:1") == 1
+    # the job went back to the front of its tenant, and the slot is free
+    again = reserve(r, Q, 5)
+    assert [j[0] for j in again] == [first[0][0]]
+    assert r.hget(qkey(Q) + ":ti", "a") == "1"
+
+
+def test_a_failed_job_frees_the_tenants_slot(r):
+    declare(r, Q, tenant_max_inflight=1)
+    for _ in range(2):
+        enqueue(r, Q, tenant="a")
+    job = reserve(r, Q, 5)[0]
+    r.fcall("corral_fail", 1, Q, "host1:1", job[0], job[1], "permanent", "no")
+    assert len(reserve(r, Q, 5)) == 1
