@@ -20,6 +20,7 @@
 #include "corral/util.h"
 #include "corral/tls.h"
 #include "ctl.h"
+#include "tenants.h"
 
 #define EXIT_USAGE   CTL_EXIT_USAGE
 #define EXIT_TIMEOUT 124
@@ -40,8 +41,9 @@ static void usage(FILE *out)
             "  enqueue QUEUE --many [OPTIONS]   (one JSON payload per line on stdin)\n"
             "  job QUEUE ID [--json]\n"
             "  wait QUEUE ID [--timeout DUR]\n"
-            "  status [--json] [--watch [SECONDS]]\n"
-            "  dead QUEUE [list | retry ID... | retry --all | purge]\n"
+            "  status [--json] [--watch [SECONDS]] | status --tenants QUEUE [--json]\n"
+            "  dead QUEUE [list | retry ID... | retry --all | purge] [--tenant T]\n"
+            "  tenant QUEUE NAME --weight W\n"
             "  pause QUEUE | resume QUEUE\n"
             "  breaker [SERVICE] [reset] [--json]\n"
             "  metrics\n"
@@ -554,6 +556,8 @@ int main(int argc, char **argv)
         fn = ctl_breaker;
     else if (strcmp(cmd, "metrics") == 0)
         fn = ctl_metrics;
+    else if (strcmp(cmd, "tenant") == 0)
+        fn = ctl_tenant;
     else
         return ctl_usage_error("unknown command \"%s\"", cmd);
 

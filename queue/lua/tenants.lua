@@ -220,7 +220,14 @@ local function tenant_pop(K, c, level, want, now)
             k, untl = tenant_room(K, c, t, k, now)
         end
         if k <= 0 then
-            park(K, level, t, tq, untl)
+            -- A tenant with nothing left here (its last job went on its
+            -- previous visit) just leaves the turn: only waiting ones park.
+            if redis.call('EXISTS', tenant_list(K, level, t)) == 1 then
+                park(K, level, t, tq, untl)
+            else
+                redis.call('LPOP', tq)
+                redis.call('HDEL', K .. ':tcr', tostring(level))
+            end
             cur = nil
         else
             local ids = redis.call('LPOP', tenant_list(K, level, t), k) or {}
@@ -290,7 +297,7 @@ local function tenant_move_level(K, from, to, prio)
         tenants[#tenants + 1] = t
     end
     local pk = K .. ':tpark'
-    for _, m in ipairs(redis.call('ZRANGE', pk, 0, -1)) do
+    for _, m in ipairs(redis.call('ZRANGEBYSCORE', pk, '-inf', '+inf')) do
         local level, t = m:match('^(%d+)|(.*)$')
         if tonumber(level) == from then
             redis.call('ZREM', pk, m)
@@ -406,7 +413,7 @@ local function corral_tenants(keys, args)
         return a < b
     end)
     local parked = {}
-    for _, m in ipairs(redis.call('ZRANGE', K .. ':tpark', 0, -1)) do
+    for _, m in ipairs(redis.call('ZRANGEBYSCORE', K .. ':tpark', '-inf', '+inf')) do
         parked[m:match('^%d+|(.*)$')] = true
     end
     local out = {}

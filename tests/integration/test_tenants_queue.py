@@ -257,3 +257,15 @@ def test_a_failed_job_frees_the_tenants_slot(r):
     job = reserve(r, Q, 5)[0]
     r.fcall("corral_fail", 1, Q, "host1:1", job[0], job[1], "permanent", "no")
     assert len(reserve(r, Q, 5)) == 1
+
+
+def test_a_tenant_with_nothing_waiting_is_never_shown_limited(r):
+    declare(r, Q, tenant_max_inflight=1)
+    enqueue(r, Q, tenant="a")
+    for _ in range(2):
+        enqueue(r, Q, tenant="b")
+    reserve(r, Q, 5)
+    v = json.loads(r.fcall_ro("corral_tenants", 1, Q, 0))
+    limited = {t["tenant"]: t["limited"] for t in v["tenants"]}
+    assert limited == {"a": False, "b": True}
+    assert r.zrange(qkey(Q) + ":tpark", 0, -1) == ["1|b"]
