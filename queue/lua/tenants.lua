@@ -334,7 +334,7 @@ local function tenant_declare(K, q, s, fields)
     local mi = int_arg('BADSETTING', s.tenant_max_inflight or 0, 'tenant_max_inflight', 0, 1000000)
     local ws = {}
     if s.tenant_weights ~= nil then
-        if type(s.tenant_weights) ~= 'table' then
+        if type(s.tenant_weights) ~= 'table' or #s.tenant_weights > 0 then
             fail('BADSETTING', 'queue "%s": tenant_weights must be an object of weights', q)
         end
         for t, w in pairs(s.tenant_weights) do

@@ -269,3 +269,20 @@ def test_a_tenant_with_nothing_waiting_is_never_shown_limited(r):
     limited = {t["tenant"]: t["limited"] for t in v["tenants"]}
     assert limited == {"a": False, "b": True}
     assert r.zrange(qkey(Q) + ":tpark", 0, -1) == ["1|b"]
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"tenant_weights": [1, 2]}, "tenant_weights must be an object of weights"),
+    ({"tenant_weights": {"a b": 2}}, 'bad tenant name "a b" in tenant_weights'),
+    ({"tenant_weights": {"gold": 0}}, "tenant weight must be an integer from 1 to 1000, got 0"),
+    ({"tenant_max_inflight": -1}, "tenant_max_inflight must be an integer from 0 to 1000000"),
+    ({"tenant_rate": 5, "tenant_rate_ms": 0}, "tenant_rate_ms must be an integer from 1"),
+])
+def test_bad_tenant_settings_are_refused_and_keep_the_old_ones(r, settings, message):
+    declare(r, Q, tenant_max_inflight=3)
+    before = r.hgetall(qkey(Q) + ":conf")
+    with pytest.raises(Exception) as e:
+        declare(r, Q, **settings)
+    assert str(e.value).startswith("BADSETTING") and message in str(e.value)
+    assert r.hgetall(qkey(Q) + ":conf") == before
+    assert not r.exists(qkey(Q) + ":tw")
