@@ -375,7 +375,7 @@ local function reserve_jobs(K, c, prefix, worker, n, max_inflight, gated, now, n
                 level = level + 1
             end
         end
-        waiting = redis.call('EXISTS', unpack(c.qkeys)) + (turns and tenant_any_turn(K, c) or 0)
+        waiting = redis.call('EXISTS', unpack(turns and c.tall or c.qkeys))
     else
         local pick, save, left, turns = picker(K, c)
         while #out < allowed do

@@ -86,7 +86,9 @@ def test_tenant_sets_a_weight_at_run_time(ctl, r):
     fill(ctl, {"gold": 1})  # declares the queue
     p = ctl("tenant", Q, "gold", "--weight", "3")
     assert p.returncode == 0, p.stderr
-    assert r.hget(qkey(Q) + ":tw", "gold") == "3"
+    assert r.hget(qkey(Q) + ":conf", "tenant_weights") == "gold:3"
+    js = json.loads(ctl("status", "--tenants", Q, "--json").stdout)
+    assert js["tenants"][0]["weight"] == 3
     bad = ctl("tenant", Q, "gold", "--weight", "0")
     assert bad.returncode == 2 and "1 to 1000" in bad.stderr
 

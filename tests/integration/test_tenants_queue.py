@@ -285,4 +285,27 @@ def test_bad_tenant_settings_are_refused_and_keep_the_old_ones(r, settings, mess
         declare(r, Q, **settings)
     assert str(e.value).startswith("BADSETTING") and message in str(e.value)
     assert r.hgetall(qkey(Q) + ":conf") == before
-    assert not r.exists(qkey(Q) + ":tw")
+
+
+def test_a_redeclare_keeps_run_time_weights_of_tenants_it_does_not_name(r):
+    declare(r, Q, tenant_weights={"gold": 3})
+    r.fcall("corral_tenant_weight", 1, Q, "silver", 2)
+    r.fcall("corral_tenant_weight", 1, Q, "gold", 5)
+    declare(r, Q, tenant_weights={"gold": 4})
+    assert r.hget(qkey(Q) + ":conf", "tenant_weights") == "gold:4,silver:2"
+    for t in ("silver", "tin"):
+        for _ in range(3):
+            enqueue(r, Q, tenant=t)
+    order = [tenant_of(i, r) for i in take(r, 6)]
+    assert order == ["silver", "silver", "tin", "silver", "tin", "tin"]
+
+
+def test_removing_the_limits_brings_parked_tenants_back(r):
+    declare(r, Q, tenant_max_inflight=1)
+    for _ in range(3):
+        enqueue(r, Q, tenant="a")
+    assert len(reserve(r, Q, 5)) == 1
+    assert r.exists(qkey(Q) + ":tpark")
+    declare(r, Q)
+    assert len(reserve(r, Q, 5)) == 2
+    assert not r.exists(qkey(Q) + ":ti") and not r.exists(qkey(Q) + ":tpark")
