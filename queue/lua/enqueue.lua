@@ -113,7 +113,7 @@ end
 -- line of docs/operations.md names every command the library runs), and
 -- one RPUSH (or ZADD) makes them all ready (or scheduled) in order. The
 -- caller wakes workers and counts the jobs.
-local function enqueue_write(K, c, q, o, args, from, to, now, now_micros)
+local function enqueue_write(K, c, q, o, args, from, to, now, now_micros, tenanted)
     local n = to - from + 1
     local ready = o.delay == 0
     -- The record's fields, the same for every job of the call but id (2)
@@ -139,11 +139,14 @@ local function enqueue_write(K, c, q, o, args, from, to, now, now_micros)
         redis.call('HSET', job_key(K, ids[1]), 'unique_key', o.uk)
         redis.call('SET', K .. ':uniq:' .. o.uk, ids[1])
     end
+    if o.tenant and not tenanted then
+        redis.call('HSET', K .. ':conf', 'tenanted', 1) -- tenants.lua: from now on
+    end
     if ready and o.tenant then
         tenant_ready(K, o.level, o.tenant, ids, false) -- tenants.lua
     elseif ready then
         -- make_ready, n at once; a level's first default jobs join its turn
-        if redis.call('RPUSH', K .. ':q:' .. o.level, unpack(ids)) == n then
+        if redis.call('RPUSH', K .. ':q:' .. o.level, unpack(ids)) == n and tenanted then
             tenant_default_joined(K, o.level)
         end
     else
@@ -158,7 +161,7 @@ end
 -- job whose record still exists with that key is returned instead.
 local function corral_enqueue(keys, args)
     local K, q = queue_key(keys[1])
-    local c = load_conf(K, q)
+    local c, tenanted = load_conf(K, q)
     local payload = args[1]
     if payload == nil then
         fail('BADPAYLOAD', 'queue "%s": missing payload', q)
@@ -175,7 +178,7 @@ local function corral_enqueue(keys, args)
     end
 
     local now, now_u = clock()
-    local ids, ready = enqueue_write(K, c, q, o, args, 1, 1, now, now_u)
+    local ids, ready = enqueue_write(K, c, q, o, args, 1, 1, now, now_u, tenanted)
     if ready then
         wake(K, 1)
     end
@@ -196,7 +199,7 @@ local MAX_ENQUEUE_MANY = 1000 -- most payloads one corral_enqueue_many takes
 -- per payload would.
 local function corral_enqueue_many(keys, args)
     local K, q = queue_key(keys[1])
-    local c = load_conf(K, q)
+    local c, tenanted = load_conf(K, q)
     local n = #args - 1
     if n < 1 then
         fail('BADPAYLOAD', 'queue "%s": missing payload', q)
@@ -217,7 +220,8 @@ local function corral_enqueue_many(keys, args)
         ids = {existing}
     else
         -- with a unique key, one job: the first payload's
-        ids, ready = enqueue_write(K, c, q, o, args, 2, o.uk and 2 or #args, now, now_u)
+        ids, ready = enqueue_write(K, c, q, o, args, 2, o.uk and 2 or #args, now, now_u,
+                                   tenanted)
         if ready then
             wake(K, #ids)
         end

@@ -221,10 +221,10 @@ end
 
 -- Picks the next priority level to serve, or nil when every level is empty.
 -- lens holds each level's length and is kept up to date by the caller.
-local function picker(K, c)
+local function picker(K, c, tenanted)
     local n = #c.priorities
     local lens = {}
-    local turns = tenant_turns(K, c, now_ms())
+    local turns = tenanted and tenant_turns(K, c, now_ms())
     for i = 0, n - 1 do
         lens[i] = redis.call('LLEN', K .. ':q:' .. i) + (turns and tenant_waiting(K, i) or 0)
     end
@@ -332,8 +332,9 @@ end
 -- The work of corral_reserve (and of corral_ack's trailing reserve) once
 -- its arguments are checked: leases up to n jobs to worker and returns the
 -- reply list. gated: the caller knows the gate element (it passed
--- max_inflight). now and now_u are the call's clock.
-local function reserve_jobs(K, c, prefix, worker, n, max_inflight, gated, now, now_u)
+-- max_inflight). now and now_u are the call's clock; tenanted is
+-- load_conf's second answer.
+local function reserve_jobs(K, c, prefix, worker, n, max_inflight, gated, now, now_u, tenanted)
     promote_due(K, c, now, MAX_BATCH)
     if redis.call('EXISTS', c.paused) == 1 then
         redis.call('DEL', c.wake)
@@ -356,7 +357,7 @@ local function reserve_jobs(K, c, prefix, worker, n, max_inflight, gated, now, n
         -- of the count at once (LPOP with a count); an empty level answers
         -- nil. With named tenants waiting, each level's jobs come round
         -- robin between its tenants (tenants.lua).
-        local turns = tenant_turns(K, c, now)
+        local turns = tenanted and tenant_turns(K, c, now)
         local level = 1
         while #out < allowed and level <= #c.qkeys do
             local want = allowed - #out
@@ -377,7 +378,7 @@ local function reserve_jobs(K, c, prefix, worker, n, max_inflight, gated, now, n
         end
         waiting = redis.call('EXISTS', unpack(turns and c.tall or c.qkeys))
     else
-        local pick, save, left, turns = picker(K, c)
+        local pick, save, left, turns = picker(K, c, tenanted)
         while #out < allowed do
             local level = pick()
             if level == nil then
@@ -429,10 +430,11 @@ end
 -- accompany its ack/fail/defer/renew.
 local function corral_reserve(keys, args)
     local K, q, prefix = queue_key(keys[1])
-    local c = load_conf(K, q)
+    local c, tenanted = load_conf(K, q)
     local n, max_inflight = reserve_args(args[1], args[2], args[3])
     local now, now_u = clock()
-    return reserve_jobs(K, c, prefix, args[1], n, max_inflight, args[3] ~= nil, now, now_u)
+    return reserve_jobs(K, c, prefix, args[1], n, max_inflight, args[3] ~= nil, now, now_u,
+                        tenanted)
 end
 
 -- corral_promote: KEYS[1] queue; ARGV[1] optional limit (default 1000) ->

@@ -231,15 +231,19 @@ local function conf_packed(values)
     return table.concat(values, '\n')
 end
 
--- The queue's settings, parsed. The table may be shared with later calls:
--- callers only read it. One HGET of "packed" when the cache holds the
+-- The queue's settings, parsed, and whether tenants were ever used on the
+-- queue (tenants.lua). The table may be shared with later calls: callers
+-- only read it. One HGET of "packed" when the cache holds the
 -- queue's current settings; queues declared before library version 5 have
 -- no "packed" and are read field by field, as before.
 local function load_conf(K, q)
-    local packed = redis.call('HGET', K .. ':conf', 'packed')
+    -- "tenanted": set once a job with the option tenant was enqueued
+    -- (tenants.lua); until then the reserve takes no step for tenants.
+    local pt = redis.call('HMGET', K .. ':conf', 'packed', 'tenanted')
+    local packed, tenanted = pt[1], pt[2] ~= false
     local hit = packed and conf_cache[K]
     if hit and hit.packed == packed then
-        return hit
+        return hit, tenanted
     end
     local v = redis.call('HMGET', K .. ':conf', unpack(CONF_FIELDS))
     if not v[1] then
@@ -276,7 +280,7 @@ local function load_conf(K, q)
         end
         conf_cache[K], conf_cached = c, conf_cached + 1
     end
-    return c
+    return c, tenanted
 end
 
 local function default_level(c)

@@ -128,7 +128,7 @@ end
 -- reserve then sees the queue as a separate call would (paused: no jobs).
 local function corral_ack_reserve(keys, args)
     local K, q, prefix = queue_key(keys[1])
-    local c = load_conf(K, q)
+    local c, tenanted = load_conf(K, q)
     local worker = args[1]
     local n, max_inflight = reserve_args(worker, args[2], args[3])
     if (#args - 3) % 3 ~= 0 then
@@ -137,7 +137,7 @@ local function corral_ack_reserve(keys, args)
     end
     local now, now_u = clock()
     local acks = ack_jobs(K, c, prefix, worker, args, 4, now)
-    return {acks, reserve_jobs(K, c, prefix, worker, n, max_inflight, true, now, now_u)}
+    return {acks, reserve_jobs(K, c, prefix, worker, n, max_inflight, true, now, now_u, tenanted)}
 end
 
 -- corral_fail: KEYS[1] queue; ARGV worker, then quadruples id run kind error
