@@ -8,8 +8,7 @@
 
 #include "corral/util.h"
 
-#define TENANT_CHARS                                                                             \
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.:@-"
+#define TENANT_CHARS "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.:@-"
 
 int corral_tenant_valid(const char *name)
 {

@@ -257,9 +257,9 @@ int ctl_dead_tenant(struct ctl *ctl, const char *queue, const char *verb, const 
         /* In batches, as one call would hold Redis for every id at once. */
         for (size_t at = 0; at < ids.n; at += 1000) {
             size_t k = ids.n - at < 1000 ? ids.n - at : 1000;
-            long long got = corral_queue_dead_retry(ctl->redis, ctl->cfg->redis.prefix, queue,
-                                                    (const char *const *)ids.items + at, k, 0,
-                                                    &err);
+            long long got =
+                corral_queue_dead_retry(ctl->redis, ctl->cfg->redis.prefix, queue,
+                                        (const char *const *)ids.items + at, k, 0, &err);
             if (got < 0) {
                 rc = fail(&err);
                 break;

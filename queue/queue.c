@@ -146,9 +146,9 @@ void corral_cmd_declare(struct corral_cmd *cmd, const char *prefix,
     json_object_set_new(o, "tenant_weights", tw);
     json_object_set_new(o, "tenant_max_inflight", json_integer(q->tenant_max_inflight));
     json_object_set_new(o, "tenant_rate", json_integer((json_int_t)q->tenant_rate_count));
-    json_object_set_new(o, "tenant_rate_ms",
-                        json_integer(q->tenant_rate_count > 0 ? (json_int_t)q->tenant_rate_period_ms
-                                                              : 1000));
+    json_object_set_new(
+        o, "tenant_rate_ms",
+        json_integer(q->tenant_rate_count > 0 ? (json_int_t)q->tenant_rate_period_ms : 1000));
     add_json(cmd, o);
 }
 

@@ -9,7 +9,7 @@
 #include "corral/config.h"
 #include "corral/err.h"
 
-#define CORRAL_TENANT_MAX 64
+#define CORRAL_TENANT_MAX  64
 #define CORRAL_TENANT_RULE "1-64 bytes of A-Z a-z 0-9 _ . : @ -"
 
 /* Whether name is a tenant name: 1-64 bytes of [A-Za-z0-9_.:@-]. */
