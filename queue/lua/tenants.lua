@@ -236,9 +236,8 @@ end
 -- weight W serving W jobs per turn; a tenant at its limit is parked. Fewer
 -- than want only when no tenant of the level can give more. O(1) calls per
 -- job: each step takes a job or takes a tenant out of the turn. Without
--- weights a step is LMOVE (the next tenant, to the back) and LPOP; a
--- tenant whose last job went stays in the turn until its next step finds
--- its list empty (one more step per tenant, not per job).
+-- weights a step is LMOVE (the next tenant, to the back), LPOP and EXISTS
+-- (is anything left?).
 local function tenant_pop(K, c, level, want, now)
     local tq = K .. ':tq:' .. level
     local out, left = {}, false
@@ -276,7 +275,8 @@ local function tenant_pop(K, c, level, want, now)
             turn_leave(K, level, t, tq, not c.tweighted, untl)
             left, cur = true, nil
         else
-            local ids = redis.call('LPOP', tenant_list(K, level, t), k) or {}
+            local lk = tenant_list(K, level, t)
+            local ids = redis.call('LPOP', lk, k) or {}
             for _, id in ipairs(ids) do
                 out[#out + 1] = id
             end
@@ -285,11 +285,13 @@ local function tenant_pop(K, c, level, want, now)
                 tenant_started(K, c, t, #ids)
             end
             served = served + #ids
-            if #ids == 0 then -- nothing more here: out of the turn
+            -- A tenant is in the turn exactly while it has jobs here (else
+            -- a new job would make it join twice): the one that gave its
+            -- last job leaves at once.
+            if #ids < k or redis.call('EXISTS', lk) == 0 then
                 turn_leave(K, level, t, tq, not c.tweighted, nil)
                 left, cur = true, nil
-            elseif c.tweighted and (#ids < k or served >= w) then
-                -- its turn is over (or its list empty): to the back
+            elseif c.tweighted and served >= w then -- its turn is over: to the back
                 redis.call('LMOVE', tq, tq, 'LEFT', 'RIGHT')
                 cur = nil
             end
@@ -321,10 +323,12 @@ local function tenant_unlink(K, jk, id)
     local j = redis.call('HMGET', jk, 'prio', 'tenant')
     local level, t = j[1], j[2] or ''
     local lk = tenant_list(K, level, t)
-    if redis.call('LREM', lk, 1, id) == 0 or t == '' then
+    if redis.call('LREM', lk, 1, id) == 0 then
         return
     end
-    waiting_add(K, level, -1)
+    if t ~= '' then
+        waiting_add(K, level, -1)
+    end
     if redis.call('EXISTS', lk) == 0 then
         redis.call('LREM', K .. ':tq:' .. level, 1, t)
         redis.call('ZREM', K .. ':tpark', level .. '|' .. t)

@@ -309,3 +309,28 @@ def test_removing_the_limits_brings_parked_tenants_back(r):
     declare(r, Q)
     assert len(reserve(r, Q, 5)) == 2
     assert not r.exists(qkey(Q) + ":ti") and not r.exists(qkey(Q) + ":tpark")
+
+
+def test_a_tenant_that_comes_back_after_its_last_job_gets_one_place_in_the_turn(r):
+    declare(r, Q)
+    enqueue(r, Q, tenant="a")
+    for _ in range(4):
+        enqueue(r, Q, tenant="b")
+    assert tenant_of(take(r, 1)[0], r) == "a"  # a's last job: a leaves the turn
+    for _ in range(4):
+        enqueue(r, Q, tenant="a")
+    order = [tenant_of(i, r) for i in take(r, 8)]
+    assert order == ["b", "a"] * 4
+    assert r.llen(qkey(Q) + ":tq:1") == 0
+
+
+def test_a_cancelled_default_job_leaves_no_second_place_for_the_default_tenant(r):
+    declare(r, Q)
+    plain = enqueue(r, Q)
+    for _ in range(3):
+        enqueue(r, Q, tenant="a")
+    r.fcall("corral_cancel", 1, Q, plain)
+    for _ in range(3):
+        enqueue(r, Q)
+    order = [tenant_of(i, r) for i in take(r, 6)]
+    assert order == ["a", "", "a", "", "a", ""]
