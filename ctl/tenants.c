@@ -88,7 +88,8 @@ void ctl_tenants_attach(struct ctl *ctl, json_t *queues)
         freeReplyObject(r);
         /* A library without tenants (before version 6) leaves them out. */
         if (t != NULL) {
-            json_object_set_new(t, "metrics_top", json_integer(metrics_top(ctl->cfg, name)));
+            json_object_set_new(t, "metrics_top",
+                                json_integer(metrics_top(ctl->cfg, name ? name : "")));
             json_object_del(t, "time_ms");
             json_object_set_new(q, "tenant_count", json_integer(ival(t, "count")));
             json_object_set_new(q, "tenants", t);
@@ -245,10 +246,8 @@ int ctl_dead_tenant(struct ctl *ctl, const char *queue, const char *verb, const 
     } else if (dead_of_tenant(ctl, queue, tenant, &ids, recs, &err) < 0) {
         rc = fail(&err);
     } else if (strcmp(verb, "list") == 0) {
-        size_t i;
-        json_t *j;
-        json_array_foreach(recs, i, j)
-        {
+        for (size_t i = 0; i < ids.n; i++) {
+            json_t *j = json_array_get(recs, i);
             printf("%s\tattempts %lld\t%s\n", ids.items[i], ival(j, "attempts"),
                    json_string_value(json_object_get(j, "error")));
         }
