@@ -233,14 +233,16 @@ end
 
 -- The reserve's choice of jobs at level (0-based) when the queue has
 -- turns: up to want job ids, round robin between the tenants in the turn,
--- weight W serving W jobs per turn; a tenant at its limit is parked. Fewer
--- than want only when no tenant of the level can give more. O(1) calls per
--- job: each step takes a job or takes a tenant out of the turn. Without
+-- weight W serving W jobs per turn; a tenant at its limit is parked; a
+-- level without a turn (no named tenant waits there) gives its default
+-- jobs. Fewer than want only when no tenant of the level can give more.
+-- O(1) calls per job: each step takes a job or takes a tenant out of the
+-- turn. Without
 -- weights a step is LMOVE (the next tenant, to the back), LPOP and EXISTS
 -- (is anything left?).
 local function tenant_pop(K, c, level, want, now)
     local tq = K .. ':tq:' .. level
-    local out, left = {}, false
+    local out, left, steps = {}, false, 0
     local served, cur = 0, nil
     if c.tweighted then
         local cr = redis.call('HGET', K .. ':tcr', tostring(level))
@@ -257,8 +259,12 @@ local function tenant_pop(K, c, level, want, now)
             t = redis.call('LMOVE', tq, tq, 'LEFT', 'RIGHT')
         end
         if not t then
+            if steps == 0 then -- no named tenant waits here: the default jobs, as before
+                return redis.call('LPOP', c.qkeys[level + 1], want) or {}
+            end
             break
         end
+        steps = steps + 1
         local w = c.tweighted and c.tweights[t] or 1
         local again = t == cur
         if not again then

@@ -334,3 +334,18 @@ def test_a_cancelled_default_job_leaves_no_second_place_for_the_default_tenant(r
         enqueue(r, Q)
     order = [tenant_of(i, r) for i in take(r, 6)]
     assert order == ["a", "", "a", "", "a", ""]
+
+
+def test_a_default_job_of_a_higher_level_runs_before_the_tenants_of_a_lower_one(r):
+    declare(r, Q)
+    for t in ("a", "b"):
+        enqueue(r, Q, tenant=t, priority="normal")
+    high = enqueue(r, Q, priority="high")
+    low = enqueue(r, Q, priority="low")
+    got = take(r, 4)
+    assert got[0] == high and got[-1] == low
+    weighted = "tw"
+    declare(r, weighted, order="weighted", weights=[100, 1, 1])
+    enqueue(r, weighted, tenant="a", priority="normal")
+    high = enqueue(r, weighted, priority="high")
+    assert r.fcall("corral_reserve", 1, weighted, "host1:1", 1)[0][0] == high
