@@ -201,10 +201,10 @@ local function tenant_release_job(K, c, jk)
     end
 end
 
--- Whether the queue has turns (named tenants waiting, or parked): without
--- them the reserve takes the default lists as before, at the cost of this
--- one EXISTS (two with limits). Parked tenants whose time has come rejoin
--- their turns.
+-- Before a reserve's choice on a queue that has had tenants: parked
+-- tenants whose time has come rejoin their turns (with limits only).
+-- Answers true: each level then looks at its turn first (tenant_pop),
+-- and a level without one gives its default jobs.
 local function tenant_turns(K, c, now)
     tenant_conf(K, c)
     if c.tlimited then
@@ -218,7 +218,7 @@ local function tenant_turns(K, c, now)
             end
         end
     end
-    return redis.call('EXISTS', unpack(c.tturns)) > 0
+    return true
 end
 
 -- Takes tenant t, just taken from the head of the turn tq (and put at its
@@ -242,7 +242,7 @@ end
 -- (is anything left?).
 local function tenant_pop(K, c, level, want, now)
     local tq = K .. ':tq:' .. level
-    local out, left, steps = {}, false, 0
+    local out, steps = {}, 0
     local served, cur = 0, nil
     if c.tweighted then
         local cr = redis.call('HGET', K .. ':tcr', tostring(level))
@@ -279,7 +279,7 @@ local function tenant_pop(K, c, level, want, now)
         end
         if k <= 0 then
             turn_leave(K, level, t, tq, not c.tweighted, untl)
-            left, cur = true, nil
+            cur = nil
         else
             local lk = tenant_list(K, level, t)
             local ids = redis.call('LPOP', lk, k) or {}
@@ -296,7 +296,7 @@ local function tenant_pop(K, c, level, want, now)
             -- last job leaves at once.
             if #ids < k or redis.call('EXISTS', lk) == 0 then
                 turn_leave(K, level, t, tq, not c.tweighted, nil)
-                left, cur = true, nil
+                cur = nil
             elseif c.tweighted and served >= w then -- its turn is over: to the back
                 redis.call('LMOVE', tq, tq, 'LEFT', 'RIGHT')
                 cur = nil
@@ -311,10 +311,8 @@ local function tenant_pop(K, c, level, want, now)
             redis.call('HDEL', tcr, tostring(level))
         end
     end
-    -- The default tenant alone in a turn: the turn ends (the fast path).
-    if left and redis.call('LLEN', tq) == 1 and redis.call('LINDEX', tq, 0) == '' then
-        redis.call('DEL', tq)
-    end
+    -- A turn left with the default tenant alone goes on until its jobs are
+    -- gone: checking for it would cost every tenant that leaves a call.
     return out
 end
 
