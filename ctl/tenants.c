@@ -63,10 +63,14 @@ static json_t *tenants_json(redisContext *c, const redisReply *r, const char *qu
 void ctl_tenants_attach(struct ctl *ctl, json_t *queues)
 {
     redisContext *c = ctl->redis;
-    size_t i, n = json_array_size(queues);
+    size_t i;
     json_t *q;
+    /* Only queues that have had tenants (corral_stats' "tenanted"): a
+     * fleet without tenants pays no round trip. */
     json_array_foreach(queues, i, q)
     {
+        if (!json_is_true(json_object_get(q, "tenanted")))
+            continue;
         const char *name = json_string_value(json_object_get(q, "name"));
         int top = metrics_top(ctl->cfg, name ? name : "");
         struct corral_cmd cmd;
@@ -77,16 +81,15 @@ void ctl_tenants_attach(struct ctl *ctl, json_t *queues)
     }
     json_array_foreach(queues, i, q)
     {
+        if (!json_is_true(json_object_get(q, "tenanted")))
+            continue;
         redisReply *r = NULL;
-        if (redisGetReply(c, (void **)&r) != REDIS_OK) {
-            n = i; /* the connection failed: status notices on its next read */
-            break;
-        }
+        if (redisGetReply(c, (void **)&r) != REDIS_OK)
+            break; /* the connection failed: status notices on its next read */
         const char *name = json_string_value(json_object_get(q, "name"));
         struct corral_err err;
         json_t *t = tenants_json(c, r, name ? name : "", &err);
         freeReplyObject(r);
-        /* A library without tenants (before version 6) leaves them out. */
         if (t != NULL) {
             json_object_set_new(t, "metrics_top",
                                 json_integer(metrics_top(ctl->cfg, name ? name : "")));
@@ -95,7 +98,6 @@ void ctl_tenants_attach(struct ctl *ctl, json_t *queues)
             json_object_set_new(q, "tenants", t);
         }
     }
-    (void)n;
 }
 
 static const struct ctl_col tenant_cols[] = {

@@ -10,10 +10,11 @@
 
 #include "ctl.h"
 
-/* Adds to each queue object of a status snapshot (an array of queues) its
- * "tenants": corral_tenants' answer for the top max(10, the queue's
- * tenant_metrics_top) tenants and "metrics_top". One pipelined round trip;
- * a queue whose library has no tenants (before version 6) gets none. */
+/* Adds to each queue object of a status snapshot (an array of queues) that
+ * has had tenants ("tenanted") its "tenants": corral_tenants' answer for
+ * the top max(10, the queue's tenant_metrics_top) tenants and
+ * "metrics_top". One pipelined round trip, none when no queue has had
+ * tenants. */
 void ctl_tenants_attach(struct ctl *ctl, json_t *queues);
 /* status's tables: per queue with tenants, its top 10 by waiting. */
 void ctl_tenants_print(json_t *queues, FILE *out, int color);

@@ -128,3 +128,14 @@ def test_corrald_check_names_a_bad_tenant_setting(build_dir, tmp_path, line, mes
     assert p.returncode == 1
     assert f"bad.conf:3: [queue q] {line.split(' =')[0]}:" in p.stderr
     assert message in p.stderr
+
+
+def test_status_reads_no_tenants_for_a_queue_that_never_had_one(ctl, r):
+    p = ctl("enqueue", Q, "{}")
+    assert p.returncode == 0, p.stderr
+    q = json.loads(ctl("status", "--json").stdout)["queues"][0]
+    assert q["tenanted"] is False and "tenants" not in q
+    assert "tenants," not in ctl("status").stdout
+    fill(ctl, {"a": 1})
+    q = json.loads(ctl("status", "--json").stdout)["queues"][0]
+    assert q["tenanted"] is True and q["tenants"]["count"] == 1
