@@ -17,6 +17,7 @@
 #include "corral/cost.h"
 #include "corral/redact.h"
 #include "corral/tls.h"
+#include "corral/tenant.h"
 #include "corral/util.h"
 
 enum sec { SEC_REDIS, SEC_POOL, SEC_SCALE, SEC_WEB, SEC_QUEUE, SEC_SERVICE, SEC_NONE };
@@ -40,6 +41,7 @@ enum type {
     T_MONEY,   /* int64_t nano-units (corral/cost.h); max bounds it */
     T_MRATE,   /* int64_t nano-units at off, int64_t period ms at off2 */
     T_PRICE,   /* struct corral_price_list, repeatable: each line appends */
+    T_TWEIGHT, /* struct corral_strlist of "TENANT:W"; min/max bound each weight */
 };
 
 struct key {
@@ -111,6 +113,14 @@ static const struct key keys[] = {
     {SEC_QUEUE, "result_ttl", T_DUR, Q(result_ttl_ms), 0, "24h", SEC, 365 * DAY},
     {SEC_QUEUE, "max_payload", T_SIZE, Q(max_payload_bytes), 0, "1M", 1, 512 * MIB},
     {SEC_QUEUE, "max_result", T_SIZE, Q(max_result_bytes), 0, "1M", 1, 512 * MIB},
+    /* tenants (docs/protocol.md, "Tenants") */
+    {SEC_QUEUE, "tenant_weights", T_TWEIGHT, Q(tenant_weights), 0, NULL, 1, 1000},
+    {SEC_QUEUE, "tenant_max_inflight", T_INT, Q(tenant_max_inflight), 0, "0", 0, 1000000},
+    {SEC_QUEUE, "tenant_rate", T_RATE, Q(tenant_rate_count), Q(tenant_rate_period_ms), NULL, 1,
+     DAY},
+    {SEC_QUEUE, "tenant_tokens", T_RATE, Q(tenant_tokens_count), Q(tenant_tokens_period_ms), NULL,
+     1, DAY},
+    {SEC_QUEUE, "tenant_metrics_top", T_INT, Q(tenant_metrics_top), 0, "10", 0, 1000},
 
     {SEC_SERVICE, "url", T_STR, SV(url), 0, NULL, 0, 0},
     {SEC_SERVICE, "api_key_file", T_PATH, SV(api_key_file), 0, NULL, 0, 0},
@@ -317,6 +327,7 @@ static void free_field(void *base, const struct key *k)
         break;
     case T_LIST:
     case T_HEADER:
+    case T_TWEIGHT:
         corral_strlist_free((struct corral_strlist *)p);
         break;
     case T_PRICE: {
@@ -496,6 +507,14 @@ static int set_field(void *base, const struct key *k, const char *value, struct 
                                       value);
         l->items = corral_xrealloc(l->items, sizeof(*l->items) * (l->n + 1));
         l->items[l->n++] = (struct corral_price){corral_xstrdup(model), v, v2};
+        return 0;
+    }
+    case T_TWEIGHT: {
+        struct corral_strlist l;
+        if (corral_tenant_weights_parse(value, (int)k->min, (int)k->max, &l, err) < 0)
+            return -1;
+        corral_strlist_free((struct corral_strlist *)p);
+        *(struct corral_strlist *)p = l;
         return 0;
     }
     case T_WEIGHTS: {
@@ -1288,7 +1307,8 @@ static void dump_section(FILE *out, const void *base, enum sec sec)
             fmt_pct(*(const int *)p, v, sizeof(v));
             put_line(out, k->name, v, NULL);
             break;
-        case T_LIST: {
+        case T_LIST:
+        case T_TWEIGHT: {
             const struct corral_strlist *l = (const struct corral_strlist *)p;
             if (l->n > 0) {
                 char *spaced = join_list(l, ", "), *compact = join_list(l, ",");

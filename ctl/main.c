@@ -22,6 +22,7 @@
 #include "corral/util.h"
 #include "corral/tls.h"
 #include "ctl.h"
+#include "tenants.h"
 #include "when.h"
 
 #define EXIT_USAGE   CTL_EXIT_USAGE
@@ -38,12 +39,14 @@ static void usage(FILE *out)
             "\n"
             "commands:\n"
             "  enqueue QUEUE [PAYLOAD|-] [--priority P] [--delay DUR] [--max-attempts N]\n"
-            "          [--timeout DUR] [--service NAME] [--unique KEY] [--wait [DUR]]\n"
+            "          [--timeout DUR] [--service NAME] [--unique KEY] [--tenant T]\n"
+            "          [--wait [DUR]]\n"
             "  enqueue QUEUE --many [OPTIONS]   (one JSON payload per line on stdin)\n"
             "  job QUEUE ID [--json]\n"
             "  wait QUEUE ID [--timeout DUR]\n"
-            "  status [--json] [--watch [SECONDS]]\n"
-            "  dead QUEUE [list | retry ID... | retry --all | purge]\n"
+            "  status [--json] [--watch [SECONDS]] | status --tenants QUEUE [--json]\n"
+            "  dead QUEUE [list | retry ID... | retry --all | purge] [--tenant T]\n"
+            "  tenant QUEUE NAME --weight W\n"
             "  pause QUEUE | resume QUEUE\n"
             "  breaker [SERVICE] [reset] [--json]\n"
             "  metrics\n"
@@ -327,11 +330,14 @@ static int cmd_enqueue(struct ctl *ctl, int argc, char **argv)
                                        v ? v : "nothing");
             o.max_attempts = (int)n;
             i++;
-        } else if (strcmp(a, "--unique") == 0 || strcmp(a, "--service") == 0) {
+        } else if (strcmp(a, "--unique") == 0 || strcmp(a, "--service") == 0 ||
+                   strcmp(a, "--tenant") == 0) {
             if (v == NULL)
                 return ctl_usage_error("%s needs a value", a);
             if (a[2] == 'u')
                 o.unique_key = v;
+            else if (a[2] == 't')
+                o.tenant = v; /* checked by Redis: BADTENANT */
             else
                 o.service = v;
             i++;
@@ -579,6 +585,8 @@ int main(int argc, char **argv)
         fn = ctl_breaker;
     else if (strcmp(cmd, "metrics") == 0)
         fn = ctl_metrics;
+    else if (strcmp(cmd, "tenant") == 0)
+        fn = ctl_tenant;
     else
         return ctl_usage_error("unknown command \"%s\"", cmd);
 

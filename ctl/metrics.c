@@ -121,6 +121,61 @@ static void queues(FILE *out, json_t *qs)
     }
 }
 
+/* Per-tenant series (docs/protocol.md, "Tenants") for the top
+ * tenant_metrics_top tenants of each queue by waiting; the rest summed as
+ * one series with tenant="*" (no tenant's name: * is not in the alphabet),
+ * so that a queue with 100,000 tenants does not flood the scraper. */
+static void tenants(FILE *out, json_t *qs)
+{
+    static const char *const fams[][3] = {
+        {"corral_tenant_waiting", "waiting", "Jobs of the tenant waiting in the queue."},
+        {"corral_tenant_inflight", "inflight", "Jobs of the tenant running now, fleet-wide."},
+    };
+    size_t i;
+    json_t *q;
+    for (size_t f = 0; f < 2; f++) {
+        family(out, fams[f][0], "gauge", fams[f][2]);
+        json_array_foreach(qs, i, q)
+        {
+            json_t *t = json_object_get(q, "tenants");
+            if (t == NULL)
+                continue;
+            json_int_t top = json_integer_value(json_object_get(t, "metrics_top"));
+            double rest = num(t, fams[f][1]);
+            size_t k;
+            json_t *e;
+            json_array_foreach(json_object_get(t, "tenants"), k, e)
+            {
+                if ((json_int_t)k >= top)
+                    break;
+                sample(out, fams[f][0], num(e, fams[f][1]), "queue", str(q, "name"), "tenant",
+                       str(e, "tenant"));
+                rest -= num(e, fams[f][1]);
+            }
+            if (json_integer_value(json_object_get(t, "count")) > top)
+                sample(out, fams[f][0], rest, "queue", str(q, "name"), "tenant", "*");
+        }
+    }
+    family(out, "corral_tenant_limited", "gauge",
+           "1 while the tenant is out of the turn at its tenant_max_inflight or tenant_rate.");
+    json_array_foreach(qs, i, q)
+    {
+        json_t *t = json_object_get(q, "tenants");
+        json_int_t top = json_integer_value(json_object_get(t, "metrics_top"));
+        size_t k;
+        json_t *e;
+        json_array_foreach(json_object_get(t, "tenants"), k, e)
+        {
+            if ((json_int_t)k >= top)
+                break;
+            sample(out, "corral_tenant_limited", json_is_true(json_object_get(e, "limited")),
+                   "queue", str(q, "name"), "tenant", str(e, "tenant"));
+        }
+    }
+    per_item(out, qs, "queue", "name", "corral_queue_tenants", "tenant_count", 1,
+             "Tenants with jobs waiting or running in the queue.");
+}
+
 static void hosts(FILE *out, json_t *hs)
 {
     per_item(out, hs, "host", "host", "corral_host_workers", "workers", 1,
@@ -222,6 +277,7 @@ int ctl_metrics(struct ctl *ctl, int argc, char **argv)
     FILE *out = stdout;
     up(out, NULL);
     queues(out, json_object_get(s, "queues"));
+    tenants(out, json_object_get(s, "queues"));
     hosts(out, json_object_get(s, "hosts"));
     breakers(out, json_object_get(s, "breakers"));
     ctl_counters_write(json_object_get(s, "queues"), ctr, out);
@@ -233,6 +289,7 @@ int ctl_metrics(struct ctl *ctl, int argc, char **argv)
 void ctl_metrics_write(json_t *snapshot, FILE *out)
 {
     queues(out, json_object_get(snapshot, "queues"));
+    tenants(out, json_object_get(snapshot, "queues"));
     hosts(out, json_object_get(snapshot, "hosts"));
     breakers(out, json_object_get(snapshot, "breakers"));
 }

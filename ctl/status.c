@@ -16,6 +16,7 @@
 #include "corral/util.h"
 #include "ctl.h"
 #include "table.h"
+#include "tenants.h"
 
 /* A heartbeat older than this is shown as stale; its key expires soon after. */
 #define STALE_MS 10000
@@ -226,6 +227,8 @@ json_t *ctl_snapshot(struct ctl *ctl, struct corral_err *err)
         freeReplyObject(r[i]);
     free(r);
     if (ok)
+        ctl_tenants_attach(ctl, jq); /* tenants.c */
+    if (ok)
         result =
             json_pack("{s:I s:o s:o s:o s:o}", "time_ms", (json_int_t)now, "queues", jq, "hosts",
                       jh, "breakers", jb, "redis", corral_redis_health(c, &ctl->cfg->redis));
@@ -345,6 +348,7 @@ static void print_table(json_t *s, FILE *out, int color, struct widths *keep)
     if (json_array_size(ws) > 0)
         fputc('\n', out);
     ctl_print_breakers(json_object_get(s, "breakers"), out, color, keep->breakers);
+    ctl_tenants_print(json_object_get(s, "queues"), out, color); /* tenants.c */
 }
 
 /* --watch with Redis failing: the error in place of the view, and the next
@@ -356,9 +360,14 @@ int ctl_status(struct ctl *ctl, int argc, char **argv)
 {
     int as_json = 0, watch = 0;
     double every = 2.0;
+    const char *tenants_of = NULL;
     for (int i = 0; i < argc; i++) {
         if (strcmp(argv[i], "--json") == 0) {
             as_json = 1;
+        } else if (strcmp(argv[i], "--tenants") == 0) {
+            if (i + 1 >= argc)
+                return ctl_usage_error("%s", "status: --tenants needs a QUEUE");
+            tenants_of = argv[++i];
         } else if (strcmp(argv[i], "--watch") == 0) {
             watch = 1;
             if (i + 1 < argc && argv[i + 1][0] != '-') {
@@ -374,6 +383,8 @@ int ctl_status(struct ctl *ctl, int argc, char **argv)
         }
     }
     int color = isatty(STDOUT_FILENO) && getenv("NO_COLOR") == NULL;
+    if (tenants_of != NULL) /* every tenant of one queue (tenants.c) */
+        return ctl_tenants_show(ctl, tenants_of, as_json, color);
     int64_t every_ms = (int64_t)(every * 1000);
     struct corral_backoff retry;
     corral_backoff_init(&retry, every_ms,
@@ -434,6 +445,12 @@ int ctl_dead(struct ctl *ctl, int argc, char **argv)
     const char *verb = argc > 1 ? argv[1] : "list";
     const char *prefix = ctl->cfg->redis.prefix;
     struct corral_err err;
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "--tenant") == 0) { /* tenants.c */
+            if (i + 1 >= argc || argc != 4)
+                return ctl_usage_error("%s", "dead: usage: dead QUEUE list|retry --tenant T");
+            return ctl_dead_tenant(ctl, queue, verb, argv[i + 1]);
+        }
     if (strcmp(verb, "list") == 0) {
         char *key = corral_xasprintf("%s:{%s}:dead", prefix, queue);
         redisReply *r = redisCommand(ctl->redis, "LRANGE %s 0 999", key);

@@ -13,6 +13,7 @@
 
 #include "corral/jsontext.h"
 #include "corral/redis.h"
+#include "corral/tenant.h"
 #include "corral/util.h"
 
 void corral_cmd_add(struct corral_cmd *cmd, const char *arg, size_t len)
@@ -132,6 +133,22 @@ void corral_cmd_declare(struct corral_cmd *cmd, const char *prefix,
         "lease_ms", (json_int_t)q->lease_ms, "result_ttl_ms", (json_int_t)q->result_ttl_ms,
         "max_payload", (json_int_t)q->max_payload_bytes, "max_result",
         (json_int_t)q->max_result_bytes, "service", q->service ? q->service : "");
+    /* tenants (docs/protocol.md, "Tenants") */
+    json_t *tw = json_object();
+    for (size_t i = 0; i < q->tenant_weights.n; i++) {
+        int w;
+        const char *item = q->tenant_weights.items[i];
+        size_t n = corral_tenant_weight_split(item, &w);
+        char *name = corral_xstrndup(item, n);
+        json_object_set_new(tw, name, json_integer(w));
+        free(name);
+    }
+    json_object_set_new(o, "tenant_weights", tw);
+    json_object_set_new(o, "tenant_max_inflight", json_integer(q->tenant_max_inflight));
+    json_object_set_new(o, "tenant_rate", json_integer((json_int_t)q->tenant_rate_count));
+    json_object_set_new(
+        o, "tenant_rate_ms",
+        json_integer(q->tenant_rate_count > 0 ? (json_int_t)q->tenant_rate_period_ms : 1000));
     add_json(cmd, o);
 }
 
@@ -140,9 +157,9 @@ int corral_enqueue_opts_check(const char *queue, const struct corral_enqueue_opt
 {
     if (o == NULL)
         return 0;
-    const char *names[] = {"priority", "service", "unique_key"};
-    const char *values[] = {o->priority, o->service, o->unique_key};
-    for (size_t i = 0; i < 3; i++)
+    const char *names[] = {"priority", "service", "unique_key", "tenant"};
+    const char *values[] = {o->priority, o->service, o->unique_key, o->tenant};
+    for (size_t i = 0; i < 4; i++)
         if (values[i] != NULL && !corral_utf8_valid(values[i], strlen(values[i])))
             return corral_err_set(err, CORRAL_ERR_INVALID, "queue \"%s\": %s is not valid UTF-8",
                                   queue, names[i]);
@@ -176,6 +193,8 @@ static json_t *enqueue_opts_json(const struct corral_enqueue_opts *o)
         json_object_set_new(opts, "service", json_string(o->service));
     if (o->unique_key != NULL)
         json_object_set_new(opts, "unique_key", json_string(o->unique_key));
+    if (o->tenant != NULL)
+        json_object_set_new(opts, "tenant", json_string(o->tenant));
     if (json_object_size(opts) == 0) {
         json_decref(opts);
         return NULL;

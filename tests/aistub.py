@@ -16,7 +16,10 @@ later ones succeed. Globally: POST /_control with {"default": {...}}
 applies to requests without a stub ({} resets). GET /_stats returns the
 counts, the peak of concurrent requests, and for each request whether an
 Authorization header came and its SHA-256 (the key itself is never shown).
-POST /_reset clears counts.
+POST /_reset clears counts. A request whose JSON body has a top-level
+"tenant" string is counted per tenant: /_stats has "tenants", for each its
+calls, requests in flight now and their peak, and "tenant_starts", the
+tenant and arrival (time.monotonic()) of each request, in order.
 
 Malformed answers (for the bad-input tests), status 200 unless "status" says:
   "body_hex": "ff00..." the answer body as raw bytes (e.g. invalid UTF-8);
@@ -112,6 +115,8 @@ class Stub:
         self.inflight = 0
         self.max_inflight = 0
         self.times = []  # arrival of each request, time.monotonic()
+        self.tenants = {}  # tenant -> {"calls", "inflight", "peak"}
+        self.tenant_starts = []  # [tenant, arrival]
         self.tpm = None  # {"limit", "window_ms", "headers", "retry_after", "start"}
         self.token_windows = {}  # window index -> {"input", "output", "calls", "rejected"}
         self.token_calls = []
@@ -216,7 +221,9 @@ class Handler(BaseHTTPRequestHandler):
                                                      for a in stub.auth],
                                      "bodies": stub.bodies[-100:],
                                      "max_inflight": stub.max_inflight,
-                                     "inflight": stub.inflight})
+                                     "inflight": stub.inflight,
+                                     "tenants": stub.tenants,
+                                     "tenant_starts": stub.tenant_starts})
         elif self.path == "/_tokens":
             self.send_json(200, stub.token_report())
         elif self.path == "/_streams":
@@ -247,6 +254,7 @@ class Handler(BaseHTTPRequestHandler):
             with stub.lock:
                 stub.requests, stub.auth, stub.bodies, stub.keys = 0, [], [], {}
                 stub.max_inflight, stub.times = 0, []
+                stub.tenants, stub.tenant_starts = {}, []
                 stub.token_windows, stub.token_calls, stub.streams = {}, [], []
                 if stub.tpm is not None:
                     stub.tpm["start"] = time.monotonic()
@@ -256,7 +264,15 @@ class Handler(BaseHTTPRequestHandler):
         except ValueError:
             body = {}
         spec = body.get("stub") if isinstance(body, dict) else None
+        tenant = body.get("tenant") if isinstance(body, dict) else None
+        tenant = tenant if isinstance(tenant, str) else None
         with stub.lock:
+            if tenant is not None:
+                t = stub.tenants.setdefault(tenant, {"calls": 0, "inflight": 0, "peak": 0})
+                t["calls"] += 1
+                t["inflight"] += 1
+                t["peak"] = max(t["peak"], t["inflight"])
+                stub.tenant_starts.append([tenant, time.monotonic()])
             stub.requests += 1
             stub.times.append(time.monotonic())
             stub.auth.append(self.headers.get("Authorization"))
@@ -276,6 +292,8 @@ class Handler(BaseHTTPRequestHandler):
         finally:
             with stub.lock:
                 stub.inflight -= 1
+                if tenant is not None:
+                    stub.tenants[tenant]["inflight"] -= 1
 
     def wait_for_close(self, limit_s=3600):
         """Holds the connection open until the client closes it."""

@@ -51,6 +51,9 @@ const PayloadTooLargeError = word('PayloadTooLargeError', 'TOOBIG',
   "A payload over the queue's max_payload.");
 const InvalidOptionError = word('InvalidOptionError', 'BADOPTION',
   'Options that are not an object, an unknown option, or a bad value.');
+/** BADTENANT: an InvalidOptionError too. */
+const InvalidTenantError = word('InvalidTenantError', 'BADTENANT',
+  'The option tenant is not 1-64 bytes of A-Z a-z 0-9 _ . : @ -', InvalidOptionError);
 const InvalidSettingError = word('InvalidSettingError', 'BADSETTING',
   'Queue or service settings that are not an object, unknown, out of range or contradictory.');
 const NoSuchJobError = word('NoSuchJobError', 'NOJOB',
@@ -84,6 +87,7 @@ const CODE_CLASSES = Object.freeze({
   RUNNING: JobRunningError,
   FINISHED: JobFinishedError,
   NOTDEAD: JobNotDeadError,
+  BADTENANT: InvalidTenantError,
 });
 
 const WORD = /^([A-Z][A-Z0-9_]+)(?: ([\s\S]*))?$/;
@@ -107,6 +111,7 @@ module.exports = {
   InvalidPayloadError,
   PayloadTooLargeError,
   InvalidOptionError,
+  InvalidTenantError,
   InvalidSettingError,
   NoSuchJobError,
   JobStateError,

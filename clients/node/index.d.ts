@@ -123,6 +123,8 @@ export class InvalidPayloadError extends CorralError {}
 export class PayloadTooLargeError extends CorralError {}
 /** BADOPTION: an unknown enqueue option or a bad value. */
 export class InvalidOptionError extends CorralError {}
+/** BADTENANT: the option tenant is not a tenant name. */
+export class InvalidTenantError extends InvalidOptionError {}
 /** BADSETTING: invalid queue or service settings. */
 export class InvalidSettingError extends CorralError {}
 /** NOJOB: no job of that id. */

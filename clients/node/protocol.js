@@ -2,8 +2,8 @@
 // What the client checks before a round trip, with the Function library's
 // own messages (queue/corral.lua), and how replies are read. No I/O here.
 const {
-  InvalidOptionError, InvalidPayloadError, InvalidQueueNameError, NoSuchJobError,
-  WaitTimeoutError,
+  InvalidOptionError, InvalidPayloadError, InvalidQueueNameError, InvalidTenantError,
+  NoSuchJobError, WaitTimeoutError,
 } = require('./errors');
 
 /** Most payloads corral_enqueue_many takes in one call. */
@@ -11,13 +11,14 @@ const MAX_BATCH = 1000;
 /** States a job ends in. */
 const FINAL_STATES = Object.freeze(['done', 'dead', 'cancelled']);
 const OPTION_NAMES = ['priority', 'delay_ms', 'max_attempts', 'timeout_ms', 'service',
-  'unique_key'];
+  'unique_key', 'tenant'];
 const KNOWN = OPTION_NAMES.join(', ');
 // The integer options and their ranges, as corral_enqueue checks them.
 const INT_RANGES = {
   delay_ms: [0, 366 * 86400000], max_attempts: [1, 1000], timeout_ms: [1, 86400000],
 };
 const NAME = /^[A-Za-z0-9_.:-]{1,64}$/;
+const TENANT = /^[A-Za-z0-9_.:@-]{1,64}$/;
 
 // text cut to n bytes of UTF-8, as Lua's sub() cuts it and as the error
 // reply holding it is decoded.
@@ -150,6 +151,11 @@ function optionsText(queue, options) {
       const n = typeof v === 'string' ? Buffer.byteLength(v, 'utf8') : 0;
       if (n < 1 || n > 256) {
         throw new InvalidOptionError(`queue "${queue}": unique_key must be a string of 1 to 256 bytes`);
+      }
+    } else if (name === 'tenant') {
+      if (!(typeof v === 'string' && TENANT.test(v))) {
+        throw new InvalidTenantError(`queue "${queue}": bad tenant "${cut(String(shown(v)), 80)}": ` +
+          'use 1-64 bytes of A-Z a-z 0-9 _ . : @ -');
       }
     }
   }

@@ -67,6 +67,7 @@ struct corral_enqueue_opts {
     int64_t timeout_ms;
     const char *service;
     const char *unique_key;
+    const char *tenant; /* NULL: the default tenant (docs/protocol.md, "Tenants") */
 };
 
 /* Most payloads one corral_enqueue_many takes (docs/protocol.md). */

@@ -3,10 +3,11 @@
 -- the checks of the options and payloads and the writes of a job. Keys:
 -- those of jobs.lua's header, derived from K = "<prefix>:{<queue>}"
 -- (KEYS[1]): K:conf, K:seq, K:job:<id>, K:q:<level>, K:sched, K:uniq:<key>,
--- K:wake, K:paused, K:st:<minute> (stats.lua).
+-- K:wake, K:paused, K:st:<minute> (stats.lua), and with the option tenant
+-- its list and turn (tenants.lua).
 
 local OPTION_KEYS = {priority = true, delay_ms = true, max_attempts = true, timeout_ms = true,
-                     service = true, unique_key = true}
+                     service = true, unique_key = true, tenant = true}
 
 -- Checks one payload against the queue's max_payload and for JSON; what
 -- names it in a refusal: "payload", or "payload 3 of 4" in a batch.
@@ -23,7 +24,7 @@ end
 
 -- Checks an enqueue's options object (JSON text, or nil or '' for none)
 -- against the queue's settings -> {level, delay, max_attempts, timeout,
--- service, uk}. Shared by corral_enqueue and corral_enqueue_many, so one
+-- service, uk, tenant}. Shared by corral_enqueue and corral_enqueue_many, so one
 -- payload or a thousand are refused with the same words.
 local function enqueue_options(c, q, text)
     local o = {}
@@ -35,7 +36,7 @@ local function enqueue_options(c, q, text)
         for k, _ in pairs(v) do
             if not OPTION_KEYS[k] then
                 fail('BADOPTION', 'queue "%s": unknown option "%s" (known: priority, delay_ms, ' ..
-                         'max_attempts, timeout_ms, service, unique_key)', q, tostring(k))
+                         'max_attempts, timeout_ms, service, unique_key, tenant)', q, tostring(k))
             end
         end
         o = v
@@ -84,6 +85,13 @@ local function enqueue_options(c, q, text)
         end
         r.uk = uk
     end
+    if o.tenant ~= nil then
+        if not valid_tenant(o.tenant) then
+            fail('BADTENANT', 'queue "%s": bad tenant "%s": use 1-64 bytes of A-Z a-z 0-9 _ . : @ -',
+                 q, shown(o.tenant):sub(1, 80))
+        end
+        r.tenant = o.tenant
+    end
     return r
 end
 
@@ -105,7 +113,7 @@ end
 -- line of docs/operations.md names every command the library runs), and
 -- one RPUSH (or ZADD) makes them all ready (or scheduled) in order. The
 -- caller wakes workers and counts the jobs.
-local function enqueue_write(K, c, q, o, args, from, to, now, now_micros)
+local function enqueue_write(K, c, q, o, args, from, to, now, now_micros, tenanted)
     local n = to - from + 1
     local ready = o.delay == 0
     -- The record's fields, the same for every job of the call but id (2)
@@ -115,6 +123,10 @@ local function enqueue_write(K, c, q, o, args, from, to, now, now_micros)
                'attempts', 0, 'max_attempts', o.max_attempts, 'run', 0, 'timeout_ms', o.timeout,
                'created_ms', now, 'run_at_ms', now + o.delay, 'queued_ms', now, 'created_us',
                now_micros}
+    if o.tenant then
+        f[#f + 1] = 'tenant'
+        f[#f + 1] = o.tenant
+    end
     local ids, sched = {}, {}
     for i = 0, n - 1 do
         local id = tostring(redis.call('INCR', K .. ':seq'))
@@ -127,8 +139,16 @@ local function enqueue_write(K, c, q, o, args, from, to, now, now_micros)
         redis.call('HSET', job_key(K, ids[1]), 'unique_key', o.uk)
         redis.call('SET', K .. ':uniq:' .. o.uk, ids[1])
     end
-    if ready then
-        redis.call('RPUSH', K .. ':q:' .. o.level, unpack(ids)) -- make_ready, n at once
+    if o.tenant and not tenanted then
+        redis.call('HSET', K .. ':conf', 'tenanted', 1) -- tenants.lua: from now on
+    end
+    if ready and o.tenant then
+        tenant_ready(K, o.level, o.tenant, ids, false) -- tenants.lua
+    elseif ready then
+        -- make_ready, n at once; a level's first default jobs join its turn
+        if redis.call('RPUSH', K .. ':q:' .. o.level, unpack(ids)) == n and tenanted then
+            tenant_default_joined(K, o.level)
+        end
     else
         redis.call('ZADD', K .. ':sched', unpack(sched))
     end
@@ -137,11 +157,11 @@ end
 
 -- corral_enqueue: KEYS[1] queue; ARGV[1] payload (JSON text); ARGV[2]
 -- optional options JSON {priority (name or index), delay_ms, max_attempts,
--- timeout_ms, service, unique_key} -> the job id (string). With unique_key, a
+-- timeout_ms, service, unique_key, tenant} -> the job id (string). With unique_key, a
 -- job whose record still exists with that key is returned instead.
 local function corral_enqueue(keys, args)
     local K, q = queue_key(keys[1])
-    local c = load_conf(K, q)
+    local c, tenanted = load_conf(K, q)
     local payload = args[1]
     if payload == nil then
         fail('BADPAYLOAD', 'queue "%s": missing payload', q)
@@ -158,7 +178,7 @@ local function corral_enqueue(keys, args)
     end
 
     local now, now_u = clock()
-    local ids, ready = enqueue_write(K, c, q, o, args, 1, 1, now, now_u)
+    local ids, ready = enqueue_write(K, c, q, o, args, 1, 1, now, now_u, tenanted)
     if ready then
         wake(K, 1)
     end
@@ -179,7 +199,7 @@ local MAX_ENQUEUE_MANY = 1000 -- most payloads one corral_enqueue_many takes
 -- per payload would.
 local function corral_enqueue_many(keys, args)
     local K, q = queue_key(keys[1])
-    local c = load_conf(K, q)
+    local c, tenanted = load_conf(K, q)
     local n = #args - 1
     if n < 1 then
         fail('BADPAYLOAD', 'queue "%s": missing payload', q)
@@ -200,7 +220,8 @@ local function corral_enqueue_many(keys, args)
         ids = {existing}
     else
         -- with a unique key, one job: the first payload's
-        ids, ready = enqueue_write(K, c, q, o, args, 2, o.uk and 2 or #args, now, now_u)
+        ids, ready = enqueue_write(K, c, q, o, args, 2, o.uk and 2 or #args, now, now_u,
+                                   tenanted)
         if ready then
             wake(K, #ids)
         end

@@ -17,6 +17,7 @@
 --   K:paused          string present while the queue is paused
 --   K:wrr             hash   weighted round-robin state
 --   K:st:<minute>     hash   statistics (stats.lua)
+--   K:t*              the tenants' turns and lists (tenants.lua)
 -- Derived from K's prefix, outside the queue's slot: <prefix>:queues, the
 -- set of declared queue names (corral_declare alone), and the keys of the
 -- queue's service (reserve: services.lua).
@@ -40,18 +41,23 @@ local function wake(K, n)
 end
 
 -- A job's priority level, clamped to the queue's current levels (a
--- redeclare may have removed the job's level while it was scheduled or dead).
+-- redeclare may have removed the job's level while it was scheduled or
+-- dead), and its tenant ("" for none).
 local function level_of(c, jk)
-    local level = tonumber(redis.call('HGET', jk, 'prio')) or default_level(c)
+    local j = redis.call('HMGET', jk, 'prio', 'tenant')
+    local level = tonumber(j[1]) or default_level(c)
     if level > #c.priorities - 1 then
         level = #c.priorities - 1
         redis.call('HSET', jk, 'prio', level, 'priority', c.priorities[level + 1])
     end
-    return level
+    return level, j[2] or ''
 end
 
-local function make_ready(K, id, level, front)
-    redis.call(front and 'LPUSH' or 'RPUSH', K .. ':q:' .. level, id)
+-- Makes the job at jk ready at its level, at the back or (front) at the
+-- front, in its tenant's list (tenants.lua).
+local function make_ready(K, c, id, jk, front)
+    local level, t = level_of(c, jk)
+    tenant_ready(K, level, t, {id}, front)
 end
 
 -- Moves a job to a final state and publishes it to awaiters. uk: the
@@ -88,8 +94,7 @@ end
 -- Removes a job id from whichever container its state says it is in.
 local function unlink(K, jk, id, state)
     if state == 'queued' then
-        local level = redis.call('HGET', jk, 'prio')
-        redis.call('LREM', K .. ':q:' .. level, 1, id)
+        tenant_unlink(K, jk, id)
     elseif state == 'scheduled' then
         redis.call('ZREM', K .. ':sched', id)
     elseif state == 'active' then
@@ -109,7 +114,7 @@ local function promote_due(K, c, now, limit)
         local jk = job_key(K, id)
         if redis.call('EXISTS', jk) == 1 then
             redis.call('HSET', jk, 'state', 'queued', 'queued_ms', now)
-            make_ready(K, id, level_of(c, jk), false)
+            make_ready(K, c, id, jk, false)
         end
     end
     wake(K, #ids)
@@ -119,7 +124,8 @@ end
 
 local DECLARE_KNOWN = 'priorities, order, weights, max_attempts, backoff_base_ms, ' ..
                           'backoff_cap_ms, timeout_ms, lease_ms, result_ttl_ms, max_payload, ' ..
-                          'max_result, service'
+                          'max_result, service, tenant_weights, tenant_max_inflight, ' ..
+                          'tenant_rate, tenant_rate_ms'
 local DECLARE_KEYS = {}
 for k in DECLARE_KNOWN:gmatch('[%w_]+') do
     DECLARE_KEYS[k] = true
@@ -127,7 +133,8 @@ end
 
 -- corral_declare: KEYS[1] queue; ARGV[1] settings JSON {priorities, order,
 -- weights, max_attempts, backoff_base_ms, backoff_cap_ms, timeout_ms, lease_ms,
--- result_ttl_ms, max_payload, max_result, service} -> "OK". Registers or
+-- result_ttl_ms, max_payload, max_result, service, tenant_weights,
+-- tenant_max_inflight, tenant_rate, tenant_rate_ms} -> "OK". Registers or
 -- updates a queue. Jobs of priority levels that no longer exist move to the
 -- lowest remaining level.
 local function corral_declare(keys, args)
@@ -182,17 +189,22 @@ local function corral_declare(keys, args)
         fail('BADSETTING', 'queue "%s": backoff_base_ms (%d) is above backoff_cap_ms (%d)', q, fields[10],
              fields[12])
     end
+    tenant_declare(K, q, s, fields) -- tenants.lua: checked before anything is written
     local old = redis.call('HGET', K .. ':conf', 'priorities')
     if old then
         local nold = #split(old)
         local last = #prios - 1
         for level = #prios, nold - 1 do
             local src = K .. ':q:' .. level
-            for _, id in ipairs(redis.call('LRANGE', src, 0, -1)) do
+            local ids = redis.call('LRANGE', src, 0, -1)
+            for _, id in ipairs(ids) do
                 redis.call('HSET', job_key(K, id), 'prio', last, 'priority', prios[#prios])
-                redis.call('RPUSH', K .. ':q:' .. last, id)
             end
             redis.call('DEL', src)
+            if #ids > 0 then
+                tenant_ready(K, last, '', ids, false)
+            end
+            tenant_move_level(K, level, last, prios[#prios])
         end
     end
     local values = {}
@@ -209,11 +221,12 @@ end
 
 -- Picks the next priority level to serve, or nil when every level is empty.
 -- lens holds each level's length and is kept up to date by the caller.
-local function picker(K, c)
+local function picker(K, c, tenanted)
     local n = #c.priorities
     local lens = {}
+    local turns = tenanted and tenant_turns(K, c, now_ms())
     for i = 0, n - 1 do
-        lens[i] = redis.call('LLEN', K .. ':q:' .. i)
+        lens[i] = redis.call('LLEN', K .. ':q:' .. i) + (turns and tenant_waiting(K, i) or 0)
     end
     if c.order ~= 'weighted' then
         return function()
@@ -230,7 +243,7 @@ local function picker(K, c)
                 left = left + lens[i]
             end
             return left
-        end
+        end, turns
     end
     -- Smooth weighted round-robin (as nginx's upstreams) over the non-empty
     -- levels: every level is served in proportion to its weight, none starves.
@@ -279,7 +292,7 @@ local function picker(K, c)
         end
         return total
     end
-    return pick, save, left
+    return pick, save, left, turns
 end
 
 -- Leases the job id to worker (reserve_jobs): appends its reply entry to
@@ -319,8 +332,9 @@ end
 -- The work of corral_reserve (and of corral_ack's trailing reserve) once
 -- its arguments are checked: leases up to n jobs to worker and returns the
 -- reply list. gated: the caller knows the gate element (it passed
--- max_inflight). now and now_u are the call's clock.
-local function reserve_jobs(K, c, prefix, worker, n, max_inflight, gated, now, now_u)
+-- max_inflight). now and now_u are the call's clock; tenanted is
+-- load_conf's second answer.
+local function reserve_jobs(K, c, prefix, worker, n, max_inflight, gated, now, now_u, tenanted)
     promote_due(K, c, now, MAX_BATCH)
     if redis.call('EXISTS', c.paused) == 1 then
         redis.call('DEL', c.wake)
@@ -340,11 +354,19 @@ local function reserve_jobs(K, c, prefix, worker, n, max_inflight, gated, now, n
     local waiting
     if c.order ~= 'weighted' then
         -- Strict order: the highest non-empty level first, up to the rest
-        -- of the count at once (LPOP with a count); an empty level answers nil.
+        -- of the count at once (LPOP with a count); an empty level answers
+        -- nil. With named tenants waiting, each level's jobs come round
+        -- robin between its tenants (tenants.lua).
+        local turns = tenanted and tenant_turns(K, c, now)
         local level = 1
         while #out < allowed and level <= #c.qkeys do
             local want = allowed - #out
-            local ids = redis.call('LPOP', c.qkeys[level], want)
+            local ids
+            if turns then
+                ids = tenant_pop(K, c, level - 1, want, now)
+            else
+                ids = redis.call('LPOP', c.qkeys[level], want)
+            end
             if ids then
                 for _, id in ipairs(ids) do
                     lease_one(K, r, id, out, leases)
@@ -354,15 +376,23 @@ local function reserve_jobs(K, c, prefix, worker, n, max_inflight, gated, now, n
                 level = level + 1
             end
         end
-        waiting = redis.call('EXISTS', unpack(c.qkeys))
+        waiting = redis.call('EXISTS', unpack(turns and c.tall or c.qkeys))
     else
-        local pick, save, left = picker(K, c)
+        local pick, save, left, turns = picker(K, c, tenanted)
         while #out < allowed do
             local level = pick()
             if level == nil then
                 break
             end
-            lease_one(K, r, redis.call('LPOP', c.qkeys[level + 1]), out, leases)
+            local id
+            if turns then
+                id = tenant_pop(K, c, level, 1, now)[1]
+            else
+                id = redis.call('LPOP', c.qkeys[level + 1])
+            end
+            if id then
+                lease_one(K, r, id, out, leases)
+            end
         end
         save()
         waiting = left()
@@ -400,10 +430,11 @@ end
 -- accompany its ack/fail/defer/renew.
 local function corral_reserve(keys, args)
     local K, q, prefix = queue_key(keys[1])
-    local c = load_conf(K, q)
+    local c, tenanted = load_conf(K, q)
     local n, max_inflight = reserve_args(args[1], args[2], args[3])
     local now, now_u = clock()
-    return reserve_jobs(K, c, prefix, args[1], n, max_inflight, args[3] ~= nil, now, now_u)
+    return reserve_jobs(K, c, prefix, args[1], n, max_inflight, args[3] ~= nil, now, now_u,
+                        tenanted)
 end
 
 -- corral_promote: KEYS[1] queue; ARGV[1] optional limit (default 1000) ->
@@ -443,7 +474,7 @@ local function corral_dead_retry(keys, args)
             redis.call('HSET', jk, 'state', 'queued', 'attempts', 0, 'queued_ms', now)
             redis.call('HDEL', jk, 'finished_ms')
             redis.call('DEL', K .. ':fin:' .. id)
-            make_ready(K, id, level_of(c, jk), false)
+            make_ready(K, c, id, jk, false)
             n = n + 1
         end
     end

@@ -4,7 +4,7 @@
 -- concatenated by the build in the order of queue/lua/ORDER into the one
 -- source loaded with FUNCTION LOAD: first "#!lua name=corral" and
 -- "local LIB_VERSION = N" (N from queue/lua/VERSION), then prelude.lua,
--- services.lua, stats.lua, jobs.lua, runs.lua and api.lua. Each module sees
+-- services.lua, stats.lua, tenants.lua, jobs.lua, runs.lua and api.lua. Each module sees
 -- the locals of those before it. Every state change of a job is one call
 -- of this library, so it is atomic and the same for corrald, corral-worker,
 -- corralctl and application services in any language.
@@ -44,6 +44,7 @@ local CODES = {
     RUNNING = true,    -- the job is running and cannot be cancelled
     FINISHED = true,   -- the job already ended (done or cancelled)
     NOTDEAD = true,    -- dead_retry of a job that is not dead
+    BADTENANT = true,  -- the tenant option is not a tenant name (tenants.lua)
 }
 
 -- Raises an error reply "<CODE> <message>" for bad input. Every function
@@ -221,7 +222,8 @@ end
 
 local CONF_FIELDS = {'priorities', 'order', 'weights', 'max_attempts', 'backoff_base_ms',
                      'backoff_cap_ms', 'timeout_ms', 'lease_ms', 'result_ttl_ms', 'max_payload',
-                     'max_result', 'service'}
+                     'max_result', 'service', 'tenant_max_inflight', 'tenant_rate',
+                     'tenant_rate_ms', 'tenant_weights'}
 
 -- A queue's settings as one text (corral_declare stores it in K:conf's
 -- field "packed"): load_conf's cache is valid while that text is the same.
@@ -229,15 +231,19 @@ local function conf_packed(values)
     return table.concat(values, '\n')
 end
 
--- The queue's settings, parsed. The table may be shared with later calls:
--- callers only read it. One HGET of "packed" when the cache holds the
+-- The queue's settings, parsed, and whether tenants were ever used on the
+-- queue (tenants.lua). The table may be shared with later calls: callers
+-- only read it. One HGET of "packed" when the cache holds the
 -- queue's current settings; queues declared before library version 5 have
 -- no "packed" and are read field by field, as before.
 local function load_conf(K, q)
-    local packed = redis.call('HGET', K .. ':conf', 'packed')
+    -- "tenanted": set once a job with the option tenant was enqueued
+    -- (tenants.lua); until then the reserve takes no step for tenants.
+    local pt = redis.call('HMGET', K .. ':conf', 'packed', 'tenanted')
+    local packed, tenanted = pt[1], pt[2] ~= false
     local hit = packed and conf_cache[K]
     if hit and hit.packed == packed then
-        return hit
+        return hit, tenanted
     end
     local v = redis.call('HMGET', K .. ':conf', unpack(CONF_FIELDS))
     if not v[1] then
@@ -256,6 +262,11 @@ local function load_conf(K, q)
     c.max_payload = tonumber(v[10])
     c.max_result = tonumber(v[11])
     c.service = v[12] or ''
+    -- tenants.lua: 0 (none) for queues declared before library version 6
+    c.tenant_max_inflight = tonumber(v[13]) or 0
+    c.tenant_rate = tonumber(v[14]) or 0
+    c.tenant_rate_ms = tonumber(v[15]) or 1000
+    c.tenant_weights = v[16] or ''
     -- The names of the queue's keys that the hot path touches, built once.
     c.active, c.sched, c.paused, c.wake = K .. ':active', K .. ':sched', K .. ':paused', K .. ':wake'
     c.qkeys = {}
@@ -269,7 +280,7 @@ local function load_conf(K, q)
         end
         conf_cache[K], conf_cached = c, conf_cached + 1
     end
-    return c
+    return c, tenanted
 end
 
 local function default_level(c)

@@ -76,12 +76,15 @@ local function ack_jobs(K, c, prefix, worker, args, first, now)
         local id, run, result = args[i], args[i + 1], args[i + 2]
         local jk = job_key(K, id)
         local j = redis.call('HMGET', jk, 'state', 'run', 'worker', 'reclaimed', 'started_ms',
-                             'probe', 'unique_key')
+                             'probe', 'unique_key', 'tenant')
         local st = run_status_of(j, run, worker)
         if st ~= 'active' then
             out[#out + 1] = st
         else
             svc_leave_read(b, jk, now, 'ok', nil, j[1], j[3], j[6], j[5])
+            if j[8] then
+                tenant_release(K, c, j[8]) -- tenants.lua
+            end
             done[#done + 1] = id
             if #result > c.max_result then
                 to_dead(K, c, id, jk, now, string.format(
@@ -125,7 +128,7 @@ end
 -- reserve then sees the queue as a separate call would (paused: no jobs).
 local function corral_ack_reserve(keys, args)
     local K, q, prefix = queue_key(keys[1])
-    local c = load_conf(K, q)
+    local c, tenanted = load_conf(K, q)
     local worker = args[1]
     local n, max_inflight = reserve_args(worker, args[2], args[3])
     if (#args - 3) % 3 ~= 0 then
@@ -134,7 +137,7 @@ local function corral_ack_reserve(keys, args)
     end
     local now, now_u = clock()
     local acks = ack_jobs(K, c, prefix, worker, args, 4, now)
-    return {acks, reserve_jobs(K, c, prefix, worker, n, max_inflight, true, now, now_u)}
+    return {acks, reserve_jobs(K, c, prefix, worker, n, max_inflight, true, now, now_u, tenanted)}
 end
 
 -- corral_fail: KEYS[1] queue; ARGV worker, then quadruples id run kind error
@@ -172,6 +175,7 @@ local function corral_fail(keys, args)
             out[#out + 1] = st
         elseif outage and kind == 'retry' then
             svc_leave(b, jk, now, 'fail', err)
+            tenant_release_job(K, c, jk) -- tenants.lua
             redis.call('ZREM', K .. ':active', id)
             local attempts = tonumber(redis.call('HGET', jk, 'attempts'))
             redis.call('HSET', jk, 'attempts', math.max(attempts - 1, 0), 'error', err)
@@ -182,6 +186,7 @@ local function corral_fail(keys, args)
             -- A permanent failure (4xx) means the service answered: it
             -- counts as a call, not as a breaker failure.
             svc_leave(b, jk, now, kind == 'retry' and 'fail' or 'ok', err)
+            tenant_release_job(K, c, jk) -- tenants.lua
             redis.call('ZREM', K .. ':active', id)
             local j = redis.call('HMGET', jk, 'attempts', 'max_attempts', 'started_ms')
             local attempts, max = tonumber(j[1]), tonumber(j[2])
@@ -259,6 +264,7 @@ local function corral_defer(keys, args)
             out[#out + 1] = st
         else
             svc_leave(b, jk, now, nil)
+            tenant_release_job(K, c, jk) -- tenants.lua
             if kind == 'throttle' then
                 svc_throttle(b, now, delay, why)
             elseif kind == 'quota' and b ~= nil then
@@ -278,7 +284,7 @@ local function corral_defer(keys, args)
                 out[#out + 1] = 'scheduled'
             else
                 redis.call('HSET', jk, 'state', 'queued', 'queued_ms', now)
-                make_ready(K, id, level_of(c, jk), true)
+                make_ready(K, c, id, jk, true)
                 ready = ready + 1
                 out[#out + 1] = 'queued'
             end
@@ -304,12 +310,13 @@ local function reclaim_one(K, c, b, id, now, why, unseen)
         return 0
     end
     svc_leave(b, jk, now, nil)
+    tenant_release_job(K, c, jk) -- tenants.lua
     redis.call('HSET', jk, 'reclaimed', j[5])
     local attempts, max = tonumber(j[1]), tonumber(j[2])
     if unseen then -- its attempt back, its last run's error kept
         redis.call('HSET', jk, 'state', 'queued', 'queued_ms', now, 'attempts',
                    math.max(attempts - 1, 0))
-        make_ready(K, id, level_of(c, jk), true)
+        make_ready(K, c, id, jk, true)
         return 1
     end
     local err = string.format('%s (worker %s, attempt %d of %d)', why, j[3] or '?', attempts, max)
@@ -318,7 +325,7 @@ local function reclaim_one(K, c, b, id, now, why, unseen)
         to_dead(K, c, id, jk, now, err)
     else
         redis.call('HSET', jk, 'state', 'queued', 'error', err, 'queued_ms', now)
-        make_ready(K, id, level_of(c, jk), true)
+        make_ready(K, c, id, jk, true)
     end
     return 1
 end

@@ -75,11 +75,12 @@ end
 -- 60, whole minutes); ARGV[2] optional "lean": leave the breaker out ->
 -- a JSON object: name, paused, depth, depth_by_priority, inflight,
 -- scheduled, dead, enqueued_per_s, done_per_s, failed_per_s,
--- proc_ms_p50/p95/p99/mean, oldest_wait_ms, window_s, and the breaker of
--- the queue's service (as corral_breaker) unless lean.
+-- proc_ms_p50/p95/p99/mean, oldest_wait_ms, window_s, tenanted (a job
+-- with the option tenant was ever enqueued: tenants.lua), and the breaker
+-- of the queue's service (as corral_breaker) unless lean.
 local function corral_stats(keys, args)
     local K, q, prefix = queue_key(keys[1])
-    local c = load_conf(K, q)
+    local c, tenanted = load_conf(K, q)
     local window_s = int_arg('BADARG', args[1] or 60, 'window', 60, 3600)
     local minutes = math.ceil(window_s / 60)
     local now = now_ms()
@@ -87,8 +88,6 @@ local function corral_stats(keys, args)
     for i, name in ipairs(c.priorities) do
         local lk = K .. ':q:' .. (i - 1)
         local n = redis.call('LLEN', lk)
-        by[name] = n
-        depth = depth + n
         if n > 0 then
             local head = redis.call('LINDEX', lk, 0)
             local t = tonumber(redis.call('HGET', job_key(K, head), 'queued_ms'))
@@ -96,6 +95,16 @@ local function corral_stats(keys, args)
                 oldest = t
             end
         end
+        local tw = tenant_waiting(K, i - 1) -- named tenants' jobs (tenants.lua)
+        if tw > 0 then
+            n = n + tw
+            local t = tenant_oldest(K, i - 1)
+            if t and (oldest == nil or t < oldest) then
+                oldest = t
+            end
+        end
+        by[name] = n
+        depth = depth + n
     end
     local m = math.floor(now / 60000)
     local sums = {enq = 0, done = 0, fail = 0, dead = 0, retry = 0, defer = 0, lost = 0,
@@ -155,7 +164,7 @@ local function corral_stats(keys, args)
         proc_ms_p50 = pct(0.50), proc_ms_p95 = pct(0.95), proc_ms_p99 = pct(0.99),
         proc_ms_mean = sums.pn > 0 and math.floor(sums.ps / sums.pn + 0.5) or 0,
         oldest_wait_ms = oldest and (now - oldest) or 0, window_s = window_s,
-        service = c.service, time_ms = now, breaker = breaker
+        service = c.service, time_ms = now, breaker = breaker, tenanted = tenanted
     })
 end
 

@@ -453,3 +453,20 @@ def test_the_python_example_enqueues_waits_and_prints_the_result(q, redis_server
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout) == {"prompt": "hi"}
     assert res.stderr.startswith("job 1")
+
+
+@pytest.mark.parametrize("tenant", ["", "a b", "x" * 65, "é", 5, None])
+def test_a_bad_tenant_is_refused_before_sending_with_the_servers_message(q, client, tenant):
+    with pytest.raises(redis.ResponseError) as server:
+        q.fcall("corral_enqueue", 1, K, "{}", json.dumps({"tenant": tenant}))
+    q.config_resetstat()
+    with pytest.raises(cc.InvalidTenantError) as e:
+        client.enqueue(Q, {}, tenant=tenant)
+    assert str(e.value) == str(server.value) and e.value.code == "BADTENANT"
+    assert isinstance(e.value, cc.InvalidOptionError)
+    assert fcalls(q) == 0
+
+
+def test_a_job_enqueued_with_a_tenant_reads_back_its_tenant(q, client):
+    jid = client.enqueue(Q, {"n": 1}, tenant="acme")
+    assert client.job(Q, jid).tenant == "acme"

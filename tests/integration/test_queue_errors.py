@@ -59,6 +59,7 @@ def test_an_invalid_payload_by_raw_fcall_gets_badpayload_not_err(q):
     ("BADOPTION", ["corral_enqueue", 1, Q, "{}", '{"delay_ms": -5}']),
     ("BADOPTION", ["corral_enqueue", 1, Q, "{}", '{"service": "a b"}']),
     ("BADOPTION", ["corral_enqueue", 1, Q, "{}", '{"unique_key": ""}']),
+    ("BADTENANT", ["corral_enqueue", 1, Q, "{}", '{"tenant": "a b"}']),
     ("BADSETTING", ["corral_declare", 1, Q, "not json"]),
     ("BADSETTING", ["corral_declare", 1, Q, '{"max_attempt": 3}']),
     ("BADSETTING", ["corral_declare", 1, Q, '{"lease_ms": 1}']),

@@ -16,7 +16,8 @@ from .errors import (CODE_CLASSES, CorralError, InvalidArgumentError, InvalidOpt
                      InvalidPayloadError, InvalidQueueNameError, InvalidSettingError,
                      JobFinishedError, JobNotDeadError, JobRunningError, JobStateError,
                      NoSuchJobError, PayloadTooLargeError, ServerError, UnknownQueueError,
-                     UnknownServiceError, WaitTimeoutError, error_from_reply)
+                     UnknownServiceError, WaitTimeoutError, InvalidTenantError,
+                     error_from_reply)
 
 __version__ = "0.1.0"
 __all__ = [
@@ -24,5 +25,6 @@ __all__ = [
     "ServerError", "InvalidArgumentError", "InvalidQueueNameError", "UnknownQueueError",
     "UnknownServiceError", "InvalidPayloadError", "PayloadTooLargeError", "InvalidOptionError",
     "InvalidSettingError", "NoSuchJobError", "JobStateError", "JobRunningError",
-    "JobFinishedError", "JobNotDeadError", "WaitTimeoutError", "error_from_reply",
+    "JobFinishedError", "JobNotDeadError", "WaitTimeoutError", "InvalidTenantError",
+    "error_from_reply",
 ]

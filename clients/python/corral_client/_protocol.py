@@ -10,18 +10,20 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple, Union
 
 from .errors import (InvalidOptionError, InvalidPayloadError, InvalidQueueNameError,
-                     NoSuchJobError, WaitTimeoutError)
+                     InvalidTenantError, NoSuchJobError, WaitTimeoutError)
 
 #: Most payloads corral_enqueue_many takes in one call.
 MAX_BATCH = 1000
 #: States a job ends in.
 FINAL_STATES = frozenset(("done", "dead", "cancelled"))
-OPTION_NAMES = ("priority", "delay_ms", "max_attempts", "timeout_ms", "service", "unique_key")
+OPTION_NAMES = ("priority", "delay_ms", "max_attempts", "timeout_ms", "service", "unique_key",
+                "tenant")
 _KNOWN = ", ".join(OPTION_NAMES)
 # The integer options and their ranges, as corral_enqueue checks them.
 _INT_RANGES = {"delay_ms": (0, 366 * 86400000), "max_attempts": (1, 1000),
                "timeout_ms": (1, 86400000)}
 _NAME = re.compile(r"[A-Za-z0-9_.:-]{1,64}\Z", re.A)
+_TENANT = re.compile(r"[A-Za-z0-9_.:@-]{1,64}\Z", re.A)
 
 JobId = Union[int, str]
 
@@ -126,6 +128,11 @@ def options_bytes(queue: str, options: Mapping[str, Any]) -> bytes:
             if not isinstance(v, str) or not 1 <= len(v.encode("utf-8", "surrogatepass")) <= 256:
                 raise InvalidOptionError(
                     f'queue "{queue}": unique_key must be a string of 1 to 256 bytes')
+        elif name == "tenant":
+            if not (isinstance(v, str) and _TENANT.match(v)):
+                raise InvalidTenantError(
+                    f'queue "{queue}": bad tenant "{_cut(str(_shown(v)), 80)}": use 1-64 bytes '
+                    "of A-Z a-z 0-9 _ . : @ -")
     try:
         return _json(dict(options))
     except (TypeError, ValueError, RecursionError) as e:
@@ -204,6 +211,7 @@ class Job:
     worker: Optional[str] = None
     deferrals: int = 0
     unique_key: Optional[str] = None
+    tenant: Optional[str] = None
     record: Dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
@@ -245,7 +253,8 @@ class Job:
                    usage=usage, record=rec,
                    **{k: rec[k] for k in ("priority", "service", "payload", "result", "error",
                                           "created_ms", "run_at_ms", "queued_ms", "started_ms",
-                                          "finished_ms", "timeout_ms", "worker", "unique_key")
+                                          "finished_ms", "timeout_ms", "worker", "unique_key",
+                                          "tenant")
                       if k in rec},
                    **{k: int(rec[k]) for k in ints if k in rec})
 

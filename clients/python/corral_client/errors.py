@@ -18,7 +18,7 @@ __all__ = [
     "UnknownQueueError", "UnknownServiceError", "InvalidPayloadError", "PayloadTooLargeError",
     "InvalidOptionError", "InvalidSettingError", "NoSuchJobError", "JobStateError",
     "JobRunningError", "JobFinishedError", "JobNotDeadError", "WaitTimeoutError",
-    "CODE_CLASSES", "error_from_reply",
+    "InvalidTenantError", "CODE_CLASSES", "error_from_reply",
 ]
 
 
@@ -93,6 +93,12 @@ class InvalidOptionError(CorralError):
     code = "BADOPTION"
 
 
+class InvalidTenantError(InvalidOptionError):
+    """The option tenant is not 1-64 bytes of A-Z a-z 0-9 _ . : @ -
+    (docs/protocol.md, "Tenants"); an InvalidOptionError too."""
+    code = "BADTENANT"
+
+
 class InvalidSettingError(CorralError):
     """Queue or service settings that are not a JSON object, unknown, out
     of range or contradicting each other (corral_declare)."""
@@ -148,6 +154,7 @@ CODE_CLASSES: Dict[str, Type[CorralError]] = {
     "RUNNING": JobRunningError,
     "FINISHED": JobFinishedError,
     "NOTDEAD": JobNotDeadError,
+    "BADTENANT": InvalidTenantError,
 }
 
 # redis-py takes these words off the reply and raises its own class instead.

@@ -1,0 +1,548 @@
+-- tenants.lua: fair shares between the tenants of a queue (the enqueue
+-- option "tenant"; docs/protocol.md, "Tenants"). Within each priority
+-- level the next job comes from the next tenant in turn among those with
+-- jobs waiting (round robin, a tenant of weight W serving W jobs per turn,
+-- FIFO within a tenant); a tenant at its limit (tenant_max_inflight,
+-- tenant_rate) steps out of the turn until it has room. Every step is O(1)
+-- per job however many tenants wait. Keys, derived from the queue key K:
+--   K:tq:<level>          list   the turn: tenants with jobs waiting at the
+--                                level, next first ("" = the default tenant,
+--                                whose jobs stay in K:q:<level>); exists only
+--                                while a named tenant waits at the level
+--   K:t:<level>:<tenant>  list   a named tenant's waiting job ids, FIFO
+--   K:tn                  hash   "#<level>" -> named tenants' jobs waiting
+--                                at the level (corral_stats' depth)
+--   K:ti                  hash   tenant -> jobs running (kept with
+--                                tenant_max_inflight only)
+--   K:tcr                 hash   "<level>" -> "<served> <tenant>": how many
+--                                jobs the head of the turn served this turn
+--                                (with weights only)
+--   K:tpark               zset   "<level>|<tenant>" of tenants out of the turn
+--                                at their limit -> when to look again (ms)
+--   K:tr:<tenant>         string jobs started in the tenant's rate window
+--                                (expires with the window)
+-- Weights live in K:conf (field tenant_weights, "NAME:W,..."), so that the
+-- settings cache (load_conf) has them without a call. A tenant with
+-- nothing waiting or running holds no key and no field. Jobs without the
+-- option (the default tenant) take their turn but are not limited.
+
+local TENANT_SCAN = 100 -- tenants whose oldest job corral_stats looks at per level
+
+local function valid_tenant(s)
+    return type(s) == 'string' and #s >= 1 and #s <= 64 and not s:find('[^%w_%.:@%-]')
+end
+
+local function tenant_list(K, level, t)
+    if t == '' then
+        return K .. ':q:' .. level
+    end
+    return K .. ':t:' .. level .. ':' .. t
+end
+
+-- The queue's weights (K:conf's tenant_weights, "NAME:W,...") as a table.
+local function tenant_weights_parse(text)
+    local w = {}
+    for item in string.gmatch(text or '', '[^,]+') do
+        local name, n = item:match('^(.*):(%d+)$')
+        if name then
+            w[name] = tonumber(n)
+        end
+    end
+    return w
+end
+
+local function tenant_weights_text(w)
+    local names = {}
+    for name, n in pairs(w) do
+        if n ~= 1 then
+            names[#names + 1] = name
+        end
+    end
+    table.sort(names)
+    for i, name in ipairs(names) do
+        names[i] = name .. ':' .. w[name]
+    end
+    return table.concat(names, ',')
+end
+
+-- What the hot path needs of the settings, derived once per cached
+-- settings table (from K and K:conf alone): the turn keys, and the
+-- weights.
+local function tenant_conf(K, c)
+    if c.tturns == nil then
+        local turns, all = {}, {}
+        for i = 1, #c.priorities do
+            turns[i] = K .. ':tq:' .. (i - 1)
+            all[i] = c.qkeys[i]
+            all[#c.priorities + i] = turns[i]
+        end
+        c.tall = all -- the ready lists and the turns: "is anything waiting?"
+        c.tweights = tenant_weights_parse(c.tenant_weights)
+        c.tweighted = next(c.tweights) ~= nil
+        c.tlimited = c.tenant_max_inflight > 0 or c.tenant_rate > 0
+        c.tturns = turns
+    end
+    return c
+end
+
+-- Puts t at the back of the turn of level. A named tenant that starts the
+-- turn while default jobs wait at the level comes after the default tenant.
+local function turn_join(K, level, t)
+    local tq = K .. ':tq:' .. level
+    if redis.call('RPUSH', tq, t) == 1 and t ~= '' and
+        redis.call('EXISTS', K .. ':q:' .. level) == 1 then
+        redis.call('LPUSH', tq, '')
+    end
+end
+
+-- The default list of level just went from empty to holding jobs: it
+-- joins the turn when the level has one.
+local function tenant_default_joined(K, level)
+    local tq = K .. ':tq:' .. level
+    if redis.call('EXISTS', tq) == 1 then
+        redis.call('RPUSH', tq, '')
+    end
+end
+
+local function waiting_add(K, level, n)
+    if redis.call('HINCRBY', K .. ':tn', '#' .. level, n) <= 0 then
+        redis.call('HDEL', K .. ':tn', '#' .. level)
+    end
+end
+
+-- Makes ids (jobs of tenant t, "" for the default) ready at level: at the
+-- back, or at the front (front: requeued after a lost lease or a defer).
+local function tenant_ready(K, level, t, ids, front)
+    local n = redis.call(front and 'LPUSH' or 'RPUSH', tenant_list(K, level, t), unpack(ids))
+    if t ~= '' then
+        waiting_add(K, level, #ids)
+    end
+    if n == #ids then
+        if t == '' then
+            tenant_default_joined(K, level)
+        elseif redis.call('ZSCORE', K .. ':tpark', level .. '|' .. t) == false then
+            turn_join(K, level, t)
+        end
+    end
+end
+
+-- How many jobs named tenant t may start now (at most want), and when it
+-- may start one again if none: its room under tenant_max_inflight and
+-- tenant_rate.
+local function tenant_room(K, c, t, want, now)
+    local room = want
+    if c.tenant_max_inflight > 0 then
+        local running = tonumber(redis.call('HGET', K .. ':ti', t)) or 0
+        room = math.min(room, c.tenant_max_inflight - running)
+        if room <= 0 then
+            -- A slot freed by an outcome brings it back (tenant_release);
+            -- the lease time bounds the wait should that be missed.
+            return 0, now + c.lease_ms
+        end
+    end
+    if c.tenant_rate > 0 then
+        local rk = K .. ':tr:' .. t
+        local used = tonumber(redis.call('GET', rk)) or 0
+        room = math.min(room, c.tenant_rate - used)
+        if room <= 0 then
+            return 0, now + math.max(redis.call('PTTL', rk), 1)
+        end
+    end
+    -- tenant_tokens (docs/tokens.md): a tenant's token budget is checked
+    -- here, beside the rate, once the tokens module grants tokens at
+    -- reserve; the setting is checked by corrald --check, not enforced yet.
+    return room, nil
+end
+
+-- Counts n jobs of named tenant t started: running, and in its rate window.
+local function tenant_started(K, c, t, n)
+    if c.tenant_max_inflight > 0 then
+        redis.call('HINCRBY', K .. ':ti', t, n)
+    end
+    if c.tenant_rate > 0 then
+        local rk = K .. ':tr:' .. t
+        if redis.call('INCRBY', rk, n) == n then
+            redis.call('PEXPIRE', rk, c.tenant_rate_ms)
+        end
+    end
+end
+
+-- A run of named tenant t ended (ack, fail, defer, reclaim): its slot is
+-- free, and at its tenant_max_inflight it rejoins the turns it left.
+local function tenant_release(K, c, t)
+    if c.tenant_max_inflight == 0 then
+        return
+    end
+    local ti = K .. ':ti'
+    local left = redis.call('HINCRBY', ti, t, -1)
+    if left <= 0 then
+        redis.call('HDEL', ti, t)
+    end
+    if left == c.tenant_max_inflight - 1 then
+        for level = 0, #c.priorities - 1 do
+            if redis.call('ZREM', K .. ':tpark', level .. '|' .. t) == 1 then
+                turn_join(K, level, t)
+                if redis.call('EXISTS', K .. ':paused') == 0 then
+                    redis.call('RPUSH', K .. ':wake', '1')
+                end
+            end
+        end
+    end
+end
+
+-- tenant_release for the job at jk, when it has a tenant (one HGET, with
+-- tenant_max_inflight only).
+local function tenant_release_job(K, c, jk)
+    if c.tenant_max_inflight > 0 then
+        local t = redis.call('HGET', jk, 'tenant')
+        if t then
+            tenant_release(K, c, t)
+        end
+    end
+end
+
+-- Before a reserve's choice on a queue that has had tenants: parked
+-- tenants whose time has come rejoin their turns (with limits only).
+-- Answers true: each level then looks at its turn first (tenant_pop),
+-- and a level without one gives its default jobs.
+local function tenant_turns(K, c, now)
+    tenant_conf(K, c)
+    if c.tlimited then
+        local pk = K .. ':tpark'
+        local due = redis.call('ZRANGEBYSCORE', pk, '-inf', now, 'LIMIT', 0, MAX_BATCH)
+        if #due > 0 then
+            redis.call('ZREM', pk, unpack(due))
+            for _, m in ipairs(due) do
+                local level, t = m:match('^(%d+)|(.*)$')
+                turn_join(K, tonumber(level), t)
+            end
+        end
+    end
+    return true
+end
+
+-- Takes tenant t, just taken from the head of the turn tq (and put at its
+-- back when rotated), out of the turn: parked until untl when it still has
+-- jobs at the level (it is at its limit), else gone.
+local function turn_leave(K, level, t, tq, rotated, untl)
+    redis.call(rotated and 'RPOP' or 'LPOP', tq)
+    if untl and redis.call('EXISTS', tenant_list(K, level, t)) == 1 then
+        redis.call('ZADD', K .. ':tpark', untl, level .. '|' .. t)
+    end
+end
+
+-- The reserve's choice of jobs at level (0-based) when the queue has
+-- turns: up to want job ids, round robin between the tenants in the turn,
+-- weight W serving W jobs per turn; a tenant at its limit is parked; a
+-- level without a turn (no named tenant waits there) gives its default
+-- jobs. Fewer than want only when no tenant of the level can give more.
+-- O(1) calls per job: each step takes a job or takes a tenant out of the
+-- turn. Without
+-- weights a step is LMOVE (the next tenant, to the back), LPOP and EXISTS
+-- (is anything left?).
+local function tenant_pop(K, c, level, want, now)
+    local tq = K .. ':tq:' .. level
+    local out, steps = {}, 0
+    local served, cur = 0, nil
+    if c.tweighted then
+        local cr = redis.call('HGET', K .. ':tcr', tostring(level))
+        if cr then
+            served, cur = cr:match('^(%d+) (.*)$')
+            served = tonumber(served)
+        end
+    end
+    while #out < want do
+        local t
+        if c.tweighted then
+            t = redis.call('LINDEX', tq, 0) -- the head serves out its weight
+        else
+            t = redis.call('LMOVE', tq, tq, 'LEFT', 'RIGHT')
+        end
+        if not t then
+            if steps == 0 then -- no named tenant waits here: the default jobs, as before
+                return redis.call('LPOP', c.qkeys[level + 1], want) or {}
+            end
+            break
+        end
+        steps = steps + 1
+        local w = c.tweighted and c.tweights[t] or 1
+        local again = t == cur
+        if not again then
+            served, cur = 0, t
+        end
+        local k, untl = math.min(want - #out, math.max(w - served, 1)), nil
+        if again and not c.tweighted then
+            k = want - #out -- back at once: alone in the turn, it takes the rest
+        end
+        if t ~= '' and c.tlimited then
+            k, untl = tenant_room(K, c, t, k, now)
+        end
+        if k <= 0 then
+            turn_leave(K, level, t, tq, not c.tweighted, untl)
+            cur = nil
+        else
+            local lk = tenant_list(K, level, t)
+            local ids = redis.call('LPOP', lk, k) or {}
+            for _, id in ipairs(ids) do
+                out[#out + 1] = id
+            end
+            if t ~= '' and #ids > 0 then
+                waiting_add(K, level, -#ids)
+                tenant_started(K, c, t, #ids)
+            end
+            served = served + #ids
+            -- A tenant is in the turn exactly while it has jobs here (else
+            -- a new job would make it join twice): the one that gave its
+            -- last job leaves at once.
+            if #ids < k or redis.call('EXISTS', lk) == 0 then
+                turn_leave(K, level, t, tq, not c.tweighted, nil)
+                cur = nil
+            elseif c.tweighted and served >= w then -- its turn is over: to the back
+                redis.call('LMOVE', tq, tq, 'LEFT', 'RIGHT')
+                cur = nil
+            end
+        end
+    end
+    if c.tweighted then
+        local tcr = K .. ':tcr'
+        if cur ~= nil and served > 0 then
+            redis.call('HSET', tcr, tostring(level), served .. ' ' .. cur)
+        else
+            redis.call('HDEL', tcr, tostring(level))
+        end
+    end
+    -- A turn left with the default tenant alone goes on until its jobs are
+    -- gone: checking for it would cost every tenant that leaves a call.
+    return out
+end
+
+-- Jobs of named tenants ready to run at level (0-based; parked ones too).
+local function tenant_waiting(K, level)
+    return tonumber(redis.call('HGET', K .. ':tn', '#' .. level)) or 0
+end
+
+-- A queued job leaves its list (cancel): the tenant leaves the turn and
+-- its park when it has nothing more at the level.
+local function tenant_unlink(K, jk, id)
+    local j = redis.call('HMGET', jk, 'prio', 'tenant')
+    local level, t = j[1], j[2] or ''
+    local lk = tenant_list(K, level, t)
+    if redis.call('LREM', lk, 1, id) == 0 then
+        return
+    end
+    if t ~= '' then
+        waiting_add(K, level, -1)
+    end
+    if redis.call('EXISTS', lk) == 0 then
+        redis.call('LREM', K .. ':tq:' .. level, 1, t)
+        redis.call('ZREM', K .. ':tpark', level .. '|' .. t)
+    end
+end
+
+-- Every parked tenant back in its turn (limits removed by a redeclare).
+local function unpark_all(K)
+    local pk = K .. ':tpark'
+    for _, m in ipairs(redis.call('ZRANGEBYSCORE', pk, '-inf', '+inf')) do
+        local level, t = m:match('^(%d+)|(.*)$')
+        turn_join(K, tonumber(level), t)
+    end
+    redis.call('DEL', pk)
+end
+
+-- corral_declare moves the jobs of a level that no longer exists (from) to
+-- the lowest one (to, named prio): the named tenants' lists too.
+local function tenant_move_level(K, from, to, prio)
+    local tenants = {}
+    for _, t in ipairs(redis.call('LRANGE', K .. ':tq:' .. from, 0, -1)) do
+        tenants[#tenants + 1] = t
+    end
+    local pk = K .. ':tpark'
+    for _, m in ipairs(redis.call('ZRANGEBYSCORE', pk, '-inf', '+inf')) do
+        local level, t = m:match('^(%d+)|(.*)$')
+        if tonumber(level) == from then
+            redis.call('ZREM', pk, m)
+            tenants[#tenants + 1] = t
+        end
+    end
+    for _, t in ipairs(tenants) do
+        if t ~= '' then
+            local lk = tenant_list(K, from, t)
+            local ids = redis.call('LRANGE', lk, 0, -1)
+            redis.call('DEL', lk)
+            if #ids > 0 then
+                for _, id in ipairs(ids) do
+                    redis.call('HSET', job_key(K, id), 'prio', to, 'priority', prio)
+                end
+                waiting_add(K, from, -#ids)
+                tenant_ready(K, to, t, ids, false)
+            end
+        end
+    end
+    redis.call('DEL', K .. ':tq:' .. from)
+    redis.call('HDEL', K .. ':tcr', tostring(from))
+end
+
+-- corral_declare's tenant settings (s: its settings object): checked and
+-- appended to fields (K:conf, in CONF_FIELDS' order). The weights of
+-- tenant_weights replace those tenants' weights; other tenants keep theirs
+-- (set with corral_tenant_weight). Without limits, parked tenants rejoin
+-- and running jobs are no longer counted.
+local function tenant_declare(K, q, s, fields)
+    local rate, rate_ms = 0, 1000
+    if s.tenant_rate ~= nil then
+        rate = int_arg('BADSETTING', s.tenant_rate, 'tenant_rate', 0, 1000000000)
+        rate_ms = int_arg('BADSETTING', s.tenant_rate_ms or 1000, 'tenant_rate_ms', 1, 2 ^ 40)
+    end
+    local mi = int_arg('BADSETTING', s.tenant_max_inflight or 0, 'tenant_max_inflight', 0, 1000000)
+    local ws = tenant_weights_parse(redis.call('HGET', K .. ':conf', 'tenant_weights'))
+    if s.tenant_weights ~= nil then
+        if type(s.tenant_weights) ~= 'table' or #s.tenant_weights > 0 then
+            fail('BADSETTING', 'queue "%s": tenant_weights must be an object of weights', q)
+        end
+        for t, w in pairs(s.tenant_weights) do
+            if not valid_tenant(t) then
+                fail('BADSETTING', 'queue "%s": bad tenant name "%s" in tenant_weights', q,
+                     shown(t):sub(1, 64))
+            end
+            ws[t] = int_arg('BADSETTING', w, 'tenant weight', 1, 1000)
+        end
+    end
+    for _, v in ipairs({'tenant_max_inflight', mi, 'tenant_rate', rate, 'tenant_rate_ms', rate_ms,
+                        'tenant_weights', tenant_weights_text(ws)}) do
+        fields[#fields + 1] = v
+    end
+    if mi == 0 then
+        redis.call('DEL', K .. ':ti') -- counted with tenant_max_inflight only
+    end
+    if mi == 0 and rate == 0 then
+        unpark_all(K)
+    end
+end
+
+-- corral_tenant_weight: KEYS[1] queue; ARGV[1] tenant; ARGV[2] weight
+-- (1-1000) -> "OK". The tenant serves that many jobs per turn from now on
+-- (a weight of 1 is the default and is not stored). Kept in K:conf (its
+-- field tenant_weights and the packed settings) until a corral_declare
+-- names the tenant in its tenant_weights.
+local function corral_tenant_weight(keys, args)
+    local K, q = queue_key(keys[1])
+    load_conf(K, q)
+    local t = args[1]
+    if not valid_tenant(t) then
+        fail('BADTENANT', 'queue "%s": bad tenant "%s": use 1-64 bytes of A-Z a-z 0-9 _ . : @ -',
+             q, shown(t):sub(1, 80))
+    end
+    local w = int_arg('BADARG', args[2], 'weight', 1, 1000)
+    local v = redis.call('HMGET', K .. ':conf', unpack(CONF_FIELDS))
+    local at = #CONF_FIELDS -- tenant_weights is the last field
+    local ws = tenant_weights_parse(v[at])
+    ws[t] = w
+    v[at] = tenant_weights_text(ws)
+    for i = 1, at do
+        v[i] = v[i] or ''
+    end
+    redis.call('HSET', K .. ':conf', 'tenant_weights', v[at], 'packed', conf_packed(v))
+    return 'OK'
+end
+
+-- corral_tenants: KEYS[1] queue; ARGV[1] optional limit (0 = all, default
+-- 10) -> a JSON object {tenants: [...], count, waiting, inflight}: the named
+-- tenants with jobs waiting or running, most waiting first (ties by name),
+-- at most limit of them, each {tenant, waiting, inflight, oldest_wait_ms,
+-- limited, weight}; count, waiting and inflight sum all of them. Reads
+-- every turn, the parked tenants and the running jobs: O(tenants + running),
+-- for status, not for the hot path.
+local function corral_tenants(keys, args)
+    local K, q = queue_key(keys[1])
+    local c = tenant_conf(K, load_conf(K, q))
+    local limit = int_arg('BADARG', args[1] or 10, 'limit', 0, 100000000)
+    local now = now_ms()
+    local by, names = {}, {}
+    local function entry(t)
+        if by[t] == nil then
+            by[t] = {tenant = t, waiting = 0, inflight = 0, limited = false, at = {}}
+            names[#names + 1] = t
+        end
+        return by[t]
+    end
+    local function count(level, t)
+        local e = entry(t)
+        if not e.at[level] then
+            e.at[level] = true
+            e.waiting = e.waiting + redis.call('LLEN', tenant_list(K, level, t))
+        end
+        return e
+    end
+    for level = 0, #c.priorities - 1 do
+        for _, t in ipairs(redis.call('LRANGE', c.tturns[level + 1], 0, -1)) do
+            if t ~= '' then
+                count(level, t)
+            end
+        end
+    end
+    for _, m in ipairs(redis.call('ZRANGEBYSCORE', K .. ':tpark', '-inf', '+inf')) do
+        local level, t = m:match('^(%d+)|(.*)$')
+        count(tonumber(level), t).limited = true
+    end
+    for _, id in ipairs(redis.call('ZRANGEBYSCORE', c.active, '-inf', '+inf')) do
+        local t = redis.call('HGET', job_key(K, id), 'tenant')
+        if t then
+            entry(t).inflight = entry(t).inflight + 1
+        end
+    end
+    local live, total_w, total_i = {}, 0, 0
+    for _, t in ipairs(names) do
+        local e = by[t]
+        if e.waiting > 0 or e.inflight > 0 then -- a turn may hold a drained tenant a while
+            live[#live + 1] = t
+            total_w, total_i = total_w + e.waiting, total_i + e.inflight
+        end
+    end
+    table.sort(live, function(a, b)
+        if by[a].waiting ~= by[b].waiting then
+            return by[a].waiting > by[b].waiting
+        end
+        return a < b
+    end)
+    local out = {}
+    for i, t in ipairs(live) do
+        if limit > 0 and i > limit then
+            break
+        end
+        local e = by[t]
+        local oldest = nil
+        for level, _ in pairs(e.at) do
+            local head = redis.call('LINDEX', tenant_list(K, level, t), 0)
+            local at = head and tonumber(redis.call('HGET', job_key(K, head), 'queued_ms'))
+            if at and (oldest == nil or at < oldest) then
+                oldest = at
+            end
+        end
+        out[#out + 1] = {tenant = t, waiting = e.waiting, inflight = e.inflight,
+                         oldest_wait_ms = oldest and (now - oldest) or 0,
+                         limited = e.limited and e.waiting > 0, weight = c.tweights[t] or 1}
+    end
+    local r = {count = #live, waiting = total_w, inflight = total_i, time_ms = now}
+    if #out > 0 then
+        r.tenants = out
+        return cjson.encode(r)
+    end
+    -- cjson encodes an empty table as an object
+    return cjson.encode(r):sub(1, -2) .. ',"tenants":[]}'
+end
+
+-- For corral_stats: the queued_ms of the oldest job at the heads of the
+-- first TENANT_SCAN tenants in the turn of level (nil when none).
+local function tenant_oldest(K, level)
+    local oldest = nil
+    for _, t in ipairs(redis.call('LRANGE', K .. ':tq:' .. level, 0, TENANT_SCAN - 1)) do
+        if t ~= '' then
+            local head = redis.call('LINDEX', tenant_list(K, level, t), 0)
+            local at = head and tonumber(redis.call('HGET', job_key(K, head), 'queued_ms'))
+            if at and (oldest == nil or at < oldest) then
+                oldest = at
+            end
+        end
+    end
+    return oldest
+end
