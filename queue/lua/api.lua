@@ -32,4 +32,5 @@ redis.register_function{function_name = 'corral_stats', callback = api(corral_st
 redis.register_function('corral_declare_service', api(corral_declare_service))
 redis.register_function{function_name = 'corral_breaker', callback = api(corral_breaker), flags = RO}
 redis.register_function('corral_breaker_reset', api(corral_breaker_reset))
+redis.register_function('corral_settle', api(corral_settle))
 

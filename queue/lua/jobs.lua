@@ -292,6 +292,15 @@ local function lease_one(K, r, id, out, leases)
     if not j[1] then
         return
     end
+    if r.tok then -- tokens.lua: the token and spend budgets
+        local verdict, why = tok_take(r.tok, jk, j[7])
+        if verdict == 'dead' then
+            to_dead(K, r.c, id, jk, r.now, why)
+        end
+        if verdict ~= 'ok' then
+            return verdict
+        end
+    end
     local attempts = tonumber(j[1]) + 1
     local run = tonumber(j[3]) + 1
     if r.probe then
@@ -335,7 +344,8 @@ local function reserve_jobs(K, c, prefix, worker, n, max_inflight, gated, now, n
         end
     end
     local r = {now = now, now_u = now_u, worker = worker, deadline = now + c.lease_ms,
-               probe = s ~= nil and s.state == 'half_open'}
+               probe = s ~= nil and s.state == 'half_open', c = c,
+               tok = allowed > 0 and tok_begin(s, now) or nil}
     local out, leases = {}, {}
     local waiting
     if c.order ~= 'weighted' then
@@ -346,8 +356,12 @@ local function reserve_jobs(K, c, prefix, worker, n, max_inflight, gated, now, n
             local want = allowed - #out
             local ids = redis.call('LPOP', c.qkeys[level], want)
             if ids then
-                for _, id in ipairs(ids) do
-                    lease_one(K, r, id, out, leases)
+                for k, id in ipairs(ids) do
+                    if lease_one(K, r, id, out, leases) == 'wait' then
+                        tok_unpop(c.qkeys[level], ids, k) -- held back by the budgets
+                        allowed = #out
+                        break
+                    end
                 end
             end
             if not ids or #ids < want then
@@ -362,7 +376,11 @@ local function reserve_jobs(K, c, prefix, worker, n, max_inflight, gated, now, n
             if level == nil then
                 break
             end
-            lease_one(K, r, redis.call('LPOP', c.qkeys[level + 1]), out, leases)
+            local id = redis.call('LPOP', c.qkeys[level + 1])
+            if lease_one(K, r, id, out, leases) == 'wait' then
+                redis.call('LPUSH', c.qkeys[level + 1], id) -- held back by the budgets
+                break
+            end
         end
         save()
         waiting = left()
@@ -372,6 +390,10 @@ local function reserve_jobs(K, c, prefix, worker, n, max_inflight, gated, now, n
     end
     if s ~= nil then
         svc_granted(s, now, #out, host)
+    end
+    if r.tok and r.tok.until_ms then -- tokens.lua: the budgets held jobs back
+        gate_until, gate_why = r.tok.until_ms, r.tok.why
+        tok_held(r.tok)
     end
     if waiting == 0 then
         -- Nothing left: markers would only wake idle workers for nothing.
@@ -539,6 +561,7 @@ local function corral_job(keys, args)
             j[k] = tonumber(v)
         elseif k == 'result' or k == 'error' or k == 'payload' then
             j[k] = utf8_clean(v) -- bytes from outside
+        elseif tok_job_field(j, k, v) then -- tokens.lua: usage, the estimate
         elseif k ~= 'lost' and k ~= 'reclaimed' then -- internal (lost: before version 4)
             j[k] = v
         end

@@ -44,6 +44,7 @@ local CODES = {
     RUNNING = true,    -- the job is running and cannot be cancelled
     FINISHED = true,   -- the job already ended (done or cancelled)
     NOTDEAD = true,    -- dead_retry of a job that is not dead
+    BADTOKENS = true,  -- the enqueue option tokens is not a whole number 1-10^9 (tokens.lua)
 }
 
 -- Raises an error reply "<CODE> <message>" for bad input. Every function
