@@ -11,6 +11,7 @@
 
 #include "corral/log.h"
 #include "corral/util.h"
+#include "settle.h"
 
 /* Which function writes an outcome. */
 enum call { CALL_ACK, CALL_FAIL, CALL_DEFER };
@@ -25,6 +26,7 @@ struct outcome {
     size_t len;
     int64_t delay_ms;
     int sent; /* in a call not yet answered */
+    struct corral_settle *settle; /* the call's usage, or NULL (settle.h) */
     struct outcome *next;
 };
 
@@ -119,6 +121,7 @@ static void free_outcome(struct outcome *oc)
     free(oc->id);
     free(oc->run);
     free(oc->data);
+    free(oc->settle);
     free(oc);
 }
 
@@ -135,8 +138,9 @@ static void unlink_outcome(struct corral_outcomes *o, struct outcome *oc)
     }
 }
 
-void corral_outcomes_add(struct corral_outcomes *o, size_t qi, char *id, char *run,
-                         enum corral_run_end end, const char *data, size_t len, int64_t delay_ms)
+static struct outcome *add_outcome(struct corral_outcomes *o, size_t qi, char *id, char *run,
+                                   enum corral_run_end end, const char *data, size_t len,
+                                   int64_t delay_ms)
 {
     struct outcome *oc = corral_xcalloc(1, sizeof(*oc));
     oc->qi = qi;
@@ -150,6 +154,22 @@ void corral_outcomes_add(struct corral_outcomes *o, size_t qi, char *id, char *r
     o->tail = &oc->next;
     o->n++;
     o->unsent++;
+    return oc;
+}
+
+void corral_outcomes_add(struct corral_outcomes *o, size_t qi, char *id, char *run,
+                         enum corral_run_end end, const char *data, size_t len, int64_t delay_ms)
+{
+    add_outcome(o, qi, id, run, end, data, len, delay_ms);
+}
+
+void corral_outcomes_add_run(struct corral_outcomes *o, size_t qi, struct corral_run *run,
+                             enum corral_run_end end, const char *data, size_t len,
+                             int64_t delay_ms)
+{
+    add_outcome(o, qi, run->job.id, run->job.run, end, data, len, delay_ms)->settle = run->settle;
+    run->job.id = run->job.run = NULL;
+    run->settle = NULL;
 }
 
 size_t corral_outcomes_unwritten(const struct corral_outcomes *o)
@@ -238,6 +258,38 @@ static void on_batch_reply(redisAsyncContext *ac, void *reply, void *priv)
     free(b);
 }
 
+static void on_settle_reply(redisAsyncContext *ac, void *reply, void *priv)
+{
+    corral_conn_replied(ac);
+    struct corral_outcomes *o = priv;
+    redisReply *r = reply;
+    if (r != NULL && r->type == REDIS_REPLY_ERROR)
+        corral_conn_refused(o->conn, &o->refused, "settling usage", r->str,
+                            corral_reply_word(r->str, r->len));
+}
+
+/* The usage of the batch's runs, as one corral_settle sent just before the
+ * outcomes (docs/tokens.md): sent again with them when they are (Redis
+ * counts each run once), so a lost call loses no usage. */
+static void send_settles(struct corral_outcomes *o, const char *queue, const struct batch *b)
+{
+    struct corral_cmd cmd;
+    int any = 0;
+    for (size_t i = 0; i < b->n; i++) {
+        const struct outcome *oc = b->items[i];
+        if (oc->settle == NULL)
+            continue;
+        if (!any)
+            corral_settle_cmd(&cmd, o->prefix, queue, o->worker_id);
+        any = 1;
+        corral_settle_add(&cmd, oc->id, oc->run, oc->settle);
+    }
+    if (!any)
+        return;
+    corral_conn_send(o->conn, on_settle_reply, o, &cmd);
+    corral_cmd_free(&cmd);
+}
+
 /* Sends the unsent outcomes of queue qi written by call, if any; with ask
  * (call CALL_ACK), as one corral_ack_reserve that also reserves. 0 when a
  * call went out. */
@@ -272,6 +324,7 @@ static int send_batch(struct corral_outcomes *o, size_t qi, enum call call,
     }
     struct corral_cmd cmd;
     const char *queue = o->queues[qi];
+    send_settles(o, queue, b);
     if (ask != NULL)
         corral_cmd_ack_reserve(&cmd, o->prefix, queue, o->worker_id, args, n, ask->want,
                                ask->max_inflight);
