@@ -217,6 +217,7 @@ int ctl_metrics(struct ctl *ctl, int argc, char **argv)
     queues(out, json_object_get(s, "queues"));
     hosts(out, json_object_get(s, "hosts"));
     breakers(out, json_object_get(s, "breakers"));
+    ctl_tokens_metrics(s, out);
     json_decref(s);
     return fflush(out) == 0 ? 0 : 1;
 }
@@ -226,4 +227,5 @@ void ctl_metrics_write(json_t *snapshot, FILE *out)
     queues(out, json_object_get(snapshot, "queues"));
     hosts(out, json_object_get(snapshot, "hosts"));
     breakers(out, json_object_get(snapshot, "breakers"));
+    ctl_tokens_metrics(snapshot, out);
 }

@@ -345,6 +345,7 @@ static void print_table(json_t *s, FILE *out, int color, struct widths *keep)
     if (json_array_size(ws) > 0)
         fputc('\n', out);
     ctl_print_breakers(json_object_get(s, "breakers"), out, color, keep->breakers);
+    ctl_print_tokens(s, out, color);
 }
 
 /* --watch with Redis failing: the error in place of the view, and the next

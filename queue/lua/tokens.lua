@@ -342,11 +342,11 @@ tok_view = function(s, now, v)
         v.spent = v.spent_nano / 1e9
     end
     local m = math.floor(now / 60000)
+    -- Rates over the last whole minute and this one, as corral_stats' default.
     local last = tok_sum(s, m - 1, m)
-    local hour = tok_sum(s, m - 60, m)
-    local span_min = (now - (m - 1) * 60000) / 60000
-    v.tokens_per_min = math.floor((last.tin + last.tout) / span_min + 0.5)
-    v.cost_per_hour = math.floor(hour.cost * 3600000 / (now - (m - 60) * 60000) + 0.5) / 1e9
+    local span_ms = now - (m - 1) * 60000
+    v.tokens_per_min = math.floor((last.tin + last.tout) * 60000 / span_ms + 0.5)
+    v.cost_per_hour = math.floor(last.cost * 3600000 / span_ms + 0.5) / 1e9
     v.usage = {input_tokens = tonumber(f[8]) or 0, output_tokens = tonumber(f[9]) or 0,
                cost_nano = tonumber(f[10]) or 0, calls = tonumber(f[11]) or 0}
     v.usage.cost = v.usage.cost_nano / 1e9

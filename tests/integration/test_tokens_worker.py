@@ -5,6 +5,7 @@ deferred without spending an attempt, and the ledger equal to the stand-in's
 own count over a run with retries and 429s."""
 import json
 import os
+import subprocess
 import sys
 import urllib.request
 
@@ -114,6 +115,41 @@ def test_the_answers_usage_and_cost_land_in_the_job_record_and_the_ledger(r, stu
     s = json.loads(r.fcall_ro("corral_stats", 1, Q))
     assert s["tokens_in"] == 1100 and s["tokens_out"] == 250 and s["tokens_per_min"] > 0
     assert s["breaker"]["usage"]["cost_nano"] == 5250000
+
+
+def corralctl(build_dir, redis_server, tmp_path, *args):
+    conf = tmp_path / "ctl.conf"
+    conf.write_text(redis_server.redis_section())
+    out = subprocess.run([os.path.join(build_dir, "corralctl"), "-c", str(conf), *args],
+                         capture_output=True, text=True, timeout=10)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def test_status_and_metrics_show_tokens_cost_and_the_budgets(r, stub, workers, build_dir,
+                                                           redis_server, tmp_path):
+    workers(stub, service="tokens = 90000/1m\nprice_input = 2.5\nprice_output = 10\n"
+                          "budget = 20/d\n")
+    p = {"model": "gpt-4o", "max_tokens": 250,
+         "stub": {"usage": "openai", "input_tokens": 1100, "output_tokens": 250}}
+    assert await_end(r, enqueue(r, p))["state"] == "done"
+    m = corralctl(build_dir, redis_server, tmp_path, "metrics")
+    assert 'corral_queue_tokens_total{queue="prompts",direction="input"} 1100\n' in m
+    assert 'corral_queue_tokens_total{queue="prompts",direction="output"} 250\n' in m
+    assert 'corral_queue_cost_total{queue="prompts"} 0.00525' in m
+    assert 'corral_service_tokens_total{service="ai",direction="input"} 1100\n' in m
+    assert 'corral_service_spent{service="ai"} 0.00525' in m
+    assert 'corral_service_budget{service="ai"} 20\n' in m
+    assert 'corral_service_tokens_limit{service="ai"} 90000\n' in m
+    st = corralctl(build_dir, redis_server, tmp_path, "status")
+    row = [ln for ln in st.splitlines() if ln.startswith("service ai")]
+    assert row and "0.00525/20" in row[0] and "1350/90000" in row[0], st
+    q = [ln for ln in st.splitlines() if ln.startswith("queue prompts")]
+    # the rates over the same minutes for the service and its one queue
+    assert q and q[0].split()[2:4] == row[0].split()[2:4], st
+    assert int(q[0].split()[2]) >= 1350 * 60 // 120
+    js = json.loads(corralctl(build_dir, redis_server, tmp_path, "status", "--json"))
+    assert js["queues"][0]["usage_total"]["input_tokens"] == 1100
 
 
 @pytest.mark.parametrize("shape", ["openai", "anthropic", "responses"])
