@@ -43,6 +43,7 @@ struct corral_outcomes {
     int failing;   /* the last answered write failed */
     int separate;  /* corral_ack_reserve is refused (NOPERM): acks and reserves apart */
     struct corral_log_repeat refused;
+    struct corral_log_repeat refused_settle; /* corral_settle's, logged apart */
 };
 
 /* A call in flight and the outcomes it carries; with reserved set, a
@@ -263,9 +264,11 @@ static void on_settle_reply(redisAsyncContext *ac, void *reply, void *priv)
     corral_conn_replied(ac);
     struct corral_outcomes *o = priv;
     redisReply *r = reply;
+    /* Logged only: the outcomes sent after it meet the same Redis and
+     * handle its refusal (back-off, a moved master); they carry it again. */
     if (r != NULL && r->type == REDIS_REPLY_ERROR)
-        corral_conn_refused(o->conn, &o->refused, "settling usage", r->str,
-                            corral_reply_word(r->str, r->len));
+        corral_logr(&o->refused_settle, CORRAL_LOG_ERR, "redis refused a call",
+                    "call=\"settling usage\" error=\"%s\"", r->str);
 }
 
 /* The usage of the batch's runs, as one corral_settle sent just before the
@@ -397,6 +400,7 @@ struct corral_outcomes *corral_outcomes_new(struct corral_conn *conn, const char
     o->nq = nq;
     o->tail = &o->head;
     corral_log_repeat_init(&o->refused, 0);
+    corral_log_repeat_init(&o->refused_settle, 0);
     return o;
 }
 
@@ -410,5 +414,6 @@ void corral_outcomes_free(struct corral_outcomes *o)
         free_outcome(oc);
     }
     corral_log_repeat_end(&o->refused);
+    corral_log_repeat_end(&o->refused_settle);
     free(o);
 }

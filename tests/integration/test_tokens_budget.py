@@ -163,3 +163,30 @@ def test_a_job_whose_estimated_cost_is_above_the_spend_budget_ends_dead(q):
     assert reserve_gated(q, 1) == ([], None)
     err = get_job(q, Q, a)["error"]
     assert err.startswith("the estimated cost of ") and "above the spend budget of 0.000001 per 1d" in err
+
+
+@pytest.mark.parametrize("group", [
+    ["1", "1", "10"],                                      # not a group of nine
+    ["1", "1", "-2", "5", "m", "0", "0", "-1", "-1"],      # a count below -1
+    ["1", "1", "10", "2000000000", "m", "0", "0", "-1", "-1"],  # a count over 10^9
+    ["1", "1", "10", "5", "m", "0", "-3", "-1", "-1"],     # a negative cost
+    ["1", "1", "ten", "5", "m", "0", "0", "-1", "-1"],     # not a number
+])
+def test_a_malformed_settle_is_refused_and_writes_nothing(q, group):
+    declare_service(q, tokens=1000)
+    jid = enqueue(q, Q, payload(10))
+    jobs, _ = reserve_gated(q, 1)
+    before = q.hgetall(f"{K}:job:{jid}"), q.hgetall(SK)
+    with pytest.raises(Exception) as e:
+        q.fcall("corral_settle", 1, Q, "host1:1", *group)
+    assert str(e.value).startswith("BADARG ")
+    assert (q.hgetall(f"{K}:job:{jid}"), q.hgetall(SK)) == before
+    assert q.exists(f"{K}:tok") == 0
+
+
+def test_a_settle_for_a_run_that_never_was_is_stale_and_counts_nothing(q):
+    declare_service(q, tokens=1000)
+    jid = enqueue(q, Q, payload(10))
+    assert settle(q, jid, "1", 10, 5) == ["STALE"]  # not reserved yet
+    assert settle(q, "999", "1", 10, 5) == ["STALE"]
+    assert q.exists(f"{K}:tok") == 0
