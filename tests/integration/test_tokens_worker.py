@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import urllib.request
 
 import pytest
@@ -217,6 +218,38 @@ def test_the_ledger_equals_the_stand_ins_count_over_retries_and_429s(r, stub, wo
     assert (s["tokens_in"], s["tokens_out"]) == (t["input"], t["output"])
     svc = json.loads(r.fcall_ro("corral_breaker", 1, SVC))["usage"]
     assert (svc["input_tokens"], svc["output_tokens"]) == (t["input"], t["output"])
+
+
+def test_the_ledger_stays_exact_when_a_worker_is_killed_mid_call(r, stub, workers):
+    control(stub, {"tpm": {"limit": 250, "window_ms": 1000}})
+    ws = workers(stub, n=2, concurrency=4)
+    ids = []
+    for i in range(24):
+        spec = {"usage": "openai", "output_tokens": 5 + i % 3, "key": f"k{i}",
+                "delay_ms": 1500 if i < 8 else 100}
+        if i % 4 == 1:
+            spec.update({"status": 503, "fail_times": 1})
+        ids.append(enqueue(r, {"model": "m", "max_tokens": 8, "i": i, "stub": spec}))
+    # Both workers hold calls of 1.5 s: kill one well inside them, so its
+    # calls are cut before any answer (the stand-in serves none of them).
+    wait_until(lambda: stub.stub.inflight >= 8, what="both workers' slots in calls")
+    time.sleep(0.3)
+    victim = ws[0]
+    victim.proc.kill()
+    victim.proc.wait()
+    held = {get_job(r, Q, j)["worker"] for j in ids
+            if get_job(r, Q, j)["state"] == "active" and
+            get_job(r, Q, j)["worker"].endswith(f":{victim.proc.pid}")}
+    for w in held:  # what corrald does when a worker dies
+        r.fcall("corral_reclaim_worker", 1, Q, w)
+    for jid in ids:
+        assert await_end(r, jid, timeout=60)["state"] == "done"
+    rep = stub_tokens(stub)
+    t = rep["total"]
+    assert any(c["status"] == "gone" for c in rep["calls"]), "no call was cut"
+    assert t["calls"] == 24 and t["rejected"] > 0  # and 429s happened
+    led = tok_totals(r)
+    assert (led["in"], led["out"], led["calls"]) == (t["input"], t["output"], 24)
 
 
 def test_with_a_token_budget_the_fleet_stays_under_the_providers_limit(r, stub, workers):
