@@ -166,9 +166,9 @@ void corral_tokens_declare_fields(struct json_t *settings, const struct corral_s
     json_object_set_new(o, "tokens", json_integer(sv->tokens_count));
     json_object_set_new(o, "tokens_period_ms",
                         json_integer(sv->tokens_period_ms > 0 ? sv->tokens_period_ms : 60000));
-    json_object_set_new(o, "bytes_per_token", json_integer(sv->bytes_per_token > 0
-                                                               ? sv->bytes_per_token
-                                                               : CORRAL_BYTES_PER_TOKEN));
+    json_object_set_new(
+        o, "bytes_per_token",
+        json_integer(sv->bytes_per_token > 0 ? sv->bytes_per_token : CORRAL_BYTES_PER_TOKEN));
     json_object_set_new(o, "price_input_nano", json_integer(sv->price_input_nano));
     json_object_set_new(o, "price_output_nano", json_integer(sv->price_output_nano));
     json_object_set_new(o, "budget_nano", json_integer(sv->budget_nano));

@@ -74,8 +74,8 @@ void ctl_print_tokens(json_t *snapshot, FILE *out, int color)
             snprintf(spent, sizeof(spent), "%s/%s", a, b);
         }
         json_t *u = json_object_get(o, "usage");
-        money((long long)(json_number_value(json_object_get(o, "cost_per_hour")) * 1e9 + 0.5),
-              cost, sizeof(cost));
+        money((long long)(json_number_value(json_object_get(o, "cost_per_hour")) * 1e9 + 0.5), cost,
+              sizeof(cost));
         ctl_table_cell(t, NULL, "service %s", str(o, "service"));
         ctl_table_cell(t, NULL, "%lld", ival(o, "tokens_per_min"));
         ctl_table_cell(t, NULL, "%s", cost);
@@ -89,8 +89,8 @@ void ctl_print_tokens(json_t *snapshot, FILE *out, int color)
     {
         char cost[48];
         json_t *u = json_object_get(o, "usage_total");
-        money((long long)(json_number_value(json_object_get(o, "cost_per_hour")) * 1e9 + 0.5),
-              cost, sizeof(cost));
+        money((long long)(json_number_value(json_object_get(o, "cost_per_hour")) * 1e9 + 0.5), cost,
+              sizeof(cost));
         ctl_table_cell(t, NULL, "queue %s", str(o, "name"));
         ctl_table_cell(t, NULL, "%lld", ival(o, "tokens_per_min"));
         ctl_table_cell(t, NULL, "%s", cost);
@@ -162,8 +162,8 @@ void ctl_tokens_metrics(json_t *snapshot, FILE *out)
            "Tokens the service's calls used, by direction (input, output), fleet-wide.");
     samples(out, bs, "corral_service_tokens_total", "service", "service", "usage", "input_tokens",
             1, "input");
-    samples(out, bs, "corral_service_tokens_total", "service", "service", "usage",
-            "output_tokens", 1, "output");
+    samples(out, bs, "corral_service_tokens_total", "service", "service", "usage", "output_tokens",
+            1, "output");
     family(out, "corral_service_cost_total", "counter",
            "What the service's calls cost, in currency units, fleet-wide.");
     samples(out, bs, "corral_service_cost_total", "service", "service", "usage", "cost_nano", 1e-9,

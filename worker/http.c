@@ -313,9 +313,9 @@ static void end_call(struct call *c, CURLcode code)
     C.easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &status);
     char msg[512];
     /* The call's usage goes with its outcome: an answer's own, else none. */
-    run->settle = corral_tally_settle(c->tally, code == CURLE_OK && !c->too_big &&
-                                                    status >= 200 && status <= 299,
-                                      c->body ? c->body : "", c->len);
+    run->settle = corral_tally_settle(
+        c->tally, code == CURLE_OK && !c->too_big && status >= 200 && status <= 299,
+        c->body ? c->body : "", c->len);
     if (c->too_big) {
         snprintf(msg, sizeof(msg), "result larger than max_result (%lld bytes)",
                  (long long)run->conf->max_result_bytes);

@@ -25,7 +25,7 @@ struct outcome {
     char *data;
     size_t len;
     int64_t delay_ms;
-    int sent; /* in a call not yet answered */
+    int sent;                     /* in a call not yet answered */
     struct corral_settle *settle; /* the call's usage, or NULL (settle.h) */
     struct outcome *next;
 };
