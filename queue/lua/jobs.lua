@@ -293,7 +293,7 @@ local function lease_one(K, r, id, out, leases)
         return
     end
     if r.tok then -- tokens.lua: the token and spend budgets
-        local verdict, why = tok_take(r.tok, jk, j[7])
+        local verdict, why = tok_take(r.tok, jk, id, j[3], j[7])
         if verdict == 'dead' then
             to_dead(K, r.c, id, jk, r.now, why)
         end
@@ -345,7 +345,7 @@ local function reserve_jobs(K, c, prefix, worker, n, max_inflight, gated, now, n
     end
     local r = {now = now, now_u = now_u, worker = worker, deadline = now + c.lease_ms,
                probe = s ~= nil and s.state == 'half_open', c = c,
-               tok = allowed > 0 and tok_begin(s, now) or nil}
+               tok = allowed > 0 and tok_begin(s, now, K) or nil}
     local out, leases = {}, {}
     local waiting
     if c.order ~= 'weighted' then
@@ -391,9 +391,11 @@ local function reserve_jobs(K, c, prefix, worker, n, max_inflight, gated, now, n
     if s ~= nil then
         svc_granted(s, now, #out, host)
     end
-    if r.tok and r.tok.until_ms then -- tokens.lua: the budgets held jobs back
-        gate_until, gate_why = r.tok.until_ms, r.tok.why
-        tok_held(r.tok)
+    if r.tok then -- tokens.lua: the grants written; jobs held back gate the worker
+        tok_finish(r.tok)
+        if r.tok.until_ms then
+            gate_until, gate_why = r.tok.until_ms, r.tok.why
+        end
     end
     if waiting == 0 then
         -- Nothing left: markers would only wake idle workers for nothing.

@@ -4,12 +4,12 @@
 -- usage and cost ledger (docs/tokens.md). Keys of a service S (outside the
 -- queues' slots, as services.lua's):
 --   <prefix>:svc:S        hash  (services.lua) and: tok_used (tokens of the
---     grants in S:tk), tok_seq (names grants), tok_cap and tok_cap_until
+--     grants in S:tk), tok_cap and tok_cap_until
 --     (the provider's remaining tokens, from its headers, until its reset),
 --     tok_wait_until_ms and tok_wait_why (the last reserve the budgets held
 --     back), spend_period and spent_nano (the spend of the current budget
 --     period), usage_in, usage_out, usage_cost_nano, usage_calls (totals)
---   <prefix>:svc:S:tk     zset  "<seq>:<tokens>" per grant, scored by its time
+--   <prefix>:svc:S:tk     zset  "<K>|<id>|<run>:<tokens>" per grant, by its time
 --   <prefix>:svc:S:st:<minute> hash  tin, tout, cost (nano), calls
 -- Of a queue K: K:st:<minute> (stats.lua) gets tin, tout, cost, tcalls;
 -- K:tok (hash) the totals in, out, cost_nano, calls, estimated; a job's
@@ -54,7 +54,11 @@ local function tok_estimate(s, payload, opt)
         return opt, 0
     end
     local cap = 0
-    local ok, v = pcall(json_decode, payload)
+    -- Most payloads name no cap: no decode for them.
+    local ok, v = false, nil
+    if payload:find('max_', 1, true) then
+        ok, v = pcall(json_decode, payload)
+    end
     if ok and type(v) == 'table' then
         for _, f in ipairs(CAP_FIELDS) do
             local x = v[f]
@@ -89,11 +93,11 @@ local function tok_expire(s, now)
 end
 
 -- The budgets' state for one reserve, or nil when the service has none.
-local function tok_begin(s, now)
+local function tok_begin(s, now, q)
     if s == nil or (s.tokens <= 0 and s.budget <= 0) then
         return nil
     end
-    local t = {s = s, now = now, left = math.huge}
+    local t = {s = s, now = now, left = math.huge, adds = {}, granted = 0, q = q}
     if s.tokens > 0 then
         tok_expire(s, now)
         local v = redis.call('HMGET', s.key, 'tok_used', 'tok_cap', 'tok_cap_until')
@@ -113,10 +117,11 @@ local function tok_begin(s, now)
     return t
 end
 
--- Whether the job (record jk, payload) may be leased now: 'ok' (its
--- estimate is counted in the window), 'wait' (t.until_ms and t.why say
--- till when and why) or 'dead' and the reason (it could never fit).
-local function tok_take(t, jk, payload)
+-- Whether the job id (record jk, its run so far, payload) may be leased
+-- now: 'ok' (its estimate is counted in the window), 'wait' (t.until_ms
+-- and t.why say till when and why) or 'dead' and the reason (it could
+-- never fit). The grants are written by tok_finish, once per reserve.
+local function tok_take(t, jk, id, run, payload)
     local s = t.s
     local est_in, est_out = tok_estimate(s, payload, tonumber(redis.call('HGET', jk, 'tokens')))
     local est = est_in + est_out
@@ -140,10 +145,14 @@ local function tok_take(t, jk, payload)
         end
     end
     local member = ''
+    run = tonumber(run) + 1 -- the run lease_one is about to give the job
     if s.tokens > 0 then
         if est > t.left then
+            -- Room comes when the oldest grant leaves the window (this
+            -- reserve's own grants are not written yet: they are now's).
             local first = redis.call('ZRANGE', s.key .. ':tk', 0, 0, 'WITHSCORES')
-            t.until_ms = first[2] and tonumber(first[2]) + s.tokens_period_ms + 1 or t.now + 1000
+            local oldest = tonumber(first[2]) or (#t.adds > 0 and t.now) or nil
+            t.until_ms = oldest and oldest + s.tokens_period_ms + 1 or t.now + 1000
             if t.cap and t.cap < s.tokens then
                 t.until_ms = t.cap_until
             end
@@ -151,20 +160,34 @@ local function tok_take(t, jk, payload)
                                   est, math.max(t.left, 0), s.tokens, dur_text(s.tokens_period_ms))
             return 'wait'
         end
-        member = redis.call('HINCRBY', s.key, 'tok_seq', 1) .. ':' .. est
-        redis.call('ZADD', s.key .. ':tk', t.now, member)
-        redis.call('PEXPIRE', s.key .. ':tk', s.tokens_period_ms + 60000)
-        redis.call('HINCRBY', s.key, 'tok_used', est)
-        if t.cap then
-            t.cap = t.cap - est
-            redis.call('HINCRBY', s.key, 'tok_cap', -est)
-        end
+        -- Unique per queue, job and run; the estimate last (tok_expire reads it).
+        member = t.q .. '|' .. id .. '|' .. run .. ':' .. est
+        t.adds[#t.adds + 1] = t.now
+        t.adds[#t.adds + 1] = member
+        t.granted = t.granted + est
         t.left = t.left - est
     end
-    -- The run number is the one lease_one is about to give the job.
     redis.call('HSET', jk, 'tok_est_in', est_in, 'tok_est_out', est_out, 'tok_grant', member,
-               'tok_grant_run', tonumber(redis.call('HGET', jk, 'run')) + 1)
+               'tok_grant_run', run)
     return 'ok'
+end
+
+-- Writes a reserve's grants into the window (one ZADD, one HINCRBY) and,
+-- when the budgets held jobs back, why (for status).
+local function tok_finish(t)
+    local s = t.s
+    if #t.adds > 0 then
+        local tk = s.key .. ':tk'
+        redis.call('ZADD', tk, unpack(t.adds))
+        redis.call('PEXPIRE', tk, s.tokens_period_ms + 60000)
+        redis.call('HINCRBY', s.key, 'tok_used', t.granted)
+        if t.cap then
+            redis.call('HINCRBY', s.key, 'tok_cap', -t.granted)
+        end
+    end
+    if t.until_ms then
+        redis.call('HSET', s.key, 'tok_wait_until_ms', t.until_ms, 'tok_wait_why', t.why)
+    end
 end
 
 -- Puts ids[from..] back at the front of list lk, in their order: the jobs a
@@ -177,11 +200,6 @@ local function tok_unpop(lk, ids, from)
     if #back > 0 then
         redis.call('LPUSH', lk, unpack(back))
     end
-end
-
--- Remembers why the budgets held a reserve back (for status), when it changed.
-local function tok_held(t)
-    redis.call('HSET', t.s.key, 'tok_wait_until_ms', t.until_ms, 'tok_wait_why', t.why)
 end
 
 -- Adds n (nano-units or tokens) to field f of the service's minute bucket.
@@ -245,9 +263,9 @@ local function corral_settle(keys, args)
                 local tk = s.key .. ':tk'
                 local at = redis.call('ZSCORE', tk, j[3])
                 if at then
-                    local seq, est = j[3]:match('^(%d+):(%-?%d+)$')
+                    local head, est = j[3]:match('^(.*):(%-?%d+)$')
                     redis.call('ZREM', tk, j[3])
-                    redis.call('ZADD', tk, at, seq .. ':' .. real)
+                    redis.call('ZADD', tk, at, head .. ':' .. real)
                     redis.call('HINCRBY', s.key, 'tok_used', real - tonumber(est))
                 end
             end
