@@ -51,6 +51,8 @@ const PayloadTooLargeError = word('PayloadTooLargeError', 'TOOBIG',
   "A payload over the queue's max_payload.");
 const InvalidOptionError = word('InvalidOptionError', 'BADOPTION',
   'Options that are not an object, an unknown option, or a bad value.');
+const InvalidTokensError = word('InvalidTokensError', 'BADTOKENS',
+  'The enqueue option tokens is not a whole number from 1 to 10^9.', InvalidOptionError);
 const InvalidSettingError = word('InvalidSettingError', 'BADSETTING',
   'Queue or service settings that are not an object, unknown, out of range or contradictory.');
 const NoSuchJobError = word('NoSuchJobError', 'NOJOB',
@@ -84,6 +86,7 @@ const CODE_CLASSES = Object.freeze({
   RUNNING: JobRunningError,
   FINISHED: JobFinishedError,
   NOTDEAD: JobNotDeadError,
+  BADTOKENS: InvalidTokensError,
 });
 
 const WORD = /^([A-Z][A-Z0-9_]+)(?: ([\s\S]*))?$/;
@@ -107,6 +110,7 @@ module.exports = {
   InvalidPayloadError,
   PayloadTooLargeError,
   InvalidOptionError,
+  InvalidTokensError,
   InvalidSettingError,
   NoSuchJobError,
   JobStateError,

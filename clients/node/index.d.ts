@@ -123,6 +123,8 @@ export class InvalidPayloadError extends CorralError {}
 export class PayloadTooLargeError extends CorralError {}
 /** BADOPTION: an unknown enqueue option or a bad value. */
 export class InvalidOptionError extends CorralError {}
+/** BADTOKENS: the enqueue option tokens is not a whole number from 1 to 10^9. */
+export class InvalidTokensError extends InvalidOptionError {}
 /** BADSETTING: invalid queue or service settings. */
 export class InvalidSettingError extends CorralError {}
 /** NOJOB: no job of that id. */

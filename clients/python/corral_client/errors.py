@@ -93,6 +93,12 @@ class InvalidOptionError(CorralError):
     code = "BADOPTION"
 
 
+class InvalidTokensError(InvalidOptionError):
+    """The enqueue option tokens is not a whole number from 1 to 10^9 (an
+    InvalidOptionError with a code word of its own, BADTOKENS)."""
+    code = "BADTOKENS"
+
+
 class InvalidSettingError(CorralError):
     """Queue or service settings that are not a JSON object, unknown, out
     of range or contradicting each other (corral_declare)."""
@@ -148,6 +154,7 @@ CODE_CLASSES: Dict[str, Type[CorralError]] = {
     "RUNNING": JobRunningError,
     "FINISHED": JobFinishedError,
     "NOTDEAD": JobNotDeadError,
+    "BADTOKENS": InvalidTokensError,
 }
 
 # redis-py takes these words off the reply and raises its own class instead.
