@@ -267,6 +267,9 @@ local function corral_settle(keys, args)
                     redis.call('ZREM', tk, j[3])
                     redis.call('ZADD', tk, at, head .. ':' .. real)
                     redis.call('HINCRBY', s.key, 'tok_used', real - tonumber(est))
+                    if real < tonumber(est) then
+                        svc_wake(s, nil) -- room given back: workers held by it may go
+                    end
                 end
             end
             if input >= 0 then

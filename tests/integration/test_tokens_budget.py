@@ -190,3 +190,16 @@ def test_a_settle_for_a_run_that_never_was_is_stale_and_counts_nothing(q):
     assert settle(q, jid, "1", 10, 5) == ["STALE"]  # not reserved yet
     assert settle(q, "999", "1", 10, 5) == ["STALE"]
     assert q.exists(f"{K}:tok") == 0
+
+
+def test_a_settlement_that_gives_tokens_back_wakes_the_workers_the_budget_held(q):
+    p = payload(300)
+    declare_service(q, tokens=estimate(p))
+    a = enqueue(q, Q, p)
+    enqueue(q, Q, p)
+    jobs, gate = reserve_gated(q, 2)
+    assert len(jobs) == 1 and "token budget" in gate
+    wake = f"{SK}:wake:host1"
+    assert q.llen(wake) == 0
+    settle(q, a, jobs[0][1], 10, 10)
+    assert q.llen(wake) >= 1  # the held worker is told at once, not at the gate's end
