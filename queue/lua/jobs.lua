@@ -288,12 +288,12 @@ end
 local function lease_one(K, r, id, out, leases)
     local jk = job_key(K, id)
     local j = redis.call('HMGET', jk, 'attempts', 'max_attempts', 'run', 'timeout_ms', 'priority',
-                        'service', 'payload')
+                        'service', 'payload', 'tokens')
     if not j[1] then
         return
     end
     if r.tok then -- tokens.lua: the token and spend budgets
-        local verdict, why = tok_take(r.tok, jk, id, j[3], j[7])
+        local verdict, why = tok_take(r.tok, jk, id, j[3], j[7], j[8])
         if verdict == 'dead' then
             to_dead(K, r.c, id, jk, r.now, why)
         end

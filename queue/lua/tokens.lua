@@ -100,7 +100,10 @@ local function tok_begin(s, now, q)
     local t = {s = s, now = now, left = math.huge, adds = {}, granted = 0, q = q}
     if s.tokens > 0 then
         tok_expire(s, now)
-        local v = redis.call('HMGET', s.key, 'tok_used', 'tok_cap', 'tok_cap_until')
+    end
+    local v = redis.call('HMGET', s.key, 'tok_used', 'tok_cap', 'tok_cap_until', 'spend_period',
+                         'spent_nano')
+    if s.tokens > 0 then
         t.left = s.tokens - (tonumber(v[1]) or 0)
         local until_ms = tonumber(v[3]) or 0
         if until_ms > now and (tonumber(v[2]) or 0) < t.left then
@@ -110,20 +113,20 @@ local function tok_begin(s, now, q)
     end
     if s.budget > 0 then
         local idx = math.floor(now / s.budget_period_ms)
-        local v = redis.call('HMGET', s.key, 'spend_period', 'spent_nano')
-        t.spent = tonumber(v[1]) == idx and (tonumber(v[2]) or 0) or 0
+        t.spent = tonumber(v[4]) == idx and (tonumber(v[5]) or 0) or 0
         t.spend_until = (idx + 1) * s.budget_period_ms
     end
     return t
 end
 
--- Whether the job id (record jk, its run so far, payload) may be leased
+-- Whether the job id (record jk, its run so far, payload, tokens option)
+-- may be leased
 -- now: 'ok' (its estimate is counted in the window), 'wait' (t.until_ms
 -- and t.why say till when and why) or 'dead' and the reason (it could
 -- never fit). The grants are written by tok_finish, once per reserve.
-local function tok_take(t, jk, id, run, payload)
+local function tok_take(t, jk, id, run, payload, opt)
     local s = t.s
-    local est_in, est_out = tok_estimate(s, payload, tonumber(redis.call('HGET', jk, 'tokens')))
+    local est_in, est_out = tok_estimate(s, payload, tonumber(opt))
     local est = est_in + est_out
     if s.tokens > 0 and est > s.tokens then
         return 'dead', string.format(
