@@ -151,7 +151,9 @@ def parse_metrics(text):
             helped.add(name)
         elif line.startswith("# TYPE "):
             _, _, name, kind = line.split()
-            assert name in helped and name not in typed and kind == "gauge", line
+            # counters are the totals, named *_total (tokens and cost)
+            assert name in helped and name not in typed and (
+                kind == "gauge" or kind == "counter" and name.endswith("_total")), line
             typed.add(name)
         else:
             m = SAMPLE.match(line)
