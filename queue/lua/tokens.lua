@@ -102,7 +102,8 @@ local function tok_begin(s, now, q)
         tok_expire(s, now)
     end
     local v = redis.call('HMGET', s.key, 'tok_used', 'tok_cap', 'tok_cap_until', 'spend_period',
-                         'spent_nano')
+                         'spent_nano', 'tok_wait_until_ms')
+    t.shown_wait = (tonumber(v[6]) or 0) > now
     if s.tokens > 0 then
         t.left = s.tokens - (tonumber(v[1]) or 0)
         local until_ms = tonumber(v[3]) or 0
@@ -190,6 +191,9 @@ local function tok_finish(t)
     end
     if t.until_ms then
         redis.call('HSET', s.key, 'tok_wait_until_ms', t.until_ms, 'tok_wait_why', t.why)
+    elseif t.shown_wait and #t.adds > 0 then
+        -- Jobs fit again: status and the scaler stop showing the wait.
+        redis.call('HSET', s.key, 'tok_wait_until_ms', 0)
     end
 end
 

@@ -203,3 +203,16 @@ def test_a_settlement_that_gives_tokens_back_wakes_the_workers_the_budget_held(q
     assert q.llen(wake) == 0
     settle(q, a, jobs[0][1], 10, 10)
     assert q.llen(wake) >= 1  # the held worker is told at once, not at the gate's end
+
+
+def test_once_jobs_fit_again_the_service_no_longer_shows_the_wait(q):
+    p = payload(300)
+    declare_service(q, tokens=estimate(p))
+    a = enqueue(q, Q, p)
+    enqueue(q, Q, p)
+    jobs, gate = reserve_gated(q, 2)
+    assert "token budget" in json.loads(q.fcall_ro("corral_breaker", 1, SVC))["hold"]
+    settle(q, a, jobs[0][1], 0, 0)  # all of it given back
+    assert len(reserve_gated(q, 1)[0]) == 1
+    v = json.loads(q.fcall_ro("corral_breaker", 1, SVC))
+    assert v["hold"] == "" and "tokens_wait_until_ms" not in v
