@@ -6,8 +6,8 @@
 # full cycle), then the worker,
 # supervisor and scaler benchmarks, each with its own private Redis, the
 # full cycle over TLS (stunnel4) beside plain TCP (bench_tls.py), and the
-# tenants benchmarks (bench_tenants.py).
-#   sh bench/run.sh [queue|status|worker|supervisor|scaler|web|tls|tenants]...   (default: all)
+# tenants and token-budget benchmarks (bench_tenants.py, bench_tokens.py).
+#   sh bench/run.sh [queue|status|worker|supervisor|scaler|web|tls|tenants|tokens]...   (default: all)
 # CORRAL_BUILD is the build directory (make bench sets it; build-san under
 # SANITIZE=1); BENCH_JOBS the jobs per queue run (default 50000);
 # BENCH_REF_RUNS the redis-benchmark runs per reference, best kept (default 3),
@@ -19,7 +19,7 @@ B=${CORRAL_BUILD:-$here/../build}
 JOBS=${BENCH_JOBS:-50000}
 REF_RUNS=${BENCH_REF_RUNS:-3}
 REF_JOBS=${BENCH_REF_JOBS:-20000}
-parts=${*:-queue status worker supervisor scaler web tls tenants}
+parts=${*:-queue status worker supervisor scaler web tls tenants tokens}
 
 for t in redis-server redis-cli redis-benchmark; do
     command -v "$t" >/dev/null 2>&1 ||
@@ -135,6 +135,7 @@ for part in $parts; do
     web) echo; "${PYTHON:-/usr/bin/python3}" "$here/bench_web.py" "$B" ;;
     tls) echo; "${PYTHON:-/usr/bin/python3}" "$here/bench_tls.py" "$B" ;;
     tenants) echo; "${PYTHON:-/usr/bin/python3}" "$here/bench_tenants.py" "$B" ;;
-    *) echo "bench: unknown part \"$part\" (queue, status, worker, supervisor, scaler, web, tls, tenants)" >&2; exit 2 ;;
+    tokens) echo; "${PYTHON:-/usr/bin/python3}" "$here/bench_tokens.py" "$B" ;;
+    *) echo "bench: unknown part \"$part\" (queue, status, worker, supervisor, scaler, web, tls, tenants, tokens)" >&2; exit 2 ;;
     esac
 done

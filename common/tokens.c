@@ -159,3 +159,19 @@ int corral_tokens_option_parse(const char *queue, const char *json, size_t len, 
                           "queue \"%s\": tokens must be a whole number from 1 to %lld, got %s",
                           queue, (long long)CORRAL_TOKENS_MAX, k ? shown : "nothing");
 }
+
+void corral_tokens_declare_fields(struct json_t *settings, const struct corral_service_conf *sv)
+{
+    json_t *o = settings;
+    json_object_set_new(o, "tokens", json_integer(sv->tokens_count));
+    json_object_set_new(o, "tokens_period_ms",
+                        json_integer(sv->tokens_period_ms > 0 ? sv->tokens_period_ms : 60000));
+    json_object_set_new(
+        o, "bytes_per_token",
+        json_integer(sv->bytes_per_token > 0 ? sv->bytes_per_token : CORRAL_BYTES_PER_TOKEN));
+    json_object_set_new(o, "price_input_nano", json_integer(sv->price_input_nano));
+    json_object_set_new(o, "price_output_nano", json_integer(sv->price_output_nano));
+    json_object_set_new(o, "budget_nano", json_integer(sv->budget_nano));
+    json_object_set_new(o, "budget_period_ms",
+                        json_integer(sv->budget_period_ms > 0 ? sv->budget_period_ms : 86400000));
+}

@@ -73,5 +73,10 @@ json_t *ctl_snapshot(struct ctl *ctl, struct corral_err *err);
  * (NULL, or CTL_BREAKER_COLS entries). */
 #define CTL_BREAKER_COLS 8
 void ctl_print_breakers(json_t *breakers, FILE *out, int color, size_t *sticky);
+/* ctl/tokens.c: status's table of tokens and cost per service and queue
+ * (nothing when no budget is set and no usage counted), and metrics'
+ * families of tokens and cost (docs/tokens.md). */
+void ctl_print_tokens(json_t *snapshot, FILE *out, int color);
+void ctl_tokens_metrics(json_t *snapshot, FILE *out);
 
 #endif

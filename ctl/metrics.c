@@ -282,6 +282,7 @@ int ctl_metrics(struct ctl *ctl, int argc, char **argv)
     breakers(out, json_object_get(s, "breakers"));
     ctl_counters_write(json_object_get(s, "queues"), ctr, out);
     json_decref(ctr);
+    ctl_tokens_metrics(s, out);
     json_decref(s);
     return fflush(out) == 0 ? 0 : 1;
 }
@@ -292,4 +293,5 @@ void ctl_metrics_write(json_t *snapshot, FILE *out)
     tenants(out, json_object_get(snapshot, "queues"));
     hosts(out, json_object_get(snapshot, "hosts"));
     breakers(out, json_object_get(snapshot, "breakers"));
+    ctl_tokens_metrics(snapshot, out);
 }

@@ -349,6 +349,7 @@ static void print_table(json_t *s, FILE *out, int color, struct widths *keep)
         fputc('\n', out);
     ctl_print_breakers(json_object_get(s, "breakers"), out, color, keep->breakers);
     ctl_tenants_print(json_object_get(s, "queues"), out, color); /* tenants.c */
+    ctl_print_tokens(s, out, color);
 }
 
 /* --watch with Redis failing: the error in place of the view, and the next

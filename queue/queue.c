@@ -14,6 +14,7 @@
 #include "corral/jsontext.h"
 #include "corral/redis.h"
 #include "corral/tenant.h"
+#include "corral/tokens.h"
 #include "corral/util.h"
 
 void corral_cmd_add(struct corral_cmd *cmd, const char *arg, size_t len)
@@ -968,6 +969,7 @@ void corral_cmd_declare_service(struct corral_cmd *cmd, const char *prefix,
         "open_max_ms", (json_int_t)s->breaker_open_max_ms, "half_open_calls",
         s->breaker_half_open_calls, "rate", (json_int_t)s->rate_count, "rate_period_ms",
         (json_int_t)(s->rate_period_ms > 0 ? s->rate_period_ms : 60000));
+    corral_tokens_declare_fields(o, s); /* the budgets, common/tokens.c */
     add_json(cmd, o);
 }
 

@@ -70,7 +70,9 @@ AI answers with usage, token rate limits and streams (docs/tokens.md):
   GET /_tokens         the stub's own exact count: {"total": {"input",
       "output", "calls", "rejected"}, "windows": [{"index", "input",
       "output", "calls", "rejected"}], "calls": [{"key", "input", "output",
-      "window", "status", "at"}]} ("key" is the stub key, else "").
+      "window", "status", "at"}]} ("key" is the stub key, else ""). A call
+      whose client closed its connection before the answer (a killed
+      worker) is not served: status "gone", counted nowhere.
   "sse": SHAPE         answer as a text/event-stream of SHAPE ("openai",
       "responses", "anthropic"), chunked: the start, "chunks" text events
       (default 5), the usage (OpenAI: a chunk with usage unless the payload's
@@ -170,7 +172,7 @@ class Stub:
                 total["input"] += c["input"]
                 total["output"] += c["output"]
                 total["calls"] += 1
-            else:
+            elif c["status"] == 429:
                 total["rejected"] += 1
         return {"total": total, "windows": windows, "calls": calls}
 
@@ -295,6 +297,17 @@ class Handler(BaseHTTPRequestHandler):
                 if tenant is not None:
                     stub.tenants[tenant]["inflight"] -= 1
 
+    def client_gone(self):
+        """True when the client has closed its end (the request is read, so
+        a readable socket with nothing to read is the client's EOF)."""
+        ready, _, _ = select.select([self.connection], [], [], 0)
+        if not ready:
+            return False
+        try:
+            return self.connection.recv(1, socket.MSG_PEEK) == b""
+        except OSError:
+            return True
+
     def wait_for_close(self, limit_s=3600):
         """Holds the connection open until the client closes it."""
         deadline = time.monotonic() + limit_s
@@ -404,6 +417,15 @@ class Handler(BaseHTTPRequestHandler):
         output_tokens = int(spec.get("output_tokens", output_cap(body) or 16))
         model = spec.get("model") or (body.get("model") if isinstance(body.get("model"), str)
                                       else None) or "stub-model"
+        if self.client_gone():
+            # The client went before its answer (killed): nothing served, as a
+            # provider that stops when its client does; recorded, not counted.
+            with stub.lock:
+                stub.token_calls.append({"key": spec.get("key", ""), "input": 0, "output": 0,
+                                         "window": None, "status": "gone",
+                                         "at": time.monotonic()})
+            self.close_connection = True
+            return
         ok, win = stub.admit(spec.get("key", ""), input_tokens, output_tokens)
         if not ok:
             return self.token_429(shape, model, win)

@@ -148,8 +148,7 @@ static void on_run_end(struct corral_run *run, enum corral_run_end end, const ch
         corral_log_info("job failed", "queue=%s id=%s attempt=%d outcome=%s error=\"%.*s\"", queue,
                         run->job.id, run->job.attempts, kind[end], (int)(len > 300 ? 300 : len),
                         data ? data : "");
-    corral_outcomes_add(w->outcomes, s->qi, run->job.id, run->job.run, end, data, len, delay_ms);
-    run->job.id = run->job.run = NULL;
+    corral_outcomes_add_run(w->outcomes, s->qi, run, end, data, len, delay_ms);
     free_slot(s);
     corral_channel_busy(w->ch, w->busy, w->slots);
 }

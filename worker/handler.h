@@ -33,6 +33,7 @@ enum corral_run_end {
 };
 
 struct corral_run;
+struct corral_settle;
 
 /* Ends a run. data (len bytes, may be NULL) is copied; the run must not be
  * used after the call. */
@@ -48,6 +49,9 @@ struct corral_run {
     struct corral_job job;                /* read-only for the handler */
     corral_run_finish_fn *finish;         /* exactly once, unless the run is aborted */
     void *state;                          /* the handler's own, set by start */
+    /* The call's usage (settle.h), malloc'ed by the handler just before
+     * finish (NULL: none); the outcome takes it. */
+    struct corral_settle *settle;
 };
 
 struct corral_handler_ops {

@@ -13,6 +13,7 @@
 #include <dlfcn.h>
 
 #include "classify.h"
+#include "settle.h"
 #include "corral/log.h"
 #include "corral/redact.h"
 #include "corral/util.h"
@@ -124,6 +125,7 @@ struct call {
     int too_big;
     long status; /* known once the headers are in */
     struct corral_retry_hints hints;
+    struct corral_tally *tally; /* tokens: the estimate, headers, usage (settle.h) */
     char errbuf[CURL_ERROR_SIZE];
 };
 
@@ -276,6 +278,7 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *userp)
 {
     struct call *c = userp;
     corral_retry_hints_header(&c->hints, data, size * nmemb, (int64_t)time(NULL));
+    corral_tally_header(c->tally, data, size * nmemb);
     return size * nmemb;
 }
 
@@ -298,6 +301,7 @@ static void call_free(struct call *c)
     C.multi_remove_handle(c->h->multi, c->easy);
     C.easy_cleanup(c->easy);
     C.slist_free_all(c->headers);
+    corral_tally_free(c->tally);
     free(c->body);
     free(c);
 }
@@ -308,6 +312,10 @@ static void end_call(struct call *c, CURLcode code)
     long status = 0;
     C.easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &status);
     char msg[512];
+    /* The call's usage goes with its outcome: an answer's own, else none. */
+    run->settle = corral_tally_settle(
+        c->tally, code == CURLE_OK && !c->too_big && status >= 200 && status <= 299,
+        c->body ? c->body : "", c->len);
     if (c->too_big) {
         snprintf(msg, sizeof(msg), "result larger than max_result (%lld bytes)",
                  (long long)run->conf->max_result_bytes);
@@ -349,6 +357,9 @@ static void end_call(struct call *c, CURLcode code)
     corral_redact_buf(c->h->redactor, msg, sizeof(msg), CORRAL_REDACT_URLS);
     if (v == CORRAL_V_THROTTLED) {
         int64_t delay = corral_retry_hints_delay(&c->hints, THROTTLE_DEFAULT_MS, THROTTLE_CAP_MS);
+        /* A token 429 waits for the token window's reset (settle.h). */
+        corral_tally_token_429(c->tally, body, c->len, THROTTLE_DEFAULT_MS, THROTTLE_CAP_MS,
+                               &delay);
         call_free(c);
         run->finish(run, CORRAL_END_THROTTLE, msg, strlen(msg), delay);
         return;
@@ -392,6 +403,7 @@ static void http_start(struct corral_run *run)
     c->run = run;
     c->h = h;
     corral_retry_hints_init(&c->hints);
+    c->tally = corral_tally_new(svc, run->job.payload, run->job.payload_len);
     c->easy = C.easy_init();
     c->headers = C.slist_append(NULL, "Content-Type: application/json");
     c->headers = C.slist_append(c->headers, "Expect:");

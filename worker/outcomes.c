@@ -11,6 +11,7 @@
 
 #include "corral/log.h"
 #include "corral/util.h"
+#include "settle.h"
 
 /* Which function writes an outcome. */
 enum call { CALL_ACK, CALL_FAIL, CALL_DEFER };
@@ -24,7 +25,8 @@ struct outcome {
     char *data;
     size_t len;
     int64_t delay_ms;
-    int sent; /* in a call not yet answered */
+    int sent;                     /* in a call not yet answered */
+    struct corral_settle *settle; /* the call's usage, or NULL (settle.h) */
     struct outcome *next;
 };
 
@@ -41,6 +43,7 @@ struct corral_outcomes {
     int failing;   /* the last answered write failed */
     int separate;  /* corral_ack_reserve is refused (NOPERM): acks and reserves apart */
     struct corral_log_repeat refused;
+    struct corral_log_repeat refused_settle; /* corral_settle's, logged apart */
 };
 
 /* A call in flight and the outcomes it carries; with reserved set, a
@@ -119,6 +122,7 @@ static void free_outcome(struct outcome *oc)
     free(oc->id);
     free(oc->run);
     free(oc->data);
+    free(oc->settle);
     free(oc);
 }
 
@@ -135,8 +139,9 @@ static void unlink_outcome(struct corral_outcomes *o, struct outcome *oc)
     }
 }
 
-void corral_outcomes_add(struct corral_outcomes *o, size_t qi, char *id, char *run,
-                         enum corral_run_end end, const char *data, size_t len, int64_t delay_ms)
+static struct outcome *add_outcome(struct corral_outcomes *o, size_t qi, char *id, char *run,
+                                   enum corral_run_end end, const char *data, size_t len,
+                                   int64_t delay_ms)
 {
     struct outcome *oc = corral_xcalloc(1, sizeof(*oc));
     oc->qi = qi;
@@ -150,6 +155,22 @@ void corral_outcomes_add(struct corral_outcomes *o, size_t qi, char *id, char *r
     o->tail = &oc->next;
     o->n++;
     o->unsent++;
+    return oc;
+}
+
+void corral_outcomes_add(struct corral_outcomes *o, size_t qi, char *id, char *run,
+                         enum corral_run_end end, const char *data, size_t len, int64_t delay_ms)
+{
+    add_outcome(o, qi, id, run, end, data, len, delay_ms);
+}
+
+void corral_outcomes_add_run(struct corral_outcomes *o, size_t qi, struct corral_run *run,
+                             enum corral_run_end end, const char *data, size_t len,
+                             int64_t delay_ms)
+{
+    add_outcome(o, qi, run->job.id, run->job.run, end, data, len, delay_ms)->settle = run->settle;
+    run->job.id = run->job.run = NULL;
+    run->settle = NULL;
 }
 
 size_t corral_outcomes_unwritten(const struct corral_outcomes *o)
@@ -238,6 +259,40 @@ static void on_batch_reply(redisAsyncContext *ac, void *reply, void *priv)
     free(b);
 }
 
+static void on_settle_reply(redisAsyncContext *ac, void *reply, void *priv)
+{
+    corral_conn_replied(ac);
+    struct corral_outcomes *o = priv;
+    redisReply *r = reply;
+    /* Logged only: the outcomes sent after it meet the same Redis and
+     * handle its refusal (back-off, a moved master); they carry it again. */
+    if (r != NULL && r->type == REDIS_REPLY_ERROR)
+        corral_logr(&o->refused_settle, CORRAL_LOG_ERR, "redis refused a call",
+                    "call=\"settling usage\" error=\"%s\"", r->str);
+}
+
+/* The usage of the batch's runs, as one corral_settle sent just before the
+ * outcomes (docs/tokens.md): sent again with them when they are (Redis
+ * counts each run once), so a lost call loses no usage. */
+static void send_settles(struct corral_outcomes *o, const char *queue, const struct batch *b)
+{
+    struct corral_cmd cmd;
+    int any = 0;
+    for (size_t i = 0; i < b->n; i++) {
+        const struct outcome *oc = b->items[i];
+        if (oc->settle == NULL)
+            continue;
+        if (!any)
+            corral_settle_cmd(&cmd, o->prefix, queue, o->worker_id);
+        any = 1;
+        corral_settle_add(&cmd, oc->id, oc->run, oc->settle);
+    }
+    if (!any)
+        return;
+    corral_conn_send(o->conn, on_settle_reply, o, &cmd);
+    corral_cmd_free(&cmd);
+}
+
 /* Sends the unsent outcomes of queue qi written by call, if any; with ask
  * (call CALL_ACK), as one corral_ack_reserve that also reserves. 0 when a
  * call went out. */
@@ -272,6 +327,7 @@ static int send_batch(struct corral_outcomes *o, size_t qi, enum call call,
     }
     struct corral_cmd cmd;
     const char *queue = o->queues[qi];
+    send_settles(o, queue, b);
     if (ask != NULL)
         corral_cmd_ack_reserve(&cmd, o->prefix, queue, o->worker_id, args, n, ask->want,
                                ask->max_inflight);
@@ -344,6 +400,7 @@ struct corral_outcomes *corral_outcomes_new(struct corral_conn *conn, const char
     o->nq = nq;
     o->tail = &o->head;
     corral_log_repeat_init(&o->refused, 0);
+    corral_log_repeat_init(&o->refused_settle, 0);
     return o;
 }
 
@@ -357,5 +414,6 @@ void corral_outcomes_free(struct corral_outcomes *o)
         free_outcome(oc);
     }
     corral_log_repeat_end(&o->refused);
+    corral_log_repeat_end(&o->refused_settle);
     free(o);
 }

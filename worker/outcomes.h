@@ -53,6 +53,12 @@ int corral_outcomes_flush_reserve(struct corral_outcomes *o, size_t qi, int want
 /* Queues an outcome; takes id and run (malloc'ed), copies data. */
 void corral_outcomes_add(struct corral_outcomes *o, size_t qi, char *id, char *run,
                          enum corral_run_end end, const char *data, size_t len, int64_t delay_ms);
+/* corral_outcomes_add for a finished run: takes its job's id and run and
+ * its settle (settle.h; sent as corral_settle before the outcome), leaving
+ * them NULL in run. */
+void corral_outcomes_add_run(struct corral_outcomes *o, size_t qi, struct corral_run *run,
+                             enum corral_run_end end, const char *data, size_t len,
+                             int64_t delay_ms);
 /* Outcomes not yet acknowledged by Redis (waiting, or being written). */
 size_t corral_outcomes_unwritten(const struct corral_outcomes *o);
 /* Of those, the ones not in a call now (the next flush sends them). */

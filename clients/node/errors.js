@@ -54,6 +54,8 @@ const InvalidOptionError = word('InvalidOptionError', 'BADOPTION',
 /** BADTENANT: an InvalidOptionError too. */
 const InvalidTenantError = word('InvalidTenantError', 'BADTENANT',
   'The option tenant is not 1-64 bytes of A-Z a-z 0-9 _ . : @ -', InvalidOptionError);
+const InvalidTokensError = word('InvalidTokensError', 'BADTOKENS',
+  'The enqueue option tokens is not a whole number from 1 to 10^9.', InvalidOptionError);
 const InvalidSettingError = word('InvalidSettingError', 'BADSETTING',
   'Queue or service settings that are not an object, unknown, out of range or contradictory.');
 const NoSuchJobError = word('NoSuchJobError', 'NOJOB',
@@ -88,6 +90,7 @@ const CODE_CLASSES = Object.freeze({
   FINISHED: JobFinishedError,
   NOTDEAD: JobNotDeadError,
   BADTENANT: InvalidTenantError,
+  BADTOKENS: InvalidTokensError,
 });
 
 const WORD = /^([A-Z][A-Z0-9_]+)(?: ([\s\S]*))?$/;
@@ -112,6 +115,7 @@ module.exports = {
   PayloadTooLargeError,
   InvalidOptionError,
   InvalidTenantError,
+  InvalidTokensError,
   InvalidSettingError,
   NoSuchJobError,
   JobStateError,

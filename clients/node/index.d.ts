@@ -125,6 +125,8 @@ export class PayloadTooLargeError extends CorralError {}
 export class InvalidOptionError extends CorralError {}
 /** BADTENANT: the option tenant is not a tenant name. */
 export class InvalidTenantError extends InvalidOptionError {}
+/** BADTOKENS: the enqueue option tokens is not a whole number from 1 to 10^9. */
+export class InvalidTokensError extends InvalidOptionError {}
 /** BADSETTING: invalid queue or service settings. */
 export class InvalidSettingError extends CorralError {}
 /** NOJOB: no job of that id. */

@@ -3,7 +3,7 @@
 // own messages (queue/corral.lua), and how replies are read. No I/O here.
 const {
   InvalidOptionError, InvalidPayloadError, InvalidQueueNameError, InvalidTenantError,
-  NoSuchJobError, WaitTimeoutError,
+  InvalidTokensError, NoSuchJobError, WaitTimeoutError,
 } = require('./errors');
 
 /** Most payloads corral_enqueue_many takes in one call. */
@@ -11,7 +11,7 @@ const MAX_BATCH = 1000;
 /** States a job ends in. */
 const FINAL_STATES = Object.freeze(['done', 'dead', 'cancelled']);
 const OPTION_NAMES = ['priority', 'delay_ms', 'max_attempts', 'timeout_ms', 'service',
-  'unique_key', 'tenant'];
+  'unique_key', 'tenant', 'tokens'];
 const KNOWN = OPTION_NAMES.join(', ');
 // The integer options and their ranges, as corral_enqueue checks them.
 const INT_RANGES = {
@@ -146,6 +146,12 @@ function optionsText(queue, options) {
       const s = shown(v);
       if (s !== null && !(typeof v === 'string' && NAME.test(v))) {
         throw new InvalidOptionError(`queue "${queue}": bad service name "${cut(s, 64)}"`);
+      }
+    } else if (name === 'tokens') { // a list or an object: the library's message
+      if (shown(v) !== null &&
+          (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > 1000000000)) {
+        throw new InvalidTokensError(`queue "${queue}": tokens must be a whole number from 1 to ` +
+          `1000000000, got ${shown(v).slice(0, 40)}`);
       }
     } else if (name === 'unique_key') {
       const n = typeof v === 'string' ? Buffer.byteLength(v, 'utf8') : 0;

@@ -41,6 +41,7 @@ enum corral_err_word {
     CORRAL_WORD_FINISHED,   /* the job already ended */
     CORRAL_WORD_NOTDEAD,    /* dead_retry of a job that is not dead */
     CORRAL_WORD_BADTENANT,  /* the tenant option is not a tenant name */
+    CORRAL_WORD_BADTOKENS,  /* the enqueue option tokens is not a whole number 1-10^9 */
     /* Redis */
     CORRAL_WORD_NOFUNCTION, /* the function (library) is not loaded */
     CORRAL_WORD_NOSCRIPT,

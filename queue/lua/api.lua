@@ -34,4 +34,5 @@ redis.register_function{function_name = 'corral_breaker', callback = api(corral_
 redis.register_function('corral_breaker_reset', api(corral_breaker_reset))
 redis.register_function('corral_tenant_weight', api(corral_tenant_weight))
 redis.register_function{function_name = 'corral_tenants', callback = api(corral_tenants), flags = RO}
+redis.register_function('corral_settle', api(corral_settle))
 

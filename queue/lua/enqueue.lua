@@ -7,7 +7,8 @@
 -- its list and turn (tenants.lua).
 
 local OPTION_KEYS = {priority = true, delay_ms = true, max_attempts = true, timeout_ms = true,
-                     service = true, unique_key = true, tenant = true}
+                     service = true, unique_key = true, tenant = true,
+                     tokens = true}
 
 -- Checks one payload against the queue's max_payload and for JSON; what
 -- names it in a refusal: "payload", or "payload 3 of 4" in a batch.
@@ -36,7 +37,7 @@ local function enqueue_options(c, q, text)
         for k, _ in pairs(v) do
             if not OPTION_KEYS[k] then
                 fail('BADOPTION', 'queue "%s": unknown option "%s" (known: priority, delay_ms, ' ..
-                         'max_attempts, timeout_ms, service, unique_key, tenant)', q, tostring(k))
+                         'max_attempts, timeout_ms, service, unique_key, tenant, tokens)', q, tostring(k))
             end
         end
         o = v
@@ -92,6 +93,9 @@ local function enqueue_options(c, q, text)
         end
         r.tenant = o.tenant
     end
+    if o.tokens ~= nil then -- tokens.lua: the job's token estimate
+        r.tokens = tok_option(q, o.tokens)
+    end
     return r
 end
 
@@ -126,6 +130,10 @@ local function enqueue_write(K, c, q, o, args, from, to, now, now_micros, tenant
     if o.tenant then
         f[#f + 1] = 'tenant'
         f[#f + 1] = o.tenant
+    end
+    if o.tokens then -- tokens.lua reads it at reserve
+        f[#f + 1] = 'tokens'
+        f[#f + 1] = o.tokens
     end
     local ids, sched = {}, {}
     for i = 0, n - 1 do

@@ -301,9 +301,18 @@ end
 local function lease_one(K, r, id, out, leases)
     local jk = job_key(K, id)
     local j = redis.call('HMGET', jk, 'attempts', 'max_attempts', 'run', 'timeout_ms', 'priority',
-                        'service', 'payload')
+                        'service', 'payload', 'tokens')
     if not j[1] then
         return
+    end
+    if r.tok then -- tokens.lua: the token and spend budgets
+        local verdict, why = tok_take(r.tok, jk, id, j[3], j[7], j[8])
+        if verdict == 'dead' then
+            to_dead(K, r.c, id, jk, r.now, why)
+        end
+        if verdict ~= 'ok' then
+            return verdict
+        end
     end
     local attempts = tonumber(j[1]) + 1
     local run = tonumber(j[3]) + 1
@@ -334,6 +343,23 @@ end
 -- reply list. gated: the caller knows the gate element (it passed
 -- max_inflight). now and now_u are the call's clock; tenanted is
 -- load_conf's second answer.
+-- Jobs popped by a reserve that the token or spend budget holds back
+-- (tokens.lua) go back to the front of where they came from, in order:
+-- ids[from..] of level (0-based). Taken from the tenants' turns, each goes
+-- back to its tenant's list and gives back its running slot (its rate
+-- window keeps the count: it errs on the side of the limit).
+local function unpop_held(K, c, level, ids, from, turns)
+    if not turns then
+        tok_unpop(c.qkeys[level + 1], ids, from)
+        return
+    end
+    for k = #ids, from, -1 do
+        local jk = job_key(K, ids[k])
+        make_ready(K, c, ids[k], jk, true)
+        tenant_release_job(K, c, jk)
+    end
+end
+
 local function reserve_jobs(K, c, prefix, worker, n, max_inflight, gated, now, now_u, tenanted)
     promote_due(K, c, now, MAX_BATCH)
     if redis.call('EXISTS', c.paused) == 1 then
@@ -349,7 +375,8 @@ local function reserve_jobs(K, c, prefix, worker, n, max_inflight, gated, now, n
         end
     end
     local r = {now = now, now_u = now_u, worker = worker, deadline = now + c.lease_ms,
-               probe = s ~= nil and s.state == 'half_open'}
+               probe = s ~= nil and s.state == 'half_open', c = c,
+               tok = allowed > 0 and tok_begin(s, now, K) or nil}
     local out, leases = {}, {}
     local waiting
     if c.order ~= 'weighted' then
@@ -368,8 +395,12 @@ local function reserve_jobs(K, c, prefix, worker, n, max_inflight, gated, now, n
                 ids = redis.call('LPOP', c.qkeys[level], want)
             end
             if ids then
-                for _, id in ipairs(ids) do
-                    lease_one(K, r, id, out, leases)
+                for k, id in ipairs(ids) do
+                    if lease_one(K, r, id, out, leases) == 'wait' then
+                        unpop_held(K, c, level - 1, ids, k, turns) -- held back by the budgets
+                        allowed = #out
+                        break
+                    end
                 end
             end
             if not ids or #ids < want then
@@ -390,8 +421,9 @@ local function reserve_jobs(K, c, prefix, worker, n, max_inflight, gated, now, n
             else
                 id = redis.call('LPOP', c.qkeys[level + 1])
             end
-            if id then
-                lease_one(K, r, id, out, leases)
+            if id and lease_one(K, r, id, out, leases) == 'wait' then
+                unpop_held(K, c, level, {id}, 1, turns) -- held back by the budgets
+                break
             end
         end
         save()
@@ -402,6 +434,12 @@ local function reserve_jobs(K, c, prefix, worker, n, max_inflight, gated, now, n
     end
     if s ~= nil then
         svc_granted(s, now, #out, host)
+    end
+    if r.tok then -- tokens.lua: the grants written; jobs held back gate the worker
+        tok_finish(r.tok)
+        if r.tok.until_ms then
+            gate_until, gate_why = r.tok.until_ms, r.tok.why
+        end
     end
     if waiting == 0 then
         -- Nothing left: markers would only wake idle workers for nothing.
@@ -570,6 +608,7 @@ local function corral_job(keys, args)
             j[k] = tonumber(v)
         elseif k == 'result' or k == 'error' or k == 'payload' then
             j[k] = utf8_clean(v) -- bytes from outside
+        elseif tok_job_field(j, k, v) then -- tokens.lua: usage, the estimate
         elseif k ~= 'lost' and k ~= 'reclaimed' then -- internal (lost: before version 4)
             j[k] = v
         end

@@ -45,6 +45,7 @@ local CODES = {
     FINISHED = true,   -- the job already ended (done or cancelled)
     NOTDEAD = true,    -- dead_retry of a job that is not dead
     BADTENANT = true,  -- the tenant option is not a tenant name (tenants.lua)
+    BADTOKENS = true,  -- the enqueue option tokens is not a whole number 1-10^9 (tokens.lua)
 }
 
 -- Raises an error reply "<CODE> <message>" for bad input. Every function

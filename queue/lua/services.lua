@@ -35,13 +35,20 @@ local NB = 10 -- buckets per breaker window: it slides in tenths
 -- The settings (all numeric) and the state fields load_svc reads, and the
 -- numeric ones with their defaults.
 local SVC_SETTINGS = {'window_ms', 'min_calls', 'failure_rate', 'slow_call_ms', 'slow_rate',
-                      'open_for_ms', 'open_max_ms', 'half_open_calls', 'rate', 'rate_period_ms'}
+                      'open_for_ms', 'open_max_ms', 'half_open_calls', 'rate', 'rate_period_ms',
+                      -- tokens.lua's budgets (money in nano-units)
+                      'tokens', 'tokens_period_ms', 'bytes_per_token', 'price_input',
+                      'price_output', 'budget', 'budget_period_ms'}
 local SVC_STATE = {'settings', 'state', 'open_until_ms', 'trips', 'reason', 'probes',
                    'probe_successes', 'throttled_until_ms', 'throttle_reason', 'newest_bucket',
                    'bad_calls', 'sleepers'}
 local SVC_NUM = {window_ms = 60000, min_calls = 20, failure_rate = 50, slow_call_ms = 30000,
                  slow_rate = 80, open_for_ms = 30000, open_max_ms = 300000, half_open_calls = 3,
-                 rate = 0, rate_period_ms = 60000}
+                 rate = 0, rate_period_ms = 60000, tokens = 0, tokens_period_ms = 60000,
+                 bytes_per_token = 4, price_input = 0, price_output = 0, budget = 0,
+                 budget_period_ms = 86400000}
+-- The budgets and usage in a service's view: defined in tokens.lua.
+local tok_view
 
 -- Parsed settings per service key, valid while the hash's "settings" field
 -- (the settings as one text, written by corral_declare_service) is the same
@@ -496,6 +503,7 @@ local function svc_view(s, now)
         held = string.format('at its rate limit (%d per %d ms)', s.rate, s.rate_period_ms)
     end
     v.hold = held or ''
+    tok_view(s, now, v) -- tokens.lua
     return v
 end
 
@@ -575,7 +583,16 @@ local function corral_declare_service(keys, args)
         'open_max_ms', math.floor(num('open_max_ms', 300000, 1, 86400000)),
         'half_open_calls', math.floor(num('half_open_calls', 3, 1, 10000)),
         'rate', math.floor(num('rate', 0, 0, 100000000)),
-        'rate_period_ms', math.floor(num('rate_period_ms', 60000, 1, 86400000))
+        'rate_period_ms', math.floor(num('rate_period_ms', 60000, 1, 86400000)),
+        -- tokens.lua's budgets: tokens per period, prices per million
+        -- tokens and the spend budget in nano-units (docs/tokens.md)
+        'tokens', math.floor(num('tokens', 0, 0, 1e12)),
+        'tokens_period_ms', math.floor(num('tokens_period_ms', 60000, 1, 86400000)),
+        'bytes_per_token', math.floor(num('bytes_per_token', 4, 1, 64)),
+        'price_input', math.floor(num('price_input_nano', 0, 0, 1e15)),
+        'price_output', math.floor(num('price_output_nano', 0, 0, 1e15)),
+        'budget', math.floor(num('budget_nano', 0, 0, 1e18)),
+        'budget_period_ms', math.floor(num('budget_period_ms', 86400000, 1, 366 * 86400000))
     }
     if fields[12] > fields[14] then
         fail('BADSETTING', 'service "%s": open_for_ms must not exceed open_max_ms', name)

@@ -4,6 +4,8 @@
 -- queue's lists, sets and jobs (jobs.lua) and its service (services.lua).
 
 local STATS_TTL_S = 7200
+-- A queue's usage totals (tokens.lua): defined there.
+local tok_totals
 -- Upper bounds (ms) of the processing-time histogram buckets; the last is open.
 local HIST = {1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 30000,
               60000, 120000, 300000, 600000}
@@ -108,7 +110,7 @@ local function corral_stats(keys, args)
     end
     local m = math.floor(now / 60000)
     local sums = {enq = 0, done = 0, fail = 0, dead = 0, retry = 0, defer = 0, lost = 0,
-                  ps = 0, pn = 0}
+                  ps = 0, pn = 0, tin = 0, tout = 0, cost = 0, tcalls = 0} -- t*, cost: tokens.lua
     local hist = {}
     for b = 0, #HIST do
         hist[b] = 0
@@ -164,7 +166,12 @@ local function corral_stats(keys, args)
         proc_ms_p50 = pct(0.50), proc_ms_p95 = pct(0.95), proc_ms_p99 = pct(0.99),
         proc_ms_mean = sums.pn > 0 and math.floor(sums.ps / sums.pn + 0.5) or 0,
         oldest_wait_ms = oldest and (now - oldest) or 0, window_s = window_s,
-        service = c.service, time_ms = now, breaker = breaker, tenanted = tenanted
+        service = c.service, time_ms = now, breaker = breaker, tenanted = tenanted,
+        -- tokens.lua's ledger over the window: tokens by direction, cost
+        tokens_in = sums.tin, tokens_out = sums.tout, cost_nano = sums.cost,
+        tokens_per_min = math.floor((sums.tin + sums.tout) * 60 / span_s + 0.5),
+        cost_per_hour = math.floor(sums.cost * 3600 / span_s + 0.5) / 1e9,
+        usage_total = tok_totals(K)
     })
 end
 

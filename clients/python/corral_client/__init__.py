@@ -14,7 +14,7 @@ from .aio import AsyncClient
 from .client import Client
 from .errors import (CODE_CLASSES, CorralError, InvalidArgumentError, InvalidOptionError,
                      InvalidPayloadError, InvalidQueueNameError, InvalidSettingError,
-                     JobFinishedError, JobNotDeadError, JobRunningError, JobStateError,
+                     InvalidTokensError, JobFinishedError, JobNotDeadError, JobRunningError, JobStateError,
                      NoSuchJobError, PayloadTooLargeError, ServerError, UnknownQueueError,
                      UnknownServiceError, WaitTimeoutError, InvalidTenantError,
                      error_from_reply)
@@ -24,7 +24,7 @@ __all__ = [
     "Client", "AsyncClient", "Job", "FINAL_STATES", "MAX_BATCH", "CODE_CLASSES", "CorralError",
     "ServerError", "InvalidArgumentError", "InvalidQueueNameError", "UnknownQueueError",
     "UnknownServiceError", "InvalidPayloadError", "PayloadTooLargeError", "InvalidOptionError",
-    "InvalidSettingError", "NoSuchJobError", "JobStateError", "JobRunningError",
+    "InvalidSettingError", "InvalidTokensError", "NoSuchJobError", "JobStateError", "JobRunningError",
     "JobFinishedError", "JobNotDeadError", "WaitTimeoutError", "InvalidTenantError",
     "error_from_reply",
 ]

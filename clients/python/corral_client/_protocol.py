@@ -10,14 +10,14 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple, Union
 
 from .errors import (InvalidOptionError, InvalidPayloadError, InvalidQueueNameError,
-                     InvalidTenantError, NoSuchJobError, WaitTimeoutError)
+                     InvalidTenantError, InvalidTokensError, NoSuchJobError, WaitTimeoutError)
 
 #: Most payloads corral_enqueue_many takes in one call.
 MAX_BATCH = 1000
 #: States a job ends in.
 FINAL_STATES = frozenset(("done", "dead", "cancelled"))
 OPTION_NAMES = ("priority", "delay_ms", "max_attempts", "timeout_ms", "service", "unique_key",
-                "tenant")
+                "tenant", "tokens")
 _KNOWN = ", ".join(OPTION_NAMES)
 # The integer options and their ranges, as corral_enqueue checks them.
 _INT_RANGES = {"delay_ms": (0, 366 * 86400000), "max_attempts": (1, 1000),
@@ -124,6 +124,14 @@ def options_bytes(queue: str, options: Mapping[str, Any]) -> bytes:
             if shown is not None and not (isinstance(v, str) and _NAME.match(v)):
                 raise InvalidOptionError(
                     f'queue "{queue}": bad service name "{_cut(shown, 64)}"')
+        elif name == "tokens":  # a list or an object: the library's message
+            shown = _shown(v)
+            if shown is not None and (
+                    isinstance(v, bool) or not isinstance(v, (int, float)) or
+                    not (1 <= v <= 1000000000 and float(v).is_integer())):
+                raise InvalidTokensError(
+                    f'queue "{queue}": tokens must be a whole number from 1 to 1000000000, '
+                    f'got {shown[:40]}')
         elif name == "unique_key":
             if not isinstance(v, str) or not 1 <= len(v.encode("utf-8", "surrogatepass")) <= 256:
                 raise InvalidOptionError(

@@ -97,6 +97,10 @@ class InvalidTenantError(InvalidOptionError):
     """The option tenant is not 1-64 bytes of A-Z a-z 0-9 _ . : @ -
     (docs/protocol.md, "Tenants"); an InvalidOptionError too."""
     code = "BADTENANT"
+class InvalidTokensError(InvalidOptionError):
+    """The enqueue option tokens is not a whole number from 1 to 10^9 (an
+    InvalidOptionError with a code word of its own, BADTOKENS)."""
+    code = "BADTOKENS"
 
 
 class InvalidSettingError(CorralError):
@@ -155,6 +159,7 @@ CODE_CLASSES: Dict[str, Type[CorralError]] = {
     "FINISHED": JobFinishedError,
     "NOTDEAD": JobNotDeadError,
     "BADTENANT": InvalidTenantError,
+    "BADTOKENS": InvalidTokensError,
 }
 
 # redis-py takes these words off the reply and raises its own class instead.

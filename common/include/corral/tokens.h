@@ -70,4 +70,11 @@ int corral_tokens_option_check(const char *queue, int64_t tokens, struct corral_
 int corral_tokens_option_parse(const char *queue, const char *json, size_t len, int64_t *tokens,
                                struct corral_err *err);
 
+struct json_t;
+
+/* Adds service sv's budgets to the settings object of corral_declare_service
+ * (docs/protocol.md): tokens, tokens_period_ms, bytes_per_token,
+ * price_input_nano, price_output_nano, budget_nano, budget_period_ms. */
+void corral_tokens_declare_fields(struct json_t *settings, const struct corral_service_conf *sv);
+
 #endif
