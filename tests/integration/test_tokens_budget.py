@@ -216,3 +216,30 @@ def test_once_jobs_fit_again_the_service_no_longer_shows_the_wait(q):
     assert len(reserve_gated(q, 1)[0]) == 1
     v = json.loads(q.fcall_ro("corral_breaker", 1, SVC))
     assert v["hold"] == "" and "tokens_wait_until_ms" not in v
+
+
+def test_tenant_jobs_held_back_by_the_budget_go_back_to_their_tenant_in_order(q):
+    """A tenant's jobs that the token budget holds back return to the front
+    of that tenant's own list (not the level's default list), the tenant
+    stays in the turn, its running count is given back, and once the window
+    has room the turn goes on where it was."""
+    declare(q, Q, lease_ms=60000, service=SVC, tenant_max_inflight=10)
+    declare_service(q, tokens=1000, tokens_period_ms=60000)
+    a = [enqueue(q, Q, payload(10), tokens=400, tenant="acme") for _ in range(2)]
+    b = [enqueue(q, Q, payload(10), tokens=400, tenant="bolt") for _ in range(2)]
+    jobs, gate = reserve_gated(q, 4)
+    # Round robin: acme, bolt fit (800 of 1000); acme's second is held.
+    assert [j[0] for j in jobs] == [a[0], b[0]] and "token budget" in gate
+    assert q.lrange(f"{K}:q:1", 0, -1) == [], "held tenant jobs must not go to the default list"
+    assert q.lrange(f"{K}:t:1:acme", 0, -1) == [a[1]]
+    assert q.lrange(f"{K}:t:1:bolt", 0, -1) == [b[1]]
+    assert set(q.lrange(f"{K}:tq:1", 0, -1)) == {"acme", "bolt"}
+    assert q.hget(f"{K}:ti", "acme") == "1" and q.hget(f"{K}:ti", "bolt") == "1"
+    for jid in (a[1], b[1]):
+        assert get_job(q, Q, jid)["state"] == "queued" and get_job(q, Q, jid)["attempts"] == 0
+    # The window empties (its grants settled with no usage): both run.
+    for j in jobs:
+        settle(q, j[0], j[1], -1, -1)
+        assert q.fcall("corral_ack", 1, Q, "host1:1", j[0], j[1], "ok") == ["done"]
+    jobs, gate = reserve_gated(q, 4)
+    assert sorted(j[0] for j in jobs) == sorted([a[1], b[1]]) and gate is None
