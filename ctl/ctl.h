@@ -43,6 +43,8 @@ int ctl_status(struct ctl *ctl, int argc, char **argv);
 int ctl_dead(struct ctl *ctl, int argc, char **argv);
 /* pause QUEUE / resume QUEUE */
 int ctl_pause(struct ctl *ctl, int argc, char **argv, int pause);
+/* cancel QUEUE ID: a queued, scheduled, dead or running job (control.c) */
+int ctl_cancel(struct ctl *ctl, int argc, char **argv);
 /* breaker [SERVICE] [reset] [--json] */
 int ctl_breaker(struct ctl *ctl, int argc, char **argv);
 /* metrics: Prometheus text exposition of the status snapshot */

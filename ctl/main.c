@@ -42,6 +42,7 @@ static void usage(FILE *out)
             "  status [--json] [--watch [SECONDS]]\n"
             "  dead QUEUE [list | retry ID... | retry --all | purge]\n"
             "  pause QUEUE | resume QUEUE\n"
+            "  cancel QUEUE ID\n"
             "  breaker [SERVICE] [reset] [--json]\n"
             "  metrics\n"
             "\n"
@@ -546,6 +547,8 @@ int main(int argc, char **argv)
         fn = cmd_pause;
     else if (strcmp(cmd, "resume") == 0)
         fn = cmd_resume;
+    else if (strcmp(cmd, "cancel") == 0)
+        fn = ctl_cancel;
     else if (strcmp(cmd, "breaker") == 0)
         fn = ctl_breaker;
     else if (strcmp(cmd, "metrics") == 0)

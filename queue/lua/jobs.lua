@@ -1,5 +1,5 @@
 -- jobs.lua: a queue and its jobs: declare, reserve (enqueue: enqueue.lua),
--- promote, pause, resume, cancel, read, and the dead list. Keys of a queue, all
+-- promote, pause, resume, read, and the dead list (cancel: control.lua). Keys of a queue, all
 -- derived from K = "<prefix>:{<queue>}" (KEYS[1]) and sharing the hash tag
 -- {<queue>}, so one queue lives in one Redis Cluster slot (docs/protocol.md
 -- lists them too):
@@ -493,29 +493,7 @@ local function corral_resume(keys, args)
     return 'OK'
 end
 
--- corral_cancel: KEYS[1] queue; ARGV[1] job id -> "cancelled". Only a job
--- that is queued, scheduled or dead can be cancelled; a running one cannot.
-local function corral_cancel(keys, args)
-    local K, q = queue_key(keys[1])
-    local c = load_conf(K, q)
-    local id = args[1] or ''
-    local jk = job_key(K, id)
-    local state = redis.call('HGET', jk, 'state')
-    if not state then
-        fail('NOJOB', 'queue "%s": no job %s', q, id:sub(1, 40))
-    end
-    if state ~= 'queued' and state ~= 'scheduled' and state ~= 'dead' then
-        fail(state == 'active' and 'RUNNING' or 'FINISHED',
-             'queue "%s": job %s is %s and cannot be cancelled', q, id:sub(1, 40), state)
-    end
-    unlink(K, jk, id, state)
-    local uk = redis.call('HGET', jk, 'unique_key')
-    if uk then
-        redis.call('DEL', K .. ':uniq:' .. uk)
-    end
-    finish(K, c, id, jk, 'cancelled', now_ms(), {}, false)
-    return 'cancelled'
-end
+-- corral_cancel: control.lua (queued, scheduled, dead and running jobs).
 
 local NUMERIC = {attempts = true, max_attempts = true, timeout_ms = true, created_ms = true,
                  run_at_ms = true, queued_ms = true, started_ms = true, finished_ms = true,

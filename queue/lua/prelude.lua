@@ -41,7 +41,7 @@ local CODES = {
     BADOPTION = true,  -- an enqueue option is unknown or its value invalid
     BADSETTING = true, -- a queue's or service's settings are invalid
     NOJOB = true,      -- no such job in the queue
-    RUNNING = true,    -- the job is running and cannot be cancelled
+    RUNNING = true,    -- retired in v6 (cancel stops running jobs); answered by v5 and before
     FINISHED = true,   -- the job already ended (done or cancelled)
     NOTDEAD = true,    -- dead_retry of a job that is not dead
 }
