@@ -55,7 +55,12 @@ def main():
                                    tmp, "--save", "", "--appendonly", "no", "--loglevel",
                                    "warning", "--logfile", os.path.join(tmp, "redis.log")]))
     r = redis.Redis(unix_socket_path=sock, decode_responses=True)
-    wait_for(lambda: r.ping() if os.path.exists(sock) else None, what="redis-server")
+    def up():
+        try:
+            return r.ping()
+        except redis.ConnectionError:
+            return False
+    wait_for(up, what="redis-server")
     stub = aistub.Server().start()
     key = os.path.join(tmp, "key")
     with open(key, "w") as f:
