@@ -64,6 +64,8 @@ const JobFinishedError = word('JobFinishedError', 'FINISHED',
   'The job already ended (done or cancelled).', JobStateError);
 const JobNotDeadError = word('JobNotDeadError', 'NOTDEAD',
   'The job is not dead, so it cannot be retried.', JobStateError);
+const InvalidDeadlineError = word('InvalidDeadlineError', 'BADDEADLINE',
+  'The option deadline_ms is not a positive integer of milliseconds.', InvalidOptionError);
 const WaitTimeoutError = word('WaitTimeoutError', 'TIMEOUT',
   'wait() ran out of time before the job ended (thrown by the client).');
 
@@ -84,6 +86,7 @@ const CODE_CLASSES = Object.freeze({
   RUNNING: JobRunningError,
   FINISHED: JobFinishedError,
   NOTDEAD: JobNotDeadError,
+  BADDEADLINE: InvalidDeadlineError,
 });
 
 const WORD = /^([A-Z][A-Z0-9_]+)(?: ([\s\S]*))?$/;
@@ -113,6 +116,7 @@ module.exports = {
   JobRunningError,
   JobFinishedError,
   JobNotDeadError,
+  InvalidDeadlineError,
   WaitTimeoutError,
   CODE_CLASSES,
   errorFromReply,

@@ -6,6 +6,6 @@ export const {
   InvalidArgumentError, InvalidQueueNameError, UnknownQueueError, UnknownServiceError,
   InvalidPayloadError, PayloadTooLargeError, InvalidOptionError, InvalidSettingError,
   NoSuchJobError, JobStateError, JobRunningError, JobFinishedError, JobNotDeadError,
-  WaitTimeoutError,
+  InvalidDeadlineError, WaitTimeoutError,
 } = cjs;
 export default cjs;

@@ -1,5 +1,9 @@
 -- control.lua: control of a job in flight: corral_cancel of a job in any
--- state but a final one, running jobs included (docs/protocol.md, "Cancel").
+-- state but a final one, running jobs included (docs/protocol.md, "Cancel"),
+-- and deadlines (the enqueue option deadline_ms; docs/protocol.md,
+-- "Deadlines"): the checks enqueue.lua, jobs.lua (reserve) and runs.lua
+-- (fail, defer) call. A job's deadline is its field deadline_at_ms (server
+-- clock, ms).
 -- Keys: the queue's (jobs.lua), derived from K = KEYS[1]; the queue's
 -- service's (services.lua), derived from K's prefix and K:conf's service.
 -- Channel: <prefix>:ctl:<worker id>, where a running job's worker hears
@@ -48,4 +52,46 @@ local function corral_cancel(keys, args)
         redis.call('PUBLISH', ctl_channel(prefix, j[2]), 'cancel ' .. q .. ' ' .. id .. ' ' .. j[3])
     end
     return 'cancelled'
+end
+
+local DEADLINE_EXCEEDED = 'deadline exceeded'
+local DEADLINE_MAX_MS = 366 * 86400000
+
+-- The enqueue option deadline_ms (milliseconds from now, like delay_ms): a
+-- positive integer, else a refusal BADDEADLINE naming the value.
+local function deadline_option(q, v)
+    if type(v) ~= 'number' or v ~= math.floor(v) or v < 1 or v > DEADLINE_MAX_MS then
+        fail('BADDEADLINE', 'queue "%s": deadline_ms must be a positive integer of milliseconds ' ..
+                 '(at most %d), got %s', q, DEADLINE_MAX_MS, shown(v):sub(1, 40))
+    end
+    return v
+end
+
+-- A job leaving its lease (fail, defer) whose next try would start at
+-- `at` (ms) or later, past its deadline: ends it dead at once ("deadline
+-- exceeded") rather than let it wait for nothing -> true; false when it
+-- has no deadline or may still run. The caller has dropped its lease.
+local function deadline_ends(K, c, id, jk, now, at)
+    local d = tonumber(redis.call('HGET', jk, 'deadline_at_ms'))
+    if d == nil or at < d then
+        return false
+    end
+    to_dead(K, c, id, jk, now, DEADLINE_EXCEEDED)
+    return true
+end
+
+-- Reserve (lease_one): a job past its deadline is not started again and
+-- ends dead -> nil; else the timeout its run gets, at most the time left
+-- before the deadline, so the worker's own timer stops the call there.
+-- (Declared in jobs.lua, which calls it.)
+deadline_lease = function(K, c, id, jk, now, deadline_at, timeout)
+    local d = tonumber(deadline_at)
+    if d == nil then
+        return timeout
+    end
+    if now >= d then
+        to_dead(K, c, id, jk, now, DEADLINE_EXCEEDED)
+        return nil
+    end
+    return math.min(timeout, d - now)
 end

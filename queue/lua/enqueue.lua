@@ -6,7 +6,7 @@
 -- K:wake, K:paused, K:st:<minute> (stats.lua).
 
 local OPTION_KEYS = {priority = true, delay_ms = true, max_attempts = true, timeout_ms = true,
-                     service = true, unique_key = true}
+                     service = true, unique_key = true, deadline_ms = true}
 
 -- Checks one payload against the queue's max_payload and for JSON; what
 -- names it in a refusal: "payload", or "payload 3 of 4" in a batch.
@@ -35,7 +35,7 @@ local function enqueue_options(c, q, text)
         for k, _ in pairs(v) do
             if not OPTION_KEYS[k] then
                 fail('BADOPTION', 'queue "%s": unknown option "%s" (known: priority, delay_ms, ' ..
-                         'max_attempts, timeout_ms, service, unique_key)', q, tostring(k))
+                         'max_attempts, timeout_ms, service, unique_key, deadline_ms)', q, tostring(k))
             end
         end
         o = v
@@ -84,6 +84,9 @@ local function enqueue_options(c, q, text)
         end
         r.uk = uk
     end
+    if o.deadline_ms ~= nil then -- control.lua
+        r.deadline = deadline_option(q, o.deadline_ms)
+    end
     return r
 end
 
@@ -115,6 +118,9 @@ local function enqueue_write(K, c, q, o, args, from, to, now, now_micros)
                'attempts', 0, 'max_attempts', o.max_attempts, 'run', 0, 'timeout_ms', o.timeout,
                'created_ms', now, 'run_at_ms', now + o.delay, 'queued_ms', now, 'created_us',
                now_micros}
+    if o.deadline then -- control.lua: the deadline, on the server clock
+        f[#f + 1], f[#f + 2] = 'deadline_at_ms', now + o.deadline
+    end
     local ids, sched = {}, {}
     for i = 0, n - 1 do
         local id = tostring(redis.call('INCR', K .. ':seq'))
@@ -137,7 +143,7 @@ end
 
 -- corral_enqueue: KEYS[1] queue; ARGV[1] payload (JSON text); ARGV[2]
 -- optional options JSON {priority (name or index), delay_ms, max_attempts,
--- timeout_ms, service, unique_key} -> the job id (string). With unique_key, a
+-- timeout_ms, service, unique_key, deadline_ms} -> the job id (string). With unique_key, a
 -- job whose record still exists with that key is returned instead.
 local function corral_enqueue(keys, args)
     local K, q = queue_key(keys[1])

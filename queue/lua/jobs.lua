@@ -23,6 +23,10 @@
 
 local WAKE_CAP = 1024
 
+-- Reserve's deadline check (lease_one), defined in control.lua, which
+-- comes after this module because it needs to_dead.
+local deadline_lease
+
 -- Pushes up to n markers for idle workers, unless the queue is paused
 -- (paused queues hand out nothing, so waking anyone would be for nothing).
 local function wake(K, n)
@@ -288,9 +292,16 @@ end
 local function lease_one(K, r, id, out, leases)
     local jk = job_key(K, id)
     local j = redis.call('HMGET', jk, 'attempts', 'max_attempts', 'run', 'timeout_ms', 'priority',
-                        'service', 'payload')
+                        'service', 'payload', 'deadline_at_ms')
     if not j[1] then
         return
+    end
+    local timeout = tonumber(j[4])
+    if j[8] then -- control.lua: past its deadline it ends dead; else at most the time left
+        timeout = deadline_lease(K, r.c, id, jk, r.now, j[8], timeout)
+        if timeout == nil then
+            return
+        end
     end
     local attempts = tonumber(j[1]) + 1
     local run = tonumber(j[3]) + 1
@@ -303,7 +314,7 @@ local function lease_one(K, r, id, out, leases)
     end
     leases[#leases + 1] = r.deadline
     leases[#leases + 1] = id
-    out[#out + 1] = {id, tostring(run), attempts, tonumber(j[2]), tonumber(j[4]), j[5], j[6], j[7]}
+    out[#out + 1] = {id, tostring(run), attempts, tonumber(j[2]), timeout, j[5], j[6], j[7]}
 end
 
 -- Checks reserve's arguments worker, n and max_inflight (strings or nil);
@@ -334,7 +345,7 @@ local function reserve_jobs(K, c, prefix, worker, n, max_inflight, gated, now, n
             allowed, gate_until, gate_why = svc_gate(s, now, n, host, max_inflight)
         end
     end
-    local r = {now = now, now_u = now_u, worker = worker, deadline = now + c.lease_ms,
+    local r = {c = c, now = now, now_u = now_u, worker = worker, deadline = now + c.lease_ms,
                probe = s ~= nil and s.state == 'half_open'}
     local out, leases = {}, {}
     local waiting
@@ -496,6 +507,7 @@ end
 -- corral_cancel: control.lua (queued, scheduled, dead and running jobs).
 
 local NUMERIC = {attempts = true, max_attempts = true, timeout_ms = true, created_ms = true,
+                 deadline_at_ms = true,
                  run_at_ms = true, queued_ms = true, started_ms = true, finished_ms = true,
                  deferrals = true, prio = true, run = true}
 -- created_us and started_us stay strings: cjson prints numbers with 14

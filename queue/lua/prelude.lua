@@ -39,6 +39,7 @@ local CODES = {
     BADPAYLOAD = true, -- the payload is missing or not JSON
     TOOBIG = true,     -- the payload is over the queue's max_payload
     BADOPTION = true,  -- an enqueue option is unknown or its value invalid
+    BADDEADLINE = true, -- the enqueue option deadline_ms is not a positive integer
     BADSETTING = true, -- a queue's or service's settings are invalid
     NOJOB = true,      -- no such job in the queue
     RUNNING = true,    -- retired in v6 (cancel stops running jobs); answered by v5 and before

@@ -93,6 +93,11 @@ class InvalidOptionError(CorralError):
     code = "BADOPTION"
 
 
+class InvalidDeadlineError(InvalidOptionError):
+    """The option deadline_ms is not a positive integer of milliseconds."""
+    code = "BADDEADLINE"
+
+
 class InvalidSettingError(CorralError):
     """Queue or service settings that are not a JSON object, unknown, out
     of range or contradicting each other (corral_declare)."""
@@ -148,6 +153,7 @@ CODE_CLASSES: Dict[str, Type[CorralError]] = {
     "RUNNING": JobRunningError,
     "FINISHED": JobFinishedError,
     "NOTDEAD": JobNotDeadError,
+    "BADDEADLINE": InvalidDeadlineError,
 }
 
 # redis-py takes these words off the reply and raises its own class instead.
