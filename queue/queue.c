@@ -90,17 +90,22 @@ int corral_queue_name_valid(const char *name)
     return strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.:-") == n;
 }
 
+void corral_job_clear(struct corral_job *j)
+{
+    free(j->id);
+    free(j->run);
+    free(j->priority);
+    free(j->service);
+    free(j->payload);
+    memset(j, 0, sizeof(*j));
+}
+
 void corral_jobs_free(struct corral_job *jobs, size_t n)
 {
     if (jobs == NULL)
         return;
-    for (size_t i = 0; i < n; i++) {
-        free(jobs[i].id);
-        free(jobs[i].run);
-        free(jobs[i].priority);
-        free(jobs[i].service);
-        free(jobs[i].payload);
-    }
+    for (size_t i = 0; i < n; i++)
+        corral_job_clear(&jobs[i]);
     free(jobs);
 }
 

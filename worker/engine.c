@@ -23,6 +23,7 @@
 #include "corral/util.h"
 #include "handler.h"
 #include "outcomes.h"
+#include "stream.h"
 #include "worker.h"
 #include "wqueue.h"
 
@@ -76,9 +77,10 @@ struct corral_worker {
     int exit_code;
     int64_t jobs_done;
     uint64_t runs_started;
-    struct corral_conn *cmd;    /* the queue functions */
-    struct corral_conn *block;  /* BLPOP on the wake lists */
-    struct corral_control *ctl; /* hears cancels of our runs (control.h) */
+    struct corral_conn *cmd;         /* the queue functions */
+    struct corral_conn *block;       /* BLPOP on the wake lists */
+    struct corral_control *ctl;      /* hears cancels of our runs (control.h) */
+    struct corral_stream_sink *sink; /* streamed answers to Redis (stream.h) */
     struct corral_outcomes *outcomes;
     struct corral_channel *ch;
     struct corral_log_repeat refused_reserve, refused_wait, refused_renew;
@@ -120,12 +122,7 @@ static void unlink_slot(struct corral_worker *w, struct slot *s)
 
 static void free_slot(struct slot *s)
 {
-    struct corral_job *j = &s->run.job;
-    free(j->id);
-    free(j->run);
-    free(j->priority);
-    free(j->service);
-    free(j->payload);
+    corral_job_clear(&s->run.job);
     free(s);
 }
 
@@ -177,7 +174,8 @@ static void start_run(struct corral_worker *w, size_t qi, struct corral_job *job
                                  .conf = q->conf,
                                  .queue_state = q->state,
                                  .job = *job,
-                                 .finish = on_run_end};
+                                 .finish = on_run_end,
+                                 .sink = w->sink};
     memset(job, 0, sizeof(*job));
     s->next = w->running;
     w->running = s;
@@ -646,6 +644,7 @@ struct corral_worker *corral_worker_new(struct ev_loop *loop, const struct corra
         return NULL;
     }
     w->outcomes = corral_outcomes_new(w->cmd, o->cfg->redis.prefix, w->id, w->qs.names, w->qs.n);
+    w->sink = corral_stream_sink_new(w->cmd, o->cfg->redis.prefix, w->id);
     corral_log_repeat_init(&w->refused_reserve, 0);
     corral_log_repeat_init(&w->refused_wait, 0);
     corral_log_repeat_init(&w->refused_renew, 0);
@@ -697,6 +696,7 @@ void corral_worker_free(struct corral_worker *w)
     corral_conn_free(w->block);
     corral_control_free(w->ctl);
     corral_outcomes_free(w->outcomes);
+    corral_stream_sink_free(w->sink);
     while (w->running != NULL)
         abort_run(w, w->running);
     corral_wqueues_free(&w->qs);

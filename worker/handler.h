@@ -33,6 +33,7 @@ enum corral_run_end {
 };
 
 struct corral_run;
+struct corral_stream_sink;
 
 /* Ends a run. data (len bytes, may be NULL) is copied; the run must not be
  * used after the call. */
@@ -47,6 +48,7 @@ struct corral_run {
     void *queue_state;                    /* the handler's, from queue_init (or NULL) */
     struct corral_job job;                /* read-only for the handler */
     corral_run_finish_fn *finish;         /* exactly once, unless the run is aborted */
+    struct corral_stream_sink *sink;      /* where a streamed answer goes (stream.h) */
     void *state;                          /* the handler's own, set by start */
 };
 

@@ -17,6 +17,7 @@
 #include "corral/redact.h"
 #include "corral/util.h"
 #include "handler.h"
+#include "stream.h"
 
 #define THROTTLE_DEFAULT_MS 1000
 #define THROTTLE_CAP_MS     (15 * 60 * 1000)
@@ -122,7 +123,8 @@ struct call {
     char *body;
     size_t len;
     int too_big;
-    long status; /* known once the headers are in */
+    long status;                  /* known once the headers are in */
+    struct corral_stream *stream; /* a text/event-stream answer (stream.h), else NULL */
     struct corral_retry_hints hints;
     char errbuf[CURL_ERROR_SIZE];
 };
@@ -245,6 +247,29 @@ static void http_queue_free(void *state)
     C.global_cleanup();
 }
 
+/* Each piece of a streamed answer's text, to the job's Redis Stream; a
+ * credential the service quotes in one piece is taken out. */
+static char *redact(struct call *c, const char *text, size_t len, unsigned flags, size_t *out_len);
+static void on_piece(void *priv, const char *text, size_t len)
+{
+    struct call *c = priv;
+    size_t clean_len = 0;
+    char *clean = redact(c, text, len, 0, &clean_len);
+    corral_stream_sink_piece(c->run->sink, c->run, clean ? clean : text, clean ? clean_len : len);
+    free(clean);
+}
+
+/* A 2xx answer of type text/event-stream is read as a stream (stream.h). */
+static int start_stream(struct call *c)
+{
+    char *ct = NULL;
+    C.easy_getinfo(c->easy, CURLINFO_CONTENT_TYPE, &ct);
+    if (!corral_stream_content_type(ct))
+        return 0;
+    c->stream = corral_stream_new(c->run->conf->max_result_bytes, on_piece, c);
+    return 1;
+}
+
 static size_t on_body(char *data, size_t size, size_t nmemb, void *userp)
 {
     struct call *c = userp;
@@ -262,6 +287,8 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *userp)
         }
         return n; /* the rest is read and dropped */
     }
+    if (c->stream != NULL || (c->len == 0 && start_stream(c)))
+        return corral_stream_feed(c->stream, data, n) == 0 ? n : 0; /* 0 aborts the transfer */
     if (c->len + n > (size_t)c->run->conf->max_result_bytes) {
         c->too_big = 1;
         return 0; /* aborts the transfer */
@@ -298,6 +325,7 @@ static void call_free(struct call *c)
     C.multi_remove_handle(c->h->multi, c->easy);
     C.easy_cleanup(c->easy);
     C.slist_free_all(c->headers);
+    corral_stream_free(c->stream);
     free(c->body);
     free(c);
 }
@@ -308,6 +336,32 @@ static void end_call(struct call *c, CURLcode code)
     long status = 0;
     C.easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &status);
     char msg[512];
+    if (c->stream != NULL) { /* stream.h: the verdict, and the stream's end for followers */
+        const char *why = c->errbuf[0] != '\0' ? c->errbuf : C.easy_strerror(code);
+        if (code == CURLE_OPERATION_TIMEDOUT)
+            snprintf(msg, sizeof(msg), "timed out after %lld ms (%s)",
+                     (long long)run->job.timeout_ms, why);
+        else
+            snprintf(msg, sizeof(msg), "%s", why);
+        corral_redact_buf(c->h->redactor, msg, sizeof(msg), CORRAL_REDACT_URLS);
+        enum corral_run_end end;
+        char *out;
+        size_t len;
+        corral_stream_end(c->stream, code == CURLE_OK || code == CURLE_WRITE_ERROR ? NULL : msg,
+                          &end, &out, &len);
+        size_t clean_len = 0;
+        char *clean = redact(c, out, len, 0, &clean_len);
+        corral_stream_sink_end(run->sink, run, end == CORRAL_END_DONE,
+                               end == CORRAL_END_DONE ? NULL
+                               : clean                ? clean
+                                                      : out,
+                               clean ? clean_len : len);
+        call_free(c);
+        run->finish(run, end, clean ? clean : out, clean ? clean_len : len, 0);
+        free(clean);
+        free(out);
+        return;
+    }
     if (c->too_big) {
         snprintf(msg, sizeof(msg), "result larger than max_result (%lld bytes)",
                  (long long)run->conf->max_result_bytes);

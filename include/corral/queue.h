@@ -58,6 +58,8 @@ struct corral_job {
     size_t payload_len;
 };
 void corral_jobs_free(struct corral_job *jobs, size_t n);
+/* Frees what one job holds and zeroes it (the struct itself is the caller's). */
+void corral_job_clear(struct corral_job *j);
 
 /* Enqueue options; zero-initialised means "queue defaults". */
 struct corral_enqueue_opts {

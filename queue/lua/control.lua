@@ -50,6 +50,11 @@ local function corral_cancel(keys, args)
     finish(K, c, id, jk, 'cancelled', now, {}, false, false)
     if state == 'active' and j[2] then
         redis.call('PUBLISH', ctl_channel(prefix, j[2]), 'cancel ' .. q .. ' ' .. id .. ' ' .. j[3])
+        local sk = K .. ':stream:' .. id -- followers of a streamed answer stop here
+        if redis.call('EXISTS', sk) == 1 then
+            redis.call('XADD', sk, 'MAXLEN', '~', 10000, '*', 'run', j[3], 'end', 'cancelled',
+                       'error', '')
+        end
     end
     return 'cancelled'
 end
@@ -94,4 +99,53 @@ deadline_lease = function(K, c, id, jk, now, deadline_at, timeout)
         return nil
     end
     return math.min(timeout, d - now)
+end
+
+-- Streamed answers (docs/protocol.md, "Streamed answers"). K:stream:<id>
+-- is a Redis Stream of a job's answer as the worker reads it: entries
+-- {run, text} with each piece of the text, and {run, end, error} when the
+-- worker has read the whole answer (end "complete") or stopped reading
+-- (end "failed", error saying why); a cancel adds {run, end "cancelled"}.
+-- A new run of the job (a retry) streams its answer again under its own
+-- run number. Capped at about STREAM_MAXLEN entries; it expires
+-- result_ttl after the job's time limit, so no longer than the job's
+-- result outlives its end by more than the limit.
+local STREAM_MAXLEN = 10000
+local STREAM_KINDS = {text = true, complete = true, failed = true}
+
+local function stream_key(K, id)
+    return K .. ':stream:' .. id
+end
+
+-- corral_stream_append: KEYS[1] queue; ARGV worker, id, run, kind, then
+-- for kind "text" one or more pieces of text, for "complete" or "failed"
+-- an optional error -> "active" (appended), or "STALE" / "RECLAIMED" as
+-- corral_renew answers, writing nothing: only the run that holds the
+-- lease streams.
+local function corral_stream_append(keys, args)
+    local K, q = queue_key(keys[1])
+    local c = load_conf(K, q)
+    local worker, id, run = args[1], args[2], args[3]
+    local kind = args[4] or ''
+    if not (worker and id and run) or not STREAM_KINDS[kind] or
+        (kind == 'text' and #args < 5) or (kind ~= 'text' and #args > 5) then
+        fail('BADARG', 'stream_append: expected worker, id, run, then text and pieces of ' ..
+                 'text, or complete or failed and an optional error')
+    end
+    local jk = job_key(K, id)
+    local j = redis.call('HMGET', jk, 'state', 'run', 'worker', 'reclaimed', 'timeout_ms')
+    if j[1] ~= 'active' or j[2] ~= run or j[3] ~= worker then
+        return (j[1] and j[2] == run and j[3] == worker and j[4] == run) and 'RECLAIMED' or 'STALE'
+    end
+    local sk = stream_key(K, id)
+    if kind ~= 'text' then
+        redis.call('XADD', sk, 'MAXLEN', '~', STREAM_MAXLEN, '*', 'run', run, 'end', kind,
+                   'error', (args[5] or ''):sub(1, 4096))
+    else
+        for i = 5, #args do
+            redis.call('XADD', sk, 'MAXLEN', '~', STREAM_MAXLEN, '*', 'run', run, 'text', args[i])
+        end
+    end
+    redis.call('PEXPIRE', sk, c.result_ttl_ms + (tonumber(j[5]) or c.timeout_ms))
+    return 'active'
 end
