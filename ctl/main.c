@@ -38,7 +38,7 @@ static void usage(FILE *out)
             "          [--timeout DUR] [--service NAME] [--unique KEY] [--wait [DUR]]\n"
             "  enqueue QUEUE --many [OPTIONS]   (one JSON payload per line on stdin)\n"
             "  job QUEUE ID [--json]\n"
-            "  wait QUEUE ID [--timeout DUR]\n"
+            "  wait QUEUE ID [--timeout DUR] [--follow]\n"
             "  status [--json] [--watch [SECONDS]]\n"
             "  dead QUEUE [list | retry ID... | retry --all | purge]\n"
             "  pause QUEUE | resume QUEUE\n"
@@ -453,8 +453,11 @@ static int cmd_wait(struct ctl *ctl, int argc, char **argv)
 {
     const char *queue = NULL, *id = NULL;
     int64_t timeout_ms = 0;
+    int follow = 0;
     for (int i = 0; i < argc; i++) {
-        if (strcmp(argv[i], "--timeout") == 0) {
+        if (strcmp(argv[i], "--follow") == 0) {
+            follow = 1;
+        } else if (strcmp(argv[i], "--timeout") == 0) {
             int rc = parse_dur_arg(argv[i], i + 1 < argc ? argv[i + 1] : NULL, &timeout_ms);
             if (rc != 0)
                 return rc;
@@ -471,6 +474,8 @@ static int cmd_wait(struct ctl *ctl, int argc, char **argv)
     }
     if (id == NULL)
         return ctl_usage_error("%s", "wait: QUEUE and ID are required");
+    if (follow)
+        return ctl_follow(ctl, queue, id, timeout_ms);
     return wait_and_print(ctl, queue, id, timeout_ms);
 }
 

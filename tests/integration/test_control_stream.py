@@ -118,5 +118,18 @@ def test_corralctl_wait_follow_prints_the_text_as_it_comes(r, make_worker, stub,
     first_at = time.monotonic()
     rest, err = p.communicate(timeout=20)
     assert p.returncode == 0, err
-    assert (first + rest).decode() == "w0 w1 w2 w3 w4 w5\ndone\n"
+    assert (first + rest).decode() == "w0 w1 w2 w3 w4 w5\n"
     assert first_at < stream_rec(stub, "f")["ended"]
+
+
+def test_corralctl_wait_follow_prints_an_answer_that_was_not_streamed_whole(
+        r, make_worker, stub, build_dir, redis_server, tmp_path):
+    ctl = binary_path(build_dir, "corralctl")
+    conf = tmp_path / "ctl.conf"
+    conf.write_text(redis_server.redis_section())
+    make_worker(HTTP_Q, stub.url)
+    jid = enqueue(r, {"max_tokens": 3, "stub": {"usage": "openai", "delay_ms": 300}})
+    out = subprocess.run([ctl, "-c", str(conf), "wait", Q, jid, "--follow", "--timeout", "20s"],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["choices"][0]["message"]["content"] == "w0 w1 w2"
