@@ -22,6 +22,7 @@ struct corral_control {
     char *channel; /* <prefix>:ctl:<worker id> */
     corral_control_cancel_fn *fn;
     void *priv;
+    int started;
     struct corral_log_repeat refused;
 };
 
@@ -66,14 +67,6 @@ static void on_frame(redisAsyncContext *ac, void *reply, void *priv)
     redisReply *r = reply;
     if (r == NULL)
         return;
-    if (r->type == REDIS_REPLY_ERROR) { /* no right to subscribe (an ACL without &channels) */
-        corral_logr(&c->refused, CORRAL_LOG_WARN,
-                    "cannot subscribe to the control channel; cancels reach runs at the next "
-                    "lease renewal",
-                    "channel=%s error=\"%s\"", c->channel, r->str);
-        corral_conn_setup_failed(c->conn, "SUBSCRIBE", r->str);
-        return;
-    }
     if (r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
         r->element[0]->type != REDIS_REPLY_STRING || r->element[2]->type != REDIS_REPLY_STRING)
         return;
@@ -81,8 +74,8 @@ static void on_frame(redisAsyncContext *ac, void *reply, void *priv)
         corral_log_repeat_end(&c->refused);
         return;
     }
-    if (strcmp(r->element[0]->str, "message") != 0)
-        return;
+    if (strcmp(r->element[0]->str, "message") != 0 || r->element[2]->len == 0)
+        return; /* an empty message: another probe of this channel */
     char queue[WORD_CAP], id[WORD_CAP], run[WORD_CAP];
     if (corral_control_parse_cancel(r->element[2]->str, r->element[2]->len, queue, id, run,
                                     WORD_CAP) < 0) {
@@ -93,14 +86,45 @@ static void on_frame(redisAsyncContext *ac, void *reply, void *priv)
     c->fn(c->priv, queue, id, run);
 }
 
+static void send2(struct corral_control *c, const char *a, const char *b, const char *d,
+                  redisCallbackFn *fn)
+{
+    struct corral_cmd cmd = {0};
+    corral_cmd_addstr(&cmd, a);
+    corral_cmd_addstr(&cmd, b);
+    if (d != NULL)
+        corral_cmd_addstr(&cmd, d);
+    corral_conn_send(c->conn, fn, c, &cmd);
+    corral_cmd_free(&cmd);
+}
+
+/* The probe's answer. A SUBSCRIBE that Redis refuses (an ACL user without
+ * the channel or the command) makes hiredis drop the connection, which
+ * would then be made and dropped again for ever; a PUBLISH to the same
+ * channel is refused the same way as a plain error reply, so it is asked
+ * first. Refused: logged once, then counted, and the worker goes on
+ * without the channel (cancels stop runs at the next lease renewal). */
+static void on_probe(redisAsyncContext *ac, void *reply, void *priv)
+{
+    corral_conn_replied(ac);
+    struct corral_control *c = priv;
+    redisReply *r = reply;
+    if (r == NULL)
+        return;
+    if (r->type == REDIS_REPLY_ERROR) {
+        corral_logr(&c->refused, CORRAL_LOG_WARN,
+                    "the redis user may not use the control channel; cancels reach running "
+                    "jobs at the next lease renewal (docs/operations.md, the ACL line)",
+                    "channel=%s error=\"%s\"", c->channel, r->str);
+        return;
+    }
+    send2(c, "SUBSCRIBE", c->channel, NULL, on_frame);
+}
+
 static void on_ready(struct corral_conn *conn, void *priv)
 {
     struct corral_control *c = priv;
-    struct corral_cmd cmd = {0};
-    corral_cmd_addstr(&cmd, "SUBSCRIBE");
-    corral_cmd_addstr(&cmd, c->channel);
-    corral_conn_send(conn, on_frame, c, &cmd);
-    corral_cmd_free(&cmd);
+    send2(c, "PUBLISH", c->channel, "", on_probe);
 }
 
 static const struct corral_conn_hooks control_hooks = {.ready = on_ready};
@@ -126,6 +150,9 @@ struct corral_control *corral_control_new(struct ev_loop *loop,
 
 void corral_control_start(struct corral_control *c)
 {
+    if (c->started)
+        return;
+    c->started = 1;
     corral_conn_start(c->conn);
 }
 

@@ -28,6 +28,9 @@ struct corral_control *corral_control_new(struct ev_loop *loop,
                                           const char *password, const char *worker_id,
                                           corral_control_cancel_fn *fn, void *priv,
                                           struct corral_err *err);
+/* Connects (the first call only: later ones do nothing). The engine calls
+ * it once its commands connection is ready, so a Redis that refuses the
+ * worker altogether is logged once, by that connection. */
 void corral_control_start(struct corral_control *c);
 /* Closes the connection at once; no reconnect follows. NULL-safe. */
 void corral_control_close(struct corral_control *c);

@@ -506,6 +506,7 @@ static void cmd_ready(struct corral_conn *c, void *priv)
         w->state = WORKER_RUNNING;
         corral_channel_ready(w->ch, w->slots);
     }
+    corral_control_start(w->ctl);
     reclaim_unseen(w);
 }
 
@@ -680,7 +681,6 @@ int corral_worker_run(struct corral_worker *w)
     ev_unref(w->loop);
     corral_conn_start(w->cmd);
     corral_conn_start(w->block);
-    corral_control_start(w->ctl);
     corral_log_info("worker started", "worker=%s queues=%zu concurrency=%d", w->id, w->qs.n,
                     w->slots);
     ev_run(w->loop, 0);
