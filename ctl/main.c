@@ -35,7 +35,8 @@ static void usage(FILE *out)
             "\n"
             "commands:\n"
             "  enqueue QUEUE [PAYLOAD|-] [--priority P] [--delay DUR] [--max-attempts N]\n"
-            "          [--timeout DUR] [--service NAME] [--unique KEY] [--wait [DUR]]\n"
+            "          [--timeout DUR] [--service NAME] [--unique KEY] [--deadline DUR]\n"
+            "          [--wait [DUR]]\n"
             "  enqueue QUEUE --many [OPTIONS]   (one JSON payload per line on stdin)\n"
             "  job QUEUE ID [--json]\n"
             "  wait QUEUE ID [--timeout DUR] [--follow]\n"
@@ -291,6 +292,12 @@ static int cmd_enqueue(struct ctl *ctl, int argc, char **argv)
         } else if (strcmp(a, "--delay") == 0) {
             if ((rc = parse_dur_arg(a, v, &o.delay_ms)) != 0)
                 return rc;
+            i++;
+        } else if (strcmp(a, "--deadline") == 0) {
+            if ((rc = parse_dur_arg(a, v, &o.deadline_ms)) != 0)
+                return rc;
+            if (o.deadline_ms == 0)
+                return ctl_usage_error("--deadline must be at least 1ms, got %s", v);
             i++;
         } else if (strcmp(a, "--timeout") == 0) {
             if ((rc = parse_dur_arg(a, v, &o.timeout_ms)) != 0)

@@ -181,6 +181,8 @@ static json_t *enqueue_opts_json(const struct corral_enqueue_opts *o)
         json_object_set_new(opts, "service", json_string(o->service));
     if (o->unique_key != NULL)
         json_object_set_new(opts, "unique_key", json_string(o->unique_key));
+    if (o->deadline_ms > 0)
+        json_object_set_new(opts, "deadline_ms", json_integer(o->deadline_ms));
     if (json_object_size(opts) == 0) {
         json_decref(opts);
         return NULL;

@@ -69,6 +69,7 @@ struct corral_enqueue_opts {
     int64_t timeout_ms;
     const char *service;
     const char *unique_key;
+    int64_t deadline_ms; /* 0: none (docs/protocol.md, "Deadlines") */
 };
 
 /* Most payloads one corral_enqueue_many takes (docs/protocol.md). */

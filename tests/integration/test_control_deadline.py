@@ -119,3 +119,21 @@ def test_a_running_call_is_stopped_at_its_deadline_and_the_job_ends_dead(r, make
     with stub.stub.lock:
         s = next(x for x in stub.stub.streams if x["key"] == "d1")
     assert s["closed_by_client"] and s["events_sent"] < s["events_total"], s
+
+
+def test_corralctl_enqueue_deadline_sets_the_jobs_deadline(r, build_dir, redis_server, tmp_path):
+    from conftest import binary_path
+    import subprocess
+    declare(r, Q)
+    conf = tmp_path / "ctl.conf"
+    conf.write_text(redis_server.redis_section())
+    ctl = binary_path(build_dir, "corralctl")
+    t0 = server_ms(r)
+    out = subprocess.run([ctl, "-c", str(conf), "enqueue", Q, "{}", "--deadline", "30s"],
+                         capture_output=True, text=True, timeout=20)
+    assert out.returncode == 0, out.stderr
+    d = get_job(r, Q, out.stdout.strip())["deadline_at_ms"]
+    assert t0 + 30000 <= d <= server_ms(r) + 30000
+    bad = subprocess.run([ctl, "-c", str(conf), "enqueue", Q, "{}", "--deadline", "0"],
+                         capture_output=True, text=True, timeout=20)
+    assert bad.returncode == 2 and "--deadline must be at least 1ms" in bad.stderr
