@@ -133,3 +133,23 @@ def test_corralctl_wait_follow_prints_an_answer_that_was_not_streamed_whole(
                          capture_output=True, text=True, timeout=30)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["choices"][0]["message"]["content"] == "w0 w1 w2"
+
+
+def test_the_python_clients_follow_yields_the_pieces_as_they_come(r, make_worker, stub,
+                                                                   redis_server):
+    import sys
+    from conftest import REPO
+    sys.path.insert(0, os.path.join(REPO, "clients", "python"))
+    import corral_client as cc
+    make_worker(HTTP_Q, stub.url)
+    jid = enqueue(r, {"max_tokens": 6, "stub": {"sse": "anthropic", "chunks": 3,
+                                                 "chunk_ms": 200, "key": "py"}})
+    client = cc.Client(redis_server.client(decode_responses=True))
+    got = []
+    for piece in client.follow(Q, int(jid), timeout=20):
+        got.append((time.monotonic(), piece))
+    assert "".join(p for _, p in got) == "w0 w1 w2 w3 w4 w5"
+    assert len(got) == 3 and got[0][0] < stream_rec(stub, "py")["ended"]
+    assert client.wait(Q, int(jid), timeout=10).state == "done"
+    with pytest.raises(cc.WaitTimeoutError):
+        list(client.follow(Q, int(enqueue(r, {"stub": {"delay_ms": 3000}})), timeout=0.3))
