@@ -128,3 +128,44 @@ def test_corralctl_cancel_cancels_a_running_job_and_names_a_finished_or_unknown_
         in again.stderr, again.stderr
     unknown = run("cancel", Q, "999")
     assert unknown.returncode == 1 and "no job 999" in unknown.stderr, unknown.stderr
+
+
+def test_without_the_control_channel_a_cancel_stops_the_run_at_the_next_renewal(
+        build_dir, tmp_path, stub):
+    from conftest import RedisServer, acl_setuser_args
+    from worker_fixtures import Worker
+    server = RedisServer(mode="tcp-acl")
+    server.start()
+    w = None
+    try:
+        admin = server.client(decode_responses=True)
+        args = [a for a in acl_setuser_args() if not a.startswith("&")]
+        args[1] = "nochan"
+        admin.execute_command("ACL", *[a.replace(">corral-test-acl-pw", ">nochan-pw")
+                                       for a in args])
+        pw = tmp_path / "nochan.pass"
+        pw.write_text("nochan-pw\n")
+        key = tmp_path / "key"
+        key.write_text("sk-x\n")
+        conf = tmp_path / "w.conf"
+        conf.write_text(f"[redis]\nurl = redis://nochan@127.0.0.1:{server.port}/0\n"
+                        f"password_file = {pw}\n[pool]\nconcurrency = 2\n"
+                        f"[queue {Q}]\n{HTTP_Q}\nlease = 3s\n"
+                        f"[service ai]\nurl = {stub.url}\napi_key_file = {key}\n")
+        w = Worker(binary_path(build_dir, "corral-worker"), str(conf), str(tmp_path / "w.log"))
+        wait_until(lambda: "may not use the control channel" in w.logs(),
+                   what="the refused channel to be logged")
+        jid = start_paced_call(admin, stub, "nochan")
+        t0 = time.monotonic()
+        assert admin.fcall("corral_cancel", 1, Q, jid) == "cancelled"
+        wait_until(lambda: (stream_of(stub, "nochan") or {}).get("ended"), timeout=5,
+                   what="the run to be stopped at a renewal")
+        s = stream_of(stub, "nochan")
+        assert s["closed_by_client"] and s["ended"] - t0 < 1.0 + 0.5, s  # renew: lease / 3
+        assert w.logs().count("may not use the control channel") == 1, w.logs()
+        assert "job cancelled" not in w.logs()
+        assert w.proc.poll() is None
+    finally:
+        if w is not None:
+            assert w.stop() == 0, w.logs()
+        server.cleanup()
