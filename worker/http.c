@@ -11,6 +11,7 @@
 #define CURL_DISABLE_TYPECHECK 1
 #include <curl/curl.h>
 #include <dlfcn.h>
+#include <jansson.h>
 
 #include "classify.h"
 #include "corral/log.h"
@@ -125,6 +126,7 @@ struct call {
     int too_big;
     long status;                  /* known once the headers are in */
     struct corral_stream *stream; /* a text/event-stream answer (stream.h), else NULL */
+    char *sent; /* the payload with [service] model put in, or NULL: the job's as it is */
     struct corral_retry_hints hints;
     char errbuf[CURL_ERROR_SIZE];
 };
@@ -326,6 +328,7 @@ static void call_free(struct call *c)
     C.easy_cleanup(c->easy);
     C.slist_free_all(c->headers);
     corral_stream_free(c->stream);
+    free(c->sent);
     free(c->body);
     free(c);
 }
@@ -438,6 +441,19 @@ static void http_abort(struct corral_run *run)
     run->state = NULL;
 }
 
+/* [service S] model = NAME (docs/configuration.md): the payload's "model"
+ * set to NAME, re-encoded (same values, compact); NULL when the payload is
+ * not a JSON object, which then goes as it is. */
+static char *with_model(const struct corral_run *run, const char *model)
+{
+    json_t *root = json_loadb(run->job.payload, run->job.payload_len, 0, NULL);
+    char *out = NULL;
+    if (json_is_object(root) && json_object_set_new(root, "model", json_string(model)) == 0)
+        out = json_dumps(root, JSON_COMPACT);
+    json_decref(root);
+    return out;
+}
+
 static void http_start(struct corral_run *run)
 {
     struct corral_http *h = run->queue_state;
@@ -461,8 +477,10 @@ static void http_start(struct corral_run *run)
     C.easy_setopt(e, CURLOPT_URL, svc->url);
     C.easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     C.easy_setopt(e, CURLOPT_POST, 1L);
-    C.easy_setopt(e, CURLOPT_POSTFIELDS, run->job.payload);
-    C.easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)run->job.payload_len);
+    c->sent = svc->model != NULL ? with_model(run, svc->model) : NULL;
+    C.easy_setopt(e, CURLOPT_POSTFIELDS, c->sent ? c->sent : run->job.payload);
+    C.easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE,
+                  (curl_off_t)(c->sent ? strlen(c->sent) : run->job.payload_len));
     C.easy_setopt(e, CURLOPT_HTTPHEADER, c->headers);
     C.easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)svc->connect_timeout_ms);
     C.easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)run->job.timeout_ms);

@@ -153,3 +153,29 @@ def test_the_python_clients_follow_yields_the_pieces_as_they_come(r, make_worker
     assert client.wait(Q, int(jid), timeout=10).state == "done"
     with pytest.raises(cc.WaitTimeoutError):
         list(client.follow(Q, int(enqueue(r, {"stub": {"delay_ms": 3000}})), timeout=0.3))
+
+
+def test_a_services_model_setting_rewrites_the_payloads_model(r, stub, build_dir, redis_server,
+                                                             tmp_path):
+    from worker_fixtures import Worker
+    from conftest import wait_until
+    key = tmp_path / "k"
+    key.write_text("sk-m\n")
+    conf = tmp_path / "m.conf"
+    conf.write_text(redis_server.redis_section() + f"[pool]\nconcurrency = 2\n"
+                    f"[queue {Q}]\n{HTTP_Q}\n"
+                    f"[service ai]\nurl = {stub.url}\napi_key_file = {key}\n"
+                    "model = cheap-model-1\n")
+    w = Worker(binary_path(build_dir, "corral-worker"), str(conf), str(tmp_path / "m.log"))
+    try:
+        wait_until(lambda: r.exists(f"{K}:conf"), what="the worker")
+        jid = enqueue(r, {"model": "big-model", "max_tokens": 2, "stub": {"usage": "openai"},
+                          "messages": [{"role": "user", "content": "hi"}]})
+        j = await_end(r, jid)
+        assert j["state"] == "done", j
+        assert json.loads(j["result"])["model"] == "cheap-model-1"  # the stand-in answers with it
+        with stub.stub.lock:
+            assert '"model":"cheap-model-1"' in stub.stub.bodies[-1]
+        assert json.loads(j["payload"])["model"] == "big-model"  # the job keeps its own
+    finally:
+        assert w.stop() == 0, w.logs()
