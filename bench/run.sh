@@ -6,8 +6,9 @@
 # full cycle), then the worker,
 # supervisor and scaler benchmarks, each with its own private Redis, the
 # full cycle over TLS (stunnel4) beside plain TCP (bench_tls.py), and the
-# tenants and token-budget benchmarks (bench_tenants.py, bench_tokens.py).
-#   sh bench/run.sh [queue|status|worker|supervisor|scaler|web|tls|tenants|tokens]...   (default: all)
+# tenants and token-budget benchmarks (bench_tenants.py, bench_tokens.py), and the control
+# of a call in flight (bench_control.py).
+#   sh bench/run.sh [queue|status|worker|supervisor|scaler|web|tls|tenants|tokens|control]...   (default: all)
 # CORRAL_BUILD is the build directory (make bench sets it; build-san under
 # SANITIZE=1); BENCH_JOBS the jobs per queue run (default 50000);
 # BENCH_REF_RUNS the redis-benchmark runs per reference, best kept (default 3),
@@ -19,7 +20,7 @@ B=${CORRAL_BUILD:-$here/../build}
 JOBS=${BENCH_JOBS:-50000}
 REF_RUNS=${BENCH_REF_RUNS:-3}
 REF_JOBS=${BENCH_REF_JOBS:-20000}
-parts=${*:-queue status worker supervisor scaler web tls tenants tokens}
+parts=${*:-queue status worker supervisor scaler web tls tenants tokens control}
 
 for t in redis-server redis-cli redis-benchmark; do
     command -v "$t" >/dev/null 2>&1 ||
@@ -136,6 +137,7 @@ for part in $parts; do
     tls) echo; "${PYTHON:-/usr/bin/python3}" "$here/bench_tls.py" "$B" ;;
     tenants) echo; "${PYTHON:-/usr/bin/python3}" "$here/bench_tenants.py" "$B" ;;
     tokens) echo; "${PYTHON:-/usr/bin/python3}" "$here/bench_tokens.py" "$B" ;;
-    *) echo "bench: unknown part \"$part\" (queue, status, worker, supervisor, scaler, web, tls, tenants, tokens)" >&2; exit 2 ;;
+    control) echo; "${PYTHON:-/usr/bin/python3}" "$here/bench_control.py" "$B" ;;
+    *) echo "bench: unknown part \"$part\" (queue, status, worker, supervisor, scaler, web, tls, tenants, tokens, control)" >&2; exit 2 ;;
     esac
 done

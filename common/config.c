@@ -143,6 +143,7 @@ static const struct key keys[] = {
      CORRAL_PRICE_MAX_NANO},
     {SEC_SERVICE, "price", T_PRICE, SV(prices), 0, NULL, 0, 0},
     {SEC_SERVICE, "budget", T_MRATE, SV(budget_nano), SV(budget_period_ms), NULL, 1, 366 * DAY},
+    {SEC_SERVICE, "model", T_STR, SV(model), 0, NULL, 0, 0}, /* docs/configuration.md */
 
     {SEC_WEB, "listen", T_STR, W(listen), 0, "127.0.0.1:8470", 0, 0},
     {SEC_WEB, "token_file", T_PATH, W(token_file), 0, NULL, 0, 0},

@@ -46,6 +46,11 @@ int ctl_status(struct ctl *ctl, int argc, char **argv);
 int ctl_dead(struct ctl *ctl, int argc, char **argv);
 /* pause QUEUE / resume QUEUE */
 int ctl_pause(struct ctl *ctl, int argc, char **argv, int pause);
+/* cancel QUEUE ID: a queued, scheduled, dead or running job (control.c) */
+int ctl_cancel(struct ctl *ctl, int argc, char **argv);
+/* wait QUEUE ID --follow: prints the job's streamed text as it comes, then
+ * ends as wait does (control.c); timeout_ms 0: no limit. */
+int ctl_follow(struct ctl *ctl, const char *queue, const char *id, int64_t timeout_ms);
 /* breaker [SERVICE] [reset] [--json] */
 int ctl_breaker(struct ctl *ctl, int argc, char **argv);
 /* metrics: Prometheus text exposition of the status snapshot */

@@ -40,14 +40,15 @@ static void usage(FILE *out)
             "commands:\n"
             "  enqueue QUEUE [PAYLOAD|-] [--priority P] [--delay DUR] [--max-attempts N]\n"
             "          [--timeout DUR] [--service NAME] [--unique KEY] [--tenant T]\n"
-            "          [--wait [DUR]]\n"
+            "          [--deadline DUR] [--wait [DUR]]\n"
             "  enqueue QUEUE --many [OPTIONS]   (one JSON payload per line on stdin)\n"
             "  job QUEUE ID [--json]\n"
-            "  wait QUEUE ID [--timeout DUR]\n"
+            "  wait QUEUE ID [--timeout DUR] [--follow]\n"
             "  status [--json] [--watch [SECONDS]] | status --tenants QUEUE [--json]\n"
             "  dead QUEUE [list | retry ID... | retry --all | purge] [--tenant T]\n"
             "  tenant QUEUE NAME --weight W\n"
             "  pause QUEUE | resume QUEUE\n"
+            "  cancel QUEUE ID\n"
             "  breaker [SERVICE] [reset] [--json]\n"
             "  metrics\n"
             "\n"
@@ -316,6 +317,12 @@ static int cmd_enqueue(struct ctl *ctl, int argc, char **argv)
             if ((rc = parse_dur_arg(a, v, &o.delay_ms)) != 0)
                 return rc;
             i++;
+        } else if (strcmp(a, "--deadline") == 0) {
+            if ((rc = parse_dur_arg(a, v, &o.deadline_ms)) != 0)
+                return rc;
+            if (o.deadline_ms == 0)
+                return ctl_usage_error("--deadline must be at least 1ms, got %s", v);
+            i++;
         } else if (strcmp(a, "--timeout") == 0) {
             if ((rc = parse_dur_arg(a, v, &o.timeout_ms)) != 0)
                 return rc;
@@ -487,8 +494,11 @@ static int cmd_wait(struct ctl *ctl, int argc, char **argv)
 {
     const char *queue = NULL, *id = NULL;
     int64_t timeout_ms = 0;
+    int follow = 0;
     for (int i = 0; i < argc; i++) {
-        if (strcmp(argv[i], "--timeout") == 0) {
+        if (strcmp(argv[i], "--follow") == 0) {
+            follow = 1;
+        } else if (strcmp(argv[i], "--timeout") == 0) {
             int rc = parse_dur_arg(argv[i], i + 1 < argc ? argv[i + 1] : NULL, &timeout_ms);
             if (rc != 0)
                 return rc;
@@ -505,6 +515,8 @@ static int cmd_wait(struct ctl *ctl, int argc, char **argv)
     }
     if (id == NULL)
         return ctl_usage_error("%s", "wait: QUEUE and ID are required");
+    if (follow)
+        return ctl_follow(ctl, queue, id, timeout_ms);
     return wait_and_print(ctl, queue, id, timeout_ms);
 }
 
@@ -581,6 +593,8 @@ int main(int argc, char **argv)
         fn = cmd_pause;
     else if (strcmp(cmd, "resume") == 0)
         fn = cmd_resume;
+    else if (strcmp(cmd, "cancel") == 0)
+        fn = ctl_cancel;
     else if (strcmp(cmd, "breaker") == 0)
         fn = ctl_breaker;
     else if (strcmp(cmd, "metrics") == 0)

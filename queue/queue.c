@@ -92,17 +92,22 @@ int corral_queue_name_valid(const char *name)
     return strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.:-") == n;
 }
 
+void corral_job_clear(struct corral_job *j)
+{
+    free(j->id);
+    free(j->run);
+    free(j->priority);
+    free(j->service);
+    free(j->payload);
+    memset(j, 0, sizeof(*j));
+}
+
 void corral_jobs_free(struct corral_job *jobs, size_t n)
 {
     if (jobs == NULL)
         return;
-    for (size_t i = 0; i < n; i++) {
-        free(jobs[i].id);
-        free(jobs[i].run);
-        free(jobs[i].priority);
-        free(jobs[i].service);
-        free(jobs[i].payload);
-    }
+    for (size_t i = 0; i < n; i++)
+        corral_job_clear(&jobs[i]);
     free(jobs);
 }
 
@@ -196,6 +201,8 @@ static json_t *enqueue_opts_json(const struct corral_enqueue_opts *o)
         json_object_set_new(opts, "unique_key", json_string(o->unique_key));
     if (o->tenant != NULL)
         json_object_set_new(opts, "tenant", json_string(o->tenant));
+    if (o->deadline_ms > 0)
+        json_object_set_new(opts, "deadline_ms", json_integer(o->deadline_ms));
     if (json_object_size(opts) == 0) {
         json_decref(opts);
         return NULL;

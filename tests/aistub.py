@@ -85,7 +85,7 @@ AI answers with usage, token rate limits and streams (docs/tokens.md):
   GET /_streams        every stream: {"key", "shape", "started", "ended"
       (time.monotonic() seconds, comparable across processes on one host),
       "started_wall", "ended_wall", "events_sent", "events_total",
-      "closed_by_client"}. While pacing, the stub waits on the socket, so a
+      "closed_by_client", "sent_at" (when each event was sent, time.monotonic())}. While pacing, the stub waits on the socket, so a
       client that closes is noticed at once and its "ended" is that moment.
 
 Run alone: aistub.py [--port N] [--port-file FILE]
@@ -492,7 +492,8 @@ class Handler(BaseHTTPRequestHandler):
         stub = self.server.stub
         rec = {"key": spec.get("key", ""), "shape": shape, "started": time.monotonic(),
                "started_wall": time.time(), "ended": None, "ended_wall": None,
-               "events_sent": 0, "events_total": len(events), "closed_by_client": False}
+               "events_sent": 0, "events_total": len(events), "closed_by_client": False,
+               "sent_at": []}
         with stub.lock:
             stub.streams.append(rec)
         pace = spec.get("chunk_ms", 0) / 1000
@@ -539,6 +540,7 @@ class Handler(BaseHTTPRequestHandler):
                 send(chunk)
                 with stub.lock:
                     rec["events_sent"] += 1
+                    rec["sent_at"].append(time.monotonic())
             self.wfile.write(b"0\r\n\r\n")
             self.wfile.flush()
             ended(False)

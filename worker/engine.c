@@ -17,11 +17,13 @@
 
 #include "channel.h"
 #include "connection.h"
+#include "control.h"
 #include "corral/jsontext.h"
 #include "corral/log.h"
 #include "corral/util.h"
 #include "handler.h"
 #include "outcomes.h"
+#include "stream.h"
 #include "worker.h"
 #include "wqueue.h"
 
@@ -66,18 +68,19 @@ struct corral_worker {
     char id[96];
     enum worker_state state;
     enum intake intake;
-    size_t asked_qi;  /* INTAKE_RESERVING: of this queue, */
-    int asked;        /* this many jobs */
-    int round_got;    /* jobs got in the current reserve round */
-    int backpressure; /* said that failing writes hold reserves back */
+    size_t asked_qi; /* INTAKE_RESERVING: of this queue, */
+    int asked;       /* this many jobs */
+    int round_got;   /* jobs got in the current reserve round */
     int slots;
     int busy;
     struct slot *running;
     int exit_code;
     int64_t jobs_done;
     uint64_t runs_started;
-    struct corral_conn *cmd;   /* the queue functions */
-    struct corral_conn *block; /* BLPOP on the wake lists */
+    struct corral_conn *cmd;         /* the queue functions */
+    struct corral_conn *block;       /* BLPOP on the wake lists */
+    struct corral_control *ctl;      /* hears cancels of our runs (control.h) */
+    struct corral_stream_sink *sink; /* streamed answers to Redis (stream.h) */
     struct corral_outcomes *outcomes;
     struct corral_channel *ch;
     struct corral_log_repeat refused_reserve, refused_wait, refused_renew;
@@ -119,12 +122,7 @@ static void unlink_slot(struct corral_worker *w, struct slot *s)
 
 static void free_slot(struct slot *s)
 {
-    struct corral_job *j = &s->run.job;
-    free(j->id);
-    free(j->run);
-    free(j->priority);
-    free(j->service);
-    free(j->payload);
+    corral_job_clear(&s->run.job);
     free(s);
 }
 
@@ -175,7 +173,8 @@ static void start_run(struct corral_worker *w, size_t qi, struct corral_job *job
                                  .conf = q->conf,
                                  .queue_state = q->state,
                                  .job = *job,
-                                 .finish = on_run_end};
+                                 .finish = on_run_end,
+                                 .sink = w->sink};
     memset(job, 0, sizeof(*job));
     s->next = w->running;
     w->running = s;
@@ -195,37 +194,14 @@ static void start_run(struct corral_worker *w, size_t qi, struct corral_job *job
 
 /* --- reserving -------------------------------------------------------- */
 
-/* Back-pressure: with more outcomes unwritten than slots, take no new work
- * until they are written. When Redis refuses them (OOM, READONLY, an ACL)
- * or the connection is lost, each round of refused writes would otherwise
- * add a round of finished jobs held only in memory; so a worker holds at
- * most 2 x slots: what it had when it last reserved, and what it runs. A
- * healthy worker does not wait here: its outcomes go out before its next
- * reserve on the same connection (on_turn, on_reserve), so they are
- * answered first. Logged only when writes are failing. */
-static int held_back(struct corral_worker *w)
-{
-    size_t unwritten = corral_outcomes_unwritten(w->outcomes);
-    int held = unwritten > (size_t)w->slots;
-    if (held && !w->backpressure && corral_outcomes_failing(w->outcomes)) {
-        corral_log_warn("outcomes not written; taking no new jobs until they are",
-                        "worker=%s unwritten=%zu slots=%d", w->id, unwritten, w->slots);
-        w->backpressure = 1;
-    } else if (!held && w->backpressure) {
-        corral_log_info("outcomes written; taking jobs again", "worker=%s unwritten=%zu", w->id,
-                        unwritten);
-        w->backpressure = 0;
-    }
-    return held;
-}
-
 /* Starts a reserve round when there are free slots and nothing holds it
  * back. Both connections must be up: a round that finds nothing ends in
  * BLPOP, never in another round at once. */
 static int may_reserve(struct corral_worker *w)
 {
     return w->state == WORKER_RUNNING && w->intake == INTAKE_IDLE && w->busy < w->slots &&
-           corral_conn_usable(w->cmd) && corral_conn_ready(w->block) && !held_back(w);
+           corral_conn_usable(w->cmd) && corral_conn_ready(w->block) &&
+           !corral_outcomes_held_back(w->outcomes, w->slots);
 }
 
 static void kick(struct corral_worker *w)
@@ -314,7 +290,7 @@ static void reserved(struct corral_worker *w, const redisReply *reply)
     /* Runs that ended in this reply wait for the turn's flush: the next
      * reserve goes after their write. */
     if (w->state != WORKER_RUNNING || w->busy >= w->slots || !corral_conn_usable(w->cmd) ||
-        corral_outcomes_unsent(w->outcomes) > 0 || held_back(w))
+        corral_outcomes_unsent(w->outcomes) > 0 || corral_outcomes_held_back(w->outcomes, w->slots))
         return;
     if ((int)n == w->asked && gate.wait_ms == 0)
         reserve_from(w, qi); /* there may be more of this queue */
@@ -441,6 +417,23 @@ static void abort_lost_run(struct corral_worker *w, uint64_t seq, enum corral_an
     }
 }
 
+/* A cancel heard on the control channel (control.h): the job already
+ * ended cancelled in Redis (queue/lua/control.lua), so the run stops and
+ * writes nothing. */
+static void on_cancel(void *priv, const char *queue, const char *id, const char *run)
+{
+    struct corral_worker *w = priv;
+    for (struct slot *s = w->running; s; s = s->next) {
+        if (strcmp(s->run.job.id, id) == 0 && strcmp(s->run.job.run, run) == 0 &&
+            strcmp(w->qs.names[s->qi], queue) == 0) {
+            corral_log_info("job cancelled; stopping its run", "queue=%s id=%s run=%s", queue, id,
+                            run);
+            abort_run(w, s);
+            return;
+        }
+    }
+}
+
 static void on_renew_reply(redisAsyncContext *ac, void *reply, void *priv)
 {
     corral_conn_replied(ac);
@@ -512,6 +505,7 @@ static void cmd_ready(struct corral_conn *c, void *priv)
         w->state = WORKER_RUNNING;
         corral_channel_ready(w->ch, w->slots);
     }
+    corral_control_start(w->ctl);
     reclaim_unseen(w);
 }
 
@@ -550,6 +544,7 @@ static void stop_everything(struct corral_worker *w)
     ev_timer_stop(w->loop, &w->drain_timer);
     corral_channel_stop(w->ch);
     corral_conn_close(w->block, 0);
+    corral_control_close(w->ctl);
     corral_conn_close(w->cmd, CLOSE_GRACE_MS);
 }
 
@@ -639,15 +634,17 @@ struct corral_worker *corral_worker_new(struct ev_loop *loop, const struct corra
     w->cmd = corral_conn_new(loop, "commands", rc, password, &cmd_hooks, w, err);
     w->block =
         w->cmd ? corral_conn_new(loop, "blocking", rc, password, &block_hooks, w, err) : NULL;
+    w->ctl = w->block ? corral_control_new(loop, rc, password, w->id, on_cancel, w, err) : NULL;
     if (password != NULL) {
         explicit_bzero(password, strlen(password));
         free(password);
     }
-    if (w->block == NULL) {
+    if (w->ctl == NULL) {
         corral_worker_free(w);
         return NULL;
     }
     w->outcomes = corral_outcomes_new(w->cmd, o->cfg->redis.prefix, w->id, w->qs.names, w->qs.n);
+    w->sink = corral_stream_sink_new(w->cmd, o->cfg->redis.prefix, w->id);
     corral_log_repeat_init(&w->refused_reserve, 0);
     corral_log_repeat_init(&w->refused_wait, 0);
     corral_log_repeat_init(&w->refused_renew, 0);
@@ -696,7 +693,9 @@ void corral_worker_free(struct corral_worker *w)
     /* The connections first: freeing them runs their pending callbacks. */
     corral_conn_free(w->cmd);
     corral_conn_free(w->block);
+    corral_control_free(w->ctl);
     corral_outcomes_free(w->outcomes);
+    corral_stream_sink_free(w->sink);
     while (w->running != NULL)
         abort_run(w, w->running);
     corral_wqueues_free(&w->qs);

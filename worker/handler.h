@@ -34,6 +34,7 @@ enum corral_run_end {
 
 struct corral_run;
 struct corral_settle;
+struct corral_stream_sink;
 
 /* Ends a run. data (len bytes, may be NULL) is copied; the run must not be
  * used after the call. */
@@ -48,6 +49,7 @@ struct corral_run {
     void *queue_state;                    /* the handler's, from queue_init (or NULL) */
     struct corral_job job;                /* read-only for the handler */
     corral_run_finish_fn *finish;         /* exactly once, unless the run is aborted */
+    struct corral_stream_sink *sink;      /* where a streamed answer goes (stream.h) */
     void *state;                          /* the handler's own, set by start */
     /* The call's usage (settle.h), malloc'ed by the handler just before
      * finish (NULL: none); the outcome takes it. */

@@ -11,6 +11,7 @@
 #define CURL_DISABLE_TYPECHECK 1
 #include <curl/curl.h>
 #include <dlfcn.h>
+#include <jansson.h>
 
 #include "classify.h"
 #include "settle.h"
@@ -18,6 +19,7 @@
 #include "corral/redact.h"
 #include "corral/util.h"
 #include "handler.h"
+#include "stream.h"
 
 #define THROTTLE_DEFAULT_MS 1000
 #define THROTTLE_CAP_MS     (15 * 60 * 1000)
@@ -123,7 +125,9 @@ struct call {
     char *body;
     size_t len;
     int too_big;
-    long status; /* known once the headers are in */
+    long status;                  /* known once the headers are in */
+    struct corral_stream *stream; /* a text/event-stream answer (stream.h), else NULL */
+    char *sent; /* the payload with [service] model put in, or NULL: the job's as it is */
     struct corral_retry_hints hints;
     struct corral_tally *tally; /* tokens: the estimate, headers, usage (settle.h) */
     char errbuf[CURL_ERROR_SIZE];
@@ -247,6 +251,29 @@ static void http_queue_free(void *state)
     C.global_cleanup();
 }
 
+/* Each piece of a streamed answer's text, to the job's Redis Stream; a
+ * credential the service quotes in one piece is taken out. */
+static char *redact(struct call *c, const char *text, size_t len, unsigned flags, size_t *out_len);
+static void on_piece(void *priv, const char *text, size_t len)
+{
+    struct call *c = priv;
+    size_t clean_len = 0;
+    char *clean = redact(c, text, len, 0, &clean_len);
+    corral_stream_sink_piece(c->run->sink, c->run, clean ? clean : text, clean ? clean_len : len);
+    free(clean);
+}
+
+/* A 2xx answer of type text/event-stream is read as a stream (stream.h). */
+static int start_stream(struct call *c)
+{
+    char *ct = NULL;
+    C.easy_getinfo(c->easy, CURLINFO_CONTENT_TYPE, &ct);
+    if (!corral_stream_content_type(ct))
+        return 0;
+    c->stream = corral_stream_new(c->run->conf->max_result_bytes, on_piece, c);
+    return 1;
+}
+
 static size_t on_body(char *data, size_t size, size_t nmemb, void *userp)
 {
     struct call *c = userp;
@@ -264,6 +291,8 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *userp)
         }
         return n; /* the rest is read and dropped */
     }
+    if (c->stream != NULL || (c->len == 0 && start_stream(c)))
+        return corral_stream_feed(c->stream, data, n) == 0 ? n : 0; /* 0 aborts the transfer */
     if (c->len + n > (size_t)c->run->conf->max_result_bytes) {
         c->too_big = 1;
         return 0; /* aborts the transfer */
@@ -302,6 +331,8 @@ static void call_free(struct call *c)
     C.easy_cleanup(c->easy);
     C.slist_free_all(c->headers);
     corral_tally_free(c->tally);
+    corral_stream_free(c->stream);
+    free(c->sent);
     free(c->body);
     free(c);
 }
@@ -312,6 +343,36 @@ static void end_call(struct call *c, CURLcode code)
     long status = 0;
     C.easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &status);
     char msg[512];
+    if (c->stream != NULL) { /* stream.h: the verdict, and the stream's end for followers */
+        const char *why = c->errbuf[0] != '\0' ? c->errbuf : C.easy_strerror(code);
+        if (code == CURLE_OPERATION_TIMEDOUT)
+            snprintf(msg, sizeof(msg), "timed out after %lld ms (%s)",
+                     (long long)run->job.timeout_ms, why);
+        else
+            snprintf(msg, sizeof(msg), "%s", why);
+        corral_redact_buf(c->h->redactor, msg, sizeof(msg), CORRAL_REDACT_URLS);
+        enum corral_run_end end;
+        char *out;
+        size_t len;
+        corral_stream_end(c->stream, code == CURLE_OK || code == CURLE_WRITE_ERROR ? NULL : msg,
+                          &end, &out, &len);
+        size_t clean_len = 0;
+        char *clean = redact(c, out, len, 0, &clean_len);
+        /* The usage of the final events is in the assembled result (its
+         * "usage" and "model"), read like a whole answer's (settle.h). */
+        run->settle = corral_tally_settle(c->tally, end == CORRAL_END_DONE && out != NULL,
+                                          clean ? clean : out ? out : "", clean ? clean_len : len);
+        corral_stream_sink_end(run->sink, run, end == CORRAL_END_DONE,
+                               end == CORRAL_END_DONE ? NULL
+                               : clean                ? clean
+                                                      : out,
+                               clean ? clean_len : len);
+        call_free(c);
+        run->finish(run, end, clean ? clean : out, clean ? clean_len : len, 0);
+        free(clean);
+        free(out);
+        return;
+    }
     /* The call's usage goes with its outcome: an answer's own, else none. */
     run->settle = corral_tally_settle(
         c->tally, code == CURLE_OK && !c->too_big && status >= 200 && status <= 299,
@@ -395,6 +456,19 @@ static void http_abort(struct corral_run *run)
     run->state = NULL;
 }
 
+/* [service S] model = NAME (docs/configuration.md): the payload's "model"
+ * set to NAME, re-encoded (same values, compact); NULL when the payload is
+ * not a JSON object, which then goes as it is. */
+static char *with_model(const struct corral_run *run, const char *model)
+{
+    json_t *root = json_loadb(run->job.payload, run->job.payload_len, 0, NULL);
+    char *out = NULL;
+    if (json_is_object(root) && json_object_set_new(root, "model", json_string(model)) == 0)
+        out = json_dumps(root, JSON_COMPACT);
+    json_decref(root);
+    return out;
+}
+
 static void http_start(struct corral_run *run)
 {
     struct corral_http *h = run->queue_state;
@@ -419,8 +493,10 @@ static void http_start(struct corral_run *run)
     C.easy_setopt(e, CURLOPT_URL, svc->url);
     C.easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     C.easy_setopt(e, CURLOPT_POST, 1L);
-    C.easy_setopt(e, CURLOPT_POSTFIELDS, run->job.payload);
-    C.easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)run->job.payload_len);
+    c->sent = svc->model != NULL ? with_model(run, svc->model) : NULL;
+    C.easy_setopt(e, CURLOPT_POSTFIELDS, c->sent ? c->sent : run->job.payload);
+    C.easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE,
+                  (curl_off_t)(c->sent ? strlen(c->sent) : run->job.payload_len));
     C.easy_setopt(e, CURLOPT_HTTPHEADER, c->headers);
     C.easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)svc->connect_timeout_ms);
     C.easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)run->job.timeout_ms);

@@ -42,6 +42,7 @@ struct corral_outcomes {
     size_t unsent; /* of n, not in a call */
     int failing;   /* the last answered write failed */
     int separate;  /* corral_ack_reserve is refused (NOPERM): acks and reserves apart */
+    int held;      /* said that failing writes hold reserves back */
     struct corral_log_repeat refused;
     struct corral_log_repeat refused_settle; /* corral_settle's, logged apart */
 };
@@ -186,6 +187,21 @@ size_t corral_outcomes_unsent(const struct corral_outcomes *o)
 int corral_outcomes_failing(const struct corral_outcomes *o)
 {
     return o->failing;
+}
+
+int corral_outcomes_held_back(struct corral_outcomes *o, int slots)
+{
+    int held = o->n > (size_t)slots;
+    if (held && !o->held && o->failing) {
+        corral_log_warn("outcomes not written; taking no new jobs until they are",
+                        "worker=%s unwritten=%zu slots=%d", o->worker_id, o->n, slots);
+        o->held = 1;
+    } else if (!held && o->held) {
+        corral_log_info("outcomes written; taking jobs again", "worker=%s unwritten=%zu",
+                        o->worker_id, o->n);
+        o->held = 0;
+    }
+    return held;
 }
 
 void corral_outcomes_add_ids(const struct corral_outcomes *o, size_t qi, struct corral_cmd *cmd)

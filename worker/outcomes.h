@@ -66,6 +66,16 @@ size_t corral_outcomes_unsent(const struct corral_outcomes *o);
 /* 1 while writes fail: the last answered write was refused or lost with
  * its connection, and none has gone through since. */
 int corral_outcomes_failing(const struct corral_outcomes *o);
+/* Back-pressure: whether the worker, with this many slots, must take no
+ * new work until its outcomes are written (more unwritten than slots).
+ * When Redis refuses them (OOM, READONLY, an ACL) or the connection is
+ * lost, each round of refused writes would otherwise add a round of
+ * finished jobs held only in memory; so a worker holds at most 2 x slots:
+ * what it had when it last reserved, and what it runs. A healthy worker
+ * does not wait here: its outcomes go out before its next reserve on the
+ * same connection, so they are answered first. Logged only when writes
+ * are failing (moved from worker/engine.c). */
+int corral_outcomes_held_back(struct corral_outcomes *o, int slots);
 /* Appends the job ids of queue qi's unwritten outcomes to cmd. */
 void corral_outcomes_add_ids(const struct corral_outcomes *o, size_t qi, struct corral_cmd *cmd);
 

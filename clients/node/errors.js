@@ -69,6 +69,8 @@ const JobFinishedError = word('JobFinishedError', 'FINISHED',
   'The job already ended (done or cancelled).', JobStateError);
 const JobNotDeadError = word('JobNotDeadError', 'NOTDEAD',
   'The job is not dead, so it cannot be retried.', JobStateError);
+const InvalidDeadlineError = word('InvalidDeadlineError', 'BADDEADLINE',
+  'The option deadline_ms is not a positive integer of milliseconds.', InvalidOptionError);
 const WaitTimeoutError = word('WaitTimeoutError', 'TIMEOUT',
   'wait() ran out of time before the job ended (thrown by the client).');
 
@@ -91,6 +93,7 @@ const CODE_CLASSES = Object.freeze({
   NOTDEAD: JobNotDeadError,
   BADTENANT: InvalidTenantError,
   BADTOKENS: InvalidTokensError,
+  BADDEADLINE: InvalidDeadlineError,
 });
 
 const WORD = /^([A-Z][A-Z0-9_]+)(?: ([\s\S]*))?$/;
@@ -122,6 +125,7 @@ module.exports = {
   JobRunningError,
   JobFinishedError,
   JobNotDeadError,
+  InvalidDeadlineError,
   WaitTimeoutError,
   CODE_CLASSES,
   errorFromReply,

@@ -15,6 +15,8 @@ export interface EnqueueOptions {
   service?: string;
   /** While a job with this key exists, enqueue returns its id. */
   unique_key?: string;
+  /** Milliseconds from now; not started again after it (docs/protocol.md, "Deadlines"). */
+  deadline_ms?: number;
 }
 
 export type JobState = 'queued' | 'scheduled' | 'active' | 'done' | 'dead' | 'cancelled';
@@ -139,6 +141,8 @@ export class JobRunningError extends JobStateError {}
 export class JobFinishedError extends JobStateError {}
 /** NOTDEAD: the job is not dead, so it cannot be retried. */
 export class JobNotDeadError extends JobStateError {}
+/** BADDEADLINE: the option deadline_ms is not a positive integer of milliseconds. */
+export class InvalidDeadlineError extends InvalidOptionError {}
 /** Thrown by the client when wait's timeout runs out. */
 export class WaitTimeoutError extends CorralError {}
 

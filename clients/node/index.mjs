@@ -6,6 +6,6 @@ export const {
   InvalidArgumentError, InvalidQueueNameError, UnknownQueueError, UnknownServiceError,
   InvalidPayloadError, PayloadTooLargeError, InvalidOptionError, InvalidSettingError,
   NoSuchJobError, JobStateError, JobRunningError, JobFinishedError, JobNotDeadError,
-  WaitTimeoutError, InvalidTenantError,
+  InvalidDeadlineError, WaitTimeoutError, InvalidTenantError, InvalidTokensError,
 } = cjs;
 export default cjs;

@@ -11,7 +11,7 @@ const MAX_BATCH = 1000;
 /** States a job ends in. */
 const FINAL_STATES = Object.freeze(['done', 'dead', 'cancelled']);
 const OPTION_NAMES = ['priority', 'delay_ms', 'max_attempts', 'timeout_ms', 'service',
-  'unique_key', 'tenant', 'tokens'];
+  'unique_key', 'tenant', 'tokens', 'deadline_ms'];
 const KNOWN = OPTION_NAMES.join(', ');
 // The integer options and their ranges, as corral_enqueue checks them.
 const INT_RANGES = {

@@ -123,6 +123,7 @@ struct corral_service_conf {
     char *url;
     char *api_key_file;            /* NULL when unset; ${CREDENTIALS_DIRECTORY} expanded */
     struct corral_strlist headers; /* "Name: value", repeatable key */
+    char *model;                   /* the payload's "model" for this service; NULL: as sent */
     int64_t connect_timeout_ms;
     int max_inflight;
     int64_t rate_count; /* 0 = unlimited */

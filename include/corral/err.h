@@ -28,20 +28,21 @@ enum corral_err_code {
 enum corral_err_word {
     CORRAL_WORD_NONE = 0, /* not an error reply */
     /* the corral Function library */
-    CORRAL_WORD_BADARG,     /* a call's arguments are malformed */
-    CORRAL_WORD_BADNAME,    /* the key names no valid queue or service */
-    CORRAL_WORD_NOQUEUE,    /* the queue was never declared */
-    CORRAL_WORD_NOSERVICE,  /* the service was never declared */
-    CORRAL_WORD_BADPAYLOAD, /* the payload is missing or not JSON */
-    CORRAL_WORD_TOOBIG,     /* the payload is over max_payload */
-    CORRAL_WORD_BADOPTION,  /* an enqueue option is unknown or invalid */
-    CORRAL_WORD_BADSETTING, /* a queue's or service's settings are invalid */
-    CORRAL_WORD_NOJOB,      /* no such job in the queue */
-    CORRAL_WORD_RUNNING,    /* the job is running: it cannot be cancelled */
-    CORRAL_WORD_FINISHED,   /* the job already ended */
-    CORRAL_WORD_NOTDEAD,    /* dead_retry of a job that is not dead */
-    CORRAL_WORD_BADTENANT,  /* the tenant option is not a tenant name */
-    CORRAL_WORD_BADTOKENS,  /* the enqueue option tokens is not a whole number 1-10^9 */
+    CORRAL_WORD_BADARG,      /* a call's arguments are malformed */
+    CORRAL_WORD_BADNAME,     /* the key names no valid queue or service */
+    CORRAL_WORD_NOQUEUE,     /* the queue was never declared */
+    CORRAL_WORD_NOSERVICE,   /* the service was never declared */
+    CORRAL_WORD_BADPAYLOAD,  /* the payload is missing or not JSON */
+    CORRAL_WORD_TOOBIG,      /* the payload is over max_payload */
+    CORRAL_WORD_BADOPTION,   /* an enqueue option is unknown or invalid */
+    CORRAL_WORD_BADSETTING,  /* a queue's or service's settings are invalid */
+    CORRAL_WORD_NOJOB,       /* no such job in the queue */
+    CORRAL_WORD_RUNNING,     /* the job is running: it cannot be cancelled */
+    CORRAL_WORD_FINISHED,    /* the job already ended */
+    CORRAL_WORD_NOTDEAD,     /* dead_retry of a job that is not dead */
+    CORRAL_WORD_BADDEADLINE, /* the enqueue option deadline_ms is not a positive integer */
+    CORRAL_WORD_BADTENANT,   /* the tenant option is not a tenant name */
+    CORRAL_WORD_BADTOKENS,   /* the enqueue option tokens is not a whole number 1-10^9 */
     /* Redis */
     CORRAL_WORD_NOFUNCTION, /* the function (library) is not loaded */
     CORRAL_WORD_NOSCRIPT,

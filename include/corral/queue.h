@@ -58,6 +58,8 @@ struct corral_job {
     size_t payload_len;
 };
 void corral_jobs_free(struct corral_job *jobs, size_t n);
+/* Frees what one job holds and zeroes it (the struct itself is the caller's). */
+void corral_job_clear(struct corral_job *j);
 
 /* Enqueue options; zero-initialised means "queue defaults". */
 struct corral_enqueue_opts {
@@ -68,6 +70,7 @@ struct corral_enqueue_opts {
     const char *service;
     const char *unique_key;
     const char *tenant; /* NULL: the default tenant (docs/protocol.md, "Tenants") */
+    int64_t deadline_ms; /* 0: none (docs/protocol.md, "Deadlines") */
 };
 
 /* Most payloads one corral_enqueue_many takes (docs/protocol.md). */

@@ -8,7 +8,7 @@
 
 local OPTION_KEYS = {priority = true, delay_ms = true, max_attempts = true, timeout_ms = true,
                      service = true, unique_key = true, tenant = true,
-                     tokens = true}
+                     tokens = true, deadline_ms = true}
 
 -- Checks one payload against the queue's max_payload and for JSON; what
 -- names it in a refusal: "payload", or "payload 3 of 4" in a batch.
@@ -37,7 +37,8 @@ local function enqueue_options(c, q, text)
         for k, _ in pairs(v) do
             if not OPTION_KEYS[k] then
                 fail('BADOPTION', 'queue "%s": unknown option "%s" (known: priority, delay_ms, ' ..
-                         'max_attempts, timeout_ms, service, unique_key, tenant, tokens)', q, tostring(k))
+                         'max_attempts, timeout_ms, service, unique_key, tenant, tokens, ' ..
+                         'deadline_ms)', q, tostring(k))
             end
         end
         o = v
@@ -96,6 +97,9 @@ local function enqueue_options(c, q, text)
     if o.tokens ~= nil then -- tokens.lua: the job's token estimate
         r.tokens = tok_option(q, o.tokens)
     end
+    if o.deadline_ms ~= nil then -- control.lua
+        r.deadline = deadline_option(q, o.deadline_ms)
+    end
     return r
 end
 
@@ -135,6 +139,9 @@ local function enqueue_write(K, c, q, o, args, from, to, now, now_micros, tenant
         f[#f + 1] = 'tokens'
         f[#f + 1] = o.tokens
     end
+    if o.deadline then -- control.lua: the deadline, on the server clock
+        f[#f + 1], f[#f + 2] = 'deadline_at_ms', now + o.deadline
+    end
     local ids, sched = {}, {}
     for i = 0, n - 1 do
         local id = tostring(redis.call('INCR', K .. ':seq'))
@@ -165,7 +172,8 @@ end
 
 -- corral_enqueue: KEYS[1] queue; ARGV[1] payload (JSON text); ARGV[2]
 -- optional options JSON {priority (name or index), delay_ms, max_attempts,
--- timeout_ms, service, unique_key, tenant} -> the job id (string). With unique_key, a
+-- timeout_ms, service, unique_key, tenant, tokens, deadline_ms} -> the job id
+-- (string). With unique_key, a
 -- job whose record still exists with that key is returned instead.
 local function corral_enqueue(keys, args)
     local K, q = queue_key(keys[1])

@@ -1,5 +1,5 @@
 -- jobs.lua: a queue and its jobs: declare, reserve (enqueue: enqueue.lua),
--- promote, pause, resume, cancel, read, and the dead list. Keys of a queue, all
+-- promote, pause, resume, read, and the dead list (cancel: control.lua). Keys of a queue, all
 -- derived from K = "<prefix>:{<queue>}" (KEYS[1]) and sharing the hash tag
 -- {<queue>}, so one queue lives in one Redis Cluster slot (docs/protocol.md
 -- lists them too):
@@ -23,6 +23,10 @@
 -- queue's service (reserve: services.lua).
 
 local WAKE_CAP = 1024
+
+-- Reserve's deadline check (lease_one), defined in control.lua, which
+-- comes after this module because it needs to_dead.
+local deadline_lease
 
 -- Pushes up to n markers for idle workers, unless the queue is paused
 -- (paused queues hand out nothing, so waking anyone would be for nothing).
@@ -301,14 +305,23 @@ end
 local function lease_one(K, r, id, out, leases)
     local jk = job_key(K, id)
     local j = redis.call('HMGET', jk, 'attempts', 'max_attempts', 'run', 'timeout_ms', 'priority',
-                        'service', 'payload', 'tokens')
+                        'service', 'payload', 'tokens', 'deadline_at_ms')
     if not j[1] then
         return
+    end
+    local timeout = tonumber(j[4])
+    if j[9] then -- control.lua: past its deadline it ends dead; else at most the time left
+        timeout = deadline_lease(K, r.c, id, jk, r.now, j[9], timeout)
+        if timeout == nil then
+            tenant_release_job(K, r.c, jk) -- tenants.lua: tenant_pop counted it started
+            return
+        end
     end
     if r.tok then -- tokens.lua: the token and spend budgets
         local verdict, why = tok_take(r.tok, jk, id, j[3], j[7], j[8])
         if verdict == 'dead' then
             to_dead(K, r.c, id, jk, r.now, why)
+            tenant_release_job(K, r.c, jk)
         end
         if verdict ~= 'ok' then
             return verdict
@@ -325,7 +338,7 @@ local function lease_one(K, r, id, out, leases)
     end
     leases[#leases + 1] = r.deadline
     leases[#leases + 1] = id
-    out[#out + 1] = {id, tostring(run), attempts, tonumber(j[2]), tonumber(j[4]), j[5], j[6], j[7]}
+    out[#out + 1] = {id, tostring(run), attempts, tonumber(j[2]), timeout, j[5], j[6], j[7]}
 end
 
 -- Checks reserve's arguments worker, n and max_inflight (strings or nil);
@@ -374,8 +387,8 @@ local function reserve_jobs(K, c, prefix, worker, n, max_inflight, gated, now, n
             allowed, gate_until, gate_why = svc_gate(s, now, n, host, max_inflight)
         end
     end
-    local r = {now = now, now_u = now_u, worker = worker, deadline = now + c.lease_ms,
-               probe = s ~= nil and s.state == 'half_open', c = c,
+    local r = {c = c, now = now, now_u = now_u, worker = worker, deadline = now + c.lease_ms,
+               probe = s ~= nil and s.state == 'half_open',
                tok = allowed > 0 and tok_begin(s, now, K) or nil}
     local out, leases = {}, {}
     local waiting
@@ -562,31 +575,10 @@ local function corral_resume(keys, args)
     return 'OK'
 end
 
--- corral_cancel: KEYS[1] queue; ARGV[1] job id -> "cancelled". Only a job
--- that is queued, scheduled or dead can be cancelled; a running one cannot.
-local function corral_cancel(keys, args)
-    local K, q = queue_key(keys[1])
-    local c = load_conf(K, q)
-    local id = args[1] or ''
-    local jk = job_key(K, id)
-    local state = redis.call('HGET', jk, 'state')
-    if not state then
-        fail('NOJOB', 'queue "%s": no job %s', q, id:sub(1, 40))
-    end
-    if state ~= 'queued' and state ~= 'scheduled' and state ~= 'dead' then
-        fail(state == 'active' and 'RUNNING' or 'FINISHED',
-             'queue "%s": job %s is %s and cannot be cancelled', q, id:sub(1, 40), state)
-    end
-    unlink(K, jk, id, state)
-    local uk = redis.call('HGET', jk, 'unique_key')
-    if uk then
-        redis.call('DEL', K .. ':uniq:' .. uk)
-    end
-    finish(K, c, id, jk, 'cancelled', now_ms(), {}, false)
-    return 'cancelled'
-end
+-- corral_cancel: control.lua (queued, scheduled, dead and running jobs).
 
 local NUMERIC = {attempts = true, max_attempts = true, timeout_ms = true, created_ms = true,
+                 deadline_at_ms = true,
                  run_at_ms = true, queued_ms = true, started_ms = true, finished_ms = true,
                  deferrals = true, prio = true, run = true}
 -- created_us and started_us stay strings: cjson prints numbers with 14

@@ -180,7 +180,7 @@ local function corral_fail(keys, args)
             local attempts = tonumber(redis.call('HGET', jk, 'attempts'))
             redis.call('HSET', jk, 'attempts', math.max(attempts - 1, 0), 'error', err)
             redis.call('HINCRBY', jk, 'deferrals', 1)
-            waiting[#waiting + 1] = {id, jk}
+            waiting[#waiting + 1] = {id, jk, #out + 1}
             out[#out + 1] = 'scheduled'
         else
             -- A permanent failure (4xx) means the service answered: it
@@ -191,14 +191,16 @@ local function corral_fail(keys, args)
             local j = redis.call('HMGET', jk, 'attempts', 'max_attempts', 'started_ms')
             local attempts, max = tonumber(j[1]), tonumber(j[2])
             stat_proc(K, now, 'fail', j[3])
-            if kind == 'permanent' or attempts >= max then
+            local at = kind == 'retry' and attempts < max and now + backoff_ms(c, attempts)
+            if kind == 'retry' and deadline_ends(K, c, id, jk, now, at or now) then
+                out[#out + 1] = 'dead' -- control.lua: the run or its back-off ends past the deadline
+            elseif kind == 'permanent' or attempts >= max then
                 if kind == 'retry' then
                     err = string.format('%s (attempt %d of %d)', err, attempts, max)
                 end
                 to_dead(K, c, id, jk, now, err)
                 out[#out + 1] = 'dead'
             else
-                local at = now + backoff_ms(c, attempts)
                 redis.call('HSET', jk, 'state', 'scheduled', 'error', err, 'run_at_ms', at)
                 redis.call('ZADD', K .. ':sched', at, id)
                 stat(K, now, 'retry')
@@ -210,10 +212,14 @@ local function corral_fail(keys, args)
     for _, w in ipairs(waiting) do
         -- Spread over a second after the breaker may half-open.
         local at = math.max(b.s.open_until_ms, now) + math.floor(math.random() * 1000)
-        redis.call('HSET', w[2], 'state', 'scheduled', 'run_at_ms', at)
-        redis.call('ZADD', K .. ':sched', at, w[1])
-        svc_hold_job(b, K, w[1])
-        stat(K, now, 'defer')
+        if deadline_ends(K, c, w[1], w[2], now, at) then -- control.lua
+            out[w[3]] = 'dead'
+        else
+            redis.call('HSET', w[2], 'state', 'scheduled', 'run_at_ms', at)
+            redis.call('ZADD', K .. ':sched', at, w[1])
+            svc_hold_job(b, K, w[1])
+            stat(K, now, 'defer')
+        end
     end
     return out
 end
@@ -269,26 +275,32 @@ local function corral_defer(keys, args)
                 svc_throttle(b, now, delay, why)
             elseif kind == 'quota' and b ~= nil then
                 delay = math.max(delay, svc_quota(b, now, why))
-                svc_hold_job(b, K, id)
             end
             redis.call('ZREM', K .. ':active', id)
-            local attempts = tonumber(redis.call('HGET', jk, 'attempts'))
-            redis.call('HSET', jk, 'attempts', math.max(attempts - 1, 0), 'run_at_ms', now + delay)
-            if why ~= '' then
-                redis.call('HSET', jk, 'error', why:sub(1, 4096))
-            end
-            redis.call('HINCRBY', jk, 'deferrals', 1)
-            if delay > 0 or kind == 'quota' then
-                redis.call('HSET', jk, 'state', 'scheduled')
-                redis.call('ZADD', K .. ':sched', now + delay, id)
-                out[#out + 1] = 'scheduled'
+            if deadline_ends(K, c, id, jk, now, now + delay) then -- control.lua
+                out[#out + 1] = 'dead'
             else
-                redis.call('HSET', jk, 'state', 'queued', 'queued_ms', now)
-                make_ready(K, c, id, jk, true)
-                ready = ready + 1
-                out[#out + 1] = 'queued'
+                if kind == 'quota' and b ~= nil then
+                    svc_hold_job(b, K, id)
+                end
+                local attempts = tonumber(redis.call('HGET', jk, 'attempts'))
+                redis.call('HSET', jk, 'attempts', math.max(attempts - 1, 0), 'run_at_ms', now + delay)
+                if why ~= '' then
+                    redis.call('HSET', jk, 'error', why:sub(1, 4096))
+                end
+                redis.call('HINCRBY', jk, 'deferrals', 1)
+                if delay > 0 or kind == 'quota' then
+                    redis.call('HSET', jk, 'state', 'scheduled')
+                    redis.call('ZADD', K .. ':sched', now + delay, id)
+                    out[#out + 1] = 'scheduled'
+                else
+                    redis.call('HSET', jk, 'state', 'queued', 'queued_ms', now)
+                    make_ready(K, c, id, jk, true)
+                    ready = ready + 1
+                    out[#out + 1] = 'queued'
+                end
+                stat(K, now, 'defer')
             end
-            stat(K, now, 'defer')
         end
     end
     svc_apply(b, now)

@@ -48,7 +48,13 @@ KINDS = ("fast", "slow", "flaky", "permanent")
 PROCESS_FAULTS = ("kill_worker", "stop_worker", "kill_corrald", "restart_redis", "freeze_redis",
                   "slow_worker", "full_redis")
 AI_FAULTS = ("ai_fail", "ai_429", "ai_hang")
-FAULTS = PROCESS_FAULTS + AI_FAULTS
+# Control of calls in flight (docs/protocol.md, "Cancel", "Deadlines"):
+# cancel: running jobs cancelled (its own slow job, and a few of the
+# producer's), which must end cancelled and stay so; deadline: its own job
+# whose answer comes after its deadline_ms, which must end dead "deadline
+# exceeded".
+CONTROL_FAULTS = ("cancel", "deadline")
+FAULTS = PROCESS_FAULTS + AI_FAULTS + CONTROL_FAULTS
 PR_SET_CHILD_SUBREAPER = 36
 
 
@@ -320,6 +326,7 @@ class Chaos:
         self.caught = {}  # tag -> what slow_worker saw of the brief job it let die
         self.full_windows = []  # (start, end) of each full_redis fault
         self.refused = {}  # tag -> the error of an enqueue a full Redis refused
+        self.cancelled = {}  # tag -> when the cancel fault cancelled it (time.time())
         self.final_seen = {}  # tag -> (final state, time) when the driver first saw it
         self.next_observe = 0
         self.rss = {}
@@ -527,6 +534,49 @@ class Chaos:
                              json.dumps({"unique_key": f"chaos-{tag}"}))])
         return tag
 
+    def make_own(self, kind, delay_ms, opts):
+        """A control fault's own job on the chat queue whose answer comes
+        after delay_ms, enqueued at once."""
+        tag = self.new_tag()
+        payload = {"model": "chaos", "chaos": tag, "stub": {"delay_ms": delay_ms},
+                   "messages": [{"role": "user", "content": f"job-{tag}"}]}
+        with self.jobs_lock:
+            self.jobs[tag] = {"queue": JOB_QUEUES[0], "id": None, "kind": kind,
+                              "prio": "high", "fail_times": 0}
+        self.enqueue_batch([(tag, JOB_QUEUES[0], json.dumps(payload),
+                             json.dumps(dict(opts, unique_key=f"chaos-{tag}",
+                                             priority="high")))])
+        return tag
+
+    def cancel_fault(self):
+        """Cancels the fault's own slow job once it runs (or where it waits
+        after 5 s), and up to two of the producer's running jobs."""
+        own = self.make_own("cancel", 30000, {})
+        deadline = time.monotonic() + 5
+        while self.leased_to(own) is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        by_id = {(j["queue"], j["id"]): t for t, j in list(self.jobs.items())}
+        picked = [own]
+        try:
+            for q in JOB_QUEUES:
+                for i in self.r.zrange(f"corral:{{{q}}}:active", 0, 20):
+                    t = by_id.get((q, i))
+                    if t is not None and t != own and len(picked) < 3 and \
+                            self.jobs[t]["kind"] != "deadline":
+                        picked.append(t)
+        except redis.RedisError:
+            pass
+        for t in picked:
+            j = self.jobs[t]
+            try:
+                self.retry(lambda: self.r.fcall("corral_cancel", 1, j["queue"], j["id"]),
+                           timeout=30)
+                self.cancelled[t] = time.time()
+            except redis.ResponseError as e:  # ended in the meantime
+                if t == own or not str(e).startswith("FINISHED"):
+                    raise
+        self.event("cancel", f"jobs {sorted(self.cancelled.keys() & set(picked))}")
+
     def leased_to(self, tag):
         """The pid of the worker a job is leased to while it is active, or
         None."""
@@ -656,6 +706,11 @@ class Chaos:
                 os.kill(self.frozen, signal.SIGCONT)
                 self.frozen = None
             self.event("redis_thawed")
+        elif kind == "cancel":
+            self.cancel_fault()
+        elif kind == "deadline":
+            tag = self.make_own("deadline", 5000, {"deadline_ms": 400})
+            self.event(kind, f"job {tag}: answer after 5 s, deadline 400 ms")
         elif kind == "slow_worker":
             self.slow_worker()
         elif kind == "full_redis":
@@ -887,8 +942,9 @@ class Chaos:
                     self.final_seen[t] = (st[t], now)
             # A job gone from Redis ends here when a kill -9 may have lost
             # its enqueue (verify counts it); otherwise it stays open.
-            open_tags = [t for t in open_tags if st[t] not in ("done", "dead") and not (
-                st[t] is None and self.aof_loss(self.jobs[t]["enqueued"]))]
+            open_tags = [t for t in open_tags
+                         if st[t] not in ("done", "dead", "cancelled") and not (
+                             st[t] is None and self.aof_loss(self.jobs[t]["enqueued"]))]
             if not open_tags:
                 break
             if time.monotonic() >= next_note:
@@ -947,7 +1003,7 @@ class Chaos:
                 full[t] = json.loads(raw) if raw else None
         dups = []
         reasons = {}
-        done = dead = 0
+        done = dead = cancelled = 0
         for t in tags:
             j, rj = self.jobs[t], full[t]
             answers = self.stub.answers(t)
@@ -975,6 +1031,21 @@ class Chaos:
                 problems.append(f"job {t} (once): its worker was stopped past its lease and the "
                                 f"job reclaimed dead; a late renewal or outcome of that run must "
                                 f"be refused, but the job is {rj['state']}: {rj}")
+            if t in self.cancelled:
+                if rj["state"] == "cancelled":
+                    cancelled += 1
+                    continue
+                what = f"job {t} ({j['kind']}): cancelled, but {rj['state']} at the end: {rj}"
+                if not self.aof_loss(self.cancelled[t], after=2.0):
+                    problems.append(what)
+                    continue
+                self.anomalies.append(what + " (a kill -9 of redis-server right after)")
+                del self.cancelled[t]
+            if j["kind"] == "deadline":
+                if rj["state"] != "dead" or rj.get("error") != "deadline exceeded":
+                    problems.append(f"job {t} (deadline) should be dead, deadline exceeded: {rj}")
+                dead += rj["state"] == "dead"
+                continue
             if j["kind"] == "once" and rj["state"] == "dead":
                 # One attempt: a lease that ran out (slow_worker, full_redis)
                 # or a worker killed under it ends it dead, and that is final.
@@ -1049,14 +1120,16 @@ class Chaos:
             deadset = set(self.r.lrange(f"{K}:dead", 0, -1))
             want = {self.jobs[t]["id"] for t in tags
                     if self.jobs[t]["queue"] == q and t not in self.lost_enqueues and
-                    (self.jobs[t]["kind"] == "permanent" or
+                    t not in self.cancelled and
+                    (self.jobs[t]["kind"] in ("permanent", "deadline") or
                      self.jobs[t]["kind"] == "once" and full[t]["state"] == "dead")}
             if deadset != want:
                 problems.append(f"queue {q}: dead list differs from the permanently failing "
                                 f"jobs and the brief jobs that died: extra "
                                 f"{sorted(deadset - want)[:20]}, missing "
                                 f"{sorted(want - deadset)[:20]}")
-        kinds = {k: sum(1 for j in self.jobs.values() if j["kind"] == k) for k in KINDS + ("once",)}
+        kinds = {k: sum(1 for j in self.jobs.values() if j["kind"] == k)
+                 for k in KINDS + ("once",) + CONTROL_FAULTS}
         with self.stub.log_lock:
             every = [a for v in self.stub.entries.values() for a in v]
         unknown = sum(1 for a in every if a[2] is None)
@@ -1065,7 +1138,7 @@ class Chaos:
             problems.append(f"the stand-in could not tell the sender of {unknown} of "
                             f"{len(every)} requests")
         self.figures.update({
-            "jobs": len(tags), "kinds": kinds, "done": done, "dead": dead,
+            "jobs": len(tags), "kinds": kinds, "done": done, "dead": dead, "cancelled": cancelled,
             "requests": self.stub.requests,
             "faults": dict(self.counts),
             "duplicates": sum(n for _, n, _ in dups), "duplicate_jobs": len(dups),

@@ -19,5 +19,6 @@ def test_every_job_ends_as_its_kind_says_whatever_is_killed():
         enqueue_s=float(os.environ.get("CHAOS_ENQUEUE_S", 90)),
         seed=seed)
     fig = chaosdriver.run(build, settings)
-    assert fig["done"] + fig["dead"] + len(fig["enqueues_lost_with_redis"]) == fig["jobs"]
+    assert fig["done"] + fig["dead"] + fig["cancelled"] + \
+        len(fig["enqueues_lost_with_redis"]) == fig["jobs"]
     assert fig["jobs"] + fig["enqueues_refused_by_full_redis"] == sum(fig["kinds"].values())

@@ -2,7 +2,8 @@
 corrald processes on one Redis (AOF on), with each fault of the full run
 (tests/chaos, docs/chaos.md) thrown once, in an order the seed picks: the
 processes killed, stopped, or slow past their lease; Redis killed, frozen,
-or full; the AI service failing, throttling or hanging."""
+or full; the AI service failing, throttling or hanging; running jobs
+cancelled, and a job whose deadline passes while it runs."""
 import os
 import random
 import sys
@@ -31,7 +32,10 @@ def test_a_short_chaos_run_loses_no_job_and_runs_none_twice_without_a_crash(buil
     # Every job made is accounted for: its enqueue refused by the full Redis,
     # or lost with the last AOF second of a kill -9, or it ended done or dead.
     assert fig["kinds"]["once"] == 2  # slow_worker's and full_redis's own jobs
-    assert sum(fig["kinds"].values()) == 300 + 2
-    assert fig["jobs"] + fig["enqueues_refused_by_full_redis"] == 300 + 2
-    assert fig["done"] + fig["dead"] + len(fig["enqueues_lost_with_redis"]) == fig["jobs"]
+    assert fig["kinds"]["cancel"] == 1 and fig["kinds"]["deadline"] == 1  # theirs
+    assert sum(fig["kinds"].values()) == 300 + 4
+    assert fig["jobs"] + fig["enqueues_refused_by_full_redis"] == 300 + 4
+    assert fig["cancelled"] >= 1 or fig["anomalies"]
+    assert fig["done"] + fig["dead"] + fig["cancelled"] + \
+        len(fig["enqueues_lost_with_redis"]) == fig["jobs"]
     assert all(n == 1 for n in fig["faults"].values()), fig["faults"]

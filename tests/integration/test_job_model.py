@@ -339,7 +339,7 @@ class JobModel(RuleBasedStateMachine):
         self.begin("cancel")
         jid = self.pick(sorted(self.jobs), i) or "1"
         j = self.jobs.get(jid)
-        if j is None or j.state not in ("queued", "scheduled", "dead"):
+        if j is None or j.state not in ("queued", "scheduled", "dead", "active"):
             with pytest.raises(redis.ResponseError):
                 self.r.fcall("corral_cancel", 1, Q, jid)
             return

@@ -86,7 +86,7 @@ def test_a_payload_with_non_json_numbers_is_refused(q, payload):
     ('"high"', 'queue "jobs": options must be a JSON object'),
     ("5", 'queue "jobs": options must be a JSON object'),
     ('{"prio": "high"}', 'queue "jobs": unknown option "prio" (known: priority, delay_ms, '
-     'max_attempts, timeout_ms, service, unique_key, tenant, tokens)'),
+     'max_attempts, timeout_ms, service, unique_key, tenant, tokens, deadline_ms)'),
     ('{"priority": "urgent"}',
      'queue "jobs": unknown priority "urgent" (known: high, normal, low, or 0-2)'),
     ('{"priority": 3}', 'unknown priority "3" (known: high, normal, low, or 0-2)'),

@@ -84,7 +84,7 @@ def test_bad_options_refuse_the_whole_call_with_corral_enqueues_messages(q):
         "{not json": 'BADOPTION queue "bulk": options must be a JSON object',
         '"high"': 'BADOPTION queue "bulk": options must be a JSON object',
         '{"prio": 1}': 'BADOPTION queue "bulk": unknown option "prio" (known: priority, delay_ms, '
-                       'max_attempts, timeout_ms, service, unique_key, tenant, tokens)',
+                       'max_attempts, timeout_ms, service, unique_key, tenant, tokens, deadline_ms)',
         '{"priority": "urgent"}': 'BADOPTION queue "bulk": unknown priority "urgent" (known: high, '
                                   'normal, low, or 0-2)',
         '{"delay_ms": -5}': "BADOPTION delay_ms must be an integer from 0 to 31622400000, got -5",

@@ -85,8 +85,7 @@ def test_each_kind_of_refusal_begins_with_its_own_word(q, word, fcall):
     assert word_of(q, *fcall) == word
 
 
-@pytest.mark.parametrize("state, word", [("active", "RUNNING"), ("done", "FINISHED"),
-                                         ("cancelled", "FINISHED")])
+@pytest.mark.parametrize("state, word", [("done", "FINISHED"), ("cancelled", "FINISHED")])
 def test_a_cancel_names_why_the_job_cannot_be_cancelled(q, state, word):
     jid = enqueue(q, Q)
     if state == "cancelled":
@@ -133,6 +132,11 @@ def test_every_word_of_the_library_is_documented_and_mapped_in_c_and_used():
     assert ours == {name for name, text, _, strip in rows if text == "NULL" and strip == "1"
                     and name != "ERR"}
     assert redis_words == {name for name, *_ in rows if name not in ours}
-    for word in ours:  # each word is raised somewhere, not only listed
+    # Each word is raised somewhere, not only listed; a retired word (no
+    # longer answered, still mapped for servers of older library versions)
+    # says so in its CODES comment.
+    for word in ours:
+        if re.search(r"^\s*" + word + r" = true, +-- retired", lua, re.M):
+            continue
         assert re.search(r"fail\(.*'" + word + "'", lua) or \
             re.search(r"int_arg\('" + word + "'", lua), word

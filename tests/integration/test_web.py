@@ -442,17 +442,17 @@ def test_breaker_reset_with_the_token(web, r):
     assert st == 404 and "nosvc" in json.loads(body)["error"]
 
 
-def test_cancel_a_queued_job_and_refuse_a_running_one(web, r):
+def test_cancel_a_queued_or_running_job_and_refuse_a_finished_one(web, r):
     queued = enqueue(r, "jobs", "{}")
     st, _, body = web.post(f"/api/jobs/jobs/{queued}/cancel")
     assert st == 200 and json.loads(body)["state"] == "cancelled"
     assert get_job(r, "jobs", queued)["state"] == "cancelled"
     running = enqueue(r, "jobs", "{}")
     reserve(r, "jobs")
+    st, _, body = web.post(f"/api/jobs/jobs/{running}/cancel")
+    assert st == 200 and get_job(r, "jobs", running)["state"] == "cancelled"  # issue 16
     before = db_snapshot(r)
     st, _, body = web.post(f"/api/jobs/jobs/{running}/cancel")
-    # Cancelling a running job waits for issue 16: the library refuses it
-    # (RUNNING), as it refuses a job that ended (FINISHED): 409.
     assert st == 409 and "cannot be cancelled" in json.loads(body)["error"]
     done = run_one(r)
     before = db_snapshot(r)

@@ -133,16 +133,17 @@ def test_a_worker_is_back_within_about_2_s_of_a_redis_that_was_away(build_dir, t
         workers = start_workers(build_dir, tmp_path, 1,
                                 f"[redis]\nurl = unix://{server.socket}\n")
         w = workers[0]
-        wait_until(lambda: w.logs().count("connected to redis") == 2,
-                   what="both connections to be ready")
+        # commands, blocking, and the control channel (docs/worker.md, "Cancel")
+        wait_until(lambda: w.logs().count("connected to redis") == 3,
+                   what="the three connections to be ready")
         server.stop(kill=True)
         wait_until(lambda: "cannot connect to redis" in w.logs(), what="a failed reconnect")
         time.sleep(8)  # long enough for the back-off to reach its cap
-        assert w.logs().count("cannot connect to redis") == 2, w.logs()  # once per connection
+        assert w.logs().count("cannot connect to redis") == 3, w.logs()  # once per connection
         server.start()
         t0 = time.monotonic()
-        wait_until(lambda: w.logs().count("connected to redis") >= 4, timeout=10,
-                   what="both connections to be back")
+        wait_until(lambda: w.logs().count("connected to redis") >= 6, timeout=10,
+                   what="the three connections to be back")
         assert time.monotonic() - t0 < 3.0, w.logs()
         assert "repeated=" in w.logs()  # the held-back tries, counted
         stop_workers(workers)

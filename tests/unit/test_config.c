@@ -689,7 +689,7 @@ static void overlong_lines_are_reported_not_split(void **state)
         "connect_timeout, max_inflight, rate, breaker_window, breaker_min_calls, "
         "breaker_failure_rate, breaker_slow_call, breaker_slow_rate, "
         "breaker_open_for, breaker_open_max, breaker_half_open_calls, tokens, bytes_per_token, "
-        "price_input, price_output, price, budget)");
+        "price_input, price_output, price, budget, model)");
 }
 
 static void long_comments_and_the_longest_line_are_fine(void **state)

@@ -12,7 +12,8 @@ library (errors.CODE_CLASSES). The wire protocol is docs/protocol.md."""
 from ._protocol import FINAL_STATES, MAX_BATCH, Job
 from .aio import AsyncClient
 from .client import Client
-from .errors import (CODE_CLASSES, CorralError, InvalidArgumentError, InvalidOptionError,
+from .errors import (CODE_CLASSES, CorralError, InvalidArgumentError, InvalidDeadlineError,
+                     InvalidOptionError,
                      InvalidPayloadError, InvalidQueueNameError, InvalidSettingError,
                      InvalidTokensError, JobFinishedError, JobNotDeadError, JobRunningError, JobStateError,
                      NoSuchJobError, PayloadTooLargeError, ServerError, UnknownQueueError,
@@ -26,5 +27,5 @@ __all__ = [
     "UnknownServiceError", "InvalidPayloadError", "PayloadTooLargeError", "InvalidOptionError",
     "InvalidSettingError", "InvalidTokensError", "NoSuchJobError", "JobStateError", "JobRunningError",
     "JobFinishedError", "JobNotDeadError", "WaitTimeoutError", "InvalidTenantError",
-    "error_from_reply",
+    "InvalidDeadlineError", "error_from_reply",
 ]

@@ -17,7 +17,7 @@ MAX_BATCH = 1000
 #: States a job ends in.
 FINAL_STATES = frozenset(("done", "dead", "cancelled"))
 OPTION_NAMES = ("priority", "delay_ms", "max_attempts", "timeout_ms", "service", "unique_key",
-                "tenant", "tokens")
+                "tenant", "tokens", "deadline_ms")
 _KNOWN = ", ".join(OPTION_NAMES)
 # The integer options and their ranges, as corral_enqueue checks them.
 _INT_RANGES = {"delay_ms": (0, 366 * 86400000), "max_attempts": (1, 1000),

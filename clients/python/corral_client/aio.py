@@ -93,7 +93,7 @@ class AsyncClient:
         return job
 
     async def cancel(self, queue: str, job_id: JobId) -> None:
-        """Client.cancel: cancels a queued, scheduled or dead job."""
+        """Client.cancel: cancels a queued, scheduled, dead or running job."""
         await self._call("FCALL", "corral_cancel", 1, self._key(queue), p.job_id_text(job_id))
 
     async def close(self) -> None:

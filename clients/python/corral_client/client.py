@@ -2,7 +2,8 @@
 FCALLs of docs/protocol.md (wait adds the documented BLMOVE)."""
 from __future__ import annotations
 
-from typing import Any, Iterable, List, Optional, Union
+import time
+from typing import Any, Iterable, Iterator, List, Optional, Union
 
 import redis
 import redis.exceptions as rx
@@ -118,9 +119,48 @@ class Client:
             raise p.no_job(queue, jid)
         return job
 
+    def follow(self, queue: str, job_id: JobId, timeout: Optional[float] = None
+               ) -> Iterator[str]:
+        """Yields a streamed answer's text piece by piece as the worker
+        reads it (XREAD BLOCK on the job's stream, docs/protocol.md,
+        "Streamed answers"), until its end; then wait() gives the job. An
+        answer that was not streamed yields nothing. A job retried after
+        part of its answer streamed starts its text again (a new run): the
+        pieces of each run are yielded as they come.
+
+        timeout: seconds (None: no limit); WaitTimeoutError when it runs
+        out, NoSuchJobError when there is no such job."""
+        k = self._key(queue)
+        jid = p.job_id_text(job_id)
+        sk, last = f"{k}:stream:{jid}", "0"
+        end = None if timeout is None else time.monotonic() + timeout
+        while True:
+            job = Job.from_reply(self._call("FCALL_RO", "corral_job", 1, k, jid))
+            if job is None:
+                raise p.no_job(queue, jid)
+            block = 250 if end is None else int(min(0.25, end - time.monotonic()) * 1000)
+            if not job.ended and block <= 0:
+                raise p.wait_timeout(queue, jid, timeout)
+            args = ["XREAD", "COUNT", 1000] + ([] if job.ended else ["BLOCK", max(block, 1)])
+            got = self._call(*args, "STREAMS", sk, last)
+            ended = False
+            for _, entries in got or []:
+                for eid, fields in entries:
+                    last = eid if isinstance(eid, str) else eid.decode()
+                    f = dict(fields) if isinstance(fields, dict) else \
+                        dict(zip(fields[::2], fields[1::2]))
+                    f = {(a.decode() if isinstance(a, bytes) else a):
+                         (b.decode() if isinstance(b, bytes) else b) for a, b in f.items()}
+                    if "text" in f:
+                        yield f["text"]
+                    ended = ended or "end" in f
+            if ended or (job.ended and not got):
+                return
+
     def cancel(self, queue: str, job_id: JobId) -> None:
-        """Cancels a job that is queued, scheduled or dead (corral_cancel);
-        JobStateError for one that runs or has ended, NoSuchJobError for an
+        """Cancels a job that is queued, scheduled, dead or running
+        (corral_cancel; a running job's call is stopped, library version
+        6); JobStateError for one that has ended, NoSuchJobError for an
         unknown id."""
         self._call("FCALL", "corral_cancel", 1, self._key(queue), p.job_id_text(job_id))
 

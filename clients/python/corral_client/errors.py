@@ -101,6 +101,9 @@ class InvalidTokensError(InvalidOptionError):
     """The enqueue option tokens is not a whole number from 1 to 10^9 (an
     InvalidOptionError with a code word of its own, BADTOKENS)."""
     code = "BADTOKENS"
+class InvalidDeadlineError(InvalidOptionError):
+    """The option deadline_ms is not a positive integer of milliseconds."""
+    code = "BADDEADLINE"
 
 
 class InvalidSettingError(CorralError):
@@ -160,6 +163,7 @@ CODE_CLASSES: Dict[str, Type[CorralError]] = {
     "NOTDEAD": JobNotDeadError,
     "BADTENANT": InvalidTenantError,
     "BADTOKENS": InvalidTokensError,
+    "BADDEADLINE": InvalidDeadlineError,
 }
 
 # redis-py takes these words off the reply and raises its own class instead.

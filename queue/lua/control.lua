@@ -1,0 +1,152 @@
+-- control.lua: control of a job in flight: corral_cancel of a job in any
+-- state but a final one, running jobs included (docs/protocol.md, "Cancel"),
+-- and deadlines (the enqueue option deadline_ms; docs/protocol.md,
+-- "Deadlines"): the checks enqueue.lua, jobs.lua (reserve) and runs.lua
+-- (fail, defer) call. A job's deadline is its field deadline_at_ms (server
+-- clock, ms).
+-- Keys: the queue's (jobs.lua), derived from K = KEYS[1]; the queue's
+-- service's (services.lua), derived from K's prefix and K:conf's service.
+-- Channel: <prefix>:ctl:<worker id>, where a running job's worker hears
+-- that its run is cancelled (worker/control.c subscribes to it).
+
+-- The channel a worker listens on for its runs' cancels.
+local function ctl_channel(prefix, worker)
+    return prefix .. ':ctl:' .. worker
+end
+
+-- corral_cancel: KEYS[1] queue; ARGV[1] job id -> "cancelled". A queued,
+-- scheduled or dead job leaves its container; a running (active) one
+-- leaves its lease (its service's call slot and probe permit freed, the
+-- call not counted by the breaker) and its worker is told at once on its
+-- control channel with "cancel <queue> <id> <run>", so it aborts the call.
+-- The run can report nothing afterwards (run_status: STALE), so the
+-- cancel is final whatever the run does (docs/invariants.md, I5 and I6).
+-- What the record holds (usage, error, attempts) is kept. Refusals: NOJOB
+-- (no such job in this queue), FINISHED (done or cancelled already).
+local function corral_cancel(keys, args)
+    local K, q, prefix = queue_key(keys[1])
+    local c = load_conf(K, q)
+    local id = args[1] or ''
+    local jk = job_key(K, id)
+    local j = redis.call('HMGET', jk, 'state', 'worker', 'run', 'unique_key')
+    local state = j[1]
+    if not state then
+        fail('NOJOB', 'queue "%s": no job %s', q, id:sub(1, 40))
+    end
+    if state ~= 'queued' and state ~= 'scheduled' and state ~= 'dead' and state ~= 'active' then
+        fail('FINISHED', 'queue "%s": job %s is %s and cannot be cancelled', q, id:sub(1, 40),
+             state)
+    end
+    local now = now_ms()
+    if state == 'active' then
+        local b = svc_batch(K, c, prefix)
+        svc_leave(b, jk, now, nil)
+        svc_apply(b, now)
+        tenant_release_job(K, c, jk) -- tenants.lua: its running slot is free
+    end
+    unlink(K, jk, id, state)
+    if j[4] then
+        redis.call('DEL', K .. ':uniq:' .. j[4])
+    end
+    finish(K, c, id, jk, 'cancelled', now, {}, false, false)
+    if state == 'active' and j[2] then
+        redis.call('PUBLISH', ctl_channel(prefix, j[2]), 'cancel ' .. q .. ' ' .. id .. ' ' .. j[3])
+        local sk = K .. ':stream:' .. id -- followers of a streamed answer stop here
+        if redis.call('EXISTS', sk) == 1 then
+            redis.call('XADD', sk, 'MAXLEN', '~', 10000, '*', 'run', j[3], 'end', 'cancelled',
+                       'error', '')
+        end
+    end
+    return 'cancelled'
+end
+
+local DEADLINE_EXCEEDED = 'deadline exceeded'
+local DEADLINE_MAX_MS = 366 * 86400000
+
+-- The enqueue option deadline_ms (milliseconds from now, like delay_ms): a
+-- positive integer, else a refusal BADDEADLINE naming the value.
+local function deadline_option(q, v)
+    if type(v) ~= 'number' or v ~= math.floor(v) or v < 1 or v > DEADLINE_MAX_MS then
+        fail('BADDEADLINE', 'queue "%s": deadline_ms must be a positive integer of milliseconds ' ..
+                 '(at most %d), got %s', q, DEADLINE_MAX_MS, shown(v):sub(1, 40))
+    end
+    return v
+end
+
+-- A job leaving its lease (fail, defer) whose next try would start at
+-- `at` (ms) or later, past its deadline: ends it dead at once ("deadline
+-- exceeded") rather than let it wait for nothing -> true; false when it
+-- has no deadline or may still run. The caller has dropped its lease.
+local function deadline_ends(K, c, id, jk, now, at)
+    local d = tonumber(redis.call('HGET', jk, 'deadline_at_ms'))
+    if d == nil or at < d then
+        return false
+    end
+    to_dead(K, c, id, jk, now, DEADLINE_EXCEEDED)
+    return true
+end
+
+-- Reserve (lease_one): a job past its deadline is not started again and
+-- ends dead -> nil; else the timeout its run gets, at most the time left
+-- before the deadline, so the worker's own timer stops the call there.
+-- (Declared in jobs.lua, which calls it.)
+deadline_lease = function(K, c, id, jk, now, deadline_at, timeout)
+    local d = tonumber(deadline_at)
+    if d == nil then
+        return timeout
+    end
+    if now >= d then
+        to_dead(K, c, id, jk, now, DEADLINE_EXCEEDED)
+        return nil
+    end
+    return math.min(timeout, d - now)
+end
+
+-- Streamed answers (docs/protocol.md, "Streamed answers"). K:stream:<id>
+-- is a Redis Stream of a job's answer as the worker reads it: entries
+-- {run, text} with each piece of the text, and {run, end, error} when the
+-- worker has read the whole answer (end "complete") or stopped reading
+-- (end "failed", error saying why); a cancel adds {run, end "cancelled"}.
+-- A new run of the job (a retry) streams its answer again under its own
+-- run number. Capped at about STREAM_MAXLEN entries; it expires
+-- result_ttl after the job's time limit, so no longer than the job's
+-- result outlives its end by more than the limit.
+local STREAM_MAXLEN = 10000
+local STREAM_KINDS = {text = true, complete = true, failed = true}
+
+local function stream_key(K, id)
+    return K .. ':stream:' .. id
+end
+
+-- corral_stream_append: KEYS[1] queue; ARGV worker, id, run, kind, then
+-- for kind "text" one or more pieces of text, for "complete" or "failed"
+-- an optional error -> "active" (appended), or "STALE" / "RECLAIMED" as
+-- corral_renew answers, writing nothing: only the run that holds the
+-- lease streams.
+local function corral_stream_append(keys, args)
+    local K, q = queue_key(keys[1])
+    local c = load_conf(K, q)
+    local worker, id, run = args[1], args[2], args[3]
+    local kind = args[4] or ''
+    if not (worker and id and run) or not STREAM_KINDS[kind] or
+        (kind == 'text' and #args < 5) or (kind ~= 'text' and #args > 5) then
+        fail('BADARG', 'stream_append: expected worker, id, run, then text and pieces of ' ..
+                 'text, or complete or failed and an optional error')
+    end
+    local jk = job_key(K, id)
+    local j = redis.call('HMGET', jk, 'state', 'run', 'worker', 'reclaimed', 'timeout_ms')
+    if j[1] ~= 'active' or j[2] ~= run or j[3] ~= worker then
+        return (j[1] and j[2] == run and j[3] == worker and j[4] == run) and 'RECLAIMED' or 'STALE'
+    end
+    local sk = stream_key(K, id)
+    if kind ~= 'text' then
+        redis.call('XADD', sk, 'MAXLEN', '~', STREAM_MAXLEN, '*', 'run', run, 'end', kind,
+                   'error', (args[5] or ''):sub(1, 4096))
+    else
+        for i = 5, #args do
+            redis.call('XADD', sk, 'MAXLEN', '~', STREAM_MAXLEN, '*', 'run', run, 'text', args[i])
+        end
+    end
+    redis.call('PEXPIRE', sk, c.result_ttl_ms + (tonumber(j[5]) or c.timeout_ms))
+    return 'active'
+end
