@@ -358,10 +358,8 @@ static void end_call(struct call *c, CURLcode code)
                           &end, &out, &len);
         size_t clean_len = 0;
         char *clean = redact(c, out, len, 0, &clean_len);
-        /* The usage of the final events is in the assembled result (its
-         * "usage" and "model"), read like a whole answer's (settle.h). */
-        run->settle = corral_tally_settle(c->tally, end == CORRAL_END_DONE && out != NULL,
-                                          clean ? clean : out ? out : "", clean ? clean_len : len);
+        /* The usage the events gave as they came (a cut stream's too). */
+        run->settle = corral_tally_settle_usage(c->tally, corral_stream_usage(c->stream));
         corral_stream_sink_end(run->sink, run, end == CORRAL_END_DONE,
                                end == CORRAL_END_DONE ? NULL
                                : clean                ? clean

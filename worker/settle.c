@@ -77,27 +77,17 @@ static int on_event(const struct corral_sse_event *ev, void *priv)
     return 0;
 }
 
-struct corral_settle *corral_tally_settle(const struct corral_tally *t, int answered,
-                                          const char *body, size_t len)
+/* The settlement from the usage u the answer gave (NULL: the call has no
+ * usage), and the provider's view from the headers either way. */
+static struct corral_settle *settle_with(const struct corral_tally *t,
+                                         const struct corral_usage *u)
 {
     struct corral_settle *s = corral_xcalloc(1, sizeof(*s));
     s->input_tokens = s->output_tokens = -1;
     s->remaining = s->reset_ms = -1;
-    if (answered) {
-        struct corral_usage u;
-        corral_usage_init(&u);
-        if (t->event_stream) {
-            struct corral_err err;
-            struct corral_sse *p = corral_sse_new(0, 0, on_event, &u);
-            /* A cut stream settles with what its events said. */
-            if (corral_sse_feed(p, body, len, &err) == 0)
-                corral_sse_finish(p, &err);
-            corral_sse_free(p);
-        } else {
-            corral_usage_from_body(&u, body, len);
-        }
+    if (u != NULL) {
         struct corral_job_usage ju;
-        corral_usage_settle(&u, &t->est, t->sv, &ju);
+        corral_usage_settle(u, &t->est, t->sv, &ju);
         s->input_tokens = ju.input_tokens;
         s->output_tokens = ju.output_tokens;
         s->estimated = ju.estimated;
@@ -114,6 +104,32 @@ struct corral_settle *corral_tally_settle(const struct corral_tally *t, int answ
             s->remaining = -1;
     }
     return s;
+}
+
+struct corral_settle *corral_tally_settle(const struct corral_tally *t, int answered,
+                                          const char *body, size_t len)
+{
+    if (!answered)
+        return settle_with(t, NULL);
+    struct corral_usage u;
+    corral_usage_init(&u);
+    if (t->event_stream) {
+        struct corral_err err;
+        struct corral_sse *p = corral_sse_new(0, 0, on_event, &u);
+        /* A cut stream settles with what its events said. */
+        if (corral_sse_feed(p, body, len, &err) == 0)
+            corral_sse_finish(p, &err);
+        corral_sse_free(p);
+    } else {
+        corral_usage_from_body(&u, body, len);
+    }
+    return settle_with(t, &u);
+}
+
+struct corral_settle *corral_tally_settle_usage(const struct corral_tally *t,
+                                                const struct corral_usage *u)
+{
+    return settle_with(t, u);
 }
 
 void corral_settle_cmd(struct corral_cmd *cmd, const char *prefix, const char *queue,

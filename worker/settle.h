@@ -45,6 +45,11 @@ int corral_tally_token_429(const struct corral_tally *t, const char *body, size_
 struct corral_settle *corral_tally_settle(const struct corral_tally *t, int answered,
                                           const char *body, size_t len);
 
+/* The settlement of a call whose answer was read as it came (a streamed
+ * answer, stream.h): u is the usage its events gave (NULL: none). */
+struct corral_usage;
+struct corral_settle *corral_tally_settle_usage(const struct corral_tally *t,
+                                                const struct corral_usage *u);
 /* Appends the corral_settle arguments of one run (id, run, s) to cmd,
  * begun with corral_settle_cmd. */
 void corral_settle_cmd(struct corral_cmd *cmd, const char *prefix, const char *queue,

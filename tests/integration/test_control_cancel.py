@@ -105,7 +105,7 @@ def test_a_job_with_usage_reported_keeps_it_when_cancelled(r):
     reserve(r, Q)
     r.hset(f"{K}:job:{jid}", "usage", '{"input_tokens": 3}')
     r.fcall("corral_cancel", 1, Q, jid)
-    assert job(r, jid)["usage"] == '{"input_tokens": 3}'
+    assert job(r, jid)["usage"] == {"input_tokens": 3}  # corral_job reads it as JSON (tokens)
 
 
 def test_corralctl_cancel_cancels_a_running_job_and_names_a_finished_or_unknown_one(
