@@ -105,16 +105,17 @@ end
 -- line of docs/operations.md names every command the library runs), and
 -- one RPUSH (or ZADD) makes them all ready (or scheduled) in order. The
 -- caller wakes workers and counts the jobs.
-local function enqueue_write(K, c, q, o, args, from, to, now, now_micros)
+local function enqueue_write(K, c, q, o, args, from, to, now, now_micros, now_t)
     local n = to - from + 1
     local ready = o.delay == 0
     -- The record's fields, the same for every job of the call but id (2)
-    -- and payload (8).
+    -- and payload (8); numbers as text (prelude: itxt).
     local f = {'id', '', 'queue', q, 'state', ready and 'queued' or 'scheduled', 'payload', '',
-               'priority', c.priorities[o.level + 1], 'prio', o.level, 'service', o.service,
-               'attempts', 0, 'max_attempts', o.max_attempts, 'run', 0, 'timeout_ms', o.timeout,
-               'created_ms', now, 'run_at_ms', now + o.delay, 'queued_ms', now, 'created_us',
-               now_micros}
+               'priority', c.priorities[o.level + 1], 'prio', itxt(o.level), 'service', o.service,
+               'attempts', '0', 'max_attempts', itxt(o.max_attempts), 'run', '0', 'timeout_ms',
+               o.timeout == c.timeout_ms and c.timeout_t or itxt(o.timeout), 'created_ms', now_t,
+               'run_at_ms', ready and now_t or itxt(now + o.delay), 'queued_ms', now_t,
+               'created_us', now_micros}
     local ids, sched = {}, {}
     for i = 0, n - 1 do
         local id = tostring(redis.call('INCR', K .. ':seq'))
@@ -128,7 +129,7 @@ local function enqueue_write(K, c, q, o, args, from, to, now, now_micros)
         redis.call('SET', K .. ':uniq:' .. o.uk, ids[1])
     end
     if ready then
-        redis.call('RPUSH', K .. ':q:' .. o.level, unpack(ids)) -- make_ready, n at once
+        redis.call('RPUSH', c.qkeys[o.level + 1], unpack(ids)) -- make_ready, n at once
     else
         redis.call('ZADD', K .. ':sched', unpack(sched))
     end
@@ -157,8 +158,8 @@ local function corral_enqueue(keys, args)
         return existing
     end
 
-    local now, now_u = clock()
-    local ids, ready = enqueue_write(K, c, q, o, args, 1, 1, now, now_u)
+    local now, now_u, now_t = clock()
+    local ids, ready = enqueue_write(K, c, q, o, args, 1, 1, now, now_u, now_t)
     if ready then
         wake(K, 1)
     end
@@ -194,13 +195,14 @@ local function corral_enqueue_many(keys, args)
     local o = enqueue_options(c, q, args[1])
 
     local existing = enqueue_existing(K, o)
-    local now, now_u = clock()
+    local now, now_u, now_t = clock()
     local ids, ready = nil, false
     if existing then
         ids = {existing}
     else
         -- with a unique key, one job: the first payload's
-        ids, ready = enqueue_write(K, c, q, o, args, 2, o.uk and 2 or #args, now, now_u)
+        ids, ready = enqueue_write(K, c, q, o, args, 2, o.uk and 2 or #args, now, now_u,
+                                   now_t)
         if ready then
             wake(K, #ids)
         end

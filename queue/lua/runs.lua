@@ -69,7 +69,8 @@ end
 -- for worker, applied with the call's clock now -> the per-job answers.
 -- One HMGET per job reads what run_status, the breaker and finish need;
 -- the leases are dropped with one ZREM and the statistics written once.
-local function ack_jobs(K, c, prefix, worker, args, first, now)
+-- now_t: now as text (prelude: clock).
+local function ack_jobs(K, c, prefix, worker, args, first, now, now_t)
     local b = svc_batch(K, c, prefix)
     local out, acc, done = {}, {}, {}
     for i = first, #args - 2, 3 do
@@ -89,7 +90,7 @@ local function ack_jobs(K, c, prefix, worker, args, first, now)
                 stat_proc_add(acc, now, 'fail', j[5])
                 out[#out + 1] = 'dead'
             else
-                finish(K, c, id, jk, 'done', now, {'result', result}, false, j[7], true)
+                finish(K, c, id, jk, 'done', now_t, {'result', result}, false, j[7], true)
                 stat_proc_add(acc, now, 'done', j[5])
                 out[#out + 1] = 'done'
             end
@@ -110,7 +111,8 @@ end
 local function corral_ack(keys, args)
     local K, q, prefix = queue_key(keys[1])
     local c = load_conf(K, q)
-    return ack_jobs(K, c, prefix, args[1], args, 2, now_ms())
+    local now, _, now_t = clock()
+    return ack_jobs(K, c, prefix, args[1], args, 2, now, now_t)
 end
 
 -- corral_ack_reserve: KEYS[1] queue; ARGV worker, n, max_inflight, then
@@ -132,9 +134,9 @@ local function corral_ack_reserve(keys, args)
         fail('BADARG', 'ack_reserve: after worker, n and max_inflight come triples id run ' ..
                  'result; got %d arguments', #args - 3)
     end
-    local now, now_u = clock()
-    local acks = ack_jobs(K, c, prefix, worker, args, 4, now)
-    return {acks, reserve_jobs(K, c, prefix, worker, n, max_inflight, true, now, now_u)}
+    local now, now_u, now_t = clock()
+    local acks = ack_jobs(K, c, prefix, worker, args, 4, now, now_t)
+    return {acks, reserve_jobs(K, c, prefix, worker, n, max_inflight, true, now, now_u, now_t)}
 end
 
 -- corral_fail: KEYS[1] queue; ARGV worker, then quadruples id run kind error

@@ -67,7 +67,7 @@ local function load_svc(SK, name)
         if not w[1] then
             return nil
         end
-        set = {packed = packed}
+        set = {packed = packed, calls_field = {}}
         for i, f in ipairs(SVC_SETTINGS) do
             set[f] = tonumber(w[i]) or SVC_NUM[f]
         end
@@ -257,7 +257,7 @@ local function svc_granted(s, now, n, host)
     if n == 0 then
         return
     end
-    redis.call('HINCRBY', s.key, 'inflight:' .. host, n)
+    redis.call('HINCRBY', s.key, 'inflight:' .. host, itxt(n))
     if s.state == 'half_open' then
         s.probes = s.probes + n
         redis.call('HSET', s.key, 'probes', s.probes)
@@ -351,7 +351,7 @@ local function svc_apply(b, now)
     end
     local s = b.s
     for host, n in pairs(b.hosts) do
-        redis.call('HINCRBY', s.key, 'inflight:' .. host, -n)
+        redis.call('HINCRBY', s.key, 'inflight:' .. host, itxt(-n))
         svc_wake(s, host)
     end
     if s.state == 'half_open' then
@@ -378,7 +378,13 @@ local function svc_apply(b, now)
     end
     local idx = svc_bucket(s, now)
     svc_advance(s, idx)
-    redis.call('HINCRBY', s.key, 'calls:' .. idx, b.ok + b.fail)
+    -- The newest bucket's field name, kept with the settings (derived data:
+    -- prelude's hot-path caches) while the bucket lasts.
+    local cf = s.calls_field
+    if cf[1] ~= idx then
+        cf[1], cf[2] = idx, 'calls:' .. itxt(idx)
+    end
+    redis.call('HINCRBY', s.key, cf[2], itxt(b.ok + b.fail))
     if b.fail > 0 then
         redis.call('HINCRBY', s.key, 'failures:' .. idx, b.fail)
     end
