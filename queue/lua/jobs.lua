@@ -336,7 +336,7 @@ local function reserve_jobs(K, c, prefix, worker, n, max_inflight, gated, now, n
     end
     local s, host, allowed, gate_until, gate_why = nil, nil, n, nil, nil
     if c.service ~= '' then
-        s = load_svc(svc_key(prefix, c.service), c.service)
+        s = load_svc(svc_key(prefix, c.service), c.service, now) -- only hot fields
         if s ~= nil then
             host = worker:match('^(.*):[^:]*$') or worker
             allowed, gate_until, gate_why = svc_gate(s, now, n, host, max_inflight)

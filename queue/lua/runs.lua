@@ -71,27 +71,40 @@ end
 -- the leases are dropped with one ZREM and the statistics written once.
 -- now_t: now as text (prelude: clock).
 local function ack_jobs(K, c, prefix, worker, args, first, now, now_t)
-    local b = svc_batch(K, c, prefix)
+    local b = svc_batch(K, c, prefix, now) -- only hot fields (load_svc)
     local out, acc, done = {}, {}, {}
     for i = first, #args - 2, 3 do
         local id, run, result = args[i], args[i + 1], args[i + 2]
         local jk = job_key(K, id)
-        local j = redis.call('HMGET', jk, 'state', 'run', 'worker', 'reclaimed', 'started_ms',
-                             'probe', 'unique_key')
-        local st = run_status_of(j, run, worker)
+        -- Fields a job seldom has are left out of the HMGET: in a small
+        -- job's hash (a listpack) an absent field costs a scan of the whole
+        -- record. "reclaimed" matters only to a run that is not active
+        -- (run_status reads it then); "probe" only with a service (as
+        -- svc_leave_read, which ignores it without one).
+        local j
+        if b then
+            j = redis.call('HMGET', jk, 'state', 'run', 'worker', 'started_ms', 'unique_key',
+                           'probe')
+        else
+            j = redis.call('HMGET', jk, 'state', 'run', 'worker', 'started_ms', 'unique_key')
+        end
+        local st = 'active'
+        if j[1] ~= 'active' or run == '0' or j[2] ~= run or j[3] ~= worker then
+            st = run_status(jk, run, worker)
+        end
         if st ~= 'active' then
             out[#out + 1] = st
         else
-            svc_leave_read(b, jk, now, 'ok', nil, j[1], j[3], j[6], j[5])
+            svc_leave_read(b, jk, now, 'ok', nil, j[1], j[3], j[6], j[4])
             done[#done + 1] = id
             if #result > c.max_result then
                 to_dead(K, c, id, jk, now, string.format(
                     'result is %d bytes, limit is %d (max_result)', #result, c.max_result))
-                stat_proc_add(acc, now, 'fail', j[5])
+                stat_proc_add(acc, now, 'fail', j[4])
                 out[#out + 1] = 'dead'
             else
-                finish(K, c, id, jk, 'done', now_t, {'result', result}, false, j[7], true)
-                stat_proc_add(acc, now, 'done', j[5])
+                finish(K, c, id, jk, 'done', now_t, {'result', result}, false, j[5], true)
+                stat_proc_add(acc, now, 'done', j[4])
                 out[#out + 1] = 'done'
             end
         end

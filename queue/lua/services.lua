@@ -36,9 +36,12 @@ local NB = 10 -- buckets per breaker window: it slides in tenths
 -- numeric ones with their defaults.
 local SVC_SETTINGS = {'window_ms', 'min_calls', 'failure_rate', 'slow_call_ms', 'slow_rate',
                       'open_for_ms', 'open_max_ms', 'half_open_calls', 'rate', 'rate_period_ms'}
-local SVC_STATE = {'settings', 'state', 'open_until_ms', 'trips', 'reason', 'probes',
-                   'probe_successes', 'throttled_until_ms', 'throttle_reason', 'newest_bucket',
-                   'bad_calls', 'sleepers'}
+local SVC_STATE = {'settings', 'state', 'throttled_until_ms', 'newest_bucket', 'bad_calls',
+                   'sleepers', 'open_until_ms', 'trips', 'reason', 'probes', 'probe_successes',
+                   'throttle_reason'}
+-- The first six of SVC_STATE: all that reserve and ack need while the
+-- breaker is closed and the service not throttled (load_svc with now).
+local SVC_HOT = {'settings', 'state', 'throttled_until_ms', 'newest_bucket', 'bad_calls', 'sleepers'}
 local SVC_NUM = {window_ms = 60000, min_calls = 20, failure_rate = 50, slow_call_ms = 30000,
                  slow_rate = 80, open_for_ms = 30000, open_max_ms = 300000, half_open_calls = 3,
                  rate = 0, rate_period_ms = 60000}
@@ -57,9 +60,15 @@ end
 -- read on every call; the settings come from svc_cache (through the
 -- table's metatable) while the service's "settings" text is unchanged, so
 -- a call reads one HMGET of the state. Services declared before library
--- version 5 have no "settings" and are read in full.
-local function load_svc(SK, name)
-    local v = redis.call('HMGET', SK, unpack(SVC_STATE))
+-- version 5 have no "settings" and are read in full. With now (the hot
+-- path: reserve, ack), only the fields of SVC_HOT are read while the
+-- breaker is closed and no throttle holds at now; the others are then at
+-- what a closed breaker holds (svc_close: trips, probes and
+-- probe_successes 0; open_until_ms, reason and throttle_reason are read
+-- only while open or throttled), so every field a closed breaker's calls
+-- use is as read in full.
+local function load_svc(SK, name, now)
+    local v = redis.call('HMGET', SK, unpack(now and SVC_HOT or SVC_STATE))
     local packed = v[1]
     local set = packed and svc_cache[SK]
     if not (set and set.packed == packed) then
@@ -79,12 +88,19 @@ local function load_svc(SK, name)
             svc_cache[SK], svc_cached = set, svc_cached + 1
         end
     end
+    local state, throttled = v[2] or 'closed', tonumber(v[3]) or 0
+    if now and (state ~= 'closed' or throttled > now) then
+        local w = redis.call('HMGET', SK, unpack(SVC_STATE, 7))
+        for i = 1, #w do
+            v[i + 6] = w[i]
+        end
+    end
     return setmetatable({
-        key = SK, name = name, state = v[2] or 'closed', open_until_ms = tonumber(v[3]) or 0,
-        trips = tonumber(v[4]) or 0, reason = v[5] or '', probes = tonumber(v[6]) or 0,
-        probe_successes = tonumber(v[7]) or 0, throttled_until_ms = tonumber(v[8]) or 0,
-        throttle_reason = v[9] or '', newest_bucket = tonumber(v[10]),
-        bad_calls = tonumber(v[11]) or 0, sleepers = tonumber(v[12]) or 0
+        key = SK, name = name, state = state, throttled_until_ms = throttled,
+        newest_bucket = tonumber(v[4]), bad_calls = tonumber(v[5]) or 0,
+        sleepers = tonumber(v[6]) or 0, open_until_ms = tonumber(v[7]) or 0,
+        trips = tonumber(v[8]) or 0, reason = v[9] or '', probes = tonumber(v[10]) or 0,
+        probe_successes = tonumber(v[11]) or 0, throttle_reason = v[12] or ''
     }, set.meta)
 end
 
@@ -277,12 +293,12 @@ end
 
 -- Collects the outcomes of one ack/fail/defer call for a queue's service
 -- and applies them to the breaker once, at the end of the call.
-local function svc_batch(K, c, prefix)
+local function svc_batch(K, c, prefix, now)
     if c.service == '' then
         return nil
     end
     local SK = svc_key(prefix, c.service)
-    local s = load_svc(SK, c.service)
+    local s = load_svc(SK, c.service, now)
     if s == nil then
         return nil
     end
@@ -586,9 +602,15 @@ local function corral_declare_service(keys, args)
     if fields[12] > fields[14] then
         fail('BADSETTING', 'service "%s": open_for_ms must not exceed open_max_ms', name)
     end
+    -- "settings": each name=value, one a line. Named, so the text is longer
+    -- than Redis's hash-max-listpack-value (64 bytes): the service's hash is
+    -- then a real hash table, not a listpack, and the fields every reserve
+    -- and ack reads are found at once instead of by a scan of the whole
+    -- list (a listpack lookup of a field that is absent, or near its end,
+    -- costs about a microsecond with the hash's 30-odd fields).
     local values = {}
     for i = 2, #fields, 2 do
-        values[#values + 1] = fields[i]
+        values[#values + 1] = fields[i - 1] .. '=' .. fields[i]
     end
     fields[#fields + 1] = 'settings'
     fields[#fields + 1] = table.concat(values, '\n')
