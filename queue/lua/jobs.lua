@@ -338,7 +338,7 @@ local function reserve_jobs(K, c, prefix, worker, n, max_inflight, gated, now, n
     if c.service ~= '' then
         s = load_svc(svc_key(prefix, c.service), c.service, now) -- only hot fields
         if s ~= nil then
-            host = worker:match('^(.*):[^:]*$') or worker
+            host = worker_host(worker)
             allowed, gate_until, gate_why = svc_gate(s, now, n, host, max_inflight)
         end
     end

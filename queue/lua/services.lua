@@ -51,6 +51,23 @@ local SVC_NUM = {window_ms = 60000, min_calls = 20, failure_rate = 50, slow_call
 -- (prelude.lua: the hot-path caches).
 local svc_cache, svc_cached = {}, 0
 
+-- The host of a worker id "<host>:<n>" (the id itself without a colon),
+-- whose calls in flight count against max_inflight. Kept per worker id
+-- (derived data: prelude's hot-path caches): reserve and ack ask it for
+-- every call.
+local host_cache, host_cached = {}, 0
+local function worker_host(worker)
+    local host = host_cache[worker]
+    if host == nil then
+        host = worker:match('^(.*):[^:]*$') or worker
+        if host_cached >= CACHE_MAX then
+            host_cache, host_cached = {}, 0
+        end
+        host_cache[worker], host_cached = host, host_cached + 1
+    end
+    return host
+end
+
 local function svc_key(prefix, name)
     return prefix .. ':svc:' .. name
 end
@@ -237,19 +254,23 @@ local function svc_gate(s, now, want, host, max_inflight)
         s.state, s.probes, s.probe_successes = 'half_open', 0, 0
         redis.call('HSET', s.key, 'state', 'half_open', 'probes', 0, 'probe_successes', 0)
     end
+    -- Each limit caps allowed; the reason text is made only for a limit
+    -- that caps (the hot path makes no closure and formats nothing).
     local allowed, upto, why = want, nil, nil
-    local function cap(n, t, w)
+    if s.state == 'half_open' then
+        local n = s.half_open_calls - s.probes
         if n < allowed then
-            allowed, upto, why = math.max(n, 0), t, w
+            allowed, upto, why = math.max(n, 0), now + 1000,
+                                 'breaker half-open: probe calls in flight'
         end
     end
-    if s.state == 'half_open' then
-        cap(s.half_open_calls - s.probes, now + 1000, 'breaker half-open: probe calls in flight')
-    end
     if max_inflight > 0 then
-        local cur = tonumber(redis.call('HGET', s.key, 'inflight:' .. host)) or 0
-        cap(max_inflight - cur, now + 1000,
-            string.format('max_inflight %d reached on host %s', max_inflight, host))
+        local n = max_inflight - (tonumber(redis.call('HGET', s.key, 'inflight:' .. host)) or 0)
+        if n < allowed then
+            allowed, upto, why = math.max(n, 0), now + 1000,
+                                 string.format('max_inflight %d reached on host %s', max_inflight,
+                                               host)
+        end
     end
     if s.rate > 0 and allowed > 0 then
         local rk = s.key .. ':rl'
@@ -261,8 +282,12 @@ local function svc_gate(s, now, want, host, max_inflight)
             if first[2] then
                 t = tonumber(first[2]) + s.rate_period_ms + 1
             end
-            cap(s.rate - used, t,
-                string.format('rate %d per %d ms reached', s.rate, s.rate_period_ms))
+            local n = s.rate - used
+            if n < allowed then
+                allowed, upto, why = math.max(n, 0), t,
+                                     string.format('rate %d per %d ms reached', s.rate,
+                                                   s.rate_period_ms)
+            end
         end
     end
     return allowed, upto, why
@@ -303,7 +328,7 @@ local function svc_batch(K, c, prefix, now)
         return nil
     end
     return {s = s, ok = 0, fail = 0, slow = 0, pok = 0, pfail = 0, prel = 0, hosts = {},
-            host_of = {}, fail_why = ''}
+            fail_why = ''}
 end
 
 -- A job leaves its lease: its host's call slot and its probe permit (if it
@@ -317,11 +342,7 @@ local function svc_leave_read(b, jk, now, kind, why, state, worker, probe_field,
         return started
     end
     if state == 'active' and worker then
-        local host = b.host_of[worker]
-        if host == nil then
-            host = worker:match('^(.*):[^:]*$') or worker
-            b.host_of[worker] = host
-        end
+        local host = worker_host(worker)
         b.hosts[host] = (b.hosts[host] or 0) + 1
     end
     local probe = probe_field == '1'
