@@ -5,7 +5,7 @@
 # pipelined, and in bulk with corral_enqueue_many in batches of 1,000; the
 # full cycle), then the worker,
 # supervisor and scaler benchmarks, each with its own private Redis.
-#   sh bench/run.sh [queue|status|worker|supervisor|scaler|web]...   (default: all)
+#   sh bench/run.sh [queue|status|worker|ceiling|supervisor|scaler|web]...   (default: all)
 # CORRAL_BUILD is the build directory (make bench sets it; build-san under
 # SANITIZE=1); BENCH_JOBS the jobs per queue run (default 50000);
 # BENCH_REF_RUNS the redis-benchmark runs per reference, best kept (default 3),
@@ -17,7 +17,7 @@ B=${CORRAL_BUILD:-$here/../build}
 JOBS=${BENCH_JOBS:-50000}
 REF_RUNS=${BENCH_REF_RUNS:-3}
 REF_JOBS=${BENCH_REF_JOBS:-20000}
-parts=${*:-queue status worker supervisor scaler web}
+parts=${*:-queue status worker ceiling supervisor scaler web}
 
 for t in redis-server redis-cli redis-benchmark; do
     command -v "$t" >/dev/null 2>&1 ||
@@ -127,10 +127,11 @@ for part in $parts; do
     case $part in
     queue) queue_bench ;;
     worker) echo; CORRAL_BUILD=$B sh "$here/bench_worker.sh" ;;
+    ceiling) echo; CORRAL_BUILD=$B sh "$here/bench_ceiling.sh" ;;
     supervisor) echo; "${PYTHON:-/usr/bin/python3}" "$here/bench_supervisor.py" "$B" ;;
     status) echo; status_bench ;;
     scaler) echo; "$B/bench/sim_scaler" ;;
     web) echo; "${PYTHON:-/usr/bin/python3}" "$here/bench_web.py" "$B" ;;
-    *) echo "bench: unknown part \"$part\" (queue, status, worker, supervisor, scaler, web)" >&2; exit 2 ;;
+    *) echo "bench: unknown part \"$part\" (queue, status, worker, ceiling, supervisor, scaler, web)" >&2; exit 2 ;;
     esac
 done

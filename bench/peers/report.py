@@ -183,8 +183,11 @@ def write(res, doc, img):
 
     n1 = next((get(res["peers"][p], "drain", "n") for p in ps if get(res["peers"][p], "drain")), None)
     r1 = next((len(get(res["peers"][p], "drain", "runs")) for p in ps if get(res["peers"][p], "drain")), None)
+    # A peer whose row 1 is from an earlier run of another size says so.
     row(f"1. drain, {n1 or '?'} no-op jobs, 4 slots, jobs/s (median of {r1 or '?'})",
-        lambda d: fmt(get(d, "drain", "median")))
+        lambda d: fmt(get(d, "drain", "median")) +
+        (f" ({get(d, 'drain', 'n'):,} jobs, {len(get(d, 'drain', 'runs'))} runs, an earlier run)"
+         if get(d, "drain", "n") not in (None, n1) else ""))
     w1 = next((get(res["peers"][p], "drain_wide") for p in ps if get(res["peers"][p], "drain_wide")), None)
     if w1:
         row(f"1. drain, {w1['n']} no-op jobs, one process with {w1['slots']} slots, jobs/s "
