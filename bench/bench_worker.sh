@@ -112,6 +112,7 @@ until [ "$(redis-cli -s "$sock" exists "corral:{idle}:conf")" = 1 ]; do sleep 0.
 sleep 1
 rss=$(awk '/VmRSS/ {print $2}' /proc/$wpid/status)
 anon=$(awk '/RssAnon/ {print $2}' /proc/$wpid/status)
+# shellcheck disable=SC2046 # three numbers, split on purpose
 set -- $(mem $wpid)
 pss=$2 priv=$3
 cpu=$(bw cpu $wpid 10)
@@ -132,6 +133,7 @@ until [ "$(redis-cli -s "$sock" exists "corral:{idlehttp}:conf")" = 1 ]; do slee
 sleep 1
 hrss=$(awk '/VmRSS/ {print $2}' /proc/$hpid/status)
 hanon=$(awk '/RssAnon/ {print $2}' /proc/$hpid/status)
+# shellcheck disable=SC2046 # three numbers, split on purpose
 set -- $(mem $hpid)
 awk -v rss="$hrss" -v anon="$hanon" -v pss="$2" -v priv="$3" 'BEGIN {
     printf "   a worker serving an http queue (libcurl and its TLS stack loaded): RSS %d KiB (%.1f MiB; goal: %s), anonymous %d KiB\n", rss, rss / 1024, (rss <= 4096 ? "met" : "NOT met"), anon
