@@ -37,6 +37,32 @@ def rss_kb(pid):
                 return int(line.split()[1])
 
 
+def pss_private_kb(pid):
+    """(PSS, private) in KiB: shared pages split among the processes mapping
+    them, and the pages no other process maps (Private_Clean + Private_Dirty),
+    which is what one more such process costs."""
+    pss = priv = 0
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            if line.startswith("Pss:"):
+                pss = int(line.split()[1])
+            elif line.startswith(("Private_Clean:", "Private_Dirty:")):
+                priv += int(line.split()[1])
+    return pss, priv
+
+
+def workers_of(pid):
+    """The child processes of pid (corrald's workers)."""
+    out = []
+    for t in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{t}/children") as f:
+                out += [int(c) for c in f.read().split()]
+        except OSError:
+            pass
+    return out
+
+
 def cpu_ms(pid):
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
@@ -89,6 +115,12 @@ try:
     rrss = rss_kb(rs.pid)
     print(f"\n2. corrald idle with 2 workers: RSS {drss} KiB ({drss / 1024:.1f} MiB; goal <= 4 MiB: "
           f"{'met' if drss <= 4096 else 'NOT met'}), CPU {c1 - c0:.0f} ms over 10 s")
+    dpss, dpriv = pss_private_kb(d.pid)
+    print(f"   corrald's PSS {dpss} KiB, private {dpriv} KiB ({dpriv / 1024:.2f} MiB)")
+    for w in workers_of(d.pid):
+        wpss, wpriv = pss_private_kb(w)
+        print(f"   its worker {w}: RSS {rss_kb(w)} KiB, PSS {wpss} KiB, private {wpriv} KiB "
+              f"({wpriv / 1024:.2f} MiB)")
     print(f"   reference: redis-server RSS {rrss} KiB")
 
     # 3. a 2,000-job burst: time until the pool reaches the scaler's target

@@ -5,10 +5,12 @@
 # pipelined, and in bulk with corral_enqueue_many in batches of 1,000; the
 # full cycle), then the worker,
 # supervisor and scaler benchmarks, each with its own private Redis, the
-# full cycle over TLS (stunnel4) beside plain TCP (bench_tls.py), and the
-# tenants and token-budget benchmarks (bench_tenants.py, bench_tokens.py), and the control
-# of a call in flight (bench_control.py).
-#   sh bench/run.sh [queue|status|worker|supervisor|scaler|web|tls|tenants|tokens|control]...   (default: all)
+# ceiling of one Redis core (bench_ceiling.sh), the full cycle over TLS
+# (stunnel4) beside plain TCP (bench_tls.py), the tenants and token-budget
+# benchmarks (bench_tenants.py, bench_tokens.py), and the control of a call
+# in flight (bench_control.py).
+#   sh bench/run.sh [queue|status|worker|ceiling|supervisor|scaler|web|tls|tenants|tokens|control]...
+#   (default: all)
 # CORRAL_BUILD is the build directory (make bench sets it; build-san under
 # SANITIZE=1); BENCH_JOBS the jobs per queue run (default 50000);
 # BENCH_REF_RUNS the redis-benchmark runs per reference, best kept (default 3),
@@ -20,7 +22,7 @@ B=${CORRAL_BUILD:-$here/../build}
 JOBS=${BENCH_JOBS:-50000}
 REF_RUNS=${BENCH_REF_RUNS:-3}
 REF_JOBS=${BENCH_REF_JOBS:-20000}
-parts=${*:-queue status worker supervisor scaler web tls tenants tokens control}
+parts=${*:-queue status worker ceiling supervisor scaler web tls tenants tokens control}
 
 for t in redis-server redis-cli redis-benchmark; do
     command -v "$t" >/dev/null 2>&1 ||
@@ -130,6 +132,7 @@ for part in $parts; do
     case $part in
     queue) queue_bench ;;
     worker) echo; CORRAL_BUILD=$B sh "$here/bench_worker.sh" ;;
+    ceiling) echo; CORRAL_BUILD=$B sh "$here/bench_ceiling.sh" ;;
     supervisor) echo; "${PYTHON:-/usr/bin/python3}" "$here/bench_supervisor.py" "$B" ;;
     status) echo; status_bench ;;
     scaler) echo; "$B/bench/sim_scaler" ;;
@@ -138,6 +141,6 @@ for part in $parts; do
     tenants) echo; "${PYTHON:-/usr/bin/python3}" "$here/bench_tenants.py" "$B" ;;
     tokens) echo; "${PYTHON:-/usr/bin/python3}" "$here/bench_tokens.py" "$B" ;;
     control) echo; "${PYTHON:-/usr/bin/python3}" "$here/bench_control.py" "$B" ;;
-    *) echo "bench: unknown part \"$part\" (queue, status, worker, supervisor, scaler, web, tls, tenants, tokens, control)" >&2; exit 2 ;;
+    *) echo "bench: unknown part \"$part\" (queue, status, worker, ceiling, supervisor, scaler, web, tls, tenants, tokens, control)" >&2; exit 2 ;;
     esac
 done

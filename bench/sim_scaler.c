@@ -691,7 +691,7 @@ static void print_row(const char *trace, const char *policy, const struct result
     printf("%-13s %-21s %8.1f s %4s %10.0f %7d %5d", trace, policy, r->p95_wait,
            r->met ? "yes" : "NO", r->worker_s, r->events, r->peak);
     if (r->cleared_s >= 0)
-        printf("   backlog gone %.0f s after recovery", r->cleared_s);
+        printf("   backlog gone %.1f s after recovery", r->cleared_s);
     printf("\n");
 }
 

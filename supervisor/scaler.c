@@ -276,6 +276,12 @@ void corral_scale_decide(const struct corral_scale_policy *p, const struct corra
         describe_load(load, sizeof(load), p, top);
     const char *pin = out->pinned_at_max ? " (pinned at max)" : "";
 
+    int step_cut = st->step_cut; /* only the tick after a cut step */
+    st->step_cut = 0;
+    /* The tick a breaker's hold lifts, the backlog it left is demand that
+     * is known, not a noisy estimate: the step to it is not bounded. */
+    int hold_lifted = st->held && held == NULL;
+    st->held = held != NULL;
     if (target > cur) {
         int base = cur > min ? cur : min; /* min is never held back */
         const char *ceiling = NULL;
@@ -306,7 +312,12 @@ void corral_scale_decide(const struct corral_scale_policy *p, const struct corra
                 ceiling, use / 10, lim / 10, demand_w);
             return;
         }
-        if (cur >= min && st->grown && since < p->scale_out_cooldown_ms) {
+        /* The cooldown lets a step's workers show in the load before the
+         * next step; a step cut short by max_step_out fell short of a
+         * target the load had already asked for, so the next step, toward
+         * that same target, comes on the next tick (the bound still caps
+         * each step: the pool at most doubles a tick). */
+        if (cur >= min && st->grown && !step_cut && since < p->scale_out_cooldown_ms) {
             out->desired = cur;
             out->action = CORRAL_SCALE_HOLD;
             put(out->reason, sizeof(out->reason),
@@ -315,8 +326,10 @@ void corral_scale_decide(const struct corral_scale_policy *p, const struct corra
             return;
         }
         int want = target;
-        if (p->max_step_out > 0 && want > cur + p->max_step_out)
+        if (p->max_step_out > 0 && !hold_lifted && want > cur + p->max_step_out) {
             want = cur + p->max_step_out;
+            st->step_cut = 1;
+        }
         if (want < min)
             want = min;
         out->desired = want;

@@ -89,6 +89,8 @@ struct corral_scaler_state {
     int grown;              /* a growth step happened ... */
     int64_t last_growth_ms; /* ... at this time */
     int pinned;             /* the previous tick was pinned at max */
+    int step_cut;           /* the last growth step was cut short by max_step_out */
+    int held;               /* the previous tick had a queue held by its breaker */
 };
 
 enum corral_scale_action {

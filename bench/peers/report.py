@@ -183,8 +183,16 @@ def write(res, doc, img):
 
     n1 = next((get(res["peers"][p], "drain", "n") for p in ps if get(res["peers"][p], "drain")), None)
     r1 = next((len(get(res["peers"][p], "drain", "runs")) for p in ps if get(res["peers"][p], "drain")), None)
+    # A peer whose row 1 is from an earlier run of another size says so.
     row(f"1. drain, {n1 or '?'} no-op jobs, 4 slots, jobs/s (median of {r1 or '?'})",
-        lambda d: fmt(get(d, "drain", "median")))
+        lambda d: fmt(get(d, "drain", "median")) +
+        (f" ({get(d, 'drain', 'n'):,} jobs, {len(get(d, 'drain', 'runs'))} runs, an earlier run)"
+         if get(d, "drain", "n") not in (None, n1) else ""))
+    w1 = next((get(res["peers"][p], "drain_wide") for p in ps if get(res["peers"][p], "drain_wide")), None)
+    if w1:
+        row(f"1. drain, {w1['n']} no-op jobs, one process with {w1['slots']} slots, jobs/s "
+            f"(median of {len(w1['runs'])})",
+            lambda d: fmt(get(d, "drain_wide", "median")) if get(d, "drain_wide") else "not run")
     row("2. enqueue, one call per job, jobs/s", lambda d: fmt(get(d, "enqueue", "single")))
     row("2. enqueue in bulk, jobs/s",
         lambda d: ("no bulk API" if get(d, "enqueue") and get(d, "enqueue", "bulk") is None
@@ -197,6 +205,8 @@ def write(res, doc, img):
         lambda d: fmt((get(d, "mem", "total_rss") or 0) / 1024 or None, nd=1))
     row("4. idle PSS for 4 slots (shared pages split), MiB",
         lambda d: fmt((get(d, "mem", "total_pss") or 0) / 1024 or None, nd=1))
+    row("4. idle private memory for 4 slots (pages no other process maps), MiB",
+        lambda d: fmt((get(d, "mem", "total_private") or 0) / 1024 or None, nd=1))
     row("5. 20 s job, executing process SIGKILLed", lambda d: crash_text(get(d, "crash")))
     o = next((get(res["peers"][p], "outage") for p in ps if get(res["peers"][p], "outage")), None)
     row(f"6. AI-service outage ({o['n'] if o else '?'} jobs, 503 for the first {o['outage_s'] if o else '?'} s)",

@@ -77,8 +77,10 @@ def children(pid):
 
 
 def mem_kb(pid):
-    """(RSS, PSS) in KiB of one process."""
-    rss = pss = 0
+    """(RSS, PSS, private) in KiB of one process: private is Private_Clean +
+    Private_Dirty, the pages no other process maps (what one more such
+    process costs)."""
+    rss = pss = priv = 0
     with open(f"/proc/{pid}/status") as f:
         for line in f:
             if line.startswith("VmRSS:"):
@@ -87,7 +89,9 @@ def mem_kb(pid):
         for line in f:
             if line.startswith("Pss:"):
                 pss = int(line.split()[1])
-    return rss, pss
+            elif line.startswith(("Private_Clean:", "Private_Dirty:")):
+                priv += int(line.split()[1])
+    return rss, pss, priv
 
 
 def pct(values, p):
@@ -503,32 +507,53 @@ class StandIn:
 PEERS = {"corral": Corral, "rq": RQ, "celery": Celery, "sidekiq": Sidekiq, "bullmq": BullMQ}
 
 
+# Row 1's second width: one process with 64 slots, for the peers whose
+# model is one process with many slots (corral's worker, BullMQ's
+# concurrency); 64 processes of RQ or Celery would measure forking.
+WIDE, WIDE_PEERS = 64, ("corral", "bullmq")
+
+
 # Row 1: drain of pre-enqueued no-op jobs, timed from the first completion
 # seen to the last (so process start-up, which differs a lot, is not in it).
-def row_drain(peer, n, runs):
-    rates = []
+# The peers take turns run by run (run 1 of each peer and width, then run 2,
+# ...), so that a busy moment of the machine falls on all of them alike;
+# the median of each peer's runs is kept.
+def row_drain(peers, n, runs):
+    rates = {}
     for run in range(runs):
+        for slots in (SLOTS, WIDE):
+            for peer in peers:
+                if slots == WIDE and peer.name not in WIDE_PEERS:
+                    continue
+                rate = drain_once(peer, n, slots)
+                rates.setdefault((peer.name, slots), []).append(rate)
+                log(f"  {peer.name} drain, {slots} slots, run {run + 1}: {rate:.0f} jobs/s")
+    return {(name, slots): {"n": n, "slots": slots, "runs": r, "median": statistics.median(r)}
+            for (name, slots), r in rates.items()}
+
+
+def drain_once(peer, n, slots):
+    if isinstance(peer, Corral):
+        peer.reset(concurrency=slots)
+    else:
         peer.reset()
-        peer.fill(n)
-        peer.total = n
-        peer.start()
-        t_first = d_first = None
-        deadline = time.monotonic() + 900
-        while True:
-            d = peer.done()
-            now = time.monotonic()
-            if d >= 1 and t_first is None:
-                t_first, d_first = now, d
-            if d >= n:
-                break
-            if now > deadline:
-                raise TimeoutError(f"{peer.name}: {d}/{n} done after 900 s")
-            time.sleep(0.005)
-        peer.procs.stop()
-        rate = (n - d_first) / (now - t_first) if now > t_first else float("nan")
-        rates.append(rate)
-        log(f"  {peer.name} drain run {run + 1}: {rate:.0f} jobs/s")
-    return {"n": n, "runs": rates, "median": statistics.median(rates)}
+    peer.fill(n)
+    peer.total = n
+    peer.start(slots)
+    t_first = d_first = None
+    deadline = time.monotonic() + 900
+    while True:
+        d = peer.done()
+        now = time.monotonic()
+        if d >= 1 and t_first is None:
+            t_first, d_first = now, d
+        if d >= n:
+            break
+        if now > deadline:
+            raise TimeoutError(f"{peer.name}: {d}/{n} done after 900 s")
+        time.sleep(0.005)
+    peer.procs.stop()
+    return (n - d_first) / (now - t_first) if now > t_first else float("nan")
 
 
 # Row 2: enqueue rate from one client, one job per call, and in bulk.
@@ -560,6 +585,7 @@ def row_latency_mem(peer, n, gap_ms, rows):
              "workers": [mem_kb(w) for w in workers]}
         m["total_rss"] = (m["supervisor"][0] if sup else 0) + sum(w[0] for w in m["workers"])
         m["total_pss"] = (m["supervisor"][1] if sup else 0) + sum(w[1] for w in m["workers"])
+        m["total_private"] = (m["supervisor"][2] if sup else 0) + sum(w[2] for w in m["workers"])
         out["mem"] = m
         log(f"  {peer.name} idle: supervisor {m['supervisor']}, workers {m['workers']}")
     if "3" in rows:
@@ -803,13 +829,22 @@ def main():
         t_start = time.monotonic()
         env = Env()
         try:
+            if "1" in rows:
+                peers = [PEERS[name](env) for name in a.peers.split(",")]
+                try:
+                    for (name, slots), d in row_drain(peers, jobs, runs).items():
+                        res = results["peers"].setdefault(name, {})
+                        res["drain" if slots == SLOTS else "drain_wide"] = d
+                finally:
+                    for peer in peers:
+                        peer.procs.stop()
+                with open(RESULTS, "w") as f:
+                    json.dump(results, f, indent=1)
             for name in a.peers.split(","):
                 peer = PEERS[name](env)
                 res = results["peers"].setdefault(name, {})
                 log(f"{name}")
                 try:
-                    if "1" in rows:
-                        res["drain"] = row_drain(peer, jobs, runs)
                     if "3" in rows or "4" in rows:
                         res.update(row_latency_mem(peer, lat, 10, rows))
                     if "5" in rows:

@@ -121,16 +121,17 @@ end
 -- line of docs/operations.md names every command the library runs), and
 -- one RPUSH (or ZADD) makes them all ready (or scheduled) in order. The
 -- caller wakes workers and counts the jobs.
-local function enqueue_write(K, c, q, o, args, from, to, now, now_micros, tenanted)
+local function enqueue_write(K, c, q, o, args, from, to, now, now_micros, now_t, tenanted)
     local n = to - from + 1
     local ready = o.delay == 0
     -- The record's fields, the same for every job of the call but id (2)
-    -- and payload (8).
+    -- and payload (8); numbers as text (prelude: itxt).
     local f = {'id', '', 'queue', q, 'state', ready and 'queued' or 'scheduled', 'payload', '',
-               'priority', c.priorities[o.level + 1], 'prio', o.level, 'service', o.service,
-               'attempts', 0, 'max_attempts', o.max_attempts, 'run', 0, 'timeout_ms', o.timeout,
-               'created_ms', now, 'run_at_ms', now + o.delay, 'queued_ms', now, 'created_us',
-               now_micros}
+               'priority', c.priorities[o.level + 1], 'prio', itxt(o.level), 'service', o.service,
+               'attempts', '0', 'max_attempts', itxt(o.max_attempts), 'run', '0', 'timeout_ms',
+               o.timeout == c.timeout_ms and c.timeout_t or itxt(o.timeout), 'created_ms', now_t,
+               'run_at_ms', ready and now_t or itxt(now + o.delay), 'queued_ms', now_t,
+               'created_us', now_micros}
     if o.tenant then
         f[#f + 1] = 'tenant'
         f[#f + 1] = o.tenant
@@ -161,7 +162,7 @@ local function enqueue_write(K, c, q, o, args, from, to, now, now_micros, tenant
         tenant_ready(K, o.level, o.tenant, ids, false) -- tenants.lua
     elseif ready then
         -- make_ready, n at once; a level's first default jobs join its turn
-        if redis.call('RPUSH', K .. ':q:' .. o.level, unpack(ids)) == n and tenanted then
+        if redis.call('RPUSH', c.qkeys[o.level + 1], unpack(ids)) == n and tenanted then
             tenant_default_joined(K, o.level)
         end
     else
@@ -193,8 +194,8 @@ local function corral_enqueue(keys, args)
         return existing
     end
 
-    local now, now_u = clock()
-    local ids, ready = enqueue_write(K, c, q, o, args, 1, 1, now, now_u, tenanted)
+    local now, now_u, now_t = clock()
+    local ids, ready = enqueue_write(K, c, q, o, args, 1, 1, now, now_u, now_t, tenanted)
     if ready then
         wake(K, 1)
     end
@@ -230,14 +231,14 @@ local function corral_enqueue_many(keys, args)
     local o = enqueue_options(c, q, args[1])
 
     local existing = enqueue_existing(K, o)
-    local now, now_u = clock()
+    local now, now_u, now_t = clock()
     local ids, ready = nil, false
     if existing then
         ids = {existing}
     else
         -- with a unique key, one job: the first payload's
         ids, ready = enqueue_write(K, c, q, o, args, 2, o.uk and 2 or #args, now, now_u,
-                                   tenanted)
+                                   now_t, tenanted)
         if ready then
             wake(K, #ids)
         end

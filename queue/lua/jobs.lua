@@ -22,7 +22,16 @@
 -- set of declared queue names (corral_declare alone), and the keys of the
 -- queue's service (reserve: services.lua).
 
-local WAKE_CAP = 1024
+-- Markers are pushed without reading the list's length first (RPUSH
+-- answers it): a list grown past WAKE_MAX, which only happens while nobody
+-- takes markers (workers busy, jobs waiting), is cut back to WAKE_KEEP at
+-- once, so it holds at most WAKE_MAX + 64 and the trim comes once per
+-- WAKE_MAX - WAKE_KEEP markers, not on every call.
+local WAKE_MAX, WAKE_KEEP = 1024, 512
+local MARKS = {}
+for i = 1, 64 do
+    MARKS[i] = '1'
+end
 
 -- Reserve's deadline check (lease_one), defined in control.lua, which
 -- comes after this module because it needs to_dead.
@@ -35,12 +44,9 @@ local function wake(K, n)
         return
     end
     local wk = K .. ':wake'
-    if redis.call('LLEN', wk) < WAKE_CAP then
-        local marks = {}
-        for i = 1, math.min(n, 64) do
-            marks[i] = '1'
-        end
-        redis.call('RPUSH', wk, unpack(marks))
+    local len = redis.call('RPUSH', wk, unpack(MARKS, 1, math.min(n, 64)))
+    if len > WAKE_MAX then
+        redis.call('LPOP', wk, itxt(len - WAKE_KEEP))
     end
 end
 
@@ -68,7 +74,8 @@ end
 -- job's unique_key when the caller has read it (false: it has none; nil:
 -- read it here). A job leaving its lease (from_active) has no K:fin:<id>
 -- list yet (corral_dead_retry deletes it when a dead job runs again), so
--- only the other moves delete one first.
+-- only the other moves delete one first. now: the clock in ms, a number or
+-- its text (prelude: itxt).
 local function finish(K, c, id, jk, state, now, fields, keep, uk, from_active)
     redis.call('HSET', jk, 'state', state, 'finished_ms', now, unpack(fields))
     local fk = K .. ':fin:' .. id
@@ -77,7 +84,7 @@ local function finish(K, c, id, jk, state, now, fields, keep, uk, from_active)
     end
     redis.call('RPUSH', fk, state)
     if not keep then
-        local ttl = c.result_ttl_ms
+        local ttl = c.result_ttl_t
         redis.call('PEXPIRE', jk, ttl)
         redis.call('PEXPIRE', fk, ttl)
         if uk == nil then
@@ -108,8 +115,9 @@ local function unlink(K, jk, id, state)
     end
 end
 
-local function promote_due(K, c, now, limit)
-    local ids = redis.call('ZRANGEBYSCORE', K .. ':sched', '-inf', now, 'LIMIT', 0, limit)
+local function promote_due(K, c, now, limit, now_t)
+    local ids = redis.call('ZRANGEBYSCORE', c.sched, '-inf', now_t or itxt(now), 'LIMIT', '0',
+                           itxt(limit))
     if #ids == 0 then
         return 0
     end
@@ -117,7 +125,7 @@ local function promote_due(K, c, now, limit)
     for _, id in ipairs(ids) do
         local jk = job_key(K, id)
         if redis.call('EXISTS', jk) == 1 then
-            redis.call('HSET', jk, 'state', 'queued', 'queued_ms', now)
+            redis.call('HSET', jk, 'state', 'queued', 'queued_ms', now_t or itxt(now))
             make_ready(K, c, id, jk, false)
         end
     end
@@ -328,17 +336,17 @@ local function lease_one(K, r, id, out, leases)
         end
     end
     local attempts = tonumber(j[1]) + 1
-    local run = tonumber(j[3]) + 1
+    local run = itxt(tonumber(j[3]) + 1)
     if r.probe then
-        redis.call('HSET', jk, 'state', 'active', 'attempts', attempts, 'run', run, 'started_ms',
-                   r.now, 'started_us', r.now_u, 'worker', r.worker, 'probe', '1')
+        redis.call('HSET', jk, 'state', 'active', 'attempts', itxt(attempts), 'run', run,
+                   'started_ms', r.now_t, 'started_us', r.now_u, 'worker', r.worker, 'probe', '1')
     else
-        redis.call('HSET', jk, 'state', 'active', 'attempts', attempts, 'run', run, 'started_ms',
-                   r.now, 'started_us', r.now_u, 'worker', r.worker)
+        redis.call('HSET', jk, 'state', 'active', 'attempts', itxt(attempts), 'run', run,
+                   'started_ms', r.now_t, 'started_us', r.now_u, 'worker', r.worker)
     end
-    leases[#leases + 1] = r.deadline
+    leases[#leases + 1] = r.deadline_t
     leases[#leases + 1] = id
-    out[#out + 1] = {id, tostring(run), attempts, tonumber(j[2]), timeout, j[5], j[6], j[7]}
+    out[#out + 1] = {id, run, attempts, tonumber(j[2]), timeout, j[5], j[6], j[7]}
 end
 
 -- Checks reserve's arguments worker, n and max_inflight (strings or nil);
@@ -351,11 +359,6 @@ local function reserve_args(worker, n, max_inflight)
            int_arg('BADARG', max_inflight or 0, 'max_inflight', 0, 1000000)
 end
 
--- The work of corral_reserve (and of corral_ack's trailing reserve) once
--- its arguments are checked: leases up to n jobs to worker and returns the
--- reply list. gated: the caller knows the gate element (it passed
--- max_inflight). now and now_u are the call's clock; tenanted is
--- load_conf's second answer.
 -- Jobs popped by a reserve that the token or spend budget holds back
 -- (tokens.lua) go back to the front of where they came from, in order:
 -- ids[from..] of level (0-based). Taken from the tenants' turns, each goes
@@ -373,22 +376,28 @@ local function unpop_held(K, c, level, ids, from, turns)
     end
 end
 
-local function reserve_jobs(K, c, prefix, worker, n, max_inflight, gated, now, now_u, tenanted)
-    promote_due(K, c, now, MAX_BATCH)
+-- The work of corral_reserve (and of corral_ack's trailing reserve) once
+-- its arguments are checked: leases up to n jobs to worker and returns the
+-- reply list. gated: the caller knows the gate element (it passed
+-- max_inflight). now, now_u and now_t are the call's clock (prelude: clock);
+-- tenanted is load_conf's second answer.
+local function reserve_jobs(K, c, prefix, worker, n, max_inflight, gated, now, now_u, tenanted,
+                            now_t)
+    promote_due(K, c, now, MAX_BATCH, now_t)
     if redis.call('EXISTS', c.paused) == 1 then
         redis.call('DEL', c.wake)
         return {}
     end
     local s, host, allowed, gate_until, gate_why = nil, nil, n, nil, nil
     if c.service ~= '' then
-        s = load_svc(svc_key(prefix, c.service), c.service)
+        s = load_svc(svc_key(prefix, c.service), c.service, now) -- only hot fields
         if s ~= nil then
-            host = worker:match('^(.*):[^:]*$') or worker
+            host = worker_host(worker)
             allowed, gate_until, gate_why = svc_gate(s, now, n, host, max_inflight)
         end
     end
-    local r = {c = c, now = now, now_u = now_u, worker = worker, deadline = now + c.lease_ms,
-               probe = s ~= nil and s.state == 'half_open',
+    local r = {c = c, now = now, now_t = now_t, now_u = now_u, worker = worker,
+               deadline_t = itxt(now + c.lease_ms), probe = s ~= nil and s.state == 'half_open',
                tok = allowed > 0 and tok_begin(s, now, K) or nil}
     local out, leases = {}, {}
     local waiting
@@ -405,7 +414,7 @@ local function reserve_jobs(K, c, prefix, worker, n, max_inflight, gated, now, n
             if turns then
                 ids = tenant_pop(K, c, level - 1, want, now)
             else
-                ids = redis.call('LPOP', c.qkeys[level], want)
+                ids = redis.call('LPOP', c.qkeys[level], itxt(want))
             end
             if ids then
                 for k, id in ipairs(ids) do
@@ -483,9 +492,9 @@ local function corral_reserve(keys, args)
     local K, q, prefix = queue_key(keys[1])
     local c, tenanted = load_conf(K, q)
     local n, max_inflight = reserve_args(args[1], args[2], args[3])
-    local now, now_u = clock()
+    local now, now_u, now_t = clock()
     return reserve_jobs(K, c, prefix, args[1], n, max_inflight, args[3] ~= nil, now, now_u,
-                        tenanted)
+                        tenanted, now_t)
 end
 
 -- corral_promote: KEYS[1] queue; ARGV[1] optional limit (default 1000) ->

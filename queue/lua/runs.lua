@@ -69,31 +69,43 @@ end
 -- for worker, applied with the call's clock now -> the per-job answers.
 -- One HMGET per job reads what run_status, the breaker and finish need;
 -- the leases are dropped with one ZREM and the statistics written once.
-local function ack_jobs(K, c, prefix, worker, args, first, now)
-    local b = svc_batch(K, c, prefix)
+-- now_t: now as text (prelude: clock).
+local function ack_jobs(K, c, prefix, worker, args, first, now, now_t)
+    local b = svc_batch(K, c, prefix, now) -- only hot fields (load_svc)
     local out, acc, done = {}, {}, {}
     for i = first, #args - 2, 3 do
         local id, run, result = args[i], args[i + 1], args[i + 2]
         local jk = job_key(K, id)
-        local j = redis.call('HMGET', jk, 'state', 'run', 'worker', 'reclaimed', 'started_ms',
-                             'probe', 'unique_key', 'tenant')
-        local st = run_status_of(j, run, worker)
+        -- Fields a job seldom has are left out of the HMGET: in a small
+        -- job's hash (a listpack) an absent field costs a scan of the whole
+        -- record. "reclaimed" matters only to a run that is not active
+        -- (run_status reads it then); "probe" only with a service (as
+        -- svc_leave_read, which ignores it without one).
+        local j
+        if b then
+            j = redis.call('HMGET', jk, 'state', 'run', 'worker', 'started_ms', 'unique_key',
+                           'probe')
+        else
+            j = redis.call('HMGET', jk, 'state', 'run', 'worker', 'started_ms', 'unique_key')
+        end
+        local st = 'active'
+        if j[1] ~= 'active' or run == '0' or j[2] ~= run or j[3] ~= worker then
+            st = run_status(jk, run, worker)
+        end
         if st ~= 'active' then
             out[#out + 1] = st
         else
-            svc_leave_read(b, jk, now, 'ok', nil, j[1], j[3], j[6], j[5])
-            if j[8] then
-                tenant_release(K, c, j[8]) -- tenants.lua
-            end
+            svc_leave_read(b, jk, now, 'ok', nil, j[1], j[3], j[6], j[4])
+            tenant_release_job(K, c, jk) -- tenants.lua: with tenant_max_inflight only
             done[#done + 1] = id
             if #result > c.max_result then
                 to_dead(K, c, id, jk, now, string.format(
                     'result is %d bytes, limit is %d (max_result)', #result, c.max_result))
-                stat_proc_add(acc, now, 'fail', j[5])
+                stat_proc_add(acc, now, 'fail', j[4])
                 out[#out + 1] = 'dead'
             else
-                finish(K, c, id, jk, 'done', now, {'result', result}, false, j[7], true)
-                stat_proc_add(acc, now, 'done', j[5])
+                finish(K, c, id, jk, 'done', now_t, {'result', result}, false, j[5], true)
+                stat_proc_add(acc, now, 'done', j[4])
                 out[#out + 1] = 'done'
             end
         end
@@ -113,7 +125,8 @@ end
 local function corral_ack(keys, args)
     local K, q, prefix = queue_key(keys[1])
     local c = load_conf(K, q)
-    return ack_jobs(K, c, prefix, args[1], args, 2, now_ms())
+    local now, _, now_t = clock()
+    return ack_jobs(K, c, prefix, args[1], args, 2, now, now_t)
 end
 
 -- corral_ack_reserve: KEYS[1] queue; ARGV worker, n, max_inflight, then
@@ -135,9 +148,10 @@ local function corral_ack_reserve(keys, args)
         fail('BADARG', 'ack_reserve: after worker, n and max_inflight come triples id run ' ..
                  'result; got %d arguments', #args - 3)
     end
-    local now, now_u = clock()
-    local acks = ack_jobs(K, c, prefix, worker, args, 4, now)
-    return {acks, reserve_jobs(K, c, prefix, worker, n, max_inflight, true, now, now_u, tenanted)}
+    local now, now_u, now_t = clock()
+    local acks = ack_jobs(K, c, prefix, worker, args, 4, now, now_t)
+    return {acks, reserve_jobs(K, c, prefix, worker, n, max_inflight, true, now, now_u, tenanted,
+                               now_t)}
 end
 
 -- corral_fail: KEYS[1] queue; ARGV worker, then quadruples id run kind error

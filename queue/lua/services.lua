@@ -39,9 +39,12 @@ local SVC_SETTINGS = {'window_ms', 'min_calls', 'failure_rate', 'slow_call_ms', 
                       -- tokens.lua's budgets (money in nano-units)
                       'tokens', 'tokens_period_ms', 'bytes_per_token', 'price_input',
                       'price_output', 'budget', 'budget_period_ms'}
-local SVC_STATE = {'settings', 'state', 'open_until_ms', 'trips', 'reason', 'probes',
-                   'probe_successes', 'throttled_until_ms', 'throttle_reason', 'newest_bucket',
-                   'bad_calls', 'sleepers'}
+local SVC_STATE = {'settings', 'state', 'throttled_until_ms', 'newest_bucket', 'bad_calls',
+                   'sleepers', 'open_until_ms', 'trips', 'reason', 'probes', 'probe_successes',
+                   'throttle_reason'}
+-- The first six of SVC_STATE: all that reserve and ack need while the
+-- breaker is closed and the service not throttled (load_svc with now).
+local SVC_HOT = {'settings', 'state', 'throttled_until_ms', 'newest_bucket', 'bad_calls', 'sleepers'}
 local SVC_NUM = {window_ms = 60000, min_calls = 20, failure_rate = 50, slow_call_ms = 30000,
                  slow_rate = 80, open_for_ms = 30000, open_max_ms = 300000, half_open_calls = 3,
                  rate = 0, rate_period_ms = 60000, tokens = 0, tokens_period_ms = 60000,
@@ -55,6 +58,23 @@ local tok_view
 -- (prelude.lua: the hot-path caches).
 local svc_cache, svc_cached = {}, 0
 
+-- The host of a worker id "<host>:<n>" (the id itself without a colon),
+-- whose calls in flight count against max_inflight. Kept per worker id
+-- (derived data: prelude's hot-path caches): reserve and ack ask it for
+-- every call.
+local host_cache, host_cached = {}, 0
+local function worker_host(worker)
+    local host = host_cache[worker]
+    if host == nil then
+        host = worker:match('^(.*):[^:]*$') or worker
+        if host_cached >= CACHE_MAX then
+            host_cache, host_cached = {}, 0
+        end
+        host_cache[worker], host_cached = host, host_cached + 1
+    end
+    return host
+end
+
 local function svc_key(prefix, name)
     return prefix .. ':svc:' .. name
 end
@@ -64,9 +84,15 @@ end
 -- read on every call; the settings come from svc_cache (through the
 -- table's metatable) while the service's "settings" text is unchanged, so
 -- a call reads one HMGET of the state. Services declared before library
--- version 5 have no "settings" and are read in full.
-local function load_svc(SK, name)
-    local v = redis.call('HMGET', SK, unpack(SVC_STATE))
+-- version 5 have no "settings" and are read in full. With now (the hot
+-- path: reserve, ack), only the fields of SVC_HOT are read while the
+-- breaker is closed and no throttle holds at now; the others are then at
+-- what a closed breaker holds (svc_close: trips, probes and
+-- probe_successes 0; open_until_ms, reason and throttle_reason are read
+-- only while open or throttled), so every field a closed breaker's calls
+-- use is as read in full.
+local function load_svc(SK, name, now)
+    local v = redis.call('HMGET', SK, unpack(now and SVC_HOT or SVC_STATE))
     local packed = v[1]
     local set = packed and svc_cache[SK]
     if not (set and set.packed == packed) then
@@ -74,7 +100,7 @@ local function load_svc(SK, name)
         if not w[1] then
             return nil
         end
-        set = {packed = packed}
+        set = {packed = packed, calls_field = {}}
         for i, f in ipairs(SVC_SETTINGS) do
             set[f] = tonumber(w[i]) or SVC_NUM[f]
         end
@@ -86,12 +112,19 @@ local function load_svc(SK, name)
             svc_cache[SK], svc_cached = set, svc_cached + 1
         end
     end
+    local state, throttled = v[2] or 'closed', tonumber(v[3]) or 0
+    if now and (state ~= 'closed' or throttled > now) then
+        local w = redis.call('HMGET', SK, unpack(SVC_STATE, 7))
+        for i = 1, #w do
+            v[i + 6] = w[i]
+        end
+    end
     return setmetatable({
-        key = SK, name = name, state = v[2] or 'closed', open_until_ms = tonumber(v[3]) or 0,
-        trips = tonumber(v[4]) or 0, reason = v[5] or '', probes = tonumber(v[6]) or 0,
-        probe_successes = tonumber(v[7]) or 0, throttled_until_ms = tonumber(v[8]) or 0,
-        throttle_reason = v[9] or '', newest_bucket = tonumber(v[10]),
-        bad_calls = tonumber(v[11]) or 0, sleepers = tonumber(v[12]) or 0
+        key = SK, name = name, state = state, throttled_until_ms = throttled,
+        newest_bucket = tonumber(v[4]), bad_calls = tonumber(v[5]) or 0,
+        sleepers = tonumber(v[6]) or 0, open_until_ms = tonumber(v[7]) or 0,
+        trips = tonumber(v[8]) or 0, reason = v[9] or '', probes = tonumber(v[10]) or 0,
+        probe_successes = tonumber(v[11]) or 0, throttle_reason = v[12] or ''
     }, set.meta)
 end
 
@@ -228,19 +261,23 @@ local function svc_gate(s, now, want, host, max_inflight)
         s.state, s.probes, s.probe_successes = 'half_open', 0, 0
         redis.call('HSET', s.key, 'state', 'half_open', 'probes', 0, 'probe_successes', 0)
     end
+    -- Each limit caps allowed; the reason text is made only for a limit
+    -- that caps (the hot path makes no closure and formats nothing).
     local allowed, upto, why = want, nil, nil
-    local function cap(n, t, w)
+    if s.state == 'half_open' then
+        local n = s.half_open_calls - s.probes
         if n < allowed then
-            allowed, upto, why = math.max(n, 0), t, w
+            allowed, upto, why = math.max(n, 0), now + 1000,
+                                 'breaker half-open: probe calls in flight'
         end
     end
-    if s.state == 'half_open' then
-        cap(s.half_open_calls - s.probes, now + 1000, 'breaker half-open: probe calls in flight')
-    end
     if max_inflight > 0 then
-        local cur = tonumber(redis.call('HGET', s.key, 'inflight:' .. host)) or 0
-        cap(max_inflight - cur, now + 1000,
-            string.format('max_inflight %d reached on host %s', max_inflight, host))
+        local n = max_inflight - (tonumber(redis.call('HGET', s.key, 'inflight:' .. host)) or 0)
+        if n < allowed then
+            allowed, upto, why = math.max(n, 0), now + 1000,
+                                 string.format('max_inflight %d reached on host %s', max_inflight,
+                                               host)
+        end
     end
     if s.rate > 0 and allowed > 0 then
         local rk = s.key .. ':rl'
@@ -252,8 +289,12 @@ local function svc_gate(s, now, want, host, max_inflight)
             if first[2] then
                 t = tonumber(first[2]) + s.rate_period_ms + 1
             end
-            cap(s.rate - used, t,
-                string.format('rate %d per %d ms reached', s.rate, s.rate_period_ms))
+            local n = s.rate - used
+            if n < allowed then
+                allowed, upto, why = math.max(n, 0), t,
+                                     string.format('rate %d per %d ms reached', s.rate,
+                                                   s.rate_period_ms)
+            end
         end
     end
     return allowed, upto, why
@@ -264,7 +305,7 @@ local function svc_granted(s, now, n, host)
     if n == 0 then
         return
     end
-    redis.call('HINCRBY', s.key, 'inflight:' .. host, n)
+    redis.call('HINCRBY', s.key, 'inflight:' .. host, itxt(n))
     if s.state == 'half_open' then
         s.probes = s.probes + n
         redis.call('HSET', s.key, 'probes', s.probes)
@@ -284,17 +325,17 @@ end
 
 -- Collects the outcomes of one ack/fail/defer call for a queue's service
 -- and applies them to the breaker once, at the end of the call.
-local function svc_batch(K, c, prefix)
+local function svc_batch(K, c, prefix, now)
     if c.service == '' then
         return nil
     end
     local SK = svc_key(prefix, c.service)
-    local s = load_svc(SK, c.service)
+    local s = load_svc(SK, c.service, now)
     if s == nil then
         return nil
     end
     return {s = s, ok = 0, fail = 0, slow = 0, pok = 0, pfail = 0, prel = 0, hosts = {},
-            host_of = {}, fail_why = ''}
+            fail_why = ''}
 end
 
 -- A job leaves its lease: its host's call slot and its probe permit (if it
@@ -308,11 +349,7 @@ local function svc_leave_read(b, jk, now, kind, why, state, worker, probe_field,
         return started
     end
     if state == 'active' and worker then
-        local host = b.host_of[worker]
-        if host == nil then
-            host = worker:match('^(.*):[^:]*$') or worker
-            b.host_of[worker] = host
-        end
+        local host = worker_host(worker)
         b.hosts[host] = (b.hosts[host] or 0) + 1
     end
     local probe = probe_field == '1'
@@ -358,7 +395,7 @@ local function svc_apply(b, now)
     end
     local s = b.s
     for host, n in pairs(b.hosts) do
-        redis.call('HINCRBY', s.key, 'inflight:' .. host, -n)
+        redis.call('HINCRBY', s.key, 'inflight:' .. host, itxt(-n))
         svc_wake(s, host)
     end
     if s.state == 'half_open' then
@@ -385,7 +422,13 @@ local function svc_apply(b, now)
     end
     local idx = svc_bucket(s, now)
     svc_advance(s, idx)
-    redis.call('HINCRBY', s.key, 'calls:' .. idx, b.ok + b.fail)
+    -- The newest bucket's field name, kept with the settings (derived data:
+    -- prelude's hot-path caches) while the bucket lasts.
+    local cf = s.calls_field
+    if cf[1] ~= idx then
+        cf[1], cf[2] = idx, 'calls:' .. itxt(idx)
+    end
+    redis.call('HINCRBY', s.key, cf[2], itxt(b.ok + b.fail))
     if b.fail > 0 then
         redis.call('HINCRBY', s.key, 'failures:' .. idx, b.fail)
     end
@@ -597,9 +640,15 @@ local function corral_declare_service(keys, args)
     if fields[12] > fields[14] then
         fail('BADSETTING', 'service "%s": open_for_ms must not exceed open_max_ms', name)
     end
+    -- "settings": each name=value, one a line. Named, so the text is longer
+    -- than Redis's hash-max-listpack-value (64 bytes): the service's hash is
+    -- then a real hash table, not a listpack, and the fields every reserve
+    -- and ack reads are found at once instead of by a scan of the whole
+    -- list (a listpack lookup of a field that is absent, or near its end,
+    -- costs about a microsecond with the hash's 30-odd fields).
     local values = {}
     for i = 2, #fields, 2 do
-        values[#values + 1] = fields[i]
+        values[#values + 1] = fields[i - 1] .. '=' .. fields[i]
     end
     fields[#fields + 1] = 'settings'
     fields[#fields + 1] = table.concat(values, '\n')

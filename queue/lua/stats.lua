@@ -10,12 +10,35 @@ local tok_totals
 local HIST = {1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 30000,
               60000, 120000, 300000, 600000}
 
+-- The key of the statistics bucket of the minute of now: kept per queue
+-- while the minute lasts (derived data: prelude's hot-path caches), so the
+-- hot path does not format the minute's number on every call.
+local st_keys, st_cached = {}, 0
+local function stat_key(K, now)
+    local m = math.floor(now / 60000)
+    local e = st_keys[K]
+    if e and e[1] == m then
+        return e[2]
+    end
+    local bk = K .. ':st:' .. itxt(m)
+    if e then
+        e[1], e[2] = m, bk
+    else
+        if st_cached >= CACHE_MAX then
+            st_keys, st_cached = {}, 0
+        end
+        st_keys[K], st_cached = {m, bk}, st_cached + 1
+    end
+    return bk
+end
+
 -- Per-minute statistics. Each counter's first increment in a bucket sets the
 -- TTL, so no call pays for an EXPIRE on the hot path more than a few times a
 -- minute.
 local function stat(K, now, field, n)
-    local bk = K .. ':st:' .. math.floor(now / 60000)
-    if redis.call('HINCRBY', bk, field, n or 1) == (n or 1) then
+    local bk = stat_key(K, now)
+    n = n or 1
+    if redis.call('HINCRBY', bk, field, itxt(n)) == n then
         redis.call('EXPIRE', bk, STATS_TTL_S)
     end
     count_total(K, field, n or 1) -- the never-expiring total (counters.lua)
@@ -55,8 +78,8 @@ end
 local function stat_flush(K, now, acc)
     local bk, fresh = nil, false
     for field, n in pairs(acc) do
-        bk = bk or K .. ':st:' .. math.floor(now / 60000)
-        if redis.call('HINCRBY', bk, field, n) == n then
+        bk = bk or stat_key(K, now)
+        if redis.call('HINCRBY', bk, field, itxt(n)) == n then
             fresh = true
         end
         count_total(K, field, n) -- the never-expiring total (counters.lua)

@@ -130,6 +130,32 @@ static void burst_grows_within_a_tick_bounded_per_step(void **state)
     assert_int_equal(tick(&s, 1000).desired, 20);
 }
 
+static void a_step_cut_by_max_step_out_goes_on_next_tick_without_the_cooldown(void **state)
+{
+    (void)state;
+    struct pool s;
+    pool_init(&s, 2);
+    /* 136 slots = 34 workers wanted (as above), max 40: the first step is cut
+     * at 2 + 8 = 10; the cooldown does not hold back the next steps toward
+     * the same target, each at most doubling the pool. */
+    s.p.max = 40;
+    s.q[0].depth = 340;
+    s.q[0].arrival_per_s = 12.0;
+    s.q[0].proc_ms_mean = 2000;
+    s.q[0].proc_ms_p95 = 4100;
+    assert_int_equal(tick(&s, 1000).desired, 10);
+    s.p.max_step_out = 10;
+    assert_int_equal(tick(&s, 1000).desired, 20);
+    s.p.max_step_out = 20;
+    assert_int_equal(tick(&s, 1000).desired, 34);
+    /* A step that reached its target is followed by the cooldown again. */
+    s.q[0].depth = 600;
+    struct corral_scale_decision d = tick(&s, 1000);
+    assert_int_equal(d.desired, 34);
+    assert_int_equal(d.action, CORRAL_SCALE_HOLD);
+    assert_int_equal(tick(&s, 4000).desired, 40);
+}
+
 static void reason_names_the_load_behind_a_growth(void **state)
 {
     (void)state;
@@ -270,9 +296,11 @@ static void open_breaker_holds_the_pool(void **state)
     s.q[0].held = 0;
     s.q[0].hold_reason = NULL;
     d = tick(&s, 1000);
-    /* 500 x 1 / 5 = 100 slots = 25 workers; 4 + 8 this step */
+    /* 500 x 1 / 5 = 100 slots = 25 workers, max 20: the tick the hold
+     * lifts, the step is not bounded by max_step_out (8): the backlog the
+     * hold left is known demand. */
     assert_int_equal(d.action, CORRAL_SCALE_GROW);
-    assert_int_equal(d.desired, 12);
+    assert_int_equal(d.desired, 20);
 }
 
 static void breaker_hold_keeps_the_pool_a_window_after_it_lifts(void **state)
@@ -615,6 +643,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(idle_queue_keeps_min),
         cmocka_unit_test(burst_grows_within_a_tick_bounded_per_step),
+        cmocka_unit_test(a_step_cut_by_max_step_out_goes_on_next_tick_without_the_cooldown),
         cmocka_unit_test(reason_names_the_load_behind_a_growth),
         cmocka_unit_test(growth_steps_are_a_cooldown_apart),
         cmocka_unit_test(steady_load_is_stable),

@@ -1,0 +1,70 @@
+"""The queue's cycle against a Function library built from a queue/lua
+directory, for bench/lua_instr/run.sh: enqueue, reserve and ack of JOBS jobs
+in rounds of 32 (enqueue 32 pipelined, then 32 reserves of 1 or one of 32,
+then 32 acks of 1 or one of 32), on a queue with or without a service.
+usage: cycle.py SOCK LUA_DIR SVC(0|1) BATCH(0|1) JOBS VALGRIND_PID
+Counting (callgrind's instrumentation) is switched on for the measured run
+only, after a warm-up run of 64 jobs."""
+import os
+import subprocess
+import sys
+
+import redis
+
+PAY = '{"model":"m","messages":[{"role":"user","content":"hi"}]}'
+MAX_INFLIGHT = 64  # as a worker passes its max_inflight (make bench: 10 with 1-job rounds)
+
+
+def library(d):
+    with open(os.path.join(d, "ORDER")) as f:
+        order = [x.strip() for x in f if x.strip() and not x.startswith("#")]
+    with open(os.path.join(d, "VERSION")) as f:
+        text = "#!lua name=corral\nlocal LIB_VERSION = %s\n" % f.read().strip()
+    for name in order:
+        with open(os.path.join(d, name)) as f:
+            text += f.read()
+    return text
+
+
+def run(r, text, jobs, svc, batch):
+    r.flushall()
+    r.function_load(text, replace=True)
+    if svc:
+        r.fcall("corral_declare_service", 1, "ai", "{}")
+        r.fcall("corral_declare", 1, "q", '{"service":"ai"}')
+    else:
+        r.fcall("corral_declare", 1, "q", "{}")
+    for _ in range(jobs // 32):
+        p = r.pipeline(transaction=False)
+        for _ in range(32):
+            p.fcall("corral_enqueue", 1, "q", PAY)
+        p.execute()
+        p = r.pipeline(transaction=False)
+        for _ in range(1 if batch else 32):
+            p.fcall("corral_reserve", 1, "q", "h:1", 32 if batch else 1, MAX_INFLIGHT)
+        jl = [j for x in p.execute() for j in x if isinstance(j, list)]
+        assert len(jl) == 32, jl
+        p = r.pipeline(transaction=False)
+        if batch:
+            p.fcall("corral_ack", 1, "q", "h:1", *[v for j in jl for v in (j[0], j[1], '{"ok":true}')])
+        else:
+            for j in jl:
+                p.fcall("corral_ack", 1, "q", "h:1", j[0], j[1], '{"ok":true}')
+        for out in p.execute():
+            assert all(x == "done" for x in out), out
+
+
+def main():
+    sock, d, svc, batch, jobs, vpid = sys.argv[1:7]
+    r = redis.Redis(unix_socket_path=sock, decode_responses=True)
+    text = library(d)
+    run(r, text, 64, int(svc), int(batch))
+    subprocess.run(["callgrind_control", "-i", "on", vpid], stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL, check=True)
+    run(r, text, int(jobs), int(svc), int(batch))
+    subprocess.run(["callgrind_control", "-i", "off", vpid], stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL, check=True)
+
+
+if __name__ == "__main__":
+    main()
