@@ -77,6 +77,11 @@ export interface WaitOptions {
   timeout?: number;
 }
 
+export interface FollowOptions {
+  /** Milliseconds; none: no limit. WaitTimeoutError when it runs out before the end. */
+  timeout?: number;
+}
+
 export class Client {
   /**
    * urlOrOptions: a Redis URL ("redis://…", "rediss://…", "unix:///path"),
@@ -93,6 +98,12 @@ export class Client {
   job(queue: string, id: JobId): Promise<Job | null>;
   /** The job once it has ended; WaitTimeoutError when options.timeout runs out. */
   wait(queue: string, id: JobId, options?: WaitOptions): Promise<Job>;
+  /**
+   * A streamed answer's text, piece by piece as the worker reads it, until
+   * the answer is complete or the job was cancelled; nothing for an answer
+   * that was not streamed (`for await (const piece of client.follow(q, id))`).
+   */
+  follow(queue: string, id: JobId, options?: FollowOptions): AsyncGenerator<string, void, undefined>;
   /** Cancels a queued, scheduled or dead job. */
   cancel(queue: string, id: JobId): Promise<void>;
   /** Closes the connection the client opened. */
