@@ -550,6 +550,8 @@ def test_follow_goes_on_into_the_next_run_after_a_run_that_failed(q, redis_serve
         t.join(timeout=10)
     assert not t.is_alive()
     assert [piece for _, piece in got] == ["Hel", "Hello", ", world"]
+    assert [piece.run for _, piece in got] == [1, 2, 2]
+    assert all(isinstance(piece, cc.Piece) for _, piece in got)
 
 
 @pytest.mark.parametrize("kind", ["sync", "async"])

@@ -189,6 +189,28 @@ FOLLOW_POLL_MS = 250
 FOLLOW_LAST_ENDS = frozenset(("complete", "cancelled"))
 
 
+class Piece(str):
+    """A piece of a streamed answer's text, as follow() yields it: a str,
+    with .run, the job's run number it was streamed in (a retried job
+    streams its answer again, from the start, under the next number)."""
+
+    run: int
+
+    def __new__(cls, text: str, run: int) -> "Piece":
+        piece = super().__new__(cls, text)
+        piece.run = run
+        return piece
+
+
+def piece(fields: Mapping[str, str]) -> Piece:
+    """The Piece of a stream entry that has text."""
+    try:
+        run = int(fields.get("run") or 0)
+    except ValueError:
+        run = 0
+    return Piece(fields["text"], run)
+
+
 def follow_block_ms(end: Optional[float], now: float) -> int:
     """How long follow's next XREAD blocks (ms): FOLLOW_POLL_MS, less when
     the deadline `end` (time.monotonic(), None: none) is nearer; 0 or less

@@ -94,7 +94,7 @@ class AsyncClient:
         return job
 
     async def follow(self, queue: str, job_id: JobId, timeout: Optional[float] = None
-                     ) -> AsyncIterator[str]:
+                     ) -> AsyncIterator[p.Piece]:
         """Client.follow as an async iterator (`async for piece in
         c.follow(queue, id)`): a streamed answer's text piece by piece,
         until the answer is complete or the job was cancelled; nothing for
@@ -117,7 +117,7 @@ class AsyncClient:
                 await self._call(*p.follow_read_args(sk, last, job.ended, block)))
             for last, f in entries:
                 if "text" in f:
-                    yield f["text"]
+                    yield p.piece(f)
                 if f.get("end") in p.FOLLOW_LAST_ENDS:
                     return
             if job.ended and not entries:

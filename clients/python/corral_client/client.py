@@ -120,7 +120,7 @@ class Client:
         return job
 
     def follow(self, queue: str, job_id: JobId, timeout: Optional[float] = None
-               ) -> Iterator[str]:
+               ) -> Iterator[p.Piece]:
         """Yields a streamed answer's text piece by piece as the worker
         reads it (XREAD BLOCK on the job's stream, docs/protocol.md,
         "Streamed answers"), until the answer is complete or the job was
@@ -128,8 +128,9 @@ class Client:
         streamed yields nothing and ends when the job does (its result
         holds it whole). A run that failed ("end" failed) is followed on:
         when the job is retried its answer streams again from the start
-        under the next run number, and those pieces are yielded too;
-        when it is not, the iterator ends with the job.
+        under the next run number, and those pieces are yielded too
+        (each piece is a str with .run, its run number, to tell a new
+        start); when it is not, the iterator ends with the job.
 
         timeout: seconds (None: no limit); WaitTimeoutError when it runs
         out before the end, NoSuchJobError when there is no such job."""
@@ -148,7 +149,7 @@ class Client:
             entries = p.stream_entries(self._call(*p.follow_read_args(sk, last, job.ended, block)))
             for last, f in entries:
                 if "text" in f:
-                    yield f["text"]
+                    yield p.piece(f)
                 if f.get("end") in p.FOLLOW_LAST_ENDS:
                     return
             if job.ended and not entries:
