@@ -143,7 +143,9 @@ class Client {
    * and ends when the job does (its result holds it whole). A run that
    * failed is followed on: when the job is retried its answer streams again
    * from the start under the next run number, and those pieces come too;
-   * when it is not, the iterator ends with the job. options.timeout:
+   * (with options.runs, each piece is {run, text}, run the run number it was
+   * streamed in, to tell a new start); when it is not, the iterator ends
+   * with the job. options.timeout:
    * milliseconds (none: no limit); throws WaitTimeoutError when it runs out
    * before the end, NoSuchJobError when there is no such job. The blocking
    * reads use a connection of their own (duplicate()), closed at the end,
@@ -178,7 +180,7 @@ class Client {
         const entries = p.streamEntries(reply);
         for (const [eid, f] of entries) {
           last = eid;
-          if (f.text !== undefined) yield f.text;
+          if (f.text !== undefined) yield options.runs ? { run: Number(f.run) || 0, text: f.text } : f.text;
           if (p.FOLLOW_LAST_ENDS.has(f.end)) return;
         }
         if (job.ended && entries.length === 0) return;

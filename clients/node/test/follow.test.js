@@ -79,6 +79,17 @@ test('follow goes on into the next run after a run that failed', async () => {
   assert.deepEqual(f.got, ['Hel', 'Hello']);
 });
 
+test('follow with runs yields each piece with the run it was streamed in', async () => {
+  const id = await client.enqueue(Q, {});
+  await xadd(id, { run: '1', text: 'Hel' });
+  await xadd(id, { run: '1', end: 'failed', error: 'event stream cut mid-event: ...' });
+  await xadd(id, { run: '2', text: 'Hello' });
+  await xadd(id, { run: '2', end: 'complete', error: '' });
+  const f = following(id, { timeout: 20000, runs: true });
+  assert.equal(await f.done, null);
+  assert.deepEqual(f.got, [{ run: 1, text: 'Hel' }, { run: 2, text: 'Hello' }]);
+});
+
 test('follow of a run that failed for good ends with the job', async () => {
   const id = await client.enqueue(Q, {});
   await xadd(id, { run: '1', text: 'Hel' });
