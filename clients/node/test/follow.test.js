@@ -129,6 +129,19 @@ test('follows blocking reads use a connection of their own, not the clients', as
     'the reading connection to close');
 });
 
+test('a follow left by break closes its reading connection', async () => {
+  const id = await client.enqueue(Q, {});
+  await xadd(id, { run: '1', text: 'Hel' });
+  for await (const piece of client.follow(Q, id, { timeout: 20000 })) {
+    assert.equal(piece, 'Hel');
+    // CLIENT LIST names each connection's last command: the reader's is xread
+    assert.match(await redis.admin.call('CLIENT', 'LIST'), /cmd=xread/);
+    break;
+  }
+  await waitUntil(async () => !/cmd=xread/.test(await redis.admin.call('CLIENT', 'LIST')), 5000,
+    'the reading connection to close');
+});
+
 test('follow that runs out throws WaitTimeoutError after the timeout', async () => {
   const id = await client.enqueue(Q, {});
   await xadd(id, { run: '1', text: 'partial' });
