@@ -1,13 +1,13 @@
 'use strict';
 // The Node client's follow against a real redis-server, on streams written
 // exactly as the worker writes them (docs/protocol.md, "Streamed answers":
-// entries {run, text} and {run, end, error} on <prefix>:{<queue>}:stream:<id>);
-// the Python tests (tests/integration/test_client_python.py) follow a real
-// worker streaming from the AI-service stand-in.
+// entries {run, text} and {run, end, error} on <prefix>:{<queue>}:stream:<id>),
+// and a real corral-worker streaming from the AI-service stand-in
+// (tests/aistub.py), as the Python tests (tests/integration/test_client_python.py) do.
 const { test, before, after, beforeEach } = require('node:test');
 const assert = require('node:assert/strict');
 const corral = require('..');
-const { startRedis, waitUntil } = require('./helpers');
+const { startRedis, startStreamingWorker, waitUntil } = require('./helpers');
 
 const Q = 'prompts';
 const K = 'corral:{prompts}';
@@ -55,6 +55,25 @@ test('follow yields each piece as it is streamed and ends at the complete end', 
   await xadd(id, { run: '1', text: 'not read: after the end' });
   assert.equal(await f.done, null);
   assert.deepEqual(f.got, ['Hello', ', world']);
+});
+
+test('follow yields the pieces of a real worker as the service streams them', async (t) => {
+  await redis.fresh(null); // the worker declares the queue
+  const stop = await startStreamingWorker(redis);
+  if (stop === null) return t.skip('corral-worker not built, or no python3');
+  try {
+    const id = await client.enqueue(Q, { max_tokens: 6, stub: { sse: 'anthropic', chunks: 3, chunk_ms: 300 } });
+    const got = [];
+    for await (const piece of client.follow(Q, id, { timeout: 20000 })) got.push([Date.now(), piece]);
+    assert.deepEqual(got.map(([, piece]) => piece), ['w0 w1 ', 'w2 w3 ', 'w4 w5']);
+    // piece by piece: the first came about two paces before the last
+    assert.ok(got[2][0] - got[0][0] >= 400, `pieces at ${got.map(([at]) => at - got[0][0])} ms`);
+    const job = await client.wait(Q, id, { timeout: 10000 });
+    assert.equal(job.state, 'done');
+    assert.equal(JSON.parse(job.result).text, 'w0 w1 w2 w3 w4 w5');
+  } finally {
+    await stop();
+  }
 });
 
 test('follow of an answer that was not streamed yields nothing and ends with the job', async () => {
