@@ -142,12 +142,12 @@ class Client {
    * wait() gives the job). An answer that was not streamed yields nothing
    * and ends when the job does (its result holds it whole). A run that
    * failed is followed on: when the job is retried its answer streams again
-   * from the start under the next run number, and those pieces come too;
-   * (with options.runs, each piece is {run, text}, run the run number it was
-   * streamed in, to tell a new start); when it is not, the iterator ends
-   * with the job. options.timeout:
-   * milliseconds (none: no limit); throws WaitTimeoutError when it runs out
-   * before the end, NoSuchJobError when there is no such job. The blocking
+   * from the start under the next run number, and those pieces come too
+   * (with options.runs each piece is {run, text}, run the number of the run
+   * it was streamed in, to tell a new start); when it is not, the iterator
+   * ends with the job. options.timeout: milliseconds (none: no limit);
+   * throws WaitTimeoutError when it runs out before the end, NoSuchJobError
+   * when there is no such job. The blocking
    * reads use a connection of their own (duplicate()), closed at the end,
    * so the client's other calls do not wait behind them.
    */
