@@ -77,6 +77,20 @@ export interface WaitOptions {
   timeout?: number;
 }
 
+export interface FollowOptions {
+  /** Milliseconds; none: no limit. WaitTimeoutError when it runs out before the end. */
+  timeout?: number;
+  /** Yield {run, text} rather than the text alone. */
+  runs?: boolean;
+}
+
+/** A piece of a streamed answer with the run it was streamed in (follow's runs option). */
+export interface FollowPiece {
+  /** The job's run number: a retried job streams its answer again under the next one. */
+  run: number;
+  text: string;
+}
+
 export class Client {
   /**
    * urlOrOptions: a Redis URL ("redis://…", "rediss://…", "unix:///path"),
@@ -93,6 +107,13 @@ export class Client {
   job(queue: string, id: JobId): Promise<Job | null>;
   /** The job once it has ended; WaitTimeoutError when options.timeout runs out. */
   wait(queue: string, id: JobId, options?: WaitOptions): Promise<Job>;
+  /**
+   * A streamed answer's text, piece by piece as the worker reads it, until
+   * the answer is complete or the job was cancelled; nothing for an answer
+   * that was not streamed (`for await (const piece of client.follow(q, id))`).
+   */
+  follow(queue: string, id: JobId, options: FollowOptions & { runs: true }): AsyncGenerator<FollowPiece, void, undefined>;
+  follow(queue: string, id: JobId, options?: FollowOptions & { runs?: false }): AsyncGenerator<string, void, undefined>;
   /** Cancels a queued, scheduled or dead job. */
   cancel(queue: string, id: JobId): Promise<void>;
   /** Closes the connection the client opened. */

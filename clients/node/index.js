@@ -134,6 +134,62 @@ class Client {
     return job;
   }
 
+  /**
+   * An async iterator of a streamed answer's text, piece by piece as the
+   * worker reads it (XREAD BLOCK on the job's stream, docs/protocol.md,
+   * "Streamed answers"): `for await (const piece of client.follow(q, id))`.
+   * It ends when the answer is complete or the job was cancelled (then
+   * wait() gives the job). An answer that was not streamed yields nothing
+   * and ends when the job does (its result holds it whole). A run that
+   * failed is followed on: when the job is retried its answer streams again
+   * from the start under the next run number, and those pieces come too
+   * (with options.runs each piece is {run, text}, run the number of the run
+   * it was streamed in, to tell a new start); when it is not, the iterator
+   * ends with the job. options.timeout: milliseconds (none: no limit);
+   * throws WaitTimeoutError when it runs out before the end, NoSuchJobError
+   * when there is no such job. The blocking
+   * reads use a connection of their own (duplicate()), closed at the end,
+   * so the client's other calls do not wait behind them.
+   */
+  async* follow(queue, id, options = {}) {
+    const k = this._key(queue);
+    const jid = p.jobIdText(id);
+    p.timeoutArg(options.timeout);
+    const sk = `${k}:stream:${jid}`;
+    const end = options.timeout === undefined || options.timeout === null ? null : Date.now() + options.timeout;
+    let last = '0';
+    let reader = null;
+    try {
+      for (;;) {
+        const job = p.jobFromReply(await this._call('FCALL_RO', 'corral_job', 1, k, jid));
+        if (job === null) throw p.noJob(queue, jid);
+        const block = end === null ? p.FOLLOW_POLL_MS : Math.min(p.FOLLOW_POLL_MS, end - Date.now());
+        if (!job.ended && block <= 0) throw p.waitTimeout(queue, jid, options.timeout);
+        let reply;
+        if (job.ended) {
+          reply = await this._call('XREAD', 'COUNT', 1000, 'STREAMS', sk, last);
+        } else {
+          if (reader === null) reader = this.redis.duplicate();
+          try {
+            reply = await reader.call('XREAD', 'COUNT', 1000, 'BLOCK', Math.max(Math.floor(block), 1), 'STREAMS', sk, last);
+          } catch (e) {
+            if (e instanceof Redis.ReplyError) throw errorFromReply(e.message);
+            throw e;
+          }
+        }
+        const entries = p.streamEntries(reply);
+        for (const [eid, f] of entries) {
+          last = eid;
+          if (f.text !== undefined) yield options.runs ? { run: Number(f.run) || 0, text: f.text } : f.text;
+          if (p.FOLLOW_LAST_ENDS.has(f.end)) return;
+        }
+        if (job.ended && entries.length === 0) return;
+      }
+    } finally {
+      if (reader !== null) reader.disconnect();
+    }
+  }
+
   /** Cancels a job that is queued, scheduled or dead (corral_cancel). */
   async cancel(queue, id) {
     await this._call('FCALL', 'corral_cancel', 1, this._key(queue), p.jobIdText(id));

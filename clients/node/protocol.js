@@ -205,6 +205,28 @@ function waitTimeout(queue, id, timeoutMs) {
   return new WaitTimeoutError(`queue "${queue}": job ${id} did not end within ${Math.round(timeoutMs)} ms`);
 }
 
+/** How long one XREAD of follow() blocks before it looks at the job again (ms). */
+const FOLLOW_POLL_MS = 250;
+/**
+ * The end entries after which a run's stream has nothing more: the answer is
+ * complete (the result follows) or the job was cancelled. After "failed" the
+ * job may be retried and stream again under the next run number.
+ */
+const FOLLOW_LAST_ENDS = new Set(['complete', 'cancelled']);
+
+/** The entries of an XREAD reply of one stream as [id, {field: value}]. */
+function streamEntries(reply) {
+  const out = [];
+  for (const [, entries] of reply || []) {
+    for (const [eid, fields] of entries) {
+      const f = Object.create(null);
+      for (let i = 0; i + 1 < fields.length; i += 2) f[String(fields[i])] = String(fields[i + 1]);
+      out.push([String(eid), f]);
+    }
+  }
+  return out;
+}
+
 const FIELDS = ['priority', 'attempts', 'max_attempts', 'service', 'payload', 'result', 'error',
   'usage', 'created_ms', 'run_at_ms', 'queued_ms', 'started_ms', 'finished_ms', 'timeout_ms',
   'worker', 'deferrals', 'unique_key'];
@@ -250,4 +272,7 @@ module.exports = {
   waitTimeout,
   jobFromReply,
   luaNumber,
+  FOLLOW_POLL_MS,
+  FOLLOW_LAST_ENDS,
+  streamEntries,
 };

@@ -12,12 +12,16 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
 import redis
 
 from conftest import ACL_PASSWORD, MODE, REPO, binary_path, db_snapshot, declare, wait_until
+from worker_fixtures import HTTP_Q, make_worker, stub  # noqa: F401 (fixtures)
+from worker_fixtures import enqueue as worker_enqueue
+from worker_fixtures import job as conftest_job
 
 sys.path.insert(0, os.path.join(REPO, "clients", "python"))
 import corral_client as cc  # noqa: E402
@@ -441,6 +445,128 @@ def test_async_wait_that_runs_out_raises_wait_timeout(q, redis_server):
             assert 0.3 <= time.monotonic() - t0 < 2
 
     asyncio.run(run())
+
+
+# --- follow: streamed answers (docs/protocol.md, "Streamed answers") --------------
+
+
+def stream_ended_at(stub, key):
+    """When the stand-in finished sending the stream of that key."""
+    with stub.stub.lock:
+        return next(s["ended"] for s in stub.stub.streams if s["key"] == key)
+
+
+def follow_all(kind, redis_server, jid, timeout=20):
+    """[(time.monotonic(), piece)] of the follow of a new Client ("sync") or
+    AsyncClient ("async")."""
+    async def run():
+        async with cc.AsyncClient(client_url(redis_server)) as c:
+            return [(time.monotonic(), piece) async for piece in c.follow(Q, jid, timeout=timeout)]
+    if kind == "async":
+        return asyncio.run(run())
+    with cc.Client(client_url(redis_server)) as c:
+        return [(time.monotonic(), piece) for piece in c.follow(Q, jid, timeout=timeout)]
+
+
+def test_async_follow_yields_the_pieces_as_the_worker_streams_them(r, redis_server, make_worker,
+                                                                   stub):
+    make_worker(HTTP_Q, stub.url)
+    jid = worker_enqueue(r, {"max_tokens": 6, "stub": {"sse": "openai", "chunks": 3,
+                                                        "chunk_ms": 200, "key": "aio"}})
+
+    async def run():
+        async with cc.AsyncClient(client_url(redis_server)) as c:
+            got = [(time.monotonic(), piece) async for piece in c.follow(Q, int(jid), timeout=20)]
+            return got, await c.wait(Q, jid, timeout=10)
+
+    got, done = asyncio.run(run())
+    assert [piece for _, piece in got] == ["w0 w1 ", "w2 w3 ", "w4 w5"]
+    assert got[0][0] < stream_ended_at(stub, "aio")  # read while the service still streamed
+    assert done.state == "done" and done.result_json()["text"] == "w0 w1 w2 w3 w4 w5"
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_follow_of_an_answer_that_was_not_streamed_yields_nothing_and_ends_with_the_job(
+        r, redis_server, make_worker, stub, kind):
+    make_worker(HTTP_Q, stub.url)
+    jid = worker_enqueue(r, {"max_tokens": 3, "stub": {"usage": "openai", "delay_ms": 300}})
+    assert follow_all(kind, redis_server, jid) == []
+    j = conftest_job(r, jid)
+    assert j["state"] == "done"
+    assert json.loads(j["result"])["choices"][0]["message"]["content"] == "w0 w1 w2"
+
+
+def test_async_follow_of_a_run_that_failed_for_good_ends_with_the_job(r, redis_server,
+                                                                      make_worker, stub):
+    make_worker(HTTP_Q.replace("timeout = 5s", "timeout = 5s\nmax_attempts = 1"), stub.url)
+    jid = worker_enqueue(r, {"max_tokens": 12, "stub": {"sse": "openai", "chunks": 4,
+                                                         "cut_after_events": 3, "key": "cut"}})
+    got = follow_all("async", redis_server, jid)
+    assert [piece for _, piece in got] == ["w0 w1 w2 ", "w3 w4 w5 "]
+    assert conftest_job(r, jid)["state"] == "dead"
+
+
+def test_async_follow_ends_when_the_running_job_is_cancelled(r, redis_server, make_worker, stub):
+    make_worker(HTTP_Q, stub.url)
+    jid = worker_enqueue(r, {"max_tokens": 20, "stub": {"sse": "anthropic", "chunks": 10,
+                                                         "chunk_ms": 300, "key": "cx"}})
+
+    async def run():
+        async with cc.AsyncClient(client_url(redis_server)) as c:
+            got = []
+            async for piece in c.follow(Q, jid, timeout=20):
+                got.append(piece)
+                if len(got) == 1:
+                    await c.cancel(Q, jid)
+            return got
+
+    got = asyncio.run(run())
+    assert 1 <= len(got) < 10, got
+    assert conftest_job(r, jid)["state"] == "cancelled"
+    assert r.xrevrange(f"{K}:stream:{jid}", count=1)[0][1]["end"] == "cancelled"
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_follow_goes_on_into_the_next_run_after_a_run_that_failed(q, redis_server, kind):
+    # The entries as the worker writes them (corral_stream_append): run 1
+    # fails mid-answer, the job is retried, run 2 streams it again.
+    jid = int(worker_enqueue(q, {}))
+    sk = f"{K}:stream:{jid}"
+    q.xadd(sk, {"run": "1", "text": "Hel"})
+    q.xadd(sk, {"run": "1", "end": "failed", "error": "event stream cut mid-event: ..."})
+    got = []
+    t = threading.Thread(target=lambda: got.extend(follow_all(kind, redis_server, jid)))
+    t.start()
+    try:
+        # The follower has read run 1 and its failed end, and waits for more.
+        wait_until(lambda: q.info("clients")["blocked_clients"] >= 1 or not t.is_alive(),
+                   what="the follower to block on the stream")
+        assert t.is_alive(), "follow stopped at the failed end of run 1"
+        q.xadd(sk, {"run": "2", "text": "Hello"})
+        q.xadd(sk, {"run": "2", "text": ", world"})
+        q.xadd(sk, {"run": "2", "end": "complete", "error": ""})
+        q.xadd(sk, {"run": "2", "text": "not read: after the end"})
+    finally:
+        t.join(timeout=10)
+    assert not t.is_alive()
+    assert [piece for _, piece in got] == ["Hel", "Hello", ", world"]
+    assert [piece.run for _, piece in got] == [1, 2, 2]
+    assert all(isinstance(piece, cc.Piece) for _, piece in got)
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_follow_that_runs_out_raises_wait_timeout_and_an_unknown_job_no_such_job(
+        q, redis_server, kind):
+    jid = int(worker_enqueue(q, {}))
+    q.xadd(f"{K}:stream:{jid}", {"run": "1", "text": "partial"})
+    t0 = time.monotonic()
+    with pytest.raises(cc.WaitTimeoutError, match=f"job {jid} did not end within 300 ms"):
+        follow_all(kind, redis_server, jid, timeout=0.3)
+    assert 0.3 <= time.monotonic() - t0 < 2
+    with pytest.raises(cc.NoSuchJobError, match="no job 999"):
+        follow_all(kind, redis_server, 999, timeout=1)
+    with pytest.raises(ValueError, match="timeout must be a number of seconds above 0"):
+        follow_all(kind, redis_server, jid, timeout=0)
 
 
 # --- the example ------------------------------------------------------------------

@@ -102,4 +102,54 @@ async function startCorrald(redis) {
   };
 }
 
-module.exports = { REPO, BUILD, startRedis, startCorrald, waitUntil, librarySource };
+/** Starts the AI-service stand-in (tests/aistub.py) and a corral-worker on
+ * queue prompts calling it (handler http); resolves to a stop function, or
+ * null when corral-worker is not built or there is no python3. */
+async function startStreamingWorker(redis) {
+  const exe = path.join(BUILD, 'corral-worker');
+  const python = ['/usr/bin/python3', 'python3'].find((p) => !p.includes('/') || fs.existsSync(p));
+  if (!fs.existsSync(exe) || !python) return null;
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'corral-node-w-'));
+  const portFile = path.join(dir, 'stub.port');
+  const stub = spawn(python, [path.join(REPO, 'tests', 'aistub.py'), '--port-file', portFile],
+    { stdio: 'ignore' });
+  let stubExited = false;
+  stub.on('exit', () => { stubExited = true; });
+  await waitUntil(() => {
+    if (stubExited) throw new Error('aistub.py exited at start');
+    return fs.existsSync(portFile);
+  }, 10000, 'the AI-service stand-in to listen');
+  const port = fs.readFileSync(portFile, 'utf8').trim();
+  fs.writeFileSync(path.join(dir, 'ai.key'), 'sk-test-node\n', { mode: 0o600 });
+  const conf = path.join(dir, 'worker.conf');
+  fs.writeFileSync(conf, `[redis]\nurl = unix://${redis.socket}\n` +
+    '[pool]\nconcurrency = 4\ndrain_timeout = 10s\n' +
+    '[queue prompts]\nhandler = http\nservice = ai\nbackoff = 50ms..100ms\ntimeout = 5s\n' +
+    `[service ai]\nurl = http://127.0.0.1:${port}\napi_key_file = ${path.join(dir, 'ai.key')}\n`);
+  const log = fs.openSync(path.join(dir, 'worker.log'), 'w');
+  const proc = spawn(exe, ['-c', conf], { stdio: ['ignore', 'ignore', log] });
+  let exited = false;
+  proc.on('exit', () => { exited = true; });
+  await waitUntil(async () => {
+    if (exited) throw new Error(fs.readFileSync(path.join(dir, 'worker.log'), 'utf8'));
+    return (await redis.admin.exists('corral:{prompts}:conf')) === 1;
+  }, 15000, 'corral-worker to declare its queue');
+  return async () => {
+    if (!exited) {
+      proc.kill('SIGTERM');
+      const killer = setTimeout(() => proc.kill('SIGKILL'), 20000);
+      await new Promise((r) => (exited ? r() : proc.on('exit', r)));
+      clearTimeout(killer);
+    }
+    if (!stubExited) {
+      stub.kill('SIGKILL');
+      await new Promise((r) => (stubExited ? r() : stub.on('exit', r)));
+    }
+    fs.closeSync(log);
+    const text = fs.readFileSync(path.join(dir, 'worker.log'), 'utf8');
+    fs.rmSync(dir, { recursive: true, force: true });
+    if (/Sanitizer|runtime error/.test(text)) throw new Error(text);
+  };
+}
+
+module.exports = { REPO, BUILD, startRedis, startCorrald, startStreamingWorker, waitUntil, librarySource };

@@ -9,7 +9,7 @@
 Client is blocking (redis-py); AsyncClient is the same on redis.asyncio.
 Errors are CorralError subclasses, one per code word of the Function
 library (errors.CODE_CLASSES). The wire protocol is docs/protocol.md."""
-from ._protocol import FINAL_STATES, MAX_BATCH, Job
+from ._protocol import FINAL_STATES, MAX_BATCH, Job, Piece
 from .aio import AsyncClient
 from .client import Client
 from .errors import (CODE_CLASSES, CorralError, InvalidArgumentError, InvalidDeadlineError,
@@ -22,7 +22,8 @@ from .errors import (CODE_CLASSES, CorralError, InvalidArgumentError, InvalidDea
 
 __version__ = "0.1.0"
 __all__ = [
-    "Client", "AsyncClient", "Job", "FINAL_STATES", "MAX_BATCH", "CODE_CLASSES", "CorralError",
+    "Client", "AsyncClient", "Job", "Piece", "FINAL_STATES", "MAX_BATCH", "CODE_CLASSES",
+    "CorralError",
     "ServerError", "InvalidArgumentError", "InvalidQueueNameError", "UnknownQueueError",
     "UnknownServiceError", "InvalidPayloadError", "PayloadTooLargeError", "InvalidOptionError",
     "InvalidSettingError", "InvalidTokensError", "NoSuchJobError", "JobStateError", "JobRunningError",

@@ -181,6 +181,66 @@ def wait_timeout(queue: str, job_id: str, timeout: Optional[float]) -> WaitTimeo
         f'queue "{queue}": job {job_id} did not end within {round((timeout or 0) * 1000)} ms')
 
 
+#: How long one XREAD of follow() blocks before it looks at the job again (ms).
+FOLLOW_POLL_MS = 250
+#: The end entries after which a run's stream has nothing more: the answer
+#: is complete (the result follows) or the job was cancelled. After "failed"
+#: the job may be retried and stream again under the next run number.
+FOLLOW_LAST_ENDS = frozenset(("complete", "cancelled"))
+
+
+class Piece(str):
+    """A piece of a streamed answer's text, as follow() yields it: a str,
+    with .run, the job's run number it was streamed in (a retried job
+    streams its answer again, from the start, under the next number)."""
+
+    run: int
+
+    def __new__(cls, text: str, run: int) -> "Piece":
+        piece = super().__new__(cls, text)
+        piece.run = run
+        return piece
+
+
+def piece(fields: Mapping[str, str]) -> Piece:
+    """The Piece of a stream entry that has text."""
+    try:
+        run = int(fields.get("run") or 0)
+    except ValueError:
+        run = 0
+    return Piece(fields["text"], run)
+
+
+def follow_block_ms(end: Optional[float], now: float) -> int:
+    """How long follow's next XREAD blocks (ms): FOLLOW_POLL_MS, less when
+    the deadline `end` (time.monotonic(), None: none) is nearer; 0 or less
+    when it has passed."""
+    if end is None:
+        return FOLLOW_POLL_MS
+    return int(min(FOLLOW_POLL_MS / 1000, end - now) * 1000)
+
+
+def follow_read_args(stream_key: str, last: str, ended: bool, block_ms: int) -> List[Any]:
+    """The XREAD of follow(): blocking while the job has not ended, at
+    once for what is left of its stream when it has."""
+    wait = [] if ended else ["BLOCK", max(block_ms, 1)]
+    return ["XREAD", "COUNT", 1000, *wait, "STREAMS", stream_key, last]
+
+
+def stream_entries(reply: Any) -> List[Tuple[str, Dict[str, str]]]:
+    """The entries of an XREAD reply of one stream as (id, fields), text
+    decoded whether the connection decodes replies or not."""
+    out: List[Tuple[str, Dict[str, str]]] = []
+    if isinstance(reply, dict):  # RESP3: {key: entries}
+        reply = reply.items()
+    for _, entries in reply or []:
+        for eid, fields in entries:
+            pairs = fields.items() if isinstance(fields, dict) else \
+                zip(fields[::2], fields[1::2])
+            out.append((text(eid), {text(a): text(b) for a, b in pairs}))
+    return out
+
+
 def text(v: Any) -> Optional[str]:
     """A reply as str, whether the connection decodes replies or not."""
     if isinstance(v, bytes):

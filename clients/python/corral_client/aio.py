@@ -2,7 +2,8 @@
 checks and errors as Client (client.py)."""
 from __future__ import annotations
 
-from typing import Any, Iterable, List, Optional, Union
+import time
+from typing import Any, AsyncIterator, Iterable, List, Optional, Union
 
 import redis.asyncio as aredis
 import redis.exceptions as rx
@@ -91,6 +92,36 @@ class AsyncClient:
         if job is None:
             raise p.no_job(queue, jid)
         return job
+
+    async def follow(self, queue: str, job_id: JobId, timeout: Optional[float] = None
+                     ) -> AsyncIterator[p.Piece]:
+        """Client.follow as an async iterator (`async for piece in
+        c.follow(queue, id)`): a streamed answer's text piece by piece,
+        until the answer is complete or the job was cancelled; nothing for
+        an answer that was not streamed; a failed run followed on into the
+        job's retry. WaitTimeoutError after timeout seconds (None: no
+        limit), NoSuchJobError when there is no such job."""
+        k = self._key(queue)
+        jid = p.job_id_text(job_id)
+        p.timeout_arg(timeout)
+        sk, last = f"{k}:stream:{jid}", "0"
+        end = None if timeout is None else time.monotonic() + timeout
+        while True:
+            job = Job.from_reply(await self._call("FCALL_RO", "corral_job", 1, k, jid))
+            if job is None:
+                raise p.no_job(queue, jid)
+            block = p.follow_block_ms(end, time.monotonic())
+            if not job.ended and block <= 0:
+                raise p.wait_timeout(queue, jid, timeout)
+            entries = p.stream_entries(
+                await self._call(*p.follow_read_args(sk, last, job.ended, block)))
+            for last, f in entries:
+                if "text" in f:
+                    yield p.piece(f)
+                if f.get("end") in p.FOLLOW_LAST_ENDS:
+                    return
+            if job.ended and not entries:
+                return
 
     async def cancel(self, queue: str, job_id: JobId) -> None:
         """Client.cancel: cancels a queued, scheduled, dead or running job."""

@@ -120,41 +120,39 @@ class Client:
         return job
 
     def follow(self, queue: str, job_id: JobId, timeout: Optional[float] = None
-               ) -> Iterator[str]:
+               ) -> Iterator[p.Piece]:
         """Yields a streamed answer's text piece by piece as the worker
         reads it (XREAD BLOCK on the job's stream, docs/protocol.md,
-        "Streamed answers"), until its end; then wait() gives the job. An
-        answer that was not streamed yields nothing. A job retried after
-        part of its answer streamed starts its text again (a new run): the
-        pieces of each run are yielded as they come.
+        "Streamed answers"), until the answer is complete or the job was
+        cancelled; then wait() gives the job. An answer that was not
+        streamed yields nothing and ends when the job does (its result
+        holds it whole). A run that failed ("end" failed) is followed on:
+        when the job is retried its answer streams again from the start
+        under the next run number, and those pieces are yielded too
+        (each piece is a str with .run, its run number, to tell a new
+        start); when it is not, the iterator ends with the job.
 
         timeout: seconds (None: no limit); WaitTimeoutError when it runs
-        out, NoSuchJobError when there is no such job."""
+        out before the end, NoSuchJobError when there is no such job."""
         k = self._key(queue)
         jid = p.job_id_text(job_id)
+        p.timeout_arg(timeout)
         sk, last = f"{k}:stream:{jid}", "0"
         end = None if timeout is None else time.monotonic() + timeout
         while True:
             job = Job.from_reply(self._call("FCALL_RO", "corral_job", 1, k, jid))
             if job is None:
                 raise p.no_job(queue, jid)
-            block = 250 if end is None else int(min(0.25, end - time.monotonic()) * 1000)
+            block = p.follow_block_ms(end, time.monotonic())
             if not job.ended and block <= 0:
                 raise p.wait_timeout(queue, jid, timeout)
-            args = ["XREAD", "COUNT", 1000] + ([] if job.ended else ["BLOCK", max(block, 1)])
-            got = self._call(*args, "STREAMS", sk, last)
-            ended = False
-            for _, entries in got or []:
-                for eid, fields in entries:
-                    last = eid if isinstance(eid, str) else eid.decode()
-                    f = dict(fields) if isinstance(fields, dict) else \
-                        dict(zip(fields[::2], fields[1::2]))
-                    f = {(a.decode() if isinstance(a, bytes) else a):
-                         (b.decode() if isinstance(b, bytes) else b) for a, b in f.items()}
-                    if "text" in f:
-                        yield f["text"]
-                    ended = ended or "end" in f
-            if ended or (job.ended and not got):
+            entries = p.stream_entries(self._call(*p.follow_read_args(sk, last, job.ended, block)))
+            for last, f in entries:
+                if "text" in f:
+                    yield p.piece(f)
+                if f.get("end") in p.FOLLOW_LAST_ENDS:
+                    return
+            if job.ended and not entries:
                 return
 
     def cancel(self, queue: str, job_id: JobId) -> None:

@@ -2,7 +2,7 @@
 // describe the calls as the README shows them.
 import Redis from 'ioredis';
 import corral, {
-  Client, CorralError, CODE_CLASSES, InvalidOptionError, Job, WaitTimeoutError,
+  Client, CorralError, CODE_CLASSES, FollowPiece, InvalidOptionError, Job, WaitTimeoutError,
 } from 'corral-client';
 
 async function main(): Promise<void> {
@@ -15,6 +15,10 @@ async function main(): Promise<void> {
   const done: Job = await c.wait('prompts', ids[0], { timeout: 1000 });
   const ms: number | undefined = done.timings.run_ms;
   const state: string = done.state;
+  let text = '';
+  for await (const piece of c.follow('prompts', id, { timeout: 60000 })) text += piece;
+  for await (const piece of c.follow('prompts', '7')) text += piece.toUpperCase();
+  for await (const { run, text: t } of c.follow('prompts', id, { runs: true, timeout: 5 })) text += `${run}:${t}`;
   await c.cancel('prompts', '7');
   try {
     await c.enqueue('prompts', {}, { priority: 1 });
@@ -22,7 +26,8 @@ async function main(): Promise<void> {
     if (e instanceof WaitTimeoutError || e instanceof InvalidOptionError) console.log(e.code);
     if (e instanceof CorralError) console.log(e.code, e.message, e.enqueued, e.batchStart);
   }
-  console.log(job, ms, state, CODE_CLASSES.NOQUEUE, corral.Client === Client);
+  const p: FollowPiece = { run: 1, text };
+  console.log(job, ms, state, p, CODE_CLASSES.NOQUEUE, corral.Client === Client);
   await Promise.all([c.close(), c2.close(), c3.close()]);
 }
 
