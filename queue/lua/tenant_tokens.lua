@@ -24,6 +24,15 @@ local function ttok_window(c, now)
     return idx, (idx + 1) * c.tenant_tokens_ms
 end
 
+-- Makes the window's key tk, just made at now, expire with the window:
+-- Redis keeps a key through its expiry's millisecond, so the key lives
+-- through the window's last one (ends - 1) and is gone at ends. A key made
+-- in that last millisecond keeps 1 ms more (a TTL of 0 would delete it).
+local function ttok_expire(c, tk, now)
+    local _, ends = ttok_window(c, now)
+    redis.call('PEXPIRE', tk, math.max(ends - now - 1, 1))
+end
+
 -- corral_declare's settings tenant_tokens (0 = none) and tenant_tokens_ms
 -- (the window, default 60000): checked, appended to fields.
 ttok.declare = function(s, fields)
@@ -46,7 +55,7 @@ ttok.room = function(K, c, t, room, now)
     local used = tonumber(redis.call('GET', ttok_key(K, t))) or 0
     if used >= c.tenant_tokens then
         local _, ends = ttok_window(c, now)
-        return 0, ends
+        return 0, ends + 1 -- past a key made in the window's last millisecond
     end
     return math.min(room, 1), nil
 end
@@ -56,7 +65,7 @@ end
 -- on each job what its coming run added. The estimate is tokens.lua's.
 ttok.count = function(K, c, t, ids, s, now)
     local bpt = {bytes_per_token = s and s.bytes_per_token or SVC_NUM.bytes_per_token}
-    local idx, ends = ttok_window(c, now)
+    local idx = ttok_window(c, now)
     local sum = 0
     for _, id in ipairs(ids) do
         local jk = job_key(K, id)
@@ -72,7 +81,7 @@ ttok.count = function(K, c, t, ids, s, now)
     if sum > 0 then
         local tk = ttok_key(K, t)
         if redis.call('INCRBY', tk, sum) == sum then
-            redis.call('PEXPIRE', tk, ends - now)
+            ttok_expire(c, tk, now)
         end
     end
 end
@@ -96,8 +105,7 @@ local function ttok_adjust(K, c, t, tt, run, real, now)
     if v <= 0 then
         redis.call('DEL', tk)
     elseif v == delta then -- the window's key was gone: it ends with the window
-        local _, ends = ttok_window(c, now)
-        redis.call('PEXPIRE', tk, ends - now)
+        ttok_expire(c, tk, now)
     end
     if v < c.tenant_tokens and v - delta >= c.tenant_tokens then
         tenant_rejoin(K, c, t)
