@@ -422,7 +422,8 @@ local function tenant_declare(K, q, s, fields)
             ws[t] = int_arg('BADSETTING', w, 'tenant weight', 1, 1000)
         end
     end
-    for _, v in ipairs({'tenant_max_inflight', mi, 'tenant_rate', rate, 'tenant_rate_ms', rate_ms}) do
+    for _, v in ipairs({'tenant_max_inflight', mi, 'tenant_rate', rate,
+                        'tenant_rate_ms', rate_ms}) do
         fields[#fields + 1] = v
     end
     local tokens = ttok.declare(s, fields) -- tenant_tokens.lua

@@ -385,7 +385,8 @@ end
 
 -- corral_job's view of tokens.lua's fields of a job record: usage as an
 -- object; tokens, tok_est_in and tok_est_out as numbers; the grants (the
--- service's, the tenant's: tenant_tokens.lua) and the settled runs left out. Returns true when k is one of them.
+-- service's, the tenant's: tenant_tokens.lua) and the settled runs left
+-- out. Returns true when k is one of them.
 local function tok_job_field(j, k, v)
     if k == 'usage' then
         local ok, u = pcall(json_decode, utf8_clean(v))
