@@ -157,7 +157,8 @@ static void tenants(FILE *out, json_t *qs)
         }
     }
     family(out, "corral_tenant_limited", "gauge",
-           "1 while the tenant is out of the turn at its tenant_max_inflight or tenant_rate.");
+           "1 while the tenant is out of the turn at its tenant_max_inflight, tenant_rate or "
+           "tenant_tokens.");
     json_array_foreach(qs, i, q)
     {
         json_t *t = json_object_get(q, "tenants");

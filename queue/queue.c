@@ -155,6 +155,10 @@ void corral_cmd_declare(struct corral_cmd *cmd, const char *prefix,
     json_object_set_new(
         o, "tenant_rate_ms",
         json_integer(q->tenant_rate_count > 0 ? (json_int_t)q->tenant_rate_period_ms : 1000));
+    json_object_set_new(o, "tenant_tokens", json_integer((json_int_t)q->tenant_tokens_count));
+    json_object_set_new(
+        o, "tenant_tokens_ms",
+        json_integer(q->tenant_tokens_count > 0 ? (json_int_t)q->tenant_tokens_period_ms : 60000));
     add_json(cmd, o);
 }
 

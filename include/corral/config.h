@@ -99,7 +99,7 @@ struct corral_queue_conf {
     int tenant_max_inflight;              /* running jobs per tenant, fleet-wide; 0 = none */
     int64_t tenant_rate_count;            /* jobs started per tenant per period; 0 = none */
     int64_t tenant_rate_period_ms;
-    int64_t tenant_tokens_count; /* tokens per tenant per period; 0 = none (not enforced yet) */
+    int64_t tenant_tokens_count; /* tokens per tenant per period; 0 = none */
     int64_t tenant_tokens_period_ms;
     int tenant_metrics_top; /* tenants with their own series in corralctl metrics */
 };

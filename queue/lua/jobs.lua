@@ -137,7 +137,7 @@ end
 local DECLARE_KNOWN = 'priorities, order, weights, max_attempts, backoff_base_ms, ' ..
                           'backoff_cap_ms, timeout_ms, lease_ms, result_ttl_ms, max_payload, ' ..
                           'max_result, service, tenant_weights, tenant_max_inflight, ' ..
-                          'tenant_rate, tenant_rate_ms'
+                          'tenant_rate, tenant_rate_ms, tenant_tokens, tenant_tokens_ms'
 local DECLARE_KEYS = {}
 for k in DECLARE_KNOWN:gmatch('[%w_]+') do
     DECLARE_KEYS[k] = true
@@ -146,7 +146,8 @@ end
 -- corral_declare: KEYS[1] queue; ARGV[1] settings JSON {priorities, order,
 -- weights, max_attempts, backoff_base_ms, backoff_cap_ms, timeout_ms, lease_ms,
 -- result_ttl_ms, max_payload, max_result, service, tenant_weights,
--- tenant_max_inflight, tenant_rate, tenant_rate_ms} -> "OK". Registers or
+-- tenant_max_inflight, tenant_rate, tenant_rate_ms, tenant_tokens,
+-- tenant_tokens_ms} -> "OK". Registers or
 -- updates a queue. Jobs of priority levels that no longer exist move to the
 -- lowest remaining level.
 local function corral_declare(keys, args)
@@ -362,8 +363,9 @@ end
 -- Jobs popped by a reserve that the token or spend budget holds back
 -- (tokens.lua) go back to the front of where they came from, in order:
 -- ids[from..] of level (0-based). Taken from the tenants' turns, each goes
--- back to its tenant's list and gives back its running slot (its rate
--- window keeps the count: it errs on the side of the limit).
+-- back to its tenant's list and gives back its running slot and its
+-- estimate in the tenant's token window (its rate window keeps the count:
+-- it errs on the side of the limit).
 local function unpop_held(K, c, level, ids, from, turns)
     if not turns then
         tok_unpop(c.qkeys[level + 1], ids, from)
@@ -373,6 +375,9 @@ local function unpop_held(K, c, level, ids, from, turns)
         local jk = job_key(K, ids[k])
         make_ready(K, c, ids[k], jk, true)
         tenant_release_job(K, c, jk)
+        if c.tenant_tokens > 0 then
+            ttok.unpop(K, c, jk) -- tenant_tokens.lua: its estimate leaves the window
+        end
     end
 end
 
@@ -412,7 +417,7 @@ local function reserve_jobs(K, c, prefix, worker, n, max_inflight, gated, now, n
             local want = allowed - #out
             local ids
             if turns then
-                ids = tenant_pop(K, c, level - 1, want, now)
+                ids = tenant_pop(K, c, level - 1, want, now, s)
             else
                 ids = redis.call('LPOP', c.qkeys[level], itxt(want))
             end
@@ -439,7 +444,7 @@ local function reserve_jobs(K, c, prefix, worker, n, max_inflight, gated, now, n
             end
             local id
             if turns then
-                id = tenant_pop(K, c, level, 1, now)[1]
+                id = tenant_pop(K, c, level, 1, now, s)[1]
             else
                 id = redis.call('LPOP', c.qkeys[level + 1])
             end

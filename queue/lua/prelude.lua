@@ -245,7 +245,7 @@ end
 local CONF_FIELDS = {'priorities', 'order', 'weights', 'max_attempts', 'backoff_base_ms',
                      'backoff_cap_ms', 'timeout_ms', 'lease_ms', 'result_ttl_ms', 'max_payload',
                      'max_result', 'service', 'tenant_max_inflight', 'tenant_rate',
-                     'tenant_rate_ms', 'tenant_weights'}
+                     'tenant_rate_ms', 'tenant_tokens', 'tenant_tokens_ms', 'tenant_weights'}
 
 -- A queue's settings as one text (corral_declare stores it in K:conf's
 -- field "packed"): load_conf's cache is valid while that text is the same.
@@ -288,7 +288,9 @@ local function load_conf(K, q)
     c.tenant_max_inflight = tonumber(v[13]) or 0
     c.tenant_rate = tonumber(v[14]) or 0
     c.tenant_rate_ms = tonumber(v[15]) or 1000
-    c.tenant_weights = v[16] or ''
+    c.tenant_tokens = tonumber(v[16]) or 0 -- tenant_tokens.lua
+    c.tenant_tokens_ms = tonumber(v[17]) or 60000
+    c.tenant_weights = v[18] or ''
     -- The names of the queue's keys that the hot path touches, built once.
     c.active, c.sched, c.paused, c.wake = K .. ':active', K .. ':sched', K .. ':paused', K .. ':wake'
     c.qkeys = {}

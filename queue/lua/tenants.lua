@@ -3,7 +3,7 @@
 -- level the next job comes from the next tenant in turn among those with
 -- jobs waiting (round robin, a tenant of weight W serving W jobs per turn,
 -- FIFO within a tenant); a tenant at its limit (tenant_max_inflight,
--- tenant_rate) steps out of the turn until it has room. Every step is O(1)
+-- tenant_rate, tenant_tokens) steps out of the turn until it has room. Every step is O(1)
 -- per job however many tenants wait. Keys, derived from the queue key K:
 --   K:tq:<level>          list   the turn: tenants with jobs waiting at the
 --                                level, next first ("" = the default tenant,
@@ -21,12 +21,17 @@
 --                                at their limit -> when to look again (ms)
 --   K:tr:<tenant>         string jobs started in the tenant's rate window
 --                                (expires with the window)
+--   K:tt:<tenant>         string the tenant's token window (tenant_tokens.lua)
 -- Weights live in K:conf (field tenant_weights, "NAME:W,..."), so that the
 -- settings cache (load_conf) has them without a call. A tenant with
 -- nothing waiting or running holds no key and no field. Jobs without the
 -- option (the default tenant) take their turn but are not limited.
 
 local TENANT_SCAN = 100 -- tenants whose oldest job corral_stats looks at per level
+
+-- tenant_tokens.lua's functions (room, count, settle, unpop, declare):
+-- the tenants' token windows, with tenant_tokens only.
+local ttok = {}
 
 local function valid_tenant(s)
     return type(s) == 'string' and #s >= 1 and #s <= 64 and not s:find('[^%w_%.:@%-]')
@@ -79,7 +84,7 @@ local function tenant_conf(K, c)
         c.tall = all -- the ready lists and the turns: "is anything waiting?"
         c.tweights = tenant_weights_parse(c.tenant_weights)
         c.tweighted = next(c.tweights) ~= nil
-        c.tlimited = c.tenant_max_inflight > 0 or c.tenant_rate > 0
+        c.tlimited = c.tenant_max_inflight > 0 or c.tenant_rate > 0 or c.tenant_tokens > 0
         c.tturns = turns
     end
     return c
@@ -148,9 +153,9 @@ local function tenant_room(K, c, t, want, now)
             return 0, now + math.max(redis.call('PTTL', rk), 1)
         end
     end
-    -- tenant_tokens (docs/tokens.md): a tenant's token budget is checked
-    -- here, beside the rate, once the tokens module grants tokens at
-    -- reserve; the setting is checked by corrald --check, not enforced yet.
+    if c.tenant_tokens > 0 then
+        return ttok.room(K, c, t, room, now) -- tenant_tokens.lua
+    end
     return room, nil
 end
 
@@ -167,6 +172,19 @@ local function tenant_started(K, c, t, n)
     end
 end
 
+-- Named tenant t has room again: it rejoins the turns it left when parked
+-- at a limit (one ZREM per level), and idle workers are woken.
+local function tenant_rejoin(K, c, t)
+    for level = 0, #c.priorities - 1 do
+        if redis.call('ZREM', K .. ':tpark', level .. '|' .. t) == 1 then
+            turn_join(K, level, t)
+            if redis.call('EXISTS', K .. ':paused') == 0 then
+                redis.call('RPUSH', K .. ':wake', '1')
+            end
+        end
+    end
+end
+
 -- A run of named tenant t ended (ack, fail, defer, reclaim): its slot is
 -- free, and at its tenant_max_inflight it rejoins the turns it left.
 local function tenant_release(K, c, t)
@@ -179,14 +197,7 @@ local function tenant_release(K, c, t)
         redis.call('HDEL', ti, t)
     end
     if left == c.tenant_max_inflight - 1 then
-        for level = 0, #c.priorities - 1 do
-            if redis.call('ZREM', K .. ':tpark', level .. '|' .. t) == 1 then
-                turn_join(K, level, t)
-                if redis.call('EXISTS', K .. ':paused') == 0 then
-                    redis.call('RPUSH', K .. ':wake', '1')
-                end
-            end
-        end
+        tenant_rejoin(K, c, t)
     end
 end
 
@@ -239,8 +250,9 @@ end
 -- O(1) calls per job: each step takes a job or takes a tenant out of the
 -- turn. Without
 -- weights a step is LMOVE (the next tenant, to the back), LPOP and EXISTS
--- (is anything left?).
-local function tenant_pop(K, c, level, want, now)
+-- (is anything left?). s: the queue's service (nil for none), whose
+-- bytes_per_token the tenants' token windows estimate with.
+local function tenant_pop(K, c, level, want, now, s)
     local tq = K .. ':tq:' .. level
     local out, steps = {}, 0
     local served, cur = 0, nil
@@ -289,6 +301,9 @@ local function tenant_pop(K, c, level, want, now)
             if t ~= '' and #ids > 0 then
                 waiting_add(K, level, -#ids)
                 tenant_started(K, c, t, #ids)
+                if c.tenant_tokens > 0 then
+                    ttok.count(K, c, t, ids, s, now) -- tenant_tokens.lua
+                end
             end
             served = served + #ids
             -- A tenant is in the turn exactly while it has jobs here (else
@@ -407,14 +422,17 @@ local function tenant_declare(K, q, s, fields)
             ws[t] = int_arg('BADSETTING', w, 'tenant weight', 1, 1000)
         end
     end
-    for _, v in ipairs({'tenant_max_inflight', mi, 'tenant_rate', rate, 'tenant_rate_ms', rate_ms,
-                        'tenant_weights', tenant_weights_text(ws)}) do
+    for _, v in ipairs({'tenant_max_inflight', mi, 'tenant_rate', rate,
+                        'tenant_rate_ms', rate_ms}) do
         fields[#fields + 1] = v
     end
+    local tokens = ttok.declare(s, fields) -- tenant_tokens.lua
+    fields[#fields + 1] = 'tenant_weights'
+    fields[#fields + 1] = tenant_weights_text(ws)
     if mi == 0 then
         redis.call('DEL', K .. ':ti') -- counted with tenant_max_inflight only
     end
-    if mi == 0 and rate == 0 then
+    if mi == 0 and rate == 0 and tokens == 0 then
         unpark_all(K)
     end
 end

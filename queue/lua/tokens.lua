@@ -252,7 +252,7 @@ local function corral_settle(keys, args)
         local estimated, cost = args[i + 5] == '1', tonumber(args[i + 6])
         local jk = job_key(K, id)
         local j = redis.call('HMGET', jk, 'run', 'settled:' .. run, 'tok_grant', 'tok_grant_run',
-                             'tok_est_in', 'tok_est_out', 'tokens')
+                             'tok_est_in', 'tok_est_out', 'tokens', 'tenant', 'tok_tenant')
         local r = tonumber(run)
         if not j[1] or r == nil or r < 1 or r > tonumber(j[1]) then
             out[#out + 1] = 'STALE'
@@ -266,6 +266,9 @@ local function corral_settle(keys, args)
                 cost = tok_cost(s, input, output)
             end
             local real = input >= 0 and input + output or 0
+            if j[9] then -- tenant_tokens.lua: the tenant's window counts the real tokens
+                ttok.settle(K, c, j[8], j[9], run, real, now)
+            end
             if s and j[3] and j[3] ~= '' and j[4] == run then
                 local tk = s.key .. ':tk'
                 local at = redis.call('ZSCORE', tk, j[3])
@@ -381,15 +384,17 @@ tok_view = function(s, now, v)
 end
 
 -- corral_job's view of tokens.lua's fields of a job record: usage as an
--- object; tokens, tok_est_in and tok_est_out as numbers; the grant and the
--- settled runs left out. Returns true when k is one of them.
+-- object; tokens, tok_est_in and tok_est_out as numbers; the grants (the
+-- service's, the tenant's: tenant_tokens.lua) and the settled runs left
+-- out. Returns true when k is one of them.
 local function tok_job_field(j, k, v)
     if k == 'usage' then
         local ok, u = pcall(json_decode, utf8_clean(v))
         j.usage = ok and u or nil
     elseif k == 'tokens' or k == 'tok_est_in' or k == 'tok_est_out' then
         j[k] = tonumber(v)
-    elseif not (k == 'tok_grant' or k == 'tok_grant_run' or k:sub(1, 8) == 'settled:') then
+    elseif not (k == 'tok_grant' or k == 'tok_grant_run' or k == 'tok_tenant' or
+                k:sub(1, 8) == 'settled:') then
         return false
     end
     return true

@@ -106,4 +106,33 @@ def test_an_idle_tenant_leaves_no_keys_behind_in_a_fleet(r, stub, fleet):
     ids = put(r, "a", 10) + put(r, "b", 10)
     wait_until(lambda: all_done(r, ids), timeout=30, what="every job")
     K = qkey(Q)
-    assert sorted(k for k in r.keys(K + ":t*") if k != K + ":tok") == []  # tok: the usage totals
+    # K:tok is the queue's usage totals (docs/tokens.md), not a tenant's key
+    assert sorted(k for k in r.keys(K + ":t*") if k != K + ":tok") == []
+
+
+def test_tenant_tokens_from_the_config_park_a_tenant_at_its_window_and_others_go_on(
+        r, stub, fleet):
+    # Every call spends the 100 tokens it was enqueued with (the option
+    # tokens and the stand-in's usage agree): a window of 200 takes two.
+    fleet(stub.url, queue="tenant_tokens = 200/1h", hosts=1)
+    window = r.time()[0] // 3600
+
+    def put_tokens(tenant, n):
+        payload = json.dumps({"tenant": tenant, "stub": {"usage": "openai",
+                                                         "input_tokens": 100,
+                                                         "output_tokens": 0}})
+        opts = json.dumps({"tenant": tenant, "tokens": 100})
+        return [r.fcall("corral_enqueue", 1, Q, payload, opts) for _ in range(n)]
+
+    hog = put_tokens("hog", 5)
+    small = put_tokens("small", 2)
+    wait_until(lambda: all_done(r, small), timeout=30, what="the small tenant's jobs")
+    K = qkey(Q)
+    wait_until(lambda: sum(1 for i in hog if get_job(r, Q, i)["state"] == "done") >= 2,
+               timeout=10, what="the hog's first two calls")
+    if r.time()[0] // 3600 == window:  # the window did not turn meanwhile
+        states = sorted(get_job(r, Q, i)["state"] for i in hog)
+        assert states == ["done"] * 2 + ["queued"] * 3
+        assert r.zrange(K + ":tpark", 0, -1) == ["1|hog"]
+        assert r.get(K + ":tt:hog") == "200" and r.get(K + ":tt:small") == "200"
+    assert r.hget(K + ":conf", "tenant_tokens_ms") == "3600000"
