@@ -15,6 +15,8 @@
 /* How long one XREAD blocks before the job's state is looked at again (a
  * job whose answer was not streamed has no stream to wake us). */
 #define FOLLOW_POLL_MS 250
+/* After an end entry, until the job's final state shows (or a retry streams). */
+#define FOLLOW_END_POLL_MS 20
 
 int ctl_cancel(struct ctl *ctl, int argc, char **argv)
 {
@@ -105,13 +107,14 @@ int ctl_follow(struct ctl *ctl, const char *queue, const char *id, int64_t timeo
             break;
         }
         /* Once the job has ended, what is left of its stream is read at
-         * once; before, the read waits for the next piece. */
-        redisReply *r =
-            final || ended
-                ? redisCommand(ctl->redis, "XREAD COUNT 1000 STREAMS %s %s", sk, last)
-                : redisCommand(ctl->redis, "XREAD COUNT 1000 BLOCK %lld STREAMS %s %s",
-                               (long long)(left < FOLLOW_POLL_MS ? left : FOLLOW_POLL_MS), sk,
-                               last);
+         * once; before, the read waits for the next piece. After an end
+         * entry the job's final state comes soon (or a retry streams
+         * again): the wait is short then, but still a wait, not a spin. */
+        int64_t wait = ended ? FOLLOW_END_POLL_MS : FOLLOW_POLL_MS;
+        redisReply *r = final
+                            ? redisCommand(ctl->redis, "XREAD COUNT 1000 STREAMS %s %s", sk, last)
+                            : redisCommand(ctl->redis, "XREAD COUNT 1000 BLOCK %lld STREAMS %s %s",
+                                           (long long)(left < wait ? left : wait), sk, last);
         if (r == NULL || r->type == REDIS_REPLY_ERROR) {
             fprintf(stderr, "corralctl: reading the stream of job %s: %s\n", id,
                     r ? r->str : ctl->redis->errstr);
