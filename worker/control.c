@@ -10,6 +10,7 @@
 #include <hiredis/hiredis.h>
 
 #include "connection.h"
+#include "ctlmsg.h"
 #include "corral/log.h"
 #include "corral/util.h"
 
@@ -25,38 +26,6 @@ struct corral_control {
     int started;
     struct corral_log_repeat refused;
 };
-
-/* The next space-separated word of [*p, end) into out (cap bytes). */
-static int next_word(const char **p, const char *end, char *out, size_t cap)
-{
-    const char *s = *p;
-    while (s < end && *s == ' ')
-        s++;
-    const char *e = s;
-    while (e < end && *e != ' ')
-        e++;
-    if (e == s || (size_t)(e - s) >= cap)
-        return -1;
-    memcpy(out, s, (size_t)(e - s));
-    out[e - s] = '\0';
-    *p = e;
-    return 0;
-}
-
-int corral_control_parse_cancel(const char *msg, size_t len, char *queue, char *id, char *run,
-                                size_t cap)
-{
-    const char *p = msg, *end = msg + len;
-    char verb[8];
-    if (next_word(&p, end, verb, sizeof(verb)) < 0 || strcmp(verb, "cancel") != 0)
-        return -1;
-    if (next_word(&p, end, queue, cap) < 0 || next_word(&p, end, id, cap) < 0 ||
-        next_word(&p, end, run, cap) < 0)
-        return -1;
-    while (p < end && *p == ' ')
-        p++;
-    return p == end ? 0 : -1;
-}
 
 /* Every frame of the subscription: its confirmation, then the messages;
  * NULL when the connection went (the ready hook subscribes again). */

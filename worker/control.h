@@ -36,10 +36,4 @@ void corral_control_start(struct corral_control *c);
 void corral_control_close(struct corral_control *c);
 void corral_control_free(struct corral_control *c);
 
-/* Parses a control message "cancel <queue> <id> <run>" into the three
- * words, each copied into its buffer of size cap. 0, or -1 when the
- * message is of another kind or malformed (a word over cap - 1 bytes). */
-int corral_control_parse_cancel(const char *msg, size_t len, char *queue, char *id, char *run,
-                                size_t cap);
-
 #endif

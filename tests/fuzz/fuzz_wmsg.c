@@ -1,12 +1,16 @@
 /* libFuzzer target for the fd-3 line protocol corrald reads from its
  * workers: every line the parser accepts must format back into a line that
- * parses to the same message. */
+ * parses to the same message. The same bytes are read as a message of the
+ * worker's control channel (worker/ctlmsg.c): an accepted cancel has three
+ * words, each non-empty, without a blank or a NUL, within the buffer, and
+ * written back as "cancel Q ID RUN" it reads the same. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "corral/wmsg.h"
+#include "ctlmsg.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -17,8 +21,29 @@ static int same(const struct corral_wmsg *a, const struct corral_wmsg *b)
            a->outcome == b->outcome && strcmp(a->queue, b->queue) == 0;
 }
 
+static int word_ok(const char *w, size_t cap)
+{
+    size_t n = strnlen(w, cap);
+    return n > 0 && n < cap && strchr(w, ' ') == NULL;
+}
+
+static void control_message(const uint8_t *data, size_t size)
+{
+    char q[24], id[24], run[24], q2[24], id2[24], run2[24];
+    if (corral_control_parse_cancel((const char *)data, size, q, id, run, sizeof(q)) < 0)
+        return;
+    if (!word_ok(q, sizeof(q)) || !word_ok(id, sizeof(id)) || !word_ok(run, sizeof(run)))
+        abort();
+    char back[96];
+    int n = snprintf(back, sizeof(back), "cancel %s %s %s", q, id, run);
+    if (corral_control_parse_cancel(back, (size_t)n, q2, id2, run2, sizeof(q2)) < 0 ||
+        strcmp(q, q2) != 0 || strcmp(id, id2) != 0 || strcmp(run, run2) != 0)
+        abort();
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+    control_message(data, size);
     if (size > 2 * CORRAL_WMSG_MAX)
         return 0;
     char *line = malloc(size + 1);

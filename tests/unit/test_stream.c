@@ -14,6 +14,7 @@
 #include <jansson.h>
 
 #include "control.h"
+#include "ctlmsg.h"
 #include "stream.h"
 
 struct pieces {
@@ -150,6 +151,9 @@ static void control_messages_are_parsed_strictly(void **state)
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         assert_int_equal(corral_control_parse_cancel(bad[i], strlen(bad[i]), q, id, run, sizeof(q)),
                          -1);
+    /* A NUL inside a word would name another queue once read as a string. */
+    static const char nul[] = "cancel prompts\0x 42 3";
+    assert_int_equal(corral_control_parse_cancel(nul, sizeof(nul) - 1, q, id, run, sizeof(q)), -1);
 }
 
 int main(void)
