@@ -111,7 +111,7 @@ local function corral_stats(keys, args)
     local m = math.floor(now / 60000)
     local sums = {enq = 0, done = 0, fail = 0, dead = 0, retry = 0, defer = 0, lost = 0,
                   ps = 0, pn = 0, tin = 0, tout = 0, cost = 0, tcalls = 0} -- t*, cost: tokens.lua
-    local hist = {}
+    local hist, served = {}, {}
     for b = 0, #HIST do
         hist[b] = 0
     end
@@ -121,6 +121,8 @@ local function corral_stats(keys, args)
             local f, v = h[i], tonumber(h[i + 1])
             if sums[f] ~= nil then
                 sums[f] = sums[f] + v
+            elseif f:sub(1, 7) == 'served:' then -- fallback.lua: jobs per service
+                served[f:sub(8)] = (served[f:sub(8)] or 0) + v
             elseif f:sub(1, 1) == 'h' then
                 local b = tonumber(f:sub(2))
                 hist[b] = (hist[b] or 0) + v
@@ -171,7 +173,9 @@ local function corral_stats(keys, args)
         tokens_in = sums.tin, tokens_out = sums.tout, cost_nano = sums.cost,
         tokens_per_min = math.floor((sums.tin + sums.tout) * 60 / span_s + 0.5),
         cost_per_hour = math.floor(sums.cost * 3600 / span_s + 0.5) / 1e9,
-        usage_total = tok_totals(K)
+        usage_total = tok_totals(K),
+        -- fallback.lua: the list, and the jobs each service was given in the window
+        services = c.services, served = c.services and served or nil
     })
 end
 
