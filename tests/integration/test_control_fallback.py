@@ -235,3 +235,95 @@ def test_a_fallback_list_with_a_bad_or_repeated_name_is_refused(r):
     with pytest.raises(redis.ResponseError, match='bad service name "a b"'):
         declare(r, Q, service=["A", "a b"])
     assert not r.exists(f"{K}:conf")
+
+
+# --- real workers, two stand-ins ------------------------------------------
+
+@pytest.fixture
+def two_stubs():
+    import sys
+    from conftest import REPO
+    sys.path.insert(0, os.path.join(REPO, "tests"))
+    import aistub
+    a, b = aistub.Server().start(), aistub.Server().start()
+    yield a, b
+    a.stop()
+    b.stop()
+
+
+def fallback_conf(tmp_path, redis_server, a_url, b_url, queue="service = A, B"):
+    (tmp_path / "a.key").write_text("sk-service-a\n")
+    (tmp_path / "b.key").write_text("sk-service-b\n")
+    conf = tmp_path / "fb.conf"
+    conf.write_text(
+        redis_server.redis_section() + "[pool]\nconcurrency = 2\ndrain_timeout = 5s\n"
+        f"[queue {Q}]\nhandler = http\n{queue}\nmax_attempts = 5\nbackoff = 50ms..100ms\n"
+        "timeout = 5s\n"
+        f"[service A]\nurl = {a_url}\napi_key_file = {tmp_path / 'a.key'}\n"
+        "breaker_min_calls = 2\nbreaker_failure_rate = 50%\nbreaker_open_for = 60s\n"
+        "breaker_open_max = 120s\n"
+        f"[service B]\nurl = {b_url}\napi_key_file = {tmp_path / 'b.key'}\nmodel = b-model\n")
+    return conf
+
+
+def await_done(r, jid, timeout=15):
+    fin = f"{K}:fin:{jid}"
+    assert r.blmove(fin, fin, timeout, "RIGHT", "RIGHT") is not None, get_job(r, Q, jid)
+    return get_job(r, Q, jid)
+
+
+def test_a_worker_calls_the_service_its_reserve_chose_and_releases_it(r, two_stubs, build_dir,
+                                                                      redis_server, tmp_path):
+    from worker_fixtures import Worker
+    a, b = two_stubs
+    with a.stub.lock:
+        a.stub.default = {"status": 503}
+    conf = fallback_conf(tmp_path, redis_server, a.url, b.url)
+    w = Worker(binary_path(build_dir, "corral-worker"), str(conf), str(tmp_path / "fb.log"))
+    try:
+        wait_until(lambda: r.exists(f"{K}:conf"), what="the worker")
+        payload = {"model": "a-model", "max_tokens": 2,
+                   "messages": [{"role": "user", "content": "hi"}]}
+        ids = [enqueue(r, Q, json.dumps(payload)) for _ in range(6)]
+        jobs = [await_done(r, jid) for jid in ids]
+        assert all(j["state"] == "done" and j["served_by"] == "B" for j in jobs), jobs
+        assert all(j["served_model"] == "b-model" for j in jobs)
+        assert all(json.loads(j["result"])["model"] == "b-model" for j in jobs)
+        assert breaker(r, "A")["state"] == "open"
+        with a.stub.lock:
+            a_calls, a_auth = a.stub.requests, set(a.stub.auth)
+        with b.stub.lock:
+            b_calls, b_auth = b.stub.requests, set(b.stub.auth)
+            assert all('"model":"b-model"' in body for body in b.stub.bodies)
+        assert a_calls >= 2 and b_calls == 6  # A tripped after two failures
+        assert a_auth == {"Bearer sk-service-a"} and b_auth == {"Bearer sk-service-b"}
+        # Only the two failures that tripped A spent an attempt; calls to A
+        # that failed after the trip were refunded.
+        assert sum(j["attempts"] for j in jobs) == 6 + 2
+        for name in ("A", "B"):
+            h = r.hgetall(f"corral:svc:{name}")
+            assert all(int(v) == 0 for k, v in h.items() if k.startswith("inflight:")), (name, h)
+        assert breaker(r, "B")["calls"] == 6
+    finally:
+        assert w.stop() == 0, w.logs()
+
+
+def check(build_dir, conf):
+    return subprocess.run([binary_path(build_dir, "corrald"), "-c", str(conf), "--check"],
+                          capture_output=True, text=True, timeout=20)
+
+
+def test_corrald_check_names_an_unknown_or_repeated_service_of_a_fallback_list(
+        build_dir, redis_server, tmp_path):
+    url = "http://127.0.0.1:9/v1"
+    res = check(build_dir, fallback_conf(tmp_path, redis_server, url, url,
+                                         queue="service = A, C"))
+    assert res.returncode == 1
+    assert '[queue calls] service: there is no [service C] section (got "C")' in res.stderr
+    res = check(build_dir, fallback_conf(tmp_path, redis_server, url, url,
+                                         queue="service = A, B, A"))
+    assert res.returncode == 1
+    assert '[queue calls] service: "A" is named twice in the fallback list' in res.stderr
+    res = check(build_dir, fallback_conf(tmp_path, redis_server, url, url))
+    assert res.returncode == 0, res.stderr
+    assert "service = A, B" in res.stdout
