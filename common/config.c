@@ -884,8 +884,8 @@ static void check_fallback(struct loader *ld, const struct corral_queue_conf *q,
         for (size_t k = 0; k < i; k++)
             if (strcmp(l->items[k], name) == 0) {
                 add_error(ld, line_of(s, "service"),
-                          "[queue %s] service: \"%s\" is named twice in the fallback list",
-                          q->name, name);
+                          "[queue %s] service: \"%s\" is named twice in the fallback list", q->name,
+                          name);
                 break;
             }
     }

@@ -133,7 +133,7 @@ struct call {
     char *body;
     size_t len;
     int too_big;
-    const struct http_svc *svc; /* the service this call goes to */
+    const struct http_svc *svc;   /* the service this call goes to */
     long status;                  /* known once the headers are in */
     struct corral_stream *stream; /* a text/event-stream answer (stream.h), else NULL */
     char *sent; /* the payload with [service] model put in, or NULL: the job's as it is */

@@ -327,3 +327,28 @@ def test_corrald_check_names_an_unknown_or_repeated_service_of_a_fallback_list(
     res = check(build_dir, fallback_conf(tmp_path, redis_server, url, url))
     assert res.returncode == 0, res.stderr
     assert "service = A, B" in res.stdout
+
+
+def test_corralctl_status_shows_the_share_each_service_served(r, build_dir, redis_server,
+                                                             tmp_path):
+    prepare(r)
+    for _ in range(3):
+        enqueue(r, Q)
+    for job in reserve(r, 3)[0]:
+        ack(r, job)
+    r.fcall("corral_breaker_reset", 1, "A")  # a fresh window
+    trip_a(r)
+    enqueue(r, Q)
+    ack(r, reserve(r)[0][0])
+    conf = tmp_path / "ctl.conf"
+    conf.write_text(redis_server.redis_section())
+    ctl = binary_path(build_dir, "corralctl")
+    out = subprocess.run([ctl, "-c", str(conf), "status", "--json"], capture_output=True,
+                         text=True, timeout=10)
+    assert out.returncode == 0, out.stderr
+    (q,) = [q for q in json.loads(out.stdout)["queues"] if q["name"] == Q]
+    assert q["services"] == ["A", "B"] and q["served"] == {"A": 5, "B": 1}
+    out = subprocess.run([ctl, "-c", str(conf), "status"], capture_output=True, text=True,
+                         timeout=10)
+    assert out.returncode == 0, out.stderr
+    assert f"fallback {Q}: A 83% (5), B 17% (1) of 6 jobs in the last minute" in out.stdout
