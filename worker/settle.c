@@ -79,7 +79,8 @@ static int on_event(const struct corral_sse_event *ev, void *priv)
 
 /* The settlement from the usage u the answer gave (NULL: the call has no
  * usage), and the provider's view from the headers either way. */
-static struct corral_settle *settle_with(const struct corral_tally *t, const struct corral_usage *u)
+static struct corral_settle *settle_with(const struct corral_tally *t,
+                                         const struct corral_usage *u)
 {
     struct corral_settle *s = corral_xcalloc(1, sizeof(*s));
     s->input_tokens = s->output_tokens = -1;

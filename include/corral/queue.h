@@ -69,7 +69,7 @@ struct corral_enqueue_opts {
     int64_t timeout_ms;
     const char *service;
     const char *unique_key;
-    const char *tenant;  /* NULL: the default tenant (docs/protocol.md, "Tenants") */
+    const char *tenant; /* NULL: the default tenant (docs/protocol.md, "Tenants") */
     int64_t deadline_ms; /* 0: none (docs/protocol.md, "Deadlines") */
 };
 
