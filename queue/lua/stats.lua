@@ -152,9 +152,16 @@ local function corral_stats(keys, args)
     local paused = redis.call('EXISTS', K .. ':paused') == 1
     local breaker = nil
     if c.service ~= '' and args[2] ~= 'lean' then
-        local sv = load_svc(svc_key(prefix, c.service), c.service)
-        if sv ~= nil then
-            breaker = svc_view(sv, now)
+        -- With a fallback list (fallback.lua), the breaker of the first
+        -- service that holds nothing back (the one jobs go to), else the first's.
+        for _, name in ipairs(c.services or {c.service}) do
+            local sv = load_svc(svc_key(prefix, name), name)
+            local v = sv ~= nil and svc_view(sv, now) or nil
+            breaker = breaker or v
+            if v ~= nil and v.hold == '' then
+                breaker = v
+                break
+            end
         end
     end
     return cjson.encode({

@@ -215,6 +215,19 @@ def test_the_share_each_service_served_is_in_the_queue_stats(r):
     assert s["served"] == {"A": 5, "B": 1}
 
 
+def test_the_queue_stats_show_the_breaker_jobs_go_to_so_the_pool_is_not_held(r):
+    prepare(r)
+    assert stats(r, Q)["breaker"]["service"] == "A"
+    trip_a(r)
+    b = stats(r, Q)["breaker"]
+    assert b["service"] == "B" and b["hold"] == ""
+    declare_service(r, "B", min_calls=1)
+    enqueue(r, Q)
+    fail(r, reserve(r)[0][0])
+    b = stats(r, Q)["breaker"]  # none takes calls: the first's, held
+    assert b["service"] == "A" and b["hold"].startswith("breaker open")
+
+
 def test_a_single_service_queue_is_as_before(r):
     declare_service(r, "A")
     declare(r, Q, service="A")
