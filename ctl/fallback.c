@@ -31,7 +31,7 @@ void ctl_fallback_print(json_t *queues, FILE *out, int color)
         {
             long long n = served_of(served, json_string_value(name));
             fprintf(out, "%s %s %lld%% (%lld)", k ? "," : "", json_string_value(name),
-                     total > 0 ? (n * 100 + total / 2) / total : 0, n);
+                    total > 0 ? (n * 100 + total / 2) / total : 0, n);
         }
         fprintf(out, " of %lld jobs in the last minute\n", total);
     }
