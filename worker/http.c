@@ -108,7 +108,6 @@ struct corral_http {
     struct ev_loop *loop;
     CURLM *multi;
     ev_timer timer;
-    const struct corral_service_conf *service; /* the first */
     struct http_svc *svcs;
     size_t nsvcs;
     /* The credentials its calls send (the api key, credential headers'
@@ -222,7 +221,6 @@ static int http_queue_init(struct ev_loop *loop, const struct corral_config *cfg
     C.global_init(CURL_GLOBAL_DEFAULT);
     struct corral_http *h = corral_xcalloc(1, sizeof(*h));
     h->loop = loop;
-    h->service = svc;
     h->multi = C.multi_init();
     ev_timer_init(&h->timer, on_timer, 0.0, 0.0);
     h->timer.data = h;
