@@ -121,11 +121,11 @@ local function corral_stats(keys, args)
             local f, v = h[i], tonumber(h[i + 1])
             if sums[f] ~= nil then
                 sums[f] = sums[f] + v
-            elseif f:sub(1, 7) == 'served:' then -- fallback.lua: jobs per service
-                served[f:sub(8)] = (served[f:sub(8)] or 0) + v
             elseif f:sub(1, 1) == 'h' then
                 local b = tonumber(f:sub(2))
                 hist[b] = (hist[b] or 0) + v
+            elseif f:sub(1, 7) == 'served:' then -- fallback.lua: jobs per service
+                served[f:sub(8)] = (served[f:sub(8)] or 0) + v
             end
         end
     end
