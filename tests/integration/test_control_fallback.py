@@ -365,3 +365,25 @@ def test_corralctl_status_shows_the_share_each_service_served(r, build_dir, redi
                          timeout=10)
     assert out.returncode == 0, out.stderr
     assert f"fallback {Q}: A 83% (5), B 17% (1) of 6 jobs in the last minute" in out.stdout
+
+
+def test_a_worker_moves_on_to_the_next_service_when_the_first_answers_429(
+        r, two_stubs, build_dir, redis_server, tmp_path):
+    from worker_fixtures import Worker
+    a, b = two_stubs
+    with a.stub.lock:
+        a.stub.default = {"status": 429, "retry_after": "30"}
+    conf = fallback_conf(tmp_path, redis_server, a.url, b.url)
+    w = Worker(binary_path(build_dir, "corral-worker"), str(conf), str(tmp_path / "t.log"))
+    try:
+        wait_until(lambda: r.exists(f"{K}:conf"), what="the worker")
+        ids = [enqueue(r, Q, json.dumps({"messages": []})) for _ in range(4)]
+        jobs = [await_done(r, jid) for jid in ids]
+        # Not after A's 30 s: at once to B, no attempt spent on the 429.
+        assert all(j["state"] == "done" and j["served_by"] == "B" for j in jobs), jobs
+        assert all(j["attempts"] == 1 for j in jobs)
+        assert breaker(r, "A")["throttled_until_ms"] > server_ms(r) + 20000
+        with a.stub.lock:
+            assert a.stub.requests >= 1
+    finally:
+        assert w.stop() == 0, w.logs()
