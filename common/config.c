@@ -104,7 +104,7 @@ static const struct key keys[] = {
     {SEC_QUEUE, "order", T_ORDER, Q(order), 0, "strict", 0, 0},
     {SEC_QUEUE, "weights", T_WEIGHTS, Q(weights), 0, NULL, 1, 1000000},
     {SEC_QUEUE, "handler", T_HANDLER, Q(handler), 0, "http", 0, 0},
-    {SEC_QUEUE, "service", T_NAME, Q(service), 0, NULL, 1, 64},
+    {SEC_QUEUE, "service", T_LIST, Q(services), 0, NULL, 0, 0}, /* q->service: the first */
     {SEC_QUEUE, "command", T_STR, Q(command), 0, NULL, 0, 0},
     {SEC_QUEUE, "max_attempts", T_INT, Q(max_attempts), 0, "5", 1, 1000},
     {SEC_QUEUE, "backoff", T_RANGE, Q(backoff_base_ms), Q(backoff_cap_ms), "1s..5m", 1, 30 * DAY},
@@ -863,9 +863,36 @@ static int url_has_password(const char *url)
     return at != NULL && memchr(auth, ':', (size_t)(at - auth)) != NULL;
 }
 
+/* [queue Q] service = A, B, ...: each a [service] section, none twice, at
+ * most 16 (docs/breakers.md, "Fallback"). */
+static void check_fallback(struct loader *ld, const struct corral_queue_conf *q, struct section *s)
+{
+    const struct corral_strlist *l = &q->services;
+    if (l->n > 16)
+        add_error(ld, line_of(s, "service"), "[queue %s] service: at most 16 services (got %zu)",
+                  q->name, l->n);
+    for (size_t i = 0; i < l->n; i++) {
+        const char *name = l->items[i];
+        if (!valid_name(name, 64))
+            add_error(ld, line_of(s, "service"),
+                      "[queue %s] service: expected 1-64 " NAME_RULE " (got \"%s\")", q->name,
+                      name);
+        else if (corral_config_service(ld->cfg, name) == NULL)
+            add_error(ld, line_of(s, "service"),
+                      "[queue %s] service: there is no [service %s] section (got \"%s\")", q->name,
+                      name, name);
+        for (size_t k = 0; k < i; k++)
+            if (strcmp(l->items[k], name) == 0) {
+                add_error(ld, line_of(s, "service"),
+                          "[queue %s] service: \"%s\" is named twice in the fallback list", q->name,
+                          name);
+                break;
+            }
+    }
+}
+
 static void check_queue(struct loader *ld, struct corral_queue_conf *q, struct section *s)
 {
-    struct corral_config *cfg = ld->cfg;
     if (!is_bad(s, "priorities")) {
         if (q->priorities.n > CORRAL_MAX_PRIORITIES)
             add_error(ld, line_of(s, "priorities"),
@@ -899,6 +926,7 @@ static void check_queue(struct loader *ld, struct corral_queue_conf *q, struct s
         for (int w = 0; w < CORRAL_MAX_PRIORITIES; w++)
             q->weights[w] = 1;
     }
+    q->service = q->services.n > 0 ? q->services.items[0] : NULL;
     if (is_bad(s, "handler"))
         return;
     if (q->handler == CORRAL_HANDLER_HTTP && !is_bad(s, "service")) {
@@ -907,10 +935,8 @@ static void check_queue(struct loader *ld, struct corral_queue_conf *q, struct s
                       "[queue %s] service: handler = http needs service = NAME of a "
                       "[service NAME] section",
                       q->name);
-        else if (corral_config_service(cfg, q->service) == NULL)
-            add_error(ld, line_of(s, "service"),
-                      "[queue %s] service: there is no [service %s] section (got \"%s\")", q->name,
-                      q->service, q->service);
+        else
+            check_fallback(ld, q, s);
     } else if (q->handler != CORRAL_HANDLER_HTTP && is_set(s, "service")) {
         add_error(ld, line_of(s, "service"),
                   "[queue %s] service: only used with handler = http (handler is %s)", q->name,

@@ -16,6 +16,7 @@
 #include "corral/util.h"
 #include "ctl.h"
 #include "table.h"
+#include "fallback.h"
 #include "tenants.h"
 
 /* A heartbeat older than this is shown as stale; its key expires soon after. */
@@ -348,7 +349,8 @@ static void print_table(json_t *s, FILE *out, int color, struct widths *keep)
     if (json_array_size(ws) > 0)
         fputc('\n', out);
     ctl_print_breakers(json_object_get(s, "breakers"), out, color, keep->breakers);
-    ctl_tenants_print(json_object_get(s, "queues"), out, color); /* tenants.c */
+    ctl_tenants_print(json_object_get(s, "queues"), out, color);  /* tenants.c */
+    ctl_fallback_print(json_object_get(s, "queues"), out, color); /* fallback.c */
     ctl_print_tokens(s, out, color);
 }
 

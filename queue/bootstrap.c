@@ -101,6 +101,12 @@ void corral_bootstrap_build(struct corral_bootstrap *b, const struct corral_conf
                 q && q->service ? corral_config_service(cfg, q->service) : NULL;
             if (s != NULL)
                 add_service(b, cfg, s);
+            /* and the rest of a fallback list (docs/breakers.md, "Fallback") */
+            for (size_t k = 1; q != NULL && k < q->services.n; k++) {
+                s = corral_config_service(cfg, q->services.items[k]);
+                if (s != NULL)
+                    add_service(b, cfg, s);
+            }
         }
     }
 }

@@ -138,7 +138,16 @@ void corral_cmd_declare(struct corral_cmd *cmd, const char *prefix,
         "backoff_cap_ms", (json_int_t)q->backoff_cap_ms, "timeout_ms", (json_int_t)q->timeout_ms,
         "lease_ms", (json_int_t)q->lease_ms, "result_ttl_ms", (json_int_t)q->result_ttl_ms,
         "max_payload", (json_int_t)q->max_payload_bytes, "max_result",
-        (json_int_t)q->max_result_bytes, "service", q->service ? q->service : "");
+        (json_int_t)q->max_result_bytes, "service", "");
+    /* A fallback list goes as the names joined by commas (docs/protocol.md). */
+    if (q->services.n > 1) {
+        json_t *list = json_array();
+        for (size_t i = 0; i < q->services.n; i++)
+            json_array_append_new(list, json_string(q->services.items[i]));
+        json_object_set_new(o, "service", list);
+    } else if (q->service != NULL) {
+        json_object_set_new(o, "service", json_string(q->service));
+    }
     /* tenants (docs/protocol.md, "Tenants") */
     json_t *tw = json_object();
     for (size_t i = 0; i < q->tenant_weights.n; i++) {
@@ -981,6 +990,10 @@ void corral_cmd_declare_service(struct corral_cmd *cmd, const char *prefix,
         s->breaker_half_open_calls, "rate", (json_int_t)s->rate_count, "rate_period_ms",
         (json_int_t)(s->rate_period_ms > 0 ? s->rate_period_ms : 60000));
     corral_tokens_declare_fields(o, s); /* the budgets, common/tokens.c */
+    /* A fallback list's later services use these (docs/breakers.md, "Fallback"). */
+    json_object_set_new(o, "max_inflight", json_integer(s->max_inflight));
+    if (s->model != NULL)
+        json_object_set_new(o, "model", json_string(s->model));
     add_json(cmd, o);
 }
 

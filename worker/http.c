@@ -95,14 +95,21 @@ static int load_libcurl(struct corral_err *err)
     return 0;
 }
 
-/* A queue's state: its service, the service's API key, and a libcurl multi
- * handle driven by the loop. */
+/* One service of a queue's list and its API key (or NULL). */
+struct http_svc {
+    const struct corral_service_conf *conf;
+    char *api_key;
+};
+
+/* A queue's state: its services (the fallback list, docs/breakers.md
+ * "Fallback"; each call goes to the one its reserve chose), their API keys,
+ * and a libcurl multi handle driven by the loop. */
 struct corral_http {
     struct ev_loop *loop;
     CURLM *multi;
     ev_timer timer;
-    const struct corral_service_conf *service;
-    char *api_key; /* or NULL */
+    struct http_svc *svcs;
+    size_t nsvcs;
     /* The credentials its calls send (the api key, credential headers'
      * values), taken out of every text made from an answer. */
     struct corral_redactor *redactor;
@@ -125,6 +132,7 @@ struct call {
     char *body;
     size_t len;
     int too_big;
+    const struct http_svc *svc;   /* the service this call goes to */
     long status;                  /* known once the headers are in */
     struct corral_stream *stream; /* a text/event-stream answer (stream.h), else NULL */
     char *sent; /* the payload with [service] model put in, or NULL: the job's as it is */
@@ -202,13 +210,17 @@ static int http_queue_init(struct ev_loop *loop, const struct corral_config *cfg
                        q->name, q->service ? q->service : "");
         return -1;
     }
+    for (size_t i = 1; i < q->services.n; i++)
+        if (corral_config_service(cfg, q->services.items[i]) == NULL)
+            return corral_err_set(err, CORRAL_ERR_NOTFOUND,
+                                  "[queue %s] service: no [service %s] section", q->name,
+                                  q->services.items[i]);
     if (load_libcurl(err) < 0)
         return -1;
     /* curl_global_init and _cleanup count: one pair per queue. */
     C.global_init(CURL_GLOBAL_DEFAULT);
     struct corral_http *h = corral_xcalloc(1, sizeof(*h));
     h->loop = loop;
-    h->service = svc;
     h->multi = C.multi_init();
     ev_timer_init(&h->timer, on_timer, 0.0, 0.0);
     h->timer.data = h;
@@ -217,21 +229,27 @@ static int http_queue_init(struct ev_loop *loop, const struct corral_config *cfg
     C.multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, on_timer_change);
     C.multi_setopt(h->multi, CURLMOPT_TIMERDATA, h);
     *state = h;
-    if (svc->api_key_file != NULL) {
-        h->api_key = corral_read_secret(svc->api_key_file, err);
-        if (h->api_key == NULL) {
-            corral_err_prefix(err, "[service %s] api_key_file", svc->name);
-            http_queue_free(h);
-            *state = NULL;
-            return -1;
-        }
-    }
     h->queue = q->name;
     h->redactor = corral_redactor_new();
-    if (h->api_key != NULL)
-        corral_redactor_add(h->redactor, h->api_key, strlen(h->api_key));
-    for (size_t i = 0; i < svc->headers.n; i++)
-        corral_redactor_add_header(h->redactor, svc->headers.items[i]);
+    h->nsvcs = q->services.n > 0 ? q->services.n : 1;
+    h->svcs = corral_xcalloc(h->nsvcs, sizeof(*h->svcs));
+    for (size_t k = 0; k < h->nsvcs; k++) {
+        const struct corral_service_conf *sv =
+            k == 0 ? svc : corral_config_service(cfg, q->services.items[k]);
+        h->svcs[k].conf = sv;
+        if (sv->api_key_file != NULL) {
+            h->svcs[k].api_key = corral_read_secret(sv->api_key_file, err);
+            if (h->svcs[k].api_key == NULL) {
+                corral_err_prefix(err, "[service %s] api_key_file", sv->name);
+                http_queue_free(h);
+                *state = NULL;
+                return -1;
+            }
+            corral_redactor_add(h->redactor, h->svcs[k].api_key, strlen(h->svcs[k].api_key));
+        }
+        for (size_t i = 0; i < sv->headers.n; i++)
+            corral_redactor_add_header(h->redactor, sv->headers.items[i]);
+    }
     return 0;
 }
 
@@ -243,10 +261,12 @@ static void http_queue_free(void *state)
     ev_timer_stop(h->loop, &h->timer);
     C.multi_cleanup(h->multi);
     corral_redactor_free(h->redactor);
-    if (h->api_key != NULL) {
-        explicit_bzero(h->api_key, strlen(h->api_key));
-        free(h->api_key);
-    }
+    for (size_t k = 0; k < h->nsvcs; k++)
+        if (h->svcs[k].api_key != NULL) {
+            explicit_bzero(h->svcs[k].api_key, strlen(h->svcs[k].api_key));
+            free(h->svcs[k].api_key);
+        }
+    free(h->svcs);
     free(h);
     C.global_cleanup();
 }
@@ -320,7 +340,7 @@ static char *redact(struct call *c, const char *text, size_t len, unsigned flags
         c->h->warned = 1;
         corral_log_warn("a credential was taken out of the service's answer (logged once "
                         "per queue)",
-                        "queue=%s service=%s", c->h->queue, c->h->service->name);
+                        "queue=%s service=%s", c->h->queue, c->svc->conf->name);
     }
     return clean;
 }
@@ -467,11 +487,23 @@ static char *with_model(const struct corral_run *run, const char *model)
     return out;
 }
 
+/* The service the reserve chose for the job (its reply's service), or the
+ * queue's first when it names none of the list. */
+static const struct http_svc *chosen(const struct corral_http *h, const struct corral_run *run)
+{
+    for (size_t k = 1; k < h->nsvcs && run->job.service != NULL; k++)
+        if (strcmp(h->svcs[k].conf->name, run->job.service) == 0)
+            return &h->svcs[k];
+    return &h->svcs[0];
+}
+
 static void http_start(struct corral_run *run)
 {
     struct corral_http *h = run->queue_state;
-    const struct corral_service_conf *svc = h->service;
     struct call *c = corral_xcalloc(1, sizeof(*c));
+    c->svc = chosen(h, run);
+    const struct corral_service_conf *svc = c->svc->conf;
+    const char *api_key = c->svc->api_key;
     c->run = run;
     c->h = h;
     corral_retry_hints_init(&c->hints);
@@ -481,8 +513,8 @@ static void http_start(struct corral_run *run)
     c->headers = C.slist_append(c->headers, "Expect:");
     for (size_t i = 0; i < svc->headers.n; i++)
         c->headers = C.slist_append(c->headers, svc->headers.items[i]);
-    if (h->api_key != NULL) {
-        char *auth = corral_xasprintf("Authorization: Bearer %s", h->api_key);
+    if (api_key != NULL) {
+        char *auth = corral_xasprintf("Authorization: Bearer %s", api_key);
         c->headers = C.slist_append(c->headers, auth);
         explicit_bzero(auth, strlen(auth));
         free(auth);

@@ -84,7 +84,9 @@ struct corral_queue_conf {
     enum corral_order order;
     int weights[CORRAL_MAX_PRIORITIES]; /* one per priority; all 1 unless set */
     enum corral_handler handler;
-    char *service; /* handler = http: names a [service] section */
+    char *service; /* handler = http: the first of services (not owned), or NULL */
+    /* handler = http: [service] sections in fallback order (docs/breakers.md, "Fallback") */
+    struct corral_strlist services;
     char *command; /* handler = exec: split without a shell */
     int max_attempts;
     int64_t backoff_base_ms;

@@ -39,9 +39,9 @@ local function corral_cancel(keys, args)
     end
     local now = now_ms()
     if state == 'active' then
-        local b = svc_batch(K, c, prefix)
-        svc_leave(b, jk, now, nil)
-        svc_apply(b, now)
+        local b = fb_batch(K, c, prefix) -- fallback.lua: the service its run used
+        svc_leave(fb_for(b, jk), jk, now, nil)
+        fb_apply(b, now)
         tenant_release_job(K, c, jk) -- tenants.lua: its running slot is free
     end
     unlink(K, jk, id, state)

@@ -196,7 +196,7 @@ local function corral_declare(keys, args)
         'result_ttl_ms', int_arg('BADSETTING', s.result_ttl_ms or 86400000, 'result_ttl_ms', 1000, 2 ^ 45),
         'max_payload', int_arg('BADSETTING', s.max_payload or 1048576, 'max_payload', 1, 512 * 1048576),
         'max_result', int_arg('BADSETTING', s.max_result or 1048576, 'max_result', 1, 512 * 1048576),
-        'service', type(s.service) == 'string' and s.service or ''
+        'service', fb_declared(q, s.service) -- fallback.lua: one name or a list
     }
     if fields[10] > fields[12] then
         fail('BADSETTING', 'queue "%s": backoff_base_ms (%d) is above backoff_cap_ms (%d)', q, fields[10],
@@ -345,9 +345,12 @@ local function lease_one(K, r, id, out, leases)
         redis.call('HSET', jk, 'state', 'active', 'attempts', itxt(attempts), 'run', run,
                    'started_ms', r.now_t, 'started_us', r.now_u, 'worker', r.worker)
     end
+    if r.served then -- fallback.lua: the service this run calls
+        redis.call('HSET', jk, 'served_by', r.served, 'served_model', r.model or '')
+    end
     leases[#leases + 1] = r.deadline_t
     leases[#leases + 1] = id
-    out[#out + 1] = {id, run, attempts, tonumber(j[2]), timeout, j[5], j[6], j[7]}
+    out[#out + 1] = {id, run, attempts, tonumber(j[2]), timeout, j[5], r.served or j[6], j[7]}
 end
 
 -- Checks reserve's arguments worker, n and max_inflight (strings or nil);
@@ -393,8 +396,11 @@ local function reserve_jobs(K, c, prefix, worker, n, max_inflight, gated, now, n
         redis.call('DEL', c.wake)
         return {}
     end
-    local s, host, allowed, gate_until, gate_why = nil, nil, n, nil, nil
-    if c.service ~= '' then
+    local s, host, allowed, gate_until, gate_why, served = nil, nil, n, nil, nil, nil
+    if c.services then -- fallback.lua: the first service of the list that takes calls
+        s, host, allowed, gate_until, gate_why, served = fb_choose(K, c, prefix, worker, now, n,
+                                                                   max_inflight)
+    elseif c.service ~= '' then
         s = load_svc(svc_key(prefix, c.service), c.service, now) -- only hot fields
         if s ~= nil then
             host = worker_host(worker)
@@ -403,6 +409,7 @@ local function reserve_jobs(K, c, prefix, worker, n, max_inflight, gated, now, n
     end
     local r = {c = c, now = now, now_t = now_t, now_u = now_u, worker = worker,
                deadline_t = itxt(now + c.lease_ms), probe = s ~= nil and s.state == 'half_open',
+               served = served, model = served and s and s.model,
                tok = allowed > 0 and tok_begin(s, now, K) or nil}
     local out, leases = {}, {}
     local waiting
@@ -461,6 +468,9 @@ local function reserve_jobs(K, c, prefix, worker, n, max_inflight, gated, now, n
     end
     if s ~= nil then
         svc_granted(s, now, #out, host)
+    end
+    if served then
+        fb_served(K, now, served, #out) -- fallback.lua
     end
     if r.tok then -- tokens.lua: the grants written; jobs held back gate the worker
         tok_finish(r.tok)

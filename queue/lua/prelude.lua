@@ -284,6 +284,10 @@ local function load_conf(K, q)
     c.max_payload = tonumber(v[10])
     c.max_result = tonumber(v[11])
     c.service = v[12] or ''
+    if c.service:find(',', 1, true) then -- fallback.lua: "A,B" is a fallback list
+        c.services = split(c.service)
+        c.service = c.services[1]
+    end
     -- tenants.lua: 0 (none) for queues declared before library version 6
     c.tenant_max_inflight = tonumber(v[13]) or 0
     c.tenant_rate = tonumber(v[14]) or 0

@@ -71,7 +71,8 @@ end
 -- the leases are dropped with one ZREM and the statistics written once.
 -- now_t: now as text (prelude: clock).
 local function ack_jobs(K, c, prefix, worker, args, first, now, now_t)
-    local b = svc_batch(K, c, prefix, now) -- only hot fields (load_svc)
+    -- fallback.lua: per service its jobs used; only hot fields (load_svc)
+    local b = fb_batch(K, c, prefix, now)
     local out, acc, done = {}, {}, {}
     for i = first, #args - 2, 3 do
         local id, run, result = args[i], args[i + 1], args[i + 2]
@@ -95,7 +96,7 @@ local function ack_jobs(K, c, prefix, worker, args, first, now, now_t)
         if st ~= 'active' then
             out[#out + 1] = st
         else
-            svc_leave_read(b, jk, now, 'ok', nil, j[1], j[3], j[6], j[4])
+            svc_leave_read(fb_for(b, jk), jk, now, 'ok', nil, j[1], j[3], j[6], j[4])
             tenant_release_job(K, c, jk) -- tenants.lua: with tenant_max_inflight only
             done[#done + 1] = id
             if #result > c.max_result then
@@ -114,7 +115,7 @@ local function ack_jobs(K, c, prefix, worker, args, first, now, now_t)
         redis.call('ZREM', c.active, unpack(done))
     end
     stat_flush(K, now, acc)
-    svc_apply(b, now)
+    fb_apply(b, now)
     return out
 end
 
@@ -171,11 +172,10 @@ local function corral_fail(keys, args)
     local t = redis.call('TIME')
     math.randomseed(tonumber(t[2]) * 1000 + tonumber(t[1]) % 1000)
     local now = now_ms()
-    local b = svc_batch(K, c, prefix)
+    local bs = fb_batch(K, c, prefix) -- fallback.lua: per service its jobs used
     -- Calls that failed while the breaker was already open or half-open
     -- (late calls, failed probes) wait for the breaker, attempt refunded:
     -- the outage, not the job, is to blame.
-    local outage = b ~= nil and b.s.state ~= 'closed'
     local waiting = {}
     local out = {}
     for i = 2, #args - 3, 4 do
@@ -185,16 +185,17 @@ local function corral_fail(keys, args)
         end
         local jk = job_key(K, id)
         local st = run_status(jk, run, args[1])
+        local b = st == 'active' and fb_for(bs, jk) or nil
         if st ~= 'active' then
             out[#out + 1] = st
-        elseif outage and kind == 'retry' then
+        elseif b ~= nil and b.s.state ~= 'closed' and kind == 'retry' then
             svc_leave(b, jk, now, 'fail', err)
             tenant_release_job(K, c, jk) -- tenants.lua
             redis.call('ZREM', K .. ':active', id)
             local attempts = tonumber(redis.call('HGET', jk, 'attempts'))
             redis.call('HSET', jk, 'attempts', math.max(attempts - 1, 0), 'error', err)
             redis.call('HINCRBY', jk, 'deferrals', 1)
-            waiting[#waiting + 1] = {id, jk, #out + 1}
+            waiting[#waiting + 1] = {id, jk, #out + 1, b}
             out[#out + 1] = 'scheduled'
         else
             -- A permanent failure (4xx) means the service answered: it
@@ -222,16 +223,22 @@ local function corral_fail(keys, args)
             end
         end
     end
-    svc_apply(b, now)
+    fb_apply(bs, now)
     for _, w in ipairs(waiting) do
-        -- Spread over a second after the breaker may half-open.
-        local at = math.max(b.s.open_until_ms, now) + math.floor(math.random() * 1000)
+        -- Spread over a second after the breaker may half-open; with a
+        -- fallback list at once, to the next service (fallback.lua).
+        local at = math.max(w[4].s.open_until_ms, now) + math.floor(math.random() * 1000)
+        if bs.fb then
+            at = now
+        end
         if deadline_ends(K, c, w[1], w[2], now, at) then -- control.lua
             out[w[3]] = 'dead'
         else
             redis.call('HSET', w[2], 'state', 'scheduled', 'run_at_ms', at)
             redis.call('ZADD', K .. ':sched', at, w[1])
-            svc_hold_job(b, K, w[1])
+            if not bs.fb then
+                svc_hold_job(w[4], K, w[1])
+            end
             stat(K, now, 'defer')
         end
     end
@@ -273,7 +280,7 @@ local function corral_defer(keys, args)
         end
     end
     local now = now_ms()
-    local b = svc_batch(K, c, prefix)
+    local bs = fb_batch(K, c, prefix) -- fallback.lua: per service its jobs used
     local out, ready = {}, 0
     for i = 2, #args - 4, 5 do
         local id, run, kind, why = args[i], args[i + 1], args[i + 3], args[i + 4]
@@ -283,12 +290,16 @@ local function corral_defer(keys, args)
         if st ~= 'active' then
             out[#out + 1] = st
         else
+            local b = fb_for(bs, jk)
             svc_leave(b, jk, now, nil)
             tenant_release_job(K, c, jk) -- tenants.lua
             if kind == 'throttle' then
                 svc_throttle(b, now, delay, why)
             elseif kind == 'quota' and b ~= nil then
                 delay = math.max(delay, svc_quota(b, now, why))
+            end
+            if bs and bs.fb and kind ~= '' then
+                delay, kind = 0, '' -- fallback.lua: at once, to the next service of the list
             end
             redis.call('ZREM', K .. ':active', id)
             if deadline_ends(K, c, id, jk, now, now + delay) then -- control.lua
@@ -317,7 +328,7 @@ local function corral_defer(keys, args)
             end
         end
     end
-    svc_apply(b, now)
+    fb_apply(bs, now)
     wake(K, ready)
     return out
 end
@@ -335,7 +346,7 @@ local function reclaim_one(K, c, b, id, now, why, unseen)
     if not j[1] or j[4] ~= 'active' then
         return 0
     end
-    svc_leave(b, jk, now, nil)
+    svc_leave(fb_for(b, jk), jk, now, nil) -- fallback.lua: the service its run used
     tenant_release_job(K, c, jk) -- tenants.lua
     redis.call('HSET', jk, 'reclaimed', j[5])
     local attempts, max = tonumber(j[1]), tonumber(j[2])
@@ -379,11 +390,11 @@ local function corral_reclaim(keys, args)
     local K, q, prefix = queue_key(keys[1])
     local c = load_conf(K, q)
     local now = now_ms()
-    local b = svc_batch(K, c, prefix)
+    local b = fb_batch(K, c, prefix) -- fallback.lua
     local limit = int_arg('BADARG', args[1] or MAX_BATCH, 'limit', 1, 100000)
     local ids = redis.call('ZRANGEBYSCORE', K .. ':active', '-inf', now, 'LIMIT', 0, limit)
     local n = reclaim_all(K, c, b, ids, now, 'lease expired')
-    svc_apply(b, now)
+    fb_apply(b, now)
     wake(K, n)
     return n
 end
@@ -399,7 +410,7 @@ end
 local function corral_reclaim_worker(keys, args)
     local K, q, prefix = queue_key(keys[1])
     local c = load_conf(K, q)
-    local b = svc_batch(K, c, prefix)
+    local b = fb_batch(K, c, prefix) -- fallback.lua
     local who = args[1]
     if who == nil or who == '' or who == '*' then
         fail('BADARG', 'reclaim_worker: a worker id or host prefix is required')
@@ -432,7 +443,7 @@ local function corral_reclaim_worker(keys, args)
     else
         n = reclaim_all(K, c, b, mine, now, 'worker died')
     end
-    svc_apply(b, now)
+    fb_apply(b, now)
     wake(K, n)
     return n
 end

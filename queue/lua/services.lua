@@ -658,6 +658,14 @@ local function corral_declare_service(keys, args)
         fields[#fields + 1] = 'closed'
     end
     redis.call('HSET', SK, unpack(fields))
+    -- fallback.lua: a later service of a queue's list calls up to its own
+    -- max_inflight per host (0: the worker's), and a job's record names its model.
+    redis.call('HSET', SK, 'max_inflight', math.floor(num('max_inflight', 0, 0, 1000000)))
+    if type(v.model) == 'string' and v.model ~= '' then
+        redis.call('HSET', SK, 'model', v.model:sub(1, 200))
+    else
+        redis.call('HDEL', SK, 'model')
+    end
     redis.call('SADD', prefix .. ':services', name)
     return 'OK'
 end

@@ -134,7 +134,7 @@ local function corral_stats(keys, args)
     local m = math.floor(now / 60000)
     local sums = {enq = 0, done = 0, fail = 0, dead = 0, retry = 0, defer = 0, lost = 0,
                   ps = 0, pn = 0, tin = 0, tout = 0, cost = 0, tcalls = 0} -- t*, cost: tokens.lua
-    local hist = {}
+    local hist, served = {}, {}
     for b = 0, #HIST do
         hist[b] = 0
     end
@@ -147,6 +147,8 @@ local function corral_stats(keys, args)
             elseif f:sub(1, 1) == 'h' then
                 local b = tonumber(f:sub(2))
                 hist[b] = (hist[b] or 0) + v
+            elseif f:sub(1, 7) == 'served:' then -- fallback.lua: jobs per service
+                served[f:sub(8)] = (served[f:sub(8)] or 0) + v
             end
         end
     end
@@ -173,9 +175,16 @@ local function corral_stats(keys, args)
     local paused = redis.call('EXISTS', K .. ':paused') == 1
     local breaker = nil
     if c.service ~= '' and args[2] ~= 'lean' then
-        local sv = load_svc(svc_key(prefix, c.service), c.service)
-        if sv ~= nil then
-            breaker = svc_view(sv, now)
+        -- With a fallback list (fallback.lua), the breaker of the first
+        -- service that holds nothing back (the one jobs go to), else the first's.
+        for _, name in ipairs(c.services or {c.service}) do
+            local sv = load_svc(svc_key(prefix, name), name)
+            local v = sv ~= nil and svc_view(sv, now) or nil
+            breaker = breaker or v
+            if v ~= nil and v.hold == '' then
+                breaker = v
+                break
+            end
         end
     end
     return cjson.encode({
@@ -194,7 +203,9 @@ local function corral_stats(keys, args)
         tokens_in = sums.tin, tokens_out = sums.tout, cost_nano = sums.cost,
         tokens_per_min = math.floor((sums.tin + sums.tout) * 60 / span_s + 0.5),
         cost_per_hour = math.floor(sums.cost * 3600 / span_s + 0.5) / 1e9,
-        usage_total = tok_totals(K)
+        usage_total = tok_totals(K),
+        -- fallback.lua: the list, and the jobs each service was given in the window
+        services = c.services, served = c.services and served or nil
     })
 end
 

@@ -252,8 +252,13 @@ local function corral_settle(keys, args)
         local estimated, cost = args[i + 5] == '1', tonumber(args[i + 6])
         local jk = job_key(K, id)
         local j = redis.call('HMGET', jk, 'run', 'settled:' .. run, 'tok_grant', 'tok_grant_run',
-                             'tok_est_in', 'tok_est_out', 'tokens', 'tenant', 'tok_tenant')
+                             'tok_est_in', 'tok_est_out', 'tokens', 'tenant', 'tok_tenant',
+                             'served_by')
         local r = tonumber(run)
+        local s = s
+        if c.services and j[10] and j[10] ~= c.service then -- fallback.lua: the service it used
+            s = load_svc(svc_key(prefix, j[10]), j[10])
+        end
         if not j[1] or r == nil or r < 1 or r > tonumber(j[1]) then
             out[#out + 1] = 'STALE'
         elseif j[2] then

@@ -556,6 +556,27 @@ static void names_and_enums_are_checked(void **state)
     corral_config_free(cfg);
 }
 
+/* [queue] service = A, B: a fallback list in order, the first as the
+ * queue's service (docs/breakers.md, "Fallback"); each checked. */
+static void a_fallback_list_keeps_its_order_and_is_checked(void **state)
+{
+    struct corral_config *cfg = load_ok("[queue q]\nservice = b, a\n[service a]\nurl = "
+                                        "http://h/\n[service b]\nurl = http://h/\n");
+    const struct corral_queue_conf *q = corral_config_queue(cfg, "q");
+    assert_int_equal(q->services.n, 2);
+    assert_string_equal(q->services.items[0], "b");
+    assert_string_equal(q->services.items[1], "a");
+    assert_string_equal(q->service, "b");
+    corral_config_free(cfg);
+    load_fails_exactly("[queue q]\nservice = a, c\n[service a]\nurl = http://h/\n", 1,
+                       "t.conf:2: [queue q] service: there is no [service c] section (got \"c\")");
+    load_fails_exactly("[queue q]\nservice = a, a\n[service a]\nurl = http://h/\n", 1,
+                       "t.conf:2: [queue q] service: \"a\" is named twice in the fallback list");
+    load_fails_with("[queue q]\nservice = a b\n[service a]\nurl = http://h/\n",
+                    "t.conf:2: [queue q] service: expected 1-64 characters of A-Z a-z 0-9 _ . : - "
+                    "(got \"a b\")");
+}
+
 static void section_names_are_checked(void **state)
 {
     char text[256];
@@ -1461,6 +1482,7 @@ int main(void)
         cmocka_unit_test(rates_parse_per_period),
         cmocka_unit_test(lists_trim_blanks_and_refuse_empty_items),
         cmocka_unit_test(names_and_enums_are_checked),
+        cmocka_unit_test(a_fallback_list_keeps_its_order_and_is_checked),
         cmocka_unit_test(section_names_are_checked),
         cmocka_unit_test(unknown_keys_and_sections_name_file_and_line),
         cmocka_unit_test(keys_outside_a_section_are_errors),
