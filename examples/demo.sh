@@ -3,7 +3,10 @@
 # keeping house, a handful of jobs of every priority (one delayed), each
 # job's outcome, a burst that grows and shrinks the pool, then an AI service
 # (the tests' stand-in, on loopback) that fails: the fleet-wide breaker
-# opens, nothing is lost, and work resumes after it recovers. Then: an
+# opens, nothing is lost, and work resumes after it recovers. Then: tenants
+# (a noisy tenant's 200 jobs do not hold back a small tenant's 5), a
+# streamed answer followed live with its usage and cost against a token
+# budget, a running call cancelled, a job ended by its deadline; an
 # error reply's code word (nothing written), a service that quotes the API
 # key back (stored and logged as [REDACTED], found nowhere), the Python
 # client, and corral-web (/healthz, /metrics, /api/status, the dashboard).
@@ -224,7 +227,8 @@ for i in noisy + small:
 jobs = [json.loads(j) for j in p.execute()]
 done = sorted((j for j in jobs if j["state"] == "done"), key=lambda j: (j["finished_ms"], int(j["id"])))
 order = ["small" if j["id"] in small else "noisy" for j in done]
-print("  finish order so far:", " ".join(order))
+last = max(n for n, t in enumerate(order) if t == "small")
+print("  finish order:", " ".join(order[:last + 1]), "...")
 print(f"  tenant small: all 5 done, finished {', '.join(str(n + 1) for n, t in enumerate(order) if t == 'small')}"
       f" of {len(order)}; tenant noisy: {order.count('noisy')} of 200 done, the rest still waiting")
 PY
