@@ -3,7 +3,10 @@
 # keeping house, a handful of jobs of every priority (one delayed), each
 # job's outcome, a burst that grows and shrinks the pool, then an AI service
 # (the tests' stand-in, on loopback) that fails: the fleet-wide breaker
-# opens, nothing is lost, and work resumes after it recovers. Then: an
+# opens, nothing is lost, and work resumes after it recovers. Then: tenants
+# (a noisy tenant's 200 jobs do not hold back a small tenant's 5), a
+# streamed answer followed live with its usage and cost against a token
+# budget, a running call cancelled, a job ended by its deadline; an
 # error reply's code word (nothing written), a service that quotes the API
 # key back (stored and logged as [REDACTED], found nowhere), the Python
 # client, and corral-web (/healthz, /metrics, /api/status, the dashboard).
@@ -96,6 +99,10 @@ breaker_failure_rate = 50%
 breaker_open_for = 2s
 breaker_open_max = 8s
 breaker_half_open_calls = 2
+; a fleet-wide token budget, and prices (a million input, output tokens)
+tokens = 100000/1m
+price_input = 2.5
+price_output = 10
 ; a demo key (a temp file): sent as "Authorization: Bearer ...", never shown
 api_key_file = $tmp/ai.key
 CONF
@@ -198,6 +205,74 @@ until [ "$(aistat depth)$(aistat inflight)$(aistat scheduled)" = 000 ]; do
 done
 ctl breaker
 rc FCALL_RO corral_stats 1 ai 60 lean
+
+say "tenants: a noisy tenant's 200 jobs, then a small tenant's 5; each gets its turn"
+i=0
+while [ $i -lt 200 ]; do echo "{\"n\": $i}"; i=$((i + 1)); done |
+    ctl enqueue demo --many --tenant noisy > "$tmp/noisy.ids"
+small=$(printf '{"n": %s}\n' 1 2 3 4 5 | ctl enqueue demo --many --tenant small | paste -sd' ')
+echo "  200 jobs of tenant noisy enqueued first (corralctl enqueue demo --many --tenant noisy),"
+echo "  then 5 of tenant small (jobs $small)"
+ctl status --tenants demo | sed 's/^/  /'
+for id in $small; do ctl wait demo "$id" --timeout 20s >/dev/null; done
+# The finish order so far, from the job records (finished_ms, then id).
+"$PY" - "$tmp" $small <<'PY'
+import json, sys, redis
+tmp, small = sys.argv[1], sys.argv[2:]
+noisy = open(tmp + "/noisy.ids").read().split()
+r = redis.Redis(unix_socket_path=tmp + "/redis.sock")
+p = r.pipeline(transaction=False)
+for i in noisy + small:
+    p.fcall_ro("corral_job", 1, "demo", i)
+jobs = [json.loads(j) for j in p.execute()]
+done = sorted((j for j in jobs if j["state"] == "done"), key=lambda j: (j["finished_ms"], int(j["id"])))
+order = ["small" if j["id"] in small else "noisy" for j in done]
+last = max(n for n, t in enumerate(order) if t == "small")
+print("  finish order:", " ".join(order[:last + 1]), "...")
+print(f"  tenant small: all 5 done, finished {', '.join(str(n + 1) for n, t in enumerate(order) if t == 'small')}"
+      f" of {len(order)}; tenant noisy: {order.count('noisy')} of 200 done, the rest still waiting")
+PY
+
+say "a streamed answer, followed live (corralctl wait ai ID --follow), and what it cost"
+id=$(ctl enqueue ai '{"model": "demo-model", "stream": true, "max_tokens": 16,
+    "messages": [{"role": "user", "content": "count to sixteen"}],
+    "stub": {"sse": "openai", "chunks": 8, "chunk_ms": 200, "input_tokens": 12}}')
+echo "  \$ corralctl wait ai $id --follow    (the service streams 8 pieces, 0.2 s apart)"
+printf '  '
+ctl wait ai "$id" --follow --timeout 20s
+echo "  its usage, priced at the demo's price_input 2.5 and price_output 10 a million tokens:"
+ctl job ai "$id" --json | "$PY" -c 'import json, sys; print("   ", json.dumps(json.load(sys.stdin)["usage"]))'
+echo "  the TOKENS table of corralctl status (the service's budget: tokens = 100000/1m):"
+ctl status | sed -n '/^TOKENS/,/^$/p' | sed '/^$/d; s/^/  /'
+
+say "cancel: a long streamed answer stopped while it runs (corralctl cancel ai ID)"
+id=$(ctl enqueue ai '{"max_tokens": 300, "stub": {"sse": "openai", "chunks": 150, "chunk_ms": 100, "key": "long"}}' --timeout 60s)
+# Until a few pieces have streamed: the call is running.
+t=0
+until [ "$(rc XLEN "corral:{ai}:stream:$id")" -ge 3 ]; do
+    t=$((t + 1)); [ $t -gt 100 ] && break
+    sleep 0.05
+done
+echo "  job $id is $(ctl job ai "$id" --json | "$PY" -c 'import json, sys; print(json.load(sys.stdin)["state"])'), $(rc XLEN "corral:{ai}:stream:$id") pieces of its 15 s answer streamed; \$ corralctl cancel ai $id"
+t0=$(date +%s%N)
+ctl cancel ai "$id" | sed 's/^/  /'
+printf '  corralctl wait ai %s -> ' "$id"
+ctl wait ai "$id" --timeout 5s 2>&1 || true
+stubctl "$stub/_streams" | "$PY" -c 'import json, sys
+s = next(s for s in json.load(sys.stdin)["streams"] if s["key"] == "long")
+print("  the service saw the worker close the connection %.0f ms after corralctl cancel started,"
+      % ((s["ended_wall"] - int(sys.argv[1]) / 1e9) * 1000))
+print("  after %d of its %d events (closed by the client: %s)"
+      % (s["events_sent"], s["events_total"], str(s["closed_by_client"]).lower()))' "$t0"
+echo "  the last entry of the job's stream: $(rc XREVRANGE "corral:{ai}:stream:$id" + - COUNT 1 | sed 1d | paste -d= - - | paste -sd' ')"
+
+say "a deadline: a job that must end within 1s, on a service that answers in 3s"
+id=$(ctl enqueue ai '{"stub": {"delay_ms": 3000}}' --deadline 1s)
+printf '  corralctl enqueue ai ... --deadline 1s -> job %s; corralctl wait -> ' "$id"
+ctl wait ai "$id" --timeout 10s 2>&1 || true
+ctl job ai "$id" --json | "$PY" -c 'import json, sys; j = json.load(sys.stdin)
+print("  the job ended %s, %s, %d ms after it was enqueued: the worker stopped the call"
+      % (j["state"], j["error"], j["finished_ms"] - j["created_ms"]))'
 
 say "the Python client (clients/python): enqueue and wait, three lines"
 code=$(cat <<PYCODE
