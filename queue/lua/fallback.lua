@@ -40,7 +40,7 @@ local function fb_choose(K, c, prefix, worker, now, n, max_inflight)
         if i > 1 and (tonumber(m[1]) or 0) > 0 then
             mi = tonumber(m[1])
         end
-        s.model = m[2] or nil
+        s.model = m[2] ~= '' and m[2] or nil
         local allowed, upto, w = svc_gate(s, now, n, host, mi)
         if allowed > 0 and fb_no_budget(s, now, K) then
             allowed, upto, w = 0, now + 1000, 'token or spend budget used up (service ' .. name .. ')'

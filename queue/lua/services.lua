@@ -17,11 +17,9 @@
 --     calls:<i>, failures:<i>, slow:<i>, newest_bucket (<i> of the newest),
 --     bad_calls (failures + slow calls recorded since the window was last
 --     summed: 0 means none can be in it), sleepers (1 while some worker may
---     be waiting), rate_seq (names rate log entries), and inflight:<host>
---     (calls in flight on a host). Library version 4 renamed these fields
---     (version 3's were minc, fr, okp, i:<host>, ...): corral_declare_service
---     drops a version 3 hash's state, keeping its calls in flight
---     (docs/protocol.md, "Upgrading").
+--     be waiting), rate_seq (names rate log entries), inflight:<host> (calls
+--     in flight on a host), max_inflight and model (fallback.lua). Version 3's
+--     names (minc, fr, ...) are dropped on declare (protocol.md, "Upgrading").
 --   <prefix>:svc:S:rl     zset  calls granted within the last rate period
 --   <prefix>:svc:S:sl     hash  host -> workers waiting for the service
 --   <prefix>:svc:S:held   set   "<K>|<id>" of jobs deferred until the breaker
@@ -32,8 +30,7 @@
 -- and K:job:<id> of that queue: keys derived from S:held's members.
 
 local NB = 10 -- buckets per breaker window: it slides in tenths
--- The settings (all numeric) and the state fields load_svc reads, and the
--- numeric ones with their defaults.
+-- The settings (all numeric), the state fields load_svc reads, the defaults.
 local SVC_SETTINGS = {'window_ms', 'min_calls', 'failure_rate', 'slow_call_ms', 'slow_rate',
                       'open_for_ms', 'open_max_ms', 'half_open_calls', 'rate', 'rate_period_ms',
                       -- tokens.lua's budgets (money in nano-units)
@@ -658,14 +655,10 @@ local function corral_declare_service(keys, args)
         fields[#fields + 1] = 'closed'
     end
     redis.call('HSET', SK, unpack(fields))
-    -- fallback.lua: a later service of a queue's list calls up to its own
-    -- max_inflight per host (0: the worker's), and a job's record names its model.
-    redis.call('HSET', SK, 'max_inflight', math.floor(num('max_inflight', 0, 0, 1000000)))
-    if type(v.model) == 'string' and v.model ~= '' then
-        redis.call('HSET', SK, 'model', v.model:sub(1, 200))
-    else
-        redis.call('HDEL', SK, 'model')
-    end
+    -- fallback.lua: a later service of a list calls up to its own max_inflight per host
+    -- (0: the worker's), and a job's record names its model ('' none).
+    redis.call('HSET', SK, 'max_inflight', math.floor(num('max_inflight', 0, 0, 1000000)),
+               'model', type(v.model) == 'string' and v.model:sub(1, 200) or '')
     redis.call('SADD', prefix .. ':services', name)
     return 'OK'
 end
