@@ -161,9 +161,9 @@ def test_without_the_control_channel_a_cancel_stops_the_run_at_the_next_renewal(
         wait_until(lambda: (stream_of(stub, "nochan") or {}).get("ended"), timeout=5,
                    what="the run to be stopped at a renewal")
         s = stream_of(stub, "nochan")
-        # renewals every lease / 3 (1 s); within the lease (3 s) on a loaded machine,
-    # far before the call would end by itself
-    assert s["closed_by_client"] and s["ended"] - t0 < 3.0, s
+        # renewals every lease / 3 (1 s); within the lease (3 s) on a loaded
+        # machine, far before the call would end by itself
+        assert s["closed_by_client"] and s["ended"] - t0 < 3.0, s
         assert w.logs().count("may not use the control channel") == 1, w.logs()
         assert "job cancelled" not in w.logs()
         assert w.proc.poll() is None
