@@ -11,7 +11,7 @@ from conftest import binary_path, declare, reserve, wait_until
 from worker_fixtures import (HTTP_Q, K, Q, await_end, enqueue, job,  # noqa: F401
                              make_worker, stub)
 
-PACED = {"sse": "openai", "chunks": 400, "chunk_ms": 50}  # a 20 s stream
+PACED = {"sse": "openai", "chunks": 400, "output_tokens": 400, "chunk_ms": 50}  # a 20 s stream
 
 
 def stream_of(srv, key):
