@@ -5,6 +5,7 @@
 #define CORRAL_TEST_HANDLER_HARNESS_H
 
 #include <stdio.h>
+#include <stdlib.h>
 
 #include <ev.h>
 
@@ -25,6 +26,8 @@ static void on_finish(struct corral_run *run, enum corral_run_end end, const cha
     ended.calls++;
     ended.end = end;
     snprintf(ended.data, sizeof(ended.data), "%.*s", (int)len, data ? data : "");
+    free(run->settle); /* the outcome FIFO takes it in the worker */
+    run->settle = NULL;
     ev_break(run->loop, EVBREAK_ALL);
 }
 
