@@ -163,7 +163,9 @@ static void on_handshake_done(redisAsyncContext *ac, void *reply, void *priv)
     corral_backoff_reset(&c->reconnect);
     corral_log_repeat_end(&c->trouble);
     corral_log_info("connected to redis", "conn=%s url=%s", c->name, c->url);
-    if (c->hooks->ready != NULL)
+    /* A handshake answered while the connection closes gracefully (the
+     * worker drained before it was up): nothing is started on it. */
+    if (c->hooks->ready != NULL && !c->closing)
         c->hooks->ready(c, c->priv);
 }
 
@@ -561,6 +563,8 @@ void corral_conn_free(struct corral_conn *c)
 
 void corral_conn_start(struct corral_conn *c)
 {
+    if (c->closing) /* closed before it was started: stays closed */
+        return;
     conn_connect(c);
     if (c->hooks->follow_switch && c->conf->sentinels.n > 0)
         watch_connect(c);
