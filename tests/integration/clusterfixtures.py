@@ -31,17 +31,37 @@ CLUSTER_ARGS = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf
                 "--cluster-node-timeout", "1000", "--cluster-replica-validity-factor", "0"]
 
 
-def cluster_node(name, root):
+class ClusterNode(Node):
     """A Node with cluster mode on. Its cluster bus gets a free port of its
     own (cluster-port): the default, the data port + 10000, may be taken or
-    past 65535 for the ephemeral ports free_port() hands out."""
-    return Node(name, root, extra=CLUSTER_ARGS + ["--cluster-port", str(free_port())])
+    past 65535 for the ephemeral ports free_port() hands out. A port found
+    free may be taken before redis-server binds it (by another node of the
+    cluster, or another test): start() then tries again on new ports, and
+    names the server's own words when it cannot."""
+
+    def __init__(self, name, root):
+        super().__init__(name, root, extra=self._args())
+
+    @staticmethod
+    def _args():
+        return CLUSTER_ARGS + ["--cluster-port", str(free_port())]
+
+    def start(self, replicaof=None):
+        for attempt in range(3):
+            try:
+                return super().start(replicaof)
+            except AssertionError:
+                log = os.path.join(self.dir, "redis.log")
+                text = open(log).read()[-2000:] if os.path.exists(log) else ""
+                if attempt == 2 or "bind" not in text.lower():
+                    raise AssertionError(f"redis-server {self.name} did not start:\n{text}")
+                self.port, self.extra = free_port(), self._args()
 
 
 class Cluster:
     def __init__(self, root):
         self.root = root
-        self.nodes = [cluster_node(f"cluster{i}", root) for i in range(6)]
+        self.nodes = [ClusterNode(f"cluster{i}", root) for i in range(6)]
 
     def start(self):
         for n in self.nodes:
