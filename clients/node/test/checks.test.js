@@ -1,27 +1,20 @@
 'use strict';
 // What the Node client refuses before sending (the server's own message for
 // the same input, and no FCALL sent), and each code word's error class.
-const { test, before, after, beforeEach } = require('node:test');
+const { test } = require('node:test');
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const path = require('node:path');
 const corral = require('..');
-const { startRedis } = require('./helpers');
+const { useRedisAndClient } = require('./helpers');
 
 const Q = 'prompts';
 let redis;
 let client;
 
-before(async () => {
-  redis = await startRedis();
-  client = new corral.Client(redis.url);
-});
-after(async () => {
-  await client.close();
-  await redis.stop();
-});
-beforeEach(async () => {
-  await redis.fresh();
+useRedisAndClient((r, c) => {
+  redis = r;
+  client = c;
 });
 
 // The server's message for an input, without its code word.

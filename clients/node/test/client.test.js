@@ -2,28 +2,21 @@
 // The Node client against a real redis-server (and corrald with the echo
 // handler where a job must end): every call, enqueueMany's batches and
 // errors, wait's timeout, a connection of one's own, the example.
-const { test, before, after, beforeEach } = require('node:test');
+const { test } = require('node:test');
 const assert = require('node:assert/strict');
 const { execFile } = require('node:child_process');
 const path = require('node:path');
 const Redis = require('ioredis');
 const corral = require('..');
-const { startRedis, startCorrald, REPO } = require('./helpers');
+const { REPO, startCorrald, useRedisAndClient } = require('./helpers');
 
 const Q = 'prompts';
 let redis;
 let client;
 
-before(async () => {
-  redis = await startRedis();
-  client = new corral.Client(redis.url);
-});
-after(async () => {
-  await client.close();
-  await redis.stop();
-});
-beforeEach(async () => {
-  await redis.fresh();
+useRedisAndClient((r, c) => {
+  redis = r;
+  client = c;
 });
 
 async function rejects(promise, Cls) {

@@ -4,26 +4,19 @@
 // entries {run, text} and {run, end, error} on <prefix>:{<queue>}:stream:<id>),
 // and a real corral-worker streaming from the AI-service stand-in
 // (tests/aistub.py), as the Python tests (tests/integration/test_client_python.py) do.
-const { test, before, after, beforeEach } = require('node:test');
+const { test } = require('node:test');
 const assert = require('node:assert/strict');
 const corral = require('..');
-const { startRedis, startStreamingWorker, waitUntil } = require('./helpers');
+const { startStreamingWorker, useRedisAndClient, waitUntil } = require('./helpers');
 
 const Q = 'prompts';
 const K = 'corral:{prompts}';
 let redis;
 let client;
 
-before(async () => {
-  redis = await startRedis();
-  client = new corral.Client(redis.url);
-});
-after(async () => {
-  await client.close();
-  await redis.stop();
-});
-beforeEach(async () => {
-  await redis.fresh();
+useRedisAndClient((r, c) => {
+  redis = r;
+  client = c;
 });
 
 function xadd(id, fields) {

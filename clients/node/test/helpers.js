@@ -152,4 +152,29 @@ async function startStreamingWorker(redis) {
   };
 }
 
-module.exports = { REPO, BUILD, startRedis, startCorrald, startStreamingWorker, waitUntil, librarySource };
+/** The hooks every client test file shares: a private redis-server for the
+ * file, a Client on it (set hands both to the file), and an empty database
+ * before each test. */
+function useRedisAndClient(set) {
+  const { before, after, beforeEach } = require('node:test');
+  const { Client } = require('..');
+  let redis;
+  let client;
+  before(async () => {
+    redis = await startRedis();
+    client = new Client(redis.url);
+    set(redis, client);
+  });
+  after(async () => {
+    await client.close();
+    await redis.stop();
+  });
+  beforeEach(async () => {
+    await redis.fresh();
+  });
+}
+
+module.exports = {
+  REPO, BUILD, startRedis, startCorrald, startStreamingWorker, waitUntil, librarySource,
+  useRedisAndClient,
+};
