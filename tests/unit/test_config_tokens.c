@@ -11,28 +11,11 @@
 
 #include <cmocka.h>
 
+#include "config_harness.h"
 #include "corral/config.h"
 #include "corral/cost.h"
 
 #define SVC "[service s]\nurl = http://127.0.0.1:9/v1\n"
-
-static void print_errors(const struct corral_config_errors *errs)
-{
-    for (size_t i = 0; i < errs->n; i++)
-        fprintf(stderr, "  got: %s\n", errs->lines[i]);
-}
-
-static struct corral_config *load_ok(const char *text)
-{
-    struct corral_config_errors errs;
-    struct corral_config *cfg = corral_config_load_string(text, "t.conf", &errs);
-    if (errs.n > 0)
-        print_errors(&errs);
-    assert_int_equal(errs.n, 0);
-    assert_non_null(cfg);
-    corral_config_errors_free(&errs);
-    return cfg;
-}
 
 /* Loads text that must fail with exactly this one error line. */
 static void load_fails_with_only(const char *text, const char *want)

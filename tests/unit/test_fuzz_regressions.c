@@ -11,20 +11,9 @@
 #include <cmocka.h>
 #include <hiredis/hiredis.h>
 
+#include "config_harness.h"
 #include "corral/config.h"
 #include "corral/queue.h"
-
-static struct corral_config *load_ok(const char *text)
-{
-    struct corral_config_errors errs;
-    struct corral_config *cfg = corral_config_load_string(text, "t.conf", &errs);
-    for (size_t i = 0; i < errs.n; i++)
-        fprintf(stderr, "  got: %s\n", errs.lines[i]);
-    assert_int_equal(errs.n, 0);
-    assert_non_null(cfg);
-    corral_config_errors_free(&errs);
-    return cfg;
-}
 
 /* corrald --check's dump of cfg, loaded back; it must load. */
 static struct corral_config *dump_and_reload(const struct corral_config *cfg, char **text)
