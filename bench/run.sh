@@ -22,7 +22,7 @@ B=${CORRAL_BUILD:-$here/../build}
 JOBS=${BENCH_JOBS:-50000}
 REF_RUNS=${BENCH_REF_RUNS:-3}
 REF_JOBS=${BENCH_REF_JOBS:-20000}
-parts=${*:-queue status worker ceiling supervisor scaler web tls tenants tokens control}
+parts=${*:-queue status worker ceiling supervisor scaler web tls tenants tokens control clients}
 
 for t in redis-server redis-cli redis-benchmark; do
     command -v "$t" >/dev/null 2>&1 ||
@@ -141,6 +141,7 @@ for part in $parts; do
     tenants) echo; "${PYTHON:-/usr/bin/python3}" "$here/bench_tenants.py" "$B" ;;
     tokens) echo; "${PYTHON:-/usr/bin/python3}" "$here/bench_tokens.py" "$B" ;;
     control) echo; "${PYTHON:-/usr/bin/python3}" "$here/bench_control.py" "$B" ;;
-    *) echo "bench: unknown part \"$part\" (queue, status, worker, ceiling, supervisor, scaler, web, tls, tenants, tokens, control)" >&2; exit 2 ;;
+    clients) echo; CORRAL_BUILD=$B "${PYTHON:-/usr/bin/python3}" "$here/bench_clients.py" ;;
+    *) echo "bench: unknown part \"$part\" (queue, status, worker, ceiling, supervisor, scaler, web, tls, tenants, tokens, control, clients)" >&2; exit 2 ;;
     esac
 done
