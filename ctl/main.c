@@ -542,6 +542,17 @@ static struct corral_config *load_config(const char *path, int explicit_path)
     return cfg;
 }
 
+/* The commands, one row each (man/corralctl.1). */
+static const struct {
+    const char *name;
+    int (*fn)(struct ctl *, int, char **);
+} commands[] = {
+    {"enqueue", cmd_enqueue}, {"job", cmd_job},       {"wait", cmd_wait},
+    {"status", ctl_status},   {"dead", ctl_dead},     {"pause", cmd_pause},
+    {"resume", cmd_resume},   {"cancel", ctl_cancel}, {"breaker", ctl_breaker},
+    {"metrics", ctl_metrics}, {"tenant", ctl_tenant},
+};
+
 int main(int argc, char **argv)
 {
     corral_log_init("corralctl");
@@ -579,29 +590,10 @@ int main(int argc, char **argv)
     }
     const char *cmd = argv[i++];
     int (*fn)(struct ctl *, int, char **) = NULL;
-    if (strcmp(cmd, "enqueue") == 0)
-        fn = cmd_enqueue;
-    else if (strcmp(cmd, "job") == 0)
-        fn = cmd_job;
-    else if (strcmp(cmd, "wait") == 0)
-        fn = cmd_wait;
-    else if (strcmp(cmd, "status") == 0)
-        fn = ctl_status;
-    else if (strcmp(cmd, "dead") == 0)
-        fn = ctl_dead;
-    else if (strcmp(cmd, "pause") == 0)
-        fn = cmd_pause;
-    else if (strcmp(cmd, "resume") == 0)
-        fn = cmd_resume;
-    else if (strcmp(cmd, "cancel") == 0)
-        fn = ctl_cancel;
-    else if (strcmp(cmd, "breaker") == 0)
-        fn = ctl_breaker;
-    else if (strcmp(cmd, "metrics") == 0)
-        fn = ctl_metrics;
-    else if (strcmp(cmd, "tenant") == 0)
-        fn = ctl_tenant;
-    else
+    for (size_t k = 0; k < sizeof commands / sizeof commands[0] && !fn; k++)
+        if (strcmp(cmd, commands[k].name) == 0)
+            fn = commands[k].fn;
+    if (!fn)
         return ctl_usage_error("unknown command \"%s\"", cmd);
 
     struct ctl ctl = {0};
