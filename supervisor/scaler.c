@@ -16,6 +16,18 @@
  * such values; the scaler must still never divide by zero). */
 #define DEFAULT_UTIL_PM 800
 #define DEFAULT_WAIT_MS 5000
+/* The arrival estimate from the queue (recent_arrivals) is a lower bound
+ * of this many standard deviations below the count ... */
+#define STEADY_SIGMAS 2.0
+/* ... except on the tick a backlog forms: ready jobs at least ONSET_FACTOR
+ * times the pool's slots where the tick before had fewer. Then one sigma:
+ * the first step is the one that decides how long a burst waits (the next
+ * comes after the cooldown), and at a burst's onset the two-sigma bound of
+ * the few jobs queued so far is about half the true rate (docs/scaling.md,
+ * "Burst onset"). Jobs merely queueing for a moment behind a busy pool
+ * stay below the factor and keep the two-sigma bound. */
+#define ONSET_FACTOR 3
+#define ONSET_SIGMAS 1.0
 
 static int clamp(int v, int lo, int hi)
 {
@@ -48,19 +60,19 @@ static double proc_s(const struct corral_scale_queue *q)
  * came in oldest_wait seconds. The minute-bucket rate lags a burst by up
  * to a minute; this one does not. A count of depth Poisson arrivals is
  * noisy when small and a queue is looked at because it formed, so the
- * estimate is its two-sigma lower bound: (depth - 2 sqrt(depth)) / wait,
- * nothing below five jobs. With priorities the oldest job may be older
+ * estimate is a lower bound SIGMAS standard deviations below the count:
+ * (depth - sigmas sqrt(depth)) / wait, nothing below five jobs. With priorities the oldest job may be older
  * than FIFO implies, which only lowers the estimate. */
-static double recent_arrivals(const struct corral_scale_queue *q)
+static double recent_arrivals(const struct corral_scale_queue *q, double sigmas)
 {
     if (q->depth < 5 || q->oldest_wait_ms <= 0)
         return 0;
     double d = (double)q->depth;
-    return (d - 2.0 * sqrt(d)) / ((double)q->oldest_wait_ms / 1000.0);
+    return (d - sigmas * sqrt(d)) / ((double)q->oldest_wait_ms / 1000.0);
 }
 
-double corral_scale_queue_slots(const struct corral_scale_policy *p,
-                                const struct corral_scale_queue *q)
+static double queue_slots(const struct corral_scale_policy *p, const struct corral_scale_queue *q,
+                          double sigmas)
 {
     double util = p->target_utilization_pm > 0 && p->target_utilization_pm <= 1000
                       ? p->target_utilization_pm / 1000.0
@@ -69,7 +81,7 @@ double corral_scale_queue_slots(const struct corral_scale_policy *p,
     double depth = q->depth > 0 ? (double)q->depth : 0;
     double inflight = q->inflight > 0 ? (double)q->inflight : 0;
     double arrivals = q->arrival_per_s > 0 ? q->arrival_per_s : 0;
-    double recent = recent_arrivals(q);
+    double recent = recent_arrivals(q, sigmas);
     if (recent > arrivals)
         arrivals = recent;
     double proc = proc_s(q);
@@ -100,6 +112,12 @@ double corral_scale_queue_slots(const struct corral_scale_policy *p,
         slots = depth + inflight;
     }
     return slots / hosts_of(q);
+}
+
+double corral_scale_queue_slots(const struct corral_scale_policy *p,
+                                const struct corral_scale_queue *q)
+{
+    return queue_slots(p, q, STEADY_SIGMAS);
 }
 
 int corral_scale_pick_idle(const struct corral_scale_worker *workers, size_t n)
@@ -233,9 +251,19 @@ void corral_scale_decide(const struct corral_scale_policy *p, const struct corra
     double slots = 0;
     const struct corral_scale_queue *top = NULL, *held = NULL, *paused = NULL;
     double top_slots = -1;
+    /* A backlog forms (see ONSET_FACTOR): this tick's estimate is the
+     * closer one. */
+    int64_t waiting = 0;
+    for (size_t i = 0; i < in->nqueues; i++)
+        if (!in->queues[i].paused && !in->queues[i].held && in->queues[i].depth > 0)
+            waiting += in->queues[i].depth;
+    int backlog = waiting >= (int64_t)ONSET_FACTOR * (cur > 1 ? cur : 1) * per;
+    int onset = backlog && !st->backlog;
+    st->backlog = backlog;
+    double sigmas = onset ? ONSET_SIGMAS : STEADY_SIGMAS;
     for (size_t i = 0; i < in->nqueues; i++) {
         const struct corral_scale_queue *q = &in->queues[i];
-        double s = corral_scale_queue_slots(p, q);
+        double s = queue_slots(p, q, sigmas);
         if (q->paused || q->held) {
             if (q->paused && paused == NULL)
                 paused = q;

@@ -91,6 +91,7 @@ struct corral_scaler_state {
     int pinned;             /* the previous tick was pinned at max */
     int step_cut;           /* the last growth step was cut short by max_step_out */
     int held;               /* the previous tick had a queue held by its breaker */
+    int backlog;            /* the previous tick saw a backlog forming (ONSET_FACTOR, scaler.c) */
 };
 
 enum corral_scale_action {
