@@ -2,7 +2,7 @@
  * docs/scaling.md). Capacity comes from Little's law plus a term that
  * drains the backlog within the wait target; each host takes its share of
  * the fleet's need. The pool grows at once (bounded per step, a cooldown
- * between steps), shrinks one worker per tick and only to the highest
+ * between steps except while a backlog forms), shrinks one worker per tick and only to the highest
  * demand of the scale-in window, and holds while the host is over a ceiling
  * or a queue's service is held back by its breaker. */
 #include "scaler.h"
@@ -17,15 +17,16 @@
 #define DEFAULT_UTIL_PM 800
 #define DEFAULT_WAIT_MS 5000
 /* The arrival estimate from the queue (recent_arrivals) is a lower bound
- * of this many standard deviations below the count ... */
+ * this many standard deviations below the count ... */
 #define STEADY_SIGMAS 2.0
-/* ... except on the tick a backlog forms: ready jobs at least ONSET_FACTOR
- * times the pool's slots where the tick before had fewer. Then one sigma:
- * the first step is the one that decides how long a burst waits (the next
- * comes after the cooldown), and at a burst's onset the two-sigma bound of
- * the few jobs queued so far is about half the true rate (docs/scaling.md,
- * "Burst onset"). Jobs merely queueing for a moment behind a busy pool
- * stay below the factor and keep the two-sigma bound. */
+/* ... except while a backlog forms: from the tick the ready jobs reach
+ * ONSET_FACTOR times the pool's slots (the tick before they were fewer)
+ * for one scale-out cooldown. Then the bound is one sigma and the steps
+ * are not a cooldown apart: in the first second of a burst only a few
+ * jobs have queued, their two-sigma bound is about half the true rate
+ * (row 7: 2 -> 7 workers where 10 keep up), and a cooldown as long as the
+ * burst would keep the pool there (docs/scaling.md, "A forming backlog").
+ * Jobs queueing a moment behind a busy pool stay below the factor. */
 #define ONSET_FACTOR 3
 #define ONSET_SIGMAS 1.0
 
@@ -251,16 +252,17 @@ void corral_scale_decide(const struct corral_scale_policy *p, const struct corra
     double slots = 0;
     const struct corral_scale_queue *top = NULL, *held = NULL, *paused = NULL;
     double top_slots = -1;
-    /* A backlog forms (see ONSET_FACTOR): this tick's estimate is the
-     * closer one. */
+    /* Is a backlog forming (ONSET_FACTOR)? */
     int64_t waiting = 0;
     for (size_t i = 0; i < in->nqueues; i++)
         if (!in->queues[i].paused && !in->queues[i].held && in->queues[i].depth > 0)
             waiting += in->queues[i].depth;
     int backlog = waiting >= (int64_t)ONSET_FACTOR * (cur > 1 ? cur : 1) * per;
-    int onset = backlog && !st->backlog;
+    if (backlog && !st->backlog)
+        st->backlog_ms = now;
     st->backlog = backlog;
-    double sigmas = onset ? ONSET_SIGMAS : STEADY_SIGMAS;
+    int forming = backlog && now - st->backlog_ms <= p->scale_out_cooldown_ms;
+    double sigmas = forming ? ONSET_SIGMAS : STEADY_SIGMAS;
     for (size_t i = 0; i < in->nqueues; i++) {
         const struct corral_scale_queue *q = &in->queues[i];
         double s = queue_slots(p, q, sigmas);
@@ -344,8 +346,10 @@ void corral_scale_decide(const struct corral_scale_policy *p, const struct corra
          * next step; a step cut short by max_step_out fell short of a
          * target the load had already asked for, so the next step, toward
          * that same target, comes on the next tick (the bound still caps
-         * each step: the pool at most doubles a tick). */
-        if (cur >= min && st->grown && !step_cut && since < p->scale_out_cooldown_ms) {
+         * each step: the pool at most doubles a tick); so does a step
+         * while a backlog forms (ONSET_FACTOR). */
+        if (cur >= min && st->grown && !step_cut && !forming &&
+            since < p->scale_out_cooldown_ms) {
             out->desired = cur;
             out->action = CORRAL_SCALE_HOLD;
             put(out->reason, sizeof(out->reason),

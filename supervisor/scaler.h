@@ -91,7 +91,8 @@ struct corral_scaler_state {
     int pinned;             /* the previous tick was pinned at max */
     int step_cut;           /* the last growth step was cut short by max_step_out */
     int held;               /* the previous tick had a queue held by its breaker */
-    int backlog;            /* the previous tick saw a backlog forming (ONSET_FACTOR, scaler.c) */
+    int backlog;            /* the previous tick saw a backlog (ONSET_FACTOR, scaler.c) ... */
+    int64_t backlog_ms;     /* ... since this time */
 };
 
 enum corral_scale_action {
