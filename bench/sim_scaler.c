@@ -822,9 +822,12 @@ int main(int argc, char **argv)
                "after fork; wait target %d s (p95 wait);\ncorral: tick %.0f s, "
                "target_utilization %d%%, scale_out_cooldown 5 s, scale_in_window 120 s;\n"
                "HPA-style: ceil(depth / target), %.0f s sync, %.0f s scale-down "
-               "stabilisation, target tuned per trace\n\n",
+               "stabilisation, target tuned per trace;\nrow 7 burst (bench-peers): %.0f ms jobs "
+               "paced %.0f/s, %.0f/s, %.0f/s for %.0f s each, %d..%d workers of 1 slot, "
+               "corrald's tick phase spread over the replications\n\n",
                PROC_MEDIAN, PROC_SIGMA, SLOTS, MIN_W, MAX_W, START_S * 1000, TARGET_MS / 1000,
-               TICK_S, util_pct, HPA_SYNC_S, HPA_STAB_S);
+               TICK_S, util_pct, HPA_SYNC_S, HPA_STAB_S, ROW7_MS * 1000, ROW7_BASE, 10 * ROW7_BASE,
+               ROW7_BASE, ROW7_SECS, ROW7_MIN, ROW7_MAX);
     printf("%-13s %-21s %10s %4s %10s %7s %5s\n", "trace", "policy", "p95 wait", "met", "worker-s",
            "events", "peak");
     int all_met = 1, all_cheaper = 1, row7_met = 0;
