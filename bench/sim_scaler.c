@@ -24,11 +24,11 @@
 #include "../supervisor/scaler.h"
 
 /* --- the modelled system (the same for both policies) ----------------- */
-#define DURATION_S  3600.0
-#define SLOTS       4               /* [pool] concurrency (of the one-hour traces) */
-#define MIN_W       2               /* [pool] min */
-#define MAX_W       60              /* [pool] max */
-#define NW          (2 * MAX_W + 8) /* process table: room for draining ones too */
+#define DURATION_S 3600.0
+#define SLOTS      4               /* [pool] concurrency (of the one-hour traces) */
+#define MIN_W      2               /* [pool] min */
+#define MAX_W      60              /* [pool] max */
+#define NW         (2 * MAX_W + 8) /* process table: room for draining ones too */
 /* The bench-peers row 7 trace (bench/peers/run.py row_burst): 300 ms jobs
  * (exec /bin/sleep 0.3) paced 3/s for 5 s, 30/s for 5 s, 3/s for 5 s; 2..20
  * workers of one slot; compared with fixed pools of 2 and 20. */
@@ -39,12 +39,12 @@
 #define ROW7_MIN    2
 #define ROW7_MAX    20
 #define ROW7_END_S  60.0 /* simulated time: the jobs are done long before */
-#define START_S     0.3             /* fork + exec + "ready" */
-#define TARGET_MS   5000            /* [scale] target_wait: judged on the p95 wait */
-#define PROC_MEDIAN 2.0             /* service time: log-normal, median 2 s ... */
-#define PROC_SIGMA  0.6             /* ... sigma 0.6 (mean 2.39 s, p95 5.4 s) */
-#define TICK_S      1.0             /* corrald's [scale] tick */
-#define HPA_SYNC_S  15.0            /* HPA's sync period */
+#define START_S     0.3  /* fork + exec + "ready" */
+#define TARGET_MS   5000 /* [scale] target_wait: judged on the p95 wait */
+#define PROC_MEDIAN 2.0  /* service time: log-normal, median 2 s ... */
+#define PROC_SIGMA  0.6  /* ... sigma 0.6 (mean 2.39 s, p95 5.4 s) */
+#define TICK_S      1.0  /* corrald's [scale] tick */
+#define HPA_SYNC_S  15.0 /* HPA's sync period */
 #define HPA_STAB_S  300.0
 #define HPA_TARGETS 32 /* targets per worker searched: 1..32 */
 #define OUTAGE_FROM 900.0
@@ -197,7 +197,7 @@ struct sim {
     int hpa_target; /* jobs per worker; FIXED: the pool's size */
     int slots, min_w, max_w;
     double tick_phase; /* corrald's ticks fall at tick_phase + k x TICK_S */
-    int first;      /* the first replication: -v prints its decisions */
+    int first;         /* the first replication: -v prints its decisions */
     int util_pm;
     struct job *jobs;
     int njobs;
@@ -220,7 +220,7 @@ struct sim {
     double worker_s, last_t;
     int events, peak;
     double cleared_at;
-    long ndone;       /* jobs finished */
+    long ndone;           /* jobs finished */
     double last_done;     /* when the last one finished */
     double done_worker_s; /* worker_s then */
 };
@@ -725,8 +725,8 @@ static struct result simulate(enum trace tr, enum policy pol, int hpa_target, in
     struct result r = {
         .worker_s = s->worker_s,
         .cleared_s = s->cleared_at < 0 ? -1
-                     : tr == ROW7   ? s->cleared_at - ROW7_SECS
-                                    : s->cleared_at - OUTAGE_TO,
+                     : tr == ROW7      ? s->cleared_at - ROW7_SECS
+                                       : s->cleared_at - OUTAGE_TO,
         .events = s->events,
         .peak = s->peak,
     };
@@ -755,8 +755,7 @@ static struct result run(enum trace tr, enum policy pol, int hpa_target, int uti
     return sum;
 }
 
-static void print_row(enum trace tr, const char *trace, const char *policy,
-                      const struct result *r)
+static void print_row(enum trace tr, const char *trace, const char *policy, const struct result *r)
 {
     printf("%-13s %-21s %8.1f s %4s %10.*f %7d %5d", trace, policy, r->p95_wait,
            r->met ? "yes" : "NO", tr == ROW7 ? 1 : 0, r->worker_s, r->events, r->peak);

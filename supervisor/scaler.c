@@ -62,8 +62,8 @@ static double proc_s(const struct corral_scale_queue *q)
  * to a minute; this one does not. A count of depth Poisson arrivals is
  * noisy when small and a queue is looked at because it formed, so the
  * estimate is a lower bound SIGMAS standard deviations below the count:
- * (depth - sigmas sqrt(depth)) / wait, nothing below five jobs. With priorities the oldest job may be older
- * than FIFO implies, which only lowers the estimate. */
+ * (depth - sigmas sqrt(depth)) / wait, nothing below five jobs. With priorities the oldest job may
+ * be older than FIFO implies, which only lowers the estimate. */
 static double recent_arrivals(const struct corral_scale_queue *q, double sigmas)
 {
     if (q->depth < 5 || q->oldest_wait_ms <= 0)
@@ -348,8 +348,7 @@ void corral_scale_decide(const struct corral_scale_policy *p, const struct corra
          * that same target, comes on the next tick (the bound still caps
          * each step: the pool at most doubles a tick); so does a step
          * while a backlog forms (ONSET_FACTOR). */
-        if (cur >= min && st->grown && !step_cut && !forming &&
-            since < p->scale_out_cooldown_ms) {
+        if (cur >= min && st->grown && !step_cut && !forming && since < p->scale_out_cooldown_ms) {
             out->desired = cur;
             out->action = CORRAL_SCALE_HOLD;
             put(out->reason, sizeof(out->reason),
