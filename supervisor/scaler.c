@@ -21,14 +21,16 @@
 #define STEADY_SIGMAS 2.0
 /* ... except while a backlog forms: from the tick the ready jobs reach
  * ONSET_FACTOR times the pool's slots (the tick before they were fewer)
- * for one scale-out cooldown. Then the bound is one sigma and the steps
- * are not a cooldown apart: in the first second of a burst only a few
- * jobs have queued, their two-sigma bound is about half the true rate
- * (row 7: 2 -> 7 workers where 10 keep up), and a cooldown as long as the
- * burst would keep the pool there (docs/scaling.md, "A forming backlog").
- * Jobs queueing a moment behind a busy pool stay below the factor. */
-#define ONSET_FACTOR 3
-#define ONSET_SIGMAS 1.0
+ * for one scale-out cooldown. Then the bound is one sigma and growth steps
+ * are FORMING_COOLDOWN_TICKS apart, not a cooldown: in the first second of
+ * a burst only a few jobs have queued, their two-sigma bound is about half
+ * the true rate (row 7: 2 -> 7 workers where 10 keep up), and a cooldown
+ * as long as the burst would keep the pool there (docs/scaling.md, "A
+ * forming backlog"). Jobs queueing a moment behind a busy pool stay below
+ * the factor. */
+#define ONSET_FACTOR           3
+#define ONSET_SIGMAS           1.0
+#define FORMING_COOLDOWN_TICKS 2
 
 static int clamp(int v, int lo, int hi)
 {
@@ -346,14 +348,18 @@ void corral_scale_decide(const struct corral_scale_policy *p, const struct corra
          * next step; a step cut short by max_step_out fell short of a
          * target the load had already asked for, so the next step, toward
          * that same target, comes on the next tick (the bound still caps
-         * each step: the pool at most doubles a tick); so does a step
-         * while a backlog forms (ONSET_FACTOR). */
-        if (cur >= min && st->grown && !step_cut && !forming && since < p->scale_out_cooldown_ms) {
+         * each step: the pool at most doubles a tick). While a backlog
+         * forms (ONSET_FACTOR) the steps are two ticks apart: one for the
+         * new workers to start, one for them to show in the queue. */
+        int64_t cooldown = p->scale_out_cooldown_ms;
+        if (forming && FORMING_COOLDOWN_TICKS * p->tick_ms < cooldown)
+            cooldown = FORMING_COOLDOWN_TICKS * p->tick_ms;
+        if (cur >= min && st->grown && !step_cut && since < cooldown) {
             out->desired = cur;
             out->action = CORRAL_SCALE_HOLD;
             put(out->reason, sizeof(out->reason),
                 "hold %d: scale-out cooldown, %.1f s left; demand %.1f workers%s", cur,
-                (double)(p->scale_out_cooldown_ms - since) / 1000.0, demand_w, pin);
+                (double)(cooldown - since) / 1000.0, demand_w, pin);
             return;
         }
         int want = target;

@@ -553,7 +553,7 @@ static void burst_onto_an_idle_pool_steps_to_its_one_sigma_rate(void **state)
     assert_int_equal(d.action, CORRAL_SCALE_GROW);
 }
 
-static void a_forming_backlog_grows_again_without_the_cooldown(void **state)
+static void a_forming_backlog_grows_again_two_ticks_on_not_a_cooldown(void **state)
 {
     (void)state;
     struct pool s;
@@ -570,11 +570,17 @@ static void a_forming_backlog_grows_again_without_the_cooldown(void **state)
     assert_int_equal(d.desired, 8);
     /* A second later the queue still grows: 36 jobs, the oldest 1.2 s.
      * Still forming (within the 5 s cooldown of the onset), one sigma:
-     * (36 - 6) / 1.2 = 25/s x 0.3 / 0.8 = 9.4 slots, and no cooldown: 10. */
+     * (36 - 6) / 1.2 = 25/s x 0.3 / 0.8 = 9.4 slots = 10 workers; the
+     * step's workers have had one tick to start, not yet one to show. */
     s.q[0].depth = 36;
     s.q[0].oldest_wait_ms = 1200;
     d = tick(&s, 1000);
     assert_int_equal(d.demand, 10);
+    assert_int_equal(d.desired, 8);
+    assert_int_equal(d.action, CORRAL_SCALE_HOLD);
+    assert_string_equal(d.reason, "hold 8: scale-out cooldown, 1.0 s left; demand 9.4 workers");
+    /* Two ticks after the step, 3 s before the cooldown would end. */
+    d = tick(&s, 1000);
     assert_int_equal(d.desired, 10);
     assert_int_equal(d.action, CORRAL_SCALE_GROW);
 }
@@ -762,7 +768,7 @@ int main(void)
         cmocka_unit_test(shrink_waits_for_an_idle_worker),
         cmocka_unit_test(queue_shows_a_burst_before_the_rate_does),
         cmocka_unit_test(burst_onto_an_idle_pool_steps_to_its_one_sigma_rate),
-        cmocka_unit_test(a_forming_backlog_grows_again_without_the_cooldown),
+        cmocka_unit_test(a_forming_backlog_grows_again_two_ticks_on_not_a_cooldown),
         cmocka_unit_test(a_backlog_that_stays_is_estimated_at_two_sigma),
         cmocka_unit_test(a_short_queue_behind_a_busy_pool_is_no_onset),
         cmocka_unit_test(running_jobs_show_a_burst_has_ended),
