@@ -736,8 +736,9 @@ def row_burst(peer, slots, base, secs, ms):
     held = 0
     if isinstance(peer, Corral):
         feeder.join()
-        # The scaler's decisions (docs/web.md): a growth held by the host's
-        # CPU or memory ceiling is the shared machine's load, not the policy.
+        # The scaler's decisions (docs/web.md; a run of held ticks is one
+        # entry): a growth held by the host's CPU or memory ceiling is the
+        # shared machine's load, not the policy.
         for key in peer.r.scan_iter("*:decisions:*"):
             held += sum("ceiling" in e for e in peer.r.lrange(key, 0, -1))
     else:
