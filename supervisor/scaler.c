@@ -2,9 +2,10 @@
  * docs/scaling.md). Capacity comes from Little's law plus a term that
  * drains the backlog within the wait target; each host takes its share of
  * the fleet's need. The pool grows at once (bounded per step, a cooldown
- * between steps except while a backlog forms), shrinks one worker per tick and only to the highest
- * demand of the scale-in window, and holds while the host is over a ceiling
- * or a queue's service is held back by its breaker. */
+ * between steps, two ticks while a backlog forms), shrinks one worker per
+ * tick and only to the highest demand of the scale-in window, and holds
+ * while the host is over a ceiling or a queue's service is held back by
+ * its breaker. */
 #include "scaler.h"
 
 #include <math.h>
@@ -63,9 +64,10 @@ static double proc_s(const struct corral_scale_queue *q)
  * came in oldest_wait seconds. The minute-bucket rate lags a burst by up
  * to a minute; this one does not. A count of depth Poisson arrivals is
  * noisy when small and a queue is looked at because it formed, so the
- * estimate is a lower bound SIGMAS standard deviations below the count:
- * (depth - sigmas sqrt(depth)) / wait, nothing below five jobs. With priorities the oldest job may
- * be older than FIFO implies, which only lowers the estimate. */
+ * estimate is a lower bound `sigmas` standard deviations below the
+ * count: (depth - sigmas sqrt(depth)) / wait, nothing below five jobs.
+ * With priorities the oldest job may be older than FIFO implies, which
+ * only lowers the estimate. */
 static double recent_arrivals(const struct corral_scale_queue *q, double sigmas)
 {
     if (q->depth < 5 || q->oldest_wait_ms <= 0)

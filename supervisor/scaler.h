@@ -124,7 +124,8 @@ void corral_scale_decide(const struct corral_scale_policy *p, const struct corra
 const char *corral_scale_action_name(enum corral_scale_action a);
 
 /* Job slots one queue needs on this host (fleet-wide need / live hosts),
- * ignoring bounds, holds and history. Exposed for tests and the
+ * ignoring bounds, holds and history (so with the two-sigma estimate of a
+ * backlog that is not forming; docs/scaling.md). Exposed for tests and the
  * simulator. */
 double corral_scale_queue_slots(const struct corral_scale_policy *p,
                                 const struct corral_scale_queue *q);
