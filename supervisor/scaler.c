@@ -2,9 +2,10 @@
  * docs/scaling.md). Capacity comes from Little's law plus a term that
  * drains the backlog within the wait target; each host takes its share of
  * the fleet's need. The pool grows at once (bounded per step, a cooldown
- * between steps), shrinks one worker per tick and only to the highest
- * demand of the scale-in window, and holds while the host is over a ceiling
- * or a queue's service is held back by its breaker. */
+ * between steps, two ticks while a backlog forms), shrinks one worker per
+ * tick and only to the highest demand of the scale-in window, and holds
+ * while the host is over a ceiling or a queue's service is held back by
+ * its breaker. */
 #include "scaler.h"
 
 #include <math.h>
@@ -16,6 +17,21 @@
  * such values; the scaler must still never divide by zero). */
 #define DEFAULT_UTIL_PM 800
 #define DEFAULT_WAIT_MS 5000
+/* The arrival estimate from the queue (recent_arrivals) is a lower bound
+ * this many standard deviations below the count ... */
+#define STEADY_SIGMAS 2.0
+/* ... except while a backlog forms: from the tick the ready jobs reach
+ * ONSET_FACTOR times the pool's slots (the tick before they were fewer)
+ * for one scale-out cooldown. Then the bound is one sigma and growth steps
+ * are FORMING_COOLDOWN_TICKS apart, not a cooldown: in the first second of
+ * a burst only a few jobs have queued, their two-sigma bound is about half
+ * the true rate (row 7: 2 -> 7 workers where 10 keep up), and a cooldown
+ * as long as the burst would keep the pool there (docs/scaling.md, "A
+ * forming backlog"). Jobs queueing a moment behind a busy pool stay below
+ * the factor. */
+#define ONSET_FACTOR           3
+#define ONSET_SIGMAS           1.0
+#define FORMING_COOLDOWN_TICKS 2
 
 static int clamp(int v, int lo, int hi)
 {
@@ -48,19 +64,20 @@ static double proc_s(const struct corral_scale_queue *q)
  * came in oldest_wait seconds. The minute-bucket rate lags a burst by up
  * to a minute; this one does not. A count of depth Poisson arrivals is
  * noisy when small and a queue is looked at because it formed, so the
- * estimate is its two-sigma lower bound: (depth - 2 sqrt(depth)) / wait,
- * nothing below five jobs. With priorities the oldest job may be older
- * than FIFO implies, which only lowers the estimate. */
-static double recent_arrivals(const struct corral_scale_queue *q)
+ * estimate is a lower bound `sigmas` standard deviations below the
+ * count: (depth - sigmas sqrt(depth)) / wait, nothing below five jobs.
+ * With priorities the oldest job may be older than FIFO implies, which
+ * only lowers the estimate. */
+static double recent_arrivals(const struct corral_scale_queue *q, double sigmas)
 {
     if (q->depth < 5 || q->oldest_wait_ms <= 0)
         return 0;
     double d = (double)q->depth;
-    return (d - 2.0 * sqrt(d)) / ((double)q->oldest_wait_ms / 1000.0);
+    return (d - sigmas * sqrt(d)) / ((double)q->oldest_wait_ms / 1000.0);
 }
 
-double corral_scale_queue_slots(const struct corral_scale_policy *p,
-                                const struct corral_scale_queue *q)
+static double queue_slots(const struct corral_scale_policy *p, const struct corral_scale_queue *q,
+                          double sigmas)
 {
     double util = p->target_utilization_pm > 0 && p->target_utilization_pm <= 1000
                       ? p->target_utilization_pm / 1000.0
@@ -69,7 +86,7 @@ double corral_scale_queue_slots(const struct corral_scale_policy *p,
     double depth = q->depth > 0 ? (double)q->depth : 0;
     double inflight = q->inflight > 0 ? (double)q->inflight : 0;
     double arrivals = q->arrival_per_s > 0 ? q->arrival_per_s : 0;
-    double recent = recent_arrivals(q);
+    double recent = recent_arrivals(q, sigmas);
     if (recent > arrivals)
         arrivals = recent;
     double proc = proc_s(q);
@@ -100,6 +117,12 @@ double corral_scale_queue_slots(const struct corral_scale_policy *p,
         slots = depth + inflight;
     }
     return slots / hosts_of(q);
+}
+
+double corral_scale_queue_slots(const struct corral_scale_policy *p,
+                                const struct corral_scale_queue *q)
+{
+    return queue_slots(p, q, STEADY_SIGMAS);
 }
 
 int corral_scale_pick_idle(const struct corral_scale_worker *workers, size_t n)
@@ -233,9 +256,20 @@ void corral_scale_decide(const struct corral_scale_policy *p, const struct corra
     double slots = 0;
     const struct corral_scale_queue *top = NULL, *held = NULL, *paused = NULL;
     double top_slots = -1;
+    /* Is a backlog forming (ONSET_FACTOR)? */
+    int64_t waiting = 0;
+    for (size_t i = 0; i < in->nqueues; i++)
+        if (!in->queues[i].paused && !in->queues[i].held && in->queues[i].depth > 0)
+            waiting += in->queues[i].depth;
+    int backlog = waiting >= (int64_t)ONSET_FACTOR * (cur > 1 ? cur : 1) * per;
+    if (backlog && !st->backlog)
+        st->backlog_ms = now;
+    st->backlog = backlog;
+    int forming = backlog && now - st->backlog_ms <= p->scale_out_cooldown_ms;
+    double sigmas = forming ? ONSET_SIGMAS : STEADY_SIGMAS;
     for (size_t i = 0; i < in->nqueues; i++) {
         const struct corral_scale_queue *q = &in->queues[i];
-        double s = corral_scale_queue_slots(p, q);
+        double s = queue_slots(p, q, sigmas);
         if (q->paused || q->held) {
             if (q->paused && paused == NULL)
                 paused = q;
@@ -316,13 +350,18 @@ void corral_scale_decide(const struct corral_scale_policy *p, const struct corra
          * next step; a step cut short by max_step_out fell short of a
          * target the load had already asked for, so the next step, toward
          * that same target, comes on the next tick (the bound still caps
-         * each step: the pool at most doubles a tick). */
-        if (cur >= min && st->grown && !step_cut && since < p->scale_out_cooldown_ms) {
+         * each step: the pool at most doubles a tick). While a backlog
+         * forms (ONSET_FACTOR) the steps are two ticks apart: one for the
+         * new workers to start, one for them to show in the queue. */
+        int64_t cooldown = p->scale_out_cooldown_ms;
+        if (forming && FORMING_COOLDOWN_TICKS * p->tick_ms < cooldown)
+            cooldown = FORMING_COOLDOWN_TICKS * p->tick_ms;
+        if (cur >= min && st->grown && !step_cut && since < cooldown) {
             out->desired = cur;
             out->action = CORRAL_SCALE_HOLD;
             put(out->reason, sizeof(out->reason),
                 "hold %d: scale-out cooldown, %.1f s left; demand %.1f workers%s", cur,
-                (double)(p->scale_out_cooldown_ms - since) / 1000.0, demand_w, pin);
+                (double)(cooldown - since) / 1000.0, demand_w, pin);
             return;
         }
         int want = target;

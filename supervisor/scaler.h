@@ -91,6 +91,8 @@ struct corral_scaler_state {
     int pinned;             /* the previous tick was pinned at max */
     int step_cut;           /* the last growth step was cut short by max_step_out */
     int held;               /* the previous tick had a queue held by its breaker */
+    int backlog;            /* the previous tick saw a backlog (ONSET_FACTOR, scaler.c) ... */
+    int64_t backlog_ms;     /* ... since this time */
 };
 
 enum corral_scale_action {
@@ -122,7 +124,8 @@ void corral_scale_decide(const struct corral_scale_policy *p, const struct corra
 const char *corral_scale_action_name(enum corral_scale_action a);
 
 /* Job slots one queue needs on this host (fleet-wide need / live hosts),
- * ignoring bounds, holds and history. Exposed for tests and the
+ * ignoring bounds, holds and history (so with the two-sigma estimate of a
+ * backlog that is not forming; docs/scaling.md). Exposed for tests and the
  * simulator. */
 double corral_scale_queue_slots(const struct corral_scale_policy *p,
                                 const struct corral_scale_queue *q);

@@ -78,7 +78,9 @@ def burst_text(b):
     parts = []
     for x in b:
         who = (f"2..20 (peak {x['peak_slots']})" if x["slots"] == "2..20" else f"fixed {x['slots']}")
-        parts.append(f"{who}: backlog gone {x['backlog_gone_s']:.1f} s, {x['slot_s']:.0f} slot-s")
+        runs = x.get("runs", [])
+        of = f" (median of {len(runs)})" if len(runs) > 1 else ""
+        parts.append(f"{who}: backlog gone {x['backlog_gone_s']:.1f} s, {x['slot_s']:.0f} slot-s{of}")
     return "; ".join(parts)
 
 

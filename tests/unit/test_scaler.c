@@ -148,12 +148,14 @@ static void a_step_cut_by_max_step_out_goes_on_next_tick_without_the_cooldown(vo
     assert_int_equal(tick(&s, 1000).desired, 20);
     s.p.max_step_out = 20;
     assert_int_equal(tick(&s, 1000).desired, 34);
-    /* A step that reached its target is followed by the cooldown again. */
+    /* A step that reached its target is followed by the cooldown again
+     * once the backlog is no longer forming (5 s after it formed, at 1 s):
+     * at 7 s, 1 s of the cooldown is left. */
     s.q[0].depth = 600;
-    struct corral_scale_decision d = tick(&s, 1000);
+    struct corral_scale_decision d = tick(&s, 4000);
     assert_int_equal(d.desired, 34);
     assert_int_equal(d.action, CORRAL_SCALE_HOLD);
-    assert_int_equal(tick(&s, 4000).desired, 40);
+    assert_int_equal(tick(&s, 1000).desired, 40);
 }
 
 static void reason_names_the_load_behind_a_growth(void **state)
@@ -523,6 +525,109 @@ static void queue_shows_a_burst_before_the_rate_does(void **state)
     assert_int_equal(d.desired, 14);
 }
 
+static void burst_onto_an_idle_pool_steps_to_its_one_sigma_rate(void **state)
+{
+    (void)state;
+    struct pool s;
+    pool_init(&s, 2);
+    /* bench-peers row 7: 2..20 workers of one slot, 300 ms jobs, 3/s
+     * and then 30/s. */
+    s.p.slots_per_worker = 1;
+    s.q[0].arrival_per_s = 3;
+    s.q[0].proc_ms_mean = 300;
+    s.q[0].inflight = 1;
+    struct corral_scale_decision d = tick(&s, 1000);
+    assert_int_equal(d.desired, 2);
+    /* A tick later 24 jobs wait, the oldest for 0.8 s: a backlog forms
+     * (24 >= 3 x 2 slots, none the tick before). One sigma: (24 - sqrt 24)
+     * / 0.8 = 23.9/s x 0.3 s / 0.8 = 8.95 slots = 9 workers. The two-sigma
+     * bound, (24 - 2 sqrt 24) / 0.8 = 17.8/s, would give 6.7 = 7, and the
+     * next step comes only after the 5 s cooldown, as long as the burst. */
+    s.q[0].arrival_per_s = 5;
+    s.q[0].depth = 24;
+    s.q[0].oldest_wait_ms = 800;
+    s.q[0].inflight = 2;
+    d = tick(&s, 1000);
+    assert_int_equal(d.demand, 9);
+    assert_int_equal(d.desired, 9);
+    assert_int_equal(d.action, CORRAL_SCALE_GROW);
+}
+
+static void a_forming_backlog_grows_again_two_ticks_on_not_a_cooldown(void **state)
+{
+    (void)state;
+    struct pool s;
+    pool_init(&s, 2);
+    s.p.slots_per_worker = 1;
+    s.q[0].arrival_per_s = 5;
+    s.q[0].proc_ms_mean = 300;
+    s.q[0].depth = 8;
+    s.q[0].oldest_wait_ms = 250;
+    s.q[0].inflight = 2;
+    /* Onset on few jobs: (8 - sqrt 8) / 0.25 = 20.7/s x 0.3 / 0.8 = 7.8
+     * slots: 8 workers. */
+    struct corral_scale_decision d = tick(&s, 1000);
+    assert_int_equal(d.desired, 8);
+    /* A second later the queue still grows: 36 jobs, the oldest 1.2 s.
+     * Still forming (within the 5 s cooldown of the onset), one sigma:
+     * (36 - 6) / 1.2 = 25/s x 0.3 / 0.8 = 9.4 slots = 10 workers; the
+     * step's workers have had one tick to start, not yet one to show. */
+    s.q[0].depth = 36;
+    s.q[0].oldest_wait_ms = 1200;
+    d = tick(&s, 1000);
+    assert_int_equal(d.demand, 10);
+    assert_int_equal(d.desired, 8);
+    assert_int_equal(d.action, CORRAL_SCALE_HOLD);
+    assert_string_equal(d.reason, "hold 8: scale-out cooldown, 1.0 s left; demand 9.4 workers");
+    /* Two ticks after the step, 3 s before the cooldown would end. */
+    d = tick(&s, 1000);
+    assert_int_equal(d.desired, 10);
+    assert_int_equal(d.action, CORRAL_SCALE_GROW);
+}
+
+static void a_backlog_that_stays_is_estimated_at_two_sigma(void **state)
+{
+    (void)state;
+    struct pool s;
+    pool_init(&s, 2);
+    s.p.slots_per_worker = 1;
+    s.q[0].arrival_per_s = 5;
+    s.q[0].proc_ms_mean = 300;
+    s.q[0].depth = 24;
+    s.q[0].oldest_wait_ms = 800;
+    s.q[0].inflight = 2;
+    assert_int_equal(tick(&s, 1000).demand, 9); /* the onset: one sigma */
+    /* 6 s on (past the 5 s cooldown) 40 jobs still wait, above 3 x 9
+     * slots: the backlog stays, two sigma: (40 - 2 sqrt 40) / 0.8 = 34.2/s
+     * x 0.3 / 0.8 = 12.8 slots = 13 workers (one sigma: 16). */
+    s.q[0].depth = 40;
+    struct corral_scale_decision d = tick(&s, 6000);
+    assert_int_equal(d.demand, 13);
+    /* Gone and formed again: an onset again, one sigma: (60 - sqrt 60) /
+     * 0.8 = 65.3/s x 0.3 / 0.8 = 24.5 slots (the pool: max 20). */
+    s.q[0].depth = 0;
+    s.q[0].oldest_wait_ms = 0;
+    tick(&s, 1000);
+    s.q[0].depth = 60;
+    s.q[0].oldest_wait_ms = 800;
+    assert_int_equal(tick(&s, 1000).demand, 25);
+}
+
+static void a_short_queue_behind_a_busy_pool_is_no_onset(void **state)
+{
+    (void)state;
+    struct pool s;
+    pool_init(&s, 2);
+    s.p.slots_per_worker = 1;
+    s.q[0].proc_ms_mean = 300;
+    tick(&s, 1000);
+    /* 5 ready jobs, under 3 x 2 slots: two sigma, (5 - 2 sqrt 5) / 0.1 s =
+     * 5.3/s x 0.3 / 0.8 = 2.0 slots; one sigma would give 27.6/s, 10.4 slots */
+    s.q[0].depth = 5;
+    s.q[0].oldest_wait_ms = 100;
+    assert_int_equal(tick(&s, 1000).demand, 2);
+}
+
 static void running_jobs_show_a_burst_has_ended(void **state)
 {
     (void)state;
@@ -662,6 +767,10 @@ int main(void)
         cmocka_unit_test(pinned_at_max_warns_once),
         cmocka_unit_test(shrink_waits_for_an_idle_worker),
         cmocka_unit_test(queue_shows_a_burst_before_the_rate_does),
+        cmocka_unit_test(burst_onto_an_idle_pool_steps_to_its_one_sigma_rate),
+        cmocka_unit_test(a_forming_backlog_grows_again_two_ticks_on_not_a_cooldown),
+        cmocka_unit_test(a_backlog_that_stays_is_estimated_at_two_sigma),
+        cmocka_unit_test(a_short_queue_behind_a_busy_pool_is_no_onset),
         cmocka_unit_test(running_jobs_show_a_burst_has_ended),
         cmocka_unit_test(cold_queue_counts_one_slot_per_job),
         cmocka_unit_test(processing_time_falls_back_to_running_over_completed),
