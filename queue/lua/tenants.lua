@@ -85,6 +85,21 @@ local function tenant_conf(K, c)
         c.tweights = tenant_weights_parse(c.tenant_weights)
         c.tweighted = next(c.tweights) ~= nil
         c.tlimited = c.tenant_max_inflight > 0 or c.tenant_rate > 0 or c.tenant_tokens > 0
+        -- tenant_next's LMPOP arguments from each level on: each level's
+        -- turn, then its default list; and the level of each key (the
+        -- turn's +level, the default list's -level, 1-based).
+        local n = #c.priorities
+        c.tmpop, c.tkeys = {}, {}
+        for i = 1, n do
+            local a = {itxt(2 * (n - i + 1))}
+            for j = i, n do
+                a[#a + 1] = turns[j]
+                a[#a + 1] = c.qkeys[j]
+            end
+            a[#a + 1] = 'LEFT'
+            c.tmpop[i] = a
+            c.tkeys[turns[i]], c.tkeys[c.qkeys[i]] = i, -i
+        end
         c.tturns = turns
     end
     return c
@@ -117,7 +132,10 @@ end
 
 -- Makes ids (jobs of tenant t, "" for the default) ready at level: at the
 -- back, or at the front (front: requeued after a lost lease or a defer).
-local function tenant_ready(K, level, t, ids, front)
+-- c: the queue's settings, when the caller has them: a queue without
+-- limits parks no tenant (tenant_declare unparks all when they go), so
+-- its tenants join without looking at the parked ones.
+local function tenant_ready(K, level, t, ids, front, c)
     local n = redis.call(front and 'LPUSH' or 'RPUSH', tenant_list(K, level, t), unpack(ids))
     if t ~= '' then
         waiting_add(K, level, #ids)
@@ -125,7 +143,8 @@ local function tenant_ready(K, level, t, ids, front)
     if n == #ids then
         if t == '' then
             tenant_default_joined(K, level)
-        elseif redis.call('ZSCORE', K .. ':tpark', level .. '|' .. t) == false then
+        elseif (c and not tenant_conf(K, c).tlimited) or
+            redis.call('ZSCORE', K .. ':tpark', level .. '|' .. t) == false then
             turn_join(K, level, t)
         end
     end
@@ -232,30 +251,25 @@ local function tenant_turns(K, c, now)
     return true
 end
 
--- Takes tenant t, just taken from the head of the turn tq (and put at its
--- back when rotated), out of the turn: parked until untl when it still has
--- jobs at the level (it is at its limit), else gone.
-local function turn_leave(K, level, t, tq, rotated, untl)
-    redis.call(rotated and 'RPOP' or 'LPOP', tq)
-    if untl and redis.call('EXISTS', tenant_list(K, level, t)) == 1 then
-        redis.call('ZADD', K .. ':tpark', untl, level .. '|' .. t)
-    end
-end
-
 -- The reserve's choice of jobs at level (0-based) when the queue has
 -- turns: up to want job ids, round robin between the tenants in the turn,
 -- weight W serving W jobs per turn; a tenant at its limit is parked; a
 -- level without a turn (no named tenant waits there) gives its default
 -- jobs. Fewer than want only when no tenant of the level can give more.
--- O(1) calls per job: each step takes a job or takes a tenant out of the
--- turn. Without
--- weights a step is LMOVE (the next tenant, to the back), LPOP and EXISTS
--- (is anything left?). s: the queue's service (nil for none), whose
--- bytes_per_token the tenants' token windows estimate with.
-local function tenant_pop(K, c, level, want, now, s)
+-- first: a tenant tenant_next already took from the head of the turn.
+-- Each tenant is taken from the head of the turn (LPOP) and held while
+-- it serves; those whose turn is over go to the back in one RPUSH at the
+-- end, one whose weighted turn goes on back to the head, one that gave
+-- its last job or is parked nowhere. A tenant's list is popped one job
+-- beyond what it serves, the extra pushed back: the reply says whether
+-- anything is left without an EXISTS. O(1) calls per job: each step takes
+-- jobs or takes a tenant out of the turn. s: the queue's service (nil for
+-- none), whose bytes_per_token the tenants' token windows estimate with.
+local function tenant_pop(K, c, level, want, now, s, first)
     local tq = K .. ':tq:' .. level
     local out, steps = {}, 0
     local served, cur = 0, nil
+    local back, bi, dry = {}, 1, false
     if c.tweighted then
         local cr = redis.call('HGET', K .. ':tcr', tostring(level))
         if cr then
@@ -264,11 +278,14 @@ local function tenant_pop(K, c, level, want, now, s)
         end
     end
     while #out < want do
-        local t
-        if c.tweighted then
-            t = redis.call('LINDEX', tq, 0) -- the head serves out its weight
-        else
-            t = redis.call('LMOVE', tq, tq, 'LEFT', 'RIGHT')
+        local t = first
+        first = nil
+        if t == nil and not dry then
+            t = redis.call('LPOP', tq)
+            dry = not t -- the rest of the turn is held in back
+        end
+        if not t and bi <= #back then -- those sent to the back come round again
+            t, bi = back[bi], bi + 1
         end
         if not t then
             if steps == 0 then -- no named tenant waits here: the default jobs, as before
@@ -289,12 +306,19 @@ local function tenant_pop(K, c, level, want, now, s)
         if t ~= '' and c.tlimited then
             k, untl = tenant_room(K, c, t, k, now)
         end
+        local lk = tenant_list(K, level, t)
         if k <= 0 then
-            turn_leave(K, level, t, tq, not c.tweighted, untl)
+            -- Out of the turn (it is held): parked until untl.
+            if untl and redis.call('EXISTS', lk) == 1 then
+                redis.call('ZADD', K .. ':tpark', untl, level .. '|' .. t)
+            end
             cur = nil
         else
-            local lk = tenant_list(K, level, t)
-            local ids = redis.call('LPOP', lk, k) or {}
+            local ids = redis.call('LPOP', lk, k + 1) or {}
+            local more = #ids > k
+            if more then
+                redis.call('LPUSH', lk, table.remove(ids))
+            end
             for _, id in ipairs(ids) do
                 out[#out + 1] = id
             end
@@ -309,14 +333,21 @@ local function tenant_pop(K, c, level, want, now, s)
             -- A tenant is in the turn exactly while it has jobs here (else
             -- a new job would make it join twice): the one that gave its
             -- last job leaves at once.
-            if #ids < k or redis.call('EXISTS', lk) == 0 then
-                turn_leave(K, level, t, tq, not c.tweighted, nil)
+            if not more then
                 cur = nil
-            elseif c.tweighted and served >= w then -- its turn is over: to the back
-                redis.call('LMOVE', tq, tq, 'LEFT', 'RIGHT')
+            elseif not c.tweighted or served >= w then -- its turn is over: to the back
+                back[#back + 1] = t
                 cur = nil
+            else
+                first = t -- its weighted turn goes on: the head again
             end
         end
+    end
+    if first then
+        redis.call('LPUSH', tq, first)
+    end
+    if bi <= #back then
+        redis.call('RPUSH', tq, unpack(back, bi))
     end
     if c.tweighted then
         local tcr = K .. ':tcr'
@@ -329,6 +360,31 @@ local function tenant_pop(K, c, level, want, now, s)
     -- A turn left with the default tenant alone goes on until its jobs are
     -- gone: checking for it would cost every tenant that leaves a call.
     return out
+end
+
+-- The strict order's choice (jobs.lua, reserve_jobs) from level on
+-- (1-based): one LMPOP over the turn and the default list of each level,
+-- in order, finds the first level with a tenant in its turn (which
+-- tenant_pop serves from) or, where no turn is, default jobs. A level's
+-- default list is reached only when its turn is empty, as then its
+-- default jobs are not in one. -> the job ids (nil when every level from
+-- level on is empty) and the level (1-based) they come from.
+local function tenant_next(K, c, level, want, now, s)
+    local r = redis.call('LMPOP', unpack(c.tmpop[level]))
+    if not r then
+        return nil, #c.qkeys
+    end
+    local at = c.tkeys[r[1]]
+    if at > 0 then
+        return tenant_pop(K, c, at - 1, want, now, s, r[2][1]), at
+    end
+    local ids = r[2]
+    if want > 1 then
+        for _, id in ipairs(redis.call('LPOP', r[1], want - 1) or {}) do
+            ids[#ids + 1] = id
+        end
+    end
+    return ids, -at
 end
 
 -- Jobs of named tenants ready to run at level (0-based; parked ones too).
