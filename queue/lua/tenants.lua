@@ -392,6 +392,17 @@ local function tenant_waiting(K, level)
     return tonumber(redis.call('HGET', K .. ':tn', '#' .. level)) or 0
 end
 
+-- Tenant t, whose list at level was just emptied by a cancel, leaves the
+-- level's turn, its park and the weighted turn it was serving.
+local function tenant_leave(K, level, t)
+    redis.call('LREM', K .. ':tq:' .. level, 1, t)
+    redis.call('ZREM', K .. ':tpark', level .. '|' .. t)
+    local cr = redis.call('HGET', K .. ':tcr', tostring(level))
+    if cr and cr:match('^%d+ (.*)$') == t then
+        redis.call('HDEL', K .. ':tcr', tostring(level))
+    end
+end
+
 -- A queued job leaves its list (cancel): the tenant leaves the turn and
 -- its park when it has nothing more at the level.
 local function tenant_unlink(K, jk, id)
@@ -405,8 +416,7 @@ local function tenant_unlink(K, jk, id)
         waiting_add(K, level, -1)
     end
     if redis.call('EXISTS', lk) == 0 then
-        redis.call('LREM', K .. ':tq:' .. level, 1, t)
-        redis.call('ZREM', K .. ':tpark', level .. '|' .. t)
+        tenant_leave(K, level, t)
     end
 end
 
