@@ -99,7 +99,7 @@ local function corral_cancel_tenant(keys, args)
             local lk = tenant_list(K, level, t)
             local ids = redis.call('LPOP', lk, itxt(budget)) or {}
             if #ids > 0 then
-                waiting_add(K, level, -#ids)
+                tfn.waiting_add(K, level, -#ids)
                 budget = budget - #ids
                 for _, id in ipairs(ids) do
                     local jk = job_key(K, id)
@@ -112,7 +112,7 @@ local function corral_cancel_tenant(keys, args)
                 if redis.call('EXISTS', lk) == 1 then
                     return {n, 'q0'} -- more next call
                 end
-                tenant_leave(K, level, t) -- tenants.lua: no place, no key left
+                tfn.tenant_leave(K, level, t) -- tenants.lua: no place, no key left
             end
             if budget == 0 then
                 return {n, level == #c.priorities - 1 and 's0' or 'q0'}

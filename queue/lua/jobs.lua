@@ -441,7 +441,9 @@ local function reserve_jobs(K, c, prefix, worker, n, max_inflight, gated, now, n
                 level = level + 1
             end
         end
-        waiting = redis.call('EXISTS', unpack(turns and c.tall or c.qkeys))
+        -- tenants.lua: with turns, what the last pop saw may answer it
+        waiting = turns and tenant_left(c) or
+                      redis.call('EXISTS', unpack(turns and c.tall or c.qkeys))
     else
         local pick, save, left, turns = picker(K, c, tenanted)
         while #out < allowed do

@@ -27,7 +27,11 @@
 -- nothing waiting or running holds no key and no field. Jobs without the
 -- option (the default tenant) take their turn but are not limited.
 
-local TENANT_SCAN = 100 -- tenants whose oldest job corral_stats looks at per level
+-- The module's own helpers, as fields of one table: the library is one
+-- Lua chunk, whose main function may hold no more than 200 locals.
+local tfn = {}
+
+tfn.TENANT_SCAN = 100 -- tenants whose oldest job corral_stats looks at per level
 
 -- tenant_tokens.lua's functions (room, count, settle, unpop, declare):
 -- the tenants' token windows, with tenant_tokens only.
@@ -45,7 +49,7 @@ local function tenant_list(K, level, t)
 end
 
 -- The queue's weights (K:conf's tenant_weights, "NAME:W,...") as a table.
-local function tenant_weights_parse(text)
+function tfn.tenant_weights_parse(text)
     local w = {}
     for item in string.gmatch(text or '', '[^,]+') do
         local name, n = item:match('^(.*):(%d+)$')
@@ -56,7 +60,7 @@ local function tenant_weights_parse(text)
     return w
 end
 
-local function tenant_weights_text(w)
+function tfn.tenant_weights_text(w)
     local names = {}
     for name, n in pairs(w) do
         if n ~= 1 then
@@ -82,7 +86,7 @@ local function tenant_conf(K, c)
             all[#c.priorities + i] = turns[i]
         end
         c.tall = all -- the ready lists and the turns: "is anything waiting?"
-        c.tweights = tenant_weights_parse(c.tenant_weights)
+        c.tweights = tfn.tenant_weights_parse(c.tenant_weights)
         c.tweighted = next(c.tweights) ~= nil
         c.tlimited = c.tenant_max_inflight > 0 or c.tenant_rate > 0 or c.tenant_tokens > 0
         -- tenant_next's LMPOP arguments from each level on: each level's
@@ -107,7 +111,7 @@ end
 
 -- Puts t at the back of the turn of level. A named tenant that starts the
 -- turn while default jobs wait at the level comes after the default tenant.
-local function turn_join(K, level, t)
+function tfn.turn_join(K, level, t)
     local tq = K .. ':tq:' .. level
     if redis.call('RPUSH', tq, t) == 1 and t ~= '' and
         redis.call('EXISTS', K .. ':q:' .. level) == 1 then
@@ -124,11 +128,19 @@ local function tenant_default_joined(K, level)
     end
 end
 
-local function waiting_add(K, level, n)
-    if redis.call('HINCRBY', K .. ':tn', '#' .. level, n) <= 0 then
+-- -> the named tenants' jobs now waiting at level.
+function tfn.waiting_add(K, level, n)
+    local left = redis.call('HINCRBY', K .. ':tn', '#' .. level, n)
+    if left <= 0 then
         redis.call('HDEL', K .. ':tn', '#' .. level)
     end
+    return left
 end
+
+-- The named tenants' jobs the current reserve's last pop left waiting at
+-- its level (the count's HINCRBY answers it): tenant_left. Set by
+-- tenant_pop, reset by tenant_turns at the start of each reserve.
+tfn.tenant_seen = 0
 
 -- Makes ids (jobs of tenant t, "" for the default) ready at level: at the
 -- back, or at the front (front: requeued after a lost lease or a defer).
@@ -138,14 +150,14 @@ end
 local function tenant_ready(K, level, t, ids, front, c)
     local n = redis.call(front and 'LPUSH' or 'RPUSH', tenant_list(K, level, t), unpack(ids))
     if t ~= '' then
-        waiting_add(K, level, #ids)
+        tfn.waiting_add(K, level, #ids)
     end
     if n == #ids then
         if t == '' then
             tenant_default_joined(K, level)
         elseif (c and not tenant_conf(K, c).tlimited) or
             redis.call('ZSCORE', K .. ':tpark', level .. '|' .. t) == false then
-            turn_join(K, level, t)
+            tfn.turn_join(K, level, t)
         end
     end
 end
@@ -153,7 +165,7 @@ end
 -- How many jobs named tenant t may start now (at most want), and when it
 -- may start one again if none: its room under tenant_max_inflight and
 -- tenant_rate.
-local function tenant_room(K, c, t, want, now)
+function tfn.tenant_room(K, c, t, want, now)
     local room = want
     if c.tenant_max_inflight > 0 then
         local running = tonumber(redis.call('HGET', K .. ':ti', t)) or 0
@@ -179,7 +191,7 @@ local function tenant_room(K, c, t, want, now)
 end
 
 -- Counts n jobs of named tenant t started: running, and in its rate window.
-local function tenant_started(K, c, t, n)
+function tfn.tenant_started(K, c, t, n)
     if c.tenant_max_inflight > 0 then
         redis.call('HINCRBY', K .. ':ti', t, n)
     end
@@ -193,10 +205,10 @@ end
 
 -- Named tenant t has room again: it rejoins the turns it left when parked
 -- at a limit (one ZREM per level), and idle workers are woken.
-local function tenant_rejoin(K, c, t)
+function tfn.tenant_rejoin(K, c, t)
     for level = 0, #c.priorities - 1 do
         if redis.call('ZREM', K .. ':tpark', level .. '|' .. t) == 1 then
-            turn_join(K, level, t)
+            tfn.turn_join(K, level, t)
             if redis.call('EXISTS', K .. ':paused') == 0 then
                 redis.call('RPUSH', K .. ':wake', '1')
             end
@@ -216,7 +228,7 @@ local function tenant_release(K, c, t)
         redis.call('HDEL', ti, t)
     end
     if left == c.tenant_max_inflight - 1 then
-        tenant_rejoin(K, c, t)
+        tfn.tenant_rejoin(K, c, t)
     end
 end
 
@@ -237,6 +249,7 @@ end
 -- and a level without one gives its default jobs.
 local function tenant_turns(K, c, now)
     tenant_conf(K, c)
+    tfn.tenant_seen = 0
     if c.tlimited then
         local pk = K .. ':tpark'
         local due = redis.call('ZRANGEBYSCORE', pk, '-inf', now, 'LIMIT', 0, MAX_BATCH)
@@ -244,7 +257,7 @@ local function tenant_turns(K, c, now)
             redis.call('ZREM', pk, unpack(due))
             for _, m in ipairs(due) do
                 local level, t = m:match('^(%d+)|(.*)$')
-                turn_join(K, tonumber(level), t)
+                tfn.turn_join(K, tonumber(level), t)
             end
         end
     end
@@ -304,7 +317,7 @@ local function tenant_pop(K, c, level, want, now, s, first)
             k = want - #out -- back at once: alone in the turn, it takes the rest
         end
         if t ~= '' and c.tlimited then
-            k, untl = tenant_room(K, c, t, k, now)
+            k, untl = tfn.tenant_room(K, c, t, k, now)
         end
         local lk = tenant_list(K, level, t)
         if k <= 0 then
@@ -323,8 +336,8 @@ local function tenant_pop(K, c, level, want, now, s, first)
                 out[#out + 1] = id
             end
             if t ~= '' and #ids > 0 then
-                waiting_add(K, level, -#ids)
-                tenant_started(K, c, t, #ids)
+                tfn.tenant_seen = tfn.waiting_add(K, level, -#ids)
+                tfn.tenant_started(K, c, t, #ids)
                 if c.tenant_tokens > 0 then
                     ttok.count(K, c, t, ids, s, now) -- tenant_tokens.lua
                 end
@@ -387,6 +400,17 @@ local function tenant_next(K, c, level, want, now, s)
     return ids, -at
 end
 
+-- For the end of a reserve with turns (jobs.lua): 1 when its last pop
+-- left named tenants' jobs waiting at the level and no limit can have
+-- parked them (so they are in the turn and something can be served), else
+-- nil: then the caller looks (EXISTS of the lists and turns).
+local function tenant_left(c)
+    if tfn.tenant_seen > 0 and not c.tlimited then
+        return 1
+    end
+    return nil
+end
+
 -- Jobs of named tenants ready to run at level (0-based; parked ones too).
 local function tenant_waiting(K, level)
     return tonumber(redis.call('HGET', K .. ':tn', '#' .. level)) or 0
@@ -394,7 +418,7 @@ end
 
 -- Tenant t, whose list at level was just emptied by a cancel, leaves the
 -- level's turn, its park and the weighted turn it was serving.
-local function tenant_leave(K, level, t)
+function tfn.tenant_leave(K, level, t)
     redis.call('LREM', K .. ':tq:' .. level, 1, t)
     redis.call('ZREM', K .. ':tpark', level .. '|' .. t)
     local cr = redis.call('HGET', K .. ':tcr', tostring(level))
@@ -413,19 +437,19 @@ local function tenant_unlink(K, jk, id)
         return
     end
     if t ~= '' then
-        waiting_add(K, level, -1)
+        tfn.waiting_add(K, level, -1)
     end
     if redis.call('EXISTS', lk) == 0 then
-        tenant_leave(K, level, t)
+        tfn.tenant_leave(K, level, t)
     end
 end
 
 -- Every parked tenant back in its turn (limits removed by a redeclare).
-local function unpark_all(K)
+function tfn.unpark_all(K)
     local pk = K .. ':tpark'
     for _, m in ipairs(redis.call('ZRANGEBYSCORE', pk, '-inf', '+inf')) do
         local level, t = m:match('^(%d+)|(.*)$')
-        turn_join(K, tonumber(level), t)
+        tfn.turn_join(K, tonumber(level), t)
     end
     redis.call('DEL', pk)
 end
@@ -454,7 +478,7 @@ local function tenant_move_level(K, from, to, prio)
                 for _, id in ipairs(ids) do
                     redis.call('HSET', job_key(K, id), 'prio', to, 'priority', prio)
                 end
-                waiting_add(K, from, -#ids)
+                tfn.waiting_add(K, from, -#ids)
                 tenant_ready(K, to, t, ids, false)
             end
         end
@@ -475,7 +499,7 @@ local function tenant_declare(K, q, s, fields)
         rate_ms = int_arg('BADSETTING', s.tenant_rate_ms or 1000, 'tenant_rate_ms', 1, 2 ^ 40)
     end
     local mi = int_arg('BADSETTING', s.tenant_max_inflight or 0, 'tenant_max_inflight', 0, 1000000)
-    local ws = tenant_weights_parse(redis.call('HGET', K .. ':conf', 'tenant_weights'))
+    local ws = tfn.tenant_weights_parse(redis.call('HGET', K .. ':conf', 'tenant_weights'))
     if s.tenant_weights ~= nil then
         if type(s.tenant_weights) ~= 'table' or #s.tenant_weights > 0 then
             fail('BADSETTING', 'queue "%s": tenant_weights must be an object of weights', q)
@@ -494,12 +518,12 @@ local function tenant_declare(K, q, s, fields)
     end
     local tokens = ttok.declare(s, fields) -- tenant_tokens.lua
     fields[#fields + 1] = 'tenant_weights'
-    fields[#fields + 1] = tenant_weights_text(ws)
+    fields[#fields + 1] = tfn.tenant_weights_text(ws)
     if mi == 0 then
         redis.call('DEL', K .. ':ti') -- counted with tenant_max_inflight only
     end
     if mi == 0 and rate == 0 and tokens == 0 then
-        unpark_all(K)
+        tfn.unpark_all(K)
     end
 end
 
@@ -519,9 +543,9 @@ local function corral_tenant_weight(keys, args)
     local w = int_arg('BADARG', args[2], 'weight', 1, 1000)
     local v = redis.call('HMGET', K .. ':conf', unpack(CONF_FIELDS))
     local at = #CONF_FIELDS -- tenant_weights is the last field
-    local ws = tenant_weights_parse(v[at])
+    local ws = tfn.tenant_weights_parse(v[at])
     ws[t] = w
-    v[at] = tenant_weights_text(ws)
+    v[at] = tfn.tenant_weights_text(ws)
     for i = 1, at do
         v[i] = v[i] or ''
     end
@@ -619,7 +643,7 @@ end
 -- first TENANT_SCAN tenants in the turn of level (nil when none).
 local function tenant_oldest(K, level)
     local oldest = nil
-    for _, t in ipairs(redis.call('LRANGE', K .. ':tq:' .. level, 0, TENANT_SCAN - 1)) do
+    for _, t in ipairs(redis.call('LRANGE', K .. ':tq:' .. level, 0, tfn.TENANT_SCAN - 1)) do
         if t ~= '' then
             local head = redis.call('LINDEX', tenant_list(K, level, t), 0)
             local at = head and tonumber(redis.call('HGET', job_key(K, head), 'queued_ms'))

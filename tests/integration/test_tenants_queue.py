@@ -352,20 +352,24 @@ def test_a_default_job_of_a_higher_level_runs_before_the_tenants_of_a_lower_one(
 
 
 def commands(r):
-    """Commands the server ran (those of the Function library's calls too)."""
+    """Commands the server ran (those of the Function library's calls too)
+    but EXPIRE, which the statistics buckets run as the timing of the runs
+    has it (a field's first increment, and a processing time sum of 0)."""
     info = r.info("commandstats")
-    return sum(v["calls"] for k, v in info.items() if k not in ("cmdstat_info",
-                                                                 "cmdstat_config|resetstat"))
+    return sum(v["calls"] for k, v in info.items()
+               if k not in ("cmdstat_info", "cmdstat_config|resetstat", "cmdstat_expire"))
 
 
-def test_the_full_cycle_of_a_tenants_job_runs_at_most_three_commands_more(r):
+def test_the_full_cycle_of_a_tenants_job_runs_at_most_two_commands_more(r):
     """Enqueue, reserve and ack of jobs of 50 tenants (one each, as when
-    the workers keep up) against the same jobs without the option: the
-    tenant's job pays its list in the turn (RPUSH), the level's count at
-    enqueue and reserve (HINCRBY); its reserve's LMPOP and LPOP cost what
-    the two LPOPs without do; the rest is paid once (the flag tenanted, the
-    start of a turn, the count's HDEL). docs/benchmarks.md, "Tenants": the
-    full cycle within 10 % of the one without; before, 8 more per job."""
+    the workers keep up) against the same jobs without the option: per job
+    the tenant's job pays its place in the turn (RPUSH) and the level's
+    count at enqueue and at reserve (HINCRBY), and the reserve's LMPOP and
+    LPOP cost what the two LPOPs without do, and the count's answer spares
+    the EXISTS of "anything left?"; the rest is paid once (the flag
+    tenanted, the start of a turn, the count's HDEL). docs/benchmarks.md,
+    "Tenants": the full cycle within 10 % of the one without; before, 8
+    more per job."""
     n = 50
 
     def cycle(q, tenants):
@@ -383,5 +387,5 @@ def test_the_full_cycle_of_a_tenants_job_runs_at_most_three_commands_more(r):
 
     without = cycle("plain", False)
     with_tenants = cycle("fair", True)
-    assert with_tenants - without <= 3 * n + 10
+    assert with_tenants - without <= 2 * n + 10
     assert not r.keys(qkey("fair") + ":t*")
