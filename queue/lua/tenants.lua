@@ -350,7 +350,9 @@ local function tenant_pop(K, c, level, want, now, s, first)
                 cur = nil
             elseif not c.tweighted or served >= w then -- its turn is over: to the back
                 back[#back + 1] = t
-                cur = nil
+                if c.tweighted then
+                    cur = nil -- (unweighted, met again at once: alone, it takes the rest)
+                end
             else
                 first = t -- its weighted turn goes on: the head again
             end

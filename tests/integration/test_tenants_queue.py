@@ -389,3 +389,22 @@ def test_the_full_cycle_of_a_tenants_job_runs_at_most_two_commands_more(r):
     with_tenants = cycle("fair", True)
     assert with_tenants - without <= 2 * n + 10
     assert not r.keys(qkey("fair") + ":t*")
+
+
+def test_a_tenant_alone_in_its_turn_gives_a_reserve_of_many_jobs_in_a_few_commands(r):
+    """One reserve of 100 jobs of the one tenant waiting: it serves one,
+    comes round again at once (alone in the turn) and gives the rest in
+    one pop, so the reserve's commands do not grow with the jobs."""
+    declare(r, Q)
+    pipe = r.pipeline(transaction=False)
+    for _ in range(200):
+        pipe.fcall("corral_enqueue", 1, Q, "{}", json.dumps({"tenant": "solo"}))
+    pipe.execute()
+    r.config_resetstat()
+    assert len(reserve(r, Q, 100)) == 100
+    info = r.info("commandstats")
+    # the 100 jobs' own HMGET and HSET, and a handful for the tenants
+    assert info["cmdstat_hset"]["calls"] == 100
+    others = sum(v["calls"] for k, v in info.items()
+                 if k not in ("cmdstat_hmget", "cmdstat_hset", "cmdstat_info"))
+    assert others <= 20, info
