@@ -281,8 +281,8 @@ int ctl_cancel_tenant(struct ctl *ctl, const char *queue, const char *tenant)
     if (!corral_tenant_valid(tenant))
         return ctl_usage_error("cancel: bad tenant name \"%s\": use " CORRAL_TENANT_RULE, tenant);
     struct corral_err err;
-    long long n = corral_queue_cancel_tenant(ctl->redis, ctl->cfg->redis.prefix, queue, tenant,
-                                             &err);
+    long long n =
+        corral_queue_cancel_tenant(ctl->redis, ctl->cfg->redis.prefix, queue, tenant, &err);
     if (n < 0)
         return fail(&err);
     printf("%lld jobs cancelled\n", n);

@@ -43,9 +43,9 @@ end
 
 local function tenant_list(K, level, t)
     if t == '' then
-        return K .. ':q:' .. level
+        return K .. ':q:' .. itxt(level)
     end
-    return K .. ':t:' .. level .. ':' .. t
+    return K .. ':t:' .. itxt(level) .. ':' .. t
 end
 
 -- The queue's weights (K:conf's tenant_weights, "NAME:W,...") as a table.
@@ -112,9 +112,9 @@ end
 -- Puts t at the back of the turn of level. A named tenant that starts the
 -- turn while default jobs wait at the level comes after the default tenant.
 function tfn.turn_join(K, level, t)
-    local tq = K .. ':tq:' .. level
+    local tq = K .. ':tq:' .. itxt(level)
     if redis.call('RPUSH', tq, t) == 1 and t ~= '' and
-        redis.call('EXISTS', K .. ':q:' .. level) == 1 then
+        redis.call('EXISTS', K .. ':q:' .. itxt(level)) == 1 then
         redis.call('LPUSH', tq, '')
     end
 end
@@ -122,7 +122,7 @@ end
 -- The default list of level just went from empty to holding jobs: it
 -- joins the turn when the level has one.
 local function tenant_default_joined(K, level)
-    local tq = K .. ':tq:' .. level
+    local tq = K .. ':tq:' .. itxt(level)
     if redis.call('EXISTS', tq) == 1 then
         redis.call('RPUSH', tq, '')
     end
@@ -130,9 +130,10 @@ end
 
 -- -> the named tenants' jobs now waiting at level.
 function tfn.waiting_add(K, level, n)
-    local left = redis.call('HINCRBY', K .. ':tn', '#' .. level, n)
+    local f = '#' .. itxt(level)
+    local left = redis.call('HINCRBY', K .. ':tn', f, itxt(n))
     if left <= 0 then
-        redis.call('HDEL', K .. ':tn', '#' .. level)
+        redis.call('HDEL', K .. ':tn', f)
     end
     return left
 end
@@ -156,7 +157,7 @@ local function tenant_ready(K, level, t, ids, front, c)
         if t == '' then
             tenant_default_joined(K, level)
         elseif (c and not tenant_conf(K, c).tlimited) or
-            redis.call('ZSCORE', K .. ':tpark', level .. '|' .. t) == false then
+            redis.call('ZSCORE', K .. ':tpark', itxt(level) .. '|' .. t) == false then
             tfn.turn_join(K, level, t)
         end
     end
@@ -193,11 +194,11 @@ end
 -- Counts n jobs of named tenant t started: running, and in its rate window.
 function tfn.tenant_started(K, c, t, n)
     if c.tenant_max_inflight > 0 then
-        redis.call('HINCRBY', K .. ':ti', t, n)
+        redis.call('HINCRBY', K .. ':ti', t, itxt(n))
     end
     if c.tenant_rate > 0 then
         local rk = K .. ':tr:' .. t
-        if redis.call('INCRBY', rk, n) == n then
+        if redis.call('INCRBY', rk, itxt(n)) == n then
             redis.call('PEXPIRE', rk, c.tenant_rate_ms)
         end
     end
@@ -207,7 +208,7 @@ end
 -- at a limit (one ZREM per level), and idle workers are woken.
 function tfn.tenant_rejoin(K, c, t)
     for level = 0, #c.priorities - 1 do
-        if redis.call('ZREM', K .. ':tpark', level .. '|' .. t) == 1 then
+        if redis.call('ZREM', K .. ':tpark', itxt(level) .. '|' .. t) == 1 then
             tfn.turn_join(K, level, t)
             if redis.call('EXISTS', K .. ':paused') == 0 then
                 redis.call('RPUSH', K .. ':wake', '1')
@@ -223,7 +224,7 @@ local function tenant_release(K, c, t)
         return
     end
     local ti = K .. ':ti'
-    local left = redis.call('HINCRBY', ti, t, -1)
+    local left = redis.call('HINCRBY', ti, t, '-1')
     if left <= 0 then
         redis.call('HDEL', ti, t)
     end
@@ -279,12 +280,13 @@ end
 -- jobs or takes a tenant out of the turn. s: the queue's service (nil for
 -- none), whose bytes_per_token the tenants' token windows estimate with.
 local function tenant_pop(K, c, level, want, now, s, first)
-    local tq = K .. ':tq:' .. level
+    local lt = itxt(level)
+    local tq = K .. ':tq:' .. lt
     local out, steps = {}, 0
     local served, cur = 0, nil
     local back, bi, dry = {}, 1, false
     if c.tweighted then
-        local cr = redis.call('HGET', K .. ':tcr', tostring(level))
+        local cr = redis.call('HGET', K .. ':tcr', lt)
         if cr then
             served, cur = cr:match('^(%d+) (.*)$')
             served = tonumber(served)
@@ -323,11 +325,11 @@ local function tenant_pop(K, c, level, want, now, s, first)
         if k <= 0 then
             -- Out of the turn (it is held): parked until untl.
             if untl and redis.call('EXISTS', lk) == 1 then
-                redis.call('ZADD', K .. ':tpark', untl, level .. '|' .. t)
+                redis.call('ZADD', K .. ':tpark', itxt(untl), lt .. '|' .. t)
             end
             cur = nil
         else
-            local ids = redis.call('LPOP', lk, k + 1) or {}
+            local ids = redis.call('LPOP', lk, itxt(k + 1)) or {}
             local more = #ids > k
             if more then
                 redis.call('LPUSH', lk, table.remove(ids))
@@ -367,9 +369,9 @@ local function tenant_pop(K, c, level, want, now, s, first)
     if c.tweighted then
         local tcr = K .. ':tcr'
         if cur ~= nil and served > 0 then
-            redis.call('HSET', tcr, tostring(level), served .. ' ' .. cur)
+            redis.call('HSET', tcr, lt, served .. ' ' .. cur)
         else
-            redis.call('HDEL', tcr, tostring(level))
+            redis.call('HDEL', tcr, lt)
         end
     end
     -- A turn left with the default tenant alone goes on until its jobs are
@@ -415,17 +417,18 @@ end
 
 -- Jobs of named tenants ready to run at level (0-based; parked ones too).
 local function tenant_waiting(K, level)
-    return tonumber(redis.call('HGET', K .. ':tn', '#' .. level)) or 0
+    return tonumber(redis.call('HGET', K .. ':tn', '#' .. itxt(level))) or 0
 end
 
 -- Tenant t, whose list at level was just emptied by a cancel, leaves the
 -- level's turn, its park and the weighted turn it was serving.
 function tfn.tenant_leave(K, level, t)
-    redis.call('LREM', K .. ':tq:' .. level, 1, t)
-    redis.call('ZREM', K .. ':tpark', level .. '|' .. t)
-    local cr = redis.call('HGET', K .. ':tcr', tostring(level))
+    local lt = itxt(level)
+    redis.call('LREM', K .. ':tq:' .. lt, 1, t)
+    redis.call('ZREM', K .. ':tpark', lt .. '|' .. t)
+    local cr = redis.call('HGET', K .. ':tcr', lt)
     if cr and cr:match('^%d+ (.*)$') == t then
-        redis.call('HDEL', K .. ':tcr', tostring(level))
+        redis.call('HDEL', K .. ':tcr', lt)
     end
 end
 
@@ -433,7 +436,7 @@ end
 -- its park when it has nothing more at the level.
 local function tenant_unlink(K, jk, id)
     local j = redis.call('HMGET', jk, 'prio', 'tenant')
-    local level, t = j[1], j[2] or ''
+    local level, t = tonumber(j[1]), j[2] or ''
     local lk = tenant_list(K, level, t)
     if redis.call('LREM', lk, 1, id) == 0 then
         return
