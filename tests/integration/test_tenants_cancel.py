@@ -163,3 +163,18 @@ def test_corralctl_cancel_refuses_a_bad_tenant_name(ctl, r):
     assert p.returncode == 2
     assert 'bad tenant name "a b"' in p.stderr
     assert stats(r, Q)["depth"] == 1
+
+
+def test_corralctl_cancel_tenant_goes_on_over_calls_until_none_is_left(ctl, r):
+    """1,500 jobs: more than one call of 1,000 takes; corralctl follows the
+    cursor and prints the whole count."""
+    assert ctl("enqueue", Q, "{}", "--tenant", "b").returncode == 0  # declares the queue
+    pipe = r.pipeline(transaction=False)
+    for _ in range(3):
+        pipe.fcall("corral_enqueue_many", 1, Q, json.dumps({"tenant": "a"}), *["{}"] * 500)
+    pipe.execute()
+    p = ctl("cancel", Q, "--tenant", "a")
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == "1500 jobs cancelled"
+    assert stats(r, Q)["depth"] == 1
+    assert tenant_keys(r, "a") == []
