@@ -11,6 +11,7 @@
 #include "corral/queue.h"
 #include "corral/util.h"
 #include "ctl.h"
+#include "tenants.h"
 
 /* How long one XREAD blocks before the job's state is looked at again (a
  * job whose answer was not streamed has no stream to wake us). */
@@ -20,8 +21,10 @@
 
 int ctl_cancel(struct ctl *ctl, int argc, char **argv)
 {
+    if (argc == 3 && strcmp(argv[1], "--tenant") == 0)
+        return ctl_cancel_tenant(ctl, argv[0], argv[2]);
     if (argc != 2)
-        return ctl_usage_error("%s", "cancel: QUEUE and ID are required");
+        return ctl_usage_error("%s", "cancel: QUEUE and ID, or QUEUE --tenant T, are required");
     struct corral_err err;
     if (corral_queue_cancel(ctl->redis, ctl->cfg->redis.prefix, argv[0], argv[1], &err) < 0) {
         fprintf(stderr, "corralctl: %s\n", err.msg);

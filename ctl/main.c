@@ -48,7 +48,7 @@ static void usage(FILE *out)
             "  dead QUEUE [list | retry ID... | retry --all | purge] [--tenant T]\n"
             "  tenant QUEUE NAME --weight W\n"
             "  pause QUEUE | resume QUEUE\n"
-            "  cancel QUEUE ID\n"
+            "  cancel QUEUE ID | cancel QUEUE --tenant T\n"
             "  breaker [SERVICE] [reset] [--json]\n"
             "  metrics\n"
             "\n"

@@ -1,8 +1,9 @@
 /* corralctl's view of a queue's tenants (docs/protocol.md, "Tenants"): the
  * tenants with the most waiting in status (top 10 a queue), status
  * --tenants QUEUE (all of them), `tenant QUEUE NAME --weight W`, and the
- * tenant filter of `dead QUEUE list|retry --tenant T`. Everything comes
- * from the Function library's corral_tenants and corral_job. */
+ * tenant filter of `dead QUEUE list|retry --tenant T` and of `cancel QUEUE
+ * --tenant T`. Everything comes from the Function library's
+ * corral_tenants, corral_job and corral_cancel_tenant. */
 #include "tenants.h"
 
 #include <stdlib.h>
@@ -273,4 +274,17 @@ int ctl_dead_tenant(struct ctl *ctl, const char *queue, const char *verb, const 
     json_decref(recs);
     corral_strlist_free(&ids);
     return rc;
+}
+
+int ctl_cancel_tenant(struct ctl *ctl, const char *queue, const char *tenant)
+{
+    if (!corral_tenant_valid(tenant))
+        return ctl_usage_error("cancel: bad tenant name \"%s\": use " CORRAL_TENANT_RULE, tenant);
+    struct corral_err err;
+    long long n =
+        corral_queue_cancel_tenant(ctl->redis, ctl->cfg->redis.prefix, queue, tenant, &err);
+    if (n < 0)
+        return fail(&err);
+    printf("%lld jobs cancelled\n", n);
+    return 0;
 }

@@ -1,6 +1,6 @@
 /* corralctl's view of a queue's tenants (docs/protocol.md, "Tenants"):
  * status's per-queue tenant tables, status --tenants, the tenant command
- * and dead's --tenant filter. */
+ * and the --tenant filters of dead and cancel. */
 #ifndef CORRAL_CTL_TENANTS_H
 #define CORRAL_CTL_TENANTS_H
 
@@ -24,5 +24,7 @@ int ctl_tenants_show(struct ctl *ctl, const char *queue, int as_json, int color)
 int ctl_tenant(struct ctl *ctl, int argc, char **argv);
 /* dead QUEUE list|retry --tenant T */
 int ctl_dead_tenant(struct ctl *ctl, const char *queue, const char *verb, const char *tenant);
+/* cancel QUEUE --tenant T: every queued, scheduled and running job of T. */
+int ctl_cancel_tenant(struct ctl *ctl, const char *queue, const char *tenant);
 
 #endif

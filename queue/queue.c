@@ -781,6 +781,38 @@ int corral_queue_cancel(redisContext *c, const char *prefix, const char *queue, 
     return r ? 0 : -1;
 }
 
+/* corral_cancel_tenant's batches (docs/protocol.md, "Cancel"): at most
+ * CANCEL_BATCH jobs looked at per call, so that no call holds Redis long. */
+#define CANCEL_BATCH 1000
+
+long long corral_queue_cancel_tenant(redisContext *c, const char *prefix, const char *queue,
+                                     const char *tenant, struct corral_err *err)
+{
+    long long total = 0;
+    char cursor[64] = "0";
+    do {
+        struct corral_cmd cmd;
+        corral_cmd_init(&cmd, "corral_cancel_tenant", prefix, queue);
+        corral_cmd_addstr(&cmd, tenant);
+        corral_cmd_addstr(&cmd, cursor);
+        corral_cmd_addint(&cmd, CANCEL_BATCH);
+        redisReply *r = run(c, &cmd, "cancel tenant", err);
+        if (r == NULL)
+            return -1;
+        if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+            r->element[0]->type != REDIS_REPLY_INTEGER ||
+            r->element[1]->type != REDIS_REPLY_STRING || r->element[1]->len >= sizeof(cursor)) {
+            freeReplyObject(r);
+            shape("cancel tenant", err);
+            return -1;
+        }
+        total += r->element[0]->integer;
+        memcpy(cursor, r->element[1]->str, r->element[1]->len + 1);
+        freeReplyObject(r);
+    } while (strcmp(cursor, "0") != 0);
+    return total;
+}
+
 static int json_call(redisContext *c, struct corral_cmd *cmd, const char *what, char **json_out,
                      struct corral_err *err)
 {

@@ -4,7 +4,9 @@ in rounds of 32 (enqueue 32 pipelined, then 32 reserves of 1 or one of 32,
 then 32 acks of 1 or one of 32), on a queue with or without a service.
 usage: cycle.py SOCK LUA_DIR SVC(0|1) BATCH(0|1) JOBS VALGRIND_PID
 Counting (callgrind's instrumentation) is switched on for the measured run
-only, after a warm-up run of 64 jobs."""
+only, after a warm-up run of 64 jobs. With LUA_INSTR_TENANTS=1 in the
+environment each job of a round is a tenant's of its own (the enqueue
+option tenant, t0..t31), as bench_tenants.py's full cycle."""
 import os
 import subprocess
 import sys
@@ -13,6 +15,7 @@ import redis
 
 PAY = '{"model":"m","messages":[{"role":"user","content":"hi"}]}'
 MAX_INFLIGHT = 64  # as a worker passes its max_inflight (make bench: 10 with 1-job rounds)
+TENANTS = os.environ.get("LUA_INSTR_TENANTS") == "1"
 
 
 def library(d):
@@ -36,8 +39,8 @@ def run(r, text, jobs, svc, batch):
         r.fcall("corral_declare", 1, "q", "{}")
     for _ in range(jobs // 32):
         p = r.pipeline(transaction=False)
-        for _ in range(32):
-            p.fcall("corral_enqueue", 1, "q", PAY)
+        for i in range(32):
+            p.fcall("corral_enqueue", 1, "q", PAY, *(['{"tenant":"t%d"}' % i] if TENANTS else []))
         p.execute()
         p = r.pipeline(transaction=False)
         for _ in range(1 if batch else 32):

@@ -281,6 +281,12 @@ int corral_queue_pause(redisContext *c, const char *prefix, const char *queue, i
                        struct corral_err *err);
 int corral_queue_cancel(redisContext *c, const char *prefix, const char *queue, const char *id,
                         struct corral_err *err);
+/* Cancels every queued, scheduled and running job of tenant, in calls of
+ * corral_cancel_tenant that each look at no more than 1,000 jobs, until
+ * none is left -> how many were cancelled, or -1 with err (a bad tenant
+ * name is CORRAL_ERR_INVALID). */
+long long corral_queue_cancel_tenant(redisContext *c, const char *prefix, const char *queue,
+                                     const char *tenant, struct corral_err *err);
 
 /* The job as a JSON object (see docs/protocol.md); caller frees. A job that
  * does not exist is CORRAL_ERR_NOTFOUND naming queue and id. */

@@ -27,6 +27,7 @@ redis.register_function('corral_dead_purge', api(corral_dead_purge))
 redis.register_function('corral_pause', api(corral_pause))
 redis.register_function('corral_resume', api(corral_resume))
 redis.register_function('corral_cancel', api(corral_cancel))
+redis.register_function('corral_cancel_tenant', api(corral_cancel_tenant))
 redis.register_function('corral_stream_append', api(corral_stream_append))
 redis.register_function{function_name = 'corral_job', callback = api(corral_job), flags = RO}
 redis.register_function{function_name = 'corral_stats', callback = api(corral_stats), flags = RO}

@@ -14,6 +14,34 @@ local function ctl_channel(prefix, worker)
     return prefix .. ':ctl:' .. worker
 end
 
+-- Cancels the job id (record jk, j its HMGET of state, worker, run,
+-- unique_key) in a state it may be cancelled in: see corral_cancel.
+-- linked: the job is still in its container (a list, K:sched, K:active).
+local function cancel_job(K, c, q, prefix, id, jk, j, now, linked)
+    local state = j[1]
+    if state == 'active' then
+        local b = fb_batch(K, c, prefix) -- fallback.lua: the service its run used
+        svc_leave(fb_for(b, jk), jk, now, nil)
+        fb_apply(b, now)
+        tenant_release_job(K, c, jk) -- tenants.lua: its running slot is free
+    end
+    if linked then
+        unlink(K, jk, id, state)
+    end
+    if j[4] then
+        redis.call('DEL', K .. ':uniq:' .. j[4])
+    end
+    finish(K, c, id, jk, 'cancelled', now, {}, false, false)
+    if state == 'active' and j[2] then
+        redis.call('PUBLISH', ctl_channel(prefix, j[2]), 'cancel ' .. q .. ' ' .. id .. ' ' .. j[3])
+        local sk = K .. ':stream:' .. id -- followers of a streamed answer stop here
+        if redis.call('EXISTS', sk) == 1 then
+            redis.call('XADD', sk, 'MAXLEN', '~', 10000, '*', 'run', j[3], 'end', 'cancelled',
+                       'error', '')
+        end
+    end
+end
+
 -- corral_cancel: KEYS[1] queue; ARGV[1] job id -> "cancelled". A queued,
 -- scheduled or dead job leaves its container; a running (active) one
 -- leaves its lease (its service's call slot and probe permit freed, the
@@ -37,27 +65,86 @@ local function corral_cancel(keys, args)
         fail('FINISHED', 'queue "%s": job %s is %s and cannot be cancelled', q, id:sub(1, 40),
              state)
     end
-    local now = now_ms()
-    if state == 'active' then
-        local b = fb_batch(K, c, prefix) -- fallback.lua: the service its run used
-        svc_leave(fb_for(b, jk), jk, now, nil)
-        fb_apply(b, now)
-        tenant_release_job(K, c, jk) -- tenants.lua: its running slot is free
+    cancel_job(K, c, q, prefix, id, jk, j, now_ms(), true)
+    return 'cancelled'
+end
+
+-- corral_cancel_tenant: KEYS[1] queue; ARGV[1] tenant; ARGV[2] optional
+-- cursor ("0", the default, to start); ARGV[3] optional limit (1-10000,
+-- default 1000) -> {cancelled, cursor}: cancels, as corral_cancel does
+-- (docs/protocol.md, "Cancel"), the tenant's jobs that are queued, then
+-- those scheduled, then those running, looking at no more than about
+-- limit jobs per call; call again with the cursor answered until it is
+-- "0". Queued jobs come from the tenant's lists (each level's, at most
+-- limit of them per call; cursor "q0"), scheduled and running ones from a
+-- ZSCAN of K:sched and K:active (cursor "s<n>" and "a<n>"), whose every job's
+-- tenant is read. An unknown tenant cancels nothing. Refusals: BADTENANT
+-- (not a tenant name), BADARG (a bad cursor or limit).
+local function corral_cancel_tenant(keys, args)
+    local K, q, prefix = queue_key(keys[1])
+    local c = load_conf(K, q)
+    local t = args[1]
+    if not valid_tenant(t) then
+        fail('BADTENANT', 'queue "%s": bad tenant "%s": use 1-64 bytes of A-Z a-z 0-9 _ . : @ -',
+             q, shown(t):sub(1, 80))
     end
-    unlink(K, jk, id, state)
-    if j[4] then
-        redis.call('DEL', K .. ':uniq:' .. j[4])
+    local phase, at = (args[2] or '0'):match('^([qsa]?)(%d+)$')
+    if not phase then
+        fail('BADARG', 'cancel_tenant: bad cursor "%s"', shown(args[2]):sub(1, 40))
     end
-    finish(K, c, id, jk, 'cancelled', now, {}, false, false)
-    if state == 'active' and j[2] then
-        redis.call('PUBLISH', ctl_channel(prefix, j[2]), 'cancel ' .. q .. ' ' .. id .. ' ' .. j[3])
-        local sk = K .. ':stream:' .. id -- followers of a streamed answer stop here
-        if redis.call('EXISTS', sk) == 1 then
-            redis.call('XADD', sk, 'MAXLEN', '~', 10000, '*', 'run', j[3], 'end', 'cancelled',
-                       'error', '')
+    local budget = int_arg('BADARG', args[3] or 1000, 'limit', 1, 10000)
+    local now, n = now_ms(), 0
+    if phase == '' or phase == 'q' then -- the queued jobs, each level's list in turn
+        for level = 0, #c.priorities - 1 do
+            local lk = tenant_list(K, level, t)
+            local ids = redis.call('LPOP', lk, itxt(budget)) or {}
+            if #ids > 0 then
+                tfn.waiting_add(K, level, -#ids)
+                budget = budget - #ids
+                for _, id in ipairs(ids) do
+                    local jk = job_key(K, id)
+                    local j = redis.call('HMGET', jk, 'state', 'worker', 'run', 'unique_key')
+                    if j[1] == 'queued' then -- else its record expired while it waited
+                        cancel_job(K, c, q, prefix, id, jk, j, now, false)
+                        n = n + 1
+                    end
+                end
+                if redis.call('EXISTS', lk) == 1 then
+                    return {n, 'q0'} -- more next call
+                end
+                tfn.tenant_leave(K, level, t) -- tenants.lua: no place, no key left
+            end
+            if budget == 0 then
+                return {n, level == #c.priorities - 1 and 's0' or 'q0'}
+            end
+        end
+        phase, at = 's', '0'
+    end
+    while true do
+        local r = redis.call('ZSCAN', phase == 's' and c.sched or c.active, at, 'COUNT',
+                             itxt(budget))
+        local items = r[2]
+        at = r[1]
+        for i = 1, #items, 2 do
+            local id = items[i]
+            local jk = job_key(K, id)
+            local j = redis.call('HMGET', jk, 'state', 'worker', 'run', 'unique_key', 'tenant')
+            if j[5] == t and (j[1] == 'scheduled' or j[1] == 'active') then
+                cancel_job(K, c, q, prefix, id, jk, j, now, true)
+                n = n + 1
+            end
+        end
+        budget = budget - #items / 2
+        if at == '0' then
+            if phase == 'a' then
+                return {n, '0'}
+            end
+            phase = 'a'
+        end
+        if budget <= 0 then
+            return {n, phase .. at}
         end
     end
-    return 'cancelled'
 end
 
 local DEADLINE_EXCEEDED = 'deadline exceeded'

@@ -159,7 +159,7 @@ local function enqueue_write(K, c, q, o, args, from, to, now, now_micros, now_t,
         redis.call('HSET', K .. ':conf', 'tenanted', 1) -- tenants.lua: from now on
     end
     if ready and o.tenant then
-        tenant_ready(K, o.level, o.tenant, ids, false) -- tenants.lua
+        tenant_ready(K, o.level, o.tenant, ids, false, c) -- tenants.lua
     elseif ready then
         -- make_ready, n at once; a level's first default jobs join its turn
         if redis.call('RPUSH', c.qkeys[o.level + 1], unpack(ids)) == n and tenanted then

@@ -67,7 +67,7 @@ end
 -- front, in its tenant's list (tenants.lua).
 local function make_ready(K, c, id, jk, front)
     local level, t = level_of(c, jk)
-    tenant_ready(K, level, t, {id}, front)
+    tenant_ready(K, level, t, {id}, front, c)
 end
 
 -- Moves a job to a final state and publishes it to awaiters. uk: the
@@ -423,8 +423,8 @@ local function reserve_jobs(K, c, prefix, worker, n, max_inflight, gated, now, n
         while #out < allowed and level <= #c.qkeys do
             local want = allowed - #out
             local ids
-            if turns then
-                ids = tenant_pop(K, c, level - 1, want, now, s)
+            if turns then -- tenants.lua: from the first level from here with jobs
+                ids, level = tenant_next(K, c, level, want, now, s)
             else
                 ids = redis.call('LPOP', c.qkeys[level], itxt(want))
             end
@@ -441,7 +441,9 @@ local function reserve_jobs(K, c, prefix, worker, n, max_inflight, gated, now, n
                 level = level + 1
             end
         end
-        waiting = redis.call('EXISTS', unpack(turns and c.tall or c.qkeys))
+        -- tenants.lua: with turns, what the last pop saw may answer it
+        waiting = turns and tenant_left(c) or
+                      redis.call('EXISTS', unpack(turns and c.tall or c.qkeys))
     else
         local pick, save, left, turns = picker(K, c, tenanted)
         while #out < allowed do

@@ -108,7 +108,7 @@ local function ttok_adjust(K, c, t, tt, run, real, now)
         ttok_expire(c, tk, now)
     end
     if v < c.tenant_tokens and v - delta >= c.tenant_tokens then
-        tenant_rejoin(K, c, t)
+        tfn.tenant_rejoin(K, c, t)
     end
 end
 

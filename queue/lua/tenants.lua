@@ -27,7 +27,11 @@
 -- nothing waiting or running holds no key and no field. Jobs without the
 -- option (the default tenant) take their turn but are not limited.
 
-local TENANT_SCAN = 100 -- tenants whose oldest job corral_stats looks at per level
+-- The module's own helpers, as fields of one table: the library is one
+-- Lua chunk, whose main function may hold no more than 200 locals.
+local tfn = {}
+
+tfn.TENANT_SCAN = 100 -- tenants whose oldest job corral_stats looks at per level
 
 -- tenant_tokens.lua's functions (room, count, settle, unpop, declare):
 -- the tenants' token windows, with tenant_tokens only.
@@ -39,13 +43,13 @@ end
 
 local function tenant_list(K, level, t)
     if t == '' then
-        return K .. ':q:' .. level
+        return K .. ':q:' .. itxt(level)
     end
-    return K .. ':t:' .. level .. ':' .. t
+    return K .. ':t:' .. itxt(level) .. ':' .. t
 end
 
 -- The queue's weights (K:conf's tenant_weights, "NAME:W,...") as a table.
-local function tenant_weights_parse(text)
+function tfn.tenant_weights_parse(text)
     local w = {}
     for item in string.gmatch(text or '', '[^,]+') do
         local name, n = item:match('^(.*):(%d+)$')
@@ -56,7 +60,7 @@ local function tenant_weights_parse(text)
     return w
 end
 
-local function tenant_weights_text(w)
+function tfn.tenant_weights_text(w)
     local names = {}
     for name, n in pairs(w) do
         if n ~= 1 then
@@ -82,9 +86,24 @@ local function tenant_conf(K, c)
             all[#c.priorities + i] = turns[i]
         end
         c.tall = all -- the ready lists and the turns: "is anything waiting?"
-        c.tweights = tenant_weights_parse(c.tenant_weights)
+        c.tweights = tfn.tenant_weights_parse(c.tenant_weights)
         c.tweighted = next(c.tweights) ~= nil
         c.tlimited = c.tenant_max_inflight > 0 or c.tenant_rate > 0 or c.tenant_tokens > 0
+        -- tenant_next's LMPOP arguments from each level on: each level's
+        -- turn, then its default list; and the level of each key (the
+        -- turn's +level, the default list's -level, 1-based).
+        local n = #c.priorities
+        c.tmpop, c.tkeys = {}, {}
+        for i = 1, n do
+            local a = {itxt(2 * (n - i + 1))}
+            for j = i, n do
+                a[#a + 1] = turns[j]
+                a[#a + 1] = c.qkeys[j]
+            end
+            a[#a + 1] = 'LEFT'
+            c.tmpop[i] = a
+            c.tkeys[turns[i]], c.tkeys[c.qkeys[i]] = i, -i
+        end
         c.tturns = turns
     end
     return c
@@ -92,10 +111,10 @@ end
 
 -- Puts t at the back of the turn of level. A named tenant that starts the
 -- turn while default jobs wait at the level comes after the default tenant.
-local function turn_join(K, level, t)
-    local tq = K .. ':tq:' .. level
+function tfn.turn_join(K, level, t)
+    local tq = K .. ':tq:' .. itxt(level)
     if redis.call('RPUSH', tq, t) == 1 and t ~= '' and
-        redis.call('EXISTS', K .. ':q:' .. level) == 1 then
+        redis.call('EXISTS', K .. ':q:' .. itxt(level)) == 1 then
         redis.call('LPUSH', tq, '')
     end
 end
@@ -103,30 +122,43 @@ end
 -- The default list of level just went from empty to holding jobs: it
 -- joins the turn when the level has one.
 local function tenant_default_joined(K, level)
-    local tq = K .. ':tq:' .. level
+    local tq = K .. ':tq:' .. itxt(level)
     if redis.call('EXISTS', tq) == 1 then
         redis.call('RPUSH', tq, '')
     end
 end
 
-local function waiting_add(K, level, n)
-    if redis.call('HINCRBY', K .. ':tn', '#' .. level, n) <= 0 then
-        redis.call('HDEL', K .. ':tn', '#' .. level)
+-- -> the named tenants' jobs now waiting at level.
+function tfn.waiting_add(K, level, n)
+    local f = '#' .. itxt(level)
+    local left = redis.call('HINCRBY', K .. ':tn', f, itxt(n))
+    if left <= 0 then
+        redis.call('HDEL', K .. ':tn', f)
     end
+    return left
 end
+
+-- The named tenants' jobs the current reserve's last pop left waiting at
+-- its level (the count's HINCRBY answers it): tenant_left. Set by
+-- tenant_pop, reset by tenant_turns at the start of each reserve.
+tfn.tenant_seen = 0
 
 -- Makes ids (jobs of tenant t, "" for the default) ready at level: at the
 -- back, or at the front (front: requeued after a lost lease or a defer).
-local function tenant_ready(K, level, t, ids, front)
+-- c: the queue's settings, when the caller has them: a queue without
+-- limits parks no tenant (tenant_declare unparks all when they go), so
+-- its tenants join without looking at the parked ones.
+local function tenant_ready(K, level, t, ids, front, c)
     local n = redis.call(front and 'LPUSH' or 'RPUSH', tenant_list(K, level, t), unpack(ids))
     if t ~= '' then
-        waiting_add(K, level, #ids)
+        tfn.waiting_add(K, level, #ids)
     end
     if n == #ids then
         if t == '' then
             tenant_default_joined(K, level)
-        elseif redis.call('ZSCORE', K .. ':tpark', level .. '|' .. t) == false then
-            turn_join(K, level, t)
+        elseif (c and not tenant_conf(K, c).tlimited) or
+            redis.call('ZSCORE', K .. ':tpark', itxt(level) .. '|' .. t) == false then
+            tfn.turn_join(K, level, t)
         end
     end
 end
@@ -134,7 +166,7 @@ end
 -- How many jobs named tenant t may start now (at most want), and when it
 -- may start one again if none: its room under tenant_max_inflight and
 -- tenant_rate.
-local function tenant_room(K, c, t, want, now)
+function tfn.tenant_room(K, c, t, want, now)
     local room = want
     if c.tenant_max_inflight > 0 then
         local running = tonumber(redis.call('HGET', K .. ':ti', t)) or 0
@@ -160,13 +192,13 @@ local function tenant_room(K, c, t, want, now)
 end
 
 -- Counts n jobs of named tenant t started: running, and in its rate window.
-local function tenant_started(K, c, t, n)
+function tfn.tenant_started(K, c, t, n)
     if c.tenant_max_inflight > 0 then
-        redis.call('HINCRBY', K .. ':ti', t, n)
+        redis.call('HINCRBY', K .. ':ti', t, itxt(n))
     end
     if c.tenant_rate > 0 then
         local rk = K .. ':tr:' .. t
-        if redis.call('INCRBY', rk, n) == n then
+        if redis.call('INCRBY', rk, itxt(n)) == n then
             redis.call('PEXPIRE', rk, c.tenant_rate_ms)
         end
     end
@@ -174,10 +206,10 @@ end
 
 -- Named tenant t has room again: it rejoins the turns it left when parked
 -- at a limit (one ZREM per level), and idle workers are woken.
-local function tenant_rejoin(K, c, t)
+function tfn.tenant_rejoin(K, c, t)
     for level = 0, #c.priorities - 1 do
-        if redis.call('ZREM', K .. ':tpark', level .. '|' .. t) == 1 then
-            turn_join(K, level, t)
+        if redis.call('ZREM', K .. ':tpark', itxt(level) .. '|' .. t) == 1 then
+            tfn.turn_join(K, level, t)
             if redis.call('EXISTS', K .. ':paused') == 0 then
                 redis.call('RPUSH', K .. ':wake', '1')
             end
@@ -192,12 +224,12 @@ local function tenant_release(K, c, t)
         return
     end
     local ti = K .. ':ti'
-    local left = redis.call('HINCRBY', ti, t, -1)
+    local left = redis.call('HINCRBY', ti, t, '-1')
     if left <= 0 then
         redis.call('HDEL', ti, t)
     end
     if left == c.tenant_max_inflight - 1 then
-        tenant_rejoin(K, c, t)
+        tfn.tenant_rejoin(K, c, t)
     end
 end
 
@@ -218,6 +250,7 @@ end
 -- and a level without one gives its default jobs.
 local function tenant_turns(K, c, now)
     tenant_conf(K, c)
+    tfn.tenant_seen = 0
     if c.tlimited then
         local pk = K .. ':tpark'
         local due = redis.call('ZRANGEBYSCORE', pk, '-inf', now, 'LIMIT', 0, MAX_BATCH)
@@ -225,21 +258,11 @@ local function tenant_turns(K, c, now)
             redis.call('ZREM', pk, unpack(due))
             for _, m in ipairs(due) do
                 local level, t = m:match('^(%d+)|(.*)$')
-                turn_join(K, tonumber(level), t)
+                tfn.turn_join(K, tonumber(level), t)
             end
         end
     end
     return true
-end
-
--- Takes tenant t, just taken from the head of the turn tq (and put at its
--- back when rotated), out of the turn: parked until untl when it still has
--- jobs at the level (it is at its limit), else gone.
-local function turn_leave(K, level, t, tq, rotated, untl)
-    redis.call(rotated and 'RPOP' or 'LPOP', tq)
-    if untl and redis.call('EXISTS', tenant_list(K, level, t)) == 1 then
-        redis.call('ZADD', K .. ':tpark', untl, level .. '|' .. t)
-    end
 end
 
 -- The reserve's choice of jobs at level (0-based) when the queue has
@@ -247,28 +270,37 @@ end
 -- weight W serving W jobs per turn; a tenant at its limit is parked; a
 -- level without a turn (no named tenant waits there) gives its default
 -- jobs. Fewer than want only when no tenant of the level can give more.
--- O(1) calls per job: each step takes a job or takes a tenant out of the
--- turn. Without
--- weights a step is LMOVE (the next tenant, to the back), LPOP and EXISTS
--- (is anything left?). s: the queue's service (nil for none), whose
--- bytes_per_token the tenants' token windows estimate with.
-local function tenant_pop(K, c, level, want, now, s)
-    local tq = K .. ':tq:' .. level
+-- first: a tenant tenant_next already took from the head of the turn.
+-- Each tenant is taken from the head of the turn (LPOP) and held while
+-- it serves; those whose turn is over go to the back in one RPUSH at the
+-- end, one whose weighted turn goes on back to the head, one that gave
+-- its last job or is parked nowhere. A tenant's list is popped one job
+-- beyond what it serves, the extra pushed back: the reply says whether
+-- anything is left without an EXISTS. O(1) calls per job: each step takes
+-- jobs or takes a tenant out of the turn. s: the queue's service (nil for
+-- none), whose bytes_per_token the tenants' token windows estimate with.
+local function tenant_pop(K, c, level, want, now, s, first)
+    local lt = itxt(level)
+    local tq = K .. ':tq:' .. lt
     local out, steps = {}, 0
     local served, cur = 0, nil
+    local back, bi, dry = {}, 1, false
     if c.tweighted then
-        local cr = redis.call('HGET', K .. ':tcr', tostring(level))
+        local cr = redis.call('HGET', K .. ':tcr', lt)
         if cr then
             served, cur = cr:match('^(%d+) (.*)$')
             served = tonumber(served)
         end
     end
     while #out < want do
-        local t
-        if c.tweighted then
-            t = redis.call('LINDEX', tq, 0) -- the head serves out its weight
-        else
-            t = redis.call('LMOVE', tq, tq, 'LEFT', 'RIGHT')
+        local t = first
+        first = nil
+        if t == nil and not dry then
+            t = redis.call('LPOP', tq)
+            dry = not t -- the rest of the turn is held in back
+        end
+        if not t and bi <= #back then -- those sent to the back come round again
+            t, bi = back[bi], bi + 1
         end
         if not t then
             if steps == 0 then -- no named tenant waits here: the default jobs, as before
@@ -287,20 +319,27 @@ local function tenant_pop(K, c, level, want, now, s)
             k = want - #out -- back at once: alone in the turn, it takes the rest
         end
         if t ~= '' and c.tlimited then
-            k, untl = tenant_room(K, c, t, k, now)
+            k, untl = tfn.tenant_room(K, c, t, k, now)
         end
+        local lk = tenant_list(K, level, t)
         if k <= 0 then
-            turn_leave(K, level, t, tq, not c.tweighted, untl)
+            -- Out of the turn (it is held): parked until untl.
+            if untl and redis.call('EXISTS', lk) == 1 then
+                redis.call('ZADD', K .. ':tpark', itxt(untl), lt .. '|' .. t)
+            end
             cur = nil
         else
-            local lk = tenant_list(K, level, t)
-            local ids = redis.call('LPOP', lk, k) or {}
+            local ids = redis.call('LPOP', lk, itxt(k + 1)) or {}
+            local more = #ids > k
+            if more then
+                redis.call('LPUSH', lk, table.remove(ids))
+            end
             for _, id in ipairs(ids) do
                 out[#out + 1] = id
             end
             if t ~= '' and #ids > 0 then
-                waiting_add(K, level, -#ids)
-                tenant_started(K, c, t, #ids)
+                tfn.tenant_seen = tfn.waiting_add(K, level, -#ids)
+                tfn.tenant_started(K, c, t, #ids)
                 if c.tenant_tokens > 0 then
                     ttok.count(K, c, t, ids, s, now) -- tenant_tokens.lua
                 end
@@ -309,21 +348,30 @@ local function tenant_pop(K, c, level, want, now, s)
             -- A tenant is in the turn exactly while it has jobs here (else
             -- a new job would make it join twice): the one that gave its
             -- last job leaves at once.
-            if #ids < k or redis.call('EXISTS', lk) == 0 then
-                turn_leave(K, level, t, tq, not c.tweighted, nil)
+            if not more then
                 cur = nil
-            elseif c.tweighted and served >= w then -- its turn is over: to the back
-                redis.call('LMOVE', tq, tq, 'LEFT', 'RIGHT')
-                cur = nil
+            elseif not c.tweighted or served >= w then -- its turn is over: to the back
+                back[#back + 1] = t
+                if c.tweighted then
+                    cur = nil -- (unweighted, met again at once: alone, it takes the rest)
+                end
+            else
+                first = t -- its weighted turn goes on: the head again
             end
         end
+    end
+    if first then
+        redis.call('LPUSH', tq, first)
+    end
+    if bi <= #back then
+        redis.call('RPUSH', tq, unpack(back, bi))
     end
     if c.tweighted then
         local tcr = K .. ':tcr'
         if cur ~= nil and served > 0 then
-            redis.call('HSET', tcr, tostring(level), served .. ' ' .. cur)
+            redis.call('HSET', tcr, lt, served .. ' ' .. cur)
         else
-            redis.call('HDEL', tcr, tostring(level))
+            redis.call('HDEL', tcr, lt)
         end
     end
     -- A turn left with the default tenant alone goes on until its jobs are
@@ -331,35 +379,82 @@ local function tenant_pop(K, c, level, want, now, s)
     return out
 end
 
+-- The strict order's choice (jobs.lua, reserve_jobs) from level on
+-- (1-based): one LMPOP over the turn and the default list of each level,
+-- in order, finds the first level with a tenant in its turn (which
+-- tenant_pop serves from) or, where no turn is, default jobs. A level's
+-- default list is reached only when its turn is empty, as then its
+-- default jobs are not in one. -> the job ids (nil when every level from
+-- level on is empty) and the level (1-based) they come from.
+local function tenant_next(K, c, level, want, now, s)
+    local r = redis.call('LMPOP', unpack(c.tmpop[level]))
+    if not r then
+        return nil, #c.qkeys
+    end
+    local at = c.tkeys[r[1]]
+    if at > 0 then
+        return tenant_pop(K, c, at - 1, want, now, s, r[2][1]), at
+    end
+    local ids = r[2]
+    if want > 1 then
+        for _, id in ipairs(redis.call('LPOP', r[1], want - 1) or {}) do
+            ids[#ids + 1] = id
+        end
+    end
+    return ids, -at
+end
+
+-- For the end of a reserve with turns (jobs.lua): 1 when its last pop
+-- left named tenants' jobs waiting at the level and no limit can have
+-- parked them (so they are in the turn and something can be served), else
+-- nil: then the caller looks (EXISTS of the lists and turns).
+local function tenant_left(c)
+    if tfn.tenant_seen > 0 and not c.tlimited then
+        return 1
+    end
+    return nil
+end
+
 -- Jobs of named tenants ready to run at level (0-based; parked ones too).
 local function tenant_waiting(K, level)
-    return tonumber(redis.call('HGET', K .. ':tn', '#' .. level)) or 0
+    return tonumber(redis.call('HGET', K .. ':tn', '#' .. itxt(level))) or 0
+end
+
+-- Tenant t, whose list at level was just emptied by a cancel, leaves the
+-- level's turn, its park and the weighted turn it was serving.
+function tfn.tenant_leave(K, level, t)
+    local lt = itxt(level)
+    redis.call('LREM', K .. ':tq:' .. lt, 1, t)
+    redis.call('ZREM', K .. ':tpark', lt .. '|' .. t)
+    local cr = redis.call('HGET', K .. ':tcr', lt)
+    if cr and cr:match('^%d+ (.*)$') == t then
+        redis.call('HDEL', K .. ':tcr', lt)
+    end
 end
 
 -- A queued job leaves its list (cancel): the tenant leaves the turn and
 -- its park when it has nothing more at the level.
 local function tenant_unlink(K, jk, id)
     local j = redis.call('HMGET', jk, 'prio', 'tenant')
-    local level, t = j[1], j[2] or ''
+    local level, t = tonumber(j[1]), j[2] or ''
     local lk = tenant_list(K, level, t)
     if redis.call('LREM', lk, 1, id) == 0 then
         return
     end
     if t ~= '' then
-        waiting_add(K, level, -1)
+        tfn.waiting_add(K, level, -1)
     end
     if redis.call('EXISTS', lk) == 0 then
-        redis.call('LREM', K .. ':tq:' .. level, 1, t)
-        redis.call('ZREM', K .. ':tpark', level .. '|' .. t)
+        tfn.tenant_leave(K, level, t)
     end
 end
 
 -- Every parked tenant back in its turn (limits removed by a redeclare).
-local function unpark_all(K)
+function tfn.unpark_all(K)
     local pk = K .. ':tpark'
     for _, m in ipairs(redis.call('ZRANGEBYSCORE', pk, '-inf', '+inf')) do
         local level, t = m:match('^(%d+)|(.*)$')
-        turn_join(K, tonumber(level), t)
+        tfn.turn_join(K, tonumber(level), t)
     end
     redis.call('DEL', pk)
 end
@@ -388,7 +483,7 @@ local function tenant_move_level(K, from, to, prio)
                 for _, id in ipairs(ids) do
                     redis.call('HSET', job_key(K, id), 'prio', to, 'priority', prio)
                 end
-                waiting_add(K, from, -#ids)
+                tfn.waiting_add(K, from, -#ids)
                 tenant_ready(K, to, t, ids, false)
             end
         end
@@ -409,7 +504,7 @@ local function tenant_declare(K, q, s, fields)
         rate_ms = int_arg('BADSETTING', s.tenant_rate_ms or 1000, 'tenant_rate_ms', 1, 2 ^ 40)
     end
     local mi = int_arg('BADSETTING', s.tenant_max_inflight or 0, 'tenant_max_inflight', 0, 1000000)
-    local ws = tenant_weights_parse(redis.call('HGET', K .. ':conf', 'tenant_weights'))
+    local ws = tfn.tenant_weights_parse(redis.call('HGET', K .. ':conf', 'tenant_weights'))
     if s.tenant_weights ~= nil then
         if type(s.tenant_weights) ~= 'table' or #s.tenant_weights > 0 then
             fail('BADSETTING', 'queue "%s": tenant_weights must be an object of weights', q)
@@ -428,12 +523,12 @@ local function tenant_declare(K, q, s, fields)
     end
     local tokens = ttok.declare(s, fields) -- tenant_tokens.lua
     fields[#fields + 1] = 'tenant_weights'
-    fields[#fields + 1] = tenant_weights_text(ws)
+    fields[#fields + 1] = tfn.tenant_weights_text(ws)
     if mi == 0 then
         redis.call('DEL', K .. ':ti') -- counted with tenant_max_inflight only
     end
     if mi == 0 and rate == 0 and tokens == 0 then
-        unpark_all(K)
+        tfn.unpark_all(K)
     end
 end
 
@@ -453,9 +548,9 @@ local function corral_tenant_weight(keys, args)
     local w = int_arg('BADARG', args[2], 'weight', 1, 1000)
     local v = redis.call('HMGET', K .. ':conf', unpack(CONF_FIELDS))
     local at = #CONF_FIELDS -- tenant_weights is the last field
-    local ws = tenant_weights_parse(v[at])
+    local ws = tfn.tenant_weights_parse(v[at])
     ws[t] = w
-    v[at] = tenant_weights_text(ws)
+    v[at] = tfn.tenant_weights_text(ws)
     for i = 1, at do
         v[i] = v[i] or ''
     end
@@ -553,7 +648,7 @@ end
 -- first TENANT_SCAN tenants in the turn of level (nil when none).
 local function tenant_oldest(K, level)
     local oldest = nil
-    for _, t in ipairs(redis.call('LRANGE', K .. ':tq:' .. level, 0, TENANT_SCAN - 1)) do
+    for _, t in ipairs(redis.call('LRANGE', K .. ':tq:' .. level, 0, tfn.TENANT_SCAN - 1)) do
         if t ~= '' then
             local head = redis.call('LINDEX', tenant_list(K, level, t), 0)
             local at = head and tonumber(redis.call('HGET', job_key(K, head), 'queued_ms'))

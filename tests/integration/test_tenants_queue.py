@@ -349,3 +349,136 @@ def test_a_default_job_of_a_higher_level_runs_before_the_tenants_of_a_lower_one(
     enqueue(r, weighted, tenant="a", priority="normal")
     high = enqueue(r, weighted, priority="high")
     assert r.fcall("corral_reserve", 1, weighted, "host1:1", 1)[0][0] == high
+
+
+def commands(r):
+    """Commands the server ran (those of the Function library's calls too)
+    but EXPIRE, which the statistics buckets run as the timing of the runs
+    has it (a field's first increment, and a processing time sum of 0)."""
+    info = r.info("commandstats")
+    return sum(v["calls"] for k, v in info.items()
+               if k not in ("cmdstat_info", "cmdstat_config|resetstat", "cmdstat_expire"))
+
+
+def test_the_full_cycle_of_a_tenants_job_runs_at_most_two_commands_more(r):
+    """Enqueue, reserve and ack of jobs of 50 tenants (one each, as when
+    the workers keep up) against the same jobs without the option: per job
+    the tenant's job pays its place in the turn (RPUSH) and the level's
+    count at enqueue and at reserve (HINCRBY), and the reserve's LMPOP and
+    LPOP cost what the two LPOPs without do, and the count's answer spares
+    the EXISTS of "anything left?"; the rest is paid once (the flag
+    tenanted, the start of a turn, the count's HDEL). docs/benchmarks.md,
+    "Tenants": the full cycle within 10 % of the one without; before, 8
+    more per job."""
+    n = 50
+
+    def cycle(q, tenants):
+        declare(r, q)
+        r.config_resetstat()
+        for i in range(n):
+            if tenants:
+                enqueue(r, q, tenant=f"t{i}")
+            else:
+                enqueue(r, q)
+        for _ in range(n):
+            job = r.fcall("corral_reserve", 1, q, "host1:1", 1)[0]
+            assert r.fcall("corral_ack", 1, q, "host1:1", job[0], job[1], "{}") == ["done"]
+        return commands(r)
+
+    without = cycle("plain", False)
+    with_tenants = cycle("fair", True)
+    assert with_tenants - without <= 2 * n + 10
+    assert not r.keys(qkey("fair") + ":t*")
+
+
+def test_a_tenant_alone_in_its_turn_gives_a_reserve_of_many_jobs_in_a_few_commands(r):
+    """One reserve of 100 jobs of the one tenant waiting: it serves one,
+    comes round again at once (alone in the turn) and gives the rest in
+    one pop, so the reserve's commands do not grow with the jobs."""
+    declare(r, Q)
+    pipe = r.pipeline(transaction=False)
+    for _ in range(200):
+        pipe.fcall("corral_enqueue", 1, Q, "{}", json.dumps({"tenant": "solo"}))
+    pipe.execute()
+    r.config_resetstat()
+    assert len(reserve(r, Q, 100)) == 100
+    info = r.info("commandstats")
+    # the 100 jobs' own HMGET and HSET, and a handful for the tenants
+    assert info["cmdstat_hset"]["calls"] == 100
+    others = sum(v["calls"] for k, v in info.items()
+                 if k not in ("cmdstat_hmget", "cmdstat_hset", "cmdstat_info"))
+    assert others <= 20, info
+
+
+@pytest.mark.parametrize("settings", [{}, {"tenant_weights": {"a": 3}},
+                                      {"tenant_max_inflight": 2, "tenant_weights": {"b": 2}}])
+def test_random_enqueues_reserves_acks_and_cancels_keep_the_turns_exact(r, settings):
+    """A seeded random mix of enqueues (three tenants and the default one,
+    three levels), reserves of 1-4, acks and cancels (of one job, of a
+    tenant): after each step every named tenant with jobs at a level is in
+    its turn exactly once or parked, the default tenant is in a turn that
+    exists exactly while it has jobs there, the level's count is the sum
+    of the tenants' lists, the running counts are the running jobs; then
+    every job is served and nothing is left."""
+    import random
+    rnd = random.Random(14)
+    declare(r, Q, **settings)
+    K, levels, tenants = qkey(Q), 3, ["a", "b", "c", None]
+    running, made = [], set()
+
+    def check():
+        parked = set(r.zrange(K + ":tpark", 0, -1))
+        for lv in range(levels):
+            turn = r.lrange(f"{K}:tq:{lv}", 0, -1)
+            assert len(turn) == len(set(turn)), (lv, turn)
+            total = 0
+            for t in tenants[:3]:
+                n = r.llen(f"{K}:t:{lv}:{t}")
+                total += n
+                placed = (t in turn) + (f"{lv}|{t}" in parked)
+                assert placed == (1 if n else 0), (lv, t, n, turn, parked)
+            if turn:
+                assert ("" in turn) == (r.llen(f"{K}:q:{lv}") > 0), (lv, turn)
+            assert int(r.hget(K + ":tn", f"#{lv}") or 0) == total, lv
+        if settings.get("tenant_max_inflight"):
+            for t in tenants[:3]:
+                mine = sum(1 for j in running if tenant_of(j[0], r) == t)
+                assert int(r.hget(K + ":ti", t) or 0) == mine, t
+
+    for _ in range(400):
+        op = rnd.random()
+        if op < 0.45:
+            t = rnd.choice(tenants)
+            opts = {"priority": rnd.randrange(levels)}
+            if t:
+                opts["tenant"] = t
+            made.add(enqueue(r, Q, **opts))
+        elif op < 0.75:
+            running += reserve(r, Q, rnd.randint(1, 4))
+        elif op < 0.9 and running:
+            job = running.pop(rnd.randrange(len(running)))
+            assert ack(r, job) == ["done"]
+        elif op < 0.97:
+            queued = [i for i in made if get_job(r, Q, i)["state"] == "queued"]
+            if queued:
+                assert r.fcall("corral_cancel", 1, Q, rnd.choice(queued)) == "cancelled"
+        else:
+            t = rnd.choice(tenants[:3])
+            cursor = "0"
+            while True:
+                _, cursor = r.fcall("corral_cancel_tenant", 1, Q, t, cursor, 2)
+                if cursor == "0":
+                    break
+            running = [j for j in running if tenant_of(j[0], r) != t]
+        check()
+    for job in running:
+        ack(r, job)
+    while True:
+        jobs = reserve(r, Q, 4)
+        if not jobs:
+            break
+        for job in jobs:
+            assert ack(r, job) == ["done"]
+    states = {get_job(r, Q, i)["state"] for i in made}
+    assert states <= {"done", "cancelled"}
+    assert not r.keys(K + ":t*")
