@@ -233,6 +233,23 @@ print(f"  tenant small: all 5 done, finished {', '.join(str(n + 1) for n, t in e
       f" of {len(order)}; tenant noisy: {order.count('noisy')} of 200 done, the rest still waiting")
 PY
 
+echo "  \$ corralctl cancel demo --tenant noisy    (every job of one tenant, in calls of 1,000 at most)"
+echo "  $(ctl cancel demo --tenant noisy)"
+echo "  tenant noisy's jobs now: $("$PY" - "$tmp" <<'PY'
+import json, sys, redis
+r = redis.Redis(unix_socket_path=sys.argv[1] + "/redis.sock")
+ids = open(sys.argv[1] + "/noisy.ids").read().split()
+p = r.pipeline(transaction=False)
+for i in ids:
+    p.fcall_ro("corral_job", 1, "demo", i)
+states = {}
+for j in p.execute():
+    s = json.loads(j)["state"]
+    states[s] = states.get(s, 0) + 1
+print(", ".join(f"{n} {s}" for s, n in sorted(states.items())))
+PY
+)"
+
 say "a streamed answer, followed live (corralctl wait ai ID --follow), and what it cost"
 id=$(ctl enqueue ai '{"model": "demo-model", "stream": true, "max_tokens": 16,
     "messages": [{"role": "user", "content": "count to sixteen"}],
