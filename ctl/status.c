@@ -36,7 +36,7 @@ static int cmp_str(const void *a, const void *b)
 /* A heartbeat hash as status shows it. "unwritten" (outcomes the host's
  * workers hold that Redis has not taken yet) is 0 when the host's corrald
  * does not report it. */
-static json_t *host_json(const redisReply *h, int64_t now)
+json_t *ctl_host_json(const redisReply *h, int64_t now)
 {
     static const char *const ints[] = {"pid", "workers", "busy",      "slots", "min",
                                        "max", "desired", "unwritten", NULL};
@@ -151,6 +151,8 @@ static json_t *queue_json(redisContext *c, const char *name, const redisReply *s
 
 json_t *ctl_snapshot(struct ctl *ctl, struct corral_err *err)
 {
+    if (ctl->cluster != NULL) /* every shard (cluster.c) */
+        return ctl_cluster_snapshot(ctl, err);
     redisContext *c = ctl->redis;
     const char *prefix = ctl->cfg->redis.prefix;
     int64_t now = corral_wall_ms();
@@ -212,7 +214,7 @@ json_t *ctl_snapshot(struct ctl *ctl, struct corral_err *err)
             corral_err_prefix(err, "host %s: cannot read its heartbeat", hosts.items[i]);
             ok = 0;
         } else if (h->type == REDIS_REPLY_ARRAY && h->elements >= 2) { /* gone when expired */
-            json_array_append_new(jh, host_json(h, now));
+            json_array_append_new(jh, ctl_host_json(h, now));
         }
     }
     for (size_t i = 0; i < services.n && ok; i++) {
@@ -413,10 +415,8 @@ int ctl_status(struct ctl *ctl, int argc, char **argv)
             }
             corral_logr(&rep, CORRAL_LOG_WARN, "status: cannot read the fleet; retrying",
                         "error=\"%s\" retry_ms=%lld", err.msg, (long long)wait);
-            if (ctl_lost(ctl)) {
-                redisFree(ctl->redis);
-                ctl->redis = NULL;
-            }
+            if (ctl_lost(ctl))
+                ctl_drop(ctl);
             usleep((useconds_t)(wait * 1000));
             continue;
         }
