@@ -78,6 +78,12 @@ int main(int argc, char **argv)
     corral_config_errors_free(&errs);
     if (cfg == NULL)
         return 1;
+    if (cfg->redis.cluster.n > 0) { /* docs/design.md, "Redis Cluster slots" */
+        corral_log_err("cannot start", "error=\"[redis] cluster: workers do not run on a Redis "
+                                       "Cluster yet\"");
+        corral_config_free(cfg);
+        return 1;
+    }
     if (nq == 0)
         for (size_t i = 0; i < cfg->pool.queues.n && nq < MAX_QUEUES; i++)
             queues[nq++] = cfg->pool.queues.items[i];

@@ -300,3 +300,15 @@ def test_no_seed_answering_is_a_clear_error(ctl, tmp_path):
     assert "redis cluster: no node gave the slot map" in p.stderr
     assert f"127.0.0.1:{a}" in p.stderr and f"127.0.0.1:{b}" in p.stderr
     assert "Connection refused" in p.stderr
+
+
+def test_corrald_and_workers_refuse_a_cluster_they_cannot_serve_yet(build_dir, tmp_path):
+    conf = write_conf(tmp_path / "c.conf", "127.0.0.1:7000", ["prompts"])
+    p = subprocess.run([binary_path(build_dir, "corrald"), "-c", conf], capture_output=True,
+                       text=True, timeout=30)
+    assert p.returncode == 1
+    assert "[redis] cluster: corrald and its workers do not run on a Redis Cluster yet" in p.stderr
+    p = subprocess.run([binary_path(build_dir, "corral-worker"), "-c", conf, "--queue", "prompts"],
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode == 1
+    assert "workers do not run on a Redis Cluster yet" in p.stderr
