@@ -15,6 +15,7 @@
 #include "corral/redis.h"
 #include "corral/util.h"
 #include "ctl.h"
+#include "table.h"
 
 int ctl_route(struct ctl *ctl, const char *queue, struct corral_err *err)
 {
@@ -139,6 +140,17 @@ static json_t *queue_stats(struct ctl *ctl, const char *name, struct corral_err 
         corral_err_set(err, CORRAL_ERR_REDIS, "queue %s: its statistics are not JSON", name);
         return NULL;
     }
+    char *conf = corral_xasprintf("%s:{%s}:conf", prefix, name);
+    const char *hget[] = {"HGET", conf, "priorities"};
+    redisReply *pr = routed(ctl, conf, 3, hget, "HGET", err);
+    free(conf);
+    if (pr == NULL) {
+        corral_err_prefix(err, "queue %s: cannot read its priorities", name);
+        json_decref(q);
+        return NULL;
+    }
+    ctl_order_levels(q, pr->type == REDIS_REPLY_STRING ? pr->str : NULL);
+    freeReplyObject(pr);
     char node[300];
     corral_cluster_queue_node(ctl->cluster, prefix, name, node, sizeof(node));
     json_object_set_new(q, "node", json_string(node));
@@ -202,4 +214,52 @@ out:
     free(qkey);
     free(hkey);
     return result;
+}
+
+static const struct ctl_col node_cols[] = {{"NODE", 0}, {"ROLE", 0}, {"SLOTS", 1}, {"QUEUES", 0}};
+
+void ctl_cluster_print(json_t *s, FILE *out, int color)
+{
+    json_t *cl = json_object_get(s, "cluster");
+    if (cl == NULL)
+        return;
+    const char *bold = color ? "\033[1m" : "", *off = color ? "\033[0m" : "";
+    struct ctl_table *t = ctl_table_new(node_cols, sizeof(node_cols) / sizeof(node_cols[0]));
+    size_t i, k;
+    json_t *n, *q;
+    json_array_foreach(json_object_get(cl, "nodes"), i, n)
+    {
+        const char *addr = json_string_value(json_object_get(n, "address"));
+        const char *role = json_string_value(json_object_get(n, "role"));
+        long long slots = 0;
+        json_t *r;
+        json_array_foreach(json_object_get(n, "slots"), k, r)
+        {
+            slots += json_integer_value(json_array_get(r, 1)) -
+                     json_integer_value(json_array_get(r, 0)) + 1;
+        }
+        char *names = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&names, &len);
+        json_array_foreach(json_object_get(s, "queues"), k, q)
+        {
+            if (addr && strcmp(addr, json_string_value(json_object_get(q, "node")) ?: "") == 0)
+                fprintf(f, "%s%s", ftell(f) ? " " : "",
+                        json_string_value(json_object_get(q, "name")));
+        }
+        fclose(f);
+        int primary = role && strcmp(role, "primary") == 0;
+        ctl_table_cell(t, NULL, "%s", addr ? addr : "?");
+        if (primary)
+            ctl_table_cell(t, NULL, "%s", "primary");
+        else
+            ctl_table_cell(t, NULL, "replica of %s",
+                           json_string_value(json_object_get(n, "primary")) ?: "?");
+        ctl_table_cell(t, NULL, "%lld", slots);
+        ctl_table_cell(t, NULL, "%s", names);
+        free(names);
+    }
+    fputc('\n', out);
+    ctl_table_print(t, out, bold, off, NULL);
+    ctl_table_free(t);
 }

@@ -63,7 +63,12 @@ int ctl_rerouted(struct ctl *ctl, struct corral_err *err);
  * primaries and replicas); no breakers (services are not supported on a
  * Cluster yet). */
 json_t *ctl_cluster_snapshot(struct ctl *ctl, struct corral_err *err);
-/* A heartbeat hash as status shows it (status.c). */
+/* status's table of the Cluster's nodes (role, slots served, the queues
+ * each holds); nothing without a "cluster" object. */
+void ctl_cluster_print(json_t *snapshot, FILE *out, int color);
+/* A heartbeat hash as status shows it, and depth_by_priority in the
+ * queue's level order (csv: its declared priorities) (status.c). */
+void ctl_order_levels(json_t *q, const char *csv);
 json_t *ctl_host_json(const redisReply *h, int64_t now);
 
 /* status [--json] [--watch [SECONDS]] */

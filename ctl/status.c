@@ -64,7 +64,7 @@ json_t *ctl_host_json(const redisReply *h, int64_t now)
 
 /* depth_by_priority in the queue's level order (csv: the declared
  * priorities, highest first), not the order of a hash. */
-static void order_levels(json_t *q, const char *csv)
+void ctl_order_levels(json_t *q, const char *csv)
 {
     json_t *by = json_object_get(q, "depth_by_priority");
     if (!json_is_object(by) || csv == NULL)
@@ -145,7 +145,7 @@ static json_t *queue_json(redisContext *c, const char *name, const redisReply *s
         json_decref(q);
         return NULL;
     }
-    order_levels(q, pr->type == REDIS_REPLY_STRING ? pr->str : NULL);
+    ctl_order_levels(q, pr->type == REDIS_REPLY_STRING ? pr->str : NULL);
     return q;
 }
 
@@ -354,6 +354,7 @@ static void print_table(json_t *s, FILE *out, int color, struct widths *keep)
     ctl_tenants_print(json_object_get(s, "queues"), out, color);  /* tenants.c */
     ctl_fallback_print(json_object_get(s, "queues"), out, color); /* fallback.c */
     ctl_print_tokens(s, out, color);
+    ctl_cluster_print(s, out, color); /* cluster.c */
 }
 
 /* --watch with Redis failing: the error in place of the view, and the next

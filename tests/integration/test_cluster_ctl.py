@@ -151,7 +151,10 @@ def test_status_lists_every_queue_with_its_node_and_the_clusters_shape(redis_clu
     assert sum(hi - lo + 1 for n in primaries.values() for lo, hi in n["slots"]) == 16384
     p = run(ctl, conf, "status")
     assert p.returncode == 0, p.stderr
-    assert all(q in p.stdout for q in spread)
+    lines = p.stdout.splitlines()
+    for q, n in spread.items():  # the nodes' table: each queue on its primary's row
+        row = next(line for line in lines if line.startswith(f"127.0.0.1:{n.port} "))
+        assert "primary" in row and q in row.split()
 
 
 def test_a_wait_follows_the_queue_when_its_slot_moves(redis_cluster, spread, ctl, conf):
