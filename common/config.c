@@ -1227,8 +1227,8 @@ struct corral_config *corral_config_defaults(void)
 int corral_config_set_redis_url(struct corral_config *cfg, const char *url, struct corral_err *err)
 {
     struct corral_redis_addr addr;
-    if (corral_tls_parse_url(url, &addr, NULL, cfg->redis.sentinels.n > 0 || cfg->redis.cluster.n > 0,
-                             err) < 0)
+    if (corral_tls_parse_url(url, &addr, NULL,
+                             cfg->redis.sentinels.n > 0 || cfg->redis.cluster.n > 0, err) < 0)
         return -1;
     corral_redis_addr_free(&cfg->redis.addr);
     cfg->redis.addr = addr;

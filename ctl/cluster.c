@@ -52,8 +52,8 @@ static redisReply *routed(struct ctl *ctl, const char *key, int argc, const char
 /* "host:port" of a CLUSTER SLOTS node entry [host, port, id, ...]. */
 static json_t *node_addr(const redisReply *n)
 {
-    if (n->type != REDIS_REPLY_ARRAY || n->elements < 2 || n->element[0]->type != REDIS_REPLY_STRING ||
-        n->element[1]->type != REDIS_REPLY_INTEGER)
+    if (n->type != REDIS_REPLY_ARRAY || n->elements < 2 ||
+        n->element[0]->type != REDIS_REPLY_STRING || n->element[1]->type != REDIS_REPLY_INTEGER)
         return NULL;
     return json_sprintf(strchr(n->element[0]->str, ':') ? "[%s]:%lld" : "%s:%lld",
                         n->element[0]->str, n->element[1]->integer);
@@ -74,7 +74,8 @@ static json_t *cluster_json(struct ctl *ctl, const char *any_key, struct corral_
     for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
         const redisReply *e = r->element[i];
         if (e->type != REDIS_REPLY_ARRAY || e->elements < 3 ||
-            e->element[0]->type != REDIS_REPLY_INTEGER || e->element[1]->type != REDIS_REPLY_INTEGER)
+            e->element[0]->type != REDIS_REPLY_INTEGER ||
+            e->element[1]->type != REDIS_REPLY_INTEGER)
             continue;
         json_t *addr = node_addr(e->element[2]);
         if (addr == NULL)
@@ -201,10 +202,10 @@ json_t *ctl_cluster_snapshot(struct ctl *ctl, struct corral_err *err)
     if (cl != NULL) {
         redisContext *c = corral_cluster_conn(ctl->cluster, qkey, strlen(qkey), err);
         /* Breakers: services are not supported on a Cluster yet. */
-        result = json_pack("{s:I s:O s:O s:[] s:o s:o}", "time_ms", (json_int_t)now, "queues", jq,
-                           "hosts", jh, "breakers", "redis",
-                           c ? corral_redis_health(c, &ctl->cfg->redis) : json_object(),
-                           "cluster", cl);
+        result =
+            json_pack("{s:I s:O s:O s:[] s:o s:o}", "time_ms", (json_int_t)now, "queues", jq,
+                      "hosts", jh, "breakers", "redis",
+                      c ? corral_redis_health(c, &ctl->cfg->redis) : json_object(), "cluster", cl);
     }
 out:
     freeReplyObject(qr);

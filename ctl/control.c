@@ -23,7 +23,8 @@ int ctl_cancel(struct ctl *ctl, int argc, char **argv)
     if (argc != 2)
         return ctl_usage_error("%s", "cancel: QUEUE and ID are required");
     struct corral_err err;
-    int rc = ctl_route(ctl, argv[0], &err); /* a Cluster: the queue's node (cluster.c) */
+    int rc =
+        ctl_route(ctl, argv[0], &err) < 0 ? -1 : 0; /* a Cluster: the queue's node (cluster.c) */
     if (rc == 0)
         rc = corral_queue_cancel(ctl->redis, ctl->cfg->redis.prefix, argv[0], argv[1], &err);
     for (int k = 0; rc < 0 && k < 5 && ctl_rerouted(ctl, &err); k++)

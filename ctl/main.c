@@ -215,7 +215,7 @@ static int enqueue_batch(struct ctl *ctl, const char *queue, const struct corral
     char *ids[CORRAL_ENQUEUE_MANY_MAX];
     struct corral_err err;
     const char *prefix = ctl->cfg->redis.prefix;
-    int rc = ctl_route(ctl, queue, &err); /* a Cluster: the queue's node (cluster.c) */
+    int rc = ctl_route(ctl, queue, &err) < 0 ? -1 : 0; /* a Cluster: the queue's node (cluster.c) */
     if (rc == 0)
         rc = corral_queue_enqueue_many(ctl->redis, prefix, queue, p, n, o, ids, &err);
     for (int k = 0; rc < 0 && k < 5 && ctl_rerouted(ctl, &err); k++)
@@ -405,7 +405,7 @@ static int cmd_enqueue(struct ctl *ctl, int argc, char **argv)
     }
     char *id = NULL;
     struct corral_err err;
-    int rc = ctl_route(ctl, queue, &err); /* a Cluster: the queue's node (cluster.c) */
+    int rc = ctl_route(ctl, queue, &err) < 0 ? -1 : 0; /* a Cluster: the queue's node (cluster.c) */
     if (rc == 0)
         rc = corral_queue_enqueue(ctl->redis, ctl->cfg->redis.prefix, queue, payload, len, &o, &id,
                                   &err);
@@ -464,7 +464,7 @@ static int cmd_job(struct ctl *ctl, int argc, char **argv)
         return ctl_usage_error("%s", "job: QUEUE and ID are required");
     char *json = NULL;
     struct corral_err err;
-    int rc = ctl_route(ctl, queue, &err); /* a Cluster: the queue's node (cluster.c) */
+    int rc = ctl_route(ctl, queue, &err) < 0 ? -1 : 0; /* a Cluster: the queue's node (cluster.c) */
     if (rc == 0)
         rc = corral_queue_job(ctl->redis, ctl->cfg->redis.prefix, queue, id, &json, &err);
     for (int k = 0; rc < 0 && k < 5 && ctl_rerouted(ctl, &err); k++)

@@ -502,14 +502,15 @@ redisContext *corral_cluster_conn(struct corral_cluster *cc, const char *key, si
     return c;
 }
 
-struct corral_cluster *corral_cluster_open(const struct corral_redis_conf *conf,
-                                           int64_t timeout_ms, struct corral_err *err)
+struct corral_cluster *corral_cluster_open(const struct corral_redis_conf *conf, int64_t timeout_ms,
+                                           struct corral_err *err)
 {
     if (conf->cluster.n == 0)
         return corral_err_set(err, CORRAL_ERR_INVALID, "[redis] cluster is not set"), NULL;
     struct corral_cluster *cc = corral_cluster_connect(
         conf, (const char *const *)conf->cluster.items, conf->cluster.n, timeout_ms, err);
-    if (cc != NULL && corral_cluster_bootstrap(cc, NULL, CORRAL_BOOTSTRAP_LIBRARY, NULL, 0, err) < 0) {
+    if (cc != NULL &&
+        corral_cluster_bootstrap(cc, NULL, CORRAL_BOOTSTRAP_LIBRARY, NULL, 0, err) < 0) {
         corral_cluster_free(cc);
         return NULL;
     }
@@ -530,8 +531,8 @@ static int routed(struct corral_cluster *cc, const struct corral_cmd *cmd, const
 }
 
 int corral_cluster_bootstrap(struct corral_cluster *cc, const struct corral_config *cfg,
-                             enum corral_bootstrap_scope scope, const char *const *queues,
-                             size_t n, struct corral_err *err)
+                             enum corral_bootstrap_scope scope, const char *const *queues, size_t n,
+                             struct corral_err *err)
 {
     /* Functions are per node, not per slot: every primary gets the library. */
     for (size_t i = 0; i < cc->map.n_nodes; i++) {
@@ -632,7 +633,7 @@ int corral_cluster_redirected(struct corral_cluster *cc, redisContext *c,
     const char *ask = refusal(err->msg, "ASK ");
     if (ask != NULL) {
         redisReply fake = {.type = REDIS_REPLY_ERROR, .str = (char *)ask, .len = strlen(ask)};
-        struct corral_cluster_redirect rd;
+        struct corral_cluster_redirect rd = {0};
         if (corral_cluster_redirect_parse(&fake, &rd, &e) != 1)
             return 0;
         cc->ask_slot = rd.slot;

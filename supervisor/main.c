@@ -1049,8 +1049,9 @@ int main(int argc, char **argv)
         return 0;
     }
     if (d.cfg->redis.cluster.n > 0) { /* docs/design.md, "Redis Cluster slots" */
-        fprintf(stderr, "corrald: %s: [redis] cluster: corrald and its workers do not run on a "
-                        "Redis Cluster yet (corralctl and libcorral do)\n",
+        fprintf(stderr,
+                "corrald: %s: [redis] cluster: corrald and its workers do not run on a "
+                "Redis Cluster yet (corralctl and libcorral do)\n",
                 path);
         corral_config_free(d.cfg);
         return 1;

@@ -37,8 +37,8 @@ struct corral_cluster;
  * none answers, "not in cluster mode" for a seed without cluster support,
  * or "[redis] cluster is not set". Connections are authenticated as
  * corral_redis_connect's, with timeouts of timeout_ms (0: none). */
-struct corral_cluster *corral_cluster_open(const struct corral_redis_conf *conf,
-                                           int64_t timeout_ms, struct corral_err *err);
+struct corral_cluster *corral_cluster_open(const struct corral_redis_conf *conf, int64_t timeout_ms,
+                                           struct corral_err *err);
 void corral_cluster_free(struct corral_cluster *cc);
 
 /* corral_bootstrap_run on a Cluster: the library on every primary, then
@@ -47,8 +47,8 @@ void corral_cluster_free(struct corral_cluster *cc);
  * (docs/protocol.md, version 7). A queue with a service is refused (not
  * supported on a Cluster yet). */
 int corral_cluster_bootstrap(struct corral_cluster *cc, const struct corral_config *cfg,
-                             enum corral_bootstrap_scope scope, const char *const *queues,
-                             size_t n, struct corral_err *err);
+                             enum corral_bootstrap_scope scope, const char *const *queues, size_t n,
+                             struct corral_err *err);
 
 /* The connection to the primary holding queue's slot (made on first use;
  * the router owns it: never redisFree it). After an ASK, the connection to

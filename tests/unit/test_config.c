@@ -1374,7 +1374,8 @@ static void cluster_seeds_must_be_addresses_with_a_plain_url(void **state)
     load_fails_with("[redis]\ncluster = h:0\n",
                     "t.conf:2: [redis] cluster: \"h:0\": bad port \"0\" (expected 1-65535)");
     load_fails_with("[redis]\ncluster = h_1:7000\n", "a host is 1-253 of A-Z a-z 0-9 . -");
-    load_fails_with("[redis]\ncluster = a:1, b:2, a:1\n", "[redis] cluster: \"a:1\" is listed twice");
+    load_fails_with("[redis]\ncluster = a:1, b:2, a:1\n",
+                    "[redis] cluster: \"a:1\" is listed twice");
     load_fails_with("[redis]\ncluster = a:1,,b:2\n", "[redis] cluster:");
     load_fails_with("[redis]\nurl = redis://h/2\ncluster = a:1\n",
                     "t.conf:2: [redis] url: with cluster the db must be 0");
