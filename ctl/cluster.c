@@ -127,7 +127,7 @@ static json_t *queue_stats(struct ctl *ctl, const char *name, struct corral_err 
     char *json = NULL;
     redisContext *c = corral_cluster_queue_conn(ctl->cluster, prefix, name, err);
     int rc = c ? corral_queue_stats(c, prefix, name, 60, &json, err) : -1;
-    for (int k = 0; rc < 0 && k < 5 && corral_cluster_redirected(ctl->cluster, c, err); k++)
+    for (int k = 0; rc < 0 && k < 20 && corral_cluster_redirected(ctl->cluster, c, err); k++)
         rc = (c = corral_cluster_queue_conn(ctl->cluster, prefix, name, err))
                  ? corral_queue_stats(c, prefix, name, 60, &json, err)
                  : -1;

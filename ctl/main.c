@@ -170,7 +170,7 @@ static int wait_and_print(struct ctl *ctl, const char *queue, const char *id, in
             free(state);
             return rc;
         }
-        if (ctl->redis != NULL && !ctl_lost(ctl) && reroutes++ < 5 && ctl_rerouted(ctl, &err))
+        if (ctl->redis != NULL && !ctl_lost(ctl) && reroutes++ < 20 && ctl_rerouted(ctl, &err))
             continue; /* a Cluster moved the queue's slot (cluster.c) */
         if (!ctl_lost(ctl))
             return fail_err(&err); /* an answer: no such job, ran out, refused */
@@ -218,7 +218,7 @@ static int enqueue_batch(struct ctl *ctl, const char *queue, const struct corral
     int rc = ctl_route(ctl, queue, &err) < 0 ? -1 : 0; /* a Cluster: the queue's node (cluster.c) */
     if (rc == 0)
         rc = corral_queue_enqueue_many(ctl->redis, prefix, queue, p, n, o, ids, &err);
-    for (int k = 0; rc < 0 && k < 5 && ctl_rerouted(ctl, &err); k++)
+    for (int k = 0; rc < 0 && k < 20 && ctl_rerouted(ctl, &err); k++)
         rc = corral_queue_enqueue_many(ctl->redis, prefix, queue, p, n, o, ids, &err);
     if (rc < 0 && err.word == CORRAL_WORD_NOQUEUE && declare_from_config(ctl, queue, &err))
         rc = corral_queue_enqueue_many(ctl->redis, prefix, queue, p, n, o, ids, &err);
@@ -409,7 +409,7 @@ static int cmd_enqueue(struct ctl *ctl, int argc, char **argv)
     if (rc == 0)
         rc = corral_queue_enqueue(ctl->redis, ctl->cfg->redis.prefix, queue, payload, len, &o, &id,
                                   &err);
-    for (int k = 0; rc < 0 && k < 5 && ctl_rerouted(ctl, &err); k++)
+    for (int k = 0; rc < 0 && k < 20 && ctl_rerouted(ctl, &err); k++)
         rc = corral_queue_enqueue(ctl->redis, ctl->cfg->redis.prefix, queue, payload, len, &o, &id,
                                   &err);
     if (rc < 0 && err.word == CORRAL_WORD_NOQUEUE && declare_from_config(ctl, queue, &err))
@@ -467,7 +467,7 @@ static int cmd_job(struct ctl *ctl, int argc, char **argv)
     int rc = ctl_route(ctl, queue, &err) < 0 ? -1 : 0; /* a Cluster: the queue's node (cluster.c) */
     if (rc == 0)
         rc = corral_queue_job(ctl->redis, ctl->cfg->redis.prefix, queue, id, &json, &err);
-    for (int k = 0; rc < 0 && k < 5 && ctl_rerouted(ctl, &err); k++)
+    for (int k = 0; rc < 0 && k < 20 && ctl_rerouted(ctl, &err); k++)
         rc = corral_queue_job(ctl->redis, ctl->cfg->redis.prefix, queue, id, &json, &err);
     if (rc < 0)
         return fail_err(&err);

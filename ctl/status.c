@@ -449,6 +449,8 @@ int ctl_dead(struct ctl *ctl, int argc, char **argv)
     const char *verb = argc > 1 ? argv[1] : "list";
     const char *prefix = ctl->cfg->redis.prefix;
     struct corral_err err;
+    if (ctl_route(ctl, queue, &err) < 0) /* a Cluster: the queue's node (cluster.c) */
+        return fail(&err);
     for (int i = 1; i < argc; i++)
         if (strcmp(argv[i], "--tenant") == 0) { /* tenants.c */
             if (i + 1 >= argc || argc != 4)
@@ -510,7 +512,8 @@ int ctl_pause(struct ctl *ctl, int argc, char **argv, int pause)
         return ctl_usage_error("%s",
                                pause ? "pause: QUEUE is required" : "resume: QUEUE is required");
     struct corral_err err;
-    if (corral_queue_pause(ctl->redis, ctl->cfg->redis.prefix, argv[0], pause, &err) < 0)
+    if (ctl_route(ctl, argv[0], &err) < 0 || /* a Cluster: the queue's node (cluster.c) */
+        corral_queue_pause(ctl->redis, ctl->cfg->redis.prefix, argv[0], pause, &err) < 0)
         return fail(&err);
     printf("%s %s\n", argv[0], pause ? "paused" : "resumed");
     return 0;

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "corral/bootstrap.h"
 #include "corral/redis.h"
@@ -207,11 +208,7 @@ struct corral_cluster {
     char **seeds;
     size_t n_seeds;
     unsigned refreshes;
-    /* An ASK the caller of corral_cluster_redirected is to follow: the
-     * next corral_cluster_conn for this slot goes there (ask_port 0: none). */
-    unsigned ask_slot;
-    char ask_host[256];
-    int ask_port;
+    unsigned asks; /* ASKs corral_cluster_redirected waited out in a row */
 };
 
 static redisContext *connect_node(struct corral_cluster *cc, const char *host, int port,
@@ -476,17 +473,6 @@ redisContext *corral_cluster_conn(struct corral_cluster *cc, const char *key, si
                                   struct corral_err *err)
 {
     unsigned slot = corral_cluster_keyslot(key, keylen);
-    if (cc->ask_port != 0 && cc->ask_slot == slot) {
-        int port = cc->ask_port;
-        cc->ask_port = 0;
-        redisContext *c = conn_for(cc, cc->ask_host, port, err);
-        if (c == NULL)
-            return NULL;
-        redisReply *a = redisCommand(c, "ASKING");
-        int rc = corral_redis_check(c, a, "ASKING", err);
-        freeReplyObject(a);
-        return rc < 0 ? NULL : c;
-    }
     const struct corral_cluster_node *n = corral_cluster_owner(&cc->map, slot);
     if (n == NULL && (refresh(cc, err) < 0 || (n = corral_cluster_owner(&cc->map, slot)) == NULL))
         return corral_err_set(err, CORRAL_ERR_REDIS,
@@ -630,19 +616,20 @@ int corral_cluster_redirected(struct corral_cluster *cc, redisContext *c,
         refresh(cc, &e);
         return 0;
     }
-    const char *ask = refusal(err->msg, "ASK ");
-    if (ask != NULL) {
-        redisReply fake = {.type = REDIS_REPLY_ERROR, .str = (char *)ask, .len = strlen(ask)};
-        struct corral_cluster_redirect rd = {0};
-        if (corral_cluster_redirect_parse(&fake, &rd, &e) != 1)
-            return 0;
-        cc->ask_slot = rd.slot;
-        cc->ask_port = rd.port;
-        /* An empty host: the node that answered (c's). */
-        snprintf(cc->ask_host, sizeof(cc->ask_host), "%s",
-                 rd.host[0] ? rd.host : (c && c->tcp.host ? c->tcp.host : ""));
-        return cc->ask_host[0] != '\0';
+    /* ASK: the queue's slot is migrating. Its declared key (K, which no
+     * call ever writes) is never there, so the old node asks for every
+     * call until the last key has moved, and the new node would run a
+     * call without the keys still to come (NOQUEUE, or a declaration that
+     * makes the move fail with BUSYKEY). So the call is not sent there:
+     * it waits (100 ms more each time, up to 1 s) and goes again to the
+     * owner, which answers MOVED once the slot has moved. */
+    if (refusal(err->msg, "ASK ") != NULL) {
+        unsigned ms = 100 * (cc->asks < 10 ? ++cc->asks : 10);
+        struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+        return 1;
     }
+    cc->asks = 0;
     if (refusal(err->msg, "MOVED ") != NULL || refusal(err->msg, "CLUSTERDOWN") != NULL ||
         refusal(err->msg, "TRYAGAIN") != NULL)
         return refresh(cc, &e) == 0;

@@ -4,12 +4,12 @@
  * connection per primary. A queue's every call touches its slot alone, so
  * the blocking calls of corral/queue.h run as they are on the connection
  * corral_cluster_queue_conn gives for the queue; a call refused with MOVED
- * or ASK (the slot moved or is moving) is sent again after
+ * (the slot moved) or ASK (it is moving) is sent again after
  * corral_cluster_redirected says so:
  *
  *   redisContext *c = corral_cluster_queue_conn(cc, prefix, queue, &err);
  *   int rc = c ? corral_queue_enqueue(c, prefix, queue, ...) : -1;
- *   for (int k = 0; rc < 0 && k < 5 && corral_cluster_redirected(cc, c, &err); k++)
+ *   for (int k = 0; rc < 0 && k < 20 && corral_cluster_redirected(cc, c, &err); k++)
  *       rc = (c = corral_cluster_queue_conn(cc, prefix, queue, &err))
  *                ? corral_queue_enqueue(c, prefix, queue, ...) : -1;
  *
@@ -51,18 +51,19 @@ int corral_cluster_bootstrap(struct corral_cluster *cc, const struct corral_conf
                              struct corral_err *err);
 
 /* The connection to the primary holding queue's slot (made on first use;
- * the router owns it: never redisFree it). After an ASK, the connection to
- * the node the slot is moving to, with ASKING already sent for the next
- * command. NULL with err when no node serves the slot. */
+ * the router owns it: never redisFree it). NULL with err when no node
+ * serves the slot. */
 redisContext *corral_cluster_queue_conn(struct corral_cluster *cc, const char *prefix,
                                         const char *queue, struct corral_err *err);
 
 /* After a call on c (from corral_cluster_queue_conn) failed with err: 1
- * when the Cluster refused it without running it (MOVED: the map is read
- * again; ASK: the next corral_cluster_queue_conn goes to the named node;
- * CLUSTERDOWN or TRYAGAIN: the map is read again), so the same call may
- * be sent again. A lost connection is dropped and the map read again, but
- * answers 0: whether the call ran is unknown. */
+ * when the Cluster refused it without running it, so the same call may be
+ * sent again: MOVED, CLUSTERDOWN or TRYAGAIN (the map is read again); ASK
+ * (the queue's slot is migrating: after a pause of 100 ms more each time
+ * in a row, up to 1 s, the call goes to the owner again, never to the
+ * node the slot moves to, which lacks the keys still to come; the owner
+ * answers MOVED once the slot has moved). A lost connection is dropped
+ * and the map read again, but answers 0: whether the call ran is unknown. */
 int corral_cluster_redirected(struct corral_cluster *cc, redisContext *c,
                               const struct corral_err *err);
 

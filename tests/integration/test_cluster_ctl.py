@@ -98,6 +98,10 @@ def test_enqueue_job_cancel_and_wait_run_on_the_node_holding_each_queue(redis_cl
         p = run(ctl, conf, "job", q, jid, "--json")
         assert p.returncode == 0, p.stderr
         assert json.loads(p.stdout)["state"] == "queued"
+        p = run(ctl, conf, "pause", q)
+        assert p.returncode == 0, p.stderr
+        assert holds(node, f"corral:{{{q}}}:paused")
+        assert run(ctl, conf, "resume", q).returncode == 0
         p = run(ctl, conf, "cancel", q, jid)
         assert (p.returncode, p.stdout) == (0, "cancelled\n"), p.stderr
         p = run(ctl, conf, "wait", q, jid, "--timeout", "5s")
@@ -215,7 +219,7 @@ int main(int argc, char **argv)
         char *id = NULL;
         int rc = c ? corral_queue_enqueue(c, "corral", q, payload, strlen(payload), NULL, &id, &err)
                    : -1;
-        for (int k = 0; rc < 0 && k < 5 && corral_cluster_redirected(cc, c, &err); k++)
+        for (int k = 0; rc < 0 && k < 20 && corral_cluster_redirected(cc, c, &err); k++)
             rc = (c = corral_cluster_queue_conn(cc, "corral", q, &err))
                      ? corral_queue_enqueue(c, "corral", q, payload, strlen(payload), NULL, &id,
                                             &err)
@@ -287,6 +291,52 @@ def test_libcorral_enqueues_at_each_queues_node_and_follows_a_moved_slot(redis_c
         assert jid != "error", node
         assert node.strip() == f"127.0.0.1:{dest.port}"
         assert holds(dest, f"corral:{{{q}}}:job:{jid}")
+    finally:
+        if p.poll() is None:
+            p.stdin.close()
+        p.wait(timeout=10)
+        p.stdout.close()
+        p.stderr.close()
+
+
+def error_replies(node):
+    c = node.client()
+    try:
+        return c.info("stats")["total_error_replies"]
+    finally:
+        c.close()
+
+
+def test_an_enqueue_during_a_slot_migration_waits_for_it_and_lands_at_the_new_node(
+        redis_cluster, spread, ctl, conf, app):
+    q = sorted(spread)[1]
+    assert run(ctl, conf, "enqueue", q, "{}").returncode == 0  # declared, keys to move
+    p = subprocess.Popen([app, *redis_cluster.seeds.split(",")], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        slot = redis_cluster.keyslot(f"corral:{{{q}}}")
+        src = redis_cluster.owner(slot)
+        dest = next(n for n in redis_cluster.primaries() if n.port != src.port)
+
+        def half_moved():
+            # The old node answers ASK while the slot migrates; the new one
+            # has none of the queue's keys yet. Sent now, the enqueue must
+            # neither fail (NOQUEUE at the new node) nor split the queue.
+            p.stdin.write(f"{q} {{\"during\":1}}\n")
+            p.stdin.flush()
+            wait_until(lambda: error_replies(src) > before, timeout=10,
+                       what="the old node answering ASK")
+        before = error_replies(src)
+        redis_cluster.migrate_slot(slot, dest, pause=half_moved)
+        line = p.stdout.readline()
+        assert line, p.stderr.read()
+        jid, node = line.split(" ", 1)
+        assert jid != "error", node
+        assert node.strip() == f"127.0.0.1:{dest.port}"
+        assert holds(dest, f"corral:{{{q}}}:job:{jid}")
+        pr = run(ctl, conf, "job", q, jid, "--json")
+        assert pr.returncode == 0, pr.stderr
+        assert json.loads(pr.stdout)["payload"] == '{"during":1}'
     finally:
         if p.poll() is None:
             p.stdin.close()

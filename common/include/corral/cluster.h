@@ -95,8 +95,7 @@ const struct corral_cluster_map *corral_cluster_current(const struct corral_clus
  * what MOVED costs, for tests and status. */
 unsigned corral_cluster_refreshes(const struct corral_cluster *cc);
 
-/* The connection to the node owning key's slot (a pending ASK for that
- * slot: the named node, ASKING sent). The router owns it. */
+/* The connection to the node owning key's slot. The router owns it. */
 redisContext *corral_cluster_conn(struct corral_cluster *cc, const char *key, size_t keylen,
                                   struct corral_err *err);
 /* Reads the map again (the known primaries first, then the seeds). */
