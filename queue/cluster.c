@@ -632,6 +632,14 @@ int corral_cluster_redirected(struct corral_cluster *cc, redisContext *c,
     cc->asks = 0;
     if (refusal(err->msg, "MOVED ") != NULL || refusal(err->msg, "CLUSTERDOWN") != NULL ||
         refusal(err->msg, "TRYAGAIN") != NULL)
-        return refresh(cc, &e) == 0;
+        /* The map may name a primary new to us (added, or a replica
+         * promoted): the library is made sure of on each (one FCALL_RO
+         * each, only after a redirection). */
+        return refresh(cc, &e) == 0 &&
+               corral_cluster_bootstrap(cc, NULL, CORRAL_BOOTSTRAP_LIBRARY, NULL, 0, &e) == 0;
+    /* "Function not found": a primary that never had the library (one
+     * that joined, or whose functions were flushed). */
+    if (err->word == CORRAL_WORD_NOFUNCTION)
+        return corral_cluster_bootstrap(cc, NULL, CORRAL_BOOTSTRAP_LIBRARY, NULL, 0, &e) == 0;
     return 0;
 }

@@ -62,7 +62,8 @@ redisContext *corral_cluster_queue_conn(struct corral_cluster *cc, const char *p
  * (the queue's slot is migrating: after a pause of 100 ms more each time
  * in a row, up to 1 s, the call goes to the owner again, never to the
  * node the slot moves to, which lacks the keys still to come; the owner
- * answers MOVED once the slot has moved). A lost connection is dropped
+ * answers MOVED once the slot has moved); NOFUNCTION (the library is
+ * loaded on every primary that lacks it). A lost connection is dropped
  * and the map read again, but answers 0: whether the call ran is unknown. */
 int corral_cluster_redirected(struct corral_cluster *cc, redisContext *c,
                               const struct corral_err *err);

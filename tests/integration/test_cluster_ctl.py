@@ -291,6 +291,15 @@ def test_libcorral_enqueues_at_each_queues_node_and_follows_a_moved_slot(redis_c
         assert jid != "error", node
         assert node.strip() == f"127.0.0.1:{dest.port}"
         assert holds(dest, f"corral:{{{q}}}:job:{jid}")
+        # A primary without the library (flushed, or new): loaded again.
+        c = dest.client()
+        try:
+            c.execute_command("FUNCTION", "FLUSH")
+        finally:
+            c.close()
+        jid, node = enqueue(q)
+        assert jid != "error", node
+        assert holds(dest, f"corral:{{{q}}}:job:{jid}")
     finally:
         if p.poll() is None:
             p.stdin.close()
