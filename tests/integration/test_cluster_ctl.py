@@ -364,7 +364,7 @@ def test_no_seed_answering_is_a_clear_error(ctl, tmp_path):
     assert "Connection refused" in p.stderr
 
 
-def test_corrald_and_workers_refuse_a_cluster_they_cannot_serve_yet(build_dir, tmp_path):
+def test_corrald_workers_and_web_refuse_a_cluster_they_cannot_serve_yet(build_dir, tmp_path):
     conf = write_conf(tmp_path / "c.conf", "127.0.0.1:7000", ["prompts"])
     p = subprocess.run([binary_path(build_dir, "corrald"), "-c", conf], capture_output=True,
                        text=True, timeout=30)
@@ -374,3 +374,11 @@ def test_corrald_and_workers_refuse_a_cluster_they_cannot_serve_yet(build_dir, t
                        capture_output=True, text=True, timeout=30)
     assert p.returncode == 1
     assert "workers do not run on a Redis Cluster yet" in p.stderr
+    p = subprocess.run([binary_path(build_dir, "corral-web"), "-c", conf], capture_output=True,
+                       text=True, timeout=30)
+    assert p.returncode == 1
+    assert "[redis] cluster: not supported on a Redis Cluster yet" in p.stderr
+    for cmd in ("metrics", "breaker", "tenant"):
+        p = run(binary_path(build_dir, "corralctl"), conf, cmd)
+        assert p.returncode == 1
+        assert f"corralctl: {cmd}: not supported on a Redis Cluster yet" in p.stderr
