@@ -643,3 +643,22 @@ int corral_cluster_redirected(struct corral_cluster *cc, redisContext *c,
         return corral_cluster_bootstrap(cc, NULL, CORRAL_BOOTSTRAP_LIBRARY, NULL, 0, &e) == 0;
     return 0;
 }
+
+int corral_cluster_locate(const struct corral_redis_conf *conf, const char *key, int64_t timeout_ms,
+                          struct corral_hostport *out, struct corral_err *err)
+{
+    struct corral_cluster *cc = corral_cluster_connect(
+        conf, (const char *const *)conf->cluster.items, conf->cluster.n, timeout_ms, err);
+    if (cc == NULL)
+        return -1;
+    const struct corral_cluster_node *n =
+        corral_cluster_owner(&cc->map, corral_cluster_keyslot(key, strlen(key)));
+    int rc = 0;
+    if (n == NULL)
+        rc = corral_err_set(err, CORRAL_ERR_REDIS, "redis cluster: no node serves the slot of %s",
+                            key);
+    else
+        *out = (struct corral_hostport){corral_xstrdup(n->host), n->port};
+    corral_cluster_free(cc);
+    return rc;
+}

@@ -364,16 +364,12 @@ def test_no_seed_answering_is_a_clear_error(ctl, tmp_path):
     assert "Connection refused" in p.stderr
 
 
-def test_corrald_workers_and_web_refuse_a_cluster_they_cannot_serve_yet(build_dir, tmp_path):
+def test_corrald_and_web_refuse_a_cluster_they_cannot_serve_yet(build_dir, tmp_path):
     conf = write_conf(tmp_path / "c.conf", "127.0.0.1:7000", ["prompts"])
     p = subprocess.run([binary_path(build_dir, "corrald"), "-c", conf], capture_output=True,
                        text=True, timeout=30)
     assert p.returncode == 1
     assert "[redis] cluster: corrald and its workers do not run on a Redis Cluster yet" in p.stderr
-    p = subprocess.run([binary_path(build_dir, "corral-worker"), "-c", conf, "--queue", "prompts"],
-                       capture_output=True, text=True, timeout=30)
-    assert p.returncode == 1
-    assert "workers do not run on a Redis Cluster yet" in p.stderr
     p = subprocess.run([binary_path(build_dir, "corral-web"), "-c", conf], capture_output=True,
                        text=True, timeout=30)
     assert p.returncode == 1
@@ -382,3 +378,40 @@ def test_corrald_workers_and_web_refuse_a_cluster_they_cannot_serve_yet(build_di
         p = run(binary_path(build_dir, "corralctl"), conf, cmd)
         assert p.returncode == 1
         assert f"corralctl: {cmd}: not supported on a Redis Cluster yet" in p.stderr
+
+
+def test_a_worker_serves_its_queue_at_its_node_and_follows_it_when_its_slot_moves(
+        redis_cluster, spread, ctl, conf, build_dir, tmp_path):
+    q = sorted(spread)[2]
+    log = open(tmp_path / "w.log", "w")
+    w = subprocess.Popen([binary_path(build_dir, "corral-worker"), "-c", conf, "--queue", q],
+                         stdout=log, stderr=subprocess.STDOUT)
+    try:
+        def done(payload):
+            p = run(ctl, conf, "enqueue", q, payload, "--wait", "20s", timeout=40)
+            assert p.returncode == 0, p.stderr + open(tmp_path / "w.log").read()
+            return p.stdout.strip()
+        assert done('{"a": 1}') == '{"a": 1}'  # echo: the payload is the result
+        slot = redis_cluster.keyslot(f"corral:{{{q}}}")
+        src = redis_cluster.owner(slot)
+        dest = next(n for n in redis_cluster.primaries() if n.port != src.port)
+        redis_cluster.migrate_slot(slot, dest)
+        # The worker's calls are answered MOVED by the old node: it connects
+        # again, to the node the map names now, and serves on.
+        assert done('{"b": 2}') == '{"b": 2}'
+        assert w.poll() is None
+    finally:
+        w.terminate()
+        w.wait(timeout=15)
+        log.close()
+    text = open(tmp_path / "w.log").read()
+    assert "Sanitizer" not in text and "runtime error" not in text, text
+    assert "MOVED" in text  # it was told, and followed
+
+
+def test_a_worker_on_a_cluster_serves_one_queue_without_a_service(build_dir, tmp_path):
+    conf = write_conf(tmp_path / "c.conf", "127.0.0.1:7000", ["prompts", "images"])
+    p = subprocess.run([binary_path(build_dir, "corral-worker"), "-c", conf], capture_output=True,
+                       text=True, timeout=30)
+    assert p.returncode == 1
+    assert "[redis] cluster: a worker serves one queue on a Redis Cluster" in p.stderr

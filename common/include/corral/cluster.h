@@ -100,6 +100,12 @@ redisContext *corral_cluster_conn(struct corral_cluster *cc, const char *key, si
                                   struct corral_err *err);
 /* Reads the map again (the known primaries first, then the seeds). */
 int corral_cluster_refresh(struct corral_cluster *cc, struct corral_err *err);
+/* The primary holding key's slot, asked of the seeds of conf->cluster
+ * (one blocking read of the map, timeout_ms per node); out->host owned
+ * (corral_hostport_free). 0, or -1 with err naming every seed's failure. */
+struct corral_hostport;
+int corral_cluster_locate(const struct corral_redis_conf *conf, const char *key, int64_t timeout_ms,
+                          struct corral_hostport *out, struct corral_err *err);
 /* Drops c (a connection that failed); the next use connects again. */
 void corral_cluster_drop(struct corral_cluster *cc, redisContext *c);
 
