@@ -1050,8 +1050,8 @@ int main(int argc, char **argv)
     }
     if (d.cfg->redis.cluster.n > 0) { /* docs/design.md, "Redis Cluster slots" */
         fprintf(stderr,
-                "corrald: %s: [redis] cluster: corrald and its workers do not run on a "
-                "Redis Cluster yet (corralctl and libcorral do)\n",
+                "corrald: %s: [redis] cluster: corrald does not run on a Redis Cluster yet "
+                "(corralctl, libcorral and corral-worker --queue do)\n",
                 path);
         corral_config_free(d.cfg);
         return 1;
