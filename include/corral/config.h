@@ -47,17 +47,17 @@ struct corral_redis_conf {
     /* Sentinel and TLS (docs/ha.md). With sentinels, the master's address
      * comes from them and url supplies only the scheme, user and db. */
     struct corral_strlist sentinels; /* "host:port" each; empty: no Sentinel */
+    char *sentinel_master;           /* the name they monitor; set with sentinels */
+    char *sentinel_password_file;    /* AUTH to the sentinels; NULL when unset */
+    char *tls_ca_file;               /* rediss: CAs to verify the server; NULL: the system's */
+    char *tls_cert_file;             /* rediss: client certificate, with tls_key_file */
+    char *tls_key_file;
+    char *tls_server_name; /* rediss: the name the certificate must carry; NULL: the host */
+    int min_replicas;      /* enqueues confirmed with WAIT by this many replicas; 0: none */
     /* Redis Cluster seeds (docs/design.md, "Redis Cluster slots"): "host:port"
      * each; empty: one Redis (or Sentinel). url then gives the scheme and
      * user only, db 0. */
     struct corral_strlist cluster;
-    char *sentinel_master;        /* the name they monitor; set with sentinels */
-    char *sentinel_password_file; /* AUTH to the sentinels; NULL when unset */
-    char *tls_ca_file;            /* rediss: CAs to verify the server; NULL: the system's */
-    char *tls_cert_file;          /* rediss: client certificate, with tls_key_file */
-    char *tls_key_file;
-    char *tls_server_name; /* rediss: the name the certificate must carry; NULL: the host */
-    int min_replicas;      /* enqueues confirmed with WAIT by this many replicas; 0: none */
 };
 
 struct corral_pool_conf {
