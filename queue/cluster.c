@@ -525,12 +525,19 @@ int corral_cluster_bootstrap(struct corral_cluster *cc, const struct corral_conf
         char host[256];
         snprintf(host, sizeof(host), "%s", cc->map.nodes[i].host);
         int port = cc->map.nodes[i].port;
-        redisContext *c = conn_for(cc, host, port, err);
+        /* A primary that cannot be reached (failing over) serves nothing
+         * now: skipped, the others are not held up; a call to it later is
+         * answered NOFUNCTION if its successor lacks the library, which
+         * corral_cluster_redirected loads then. */
+        struct corral_err e;
+        redisContext *c = conn_for(cc, host, port, &e);
         if (c == NULL)
-            return -1;
+            continue;
         if (corral_bootstrap_run(c, cfg, CORRAL_BOOTSTRAP_LIBRARY, NULL, 0, NULL, err) < 0) {
-            if (c->err)
+            if (c->err) {
                 conn_drop(cc, c);
+                continue;
+            }
             corral_err_prefix(err, "redis cluster node %s:%d", host, port);
             return -1;
         }

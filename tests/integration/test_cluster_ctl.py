@@ -132,12 +132,15 @@ def test_status_lists_every_queue_with_its_node_and_the_clusters_shape(redis_clu
     for q in spread:
         assert run(ctl, conf, "enqueue", q, "{}").returncode == 0
 
-    def replicas_listed():  # a replica shows in CLUSTER SLOTS once it has synced
-        c = redis_cluster.primaries()[0].client()
-        try:
-            return sum(len(e) - 3 for e in c.execute_command("CLUSTER", "SLOTS")) == 3
-        finally:
-            c.close()
+    def replicas_listed():  # in every node's CLUSTER SLOTS once known (gossip)
+        for n in redis_cluster.primaries():
+            c = n.client()
+            try:
+                if sum(len(e) - 3 for e in c.execute_command("CLUSTER", "SLOTS")) != 3:
+                    return False
+            finally:
+                c.close()
+        return True
     wait_until(replicas_listed, timeout=30, what="every replica listed in CLUSTER SLOTS")
     p = run(ctl, conf, "status", "--json")
     assert p.returncode == 0, p.stderr
@@ -415,3 +418,27 @@ def test_a_worker_on_a_cluster_serves_one_queue_without_a_service(build_dir, tmp
                        text=True, timeout=30)
     assert p.returncode == 1
     assert "[redis] cluster: a worker serves one queue on a Redis Cluster" in p.stderr
+
+
+def test_a_confirmed_job_survives_its_primarys_failover(redis_cluster, spread, ctl, tmp_path):
+    # Last in this file: it kills a primary of the module's cluster.
+    q = sorted(spread)[0]
+    node = redis_cluster.owner(redis_cluster.keyslot(f"corral:{{{q}}}"))  # its slot moved above
+    plain = write_conf(tmp_path / "c.conf", redis_cluster.seeds, list(spread))
+    conf = tmp_path / "r.conf"
+    conf.write_text(open(plain).read().replace("[redis]\n", "[redis]\nmin_replicas = 1\n", 1))
+    p = run(ctl, str(conf), "enqueue", q, '{"keep": 1}')
+    assert p.returncode == 0, p.stderr  # WAIT on the queue's node: its replica has it
+    jid = p.stdout.strip()
+    redis_cluster.fail_over(node)
+    p = run(ctl, str(conf), "job", q, jid, "--json")
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["state"] == "queued"
+    # The promoted replica has no replica of its own: min_replicas = 1
+    # cannot be met there (exit 3, the job exists); without it, exit 0.
+    assert run(ctl, str(conf), "enqueue", q, "{}").returncode == 3
+    p = run(ctl, plain, "enqueue", q, "{}")
+    assert p.returncode == 0, p.stderr
+    new_owner = redis_cluster.owner(redis_cluster.keyslot(f"corral:{{{q}}}"))
+    assert new_owner.port != node.port
+    assert holds(new_owner, f"corral:{{{q}}}:job:{p.stdout.strip()}")
