@@ -74,6 +74,7 @@ static const struct key keys[] = {
     {SEC_REDIS, "url", T_STR, R(url), 0, "redis://127.0.0.1:6379/0", 0, 0},
     {SEC_REDIS, "password_file", T_PATH, R(password_file), 0, NULL, 0, 0},
     {SEC_REDIS, "prefix", T_NAME, R(prefix), 0, "corral", 1, 32},
+    {SEC_REDIS, "cluster", T_LIST, R(cluster), 0, NULL, 0, 0},
     {SEC_REDIS, "sentinels", T_LIST, R(sentinels), 0, NULL, 0, 0},
     {SEC_REDIS, "sentinel_master", T_NAME, R(sentinel_master), 0, NULL, 1, 128},
     {SEC_REDIS, "sentinel_password_file", T_PATH, R(sentinel_password_file), 0, NULL, 0, 0},
@@ -1028,6 +1029,43 @@ static void check_service(struct loader *ld, struct corral_service_conf *sv, str
     }
 }
 
+/* [redis] cluster (docs/configuration.md, docs/design.md "Redis Cluster
+ * slots"): seed addresses, each once; the url then gives only the scheme,
+ * user and password file, and db 0 (a Cluster has no other). */
+static void check_redis_cluster(struct loader *ld)
+{
+    struct corral_redis_conf *r = &ld->cfg->redis;
+    struct section *s = &ld->global[SEC_REDIS];
+    if (r->cluster.n == 0 || is_bad(s, "cluster"))
+        return;
+    for (size_t i = 0; i < r->cluster.n; i++) {
+        struct corral_hostport hp;
+        struct corral_err err;
+        if (corral_hostport_parse(r->cluster.items[i], 6379, &hp, &err) < 0)
+            add_error(ld, line_of(s, "cluster"), "[redis] cluster: %s", err.msg);
+        for (size_t j = 0; j < i && hp.host != NULL; j++)
+            if (strcmp(r->cluster.items[j], r->cluster.items[i]) == 0)
+                add_error(ld, line_of(s, "cluster"), "[redis] cluster: \"%s\" is listed twice",
+                          r->cluster.items[i]);
+        corral_hostport_free(&hp);
+    }
+    if (r->sentinels.n > 0 && !is_bad(s, "sentinels"))
+        add_error(ld, line_of(s, "sentinels"),
+                  "[redis] sentinels: not with cluster (a Redis Cluster fails over by itself; "
+                  "set one of them)");
+    if (is_bad(s, "url"))
+        return;
+    if (strncmp(r->url, "redis://", 8) != 0)
+        add_error(ld, line_of(s, "url"),
+                  "[redis] url: with cluster the url gives only the scheme and user: use "
+                  "redis://[user@]/0 (unix:// and rediss:// are not supported with cluster)");
+    else if (r->addr.db != 0)
+        add_error(ld, line_of(s, "url"),
+                  "[redis] url: with cluster the db must be 0 (a Redis Cluster has no other; "
+                  "got %d)",
+                  r->addr.db);
+}
+
 /* Sentinel and TLS keys (docs/ha.md): each only with what it serves. */
 static void check_redis_ha(struct loader *ld)
 {
@@ -1097,11 +1135,12 @@ static void cross_check(struct loader *ld)
     if (!is_bad(redis, "url")) {
         struct corral_err err;
         corral_redis_addr_free(&cfg->redis.addr);
-        if (corral_tls_parse_url(cfg->redis.url, &cfg->redis.addr, NULL, cfg->redis.sentinels.n > 0,
-                                 &err) < 0)
+        if (corral_tls_parse_url(cfg->redis.url, &cfg->redis.addr, NULL,
+                                 cfg->redis.sentinels.n > 0 || cfg->redis.cluster.n > 0, &err) < 0)
             add_error(ld, line_of(redis, "url"), "[redis] url: %s", err.msg);
     }
     check_redis_ha(ld);
+    check_redis_cluster(ld);
     /* pool.queues: every [queue] section in file order when unset; else each
      * must have its section. */
     struct corral_strlist *pq = &cfg->pool.queues;
@@ -1188,7 +1227,8 @@ struct corral_config *corral_config_defaults(void)
 int corral_config_set_redis_url(struct corral_config *cfg, const char *url, struct corral_err *err)
 {
     struct corral_redis_addr addr;
-    if (corral_tls_parse_url(url, &addr, NULL, cfg->redis.sentinels.n > 0, err) < 0)
+    if (corral_tls_parse_url(url, &addr, NULL,
+                             cfg->redis.sentinels.n > 0 || cfg->redis.cluster.n > 0, err) < 0)
         return -1;
     corral_redis_addr_free(&cfg->redis.addr);
     cfg->redis.addr = addr;

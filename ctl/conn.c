@@ -2,9 +2,11 @@
  * lost (the waits and status --watch ride out a Redis restart). */
 #include <stddef.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "corral/bootstrap.h"
+#include "corral/cluster.h"
 #include "corral/redis.h"
 #include "corral/sentinel.h"
 #include "corral/tls.h"
@@ -68,8 +70,50 @@ static redisContext *connect_private(struct ctl *ctl, struct corral_err *err)
     return c;
 }
 
+void ctl_drop(struct ctl *ctl)
+{
+    if (ctl->cluster != NULL && ctl->redis != NULL)
+        corral_cluster_drop(ctl->cluster, ctl->redis);
+    else if (ctl->redis != NULL)
+        redisFree(ctl->redis);
+    ctl->redis = NULL;
+}
+
+void ctl_close(struct ctl *ctl)
+{
+    ctl_drop(ctl);
+    corral_cluster_free(ctl->cluster);
+    ctl->cluster = NULL;
+}
+
+/* [redis] cluster: the router (the library loaded on every primary), the
+ * slot map read again on a reconnect; ctl->redis leads to the node of the
+ * queue the command routed to, else of the queue registry. */
+static int reconnect_cluster(struct ctl *ctl, struct corral_err *err)
+{
+    const char *prefix = ctl->cfg->redis.prefix;
+    if (ctl->cluster == NULL)
+        ctl->cluster = corral_cluster_open(&ctl->cfg->redis, 5000, err);
+    else if (corral_cluster_refresh(ctl->cluster, err) < 0 ||
+             corral_cluster_bootstrap(ctl->cluster, ctl->cfg, CORRAL_BOOTSTRAP_LIBRARY, NULL, 0,
+                                      err) < 0)
+        return -1;
+    if (ctl->cluster == NULL)
+        return -1;
+    if (ctl->queue != NULL)
+        return ctl_route(ctl, ctl->queue, err);
+    char *key = corral_xasprintf("%s:queues", prefix);
+    ctl->redis = corral_cluster_conn(ctl->cluster, key, strlen(key), err);
+    free(key);
+    return ctl->redis != NULL ? 0 : -1;
+}
+
 int ctl_reconnect(struct ctl *ctl, struct corral_err *err)
 {
+    if (ctl->cfg->redis.cluster.n > 0) {
+        ctl_drop(ctl);
+        return reconnect_cluster(ctl, err);
+    }
     if (ctl->redis != NULL)
         redisFree(ctl->redis);
     if (ctl->tls != NULL)

@@ -26,7 +26,13 @@ int ctl_cancel(struct ctl *ctl, int argc, char **argv)
     if (argc != 2)
         return ctl_usage_error("%s", "cancel: QUEUE and ID, or QUEUE --tenant T, are required");
     struct corral_err err;
-    if (corral_queue_cancel(ctl->redis, ctl->cfg->redis.prefix, argv[0], argv[1], &err) < 0) {
+    int rc =
+        ctl_route(ctl, argv[0], &err) < 0 ? -1 : 0; /* a Cluster: the queue's node (cluster.c) */
+    if (rc == 0)
+        rc = corral_queue_cancel(ctl->redis, ctl->cfg->redis.prefix, argv[0], argv[1], &err);
+    for (int k = 0; rc < 0 && k < 20 && ctl_rerouted(ctl, &err); k++)
+        rc = corral_queue_cancel(ctl->redis, ctl->cfg->redis.prefix, argv[0], argv[1], &err);
+    if (rc < 0) {
         fprintf(stderr, "corralctl: %s\n", err.msg);
         return 1;
     }

@@ -13,6 +13,7 @@
 #include "corral/config.h"
 
 struct corral_tls_proxy;
+struct corral_cluster;
 
 struct ctl {
     struct corral_config *cfg;
@@ -20,6 +21,11 @@ struct ctl {
     /* rediss without a usable corrald proxy on this host: a private stunnel
      * for the command's life (docs/ha.md, "How it runs"); freed at exit */
     struct corral_tls_proxy *tls;
+    /* [redis] cluster (ctl/cluster.c): the router, which owns every
+     * connection; redis is then the one of the node holding queue's slot
+     * (ctl_route), or of the queue registry's before a command routes */
+    struct corral_cluster *cluster;
+    const char *queue;
 };
 
 #define CTL_EXIT_USAGE 2
@@ -39,6 +45,31 @@ int ctl_lost(const struct ctl *ctl);
  * NULL after a failure. 0, or -1 with err. Waiting before a try is the
  * caller's (a back-off of its own). */
 int ctl_reconnect(struct ctl *ctl, struct corral_err *err);
+
+/* Drops the connection (a failed one): closed, or handed back to the
+ * cluster router that owns it. ctl_close frees everything at exit. */
+void ctl_drop(struct ctl *ctl);
+void ctl_close(struct ctl *ctl);
+
+/* ctl/cluster.c: on a Cluster, points ctl->redis at the primary holding
+ * queue's slot (a no-op on one Redis); 0, or -1 with err. */
+int ctl_route(struct ctl *ctl, const char *queue, struct corral_err *err);
+/* After a routed call failed with err: 1 when the Cluster refused it
+ * unrun (MOVED, ASK, CLUSTERDOWN) and ctl->redis now leads to where it is
+ * to be sent again; 0 on one Redis or for any other error. */
+int ctl_rerouted(struct ctl *ctl, struct corral_err *err);
+/* status --json on a Cluster: the queues of the registry, each read on its
+ * node (with "node"), the heartbeats, "cluster" (nodes, slot ranges,
+ * primaries and replicas); no breakers (services are not supported on a
+ * Cluster yet). */
+json_t *ctl_cluster_snapshot(struct ctl *ctl, struct corral_err *err);
+/* status's table of the Cluster's nodes (role, slots served, the queues
+ * each holds); nothing without a "cluster" object. */
+void ctl_cluster_print(json_t *snapshot, FILE *out, int color);
+/* A heartbeat hash as status shows it, and depth_by_priority in the
+ * queue's level order (csv: its declared priorities) (status.c). */
+void ctl_order_levels(json_t *q, const char *csv);
+json_t *ctl_host_json(const redisReply *h, int64_t now);
 
 /* status [--json] [--watch [SECONDS]] */
 int ctl_status(struct ctl *ctl, int argc, char **argv);

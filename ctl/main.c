@@ -14,6 +14,7 @@
 
 #include "corral/backoff.h"
 #include "corral/bootstrap.h"
+#include "corral/cluster_client.h"
 #include "corral/config.h"
 #include "corral/jsontext.h"
 #include "corral/log.h"
@@ -99,8 +100,12 @@ static int declare_from_config(struct ctl *ctl, const char *queue, struct corral
     if (corral_config_queue(ctl->cfg, queue) == NULL)
         return 0;
     struct corral_err derr;
-    if (corral_bootstrap_run(ctl->redis, ctl->cfg, CORRAL_BOOTSTRAP_QUEUES, &queue, 1, NULL,
-                             &derr) < 0) {
+    int rc = ctl->cluster != NULL /* a Cluster: each declaration on its key's node */
+                 ? corral_cluster_bootstrap(ctl->cluster, ctl->cfg, CORRAL_BOOTSTRAP_QUEUES, &queue,
+                                            1, &derr)
+                 : corral_bootstrap_run(ctl->redis, ctl->cfg, CORRAL_BOOTSTRAP_QUEUES, &queue, 1,
+                                        NULL, &derr);
+    if (rc < 0) {
         *err = derr;
         return 0;
     }
@@ -147,6 +152,7 @@ static int wait_and_print(struct ctl *ctl, const char *queue, const char *id, in
     struct corral_log_repeat rep;
     corral_log_repeat_init(&rep, 60000);
     struct corral_err err;
+    int reroutes = 0;
     for (;;) {
         int64_t left = deadline ? deadline - corral_now_ms() : 0;
         if (deadline && left <= 0) {
@@ -164,6 +170,8 @@ static int wait_and_print(struct ctl *ctl, const char *queue, const char *id, in
             free(state);
             return rc;
         }
+        if (ctl->redis != NULL && !ctl_lost(ctl) && reroutes++ < 20 && ctl_rerouted(ctl, &err))
+            continue; /* a Cluster moved the queue's slot (cluster.c) */
         if (!ctl_lost(ctl))
             return fail_err(&err); /* an answer: no such job, ran out, refused */
         int64_t wait = corral_backoff_next(&retry);
@@ -207,7 +215,11 @@ static int enqueue_batch(struct ctl *ctl, const char *queue, const struct corral
     char *ids[CORRAL_ENQUEUE_MANY_MAX];
     struct corral_err err;
     const char *prefix = ctl->cfg->redis.prefix;
-    int rc = corral_queue_enqueue_many(ctl->redis, prefix, queue, p, n, o, ids, &err);
+    int rc = ctl_route(ctl, queue, &err) < 0 ? -1 : 0; /* a Cluster: the queue's node (cluster.c) */
+    if (rc == 0)
+        rc = corral_queue_enqueue_many(ctl->redis, prefix, queue, p, n, o, ids, &err);
+    for (int k = 0; rc < 0 && k < 20 && ctl_rerouted(ctl, &err); k++)
+        rc = corral_queue_enqueue_many(ctl->redis, prefix, queue, p, n, o, ids, &err);
     if (rc < 0 && err.word == CORRAL_WORD_NOQUEUE && declare_from_config(ctl, queue, &err))
         rc = corral_queue_enqueue_many(ctl->redis, prefix, queue, p, n, o, ids, &err);
     if (rc < 0) {
@@ -393,7 +405,12 @@ static int cmd_enqueue(struct ctl *ctl, int argc, char **argv)
     }
     char *id = NULL;
     struct corral_err err;
-    int rc = corral_queue_enqueue(ctl->redis, ctl->cfg->redis.prefix, queue, payload, len, &o, &id,
+    int rc = ctl_route(ctl, queue, &err) < 0 ? -1 : 0; /* a Cluster: the queue's node (cluster.c) */
+    if (rc == 0)
+        rc = corral_queue_enqueue(ctl->redis, ctl->cfg->redis.prefix, queue, payload, len, &o, &id,
+                                  &err);
+    for (int k = 0; rc < 0 && k < 20 && ctl_rerouted(ctl, &err); k++)
+        rc = corral_queue_enqueue(ctl->redis, ctl->cfg->redis.prefix, queue, payload, len, &o, &id,
                                   &err);
     if (rc < 0 && err.word == CORRAL_WORD_NOQUEUE && declare_from_config(ctl, queue, &err))
         rc = corral_queue_enqueue(ctl->redis, ctl->cfg->redis.prefix, queue, payload, len, &o, &id,
@@ -447,7 +464,12 @@ static int cmd_job(struct ctl *ctl, int argc, char **argv)
         return ctl_usage_error("%s", "job: QUEUE and ID are required");
     char *json = NULL;
     struct corral_err err;
-    if (corral_queue_job(ctl->redis, ctl->cfg->redis.prefix, queue, id, &json, &err) < 0)
+    int rc = ctl_route(ctl, queue, &err) < 0 ? -1 : 0; /* a Cluster: the queue's node (cluster.c) */
+    if (rc == 0)
+        rc = corral_queue_job(ctl->redis, ctl->cfg->redis.prefix, queue, id, &json, &err);
+    for (int k = 0; rc < 0 && k < 20 && ctl_rerouted(ctl, &err); k++)
+        rc = corral_queue_job(ctl->redis, ctl->cfg->redis.prefix, queue, id, &json, &err);
+    if (rc < 0)
         return fail_err(&err);
     json_t *j = json_loads(json, 0, NULL);
     free(json);
@@ -515,6 +537,9 @@ static int cmd_wait(struct ctl *ctl, int argc, char **argv)
     }
     if (id == NULL)
         return ctl_usage_error("%s", "wait: QUEUE and ID are required");
+    struct corral_err err;
+    if (ctl_route(ctl, queue, &err) < 0) /* a Cluster: the queue's node (cluster.c) */
+        return fail_err(&err);
     if (follow)
         return ctl_follow(ctl, queue, id, timeout_ms);
     return wait_and_print(ctl, queue, id, timeout_ms);
@@ -610,12 +635,18 @@ int main(int argc, char **argv)
         return fail_err(&err);
     }
     int rc;
+    if (ctl.cfg->redis.cluster.n > 0 &&
+        (fn == ctl_metrics || fn == ctl_breaker || fn == ctl_tenant)) { /* docs/design.md */
+        fprintf(stderr, "corralctl: %s: not supported on a Redis Cluster yet ([redis] cluster)\n",
+                cmd);
+        corral_config_free(ctl.cfg);
+        return 1;
+    }
     if (ctl_reconnect(&ctl, &err) < 0)
         rc = fn == ctl_metrics ? ctl_metrics_down(&err) : fail_err(&err);
     else
         rc = fn(&ctl, argc - i, argv + i);
-    if (ctl.redis != NULL)
-        redisFree(ctl.redis);
+    ctl_close(&ctl);
     corral_tls_proxy_free(ctl.tls);
     corral_config_free(ctl.cfg);
     return rc;

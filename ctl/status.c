@@ -36,7 +36,7 @@ static int cmp_str(const void *a, const void *b)
 /* A heartbeat hash as status shows it. "unwritten" (outcomes the host's
  * workers hold that Redis has not taken yet) is 0 when the host's corrald
  * does not report it. */
-static json_t *host_json(const redisReply *h, int64_t now)
+json_t *ctl_host_json(const redisReply *h, int64_t now)
 {
     static const char *const ints[] = {"pid", "workers", "busy",      "slots", "min",
                                        "max", "desired", "unwritten", NULL};
@@ -64,7 +64,7 @@ static json_t *host_json(const redisReply *h, int64_t now)
 
 /* depth_by_priority in the queue's level order (csv: the declared
  * priorities, highest first), not the order of a hash. */
-static void order_levels(json_t *q, const char *csv)
+void ctl_order_levels(json_t *q, const char *csv)
 {
     json_t *by = json_object_get(q, "depth_by_priority");
     if (!json_is_object(by) || csv == NULL)
@@ -145,12 +145,14 @@ static json_t *queue_json(redisContext *c, const char *name, const redisReply *s
         json_decref(q);
         return NULL;
     }
-    order_levels(q, pr->type == REDIS_REPLY_STRING ? pr->str : NULL);
+    ctl_order_levels(q, pr->type == REDIS_REPLY_STRING ? pr->str : NULL);
     return q;
 }
 
 json_t *ctl_snapshot(struct ctl *ctl, struct corral_err *err)
 {
+    if (ctl->cluster != NULL) /* every shard (cluster.c) */
+        return ctl_cluster_snapshot(ctl, err);
     redisContext *c = ctl->redis;
     const char *prefix = ctl->cfg->redis.prefix;
     int64_t now = corral_wall_ms();
@@ -212,7 +214,7 @@ json_t *ctl_snapshot(struct ctl *ctl, struct corral_err *err)
             corral_err_prefix(err, "host %s: cannot read its heartbeat", hosts.items[i]);
             ok = 0;
         } else if (h->type == REDIS_REPLY_ARRAY && h->elements >= 2) { /* gone when expired */
-            json_array_append_new(jh, host_json(h, now));
+            json_array_append_new(jh, ctl_host_json(h, now));
         }
     }
     for (size_t i = 0; i < services.n && ok; i++) {
@@ -352,6 +354,7 @@ static void print_table(json_t *s, FILE *out, int color, struct widths *keep)
     ctl_tenants_print(json_object_get(s, "queues"), out, color);  /* tenants.c */
     ctl_fallback_print(json_object_get(s, "queues"), out, color); /* fallback.c */
     ctl_print_tokens(s, out, color);
+    ctl_cluster_print(s, out, color); /* cluster.c */
 }
 
 /* --watch with Redis failing: the error in place of the view, and the next
@@ -413,10 +416,8 @@ int ctl_status(struct ctl *ctl, int argc, char **argv)
             }
             corral_logr(&rep, CORRAL_LOG_WARN, "status: cannot read the fleet; retrying",
                         "error=\"%s\" retry_ms=%lld", err.msg, (long long)wait);
-            if (ctl_lost(ctl)) {
-                redisFree(ctl->redis);
-                ctl->redis = NULL;
-            }
+            if (ctl_lost(ctl))
+                ctl_drop(ctl);
             usleep((useconds_t)(wait * 1000));
             continue;
         }
@@ -448,6 +449,8 @@ int ctl_dead(struct ctl *ctl, int argc, char **argv)
     const char *verb = argc > 1 ? argv[1] : "list";
     const char *prefix = ctl->cfg->redis.prefix;
     struct corral_err err;
+    if (ctl_route(ctl, queue, &err) < 0) /* a Cluster: the queue's node (cluster.c) */
+        return fail(&err);
     for (int i = 1; i < argc; i++)
         if (strcmp(argv[i], "--tenant") == 0) { /* tenants.c */
             if (i + 1 >= argc || argc != 4)
@@ -509,7 +512,8 @@ int ctl_pause(struct ctl *ctl, int argc, char **argv, int pause)
         return ctl_usage_error("%s",
                                pause ? "pause: QUEUE is required" : "resume: QUEUE is required");
     struct corral_err err;
-    if (corral_queue_pause(ctl->redis, ctl->cfg->redis.prefix, argv[0], pause, &err) < 0)
+    if (ctl_route(ctl, argv[0], &err) < 0 || /* a Cluster: the queue's node (cluster.c) */
+        corral_queue_pause(ctl->redis, ctl->cfg->redis.prefix, argv[0], pause, &err) < 0)
         return fail(&err);
     printf("%s %s\n", argv[0], pause ? "paused" : "resumed");
     return 0;

@@ -7,8 +7,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
+#include "corral/bootstrap.h"
 #include "corral/redis.h"
+#include "corral/sentinel.h"
 #include "corral/util.h"
 
 /* CRC16-CCITT (XMODEM: polynomial 0x1021, initial 0), the Cluster's key
@@ -205,6 +208,7 @@ struct corral_cluster {
     char **seeds;
     size_t n_seeds;
     unsigned refreshes;
+    unsigned asks; /* ASKs corral_cluster_redirected waited out in a row */
 };
 
 static redisContext *connect_node(struct corral_cluster *cc, const char *host, int port,
@@ -279,10 +283,15 @@ static int refresh(struct corral_cluster *cc, struct corral_err *err)
             seed_host = corral_xstrdup(cc->map.nodes[i].host);
             hp.port = cc->map.nodes[i].port;
         } else {
-            const char *s = cc->seeds[i - n_known];
-            const char *colon = strrchr(s, ':');
-            seed_host = colon ? corral_xstrndup(s, (size_t)(colon - s)) : corral_xstrdup(s);
-            hp.port = colon ? atoi(colon + 1) : 6379;
+            struct corral_hostport seed;
+            struct corral_err e;
+            if (corral_hostport_parse(cc->seeds[i - n_known], 6379, &seed, &e) < 0) {
+                snprintf(why + strlen(why), sizeof(why) - strlen(why), "%s%s", why[0] ? "; " : "",
+                         e.msg);
+                continue;
+            }
+            seed_host = seed.host; /* taken over */
+            hp.port = seed.port;
         }
         hp.host = seed_host;
         struct corral_err e;
@@ -448,4 +457,215 @@ redisReply *corral_cluster_command(struct corral_cluster *cc, const char *key, s
                           "redis cluster: more than %d redirections for slot %u", MAX_REDIRECTS,
                           slot),
            NULL;
+}
+
+int corral_cluster_refresh(struct corral_cluster *cc, struct corral_err *err)
+{
+    return refresh(cc, err);
+}
+
+void corral_cluster_drop(struct corral_cluster *cc, redisContext *c)
+{
+    conn_drop(cc, c);
+}
+
+redisContext *corral_cluster_conn(struct corral_cluster *cc, const char *key, size_t keylen,
+                                  struct corral_err *err)
+{
+    unsigned slot = corral_cluster_keyslot(key, keylen);
+    const struct corral_cluster_node *n = corral_cluster_owner(&cc->map, slot);
+    if (n == NULL && (refresh(cc, err) < 0 || (n = corral_cluster_owner(&cc->map, slot)) == NULL))
+        return corral_err_set(err, CORRAL_ERR_REDIS,
+                              "redis cluster: no node serves slot %u (key %.*s)", slot,
+                              (int)(keylen > 64 ? 64 : keylen), key),
+               NULL;
+    char host[256];
+    snprintf(host, sizeof(host), "%s", n->host); /* a refresh on failure frees n */
+    int port = n->port;
+    redisContext *c = conn_for(cc, host, port, err);
+    if (c == NULL && refresh(cc, err) == 0 && (n = corral_cluster_owner(&cc->map, slot)) != NULL)
+        c = conn_for(cc, n->host, n->port, err); /* a failover: the map names its successor */
+    return c;
+}
+
+struct corral_cluster *corral_cluster_open(const struct corral_redis_conf *conf, int64_t timeout_ms,
+                                           struct corral_err *err)
+{
+    if (conf->cluster.n == 0)
+        return corral_err_set(err, CORRAL_ERR_INVALID, "[redis] cluster is not set"), NULL;
+    struct corral_cluster *cc = corral_cluster_connect(
+        conf, (const char *const *)conf->cluster.items, conf->cluster.n, timeout_ms, err);
+    if (cc != NULL &&
+        corral_cluster_bootstrap(cc, NULL, CORRAL_BOOTSTRAP_LIBRARY, NULL, 0, err) < 0) {
+        corral_cluster_free(cc);
+        return NULL;
+    }
+    return cc;
+}
+
+/* One routed command of the bootstrap; what names it in err. */
+static int routed(struct corral_cluster *cc, const struct corral_cmd *cmd, const char *what,
+                  const char *name, struct corral_err *err)
+{
+    redisReply *r = corral_cluster_command(cc, cmd->argv[3], cmd->argvlen[3], cmd->argc,
+                                           (const char **)cmd->argv, cmd->argvlen, err);
+    int rc = r == NULL ? -1 : corral_redis_check(NULL, r, what, err);
+    freeReplyObject(r);
+    if (rc < 0)
+        corral_err_prefix(err, "%s%s%s", what, name ? " " : "", name ? name : "");
+    return rc;
+}
+
+int corral_cluster_bootstrap(struct corral_cluster *cc, const struct corral_config *cfg,
+                             enum corral_bootstrap_scope scope, const char *const *queues, size_t n,
+                             struct corral_err *err)
+{
+    /* Functions are per node, not per slot: every primary gets the library. */
+    for (size_t i = 0; i < cc->map.n_nodes; i++) {
+        char host[256];
+        snprintf(host, sizeof(host), "%s", cc->map.nodes[i].host);
+        int port = cc->map.nodes[i].port;
+        /* A primary that cannot be reached (failing over) serves nothing
+         * now: skipped, the others are not held up; a call to it later is
+         * answered NOFUNCTION if its successor lacks the library, which
+         * corral_cluster_redirected loads then. */
+        struct corral_err e;
+        redisContext *c = conn_for(cc, host, port, &e);
+        if (c == NULL)
+            continue;
+        if (corral_bootstrap_run(c, cfg, CORRAL_BOOTSTRAP_LIBRARY, NULL, 0, NULL, err) < 0) {
+            if (c->err) {
+                conn_drop(cc, c);
+                continue;
+            }
+            corral_err_prefix(err, "redis cluster node %s:%d", host, port);
+            return -1;
+        }
+    }
+    if (scope == CORRAL_BOOTSTRAP_LIBRARY)
+        return 0;
+    struct corral_bootstrap b;
+    corral_bootstrap_build(&b, cfg, corral_functions_version(), scope, queues, n);
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < b.n; i++) {
+        const struct corral_bootstrap_step *st = &b.steps[i];
+        if (strcmp(st->what, "declare service") == 0) {
+            rc = corral_err_set(err, CORRAL_ERR_INVALID,
+                                "service %s: services are not supported on a Redis Cluster yet "
+                                "(docs/design.md, \"Redis Cluster slots\")",
+                                st->name);
+            break;
+        }
+        rc = routed(cc, &st->cmd, st->what, st->name, err);
+        if (rc == 0 && strcmp(st->what, "declare queue") == 0) {
+            /* The registry is a key of its own slot (docs/protocol.md,
+             * version 7): a call of its own, sent to its node. */
+            struct corral_cmd sadd = {0};
+            char *key = corral_xasprintf("%s:queues", cfg->redis.prefix);
+            corral_cmd_addstr(&sadd, "SADD");
+            corral_cmd_addstr(&sadd, key);
+            corral_cmd_addstr(&sadd, st->name);
+            free(key);
+            /* routed() takes the key from argv[3] (an FCALL's); SADD's is argv[1]. */
+            redisReply *r = corral_cluster_command(cc, sadd.argv[1], sadd.argvlen[1], sadd.argc,
+                                                   (const char **)sadd.argv, sadd.argvlen, err);
+            rc = r == NULL ? -1 : corral_redis_check(NULL, r, "SADD", err);
+            freeReplyObject(r);
+            corral_cmd_free(&sadd);
+            if (rc < 0)
+                corral_err_prefix(err, "register queue %s", st->name);
+        }
+    }
+    corral_bootstrap_free(&b);
+    return rc;
+}
+
+redisContext *corral_cluster_queue_conn(struct corral_cluster *cc, const char *prefix,
+                                        const char *queue, struct corral_err *err)
+{
+    char *key = corral_queue_key(prefix, queue);
+    redisContext *c = corral_cluster_conn(cc, key, strlen(key), err);
+    free(key);
+    return c;
+}
+
+void corral_cluster_queue_node(struct corral_cluster *cc, const char *prefix, const char *queue,
+                               char *out, size_t outlen)
+{
+    char *key = corral_queue_key(prefix, queue);
+    const struct corral_cluster_node *n =
+        corral_cluster_owner(&cc->map, corral_cluster_keyslot(key, strlen(key)));
+    free(key);
+    if (n == NULL)
+        snprintf(out, outlen, "%s", "");
+    else
+        snprintf(out, outlen, strchr(n->host, ':') ? "[%s]:%d" : "%s:%d", n->host, n->port);
+}
+
+/* The Cluster's refusal in err's text: the reply's own words, at the start
+ * or after a prefix ("declare queue q: MOVED 866 h:p"). */
+static const char *refusal(const char *msg, const char *word)
+{
+    size_t wl = strlen(word);
+    for (const char *p = msg; (p = strstr(p, word)) != NULL; p += wl)
+        if ((p == msg || (p >= msg + 2 && p[-2] == ':' && p[-1] == ' ')) &&
+            (word[wl - 1] != ' ' || (p[wl] >= '0' && p[wl] <= '9')))
+            return p;
+    return NULL;
+}
+
+int corral_cluster_redirected(struct corral_cluster *cc, redisContext *c,
+                              const struct corral_err *err)
+{
+    struct corral_err e;
+    if (c != NULL && c->err) {
+        conn_drop(cc, c);
+        refresh(cc, &e);
+        return 0;
+    }
+    /* ASK: the queue's slot is migrating. Its declared key (K, which no
+     * call ever writes) is never there, so the old node asks for every
+     * call until the last key has moved, and the new node would run a
+     * call without the keys still to come (NOQUEUE, or a declaration that
+     * makes the move fail with BUSYKEY). So the call is not sent there:
+     * it waits (100 ms more each time, up to 1 s) and goes again to the
+     * owner, which answers MOVED once the slot has moved. */
+    if (refusal(err->msg, "ASK ") != NULL) {
+        unsigned ms = 100 * (cc->asks < 10 ? ++cc->asks : 10);
+        struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+        return 1;
+    }
+    cc->asks = 0;
+    if (refusal(err->msg, "MOVED ") != NULL || refusal(err->msg, "CLUSTERDOWN") != NULL ||
+        refusal(err->msg, "TRYAGAIN") != NULL)
+        /* The map may name a primary new to us (added, or a replica
+         * promoted): the library is made sure of on each (one FCALL_RO
+         * each, only after a redirection). */
+        return refresh(cc, &e) == 0 &&
+               corral_cluster_bootstrap(cc, NULL, CORRAL_BOOTSTRAP_LIBRARY, NULL, 0, &e) == 0;
+    /* "Function not found": a primary that never had the library (one
+     * that joined, or whose functions were flushed). */
+    if (err->word == CORRAL_WORD_NOFUNCTION)
+        return corral_cluster_bootstrap(cc, NULL, CORRAL_BOOTSTRAP_LIBRARY, NULL, 0, &e) == 0;
+    return 0;
+}
+
+int corral_cluster_locate(const struct corral_redis_conf *conf, const char *key, int64_t timeout_ms,
+                          struct corral_hostport *out, struct corral_err *err)
+{
+    struct corral_cluster *cc = corral_cluster_connect(
+        conf, (const char *const *)conf->cluster.items, conf->cluster.n, timeout_ms, err);
+    if (cc == NULL)
+        return -1;
+    const struct corral_cluster_node *n =
+        corral_cluster_owner(&cc->map, corral_cluster_keyslot(key, strlen(key)));
+    int rc = 0;
+    if (n == NULL)
+        rc = corral_err_set(err, CORRAL_ERR_REDIS, "redis cluster: no node serves the slot of %s",
+                            key);
+    else
+        *out = (struct corral_hostport){corral_xstrdup(n->host), n->port};
+    corral_cluster_free(cc);
+    return rc;
 }

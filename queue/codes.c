@@ -51,6 +51,10 @@ static const struct code_row rows[] = {
     {"BUSY", NULL, 0, CORRAL_WORD_BUSY, CORRAL_ERR_REDIS, 0},
     {"WRONGTYPE", NULL, 0, CORRAL_WORD_WRONGTYPE, CORRAL_ERR_REDIS, 0},
     {"UNBLOCKED", NULL, 0, CORRAL_WORD_UNBLOCKED, CORRAL_ERR_REDIS, 0},
+    {"MOVED", NULL, 0, CORRAL_WORD_MOVED, CORRAL_ERR_REDIS, 0},
+    {"ASK", NULL, 0, CORRAL_WORD_ASK, CORRAL_ERR_REDIS, 0},
+    {"CLUSTERDOWN", NULL, 0, CORRAL_WORD_CLUSTERDOWN, CORRAL_ERR_REDIS, 0},
+    {"TRYAGAIN", NULL, 0, CORRAL_WORD_TRYAGAIN, CORRAL_ERR_REDIS, 0},
     {"ERR", NULL, 0, CORRAL_WORD_ERR, CORRAL_ERR_REDIS, 1},
 };
 #define N_ROWS (sizeof(rows) / sizeof(rows[0]))
@@ -99,6 +103,10 @@ int corral_err_word_moved(enum corral_err_word word)
     case CORRAL_WORD_LOADING:
     case CORRAL_WORD_MASTERDOWN:
     case CORRAL_WORD_UNBLOCKED:
+    case CORRAL_WORD_MOVED:
+    case CORRAL_WORD_ASK:
+    case CORRAL_WORD_CLUSTERDOWN:
+    case CORRAL_WORD_TRYAGAIN:
         return 1;
     default:
         return 0;

@@ -1048,6 +1048,14 @@ int main(int argc, char **argv)
         corral_config_free(d.cfg);
         return 0;
     }
+    if (d.cfg->redis.cluster.n > 0) { /* docs/design.md, "Redis Cluster slots" */
+        fprintf(stderr,
+                "corrald: %s: [redis] cluster: corrald does not run on a Redis Cluster yet "
+                "(corralctl, libcorral and corral-worker --queue do)\n",
+                path);
+        corral_config_free(d.cfg);
+        return 1;
+    }
     if (d.cfg->pool.queues.n == 0) {
         fprintf(stderr, "corrald: %s: no queues to serve: add a [queue NAME] section\n", path);
         corral_config_free(d.cfg);

@@ -17,6 +17,7 @@
 #include "corral/backoff.h"
 #include "corral/queue.h"
 #include "corral/redis.h"
+#include "corral/cluster.h"
 #include "corral/sentinel.h"
 #include "corral/tls.h"
 #include "corral/util.h"
@@ -73,6 +74,16 @@ struct corral_conn {
 };
 
 static void conn_connect(struct corral_conn *c);
+
+/* [redis] cluster: the key whose slot's primary every connection of this
+ * process connects to (corral_conn_cluster_route). */
+static char *cluster_route;
+
+void corral_conn_cluster_route(const char *key)
+{
+    free(cluster_route);
+    cluster_route = key ? corral_xstrdup(key) : NULL;
+}
 
 /* Forgets the context: its pending callbacks (run when hiredis frees it)
  * and its disconnect callback find no connection and do nothing more. */
@@ -285,6 +296,20 @@ static redisAsyncContext *open_async(struct corral_conn *c)
             return NULL;
         }
         redisFree(m);
+        corral_hostport_free(&c->at);
+        c->at = hp;
+        host = hp.host;
+        port = hp.port;
+    } else if (c->conf->cluster.n > 0 && cluster_route != NULL) {
+        /* The primary of the queue's slot, from the seeds' map, asked on
+         * every connect: a MOVED (the slot moved, a failover) drops the
+         * connection and lands here again (docs/design.md). */
+        struct corral_hostport hp;
+        struct corral_err e;
+        if (corral_cluster_locate(c->conf, cluster_route, DISCOVERY_TIMEOUT_MS, &hp, &e) < 0) {
+            retry_later(c, CORRAL_LOG_WARN, "cannot find the queue's redis cluster node", e.msg);
+            return NULL;
+        }
         corral_hostport_free(&c->at);
         c->at = hp;
         host = hp.host;
@@ -506,7 +531,8 @@ struct corral_conn *corral_conn_new(struct ev_loop *loop, const char *name,
 {
     struct corral_conn *c = corral_xcalloc(1, sizeof(*c));
     int tls = 0;
-    if (corral_tls_parse_url(conf->url, &c->addr, &tls, conf->sentinels.n > 0, err) < 0) {
+    if (corral_tls_parse_url(conf->url, &c->addr, &tls,
+                             conf->sentinels.n > 0 || conf->cluster.n > 0, err) < 0) {
         free(c);
         return NULL;
     }

@@ -50,6 +50,10 @@ struct corral_conn_hooks {
  * with rediss, the route through corrald's TLS proxy ($CORRAL_TLS_DIR);
  * password may be NULL (copied). NULL with err when the url is bad.
  * Nothing connects before corral_conn_start. */
+/* [redis] cluster: every connection of the process goes to the primary
+ * holding key's slot (a worker's one queue), found again on each connect. */
+void corral_conn_cluster_route(const char *key);
+
 struct corral_conn *corral_conn_new(struct ev_loop *loop, const char *name,
                                     const struct corral_redis_conf *conf, const char *password,
                                     const struct corral_conn_hooks *hooks, void *priv,

@@ -12,6 +12,8 @@
 
 #include "corral/config.h"
 #include "corral/log.h"
+#include "corral/queue.h"
+#include "connection.h"
 #include "worker.h"
 
 #define MAX_QUEUES 64
@@ -25,6 +27,25 @@ static int usage(FILE *out)
 
 /* fd 3 is corrald's socketpair when corrald started us; anything else there
  * (or nothing) means we run alone. */
+/* [redis] cluster (docs/design.md, "Redis Cluster slots"): a worker serves
+ * one queue without a service there, on the primary holding its slot. */
+static int cluster_route(const struct corral_config *cfg, const char *const *queues, size_t nq)
+{
+    const struct corral_queue_conf *q = nq == 1 ? corral_config_queue(cfg, queues[0]) : NULL;
+    const char *why = nq != 1 ? "a worker serves one queue on a Redis Cluster (--queue NAME)"
+                      : q != NULL && q->service != NULL
+                          ? "queues with a service are not supported on a Redis Cluster yet"
+                          : NULL;
+    if (why != NULL) {
+        corral_log_err("cannot start", "error=\"[redis] cluster: %s\"", why);
+        return -1;
+    }
+    char *key = corral_queue_key(cfg->redis.prefix, queues[0]);
+    corral_conn_cluster_route(key);
+    free(key);
+    return 0;
+}
+
 static int corrald_channel(void)
 {
     struct stat st;
@@ -83,6 +104,10 @@ int main(int argc, char **argv)
             queues[nq++] = cfg->pool.queues.items[i];
     if (nq == 0) {
         corral_log_err("no queues to serve", "config=%s", cfg->path);
+        corral_config_free(cfg);
+        return 1;
+    }
+    if (cfg->redis.cluster.n > 0 && cluster_route(cfg, queues, nq) < 0) {
         corral_config_free(cfg);
         return 1;
     }

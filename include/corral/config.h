@@ -54,6 +54,10 @@ struct corral_redis_conf {
     char *tls_key_file;
     char *tls_server_name; /* rediss: the name the certificate must carry; NULL: the host */
     int min_replicas;      /* enqueues confirmed with WAIT by this many replicas; 0: none */
+    /* Redis Cluster seeds (docs/design.md, "Redis Cluster slots"): "host:port"
+     * each; empty: one Redis (or Sentinel). url then gives the scheme and
+     * user only, db 0. */
+    struct corral_strlist cluster;
 };
 
 struct corral_pool_conf {

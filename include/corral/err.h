@@ -58,8 +58,14 @@ enum corral_err_word {
     CORRAL_WORD_BUSY,
     CORRAL_WORD_WRONGTYPE,
     CORRAL_WORD_UNBLOCKED, /* a blocked call ended: the node became a replica */
-    CORRAL_WORD_ERR,       /* Redis's generic ERR */
-    CORRAL_WORD_OTHER,     /* a word none of the above */
+    /* Redis Cluster (docs/design.md, "Redis Cluster slots"): the call did
+     * not run; find the node of its slot again */
+    CORRAL_WORD_MOVED,       /* the slot is served by another node */
+    CORRAL_WORD_ASK,         /* the slot is migrating */
+    CORRAL_WORD_CLUSTERDOWN, /* no node serves the slot now */
+    CORRAL_WORD_TRYAGAIN,    /* a multi-key call during a migration */
+    CORRAL_WORD_ERR,         /* Redis's generic ERR */
+    CORRAL_WORD_OTHER,       /* a word none of the above */
 };
 
 #define CORRAL_ERR_MSG_MAX 512

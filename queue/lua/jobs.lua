@@ -228,7 +228,10 @@ local function corral_declare(keys, args)
     fields[#fields + 1] = conf_packed(values)
     redis.call('HSET', K .. ':conf', unpack(fields))
     redis.call('DEL', K .. ':wrr')
-    redis.call('SADD', prefix .. ':queues', q)
+    -- The registry is in a slot of its own: on a Redis Cluster this call
+    -- may not reach it, and the caller adds q with a separate SADD routed
+    -- there (docs/design.md, "Redis Cluster slots"); one Redis takes it here.
+    redis.pcall('SADD', prefix .. ':queues', q)
     return 'OK'
 end
 

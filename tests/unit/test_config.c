@@ -1364,6 +1364,27 @@ static void sentinels_need_a_master_name_and_valid_addresses(void **state)
                     "t.conf:2: [redis] url: with sentinels the url gives only the scheme");
 }
 
+static void cluster_seeds_must_be_addresses_with_a_plain_url(void **state)
+{
+    struct corral_config *cfg = load_ok("[redis]\nurl = redis://corral@/0\n"
+                                        "cluster = 127.0.0.1:7000, 127.0.0.1:7001, b\n");
+    assert_int_equal(cfg->redis.cluster.n, 3);
+    assert_string_equal(cfg->redis.cluster.items[2], "b");
+    corral_config_free(cfg);
+    load_fails_with("[redis]\ncluster = h:0\n",
+                    "t.conf:2: [redis] cluster: \"h:0\": bad port \"0\" (expected 1-65535)");
+    load_fails_with("[redis]\ncluster = h_1:7000\n", "a host is 1-253 of A-Z a-z 0-9 . -");
+    load_fails_with("[redis]\ncluster = a:1, b:2, a:1\n",
+                    "[redis] cluster: \"a:1\" is listed twice");
+    load_fails_with("[redis]\ncluster = a:1,,b:2\n", "[redis] cluster:");
+    load_fails_with("[redis]\nurl = redis://h/2\ncluster = a:1\n",
+                    "t.conf:2: [redis] url: with cluster the db must be 0");
+    load_fails_with("[redis]\nurl = unix:///run/r.sock\ncluster = a:1\n",
+                    "[redis] url: with cluster the url gives only the scheme and user");
+    load_fails_with("[redis]\ncluster = a:1\nsentinels = s:1\nsentinel_master = m\n",
+                    "[redis] sentinels: not with cluster");
+}
+
 static void with_sentinels_the_url_may_leave_the_host_out(void **state)
 {
     struct corral_config *cfg =
@@ -1513,6 +1534,7 @@ int main(void)
         cmocka_unit_test(rediss_urls_are_accepted_and_checked_like_redis_urls),
         cmocka_unit_test(sentinels_need_a_master_name_and_valid_addresses),
         cmocka_unit_test(with_sentinels_the_url_may_leave_the_host_out),
+        cmocka_unit_test(cluster_seeds_must_be_addresses_with_a_plain_url),
         cmocka_unit_test(sentinel_keys_without_sentinels_are_refused),
         cmocka_unit_test(tls_keys_need_a_rediss_url),
         cmocka_unit_test(client_certificate_needs_both_files),

@@ -325,6 +325,9 @@ static void error_reply_words_map_to_their_value_code_and_message(void **state)
          CORRAL_WORD_UNBLOCKED, CORRAL_ERR_REDIS,
          "UNBLOCKED force unblock from blocking operation, instance state changed (master -> "
          "replica?)"},
+        {"MOVED 866 127.0.0.1:7001", CORRAL_WORD_MOVED, CORRAL_ERR_REDIS,
+         "MOVED 866 127.0.0.1:7001"},
+        {"ASK 866 127.0.0.1:7001", CORRAL_WORD_ASK, CORRAL_ERR_REDIS, "ASK 866 127.0.0.1:7001"},
         {"ERR wrong number of arguments", CORRAL_WORD_ERR, CORRAL_ERR_REDIS,
          "wrong number of arguments"},
         /* prose is never matched: a word must be the whole first word */
@@ -345,7 +348,9 @@ static void error_reply_words_map_to_their_value_code_and_message(void **state)
         /* the words that send a program to find the master again */
         int moved = cases[i].word == CORRAL_WORD_READONLY || cases[i].word == CORRAL_WORD_LOADING ||
                     cases[i].word == CORRAL_WORD_MASTERDOWN ||
-                    cases[i].word == CORRAL_WORD_UNBLOCKED;
+                    cases[i].word == CORRAL_WORD_UNBLOCKED || cases[i].word == CORRAL_WORD_MOVED ||
+                    cases[i].word == CORRAL_WORD_ASK || cases[i].word == CORRAL_WORD_CLUSTERDOWN ||
+                    cases[i].word == CORRAL_WORD_TRYAGAIN;
         assert_int_equal(corral_err_word_moved(cases[i].word), moved);
         free_reply(r);
     }

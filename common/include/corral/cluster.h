@@ -16,6 +16,7 @@
 
 #include <hiredis/hiredis.h>
 
+#include "corral/cluster_client.h"
 #include "corral/config.h"
 #include "corral/err.h"
 
@@ -69,8 +70,7 @@ int corral_cluster_redirect_parse(const redisReply *r, struct corral_cluster_red
 
 /* A blocking router over one connection per primary, made from the seed
  * nodes of [redis] cluster: each connection authenticated like
- * corral_redis_connect's. */
-struct corral_cluster;
+ * corral_redis_connect's (the public part: corral/cluster_client.h). */
 
 /* Asks the seeds in turn for the slot map (CLUSTER SLOTS); NULL with err
  * naming every seed's failure when none answers, or "not in cluster mode"
@@ -78,7 +78,6 @@ struct corral_cluster;
 struct corral_cluster *corral_cluster_connect(const struct corral_redis_conf *conf,
                                               const char *const *seeds, size_t n_seeds,
                                               int64_t timeout_ms, struct corral_err *err);
-void corral_cluster_free(struct corral_cluster *cc);
 
 /* Runs argv on the node that owns key, following up to 5 redirections
  * (MOVED refreshes the map first; ASK sends ASKING then the command once).
@@ -95,5 +94,19 @@ const struct corral_cluster_map *corral_cluster_current(const struct corral_clus
 /* How many times the router refreshed its map (the first read included):
  * what MOVED costs, for tests and status. */
 unsigned corral_cluster_refreshes(const struct corral_cluster *cc);
+
+/* The connection to the node owning key's slot. The router owns it. */
+redisContext *corral_cluster_conn(struct corral_cluster *cc, const char *key, size_t keylen,
+                                  struct corral_err *err);
+/* Reads the map again (the known primaries first, then the seeds). */
+int corral_cluster_refresh(struct corral_cluster *cc, struct corral_err *err);
+/* The primary holding key's slot, asked of the seeds of conf->cluster
+ * (one blocking read of the map, timeout_ms per node); out->host owned
+ * (corral_hostport_free). 0, or -1 with err naming every seed's failure. */
+struct corral_hostport;
+int corral_cluster_locate(const struct corral_redis_conf *conf, const char *key, int64_t timeout_ms,
+                          struct corral_hostport *out, struct corral_err *err);
+/* Drops c (a connection that failed); the next use connects again. */
+void corral_cluster_drop(struct corral_cluster *cc, redisContext *c);
 
 #endif
