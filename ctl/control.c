@@ -21,11 +21,16 @@
 
 int ctl_cancel(struct ctl *ctl, int argc, char **argv)
 {
-    if (argc == 3 && strcmp(argv[1], "--tenant") == 0)
-        return ctl_cancel_tenant(ctl, argv[0], argv[2]);
-    if (argc != 2)
+    if (argc != 2 && !(argc == 3 && strcmp(argv[1], "--tenant") == 0))
         return ctl_usage_error("%s", "cancel: QUEUE and ID, or QUEUE --tenant T, are required");
     struct corral_err err;
+    if (argc == 3) { /* every job of a tenant, on the queue's node on a Cluster (cluster.c) */
+        if (ctl_route(ctl, argv[0], &err) < 0) {
+            fprintf(stderr, "corralctl: %s\n", err.msg);
+            return 1;
+        }
+        return ctl_cancel_tenant(ctl, argv[0], argv[2]);
+    }
     int rc =
         ctl_route(ctl, argv[0], &err) < 0 ? -1 : 0; /* a Cluster: the queue's node (cluster.c) */
     if (rc == 0)

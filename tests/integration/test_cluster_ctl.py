@@ -109,6 +109,23 @@ def test_enqueue_job_cancel_and_wait_run_on_the_node_holding_each_queue(redis_cl
         assert f"job {jid} cancelled" in p.stderr
 
 
+def test_cancel_of_a_tenants_jobs_runs_on_the_node_holding_the_queue(redis_cluster, spread,
+                                                                     ctl, conf):
+    q, node = next(iter(spread.items()))
+    ids = {}
+    for t in ("a", "a", "b"):
+        p = run(ctl, conf, "enqueue", q, '{"n": 1}', "--tenant", t)
+        assert p.returncode == 0, p.stderr
+        ids.setdefault(t, []).append(p.stdout.strip())
+    p = run(ctl, conf, "cancel", q, "--tenant", "a")
+    assert (p.returncode, p.stdout) == (0, "2 jobs cancelled\n"), p.stderr
+    for t, want in (("a", "cancelled"), ("b", "queued")):
+        for jid in ids[t]:
+            p = run(ctl, conf, "job", q, jid, "--json")
+            assert json.loads(p.stdout)["state"] == want
+    assert run(ctl, conf, "cancel", q, ids["b"][0]).returncode == 0
+
+
 def test_the_library_is_loaded_on_every_primary(redis_cluster, ctl, conf, spread):
     for node in redis_cluster.primaries():
         c = node.client()
