@@ -401,9 +401,9 @@ local function reserve_jobs(K, c, prefix, worker, n, max_inflight, gated, now, n
         s, host, allowed, gate_until, gate_why, served = fb_choose(K, c, prefix, worker, now, n,
                                                                    max_inflight)
     elseif c.service ~= '' then
-        s = load_svc(svc_key(prefix, c.service), c.service, now) -- only hot fields
+        host = worker_host(worker) -- its calls in flight read with the hot fields (load_svc)
+        s = load_svc(svc_key(prefix, c.service), c.service, now, max_inflight > 0 and host)
         if s ~= nil then
-            host = worker_host(worker)
             allowed, gate_until, gate_why = svc_gate(s, now, n, host, max_inflight)
         end
     end

@@ -231,6 +231,21 @@ local function queue_key(key)
     return K, q, prefix
 end
 
+-- The field of a host's calls in flight in a service's hash,
+-- "inflight:<host>" (services.lua), kept per host (derived data).
+local ifield_cache, ifield_cached = {}, 0
+local function inflight_field(host)
+    local f = ifield_cache[host]
+    if f == nil then
+        f = 'inflight:' .. host
+        if ifield_cached >= CACHE_MAX then
+            ifield_cache, ifield_cached = {}, 0
+        end
+        ifield_cache[host], ifield_cached = f, ifield_cached + 1
+    end
+    return f
+end
+
 local function split(s)
     local out = {}
     if s == nil or s == '' then

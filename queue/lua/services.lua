@@ -78,19 +78,19 @@ end
 
 -- The service's settings and state, or nil when it was never declared (a
 -- queue naming an undeclared service runs without a breaker). The state is
--- read on every call; the settings come from svc_cache (through the
--- table's metatable) while the service's "settings" text is unchanged, so
--- a call reads one HMGET of the state. Services declared before library
--- version 5 have no "settings" and are read in full. With now (the hot
--- path: reserve, ack), only the fields of SVC_HOT are read while the
--- breaker is closed and no throttle holds at now; the others are then at
--- what a closed breaker holds (svc_close: trips, probes and
--- probe_successes 0; open_until_ms, reason and throttle_reason are read
--- only while open or throttled), so every field a closed breaker's calls
--- use is as read in full.
-local function load_svc(SK, name, now)
-    local v = redis.call('HMGET', SK, unpack(now and SVC_HOT or SVC_STATE))
-    local packed = v[1]
+-- read on every call (one HMGET); the settings come from svc_cache (the
+-- table's metatable) while the "settings" text is unchanged (services of
+-- library version 4 and before have none: read in full). With now (the
+-- hot path), only SVC_HOT is read while the breaker is closed and no
+-- throttle holds; the rest then holds what a closed breaker has (svc_close:
+-- trips, probes, probe_successes 0; open_until_ms and the reasons unused).
+-- With host (reserve), the HMGET also reads its calls in flight (host_inflight: svc_gate).
+local function load_svc(SK, name, now, host)
+    local v = host and redis.call('HMGET', SK, 'settings', 'state', 'throttled_until_ms',
+        'newest_bucket', 'bad_calls', 'sleepers', inflight_field(host)) or
+                  redis.call('HMGET', SK, unpack(now and SVC_HOT or SVC_STATE))
+    local packed, hi = v[1], host and (tonumber(v[7]) or 0)
+    if host then v[7] = nil end -- not open_until_ms
     local set = packed and svc_cache[SK]
     if not (set and set.packed == packed) then
         local w = redis.call('HMGET', SK, unpack(SVC_SETTINGS))
@@ -121,7 +121,7 @@ local function load_svc(SK, name, now)
         newest_bucket = tonumber(v[4]), bad_calls = tonumber(v[5]) or 0,
         sleepers = tonumber(v[6]) or 0, open_until_ms = tonumber(v[7]) or 0,
         trips = tonumber(v[8]) or 0, reason = v[9] or '', probes = tonumber(v[10]) or 0,
-        probe_successes = tonumber(v[11]) or 0, throttle_reason = v[12] or ''
+        probe_successes = tonumber(v[11]) or 0, throttle_reason = v[12] or '', host_inflight = hi
     }, set.meta)
 end
 
@@ -269,7 +269,8 @@ local function svc_gate(s, now, want, host, max_inflight)
         end
     end
     if max_inflight > 0 then
-        local n = max_inflight - (tonumber(redis.call('HGET', s.key, 'inflight:' .. host)) or 0)
+        local n = max_inflight - (s.host_inflight or -- read by load_svc, else here
+                                   tonumber(redis.call('HGET', s.key, inflight_field(host))) or 0)
         if n < allowed then
             allowed, upto, why = math.max(n, 0), now + 1000,
                                  string.format('max_inflight %d reached on host %s', max_inflight,
@@ -302,7 +303,7 @@ local function svc_granted(s, now, n, host)
     if n == 0 then
         return
     end
-    redis.call('HINCRBY', s.key, 'inflight:' .. host, itxt(n))
+    redis.call('HINCRBY', s.key, inflight_field(host), itxt(n))
     if s.state == 'half_open' then
         s.probes = s.probes + n
         redis.call('HSET', s.key, 'probes', s.probes)
@@ -392,7 +393,7 @@ local function svc_apply(b, now)
     end
     local s = b.s
     for host, n in pairs(b.hosts) do
-        redis.call('HINCRBY', s.key, 'inflight:' .. host, itxt(-n))
+        redis.call('HINCRBY', s.key, inflight_field(host), itxt(-n))
         svc_wake(s, host)
     end
     if s.state == 'half_open' then
@@ -546,7 +547,6 @@ local function svc_view(s, now)
     tok_view(s, now, v) -- tokens.lua
     return v
 end
-
 
 -- Returns the service key and name from the one key argument: a bare name
 -- (prefix "corral") or "<prefix>:svc:<name>".
