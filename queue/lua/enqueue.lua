@@ -120,8 +120,8 @@ end
 -- scheduled). An INCR and an HSET per job (INCR, not one INCRBY: the ACL
 -- line of docs/operations.md names every command the library runs), and
 -- one RPUSH (or ZADD) makes them all ready (or scheduled) in order. The
--- caller wakes workers and counts the jobs.
-local function enqueue_write(K, c, q, o, args, from, to, now, now_micros, now_t, tenanted)
+-- caller wakes workers and counts the jobs. due: load_conf's (jobs.lua: sched_due).
+local function enqueue_write(K, c, q, o, args, from, to, now, now_micros, now_t, tenanted, due)
     local n = to - from + 1
     local ready = o.delay == 0
     -- The record's fields, the same for every job of the call but id (2)
@@ -167,6 +167,7 @@ local function enqueue_write(K, c, q, o, args, from, to, now, now_micros, now_t,
         end
     else
         redis.call('ZADD', K .. ':sched', unpack(sched))
+        sched_due(K, due, now + o.delay)
     end
     return ids, ready
 end
@@ -178,7 +179,7 @@ end
 -- job whose record still exists with that key is returned instead.
 local function corral_enqueue(keys, args)
     local K, q = queue_key(keys[1])
-    local c, tenanted = load_conf(K, q)
+    local c, tenanted, paused, due = load_conf(K, q)
     local payload = args[1]
     if payload == nil then
         fail('BADPAYLOAD', 'queue "%s": missing payload', q)
@@ -195,9 +196,9 @@ local function corral_enqueue(keys, args)
     end
 
     local now, now_u, now_t = clock()
-    local ids, ready = enqueue_write(K, c, q, o, args, 1, 1, now, now_u, now_t, tenanted)
+    local ids, ready = enqueue_write(K, c, q, o, args, 1, 1, now, now_u, now_t, tenanted, due)
     if ready then
-        wake(K, 1)
+        wake(K, 1, paused)
     end
     stat(K, now, 'enq')
     return ids[1]
@@ -216,7 +217,7 @@ local MAX_ENQUEUE_MANY = 1000 -- most payloads one corral_enqueue_many takes
 -- per payload would.
 local function corral_enqueue_many(keys, args)
     local K, q = queue_key(keys[1])
-    local c, tenanted = load_conf(K, q)
+    local c, tenanted, paused, due = load_conf(K, q)
     local n = #args - 1
     if n < 1 then
         fail('BADPAYLOAD', 'queue "%s": missing payload', q)
@@ -238,9 +239,9 @@ local function corral_enqueue_many(keys, args)
     else
         -- with a unique key, one job: the first payload's
         ids, ready = enqueue_write(K, c, q, o, args, 2, o.uk and 2 or #args, now, now_u,
-                                   now_t, tenanted)
+                                   now_t, tenanted, due)
         if ready then
-            wake(K, #ids)
+            wake(K, #ids, paused)
         end
         stat(K, now, 'enq', #ids)
     end

@@ -108,11 +108,6 @@ local function now_ms()
     return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
-local function now_us()
-    local _, us = clock()
-    return us
-end
-
 -- Strict JSON: Redis's cjson accepts NaN, Infinity and hex numbers unless
 -- told not to. Set on every decode: the setting is global to the Lua VM
 -- that all function libraries share.
@@ -233,15 +228,15 @@ end
 
 -- The field of a host's calls in flight in a service's hash,
 -- "inflight:<host>" (services.lua), kept per host (derived data).
-local ifield_cache, ifield_cached = {}, 0
+local ifields = {[0] = 0} -- [0]: how many
 local function inflight_field(host)
-    local f = ifield_cache[host]
+    local f = ifields[host]
     if f == nil then
         f = 'inflight:' .. host
-        if ifield_cached >= CACHE_MAX then
-            ifield_cache, ifield_cached = {}, 0
+        if ifields[0] >= CACHE_MAX then
+            ifields = {[0] = 0}
         end
-        ifield_cache[host], ifield_cached = f, ifield_cached + 1
+        ifields[host], ifields[0] = f, ifields[0] + 1
     end
     return f
 end
@@ -269,18 +264,23 @@ local function conf_packed(values)
 end
 
 -- The queue's settings, parsed, and whether tenants were ever used on the
--- queue (tenants.lua). The table may be shared with later calls: callers
--- only read it. One HGET of "packed" when the cache holds the
--- queue's current settings; queues declared before library version 5 have
--- no "packed" and are read field by field, as before.
+-- queue (tenants.lua), whether it is paused and when K:sched has a job due
+-- at the earliest (jobs.lua: K:conf's "paused" and "due"; nil: not known,
+-- look). The table may be shared with later calls: callers only read it.
+-- One HMGET when the cache holds the queue's current settings; queues
+-- declared before library version 5 have no "packed" and are read field
+-- by field, as before.
 local function load_conf(K, q)
     -- "tenanted": set once a job with the option tenant was enqueued
     -- (tenants.lua); until then the reserve takes no step for tenants.
-    local pt = redis.call('HMGET', K .. ':conf', 'packed', 'tenanted')
-    local packed, tenanted = pt[1], pt[2] ~= false
+    local pt = redis.call('HMGET', K .. ':conf', 'packed', 'tenanted', 'paused', 'due')
+    local packed, tenanted, paused = pt[1], pt[2] ~= false, nil
+    if pt[3] then
+        paused = pt[3] == '1'
+    end
     local hit = packed and conf_cache[K]
     if hit and hit.packed == packed then
-        return hit, tenanted
+        return hit, tenanted, paused, tonumber(pt[4])
     end
     local v = redis.call('HMGET', K .. ':conf', unpack(CONF_FIELDS))
     if not v[1] then
@@ -326,7 +326,7 @@ local function load_conf(K, q)
         end
         conf_cache[K], conf_cached = c, conf_cached + 1
     end
-    return c, tenanted
+    return c, tenanted, paused, tonumber(pt[4])
 end
 
 local function default_level(c)

@@ -26,8 +26,8 @@
 --                               may close (a reset makes them due at once)
 --   <prefix>:svc:S:wake:<host> list  markers that wake those workers
 --   <prefix>:services     set   every declared service name
--- corral_breaker_reset also touches, for each "<K>|<id>" of S:held, K:sched
--- and K:job:<id> of that queue: keys derived from S:held's members.
+-- corral_breaker_reset also touches, for each "<K>|<id>" of S:held, K:sched,
+-- K:conf and K:job:<id> of that queue: keys derived from S:held's members.
 
 local NB = 10 -- buckets per breaker window: it slides in tenths
 -- The settings (all numeric), the state fields load_svc reads, the defaults.
@@ -155,8 +155,7 @@ local function svc_advance(s, idx)
     redis.call('HSET', s.key, 'newest_bucket', idx)
 end
 
--- Sums the window as of now into s.calls, s.failures, s.slow_calls
--- (read-only).
+-- Sums the window as of now into s.calls, s.failures, s.slow_calls (read-only).
 local function svc_sum(s, now)
     s.calls, s.failures, s.slow_calls = 0, 0, 0
     if s.newest_bucket == nil then
@@ -691,6 +690,7 @@ local function corral_breaker_reset(keys, args)
         if K and redis.call('ZSCORE', K .. ':sched', id) then
             redis.call('ZADD', K .. ':sched', 'XX', now, id)
             redis.call('HSET', job_key(K, id), 'run_at_ms', now)
+            redis.call('HDEL', K .. ':conf', 'due') -- promote_due looks again (jobs.lua)
         end
     end
     redis.call('HSET', SK, 'throttled_until_ms', 0, 'throttle_reason', '')

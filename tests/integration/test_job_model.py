@@ -283,6 +283,7 @@ class JobModel(RuleBasedStateMachine):
             return
         assert self.r.zscore(f"{K}:sched", jid) is not None
         self.r.zadd(f"{K}:sched", {jid: 0}, xx=True)
+        self.r.hdel(f"{K}:conf", "due")  # not known any more (jobs.lua's promote_due)
         self.jobs[jid].due = True
 
     # Taking leases back and operators' calls: one rule each, so that they
