@@ -120,8 +120,8 @@ end
 -- scheduled). An INCR and an HSET per job (INCR, not one INCRBY: the ACL
 -- line of docs/operations.md names every command the library runs), and
 -- one RPUSH (or ZADD) makes them all ready (or scheduled) in order. The
--- caller wakes workers and counts the jobs. due: load_conf's (jobs.lua: sched_due).
-local function enqueue_write(K, c, q, o, args, from, to, now, now_micros, now_t, tenanted, due)
+-- caller wakes workers and counts the jobs.
+local function enqueue_write(K, c, q, o, args, from, to, now, now_micros, now_t, tenanted)
     local n = to - from + 1
     local ready = o.delay == 0
     -- The record's fields, the same for every job of the call but id (2)
@@ -167,7 +167,7 @@ local function enqueue_write(K, c, q, o, args, from, to, now, now_micros, now_t,
         end
     else
         redis.call('ZADD', K .. ':sched', unpack(sched))
-        sched_due(K, due, now + o.delay)
+        sched_due(K, false, now + o.delay)
     end
     return ids, ready
 end
@@ -179,7 +179,7 @@ end
 -- job whose record still exists with that key is returned instead.
 local function corral_enqueue(keys, args)
     local K, q = queue_key(keys[1])
-    local c, tenanted, paused, due = load_conf(K, q)
+    local c, tenanted, paused = load_conf(K, q, 1)
     local payload = args[1]
     if payload == nil then
         fail('BADPAYLOAD', 'queue "%s": missing payload', q)
@@ -196,7 +196,7 @@ local function corral_enqueue(keys, args)
     end
 
     local now, now_u, now_t = clock()
-    local ids, ready = enqueue_write(K, c, q, o, args, 1, 1, now, now_u, now_t, tenanted, due)
+    local ids, ready = enqueue_write(K, c, q, o, args, 1, 1, now, now_u, now_t, tenanted)
     if ready then
         wake(K, 1, paused)
     end
@@ -217,7 +217,7 @@ local MAX_ENQUEUE_MANY = 1000 -- most payloads one corral_enqueue_many takes
 -- per payload would.
 local function corral_enqueue_many(keys, args)
     local K, q = queue_key(keys[1])
-    local c, tenanted, paused, due = load_conf(K, q)
+    local c, tenanted, paused = load_conf(K, q, 1)
     local n = #args - 1
     if n < 1 then
         fail('BADPAYLOAD', 'queue "%s": missing payload', q)
@@ -239,7 +239,7 @@ local function corral_enqueue_many(keys, args)
     else
         -- with a unique key, one job: the first payload's
         ids, ready = enqueue_write(K, c, q, o, args, 2, o.uk and 2 or #args, now, now_u,
-                                   now_t, tenanted, due)
+                                   now_t, tenanted)
         if ready then
             wake(K, #ids, paused)
         end

@@ -118,15 +118,19 @@ local function unlink(K, jk, id, state)
 end
 
 -- K:conf's "due": no job of K:sched is due before it (a lower bound of its
--- earliest score; "9e15" while it is empty), so a reserve looks at K:sched
+-- earliest score; 9e15 while it is empty), so a reserve looks at K:sched
 -- only from then on rather than on every call. Absent (queues of library
 -- version 6 and before, or after corral_breaker_reset moved a job) means
 -- not known: the next promote_due looks. Whoever adds a job to K:sched
 -- lowers it (sched_due); removing one leaves it low, which only costs a look.
 
--- Lowers K:conf's due to at when it is later (due: load_conf's answer, or
--- the last call's of sched_due); returns the new due.
+-- Lowers K:conf's due to at when it is later; returns the new due. due:
+-- what the call knows (false: not read yet; then read here), or the last
+-- answer of sched_due.
 local function sched_due(K, due, at)
+    if due == false then
+        due = tonumber(redis.call('HGET', K .. ':conf', 'due'))
+    end
     if due and at < due then
         redis.call('HSET', K .. ':conf', 'due', itxt(at))
         return at
@@ -147,7 +151,7 @@ local function promote_due(K, c, now, limit, now_t, due, paused)
     end
     if #ids < limit then -- every due job taken: the earliest left is the next due
         local first = redis.call('ZRANGE', c.sched, 0, 0, 'WITHSCORES')
-        redis.call('HSET', K .. ':conf', 'due', first[2] or '9e15') -- 9e15: none
+        redis.call('HSET', K .. ':conf', 'due', first[2] or '9000000000000000') -- none
     end
     if #ids == 0 then
         return 0
@@ -537,7 +541,7 @@ end
 -- accompany its ack/fail/defer/renew.
 local function corral_reserve(keys, args)
     local K, q, prefix = queue_key(keys[1])
-    local c, tenanted, paused, due = load_conf(K, q)
+    local c, tenanted, paused, due = load_conf(K, q, 2)
     local n, max_inflight = reserve_args(args[1], args[2], args[3])
     local now, now_u, now_t = clock()
     return reserve_jobs(K, c, prefix, args[1], n, max_inflight, args[3] ~= nil, now, now_u,

@@ -264,23 +264,37 @@ local function conf_packed(values)
 end
 
 -- The queue's settings, parsed, and whether tenants were ever used on the
--- queue (tenants.lua), whether it is paused and when K:sched has a job due
--- at the earliest (jobs.lua: K:conf's "paused" and "due"; nil: not known,
--- look). The table may be shared with later calls: callers only read it.
--- One HMGET when the cache holds the queue's current settings; queues
--- declared before library version 5 have no "packed" and are read field
--- by field, as before.
-local function load_conf(K, q)
+-- queue (tenants.lua). The table may be shared with later calls: callers
+-- only read it. One HMGET when the cache holds the queue's current
+-- settings; queues declared before library version 5 have no "packed" and
+-- are read field by field, as before. Each field a reply holds costs a
+-- call a Lua string and a table slot, so want says what else the caller
+-- needs: nil, tenanted; -1, nothing (one HGET); 1, tenanted and whether
+-- the queue is paused; 2, that and when K:sched has a job due at the
+-- earliest (jobs.lua: K:conf's "paused" and "due"; nil: not known, look).
+local function load_conf(K, q, want)
     -- "tenanted": set once a job with the option tenant was enqueued
     -- (tenants.lua); until then the reserve takes no step for tenants.
-    local pt = redis.call('HMGET', K .. ':conf', 'packed', 'tenanted', 'paused', 'due')
-    local packed, tenanted, paused = pt[1], pt[2] ~= false, nil
-    if pt[3] then
-        paused = pt[3] == '1'
+    local ck, packed, tenanted, paused, due = K .. ':conf', nil, nil, nil, nil
+    if want == -1 then
+        packed = redis.call('HGET', ck, 'packed')
+    else
+        local pt
+        if want == 2 then
+            pt = redis.call('HMGET', ck, 'packed', 'tenanted', 'paused', 'due')
+        elseif want == 1 then
+            pt = redis.call('HMGET', ck, 'packed', 'tenanted', 'paused')
+        else
+            pt = redis.call('HMGET', ck, 'packed', 'tenanted')
+        end
+        packed, tenanted, due = pt[1], pt[2] ~= false, tonumber(pt[4])
+        if pt[3] then
+            paused = pt[3] == '1'
+        end
     end
     local hit = packed and conf_cache[K]
     if hit and hit.packed == packed then
-        return hit, tenanted, paused, tonumber(pt[4])
+        return hit, tenanted, paused, due
     end
     local v = redis.call('HMGET', K .. ':conf', unpack(CONF_FIELDS))
     if not v[1] then
@@ -326,7 +340,7 @@ local function load_conf(K, q)
         end
         conf_cache[K], conf_cached = c, conf_cached + 1
     end
-    return c, tenanted, paused, tonumber(pt[4])
+    return c, tenanted, paused, due
 end
 
 local function default_level(c)

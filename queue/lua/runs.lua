@@ -125,7 +125,7 @@ end
 -- "STALE" (no such run of this worker), as corral_renew answers.
 local function corral_ack(keys, args)
     local K, q, prefix = queue_key(keys[1])
-    local c = load_conf(K, q)
+    local c = load_conf(K, q, -1)
     local now, _, now_t = clock()
     return ack_jobs(K, c, prefix, args[1], args, 2, now, now_t)
 end
@@ -142,7 +142,7 @@ end
 -- reserve then sees the queue as a separate call would (paused: no jobs).
 local function corral_ack_reserve(keys, args)
     local K, q, prefix = queue_key(keys[1])
-    local c, tenanted, paused, due = load_conf(K, q)
+    local c, tenanted, paused, due = load_conf(K, q, 2)
     local worker = args[1]
     local n, max_inflight = reserve_args(worker, args[2], args[3])
     if (#args - 3) % 3 ~= 0 then
@@ -161,7 +161,7 @@ end
 -- "RECLAIMED" or "STALE" (as corral_renew).
 local function corral_fail(keys, args)
     local K, q, prefix = queue_key(keys[1])
-    local c, _, _, due = load_conf(K, q) -- due: jobs.lua's sched_due
+    local c, due = load_conf(K, q, -1), false -- due: jobs.lua's sched_due
     for i = 2, #args - 3, 4 do
         local kind = args[i + 2]
         if kind ~= 'retry' and kind ~= 'permanent' then
@@ -260,7 +260,8 @@ end
 local DEFER_KINDS = {[''] = true, throttle = true, quota = true}
 local function corral_defer(keys, args)
     local K, q, prefix = queue_key(keys[1])
-    local c, _, paused, due = load_conf(K, q) -- due: jobs.lua's sched_due
+    local c, _, paused = load_conf(K, q, 1)
+    local due = false -- jobs.lua's sched_due
     local fives = (#args - 1) % 5 == 0
     for i = 2, #args - 4, 5 do
         fives = fives and DEFER_KINDS[args[i + 3]] ~= nil
