@@ -438,7 +438,7 @@ local function reserve_jobs(K, c, prefix, worker, n, max_inflight, gated, now, n
                                                                    max_inflight)
     elseif c.service ~= '' then
         host = worker_host(worker) -- its calls in flight read with the hot fields (load_svc)
-        s = load_svc(svc_key(prefix, c.service), c.service, now, max_inflight > 0 and host)
+        s = load_svc(svc_key(prefix, c.service), c.service, now, host)
         if s ~= nil then
             allowed, gate_until, gate_why = svc_gate(s, now, n, host, max_inflight)
         end

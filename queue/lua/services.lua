@@ -36,29 +36,24 @@ local SVC_SETTINGS = {'window_ms', 'min_calls', 'failure_rate', 'slow_call_ms', 
                       -- tokens.lua's budgets (money in nano-units)
                       'tokens', 'tokens_period_ms', 'bytes_per_token', 'price_input',
                       'price_output', 'budget', 'budget_period_ms'}
-local SVC_STATE = {'settings', 'state', 'throttled_until_ms', 'newest_bucket', 'bad_calls',
-                   'sleepers', 'open_until_ms', 'trips', 'reason', 'probes', 'probe_successes',
-                   'throttle_reason'}
--- The first six of SVC_STATE: all that reserve and ack need while the
--- breaker is closed and the service not throttled (load_svc with now).
-local SVC_HOT = {'settings', 'state', 'throttled_until_ms', 'newest_bucket', 'bad_calls', 'sleepers'}
+-- In this order: an ack reads the first five while the breaker is closed.
+local SVC_STATE = {'settings', 'state', 'newest_bucket', 'bad_calls', 'sleepers',
+                   'throttled_until_ms', 'open_until_ms', 'trips', 'reason', 'probes',
+                   'probe_successes', 'throttle_reason'}
 local SVC_NUM = {window_ms = 60000, min_calls = 20, failure_rate = 50, slow_call_ms = 30000,
                  slow_rate = 80, open_for_ms = 30000, open_max_ms = 300000, half_open_calls = 3,
                  rate = 0, rate_period_ms = 60000, tokens = 0, tokens_period_ms = 60000,
                  bytes_per_token = 4, price_input = 0, price_output = 0, budget = 0,
                  budget_period_ms = 86400000}
--- The budgets and usage in a service's view: defined in tokens.lua.
-local tok_view
+local tok_view -- the budgets and usage in a service's view: defined in tokens.lua
 
 -- Parsed settings per service key, valid while the hash's "settings" field
--- (the settings as one text, written by corral_declare_service) is the same
--- (prelude.lua: the hot-path caches).
+-- (corral_declare_service) is the same (prelude.lua: the hot-path caches).
 local svc_cache, svc_cached = {}, 0
 
 -- The host of a worker id "<host>:<n>" (the id itself without a colon),
 -- whose calls in flight count against max_inflight. Kept per worker id
--- (derived data: prelude's hot-path caches): reserve and ack ask it for
--- every call.
+-- (derived data: prelude's hot-path caches): reserve and ack ask it.
 local host_cache, host_cached = {}, 0
 local function worker_host(worker)
     local host = host_cache[worker]
@@ -80,24 +75,29 @@ end
 -- queue naming an undeclared service runs without a breaker). The state is
 -- read on every call (one HMGET); the settings come from svc_cache (the
 -- table's metatable) while the "settings" text is unchanged (services of
--- library version 4 and before have none: read in full). With now (the
--- hot path), only SVC_HOT is read while the breaker is closed and no
--- throttle holds; the rest then holds what a closed breaker has (svc_close:
--- trips, probes, probe_successes 0; open_until_ms and the reasons unused).
--- With host (reserve), the HMGET also reads its calls in flight (host_inflight: svc_gate).
+-- library version 4 and before have none: read in full). Each field of a
+-- reply costs a Lua string and table slot: with now, a closed breaker's
+-- call reads what it uses, with host (reserve) the throttle and the host's
+-- calls in flight, else (ack) the window and sleepers; the settings' table
+-- answers the rest as svc_close leaves it (trips, probes 0; no reasons).
 local function load_svc(SK, name, now, host)
-    local v = host and redis.call('HMGET', SK, 'settings', 'state', 'throttled_until_ms',
-        'newest_bucket', 'bad_calls', 'sleepers', inflight_field(host)) or
-                  redis.call('HMGET', SK, unpack(now and SVC_HOT or SVC_STATE))
-    local packed, hi = v[1], host and (tonumber(v[7]) or 0)
-    if host then v[7] = nil end -- not open_until_ms
+    local v, full, thr, hi
+    if host then
+        v = redis.call('HMGET', SK, 'settings', 'state', 'throttled_until_ms', inflight_field(host))
+        thr, hi, v[3], v[4] = v[3], tonumber(v[4]) or 0, nil, nil
+    else
+        v = redis.call('HMGET', SK, unpack(SVC_STATE, 1, now and 5 or 12))
+        full, thr = not now, v[6]
+    end
+    local packed = v[1]
     local set = packed and svc_cache[SK]
     if not (set and set.packed == packed) then
         local w = redis.call('HMGET', SK, unpack(SVC_SETTINGS))
         if not w[1] then
             return nil
         end
-        set = {packed = packed, calls_field = {}}
+        set = {packed = packed, calls_field = {}, open_until_ms = 0, trips = 0, reason = '',
+               probes = 0, probe_successes = 0, throttle_reason = ''}
         for i, f in ipairs(SVC_SETTINGS) do
             set[f] = tonumber(w[i]) or SVC_NUM[f]
         end
@@ -109,20 +109,20 @@ local function load_svc(SK, name, now, host)
             svc_cache[SK], svc_cached = set, svc_cached + 1
         end
     end
-    local state, throttled = v[2] or 'closed', tonumber(v[3]) or 0
+    local state, throttled = v[2] or 'closed', tonumber(thr) or 0
     if now and (state ~= 'closed' or throttled > now) then
-        local w = redis.call('HMGET', SK, unpack(SVC_STATE, 7))
-        for i = 1, #w do
-            v[i + 6] = w[i]
-        end
+        v, full = redis.call('HMGET', SK, unpack(SVC_STATE)), true
+        throttled = tonumber(v[6]) or 0
     end
-    return setmetatable({
-        key = SK, name = name, state = state, throttled_until_ms = throttled,
-        newest_bucket = tonumber(v[4]), bad_calls = tonumber(v[5]) or 0,
-        sleepers = tonumber(v[6]) or 0, open_until_ms = tonumber(v[7]) or 0,
-        trips = tonumber(v[8]) or 0, reason = v[9] or '', probes = tonumber(v[10]) or 0,
-        probe_successes = tonumber(v[11]) or 0, throttle_reason = v[12] or '', host_inflight = hi
-    }, set.meta)
+    local s = setmetatable({key = SK, name = name, state = state, throttled_until_ms = throttled,
+                            newest_bucket = tonumber(v[3]), bad_calls = tonumber(v[4]) or 0,
+                            sleepers = tonumber(v[5]) or 0, host_inflight = hi}, set.meta)
+    if full then
+        s.open_until_ms, s.trips, s.reason, s.probes, s.probe_successes, s.throttle_reason =
+            tonumber(v[7]) or 0, tonumber(v[8]) or 0, v[9] or '', tonumber(v[10]) or 0,
+            tonumber(v[11]) or 0, v[12] or ''
+    end
+    return s
 end
 
 local function svc_bucket(s, now)
