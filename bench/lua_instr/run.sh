@@ -4,7 +4,10 @@
 # a timing on a shared VM moves by 10 % or more between runs): for each
 # queue/lua directory given, one cycle of JOBS jobs one call at a time and
 # batched (32), without and with a service. The count includes reading the
-# requests and writing the replies, and the FUNCTION LOAD of each run.
+# requests and writing the replies, and the FUNCTION LOAD of each run. The
+# server runs with --hz 1: its cron's share grows with the wall time, which
+# valgrind and the machine's load stretch (with the default 10 the same
+# library's count moved by 3 % between runs; with 1, by 0.2 %).
 #   sh bench/lua_instr/run.sh [-n JOBS] LUA_DIR...
 # e.g. the library of a commit against the working tree's:
 #   mkdir /tmp/old && git archive HEAD~3 queue/lua | tar -x -C /tmp/old
@@ -25,7 +28,7 @@ for mode in "0 0" "0 1" "1 0" "1 1"; do
     for d in "$@"; do
         w=$(mktemp -d "$tmp/run.XXXXXX")
         valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$w/cg.out" \
-            redis-server --port 0 --unixsocket "$w/s" --save '' --appendonly no --dir "$w" \
+            redis-server --hz 1 --port 0 --unixsocket "$w/s" --save '' --appendonly no --dir "$w" \
             --logfile "$w/log" >"$w/vg.log" 2>&1 &
         vp=$!
         until redis-cli -s "$w/s" ping 2>/dev/null | grep -q PONG; do sleep 0.2; done

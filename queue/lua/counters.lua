@@ -7,6 +7,7 @@
 -- queues and hosts.
 
 -- Adds n to a counter; called wherever stats.lua adds to a minute's bucket.
-local function count_total(K, field, n)
-    redis.call('HINCRBY', K .. ':ctr', field, n)
+-- ck: K:ctr when the caller has it (stats.lua keeps it with the bucket's key).
+local function count_total(K, field, n, ck)
+    redis.call('HINCRBY', ck or K .. ':ctr', field, n)
 end

@@ -167,6 +167,7 @@ local function enqueue_write(K, c, q, o, args, from, to, now, now_micros, now_t,
         end
     else
         redis.call('ZADD', K .. ':sched', unpack(sched))
+        sched_due(K, false, now + o.delay)
     end
     return ids, ready
 end
@@ -178,7 +179,7 @@ end
 -- job whose record still exists with that key is returned instead.
 local function corral_enqueue(keys, args)
     local K, q = queue_key(keys[1])
-    local c, tenanted = load_conf(K, q)
+    local c, tenanted, paused = load_conf(K, q, 1)
     local payload = args[1]
     if payload == nil then
         fail('BADPAYLOAD', 'queue "%s": missing payload', q)
@@ -197,7 +198,7 @@ local function corral_enqueue(keys, args)
     local now, now_u, now_t = clock()
     local ids, ready = enqueue_write(K, c, q, o, args, 1, 1, now, now_u, now_t, tenanted)
     if ready then
-        wake(K, 1)
+        wake(K, 1, paused)
     end
     stat(K, now, 'enq')
     return ids[1]
@@ -216,7 +217,7 @@ local MAX_ENQUEUE_MANY = 1000 -- most payloads one corral_enqueue_many takes
 -- per payload would.
 local function corral_enqueue_many(keys, args)
     local K, q = queue_key(keys[1])
-    local c, tenanted = load_conf(K, q)
+    local c, tenanted, paused = load_conf(K, q, 1)
     local n = #args - 1
     if n < 1 then
         fail('BADPAYLOAD', 'queue "%s": missing payload', q)
@@ -240,7 +241,7 @@ local function corral_enqueue_many(keys, args)
         ids, ready = enqueue_write(K, c, q, o, args, 2, o.uk and 2 or #args, now, now_u,
                                    now_t, tenanted)
         if ready then
-            wake(K, #ids)
+            wake(K, #ids, paused)
         end
         stat(K, now, 'enq', #ids)
     end

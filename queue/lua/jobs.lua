@@ -4,7 +4,8 @@
 -- {<queue>}, so one queue lives in one Redis Cluster slot (docs/protocol.md
 -- lists them too):
 --   K:conf            hash   queue settings, written by corral_declare, and
---                            all of them as one text, packed (load_conf's cache)
+--                            all of them as one text, packed (load_conf's cache);
+--                            paused ("1"/"0", as K:paused) and due (promote_due)
 --   K:seq             string job id counter
 --   K:job:<id>        hash   the job
 --   K:q:<level>       list   ready job ids of one priority level (0 = highest), FIFO
@@ -39,8 +40,9 @@ local deadline_lease
 
 -- Pushes up to n markers for idle workers, unless the queue is paused
 -- (paused queues hand out nothing, so waking anyone would be for nothing).
-local function wake(K, n)
-    if n <= 0 or redis.call('EXISTS', K .. ':paused') == 1 then
+-- paused: load_conf's answer, or nil (not known: K:paused is looked at).
+local function wake(K, n, paused)
+    if n <= 0 or paused or (paused == nil and redis.call('EXISTS', K .. ':paused') == 1) then
         return
     end
     local wk = K .. ':wake'
@@ -115,13 +117,45 @@ local function unlink(K, jk, id, state)
     end
 end
 
-local function promote_due(K, c, now, limit, now_t)
+-- K:conf's "due": no job of K:sched is due before it (a lower bound of its
+-- earliest score; 9e15 while it is empty), so a reserve looks at K:sched
+-- only from then on rather than on every call. Absent (queues of library
+-- version 6 and before, or after corral_breaker_reset moved a job) means
+-- not known: the next promote_due looks. Whoever adds a job to K:sched
+-- lowers it (sched_due); removing one leaves it low, which only costs a look.
+
+-- Lowers K:conf's due to at when it is later; returns the new due. due:
+-- what the call knows (false: not read yet; then read here), or the last
+-- answer of sched_due.
+local function sched_due(K, due, at)
+    if due == false then
+        due = tonumber(redis.call('HGET', K .. ':conf', 'due'))
+    end
+    if due and at < due then
+        redis.call('HSET', K .. ':conf', 'due', itxt(at))
+        return at
+    end
+    return due
+end
+
+-- Makes up to limit due jobs of K:sched ready. due, paused: load_conf's
+-- answers (nil: not known).
+local function promote_due(K, c, now, limit, now_t, due, paused)
+    if due and now < due then
+        return 0 -- nothing in K:sched is due yet
+    end
     local ids = redis.call('ZRANGEBYSCORE', c.sched, '-inf', now_t or itxt(now), 'LIMIT', '0',
                            itxt(limit))
+    if #ids > 0 then
+        redis.call('ZREM', K .. ':sched', unpack(ids))
+    end
+    if #ids < limit then -- every due job taken: the earliest left is the next due
+        local first = redis.call('ZRANGE', c.sched, 0, 0, 'WITHSCORES')
+        redis.call('HSET', K .. ':conf', 'due', first[2] or '9000000000000000') -- none
+    end
     if #ids == 0 then
         return 0
     end
-    redis.call('ZREM', K .. ':sched', unpack(ids))
     for _, id in ipairs(ids) do
         local jk = job_key(K, id)
         if redis.call('EXISTS', jk) == 1 then
@@ -129,7 +163,7 @@ local function promote_due(K, c, now, limit, now_t)
             make_ready(K, c, id, jk, false)
         end
     end
-    wake(K, #ids)
+    wake(K, #ids, paused)
     return #ids
 end
 
@@ -226,6 +260,8 @@ local function corral_declare(keys, args)
     end
     fields[#fields + 1] = 'packed'
     fields[#fields + 1] = conf_packed(values)
+    fields[#fields + 1] = 'paused' -- load_conf: queues paused before library version 7
+    fields[#fields + 1] = redis.call('EXISTS', K .. ':paused') == 1 and '1' or '0'
     redis.call('HSET', K .. ':conf', unpack(fields))
     redis.call('DEL', K .. ':wrr')
     -- The registry is in a slot of its own: on a Redis Cluster this call
@@ -391,11 +427,11 @@ end
 -- its arguments are checked: leases up to n jobs to worker and returns the
 -- reply list. gated: the caller knows the gate element (it passed
 -- max_inflight). now, now_u and now_t are the call's clock (prelude: clock);
--- tenanted is load_conf's second answer.
+-- tenanted, paused and due are load_conf's answers.
 local function reserve_jobs(K, c, prefix, worker, n, max_inflight, gated, now, now_u, tenanted,
-                            now_t)
-    promote_due(K, c, now, MAX_BATCH, now_t)
-    if redis.call('EXISTS', c.paused) == 1 then
+                            now_t, paused, due)
+    promote_due(K, c, now, MAX_BATCH, now_t, due, paused)
+    if paused or (paused == nil and redis.call('EXISTS', c.paused) == 1) then
         redis.call('DEL', c.wake)
         return {}
     end
@@ -404,9 +440,9 @@ local function reserve_jobs(K, c, prefix, worker, n, max_inflight, gated, now, n
         s, host, allowed, gate_until, gate_why, served = fb_choose(K, c, prefix, worker, now, n,
                                                                    max_inflight)
     elseif c.service ~= '' then
-        s = load_svc(svc_key(prefix, c.service), c.service, now) -- only hot fields
+        host = worker_host(worker) -- its calls in flight read with the hot fields (load_svc)
+        s = load_svc(svc_key(prefix, c.service), c.service, now, host)
         if s ~= nil then
-            host = worker_host(worker)
             allowed, gate_until, gate_why = svc_gate(s, now, n, host, max_inflight)
         end
     end
@@ -510,11 +546,11 @@ end
 -- accompany its ack/fail/defer/renew.
 local function corral_reserve(keys, args)
     local K, q, prefix = queue_key(keys[1])
-    local c, tenanted = load_conf(K, q)
+    local c, tenanted, paused, due = load_conf(K, q, 2)
     local n, max_inflight = reserve_args(args[1], args[2], args[3])
     local now, now_u, now_t = clock()
     return reserve_jobs(K, c, prefix, args[1], n, max_inflight, args[3] ~= nil, now, now_u,
-                        tenanted, now_t)
+                        tenanted, now_t, paused, due)
 end
 
 -- corral_promote: KEYS[1] queue; ARGV[1] optional limit (default 1000) ->
@@ -585,6 +621,7 @@ local function corral_pause(keys, args)
     local K, q = queue_key(keys[1])
     load_conf(K, q)
     redis.call('SET', K .. ':paused', now_ms())
+    redis.call('HSET', K .. ':conf', 'paused', '1') -- what load_conf reads
     return 'OK'
 end
 
@@ -594,12 +631,13 @@ local function corral_resume(keys, args)
     local K, q = queue_key(keys[1])
     local c = load_conf(K, q)
     redis.call('DEL', K .. ':paused')
+    redis.call('HSET', K .. ':conf', 'paused', '0') -- what load_conf reads
     local n = 0
     for i = 0, #c.priorities - 1 do
         n = n + redis.call('LLEN', K .. ':q:' .. i)
     end
     if n > 0 then
-        wake(K, n)
+        wake(K, n, false)
     end
     return 'OK'
 end

@@ -100,17 +100,15 @@ local function clock()
     local t = redis.call('TIME')
     local s, us = tonumber(t[1]), tonumber(t[2])
     local ms = math.floor(us / 1000)
+    if #t[2] == 6 then -- 9 times in 10: the texts without a string.format
+        return s * 1000 + ms, t[1] .. t[2], t[1] .. t[2]:sub(1, 3)
+    end
     return s * 1000 + ms, t[1] .. string.format('%06d', us), t[1] .. string.format('%03d', ms)
 end
 
 local function now_ms()
     local t = redis.call('TIME')
     return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
-
-local function now_us()
-    local _, us = clock()
-    return us
 end
 
 -- Strict JSON: Redis's cjson accepts NaN, Infinity and hex numbers unless
@@ -231,6 +229,21 @@ local function queue_key(key)
     return K, q, prefix
 end
 
+-- The field of a host's calls in flight in a service's hash,
+-- "inflight:<host>" (services.lua), kept per host (derived data).
+local ifields = {[0] = 0} -- [0]: how many
+local function inflight_field(host)
+    local f = ifields[host]
+    if f == nil then
+        f = 'inflight:' .. host
+        if ifields[0] >= CACHE_MAX then
+            ifields = {[0] = 0}
+        end
+        ifields[host], ifields[0] = f, ifields[0] + 1
+    end
+    return f
+end
+
 local function split(s)
     local out = {}
     if s == nil or s == '' then
@@ -255,17 +268,36 @@ end
 
 -- The queue's settings, parsed, and whether tenants were ever used on the
 -- queue (tenants.lua). The table may be shared with later calls: callers
--- only read it. One HGET of "packed" when the cache holds the
--- queue's current settings; queues declared before library version 5 have
--- no "packed" and are read field by field, as before.
-local function load_conf(K, q)
+-- only read it. One HMGET when the cache holds the queue's current
+-- settings; queues declared before library version 5 have no "packed" and
+-- are read field by field, as before. Each field a reply holds costs a
+-- call a Lua string and a table slot, so want says what else the caller
+-- needs: nil, tenanted; -1, nothing (one HGET); 1, tenanted and whether
+-- the queue is paused; 2, that and when K:sched has a job due at the
+-- earliest (jobs.lua: K:conf's "paused" and "due"; nil: not known, look).
+local function load_conf(K, q, want)
     -- "tenanted": set once a job with the option tenant was enqueued
     -- (tenants.lua); until then the reserve takes no step for tenants.
-    local pt = redis.call('HMGET', K .. ':conf', 'packed', 'tenanted')
-    local packed, tenanted = pt[1], pt[2] ~= false
+    local ck, packed, tenanted, paused, due = K .. ':conf', nil, nil, nil, nil
+    if want == -1 then
+        packed = redis.call('HGET', ck, 'packed')
+    else
+        local pt
+        if want == 2 then
+            pt = redis.call('HMGET', ck, 'packed', 'tenanted', 'paused', 'due')
+        elseif want == 1 then
+            pt = redis.call('HMGET', ck, 'packed', 'tenanted', 'paused')
+        else
+            pt = redis.call('HMGET', ck, 'packed', 'tenanted')
+        end
+        packed, tenanted, due = pt[1], pt[2] ~= false, tonumber(pt[4])
+        if pt[3] then
+            paused = pt[3] == '1'
+        end
+    end
     local hit = packed and conf_cache[K]
     if hit and hit.packed == packed then
-        return hit, tenanted
+        return hit, tenanted, paused, due
     end
     local v = redis.call('HMGET', K .. ':conf', unpack(CONF_FIELDS))
     if not v[1] then
@@ -311,7 +343,7 @@ local function load_conf(K, q)
         end
         conf_cache[K], conf_cached = c, conf_cached + 1
     end
-    return c, tenanted
+    return c, tenanted, paused, due
 end
 
 local function default_level(c)

@@ -125,7 +125,7 @@ end
 -- "STALE" (no such run of this worker), as corral_renew answers.
 local function corral_ack(keys, args)
     local K, q, prefix = queue_key(keys[1])
-    local c = load_conf(K, q)
+    local c = load_conf(K, q, -1)
     local now, _, now_t = clock()
     return ack_jobs(K, c, prefix, args[1], args, 2, now, now_t)
 end
@@ -142,7 +142,7 @@ end
 -- reserve then sees the queue as a separate call would (paused: no jobs).
 local function corral_ack_reserve(keys, args)
     local K, q, prefix = queue_key(keys[1])
-    local c, tenanted = load_conf(K, q)
+    local c, tenanted, paused, due = load_conf(K, q, 2)
     local worker = args[1]
     local n, max_inflight = reserve_args(worker, args[2], args[3])
     if (#args - 3) % 3 ~= 0 then
@@ -152,7 +152,7 @@ local function corral_ack_reserve(keys, args)
     local now, now_u, now_t = clock()
     local acks = ack_jobs(K, c, prefix, worker, args, 4, now, now_t)
     return {acks, reserve_jobs(K, c, prefix, worker, n, max_inflight, true, now, now_u, tenanted,
-                               now_t)}
+                               now_t, paused, due)}
 end
 
 -- corral_fail: KEYS[1] queue; ARGV worker, then quadruples id run kind error
@@ -161,7 +161,7 @@ end
 -- "RECLAIMED" or "STALE" (as corral_renew).
 local function corral_fail(keys, args)
     local K, q, prefix = queue_key(keys[1])
-    local c = load_conf(K, q)
+    local c, due = load_conf(K, q, -1), false -- due: jobs.lua's sched_due
     for i = 2, #args - 3, 4 do
         local kind = args[i + 2]
         if kind ~= 'retry' and kind ~= 'permanent' then
@@ -218,6 +218,7 @@ local function corral_fail(keys, args)
             else
                 redis.call('HSET', jk, 'state', 'scheduled', 'error', err, 'run_at_ms', at)
                 redis.call('ZADD', K .. ':sched', at, id)
+                due = sched_due(K, due, at)
                 stat(K, now, 'retry')
                 out[#out + 1] = 'scheduled'
             end
@@ -236,6 +237,7 @@ local function corral_fail(keys, args)
         else
             redis.call('HSET', w[2], 'state', 'scheduled', 'run_at_ms', at)
             redis.call('ZADD', K .. ':sched', at, w[1])
+            due = sched_due(K, due, at)
             if not bs.fb then
                 svc_hold_job(w[4], K, w[1])
             end
@@ -258,7 +260,8 @@ end
 local DEFER_KINDS = {[''] = true, throttle = true, quota = true}
 local function corral_defer(keys, args)
     local K, q, prefix = queue_key(keys[1])
-    local c = load_conf(K, q)
+    local c, _, paused = load_conf(K, q, 1)
+    local due = false -- jobs.lua's sched_due
     local fives = (#args - 1) % 5 == 0
     for i = 2, #args - 4, 5 do
         fives = fives and DEFER_KINDS[args[i + 3]] ~= nil
@@ -317,6 +320,7 @@ local function corral_defer(keys, args)
                 if delay > 0 or kind == 'quota' then
                     redis.call('HSET', jk, 'state', 'scheduled')
                     redis.call('ZADD', K .. ':sched', now + delay, id)
+                    due = sched_due(K, due, now + delay)
                     out[#out + 1] = 'scheduled'
                 else
                     redis.call('HSET', jk, 'state', 'queued', 'queued_ms', now)
@@ -329,7 +333,7 @@ local function corral_defer(keys, args)
         end
     end
     fb_apply(bs, now)
-    wake(K, ready)
+    wake(K, ready, paused)
     return out
 end
 

@@ -26,8 +26,8 @@
 --                               may close (a reset makes them due at once)
 --   <prefix>:svc:S:wake:<host> list  markers that wake those workers
 --   <prefix>:services     set   every declared service name
--- corral_breaker_reset also touches, for each "<K>|<id>" of S:held, K:sched
--- and K:job:<id> of that queue: keys derived from S:held's members.
+-- corral_breaker_reset also touches, for each "<K>|<id>" of S:held, K:sched,
+-- K:conf and K:job:<id> of that queue: keys derived from S:held's members.
 
 local NB = 10 -- buckets per breaker window: it slides in tenths
 -- The settings (all numeric), the state fields load_svc reads, the defaults.
@@ -36,29 +36,24 @@ local SVC_SETTINGS = {'window_ms', 'min_calls', 'failure_rate', 'slow_call_ms', 
                       -- tokens.lua's budgets (money in nano-units)
                       'tokens', 'tokens_period_ms', 'bytes_per_token', 'price_input',
                       'price_output', 'budget', 'budget_period_ms'}
-local SVC_STATE = {'settings', 'state', 'throttled_until_ms', 'newest_bucket', 'bad_calls',
-                   'sleepers', 'open_until_ms', 'trips', 'reason', 'probes', 'probe_successes',
-                   'throttle_reason'}
--- The first six of SVC_STATE: all that reserve and ack need while the
--- breaker is closed and the service not throttled (load_svc with now).
-local SVC_HOT = {'settings', 'state', 'throttled_until_ms', 'newest_bucket', 'bad_calls', 'sleepers'}
+-- In this order: an ack reads the first five while the breaker is closed.
+local SVC_STATE = {'settings', 'state', 'newest_bucket', 'bad_calls', 'sleepers',
+                   'throttled_until_ms', 'open_until_ms', 'trips', 'reason', 'probes',
+                   'probe_successes', 'throttle_reason'}
 local SVC_NUM = {window_ms = 60000, min_calls = 20, failure_rate = 50, slow_call_ms = 30000,
                  slow_rate = 80, open_for_ms = 30000, open_max_ms = 300000, half_open_calls = 3,
                  rate = 0, rate_period_ms = 60000, tokens = 0, tokens_period_ms = 60000,
                  bytes_per_token = 4, price_input = 0, price_output = 0, budget = 0,
                  budget_period_ms = 86400000}
--- The budgets and usage in a service's view: defined in tokens.lua.
-local tok_view
+local tok_view -- the budgets and usage in a service's view: defined in tokens.lua
 
 -- Parsed settings per service key, valid while the hash's "settings" field
--- (the settings as one text, written by corral_declare_service) is the same
--- (prelude.lua: the hot-path caches).
+-- (corral_declare_service) is the same (prelude.lua: the hot-path caches).
 local svc_cache, svc_cached = {}, 0
 
 -- The host of a worker id "<host>:<n>" (the id itself without a colon),
 -- whose calls in flight count against max_inflight. Kept per worker id
--- (derived data: prelude's hot-path caches): reserve and ack ask it for
--- every call.
+-- (derived data: prelude's hot-path caches): reserve and ack ask it.
 local host_cache, host_cached = {}, 0
 local function worker_host(worker)
     local host = host_cache[worker]
@@ -78,18 +73,22 @@ end
 
 -- The service's settings and state, or nil when it was never declared (a
 -- queue naming an undeclared service runs without a breaker). The state is
--- read on every call; the settings come from svc_cache (through the
--- table's metatable) while the service's "settings" text is unchanged, so
--- a call reads one HMGET of the state. Services declared before library
--- version 5 have no "settings" and are read in full. With now (the hot
--- path: reserve, ack), only the fields of SVC_HOT are read while the
--- breaker is closed and no throttle holds at now; the others are then at
--- what a closed breaker holds (svc_close: trips, probes and
--- probe_successes 0; open_until_ms, reason and throttle_reason are read
--- only while open or throttled), so every field a closed breaker's calls
--- use is as read in full.
-local function load_svc(SK, name, now)
-    local v = redis.call('HMGET', SK, unpack(now and SVC_HOT or SVC_STATE))
+-- read on every call (one HMGET); the settings come from svc_cache (the
+-- table's metatable) while the "settings" text is unchanged (services of
+-- library version 4 and before have none: read in full). Each field of a
+-- reply costs a Lua string and table slot: with now, a closed breaker's
+-- call reads what it uses, with host (reserve) the throttle and the host's
+-- calls in flight, else (ack) the window and sleepers; the settings' table
+-- answers the rest as svc_close leaves it (trips, probes 0; no reasons).
+local function load_svc(SK, name, now, host)
+    local v, full, thr, hi
+    if host then
+        v = redis.call('HMGET', SK, 'settings', 'state', 'throttled_until_ms', inflight_field(host))
+        thr, hi, v[3], v[4] = v[3], tonumber(v[4]) or 0, nil, nil
+    else
+        v = redis.call('HMGET', SK, unpack(SVC_STATE, 1, now and 5 or 12))
+        full, thr = not now, v[6]
+    end
     local packed = v[1]
     local set = packed and svc_cache[SK]
     if not (set and set.packed == packed) then
@@ -97,7 +96,8 @@ local function load_svc(SK, name, now)
         if not w[1] then
             return nil
         end
-        set = {packed = packed, calls_field = {}}
+        set = {packed = packed, calls_field = {}, open_until_ms = 0, trips = 0, reason = '',
+               probes = 0, probe_successes = 0, throttle_reason = ''}
         for i, f in ipairs(SVC_SETTINGS) do
             set[f] = tonumber(w[i]) or SVC_NUM[f]
         end
@@ -109,20 +109,20 @@ local function load_svc(SK, name, now)
             svc_cache[SK], svc_cached = set, svc_cached + 1
         end
     end
-    local state, throttled = v[2] or 'closed', tonumber(v[3]) or 0
+    local state, throttled = v[2] or 'closed', tonumber(thr) or 0
     if now and (state ~= 'closed' or throttled > now) then
-        local w = redis.call('HMGET', SK, unpack(SVC_STATE, 7))
-        for i = 1, #w do
-            v[i + 6] = w[i]
-        end
+        v, full = redis.call('HMGET', SK, unpack(SVC_STATE)), true
+        throttled = tonumber(v[6]) or 0
     end
-    return setmetatable({
-        key = SK, name = name, state = state, throttled_until_ms = throttled,
-        newest_bucket = tonumber(v[4]), bad_calls = tonumber(v[5]) or 0,
-        sleepers = tonumber(v[6]) or 0, open_until_ms = tonumber(v[7]) or 0,
-        trips = tonumber(v[8]) or 0, reason = v[9] or '', probes = tonumber(v[10]) or 0,
-        probe_successes = tonumber(v[11]) or 0, throttle_reason = v[12] or ''
-    }, set.meta)
+    local s = setmetatable({key = SK, name = name, state = state, throttled_until_ms = throttled,
+                            newest_bucket = tonumber(v[3]), bad_calls = tonumber(v[4]) or 0,
+                            sleepers = tonumber(v[5]) or 0, host_inflight = hi}, set.meta)
+    if full then
+        s.open_until_ms, s.trips, s.reason, s.probes, s.probe_successes, s.throttle_reason =
+            tonumber(v[7]) or 0, tonumber(v[8]) or 0, v[9] or '', tonumber(v[10]) or 0,
+            tonumber(v[11]) or 0, v[12] or ''
+    end
+    return s
 end
 
 local function svc_bucket(s, now)
@@ -155,8 +155,7 @@ local function svc_advance(s, idx)
     redis.call('HSET', s.key, 'newest_bucket', idx)
 end
 
--- Sums the window as of now into s.calls, s.failures, s.slow_calls
--- (read-only).
+-- Sums the window as of now into s.calls, s.failures, s.slow_calls (read-only).
 local function svc_sum(s, now)
     s.calls, s.failures, s.slow_calls = 0, 0, 0
     if s.newest_bucket == nil then
@@ -269,7 +268,8 @@ local function svc_gate(s, now, want, host, max_inflight)
         end
     end
     if max_inflight > 0 then
-        local n = max_inflight - (tonumber(redis.call('HGET', s.key, 'inflight:' .. host)) or 0)
+        local n = max_inflight - (s.host_inflight or -- read by load_svc, else here
+                                   tonumber(redis.call('HGET', s.key, inflight_field(host))) or 0)
         if n < allowed then
             allowed, upto, why = math.max(n, 0), now + 1000,
                                  string.format('max_inflight %d reached on host %s', max_inflight,
@@ -302,7 +302,7 @@ local function svc_granted(s, now, n, host)
     if n == 0 then
         return
     end
-    redis.call('HINCRBY', s.key, 'inflight:' .. host, itxt(n))
+    redis.call('HINCRBY', s.key, inflight_field(host), itxt(n))
     if s.state == 'half_open' then
         s.probes = s.probes + n
         redis.call('HSET', s.key, 'probes', s.probes)
@@ -392,7 +392,7 @@ local function svc_apply(b, now)
     end
     local s = b.s
     for host, n in pairs(b.hosts) do
-        redis.call('HINCRBY', s.key, 'inflight:' .. host, itxt(-n))
+        redis.call('HINCRBY', s.key, inflight_field(host), itxt(-n))
         svc_wake(s, host)
     end
     if s.state == 'half_open' then
@@ -547,7 +547,6 @@ local function svc_view(s, now)
     return v
 end
 
-
 -- Returns the service key and name from the one key argument: a bare name
 -- (prefix "corral") or "<prefix>:svc:<name>".
 local function service_key(key)
@@ -691,6 +690,7 @@ local function corral_breaker_reset(keys, args)
         if K and redis.call('ZSCORE', K .. ':sched', id) then
             redis.call('ZADD', K .. ':sched', 'XX', now, id)
             redis.call('HSET', job_key(K, id), 'run_at_ms', now)
+            redis.call('HDEL', K .. ':conf', 'due') -- promote_due looks again (jobs.lua)
         end
     end
     redis.call('HSET', SK, 'throttled_until_ms', 0, 'throttle_reason', '')

@@ -10,15 +10,16 @@ local tok_totals
 local HIST = {1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 30000,
               60000, 120000, 300000, 600000}
 
--- The key of the statistics bucket of the minute of now: kept per queue
--- while the minute lasts (derived data: prelude's hot-path caches), so the
--- hot path does not format the minute's number on every call.
+-- The key of the statistics bucket of the minute of now, and K:ctr
+-- (counters.lua): kept per queue while the minute lasts (derived data:
+-- prelude's hot-path caches), so the hot path does not format the
+-- minute's number or build the keys on every call.
 local st_keys, st_cached = {}, 0
 local function stat_key(K, now)
     local m = math.floor(now / 60000)
     local e = st_keys[K]
     if e and e[1] == m then
-        return e[2]
+        return e[2], e[3]
     end
     local bk = K .. ':st:' .. itxt(m)
     if e then
@@ -27,32 +28,38 @@ local function stat_key(K, now)
         if st_cached >= CACHE_MAX then
             st_keys, st_cached = {}, 0
         end
-        st_keys[K], st_cached = {m, bk}, st_cached + 1
+        e = {m, bk, K .. ':ctr'}
+        st_keys[K], st_cached = e, st_cached + 1
     end
-    return bk
+    return bk, e[3]
 end
 
 -- Per-minute statistics. Each counter's first increment in a bucket sets the
 -- TTL, so no call pays for an EXPIRE on the hot path more than a few times a
 -- minute.
 local function stat(K, now, field, n)
-    local bk = stat_key(K, now)
+    local bk, ck = stat_key(K, now)
     n = n or 1
-    if redis.call('HINCRBY', bk, field, itxt(n)) == n then
+    local nt = itxt(n)
+    if redis.call('HINCRBY', bk, field, nt) == n then
         redis.call('EXPIRE', bk, STATS_TTL_S)
     end
-    count_total(K, field, n or 1) -- the never-expiring total (counters.lua)
+    count_total(K, field, nt, ck) -- the never-expiring total (counters.lua)
     return bk
 end
 
--- The histogram bucket field of a processing time.
+-- The histogram bucket field of a processing time (HIST.names: "h0" ...).
+HIST.names = {}
+for i = 0, #HIST do
+    HIST.names[i + 1] = 'h' .. i
+end
 local function hist_field(ms)
     for i, hi in ipairs(HIST) do
         if ms <= hi then
-            return 'h' .. (i - 1)
+            return HIST.names[i]
         end
     end
-    return 'h' .. #HIST
+    return HIST.names[#HIST + 1]
 end
 
 -- A call's statistics, summed in a table (field -> count) and written by
@@ -63,7 +70,9 @@ local function stat_add(acc, field, n)
 end
 
 -- A job's processing time (since its run started), recorded with its
--- outcome field ('done' or 'fail').
+-- outcome field ('done' or 'fail'). Their count is the sum of the histogram's
+-- fields: since library version 7 no field "pn" holds it (one HINCRBY less
+-- per ack and key; readers sum h0..h19 as corral_stats does).
 local function stat_proc_add(acc, now, field, started)
     local ms = now - (tonumber(started) or now)
     if ms < 0 then
@@ -72,17 +81,19 @@ local function stat_proc_add(acc, now, field, started)
     stat_add(acc, field)
     stat_add(acc, hist_field(ms))
     stat_add(acc, 'ps', ms)
-    stat_add(acc, 'pn')
 end
 
 local function stat_flush(K, now, acc)
-    local bk, fresh = nil, false
+    local bk, ck, fresh = nil, nil, false
     for field, n in pairs(acc) do
-        bk = bk or stat_key(K, now)
-        if redis.call('HINCRBY', bk, field, itxt(n)) == n then
+        if not bk then
+            bk, ck = stat_key(K, now)
+        end
+        local nt = itxt(n)
+        if redis.call('HINCRBY', bk, field, nt) == n then
             fresh = true
         end
-        count_total(K, field, n) -- the never-expiring total (counters.lua)
+        count_total(K, field, nt, ck) -- the never-expiring total (counters.lua)
     end
     if fresh then
         redis.call('EXPIRE', bk, STATS_TTL_S)
@@ -151,6 +162,10 @@ local function corral_stats(keys, args)
                 served[f:sub(8)] = (served[f:sub(8)] or 0) + v
             end
         end
+    end
+    sums.pn = 0 -- the runs timed: the histogram's sum (stat_proc_add), "pn" of older buckets unread
+    for b = 0, #HIST do
+        sums.pn = sums.pn + hist[b]
     end
     local span_s = (now - (m - minutes) * 60000) / 1000
     local function pct(p)

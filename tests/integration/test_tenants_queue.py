@@ -403,8 +403,9 @@ def test_a_tenant_alone_in_its_turn_gives_a_reserve_of_many_jobs_in_a_few_comman
     r.config_resetstat()
     assert len(reserve(r, Q, 100)) == 100
     info = r.info("commandstats")
-    # the 100 jobs' own HMGET and HSET, and a handful for the tenants
-    assert info["cmdstat_hset"]["calls"] == 100
+    # the 100 jobs' own HMGET and HSET (and one HSET a call at most of the
+    # queue's K:conf, its next due time), and a handful for the tenants
+    assert 100 <= info["cmdstat_hset"]["calls"] <= 101
     others = sum(v["calls"] for k, v in info.items()
                  if k not in ("cmdstat_hmget", "cmdstat_hset", "cmdstat_info"))
     assert others <= 20, info
