@@ -464,15 +464,6 @@ local function reserve_jobs(K, c, prefix, worker, n, max_inflight, gated, now, n
             local ids
             if turns then -- tenants.lua: from the first level from here with jobs
                 ids, level = tenant_next(K, c, level, want, now, s)
-            elseif level < #c.qkeys then -- the first non-empty level from here (prelude: qmpop)
-                local a = c.qmpop[level]
-                a[#a] = itxt(want)
-                local got = redis.call('LMPOP', unpack(a))
-                if got then
-                    level, ids = c.qlevel[got[1]], got[2]
-                else
-                    level = #c.qkeys
-                end
             else
                 ids = redis.call('LPOP', c.qkeys[level], itxt(want))
             end

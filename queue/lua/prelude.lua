@@ -329,20 +329,9 @@ local function load_conf(K, q, want)
     c.tenant_weights = v[18] or ''
     -- The names of the queue's keys that the hot path touches, built once.
     c.active, c.sched, c.paused, c.wake = K .. ':active', K .. ':sched', K .. ':paused', K .. ':wake'
-    c.qkeys, c.qlevel, c.qmpop = {}, {}, {}
+    c.qkeys = {}
     for i = 1, #c.priorities do
         c.qkeys[i] = K .. ':q:' .. (i - 1)
-        c.qlevel[c.qkeys[i]] = i
-    end
-    -- A strict-order reserve's LMPOP arguments from each level on (jobs.lua:
-    -- the first non-empty level in one call); the last is the count.
-    for i = 1, #c.priorities - 1 do
-        local a = {itxt(#c.priorities - i + 1)}
-        for j = i, #c.priorities do
-            a[#a + 1] = c.qkeys[j]
-        end
-        a[#a + 1], a[#a + 2], a[#a + 3] = 'LEFT', 'COUNT', '1'
-        c.qmpop[i] = a
     end
     -- Settings the hot path passes to redis.call(), as text (itxt).
     c.max_attempts_t, c.timeout_t = itxt(c.max_attempts), itxt(c.timeout_ms)
