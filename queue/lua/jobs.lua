@@ -588,7 +588,7 @@ local function corral_dead_retry(keys, args)
         if j[1] == 'dead' then
             redis.call('LREM', K .. ':dead', 1, id)
             redis.call('HSET', jk, 'state', 'queued', 'attempts', 0, 'queued_ms', now)
-            redis.call('HDEL', jk, 'finished_ms')
+            redis.call('HDEL', jk, 'finished_ms', 'probe') -- probe: runs.lua's ack_jobs
             redis.call('DEL', K .. ':fin:' .. id)
             make_ready(K, c, id, jk, false)
             n = n + 1

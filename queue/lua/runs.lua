@@ -80,10 +80,12 @@ local function ack_jobs(K, c, prefix, worker, args, first, now, now_t)
         -- Fields a job seldom has are left out of the HMGET: in a small
         -- job's hash (a listpack) an absent field costs a scan of the whole
         -- record. "reclaimed" matters only to a run that is not active
-        -- (run_status reads it then); "probe" only with a service (as
-        -- svc_leave_read, which ignores it without one).
+        -- (run_status reads it then); "probe" only with a service whose
+        -- breaker is not closed (svc_leave_read ignores it without one, and
+        -- a closed breaker's window counts a probe's success as any other;
+        -- dead jobs lose it on corral_dead_retry).
         local j
-        if b then
+        if b and (b.fb or b.s.state ~= 'closed') then
             j = redis.call('HMGET', jk, 'state', 'run', 'worker', 'started_ms', 'unique_key',
                            'probe')
         else

@@ -192,6 +192,26 @@ def test_probe_successes_close_the_breaker_and_wake_the_waiting_hosts(r):
     assert len(jobs) == 2 and gate is None
 
 
+def test_a_probe_acked_after_the_breaker_closed_is_no_probe_when_retried_from_dead(r):
+    """An ack reads a job's probe mark only while the breaker is not closed
+    (runs.lua): a probe acked after a reset closed the breaker keeps its
+    mark, so a dead job's retry drops it; its next run, leased while the
+    breaker is half-open again, is a probe only if the reserve makes it one."""
+    declare_service(r)
+    declare(r, Q, service=SVC, max_attempts=5, backoff_base_ms=60000, backoff_cap_ms=60000,
+            max_result=4)  # the ack's result below makes the job dead
+    trip(r)
+    jid = enqueue(r, Q)
+    wait_until(lambda: server_ms(r) >= breaker(r)["open_until_ms"], what="open_for to pass")
+    (probe,), _ = reserve(r, 1)
+    assert get_job(r, Q, jid).get("probe") == "1"
+    r.fcall("corral_breaker_reset", 1, SVC)
+    assert r.fcall("corral_ack", 1, Q, "h1:1", jid, probe[1], "too long") == ["dead"]
+    assert r.fcall("corral_dead_retry", 1, Q, jid) == 1
+    assert "probe" not in get_job(r, Q, jid)
+    assert breaker(r)["state"] == "closed" and breaker(r)["probes"] == 0
+
+
 def test_failed_probe_reopens_with_a_doubling_wait_up_to_the_cap(r):
     prepare(r)  # open_for 300 ms, open_max 1200 ms
     trip(r)
