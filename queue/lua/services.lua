@@ -8,7 +8,7 @@
 --   <prefix>:svc:S        hash  the settings (corral_declare_service: window_ms,
 --     min_calls, failure_rate, slow_call_ms, slow_rate, open_for_ms,
 --     open_max_ms, half_open_calls, rate, rate_period_ms; and all of them as
---     one text, settings, that load_svc's cache checks) and the state:
+--     one text, settings, with sv its digest that load_svc checks) and the state:
 --     state (closed, open or half_open), open_until_ms, trips (since the
 --     breaker last closed), reason (what tripped it), probes (half-open
 --     probe permits handed out), probe_successes, opened_ms, closed_ms,
@@ -37,7 +37,7 @@ local SVC_SETTINGS = {'window_ms', 'min_calls', 'failure_rate', 'slow_call_ms', 
                       'tokens', 'tokens_period_ms', 'bytes_per_token', 'price_input',
                       'price_output', 'budget', 'budget_period_ms'}
 -- In this order: an ack reads the first five while the breaker is closed.
-local SVC_STATE = {'settings', 'state', 'newest_bucket', 'bad_calls', 'sleepers',
+local SVC_STATE = {'sv', 'state', 'newest_bucket', 'bad_calls', 'sleepers',
                    'throttled_until_ms', 'open_until_ms', 'trips', 'reason', 'probes',
                    'probe_successes', 'throttle_reason'}
 local SVC_NUM = {window_ms = 60000, min_calls = 20, failure_rate = 50, slow_call_ms = 30000,
@@ -47,8 +47,8 @@ local SVC_NUM = {window_ms = 60000, min_calls = 20, failure_rate = 50, slow_call
                  budget_period_ms = 86400000}
 local tok_view -- the budgets and usage in a service's view: defined in tokens.lua
 
--- Parsed settings per service key, valid while the hash's "settings" field
--- (corral_declare_service) is the same (prelude.lua: the hot-path caches).
+-- Parsed settings per service key, valid while the hash's "sv" (the digest
+-- of "settings", corral_declare_service) is the same (prelude.lua: caches).
 local svc_cache, svc_cached = {}, 0
 
 -- The host of a worker id "<host>:<n>" (the id itself without a colon),
@@ -74,8 +74,8 @@ end
 -- The service's settings and state, or nil when it was never declared (a
 -- queue naming an undeclared service runs without a breaker). The state is
 -- read on every call (one HMGET); the settings come from svc_cache (the
--- table's metatable) while the "settings" text is unchanged (services of
--- library version 4 and before have none: read in full). Each field of a
+-- table's metatable) while "sv" (else "settings") is unchanged (services
+-- of library version 4 and before have neither: read in full). Each field of a
 -- reply costs a Lua string and table slot: with now, a closed breaker's
 -- call reads what it uses, with host (reserve) the throttle and the host's
 -- calls in flight, else (ack) the window and sleepers; the settings' table
@@ -83,13 +83,13 @@ end
 local function load_svc(SK, name, now, host)
     local v, full, thr, hi
     if host then
-        v = redis.call('HMGET', SK, 'settings', 'state', 'throttled_until_ms', inflight_field(host))
+        v = redis.call('HMGET', SK, 'sv', 'state', 'throttled_until_ms', inflight_field(host))
         thr, hi, v[3], v[4] = v[3], tonumber(v[4]) or 0, nil, nil
     else
         v = redis.call('HMGET', SK, unpack(SVC_STATE, 1, now and 5 or 12))
         full, thr = not now, v[6]
     end
-    local packed = v[1]
+    local packed = v[1] or redis.call('HGET', SK, 'settings') -- declared before "sv" (v7, perf)
     local set = packed and svc_cache[SK]
     if not (set and set.packed == packed) then
         local w = redis.call('HMGET', SK, unpack(SVC_SETTINGS))
@@ -636,18 +636,18 @@ local function corral_declare_service(keys, args)
     if fields[12] > fields[14] then
         fail('BADSETTING', 'service "%s": open_for_ms must not exceed open_max_ms', name)
     end
-    -- "settings": each name=value, one a line. Named, so the text is longer
-    -- than Redis's hash-max-listpack-value (64 bytes): the service's hash is
-    -- then a real hash table, not a listpack, and the fields every reserve
-    -- and ack reads are found at once instead of by a scan of the whole
-    -- list (a listpack lookup of a field that is absent, or near its end,
-    -- costs about a microsecond with the hash's 30-odd fields).
+    -- "settings": each name=value, one a line; longer than Redis's
+    -- hash-max-listpack-value (64 bytes), so the service's hash is a real
+    -- hash table and the fields reserve and ack read are found at once (in
+    -- a listpack of 30-odd fields a lookup costs about a microsecond). "sv",
+    -- its digest, is what they read (load_svc): 16 bytes, not the whole text.
     local values = {}
     for i = 2, #fields, 2 do
         values[#values + 1] = fields[i - 1] .. '=' .. fields[i]
     end
-    fields[#fields + 1] = 'settings'
-    fields[#fields + 1] = table.concat(values, '\n')
+    local text = table.concat(values, '\n')
+    fields[#fields + 1], fields[#fields + 2] = 'settings', text
+    fields[#fields + 1], fields[#fields + 2] = 'sv', redis.sha1hex(text):sub(1, 16)
     upgrade_v3(SK)
     if not redis.call('HGET', SK, 'state') then
         fields[#fields + 1] = 'state'

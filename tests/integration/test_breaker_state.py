@@ -212,6 +212,27 @@ def test_a_probe_acked_after_the_breaker_closed_is_no_probe_when_retried_from_de
     assert breaker(r)["state"] == "closed" and breaker(r)["probes"] == 0
 
 
+def test_reserve_and_ack_check_the_settings_by_their_digest_and_a_redeclare_applies(r):
+    """Reserve and ack read "sv" (the settings' digest, library 7) in place
+    of the whole settings text; a service declared before it (no "sv") is
+    served by its text; a redeclare changes the digest, and the next
+    reserve applies the new settings."""
+    prepare(r, rate=1, rate_period_ms=600000)
+    sk = f"corral:svc:{SVC}"
+    assert len(r.hget(sk, "sv")) == 16
+    r.hdel(sk, "sv")  # as a library before it left the hash
+    for _ in range(3):
+        enqueue(r, Q)
+    jobs, gate = reserve(r, 3)
+    assert len(jobs) == 1 and gate[1].startswith("rate 1 per 600000 ms")
+    assert r.fcall("corral_ack", 1, Q, "h1:1", jobs[0][0], jobs[0][1], "{}") == ["done"]
+    old = r.hget(sk, "settings")
+    declare_service(r, rate=0)
+    assert r.hget(sk, "sv") and r.hget(sk, "settings") != old
+    jobs, gate = reserve(r, 3)
+    assert len(jobs) == 2 and gate is None
+
+
 def test_failed_probe_reopens_with_a_doubling_wait_up_to_the_cap(r):
     prepare(r)  # open_for 300 ms, open_max 1200 ms
     trip(r)
