@@ -203,6 +203,21 @@ def test_corrald_follows_a_queues_slot_that_moves(redis_cluster, spread, build_d
     assert "redis unavailable" not in corrald.logs()
 
 
+def test_a_reload_it_cannot_serve_on_a_cluster_is_refused(build_dir, conf, corrald):
+    text = open(conf).read()
+    try:
+        with open(conf, "w") as f:
+            f.write(text.replace("min = 3\nmax = 6", "min = 1\nmax = 2"))
+        corrald.proc.send_signal(signal.SIGHUP)
+        wait_until(lambda: "reload refused" in corrald.logs(), what="the refusal")
+        assert "max must be at least the number of queues (3)" in corrald.logs()
+    finally:
+        with open(conf, "w") as f:
+            f.write(text)
+    assert corrald.proc.poll() is None
+    assert len(corrald.workers()) >= 3
+
+
 def test_corrald_stops_cleanly_and_removes_its_heartbeat(redis_cluster, spread, corrald):
     workers = list(corrald.workers())
     assert workers
