@@ -38,8 +38,8 @@ int corral_decisions_note(struct corral_decisions *ds, int64_t t_ms, int from,
     return 1;
 }
 
-int corral_decisions_flush(struct corral_decisions *ds, struct corrald_link *l,
-                           const char *prefix, const char *host, struct corral_err *err)
+int corral_decisions_flush(struct corral_decisions *ds, struct corrald_link *l, const char *prefix,
+                           const char *host, struct corral_err *err)
 {
     l->lost = 0;
     if (ds->npending == 0)

@@ -39,8 +39,8 @@ int corral_decisions_note(struct corral_decisions *ds, int64_t t_ms, int from,
  * forgets them; with none, sends nothing. On an error, -1 with err saying
  * why: a broken connection (l->lost) keeps them to be written on the next
  * one, an error reply (NOPERM) drops them. */
-int corral_decisions_flush(struct corral_decisions *ds, struct corrald_link *l,
-                           const char *prefix, const char *host, struct corral_err *err);
+int corral_decisions_flush(struct corral_decisions *ds, struct corrald_link *l, const char *prefix,
+                           const char *host, struct corral_err *err);
 
 /* Frees what waits; ds is empty afterwards. */
 void corral_decisions_clear(struct corral_decisions *ds);

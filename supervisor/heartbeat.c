@@ -83,8 +83,8 @@ static int one(struct corrald_link *l, const char *key, const char *cmd, const c
     redisContext *c = corrald_link_key(l, key, err);
     if (c == NULL)
         return -1;
-    redisReply *r =
-        arg != NULL ? redisCommand(c, "%s %s %s", cmd, key, arg) : redisCommand(c, "%s %s", cmd, key);
+    redisReply *r = arg != NULL ? redisCommand(c, "%s %s %s", cmd, key, arg)
+                                : redisCommand(c, "%s %s", cmd, key);
     int rc = corral_redis_check(c, r, "heartbeat", err);
     freeReplyObject(r);
     if (rc < 0)
@@ -125,9 +125,9 @@ int corral_heartbeat_live_hosts(struct corrald_link *l, const char *prefix, cons
     char *index = corral_xasprintf("%s:hosts", prefix);
     int64_t now = corral_wall_ms();
     redisContext *c = corrald_link_key(l, index, err);
-    redisReply *r = c ? redisCommand(c, "ZRANGEBYSCORE %s %lld +inf", index,
-                                     (long long)(now - max_age_ms))
-                      : NULL;
+    redisReply *r =
+        c ? redisCommand(c, "ZRANGEBYSCORE %s %lld +inf", index, (long long)(now - max_age_ms))
+          : NULL;
     free(index);
     if (c == NULL || corral_redis_check(c, r, "hosts", err) < 0) {
         freeReplyObject(r);

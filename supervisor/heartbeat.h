@@ -35,8 +35,9 @@ struct corral_heartbeat {
 
 /* Writes the beat in one pipelined round trip (on a Cluster, one to each
  * key's node). l->lost says whether a failure lost the connection. */
-int corral_heartbeat_send(struct corrald_link *l, const char *prefix, const struct corral_heartbeat *hb,
-                          int64_t ttl_ms, struct corral_err *err);
+int corral_heartbeat_send(struct corrald_link *l, const char *prefix,
+                          const struct corral_heartbeat *hb, int64_t ttl_ms,
+                          struct corral_err *err);
 
 /* Removes this host's beat (clean shutdown). */
 int corral_heartbeat_remove(struct corrald_link *l, const char *prefix, const char *host,

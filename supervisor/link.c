@@ -64,10 +64,10 @@ enum qop { Q_PROMOTE, Q_RECLAIM, Q_RECLAIM_WORKER, Q_HOLDERS, Q_STATS };
 
 struct qcall {
     enum qop op;
-    const char *worker;           /* Q_RECLAIM_WORKER */
-    struct corral_strlist *out;   /* Q_HOLDERS */
-    int window_s;                 /* Q_STATS */
-    char **json;                  /* Q_STATS */
+    const char *worker;         /* Q_RECLAIM_WORKER */
+    struct corral_strlist *out; /* Q_HOLDERS */
+    int window_s;               /* Q_STATS */
+    char **json;                /* Q_STATS */
 };
 
 static long long qcall_run(redisContext *c, const char *prefix, const char *queue,
@@ -96,8 +96,7 @@ static long long on_queue(struct corrald_link *l, const char *prefix, const char
     redisContext *c = corrald_link_key(l, key, err);
     long long rc = c != NULL ? qcall_run(c, prefix, queue, q, err) : -1;
     for (int k = 0; rc < 0 && k < MAX_RETRIES && corrald_link_retry(l, c, err); k++)
-        rc = (c = corrald_link_key(l, key, err)) != NULL ? qcall_run(c, prefix, queue, q, err)
-                                                        : -1;
+        rc = (c = corrald_link_key(l, key, err)) != NULL ? qcall_run(c, prefix, queue, q, err) : -1;
     free(key);
     return rc;
 }
@@ -116,9 +115,8 @@ long long corrald_link_reclaim(struct corrald_link *l, const char *prefix, const
     return on_queue(l, prefix, queue, &q, err);
 }
 
-long long corrald_link_reclaim_worker(struct corrald_link *l, const char *prefix,
-                                      const char *queue, const char *worker,
-                                      struct corral_err *err)
+long long corrald_link_reclaim_worker(struct corrald_link *l, const char *prefix, const char *queue,
+                                      const char *worker, struct corral_err *err)
 {
     struct qcall q = {.op = Q_RECLAIM_WORKER, .worker = worker};
     return on_queue(l, prefix, queue, &q, err);
@@ -131,8 +129,8 @@ int corrald_link_lease_holders(struct corrald_link *l, const char *prefix, const
     return (int)on_queue(l, prefix, queue, &q, err);
 }
 
-int corrald_link_stats(struct corrald_link *l, const char *prefix, const char *queue,
-                       int window_s, char **json_out, struct corral_err *err)
+int corrald_link_stats(struct corrald_link *l, const char *prefix, const char *queue, int window_s,
+                       char **json_out, struct corral_err *err)
 {
     struct qcall q = {.op = Q_STATS, .window_s = window_s, .json = json_out};
     return (int)on_queue(l, prefix, queue, &q, err);
@@ -163,8 +161,8 @@ json_t *corrald_link_health(struct corrald_link *l, const struct corral_config *
     size_t nseen = 0;
     for (size_t i = 0; i < cfg->pool.queues.n && nseen < 64; i++) {
         struct corral_err err;
-        redisContext *c = corral_cluster_queue_conn(l->cc, cfg->redis.prefix,
-                                                    cfg->pool.queues.items[i], &err);
+        redisContext *c =
+            corral_cluster_queue_conn(l->cc, cfg->redis.prefix, cfg->pool.queues.items[i], &err);
         int dup = c == NULL;
         for (size_t k = 0; k < nseen && !dup; k++)
             dup = seen[k] == c;
@@ -177,8 +175,8 @@ json_t *corrald_link_health(struct corrald_link *l, const struct corral_config *
         json_t *h = corral_redis_health(c, &cfg->redis);
         json_t *ws = json_object_get(h, "warnings");
         for (size_t k = 0; k < json_array_size(ws); k++)
-            json_array_append_new(all, json_sprintf("node %s: %s", node,
-                                                    json_string_value(json_array_get(ws, k))));
+            json_array_append_new(
+                all, json_sprintf("node %s: %s", node, json_string_value(json_array_get(ws, k))));
         json_decref(h);
     }
     return json_pack("{s:o}", "warnings", all);

@@ -45,13 +45,12 @@ long long corrald_link_promote(struct corrald_link *l, const char *prefix, const
                                struct corral_err *err);
 long long corrald_link_reclaim(struct corrald_link *l, const char *prefix, const char *queue,
                                struct corral_err *err);
-long long corrald_link_reclaim_worker(struct corrald_link *l, const char *prefix,
-                                      const char *queue, const char *worker,
-                                      struct corral_err *err);
+long long corrald_link_reclaim_worker(struct corrald_link *l, const char *prefix, const char *queue,
+                                      const char *worker, struct corral_err *err);
 int corrald_link_lease_holders(struct corrald_link *l, const char *prefix, const char *queue,
                                struct corral_strlist *out, struct corral_err *err);
-int corrald_link_stats(struct corrald_link *l, const char *prefix, const char *queue,
-                       int window_s, char **json_out, struct corral_err *err);
+int corrald_link_stats(struct corrald_link *l, const char *prefix, const char *queue, int window_s,
+                       char **json_out, struct corral_err *err);
 
 /* The queues' and services' declarations (corral_bootstrap_run, or on a
  * Cluster corral_cluster_bootstrap). */

@@ -57,8 +57,8 @@ struct corrald {
     const char *config_path;
     struct corral_config *cfg;
     char worker_exe[PATH_MAX];
-    char host[64];     /* worker ids start with it: "<host>:<n>" */
-    char hb_name[160]; /* the heartbeat's name: host, or host@instance */
+    char host[64];            /* worker ids start with it: "<host>:<n>" */
+    char hb_name[160];        /* the heartbeat's name: host, or host@instance */
     struct corrald_link link; /* one Redis, or a Cluster's primaries (link.h) */
     struct corral_backoff redis_backoff;
     struct corral_log_repeat redis_log; /* "redis unavailable", once with a count */
@@ -70,7 +70,7 @@ struct corrald {
     struct corral_decisions decisions; /* kept for the dashboard (decisions.h) */
     struct corral_log_repeat decisions_log;
     int desired;
-    int64_t qload[MAX_QUEUES]; /* each queue's depth + in flight at the last decision */
+    int64_t qload[MAX_QUEUES];           /* each queue's depth + in flight at the last decision */
     struct corral_backoff crash_backoff; /* workers crashing at start */
     int64_t next_spawn_ms;
     struct corral_cpu_sample cpu;
@@ -170,8 +170,8 @@ static int reclaim_worker(struct corrald *d, const char *id)
     const struct corral_strlist *qs = &d->cfg->pool.queues;
     for (size_t i = 0; i < qs->n; i++) {
         struct corral_err err;
-        long long n = corrald_link_reclaim_worker(&d->link, d->cfg->redis.prefix, qs->items[i],
-                                                  id, &err);
+        long long n =
+            corrald_link_reclaim_worker(&d->link, d->cfg->redis.prefix, qs->items[i], id, &err);
         if (n < 0) {
             corral_logr(&d->reclaim_log, CORRAL_LOG_WARN, "cannot reclaim a dead worker's jobs yet",
                         "worker=%s error=\"%s\"", id, err.msg);
@@ -779,9 +779,9 @@ static void heartbeat(struct corrald *d)
         drop_redis(d, err.msg);
     /* The scaler's new decisions, for the dashboard: a refusal (an ACL
      * without +ltrim) is logged, never a reason to reconnect. */
-    if (corrald_link_up(&d->link) && corral_decisions_flush(&d->decisions, &d->link,
-                                                            d->cfg->redis.prefix, d->hb_name,
-                                                            &err) < 0) {
+    if (corrald_link_up(&d->link) &&
+        corral_decisions_flush(&d->decisions, &d->link, d->cfg->redis.prefix, d->hb_name, &err) <
+            0) {
         if (d->link.lost)
             drop_redis(d, err.msg);
         else
@@ -794,7 +794,8 @@ static void heartbeat(struct corrald *d)
         corral_log_info("ready", "workers=%d", live);
     } else {
         corral_notify("STATUS=%d workers (%d desired), %d/%d slots busy; redis %s; %s", live,
-                      d->desired, busy, slots, corrald_link_up(&d->link) ? "ok" : d->redis_state, d->last.reason);
+                      d->desired, busy, slots, corrald_link_up(&d->link) ? "ok" : d->redis_state,
+                      d->last.reason);
     }
 }
 
