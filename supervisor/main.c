@@ -51,6 +51,7 @@
 #define REDIS_TIMEOUT_HA_MS 1000 /* the same with Sentinel */
 #define MAX_STEP_OUT        8
 #define MAX_QUEUES          64
+_Static_assert(MAX_QUEUES == CORRAL_SHARDS_MAX_QUEUES, "a Cluster's split counts the queues read");
 
 struct corrald {
     struct ev_loop *loop;

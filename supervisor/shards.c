@@ -16,6 +16,13 @@ int corral_shards_check(const struct corral_config *cfg, char *why, size_t len)
             return -1;
         }
     }
+    if (qs->n > CORRAL_SHARDS_MAX_QUEUES) {
+        snprintf(why, len,
+                 "[pool] queues: on a Redis Cluster corrald serves at most %d queues "
+                 "(got %zu)",
+                 CORRAL_SHARDS_MAX_QUEUES, qs->n);
+        return -1;
+    }
     if ((size_t)cfg->pool.max < qs->n) {
         snprintf(why, len,
                  "[pool] max = %d: on a Redis Cluster each worker serves one queue, so max must "

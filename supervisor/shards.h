@@ -9,9 +9,13 @@
 
 #include "corral/config.h"
 
+/* The queues one corrald serves on a Cluster at most (the scaler's). */
+#define CORRAL_SHARDS_MAX_QUEUES 64
+
 /* 0 when cfg can be served on a Cluster; -1 with why (naming the option)
- * when not: a queue with a service, or [pool] max below the number of
- * queues (each queue needs a worker of its own). */
+ * when not: a queue with a service, [pool] max below the number of
+ * queues (each queue needs a worker of its own), or more queues than
+ * CORRAL_SHARDS_MAX_QUEUES. */
 int corral_shards_check(const struct corral_config *cfg, char *why, size_t len);
 
 /* The queue the next worker serves, an index below n: a queue without a
