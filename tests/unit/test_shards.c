@@ -56,12 +56,26 @@ static void max_below_the_number_of_queues_is_refused_naming_the_option(void **s
     corral_config_free(cfg);
 }
 
+static void more_queues_than_the_scaler_reads_are_refused(void **state)
+{
+    char text[8192], why[256];
+    int n = snprintf(text, sizeof(text), "%s[pool]\nmax = 100\n", CLUSTER);
+    for (int i = 0; i <= CORRAL_SHARDS_MAX_QUEUES; i++)
+        n += snprintf(text + n, sizeof(text) - (size_t)n, "[queue q%d]\nhandler = echo\n", i);
+    struct corral_config *cfg = load_ok(text);
+    assert_int_equal(corral_shards_check(cfg, why, sizeof(why)), -1);
+    assert_string_equal(why, "[pool] queues: on a Redis Cluster corrald serves at most 64 queues "
+                             "(got 65)");
+    corral_config_free(cfg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(a_queue_without_a_worker_comes_first_then_the_most_jobs_per_worker),
         cmocka_unit_test(a_queues_last_worker_is_never_stopped),
         cmocka_unit_test(max_below_the_number_of_queues_is_refused_naming_the_option),
+        cmocka_unit_test(more_queues_than_the_scaler_reads_are_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
