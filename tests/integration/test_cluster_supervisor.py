@@ -5,7 +5,8 @@ tags land on three shards, a worker each (`--queue`), every job done at
 its queue's node; its heartbeat and decisions go to their keys' nodes and
 `corralctl status` shows them; a worker killed with SIGKILL has its job
 reclaimed on its queue's node and finished; a slot that moves under a
-running corrald is followed; the stop is clean.
+running corrald is followed, and so is a primary's failover; the stop is
+clean.
 
 The tests of this module share one corrald and run in order."""
 import json
@@ -13,6 +14,7 @@ import os
 import signal
 import socket
 import subprocess
+import time
 
 import pytest
 import redis
@@ -201,6 +203,30 @@ def test_corrald_follows_a_queues_slot_that_moves(redis_cluster, spread, build_d
     wait_until(lambda: on_node(dest, key, "state") == "done", timeout=30,
                what="the job done at the slot's new node\n" + corrald.logs())
     assert "redis unavailable" not in corrald.logs()
+
+
+def test_corrald_serves_on_after_a_primary_fails_over(redis_cluster, spread, build_dir, conf,
+                                                      corrald):
+    q = sorted(spread)[0]
+    node = redis_cluster.owner(redis_cluster.keyslot(f"corral:{{{q}}}"))
+    redis_cluster.fail_over(node)
+    failed_over_ms = time.time() * 1000
+    new = redis_cluster.owner(redis_cluster.keyslot(f"corral:{{{q}}}"))
+    assert new.port != node.port
+    jid = enqueue(build_dir, conf, q, '{"after": "failover"}')
+    key = f"corral:{{{q}}}:job:{jid}"
+    wait_until(lambda: on_node(new, key, "state") == "done", timeout=30,
+               what="a job done at the promoted replica\n" + corrald.logs())
+    # corrald connected again (from the seeds, one of them dead) and beats.
+    hb = f"corral:host:{HOST}"
+
+    def beating():
+        n = redis_cluster.owner(redis_cluster.keyslot(hb))
+        return (int(on_node(n, hb, "heartbeat_ms") or 0) > failed_over_ms + 1000
+                and on_node(n, hb, "redis") == "ok" and int(on_node(n, hb, "workers") or 0) >= 3)
+
+    wait_until(beating, timeout=20, what="corrald's heartbeat back\n" + corrald.logs())
+    assert corrald.proc.poll() is None
 
 
 def test_a_reload_it_cannot_serve_on_a_cluster_is_refused(build_dir, conf, corrald):
