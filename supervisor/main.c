@@ -320,8 +320,12 @@ static int connect_redis(struct corrald *d)
     corral_log_repeat_end(&d->redis_log);
     ev_timer_stop(d->loop, &d->reconnect);
     snprintf(d->redis_state, sizeof(d->redis_state), "ok");
-    corral_log_info("connected to redis", "url=%s queues=%zu", d->cfg->redis.url,
-                    d->cfg->pool.queues.n);
+    if (d->link.cc != NULL)
+        corral_log_info("connected to the redis cluster", "primaries=%zu queues=%zu",
+                        corral_cluster_current(d->link.cc)->n_nodes, d->cfg->pool.queues.n);
+    else
+        corral_log_info("connected to redis", "url=%s queues=%zu", d->cfg->redis.url,
+                        d->cfg->pool.queues.n);
     reclaim_dead_local(d);
     check_redis_health(d);
     return 0;
@@ -644,7 +648,7 @@ static void decide(struct corrald *d)
     corral_log_repeat_end(&d->stats_log);
     const struct corral_config *c = d->cfg;
     struct corral_scale_policy p = {
-        .min = c->pool.min,
+        .min = corral_shards_min(c), /* on a Cluster, a worker a queue */
         .max = c->pool.max,
         .slots_per_worker = c->pool.concurrency,
         .tick_ms = c->scale.tick_ms,
@@ -758,7 +762,7 @@ static void heartbeat(struct corrald *d)
         .workers = live,
         .busy = busy,
         .slots = slots,
-        .min = d->cfg->pool.min,
+        .min = corral_shards_min(d->cfg),
         .max = d->cfg->pool.max,
         .desired = d->desired,
         .last_decision = d->last.reason,
@@ -852,10 +856,8 @@ static void on_tick(struct ev_loop *loop, ev_timer *t, int revents)
         if (corrald_link_up(&d->link))
             decide(d);
     }
-    if (d->desired < d->cfg->pool.min)
-        d->desired = d->cfg->pool.min;
-    if (d->cfg->redis.cluster.n > 0 && d->desired < (int)d->cfg->pool.queues.n)
-        d->desired = (int)d->cfg->pool.queues.n; /* a worker each (shards.h) */
+    if (d->desired < corral_shards_min(d->cfg))
+        d->desired = corral_shards_min(d->cfg);
     reconcile(d);
     if (revents != EV_CUSTOM)
         heartbeat(d);
@@ -988,8 +990,8 @@ static void on_reload(struct ev_loop *loop, ev_signal *s, int revents)
         else
             corral_log_err("cannot declare the new queues and services", "error=\"%s\"", err.msg);
     }
-    if (d->desired < cfg->pool.min)
-        d->desired = cfg->pool.min;
+    if (d->desired < corral_shards_min(cfg))
+        d->desired = corral_shards_min(cfg);
     if (d->desired > cfg->pool.max)
         d->desired = cfg->pool.max;
     ev_timer_stop(loop, &d->tick);
@@ -1117,7 +1119,7 @@ int main(int argc, char **argv)
     corral_log_repeat_init(&d.stats_log, REPEAT_WINDOW_MS);
     corral_log_repeat_init(&d.decisions_log, REPEAT_WINDOW_MS);
     corral_log_repeat_init(&d.watch_log, REPEAT_WINDOW_MS);
-    d.desired = d.cfg->pool.min;
+    d.desired = corral_shards_min(d.cfg);
     snprintf(d.redis_state, sizeof(d.redis_state), "connecting");
     struct ev_loop *loop = ev_default_loop(EVFLAG_AUTO);
     d.loop = loop;

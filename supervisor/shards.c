@@ -33,6 +33,13 @@ int corral_shards_check(const struct corral_config *cfg, char *why, size_t len)
     return 0;
 }
 
+int corral_shards_min(const struct corral_config *cfg)
+{
+    if (cfg->redis.cluster.n > 0 && cfg->pool.min < (int)cfg->pool.queues.n)
+        return (int)cfg->pool.queues.n;
+    return cfg->pool.min;
+}
+
 size_t corral_shards_pick(size_t n, const int *workers, const int64_t *load)
 {
     size_t best = 0;

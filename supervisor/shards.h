@@ -18,6 +18,10 @@
  * CORRAL_SHARDS_MAX_QUEUES. */
 int corral_shards_check(const struct corral_config *cfg, char *why, size_t len);
 
+/* The pool's least size: [pool] min, on a Cluster at least one worker a
+ * queue. */
+int corral_shards_min(const struct corral_config *cfg);
+
 /* The queue the next worker serves, an index below n: a queue without a
  * worker first (in order), else the one with the most jobs (load: depth
  * plus in flight) per worker. workers[i]: live workers serving queue i. */

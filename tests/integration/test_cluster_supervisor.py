@@ -46,7 +46,7 @@ printf '%s' "$p"
 """
 
 
-def write_conf(path, seeds, queues, pool="min = 3\nmax = 6\n"):
+def write_conf(path, seeds, queues, pool="min = 1\nmax = 6\n"):
     script = path.parent / "job.sh"
     script.write_text(JOB_SH)
     script.chmod(0o755)
@@ -140,6 +140,10 @@ def test_one_corrald_serves_queues_on_three_shards_a_worker_each(redis_cluster, 
         assert not any(on_node(o, key, "state") for o in redis_cluster.primaries()
                        if o.port != spread[q].port)
     assert "redis unavailable" not in corrald.logs()
+    assert "connected to the redis cluster primaries=3 queues=3" in corrald.logs()
+    # [pool] min = 1 is raised to a worker a queue, by the scaler too: it
+    # does not try to go below, every tick.
+    assert corrald.logs().count(" notice scaling ") <= 4, corrald.logs()
 
 
 def test_status_shows_the_heartbeat_and_workers_of_corrald(redis_cluster, spread, build_dir,
@@ -233,7 +237,7 @@ def test_a_reload_it_cannot_serve_on_a_cluster_is_refused(build_dir, conf, corra
     text = open(conf).read()
     try:
         with open(conf, "w") as f:
-            f.write(text.replace("min = 3\nmax = 6", "min = 1\nmax = 2"))
+            f.write(text.replace("max = 6", "max = 2"))
         corrald.proc.send_signal(signal.SIGHUP)
         wait_until(lambda: "reload refused" in corrald.logs(), what="the refusal")
         assert "max must be at least the number of queues (3)" in corrald.logs()
