@@ -34,7 +34,7 @@ static void a_queues_last_worker_is_never_stopped(void **state)
 
 static const char *const CLUSTER = "[redis]\ncluster = 127.0.0.1:7000\n";
 
-static void max_below_the_number_of_queues_is_refused_naming_the_option(void **state)
+static void max_below_the_number_of_queues_is_refused_and_min_raised_to_it(void **state)
 {
     char why[256];
     char text[1024];
@@ -53,6 +53,10 @@ static void max_below_the_number_of_queues_is_refused_naming_the_option(void **s
              CLUSTER);
     cfg = load_ok(text);
     assert_int_equal(corral_shards_check(cfg, why, sizeof(why)), 0);
+    assert_int_equal(corral_shards_min(cfg), 3); /* min = 2 (the default), a worker a queue */
+    corral_config_free(cfg);
+    cfg = load_ok("[pool]\nmin = 1\n[queue a]\nhandler = echo\n[queue b]\nhandler = echo\n");
+    assert_int_equal(corral_shards_min(cfg), 1); /* one Redis: min as set */
     corral_config_free(cfg);
 }
 
@@ -74,7 +78,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(a_queue_without_a_worker_comes_first_then_the_most_jobs_per_worker),
         cmocka_unit_test(a_queues_last_worker_is_never_stopped),
-        cmocka_unit_test(max_below_the_number_of_queues_is_refused_naming_the_option),
+        cmocka_unit_test(max_below_the_number_of_queues_is_refused_and_min_raised_to_it),
         cmocka_unit_test(more_queues_than_the_scaler_reads_are_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
