@@ -280,22 +280,17 @@ static void check_redis_health(struct corrald *d)
 static int connect_redis(struct corrald *d)
 {
     struct corral_err err;
-    if (d->cfg->redis.cluster.n > 0) /* the map, and the library on every primary */
-        d->link.cc = corral_cluster_open(&d->cfg->redis, REDIS_TIMEOUT_MS, &err);
-    if (d->cfg->redis.cluster.n > 0 && d->link.cc == NULL) {
-        drop_redis(d, err.msg);
-        return -1;
-    }
     struct corral_reach reach = reach_of(d);
+    redisContext *c = NULL;
     /* With Sentinel, a master frozen mid-call holds corrald no longer than
      * REDIS_TIMEOUT_HA_MS before it reads the sentinels' +switch-master
      * (docs/ha.md): corrald's calls are short functions. */
-    redisContext *c =
-        d->link.cc != NULL
-            ? NULL
-            : corral_redis_connect_via(
-                  &d->cfg->redis, &reach,
-                  d->cfg->redis.sentinels.n > 0 ? REDIS_TIMEOUT_HA_MS : REDIS_TIMEOUT_MS, &err);
+    if (d->cfg->redis.cluster.n > 0) /* the map, and the library on every primary */
+        d->link.cc = corral_cluster_open(&d->cfg->redis, REDIS_TIMEOUT_MS, &err);
+    else
+        c = corral_redis_connect_via(
+            &d->cfg->redis, &reach,
+            d->cfg->redis.sentinels.n > 0 ? REDIS_TIMEOUT_HA_MS : REDIS_TIMEOUT_MS, &err);
     if (c == NULL && d->tls != NULL) {
         /* A refused handshake reaches us as a closed connection: the
          * proxy's log says why (docs/ha.md, "Saying why a handshake
