@@ -38,12 +38,18 @@ int corral_decisions_note(struct corral_decisions *ds, int64_t t_ms, int from,
     return 1;
 }
 
-int corral_decisions_flush(struct corral_decisions *ds, redisContext *c, const char *prefix,
+int corral_decisions_flush(struct corral_decisions *ds, struct corrald_link *l, const char *prefix,
                            const char *host, struct corral_err *err)
 {
+    l->lost = 0;
     if (ds->npending == 0)
         return 0;
     char *key = corral_xasprintf("%s:decisions:%s", prefix, host);
+    redisContext *c = corrald_link_key(l, key, err); /* the key's node on a Cluster */
+    if (c == NULL) {
+        free(key);
+        return -1;
+    }
     /* LPUSH key oldest ... newest: the newest ends up first. */
     const char *argv[2 + CORRAL_DECISIONS_PENDING];
     size_t lens[2 + CORRAL_DECISIONS_PENDING];
@@ -74,8 +80,11 @@ int corral_decisions_flush(struct corral_decisions *ds, redisContext *c, const c
     /* Written, or refused by Redis (NOPERM, OOM): writing them again would
      * only repeat what LPUSH may have taken. A broken connection keeps
      * them for the next one. */
-    if (rc == 0 || c->err == 0)
+    int broken = c->err != 0;
+    if (rc == 0 || !broken)
         corral_decisions_clear(ds);
+    if (rc < 0)
+        corrald_link_retry(l, c, err); /* a MOVED: the map for next time */
     return rc;
 }
 

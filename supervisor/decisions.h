@@ -11,6 +11,7 @@
 #include <hiredis/hiredis.h>
 
 #include "corral/err.h"
+#include "link.h"
 #include "scaler.h"
 
 #define CORRAL_DECISIONS_KEEP    50       /* entries the list holds */
@@ -36,9 +37,9 @@ int corral_decisions_note(struct corral_decisions *ds, int64_t t_ms, int from,
 
 /* Writes the waiting entries in one pipeline (LPUSH, LTRIM, PEXPIRE) and
  * forgets them; with none, sends nothing. On an error, -1 with err saying
- * why: a broken connection (c->err) keeps them to be written on the next
+ * why: a broken connection (l->lost) keeps them to be written on the next
  * one, an error reply (NOPERM) drops them. */
-int corral_decisions_flush(struct corral_decisions *ds, redisContext *c, const char *prefix,
+int corral_decisions_flush(struct corral_decisions *ds, struct corrald_link *l, const char *prefix,
                            const char *host, struct corral_err *err);
 
 /* Frees what waits; ds is empty afterwards. */

@@ -11,6 +11,7 @@
 #include <hiredis/hiredis.h>
 
 #include "corral/err.h"
+#include "link.h"
 
 struct corral_heartbeat {
     const char *host;
@@ -32,17 +33,19 @@ struct corral_heartbeat {
     const char *tls_error;   /* its standing fault's sentence, or "" */
 };
 
-/* Writes the beat in one pipelined round trip. */
-int corral_heartbeat_send(redisContext *c, const char *prefix, const struct corral_heartbeat *hb,
-                          int64_t ttl_ms, struct corral_err *err);
+/* Writes the beat in one pipelined round trip (on a Cluster, one to each
+ * key's node). l->lost says whether a failure lost the connection. */
+int corral_heartbeat_send(struct corrald_link *l, const char *prefix,
+                          const struct corral_heartbeat *hb, int64_t ttl_ms,
+                          struct corral_err *err);
 
 /* Removes this host's beat (clean shutdown). */
-int corral_heartbeat_remove(redisContext *c, const char *prefix, const char *host,
+int corral_heartbeat_remove(struct corrald_link *l, const char *prefix, const char *host,
                             struct corral_err *err);
 
 /* How many hosts beat within max_age_ms and serve queue (listed in their
  * queues field); at least 1, counting this one. */
-int corral_heartbeat_live_hosts(redisContext *c, const char *prefix, const char *queue,
+int corral_heartbeat_live_hosts(struct corrald_link *l, const char *prefix, const char *queue,
                                 int64_t max_age_ms, struct corral_err *err);
 
 #endif

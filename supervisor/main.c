@@ -29,10 +29,12 @@
 #include "corral/wmsg.h"
 #include "decisions.h"
 #include "heartbeat.h"
+#include "link.h"
 #include "hostmetrics.h"
 #include "notify.h"
 #include "procs.h"
 #include "scaler.h"
+#include "shards.h"
 #include "tlsproxy.h"
 
 #define CRASH_WINDOW_MS   10000 /* a worker dying this soon after start crashed at start */
@@ -49,15 +51,16 @@
 #define REDIS_TIMEOUT_HA_MS 1000 /* the same with Sentinel */
 #define MAX_STEP_OUT        8
 #define MAX_QUEUES          64
+_Static_assert(MAX_QUEUES == CORRAL_SHARDS_MAX_QUEUES, "a Cluster's split counts the queues read");
 
 struct corrald {
     struct ev_loop *loop;
     const char *config_path;
     struct corral_config *cfg;
     char worker_exe[PATH_MAX];
-    char host[64];     /* worker ids start with it: "<host>:<n>" */
-    char hb_name[160]; /* the heartbeat's name: host, or host@instance */
-    redisContext *redis;
+    char host[64];            /* worker ids start with it: "<host>:<n>" */
+    char hb_name[160];        /* the heartbeat's name: host, or host@instance */
+    struct corrald_link link; /* one Redis, or a Cluster's primaries (link.h) */
     struct corral_backoff redis_backoff;
     struct corral_log_repeat redis_log; /* "redis unavailable", once with a count */
     struct corral_log_repeat reclaim_log, stats_log;
@@ -68,6 +71,7 @@ struct corrald {
     struct corral_decisions decisions; /* kept for the dashboard (decisions.h) */
     struct corral_log_repeat decisions_log;
     int desired;
+    int64_t qload[MAX_QUEUES];           /* each queue's depth + in flight at the last decision */
     struct corral_backoff crash_backoff; /* workers crashing at start */
     int64_t next_spawn_ms;
     struct corral_cpu_sample cpu;
@@ -155,9 +159,7 @@ static void drop_redis(struct corrald *d, const char *why)
     snprintf(d->redis_state, sizeof(d->redis_state), "%s", why);
     corral_logr(&d->redis_log, CORRAL_LOG_WARN, "redis unavailable, retrying",
                 "error=\"%s\" retry_ms=%lld", why, (long long)wait);
-    if (d->redis != NULL)
-        redisFree(d->redis);
-    d->redis = NULL;
+    corrald_link_close(&d->link);
     ev_timer_stop(d->loop, &d->reconnect);
     ev_timer_set(&d->reconnect, (double)wait / 1000.0, 0.0);
     ev_timer_start(d->loop, &d->reconnect);
@@ -170,7 +172,7 @@ static int reclaim_worker(struct corrald *d, const char *id)
     for (size_t i = 0; i < qs->n; i++) {
         struct corral_err err;
         long long n =
-            corral_queue_reclaim_worker(d->redis, d->cfg->redis.prefix, qs->items[i], id, &err);
+            corrald_link_reclaim_worker(&d->link, d->cfg->redis.prefix, qs->items[i], id, &err);
         if (n < 0) {
             corral_logr(&d->reclaim_log, CORRAL_LOG_WARN, "cannot reclaim a dead worker's jobs yet",
                         "worker=%s error=\"%s\"", id, err.msg);
@@ -214,7 +216,7 @@ static void reclaim_dead_local(struct corrald *d)
     for (size_t qi = 0; qi < d->cfg->pool.queues.n; qi++) {
         struct corral_strlist holders;
         struct corral_err err;
-        if (corral_queue_lease_holders(d->redis, d->cfg->redis.prefix,
+        if (corrald_link_lease_holders(&d->link, d->cfg->redis.prefix,
                                        d->cfg->pool.queues.items[qi], &holders, &err) < 0)
             return;
         for (size_t i = 0; i < holders.n; i++) {
@@ -253,7 +255,7 @@ static struct corral_reach reach_of(struct corrald *d)
  * each warning when the set changes, and when they are gone. */
 static void check_redis_health(struct corrald *d)
 {
-    json_t *h = corral_redis_health(d->redis, &d->cfg->redis);
+    json_t *h = corrald_link_health(&d->link, d->cfg);
     if (json_object_get(h, "error") != NULL) { /* not readable (an ACL without +info) */
         json_decref(h);
         return;
@@ -279,12 +281,16 @@ static int connect_redis(struct corrald *d)
 {
     struct corral_err err;
     struct corral_reach reach = reach_of(d);
+    redisContext *c = NULL;
     /* With Sentinel, a master frozen mid-call holds corrald no longer than
      * REDIS_TIMEOUT_HA_MS before it reads the sentinels' +switch-master
      * (docs/ha.md): corrald's calls are short functions. */
-    redisContext *c = corral_redis_connect_via(
-        &d->cfg->redis, &reach,
-        d->cfg->redis.sentinels.n > 0 ? REDIS_TIMEOUT_HA_MS : REDIS_TIMEOUT_MS, &err);
+    if (d->cfg->redis.cluster.n > 0) /* the map, and the library on every primary */
+        d->link.cc = corral_cluster_open(&d->cfg->redis, REDIS_TIMEOUT_MS, &err);
+    else
+        c = corral_redis_connect_via(
+            &d->cfg->redis, &reach,
+            d->cfg->redis.sentinels.n > 0 ? REDIS_TIMEOUT_HA_MS : REDIS_TIMEOUT_MS, &err);
     if (c == NULL && d->tls != NULL) {
         /* A refused handshake reaches us as a closed connection: the
          * proxy's log says why (docs/ha.md, "Saying why a handshake
@@ -294,14 +300,14 @@ static int connect_redis(struct corrald *d)
         if (h.fault != CORRAL_TLS_FAULT_NONE && h.error[0] != '\0')
             snprintf(err.msg, sizeof(err.msg), "%s", h.error);
     }
-    if (c == NULL) {
+    if (c == NULL && d->link.cc == NULL) {
         drop_redis(d, err.msg);
         return -1;
     }
-    d->redis = c;
+    d->link.c = c;
     /* Every [queue] and [service] of the file, fleet-wide (the last corrald
      * or worker to declare wins; keep them equal on all hosts). */
-    if (corral_bootstrap_run(c, d->cfg, CORRAL_BOOTSTRAP_ALL, NULL, 0, NULL, &err) < 0) {
+    if (corrald_link_bootstrap(&d->link, d->cfg, &err) < 0) {
         drop_redis(d, err.msg);
         return -1;
     }
@@ -309,8 +315,12 @@ static int connect_redis(struct corrald *d)
     corral_log_repeat_end(&d->redis_log);
     ev_timer_stop(d->loop, &d->reconnect);
     snprintf(d->redis_state, sizeof(d->redis_state), "ok");
-    corral_log_info("connected to redis", "url=%s queues=%zu", d->cfg->redis.url,
-                    d->cfg->pool.queues.n);
+    if (d->link.cc != NULL)
+        corral_log_info("connected to the redis cluster", "primaries=%zu queues=%zu",
+                        corral_cluster_current(d->link.cc)->n_nodes, d->cfg->pool.queues.n);
+    else
+        corral_log_info("connected to redis", "url=%s queues=%zu", d->cfg->redis.url,
+                        d->cfg->pool.queues.n);
     reclaim_dead_local(d);
     check_redis_health(d);
     return 0;
@@ -352,9 +362,8 @@ static void on_switch_event(struct ev_loop *loop, ev_io *io, int revents)
         corral_log_notice("the sentinels switched the master", "master=%s from=%s:%d to=%s:%d",
                           sw.name, sw.from.host, sw.from.port, sw.to.host, sw.to.port);
         corral_switch_free(&sw);
-        if (d->redis != NULL) {
-            redisFree(d->redis);
-            d->redis = NULL;
+        if (corrald_link_up(&d->link)) {
+            corrald_link_close(&d->link);
             snprintf(d->redis_state, sizeof(d->redis_state), "the sentinels switched the master");
         }
         corral_backoff_reset(&d->redis_backoff);
@@ -386,15 +395,35 @@ static void watch_ensure(struct corrald *d)
 
 /* --- workers ------------------------------------------------------------ */
 
+/* Live workers serving each queue (on a Cluster, where each serves one). */
+static void count_per_queue(struct corrald *d, int *n)
+{
+    const struct corral_strlist *qs = &d->cfg->pool.queues;
+    memset(n, 0, sizeof(int) * qs->n);
+    for (struct corral_wproc *w = corral_procs_first(d->procs); w; w = w->next)
+        for (size_t i = 0; i < qs->n && w->state != CORRAL_W_DRAINING; i++)
+            n[i] += strcmp(w->queue, qs->items[i]) == 0;
+}
+
 static void spawn(struct corrald *d)
 {
-    char *argv[] = {d->worker_exe, "-c", (char *)d->config_path, NULL};
+    char *argv[] = {d->worker_exe, "-c", (char *)d->config_path, NULL, NULL, NULL};
+    const char *queue = NULL;
+    if (d->cfg->redis.cluster.n > 0) { /* one queue a worker (shards.h) */
+        int n[MAX_QUEUES];
+        count_per_queue(d, n);
+        queue = d->cfg->pool.queues.items[corral_shards_pick(d->cfg->pool.queues.n, n, d->qload)];
+        argv[3] = "--queue";
+        argv[4] = (char *)queue;
+    }
     struct corral_err err;
     struct corral_wproc *w = corral_procs_spawn(d->procs, argv, &err);
     if (w == NULL)
         corral_log_err("cannot start a worker", "error=\"%s\"", err.msg);
     else
-        corral_log_debug("worker started", "worker=%s", w->id);
+        corral_log_debug("worker started", "worker=%s queue=%s", w->id, queue ? queue : "");
+    if (w != NULL && queue != NULL)
+        snprintf(w->queue, sizeof(w->queue), "%s", queue);
 }
 
 /* Brings the live worker count toward d->desired: starts the missing ones
@@ -415,10 +444,16 @@ static void reconcile(struct corrald *d)
         size_t n = (size_t)corral_procs_count(d->procs), i = 0;
         struct corral_scale_worker *tab = corral_xcalloc(n ? n : 1, sizeof(*tab));
         struct corral_wproc **procs = corral_xcalloc(n ? n : 1, sizeof(struct corral_wproc *));
+        int per_queue[MAX_QUEUES];
+        count_per_queue(d, per_queue);
         for (struct corral_wproc *w = corral_procs_first(d->procs); w && i < n; w = w->next, i++) {
             procs[i] = w;
             tab[i].idle = w->state == CORRAL_W_IDLE && w->busy == 0;
             tab[i].started_ms = w->started_ms;
+            /* On a Cluster, never a queue's last worker. */
+            for (size_t k = 0; w->queue[0] && k < d->cfg->pool.queues.n; k++)
+                if (strcmp(w->queue, d->cfg->pool.queues.items[k]) == 0)
+                    tab[i].idle &= corral_shards_may_stop(per_queue[k]);
         }
         int pick = corral_scale_pick_idle(tab, i);
         if (pick >= 0) {
@@ -484,7 +519,7 @@ static void on_worker_exit(struct corral_procs *t, struct corral_wproc *w, int s
         corral_log_warn("worker died", "worker=%s status=\"%s\" lived_ms=%lld", w->id, how,
                         (long long)lived);
     /* Its leases go back at once (invariant 3), whatever the cause. */
-    if (d->redis == NULL || reclaim_worker(d, w->id) < 0) {
+    if (!corrald_link_up(&d->link) || reclaim_worker(d, w->id) < 0) {
         struct corral_strlist *o = &d->orphans;
         o->items = corral_xrealloc(o->items, sizeof(char *) * (o->n + 1));
         o->items[o->n++] = corral_xstrdup(w->id);
@@ -552,8 +587,8 @@ static int read_queue(struct corrald *d, const char *name, struct corral_scale_q
 {
     char *json = NULL;
     struct corral_err err;
-    if (corral_queue_stats(d->redis, d->cfg->redis.prefix, name, 60, &json, &err) < 0) {
-        if (d->redis->err)
+    if (corrald_link_stats(&d->link, d->cfg->redis.prefix, name, 60, &json, &err) < 0) {
+        if (d->link.lost)
             drop_redis(d, err.msg);
         else
             corral_logr(&d->stats_log, CORRAL_LOG_WARN, "cannot read queue stats",
@@ -585,7 +620,7 @@ static int read_queue(struct corrald *d, const char *name, struct corral_scale_q
     if (b != NULL)
         note_breaker(d, b);
     json_decref(s);
-    int hosts = corral_heartbeat_live_hosts(d->redis, d->cfg->redis.prefix, name,
+    int hosts = corral_heartbeat_live_hosts(&d->link, d->cfg->redis.prefix, name,
                                             3 * d->cfg->scale.tick_ms + 5000, &err);
     q->hosts = hosts > 0 ? hosts : 1;
     return 0;
@@ -602,12 +637,13 @@ static void decide(struct corrald *d)
         if (read_queue(d, qs->items[i], &queues[n], names[n], sizeof(names[n]), holds[n],
                        sizeof(holds[n])) < 0)
             return; /* no decision on partial data */
+        d->qload[n] = queues[n].depth + queues[n].inflight;
         n++;
     }
     corral_log_repeat_end(&d->stats_log);
     const struct corral_config *c = d->cfg;
     struct corral_scale_policy p = {
-        .min = c->pool.min,
+        .min = corral_shards_min(c), /* on a Cluster, a worker a queue */
         .max = c->pool.max,
         .slots_per_worker = c->pool.concurrency,
         .tick_ms = c->scale.tick_ms,
@@ -721,7 +757,7 @@ static void heartbeat(struct corrald *d)
         .workers = live,
         .busy = busy,
         .slots = slots,
-        .min = d->cfg->pool.min,
+        .min = corral_shards_min(d->cfg),
         .max = d->cfg->pool.max,
         .desired = d->desired,
         .last_decision = d->last.reason,
@@ -738,26 +774,28 @@ static void heartbeat(struct corrald *d)
     }
     struct corral_err err;
     int64_t ttl = 3 * d->cfg->scale.tick_ms + 5000;
-    if (d->redis != NULL &&
-        corral_heartbeat_send(d->redis, d->cfg->redis.prefix, &hb, ttl, &err) < 0)
+    if (corrald_link_up(&d->link) &&
+        corral_heartbeat_send(&d->link, d->cfg->redis.prefix, &hb, ttl, &err) < 0)
         drop_redis(d, err.msg);
     /* The scaler's new decisions, for the dashboard: a refusal (an ACL
      * without +ltrim) is logged, never a reason to reconnect. */
-    if (d->redis != NULL && corral_decisions_flush(&d->decisions, d->redis, d->cfg->redis.prefix,
-                                                   d->hb_name, &err) < 0) {
-        if (d->redis->err)
+    if (corrald_link_up(&d->link) &&
+        corral_decisions_flush(&d->decisions, &d->link, d->cfg->redis.prefix, d->hb_name, &err) <
+            0) {
+        if (d->link.lost)
             drop_redis(d, err.msg);
         else
             corral_logr(&d->decisions_log, CORRAL_LOG_WARN, "cannot keep the scaler's decisions",
                         "detail=\"%s\"", err.msg);
     }
-    if (!d->notified_ready && ready >= d->cfg->pool.min && d->redis != NULL) {
+    if (!d->notified_ready && ready >= d->cfg->pool.min && corrald_link_up(&d->link)) {
         corral_notify("READY=1\nSTATUS=%d workers, %d/%d slots busy", live, busy, slots);
         d->notified_ready = 1;
         corral_log_info("ready", "workers=%d", live);
     } else {
         corral_notify("STATUS=%d workers (%d desired), %d/%d slots busy; redis %s; %s", live,
-                      d->desired, busy, slots, d->redis ? "ok" : d->redis_state, d->last.reason);
+                      d->desired, busy, slots, corrald_link_up(&d->link) ? "ok" : d->redis_state,
+                      d->last.reason);
     }
 }
 
@@ -774,13 +812,13 @@ static void on_tick(struct ev_loop *loop, ev_timer *t, int revents)
     if (d->stopping)
         return;
     int64_t now = corral_now_ms();
-    if (d->redis == NULL && !ev_is_active(&d->reconnect))
+    if (!corrald_link_up(&d->link) && !ev_is_active(&d->reconnect))
         connect_redis(d);
     watch_ensure(d);
-    if (d->redis != NULL && d->orphans.n > 0) {
+    if (corrald_link_up(&d->link) && d->orphans.n > 0) {
         size_t keep = 0;
         for (size_t i = 0; i < d->orphans.n; i++) {
-            if (d->redis != NULL && reclaim_worker(d, d->orphans.items[i]) == 0)
+            if (corrald_link_up(&d->link) && reclaim_worker(d, d->orphans.items[i]) == 0)
                 free(d->orphans.items[i]);
             else
                 d->orphans.items[keep++] = d->orphans.items[i];
@@ -788,20 +826,20 @@ static void on_tick(struct ev_loop *loop, ev_timer *t, int revents)
         d->orphans.n = keep;
     }
     check_workers(d);
-    if (d->redis != NULL && revents != EV_CUSTOM && now >= d->next_sweep_ms) {
+    if (corrald_link_up(&d->link) && revents != EV_CUSTOM && now >= d->next_sweep_ms) {
         reclaim_dead_local(d);
-        if (d->redis != NULL)
+        if (corrald_link_up(&d->link))
             check_redis_health(d);
         d->next_sweep_ms = now + 30000;
     }
-    if (d->redis != NULL && revents != EV_CUSTOM) {
+    if (corrald_link_up(&d->link) && revents != EV_CUSTOM) {
         const char *prefix = d->cfg->redis.prefix;
-        for (size_t i = 0; i < d->cfg->pool.queues.n && d->redis != NULL; i++) {
+        for (size_t i = 0; i < d->cfg->pool.queues.n && corrald_link_up(&d->link); i++) {
             const char *q = d->cfg->pool.queues.items[i];
             struct corral_err err;
-            long long r = corral_queue_promote(d->redis, prefix, q, &err);
+            long long r = corrald_link_promote(&d->link, prefix, q, &err);
             if (r >= 0)
-                r = corral_queue_reclaim(d->redis, prefix, q, &err);
+                r = corrald_link_reclaim(&d->link, prefix, q, &err);
             /* An error reply too (the library flushed, a queue's record
              * gone, OOM, NOPERM): connecting again loads the library and
              * declares the queues, and the back-off keeps the log quiet. */
@@ -810,11 +848,11 @@ static void on_tick(struct ev_loop *loop, ev_timer *t, int revents)
             else if (r > 0)
                 corral_log_notice("requeued jobs whose lease expired", "queue=%s jobs=%lld", q, r);
         }
-        if (d->redis != NULL)
+        if (corrald_link_up(&d->link))
             decide(d);
     }
-    if (d->desired < d->cfg->pool.min)
-        d->desired = d->cfg->pool.min;
+    if (d->desired < corral_shards_min(d->cfg))
+        d->desired = corral_shards_min(d->cfg);
     reconcile(d);
     if (revents != EV_CUSTOM)
         heartbeat(d);
@@ -825,7 +863,7 @@ static void on_tick(struct ev_loop *loop, ev_timer *t, int revents)
 static void on_reconnect(struct ev_loop *loop, ev_timer *t, int revents)
 {
     struct corrald *d = t->data;
-    if (d->stopping || d->redis != NULL)
+    if (d->stopping || corrald_link_up(&d->link))
         return;
     if (connect_redis(d) == 0)
         on_tick(loop, &d->tick, EV_TIMER);
@@ -908,8 +946,12 @@ static void on_reload(struct ev_loop *loop, ev_signal *s, int revents)
         corral_notify("READY=1");
         return;
     }
-    if (cfg->pool.queues.n == 0) {
-        corral_log_err("reload refused: no queues to serve", "config=%s", d->config_path);
+    char why[256] = "no queues to serve";
+    if (cfg->pool.queues.n == 0 ||
+        (cfg->redis.cluster.n > 0 && corral_shards_check(cfg, why, sizeof(why)) < 0)) {
+        corral_log_err(cfg->pool.queues.n == 0 ? "reload refused: no queues to serve"
+                                               : "reload refused",
+                       "config=%s error=\"%s\"", d->config_path, why);
         corral_config_free(cfg);
         corral_notify("READY=1");
         return;
@@ -918,7 +960,7 @@ static void on_reload(struct ev_loop *loop, ev_signal *s, int revents)
     int restart = strcmp(old_view, new_view) != 0;
     free(old_view);
     free(new_view);
-    int reconnect = strcmp(cfg->redis.url, d->cfg->redis.url) != 0;
+    int reconnect = !corrald_link_same(&cfg->redis, &d->cfg->redis);
     corral_config_free(d->cfg);
     d->cfg = cfg;
     if (restart) {
@@ -932,22 +974,19 @@ static void on_reload(struct ev_loop *loop, ev_signal *s, int revents)
     if (reconnect) {
         /* The new address, at once (the next tick), not after a back-off
          * that was meant for the old one. */
-        if (d->redis != NULL)
-            redisFree(d->redis);
-        d->redis = NULL;
+        corrald_link_close(&d->link);
         ev_timer_stop(loop, &d->reconnect);
         corral_backoff_reset(&d->redis_backoff);
     }
     struct corral_err err;
-    if (d->redis != NULL &&
-        corral_bootstrap_run(d->redis, cfg, CORRAL_BOOTSTRAP_ALL, NULL, 0, NULL, &err) < 0) {
-        if (d->redis->err)
+    if (corrald_link_up(&d->link) && corrald_link_bootstrap(&d->link, cfg, &err) < 0) {
+        if (d->link.lost)
             drop_redis(d, err.msg);
         else
             corral_log_err("cannot declare the new queues and services", "error=\"%s\"", err.msg);
     }
-    if (d->desired < cfg->pool.min)
-        d->desired = cfg->pool.min;
+    if (d->desired < corral_shards_min(cfg))
+        d->desired = corral_shards_min(cfg);
     if (d->desired > cfg->pool.max)
         d->desired = cfg->pool.max;
     ev_timer_stop(loop, &d->tick);
@@ -1048,11 +1087,9 @@ int main(int argc, char **argv)
         corral_config_free(d.cfg);
         return 0;
     }
-    if (d.cfg->redis.cluster.n > 0) { /* docs/design.md, "Redis Cluster slots" */
-        fprintf(stderr,
-                "corrald: %s: [redis] cluster: corrald does not run on a Redis Cluster yet "
-                "(corralctl, libcorral and corral-worker --queue do)\n",
-                path);
+    char why[256];
+    if (d.cfg->redis.cluster.n > 0 && corral_shards_check(d.cfg, why, sizeof(why)) < 0) {
+        fprintf(stderr, "corrald: %s: %s\n", path, why); /* docs/design.md, "Redis Cluster slots" */
         corral_config_free(d.cfg);
         return 1;
     }
@@ -1077,7 +1114,7 @@ int main(int argc, char **argv)
     corral_log_repeat_init(&d.stats_log, REPEAT_WINDOW_MS);
     corral_log_repeat_init(&d.decisions_log, REPEAT_WINDOW_MS);
     corral_log_repeat_init(&d.watch_log, REPEAT_WINDOW_MS);
-    d.desired = d.cfg->pool.min;
+    d.desired = corral_shards_min(d.cfg);
     snprintf(d.redis_state, sizeof(d.redis_state), "connecting");
     struct ev_loop *loop = ev_default_loop(EVFLAG_AUTO);
     d.loop = loop;
@@ -1110,11 +1147,11 @@ int main(int argc, char **argv)
     corral_log_info("corrald started", "version=%s config=%s worker=%s min=%d max=%d",
                     CORRAL_VERSION, path, d.worker_exe, d.cfg->pool.min, d.cfg->pool.max);
     ev_run(loop, 0);
-    if (d.redis != NULL) {
+    if (corrald_link_up(&d.link)) {
         struct corral_err err;
-        corral_decisions_flush(&d.decisions, d.redis, d.cfg->redis.prefix, d.hb_name, &err);
-        corral_heartbeat_remove(d.redis, d.cfg->redis.prefix, d.hb_name, &err);
-        redisFree(d.redis);
+        corral_decisions_flush(&d.decisions, &d.link, d.cfg->redis.prefix, d.hb_name, &err);
+        corral_heartbeat_remove(&d.link, d.cfg->redis.prefix, d.hb_name, &err);
+        corrald_link_close(&d.link);
     }
     corral_decisions_clear(&d.decisions);
     watch_close(&d);

@@ -36,6 +36,7 @@ struct corral_wproc {
     int64_t rss_bytes;
     int64_t unwritten;    /* outcomes not yet written to Redis, by its last heartbeat */
     int64_t term_sent_ms; /* monotonic, 0 until SIGTERM was sent */
+    char queue[65];       /* on a Redis Cluster, the one queue it serves (--queue) */
     void *data;           /* the caller's */
     /* private */
     struct corral_procs *owner;

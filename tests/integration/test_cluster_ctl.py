@@ -384,12 +384,9 @@ def test_no_seed_answering_is_a_clear_error(ctl, tmp_path):
     assert "Connection refused" in p.stderr
 
 
-def test_corrald_and_web_refuse_a_cluster_they_cannot_serve_yet(build_dir, tmp_path):
+def test_web_refuses_a_cluster_it_cannot_serve_yet(build_dir, tmp_path):
+    # corrald runs on a Cluster: test_cluster_supervisor.py.
     conf = write_conf(tmp_path / "c.conf", "127.0.0.1:7000", ["prompts"])
-    p = subprocess.run([binary_path(build_dir, "corrald"), "-c", conf], capture_output=True,
-                       text=True, timeout=30)
-    assert p.returncode == 1
-    assert "[redis] cluster: corrald does not run on a Redis Cluster yet" in p.stderr
     p = subprocess.run([binary_path(build_dir, "corral-web"), "-c", conf], capture_output=True,
                        text=True, timeout=30)
     assert p.returncode == 1
