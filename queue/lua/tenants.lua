@@ -41,11 +41,24 @@ local function valid_tenant(s)
     return type(s) == 'string' and #s >= 1 and #s <= 64 and not s:find('[^%w_%.:@%-]')
 end
 
-local function tenant_list(K, level, t)
-    if t == '' then
+local function tenant_list(K, level, t, c) -- c: settings tenant_conf has seen, or nil
+    if c then
+        return t == '' and c.qkeys[level + 1] or c.tlists[level + 1] .. t
+    elseif t == '' then
         return K .. ':q:' .. itxt(level)
     end
     return K .. ':t:' .. itxt(level) .. ':' .. t
+end
+
+-- An enqueue's options '{"tenant":"T"}' (or '{"tenant": "T"}', as
+-- json.dumps writes them) -> T when valid, what the JSON decoder would
+-- give (a valid name holds nothing JSON escapes), without decoding; nil
+-- for any other text (enqueue.lua decodes it).
+function tfn.tenant_option(text)
+    local at = (text:sub(1, 11) == '{"tenant":"' and 12) or
+                   (text:sub(1, 12) == '{"tenant": "' and 13)
+    local t = at and text:sub(-2) == '"}' and text:sub(at, -3)
+    return t and valid_tenant(t) and t or nil
 end
 
 -- The queue's weights (K:conf's tenant_weights, "NAME:W,...") as a table.
@@ -79,9 +92,11 @@ end
 -- weights.
 local function tenant_conf(K, c)
     if c.tturns == nil then
-        local turns, all = {}, {}
+        local turns, all = {}, {} -- tlists: list keys but the name; tnf: K:tn's fields
+        c.tlists, c.tnf, c.tnk = {}, {}, K .. ':tn'
         for i = 1, #c.priorities do
             turns[i] = K .. ':tq:' .. (i - 1)
+            c.tlists[i], c.tnf[i] = K .. ':t:' .. (i - 1) .. ':', '#' .. (i - 1)
             all[i] = c.qkeys[i]
             all[#c.priorities + i] = turns[i]
         end
@@ -111,8 +126,8 @@ end
 
 -- Puts t at the back of the turn of level. A named tenant that starts the
 -- turn while default jobs wait at the level comes after the default tenant.
-function tfn.turn_join(K, level, t)
-    local tq = K .. ':tq:' .. itxt(level)
+function tfn.turn_join(K, level, t, c) -- c: as tenant_list's
+    local tq = c and c.tturns[level + 1] or K .. ':tq:' .. itxt(level)
     if redis.call('RPUSH', tq, t) == 1 and t ~= '' and
         redis.call('EXISTS', K .. ':q:' .. itxt(level)) == 1 then
         redis.call('LPUSH', tq, '')
@@ -128,12 +143,13 @@ local function tenant_default_joined(K, level)
     end
 end
 
--- -> the named tenants' jobs now waiting at level.
-function tfn.waiting_add(K, level, n)
-    local f = '#' .. itxt(level)
-    local left = redis.call('HINCRBY', K .. ':tn', f, itxt(n))
+-- -> the named tenants' jobs now waiting at level. c: as tenant_list's.
+function tfn.waiting_add(K, level, n, c)
+    local tn = c and c.tnk or K .. ':tn'
+    local f = c and c.tnf[level + 1] or '#' .. itxt(level)
+    local left = redis.call('HINCRBY', tn, f, itxt(n))
     if left <= 0 then
-        redis.call('HDEL', K .. ':tn', f)
+        redis.call('HDEL', tn, f)
     end
     return left
 end
@@ -149,16 +165,17 @@ tfn.tenant_seen = 0
 -- limits parks no tenant (tenant_declare unparks all when they go), so
 -- its tenants join without looking at the parked ones.
 local function tenant_ready(K, level, t, ids, front, c)
-    local n = redis.call(front and 'LPUSH' or 'RPUSH', tenant_list(K, level, t), unpack(ids))
+    c = c and tenant_conf(K, c)
+    local n = redis.call(front and 'LPUSH' or 'RPUSH', tenant_list(K, level, t, c), unpack(ids))
     if t ~= '' then
-        tfn.waiting_add(K, level, #ids)
+        tfn.waiting_add(K, level, #ids, c)
     end
     if n == #ids then
         if t == '' then
             tenant_default_joined(K, level)
-        elseif (c and not tenant_conf(K, c).tlimited) or
+        elseif (c and not c.tlimited) or
             redis.call('ZSCORE', K .. ':tpark', itxt(level) .. '|' .. t) == false then
-            tfn.turn_join(K, level, t)
+            tfn.turn_join(K, level, t, c)
         end
     end
 end
@@ -281,7 +298,7 @@ end
 -- none), whose bytes_per_token the tenants' token windows estimate with.
 local function tenant_pop(K, c, level, want, now, s, first)
     local lt = itxt(level)
-    local tq = K .. ':tq:' .. lt
+    local tq = c.tturns[level + 1]
     local out, steps = {}, 0
     local served, cur = 0, nil
     local back, bi, dry = {}, 1, false
@@ -321,7 +338,7 @@ local function tenant_pop(K, c, level, want, now, s, first)
         if t ~= '' and c.tlimited then
             k, untl = tfn.tenant_room(K, c, t, k, now)
         end
-        local lk = tenant_list(K, level, t)
+        local lk = tenant_list(K, level, t, c)
         if k <= 0 then
             -- Out of the turn (it is held): parked until untl.
             if untl and redis.call('EXISTS', lk) == 1 then
@@ -338,7 +355,7 @@ local function tenant_pop(K, c, level, want, now, s, first)
                 out[#out + 1] = id
             end
             if t ~= '' and #ids > 0 then
-                tfn.tenant_seen = tfn.waiting_add(K, level, -#ids)
+                tfn.tenant_seen = tfn.waiting_add(K, level, -#ids, c)
                 tfn.tenant_started(K, c, t, #ids)
                 if c.tenant_tokens > 0 then
                     ttok.count(K, c, t, ids, s, now) -- tenant_tokens.lua
@@ -379,6 +396,25 @@ local function tenant_pop(K, c, level, want, now, s, first)
     return out
 end
 
+-- tenant_pop of one job without weights and limits: t, from the head of the turn,
+-- gives its first job and goes to the back if it has more (no loop, no tables).
+function tfn.pop_one(K, c, level, t, now, s)
+    local lk = tenant_list(K, level, t, c)
+    local ids = redis.call('LPOP', lk, '2')
+    if not ids then -- the default tenant, whose jobs are gone: the next in turn
+        return tenant_pop(K, c, level, 1, now, s)
+    end
+    if ids[2] then
+        redis.call('LPUSH', lk, ids[2])
+        redis.call('RPUSH', c.tturns[level + 1], t)
+        ids[2] = nil
+    end
+    if t ~= '' then
+        tfn.tenant_seen = tfn.waiting_add(K, level, -1, c)
+    end
+    return ids
+end
+
 -- The strict order's choice (jobs.lua, reserve_jobs) from level on
 -- (1-based): one LMPOP over the turn and the default list of each level,
 -- in order, finds the first level with a tenant in its turn (which
@@ -392,6 +428,9 @@ local function tenant_next(K, c, level, want, now, s)
         return nil, #c.qkeys
     end
     local at = c.tkeys[r[1]]
+    if at > 0 and want == 1 and not c.tweighted and not c.tlimited then
+        return tfn.pop_one(K, c, at - 1, r[2][1], now, s), at
+    end
     if at > 0 then
         return tenant_pop(K, c, at - 1, want, now, s, r[2][1]), at
     end
