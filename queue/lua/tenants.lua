@@ -25,13 +25,12 @@
 -- Weights live in K:conf (field tenant_weights, "NAME:W,..."), so that the
 -- settings cache (load_conf) has them without a call. A tenant with
 -- nothing waiting or running holds no key and no field. Jobs without the
--- option (the default tenant) take their turn but are not limited.
+-- option (the default tenant) take their turn but are not limited. What
+-- status shows of the tenants: tenant_status.lua.
 
 -- The module's own helpers, as fields of one table: the library is one
 -- Lua chunk, whose main function may hold no more than 200 locals.
 local tfn = {}
-
-tfn.TENANT_SCAN = 100 -- tenants whose oldest job corral_stats looks at per level
 
 -- tenant_tokens.lua's functions (room, count, settle, unpop, declare):
 -- the tenants' token windows, with tenant_tokens only.
@@ -50,15 +49,25 @@ local function tenant_list(K, level, t, c) -- c: settings tenant_conf has seen, 
     return K .. ':t:' .. itxt(level) .. ':' .. t
 end
 
--- An enqueue's options '{"tenant":"T"}' (or '{"tenant": "T"}', as
--- json.dumps writes them) -> T when valid, what the JSON decoder would
--- give (a valid name holds nothing JSON escapes), without decoding; nil
--- for any other text (enqueue.lua decodes it).
+-- An enqueue's options '{"tenant":"T"}' (or '{"tenant": "T"}', as json.dumps
+-- writes them) -> T when valid, as the JSON decoder would give it (a valid
+-- name holds nothing JSON escapes), without decoding; else nil (decoded).
+-- Names found valid are kept (up to 4,096, then forgotten at once).
+tfn.names, tfn.nnames = {}, 0
 function tfn.tenant_option(text)
     local at = (text:sub(1, 11) == '{"tenant":"' and 12) or
                    (text:sub(1, 12) == '{"tenant": "' and 13)
     local t = at and text:sub(-2) == '"}' and text:sub(at, -3)
-    return t and valid_tenant(t) and t or nil
+    if t and not tfn.names[t] then
+        if not valid_tenant(t) then
+            return nil
+        end
+        if tfn.nnames >= 4096 then
+            tfn.names, tfn.nnames = {}, 0
+        end
+        tfn.names[t], tfn.nnames = true, tfn.nnames + 1
+    end
+    return t or nil
 end
 
 -- The queue's weights (K:conf's tenant_weights, "NAME:W,...") as a table.
@@ -409,8 +418,12 @@ function tfn.pop_one(K, c, level, t, now, s)
         redis.call('RPUSH', c.tturns[level + 1], t)
         ids[2] = nil
     end
-    if t ~= '' then
-        tfn.tenant_seen = tfn.waiting_add(K, level, -1, c)
+    if t ~= '' then -- waiting_add, inline
+        local left = redis.call('HINCRBY', c.tnk, c.tnf[level + 1], '-1')
+        if left <= 0 then
+            redis.call('HDEL', c.tnk, c.tnf[level + 1])
+        end
+        tfn.tenant_seen = left
     end
     return ids
 end
@@ -595,106 +608,4 @@ local function corral_tenant_weight(keys, args)
     end
     redis.call('HSET', K .. ':conf', 'tenant_weights', v[at], 'packed', conf_packed(v))
     return 'OK'
-end
-
--- corral_tenants: KEYS[1] queue; ARGV[1] optional limit (0 = all, default
--- 10) -> a JSON object {tenants: [...], count, waiting, inflight}: the named
--- tenants with jobs waiting or running, most waiting first (ties by name),
--- at most limit of them, each {tenant, waiting, inflight, oldest_wait_ms,
--- limited, weight}; count, waiting and inflight sum all of them. Reads
--- every turn, the parked tenants and the running jobs: O(tenants + running),
--- for status, not for the hot path.
-local function corral_tenants(keys, args)
-    local K, q = queue_key(keys[1])
-    local c = tenant_conf(K, load_conf(K, q))
-    local limit = int_arg('BADARG', args[1] or 10, 'limit', 0, 100000000)
-    local now = now_ms()
-    local by, names = {}, {}
-    local function entry(t)
-        if by[t] == nil then
-            by[t] = {tenant = t, waiting = 0, inflight = 0, limited = false, at = {}}
-            names[#names + 1] = t
-        end
-        return by[t]
-    end
-    local function count(level, t)
-        local e = entry(t)
-        if not e.at[level] then
-            e.at[level] = true
-            e.waiting = e.waiting + redis.call('LLEN', tenant_list(K, level, t))
-        end
-        return e
-    end
-    for level = 0, #c.priorities - 1 do
-        for _, t in ipairs(redis.call('LRANGE', c.tturns[level + 1], 0, -1)) do
-            if t ~= '' then
-                count(level, t)
-            end
-        end
-    end
-    for _, m in ipairs(redis.call('ZRANGEBYSCORE', K .. ':tpark', '-inf', '+inf')) do
-        local level, t = m:match('^(%d+)|(.*)$')
-        count(tonumber(level), t).limited = true
-    end
-    for _, id in ipairs(redis.call('ZRANGEBYSCORE', c.active, '-inf', '+inf')) do
-        local t = redis.call('HGET', job_key(K, id), 'tenant')
-        if t then
-            entry(t).inflight = entry(t).inflight + 1
-        end
-    end
-    local live, total_w, total_i = {}, 0, 0
-    for _, t in ipairs(names) do
-        local e = by[t]
-        if e.waiting > 0 or e.inflight > 0 then -- a turn may hold a drained tenant a while
-            live[#live + 1] = t
-            total_w, total_i = total_w + e.waiting, total_i + e.inflight
-        end
-    end
-    table.sort(live, function(a, b)
-        if by[a].waiting ~= by[b].waiting then
-            return by[a].waiting > by[b].waiting
-        end
-        return a < b
-    end)
-    local out = {}
-    for i, t in ipairs(live) do
-        if limit > 0 and i > limit then
-            break
-        end
-        local e = by[t]
-        local oldest = nil
-        for level, _ in pairs(e.at) do
-            local head = redis.call('LINDEX', tenant_list(K, level, t), 0)
-            local at = head and tonumber(redis.call('HGET', job_key(K, head), 'queued_ms'))
-            if at and (oldest == nil or at < oldest) then
-                oldest = at
-            end
-        end
-        out[#out + 1] = {tenant = t, waiting = e.waiting, inflight = e.inflight,
-                         oldest_wait_ms = oldest and (now - oldest) or 0,
-                         limited = e.limited and e.waiting > 0, weight = c.tweights[t] or 1}
-    end
-    local r = {count = #live, waiting = total_w, inflight = total_i, time_ms = now}
-    if #out > 0 then
-        r.tenants = out
-        return cjson.encode(r)
-    end
-    -- cjson encodes an empty table as an object
-    return cjson.encode(r):sub(1, -2) .. ',"tenants":[]}'
-end
-
--- For corral_stats: the queued_ms of the oldest job at the heads of the
--- first TENANT_SCAN tenants in the turn of level (nil when none).
-local function tenant_oldest(K, level)
-    local oldest = nil
-    for _, t in ipairs(redis.call('LRANGE', K .. ':tq:' .. level, 0, tfn.TENANT_SCAN - 1)) do
-        if t ~= '' then
-            local head = redis.call('LINDEX', tenant_list(K, level, t), 0)
-            local at = head and tonumber(redis.call('HGET', job_key(K, head), 'queued_ms'))
-            if at and (oldest == nil or at < oldest) then
-                oldest = at
-            end
-        end
-    end
-    return oldest
 end
