@@ -175,6 +175,15 @@ tfn.tenant_seen = 0
 -- its tenants join without looking at the parked ones.
 local function tenant_ready(K, level, t, ids, front, c)
     c = c and tenant_conf(K, c)
+    if c and t ~= '' then -- a named tenant's with the names at hand: the calls inline
+        local n = redis.call(front and 'LPUSH' or 'RPUSH', c.tlists[level + 1] .. t, unpack(ids))
+        redis.call('HINCRBY', c.tnk, c.tnf[level + 1], itxt(#ids)) -- waiting_add of n > 0
+        if n == #ids and (not c.tlimited or
+            redis.call('ZSCORE', K .. ':tpark', itxt(level) .. '|' .. t) == false) then
+            tfn.turn_join(K, level, t, c)
+        end
+        return
+    end
     local n = redis.call(front and 'LPUSH' or 'RPUSH', tenant_list(K, level, t, c), unpack(ids))
     if t ~= '' then
         tfn.waiting_add(K, level, #ids, c)
