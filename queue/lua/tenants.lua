@@ -52,22 +52,11 @@ end
 -- An enqueue's options '{"tenant":"T"}' (or '{"tenant": "T"}', as json.dumps
 -- writes them) -> T when valid, as the JSON decoder would give it (a valid
 -- name holds nothing JSON escapes), without decoding; else nil (decoded).
--- Names found valid are kept (up to 4,096, then forgotten at once).
-tfn.names, tfn.nnames = {}, 0
 function tfn.tenant_option(text)
     local at = (text:sub(1, 11) == '{"tenant":"' and 12) or
                    (text:sub(1, 12) == '{"tenant": "' and 13)
-    local t = at and text:sub(-2) == '"}' and text:sub(at, -3)
-    if t and not tfn.names[t] then
-        if not valid_tenant(t) then
-            return nil
-        end
-        if tfn.nnames >= 4096 then
-            tfn.names, tfn.nnames = {}, 0
-        end
-        tfn.names[t], tfn.nnames = true, tfn.nnames + 1
-    end
-    return t or nil
+    local t = at and text:sub(-2) == '"}' and text:sub(at, -3) -- valid_tenant's checks:
+    return t and #t >= 1 and #t <= 64 and not t:find('[^%w_%.:@%-]') and t or nil
 end
 
 -- The queue's weights (K:conf's tenant_weights, "NAME:W,...") as a table.
@@ -179,8 +168,10 @@ local function tenant_ready(K, level, t, ids, front, c)
         local n = redis.call(front and 'LPUSH' or 'RPUSH', c.tlists[level + 1] .. t, unpack(ids))
         redis.call('HINCRBY', c.tnk, c.tnf[level + 1], itxt(#ids)) -- waiting_add of n > 0
         if n == #ids and (not c.tlimited or
-            redis.call('ZSCORE', K .. ':tpark', itxt(level) .. '|' .. t) == false) then
-            tfn.turn_join(K, level, t, c)
+            redis.call('ZSCORE', K .. ':tpark', itxt(level) .. '|' .. t) == false) and
+            redis.call('RPUSH', c.tturns[level + 1], t) == 1 and -- turn_join's
+            redis.call('EXISTS', c.qkeys[level + 1]) == 1 then
+            redis.call('LPUSH', c.tturns[level + 1], '')
         end
         return
     end
