@@ -28,8 +28,9 @@ end
 -- service, uk, tenant}. Shared by corral_enqueue and corral_enqueue_many, so one
 -- payload or a thousand are refused with the same words.
 local function enqueue_options(c, q, text)
-    local o = {}
-    if text ~= nil and text ~= '' then
+    local ft = text and tfn.tenant_option(text) -- tenants.lua: a checked tenant, no decoding
+    local o = ft and {tenant = ft} or {}
+    if not ft and text ~= nil and text ~= '' then
         local ok, v = pcall(json_decode, text)
         if not ok or type(v) ~= 'table' then
             fail('BADOPTION', 'queue "%s": options must be a JSON object', q)
@@ -88,7 +89,7 @@ local function enqueue_options(c, q, text)
         r.uk = uk
     end
     if o.tenant ~= nil then
-        if not valid_tenant(o.tenant) then
+        if o.tenant ~= ft and not valid_tenant(o.tenant) then
             fail('BADTENANT', 'queue "%s": bad tenant "%s": use 1-64 bytes of A-Z a-z 0-9 _ . : @ -',
                  q, shown(o.tenant):sub(1, 80))
         end
@@ -131,10 +132,11 @@ local function enqueue_write(K, c, q, o, args, from, to, now, now_micros, now_t,
                'attempts', '0', 'max_attempts', itxt(o.max_attempts), 'run', '0', 'timeout_ms',
                o.timeout == c.timeout_ms and c.timeout_t or itxt(o.timeout), 'created_ms', now_t,
                'run_at_ms', ready and now_t or itxt(now + o.delay), 'queued_ms', now_t,
-               'created_us', now_micros}
-    if o.tenant then
-        f[#f + 1] = 'tenant'
-        f[#f + 1] = o.tenant
+               'created_us', now_micros, 'tenant', o.tenant}
+    -- tenants.lua: the tenant's pair is in the constructor (a table grown
+    -- past it is rehashed: docs/benchmarks.md, "Tenants"), dropped if none.
+    if not o.tenant then
+        f[#f] = nil
     end
     if o.tokens then -- tokens.lua reads it at reserve
         f[#f + 1] = 'tokens'

@@ -25,13 +25,12 @@
 -- Weights live in K:conf (field tenant_weights, "NAME:W,..."), so that the
 -- settings cache (load_conf) has them without a call. A tenant with
 -- nothing waiting or running holds no key and no field. Jobs without the
--- option (the default tenant) take their turn but are not limited.
+-- option (the default tenant) take their turn but are not limited. What
+-- status shows of the tenants: tenant_status.lua.
 
 -- The module's own helpers, as fields of one table: the library is one
 -- Lua chunk, whose main function may hold no more than 200 locals.
 local tfn = {}
-
-tfn.TENANT_SCAN = 100 -- tenants whose oldest job corral_stats looks at per level
 
 -- tenant_tokens.lua's functions (room, count, settle, unpop, declare):
 -- the tenants' token windows, with tenant_tokens only.
@@ -41,11 +40,23 @@ local function valid_tenant(s)
     return type(s) == 'string' and #s >= 1 and #s <= 64 and not s:find('[^%w_%.:@%-]')
 end
 
-local function tenant_list(K, level, t)
-    if t == '' then
+local function tenant_list(K, level, t, c) -- c: settings tenant_conf has seen, or nil
+    if c then
+        return t == '' and c.qkeys[level + 1] or c.tlists[level + 1] .. t
+    elseif t == '' then
         return K .. ':q:' .. itxt(level)
     end
     return K .. ':t:' .. itxt(level) .. ':' .. t
+end
+
+-- An enqueue's options '{"tenant":"T"}' (or '{"tenant": "T"}', as json.dumps
+-- writes them) -> T when valid, as the JSON decoder would give it (a valid
+-- name holds nothing JSON escapes), without decoding; else nil (decoded).
+function tfn.tenant_option(text)
+    local at = (text:sub(1, 11) == '{"tenant":"' and 12) or
+                   (text:sub(1, 12) == '{"tenant": "' and 13)
+    local t = at and text:sub(-2) == '"}' and text:sub(at, -3) -- valid_tenant's checks:
+    return t and #t >= 1 and #t <= 64 and not t:find('[^%w_%.:@%-]') and t or nil
 end
 
 -- The queue's weights (K:conf's tenant_weights, "NAME:W,...") as a table.
@@ -79,9 +90,11 @@ end
 -- weights.
 local function tenant_conf(K, c)
     if c.tturns == nil then
-        local turns, all = {}, {}
+        local turns, all = {}, {} -- tlists: list keys but the name; tnf: K:tn's fields
+        c.tlists, c.tnf, c.tnk = {}, {}, K .. ':tn'
         for i = 1, #c.priorities do
             turns[i] = K .. ':tq:' .. (i - 1)
+            c.tlists[i], c.tnf[i] = K .. ':t:' .. (i - 1) .. ':', '#' .. (i - 1)
             all[i] = c.qkeys[i]
             all[#c.priorities + i] = turns[i]
         end
@@ -111,8 +124,8 @@ end
 
 -- Puts t at the back of the turn of level. A named tenant that starts the
 -- turn while default jobs wait at the level comes after the default tenant.
-function tfn.turn_join(K, level, t)
-    local tq = K .. ':tq:' .. itxt(level)
+function tfn.turn_join(K, level, t, c) -- c: as tenant_list's
+    local tq = c and c.tturns[level + 1] or K .. ':tq:' .. itxt(level)
     if redis.call('RPUSH', tq, t) == 1 and t ~= '' and
         redis.call('EXISTS', K .. ':q:' .. itxt(level)) == 1 then
         redis.call('LPUSH', tq, '')
@@ -128,12 +141,13 @@ local function tenant_default_joined(K, level)
     end
 end
 
--- -> the named tenants' jobs now waiting at level.
-function tfn.waiting_add(K, level, n)
-    local f = '#' .. itxt(level)
-    local left = redis.call('HINCRBY', K .. ':tn', f, itxt(n))
+-- -> the named tenants' jobs now waiting at level. c: as tenant_list's.
+function tfn.waiting_add(K, level, n, c)
+    local tn = c and c.tnk or K .. ':tn'
+    local f = c and c.tnf[level + 1] or '#' .. itxt(level)
+    local left = redis.call('HINCRBY', tn, f, itxt(n))
     if left <= 0 then
-        redis.call('HDEL', K .. ':tn', f)
+        redis.call('HDEL', tn, f)
     end
     return left
 end
@@ -149,16 +163,28 @@ tfn.tenant_seen = 0
 -- limits parks no tenant (tenant_declare unparks all when they go), so
 -- its tenants join without looking at the parked ones.
 local function tenant_ready(K, level, t, ids, front, c)
-    local n = redis.call(front and 'LPUSH' or 'RPUSH', tenant_list(K, level, t), unpack(ids))
+    c = c and tenant_conf(K, c)
+    if c and t ~= '' then -- a named tenant's with the names at hand: the calls inline
+        local n = redis.call(front and 'LPUSH' or 'RPUSH', c.tlists[level + 1] .. t, unpack(ids))
+        redis.call('HINCRBY', c.tnk, c.tnf[level + 1], itxt(#ids)) -- waiting_add of n > 0
+        if n == #ids and (not c.tlimited or
+            redis.call('ZSCORE', K .. ':tpark', itxt(level) .. '|' .. t) == false) and
+            redis.call('RPUSH', c.tturns[level + 1], t) == 1 and -- turn_join's
+            redis.call('EXISTS', c.qkeys[level + 1]) == 1 then
+            redis.call('LPUSH', c.tturns[level + 1], '')
+        end
+        return
+    end
+    local n = redis.call(front and 'LPUSH' or 'RPUSH', tenant_list(K, level, t, c), unpack(ids))
     if t ~= '' then
-        tfn.waiting_add(K, level, #ids)
+        tfn.waiting_add(K, level, #ids, c)
     end
     if n == #ids then
         if t == '' then
             tenant_default_joined(K, level)
-        elseif (c and not tenant_conf(K, c).tlimited) or
+        elseif (c and not c.tlimited) or
             redis.call('ZSCORE', K .. ':tpark', itxt(level) .. '|' .. t) == false then
-            tfn.turn_join(K, level, t)
+            tfn.turn_join(K, level, t, c)
         end
     end
 end
@@ -281,7 +307,7 @@ end
 -- none), whose bytes_per_token the tenants' token windows estimate with.
 local function tenant_pop(K, c, level, want, now, s, first)
     local lt = itxt(level)
-    local tq = K .. ':tq:' .. lt
+    local tq = c.tturns[level + 1]
     local out, steps = {}, 0
     local served, cur = 0, nil
     local back, bi, dry = {}, 1, false
@@ -321,7 +347,7 @@ local function tenant_pop(K, c, level, want, now, s, first)
         if t ~= '' and c.tlimited then
             k, untl = tfn.tenant_room(K, c, t, k, now)
         end
-        local lk = tenant_list(K, level, t)
+        local lk = tenant_list(K, level, t, c)
         if k <= 0 then
             -- Out of the turn (it is held): parked until untl.
             if untl and redis.call('EXISTS', lk) == 1 then
@@ -338,7 +364,7 @@ local function tenant_pop(K, c, level, want, now, s, first)
                 out[#out + 1] = id
             end
             if t ~= '' and #ids > 0 then
-                tfn.tenant_seen = tfn.waiting_add(K, level, -#ids)
+                tfn.tenant_seen = tfn.waiting_add(K, level, -#ids, c)
                 tfn.tenant_started(K, c, t, #ids)
                 if c.tenant_tokens > 0 then
                     ttok.count(K, c, t, ids, s, now) -- tenant_tokens.lua
@@ -379,6 +405,29 @@ local function tenant_pop(K, c, level, want, now, s, first)
     return out
 end
 
+-- tenant_pop of one job without weights and limits: t, from the head of the turn,
+-- gives its first job and goes to the back if it has more (no loop, no tables).
+function tfn.pop_one(K, c, level, t, now, s)
+    local lk = tenant_list(K, level, t, c)
+    local ids = redis.call('LPOP', lk, '2')
+    if not ids then -- the default tenant, whose jobs are gone: the next in turn
+        return tenant_pop(K, c, level, 1, now, s)
+    end
+    if ids[2] then
+        redis.call('LPUSH', lk, ids[2])
+        redis.call('RPUSH', c.tturns[level + 1], t)
+        ids[2] = nil
+    end
+    if t ~= '' then -- waiting_add, inline
+        local left = redis.call('HINCRBY', c.tnk, c.tnf[level + 1], '-1')
+        if left <= 0 then
+            redis.call('HDEL', c.tnk, c.tnf[level + 1])
+        end
+        tfn.tenant_seen = left
+    end
+    return ids
+end
+
 -- The strict order's choice (jobs.lua, reserve_jobs) from level on
 -- (1-based): one LMPOP over the turn and the default list of each level,
 -- in order, finds the first level with a tenant in its turn (which
@@ -392,6 +441,9 @@ local function tenant_next(K, c, level, want, now, s)
         return nil, #c.qkeys
     end
     local at = c.tkeys[r[1]]
+    if at > 0 and want == 1 and not c.tweighted and not c.tlimited then
+        return tfn.pop_one(K, c, at - 1, r[2][1], now, s), at
+    end
     if at > 0 then
         return tenant_pop(K, c, at - 1, want, now, s, r[2][1]), at
     end
@@ -556,106 +608,4 @@ local function corral_tenant_weight(keys, args)
     end
     redis.call('HSET', K .. ':conf', 'tenant_weights', v[at], 'packed', conf_packed(v))
     return 'OK'
-end
-
--- corral_tenants: KEYS[1] queue; ARGV[1] optional limit (0 = all, default
--- 10) -> a JSON object {tenants: [...], count, waiting, inflight}: the named
--- tenants with jobs waiting or running, most waiting first (ties by name),
--- at most limit of them, each {tenant, waiting, inflight, oldest_wait_ms,
--- limited, weight}; count, waiting and inflight sum all of them. Reads
--- every turn, the parked tenants and the running jobs: O(tenants + running),
--- for status, not for the hot path.
-local function corral_tenants(keys, args)
-    local K, q = queue_key(keys[1])
-    local c = tenant_conf(K, load_conf(K, q))
-    local limit = int_arg('BADARG', args[1] or 10, 'limit', 0, 100000000)
-    local now = now_ms()
-    local by, names = {}, {}
-    local function entry(t)
-        if by[t] == nil then
-            by[t] = {tenant = t, waiting = 0, inflight = 0, limited = false, at = {}}
-            names[#names + 1] = t
-        end
-        return by[t]
-    end
-    local function count(level, t)
-        local e = entry(t)
-        if not e.at[level] then
-            e.at[level] = true
-            e.waiting = e.waiting + redis.call('LLEN', tenant_list(K, level, t))
-        end
-        return e
-    end
-    for level = 0, #c.priorities - 1 do
-        for _, t in ipairs(redis.call('LRANGE', c.tturns[level + 1], 0, -1)) do
-            if t ~= '' then
-                count(level, t)
-            end
-        end
-    end
-    for _, m in ipairs(redis.call('ZRANGEBYSCORE', K .. ':tpark', '-inf', '+inf')) do
-        local level, t = m:match('^(%d+)|(.*)$')
-        count(tonumber(level), t).limited = true
-    end
-    for _, id in ipairs(redis.call('ZRANGEBYSCORE', c.active, '-inf', '+inf')) do
-        local t = redis.call('HGET', job_key(K, id), 'tenant')
-        if t then
-            entry(t).inflight = entry(t).inflight + 1
-        end
-    end
-    local live, total_w, total_i = {}, 0, 0
-    for _, t in ipairs(names) do
-        local e = by[t]
-        if e.waiting > 0 or e.inflight > 0 then -- a turn may hold a drained tenant a while
-            live[#live + 1] = t
-            total_w, total_i = total_w + e.waiting, total_i + e.inflight
-        end
-    end
-    table.sort(live, function(a, b)
-        if by[a].waiting ~= by[b].waiting then
-            return by[a].waiting > by[b].waiting
-        end
-        return a < b
-    end)
-    local out = {}
-    for i, t in ipairs(live) do
-        if limit > 0 and i > limit then
-            break
-        end
-        local e = by[t]
-        local oldest = nil
-        for level, _ in pairs(e.at) do
-            local head = redis.call('LINDEX', tenant_list(K, level, t), 0)
-            local at = head and tonumber(redis.call('HGET', job_key(K, head), 'queued_ms'))
-            if at and (oldest == nil or at < oldest) then
-                oldest = at
-            end
-        end
-        out[#out + 1] = {tenant = t, waiting = e.waiting, inflight = e.inflight,
-                         oldest_wait_ms = oldest and (now - oldest) or 0,
-                         limited = e.limited and e.waiting > 0, weight = c.tweights[t] or 1}
-    end
-    local r = {count = #live, waiting = total_w, inflight = total_i, time_ms = now}
-    if #out > 0 then
-        r.tenants = out
-        return cjson.encode(r)
-    end
-    -- cjson encodes an empty table as an object
-    return cjson.encode(r):sub(1, -2) .. ',"tenants":[]}'
-end
-
--- For corral_stats: the queued_ms of the oldest job at the heads of the
--- first TENANT_SCAN tenants in the turn of level (nil when none).
-local function tenant_oldest(K, level)
-    local oldest = nil
-    for _, t in ipairs(redis.call('LRANGE', K .. ':tq:' .. level, 0, tfn.TENANT_SCAN - 1)) do
-        if t ~= '' then
-            local head = redis.call('LINDEX', tenant_list(K, level, t), 0)
-            local at = head and tonumber(redis.call('HGET', job_key(K, head), 'queued_ms'))
-            if at and (oldest == nil or at < oldest) then
-                oldest = at
-            end
-        end
-    end
-    return oldest
 end

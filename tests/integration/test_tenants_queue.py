@@ -89,6 +89,33 @@ def test_corral_tenant_weight_changes_a_weight_at_run_time(r):
     assert order == ["a", "a", "b", "a", "a", "b"]
 
 
+@pytest.mark.parametrize("text, tenant, priority", [
+    ('{"tenant":"a"}', "a", "normal"), ('{"tenant": "b.c:d@e-f_1"}', "b.c:d@e-f_1", "normal"),
+    ('{ "tenant" : "c" }', "c", "normal"), ('{"tenant":"d","priority":"high"}', "d", "high"),
+    ('{"tenant":"d", "priority": "high"}', "d", "high"), ('{"tenant":"e\\u0066"}', "ef", "normal"),
+    ('{"priority":"high","tenant":"g"}', "g", "high")])
+def test_options_naming_a_tenant_are_read_as_the_json_decoder_reads_them(r, text, tenant, priority):
+    """Options that name only a tenant skip the JSON decoder (tenants.lua,
+    tenant_option): every other text, however close, is decoded as before."""
+    declare(r, Q)
+    job_id = r.fcall("corral_enqueue", 1, Q, "{}", text)
+    job = get_job(r, Q, job_id)
+    assert (job["tenant"], job["priority"]) == (tenant, priority)
+
+
+@pytest.mark.parametrize("text, code", [
+    ('{"tenant":"a b"}', "BADTENANT"), ('{"tenant":""}', "BADTENANT"),
+    ('{"tenant":"%s"}' % ("x" * 65), "BADTENANT"), ('{"tenant":"a"}x', "BADOPTION"),
+    ('{"tenant":"a"}}', "BADOPTION"), ('{"tenant":"a","x":1}', "BADOPTION")])
+def test_options_that_only_look_like_a_tenant_are_refused_as_before(r, text, code):
+    declare(r, Q)
+    before = sorted(r.keys("*"))
+    with pytest.raises(Exception) as e:
+        r.fcall("corral_enqueue", 1, Q, "{}", text)
+    assert str(e.value).startswith(code)
+    assert sorted(r.keys("*")) == before
+
+
 @pytest.mark.parametrize("bad", ["", "x" * 65, "a b", "é", "a/b", 5, None])
 def test_a_bad_tenant_is_refused_with_badtenant_and_writes_nothing(r, bad):
     declare(r, Q)
