@@ -424,6 +424,8 @@ def test_a_worker_serves_its_queue_at_its_node_and_follows_it_when_its_slot_move
     text = open(tmp_path / "w.log").read()
     assert "Sanitizer" not in text and "runtime error" not in text, text
     assert "MOVED" in text  # it was told, and followed
+    # Its log names the node it reached each time, not the url's placeholder.
+    assert f"at=127.0.0.1:{src.port}" in text and f"at=127.0.0.1:{dest.port}" in text, text
 
 
 def test_a_worker_on_a_cluster_serves_one_queue_without_a_service(build_dir, tmp_path):
