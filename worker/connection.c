@@ -174,8 +174,7 @@ static void on_handshake_done(redisAsyncContext *ac, void *reply, void *priv)
     corral_backoff_reset(&c->reconnect);
     corral_log_repeat_end(&c->trouble);
     if (c->at.host != NULL) /* a Sentinel's master or a Cluster's node: where it went */
-        corral_log_info("connected to redis", "conn=%s at=%s:%d", c->name, c->at.host,
-                        c->at.port);
+        corral_log_info("connected to redis", "conn=%s at=%s:%d", c->name, c->at.host, c->at.port);
     else
         corral_log_info("connected to redis", "conn=%s url=%s", c->name, c->url);
     /* A handshake answered while the connection closes gracefully (the
