@@ -1,0 +1,407 @@
+"""The Redis Cluster chaos run (make chaos-cluster; docs/chaos.md,
+"Redis Cluster"): a real cluster of three primaries and three replicas
+(tests/integration/clusterfixtures.py), one corrald serving four queues
+without a service spread over the shards (exec handler, one worker a
+queue), an enqueuer feeding jobs through `corralctl enqueue` (confirmed
+with WAIT by min_replicas = 1), and, at random times drawn from the seed:
+
+  failover      kill -9 of the primary of a busy queue's slot, a replica
+                promoted (Cluster.fail_over); the killed node is started
+                again and rejoins as a replica of the new primary
+  migrate       a live migration of a busy queue's slot to another primary
+                (Cluster.migrate_slot, a few keys a step, jobs flowing)
+  kill_worker   SIGKILL of a worker (twice)
+  restart_corrald  SIGTERM of corrald and a new one started
+
+At the end, after the drain, it checks:
+  * every confirmed job (enqueue answered an id) is done at its queue's
+    node, its result its payload, and ran at least once; a job the exec
+    handler ran more than once had a run cut by a fault (the at-least-once
+    rule: its first run began before a fault's end);
+  * nothing is stranded: every job record on every primary is done;
+  * no job in two nodes: a primary that does not own a queue's slot holds
+    no key of it;
+  * corrald and its workers: no sanitizer output nor crash in the logs,
+    every worker that died was one the run killed.
+
+CLUSTER_SEED replays a run (the job mix and the fault order and times);
+CLUSTER_ENQUEUE_S (default 60) is how long jobs are fed."""
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TESTS = os.path.dirname(HERE)
+for p in (os.path.join(TESTS, "integration"), TESTS):
+    if p not in sys.path:
+        sys.path.insert(0, p)
+
+import pytest  # noqa: E402
+import redis  # noqa: E402
+
+from clusterfixtures import Cluster  # noqa: E402
+from conftest import REPO, wait_until  # noqa: E402
+from test_cluster_supervisor import Corrald  # noqa: E402
+
+CANDIDATES = ["prompts", "embeddings", "images", "audio", "batch", "chat", "eval", "rerank",
+              "ocr", "speech", "vision", "code"]
+NQUEUES = 4
+FAULTS = ("failover", "migrate", "kill_worker", "kill_worker", "restart_corrald")
+PREFIX = "corral"
+
+# The exec handler: notes each run (tag, start time, pid) in runs.log, then
+# echoes its payload as the result.
+JOB_SH = """#!/bin/sh
+p=$(cat)
+t=$(printf '%s' "$p" | sed -e 's/.*"t":"\\([^"]*\\)".*/\\1/')
+printf '%s %s %s\\n' "$t" "$(date +%s.%N)" "$$" >> {runs}
+sleep 0.$(( $(od -An -N1 -tu1 /dev/urandom) % 3 + 1 ))
+printf '%s' "$p"
+"""
+
+
+def say(msg):
+    print(f"[chaos-cluster {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+class ClusterChaos:
+    def __init__(self, build, seed, enqueue_s):
+        self.build, self.seed, self.enqueue_s = build, seed, enqueue_s
+        self.rng = random.Random(seed)
+        self.root = tempfile.mkdtemp(prefix="corral-chaoscl-")
+        self.cluster = Cluster(self.root)
+        self.runs = os.path.join(self.root, "runs.log")
+        self.confirmed = {}     # tag -> (queue, job id)
+        self.unconfirmed = []   # (tag, queue, exit status, stderr)
+        self.faults = []        # (kind, t0, t1, detail)
+        self.killed = set()     # worker pids the run killed
+        self.corralds = []      # every Corrald started
+        self.stop_feed = threading.Event()
+        self.lock = threading.Lock()
+
+    # --- setting up --------------------------------------------------------
+
+    def spread(self):
+        """NQUEUES queues covering the three primaries (one has two)."""
+        by_port, queues = {}, []
+        for q in CANDIDATES:
+            port = self.cluster.owner(self.cluster.keyslot(f"{PREFIX}:{{{q}}}")).port
+            if port not in by_port:
+                by_port[port] = q
+                queues.append(q)
+        for q in CANDIDATES:
+            if len(queues) == NQUEUES:
+                break
+            if q not in queues:
+                queues.append(q)
+        assert len(by_port) == 3, "the candidate names cover every primary"
+        return sorted(queues)
+
+    def write_conf(self):
+        script = os.path.join(self.root, "job.sh")
+        with open(script, "w") as f:
+            f.write(JOB_SH.replace("{runs}", self.runs))
+        os.chmod(script, 0o755)
+        text = (f"[redis]\ncluster = {self.cluster.seeds.replace(',', ', ')}\n"
+                "min_replicas = 1\n\n"
+                "[pool]\nmin = 4\nmax = 8\nconcurrency = 2\n\n"
+                "[scale]\ntick = 250ms\nscale_out_cooldown = 250ms\nscale_in_window = 5s\n"
+                "cpu_ceiling = 100%\n\n")
+        for q in self.queues:
+            text += f"[queue {q}]\nhandler = exec\ncommand = {script}\n\n"
+        self.conf = os.path.join(self.root, "corral.conf")
+        with open(self.conf, "w") as f:
+            f.write(text)
+
+    def start_corrald(self):
+        log = os.path.join(self.root, f"corrald{len(self.corralds)}.log")
+        c = Corrald([os.path.join(self.build, "corrald"), "-c", self.conf], log)
+        self.corralds.append(c)
+        wait_until(lambda: sorted(set(c.workers().values())) == self.queues
+                   and "ready" in c.logs(), timeout=60,
+                   what="a worker for each queue\n" + c.logs())
+        return c
+
+    @property
+    def corrald(self):
+        return self.corralds[-1]
+
+    # --- the enqueuer ------------------------------------------------------
+
+    def ctl(self, *args, timeout=30):
+        return subprocess.run([os.path.join(self.build, "corralctl"), "-c", self.conf, *args],
+                              capture_output=True, text=True, timeout=timeout)
+
+    def feeder(self, name):
+        rng = random.Random(f"{self.seed}-{name}")
+        n = 0
+        while not self.stop_feed.is_set():
+            q = rng.choice(self.queues)
+            tag = f"{name}-{n}"
+            n += 1
+            payload = json.dumps({"t": tag, "q": q, "pad": "x" * rng.randrange(0, 200)},
+                                 separators=(",", ":"))
+            try:
+                p = self.ctl("enqueue", q, payload)
+                rc, out, err = p.returncode, p.stdout.strip(), p.stderr.strip()
+            except subprocess.TimeoutExpired:
+                rc, out, err = -1, "", "timeout"
+            with self.lock:
+                if rc == 0 and out:
+                    self.confirmed[tag] = (q, out, payload)
+                else:
+                    self.unconfirmed.append((tag, q, rc, err))
+
+    # --- the faults --------------------------------------------------------
+
+    def busy_queue(self):
+        return self.rng.choice(self.queues)
+
+    def fault(self, kind):
+        t0 = time.time()
+        detail = ""
+        if kind == "failover":
+            q = self.busy_queue()
+            node = self.cluster.owner(self.cluster.keyslot(f"{PREFIX}:{{{q}}}"))
+            self.cluster.fail_over(node)
+            new = self.cluster.owner(self.cluster.keyslot(f"{PREFIX}:{{{q}}}"))
+            detail = f"queue {q}: primary :{node.port} killed, :{new.port} promoted"
+            node.start()  # its nodes.conf: it rejoins as a replica
+            wait_until(lambda: node.role() == "slave", timeout=30,
+                       what="the killed primary back as a replica")
+            self.cluster.wait_ok()
+            detail += f"; :{node.port} back as a replica"
+        elif kind == "migrate":
+            q = self.busy_queue()
+            slot = self.cluster.keyslot(f"{PREFIX}:{{{q}}}")
+            src = self.cluster.owner(slot)
+            dest = self.rng.choice([n for n in self.cluster.primaries() if n.port != src.port])
+            self.cluster.migrate_slot(slot, dest, keys_per_step=5,
+                                      pause=lambda: time.sleep(0.5))
+            detail = f"queue {q} slot {slot}: :{src.port} -> :{dest.port}"
+        elif kind == "kill_worker":
+            pids = sorted(self.corrald.workers())
+            if pids:
+                pid = self.rng.choice(pids)
+                self.killed.add(pid)
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                detail = f"worker {pid} ({self.corrald.workers().get(pid, '?')})"
+        elif kind == "restart_corrald":
+            st = self.corrald.stop()
+            assert st == 0, f"corrald exited {st} on SIGTERM\n" + self.corrald.logs()
+            self.start_corrald()
+            detail = f"corrald stopped (exit {st}) and started again"
+        t1 = time.time()
+        self.faults.append((kind, t0, t1, detail))
+        say(f"fault {kind} ({t1 - t0:.1f}s): {detail}")
+
+    # --- the run -----------------------------------------------------------
+
+    def run(self):
+        self.cluster.start()
+        self.queues = self.spread()
+        self.write_conf()
+        say(f"cluster up: primaries {[n.port for n in self.cluster.primaries()]}; "
+            f"queues {self.queues}")
+        self.start_corrald()
+        feeders = [threading.Thread(target=self.feeder, args=(f"f{i}",), daemon=True)
+                   for i in range(2)]
+        t_start = time.time()
+        for t in feeders:
+            t.start()
+        # The fault times: drawn from the seed, 5 s apart at least, within
+        # the feeding window, in a shuffled order.
+        kinds = list(FAULTS)
+        self.rng.shuffle(kinds)
+        span = max(self.enqueue_s - 10, 5 * len(kinds))
+        times = sorted(self.rng.uniform(5, 5 + span) for _ in kinds)
+        for kind, at in zip(kinds, times):
+            delay = t_start + at - time.time()
+            if delay > 0:
+                time.sleep(delay)
+            self.fault(kind)
+        remaining = t_start + self.enqueue_s - time.time()
+        if remaining > 0:
+            time.sleep(remaining)
+        self.stop_feed.set()
+        for t in feeders:
+            t.join(timeout=60)
+        self.t_feed_end = time.time()
+        say(f"fed {len(self.confirmed)} confirmed jobs, {len(self.unconfirmed)} not "
+            f"confirmed, in {self.t_feed_end - t_start:.0f}s")
+
+    # --- the checks --------------------------------------------------------
+
+    def owner_client(self, q):
+        return self.cluster.owner(self.cluster.keyslot(f"{PREFIX}:{{{q}}}")).client()
+
+    def states(self):
+        """{tag: (state, result)} of the confirmed jobs, read at their
+        queue's current node."""
+        out = {}
+        by_q = {}
+        for tag, (q, jid, _) in self.confirmed.items():
+            by_q.setdefault(q, []).append((tag, jid))
+        for q, jobs in by_q.items():
+            c = self.owner_client(q)
+            try:
+                pipe = c.pipeline(transaction=False)
+                for _, jid in jobs:
+                    pipe.hmget(f"{PREFIX}:{{{q}}}:job:{jid}", "state", "result")
+                for (tag, _), (state, result) in zip(jobs, pipe.execute()):
+                    out[tag] = (state, result)
+            finally:
+                c.close()
+        return out
+
+    def drain(self):
+        def drained():
+            st = self.states()
+            left = [t for t, (s, _) in st.items() if s != "done"]
+            return not left or None
+
+        try:
+            wait_until(drained, timeout=180, what="every confirmed job done")
+        except AssertionError:
+            pass  # the checks below name what is left
+
+    def read_runs(self):
+        runs = {}
+        with open(self.runs) as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) == 3:
+                    runs.setdefault(parts[0], []).append(float(parts[1]))
+        return runs
+
+    def check(self):
+        problems = []
+        fig = {"seed": self.seed, "confirmed": len(self.confirmed),
+               "unconfirmed": len(self.unconfirmed),
+               "faults": [(k, round(t1 - t0, 1), d) for k, t0, t1, d in self.faults]}
+        st = self.states()
+        runs = self.read_runs()
+        not_done = {t: s for t, (s, _) in st.items() if s != "done"}
+        if not_done:
+            problems.append(f"{len(not_done)} confirmed jobs not done: "
+                            f"{sorted(not_done.items())[:10]}")
+        bad_result = [t for t, (s, r) in st.items()
+                      if s == "done" and r != self.confirmed[t][2]]
+        if bad_result:
+            problems.append(f"{len(bad_result)} jobs whose result is not their payload: "
+                            f"{bad_result[:10]}")
+        never_ran = [t for t in self.confirmed if t not in runs]
+        if never_ran:
+            problems.append(f"{len(never_ran)} confirmed jobs the handler never ran: "
+                            f"{never_ran[:10]}")
+        # At least once: a second run only after a first one that began
+        # before the end of a fault (its worker killed, its corrald stopped,
+        # its node failed over or its slot moved under it).
+        repeated = {t: ts for t, ts in runs.items() if len(ts) > 1}
+        unexplained = [t for t, ts in repeated.items()
+                       if not any(ts[0] <= t1 + 1.0 for _, _, t1, _ in self.faults)]
+        fig["ran_twice_or_more"] = len(repeated)
+        if unexplained:
+            problems.append(f"{len(unexplained)} jobs ran twice with no fault to explain it: "
+                            f"{[(t, runs[t]) for t in unexplained[:10]]}")
+        # Nothing stranded: every job record on every primary is done.
+        stranded = []
+        records = 0
+        for n in self.cluster.primaries():
+            c = n.client()
+            try:
+                for q in self.queues:
+                    slot = self.cluster.keyslot(f"{PREFIX}:{{{q}}}")
+                    keys = [k for k in c.execute_command("CLUSTER", "GETKEYSINSLOT", slot,
+                                                         1000000)
+                            if k.startswith(f"{PREFIX}:{{{q}}}:job:")]
+                    if self.cluster.owner(slot).port != n.port:
+                        if keys or int(c.execute_command("CLUSTER", "COUNTKEYSINSLOT", slot)):
+                            problems.append(f"primary :{n.port} holds keys of {q}'s slot "
+                                            f"{slot} it does not own: {keys[:5]}")
+                        continue
+                    pipe = c.pipeline(transaction=False)
+                    for k in keys:
+                        pipe.hget(k, "state")
+                    for k, s in zip(keys, pipe.execute()):
+                        records += 1
+                        if s != "done":
+                            stranded.append((k, s))
+            finally:
+                c.close()
+        fig["job_records"] = records
+        if stranded:
+            problems.append(f"{len(stranded)} job records not done: {stranded[:10]}")
+        # corrald and its workers.
+        logs = ""
+        for c in self.corralds:
+            logs += c.logs()
+        if "Sanitizer" in logs or "runtime error" in logs:
+            problems.append("sanitizer output in corrald's log")
+        for pid, status in re.findall(r"worker died worker=\S+:(\d+) status=\"([^\"]*)\"", logs):
+            if not (int(pid) in self.killed and status == "signal 9"):
+                problems.append(f"worker {pid} died unasked: {status}")
+        if self.corrald.proc.poll() is not None:
+            problems.append(f"corrald exited {self.corrald.proc.returncode}")
+        fig["reclaims"] = logs.count("requeued the jobs of a dead worker")
+        fig["problems"] = problems
+        return fig
+
+    def cleanup(self, keep):
+        for c in self.corralds:
+            workers = list(c.workers()) if c.proc.poll() is None else []
+            if c.proc.poll() is None:
+                st = c.stop()
+                if st != 0:
+                    say(f"corrald exited {st} at the end")
+            for w in workers:
+                try:
+                    os.kill(w, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        self.cluster.stop()
+        if keep:
+            say(f"logs kept in {self.root}")
+        else:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+
+def run(build, seed, enqueue_s):
+    ch = ClusterChaos(build, seed, enqueue_s)
+    fig, ok = None, False
+    try:
+        ch.run()
+        ch.drain()
+        fig = ch.check()
+        ok = not fig["problems"]
+        return fig
+    finally:
+        stop_logs = "".join(c.logs() for c in ch.corralds) if ch.corralds else ""
+        ch.cleanup(keep=not ok)
+        if fig is not None and ("Sanitizer" in stop_logs or "runtime error" in stop_logs):
+            fig["problems"].append("sanitizer output in corrald's log at the stop")
+
+
+def test_every_confirmed_job_is_done_once_through_failover_and_slot_migration():
+    for prog in ("redis-server", "redis-cli"):
+        if shutil.which(prog) is None:
+            pytest.skip(f"{prog} is not installed")
+    build = os.environ.get("CORRAL_BUILD", os.path.join(REPO, "build"))
+    seed = int(os.environ.get("CLUSTER_SEED", int(time.time())))
+    print(f"\nchaos-cluster seed {seed} (CLUSTER_SEED={seed} repeats the job mix and the "
+          "fault order and times)")
+    fig = run(build, seed, float(os.environ.get("CLUSTER_ENQUEUE_S", 60)))
+    say("figures: " + json.dumps(fig, indent=1))
+    assert fig["confirmed"] > 0
+    assert not fig["problems"], "\n".join(fig["problems"])
