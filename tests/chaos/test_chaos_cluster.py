@@ -56,6 +56,7 @@ CANDIDATES = ["prompts", "embeddings", "images", "audio", "batch", "chat", "eval
 NQUEUES = 4
 FAULTS = ("failover", "migrate", "kill_worker", "kill_worker", "restart_corrald")
 PREFIX = "corral"
+WINDOW_S = 3.0  # a run this close to a fault may be repeated
 
 # The exec handler: notes each run (tag, start time, pid) in runs.log, then
 # echoes its payload as the result.
@@ -191,12 +192,13 @@ class ClusterChaos:
             pids = sorted(self.corrald.workers())
             if pids:
                 pid = self.rng.choice(pids)
+                q = self.corrald.workers().get(pid, "?")
                 self.killed.add(pid)
                 try:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
-                detail = f"worker {pid} ({self.corrald.workers().get(pid, '?')})"
+                detail = f"worker {pid} (queue {q})"
         elif kind == "restart_corrald":
             st = self.corrald.stop()
             assert st == 0, f"corrald exited {st} on SIGTERM\n" + self.corrald.logs()
@@ -292,6 +294,12 @@ class ClusterChaos:
                "faults": [(k, round(t1 - t0, 1), d) for k, t0, t1, d in self.faults]}
         st = self.states()
         runs = self.read_runs()
+        # Why enqueues were not confirmed: their error lines, counted.
+        why = {}
+        for _, _, rc, err in self.unconfirmed:
+            line = f"exit {rc}: " + re.sub(r"\d+", "N", (err.splitlines() or [""])[-1])[:120]
+            why[line] = why.get(line, 0) + 1
+        fig["unconfirmed_why"] = why
         not_done = {t: s for t, (s, _) in st.items() if s != "done"}
         if not_done:
             problems.append(f"{len(not_done)} confirmed jobs not done: "
@@ -305,12 +313,14 @@ class ClusterChaos:
         if never_ran:
             problems.append(f"{len(never_ran)} confirmed jobs the handler never ran: "
                             f"{never_ran[:10]}")
-        # At least once: a second run only after a first one that began
-        # before the end of a fault (its worker killed, its corrald stopped,
-        # its node failed over or its slot moved under it).
+        # At least once: a second run only after a first one that began in
+        # a fault's window (its worker killed, its corrald stopped, its node
+        # failed over or its slot moved under it): from WINDOW_S before the
+        # fault to WINDOW_S after it ended.
         repeated = {t: ts for t, ts in runs.items() if len(ts) > 1}
         unexplained = [t for t, ts in repeated.items()
-                       if not any(ts[0] <= t1 + 1.0 for _, _, t1, _ in self.faults)]
+                       if not any(t0 - WINDOW_S <= ts[0] <= t1 + WINDOW_S
+                                  for _, t0, t1, _ in self.faults)]
         fig["ran_twice_or_more"] = len(repeated)
         if unexplained:
             problems.append(f"{len(unexplained)} jobs ran twice with no fault to explain it: "
