@@ -1,8 +1,8 @@
 """The Redis Cluster chaos run (make chaos-cluster; docs/chaos.md,
 "Redis Cluster"): a real cluster of three primaries and three replicas
-(tests/integration/clusterfixtures.py), one corrald serving four queues
-without a service spread over the shards (exec handler, one worker a
-queue), an enqueuer feeding jobs through `corralctl enqueue` (confirmed
+(tests/integration/clusterfixtures.py), two corralds (two hosts, as
+CORRAL_INSTANCE makes them) serving four queues without a service spread
+over the shards (exec handler, one worker a queue each), an enqueuer feeding jobs through `corralctl enqueue` (confirmed
 with WAIT by min_replicas = 1), and, at random times drawn from the seed:
 
   failover      kill -9 of the primary of a busy queue's slot, a replica
@@ -10,8 +10,8 @@ with WAIT by min_replicas = 1), and, at random times drawn from the seed:
                 again and rejoins as a replica of the new primary
   migrate       a live migration of a busy queue's slot to another primary
                 (Cluster.migrate_slot, a few keys a step, jobs flowing)
-  kill_worker   SIGKILL of a worker (twice)
-  restart_corrald  SIGTERM of corrald and a new one started
+  kill_worker   SIGKILL of a worker of either host (twice)
+  restart_corrald  SIGTERM of one host's corrald and a new one started
 
 At the end, after the drain, it checks:
   * every confirmed job (enqueue answered an id) is done at its queue's
@@ -85,6 +85,7 @@ class ClusterChaos:
         self.faults = []        # (kind, t0, t1, detail)
         self.killed = set()     # worker pids the run killed
         self.corralds = []      # every Corrald started
+        self.hosts = {}         # "A", "B" -> its running Corrald
         self.stop_feed = threading.Event()
         self.lock = threading.Lock()
 
@@ -122,18 +123,25 @@ class ClusterChaos:
         with open(self.conf, "w") as f:
             f.write(text)
 
-    def start_corrald(self):
-        log = os.path.join(self.root, f"corrald{len(self.corralds)}.log")
-        c = Corrald([os.path.join(self.build, "corrald"), "-c", self.conf], log)
+    def start_corrald(self, h):
+        # Two "hosts" on one machine, each its own heartbeat (as
+        # chaosdriver.py's): CORRAL_INSTANCE.
+        log = os.path.join(self.root, f"corrald{h}{len(self.corralds)}.log")
+        env = dict(os.environ, CORRAL_INSTANCE=h)
+        c = Corrald([os.path.join(self.build, "corrald"), "-c", self.conf], log, env=env)
         self.corralds.append(c)
+        self.hosts[h] = c
         wait_until(lambda: sorted(set(c.workers().values())) == self.queues
                    and "ready" in c.logs(), timeout=60,
                    what="a worker for each queue\n" + c.logs())
         return c
 
-    @property
-    def corrald(self):
-        return self.corralds[-1]
+    def workers(self):
+        """{pid: queue} of both hosts' live workers."""
+        out = {}
+        for c in self.hosts.values():
+            out.update(c.workers())
+        return out
 
     # --- the enqueuer ------------------------------------------------------
 
@@ -189,10 +197,10 @@ class ClusterChaos:
                                       pause=lambda: time.sleep(0.5))
             detail = f"queue {q} slot {slot}: :{src.port} -> :{dest.port}"
         elif kind == "kill_worker":
-            pids = sorted(self.corrald.workers())
+            pids = sorted(self.workers())
             if pids:
                 pid = self.rng.choice(pids)
-                q = self.corrald.workers().get(pid, "?")
+                q = self.workers().get(pid, "?")
                 self.killed.add(pid)
                 try:
                     os.kill(pid, signal.SIGKILL)
@@ -200,10 +208,11 @@ class ClusterChaos:
                     pass
                 detail = f"worker {pid} (queue {q})"
         elif kind == "restart_corrald":
-            st = self.corrald.stop()
-            assert st == 0, f"corrald exited {st} on SIGTERM\n" + self.corrald.logs()
-            self.start_corrald()
-            detail = f"corrald stopped (exit {st}) and started again"
+            h = self.rng.choice(sorted(self.hosts))
+            st = self.hosts[h].stop()
+            assert st == 0, f"corrald {h} exited {st} on SIGTERM\n" + self.hosts[h].logs()
+            self.start_corrald(h)
+            detail = f"corrald {h} stopped (exit {st}) and started again"
         t1 = time.time()
         self.faults.append((kind, t0, t1, detail))
         say(f"fault {kind} ({t1 - t0:.1f}s): {detail}")
@@ -216,7 +225,8 @@ class ClusterChaos:
         self.write_conf()
         say(f"cluster up: primaries {[n.port for n in self.cluster.primaries()]}; "
             f"queues {self.queues}")
-        self.start_corrald()
+        self.start_corrald("A")
+        self.start_corrald("B")
         feeders = [threading.Thread(target=self.feeder, args=(f"f{i}",), daemon=True)
                    for i in range(2)]
         t_start = time.time()
@@ -362,8 +372,9 @@ class ClusterChaos:
         for pid, status in re.findall(r"worker died worker=\S+:(\d+) status=\"([^\"]*)\"", logs):
             if not (int(pid) in self.killed and status == "signal 9"):
                 problems.append(f"worker {pid} died unasked: {status}")
-        if self.corrald.proc.poll() is not None:
-            problems.append(f"corrald exited {self.corrald.proc.returncode}")
+        for h, c in sorted(self.hosts.items()):
+            if c.proc.poll() is not None:
+                problems.append(f"corrald {h} exited {c.proc.returncode}")
         fig["reclaims"] = logs.count("requeued the jobs of a dead worker")
         fig["problems"] = problems
         return fig
