@@ -12,6 +12,8 @@ with WAIT by min_replicas = 1), and, at random times drawn from the seed:
                 (Cluster.migrate_slot, a few keys a step, jobs flowing)
   kill_worker   SIGKILL of a worker of either host (twice)
   restart_corrald  SIGTERM of one host's corrald and a new one started
+  kill_corrald  SIGKILL of one host's corrald (its workers drain, as
+                orphans this process reaps) and a new one started
 
 At the end, after the drain, it checks:
   * every confirmed job (enqueue answered an id) is done at its queue's
@@ -48,13 +50,15 @@ import pytest  # noqa: E402
 import redis  # noqa: E402
 
 from clusterfixtures import Cluster  # noqa: E402
-from conftest import REPO, wait_until  # noqa: E402
+from chaosdriver import set_subreaper  # noqa: E402
+from conftest import REPO, proc_stat, wait_until  # noqa: E402
 from test_cluster_supervisor import Corrald  # noqa: E402
 
 CANDIDATES = ["prompts", "embeddings", "images", "audio", "batch", "chat", "eval", "rerank",
               "ocr", "speech", "vision", "code"]
 NQUEUES = 4
-FAULTS = ("failover", "migrate", "kill_worker", "kill_worker", "restart_corrald")
+FAULTS = ("failover", "migrate", "kill_worker", "kill_worker", "restart_corrald",
+          "kill_corrald")
 PREFIX = "corral"
 WINDOW_S = 3.0  # a run this close to a fault may be repeated
 
@@ -86,6 +90,7 @@ class ClusterChaos:
         self.killed = set()     # worker pids the run killed
         self.corralds = []      # every Corrald started
         self.hosts = {}         # "A", "B" -> its running Corrald
+        self.orphan_status = {}  # pid -> wait status of a SIGKILLed corrald's worker
         self.stop_feed = threading.Event()
         self.lock = threading.Lock()
 
@@ -213,9 +218,45 @@ class ClusterChaos:
             assert st == 0, f"corrald {h} exited {st} on SIGTERM\n" + self.hosts[h].logs()
             self.start_corrald(h)
             detail = f"corrald {h} stopped (exit {st}) and started again"
+        elif kind == "kill_corrald":
+            h = self.rng.choice(sorted(self.hosts))
+            c = self.hosts[h]
+            had = sorted(c.workers())
+            c.proc.kill()
+            c.proc.wait()
+            c.out.close()
+            time.sleep(self.rng.uniform(0.1, 0.5))  # a supervisor restart, as systemd would
+            self.start_corrald(h)
+            detail = f"corrald {h} killed with its workers {had} left to drain; started again"
         t1 = time.time()
         self.faults.append((kind, t0, t1, detail))
         say(f"fault {kind} ({t1 - t0:.1f}s): {detail}")
+
+    def reap_orphans(self):
+        """The workers of a SIGKILLed corrald drain and exit; this process
+        is their subreaper (chaosdriver.set_subreaper) and reaps them, by
+        pid only: the Popen objects keep their own children. -> how many
+        are left running."""
+        me, left = os.getpid(), 0
+        for d in os.listdir("/proc"):
+            if not d.isdigit():
+                continue
+            pid = int(d)
+            st = proc_stat(pid)
+            if st is None or st[1] != me:
+                continue
+            try:
+                with open(f"/proc/{pid}/comm") as f:
+                    if not f.read().startswith("corral-worker"):
+                        continue
+                got, status = os.waitpid(pid, os.WNOHANG)
+            except (OSError, ChildProcessError):
+                continue
+            if got == pid:
+                self.orphan_status[pid] = status
+            else:
+                left += 1
+        return left
 
     # --- the run -----------------------------------------------------------
 
@@ -239,13 +280,13 @@ class ClusterChaos:
         span = max(self.enqueue_s - 10, 5 * len(kinds))
         times = sorted(self.rng.uniform(5, 5 + span) for _ in kinds)
         for kind, at in zip(kinds, times):
-            delay = t_start + at - time.time()
-            if delay > 0:
-                time.sleep(delay)
+            while time.time() < t_start + at:
+                self.reap_orphans()
+                time.sleep(min(0.2, max(0.0, t_start + at - time.time())))
             self.fault(kind)
-        remaining = t_start + self.enqueue_s - time.time()
-        if remaining > 0:
-            time.sleep(remaining)
+        while time.time() < t_start + self.enqueue_s:
+            self.reap_orphans()
+            time.sleep(0.2)
         self.stop_feed.set()
         for t in feeders:
             t.join(timeout=60)
@@ -279,6 +320,7 @@ class ClusterChaos:
 
     def drain(self):
         def drained():
+            self.reap_orphans()
             st = self.states()
             left = [t for t, (s, _) in st.items() if s != "done"]
             return not left or None
@@ -372,6 +414,18 @@ class ClusterChaos:
         for pid, status in re.findall(r"worker died worker=\S+:(\d+) status=\"([^\"]*)\"", logs):
             if not (int(pid) in self.killed and status == "signal 9"):
                 problems.append(f"worker {pid} died unasked: {status}")
+        # Orphans of a SIGKILLed corrald drain: exit 0, or 1 when
+        # drain_timeout cut them short; a signal is a crash, but for the
+        # PDEATHSIG SIGTERM that can reach a worker still starting.
+        wait_until(lambda: self.reap_orphans() == 0, timeout=60,
+                   what="the orphaned workers to exit")
+        for pid, st in self.orphan_status.items():
+            if os.WIFSIGNALED(st) and pid not in self.killed and \
+                    os.WTERMSIG(st) != signal.SIGTERM:
+                problems.append(f"orphaned worker {pid} was killed by signal {os.WTERMSIG(st)}")
+            if os.WIFEXITED(st) and os.WEXITSTATUS(st) not in (0, 1):
+                problems.append(f"orphaned worker {pid} exited {os.WEXITSTATUS(st)}")
+        fig["orphans_reaped"] = len(self.orphan_status)
         for h, c in sorted(self.hosts.items()):
             if c.proc.poll() is not None:
                 problems.append(f"corrald {h} exited {c.proc.returncode}")
@@ -401,6 +455,7 @@ class ClusterChaos:
 def run(build, seed, enqueue_s):
     ch = ClusterChaos(build, seed, enqueue_s)
     fig, ok = None, False
+    set_subreaper(True)
     try:
         ch.run()
         ch.drain()
@@ -410,6 +465,7 @@ def run(build, seed, enqueue_s):
     finally:
         stop_logs = "".join(c.logs() for c in ch.corralds) if ch.corralds else ""
         ch.cleanup(keep=not ok)
+        set_subreaper(False)
         if fig is not None and ("Sanitizer" in stop_logs or "runtime error" in stop_logs):
             fig["problems"].append("sanitizer output in corrald's log at the stop")
 
