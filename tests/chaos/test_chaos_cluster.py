@@ -27,7 +27,8 @@ At the end, after the drain, it checks:
     every worker that died was one the run killed.
 
 CLUSTER_SEED replays a run (the job mix and the fault order and times);
-CLUSTER_ENQUEUE_S (default 60) is how long jobs are fed."""
+CLUSTER_ENQUEUE_S (default 60) is how long jobs are fed; CLUSTER_KEEP=1
+keeps the run's directory (configs, logs) after a passing run too."""
 import json
 import os
 import random
@@ -464,7 +465,7 @@ def run(build, seed, enqueue_s):
         return fig
     finally:
         stop_logs = "".join(c.logs() for c in ch.corralds) if ch.corralds else ""
-        ch.cleanup(keep=not ok)
+        ch.cleanup(keep=not ok or os.environ.get("CLUSTER_KEEP") == "1")
         set_subreaper(False)
         if fig is not None and ("Sanitizer" in stop_logs or "runtime error" in stop_logs):
             fig["problems"].append("sanitizer output in corrald's log at the stop")
