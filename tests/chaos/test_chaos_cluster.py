@@ -2,8 +2,9 @@
 "Redis Cluster"): a real cluster of three primaries and three replicas
 (tests/integration/clusterfixtures.py), two corralds (two hosts, as
 CORRAL_INSTANCE makes them) serving four queues without a service spread
-over the shards (exec handler, one worker a queue each), an enqueuer feeding jobs through `corralctl enqueue` (confirmed
-with WAIT by min_replicas = 1), and, at random times drawn from the seed:
+over the shards (exec handler, one worker a queue each), an enqueuer
+feeding jobs through `corralctl enqueue` (confirmed with WAIT by
+min_replicas = 1), and, at random times drawn from the seed:
 
   failover      kill -9 of the primary of a busy queue's slot, a replica
                 promoted (Cluster.fail_over); the killed node is started
@@ -48,7 +49,6 @@ for p in (os.path.join(TESTS, "integration"), TESTS):
         sys.path.insert(0, p)
 
 import pytest  # noqa: E402
-import redis  # noqa: E402
 
 from clusterfixtures import Cluster  # noqa: E402
 from chaosdriver import set_subreaper  # noqa: E402
