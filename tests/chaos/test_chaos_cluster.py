@@ -62,6 +62,7 @@ FAULTS = ("failover", "migrate", "kill_worker", "kill_worker", "restart_corrald"
           "kill_corrald")
 PREFIX = "corral"
 WINDOW_S = 3.0  # a run this close to a fault may be repeated
+STOP_S = 45     # corrald's stop at the end: its workers' drain_timeout (30 s) and more
 
 # The exec handler: notes each run (tag, start time, pid) in runs.log, then
 # echoes its payload as the result.
@@ -435,18 +436,29 @@ class ClusterChaos:
         return fig
 
     def cleanup(self, keep):
-        for c in self.corralds:
-            workers = list(c.workers()) if c.proc.poll() is None else []
-            if c.proc.poll() is None:
-                st = c.stop()
-                if st != 0:
-                    say(f"corrald exited {st} at the end")
-            for w in workers:
-                try:
-                    os.kill(w, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-        self.cluster.stop()
+        """Stops every corrald (SIGTERM; SIGKILL, with its workers, when it
+        has not stopped within STOP_S: its workers' drain_timeout is 30 s)
+        and the cluster, whatever happened before."""
+        try:
+            for c in self.corralds:
+                workers = list(c.workers()) if c.proc.poll() is None else []
+                if c.proc.poll() is None:
+                    try:
+                        st = c.stop(timeout=STOP_S)
+                        if st != 0:
+                            say(f"corrald exited {st} at the end")
+                    except subprocess.TimeoutExpired:
+                        say(f"corrald {c.proc.pid} did not stop within {STOP_S} s: SIGKILL")
+                        c.proc.kill()
+                        c.proc.wait()
+                for w in workers:
+                    try:
+                        os.kill(w, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+            self.reap_orphans()
+        finally:
+            self.cluster.stop()
         if keep:
             say(f"logs kept in {self.root}")
         else:
