@@ -9,6 +9,7 @@
 #   make install    PREFIX=/usr/local DESTDIR= bindir libdir includedir sysconfdir
 #   make fuzz       libFuzzer targets (clang), each for FUZZ_SECONDS (default 600)
 #   make chaos      the full chaos run (tests/chaos); make chaos-failover: failovers under load;
+#                   make chaos-cluster: a Redis Cluster failed over and resharded under load;
 #                   make soak: one hour of load with faults
 #   make format / make check / make clean
 
@@ -77,7 +78,7 @@ BENCH_SRCS := $(wildcard bench/*.c)
 BENCH_BINS := $(BENCH_SRCS:bench/%.c=$(BUILD)/bench/%)
 
 .PHONY: all lib test unit integration demo bench deps install uninstall format check clean \
-        fuzz chaos chaos-failover soak bench-peers clients-test
+        fuzz chaos chaos-failover chaos-cluster soak bench-peers clients-test
 all: $(BUILD)/libcorral.a $(BUILD)/libcorral.so $(BUILD)/corral.pc $(PROGS)
 lib: $(BUILD)/libcorral.a
 
@@ -229,6 +230,11 @@ chaos: deps
 chaos-failover: deps
 	@$(MAKE) --no-print-directory all
 	CORRAL_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -q -s tests/chaos/test_failover.py $(PYTEST_ARGS)
+# A Redis Cluster under load: a primary failover, a live slot migration,
+# worker kills and a corrald restart (docs/chaos.md, "Redis Cluster").
+chaos-cluster: deps
+	@$(MAKE) --no-print-directory all
+	CORRAL_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -q -s tests/chaos/test_chaos_cluster.py $(PYTEST_ARGS)
 soak: deps
 	@$(MAKE) --no-print-directory all
 	CORRAL_BUILD=$(abspath $(BUILD)) $(PYTHON) tests/chaos/soak.py $(SOAK_ARGS)
