@@ -209,6 +209,7 @@ struct corral_cluster {
     size_t n_seeds;
     unsigned refreshes;
     unsigned asks; /* ASKs corral_cluster_redirected waited out in a row */
+    int wait_ask;  /* corral_cluster_command waits ASK out (declarations: routed()) */
 };
 
 static redisContext *connect_node(struct corral_cluster *cc, const char *host, int port,
@@ -383,6 +384,7 @@ unsigned corral_cluster_refreshes(const struct corral_cluster *cc)
 }
 
 #define MAX_REDIRECTS 5
+#define ASK_WAITS     8 /* 0.1 + 0.2 + ... + 0.8 s */
 
 redisReply *corral_cluster_command(struct corral_cluster *cc, const char *key, size_t keylen,
                                    int argc, const char **argv, const size_t *argvlen,
@@ -391,6 +393,7 @@ redisReply *corral_cluster_command(struct corral_cluster *cc, const char *key, s
     unsigned slot = corral_cluster_keyslot(key, keylen);
     char ask_host[256] = "";
     int ask_port = 0;
+    unsigned asks = 0;
     for (int hop = 0; hop <= MAX_REDIRECTS; hop++) {
         const char *host;
         int port;
@@ -441,7 +444,24 @@ redisReply *corral_cluster_command(struct corral_cluster *cc, const char *key, s
         freeReplyObject(r);
         if (k < 0)
             return NULL;
-        if (rd.ask) {
+        if (rd.ask && cc->wait_ask) {
+            /* A declaration (routed() below): the old node asks for every
+             * call, as the declared key K is never there, and the new one
+             * would create the queue's keys before they move, failing the
+             * migration with BUSYKEY. Waited out (0.1 s more each time,
+             * about 3.6 s in all) at the owner, which answers MOVED once
+             * the slot has moved; then the caller's own retry
+             * (docs/design.md, "Redis Cluster slots"). */
+            if (++asks > ASK_WAITS)
+                return corral_err_set(err, CORRAL_ERR_REDIS,
+                                      "redis cluster: slot %u is migrating (ASK); a declaration "
+                                      "waits for the move to end",
+                                      slot),
+                       NULL;
+            struct timespec ts = {0, (long)asks * 100000000L};
+            nanosleep(&ts, NULL);
+            hop--;
+        } else if (rd.ask) {
             if (rd.host[0] != '\0')
                 memcpy(ask_host, rd.host, sizeof(ask_host));
             else if (host != ask_host) /* an empty host: the node just asked */
@@ -507,8 +527,10 @@ struct corral_cluster *corral_cluster_open(const struct corral_redis_conf *conf,
 static int routed(struct corral_cluster *cc, const struct corral_cmd *cmd, const char *what,
                   const char *name, struct corral_err *err)
 {
+    cc->wait_ask = 1; /* never run at the importing node (corral_cluster_command) */
     redisReply *r = corral_cluster_command(cc, cmd->argv[3], cmd->argvlen[3], cmd->argc,
                                            (const char **)cmd->argv, cmd->argvlen, err);
+    cc->wait_ask = 0;
     int rc = r == NULL ? -1 : corral_redis_check(NULL, r, what, err);
     freeReplyObject(r);
     if (rc < 0)

@@ -209,6 +209,44 @@ def test_corrald_follows_a_queues_slot_that_moves(redis_cluster, spread, build_d
     assert "redis unavailable" not in corrald.logs()
 
 
+def asking_calls(node):
+    c = node.client()
+    try:
+        return c.info("commandstats").get("cmdstat_asking", {}).get("calls", 0)
+    finally:
+        c.close()
+
+
+def test_a_reload_during_a_slot_migration_runs_nothing_at_the_importing_node(
+        redis_cluster, spread, build_dir, conf, corrald):
+    """A reload declares every queue again. Sent while a queue's slot is
+    half moved, the declaration must not follow ASK to the importing node:
+    it would make the queue's keys there and the move would fail with
+    BUSYKEY, stranding the queue (make chaos-cluster, seed 9)."""
+    q = sorted(spread)[1]
+    slot = redis_cluster.keyslot(f"corral:{{{q}}}")
+    src = redis_cluster.owner(slot)
+    dest = next(n for n in redis_cluster.primaries() if n.port != src.port)
+    asked = asking_calls(dest)
+
+    def half_moved():
+        logs = corrald.logs()
+        corrald.proc.send_signal(signal.SIGHUP)
+        # The reload's declaration of q either ran at the importing node
+        # (ASKING there) or ended: declared after a wait, or refused.
+        wait_until(lambda: asking_calls(dest) > asked or
+                   corrald.logs().count("reloaded") > logs.count("reloaded") or
+                   corrald.logs().count("cannot declare") > logs.count("cannot declare"),
+                   timeout=15, what="the reload's declaration\n" + corrald.logs())
+    redis_cluster.migrate_slot(slot, dest, pause=half_moved)  # BUSYKEY raises here
+    assert asking_calls(dest) == asked, "a call ran at the importing node"
+    jid = enqueue(build_dir, conf, q, '{"after": "migration"}')
+    key = f"corral:{{{q}}}:job:{jid}"
+    wait_until(lambda: on_node(dest, key, "state") == "done", timeout=30,
+               what="the job done at the slot's new node\n" + corrald.logs())
+    assert corrald.proc.poll() is None
+
+
 def test_corrald_serves_on_after_a_primary_fails_over(redis_cluster, spread, build_dir, conf,
                                                       corrald):
     q = sorted(spread)[0]
