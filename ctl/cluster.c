@@ -6,9 +6,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <jansson.h>
 
+#include "corral/backoff.h"
 #include "corral/cluster.h"
 #include "corral/health.h"
 #include "corral/queue.h"
@@ -17,20 +19,50 @@
 #include "ctl.h"
 #include "table.h"
 
+/* A Cluster failing over (docs/design.md, "Redis Cluster slots"): a node
+ * that refuses connections or a slot without a primary (CLUSTERDOWN,
+ * TRYAGAIN) for the second or so until a replica is promoted. The call did
+ * not run, so corralctl waits (equal jitter, 100 ms doubling to 1 s, about
+ * 15 s in all) and goes again rather than failing the enqueue. */
+#define CLUSTER_DOWN_TRIES 20
+
+static void cluster_wait(struct ctl *ctl)
+{
+    if (ctl->down_tries++ == 0)
+        corral_backoff_init(&ctl->down, 100, 1000);
+    int64_t ms = corral_backoff_next(&ctl->down);
+    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
 int ctl_route(struct ctl *ctl, const char *queue, struct corral_err *err)
 {
     if (ctl->cluster == NULL)
         return 0;
     ctl->queue = queue;
-    ctl->redis = corral_cluster_queue_conn(ctl->cluster, ctl->cfg->redis.prefix, queue, err);
-    return ctl->redis != NULL ? 0 : -1;
+    for (;;) {
+        ctl->redis = corral_cluster_queue_conn(ctl->cluster, ctl->cfg->redis.prefix, queue, err);
+        if (ctl->redis != NULL)
+            return 0;
+        if (ctl->down_tries >= CLUSTER_DOWN_TRIES)
+            return -1;
+        cluster_wait(ctl); /* no node to send it to: nothing ran */
+        corral_cluster_refresh(ctl->cluster, err);
+    }
 }
 
 int ctl_rerouted(struct ctl *ctl, struct corral_err *err)
 {
-    if (ctl->cluster == NULL || ctl->queue == NULL ||
-        !corral_cluster_redirected(ctl->cluster, ctl->redis, err))
+    if (ctl->cluster == NULL || ctl->queue == NULL)
         return 0;
+    int down = ctl->redis != NULL && !ctl->redis->err &&
+               (strstr(err->msg, "CLUSTERDOWN") != NULL || strstr(err->msg, "TRYAGAIN") != NULL);
+    if (down && ctl->down_tries >= CLUSTER_DOWN_TRIES)
+        return 0;
+    if (!corral_cluster_redirected(ctl->cluster, ctl->redis, err))
+        return 0;
+    if (down)
+        cluster_wait(ctl);
     return ctl_route(ctl, ctl->queue, err) == 0;
 }
 

@@ -10,6 +10,7 @@
 #include <hiredis/hiredis.h>
 #include <jansson.h>
 
+#include "corral/backoff.h"
 #include "corral/config.h"
 
 struct corral_tls_proxy;
@@ -26,6 +27,9 @@ struct ctl {
      * (ctl_route), or of the queue registry's before a command routes */
     struct corral_cluster *cluster;
     const char *queue;
+    /* waits for a Cluster failing over (ctl/cluster.c, cluster_wait) */
+    struct corral_backoff down;
+    int down_tries;
 };
 
 #define CTL_EXIT_USAGE 2
