@@ -35,20 +35,26 @@ static void cluster_wait(struct ctl *ctl)
     nanosleep(&ts, NULL);
 }
 
+redisContext *ctl_cluster_conn(struct ctl *ctl, const char *key, struct corral_err *err)
+{
+    for (;;) {
+        redisContext *c = corral_cluster_conn(ctl->cluster, key, strlen(key), err);
+        if (c != NULL || ctl->down_tries >= CLUSTER_DOWN_TRIES)
+            return c;
+        cluster_wait(ctl); /* no node to send it to: nothing ran */
+        corral_cluster_refresh(ctl->cluster, err);
+    }
+}
+
 int ctl_route(struct ctl *ctl, const char *queue, struct corral_err *err)
 {
     if (ctl->cluster == NULL)
         return 0;
     ctl->queue = queue;
-    for (;;) {
-        ctl->redis = corral_cluster_queue_conn(ctl->cluster, ctl->cfg->redis.prefix, queue, err);
-        if (ctl->redis != NULL)
-            return 0;
-        if (ctl->down_tries >= CLUSTER_DOWN_TRIES)
-            return -1;
-        cluster_wait(ctl); /* no node to send it to: nothing ran */
-        corral_cluster_refresh(ctl->cluster, err);
-    }
+    char *key = corral_queue_key(ctl->cfg->redis.prefix, queue);
+    ctl->redis = ctl_cluster_conn(ctl, key, err);
+    free(key);
+    return ctl->redis != NULL ? 0 : -1;
 }
 
 int ctl_rerouted(struct ctl *ctl, struct corral_err *err)

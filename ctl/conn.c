@@ -103,7 +103,7 @@ static int reconnect_cluster(struct ctl *ctl, struct corral_err *err)
     if (ctl->queue != NULL)
         return ctl_route(ctl, ctl->queue, err);
     char *key = corral_xasprintf("%s:queues", prefix);
-    ctl->redis = corral_cluster_conn(ctl->cluster, key, strlen(key), err);
+    ctl->redis = ctl_cluster_conn(ctl, key, err); /* waits out a failover */
     free(key);
     return ctl->redis != NULL ? 0 : -1;
 }

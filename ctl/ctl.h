@@ -57,6 +57,9 @@ void ctl_close(struct ctl *ctl);
 
 /* ctl/cluster.c: on a Cluster, points ctl->redis at the primary holding
  * queue's slot (a no-op on one Redis); 0, or -1 with err. */
+/* [redis] cluster: the connection of key's node, waiting out a node that
+ * refuses connections while the Cluster fails over (ctl/cluster.c). */
+redisContext *ctl_cluster_conn(struct ctl *ctl, const char *key, struct corral_err *err);
 int ctl_route(struct ctl *ctl, const char *queue, struct corral_err *err);
 /* After a routed call failed with err: 1 when the Cluster refused it
  * unrun (MOVED, ASK, CLUSTERDOWN) and ctl->redis now leads to where it is

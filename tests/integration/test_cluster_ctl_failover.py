@@ -13,7 +13,12 @@ from test_cluster_ctl import holds, write_conf
 
 def test_an_enqueue_during_a_failover_waits_and_lands_at_the_promoted_replica(
         redis_cluster, build_dir, tmp_path):
-    q = "prompts"
+    # A queue on the same primary as the queue registry (<prefix>:queues),
+    # which corralctl connects to first: both waits are needed.
+    reg = redis_cluster.owner(redis_cluster.keyslot("corral:queues"))
+    q = next(n for n in ("prompts", "embeddings", "images", "audio", "batch", "chat", "eval",
+                         "rerank", "ocr", "speech", "vision", "code", "q1", "q2", "q3", "q4")
+             if redis_cluster.owner(redis_cluster.keyslot(f"corral:{{{n}}}")).port == reg.port)
     conf = write_conf(tmp_path / "corral.conf", redis_cluster.seeds, [q])
     ctl = binary_path(build_dir, "corralctl")
     first = subprocess.run([ctl, "-c", conf, "enqueue", q, "{}"], capture_output=True,
