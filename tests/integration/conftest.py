@@ -334,6 +334,23 @@ def children(pid):
     return sorted(out)
 
 
+def kill_with_children(prog):
+    """SIGKILL a Program (a corrald) and then every child it had (its
+    workers), so that no process outlives its test: a draining orphan
+    would talk to the next test's Redis. Closes its log."""
+    kids = children(prog.proc.pid) if prog.proc.poll() is None else []
+    if prog.proc.poll() is None:
+        prog.proc.kill()
+        prog.proc.wait()
+    for k in kids:
+        try:
+            os.kill(k, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    if not prog.out.closed:
+        prog.out.close()
+
+
 class Program:
     """A program under test, started with its stderr in a log file."""
 

@@ -20,7 +20,7 @@ import pytest
 import redis
 
 from clusterfixtures import *  # noqa: F401,F403
-from conftest import Program, binary_path, children, wait_until
+from conftest import Program, binary_path, children, kill_with_children, wait_until
 
 CANDIDATES = ["prompts", "embeddings", "images", "audio", "batch", "chat", "eval", "rerank",
               "ocr", "speech", "vision", "code"]
@@ -93,17 +93,7 @@ def corrald(build_dir, conf, tmp_path_factory):
     log = str(tmp_path_factory.mktemp("cldlog") / "corrald.log")
     c = Corrald([exe, "-c", conf], log)
     yield c
-    workers = list(c.workers()) if c.proc.poll() is None else []
-    if c.proc.poll() is None:
-        c.proc.kill()
-        c.proc.wait()
-    for w in workers:
-        try:
-            os.kill(w, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    if not c.out.closed:
-        c.out.close()
+    kill_with_children(c)
 
 
 def on_node(node, key, field):

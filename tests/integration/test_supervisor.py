@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conftest import Program, children, enqueue_many, get_job, wait_until
+from conftest import Program, children, enqueue_many, get_job, kill_with_children, wait_until
 
 Q = "jobs"
 K = "corral:{jobs}"
@@ -75,17 +75,7 @@ def reap(started):
     for c in started:
         # No process may outlive its test: a draining orphan would talk to
         # the next test's Redis, where job ids start again from 1.
-        workers = c.workers() if c.proc.poll() is None else []
-        if c.proc.poll() is None:
-            c.proc.kill()
-            c.proc.wait()
-        for w in workers:
-            try:
-                os.kill(w, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        if not c.out.closed:
-            c.out.close()
+        kill_with_children(c)
         assert "Sanitizer" not in c.logs(), c.logs()
 
 
