@@ -87,6 +87,45 @@ static redisReply *routed(struct ctl *ctl, const char *key, int argc, const char
     return r;
 }
 
+int ctl_keyed_replies(struct ctl *ctl, const struct ctl_keyed *cmds, size_t n, redisReply **rs,
+                      const char *what, struct corral_err *err)
+{
+    int rc = 0;
+    for (size_t i = 0; ctl->cluster == NULL && i < n; i++) {
+        const char *argv[5] = {cmds[i].argv[0], cmds[i].key};
+        for (int k = 1; k < cmds[i].argc && k < 4; k++)
+            argv[k + 1] = cmds[i].argv[k];
+        redisAppendCommandArgv(ctl->redis, cmds[i].argc + 1, argv, NULL);
+    }
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        rs[i] = NULL;
+        if (ctl->cluster == NULL) {
+            if (redisGetReply(ctl->redis, (void **)&rs[i]) != REDIS_OK) {
+                corral_redis_check(ctl->redis, NULL, what, err);
+                rc = -1; /* the connection is gone: nothing more will come */
+            }
+            continue;
+        }
+        const char *argv[5] = {cmds[i].argv[0], cmds[i].key};
+        size_t len[5] = {strlen(cmds[i].argv[0]), strlen(cmds[i].key)};
+        for (int k = 1; k < cmds[i].argc && k < 4; k++) {
+            argv[k + 1] = cmds[i].argv[k];
+            len[k + 1] = strlen(cmds[i].argv[k]);
+        }
+        rs[i] = corral_cluster_command(ctl->cluster, cmds[i].key, strlen(cmds[i].key),
+                                       cmds[i].argc + 1, argv, len, err);
+        if (rs[i] == NULL)
+            rc = -1;
+    }
+    if (rc < 0)
+        for (size_t i = 0; i < n; i++) {
+            if (rs[i] != NULL)
+                freeReplyObject(rs[i]);
+            rs[i] = NULL;
+        }
+    return rc;
+}
+
 /* "host:port" of a CLUSTER SLOTS node entry [host, port, id, ...]. */
 static json_t *node_addr(const redisReply *n)
 {

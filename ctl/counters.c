@@ -10,6 +10,7 @@
 #include "corral/queue.h"
 #include "corral/redis.h"
 #include "corral/util.h"
+#include "ctl.h"
 
 /* Upper bounds (ms) of the histogram fields h0..h18 of queue/lua/stats.lua's
  * HIST; h19 counts the rest. The two must agree: test_web.py compares them. */
@@ -18,29 +19,29 @@ static const double le_ms[NHIST - 1] = {1,     2,     5,      10,     20,    50,
                                         200,   500,   1000,   2000,   5000,  10000, 20000,
                                         30000, 60000, 120000, 300000, 600000};
 
-json_t *ctl_counters_read(redisContext *c, const char *prefix, json_t *queues,
-                          struct corral_err *err)
+json_t *ctl_counters_read(struct ctl *ctl, json_t *queues, struct corral_err *err)
 {
     size_t n = json_array_size(queues);
+    struct ctl_keyed *cmds = corral_xcalloc(n + 1, sizeof(*cmds));
     for (size_t i = 0; i < n; i++) {
         const char *name = json_string_value(json_object_get(json_array_get(queues, i), "name"));
-        char *key = corral_queue_key(prefix, name ? name : "");
-        redisAppendCommand(c, "HGETALL %s:ctr", key);
+        char *key = corral_queue_key(ctl->cfg->redis.prefix, name ? name : "");
+        cmds[i].key = corral_xasprintf("%s:ctr", key);
         free(key);
+        cmds[i].argv[0] = "HGETALL";
+        cmds[i].argc = 1;
     }
+    redisReply **rs = corral_xcalloc(n + 1, sizeof(redisReply *));
+    int rc = ctl_keyed_replies(ctl, cmds, n, rs, "counters", err);
     json_t *out = json_object();
-    int rc = 0;
-    for (size_t i = 0; i < n; i++) {
-        redisReply *r = NULL;
-        if (redisGetReply(c, (void **)&r) != REDIS_OK) {
-            corral_redis_check(c, NULL, "counters", err);
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        redisReply *r = rs[i];
+        if (corral_redis_check(NULL, r, "HGETALL", err) < 0) {
             rc = -1;
-            break; /* the connection is gone: nothing more will come */
+            break;
         }
-        if (rc == 0 && corral_redis_check(c, r, "HGETALL", err) < 0)
-            rc = -1;
         const char *name = json_string_value(json_object_get(json_array_get(queues, i), "name"));
-        if (rc == 0 && name != NULL && r->type == REDIS_REPLY_ARRAY) {
+        if (name != NULL && r->type == REDIS_REPLY_ARRAY) {
             json_t *q = json_object();
             for (size_t k = 0; k + 1 < r->elements; k += 2)
                 if (r->element[k]->type == REDIS_REPLY_STRING &&
@@ -49,8 +50,14 @@ json_t *ctl_counters_read(redisContext *c, const char *prefix, json_t *queues,
                                         json_integer(strtoll(r->element[k + 1]->str, NULL, 10)));
             json_object_set_new(out, name, q);
         }
-        freeReplyObject(r);
     }
+    for (size_t i = 0; i < n; i++) {
+        if (rs[i] != NULL)
+            freeReplyObject(rs[i]);
+        free(cmds[i].key);
+    }
+    free(rs);
+    free(cmds);
     if (rc < 0) {
         json_decref(out);
         return NULL;

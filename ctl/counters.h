@@ -12,12 +12,13 @@
 
 #include "corral/err.h"
 
+struct ctl;
+
 /* Reads the counters of each queue of queues (the "queues" array of a
- * ctl_snapshot) in one pipeline: {"Q": {"enq": N, ...}, ...}, fields
- * missing where nothing was counted yet. The caller owns the result; NULL
- * with err when Redis cannot be read. */
-json_t *ctl_counters_read(redisContext *c, const char *prefix, json_t *queues,
-                          struct corral_err *err);
+ * ctl_snapshot) in one pipeline (on a Cluster, each on its queue's node): {"Q": {"enq": N, ...},
+ * ...}, fields missing where nothing was counted yet. The caller owns the result; NULL with err
+ * when Redis cannot be read. */
+json_t *ctl_counters_read(struct ctl *ctl, json_t *queues, struct corral_err *err);
 
 /* The families corral_jobs_*_total{queue}, corral_service_calls_total
  * {service,outcome} (the counts of the queues that call the service) and

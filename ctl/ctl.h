@@ -65,6 +65,20 @@ int ctl_route(struct ctl *ctl, const char *queue, struct corral_err *err);
  * unrun (MOVED, ASK, CLUSTERDOWN) and ctl->redis now leads to where it is
  * to be sent again; 0 on one Redis or for any other error. */
 int ctl_rerouted(struct ctl *ctl, struct corral_err *err);
+/* One command on one key, for ctl_keyed_replies: argv[0] the command, then
+ * the key, then argv[1..argc-1]. */
+struct ctl_keyed {
+    char *key; /* the caller's */
+    const char *argv[4];
+    int argc;
+};
+/* The replies of n keyed commands, in order: one pipeline on ctl->redis, or
+ * on a Cluster each on its key's node, a redirection followed (corral-web's
+ * history, the counters). Error replies are returned as replies. 0 with
+ * rs[0..n-1] (the caller frees each), or -1 with err when a connection
+ * failed or no node serves a key (rs all NULL). */
+int ctl_keyed_replies(struct ctl *ctl, const struct ctl_keyed *cmds, size_t n, redisReply **rs,
+                      const char *what, struct corral_err *err);
 /* status --json on a Cluster: the queues of the registry, each read on its
  * node (with "node"), the heartbeats, "cluster" (nodes, slot ranges,
  * primaries and replicas); no breakers (services are not supported on a

@@ -269,8 +269,7 @@ int ctl_metrics(struct ctl *ctl, int argc, char **argv)
     json_t *s = ctl_snapshot(ctl, &err);
     if (s == NULL)
         return ctl_metrics_down(&err);
-    json_t *ctr =
-        ctl_counters_read(ctl->redis, ctl->cfg->redis.prefix, json_object_get(s, "queues"), &err);
+    json_t *ctr = ctl_counters_read(ctl, json_object_get(s, "queues"), &err);
     if (ctr == NULL) {
         json_decref(s);
         return ctl_metrics_down(&err);

@@ -11,6 +11,7 @@
 #include <hiredis/hiredis.h>
 #include <jansson.h>
 
+#include "corral/cluster_client.h"
 #include "corral/queue.h"
 #include "corral/redis.h"
 #include "corral/util.h"
@@ -20,6 +21,9 @@ struct web_api {
     const struct corral_config *cfg;
     pthread_mutex_t lock;
     redisContext *redis;
+    /* [redis] cluster: the router (it owns each node's connection); each
+     * request goes to its queue's node (docs/web.md, "On a Redis Cluster") */
+    struct corral_cluster *cluster;
 };
 
 struct web_api *web_api_new(const struct corral_config *cfg)
@@ -36,6 +40,7 @@ void web_api_free(struct web_api *a)
         return;
     if (a->redis != NULL)
         redisFree(a->redis);
+    corral_cluster_free(a->cluster);
     pthread_mutex_destroy(&a->lock);
     free(a);
 }
@@ -117,9 +122,17 @@ static int fail(const struct corral_err *err, int refusal, char **body)
     return status_of(err, refusal);
 }
 
-/* The connection, made again when the last one failed. Lock held. */
-static redisContext *conn(struct web_api *a, struct corral_err *err)
+/* The connection for a request on queue, made again when the last one
+ * failed; on a Cluster the connection of the queue's node (the router's:
+ * never freed here). Lock held. */
+static redisContext *conn(struct web_api *a, const char *queue, struct corral_err *err)
 {
+    if (a->cfg->redis.cluster.n > 0) {
+        if (a->cluster == NULL &&
+            (a->cluster = corral_cluster_open(&a->cfg->redis, WEB_REDIS_TIMEOUT_MS, err)) == NULL)
+            return NULL;
+        return corral_cluster_queue_conn(a->cluster, a->cfg->redis.prefix, queue, err);
+    }
     if (a->redis != NULL && a->redis->err == 0)
         return a->redis;
     if (a->redis != NULL)
@@ -132,13 +145,26 @@ static redisContext *conn(struct web_api *a, struct corral_err *err)
     return a->redis;
 }
 
+/* On a Cluster, whether a call that failed on c was refused without running
+ * (MOVED, ASK, CLUSTERDOWN, TRYAGAIN, NOFUNCTION: corral_cluster_redirected)
+ * and goes again to the queue's node; at most 20 times. Lock held. */
+static int again(struct web_api *a, redisContext *c, int *tries, struct corral_err *err)
+{
+    return a->cluster != NULL && c != NULL && (*tries)++ < 20 &&
+           corral_cluster_redirected(a->cluster, c, err);
+}
+
 int web_api_job(struct web_api *a, const char *queue, const char *id, char **body)
 {
     struct corral_err err;
     char *json = NULL;
     pthread_mutex_lock(&a->lock);
-    redisContext *c = conn(a, &err);
-    int rc = c ? corral_queue_job(c, a->cfg->redis.prefix, queue, id, &json, &err) : -1;
+    redisContext *c;
+    int rc, tries = 0;
+    do {
+        c = conn(a, queue, &err);
+        rc = c ? corral_queue_job(c, a->cfg->redis.prefix, queue, id, &json, &err) : -1;
+    } while (rc < 0 && again(a, c, &tries, &err));
     pthread_mutex_unlock(&a->lock);
     if (rc < 0)
         return fail(&err, 400, body);
@@ -161,10 +187,12 @@ static int replies(redisContext *c, redisReply **r, size_t n, struct corral_err 
     return 0;
 }
 
-/* The dead jobs of a queue, newest first, with their errors. Lock held. */
-static int dead_list(struct web_api *a, redisContext *c, const char *queue, char **body)
+/* The dead jobs of a queue, newest first, with their errors; the status,
+ * and *err when it is not 200. Lock held. */
+static int dead_list(struct web_api *a, redisContext *c, const char *queue, char **body,
+                     struct corral_err *errp)
 {
-    struct corral_err err;
+    struct corral_err err = {0};
     const char *prefix = a->cfg->redis.prefix;
     char *key = corral_queue_key(prefix, queue);
     redisAppendCommand(c, "EXISTS %s:conf", key);
@@ -172,8 +200,10 @@ static int dead_list(struct web_api *a, redisContext *c, const char *queue, char
     redisAppendCommand(c, "LRANGE %s:dead 0 %d", key, WEB_DEAD_SHOWN - 1);
     free(key);
     redisReply *r[3];
-    if (replies(c, r, 3, &err) < 0)
+    if (replies(c, r, 3, &err) < 0) {
+        *errp = err;
         return fail(&err, 400, body);
+    }
     int status = 200;
     for (size_t i = 0; i < 3 && status == 200; i++)
         if (corral_redis_check(c, r[i], "dead", &err) < 0)
@@ -224,6 +254,7 @@ static int dead_list(struct web_api *a, redisContext *c, const char *queue, char
     free(jr);
     for (size_t i = 0; i < 3; i++)
         freeReplyObject(r[i]);
+    *errp = err;
     return status;
 }
 
@@ -231,8 +262,18 @@ int web_api_dead(struct web_api *a, const char *queue, char **body)
 {
     struct corral_err err;
     pthread_mutex_lock(&a->lock);
-    redisContext *c = conn(a, &err);
-    int status = c ? dead_list(a, c, queue, body) : fail(&err, 400, body);
+    redisContext *c;
+    int status, tries = 0;
+    for (;;) {
+        if ((c = conn(a, queue, &err)) == NULL) {
+            status = fail(&err, 400, body);
+            break;
+        }
+        if ((status = dead_list(a, c, queue, body, &err)) < 500 || !again(a, c, &tries, &err))
+            break;
+        free(*body); /* refused by a Cluster without running: again */
+        *body = NULL;
+    }
     pthread_mutex_unlock(&a->lock);
     return status;
 }
@@ -285,11 +326,58 @@ static int retry_body(const char *body, size_t len, json_t **doc, const char ***
     return 0;
 }
 
+/* One action on c (the queue's node on a Cluster): 0 with *res, or -1
+ * with err. Lock held. */
+static int act(struct web_api *a, redisContext *c, const struct web_route *r, const char **ids,
+               size_t nids, int all, json_t **res_out, struct corral_err *err)
+{
+    const char *prefix = a->cfg->redis.prefix;
+    long long n = 0;
+    int rc;
+    json_t *res = NULL;
+    switch (r->page) {
+    case WEB_PAUSE:
+    case WEB_RESUME:
+        rc = corral_queue_pause(c, prefix, r->queue, r->page == WEB_PAUSE, err);
+        res =
+            json_pack("{s:b s:s s:b}", "ok", 1, "queue", r->queue, "paused", r->page == WEB_PAUSE);
+        break;
+    case WEB_DEAD_RETRY:
+        n = corral_queue_dead_retry(c, prefix, r->queue, ids, nids, all, err);
+        rc = n < 0 ? -1 : 0;
+        res = json_pack("{s:b s:s s:I}", "ok", 1, "queue", r->queue, "retried", (json_int_t)n);
+        break;
+    case WEB_DEAD_PURGE:
+        n = corral_queue_dead_purge(c, prefix, r->queue, err);
+        rc = n < 0 ? -1 : 0;
+        res = json_pack("{s:b s:s s:I}", "ok", 1, "queue", r->queue, "purged", (json_int_t)n);
+        break;
+    case WEB_BREAKER_RESET:
+        rc = corral_service_reset(c, prefix, r->service, err);
+        res = json_pack("{s:b s:s s:s}", "ok", 1, "service", r->service, "state", "closed");
+        break;
+    case WEB_JOB_CANCEL: {
+        /* One call; its refusals by code word (cancel_status). */
+        char *state = NULL;
+        rc = cancel(c, prefix, r->queue, r->id, &state, err);
+        if (rc == 0)
+            res = json_pack("{s:b s:s s:s s:s}", "ok", 1, "queue", r->queue, "id", r->id, "state",
+                            state);
+        free(state);
+        break;
+    }
+    default:
+        rc = corral_err_set(err, CORRAL_ERR_INVALID, "not an action");
+        break;
+    }
+    *res_out = res;
+    return rc;
+}
+
 int web_api_action(struct web_api *a, const struct web_route *r, const char *body, size_t len,
                    char **out)
 {
     struct corral_err err;
-    const char *prefix = a->cfg->redis.prefix;
     json_t *doc = NULL;
     const char **ids = NULL;
     size_t nids = 0;
@@ -303,47 +391,20 @@ int web_api_action(struct web_api *a, const struct web_route *r, const char *bod
         }
     }
     pthread_mutex_lock(&a->lock);
-    redisContext *c = conn(a, &err);
-    long long n = 0;
-    int rc = c == NULL ? -1 : 0;
+    int rc, tries = 0;
     json_t *res = NULL;
-    if (rc == 0) {
-        switch (r->page) {
-        case WEB_PAUSE:
-        case WEB_RESUME:
-            rc = corral_queue_pause(c, prefix, r->queue, r->page == WEB_PAUSE, &err);
-            res = json_pack("{s:b s:s s:b}", "ok", 1, "queue", r->queue, "paused",
-                            r->page == WEB_PAUSE);
-            break;
-        case WEB_DEAD_RETRY:
-            n = corral_queue_dead_retry(c, prefix, r->queue, ids, nids, all, &err);
-            rc = n < 0 ? -1 : 0;
-            res = json_pack("{s:b s:s s:I}", "ok", 1, "queue", r->queue, "retried", (json_int_t)n);
-            break;
-        case WEB_DEAD_PURGE:
-            n = corral_queue_dead_purge(c, prefix, r->queue, &err);
-            rc = n < 0 ? -1 : 0;
-            res = json_pack("{s:b s:s s:I}", "ok", 1, "queue", r->queue, "purged", (json_int_t)n);
-            break;
-        case WEB_BREAKER_RESET:
-            rc = corral_service_reset(c, prefix, r->service, &err);
-            res = json_pack("{s:b s:s s:s}", "ok", 1, "service", r->service, "state", "closed");
-            break;
-        case WEB_JOB_CANCEL: {
-            /* One call; its refusals by code word (cancel_status). */
-            char *state = NULL;
-            rc = cancel(c, prefix, r->queue, r->id, &state, &err);
-            if (rc == 0)
-                res = json_pack("{s:b s:s s:s s:s}", "ok", 1, "queue", r->queue, "id", r->id,
-                                "state", state);
-            free(state);
-            break;
-        }
-        default:
-            rc = corral_err_set(&err, CORRAL_ERR_INVALID, "not an action");
-            break;
-        }
-    }
+    redisContext *c = NULL;
+    if (r->page == WEB_BREAKER_RESET && a->cfg->redis.cluster.n > 0) /* docs/web.md */
+        rc =
+            corral_err_set(&err, CORRAL_ERR_INVALID,
+                           "breaker reset: not supported on a Redis Cluster yet ([redis] cluster)");
+    else
+        do {
+            json_decref(res); /* a Cluster refused the call without running it */
+            res = NULL;
+            c = conn(a, r->queue, &err);
+            rc = c == NULL ? -1 : act(a, c, r, ids, nids, all, &res, &err);
+        } while (rc < 0 && again(a, c, &tries, &err));
     pthread_mutex_unlock(&a->lock);
     free(ids);
     json_decref(doc);

@@ -140,12 +140,6 @@ int main(int argc, char **argv)
                                             path != NULL || (env != NULL && env[0] != '\0'));
     if (cfg == NULL)
         return 1;
-    if (cfg->redis.cluster.n > 0) { /* docs/design.md, "Redis Cluster slots" */
-        fprintf(stderr, "corral-web: %s: [redis] cluster: not supported on a Redis Cluster yet\n",
-                cfg->path);
-        corral_config_free(cfg);
-        return 1;
-    }
     struct web_listen where;
     struct corral_err err;
     const char *listen_text = listen_arg ? listen_arg : cfg->web.listen;

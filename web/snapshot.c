@@ -95,8 +95,7 @@ void web_snap_free(struct web_snap *s)
     pthread_mutex_unlock(&s->lock);
     pthread_join(s->thread, NULL);
     view_free(s->view);
-    if (s->ctl.redis != NULL)
-        redisFree(s->ctl.redis);
+    ctl_close(&s->ctl); /* the connection, and on a Cluster the router */
     web_history_free(s->hist);
     pthread_cond_destroy(&s->done);
     pthread_cond_destroy(&s->wake);
@@ -106,6 +105,8 @@ void web_snap_free(struct web_snap *s)
 
 static int connect_redis(struct web_snap *s, struct corral_err *err)
 {
+    if (s->cfg->redis.cluster.n > 0) /* the router and every primary's library (ctl/conn.c) */
+        return s->ctl.cluster != NULL && !ctl_lost(&s->ctl) ? 0 : ctl_reconnect(&s->ctl, err);
     if (s->ctl.redis != NULL && s->ctl.redis->err == 0)
         return 0;
     if (s->ctl.redis != NULL)
@@ -121,33 +122,39 @@ static int connect_redis(struct web_snap *s, struct corral_err *err)
     return 0;
 }
 
-/* Reads the planned buckets and the hosts' decision lists in one pipeline
- * and feeds them to the history; -1 with err when the connection fails. */
+/* Reads the planned buckets and the hosts' decision lists and feeds them
+ * to the history: one pipeline, or on a Cluster each key's command on its
+ * node (ctl_keyed_replies); -1 with err when the connection fails. */
 static int read_history(struct web_snap *s, json_t *status, struct corral_err *err)
 {
-    redisContext *c = s->ctl.redis;
     const char *prefix = s->cfg->redis.prefix;
     struct web_bucket_req *plan;
     size_t np = web_history_plan(s->hist, status, &plan);
     json_t *hosts = json_object_get(status, "hosts");
     size_t nh = json_array_size(hosts);
+    struct ctl_keyed *cmds = corral_xcalloc(np + nh + 1, sizeof(*cmds));
     for (size_t i = 0; i < np; i++) {
         char *key = corral_queue_key(prefix, plan[i].queue);
-        redisAppendCommand(c, "HGETALL %s:st:%lld", key, (long long)plan[i].minute);
+        cmds[i].key = corral_xasprintf("%s:st:%lld", key, (long long)plan[i].minute);
         free(key);
+        cmds[i].argv[0] = "HGETALL";
+        cmds[i].argc = 1;
     }
-    for (size_t i = 0; i < nh; i++)
-        redisAppendCommand(c, "LRANGE %s:decisions:%s 0 %d", prefix,
-                           json_string_value(json_object_get(json_array_get(hosts, i), "host")),
-                           WEB_DECISIONS - 1);
-    int rc = 0;
-    for (size_t i = 0; i < np + nh; i++) {
-        redisReply *r = NULL;
-        if (redisGetReply(c, (void **)&r) != REDIS_OK) {
-            corral_redis_check(c, NULL, "history", err);
-            rc = -1;
-            break;
-        }
+    char last[16];
+    snprintf(last, sizeof(last), "%d", WEB_DECISIONS - 1);
+    for (size_t i = 0; i < nh; i++) {
+        cmds[np + i].key =
+            corral_xasprintf("%s:decisions:%s", prefix,
+                             json_string_value(json_object_get(json_array_get(hosts, i), "host")));
+        cmds[np + i].argv[0] = "LRANGE";
+        cmds[np + i].argv[1] = "0";
+        cmds[np + i].argv[2] = last;
+        cmds[np + i].argc = 3;
+    }
+    redisReply **rs = corral_xcalloc(np + nh + 1, sizeof(redisReply *));
+    int rc = ctl_keyed_replies(&s->ctl, cmds, np + nh, rs, "history", err);
+    for (size_t i = 0; rc == 0 && i < np + nh; i++) {
+        redisReply *r = rs[i];
         if (r->type == REDIS_REPLY_ARRAY) {
             const char **fv = corral_xcalloc(r->elements ? r->elements : 1, sizeof(char *));
             for (size_t k = 0; k < r->elements; k++)
@@ -161,8 +168,13 @@ static int read_history(struct web_snap *s, json_t *status, struct corral_err *e
                     r->elements);
             free(fv);
         }
-        freeReplyObject(r);
     }
+    for (size_t i = 0; i < np + nh; i++) {
+        freeReplyObject(rs[i]);
+        free(cmds[i].key);
+    }
+    free(rs);
+    free(cmds);
     free(plan);
     return rc;
 }
@@ -216,17 +228,14 @@ static struct web_view *build(struct web_snap *s, const struct web_view *prev, u
      * asked for: one more round trip. */
     json_t *counters = NULL;
     if (status != NULL && parts[WEB_PART_METRICS] &&
-        (counters = ctl_counters_read(s->ctl.redis, s->cfg->redis.prefix,
-                                      json_object_get(status, "queues"), &err)) == NULL) {
+        (counters = ctl_counters_read(&s->ctl, json_object_get(status, "queues"), &err)) == NULL) {
         json_decref(status);
         status = NULL;
     }
     if (status == NULL) {
         /* A dropped connection is made again at the next refresh. */
-        if (s->ctl.redis != NULL && s->ctl.redis->err != 0) {
-            redisFree(s->ctl.redis);
-            s->ctl.redis = NULL;
-        }
+        if (s->ctl.redis != NULL && s->ctl.redis->err != 0)
+            ctl_drop(&s->ctl);
         corral_logr(&s->redis_log, CORRAL_LOG_WARN, "redis unavailable", "error=\"%s\"", err.msg);
         snprintf(v->error, sizeof(v->error), "%s", err.msg);
         if (parts[WEB_PART_HISTORY]) {

@@ -384,14 +384,11 @@ def test_no_seed_answering_is_a_clear_error(ctl, tmp_path):
     assert "Connection refused" in p.stderr
 
 
-def test_web_refuses_a_cluster_it_cannot_serve_yet(build_dir, tmp_path):
-    # corrald runs on a Cluster: test_cluster_supervisor.py.
+def test_breaker_and_tenant_are_refused_on_a_cluster(build_dir, tmp_path):
+    # corrald runs on a Cluster: test_cluster_supervisor.py; corral-web and
+    # corralctl metrics: test_cluster_web.py.
     conf = write_conf(tmp_path / "c.conf", "127.0.0.1:7000", ["prompts"])
-    p = subprocess.run([binary_path(build_dir, "corral-web"), "-c", conf], capture_output=True,
-                       text=True, timeout=30)
-    assert p.returncode == 1
-    assert "[redis] cluster: not supported on a Redis Cluster yet" in p.stderr
-    for cmd in ("metrics", "breaker", "tenant"):
+    for cmd in ("breaker", "tenant"):
         p = run(binary_path(build_dir, "corralctl"), conf, cmd)
         assert p.returncode == 1
         assert f"corralctl: {cmd}: not supported on a Redis Cluster yet" in p.stderr
