@@ -11,7 +11,7 @@
 -- the one key declared, "<prefix>:{svc:S}" (any service key works: on one
 -- Redis "<prefix>:svc:S" too), so on a Cluster all in the slot of "svc:S":
 --   <SK>        hash  services.lua's (settings, breaker, inflight:<host>,
---                     ...) and permit_seq (names permits)
+--                     rate_seq, which also names permits, ...)
 --   <SK>:rl, <SK>:sl, <SK>:wake:<host>   as services.lua's
 --   <SK>:tk, <SK>:st:<minute>            as tokens.lua's
 --   <SK>:pm     zset  "<id>|<probe>|<worker>" per permit granted and not yet
@@ -97,7 +97,11 @@ function gate.acquire(keys, args)
     svc_granted(s, now, allowed, host)
     local probe, first = s.state == 'half_open' and '1' or '0', 0
     if allowed > 0 then
-        first = redis.call('HINCRBY', SK, 'permit_seq', allowed) - allowed + 1
+        -- Permits are named as svc_granted names the rate log's entries
+        -- (rate_seq), so an unused one takes its entry back (gate.report).
+        local seq = s.rate > 0 and tonumber(redis.call('HGET', SK, 'rate_seq')) or
+                        redis.call('HINCRBY', SK, 'rate_seq', allowed)
+        first = seq - allowed + 1
         local z = {}
         for id = first, first + allowed - 1 do
             z[#z + 1] = now + ttl
@@ -108,14 +112,15 @@ function gate.acquire(keys, args)
     return {allowed, first, tonumber(probe), upto and math.max(upto - now, 1) or 0, why or ''}
 end
 
-gate.KINDS = {ok = 'ok', fail = 'fail', none = false, throttle = false, quota = false}
+gate.KINDS = {ok = 'ok', fail = 'fail', none = false, unused = false, throttle = false,
+              quota = false}
 
 -- corral_gate_report: KEYS[1] service; ARGV[1] worker id, then groups of
 -- eight: permit_id probe kind ms why input_tokens output_tokens cost_nano
 -- -> how many of the permits were still held (the others had expired).
 -- kind: ok (the service answered), fail (a breaker failure: a 5xx, a
--- timeout), none (the permit was not used, or the call does not count: a
--- deferral), throttle (a 429: ms is its Retry-After), quota (a billing
+-- timeout), none (the call does not count: a deferral), unused (no call
+-- was made: the permit found no job; its rate entry is taken back), throttle (a 429: ms is its Retry-After), quota (a billing
 -- error); ms: how long the call took (slow calls count against the
 -- breaker). input_tokens -1: no usage; else the tokens and cost count in
 -- the service's token window and spend budget (tokens.lua), as a
@@ -134,7 +139,8 @@ function gate.report(keys, args)
     for i = 2, #args, 8 do
         local kind, ms = args[i + 2], int_arg('BADARG', args[i + 3], 'ms', 0, 2 ^ 40)
         if gate.KINDS[kind] == nil then
-            fail('BADARG', 'gate report: kind must be ok, fail, none, throttle or quota, got "%s"',
+            fail('BADARG', 'gate report: kind must be ok, fail, none, unused, throttle or ' ..
+                     'quota, got "%s"',
                  tostring(kind):sub(1, 32))
         end
         local tin = int_arg('BADARG', args[i + 5], 'input_tokens', -1, 1e9)
@@ -146,7 +152,9 @@ function gate.report(keys, args)
         -- (the HDEL of its probe field names a key that never exists).
         svc_leave_read(b, pk .. ':none', now, gate.KINDS[kind] or nil, args[i + 4],
                        live and 'active' or 'gone', worker, live and args[i + 1] or '0', now - ms)
-        if kind == 'throttle' then
+        if kind == 'unused' and live and s.rate > 0 then
+            redis.call('ZREM', SK .. ':rl', args[i])
+        elseif kind == 'throttle' then
             svc_throttle(b, now, ms, args[i + 4])
         elseif kind == 'quota' then
             svc_quota(b, now, args[i + 4])

@@ -76,6 +76,10 @@ def test_the_rate_counts_every_permit_of_every_worker(r):
     b = acquire(r, 3, worker="h2:1")
     assert (a["n"], b["n"]) == (3, 2)
     assert acquire(r, 1, worker="h3:1")["why"].startswith("rate 5 per 60000 ms")
+    report(r, a, "unused", worker="h1:1")  # no call made: the rate gets them back
+    assert acquire(r, 5, worker="h3:1")["n"] == 3
+    report(r, b, "ok", worker="h2:1")  # calls made: they keep counting
+    assert acquire(r, 1, worker="h3:1")["n"] == 0
 
 
 def test_max_inflight_counts_a_hosts_permits_until_they_are_reported(r):
@@ -84,7 +88,7 @@ def test_max_inflight_counts_a_hosts_permits_until_they_are_reported(r):
     b = acquire(r, 3, worker="h1:2", max_inflight=4)
     assert (a["n"], b["n"]) == (3, 1)
     assert acquire(r, 2, worker="h2:1", max_inflight=4)["n"] == 2  # another host
-    report(r, a, "none")  # given back unused
+    report(r, a, "unused")  # given back
     assert acquire(r, 5, worker="h1:2", max_inflight=4)["n"] == 3
 
 
@@ -141,6 +145,6 @@ def test_service_gate_with_a_fallback_list_is_refused(r):
 def test_a_gate_report_of_an_unknown_kind_is_refused(r):
     declare_service(r)
     g = acquire(r, 1)
-    with pytest.raises(redis.ResponseError, match="kind must be ok, fail, none, throttle or quota"):
+    with pytest.raises(redis.ResponseError, match="kind must be ok, fail, none, unused, throttle or quota"):
         report(r, g, "maybe")
     assert r.zcard(SK + ":pm") == 1  # nothing released
