@@ -97,7 +97,7 @@ def fleet(redis_cluster, pair, build_dir, tmp_path, stub):
 
 
 def gate_ready(cluster, q):
-    c = cluster.owner(cluster.keyslot(f"corral:{{{q}}}")).client(decode_responses=True)
+    c = cluster.owner(cluster.keyslot(f"corral:{{{q}}}")).client()
     try:
         return c.hget(f"corral:{{{q}}}:conf", "service_gate") == "1"
     finally:
@@ -109,7 +109,7 @@ def svc_node(cluster):
 
 
 def breaker(cluster):
-    c = svc_node(cluster).client(decode_responses=True)
+    c = svc_node(cluster).client()
     try:
         return json.loads(c.fcall_ro("corral_breaker", 1, SK))
     finally:
@@ -117,7 +117,7 @@ def breaker(cluster):
 
 
 def enqueue(pair, q, n, payload):
-    c = pair[q].client(decode_responses=True)
+    c = pair[q].client()
     try:
         pipe = c.pipeline(transaction=False)
         for _ in range(n):
@@ -128,7 +128,7 @@ def enqueue(pair, q, n, payload):
 
 
 def states(pair, q, ids):
-    c = pair[q].client(decode_responses=True)
+    c = pair[q].client()
     try:
         return [json.loads(c.fcall_ro("corral_job", 1, q, i))["state"] for i in ids]
     finally:
@@ -177,7 +177,7 @@ def test_a_failing_service_trips_one_breaker_for_queues_on_two_shards(redis_clus
     for q in (qa, qb):
         assert "queued" in states(pair, q, ids[q]) or "scheduled" in states(pair, q, ids[q])
     # The service keys all live on the service's node, none beside a queue.
-    node = svc_node(redis_cluster).client(decode_responses=True)
+    node = svc_node(redis_cluster).client()
     assert node.exists(SK) and node.hget(SK, "state") == "open"
     node.close()
 
@@ -230,7 +230,7 @@ def test_permits_of_a_killed_worker_expire_and_the_service_serves_again(redis_cl
                                                                          stub, fleet):
     with stub.stub.lock:
         stub.stub.default = {"delay_ms": 2500}
-    c = fleet(service="max_inflight = 4", queue="timeout = 3s")
+    c = fleet(service="max_inflight = 4")  # the queues' timeout: 3 s
     qa = sorted(pair)[0]
     ids = enqueue(pair, qa, 8, {})
     wait_until(lambda: breaker(redis_cluster)["inflight"] == 4, what="four permits held")
