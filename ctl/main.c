@@ -636,7 +636,7 @@ int main(int argc, char **argv)
     }
     int rc;
     if (ctl.cfg->redis.cluster.n > 0 &&
-        (fn == ctl_metrics || fn == ctl_breaker || fn == ctl_tenant)) { /* docs/design.md */
+        (fn == ctl_metrics || fn == ctl_tenant)) { /* docs/design.md */
         fprintf(stderr, "corralctl: %s: not supported on a Redis Cluster yet ([redis] cluster)\n",
                 cmd);
         corral_config_free(ctl.cfg);

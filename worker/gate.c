@@ -21,8 +21,10 @@
 /* A permit outlives its call by this much (the call itself lasts at most
  * the queue's timeout): time for the report to reach the gate. */
 #define PERMIT_MARGIN_MS 5000
-/* With no permit granted and no reason given (the gate unreachable, a
- * refusal), the queue waits this long before asking again. */
+/* With no permit granted the queue waits this long at most before asking
+ * again (no wake list reaches it across slots: a breaker closed or reset,
+ * a call slot freed elsewhere, is seen within this), and as long when the
+ * gate is unreachable or refused the call. */
 #define GATE_RETRY_MS 1000
 
 struct permit {
@@ -169,8 +171,9 @@ static void answer_gated(struct corral_svcgate *g, redisAsyncContext *ac, int64_
                          const char *why)
 {
     char text[300];
-    int len = snprintf(text, sizeof(text), "gate %lld %s", (long long)(wait_ms > 0 ? wait_ms : 1),
-                       why);
+    if (wait_ms <= 0 || wait_ms > GATE_RETRY_MS)
+        wait_ms = wait_ms <= 0 ? 1 : GATE_RETRY_MS;
+    int len = snprintf(text, sizeof(text), "gate %lld %s", (long long)wait_ms, why);
     if (len >= (int)sizeof(text))
         len = (int)sizeof(text) - 1;
     redisReply el = {.type = REDIS_REPLY_STRING, .str = text, .len = (size_t)len};

@@ -391,7 +391,7 @@ def test_web_refuses_a_cluster_it_cannot_serve_yet(build_dir, tmp_path):
                        text=True, timeout=30)
     assert p.returncode == 1
     assert "[redis] cluster: not supported on a Redis Cluster yet" in p.stderr
-    for cmd in ("metrics", "breaker", "tenant"):
+    for cmd in ("metrics", "tenant"):  # breaker: test_cluster_services.py
         p = run(binary_path(build_dir, "corralctl"), conf, cmd)
         assert p.returncode == 1
         assert f"corralctl: {cmd}: not supported on a Redis Cluster yet" in p.stderr

@@ -9,6 +9,7 @@ expire and the service serves again."""
 import json
 import os
 import signal
+import subprocess
 import sys
 import time
 
@@ -85,6 +86,7 @@ def fleet(redis_cluster, pair, build_dir, tmp_path, stub):
         conf.write_text(text)
         c = Corrald([binary_path(build_dir, "corrald"), "-c", str(conf)],
                     str(tmp_path / "corrald.log"))
+        c.conf = str(conf)
         started.append(c)
         wait_until(lambda: sorted(c.workers().values()) == sorted(pair)
                    and all(gate_ready(redis_cluster, q) for q in pair), timeout=30,
@@ -154,12 +156,19 @@ def quiet(srv, for_s=1.5):
     return last[0]
 
 
+def ctl(build_dir, conf, *args):
+    p = subprocess.run([binary_path(build_dir, "corralctl"), "-c", conf, *args],
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0, p.stderr
+    return p.stdout
+
+
 def test_a_failing_service_trips_one_breaker_for_queues_on_two_shards(redis_cluster, pair,
-                                                                      stub, fleet):
+                                                                      stub, fleet, build_dir):
     min_calls, slots = 6, 2 * 4
     with stub.stub.lock:
         stub.stub.default = {"status": 503}
-    fleet(service=f"breaker_min_calls = {min_calls}\nbreaker_failure_rate = 50%\n"
+    c = fleet(service=f"breaker_min_calls = {min_calls}\nbreaker_failure_rate = 50%\n"
                   "breaker_open_for = 60s\nbreaker_open_max = 60s",
           queue="max_attempts = 5")
     qa, qb = sorted(pair)
@@ -180,6 +189,17 @@ def test_a_failing_service_trips_one_breaker_for_queues_on_two_shards(redis_clus
     node = svc_node(redis_cluster).client()
     assert node.exists(SK) and node.hget(SK, "state") == "open"
     node.close()
+    # corralctl reads it on the service's node: breaker, status; and resets it there.
+    assert json.loads(ctl(build_dir, c.conf, "breaker", "ai", "--json"))["state"] == "open"
+    (b,) = json.loads(ctl(build_dir, c.conf, "status", "--json"))["breakers"]
+    assert b["service"] == "ai" and b["state"] == "open" and b["declared"]
+    assert "ai" in ctl(build_dir, c.conf, "breaker") and "open" in ctl(build_dir, c.conf, "status")
+    with stub.stub.lock:
+        stub.stub.default = {}
+    assert "reset" in ctl(build_dir, c.conf, "breaker", "ai", "reset")
+    wait_until(lambda: all(s == "done" for q in ids for s in states(pair, q, ids[q])),
+               timeout=30, what="every job of both queues after the reset")
+    assert breaker(redis_cluster)["state"] == "closed"
 
 
 def test_a_rate_holds_across_queues_on_two_shards(redis_cluster, pair, stub, fleet):
