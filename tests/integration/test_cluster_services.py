@@ -35,7 +35,16 @@ def pair(redis_cluster):
         by_node.setdefault(node.port, (q, node))
     picked = list(by_node.values())[:2]
     assert len(picked) == 2, "the candidate names cover two primaries"
-    return {q: node for q, node in picked}
+    return Pair({q: node for q, node in picked}, redis_cluster)
+
+
+class Pair(dict):
+    """{queue: its primary at the start}, and the cluster (owners change
+    when a primary fails over)."""
+
+    def __init__(self, d, cluster):
+        super().__init__(d)
+        self.cluster = cluster
 
 
 @pytest.fixture
@@ -130,7 +139,7 @@ def enqueue(pair, q, n, payload):
 
 
 def states(pair, q, ids):
-    c = pair[q].client()
+    c = pair.cluster.owner(pair.cluster.keyslot(f"corral:{{{q}}}")).client()
     try:
         return [json.loads(c.fcall_ro("corral_job", 1, q, i))["state"] for i in ids]
     finally:
@@ -278,3 +287,24 @@ def test_a_worker_refuses_a_fallback_list_on_a_cluster(redis_cluster, build_dir,
     assert w.proc.wait(timeout=15) == 1
     assert ("[redis] cluster: a fallback list of services is not supported on a Redis Cluster"
             in w.logs())
+
+
+def test_a_worker_keeps_its_reports_while_the_service_node_fails_over(redis_cluster, pair,
+                                                                     stub, fleet):
+    # Last in this file: it kills the primary holding the service's slot.
+    with stub.stub.lock:
+        stub.stub.default = {"delay_ms": 300}
+    c = fleet(service="max_inflight = 4")
+    qa = sorted(pair)[0]
+    ids = enqueue(pair, qa, 40, {})
+    wait_until(lambda: len(stub_times(stub)) >= 4, what="calls under way")
+    redis_cluster.fail_over(svc_node(redis_cluster))  # it may hold a queue too
+    wait_until(lambda: all(s == "done" for s in states(pair, qa, ids)), timeout=90,
+               what="every job, after the service's node failed over")
+    # Nothing leaked: every permit reported (or expired) at the promoted
+    # replica, and the host's limit held throughout.
+    wait_until(lambda: breaker(redis_cluster)["inflight"] == 0, timeout=20,
+               what="no permit left in flight")
+    assert stub.stub.max_inflight <= 4
+    logs = c.logs()
+    assert "Sanitizer" not in logs and "runtime error" not in logs
