@@ -19,9 +19,9 @@
 --                     permit is dropped by the next call (its host's call slot
 --                     and probe given back), so a crashed worker leaks none
 
--- The module's functions, as fields of one table (the library's main chunk
--- may hold no more than 200 locals).
-local gate = {}
+-- The module's functions are fields of one table, gate (declared in
+-- prelude.lua: tokens.lua adds gate.ledger; the library's main chunk may
+-- hold no more than 200 locals).
 
 -- corral_declare's service_gate (s: its settings object), appended to
 -- fields (K:conf, in CONF_FIELDS' order): "1" or "0".
@@ -160,7 +160,7 @@ function gate.report(keys, args)
             svc_quota(b, now, args[i + 4])
         end
         if tin >= 0 then
-            gate.usage(s, now, worker .. '|' .. args[i], tin + tout, cost)
+            gate.usage(s, now, worker .. '|' .. args[i], tin, tout, cost)
         end
     end
     svc_apply(b, now)
@@ -170,18 +170,13 @@ end
 -- A call's real usage in the service's token window and spend budget
 -- (tokens.lua's keys and fields): one grant of its tokens at now, so the
 -- window holds it for tokens_period_ms as a settled grant on one Redis.
-function gate.usage(s, now, who, tokens, cost)
+function gate.usage(s, now, who, tin, tout, cost)
+    local tokens = tin + tout
     if s.tokens > 0 and tokens > 0 then
         local tk = s.key .. ':tk'
         redis.call('ZADD', tk, now, 'gate|' .. who .. ':' .. tokens)
         redis.call('PEXPIRE', tk, s.tokens_period_ms + 60000)
         redis.call('HINCRBY', s.key, 'tok_used', tokens)
     end
-    if s.budget > 0 and cost > 0 then
-        local idx = math.floor(now / s.budget_period_ms)
-        if tonumber(redis.call('HGET', s.key, 'spend_period')) ~= idx then
-            redis.call('HSET', s.key, 'spend_period', idx, 'spent_nano', 0)
-        end
-        redis.call('HINCRBY', s.key, 'spent_nano', cost)
-    end
+    gate.ledger(s, now, tin, tout, cost) -- tokens.lua: the totals and the spend
 end

@@ -25,6 +25,7 @@
 -- and UTF-8, names, the queue key and its settings, integer arguments.
 
 local MAX_BATCH = 1000 -- most jobs one reserve, promote or reclaim moves
+local gate = {} -- gate.lua's functions (the service gate), and tokens.lua's gate.ledger
 
 -- The code word that begins each error reply of the library, so callers
 -- act on a word rather than on prose (docs/protocol.md lists them; the C

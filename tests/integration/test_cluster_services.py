@@ -10,17 +10,14 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
-import redis
 
 from clusterfixtures import *  # noqa: F401,F403
-from conftest import REPO, Program, binary_path, children, kill_with_children, wait_until
-
-sys.path.insert(0, os.path.join(REPO, "tests"))
-import aistub  # noqa: E402
+from conftest import Program, binary_path, kill_with_children, wait_until
+from test_cluster_supervisor import Corrald
+from worker_fixtures import stub  # noqa: F401 (a fixture)
 
 CANDIDATES = ["prompts", "embeddings", "images", "audio", "batch", "chat", "eval", "rerank"]
 SK = "corral:{svc:ai}"
@@ -45,29 +42,6 @@ class Pair(dict):
     def __init__(self, d, cluster):
         super().__init__(d)
         self.cluster = cluster
-
-
-@pytest.fixture
-def stub():
-    srv = aistub.Server().start()
-    yield srv
-    srv.stop()
-
-
-class Corrald(Program):
-    stop_timeout = 30
-
-    def workers(self):
-        """{pid: the queue it serves} of the live workers."""
-        out = {}
-        for pid in children(self.proc.pid):
-            try:
-                argv = open(f"/proc/{pid}/cmdline").read().split("\0")
-            except OSError:
-                continue
-            if os.path.basename(argv[0]) == "corral-worker":
-                out[pid] = argv[argv.index("--queue") + 1] if "--queue" in argv else None
-        return out
 
 
 @pytest.fixture
