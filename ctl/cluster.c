@@ -307,12 +307,12 @@ json_t *ctl_cluster_snapshot(struct ctl *ctl, struct corral_err *err)
         redisContext *c = corral_cluster_conn(ctl->cluster, qkey, strlen(qkey), err);
         /* Breakers: each service's on its own node (its gate's keys). */
         json_t *br = ctl_cluster_breakers(ctl, NULL, now, err);
-        result = br == NULL ? NULL
-                            : json_pack("{s:I s:O s:O s:o s:o s:o}", "time_ms", (json_int_t)now,
-                                        "queues", jq, "hosts", jh, "breakers", br, "redis",
-                                        c ? corral_redis_health(c, &ctl->cfg->redis)
-                                          : json_object(),
-                                        "cluster", cl);
+        result = br == NULL
+                     ? NULL
+                     : json_pack("{s:I s:O s:O s:o s:o s:o}", "time_ms", (json_int_t)now, "queues",
+                                 jq, "hosts", jh, "breakers", br, "redis",
+                                 c ? corral_redis_health(c, &ctl->cfg->redis) : json_object(),
+                                 "cluster", cl);
         if (br == NULL)
             json_decref(cl);
     }

@@ -81,16 +81,16 @@ static size_t held(const struct corral_svcgate *g)
     return n;
 }
 
-static struct report *add_report(struct corral_svcgate *g, const struct permit *p,
-                                 const char *kind, int64_t ms)
+static struct report *add_report(struct corral_svcgate *g, const struct permit *p, const char *kind,
+                                 int64_t ms)
 {
     if (g->nout == g->ocap) {
         g->ocap = g->ocap ? g->ocap * 2 : 16;
         g->out = corral_xrealloc(g->out, g->ocap * sizeof(*g->out));
     }
     struct report *r = &g->out[g->nout++];
-    *r = (struct report){.id = p->id, .probe = p->probe, .kind = kind, .ms = ms < 0 ? 0 : ms,
-                         .tin = -1};
+    *r = (struct report){
+        .id = p->id, .probe = p->probe, .kind = kind, .ms = ms < 0 ? 0 : ms, .tin = -1};
     return r;
 }
 
@@ -136,8 +136,7 @@ static void on_gated_reserve(redisAsyncContext *ac, void *reply, void *priv)
                 continue;
             for (size_t k = 0; k < g->np; k++)
                 if (g->p[k].job == NULL) {
-                    g->p[k].job = corral_xasprintf("%s/%s", e->element[0]->str,
-                                                   e->element[1]->str);
+                    g->p[k].job = corral_xasprintf("%s/%s", e->element[0]->str, e->element[1]->str);
                     break;
                 }
         }
@@ -268,8 +267,7 @@ int corral_svcgate_send(struct corral_svcgate *g, struct corral_conn *conn, redi
 }
 
 void corral_svcgate_outcome(struct corral_svcgate *g, const struct corral_run *run,
-                            enum corral_run_end end, const char *data, size_t len,
-                            int64_t delay_ms)
+                            enum corral_run_end end, const char *data, size_t len, int64_t delay_ms)
 {
     if (g == NULL || run->job.id == NULL || run->job.run == NULL)
         return;
@@ -281,8 +279,8 @@ void corral_svcgate_outcome(struct corral_svcgate *g, const struct corral_run *r
         /* As the library's fail counts a run on one Redis (queue/lua/runs.lua):
          * a retry is a breaker failure, a permanent failure an answer. */
         static const char *const kind[] = {
-            [CORRAL_END_DONE] = "ok",     [CORRAL_END_RETRY] = "fail",
-            [CORRAL_END_PERMANENT] = "ok", [CORRAL_END_DEFER] = "none",
+            [CORRAL_END_DONE] = "ok",           [CORRAL_END_RETRY] = "fail",
+            [CORRAL_END_PERMANENT] = "ok",      [CORRAL_END_DEFER] = "none",
             [CORRAL_END_THROTTLE] = "throttle", [CORRAL_END_QUOTA] = "quota"};
         int64_t took = corral_now_ms() - g->p[i].granted_ms;
         struct report *r =
@@ -401,9 +399,8 @@ static void gate_setup(struct corral_conn *c, void *priv)
 
 static const struct corral_conn_hooks gate_hooks = {.setup = gate_setup};
 
-void corral_svcgates_new(struct corral_wqueues *qs, struct corral_outcomes *o,
-                         struct ev_loop *loop, const struct corral_redis_conf *rc,
-                         const char *password)
+void corral_svcgates_new(struct corral_wqueues *qs, struct corral_outcomes *o, struct ev_loop *loop,
+                         const struct corral_redis_conf *rc, const char *password)
 {
     for (size_t i = 0; i < qs->n; i++) {
         struct corral_wqueue *q = &qs->q[i];

@@ -28,9 +28,8 @@ struct corral_outcomes;
 /* For each queue of qs declared with service_gate (conf->service_gate):
  * its gate (q->gate), connected at once, and told to o (whose flush sends
  * its reports). password may be NULL (copied). */
-void corral_svcgates_new(struct corral_wqueues *qs, struct corral_outcomes *o,
-                         struct ev_loop *loop, const struct corral_redis_conf *rc,
-                         const char *password);
+void corral_svcgates_new(struct corral_wqueues *qs, struct corral_outcomes *o, struct ev_loop *loop,
+                         const struct corral_redis_conf *rc, const char *password);
 /* Closes every gate's connection after its pending replies (the last
  * report), or at once after grace_ms. */
 void corral_svcgates_close(struct corral_wqueues *qs, int64_t grace_ms);

@@ -420,7 +420,7 @@ struct corral_outcomes *corral_outcomes_new(struct corral_conn *conn, const char
     o->queues = queues;
     o->nq = nq;
     o->tail = &o->head;
-    o->gates = corral_xcalloc(nq ? nq : 1, sizeof(*o->gates));
+    o->gates = corral_xcalloc(nq ? nq : 1, sizeof(void *)); /* struct corral_svcgate * */
     corral_log_repeat_init(&o->refused, 0);
     corral_log_repeat_init(&o->refused_settle, 0);
     return o;

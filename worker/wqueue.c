@@ -87,7 +87,7 @@ void corral_wqueue_gate(const struct corral_wqueues *qs, struct corral_wqueue *q
                         const struct corral_gate *g)
 {
     if (g->wait_ms == 0 || q->svc == NULL) {
-        if (q->gate_why[0] != '\0')
+        if (q->gate_why[0] != '\0' && q->svc != NULL)
             corral_log_info("service takes calls again", "worker=%s queue=%s service=%s",
                             qs->worker_id, q->conf->name, q->svc->name);
         q->gated_until_ms = 0;
@@ -113,7 +113,7 @@ void corral_wqueues_cmd_wait(const struct corral_wqueues *qs, int timeout_s, str
         const struct corral_wqueue *q = &qs->q[i];
         /* a gated service (gate.c) has no wake list: its queue's, till the timeout */
         corral_cmd_addstr(cmd, q->gated_until_ms > now && q->svc_wake_key ? q->svc_wake_key
-                                                                           : q->wake_key);
+                                                                          : q->wake_key);
     }
     corral_cmd_addint(cmd, timeout_s);
 }
