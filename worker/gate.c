@@ -323,25 +323,19 @@ static void on_report(redisAsyncContext *ac, void *reply, void *priv)
     g->sent = 0;
 }
 
-void corral_svcgate_flush(struct corral_svcgate *g)
+/* One corral_gate_report of out[from..nout) with fn; -1 when the
+ * connection is not usable. */
+static int send_reports(struct corral_svcgate *g, size_t from, redisCallbackFn *fn)
 {
-    if (g == NULL)
-        return;
-    /* Permits of runs that ended without an outcome (a lease lost, a
-     * cancel) have expired at the gate: forgotten here too. */
-    int64_t now = corral_now_ms();
-    for (size_t i = g->np; i-- > 0;)
-        if (g->p[i].job != NULL && now - g->p[i].granted_ms > g->ttl_ms)
-            drop_permit(g, i);
-    if (g->nout == 0 || g->reporting || !corral_conn_usable(g->conn))
-        return;
+    if (!corral_conn_usable(g->conn))
+        return -1;
     struct corral_cmd cmd = {0};
     corral_cmd_addstr(&cmd, "FCALL");
     corral_cmd_addstr(&cmd, "corral_gate_report");
     corral_cmd_addstr(&cmd, "1");
     corral_cmd_addstr(&cmd, g->key);
     corral_cmd_addstr(&cmd, g->qs->worker_id);
-    for (size_t i = 0; i < g->nout; i++) {
+    for (size_t i = from; i < g->nout; i++) {
         const struct report *r = &g->out[i];
         corral_cmd_addint(&cmd, r->id);
         corral_cmd_addint(&cmd, r->probe);
@@ -352,11 +346,30 @@ void corral_svcgate_flush(struct corral_svcgate *g)
         corral_cmd_addint(&cmd, r->tout);
         corral_cmd_addint(&cmd, r->cost);
     }
-    if (corral_conn_send(g->conn, on_report, g, &cmd) == 0) {
+    int rc = corral_conn_send(g->conn, fn, g, &cmd);
+    corral_cmd_free(&cmd);
+    return rc;
+}
+
+void corral_svcgate_flush(struct corral_svcgate *g)
+{
+    if (g == NULL)
+        return;
+    /* Permits of runs that ended without an outcome (a lease lost, a
+     * cancel) have expired at the gate: forgotten here too. */
+    int64_t now = corral_now_ms();
+    for (size_t i = g->np; i-- > 0;)
+        if (g->p[i].job != NULL && now - g->p[i].granted_ms > g->ttl_ms)
+            drop_permit(g, i);
+    if (g->nout > 0 && !g->reporting && send_reports(g, 0, on_report) == 0) {
         g->reporting = 1;
         g->sent = g->nout;
     }
-    corral_cmd_free(&cmd);
+}
+
+static void on_last_report(redisAsyncContext *ac, void *reply, void *priv)
+{
+    corral_conn_replied(ac);
 }
 
 /* --- the connection ------------------------------------------------------ */
@@ -428,11 +441,17 @@ void corral_svcgates_new(struct corral_wqueues *qs, struct corral_outcomes *o, s
 
 void corral_svcgates_close(struct corral_wqueues *qs, int64_t grace_ms)
 {
-    for (size_t i = 0; i < qs->n; i++)
-        if (qs->q[i].gate != NULL) {
-            qs->q[i].gate->closing = 1;
-            corral_conn_close(qs->q[i].gate->conn, grace_ms);
-        }
+    for (size_t i = 0; i < qs->n; i++) {
+        struct corral_svcgate *g = qs->q[i].gate;
+        if (g == NULL)
+            continue;
+        /* What no report carries yet goes now, before the close (whose
+         * grace lets the replies come): the last turn's outcomes. */
+        if (g->nout > g->sent)
+            send_reports(g, g->sent, on_last_report);
+        g->closing = 1;
+        corral_conn_close(g->conn, grace_ms);
+    }
 }
 
 void corral_svcgate_free(struct corral_svcgate *g)
