@@ -135,6 +135,7 @@ function gate.report(keys, args)
     end
     local now = now_ms()
     local s = load_svc(SK, name, now) or known_service(SK, name)
+    gate.sweep(s, now) -- so that the breaker's view counts no dead worker's calls either
     local b, pk, held = gate.batch(s), SK .. ':pm', 0
     for i = 2, #args, 8 do
         local kind, ms = args[i + 2], int_arg('BADARG', args[i + 3], 'ms', 0, 2 ^ 40)

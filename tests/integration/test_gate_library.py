@@ -148,3 +148,13 @@ def test_a_gate_report_of_an_unknown_kind_is_refused(r):
     with pytest.raises(redis.ResponseError, match="kind must be ok, fail, none, unused, throttle or quota"):
         report(r, g, "maybe")
     assert r.zcard(SK + ":pm") == 1  # nothing released
+
+
+def test_a_report_drops_expired_permits_too(r):
+    declare_service(r)
+    acquire(r, 3, worker="h1:1", ttl_ms=100)
+    g = acquire(r, 1, worker="h2:1")
+    wait_until(lambda: server_ms(r) > int(r.zrange(SK + ":pm", 0, 0, withscores=True)[0][1]),
+               what="the first permits to expire")
+    report(r, g, "ok", worker="h2:1")
+    assert r.zcard(SK + ":pm") == 0 and breaker(r)["inflight"] == 0
