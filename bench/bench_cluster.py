@@ -74,8 +74,9 @@ def ctl(conf, *args, stdin=None):
     return p.stdout
 
 
-def drain(conf, queues, owner, jobs, tmp, nodes):
-    """Fill, start corrald, resume, wait until empty -> (seconds, {node: cpu s})."""
+def drain(conf, queues, owner, jobs, tmp, nodes, counters=None):
+    """Fill, start corrald, resume, wait until empty -> (seconds, {node: cpu s}), and with
+    counters (node -> {name: number}) also {node: {name: increase over the drain}}."""
     lines = "".join(json.dumps({"n": i, "text": "x" * 64}) + "\n" for i in range(jobs))
     for q in queues:
         ctl(conf, "enqueue", q, "--many", stdin=lines)  # declares the queue from conf
@@ -94,6 +95,7 @@ def drain(conf, queues, owner, jobs, tmp, nodes):
         time.sleep(1.0)  # each worker's connections up and idle before the clock starts
         clients = {q: owner[q].client() for q in queues}
         cpu0 = {n.name: cpu_s(n) for n in nodes}
+        c0 = {n.name: counters(n) for n in nodes} if counters else None
         t0 = time.monotonic()
         for q in queues:
             clients[q].fcall("corral_resume", 1, q)
@@ -109,6 +111,9 @@ def drain(conf, queues, owner, jobs, tmp, nodes):
         cpu = {n.name: cpu_s(n) - cpu0[n.name] for n in nodes}
         for c in clients.values():
             c.close()
+        if counters:
+            return took, cpu, {n.name: {k: v - c0[n.name].get(k, 0) for k, v in counters(n).items()}
+                               for n in nodes}
         return took, cpu
     finally:
         d.send_signal(signal.SIGTERM)

@@ -22,7 +22,7 @@ B=${CORRAL_BUILD:-$here/../build}
 JOBS=${BENCH_JOBS:-50000}
 REF_RUNS=${BENCH_REF_RUNS:-3}
 REF_JOBS=${BENCH_REF_JOBS:-20000}
-parts=${*:-queue status worker ceiling supervisor scaler web tls tenants tokens control clients cluster}
+parts=${*:-queue status worker ceiling supervisor scaler web tls tenants tokens control clients cluster gate}
 
 for t in redis-server redis-cli redis-benchmark; do
     command -v "$t" >/dev/null 2>&1 ||
@@ -162,6 +162,7 @@ for part in $parts; do
     control) control_bench ;;
     clients) echo; CORRAL_BUILD=$B "${PYTHON:-/usr/bin/python3}" "$here/bench_clients.py" ;;
     cluster) echo; CORRAL_BUILD=$B "${PYTHON:-/usr/bin/python3}" "$here/bench_cluster.py" ;;
-    *) echo "bench: unknown part \"$part\" (queue, status, worker, ceiling, supervisor, scaler, web, tls, tenants, tokens, control, clients, cluster)" >&2; exit 2 ;;
+    gate) echo; CORRAL_BUILD=$B "${PYTHON:-/usr/bin/python3}" "$here/bench_cluster_gate.py" ;;
+    *) echo "bench: unknown part \"$part\" (queue, status, worker, ceiling, supervisor, scaler, web, tls, tenants, tokens, control, clients, cluster, gate)" >&2; exit 2 ;;
     esac
 done

@@ -1141,6 +1141,8 @@ static void cross_check(struct loader *ld)
     }
     check_redis_ha(ld);
     check_redis_cluster(ld);
+    for (size_t i = 0; i < cfg->nqueues; i++)
+        cfg->queues[i].service_gate = cfg->redis.cluster.n > 0 && cfg->queues[i].service != NULL;
     /* pool.queues: every [queue] section in file order when unset; else each
      * must have its section. */
     struct corral_strlist *pq = &cfg->pool.queues;

@@ -178,14 +178,18 @@ int ctl_breaker(struct ctl *ctl, int argc, char **argv)
     }
     struct corral_err err;
     const char *prefix = ctl->cfg->redis.prefix;
-    if (reset) {
-        if (corral_service_reset(ctl->redis, prefix, service, &err) < 0)
+    if (reset) { /* on a Cluster, on the service's node (ctl/cluster.c) */
+        if ((ctl->cluster ? ctl_cluster_breaker_reset(ctl, service, &err)
+                          : corral_service_reset(ctl->redis, prefix, service, &err)) < 0)
             return fail(&err);
         printf("breaker %s reset: closed, throttle ended, waiting workers woken\n", service);
         return 0;
     }
     json_t *list;
-    if (service != NULL) {
+    if (ctl->cluster != NULL) {
+        if ((list = ctl_cluster_breakers(ctl, service, corral_wall_ms(), &err)) == NULL)
+            return fail(&err);
+    } else if (service != NULL) {
         char *json = NULL;
         if (corral_service_breaker(ctl->redis, prefix, service, &json, &err) < 0)
             return fail(&err);

@@ -126,6 +126,72 @@ int ctl_keyed_replies(struct ctl *ctl, const struct ctl_keyed *cmds, size_t n, r
     return rc;
 }
 
+/* A service's function (corral_breaker, corral_breaker_reset) on its
+ * node: its keys share the hash tag {svc:NAME} (queue/lua/gate.lua). The
+ * reply, error replies included; NULL with err when none came. */
+static redisReply *service_call(struct ctl *ctl, const char *function, const char *name,
+                                struct corral_err *err)
+{
+    struct corral_cmd cmd;
+    corral_cmd_breaker(&cmd, ctl->cfg->redis.prefix, name);
+    corral_cmd_service_tag(&cmd, ctl->cfg->redis.prefix, name);
+    free(cmd.argv[1]);
+    cmd.argv[1] = corral_xstrdup(function);
+    cmd.argvlen[1] = strlen(function);
+    if (strcmp(function, "corral_breaker") != 0) { /* a write: FCALL, not FCALL_RO */
+        free(cmd.argv[0]);
+        cmd.argv[0] = corral_xstrdup("FCALL");
+        cmd.argvlen[0] = 5;
+    }
+    redisReply *r = corral_cluster_command(ctl->cluster, cmd.argv[3], cmd.argvlen[3], cmd.argc,
+                                           (const char **)cmd.argv, cmd.argvlen, err);
+    corral_cmd_free(&cmd);
+    return r;
+}
+
+json_t *ctl_cluster_breakers(struct ctl *ctl, const char *service, int64_t now,
+                             struct corral_err *err)
+{
+    struct corral_strlist names = {0};
+    if (service != NULL) {
+        corral_strlist_push(&names, service);
+    } else {
+        char *key = corral_xasprintf("%s:services", ctl->cfg->redis.prefix);
+        const char *smembers[] = {"SMEMBERS", key};
+        redisReply *declared = routed(ctl, key, 2, smembers, "SMEMBERS", err);
+        free(key);
+        if (declared == NULL)
+            return NULL;
+        ctl_breaker_names(ctl, declared, &names);
+        freeReplyObject(declared);
+    }
+    json_t *out = json_array();
+    for (size_t i = 0; out != NULL && i < names.n; i++) {
+        redisReply *r = service_call(ctl, "corral_breaker", names.items[i], err);
+        json_t *b = r == NULL ? NULL
+                    : service != NULL && corral_redis_check(NULL, r, "breaker", err) < 0
+                        ? NULL
+                        : ctl_breaker_json(names.items[i], r, now, err);
+        freeReplyObject(r);
+        if (b == NULL) {
+            json_decref(out);
+            out = NULL;
+        } else {
+            json_array_append_new(out, b);
+        }
+    }
+    corral_strlist_free(&names);
+    return out;
+}
+
+int ctl_cluster_breaker_reset(struct ctl *ctl, const char *service, struct corral_err *err)
+{
+    redisReply *r = service_call(ctl, "corral_breaker_reset", service, err);
+    int rc = r == NULL ? -1 : corral_redis_check(NULL, r, "breaker reset", err);
+    freeReplyObject(r);
+    return rc;
+}
+
 /* "host:port" of a CLUSTER SLOTS node entry [host, port, id, ...]. */
 static json_t *node_addr(const redisReply *n)
 {
@@ -278,11 +344,16 @@ json_t *ctl_cluster_snapshot(struct ctl *ctl, struct corral_err *err)
         cl = cluster_json(ctl, qkey, err);
     if (cl != NULL) {
         redisContext *c = corral_cluster_conn(ctl->cluster, qkey, strlen(qkey), err);
-        /* Breakers: services are not supported on a Cluster yet. */
-        result =
-            json_pack("{s:I s:O s:O s:[] s:o s:o}", "time_ms", (json_int_t)now, "queues", jq,
-                      "hosts", jh, "breakers", "redis",
-                      c ? corral_redis_health(c, &ctl->cfg->redis) : json_object(), "cluster", cl);
+        /* Breakers: each service's on its own node (its gate's keys). */
+        json_t *br = ctl_cluster_breakers(ctl, NULL, now, err);
+        result = br == NULL
+                     ? NULL
+                     : json_pack("{s:I s:O s:O s:o s:o s:o}", "time_ms", (json_int_t)now, "queues",
+                                 jq, "hosts", jh, "breakers", br, "redis",
+                                 c ? corral_redis_health(c, &ctl->cfg->redis) : json_object(),
+                                 "cluster", cl);
+        if (br == NULL)
+            json_decref(cl);
     }
 out:
     freeReplyObject(qr);

@@ -81,9 +81,14 @@ int ctl_keyed_replies(struct ctl *ctl, const struct ctl_keyed *cmds, size_t n, r
                       const char *what, struct corral_err *err);
 /* status --json on a Cluster: the queues of the registry, each read on its
  * node (with "node"), the heartbeats, "cluster" (nodes, slot ranges,
- * primaries and replicas); no breakers (services are not supported on a
- * Cluster yet). */
+ * primaries and replicas), the breakers (ctl_cluster_breakers). */
 json_t *ctl_cluster_snapshot(struct ctl *ctl, struct corral_err *err);
+/* The breakers of service (NULL: every one declared or configured), each
+ * read on its service's node, as ctl_read_breakers; and a reset there.
+ * NULL or -1 with err. */
+json_t *ctl_cluster_breakers(struct ctl *ctl, const char *service, int64_t now,
+                             struct corral_err *err);
+int ctl_cluster_breaker_reset(struct ctl *ctl, const char *service, struct corral_err *err);
 /* status's table of the Cluster's nodes (role, slots served, the queues
  * each holds); nothing without a "cluster" object. */
 void ctl_cluster_print(json_t *snapshot, FILE *out, int color);

@@ -635,8 +635,7 @@ int main(int argc, char **argv)
         return fail_err(&err);
     }
     int rc;
-    if (ctl.cfg->redis.cluster.n > 0 &&
-        (fn == ctl_breaker || fn == ctl_tenant)) { /* docs/design.md */
+    if (ctl.cfg->redis.cluster.n > 0 && (fn == ctl_tenant)) { /* docs/design.md */
         fprintf(stderr, "corralctl: %s: not supported on a Redis Cluster yet ([redis] cluster)\n",
                 cmd);
         corral_config_free(ctl.cfg);

@@ -66,7 +66,10 @@ static void add_service(struct corral_bootstrap *b, const struct corral_config *
         if (b->steps[i].name != NULL && strcmp(b->steps[i].what, "declare service") == 0 &&
             strcmp(b->steps[i].name, s->name) == 0)
             return;
-    corral_cmd_declare_service(&add_step(b, "declare service", s->name)->cmd, cfg->redis.prefix, s);
+    struct corral_cmd *cmd = &add_step(b, "declare service", s->name)->cmd;
+    corral_cmd_declare_service(cmd, cfg->redis.prefix, s);
+    if (cfg->redis.cluster.n > 0) /* its keys under their own hash tag (queue/lua/gate.lua) */
+        corral_cmd_service_tag(cmd, cfg->redis.prefix, s->name);
 }
 
 void corral_bootstrap_build(struct corral_bootstrap *b, const struct corral_config *cfg,

@@ -571,19 +571,24 @@ int corral_cluster_bootstrap(struct corral_cluster *cc, const struct corral_conf
     int rc = 0;
     for (size_t i = 0; rc == 0 && i < b.n; i++) {
         const struct corral_bootstrap_step *st = &b.steps[i];
-        if (strcmp(st->what, "declare service") == 0) {
+        const struct corral_queue_conf *q =
+            strcmp(st->what, "declare queue") == 0 ? corral_config_queue(cfg, st->name) : NULL;
+        if (q != NULL && q->services.n > 1) {
             rc = corral_err_set(err, CORRAL_ERR_INVALID,
-                                "service %s: services are not supported on a Redis Cluster yet "
-                                "(docs/design.md, \"Redis Cluster slots\")",
+                                "queue %s: a fallback list of services is not supported on a "
+                                "Redis Cluster (docs/design.md, \"Redis Cluster slots\")",
                                 st->name);
             break;
         }
+        /* A service's declaration goes to its node: the key is tagged
+         * {svc:NAME} on a Cluster (queue/bootstrap.c). */
         rc = routed(cc, &st->cmd, st->what, st->name, err);
-        if (rc == 0 && strcmp(st->what, "declare queue") == 0) {
-            /* The registry is a key of its own slot (docs/protocol.md,
+        int svc = strcmp(st->what, "declare service") == 0;
+        if (rc == 0 && (svc || strcmp(st->what, "declare queue") == 0)) {
+            /* The registries are keys of their own slots (docs/protocol.md,
              * version 7): a call of its own, sent to its node. */
             struct corral_cmd sadd = {0};
-            char *key = corral_xasprintf("%s:queues", cfg->redis.prefix);
+            char *key = corral_xasprintf("%s:%s", cfg->redis.prefix, svc ? "services" : "queues");
             corral_cmd_addstr(&sadd, "SADD");
             corral_cmd_addstr(&sadd, key);
             corral_cmd_addstr(&sadd, st->name);
@@ -595,7 +600,7 @@ int corral_cluster_bootstrap(struct corral_cluster *cc, const struct corral_conf
             freeReplyObject(r);
             corral_cmd_free(&sadd);
             if (rc < 0)
-                corral_err_prefix(err, "register queue %s", st->name);
+                corral_err_prefix(err, "register %s %s", svc ? "service" : "queue", st->name);
         }
     }
     corral_bootstrap_free(&b);

@@ -168,6 +168,8 @@ void corral_cmd_declare(struct corral_cmd *cmd, const char *prefix,
     json_object_set_new(
         o, "tenant_tokens_ms",
         json_integer(q->tenant_tokens_count > 0 ? (json_int_t)q->tenant_tokens_period_ms : 60000));
+    if (q->service_gate) /* a Redis Cluster: the service through its gate (queue/lua/gate.lua) */
+        json_object_set_new(o, "service_gate", json_true());
     add_json(cmd, o);
 }
 
@@ -990,6 +992,19 @@ int corral_service_name_valid(const char *name)
 static char *service_key(const char *prefix, const char *name)
 {
     return corral_xasprintf("%s:svc:%s", prefix, name);
+}
+
+char *corral_service_gate_key(const char *prefix, const char *name)
+{
+    return corral_xasprintf("%s:{svc:%s}", prefix, name);
+}
+
+void corral_cmd_service_tag(struct corral_cmd *cmd, const char *prefix, const char *name)
+{
+    char *key = corral_service_gate_key(prefix, name);
+    free(cmd->argv[3]);
+    cmd->argv[3] = key;
+    cmd->argvlen[3] = strlen(key);
 }
 
 char *corral_service_wake_key(const char *prefix, const char *name, const char *host)

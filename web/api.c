@@ -11,6 +11,7 @@
 #include <hiredis/hiredis.h>
 #include <jansson.h>
 
+#include "corral/cluster.h" /* corral_cluster_command: a service's node */
 #include "corral/cluster_client.h"
 #include "corral/queue.h"
 #include "corral/redis.h"
@@ -374,6 +375,24 @@ static int act(struct web_api *a, redisContext *c, const struct web_route *r, co
     return rc;
 }
 
+/* On a Cluster: corral_breaker_reset on the node of the service's slot (its
+ * keys share the hash tag {svc:NAME}: docs/protocol.md, "The service
+ * gate"); the router follows MOVED and ASK. 0, or -1 with err. Lock held. */
+static int cluster_reset(struct web_api *a, const char *name, struct corral_err *err)
+{
+    if (a->cluster == NULL &&
+        (a->cluster = corral_cluster_open(&a->cfg->redis, WEB_REDIS_TIMEOUT_MS, err)) == NULL)
+        return -1;
+    char *key = corral_service_gate_key(a->cfg->redis.prefix, name);
+    const char *argv[] = {"FCALL", "corral_breaker_reset", "1", key};
+    size_t len[] = {5, strlen(argv[1]), 1, strlen(key)};
+    redisReply *r = corral_cluster_command(a->cluster, key, len[3], 4, argv, len, err);
+    free(key);
+    int rc = r != NULL ? corral_redis_check(NULL, r, "breaker reset", err) : -1;
+    freeReplyObject(r);
+    return rc;
+}
+
 int web_api_action(struct web_api *a, const struct web_route *r, const char *body, size_t len,
                    char **out)
 {
@@ -394,11 +413,10 @@ int web_api_action(struct web_api *a, const struct web_route *r, const char *bod
     int rc, tries = 0;
     json_t *res = NULL;
     redisContext *c = NULL;
-    if (r->page == WEB_BREAKER_RESET && a->cfg->redis.cluster.n > 0) /* docs/web.md */
-        rc =
-            corral_err_set(&err, CORRAL_ERR_INVALID,
-                           "breaker reset: not supported on a Redis Cluster yet ([redis] cluster)");
-    else
+    if (r->page == WEB_BREAKER_RESET && a->cfg->redis.cluster.n > 0) {
+        rc = cluster_reset(a, r->service, &err);
+        res = json_pack("{s:b s:s s:s}", "ok", 1, "service", r->service, "state", "closed");
+    } else
         do {
             json_decref(res); /* a Cluster refused the call without running it */
             res = NULL;

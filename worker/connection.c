@@ -71,6 +71,7 @@ struct corral_conn {
     uint64_t replies;       /* replies received so far */
     uint64_t stall_replies; /* replies when the current wait began */
     int64_t stall_since_ms; /* 0 = nothing outstanding at the last check */
+    char *route;            /* [redis] cluster: this connection's key, else cluster_route */
 };
 
 static void conn_connect(struct corral_conn *c);
@@ -303,14 +304,18 @@ static redisAsyncContext *open_async(struct corral_conn *c)
         c->at = hp;
         host = hp.host;
         port = hp.port;
-    } else if (c->conf->cluster.n > 0 && cluster_route != NULL) {
+    } else if (c->conf->cluster.n > 0 && (c->route != NULL || cluster_route != NULL)) {
         /* The primary of the queue's slot, from the seeds' map, asked on
          * every connect: a MOVED (the slot moved, a failover) drops the
          * connection and lands here again (docs/design.md). */
         struct corral_hostport hp;
         struct corral_err e;
-        if (corral_cluster_locate(c->conf, cluster_route, DISCOVERY_TIMEOUT_MS, &hp, &e) < 0) {
-            retry_later(c, CORRAL_LOG_WARN, "cannot find the queue's redis cluster node", e.msg);
+        if (corral_cluster_locate(c->conf, c->route ? c->route : cluster_route,
+                                  DISCOVERY_TIMEOUT_MS, &hp, &e) < 0) {
+            retry_later(c, CORRAL_LOG_WARN,
+                        c->route ? "cannot find the service's redis cluster node"
+                                 : "cannot find the queue's redis cluster node",
+                        e.msg);
             return NULL;
         }
         corral_hostport_free(&c->at);
@@ -587,7 +592,14 @@ void corral_conn_free(struct corral_conn *c)
         free(c->password);
     }
     free(c->url);
+    free(c->route);
     free(c);
+}
+
+void corral_conn_route(struct corral_conn *c, const char *key)
+{
+    free(c->route);
+    c->route = corral_xstrdup(key);
 }
 
 void corral_conn_start(struct corral_conn *c)

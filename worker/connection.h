@@ -53,6 +53,9 @@ struct corral_conn_hooks {
 /* [redis] cluster: every connection of the process goes to the primary
  * holding key's slot (a worker's one queue), found again on each connect. */
 void corral_conn_cluster_route(const char *key);
+/* This connection to the primary of key's slot instead (a service's gate:
+ * worker/gate.h); before corral_conn_start. */
+void corral_conn_route(struct corral_conn *c, const char *key);
 
 struct corral_conn *corral_conn_new(struct ev_loop *loop, const char *name,
                                     const struct corral_redis_conf *conf, const char *password,

@@ -32,8 +32,7 @@
  * taken for dead (a frozen server, a silent network partition) and replaced:
  * hiredis 0.14's async API has no command timeout of its own. */
 #define STALL_MS 15000
-/* On exit the commands connection closes after its pending replies, or
- * after this long at once. */
+/* On exit the connections close after their pending replies, or after this long. */
 #define CLOSE_GRACE_MS 2000
 
 /* The worker's life. */
@@ -225,8 +224,7 @@ static void on_blpop(redisAsyncContext *ac, void *reply, void *priv)
     if (r == NULL)
         return;
     if (r->type == REDIS_REPLY_ERROR) {
-        /* Pauses the reserves too: a round ends here, and must not start
-         * again at once. */
+        /* Pauses the reserves too: a round ends here, and must not start again at once. */
         corral_conn_refused(w->cmd, &w->refused_wait, "waiting for work (BLPOP)", r->str,
                             corral_reply_word(r->str, r->len));
         return;
@@ -343,7 +341,7 @@ static void reserve_from(struct corral_worker *w, size_t qi)
     w->asked = w->slots - w->busy;
     corral_cmd_reserve(&cmd, w->cfg->redis.prefix, q->conf->name, w->id, w->asked,
                        q->svc ? q->svc->max_inflight : 0);
-    if (corral_conn_send(w->cmd, on_reserve, w, &cmd) == 0)
+    if (corral_svcgate_send(q->gate, w->cmd, on_reserve, w, &cmd) == 0) /* gate.h: NULL sends */
         w->intake = INTAKE_RESERVING;
     corral_cmd_free(&cmd);
 }
@@ -543,6 +541,7 @@ static void stop_everything(struct corral_worker *w)
     ev_timer_stop(w->loop, &w->heartbeat);
     ev_timer_stop(w->loop, &w->drain_timer);
     corral_channel_stop(w->ch);
+    corral_svcgates_close(&w->qs, CLOSE_GRACE_MS);
     corral_conn_close(w->block, 0);
     corral_control_close(w->ctl);
     corral_conn_close(w->cmd, CLOSE_GRACE_MS);
@@ -635,6 +634,8 @@ struct corral_worker *corral_worker_new(struct ev_loop *loop, const struct corra
     w->block =
         w->cmd ? corral_conn_new(loop, "blocking", rc, password, &block_hooks, w, err) : NULL;
     w->ctl = w->block ? corral_control_new(loop, rc, password, w->id, on_cancel, w, err) : NULL;
+    w->outcomes = corral_outcomes_new(w->cmd, o->cfg->redis.prefix, w->id, w->qs.names, w->qs.n);
+    corral_svcgates_new(&w->qs, w->outcomes, loop, rc, password); /* [redis] cluster: gate.h */
     if (password != NULL) {
         explicit_bzero(password, strlen(password));
         free(password);
@@ -643,7 +644,6 @@ struct corral_worker *corral_worker_new(struct ev_loop *loop, const struct corra
         corral_worker_free(w);
         return NULL;
     }
-    w->outcomes = corral_outcomes_new(w->cmd, o->cfg->redis.prefix, w->id, w->qs.names, w->qs.n);
     w->sink = corral_stream_sink_new(w->cmd, o->cfg->redis.prefix, w->id);
     corral_log_repeat_init(&w->refused_reserve, 0);
     corral_log_repeat_init(&w->refused_wait, 0);

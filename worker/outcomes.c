@@ -11,6 +11,7 @@
 
 #include "corral/log.h"
 #include "corral/util.h"
+#include "gate.h"
 #include "settle.h"
 
 /* Which function writes an outcome. */
@@ -45,6 +46,7 @@ struct corral_outcomes {
     int held;      /* said that failing writes hold reserves back */
     struct corral_log_repeat refused;
     struct corral_log_repeat refused_settle; /* corral_settle's, logged apart */
+    struct corral_svcgate **gates;           /* per queue: its service's gate (gate.h) or NULL */
 };
 
 /* A call in flight and the outcomes it carries; with reserved set, a
@@ -169,6 +171,7 @@ void corral_outcomes_add_run(struct corral_outcomes *o, size_t qi, struct corral
                              enum corral_run_end end, const char *data, size_t len,
                              int64_t delay_ms)
 {
+    corral_svcgate_outcome(o->gates[qi], run, end, data, len, delay_ms); /* gate.h */
     add_outcome(o, qi, run->job.id, run->job.run, end, data, len, delay_ms)->settle = run->settle;
     run->job.id = run->job.run = NULL;
     run->settle = NULL;
@@ -371,6 +374,8 @@ static int send_batch(struct corral_outcomes *o, size_t qi, enum call call,
  * together. */
 void corral_outcomes_flush(struct corral_outcomes *o)
 {
+    for (size_t qi = 0; qi < o->nq; qi++) /* the gates' reports, once per loop turn too */
+        corral_svcgate_flush(o->gates[qi]);
     if (o->head == NULL || !corral_conn_usable(o->conn))
         return;
     for (size_t qi = 0; qi < o->nq; qi++)
@@ -380,7 +385,7 @@ void corral_outcomes_flush(struct corral_outcomes *o)
 
 int corral_outcomes_has_acks(const struct corral_outcomes *o, size_t qi)
 {
-    if (o->failing || o->separate)
+    if (o->failing || o->separate || o->gates[qi] != NULL) /* a gate's permits come first */
         return 0;
     for (const struct outcome *oc = o->head; oc; oc = oc->next)
         if (!oc->sent && oc->qi == qi && call_of(oc->end) == CALL_ACK)
@@ -415,6 +420,7 @@ struct corral_outcomes *corral_outcomes_new(struct corral_conn *conn, const char
     o->queues = queues;
     o->nq = nq;
     o->tail = &o->head;
+    o->gates = corral_xcalloc(nq ? nq : 1, sizeof(void *)); /* struct corral_svcgate * */
     corral_log_repeat_init(&o->refused, 0);
     corral_log_repeat_init(&o->refused_settle, 0);
     return o;
@@ -431,5 +437,11 @@ void corral_outcomes_free(struct corral_outcomes *o)
     }
     corral_log_repeat_end(&o->refused);
     corral_log_repeat_end(&o->refused_settle);
+    free(o->gates);
     free(o);
+}
+
+void corral_outcomes_set_gate(struct corral_outcomes *o, size_t qi, struct corral_svcgate *g)
+{
+    o->gates[qi] = g;
 }

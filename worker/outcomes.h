@@ -59,6 +59,10 @@ void corral_outcomes_add(struct corral_outcomes *o, size_t qi, char *id, char *r
 void corral_outcomes_add_run(struct corral_outcomes *o, size_t qi, struct corral_run *run,
                              enum corral_run_end end, const char *data, size_t len,
                              int64_t delay_ms);
+/* [redis] cluster: queue qi's service gate (gate.h), told of each of its
+ * runs' ends and flushed with the outcomes. */
+struct corral_svcgate;
+void corral_outcomes_set_gate(struct corral_outcomes *o, size_t qi, struct corral_svcgate *g);
 /* Outcomes not yet acknowledged by Redis (waiting, or being written). */
 size_t corral_outcomes_unwritten(const struct corral_outcomes *o);
 /* Of those, the ones not in a call now (the next flush sends them). */

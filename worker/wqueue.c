@@ -9,6 +9,7 @@
 #include "corral/log.h"
 #include "corral/redis.h"
 #include "corral/util.h"
+#include "gate.h"
 
 static int init_queue(struct corral_wqueues *qs, struct corral_wqueue *q, struct ev_loop *loop,
                       const char *name, struct corral_err *err)
@@ -25,7 +26,7 @@ static int init_queue(struct corral_wqueues *qs, struct corral_wqueue *q, struct
         qs->lease_ms = q->conf->lease_ms;
     if (q->conf->handler == CORRAL_HANDLER_HTTP)
         q->svc = corral_config_service(cfg, q->conf->service);
-    if (q->svc != NULL) {
+    if (q->svc != NULL && !q->conf->service_gate) { /* with a gate: gate.c, no wake list */
         /* The host part of the worker id "<host>:<pid>". */
         const char *colon = strrchr(qs->worker_id, ':');
         char *host = colon ? corral_xstrndup(qs->worker_id, (size_t)(colon - qs->worker_id))
@@ -67,6 +68,7 @@ void corral_wqueues_free(struct corral_wqueues *qs)
             q->ops->queue_free(q->state);
         free(q->wake_key);
         free(q->svc_wake_key);
+        corral_svcgate_free(q->gate);
     }
     free(qs->q);
     free(qs->names);
@@ -84,8 +86,8 @@ size_t corral_wqueues_open(const struct corral_wqueues *qs, size_t i)
 void corral_wqueue_gate(const struct corral_wqueues *qs, struct corral_wqueue *q,
                         const struct corral_gate *g)
 {
-    if (g->wait_ms == 0 || q->svc_wake_key == NULL) {
-        if (q->gate_why[0] != '\0')
+    if (g->wait_ms == 0 || q->svc == NULL) {
+        if (q->gate_why[0] != '\0' && q->svc != NULL)
             corral_log_info("service takes calls again", "worker=%s queue=%s service=%s",
                             qs->worker_id, q->conf->name, q->svc->name);
         q->gated_until_ms = 0;
@@ -109,7 +111,9 @@ void corral_wqueues_cmd_wait(const struct corral_wqueues *qs, int timeout_s, str
     int64_t now = corral_now_ms();
     for (size_t i = 0; i < qs->n; i++) {
         const struct corral_wqueue *q = &qs->q[i];
-        corral_cmd_addstr(cmd, q->gated_until_ms > now ? q->svc_wake_key : q->wake_key);
+        /* a gated service (gate.c) has no wake list: its queue's, till the timeout */
+        corral_cmd_addstr(cmd, q->gated_until_ms > now && q->svc_wake_key ? q->svc_wake_key
+                                                                          : q->wake_key);
     }
     corral_cmd_addint(cmd, timeout_s);
 }
@@ -148,7 +152,8 @@ static void on_version(redisAsyncContext *ac, void *reply, void *priv)
     corral_bootstrap_build(&b, qs->cfg, have, CORRAL_BOOTSTRAP_QUEUES, names, qs->n);
     free(names);
     for (size_t i = 0; i < b.n; i++)
-        corral_conn_setup_send(qs->conn, b.steps[i].what, &b.steps[i].cmd);
+        if (qs->cfg->redis.cluster.n == 0 || strcmp(b.steps[i].what, "declare service") != 0)
+            corral_conn_setup_send(qs->conn, b.steps[i].what, &b.steps[i].cmd); /* else gate.c */
     corral_bootstrap_free(&b);
     corral_conn_setup_end(qs->conn);
 }

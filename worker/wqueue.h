@@ -15,16 +15,19 @@
 #include "corral/queue.h"
 #include "handler.h"
 
+struct corral_svcgate;
+
 struct corral_wqueue {
     const struct corral_queue_conf *conf;
     const struct corral_service_conf *svc; /* http: its service, else NULL */
     const struct corral_handler_ops *ops;
-    void *state;            /* the handler's, from queue_init */
-    char *wake_key;         /* the queue's wake list */
-    char *svc_wake_key;     /* the service's wake list for this host, or NULL */
-    int64_t gated_until_ms; /* reserve said: the service takes no calls until then */
-    char gate_why[256];     /* and why, to log each new gate once */
-    int lost_reserve;       /* a reserve's reply was lost: jobs may be leased to us unseen */
+    void *state;                 /* the handler's, from queue_init */
+    char *wake_key;              /* the queue's wake list */
+    char *svc_wake_key;          /* the service's wake list for this host, or NULL */
+    int64_t gated_until_ms;      /* reserve said: the service takes no calls until then */
+    char gate_why[256];          /* and why, to log each new gate once */
+    int lost_reserve;            /* a reserve's reply was lost: jobs may be leased to us unseen */
+    struct corral_svcgate *gate; /* [redis] cluster: its service's gate (gate.h), else NULL */
 };
 
 struct corral_wqueues {
@@ -65,5 +68,7 @@ void corral_wqueues_woken(struct corral_wqueues *qs, const char *key);
  * queues and their services (the settings corrald would declare), so that
  * a worker started by hand works alone. */
 void corral_wqueues_setup(struct corral_conn *c, void *qs);
+
+#include "gate.h" /* a queue's service gate on a Redis Cluster */
 
 #endif

@@ -13,7 +13,9 @@
  *       rc = (c = corral_cluster_queue_conn(cc, prefix, queue, &err))
  *                ? corral_queue_enqueue(c, prefix, queue, ...) : -1;
  *
- * Services (breakers, rates, budgets) are not supported on a Cluster yet. */
+ * A service's keys share the hash tag {svc:NAME}, in a slot of their own:
+ * the worker of a queue with a service asks the service's gate on that
+ * slot for permits (docs/protocol.md, "The service gate"). */
 #ifndef CORRAL_CLUSTER_CLIENT_H
 #define CORRAL_CLUSTER_CLIENT_H
 
@@ -44,8 +46,10 @@ void corral_cluster_free(struct corral_cluster *cc);
 /* corral_bootstrap_run on a Cluster: the library on every primary, then
  * each declaration sent to the node of its key, and each declared queue
  * added to <prefix>:queues by a separate SADD sent to that key's node
- * (docs/protocol.md, version 7). A queue with a service is refused (not
- * supported on a Cluster yet). */
+ * (docs/protocol.md, version 7); a service's declaration goes to the node of
+ * its tagged key {svc:NAME}, and <prefix>:services is added to the same
+ * way. A queue whose service is a fallback list is refused (the gate
+ * serves one service). */
 int corral_cluster_bootstrap(struct corral_cluster *cc, const struct corral_config *cfg,
                              enum corral_bootstrap_scope scope, const char *const *queues, size_t n,
                              struct corral_err *err);

@@ -108,6 +108,9 @@ struct corral_queue_conf {
     int64_t tenant_tokens_count; /* tokens per tenant per period; 0 = none */
     int64_t tenant_tokens_period_ms;
     int tenant_metrics_top; /* tenants with their own series in corralctl metrics */
+    /* [redis] cluster and a service: declared with service_gate, the
+     * service reached through its gate (docs/design.md, "Redis Cluster slots") */
+    int service_gate;
 };
 
 /* A `price = MODEL INPUT OUTPUT` line: currency per million tokens, in

@@ -329,6 +329,12 @@ int corral_service_name_valid(const char *name);
 /* "<prefix>:svc:<name>:wake:<host>": BLPOP'ed by a host's workers that wait
  * for the service. Caller frees. */
 char *corral_service_wake_key(const char *prefix, const char *name, const char *host);
+/* On a Redis Cluster a service's keys share the hash tag {svc:NAME}: its
+ * key is "<prefix>:{svc:NAME}" (docs/protocol.md, "The service gate").
+ * corral_cmd_service_tag puts it in place of a service command's key
+ * (argv[3], as corral_cmd_declare_service and corral_cmd_breaker build). */
+char *corral_service_gate_key(const char *prefix, const char *name);
+void corral_cmd_service_tag(struct corral_cmd *cmd, const char *prefix, const char *name);
 /* Registers the service's breaker and rate settings (keeps its state). */
 void corral_cmd_declare_service(struct corral_cmd *cmd, const char *prefix,
                                 const struct corral_service_conf *s);

@@ -37,4 +37,6 @@ redis.register_function('corral_breaker_reset', api(corral_breaker_reset))
 redis.register_function('corral_tenant_weight', api(corral_tenant_weight))
 redis.register_function{function_name = 'corral_tenants', callback = api(corral_tenants), flags = RO}
 redis.register_function('corral_settle', api(corral_settle))
+redis.register_function('corral_gate_acquire', api(gate.acquire)) -- gate.lua
+redis.register_function('corral_gate_report', api(gate.report))
 

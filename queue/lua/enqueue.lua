@@ -65,7 +65,7 @@ local function enqueue_options(c, q, text)
         end
     end
     local r = {level = level, delay = 0, max_attempts = c.max_attempts, timeout = c.timeout_ms,
-               service = c.service}
+               service = c.gated or c.service}
     if o.delay_ms ~= nil then
         r.delay = int_arg('BADOPTION', o.delay_ms, 'delay_ms', 0, 366 * 86400000)
     end

@@ -171,7 +171,8 @@ end
 local DECLARE_KNOWN = 'priorities, order, weights, max_attempts, backoff_base_ms, ' ..
                           'backoff_cap_ms, timeout_ms, lease_ms, result_ttl_ms, max_payload, ' ..
                           'max_result, service, tenant_weights, tenant_max_inflight, ' ..
-                          'tenant_rate, tenant_rate_ms, tenant_tokens, tenant_tokens_ms'
+                          'tenant_rate, tenant_rate_ms, tenant_tokens, tenant_tokens_ms, ' ..
+                          'service_gate'
 local DECLARE_KEYS = {}
 for k in DECLARE_KNOWN:gmatch('[%w_]+') do
     DECLARE_KEYS[k] = true
@@ -237,6 +238,7 @@ local function corral_declare(keys, args)
              fields[12])
     end
     tenant_declare(K, q, s, fields) -- tenants.lua: checked before anything is written
+    gate.declare(q, s, fields) -- gate.lua: service_gate (a Redis Cluster)
     local old = redis.call('HGET', K .. ':conf', 'priorities')
     if old then
         local nold = #split(old)

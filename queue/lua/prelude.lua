@@ -25,6 +25,7 @@
 -- and UTF-8, names, the queue key and its settings, integer arguments.
 
 local MAX_BATCH = 1000 -- most jobs one reserve, promote or reclaim moves
+local gate = {} -- gate.lua's functions (the service gate), and tokens.lua's gate.ledger
 
 -- The code word that begins each error reply of the library, so callers
 -- act on a word rather than on prose (docs/protocol.md lists them; the C
@@ -258,7 +259,8 @@ end
 local CONF_FIELDS = {'priorities', 'order', 'weights', 'max_attempts', 'backoff_base_ms',
                      'backoff_cap_ms', 'timeout_ms', 'lease_ms', 'result_ttl_ms', 'max_payload',
                      'max_result', 'service', 'tenant_max_inflight', 'tenant_rate',
-                     'tenant_rate_ms', 'tenant_tokens', 'tenant_tokens_ms', 'tenant_weights'}
+                     'tenant_rate_ms', 'tenant_tokens', 'tenant_tokens_ms', 'tenant_weights',
+                     'service_gate'}
 
 -- A queue's settings as one text (corral_declare stores it in K:conf's
 -- field "packed"): load_conf's cache is valid while that text is the same.
@@ -319,6 +321,9 @@ local function load_conf(K, q, want)
     if c.service:find(',', 1, true) then -- fallback.lua: "A,B" is a fallback list
         c.services = split(c.service)
         c.service = c.services[1]
+    end
+    if v[19] == '1' then -- gate.lua: on a Cluster no call of the queue touches its service's keys
+        c.gated, c.service, c.services = c.service, '', nil
     end
     -- tenants.lua: 0 (none) for queues declared before library version 6
     c.tenant_max_inflight = tonumber(v[13]) or 0

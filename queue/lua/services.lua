@@ -47,8 +47,7 @@ local SVC_NUM = {window_ms = 60000, min_calls = 20, failure_rate = 50, slow_call
                  budget_period_ms = 86400000}
 local tok_view -- the budgets and usage in a service's view: defined in tokens.lua
 
--- Parsed settings per service key, valid while the hash's "sv" (the digest
--- of "settings", corral_declare_service) is the same (prelude.lua: caches).
+-- Parsed settings per service key, valid while its "sv" (corral_declare_service) is the same.
 local svc_cache, svc_cached = {}, 0
 
 -- The host of a worker id "<host>:<n>" (the id itself without a colon),
@@ -239,9 +238,7 @@ local function svc_hold_job(b, K, id)
     redis.call('SADD', b.s.key .. ':held', K .. '|' .. id)
 end
 
-local function pct_text(a, b)
-    return string.format('%d%%', math.floor(a * 100 / b + 0.5))
-end
+local function pct_text(a, b) return string.format('%d%%', math.floor(a * 100 / b + 0.5)) end
 
 -- What may be reserved for the service now: the number of calls allowed
 -- (at most want) and, when that is fewer than want, until when (ms) and why.
@@ -548,13 +545,15 @@ local function svc_view(s, now)
 end
 
 -- Returns the service key and name from the one key argument: a bare name
--- (prefix "corral") or "<prefix>:svc:<name>".
+-- (prefix "corral"), "<prefix>:svc:<name>" or, on a Redis Cluster, the
+-- hash-tagged "<prefix>:{svc:<name>}", kept as it is (gate.lua).
 local function service_key(key)
     if key == nil then
         fail('BADARG', 'expected one key: the service name')
     end
-    local prefix, name = key:match('^(.-):svc:(.*)$')
-    if prefix == nil then
+    local prefix, tag, name = key:match('^(.-):({?)svc:(.*)$')
+    if tag == '{' then name = name:match('^(.*)}$') end
+    if prefix == nil or name == nil then
         prefix, name = 'corral', key
     end
     if not valid_name(name) then
@@ -564,7 +563,7 @@ local function service_key(key)
     if not valid_name(prefix) then
         fail('BADNAME', 'bad key prefix "%s"', prefix:sub(1, 80))
     end
-    return svc_key(prefix, name), name, prefix
+    return tag == '{' and key or svc_key(prefix, name), name, prefix
 end
 
 -- A service hash of library version 3 (short field names: win, minc, ...,
@@ -658,7 +657,7 @@ local function corral_declare_service(keys, args)
     -- (0: the worker's), and a job's record names its model ('' none).
     redis.call('HSET', SK, 'max_inflight', math.floor(num('max_inflight', 0, 0, 1000000)),
                'model', type(v.model) == 'string' and v.model:sub(1, 200) or '')
-    redis.call('SADD', prefix .. ':services', name)
+    redis.pcall('SADD', prefix .. ':services', name) -- on a Cluster: a call of its own (gate.lua)
     return 'OK'
 end
 

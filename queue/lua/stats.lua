@@ -213,7 +213,7 @@ local function corral_stats(keys, args)
         proc_ms_p50 = pct(0.50), proc_ms_p95 = pct(0.95), proc_ms_p99 = pct(0.99),
         proc_ms_mean = sums.pn > 0 and math.floor(sums.ps / sums.pn + 0.5) or 0,
         oldest_wait_ms = oldest and (now - oldest) or 0, window_s = window_s,
-        service = c.service, time_ms = now, breaker = breaker, tenanted = tenanted,
+        service = c.gated or c.service, time_ms = now, breaker = breaker, tenanted = tenanted,
         -- tokens.lua's ledger over the window: tokens by direction, cost
         tokens_in = sums.tin, tokens_out = sums.tout, cost_nano = sums.cost,
         tokens_per_min = math.floor((sums.tin + sums.tout) * 60 / span_s + 0.5),

@@ -304,21 +304,7 @@ local function corral_settle(keys, args)
                     redis.call('HINCRBY', tot, 'estimated', 1)
                 end
                 if s then
-                    tok_stat(s, now, 'tin', input)
-                    tok_stat(s, now, 'tout', output)
-                    tok_stat(s, now, 'cost', cost)
-                    tok_stat(s, now, 'calls', 1)
-                    redis.call('HINCRBY', s.key, 'usage_in', input)
-                    redis.call('HINCRBY', s.key, 'usage_out', output)
-                    redis.call('HINCRBY', s.key, 'usage_cost_nano', cost)
-                    redis.call('HINCRBY', s.key, 'usage_calls', 1)
-                    if s.budget > 0 and cost > 0 then
-                        local idx = math.floor(now / s.budget_period_ms)
-                        if tonumber(redis.call('HGET', s.key, 'spend_period')) ~= idx then
-                            redis.call('HSET', s.key, 'spend_period', idx, 'spent_nano', 0)
-                        end
-                        redis.call('HINCRBY', s.key, 'spent_nano', cost)
-                    end
+                    gate.ledger(s, now, input, output, cost)
                 end
             end
             local remaining, reset = tonumber(args[i + 7]), tonumber(args[i + 8])
@@ -329,6 +315,28 @@ local function corral_settle(keys, args)
         end
     end
     return out
+end
+
+-- A call's usage in the service's ledger: its minute bucket, its totals and
+-- the spend of its budget period. On gate.lua's table (declared in
+-- prelude.lua: the library's main chunk may hold no more locals), which
+-- counts a call reported to the service gate the same way.
+function gate.ledger(s, now, input, output, cost)
+    tok_stat(s, now, 'tin', input)
+    tok_stat(s, now, 'tout', output)
+    tok_stat(s, now, 'cost', cost)
+    tok_stat(s, now, 'calls', 1)
+    redis.call('HINCRBY', s.key, 'usage_in', input)
+    redis.call('HINCRBY', s.key, 'usage_out', output)
+    redis.call('HINCRBY', s.key, 'usage_cost_nano', cost)
+    redis.call('HINCRBY', s.key, 'usage_calls', 1)
+    if s.budget > 0 and cost > 0 then
+        local idx = math.floor(now / s.budget_period_ms)
+        if tonumber(redis.call('HGET', s.key, 'spend_period')) ~= idx then
+            redis.call('HSET', s.key, 'spend_period', idx, 'spent_nano', 0)
+        end
+        redis.call('HINCRBY', s.key, 'spent_nano', cost)
+    end
 end
 
 -- Sums fields of the service's minute buckets from minute lo to hi.

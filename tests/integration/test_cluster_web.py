@@ -157,10 +157,21 @@ def test_dead_list_retry_and_purge_on_the_queues_node(web, spread):
     c.close()
 
 
-def test_a_breaker_reset_is_refused_by_name(web):
+def test_a_breaker_reset_goes_to_the_services_node(web, redis_cluster):
+    # A service's keys share the hash tag {svc:NAME}: its node is that
+    # slot's owner, whichever shard its queues are on.
+    sk = "corral:{svc:ai}"
+    node = redis_cluster.owner(redis_cluster.keyslot(sk))
+    c = node_client(node)
+    c.fcall("corral_declare_service", 1, sk, json.dumps({"min_calls": 1, "open_for_ms": 60000}))
+    c.hset(sk, mapping={"state": "open", "open_until_ms": 2**52, "reason": "tripped by the test"})
     st, _, body = web.post("/api/breakers/ai/reset")
-    assert st == 409
-    assert "not supported on a Redis Cluster yet" in json.loads(body)["error"]
+    assert st == 200, body
+    assert json.loads(body)["state"] == "closed"
+    assert c.hget(sk, "state") == "closed"
+    c.close()
+    st, _, body = web.post("/api/breakers/nosuch/reset")
+    assert st == 404, body
 
 
 def test_actions_and_status_follow_a_queue_whose_slot_moved(web, spread, redis_cluster):

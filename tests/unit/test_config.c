@@ -14,6 +14,8 @@
 
 #include "config_harness.h"
 #include "corral/config.h"
+#include "corral/queue.h"
+#include "corral/util.h"
 
 #define DAY_MS 86400000LL
 
@@ -1385,6 +1387,38 @@ static void cluster_seeds_must_be_addresses_with_a_plain_url(void **state)
                     "[redis] sentinels: not with cluster");
 }
 
+/* docs/protocol.md, "The service gate": on a Cluster a queue with a
+ * service is declared with service_gate, its service under {svc:NAME}. */
+static void on_a_cluster_a_queue_with_a_service_goes_through_its_gate(void **state)
+{
+    const char *text = "[queue chat]\nhandler = http\nservice = llm\n"
+                       "[queue batch]\nhandler = exec\ncommand = /bin/true\n"
+                       "[service llm]\nurl = http://127.0.0.1:1/v1\n";
+    char *one = corral_xasprintf("%s", text);
+    char *cl = corral_xasprintf("[redis]\ncluster = a:1\n%s", text);
+    struct corral_config *cfg = load_ok(one);
+    assert_false(corral_config_queue(cfg, "chat")->service_gate);
+    struct corral_cmd cmd;
+    corral_cmd_declare(&cmd, cfg->redis.prefix, corral_config_queue(cfg, "chat"));
+    assert_null(strstr(cmd.argv[4], "service_gate"));
+    corral_cmd_free(&cmd);
+    corral_config_free(cfg);
+    cfg = load_ok(cl);
+    assert_true(corral_config_queue(cfg, "chat")->service_gate);
+    assert_false(corral_config_queue(cfg, "batch")->service_gate);
+    corral_cmd_declare(&cmd, cfg->redis.prefix, corral_config_queue(cfg, "chat"));
+    assert_non_null(strstr(cmd.argv[4], "\"service_gate\":true"));
+    corral_cmd_free(&cmd);
+    corral_cmd_breaker(&cmd, "app", "llm");
+    corral_cmd_service_tag(&cmd, "app", "llm");
+    assert_string_equal(cmd.argv[3], "app:{svc:llm}");
+    assert_int_equal(cmd.argvlen[3], strlen("app:{svc:llm}"));
+    corral_cmd_free(&cmd);
+    corral_config_free(cfg);
+    free(one);
+    free(cl);
+}
+
 static void with_sentinels_the_url_may_leave_the_host_out(void **state)
 {
     struct corral_config *cfg =
@@ -1535,6 +1569,7 @@ int main(void)
         cmocka_unit_test(sentinels_need_a_master_name_and_valid_addresses),
         cmocka_unit_test(with_sentinels_the_url_may_leave_the_host_out),
         cmocka_unit_test(cluster_seeds_must_be_addresses_with_a_plain_url),
+        cmocka_unit_test(on_a_cluster_a_queue_with_a_service_goes_through_its_gate),
         cmocka_unit_test(sentinel_keys_without_sentinels_are_refused),
         cmocka_unit_test(tls_keys_need_a_rediss_url),
         cmocka_unit_test(client_certificate_needs_both_files),
