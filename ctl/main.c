@@ -635,12 +635,6 @@ int main(int argc, char **argv)
         return fail_err(&err);
     }
     int rc;
-    if (ctl.cfg->redis.cluster.n > 0 && (fn == ctl_tenant)) { /* docs/design.md */
-        fprintf(stderr, "corralctl: %s: not supported on a Redis Cluster yet ([redis] cluster)\n",
-                cmd);
-        corral_config_free(ctl.cfg);
-        return 1;
-    }
     if (ctl_reconnect(&ctl, &err) < 0)
         rc = fn == ctl_metrics ? ctl_metrics_down(&err) : fail_err(&err);
     else

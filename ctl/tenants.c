@@ -61,6 +61,30 @@ static json_t *tenants_json(redisContext *c, const redisReply *r, const char *qu
     return v;
 }
 
+/* cmd on the queue's connection: on a Cluster its primary's, sent again
+ * after a refusal that ran nothing (MOVED, ASK, CLUSTERDOWN: cluster.c).
+ * The reply, or NULL with err. */
+static redisReply *queue_run(struct ctl *ctl, const char *queue, struct corral_cmd *cmd,
+                             const char *what, struct corral_err *err)
+{
+    redisReply *r = NULL;
+    int rc = ctl_route(ctl, queue, err);
+    if (rc == 0) {
+        r = corral_cmd_run(ctl->redis, cmd);
+        rc = corral_redis_check(ctl->redis, r, what, err);
+    }
+    for (int k = 0; rc < 0 && k < 20 && ctl_rerouted(ctl, err); k++) {
+        freeReplyObject(r);
+        r = corral_cmd_run(ctl->redis, cmd);
+        rc = corral_redis_check(ctl->redis, r, what, err);
+    }
+    if (rc < 0) {
+        freeReplyObject(r);
+        return NULL;
+    }
+    return r;
+}
+
 void ctl_tenants_attach(struct ctl *ctl, json_t *queues)
 {
     redisContext *c = ctl->redis;
@@ -156,9 +180,9 @@ int ctl_tenants_show(struct ctl *ctl, const char *queue, int as_json, int color)
     struct corral_cmd cmd;
     struct corral_err err;
     cmd_tenants(&cmd, ctl->cfg->redis.prefix, queue, 0);
-    redisReply *r = corral_cmd_run(ctl->redis, &cmd);
+    redisReply *r = queue_run(ctl, queue, &cmd, "tenants", &err);
     corral_cmd_free(&cmd);
-    json_t *t = tenants_json(ctl->redis, r, queue, &err);
+    json_t *t = r != NULL ? tenants_json(ctl->redis, r, queue, &err) : NULL;
     freeReplyObject(r);
     if (t == NULL)
         return fail(&err);
@@ -191,12 +215,11 @@ int ctl_tenant(struct ctl *ctl, int argc, char **argv)
     corral_cmd_init(&cmd, "corral_tenant_weight", ctl->cfg->redis.prefix, queue);
     corral_cmd_addstr(&cmd, name);
     corral_cmd_addint(&cmd, (long long)w);
-    redisReply *r = corral_cmd_run(ctl->redis, &cmd);
+    redisReply *r = queue_run(ctl, queue, &cmd, "tenant weight", &err);
     corral_cmd_free(&cmd);
-    int rc = corral_redis_check(ctl->redis, r, "tenant weight", &err);
-    freeReplyObject(r);
-    if (rc < 0)
+    if (r == NULL)
         return fail(&err);
+    freeReplyObject(r);
     printf("queue %s: tenant %s has weight %lld\n", queue, name, (long long)w);
     return 0;
 }

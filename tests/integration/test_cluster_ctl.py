@@ -384,14 +384,25 @@ def test_no_seed_answering_is_a_clear_error(ctl, tmp_path):
     assert "Connection refused" in p.stderr
 
 
-def test_tenant_is_refused_on_a_cluster(build_dir, tmp_path):
-    # corrald runs on a Cluster: test_cluster_supervisor.py; corral-web and
-    # corralctl metrics: test_cluster_web.py.
-    conf = write_conf(tmp_path / "c.conf", "127.0.0.1:7000", ["prompts"])
-    for cmd in ("tenant",):  # breaker: test_cluster_services.py
-        p = run(binary_path(build_dir, "corralctl"), conf, cmd)
-        assert p.returncode == 1
-        assert f"corralctl: {cmd}: not supported on a Redis Cluster yet" in p.stderr
+def test_tenant_weights_and_tenants_are_read_and_set_on_the_queues_node(ctl, conf, spread,
+                                                                        redis_cluster):
+    # Two of the three queues are on another node than the registry's: the
+    # calls must be routed (they were refused on a Cluster before).
+    for q in sorted(spread):
+        node = redis_cluster.owner(redis_cluster.keyslot(f"corral:{{{q}}}"))  # slots moved
+        p = run(ctl, conf, "enqueue", q, '{"t": 1}', "--tenant", "gold")
+        assert p.returncode == 0, p.stderr
+        p = run(ctl, conf, "tenant", q, "gold", "--weight", "3")
+        assert p.returncode == 0, p.stderr
+        assert f"queue {q}: tenant gold has weight 3" in p.stdout
+        c = node.client()
+        assert c.hget(f"corral:{{{q}}}:conf", "tenant_weights") == "gold:3"
+        c.close()
+        p = run(ctl, conf, "status", "--tenants", q, "--json")
+        assert p.returncode == 0, p.stderr
+        js = json.loads(p.stdout)
+        gold = [t for t in js["tenants"] if t["tenant"] == "gold"]
+        assert gold and gold[0]["weight"] == 3 and gold[0]["waiting"] >= 1, js
 
 
 def test_a_worker_serves_its_queue_at_its_node_and_follows_it_when_its_slot_moves(
