@@ -424,11 +424,12 @@ end
 -- each), finds the first level with a tenant in its turn (which
 -- tenant_pop serves from) or, where no turn is, default jobs. A level's
 -- default list is reached only when its turn is empty, as then its
--- default jobs are not in one. -> the job ids (nil when every level from
--- level on is empty) and the level (1-based) they come from. (One LMPOP
--- over all those keys costs Redis about as much as four LPOPs, found or
--- not: docs/benchmarks.md, "Tenants"; jobs wait at the default level, the
--- third key, or above it.)
+-- default jobs are not in one. From the top, one EXISTS first skips the
+-- levels above the default one when they are empty (jobs wait mostly at
+-- the default level). -> the job ids (nil when every level from level on
+-- is empty) and the level (1-based) they come from. One LMPOP over all
+-- those keys costs Redis about what four LPOPs do, found or not
+-- (docs/benchmarks.md, "Tenants: the reserve's level without LMPOP").
 local function tenant_next(K, c, level, want, now, s)
     if level == 1 and c.tabove[1] and redis.call('EXISTS', unpack(c.tabove)) == 0 then
         level = #c.tabove / 2 + 1

@@ -377,6 +377,15 @@ def test_a_default_job_of_a_higher_level_runs_before_the_tenants_of_a_lower_one(
     high = enqueue(r, weighted, priority="high")
     assert r.fcall("corral_reserve", 1, weighted, "host1:1", 1)[0][0] == high
 
+    five = "five"  # the default level is p2: the reserve skips p0 and p1 only when both are empty
+    declare(r, five, priorities=["p0", "p1", "p2", "p3", "p4"])
+    enqueue(r, five, tenant="a", priority="p3")
+    enqueue(r, five, priority="p2")
+    p1 = enqueue(r, five, tenant="b", priority="p1")
+    got = [r.fcall("corral_reserve", 1, five, "host1:1", 1)[0][0] for _ in range(3)]
+    assert got[0] == p1
+    assert [int(r.hget(qkey(five) + ":job:" + i, "prio")) for i in got] == [1, 2, 3]
+
 
 def commands(r):
     """Commands the server ran (those of the Function library's calls too)
