@@ -102,20 +102,11 @@ local function tenant_conf(K, c)
         c.tweights = tfn.tenant_weights_parse(c.tenant_weights)
         c.tweighted = next(c.tweights) ~= nil
         c.tlimited = c.tenant_max_inflight > 0 or c.tenant_rate > 0 or c.tenant_tokens > 0
-        -- tenant_next's LMPOP arguments from each level on: each level's
-        -- turn, then its default list; and the level of each key (the
-        -- turn's +level, the default list's -level, 1-based).
-        local n = #c.priorities
-        c.tmpop, c.tkeys = {}, {}
-        for i = 1, n do
-            local a = {itxt(2 * (n - i + 1))}
-            for j = i, n do
-                a[#a + 1] = turns[j]
-                a[#a + 1] = c.qkeys[j]
-            end
-            a[#a + 1] = 'LEFT'
-            c.tmpop[i] = a
-            c.tkeys[turns[i]], c.tkeys[c.qkeys[i]] = i, -i
+        -- tenant_next's first look: the turns and default lists of the
+        -- levels above the default one, which one EXISTS skips when empty.
+        c.tabove = {}
+        for i = 1, default_level(c) do
+            c.tabove[2 * i - 1], c.tabove[2 * i] = turns[i], c.qkeys[i]
         end
         c.tturns = turns
     end
@@ -429,31 +420,33 @@ function tfn.pop_one(K, c, level, t, now, s)
 end
 
 -- The strict order's choice (jobs.lua, reserve_jobs) from level on
--- (1-based): one LMPOP over the turn and the default list of each level,
--- in order, finds the first level with a tenant in its turn (which
+-- (1-based): each level's turn, then its default list, in order (one LPOP
+-- each), finds the first level with a tenant in its turn (which
 -- tenant_pop serves from) or, where no turn is, default jobs. A level's
 -- default list is reached only when its turn is empty, as then its
--- default jobs are not in one. -> the job ids (nil when every level from
--- level on is empty) and the level (1-based) they come from.
+-- default jobs are not in one. From the top, one EXISTS first skips the
+-- levels above the default one when they are empty (jobs wait mostly at
+-- the default level). -> the job ids (nil when every level from level on
+-- is empty) and the level (1-based) they come from. One LMPOP over all
+-- those keys costs Redis about what four LPOPs do, found or not
+-- (docs/benchmarks.md, "Tenants: the reserve's level without LMPOP").
 local function tenant_next(K, c, level, want, now, s)
-    local r = redis.call('LMPOP', unpack(c.tmpop[level]))
-    if not r then
-        return nil, #c.qkeys
+    if level == 1 and c.tabove[1] and redis.call('EXISTS', unpack(c.tabove)) == 0 then
+        level = #c.tabove / 2 + 1
     end
-    local at = c.tkeys[r[1]]
-    if at > 0 and want == 1 and not c.tweighted and not c.tlimited then
-        return tfn.pop_one(K, c, at - 1, r[2][1], now, s), at
-    end
-    if at > 0 then
-        return tenant_pop(K, c, at - 1, want, now, s, r[2][1]), at
-    end
-    local ids = r[2]
-    if want > 1 then
-        for _, id in ipairs(redis.call('LPOP', r[1], want - 1) or {}) do
-            ids[#ids + 1] = id
+    for at = level, #c.qkeys do
+        local t = redis.call('LPOP', c.tturns[at])
+        if t and want == 1 and not c.tweighted and not c.tlimited then
+            return tfn.pop_one(K, c, at - 1, t, now, s), at
+        elseif t then
+            return tenant_pop(K, c, at - 1, want, now, s, t), at
+        end
+        local ids = redis.call('LPOP', c.qkeys[at], itxt(want))
+        if ids then
+            return ids, at
         end
     end
-    return ids, -at
+    return nil, #c.qkeys
 end
 
 -- For the end of a reserve with turns (jobs.lua): 1 when its last pop

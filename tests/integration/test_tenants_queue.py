@@ -377,6 +377,15 @@ def test_a_default_job_of_a_higher_level_runs_before_the_tenants_of_a_lower_one(
     high = enqueue(r, weighted, priority="high")
     assert r.fcall("corral_reserve", 1, weighted, "host1:1", 1)[0][0] == high
 
+    five = "five"  # the default level is p2: the reserve skips p0 and p1 only when both are empty
+    declare(r, five, priorities=["p0", "p1", "p2", "p3", "p4"])
+    enqueue(r, five, tenant="a", priority="p3")
+    enqueue(r, five, priority="p2")
+    p1 = enqueue(r, five, tenant="b", priority="p1")
+    got = [r.fcall("corral_reserve", 1, five, "host1:1", 1)[0][0] for _ in range(3)]
+    assert got[0] == p1
+    assert [int(r.hget(qkey(five) + ":job:" + i, "prio")) for i in got] == [1, 2, 3]
+
 
 def commands(r):
     """Commands the server ran (those of the Function library's calls too)
@@ -387,15 +396,18 @@ def commands(r):
                if k not in ("cmdstat_info", "cmdstat_config|resetstat", "cmdstat_expire"))
 
 
-def test_the_full_cycle_of_a_tenants_job_runs_at_most_two_commands_more(r):
+def test_the_full_cycle_of_a_tenants_job_runs_at_most_three_commands_more(r):
     """Enqueue, reserve and ack of jobs of 50 tenants (one each, as when
     the workers keep up) against the same jobs without the option: per job
     the tenant's job pays its place in the turn (RPUSH) and the level's
-    count at enqueue and at reserve (HINCRBY), and the reserve's LMPOP and
-    LPOP cost what the two LPOPs without do, and the count's answer spares
-    the EXISTS of "anything left?"; the rest is paid once (the flag
-    tenanted, the start of a turn, the count's HDEL). docs/benchmarks.md,
-    "Tenants": the full cycle within 10 % of the one without; before, 8
+    count at enqueue and at reserve (HINCRBY), and the reserve's EXISTS of
+    the levels above the default one and LPOPs of the turn and the
+    tenant's list cost one command more than the two LPOPs without, the
+    count's answer sparing the EXISTS of "anything left?"; the rest is
+    paid once (the flag tenanted, the start of a turn, the count's HDEL).
+    docs/benchmarks.md, "Tenants": the full cycle within 10 % of the one
+    without (an LMPOP in place of the EXISTS and LPOP of the turn was one
+    command fewer but cost Redis some 4,000 instructions more); before, 8
     more per job."""
     n = 50
 
@@ -414,7 +426,7 @@ def test_the_full_cycle_of_a_tenants_job_runs_at_most_two_commands_more(r):
 
     without = cycle("plain", False)
     with_tenants = cycle("fair", True)
-    assert with_tenants - without <= 2 * n + 10
+    assert with_tenants - without <= 3 * n + 10
     assert not r.keys(qkey("fair") + ":t*")
 
 
