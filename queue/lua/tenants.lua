@@ -592,11 +592,11 @@ local function corral_tenant_weight(keys, args)
     end
     local w = int_arg('BADARG', args[2], 'weight', 1, 1000)
     local v = redis.call('HMGET', K .. ':conf', unpack(CONF_FIELDS))
-    local at = #CONF_FIELDS -- tenant_weights is the last field
+    local at = 18 -- tenant_weights' place in CONF_FIELDS (prelude.lua's load_conf reads v[18])
     local ws = tfn.tenant_weights_parse(v[at])
     ws[t] = w
     v[at] = tfn.tenant_weights_text(ws)
-    for i = 1, at do
+    for i = 1, #CONF_FIELDS do
         v[i] = v[i] or ''
     end
     redis.call('HSET', K .. ':conf', 'tenant_weights', v[at], 'packed', conf_packed(v))
