@@ -83,16 +83,16 @@ end
 local function load_svc(SK, name, now, host)
     local v, full, thr, hi
     if host then
-        v = redis.call('HMGET', SK, 'sv', 'state', 'throttled_until_ms', inflight_field(host))
+        v = rcall('HMGET', SK, 'sv', 'state', 'throttled_until_ms', inflight_field(host))
         thr, hi, v[3], v[4] = v[3], tonumber(v[4]) or 0, nil, nil
     else
-        v = redis.call('HMGET', SK, unpack(SVC_STATE, 1, now and 5 or 12))
+        v = rcall('HMGET', SK, unpack(SVC_STATE, 1, now and 5 or 12))
         full, thr = not now, v[6]
     end
-    local packed = v[1] or redis.call('HGET', SK, 'settings') -- declared before "sv" (v7, perf)
+    local packed = v[1] or rcall('HGET', SK, 'settings') -- declared before "sv" (v7, perf)
     local set = packed and svc_cache[SK]
     if not (set and set.packed == packed) then
-        local w = redis.call('HMGET', SK, unpack(SVC_SETTINGS))
+        local w = rcall('HMGET', SK, unpack(SVC_SETTINGS))
         if not w[1] then
             return nil
         end
@@ -111,7 +111,7 @@ local function load_svc(SK, name, now, host)
     end
     local state, throttled = v[2] or 'closed', tonumber(thr) or 0
     if now and (state ~= 'closed' or throttled > now) then
-        v, full = redis.call('HMGET', SK, unpack(SVC_STATE)), true
+        v, full = rcall('HMGET', SK, unpack(SVC_STATE)), true
         throttled = tonumber(v[6]) or 0
     end
     local s = setmetatable({key = SK, name = name, state = state, throttled_until_ms = throttled,
@@ -148,11 +148,11 @@ local function svc_advance(s, idx)
     if s.newest_bucket ~= nil then
         local lo, hi = s.newest_bucket - NB + 1, math.min(s.newest_bucket, idx - NB)
         if hi >= lo then
-            redis.call('HDEL', s.key, unpack(bucket_fields(lo, hi)))
+            rcall('HDEL', s.key, unpack(bucket_fields(lo, hi)))
         end
     end
     s.newest_bucket = idx
-    redis.call('HSET', s.key, 'newest_bucket', idx)
+    rcall('HSET', s.key, 'newest_bucket', idx)
 end
 
 -- Sums the window as of now into s.calls, s.failures, s.slow_calls (read-only).
@@ -166,7 +166,7 @@ local function svc_sum(s, now)
     if hi < lo then
         return
     end
-    local v = redis.call('HMGET', s.key, unpack(bucket_fields(lo, hi)))
+    local v = rcall('HMGET', s.key, unpack(bucket_fields(lo, hi)))
     for k = 1, #v, 3 do
         s.calls = s.calls + (tonumber(v[k]) or 0)
         s.failures = s.failures + (tonumber(v[k + 1]) or 0)
@@ -176,11 +176,11 @@ end
 
 local function svc_clear_window(s)
     if s.newest_bucket ~= nil then
-        redis.call('HDEL', s.key, 'newest_bucket',
+        rcall('HDEL', s.key, 'newest_bucket',
                    unpack(bucket_fields(s.newest_bucket - NB + 1, s.newest_bucket)))
     end
     s.newest_bucket, s.calls, s.failures, s.slow_calls, s.bad_calls = nil, 0, 0, 0, 0
-    redis.call('HSET', s.key, 'bad_calls', 0)
+    rcall('HSET', s.key, 'bad_calls', 0)
 end
 
 -- Wakes the workers waiting for the service: on one host, or all.
@@ -191,13 +191,13 @@ local function svc_wake(s, host)
     local slk = s.key .. ':sl'
     local hosts
     if host then
-        local n = redis.call('HGET', slk, host)
+        local n = rcall('HGET', slk, host)
         if not n then
             return
         end
         hosts = {host, n}
     else
-        hosts = redis.call('HGETALL', slk)
+        hosts = rcall('HGETALL', slk)
     end
     for i = 1, #hosts, 2 do
         local wk = s.key .. ':wake:' .. hosts[i]
@@ -205,13 +205,13 @@ local function svc_wake(s, host)
         for k = 1, math.min(tonumber(hosts[i + 1]) or 1, 64) do
             marks[k] = '1'
         end
-        redis.call('RPUSH', wk, unpack(marks))
-        redis.call('PEXPIRE', wk, 60000)
-        redis.call('HDEL', slk, hosts[i])
+        rcall('RPUSH', wk, unpack(marks))
+        rcall('PEXPIRE', wk, 60000)
+        rcall('HDEL', slk, hosts[i])
     end
-    if host == nil or redis.call('EXISTS', slk) == 0 then
+    if host == nil or rcall('EXISTS', slk) == 0 then
         s.sleepers = 0
-        redis.call('HSET', s.key, 'sleepers', 0)
+        rcall('HSET', s.key, 'sleepers', 0)
     end
 end
 
@@ -219,7 +219,7 @@ local function svc_open(s, now, dur, why)
     s.state, s.open_until_ms, s.reason, s.probes, s.probe_successes = 'open', now + dur, why, 0, 0
     -- The window that tripped it stays visible (trip_calls, trip_failures)
     -- while the breaker is not closed; the window itself starts afresh.
-    redis.call('HSET', s.key, 'state', 'open', 'open_until_ms', s.open_until_ms, 'reason', why,
+    rcall('HSET', s.key, 'state', 'open', 'open_until_ms', s.open_until_ms, 'reason', why,
                'trips', s.trips, 'probes', 0, 'probe_successes', 0, 'opened_ms', now,
                'trip_calls', s.calls or 0, 'trip_failures', s.failures or 0)
     svc_clear_window(s)
@@ -227,16 +227,16 @@ end
 
 local function svc_close(s, now)
     s.state, s.trips, s.probes, s.probe_successes = 'closed', 0, 0, 0
-    redis.call('HSET', s.key, 'state', 'closed', 'trips', 0, 'probes', 0, 'probe_successes', 0,
+    rcall('HSET', s.key, 'state', 'closed', 'trips', 0, 'probes', 0, 'probe_successes', 0,
                'closed_ms', now)
     svc_clear_window(s)
     svc_wake(s, nil)
-    redis.call('DEL', s.key .. ':held') -- they are due about now anyway
+    rcall('DEL', s.key .. ':held') -- they are due about now anyway
 end
 
 -- Remembers a job that waits for the breaker rather than for a back-off.
 local function svc_hold_job(b, K, id)
-    redis.call('SADD', b.s.key .. ':held', K .. '|' .. id)
+    rcall('SADD', b.s.key .. ':held', K .. '|' .. id)
 end
 
 local function pct_text(a, b)
@@ -255,7 +255,7 @@ local function svc_gate(s, now, want, host, max_inflight)
             return 0, s.open_until_ms, 'breaker open: ' .. s.reason
         end
         s.state, s.probes, s.probe_successes = 'half_open', 0, 0
-        redis.call('HSET', s.key, 'state', 'half_open', 'probes', 0, 'probe_successes', 0)
+        rcall('HSET', s.key, 'state', 'half_open', 'probes', 0, 'probe_successes', 0)
     end
     -- Each limit caps allowed; the reason text is made only for a limit
     -- that caps (the hot path makes no closure and formats nothing).
@@ -269,7 +269,7 @@ local function svc_gate(s, now, want, host, max_inflight)
     end
     if max_inflight > 0 then
         local n = max_inflight - (s.host_inflight or -- read by load_svc, else here
-                                   tonumber(redis.call('HGET', s.key, inflight_field(host))) or 0)
+                                   tonumber(rcall('HGET', s.key, inflight_field(host))) or 0)
         if n < allowed then
             allowed, upto, why = math.max(n, 0), now + 1000,
                                  string.format('max_inflight %d reached on host %s', max_inflight,
@@ -278,11 +278,11 @@ local function svc_gate(s, now, want, host, max_inflight)
     end
     if s.rate > 0 and allowed > 0 then
         local rk = s.key .. ':rl'
-        redis.call('ZREMRANGEBYSCORE', rk, '-inf', now - s.rate_period_ms)
-        local used = redis.call('ZCARD', rk)
+        rcall('ZREMRANGEBYSCORE', rk, '-inf', now - s.rate_period_ms)
+        local used = rcall('ZCARD', rk)
         if used + allowed > s.rate then
             local t = now + 1
-            local first = redis.call('ZRANGE', rk, 0, 0, 'WITHSCORES')
+            local first = rcall('ZRANGE', rk, 0, 0, 'WITHSCORES')
             if first[2] then
                 t = tonumber(first[2]) + s.rate_period_ms + 1
             end
@@ -302,21 +302,21 @@ local function svc_granted(s, now, n, host)
     if n == 0 then
         return
     end
-    redis.call('HINCRBY', s.key, inflight_field(host), itxt(n))
+    rcall('HINCRBY', s.key, inflight_field(host), itxt(n))
     if s.state == 'half_open' then
         s.probes = s.probes + n
-        redis.call('HSET', s.key, 'probes', s.probes)
+        rcall('HSET', s.key, 'probes', s.probes)
     end
     if s.rate > 0 then
         local rk = s.key .. ':rl'
-        local seq = redis.call('HINCRBY', s.key, 'rate_seq', n)
+        local seq = rcall('HINCRBY', s.key, 'rate_seq', n)
         local entries = {}
         for k = 1, n do
             entries[#entries + 1] = now
             entries[#entries + 1] = tostring(seq - n + k)
         end
-        redis.call('ZADD', rk, unpack(entries))
-        redis.call('PEXPIRE', rk, s.rate_period_ms + 1000)
+        rcall('ZADD', rk, unpack(entries))
+        rcall('PEXPIRE', rk, s.rate_period_ms + 1000)
     end
 end
 
@@ -351,7 +351,7 @@ local function svc_leave_read(b, jk, now, kind, why, state, worker, probe_field,
     end
     local probe = probe_field == '1'
     if probe then
-        redis.call('HDEL', jk, 'probe')
+        rcall('HDEL', jk, 'probe')
     end
     if kind == nil then
         if probe then
@@ -382,7 +382,7 @@ local function svc_leave(b, jk, now, kind, why)
     if b == nil then
         return
     end
-    local j = redis.call('HMGET', jk, 'state', 'worker', 'probe', 'started_ms')
+    local j = rcall('HMGET', jk, 'state', 'worker', 'probe', 'started_ms')
     return svc_leave_read(b, jk, now, kind, why, j[1], j[2], j[3], j[4])
 end
 
@@ -392,7 +392,7 @@ local function svc_apply(b, now)
     end
     local s = b.s
     for host, n in pairs(b.hosts) do
-        redis.call('HINCRBY', s.key, inflight_field(host), itxt(-n))
+        rcall('HINCRBY', s.key, inflight_field(host), itxt(-n))
         svc_wake(s, host)
     end
     if s.state == 'half_open' then
@@ -407,7 +407,7 @@ local function svc_apply(b, now)
         if s.probe_successes >= s.half_open_calls then
             svc_close(s, now)
         else
-            redis.call('HSET', s.key, 'probe_successes', s.probe_successes, 'probes', s.probes)
+            rcall('HSET', s.key, 'probe_successes', s.probe_successes, 'probes', s.probes)
             if b.prel > 0 then
                 svc_wake(s, nil)
             end
@@ -425,12 +425,12 @@ local function svc_apply(b, now)
     if cf[1] ~= idx then
         cf[1], cf[2] = idx, 'calls:' .. itxt(idx)
     end
-    redis.call('HINCRBY', s.key, cf[2], itxt(b.ok + b.fail))
+    rcall('HINCRBY', s.key, cf[2], itxt(b.ok + b.fail))
     if b.fail > 0 then
-        redis.call('HINCRBY', s.key, 'failures:' .. idx, b.fail)
+        rcall('HINCRBY', s.key, 'failures:' .. idx, b.fail)
     end
     if b.slow > 0 then
-        redis.call('HINCRBY', s.key, 'slow:' .. idx, b.slow)
+        rcall('HINCRBY', s.key, 'slow:' .. idx, b.slow)
     end
     -- Only a window holding failures or slow calls can trip, so a healthy
     -- service costs one HINCRBY per call here: the window is summed only
@@ -441,7 +441,7 @@ local function svc_apply(b, now)
     end
     svc_sum(s, now)
     s.bad_calls = s.failures + s.slow_calls
-    redis.call('HSET', s.key, 'bad_calls', s.bad_calls)
+    rcall('HSET', s.key, 'bad_calls', s.bad_calls)
     if s.calls >= s.min_calls then
         local why
         if s.failures * 100 >= s.failure_rate * s.calls then
@@ -468,7 +468,7 @@ local function svc_throttle(b, now, delay, why)
     local s = b.s
     if now + delay > s.throttled_until_ms then
         s.throttled_until_ms, s.throttle_reason = now + delay, why
-        redis.call('HSET', s.key, 'throttled_until_ms', s.throttled_until_ms, 'throttle_reason',
+        rcall('HSET', s.key, 'throttled_until_ms', s.throttled_until_ms, 'throttle_reason',
                    why:sub(1, 200))
     end
 end
@@ -494,7 +494,7 @@ local function svc_view(s, now)
         st = 'half_open'
     end
     local inflight, total = {}, 0
-    local h = redis.call('HGETALL', s.key)
+    local h = rcall('HGETALL', s.key)
     for i = 1, #h, 2 do
         local host = h[i]:match('^inflight:(.*)$')
         if host then
@@ -507,11 +507,11 @@ local function svc_view(s, now)
     end
     local rate_used = 0
     if s.rate > 0 then
-        rate_used = redis.call('ZCOUNT', s.key .. ':rl', now - s.rate_period_ms, '+inf')
+        rate_used = rcall('ZCOUNT', s.key .. ':rl', now - s.rate_period_ms, '+inf')
     end
     if st ~= 'closed' and s.calls == 0 then
         -- Open or half-open: show the window that tripped it.
-        local t = redis.call('HMGET', s.key, 'trip_calls', 'trip_failures')
+        local t = rcall('HMGET', s.key, 'trip_calls', 'trip_failures')
         s.calls, s.failures = tonumber(t[1]) or 0, tonumber(t[2]) or 0
     end
     local c = s.calls
@@ -572,10 +572,10 @@ end
 -- throttle ended; only the calls in flight per host are kept (the jobs
 -- holding them give them back when they end), as inflight:<host>.
 local function upgrade_v3(SK)
-    if not redis.call('HGET', SK, 'win') then
+    if not rcall('HGET', SK, 'win') then
         return
     end
-    local h = redis.call('HGETALL', SK)
+    local h = rcall('HGETALL', SK)
     local keep = {}
     for i = 1, #h, 2 do
         local host = h[i]:match('^i:(.*)$')
@@ -584,9 +584,9 @@ local function upgrade_v3(SK)
             keep[#keep + 1] = h[i + 1]
         end
     end
-    redis.call('DEL', SK)
+    rcall('DEL', SK)
     if #keep > 0 then
-        redis.call('HSET', SK, unpack(keep))
+        rcall('HSET', SK, unpack(keep))
     end
 end
 
@@ -649,16 +649,16 @@ local function corral_declare_service(keys, args)
     fields[#fields + 1], fields[#fields + 2] = 'settings', text
     fields[#fields + 1], fields[#fields + 2] = 'sv', redis.sha1hex(text):sub(1, 16)
     upgrade_v3(SK)
-    if not redis.call('HGET', SK, 'state') then
+    if not rcall('HGET', SK, 'state') then
         fields[#fields + 1] = 'state'
         fields[#fields + 1] = 'closed'
     end
-    redis.call('HSET', SK, unpack(fields))
+    rcall('HSET', SK, unpack(fields))
     -- fallback.lua: a later service of a list calls up to its own max_inflight per host
     -- (0: the worker's), and a job's record names its model ('' none).
-    redis.call('HSET', SK, 'max_inflight', math.floor(num('max_inflight', 0, 0, 1000000)),
+    rcall('HSET', SK, 'max_inflight', math.floor(num('max_inflight', 0, 0, 1000000)),
                'model', type(v.model) == 'string' and v.model:sub(1, 200) or '')
-    redis.call('SADD', prefix .. ':services', name)
+    rcall('SADD', prefix .. ':services', name)
     return 'OK'
 end
 
@@ -685,15 +685,15 @@ local function corral_breaker_reset(keys, args)
     local now = now_ms()
     -- Jobs that wait for the breaker run now, not when it would have let
     -- them; jobs in an ordinary back-off keep theirs.
-    for _, e in ipairs(redis.call('SMEMBERS', SK .. ':held')) do
+    for _, e in ipairs(rcall('SMEMBERS', SK .. ':held')) do
         local K, id = e:match('^(.*)|([^|]*)$')
-        if K and redis.call('ZSCORE', K .. ':sched', id) then
-            redis.call('ZADD', K .. ':sched', 'XX', now, id)
-            redis.call('HSET', job_key(K, id), 'run_at_ms', now)
-            redis.call('HDEL', K .. ':conf', 'due') -- promote_due looks again (jobs.lua)
+        if K and rcall('ZSCORE', K .. ':sched', id) then
+            rcall('ZADD', K .. ':sched', 'XX', now, id)
+            rcall('HSET', job_key(K, id), 'run_at_ms', now)
+            rcall('HDEL', K .. ':conf', 'due') -- promote_due looks again (jobs.lua)
         end
     end
-    redis.call('HSET', SK, 'throttled_until_ms', 0, 'throttle_reason', '')
+    rcall('HSET', SK, 'throttled_until_ms', 0, 'throttle_reason', '')
     svc_close(s, now)
     return 'OK'
 end

@@ -41,8 +41,8 @@ local function stat(K, now, field, n)
     local bk, ck = stat_key(K, now)
     n = n or 1
     local nt = itxt(n)
-    if redis.call('HINCRBY', bk, field, nt) == n then
-        redis.call('EXPIRE', bk, STATS_TTL_S)
+    if rcall('HINCRBY', bk, field, nt) == n then
+        rcall('EXPIRE', bk, STATS_TTL_S)
     end
     count_total(K, field, nt, ck) -- the never-expiring total (counters.lua)
     return bk
@@ -90,13 +90,13 @@ local function stat_flush(K, now, acc)
             bk, ck = stat_key(K, now)
         end
         local nt = itxt(n)
-        if redis.call('HINCRBY', bk, field, nt) == n then
+        if rcall('HINCRBY', bk, field, nt) == n then
             fresh = true
         end
         count_total(K, field, nt, ck) -- the never-expiring total (counters.lua)
     end
     if fresh then
-        redis.call('EXPIRE', bk, STATS_TTL_S)
+        rcall('EXPIRE', bk, STATS_TTL_S)
     end
 end
 
@@ -123,10 +123,10 @@ local function corral_stats(keys, args)
     local by, depth, oldest = {}, 0, nil
     for i, name in ipairs(c.priorities) do
         local lk = K .. ':q:' .. (i - 1)
-        local n = redis.call('LLEN', lk)
+        local n = rcall('LLEN', lk)
         if n > 0 then
-            local head = redis.call('LINDEX', lk, 0)
-            local t = tonumber(redis.call('HGET', job_key(K, head), 'queued_ms'))
+            local head = rcall('LINDEX', lk, 0)
+            local t = tonumber(rcall('HGET', job_key(K, head), 'queued_ms'))
             if t and (oldest == nil or t < oldest) then
                 oldest = t
             end
@@ -150,7 +150,7 @@ local function corral_stats(keys, args)
         hist[b] = 0
     end
     for k = m - minutes, m do
-        local h = redis.call('HGETALL', K .. ':st:' .. k)
+        local h = rcall('HGETALL', K .. ':st:' .. k)
         for i = 1, #h, 2 do
             local f, v = h[i], tonumber(h[i + 1])
             if sums[f] ~= nil then
@@ -187,7 +187,7 @@ local function corral_stats(keys, args)
     local function rate(n)
         return math.floor(n / span_s * 1000 + 0.5) / 1000
     end
-    local paused = redis.call('EXISTS', K .. ':paused') == 1
+    local paused = rcall('EXISTS', K .. ':paused') == 1
     local breaker = nil
     if c.service ~= '' and args[2] ~= 'lean' then
         -- With a fallback list (fallback.lua), the breaker of the first
@@ -204,9 +204,9 @@ local function corral_stats(keys, args)
     end
     return cjson.encode({
         name = q, paused = paused, depth = depth, depth_by_priority = by,
-        inflight = redis.call('ZCARD', K .. ':active'),
-        scheduled = redis.call('ZCARD', K .. ':sched'),
-        dead = redis.call('LLEN', K .. ':dead'),
+        inflight = rcall('ZCARD', K .. ':active'),
+        scheduled = rcall('ZCARD', K .. ':sched'),
+        dead = rcall('LLEN', K .. ':dead'),
         enqueued_per_s = rate(sums.enq), done_per_s = rate(sums.done),
         failed_per_s = rate(sums.fail), retried = sums.retry, deferred = sums.defer,
         lost = sums.lost, died = sums.dead,
