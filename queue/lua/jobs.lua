@@ -150,7 +150,7 @@ local function promote_due(K, c, now, limit, now_t, due, paused)
         return 0 -- nothing in K:sched is due yet
     end
     local ids = rcall('ZRANGEBYSCORE', c.sched, '-inf', now_t or itxt(now), 'LIMIT', '0',
-                           itxt(limit))
+                      itxt(limit))
     if #ids > 0 then
         rcall('ZREM', K .. ':sched', unpack(ids))
     end
@@ -387,10 +387,10 @@ local function lease_one(K, r, id, out, leases)
     local run = itxt((int_texts[j[3]] or tonumber(j[3])) + 1)
     if r.probe then
         rcall('HSET', jk, 'state', 'active', 'attempts', itxt(attempts), 'run', run,
-                   'started_ms', r.now_t, 'started_us', r.now_u, 'worker', r.worker, 'probe', '1')
+              'started_ms', r.now_t, 'started_us', r.now_u, 'worker', r.worker, 'probe', '1')
     else
         rcall('HSET', jk, 'state', 'active', 'attempts', itxt(attempts), 'run', run,
-                   'started_ms', r.now_t, 'started_us', r.now_u, 'worker', r.worker)
+              'started_ms', r.now_t, 'started_us', r.now_u, 'worker', r.worker)
     end
     if r.served then -- fallback.lua: the service this run calls
         rcall('HSET', jk, 'served_by', r.served, 'served_model', r.model or '')
@@ -436,9 +436,11 @@ end
 -- its arguments are checked: leases up to n jobs to worker and returns the
 -- reply list. gated: the caller knows the gate element (it passed
 -- max_inflight). now, now_u and now_t are the call's clock (prelude: clock);
--- tenanted, paused and due are load_conf's answers.
+-- tenanted, paused and due are load_conf's answers. shared: corral_ack_reserve's
+-- breaker batch (services.lua's svc_batch with a host), whose state the
+-- acks left: not read again, and the host's calls in flight written net.
 local function reserve_jobs(K, c, prefix, worker, n, max_inflight, gated, now, now_u, tenanted,
-                            now_t, paused, due)
+                            now_t, paused, due, shared)
     promote_due(K, c, now, MAX_BATCH, now_t, due, paused)
     if paused or (paused == nil and rcall('EXISTS', c.paused) == 1) then
         rcall('DEL', c.wake)
@@ -450,7 +452,7 @@ local function reserve_jobs(K, c, prefix, worker, n, max_inflight, gated, now, n
                                                                    max_inflight)
     elseif c.service ~= '' then
         host = worker_host(worker) -- its calls in flight read with the hot fields (load_svc)
-        s = load_svc(svc_key(prefix, c.service), c.service, now, host)
+        s = shared and shared.s or load_svc(svc_key(prefix, c.service), c.service, now, host)
         if s ~= nil then
             allowed, gate_until, gate_why = svc_gate(s, now, n, host, max_inflight)
         end
@@ -517,7 +519,7 @@ local function reserve_jobs(K, c, prefix, worker, n, max_inflight, gated, now, n
         rcall('ZADD', c.active, unpack(leases))
     end
     if s ~= nil then
-        svc_granted(s, now, #out, host)
+        svc_granted(s, now, #out, host, shared)
     end
     if served then
         fb_served(K, now, served, #out) -- fallback.lua

@@ -69,10 +69,16 @@ end
 -- for worker, applied with the call's clock now -> the per-job answers.
 -- One HMGET per job reads what run_status, the breaker and finish need;
 -- the leases are dropped with one ZREM and the statistics written once.
--- now_t: now as text (prelude: clock).
-local function ack_jobs(K, c, prefix, worker, args, first, now, now_t)
+-- now_t: now as text (prelude: clock). shared: corral_ack_reserve's batch
+-- (false: the queue's service is not declared), or nil: made here.
+local function ack_jobs(K, c, prefix, worker, args, first, now, now_t, shared)
     -- fallback.lua: per service its jobs used; only hot fields (load_svc)
-    local b = fb_batch(K, c, prefix, now)
+    local b = shared
+    if b == nil then
+        b = fb_batch(K, c, prefix, now)
+    elseif b == false then
+        b = nil
+    end
     local out, acc, done = {}, {}, {}
     for i = first, #args - 2, 3 do
         local id, run, result = args[i], args[i + 1], args[i + 2]
@@ -87,7 +93,7 @@ local function ack_jobs(K, c, prefix, worker, args, first, now, now_t)
         local j
         if b and (b.fb or b.s.state ~= 'closed') then
             j = rcall('HMGET', jk, 'state', 'run', 'worker', 'started_ms', 'unique_key',
-                           'probe')
+                      'probe')
         else
             j = rcall('HMGET', jk, 'state', 'run', 'worker', 'started_ms', 'unique_key')
         end
@@ -152,9 +158,20 @@ local function corral_ack_reserve(keys, args)
                  'result; got %d arguments', #args - 3)
     end
     local now, now_u, now_t = clock()
-    local acks = ack_jobs(K, c, prefix, worker, args, 4, now, now_t)
-    return {acks, reserve_jobs(K, c, prefix, worker, n, max_inflight, true, now, now_u, tenanted,
-                               now_t, paused, due)}
+    -- One service (no fallback list): its state read once for both halves
+    -- and the host's calls in flight written once, net (services.lua's
+    -- svc_batch with a host): at steady state no write at all.
+    local shared = nil
+    if c.service ~= '' and not c.services then
+        shared = svc_batch(K, c, prefix, now, worker_host(worker)) or false
+    end
+    local acks = ack_jobs(K, c, prefix, worker, args, 4, now, now_t, shared)
+    local jobs = reserve_jobs(K, c, prefix, worker, n, max_inflight, true, now, now_u, tenanted,
+                              now_t, paused, due, shared or nil)
+    if shared then
+        svc_inflight_net(shared)
+    end
+    return {acks, jobs}
 end
 
 -- corral_fail: KEYS[1] queue; ARGV worker, then quadruples id run kind error
@@ -358,7 +375,7 @@ local function reclaim_one(K, c, b, id, now, why, unseen)
     local attempts, max = tonumber(j[1]), tonumber(j[2])
     if unseen then -- its attempt back, its last run's error kept
         rcall('HSET', jk, 'state', 'queued', 'queued_ms', now, 'attempts',
-                   math.max(attempts - 1, 0))
+              math.max(attempts - 1, 0))
         make_ready(K, c, id, jk, true)
         return 1
     end

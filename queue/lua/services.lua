@@ -29,7 +29,6 @@
 -- corral_breaker_reset also touches, for each "<K>|<id>" of S:held, K:sched,
 -- K:conf and K:job:<id> of that queue: keys derived from S:held's members.
 
-local NB = 10 -- buckets per breaker window: it slides in tenths
 -- The settings (all numeric), the state fields load_svc reads, the defaults.
 local SVC_SETTINGS = {'window_ms', 'min_calls', 'failure_rate', 'slow_call_ms', 'slow_rate',
                       'open_for_ms', 'open_max_ms', 'half_open_calls', 'rate', 'rate_period_ms',
@@ -80,11 +79,20 @@ end
 -- call reads what it uses, with host (reserve) the throttle and the host's
 -- calls in flight, else (ack) the window and sleepers; the settings' table
 -- answers the rest as svc_close leaves it (trips, probes 0; no reasons).
-local function load_svc(SK, name, now, host)
+-- With both (corral_ack_reserve: runs.lua), the ack's fields and the
+-- reserve's in one read. Small integers come back through int_texts
+-- (prelude: no tonumber).
+local function load_svc(SK, name, now, host, both)
     local v, full, thr, hi
-    if host then
+    if both then
+        v = rcall('HMGET', SK, 'sv', 'state', 'newest_bucket', 'bad_calls', 'sleepers',
+                  'throttled_until_ms', inflight_field(host))
+        thr, hi = v[6], v[7]
+        hi = hi and (int_texts[hi] or tonumber(hi)) or 0
+    elseif host then
         v = rcall('HMGET', SK, 'sv', 'state', 'throttled_until_ms', inflight_field(host))
-        thr, hi, v[3], v[4] = v[3], tonumber(v[4]) or 0, nil, nil
+        thr, hi, v[3], v[4] = v[3], v[4], nil, nil
+        hi = hi and (int_texts[hi] or tonumber(hi)) or 0
     else
         v = rcall('HMGET', SK, unpack(SVC_STATE, 1, now and 5 or 12))
         full, thr = not now, v[6]
@@ -97,10 +105,12 @@ local function load_svc(SK, name, now, host)
             return nil
         end
         set = {packed = packed, calls_field = {}, open_until_ms = 0, trips = 0, reason = '',
-               probes = 0, probe_successes = 0, throttle_reason = ''}
+               probes = 0, probe_successes = 0, throttle_reason = '', nb = {}}
         for i, f in ipairs(SVC_SETTINGS) do
             set[f] = tonumber(w[i]) or SVC_NUM[f]
         end
+        -- svc_bucket's width, made once (derived from window_ms)
+        set.bucket_ms = math.max(math.floor(set.window_ms / NB), 1)
         set.meta = {__index = set}
         if packed then
             if svc_cached >= CACHE_MAX then
@@ -109,78 +119,34 @@ local function load_svc(SK, name, now, host)
             svc_cache[SK], svc_cached = set, svc_cached + 1
         end
     end
-    local state, throttled = v[2] or 'closed', tonumber(thr) or 0
+    local state, throttled = v[2] or 'closed', thr and tonumber(thr) or 0
     if now and (state ~= 'closed' or throttled > now) then
         v, full = rcall('HMGET', SK, unpack(SVC_STATE)), true
         throttled = tonumber(v[6]) or 0
     end
+    -- newest_bucket: its last text and number kept with the settings
+    -- (derived data); bad_calls and sleepers are small integers.
+    local nbt, nb, bc, sl = v[3], nil, v[4], v[5]
+    if nbt then
+        local memo = set.nb
+        if memo[1] == nbt then
+            nb = memo[2]
+        else
+            nb = tonumber(nbt)
+            memo[1], memo[2] = nbt, nb
+        end
+    end
     local s = setmetatable({key = SK, name = name, state = state, throttled_until_ms = throttled,
-                            newest_bucket = tonumber(v[3]), bad_calls = tonumber(v[4]) or 0,
-                            sleepers = tonumber(v[5]) or 0, host_inflight = hi}, set.meta)
+                            newest_bucket = nb,
+                            bad_calls = bc and (int_texts[bc] or tonumber(bc)) or 0,
+                            sleepers = sl and (int_texts[sl] or tonumber(sl)) or 0,
+                            host_inflight = hi}, set.meta)
     if full then
         s.open_until_ms, s.trips, s.reason, s.probes, s.probe_successes, s.throttle_reason =
             tonumber(v[7]) or 0, tonumber(v[8]) or 0, v[9] or '', tonumber(v[10]) or 0,
             tonumber(v[11]) or 0, v[12] or ''
     end
     return s
-end
-
-local function svc_bucket(s, now)
-    return math.floor(now / math.max(math.floor(s.window_ms / NB), 1))
-end
-
-local function bucket_fields(lo, hi)
-    local fields = {}
-    for j = lo, hi do
-        fields[#fields + 1] = 'calls:' .. j
-        fields[#fields + 1] = 'failures:' .. j
-        fields[#fields + 1] = 'slow:' .. j
-    end
-    return fields
-end
-
--- Moves the newest bucket to idx, deleting the buckets that left the
--- window (once per bucket width, not per call).
-local function svc_advance(s, idx)
-    if s.newest_bucket ~= nil and idx <= s.newest_bucket then
-        return -- same bucket, or the clock stepped back: keep the newest
-    end
-    if s.newest_bucket ~= nil then
-        local lo, hi = s.newest_bucket - NB + 1, math.min(s.newest_bucket, idx - NB)
-        if hi >= lo then
-            rcall('HDEL', s.key, unpack(bucket_fields(lo, hi)))
-        end
-    end
-    s.newest_bucket = idx
-    rcall('HSET', s.key, 'newest_bucket', idx)
-end
-
--- Sums the window as of now into s.calls, s.failures, s.slow_calls (read-only).
-local function svc_sum(s, now)
-    s.calls, s.failures, s.slow_calls = 0, 0, 0
-    if s.newest_bucket == nil then
-        return
-    end
-    local idx = svc_bucket(s, now)
-    local lo, hi = idx - NB + 1, math.min(idx, s.newest_bucket)
-    if hi < lo then
-        return
-    end
-    local v = rcall('HMGET', s.key, unpack(bucket_fields(lo, hi)))
-    for k = 1, #v, 3 do
-        s.calls = s.calls + (tonumber(v[k]) or 0)
-        s.failures = s.failures + (tonumber(v[k + 1]) or 0)
-        s.slow_calls = s.slow_calls + (tonumber(v[k + 2]) or 0)
-    end
-end
-
-local function svc_clear_window(s)
-    if s.newest_bucket ~= nil then
-        rcall('HDEL', s.key, 'newest_bucket',
-                   unpack(bucket_fields(s.newest_bucket - NB + 1, s.newest_bucket)))
-    end
-    s.newest_bucket, s.calls, s.failures, s.slow_calls, s.bad_calls = nil, 0, 0, 0, 0
-    rcall('HSET', s.key, 'bad_calls', 0)
 end
 
 -- Wakes the workers waiting for the service: on one host, or all.
@@ -220,15 +186,15 @@ local function svc_open(s, now, dur, why)
     -- The window that tripped it stays visible (trip_calls, trip_failures)
     -- while the breaker is not closed; the window itself starts afresh.
     rcall('HSET', s.key, 'state', 'open', 'open_until_ms', s.open_until_ms, 'reason', why,
-               'trips', s.trips, 'probes', 0, 'probe_successes', 0, 'opened_ms', now,
-               'trip_calls', s.calls or 0, 'trip_failures', s.failures or 0)
+          'trips', s.trips, 'probes', 0, 'probe_successes', 0, 'opened_ms', now,
+          'trip_calls', s.calls or 0, 'trip_failures', s.failures or 0)
     svc_clear_window(s)
 end
 
 local function svc_close(s, now)
     s.state, s.trips, s.probes, s.probe_successes = 'closed', 0, 0, 0
     rcall('HSET', s.key, 'state', 'closed', 'trips', 0, 'probes', 0, 'probe_successes', 0,
-               'closed_ms', now)
+          'closed_ms', now)
     svc_clear_window(s)
     svc_wake(s, nil)
     rcall('DEL', s.key .. ':held') -- they are due about now anyway
@@ -298,11 +264,15 @@ local function svc_gate(s, now, want, host, max_inflight)
 end
 
 -- Records calls granted by reserve: in-flight count, probes, rate log.
-local function svc_granted(s, now, n, host)
+local function svc_granted(s, now, n, host, shared)
     if n == 0 then
         return
     end
-    rcall('HINCRBY', s.key, inflight_field(host), itxt(n))
+    if shared then -- svc_batch's shared batch: written net by svc_inflight_net
+        shared.granted = n
+    else
+        rcall('HINCRBY', s.key, inflight_field(host), itxt(n))
+    end
     if s.state == 'half_open' then
         s.probes = s.probes + n
         rcall('HSET', s.key, 'probes', s.probes)
@@ -322,17 +292,31 @@ end
 
 -- Collects the outcomes of one ack/fail/defer call for a queue's service
 -- and applies them to the breaker once, at the end of the call.
-local function svc_batch(K, c, prefix, now)
+-- With host (corral_ack_reserve, runs.lua), the batch is shared with the
+-- call's reserve: the state is read once for both (load_svc's both), and
+-- the host's calls in flight are written once, net, by svc_inflight_net:
+-- svc_apply leaves that host's count in b.acked, svc_granted its grant in
+-- b.granted.
+local function svc_batch(K, c, prefix, now, host)
     if c.service == '' then
         return nil
     end
     local SK = svc_key(prefix, c.service)
-    local s = load_svc(SK, c.service, now)
+    local s = load_svc(SK, c.service, now, host, host ~= nil)
     if s == nil then
         return nil
     end
     return {s = s, ok = 0, fail = 0, slow = 0, pok = 0, pfail = 0, prel = 0, hosts = {},
-            fail_why = ''}
+            fail_why = '', host = host, acked = 0, granted = 0}
+end
+
+-- The shared batch's one write of the host's calls in flight: granted
+-- less acked, nothing when they are equal (a worker at steady state).
+local function svc_inflight_net(b)
+    local d = b.granted - b.acked
+    if d ~= 0 then
+        rcall('HINCRBY', b.s.key, inflight_field(b.host), itxt(d))
+    end
 end
 
 -- A job leaves its lease: its host's call slot and its probe permit (if it
@@ -392,7 +376,12 @@ local function svc_apply(b, now)
     end
     local s = b.s
     for host, n in pairs(b.hosts) do
-        rcall('HINCRBY', s.key, inflight_field(host), itxt(-n))
+        if host == b.host then -- shared with the reserve: svc_inflight_net
+            b.acked = n
+            s.host_inflight = s.host_inflight - n
+        else
+            rcall('HINCRBY', s.key, inflight_field(host), itxt(-n))
+        end
         svc_wake(s, host)
     end
     if s.state == 'half_open' then
@@ -469,7 +458,7 @@ local function svc_throttle(b, now, delay, why)
     if now + delay > s.throttled_until_ms then
         s.throttled_until_ms, s.throttle_reason = now + delay, why
         rcall('HSET', s.key, 'throttled_until_ms', s.throttled_until_ms, 'throttle_reason',
-                   why:sub(1, 200))
+              why:sub(1, 200))
     end
 end
 
@@ -657,7 +646,7 @@ local function corral_declare_service(keys, args)
     -- fallback.lua: a later service of a list calls up to its own max_inflight per host
     -- (0: the worker's), and a job's record names its model ('' none).
     rcall('HSET', SK, 'max_inflight', math.floor(num('max_inflight', 0, 0, 1000000)),
-               'model', type(v.model) == 'string' and v.model:sub(1, 200) or '')
+          'model', type(v.model) == 'string' and v.model:sub(1, 200) or '')
     rcall('SADD', prefix .. ':services', name)
     return 'OK'
 end
