@@ -104,17 +104,18 @@ local function ack_jobs(K, c, prefix, worker, args, first, now, now_t, shared)
         if st ~= 'active' then
             out[#out + 1] = st
         else
-            svc_leave_read(fb_for(b, jk), jk, now, 'ok', nil, j[1], j[3], j[6], j[4])
+            local started = tonumber(j[4]) -- once for the breaker and the statistics
+            svc_leave_read(fb_for(b, jk), jk, now, 'ok', nil, j[1], j[3], j[6], started)
             tenant_release_job(K, c, jk) -- tenants.lua: with tenant_max_inflight only
             done[#done + 1] = id
             if #result > c.max_result then
                 to_dead(K, c, id, jk, now, string.format(
                     'result is %d bytes, limit is %d (max_result)', #result, c.max_result))
-                stat_proc_add(acc, now, 'fail', j[4])
+                stat_proc_add(acc, now, 'fail', started)
                 out[#out + 1] = 'dead'
             else
                 finish(K, c, id, jk, 'done', now_t, 'result', result, false, j[5], true)
-                stat_proc_add(acc, now, 'done', j[4])
+                stat_proc_add(acc, now, 'done', started)
                 out[#out + 1] = 'done'
             end
         end

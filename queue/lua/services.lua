@@ -295,8 +295,9 @@ end
 -- With host (corral_ack_reserve, runs.lua), the batch is shared with the
 -- call's reserve: the state is read once for both (load_svc's both), and
 -- the host's calls in flight are written once, net, by svc_inflight_net:
--- svc_apply leaves that host's count in b.acked, svc_granted its grant in
--- b.granted.
+-- svc_leave_read counts that host's calls ended in b.acked (svc_apply
+-- takes them off s.host_inflight for the reserve's gate), svc_granted its
+-- grant in b.granted.
 local function svc_batch(K, c, prefix, now, host)
     if c.service == '' then
         return nil
@@ -331,7 +332,11 @@ local function svc_leave_read(b, jk, now, kind, why, state, worker, probe_field,
     end
     if state == 'active' and worker then
         local host = worker_host(worker)
-        b.hosts[host] = (b.hosts[host] or 0) + 1
+        if host == b.host then -- the shared batch's host: svc_inflight_net
+            b.acked = b.acked + 1
+        else
+            b.hosts[host] = (b.hosts[host] or 0) + 1
+        end
     end
     local probe = probe_field == '1'
     if probe then
@@ -376,13 +381,12 @@ local function svc_apply(b, now)
     end
     local s = b.s
     for host, n in pairs(b.hosts) do
-        if host == b.host then -- shared with the reserve: svc_inflight_net
-            b.acked = n
-            s.host_inflight = s.host_inflight - n
-        else
-            rcall('HINCRBY', s.key, inflight_field(host), itxt(-n))
-        end
+        rcall('HINCRBY', s.key, inflight_field(host), itxt(-n))
         svc_wake(s, host)
+    end
+    if b.acked > 0 then -- the shared batch's host: written net by svc_inflight_net
+        s.host_inflight = s.host_inflight - b.acked
+        svc_wake(s, b.host)
     end
     if s.state == 'half_open' then
         if b.pfail > 0 then
