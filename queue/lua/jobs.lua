@@ -46,7 +46,7 @@ local function wake(K, n, paused)
         return
     end
     local wk = K .. ':wake'
-    local len = rcall('RPUSH', wk, unpack(MARKS, 1, math.min(n, 64)))
+    local len = rcall('RPUSH', wk, unpack(MARKS, 1, n < 64 and n or 64))
     if len > WAKE_MAX then
         rcall('LPOP', wk, itxt(len - WAKE_KEEP))
     end
@@ -452,7 +452,7 @@ local function reserve_jobs(K, c, prefix, worker, n, max_inflight, gated, now, n
                                                                    max_inflight)
     elseif c.service ~= '' then
         host = worker_host(worker) -- its calls in flight read with the hot fields (load_svc)
-        s = shared and shared.s or load_svc(svc_key(prefix, c.service), c.service, now, host)
+        s = shared and shared.s or load_svc(svc_key(prefix, c.service, c), c.service, now, host)
         if s ~= nil then
             allowed, gate_until, gate_why = svc_gate(s, now, n, host, max_inflight)
         end

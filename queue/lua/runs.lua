@@ -169,8 +169,9 @@ local function corral_ack_reserve(keys, args)
     local acks = ack_jobs(K, c, prefix, worker, args, 4, now, now_t, shared)
     local jobs = reserve_jobs(K, c, prefix, worker, n, max_inflight, true, now, now_u, tenanted,
                               now_t, paused, due, shared or nil)
-    if shared then
-        svc_inflight_net(shared)
+    if shared and shared.granted ~= shared.acked then -- the net: none at steady state
+        rcall('HINCRBY', shared.s.key, inflight_field(shared.host),
+              itxt(shared.granted - shared.acked))
     end
     return {acks, jobs}
 end

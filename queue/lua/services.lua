@@ -66,7 +66,17 @@ local function worker_host(worker)
     return host
 end
 
-local function svc_key(prefix, name)
+-- With c (a queue's settings, load_conf) and name its c.service: the key
+-- is kept in c (c.sk, derived data), not made on every call.
+local function svc_key(prefix, name, c)
+    if c then
+        local sk = c.sk
+        if sk == nil then
+            sk = prefix .. ':svc:' .. name
+            c.sk = sk
+        end
+        return sk
+    end
     return prefix .. ':svc:' .. name
 end
 
@@ -105,7 +115,8 @@ local function load_svc(SK, name, now, host, both)
             return nil
         end
         set = {packed = packed, calls_field = {}, open_until_ms = 0, trips = 0, reason = '',
-               probes = 0, probe_successes = 0, throttle_reason = '', nb = {}}
+               probes = 0, probe_successes = 0, throttle_reason = '', nb = {},
+               bm = {0, 0, 0}}
         for i, f in ipairs(SVC_SETTINGS) do
             set[f] = tonumber(w[i]) or SVC_NUM[f]
         end
@@ -268,7 +279,7 @@ local function svc_granted(s, now, n, host, shared)
     if n == 0 then
         return
     end
-    if shared then -- svc_batch's shared batch: written net by svc_inflight_net
+    if shared then -- svc_batch's shared batch: written net by corral_ack_reserve
         shared.granted = n
     else
         rcall('HINCRBY', s.key, inflight_field(host), itxt(n))
@@ -294,7 +305,7 @@ end
 -- and applies them to the breaker once, at the end of the call.
 -- With host (corral_ack_reserve, runs.lua), the batch is shared with the
 -- call's reserve: the state is read once for both (load_svc's both), and
--- the host's calls in flight are written once, net, by svc_inflight_net:
+-- the host's calls in flight are written once, net, by corral_ack_reserve:
 -- svc_leave_read counts that host's calls ended in b.acked (svc_apply
 -- takes them off s.host_inflight for the reserve's gate), svc_granted its
 -- grant in b.granted.
@@ -302,22 +313,13 @@ local function svc_batch(K, c, prefix, now, host)
     if c.service == '' then
         return nil
     end
-    local SK = svc_key(prefix, c.service)
+    local SK = svc_key(prefix, c.service, c)
     local s = load_svc(SK, c.service, now, host, host ~= nil)
     if s == nil then
         return nil
     end
     return {s = s, ok = 0, fail = 0, slow = 0, pok = 0, pfail = 0, prel = 0, hosts = {},
             fail_why = '', host = host, acked = 0, granted = 0}
-end
-
--- The shared batch's one write of the host's calls in flight: granted
--- less acked, nothing when they are equal (a worker at steady state).
-local function svc_inflight_net(b)
-    local d = b.granted - b.acked
-    if d ~= 0 then
-        rcall('HINCRBY', b.s.key, inflight_field(b.host), itxt(d))
-    end
 end
 
 -- A job leaves its lease: its host's call slot and its probe permit (if it
@@ -332,7 +334,7 @@ local function svc_leave_read(b, jk, now, kind, why, state, worker, probe_field,
     end
     if state == 'active' and worker then
         local host = worker_host(worker)
-        if host == b.host then -- the shared batch's host: svc_inflight_net
+        if host == b.host then -- the shared batch's host: written net (runs.lua)
             b.acked = b.acked + 1
         else
             b.hosts[host] = (b.hosts[host] or 0) + 1
@@ -384,7 +386,7 @@ local function svc_apply(b, now)
         rcall('HINCRBY', s.key, inflight_field(host), itxt(-n))
         svc_wake(s, host)
     end
-    if b.acked > 0 then -- the shared batch's host: written net by svc_inflight_net
+    if b.acked > 0 then -- the shared batch's host: written net (runs.lua)
         s.host_inflight = s.host_inflight - b.acked
         svc_wake(s, b.host)
     end

@@ -15,20 +15,22 @@ local HIST = {1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000
 -- prelude's hot-path caches), so the hot path does not format the
 -- minute's number or build the keys on every call.
 local st_keys, st_cached = {}, 0
+-- e[4]: where the minute starts, so the hot path compares rather than
+-- divides (math.floor is a global's lookup and a C call).
 local function stat_key(K, now)
-    local m = math.floor(now / 60000)
     local e = st_keys[K]
-    if e and e[1] == m then
+    if e and now >= e[4] and now < e[4] + 60000 then
         return e[2], e[3]
     end
+    local m = math.floor(now / 60000)
     local bk = K .. ':st:' .. itxt(m)
     if e then
-        e[1], e[2] = m, bk
+        e[1], e[2], e[4] = m, bk, m * 60000
     else
         if st_cached >= CACHE_MAX then
             st_keys, st_cached = {}, 0
         end
-        e = {m, bk, K .. ':ctr'}
+        e = {m, bk, K .. ':ctr', m * 60000}
         st_keys[K], st_cached = e, st_cached + 1
     end
     return bk, e[3]
@@ -54,8 +56,8 @@ for i = 0, #HIST do
     HIST.names[i + 1] = 'h' .. i
 end
 local function hist_field(ms)
-    for i, hi in ipairs(HIST) do
-        if ms <= hi then
+    for i = 1, #HIST do -- not ipairs: no C call per step
+        if ms <= HIST[i] then
             return HIST.names[i]
         end
     end

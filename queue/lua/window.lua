@@ -7,8 +7,16 @@
 local NB = 10 -- buckets per breaker window: it slides in tenths
 
 -- The bucket of now (s.bucket_ms: the width, made by services.lua's load_svc).
+-- The last bucket's bounds are kept with the settings (s.bm, derived
+-- data): most calls compare rather than divide.
 local function svc_bucket(s, now)
-    return math.floor(now / s.bucket_ms) -- bucket_ms: load_svc
+    local bm = s.bm
+    if now >= bm[2] and now < bm[3] then
+        return bm[1]
+    end
+    local idx = math.floor(now / s.bucket_ms) -- bucket_ms: load_svc
+    bm[1], bm[2], bm[3] = idx, idx * s.bucket_ms, (idx + 1) * s.bucket_ms
+    return idx
 end
 
 local function bucket_fields(lo, hi)
