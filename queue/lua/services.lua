@@ -318,8 +318,12 @@ local function svc_batch(K, c, prefix, now, host)
     if s == nil then
         return nil
     end
-    return {s = s, ok = 0, fail = 0, slow = 0, pok = 0, pfail = 0, prel = 0, hosts = {},
-            fail_why = '', host = host, acked = 0, granted = 0}
+    local b = {s = s, ok = 0, fail = 0, slow = 0, pok = 0, pfail = 0, prel = 0, hosts = {},
+               fail_why = ''}
+    if host then
+        b.host, b.acked, b.granted = host, 0, 0
+    end
+    return b
 end
 
 -- A job leaves its lease: its host's call slot and its probe permit (if it
@@ -386,7 +390,7 @@ local function svc_apply(b, now)
         rcall('HINCRBY', s.key, inflight_field(host), itxt(-n))
         svc_wake(s, host)
     end
-    if b.acked > 0 then -- the shared batch's host: written net (runs.lua)
+    if b.host and b.acked > 0 then -- the shared batch's host: written net (runs.lua)
         s.host_inflight = s.host_inflight - b.acked
         svc_wake(s, b.host)
     end
