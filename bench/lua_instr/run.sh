@@ -12,7 +12,8 @@
 # e.g. the library of a commit against the working tree's:
 #   mkdir /tmp/old && git archive HEAD~3 queue/lua | tar -x -C /tmp/old
 #   sh bench/lua_instr/run.sh /tmp/old/queue/lua queue/lua
-# LUA_INSTR_TENANTS=1 gives each job of a round a tenant of its own
+# LUA_INSTR_ACK_RESERVE=1 makes the reserves and acks corral_ack_reserve
+# calls (cycle.py). LUA_INSTR_TENANTS=1 gives each job of a round a tenant of its own
 # (cycle.py), for the full cycle with tenants against without.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)

@@ -31,7 +31,7 @@ local function cancel_job(K, c, q, prefix, id, jk, j, now, linked)
     if j[4] then
         redis.call('DEL', K .. ':uniq:' .. j[4])
     end
-    finish(K, c, id, jk, 'cancelled', now, {}, false, false)
+    finish(K, c, id, jk, 'cancelled', now, nil, nil, false, false)
     if state == 'active' and j[2] then
         redis.call('PUBLISH', ctl_channel(prefix, j[2]), 'cancel ' .. q .. ' ' .. id .. ' ' .. j[3])
         local sk = K .. ':stream:' .. id -- followers of a streamed answer stop here

@@ -9,5 +9,5 @@
 -- Adds n to a counter; called wherever stats.lua adds to a minute's bucket.
 -- ck: K:ctr when the caller has it (stats.lua keeps it with the bucket's key).
 local function count_total(K, field, n, ck)
-    redis.call('HINCRBY', ck or K .. ':ctr', field, n)
+    rcall('HINCRBY', ck or K .. ':ctr', field, n)
 end

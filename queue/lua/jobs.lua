@@ -42,13 +42,13 @@ local deadline_lease
 -- (paused queues hand out nothing, so waking anyone would be for nothing).
 -- paused: load_conf's answer, or nil (not known: K:paused is looked at).
 local function wake(K, n, paused)
-    if n <= 0 or paused or (paused == nil and redis.call('EXISTS', K .. ':paused') == 1) then
+    if n <= 0 or paused or (paused == nil and rcall('EXISTS', K .. ':paused') == 1) then
         return
     end
     local wk = K .. ':wake'
-    local len = redis.call('RPUSH', wk, unpack(MARKS, 1, math.min(n, 64)))
+    local len = rcall('RPUSH', wk, unpack(MARKS, 1, n < 64 and n or 64))
     if len > WAKE_MAX then
-        redis.call('LPOP', wk, itxt(len - WAKE_KEEP))
+        rcall('LPOP', wk, itxt(len - WAKE_KEEP))
     end
 end
 
@@ -56,11 +56,11 @@ end
 -- redeclare may have removed the job's level while it was scheduled or
 -- dead), and its tenant ("" for none).
 local function level_of(c, jk)
-    local j = redis.call('HMGET', jk, 'prio', 'tenant')
+    local j = rcall('HMGET', jk, 'prio', 'tenant')
     local level = tonumber(j[1]) or default_level(c)
     if level > #c.priorities - 1 then
         level = #c.priorities - 1
-        redis.call('HSET', jk, 'prio', level, 'priority', c.priorities[level + 1])
+        rcall('HSET', jk, 'prio', level, 'priority', c.priorities[level + 1])
     end
     return level, j[2] or ''
 end
@@ -77,30 +77,35 @@ end
 -- read it here). A job leaving its lease (from_active) has no K:fin:<id>
 -- list yet (corral_dead_retry deletes it when a dead job runs again), so
 -- only the other moves delete one first. now: the clock in ms, a number or
--- its text (prelude: itxt).
-local function finish(K, c, id, jk, state, now, fields, keep, uk, from_active)
-    redis.call('HSET', jk, 'state', state, 'finished_ms', now, unpack(fields))
+-- its text (prelude: itxt). f, v: one more field and its value to write
+-- (nil for none), as arguments rather than a table made per call.
+local function finish(K, c, id, jk, state, now, f, v, keep, uk, from_active)
+    if f then
+        rcall('HSET', jk, 'state', state, 'finished_ms', now, f, v)
+    else
+        rcall('HSET', jk, 'state', state, 'finished_ms', now)
+    end
     local fk = K .. ':fin:' .. id
     if not from_active then
-        redis.call('DEL', fk)
+        rcall('DEL', fk)
     end
-    redis.call('RPUSH', fk, state)
+    rcall('RPUSH', fk, state)
     if not keep then
         local ttl = c.result_ttl_t
-        redis.call('PEXPIRE', jk, ttl)
-        redis.call('PEXPIRE', fk, ttl)
+        rcall('PEXPIRE', jk, ttl)
+        rcall('PEXPIRE', fk, ttl)
         if uk == nil then
-            uk = redis.call('HGET', jk, 'unique_key')
+            uk = rcall('HGET', jk, 'unique_key')
         end
         if uk then
-            redis.call('PEXPIRE', K .. ':uniq:' .. uk, ttl)
+            rcall('PEXPIRE', K .. ':uniq:' .. uk, ttl)
         end
     end
 end
 
 local function to_dead(K, c, id, jk, now, err)
-    redis.call('LPUSH', K .. ':dead', id)
-    finish(K, c, id, jk, 'dead', now, {'error', err}, true)
+    rcall('LPUSH', K .. ':dead', id)
+    finish(K, c, id, jk, 'dead', now, 'error', err, true)
     stat(K, now, 'dead')
 end
 
@@ -109,11 +114,11 @@ local function unlink(K, jk, id, state)
     if state == 'queued' then
         tenant_unlink(K, jk, id)
     elseif state == 'scheduled' then
-        redis.call('ZREM', K .. ':sched', id)
+        rcall('ZREM', K .. ':sched', id)
     elseif state == 'active' then
-        redis.call('ZREM', K .. ':active', id)
+        rcall('ZREM', K .. ':active', id)
     elseif state == 'dead' then
-        redis.call('LREM', K .. ':dead', 1, id)
+        rcall('LREM', K .. ':dead', 1, id)
     end
 end
 
@@ -129,10 +134,10 @@ end
 -- answer of sched_due.
 local function sched_due(K, due, at)
     if due == false then
-        due = tonumber(redis.call('HGET', K .. ':conf', 'due'))
+        due = tonumber(rcall('HGET', K .. ':conf', 'due'))
     end
     if due and at < due then
-        redis.call('HSET', K .. ':conf', 'due', itxt(at))
+        rcall('HSET', K .. ':conf', 'due', itxt(at))
         return at
     end
     return due
@@ -144,22 +149,22 @@ local function promote_due(K, c, now, limit, now_t, due, paused)
     if due and now < due then
         return 0 -- nothing in K:sched is due yet
     end
-    local ids = redis.call('ZRANGEBYSCORE', c.sched, '-inf', now_t or itxt(now), 'LIMIT', '0',
-                           itxt(limit))
+    local ids = rcall('ZRANGEBYSCORE', c.sched, '-inf', now_t or itxt(now), 'LIMIT', '0',
+                      itxt(limit))
     if #ids > 0 then
-        redis.call('ZREM', K .. ':sched', unpack(ids))
+        rcall('ZREM', K .. ':sched', unpack(ids))
     end
     if #ids < limit then -- every due job taken: the earliest left is the next due
-        local first = redis.call('ZRANGE', c.sched, 0, 0, 'WITHSCORES')
-        redis.call('HSET', K .. ':conf', 'due', first[2] or '9000000000000000') -- none
+        local first = rcall('ZRANGE', c.sched, 0, 0, 'WITHSCORES')
+        rcall('HSET', K .. ':conf', 'due', first[2] or '9000000000000000') -- none
     end
     if #ids == 0 then
         return 0
     end
     for _, id in ipairs(ids) do
         local jk = job_key(K, id)
-        if redis.call('EXISTS', jk) == 1 then
-            redis.call('HSET', jk, 'state', 'queued', 'queued_ms', now_t or itxt(now))
+        if rcall('EXISTS', jk) == 1 then
+            rcall('HSET', jk, 'state', 'queued', 'queued_ms', now_t or itxt(now))
             make_ready(K, c, id, jk, false)
         end
     end
@@ -239,17 +244,17 @@ local function corral_declare(keys, args)
     end
     tenant_declare(K, q, s, fields) -- tenants.lua: checked before anything is written
     gate.declare(q, s, fields) -- gate.lua: service_gate (a Redis Cluster)
-    local old = redis.call('HGET', K .. ':conf', 'priorities')
+    local old = rcall('HGET', K .. ':conf', 'priorities')
     if old then
         local nold = #split(old)
         local last = #prios - 1
         for level = #prios, nold - 1 do
             local src = K .. ':q:' .. level
-            local ids = redis.call('LRANGE', src, 0, -1)
+            local ids = rcall('LRANGE', src, 0, -1)
             for _, id in ipairs(ids) do
-                redis.call('HSET', job_key(K, id), 'prio', last, 'priority', prios[#prios])
+                rcall('HSET', job_key(K, id), 'prio', last, 'priority', prios[#prios])
             end
-            redis.call('DEL', src)
+            rcall('DEL', src)
             if #ids > 0 then
                 tenant_ready(K, last, '', ids, false)
             end
@@ -263,9 +268,9 @@ local function corral_declare(keys, args)
     fields[#fields + 1] = 'packed'
     fields[#fields + 1] = conf_packed(values)
     fields[#fields + 1] = 'paused' -- load_conf: queues paused before library version 7
-    fields[#fields + 1] = redis.call('EXISTS', K .. ':paused') == 1 and '1' or '0'
-    redis.call('HSET', K .. ':conf', unpack(fields))
-    redis.call('DEL', K .. ':wrr')
+    fields[#fields + 1] = rcall('EXISTS', K .. ':paused') == 1 and '1' or '0'
+    rcall('HSET', K .. ':conf', unpack(fields))
+    rcall('DEL', K .. ':wrr')
     -- The registry is in a slot of its own: on a Redis Cluster this call
     -- may not reach it, and the caller adds q with a separate SADD routed
     -- there (docs/design.md, "Redis Cluster slots"); one Redis takes it here.
@@ -280,7 +285,7 @@ local function picker(K, c, tenanted)
     local lens = {}
     local turns = tenanted and tenant_turns(K, c, now_ms())
     for i = 0, n - 1 do
-        lens[i] = redis.call('LLEN', K .. ':q:' .. i) + (turns and tenant_waiting(K, i) or 0)
+        lens[i] = rcall('LLEN', K .. ':q:' .. i) + (turns and tenant_waiting(K, i) or 0)
     end
     if c.order ~= 'weighted' then
         return function()
@@ -302,7 +307,7 @@ local function picker(K, c, tenanted)
     -- Smooth weighted round-robin (as nginx's upstreams) over the non-empty
     -- levels: every level is served in proportion to its weight, none starves.
     local cur = {}
-    local saved = redis.call('HMGET', K .. ':wrr', unpack((function()
+    local saved = rcall('HMGET', K .. ':wrr', unpack((function()
         local f = {}
         for i = 0, n - 1 do
             f[#f + 1] = 'c' .. i
@@ -337,7 +342,7 @@ local function picker(K, c, tenanted)
             f[#f + 1] = 'c' .. i
             f[#f + 1] = cur[i]
         end
-        redis.call('HSET', K .. ':wrr', unpack(f))
+        rcall('HSET', K .. ':wrr', unpack(f))
     end
     local left = function()
         local total = 0
@@ -354,12 +359,15 @@ end
 -- (its result expired while it waited) is dropped.
 local function lease_one(K, r, id, out, leases)
     local jk = job_key(K, id)
-    local j = redis.call('HMGET', jk, 'attempts', 'max_attempts', 'run', 'timeout_ms', 'priority',
+    local j = rcall('HMGET', jk, 'attempts', 'max_attempts', 'run', 'timeout_ms', 'priority',
                         'service', 'payload', 'tokens', 'deadline_at_ms')
     if not j[1] then
         return
     end
-    local timeout = tonumber(j[4])
+    -- Numbers from the record's texts: the queue's own settings, or small
+    -- integers (prelude: int_texts), without tonumber where they match.
+    local c = r.c
+    local timeout = j[4] == c.timeout_t and c.timeout_ms or tonumber(j[4])
     if j[9] then -- control.lua: past its deadline it ends dead; else at most the time left
         timeout = deadline_lease(K, r.c, id, jk, r.now, j[9], timeout)
         if timeout == nil then
@@ -377,21 +385,22 @@ local function lease_one(K, r, id, out, leases)
             return verdict
         end
     end
-    local attempts = tonumber(j[1]) + 1
-    local run = itxt(tonumber(j[3]) + 1)
+    local attempts = (int_texts[j[1]] or tonumber(j[1])) + 1
+    local run = itxt((int_texts[j[3]] or tonumber(j[3])) + 1)
     if r.probe then
-        redis.call('HSET', jk, 'state', 'active', 'attempts', itxt(attempts), 'run', run,
-                   'started_ms', r.now_t, 'started_us', r.now_u, 'worker', r.worker, 'probe', '1')
+        rcall('HSET', jk, 'state', 'active', 'attempts', itxt(attempts), 'run', run,
+              'started_ms', r.now_t, 'started_us', r.now_u, 'worker', r.worker, 'probe', '1')
     else
-        redis.call('HSET', jk, 'state', 'active', 'attempts', itxt(attempts), 'run', run,
-                   'started_ms', r.now_t, 'started_us', r.now_u, 'worker', r.worker)
+        rcall('HSET', jk, 'state', 'active', 'attempts', itxt(attempts), 'run', run,
+              'started_ms', r.now_t, 'started_us', r.now_u, 'worker', r.worker)
     end
     if r.served then -- fallback.lua: the service this run calls
-        redis.call('HSET', jk, 'served_by', r.served, 'served_model', r.model or '')
+        rcall('HSET', jk, 'served_by', r.served, 'served_model', r.model or '')
     end
     leases[#leases + 1] = r.deadline_t
     leases[#leases + 1] = id
-    out[#out + 1] = {id, run, attempts, tonumber(j[2]), timeout, j[5], r.served or j[6], j[7]}
+    out[#out + 1] = {id, run, attempts, j[2] == c.max_attempts_t and c.max_attempts or tonumber(j[2]),
+                     timeout, j[5], r.served or j[6], j[7]}
 end
 
 -- Checks reserve's arguments worker, n and max_inflight (strings or nil);
@@ -429,12 +438,14 @@ end
 -- its arguments are checked: leases up to n jobs to worker and returns the
 -- reply list. gated: the caller knows the gate element (it passed
 -- max_inflight). now, now_u and now_t are the call's clock (prelude: clock);
--- tenanted, paused and due are load_conf's answers.
+-- tenanted, paused and due are load_conf's answers. shared: corral_ack_reserve's
+-- breaker batch (services.lua's svc_batch with a host), whose state the
+-- acks left: not read again, and the host's calls in flight written net.
 local function reserve_jobs(K, c, prefix, worker, n, max_inflight, gated, now, now_u, tenanted,
-                            now_t, paused, due)
+                            now_t, paused, due, shared)
     promote_due(K, c, now, MAX_BATCH, now_t, due, paused)
-    if paused or (paused == nil and redis.call('EXISTS', c.paused) == 1) then
-        redis.call('DEL', c.wake)
+    if paused or (paused == nil and rcall('EXISTS', c.paused) == 1) then
+        rcall('DEL', c.wake)
         return {}
     end
     local s, host, allowed, gate_until, gate_why, served = nil, nil, n, nil, nil, nil
@@ -443,7 +454,7 @@ local function reserve_jobs(K, c, prefix, worker, n, max_inflight, gated, now, n
                                                                    max_inflight)
     elseif c.service ~= '' then
         host = worker_host(worker) -- its calls in flight read with the hot fields (load_svc)
-        s = load_svc(svc_key(prefix, c.service), c.service, now, host)
+        s = shared and shared.s or load_svc(svc_key(prefix, c.service, c), c.service, now, host)
         if s ~= nil then
             allowed, gate_until, gate_why = svc_gate(s, now, n, host, max_inflight)
         end
@@ -467,7 +478,7 @@ local function reserve_jobs(K, c, prefix, worker, n, max_inflight, gated, now, n
             if turns then -- tenants.lua: from the first level from here with jobs
                 ids, level = tenant_next(K, c, level, want, now, s)
             else
-                ids = redis.call('LPOP', c.qkeys[level], itxt(want))
+                ids = rcall('LPOP', c.qkeys[level], itxt(want))
             end
             if ids then
                 for k, id in ipairs(ids) do
@@ -484,7 +495,7 @@ local function reserve_jobs(K, c, prefix, worker, n, max_inflight, gated, now, n
         end
         -- tenants.lua: with turns, what the last pop saw may answer it
         waiting = turns and tenant_left(c) or
-                      redis.call('EXISTS', unpack(turns and c.tall or c.qkeys))
+                      rcall('EXISTS', unpack(turns and c.tall or c.qkeys))
     else
         local pick, save, left, turns = picker(K, c, tenanted)
         while #out < allowed do
@@ -496,7 +507,7 @@ local function reserve_jobs(K, c, prefix, worker, n, max_inflight, gated, now, n
             if turns then
                 id = tenant_pop(K, c, level, 1, now, s)[1]
             else
-                id = redis.call('LPOP', c.qkeys[level + 1])
+                id = rcall('LPOP', c.qkeys[level + 1])
             end
             if id and lease_one(K, r, id, out, leases) == 'wait' then
                 unpop_held(K, c, level, {id}, 1, turns) -- held back by the budgets
@@ -507,10 +518,10 @@ local function reserve_jobs(K, c, prefix, worker, n, max_inflight, gated, now, n
         waiting = left()
     end
     if #leases > 0 then
-        redis.call('ZADD', c.active, unpack(leases))
+        rcall('ZADD', c.active, unpack(leases))
     end
     if s ~= nil then
-        svc_granted(s, now, #out, host)
+        svc_granted(s, now, #out, host, shared)
     end
     if served then
         fb_served(K, now, served, #out) -- fallback.lua
@@ -523,15 +534,15 @@ local function reserve_jobs(K, c, prefix, worker, n, max_inflight, gated, now, n
     end
     if waiting == 0 then
         -- Nothing left: markers would only wake idle workers for nothing.
-        redis.call('DEL', c.wake)
+        rcall('DEL', c.wake)
     end
     -- Only callers that pass max_inflight (library version 2 workers, with
     -- 0 for none) know the gate element; older ones just get fewer jobs.
     if gate_until ~= nil and waiting > 0 and gated then
         -- Jobs wait for the service: the worker sleeps on the service's
         -- wake list of its host until gate_until or a state change.
-        redis.call('HINCRBY', s.key .. ':sl', host, 1)
-        redis.call('HSET', s.key, 'sleepers', 1)
+        rcall('HINCRBY', s.key .. ':sl', host, 1)
+        rcall('HSET', s.key, 'sleepers', 1)
         -- Relative, so that the worker's clock need not agree with Redis's.
         out[#out + 1] = string.format('gate %d %s', math.max(gate_until - now, 1), gate_why)
     end
@@ -571,10 +582,10 @@ local function corral_dead_retry(keys, args)
     local c = load_conf(K, q)
     local ids = args
     if args[1] == '--all' then
-        ids = redis.call('LRANGE', K .. ':dead', 0, -1)
+        ids = rcall('LRANGE', K .. ':dead', 0, -1)
     else
         for _, id in ipairs(ids) do -- all or nothing
-            local state = redis.call('HGET', job_key(K, id), 'state')
+            local state = rcall('HGET', job_key(K, id), 'state')
             if state ~= 'dead' then
                 fail(state and 'NOTDEAD' or 'NOJOB', 'queue "%s": job %s is not dead (%s)', q,
                      tostring(id):sub(1, 40),
@@ -586,12 +597,12 @@ local function corral_dead_retry(keys, args)
     local n = 0
     for _, id in ipairs(ids) do
         local jk = job_key(K, id)
-        local j = redis.call('HMGET', jk, 'state')
+        local j = rcall('HMGET', jk, 'state')
         if j[1] == 'dead' then
-            redis.call('LREM', K .. ':dead', 1, id)
-            redis.call('HSET', jk, 'state', 'queued', 'attempts', 0, 'queued_ms', now)
-            redis.call('HDEL', jk, 'finished_ms', 'probe') -- probe: runs.lua's ack_jobs
-            redis.call('DEL', K .. ':fin:' .. id)
+            rcall('LREM', K .. ':dead', 1, id)
+            rcall('HSET', jk, 'state', 'queued', 'attempts', 0, 'queued_ms', now)
+            rcall('HDEL', jk, 'finished_ms', 'probe') -- probe: runs.lua's ack_jobs
+            rcall('DEL', K .. ':fin:' .. id)
             make_ready(K, c, id, jk, false)
             n = n + 1
         end
@@ -604,16 +615,16 @@ end
 local function corral_dead_purge(keys, args)
     local K, q = queue_key(keys[1])
     load_conf(K, q)
-    local ids = redis.call('LRANGE', K .. ':dead', 0, -1)
+    local ids = rcall('LRANGE', K .. ':dead', 0, -1)
     for _, id in ipairs(ids) do
         local jk = job_key(K, id)
-        local uk = redis.call('HGET', jk, 'unique_key')
+        local uk = rcall('HGET', jk, 'unique_key')
         if uk then
-            redis.call('DEL', K .. ':uniq:' .. uk)
+            rcall('DEL', K .. ':uniq:' .. uk)
         end
-        redis.call('DEL', jk, K .. ':fin:' .. id)
+        rcall('DEL', jk, K .. ':fin:' .. id)
     end
-    redis.call('DEL', K .. ':dead')
+    rcall('DEL', K .. ':dead')
     return #ids
 end
 
@@ -622,8 +633,8 @@ end
 local function corral_pause(keys, args)
     local K, q = queue_key(keys[1])
     load_conf(K, q)
-    redis.call('SET', K .. ':paused', now_ms())
-    redis.call('HSET', K .. ':conf', 'paused', '1') -- what load_conf reads
+    rcall('SET', K .. ':paused', now_ms())
+    rcall('HSET', K .. ':conf', 'paused', '1') -- what load_conf reads
     return 'OK'
 end
 
@@ -632,11 +643,11 @@ end
 local function corral_resume(keys, args)
     local K, q = queue_key(keys[1])
     local c = load_conf(K, q)
-    redis.call('DEL', K .. ':paused')
-    redis.call('HSET', K .. ':conf', 'paused', '0') -- what load_conf reads
+    rcall('DEL', K .. ':paused')
+    rcall('HSET', K .. ':conf', 'paused', '0') -- what load_conf reads
     local n = 0
     for i = 0, #c.priorities - 1 do
-        n = n + redis.call('LLEN', K .. ':q:' .. i)
+        n = n + rcall('LLEN', K .. ':q:' .. i)
     end
     if n > 0 then
         wake(K, n, false)
@@ -657,7 +668,7 @@ local NUMERIC = {attempts = true, max_attempts = true, timeout_ms = true, create
 -- nil when there is no such job (never existed, or its result expired).
 local function corral_job(keys, args)
     local K, q = queue_key(keys[1])
-    local h = redis.call('HGETALL', job_key(K, args[1] or ''))
+    local h = rcall('HGETALL', job_key(K, args[1] or ''))
     if #h == 0 then
         load_conf(K, q) -- an unknown queue is an error, an unknown id is nil
         return nil

@@ -59,10 +59,19 @@ local function fail(code, fmt, ...)
     error({corral = code .. ' ' .. string.format(fmt, ...)}, 0)
 end
 
+-- redis.call, kept as an upvalue by api() at the start of every call: a
+-- global is looked up through the globals' metatable (Redis's sandbox)
+-- and then in the redis table, some 200 instructions a call site; the
+-- hot path makes about 30 calls a job (docs/benchmarks.md, "Fifth
+-- round"). Not known while the library loads (redis.call does not exist
+-- then).
+local rcall
+
 -- Turns fail()'s errors into plain error replies (without the script
 -- location Redis appends to raised errors); anything else is re-raised.
 local function api(f)
     return function(keys, args)
+        rcall = redis.call
         local ok, r = pcall(f, keys, args)
         if ok then
             return r
@@ -80,13 +89,22 @@ end
 -- same values as text 3.3 us); the hot path passes text instead, made once
 -- per call (the clock) or kept here for the small integers that recur
 -- (counts, attempts, levels): derived data (prelude's hot-path caches).
+-- The same table maps such a text back to its number (int_texts['3'] ==
+-- 3: a string key never meets a number key), so a hot path that reads a
+-- small integer from Redis writes (int_texts[v] or tonumber(v)): tonumber
+-- of a text is two strtod()s in Lua 5.1, some 1,100 instructions, the
+-- table's lookup under 100. 0-64 are there from the start.
 local int_texts = {}
+for i = 0, 64 do
+    local t = i .. '' -- no string.format while the library loads
+    int_texts[i], int_texts[t] = t, i
+end
 local function itxt(n)
     local t = int_texts[n]
     if t == nil then
         t = string.format('%d', n)
         if n >= -1024 and n <= 1024 then
-            int_texts[n] = t
+            int_texts[n], int_texts[t] = t, n
         end
     end
     return t
@@ -97,18 +115,36 @@ end
 -- to see sub-millisecond pick-up times: one TIME for both (a redis.call
 -- costs a function more than the command itself). The third value is the
 -- milliseconds as text (itxt), made from TIME's own text.
-local function clock()
-    local t = redis.call('TIME')
-    local s, us = tonumber(t[1]), tonumber(t[2])
-    local ms = math.floor(us / 1000)
-    if #t[2] == 6 then -- 9 times in 10: the texts without a string.format
-        return s * 1000 + ms, t[1] .. t[2], t[1] .. t[2]:sub(1, 3)
+-- The seconds' text and its milliseconds are kept while the second lasts,
+-- and the first three digits of the microseconds map to their number
+-- (ms_of, at most 1,000 entries): no tonumber (two strtod()s each) on most
+-- calls (derived data: prelude's hot-path caches).
+local clock
+do
+    local sec_t, sec_ms, ms_of = nil, 0, {}
+    clock = function()
+        local t = rcall('TIME')
+        local st, ut = t[1], t[2]
+        if st ~= sec_t then
+            sec_t, sec_ms = st, tonumber(st) * 1000
+        end
+        if #ut == 6 then -- 9 times in 10: the texts without a string.format
+            local m3 = ut:sub(1, 3)
+            local ms = ms_of[m3]
+            if ms == nil then
+                ms = tonumber(m3)
+                ms_of[m3] = ms
+            end
+            return sec_ms + ms, st .. ut, st .. m3
+        end
+        local us = tonumber(ut)
+        local ms = math.floor(us / 1000)
+        return sec_ms + ms, st .. string.format('%06d', us), st .. string.format('%03d', ms)
     end
-    return s * 1000 + ms, t[1] .. string.format('%06d', us), t[1] .. string.format('%03d', ms)
 end
 
 local function now_ms()
-    local t = redis.call('TIME')
+    local t = rcall('TIME')
     return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
@@ -200,34 +236,37 @@ end
 -- (load_conf) or depends on its key text alone (queue_key). CACHE_MAX
 -- bounds each; a full cache starts again empty.
 local CACHE_MAX = 1024
-local key_cache, key_cached = {}, 0
 local conf_cache, conf_cached = {}, 0
 
 -- Returns K and the queue name from the one key argument.
-local function queue_key(key)
-    local hit = key_cache[key]
-    if hit then
-        return hit[1], hit[2], hit[3]
+local queue_key
+do -- its cache in a block: the main chunk's locals are few (200)
+    local key_cache, key_cached = {}, 0
+    queue_key = function(key)
+        local hit = key_cache[key]
+        if hit then
+            return hit[1], hit[2], hit[3]
+        end
+        if key == nil then
+            fail('BADARG', 'expected one key: the queue name')
+        end
+        local prefix, q = key:match('^(.-):{(.*)}$')
+        if prefix == nil then
+            prefix, q = 'corral', key
+        end
+        if not valid_name(q) then
+            fail('BADNAME', 'bad queue name "%s": use 1-64 characters of A-Z a-z 0-9 _ . : -', q:sub(1, 80))
+        end
+        if not valid_name(prefix) then
+            fail('BADNAME', 'bad key prefix "%s"', prefix:sub(1, 80))
+        end
+        local K = prefix .. ':{' .. q .. '}'
+        if key_cached >= CACHE_MAX then
+            key_cache, key_cached = {}, 0
+        end
+        key_cache[key], key_cached = {K, q, prefix}, key_cached + 1
+        return K, q, prefix
     end
-    if key == nil then
-        fail('BADARG', 'expected one key: the queue name')
-    end
-    local prefix, q = key:match('^(.-):{(.*)}$')
-    if prefix == nil then
-        prefix, q = 'corral', key
-    end
-    if not valid_name(q) then
-        fail('BADNAME', 'bad queue name "%s": use 1-64 characters of A-Z a-z 0-9 _ . : -', q:sub(1, 80))
-    end
-    if not valid_name(prefix) then
-        fail('BADNAME', 'bad key prefix "%s"', prefix:sub(1, 80))
-    end
-    local K = prefix .. ':{' .. q .. '}'
-    if key_cached >= CACHE_MAX then
-        key_cache, key_cached = {}, 0
-    end
-    key_cache[key], key_cached = {K, q, prefix}, key_cached + 1
-    return K, q, prefix
 end
 
 -- The field of a host's calls in flight in a service's hash,
@@ -280,28 +319,40 @@ end
 local function load_conf(K, q, want)
     -- "tenanted": set once a job with the option tenant was enqueued
     -- (tenants.lua); until then the reserve takes no step for tenants.
-    local ck, packed, tenanted, paused, due = K .. ':conf', nil, nil, nil, nil
+    -- The cached settings' table also keeps K:conf's name and the last
+    -- "due" text with its number (derived data), so a call with a hit
+    -- makes neither the key's name nor a tonumber (two strtod()s).
+    local hit = conf_cache[K]
+    local ck, packed, tenanted, paused, due = hit and hit.ck or K .. ':conf', nil, nil, nil, nil
     if want == -1 then
-        packed = redis.call('HGET', ck, 'packed')
+        packed = rcall('HGET', ck, 'packed')
     else
         local pt
         if want == 2 then
-            pt = redis.call('HMGET', ck, 'packed', 'tenanted', 'paused', 'due')
+            pt = rcall('HMGET', ck, 'packed', 'tenanted', 'paused', 'due')
         elseif want == 1 then
-            pt = redis.call('HMGET', ck, 'packed', 'tenanted', 'paused')
+            pt = rcall('HMGET', ck, 'packed', 'tenanted', 'paused')
         else
-            pt = redis.call('HMGET', ck, 'packed', 'tenanted')
+            pt = rcall('HMGET', ck, 'packed', 'tenanted')
         end
-        packed, tenanted, due = pt[1], pt[2] ~= false, tonumber(pt[4])
+        packed, tenanted = pt[1], pt[2] ~= false
         if pt[3] then
             paused = pt[3] == '1'
         end
+        local dt = pt[4]
+        if dt and hit and dt == hit.due_t then
+            due = hit.due
+        elseif dt then
+            due = tonumber(dt)
+            if hit then
+                hit.due_t, hit.due = dt, due
+            end
+        end
     end
-    local hit = packed and conf_cache[K]
-    if hit and hit.packed == packed then
+    if hit and packed and hit.packed == packed then
         return hit, tenanted, paused, due
     end
-    local v = redis.call('HMGET', K .. ':conf', unpack(CONF_FIELDS))
+    local v = rcall('HMGET', ck, unpack(CONF_FIELDS))
     if not v[1] then
         fail('NOQUEUE', 'unknown queue "%s": no corrald or corralctl has declared it (corral_declare)', q)
     end
@@ -334,6 +385,7 @@ local function load_conf(K, q, want)
     c.tenant_weights = v[18] or ''
     -- The names of the queue's keys that the hot path touches, built once.
     c.active, c.sched, c.paused, c.wake = K .. ':active', K .. ':sched', K .. ':paused', K .. ':wake'
+    c.seq, c.ck = K .. ':seq', ck
     c.qkeys = {}
     for i = 1, #c.priorities do
         c.qkeys[i] = K .. ':q:' .. (i - 1)

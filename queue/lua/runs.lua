@@ -27,7 +27,7 @@ end
 
 -- run_status of the job at jk, read here.
 local function run_status(jk, run, worker)
-    return run_status_of(redis.call('HMGET', jk, 'state', 'run', 'worker', 'reclaimed'), run, worker)
+    return run_status_of(rcall('HMGET', jk, 'state', 'run', 'worker', 'reclaimed'), run, worker)
 end
 
 -- Full jitter. Redis seeds Lua's generator identically for every call, so
@@ -58,7 +58,7 @@ local function corral_renew(keys, args)
         local id, run = args[i], args[i + 1]
         local st = run_status(job_key(K, id), run, args[1])
         if st == 'active' then
-            redis.call('ZADD', K .. ':active', now + c.lease_ms, id)
+            rcall('ZADD', K .. ':active', now + c.lease_ms, id)
         end
         out[#out + 1] = st
     end
@@ -69,10 +69,16 @@ end
 -- for worker, applied with the call's clock now -> the per-job answers.
 -- One HMGET per job reads what run_status, the breaker and finish need;
 -- the leases are dropped with one ZREM and the statistics written once.
--- now_t: now as text (prelude: clock).
-local function ack_jobs(K, c, prefix, worker, args, first, now, now_t)
+-- now_t: now as text (prelude: clock). shared: corral_ack_reserve's batch
+-- (false: the queue's service is not declared), or nil: made here.
+local function ack_jobs(K, c, prefix, worker, args, first, now, now_t, shared)
     -- fallback.lua: per service its jobs used; only hot fields (load_svc)
-    local b = fb_batch(K, c, prefix, now)
+    local b = shared
+    if b == nil then
+        b = fb_batch(K, c, prefix, now)
+    elseif b == false then
+        b = nil
+    end
     local out, acc, done = {}, {}, {}
     for i = first, #args - 2, 3 do
         local id, run, result = args[i], args[i + 1], args[i + 2]
@@ -86,10 +92,10 @@ local function ack_jobs(K, c, prefix, worker, args, first, now, now_t)
         -- dead jobs lose it on corral_dead_retry).
         local j
         if b and (b.fb or b.s.state ~= 'closed') then
-            j = redis.call('HMGET', jk, 'state', 'run', 'worker', 'started_ms', 'unique_key',
-                           'probe')
+            j = rcall('HMGET', jk, 'state', 'run', 'worker', 'started_ms', 'unique_key',
+                      'probe')
         else
-            j = redis.call('HMGET', jk, 'state', 'run', 'worker', 'started_ms', 'unique_key')
+            j = rcall('HMGET', jk, 'state', 'run', 'worker', 'started_ms', 'unique_key')
         end
         local st = 'active'
         if j[1] ~= 'active' or run == '0' or j[2] ~= run or j[3] ~= worker then
@@ -98,23 +104,24 @@ local function ack_jobs(K, c, prefix, worker, args, first, now, now_t)
         if st ~= 'active' then
             out[#out + 1] = st
         else
-            svc_leave_read(fb_for(b, jk), jk, now, 'ok', nil, j[1], j[3], j[6], j[4])
+            local started = tonumber(j[4]) -- once for the breaker and the statistics
+            svc_leave_read(fb_for(b, jk), jk, now, 'ok', nil, j[1], j[3], j[6], started)
             tenant_release_job(K, c, jk) -- tenants.lua: with tenant_max_inflight only
             done[#done + 1] = id
             if #result > c.max_result then
                 to_dead(K, c, id, jk, now, string.format(
                     'result is %d bytes, limit is %d (max_result)', #result, c.max_result))
-                stat_proc_add(acc, now, 'fail', j[4])
+                stat_proc_add(acc, now, 'fail', started)
                 out[#out + 1] = 'dead'
             else
-                finish(K, c, id, jk, 'done', now_t, {'result', result}, false, j[5], true)
-                stat_proc_add(acc, now, 'done', j[4])
+                finish(K, c, id, jk, 'done', now_t, 'result', result, false, j[5], true)
+                stat_proc_add(acc, now, 'done', started)
                 out[#out + 1] = 'done'
             end
         end
     end
     if #done > 0 then
-        redis.call('ZREM', c.active, unpack(done))
+        rcall('ZREM', c.active, unpack(done))
     end
     stat_flush(K, now, acc)
     fb_apply(b, now)
@@ -152,9 +159,21 @@ local function corral_ack_reserve(keys, args)
                  'result; got %d arguments', #args - 3)
     end
     local now, now_u, now_t = clock()
-    local acks = ack_jobs(K, c, prefix, worker, args, 4, now, now_t)
-    return {acks, reserve_jobs(K, c, prefix, worker, n, max_inflight, true, now, now_u, tenanted,
-                               now_t, paused, due)}
+    -- One service (no fallback list): its state read once for both halves
+    -- and the host's calls in flight written once, net (services.lua's
+    -- svc_batch with a host): at steady state no write at all.
+    local shared = nil
+    if c.service ~= '' and not c.services then
+        shared = svc_batch(K, c, prefix, now, worker_host(worker)) or false
+    end
+    local acks = ack_jobs(K, c, prefix, worker, args, 4, now, now_t, shared)
+    local jobs = reserve_jobs(K, c, prefix, worker, n, max_inflight, true, now, now_u, tenanted,
+                              now_t, paused, due, shared or nil)
+    if shared and shared.granted ~= shared.acked then -- the net: none at steady state
+        rcall('HINCRBY', shared.s.key, inflight_field(shared.host),
+              itxt(shared.granted - shared.acked))
+    end
+    return {acks, jobs}
 end
 
 -- corral_fail: KEYS[1] queue; ARGV worker, then quadruples id run kind error
@@ -171,7 +190,7 @@ local function corral_fail(keys, args)
         end
     end
     -- Seed once per call: jobs failing in one batch must get different delays.
-    local t = redis.call('TIME')
+    local t = rcall('TIME')
     math.randomseed(tonumber(t[2]) * 1000 + tonumber(t[1]) % 1000)
     local now = now_ms()
     local bs = fb_batch(K, c, prefix) -- fallback.lua: per service its jobs used
@@ -193,10 +212,10 @@ local function corral_fail(keys, args)
         elseif b ~= nil and b.s.state ~= 'closed' and kind == 'retry' then
             svc_leave(b, jk, now, 'fail', err)
             tenant_release_job(K, c, jk) -- tenants.lua
-            redis.call('ZREM', K .. ':active', id)
-            local attempts = tonumber(redis.call('HGET', jk, 'attempts'))
-            redis.call('HSET', jk, 'attempts', math.max(attempts - 1, 0), 'error', err)
-            redis.call('HINCRBY', jk, 'deferrals', 1)
+            rcall('ZREM', K .. ':active', id)
+            local attempts = tonumber(rcall('HGET', jk, 'attempts'))
+            rcall('HSET', jk, 'attempts', math.max(attempts - 1, 0), 'error', err)
+            rcall('HINCRBY', jk, 'deferrals', 1)
             waiting[#waiting + 1] = {id, jk, #out + 1, b}
             out[#out + 1] = 'scheduled'
         else
@@ -204,8 +223,8 @@ local function corral_fail(keys, args)
             -- counts as a call, not as a breaker failure.
             svc_leave(b, jk, now, kind == 'retry' and 'fail' or 'ok', err)
             tenant_release_job(K, c, jk) -- tenants.lua
-            redis.call('ZREM', K .. ':active', id)
-            local j = redis.call('HMGET', jk, 'attempts', 'max_attempts', 'started_ms')
+            rcall('ZREM', K .. ':active', id)
+            local j = rcall('HMGET', jk, 'attempts', 'max_attempts', 'started_ms')
             local attempts, max = tonumber(j[1]), tonumber(j[2])
             stat_proc(K, now, 'fail', j[3])
             local at = kind == 'retry' and attempts < max and now + backoff_ms(c, attempts)
@@ -218,8 +237,8 @@ local function corral_fail(keys, args)
                 to_dead(K, c, id, jk, now, err)
                 out[#out + 1] = 'dead'
             else
-                redis.call('HSET', jk, 'state', 'scheduled', 'error', err, 'run_at_ms', at)
-                redis.call('ZADD', K .. ':sched', at, id)
+                rcall('HSET', jk, 'state', 'scheduled', 'error', err, 'run_at_ms', at)
+                rcall('ZADD', K .. ':sched', at, id)
                 due = sched_due(K, due, at)
                 stat(K, now, 'retry')
                 out[#out + 1] = 'scheduled'
@@ -237,8 +256,8 @@ local function corral_fail(keys, args)
         if deadline_ends(K, c, w[1], w[2], now, at) then -- control.lua
             out[w[3]] = 'dead'
         else
-            redis.call('HSET', w[2], 'state', 'scheduled', 'run_at_ms', at)
-            redis.call('ZADD', K .. ':sched', at, w[1])
+            rcall('HSET', w[2], 'state', 'scheduled', 'run_at_ms', at)
+            rcall('ZADD', K .. ':sched', at, w[1])
             due = sched_due(K, due, at)
             if not bs.fb then
                 svc_hold_job(w[4], K, w[1])
@@ -306,26 +325,26 @@ local function corral_defer(keys, args)
             if bs and bs.fb and kind ~= '' then
                 delay, kind = 0, '' -- fallback.lua: at once, to the next service of the list
             end
-            redis.call('ZREM', K .. ':active', id)
+            rcall('ZREM', K .. ':active', id)
             if deadline_ends(K, c, id, jk, now, now + delay) then -- control.lua
                 out[#out + 1] = 'dead'
             else
                 if kind == 'quota' and b ~= nil then
                     svc_hold_job(b, K, id)
                 end
-                local attempts = tonumber(redis.call('HGET', jk, 'attempts'))
-                redis.call('HSET', jk, 'attempts', math.max(attempts - 1, 0), 'run_at_ms', now + delay)
+                local attempts = tonumber(rcall('HGET', jk, 'attempts'))
+                rcall('HSET', jk, 'attempts', math.max(attempts - 1, 0), 'run_at_ms', now + delay)
                 if why ~= '' then
-                    redis.call('HSET', jk, 'error', why:sub(1, 4096))
+                    rcall('HSET', jk, 'error', why:sub(1, 4096))
                 end
-                redis.call('HINCRBY', jk, 'deferrals', 1)
+                rcall('HINCRBY', jk, 'deferrals', 1)
                 if delay > 0 or kind == 'quota' then
-                    redis.call('HSET', jk, 'state', 'scheduled')
-                    redis.call('ZADD', K .. ':sched', now + delay, id)
+                    rcall('HSET', jk, 'state', 'scheduled')
+                    rcall('ZADD', K .. ':sched', now + delay, id)
                     due = sched_due(K, due, now + delay)
                     out[#out + 1] = 'scheduled'
                 else
-                    redis.call('HSET', jk, 'state', 'queued', 'queued_ms', now)
+                    rcall('HSET', jk, 'state', 'queued', 'queued_ms', now)
                     make_ready(K, c, id, jk, true)
                     ready = ready + 1
                     out[#out + 1] = 'queued'
@@ -347,18 +366,18 @@ end
 -- counted as lost.
 local function reclaim_one(K, c, b, id, now, why, unseen)
     local jk = job_key(K, id)
-    redis.call('ZREM', K .. ':active', id)
-    local j = redis.call('HMGET', jk, 'attempts', 'max_attempts', 'worker', 'state', 'run')
+    rcall('ZREM', K .. ':active', id)
+    local j = rcall('HMGET', jk, 'attempts', 'max_attempts', 'worker', 'state', 'run')
     if not j[1] or j[4] ~= 'active' then
         return 0
     end
     svc_leave(fb_for(b, jk), jk, now, nil) -- fallback.lua: the service its run used
     tenant_release_job(K, c, jk) -- tenants.lua
-    redis.call('HSET', jk, 'reclaimed', j[5])
+    rcall('HSET', jk, 'reclaimed', j[5])
     local attempts, max = tonumber(j[1]), tonumber(j[2])
     if unseen then -- its attempt back, its last run's error kept
-        redis.call('HSET', jk, 'state', 'queued', 'queued_ms', now, 'attempts',
-                   math.max(attempts - 1, 0))
+        rcall('HSET', jk, 'state', 'queued', 'queued_ms', now, 'attempts',
+              math.max(attempts - 1, 0))
         make_ready(K, c, id, jk, true)
         return 1
     end
@@ -367,7 +386,7 @@ local function reclaim_one(K, c, b, id, now, why, unseen)
     if attempts >= max then
         to_dead(K, c, id, jk, now, err)
     else
-        redis.call('HSET', jk, 'state', 'queued', 'error', err, 'queued_ms', now)
+        rcall('HSET', jk, 'state', 'queued', 'error', err, 'queued_ms', now)
         make_ready(K, c, id, jk, true)
     end
     return 1
@@ -398,7 +417,7 @@ local function corral_reclaim(keys, args)
     local now = now_ms()
     local b = fb_batch(K, c, prefix) -- fallback.lua
     local limit = int_arg('BADARG', args[1] or MAX_BATCH, 'limit', 1, 100000)
-    local ids = redis.call('ZRANGEBYSCORE', K .. ':active', '-inf', now, 'LIMIT', 0, limit)
+    local ids = rcall('ZRANGEBYSCORE', K .. ':active', '-inf', now, 'LIMIT', 0, limit)
     local n = reclaim_all(K, c, b, ids, now, 'lease expired')
     fb_apply(b, now)
     wake(K, n)
@@ -437,8 +456,8 @@ local function corral_reclaim_worker(keys, args)
     local host = keep == nil and who:sub(-1) == '*' and who:sub(1, -2) or nil
     local now = now_ms()
     local mine = {}
-    for _, id in ipairs(redis.call('ZRANGE', K .. ':active', 0, -1)) do
-        local w = redis.call('HGET', job_key(K, id), 'worker') or ''
+    for _, id in ipairs(rcall('ZRANGE', K .. ':active', 0, -1)) do
+        local w = rcall('HGET', job_key(K, id), 'worker') or ''
         if (w == who or (host and w:sub(1, #host) == host)) and not (keep and keep[id]) then
             mine[#mine + 1] = id
         end

@@ -29,7 +29,6 @@
 -- corral_breaker_reset also touches, for each "<K>|<id>" of S:held, K:sched,
 -- K:conf and K:job:<id> of that queue: keys derived from S:held's members.
 
-local NB = 10 -- buckets per breaker window: it slides in tenths
 -- The settings (all numeric), the state fields load_svc reads, the defaults.
 local SVC_SETTINGS = {'window_ms', 'min_calls', 'failure_rate', 'slow_call_ms', 'slow_rate',
                       'open_for_ms', 'open_max_ms', 'half_open_calls', 'rate', 'rate_period_ms',
@@ -66,7 +65,17 @@ local function worker_host(worker)
     return host
 end
 
-local function svc_key(prefix, name)
+-- With c (a queue's settings, load_conf) and name its c.service: the key
+-- is kept in c (c.sk, derived data), not made on every call.
+local function svc_key(prefix, name, c)
+    if c then
+        local sk = c.sk
+        if sk == nil then
+            sk = prefix .. ':svc:' .. name
+            c.sk = sk
+        end
+        return sk
+    end
     return prefix .. ':svc:' .. name
 end
 
@@ -79,27 +88,39 @@ end
 -- call reads what it uses, with host (reserve) the throttle and the host's
 -- calls in flight, else (ack) the window and sleepers; the settings' table
 -- answers the rest as svc_close leaves it (trips, probes 0; no reasons).
-local function load_svc(SK, name, now, host)
+-- With both (corral_ack_reserve: runs.lua), the ack's fields and the
+-- reserve's in one read. Small integers come back through int_texts
+-- (prelude: no tonumber).
+local function load_svc(SK, name, now, host, both)
     local v, full, thr, hi
-    if host then
-        v = redis.call('HMGET', SK, 'sv', 'state', 'throttled_until_ms', inflight_field(host))
-        thr, hi, v[3], v[4] = v[3], tonumber(v[4]) or 0, nil, nil
+    if both then
+        v = rcall('HMGET', SK, 'sv', 'state', 'newest_bucket', 'bad_calls', 'sleepers',
+                  'throttled_until_ms', inflight_field(host))
+        thr, hi = v[6], v[7]
+        hi = hi and (int_texts[hi] or tonumber(hi)) or 0
+    elseif host then
+        v = rcall('HMGET', SK, 'sv', 'state', 'throttled_until_ms', inflight_field(host))
+        thr, hi, v[3], v[4] = v[3], v[4], nil, nil
+        hi = hi and (int_texts[hi] or tonumber(hi)) or 0
     else
-        v = redis.call('HMGET', SK, unpack(SVC_STATE, 1, now and 5 or 12))
+        v = rcall('HMGET', SK, unpack(SVC_STATE, 1, now and 5 or 12))
         full, thr = not now, v[6]
     end
-    local packed = v[1] or redis.call('HGET', SK, 'settings') -- declared before "sv" (v7, perf)
+    local packed = v[1] or rcall('HGET', SK, 'settings') -- declared before "sv" (v7, perf)
     local set = packed and svc_cache[SK]
     if not (set and set.packed == packed) then
-        local w = redis.call('HMGET', SK, unpack(SVC_SETTINGS))
+        local w = rcall('HMGET', SK, unpack(SVC_SETTINGS))
         if not w[1] then
             return nil
         end
         set = {packed = packed, calls_field = {}, open_until_ms = 0, trips = 0, reason = '',
-               probes = 0, probe_successes = 0, throttle_reason = ''}
+               probes = 0, probe_successes = 0, throttle_reason = '', nb = {},
+               bm = {0, 0, 0}}
         for i, f in ipairs(SVC_SETTINGS) do
             set[f] = tonumber(w[i]) or SVC_NUM[f]
         end
+        -- svc_bucket's width, made once (derived from window_ms)
+        set.bucket_ms = math.max(math.floor(set.window_ms / NB), 1)
         set.meta = {__index = set}
         if packed then
             if svc_cached >= CACHE_MAX then
@@ -108,78 +129,34 @@ local function load_svc(SK, name, now, host)
             svc_cache[SK], svc_cached = set, svc_cached + 1
         end
     end
-    local state, throttled = v[2] or 'closed', tonumber(thr) or 0
+    local state, throttled = v[2] or 'closed', thr and tonumber(thr) or 0
     if now and (state ~= 'closed' or throttled > now) then
-        v, full = redis.call('HMGET', SK, unpack(SVC_STATE)), true
+        v, full = rcall('HMGET', SK, unpack(SVC_STATE)), true
         throttled = tonumber(v[6]) or 0
     end
+    -- newest_bucket: its last text and number kept with the settings
+    -- (derived data); bad_calls and sleepers are small integers.
+    local nbt, nb, bc, sl = v[3], nil, v[4], v[5]
+    if nbt then
+        local memo = set.nb
+        if memo[1] == nbt then
+            nb = memo[2]
+        else
+            nb = tonumber(nbt)
+            memo[1], memo[2] = nbt, nb
+        end
+    end
     local s = setmetatable({key = SK, name = name, state = state, throttled_until_ms = throttled,
-                            newest_bucket = tonumber(v[3]), bad_calls = tonumber(v[4]) or 0,
-                            sleepers = tonumber(v[5]) or 0, host_inflight = hi}, set.meta)
+                            newest_bucket = nb,
+                            bad_calls = bc and (int_texts[bc] or tonumber(bc)) or 0,
+                            sleepers = sl and (int_texts[sl] or tonumber(sl)) or 0,
+                            host_inflight = hi}, set.meta)
     if full then
         s.open_until_ms, s.trips, s.reason, s.probes, s.probe_successes, s.throttle_reason =
             tonumber(v[7]) or 0, tonumber(v[8]) or 0, v[9] or '', tonumber(v[10]) or 0,
             tonumber(v[11]) or 0, v[12] or ''
     end
     return s
-end
-
-local function svc_bucket(s, now)
-    return math.floor(now / math.max(math.floor(s.window_ms / NB), 1))
-end
-
-local function bucket_fields(lo, hi)
-    local fields = {}
-    for j = lo, hi do
-        fields[#fields + 1] = 'calls:' .. j
-        fields[#fields + 1] = 'failures:' .. j
-        fields[#fields + 1] = 'slow:' .. j
-    end
-    return fields
-end
-
--- Moves the newest bucket to idx, deleting the buckets that left the
--- window (once per bucket width, not per call).
-local function svc_advance(s, idx)
-    if s.newest_bucket ~= nil and idx <= s.newest_bucket then
-        return -- same bucket, or the clock stepped back: keep the newest
-    end
-    if s.newest_bucket ~= nil then
-        local lo, hi = s.newest_bucket - NB + 1, math.min(s.newest_bucket, idx - NB)
-        if hi >= lo then
-            redis.call('HDEL', s.key, unpack(bucket_fields(lo, hi)))
-        end
-    end
-    s.newest_bucket = idx
-    redis.call('HSET', s.key, 'newest_bucket', idx)
-end
-
--- Sums the window as of now into s.calls, s.failures, s.slow_calls (read-only).
-local function svc_sum(s, now)
-    s.calls, s.failures, s.slow_calls = 0, 0, 0
-    if s.newest_bucket == nil then
-        return
-    end
-    local idx = svc_bucket(s, now)
-    local lo, hi = idx - NB + 1, math.min(idx, s.newest_bucket)
-    if hi < lo then
-        return
-    end
-    local v = redis.call('HMGET', s.key, unpack(bucket_fields(lo, hi)))
-    for k = 1, #v, 3 do
-        s.calls = s.calls + (tonumber(v[k]) or 0)
-        s.failures = s.failures + (tonumber(v[k + 1]) or 0)
-        s.slow_calls = s.slow_calls + (tonumber(v[k + 2]) or 0)
-    end
-end
-
-local function svc_clear_window(s)
-    if s.newest_bucket ~= nil then
-        redis.call('HDEL', s.key, 'newest_bucket',
-                   unpack(bucket_fields(s.newest_bucket - NB + 1, s.newest_bucket)))
-    end
-    s.newest_bucket, s.calls, s.failures, s.slow_calls, s.bad_calls = nil, 0, 0, 0, 0
-    redis.call('HSET', s.key, 'bad_calls', 0)
 end
 
 -- Wakes the workers waiting for the service: on one host, or all.
@@ -190,13 +167,13 @@ local function svc_wake(s, host)
     local slk = s.key .. ':sl'
     local hosts
     if host then
-        local n = redis.call('HGET', slk, host)
+        local n = rcall('HGET', slk, host)
         if not n then
             return
         end
         hosts = {host, n}
     else
-        hosts = redis.call('HGETALL', slk)
+        hosts = rcall('HGETALL', slk)
     end
     for i = 1, #hosts, 2 do
         local wk = s.key .. ':wake:' .. hosts[i]
@@ -204,13 +181,13 @@ local function svc_wake(s, host)
         for k = 1, math.min(tonumber(hosts[i + 1]) or 1, 64) do
             marks[k] = '1'
         end
-        redis.call('RPUSH', wk, unpack(marks))
-        redis.call('PEXPIRE', wk, 60000)
-        redis.call('HDEL', slk, hosts[i])
+        rcall('RPUSH', wk, unpack(marks))
+        rcall('PEXPIRE', wk, 60000)
+        rcall('HDEL', slk, hosts[i])
     end
-    if host == nil or redis.call('EXISTS', slk) == 0 then
+    if host == nil or rcall('EXISTS', slk) == 0 then
         s.sleepers = 0
-        redis.call('HSET', s.key, 'sleepers', 0)
+        rcall('HSET', s.key, 'sleepers', 0)
     end
 end
 
@@ -218,24 +195,24 @@ local function svc_open(s, now, dur, why)
     s.state, s.open_until_ms, s.reason, s.probes, s.probe_successes = 'open', now + dur, why, 0, 0
     -- The window that tripped it stays visible (trip_calls, trip_failures)
     -- while the breaker is not closed; the window itself starts afresh.
-    redis.call('HSET', s.key, 'state', 'open', 'open_until_ms', s.open_until_ms, 'reason', why,
-               'trips', s.trips, 'probes', 0, 'probe_successes', 0, 'opened_ms', now,
-               'trip_calls', s.calls or 0, 'trip_failures', s.failures or 0)
+    rcall('HSET', s.key, 'state', 'open', 'open_until_ms', s.open_until_ms, 'reason', why,
+          'trips', s.trips, 'probes', 0, 'probe_successes', 0, 'opened_ms', now,
+          'trip_calls', s.calls or 0, 'trip_failures', s.failures or 0)
     svc_clear_window(s)
 end
 
 local function svc_close(s, now)
     s.state, s.trips, s.probes, s.probe_successes = 'closed', 0, 0, 0
-    redis.call('HSET', s.key, 'state', 'closed', 'trips', 0, 'probes', 0, 'probe_successes', 0,
-               'closed_ms', now)
+    rcall('HSET', s.key, 'state', 'closed', 'trips', 0, 'probes', 0, 'probe_successes', 0,
+          'closed_ms', now)
     svc_clear_window(s)
     svc_wake(s, nil)
-    redis.call('DEL', s.key .. ':held') -- they are due about now anyway
+    rcall('DEL', s.key .. ':held') -- they are due about now anyway
 end
 
 -- Remembers a job that waits for the breaker rather than for a back-off.
 local function svc_hold_job(b, K, id)
-    redis.call('SADD', b.s.key .. ':held', K .. '|' .. id)
+    rcall('SADD', b.s.key .. ':held', K .. '|' .. id)
 end
 
 local function pct_text(a, b) return string.format('%d%%', math.floor(a * 100 / b + 0.5)) end
@@ -252,7 +229,7 @@ local function svc_gate(s, now, want, host, max_inflight)
             return 0, s.open_until_ms, 'breaker open: ' .. s.reason
         end
         s.state, s.probes, s.probe_successes = 'half_open', 0, 0
-        redis.call('HSET', s.key, 'state', 'half_open', 'probes', 0, 'probe_successes', 0)
+        rcall('HSET', s.key, 'state', 'half_open', 'probes', 0, 'probe_successes', 0)
     end
     -- Each limit caps allowed; the reason text is made only for a limit
     -- that caps (the hot path makes no closure and formats nothing).
@@ -266,7 +243,7 @@ local function svc_gate(s, now, want, host, max_inflight)
     end
     if max_inflight > 0 then
         local n = max_inflight - (s.host_inflight or -- read by load_svc, else here
-                                   tonumber(redis.call('HGET', s.key, inflight_field(host))) or 0)
+                                   tonumber(rcall('HGET', s.key, inflight_field(host))) or 0)
         if n < allowed then
             allowed, upto, why = math.max(n, 0), now + 1000,
                                  string.format('max_inflight %d reached on host %s', max_inflight,
@@ -275,11 +252,11 @@ local function svc_gate(s, now, want, host, max_inflight)
     end
     if s.rate > 0 and allowed > 0 then
         local rk = s.key .. ':rl'
-        redis.call('ZREMRANGEBYSCORE', rk, '-inf', now - s.rate_period_ms)
-        local used = redis.call('ZCARD', rk)
+        rcall('ZREMRANGEBYSCORE', rk, '-inf', now - s.rate_period_ms)
+        local used = rcall('ZCARD', rk)
         if used + allowed > s.rate then
             local t = now + 1
-            local first = redis.call('ZRANGE', rk, 0, 0, 'WITHSCORES')
+            local first = rcall('ZRANGE', rk, 0, 0, 'WITHSCORES')
             if first[2] then
                 t = tonumber(first[2]) + s.rate_period_ms + 1
             end
@@ -295,41 +272,55 @@ local function svc_gate(s, now, want, host, max_inflight)
 end
 
 -- Records calls granted by reserve: in-flight count, probes, rate log.
-local function svc_granted(s, now, n, host)
+local function svc_granted(s, now, n, host, shared)
     if n == 0 then
         return
     end
-    redis.call('HINCRBY', s.key, inflight_field(host), itxt(n))
+    if shared then -- svc_batch's shared batch: written net by corral_ack_reserve
+        shared.granted = n
+    else
+        rcall('HINCRBY', s.key, inflight_field(host), itxt(n))
+    end
     if s.state == 'half_open' then
         s.probes = s.probes + n
-        redis.call('HSET', s.key, 'probes', s.probes)
+        rcall('HSET', s.key, 'probes', s.probes)
     end
     if s.rate > 0 then
         local rk = s.key .. ':rl'
-        local seq = redis.call('HINCRBY', s.key, 'rate_seq', n)
+        local seq = rcall('HINCRBY', s.key, 'rate_seq', n)
         local entries = {}
         for k = 1, n do
             entries[#entries + 1] = now
             entries[#entries + 1] = tostring(seq - n + k)
         end
-        redis.call('ZADD', rk, unpack(entries))
-        redis.call('PEXPIRE', rk, s.rate_period_ms + 1000)
+        rcall('ZADD', rk, unpack(entries))
+        rcall('PEXPIRE', rk, s.rate_period_ms + 1000)
     end
 end
 
 -- Collects the outcomes of one ack/fail/defer call for a queue's service
 -- and applies them to the breaker once, at the end of the call.
-local function svc_batch(K, c, prefix, now)
+-- With host (corral_ack_reserve, runs.lua), the batch is shared with the
+-- call's reserve: the state is read once for both (load_svc's both), and
+-- the host's calls in flight are written once, net, by corral_ack_reserve:
+-- svc_leave_read counts that host's calls ended in b.acked (svc_apply
+-- takes them off s.host_inflight for the reserve's gate), svc_granted its
+-- grant in b.granted.
+local function svc_batch(K, c, prefix, now, host)
     if c.service == '' then
         return nil
     end
-    local SK = svc_key(prefix, c.service)
-    local s = load_svc(SK, c.service, now)
+    local SK = svc_key(prefix, c.service, c)
+    local s = load_svc(SK, c.service, now, host, host ~= nil)
     if s == nil then
         return nil
     end
-    return {s = s, ok = 0, fail = 0, slow = 0, pok = 0, pfail = 0, prel = 0, hosts = {},
-            fail_why = ''}
+    local b = {s = s, ok = 0, fail = 0, slow = 0, pok = 0, pfail = 0, prel = 0, hosts = {},
+               fail_why = ''}
+    if host then
+        b.host, b.acked, b.granted = host, 0, 0
+    end
+    return b
 end
 
 -- A job leaves its lease: its host's call slot and its probe permit (if it
@@ -344,11 +335,15 @@ local function svc_leave_read(b, jk, now, kind, why, state, worker, probe_field,
     end
     if state == 'active' and worker then
         local host = worker_host(worker)
-        b.hosts[host] = (b.hosts[host] or 0) + 1
+        if host == b.host then -- the shared batch's host: written net (runs.lua)
+            b.acked = b.acked + 1
+        else
+            b.hosts[host] = (b.hosts[host] or 0) + 1
+        end
     end
     local probe = probe_field == '1'
     if probe then
-        redis.call('HDEL', jk, 'probe')
+        rcall('HDEL', jk, 'probe')
     end
     if kind == nil then
         if probe then
@@ -379,7 +374,7 @@ local function svc_leave(b, jk, now, kind, why)
     if b == nil then
         return
     end
-    local j = redis.call('HMGET', jk, 'state', 'worker', 'probe', 'started_ms')
+    local j = rcall('HMGET', jk, 'state', 'worker', 'probe', 'started_ms')
     return svc_leave_read(b, jk, now, kind, why, j[1], j[2], j[3], j[4])
 end
 
@@ -389,8 +384,12 @@ local function svc_apply(b, now)
     end
     local s = b.s
     for host, n in pairs(b.hosts) do
-        redis.call('HINCRBY', s.key, inflight_field(host), itxt(-n))
+        rcall('HINCRBY', s.key, inflight_field(host), itxt(-n))
         svc_wake(s, host)
+    end
+    if b.host and b.acked > 0 then -- the shared batch's host: written net (runs.lua)
+        s.host_inflight = s.host_inflight - b.acked
+        svc_wake(s, b.host)
     end
     if s.state == 'half_open' then
         if b.pfail > 0 then
@@ -404,7 +403,7 @@ local function svc_apply(b, now)
         if s.probe_successes >= s.half_open_calls then
             svc_close(s, now)
         else
-            redis.call('HSET', s.key, 'probe_successes', s.probe_successes, 'probes', s.probes)
+            rcall('HSET', s.key, 'probe_successes', s.probe_successes, 'probes', s.probes)
             if b.prel > 0 then
                 svc_wake(s, nil)
             end
@@ -422,12 +421,12 @@ local function svc_apply(b, now)
     if cf[1] ~= idx then
         cf[1], cf[2] = idx, 'calls:' .. itxt(idx)
     end
-    redis.call('HINCRBY', s.key, cf[2], itxt(b.ok + b.fail))
+    rcall('HINCRBY', s.key, cf[2], itxt(b.ok + b.fail))
     if b.fail > 0 then
-        redis.call('HINCRBY', s.key, 'failures:' .. idx, b.fail)
+        rcall('HINCRBY', s.key, 'failures:' .. idx, b.fail)
     end
     if b.slow > 0 then
-        redis.call('HINCRBY', s.key, 'slow:' .. idx, b.slow)
+        rcall('HINCRBY', s.key, 'slow:' .. idx, b.slow)
     end
     -- Only a window holding failures or slow calls can trip, so a healthy
     -- service costs one HINCRBY per call here: the window is summed only
@@ -438,7 +437,7 @@ local function svc_apply(b, now)
     end
     svc_sum(s, now)
     s.bad_calls = s.failures + s.slow_calls
-    redis.call('HSET', s.key, 'bad_calls', s.bad_calls)
+    rcall('HSET', s.key, 'bad_calls', s.bad_calls)
     if s.calls >= s.min_calls then
         local why
         if s.failures * 100 >= s.failure_rate * s.calls then
@@ -465,8 +464,8 @@ local function svc_throttle(b, now, delay, why)
     local s = b.s
     if now + delay > s.throttled_until_ms then
         s.throttled_until_ms, s.throttle_reason = now + delay, why
-        redis.call('HSET', s.key, 'throttled_until_ms', s.throttled_until_ms, 'throttle_reason',
-                   why:sub(1, 200))
+        rcall('HSET', s.key, 'throttled_until_ms', s.throttled_until_ms, 'throttle_reason',
+              why:sub(1, 200))
     end
 end
 
@@ -491,7 +490,7 @@ local function svc_view(s, now)
         st = 'half_open'
     end
     local inflight, total = {}, 0
-    local h = redis.call('HGETALL', s.key)
+    local h = rcall('HGETALL', s.key)
     for i = 1, #h, 2 do
         local host = h[i]:match('^inflight:(.*)$')
         if host then
@@ -504,11 +503,11 @@ local function svc_view(s, now)
     end
     local rate_used = 0
     if s.rate > 0 then
-        rate_used = redis.call('ZCOUNT', s.key .. ':rl', now - s.rate_period_ms, '+inf')
+        rate_used = rcall('ZCOUNT', s.key .. ':rl', now - s.rate_period_ms, '+inf')
     end
     if st ~= 'closed' and s.calls == 0 then
         -- Open or half-open: show the window that tripped it.
-        local t = redis.call('HMGET', s.key, 'trip_calls', 'trip_failures')
+        local t = rcall('HMGET', s.key, 'trip_calls', 'trip_failures')
         s.calls, s.failures = tonumber(t[1]) or 0, tonumber(t[2]) or 0
     end
     local c = s.calls
@@ -571,10 +570,10 @@ end
 -- throttle ended; only the calls in flight per host are kept (the jobs
 -- holding them give them back when they end), as inflight:<host>.
 local function upgrade_v3(SK)
-    if not redis.call('HGET', SK, 'win') then
+    if not rcall('HGET', SK, 'win') then
         return
     end
-    local h = redis.call('HGETALL', SK)
+    local h = rcall('HGETALL', SK)
     local keep = {}
     for i = 1, #h, 2 do
         local host = h[i]:match('^i:(.*)$')
@@ -583,9 +582,9 @@ local function upgrade_v3(SK)
             keep[#keep + 1] = h[i + 1]
         end
     end
-    redis.call('DEL', SK)
+    rcall('DEL', SK)
     if #keep > 0 then
-        redis.call('HSET', SK, unpack(keep))
+        rcall('HSET', SK, unpack(keep))
     end
 end
 
@@ -648,15 +647,15 @@ local function corral_declare_service(keys, args)
     fields[#fields + 1], fields[#fields + 2] = 'settings', text
     fields[#fields + 1], fields[#fields + 2] = 'sv', redis.sha1hex(text):sub(1, 16)
     upgrade_v3(SK)
-    if not redis.call('HGET', SK, 'state') then
+    if not rcall('HGET', SK, 'state') then
         fields[#fields + 1] = 'state'
         fields[#fields + 1] = 'closed'
     end
-    redis.call('HSET', SK, unpack(fields))
+    rcall('HSET', SK, unpack(fields))
     -- fallback.lua: a later service of a list calls up to its own max_inflight per host
     -- (0: the worker's), and a job's record names its model ('' none).
-    redis.call('HSET', SK, 'max_inflight', math.floor(num('max_inflight', 0, 0, 1000000)),
-               'model', type(v.model) == 'string' and v.model:sub(1, 200) or '')
+    rcall('HSET', SK, 'max_inflight', math.floor(num('max_inflight', 0, 0, 1000000)),
+          'model', type(v.model) == 'string' and v.model:sub(1, 200) or '')
     redis.pcall('SADD', prefix .. ':services', name) -- on a Cluster: a call of its own (gate.lua)
     return 'OK'
 end
@@ -684,15 +683,15 @@ local function corral_breaker_reset(keys, args)
     local now = now_ms()
     -- Jobs that wait for the breaker run now, not when it would have let
     -- them; jobs in an ordinary back-off keep theirs.
-    for _, e in ipairs(redis.call('SMEMBERS', SK .. ':held')) do
+    for _, e in ipairs(rcall('SMEMBERS', SK .. ':held')) do
         local K, id = e:match('^(.*)|([^|]*)$')
-        if K and redis.call('ZSCORE', K .. ':sched', id) then
-            redis.call('ZADD', K .. ':sched', 'XX', now, id)
-            redis.call('HSET', job_key(K, id), 'run_at_ms', now)
-            redis.call('HDEL', K .. ':conf', 'due') -- promote_due looks again (jobs.lua)
+        if K and rcall('ZSCORE', K .. ':sched', id) then
+            rcall('ZADD', K .. ':sched', 'XX', now, id)
+            rcall('HSET', job_key(K, id), 'run_at_ms', now)
+            rcall('HDEL', K .. ':conf', 'due') -- promote_due looks again (jobs.lua)
         end
     end
-    redis.call('HSET', SK, 'throttled_until_ms', 0, 'throttle_reason', '')
+    rcall('HSET', SK, 'throttled_until_ms', 0, 'throttle_reason', '')
     svc_close(s, now)
     return 'OK'
 end

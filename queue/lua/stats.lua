@@ -15,20 +15,22 @@ local HIST = {1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000
 -- prelude's hot-path caches), so the hot path does not format the
 -- minute's number or build the keys on every call.
 local st_keys, st_cached = {}, 0
+-- e[4]: where the minute starts, so the hot path compares rather than
+-- divides (math.floor is a global's lookup and a C call).
 local function stat_key(K, now)
-    local m = math.floor(now / 60000)
     local e = st_keys[K]
-    if e and e[1] == m then
+    if e and now >= e[4] and now < e[4] + 60000 then
         return e[2], e[3]
     end
+    local m = math.floor(now / 60000)
     local bk = K .. ':st:' .. itxt(m)
     if e then
-        e[1], e[2] = m, bk
+        e[1], e[2], e[4] = m, bk, m * 60000
     else
         if st_cached >= CACHE_MAX then
             st_keys, st_cached = {}, 0
         end
-        e = {m, bk, K .. ':ctr'}
+        e = {m, bk, K .. ':ctr', m * 60000}
         st_keys[K], st_cached = e, st_cached + 1
     end
     return bk, e[3]
@@ -41,8 +43,8 @@ local function stat(K, now, field, n)
     local bk, ck = stat_key(K, now)
     n = n or 1
     local nt = itxt(n)
-    if redis.call('HINCRBY', bk, field, nt) == n then
-        redis.call('EXPIRE', bk, STATS_TTL_S)
+    if rcall('HINCRBY', bk, field, nt) == n then
+        rcall('EXPIRE', bk, STATS_TTL_S)
     end
     count_total(K, field, nt, ck) -- the never-expiring total (counters.lua)
     return bk
@@ -54,8 +56,8 @@ for i = 0, #HIST do
     HIST.names[i + 1] = 'h' .. i
 end
 local function hist_field(ms)
-    for i, hi in ipairs(HIST) do
-        if ms <= hi then
+    for i = 1, #HIST do -- not ipairs: no C call per step
+        if ms <= HIST[i] then
             return HIST.names[i]
         end
     end
@@ -90,13 +92,13 @@ local function stat_flush(K, now, acc)
             bk, ck = stat_key(K, now)
         end
         local nt = itxt(n)
-        if redis.call('HINCRBY', bk, field, nt) == n then
+        if rcall('HINCRBY', bk, field, nt) == n then
             fresh = true
         end
         count_total(K, field, nt, ck) -- the never-expiring total (counters.lua)
     end
     if fresh then
-        redis.call('EXPIRE', bk, STATS_TTL_S)
+        rcall('EXPIRE', bk, STATS_TTL_S)
     end
 end
 
@@ -123,10 +125,10 @@ local function corral_stats(keys, args)
     local by, depth, oldest = {}, 0, nil
     for i, name in ipairs(c.priorities) do
         local lk = K .. ':q:' .. (i - 1)
-        local n = redis.call('LLEN', lk)
+        local n = rcall('LLEN', lk)
         if n > 0 then
-            local head = redis.call('LINDEX', lk, 0)
-            local t = tonumber(redis.call('HGET', job_key(K, head), 'queued_ms'))
+            local head = rcall('LINDEX', lk, 0)
+            local t = tonumber(rcall('HGET', job_key(K, head), 'queued_ms'))
             if t and (oldest == nil or t < oldest) then
                 oldest = t
             end
@@ -150,7 +152,7 @@ local function corral_stats(keys, args)
         hist[b] = 0
     end
     for k = m - minutes, m do
-        local h = redis.call('HGETALL', K .. ':st:' .. k)
+        local h = rcall('HGETALL', K .. ':st:' .. k)
         for i = 1, #h, 2 do
             local f, v = h[i], tonumber(h[i + 1])
             if sums[f] ~= nil then
@@ -187,7 +189,7 @@ local function corral_stats(keys, args)
     local function rate(n)
         return math.floor(n / span_s * 1000 + 0.5) / 1000
     end
-    local paused = redis.call('EXISTS', K .. ':paused') == 1
+    local paused = rcall('EXISTS', K .. ':paused') == 1
     local breaker = nil
     if c.service ~= '' and args[2] ~= 'lean' then
         -- With a fallback list (fallback.lua), the breaker of the first
@@ -204,9 +206,9 @@ local function corral_stats(keys, args)
     end
     return cjson.encode({
         name = q, paused = paused, depth = depth, depth_by_priority = by,
-        inflight = redis.call('ZCARD', K .. ':active'),
-        scheduled = redis.call('ZCARD', K .. ':sched'),
-        dead = redis.call('LLEN', K .. ':dead'),
+        inflight = rcall('ZCARD', K .. ':active'),
+        scheduled = rcall('ZCARD', K .. ':sched'),
+        dead = rcall('LLEN', K .. ':dead'),
         enqueued_per_s = rate(sums.enq), done_per_s = rate(sums.done),
         failed_per_s = rate(sums.fail), retried = sums.retry, deferred = sums.defer,
         lost = sums.lost, died = sums.dead,

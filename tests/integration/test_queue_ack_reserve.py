@@ -177,3 +177,62 @@ def test_a_redeclared_service_s_settings_apply_to_the_next_call(r):
     jobs = r.fcall("corral_reserve", 1, Q, W, 5, 0)
     assert len(jobs) == 2 and jobs[-1].startswith("gate ")
     assert "rate 1 per 60000 ms reached" in jobs[-1]
+
+
+def cmd_calls(r, name):
+    return r.info("commandstats").get(f"cmdstat_{name}", {}).get("calls", 0)
+
+
+def test_with_a_service_one_state_read_and_no_inflight_write_at_steady_state(r):
+    # the acks and the reserve share one read of the service's state, and
+    # the host's calls in flight change by the net (reserved - acked): one
+    # job out and one in leaves it as it was, with no write for it
+    declare_service(r)
+    declare(r, Q, service=SVC)
+    a, b = enqueue(r, Q), enqueue(r, Q)
+    [held] = r.fcall("corral_reserve", 1, Q, W, 1, 4)[:1]
+    assert held[0] == a and r.hget(f"corral:svc:{SVC}", "inflight:host1") == "1"
+    hmget, hincrby = cmd_calls(r, "hmget"), cmd_calls(r, "hincrby")
+    acks, jobs, gate = ack_reserve(r, [(a, held[1], "{}")], n=1, max_inflight=4)
+    assert acks == ["done"] and [j[0] for j in jobs] == [b] and gate is None
+    assert r.hget(f"corral:svc:{SVC}", "inflight:host1") == "1"
+    # HMGETs: K:conf, the job, the service's state, the next job (before: 5,
+    # the service's state read by each half); HINCRBYs: the window's calls
+    # and the statistics (done, the histogram, ps: bucket and totals), no
+    # in-flight count (before: 9, one up and one down)
+    assert cmd_calls(r, "hmget") - hmget == 4
+    assert cmd_calls(r, "hincrby") - hincrby == 7
+
+
+def test_with_a_service_the_net_inflight_write_counts_acks_and_grants_apart(r):
+    declare_service(r)
+    declare(r, Q, service=SVC)
+    ids = [enqueue(r, Q) for _ in range(3)]
+    held = r.fcall("corral_reserve", 1, Q, W, 3, 0)
+    assert [j[0] for j in held] == ids
+    key = f"corral:svc:{SVC}"
+    assert r.hget(key, "inflight:host1") == "3"
+    # two out, none in (the queue is empty): down by two
+    acks, jobs, _ = ack_reserve(r, [(j[0], j[1], "{}") for j in held[:2]], n=2)
+    assert acks == ["done", "done"] and jobs == []
+    assert r.hget(key, "inflight:host1") == "1"
+    # none out, two in: up by two
+    more = [enqueue(r, Q), enqueue(r, Q)]
+    acks, jobs, _ = ack_reserve(r, [], n=2)
+    assert acks == [] and [j[0] for j in jobs] == more
+    assert r.hget(key, "inflight:host1") == "3"
+    # an outcome of another host's worker is STALE and frees nothing here
+    acks, jobs, _ = ack_reserve(r, [(held[2][0], held[2][1], "{}")], n=1, worker="host2:1")
+    assert acks == ["STALE"] and jobs == []
+    assert r.hget(key, "inflight:host1") == "3"
+
+
+def test_with_a_service_a_paused_queue_still_frees_the_acked_slots(r):
+    declare_service(r)
+    declare(r, Q, service=SVC)
+    a = enqueue(r, Q)
+    [held] = r.fcall("corral_reserve", 1, Q, W, 1, 0)
+    r.fcall("corral_pause", 1, Q)
+    acks, jobs, _ = ack_reserve(r, [(a, held[1], "{}")], n=1)
+    assert acks == ["done"] and jobs == []
+    assert r.hget(f"corral:svc:{SVC}", "inflight:host1") == "0"
