@@ -241,7 +241,7 @@ soak: deps
 
 DEB_PKGS := gcc make pkg-config libhiredis-dev libev-dev libjansson-dev libcurl4-openssl-dev \
             libinih-dev libcmocka-dev redis-server redis-tools python3 python3-pytest python3-redis redis-sentinel stunnel4 openssl \
-            python3-hypothesis \
+            python3-hypothesis python3-hiredis \
             libmicrohttpd-dev python3-prometheus-client
 deps:
 	@missing=$$(for p in $(DEB_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | \
