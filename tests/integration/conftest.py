@@ -5,6 +5,7 @@ library loaded for every test. Helpers shared by the tests live here too
 import atexit
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -66,6 +67,61 @@ def acl_setuser_args():
     text = open(os.path.join(REPO, "docs", "operations.md")).read()
     line = next(l for l in text.splitlines() if l.startswith("ACL SETUSER corral "))
     return [a.replace(">CHANGE-ME", ">" + ACL_PASSWORD) for a in line.split()[1:]]
+
+
+# --- the tcp-acl pass: only the tests the mode can change ----------------------
+#
+# The mode reaches a test in one of three ways only: a program configured
+# with redis_server.redis_section() (TCP as the ACL user instead of the
+# socket), a test reading MODE, or one using ACL_PASSWORD. A test module
+# that names none of them, nor imports a helper module of tests/ that
+# does (worker_fixtures.py, test_supervisor.py, tests/chaos/chaosdriver.py,
+# ...), runs the same commands as the same user in both passes: its test
+# clients use the socket as the default user in either. Such modules are
+# deselected in the tcp-acl pass (`make test` runs it after the unix one),
+# so the second pass is the tests that drive corrald, corral-worker,
+# corralctl, corral-web and the clients as the ACL user
+# (tests/integration/README.md, "The tcp-acl pass").
+# CORRAL_TEST_ACL_ALL=1 runs every test in that mode too.
+_MODE_WORDS = re.compile(r"\b(?:redis_section|MODE|ACL_PASSWORD)\b")
+_IMPORT = re.compile(r"^\s*(?:from|import)\s+(\w+)", re.M)
+_HELPER_DIRS = (os.path.join(REPO, "tests", "integration"), os.path.join(REPO, "tests", "chaos"))
+
+
+def mode_dependent(path, _seen=None):
+    """Whether the test module at path (or a tests/ module it imports,
+    conftest.py aside) can see CORRAL_TEST_REDIS."""
+    seen = _seen if _seen is not None else set()
+    if path in seen:
+        return False
+    seen.add(path)
+    with open(path) as f:
+        text = f.read()
+    if _MODE_WORDS.search(text):
+        return True
+    for name in _IMPORT.findall(text):
+        if name in ("conftest", "secretscan"):
+            continue
+        for d in _HELPER_DIRS:
+            dep = os.path.join(d, name + ".py")
+            if os.path.exists(dep) and mode_dependent(dep, seen):
+                return True
+    return False
+
+
+def pytest_collection_modifyitems(config, items):
+    if MODE != "tcp-acl" or os.environ.get("CORRAL_TEST_ACL_ALL") == "1":
+        return
+    memo = {}
+    keep, drop = [], []
+    for item in items:
+        path = str(item.fspath)
+        if path not in memo:
+            memo[path] = mode_dependent(path)
+        (keep if memo[path] else drop).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
 
 
 def free_port():

@@ -15,9 +15,12 @@ import time
 import pytest
 
 from clusterfixtures import *  # noqa: F401,F403
-from conftest import Program, binary_path, kill_with_children, wait_until
+from conftest import MODE, Program, binary_path, kill_with_children, wait_until
 from test_cluster_supervisor import Corrald
 from worker_fixtures import stub  # noqa: F401 (a fixture)
+
+# Its own Redis Cluster, never the ACL user: run once (tests/integration/README.md).
+pytestmark = pytest.mark.skipif(MODE == "tcp-acl", reason="its own Redis servers: run once")
 
 CANDIDATES = ["prompts", "embeddings", "images", "audio", "batch", "chat", "eval", "rerank"]
 SK = "corral:{svc:ai}"

@@ -14,8 +14,11 @@ import subprocess
 import pytest
 
 from clusterfixtures import *  # noqa: F401,F403
-from conftest import binary_path, enqueue, get_job, reserve, wait_until
+from conftest import MODE, binary_path, enqueue, get_job, reserve, wait_until
 from test_web import Web
+
+# Its own Redis Cluster, never the ACL user: run once (tests/integration/README.md).
+pytestmark = pytest.mark.skipif(MODE == "tcp-acl", reason="its own Redis servers: run once")
 
 CANDIDATES = ["prompts", "embeddings", "images", "audio", "batch", "chat", "eval", "rerank",
               "ocr", "speech", "vision", "code"]

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import binary_path
+from conftest import binary_path, wait_until
 from worker_fixtures import (HTTP_Q, K, Q, await_end, enqueue, job,  # noqa: F401
                              make_worker, stub)
 
@@ -37,6 +37,14 @@ def stream_rec(srv, key):
         return next(dict(s) for s in srv.stub.streams if s["key"] == key)
 
 
+def stream_ended(srv, key):
+    """When the stand-in finished sending stream key (its monotonic clock).
+    The job can end before the stand-in's thread has noted the end (the
+    last bytes are out, the note comes after them): wait for the note."""
+    return wait_until(lambda: stream_rec(srv, key)["ended"], timeout=10,
+                      what=f"the stand-in to note the end of stream {key}")
+
+
 @pytest.mark.parametrize("shape", ["openai", "anthropic", "responses"])
 def test_a_streamed_answer_is_followed_piece_by_piece_and_stored_whole(r, make_worker, stub,
                                                                         shape):
@@ -49,7 +57,7 @@ def test_a_streamed_answer_is_followed_piece_by_piece_and_stored_whole(r, make_w
     end = entries[-1][1]
     assert end["end"] == "complete" and end["error"] == "", end
     # The first piece was readable while the service was still streaming.
-    assert entries[0][0] < stream_rec(stub, shape)["ended"]
+    assert entries[0][0] < stream_ended(stub, shape)
     j = await_end(r, jid)
     assert j["state"] == "done", j
     result = json.loads(j["result"])
@@ -119,7 +127,7 @@ def test_corralctl_wait_follow_prints_the_text_as_it_comes(r, make_worker, stub,
     rest, err = p.communicate(timeout=20)
     assert p.returncode == 0, err
     assert (first + rest).decode() == "w0 w1 w2 w3 w4 w5\n"
-    assert first_at < stream_rec(stub, "f")["ended"]
+    assert first_at < stream_ended(stub, "f")
 
 
 def test_corralctl_wait_follow_prints_an_answer_that_was_not_streamed_whole(
@@ -149,7 +157,7 @@ def test_the_python_clients_follow_yields_the_pieces_as_they_come(r, make_worker
     for piece in client.follow(Q, int(jid), timeout=20):
         got.append((time.monotonic(), piece))
     assert "".join(p for _, p in got) == "w0 w1 w2 w3 w4 w5"
-    assert len(got) == 3 and got[0][0] < stream_rec(stub, "py")["ended"]
+    assert len(got) == 3 and got[0][0] < stream_ended(stub, "py")
     assert client.wait(Q, int(jid), timeout=10).state == "done"
     with pytest.raises(cc.WaitTimeoutError):
         list(client.follow(Q, int(enqueue(r, {"stub": {"delay_ms": 3000}})), timeout=0.3))
@@ -158,7 +166,6 @@ def test_the_python_clients_follow_yields_the_pieces_as_they_come(r, make_worker
 def test_a_services_model_setting_rewrites_the_payloads_model(r, stub, build_dir, redis_server,
                                                              tmp_path):
     from worker_fixtures import Worker
-    from conftest import wait_until
     key = tmp_path / "k"
     key.write_text("sk-m\n")
     conf = tmp_path / "m.conf"

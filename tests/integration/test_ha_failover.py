@@ -9,10 +9,12 @@ import time
 
 import pytest  # noqa: F401  (fixtures)
 
-from conftest import binary_path, wait_until
+from conftest import MODE, binary_path, wait_until
 from hafixtures import MASTER_NAME, managed_pair, pki, sentinel_cluster  # noqa: F401
 from test_supervisor import Corrald, reap
 from worker_fixtures import Q, enqueue, job, make_worker, stub  # noqa: F401
+
+pytestmark = pytest.mark.skipif(MODE == "tcp-acl", reason="its own Redis servers: run once")
 
 ECHO_Q = "handler = echo"
 

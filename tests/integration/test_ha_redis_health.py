@@ -6,9 +6,13 @@ import json
 import os
 import subprocess
 
-from conftest import binary_path, wait_until
+import pytest
+
+from conftest import MODE, binary_path, wait_until
 from hafixtures import managed_pair  # noqa: F401
 from test_supervisor import Corrald, reap
+
+pytestmark = pytest.mark.skipif(MODE == "tcp-acl", reason="its own Redis servers: run once")
 
 Q = "prompts"
 

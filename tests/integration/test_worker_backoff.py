@@ -5,8 +5,12 @@ then counts it; and the cap brings it back within about 2 s of a Redis
 that was away (docs/worker.md, "Retries")."""
 import time
 
-from conftest import RedisServer, binary_path, wait_until
+import pytest
+
+from conftest import MODE, RedisServer, binary_path, wait_until
 from worker_fixtures import Q, Worker
+
+pytestmark = pytest.mark.skipif(MODE == "tcp-acl", reason="its own Redis servers: run once")
 
 WARMUP_S = 3  # the back-off grows from 250 ms to its cap meanwhile
 WINDOW_S = 5

@@ -16,8 +16,12 @@ import subprocess
 import threading
 import time
 
-from conftest import LUA, RedisServer, binary_path, load_library, wait_until
+import pytest
+
+from conftest import LUA, MODE, RedisServer, binary_path, load_library, wait_until
 from worker_fixtures import K, Q, Worker, await_end, enqueue
+
+pytestmark = pytest.mark.skipif(MODE == "tcp-acl", reason="its own Redis servers: run once")
 
 SLOTS = 4
 

@@ -9,7 +9,7 @@ import sys
 import threading
 import time
 
-from conftest import wait_until
+from conftest import wait_blocked, wait_until
 from worker_fixtures import (HTTP_Q, K, Q, aof_redis, await_end, enqueue, job,  # noqa: F401
                              make_worker, stub, stub_stats)
 
@@ -118,7 +118,7 @@ def test_drain_timeout_aborts_running_calls_and_leaves_their_leases(r, stub, mak
 
 def test_sigterm_on_an_idle_worker_exits_at_once(r, make_worker):
     w = make_worker("handler = echo")
-    time.sleep(0.3)  # in its BLPOP
+    wait_blocked(r, 1)  # in its blocking wait for jobs
     t0 = time.monotonic()
     w.proc.send_signal(signal.SIGTERM)
     assert w.proc.wait(timeout=5) == 0
