@@ -189,8 +189,12 @@ static void on_acquire(redisAsyncContext *ac, void *reply, void *priv)
     g->acquiring = 0;
     int64_t wait_ms = GATE_RETRY_MS;
     char why[256] = "service gate unreachable: its node is being connected again";
+    long long want = strtoll(g->pending.argv[5], NULL, 10);
+    /* A grant is never more than was asked: a reply saying so is of
+     * another shape (no loop or allocation sized by a bad number). */
     if (r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements == 5 &&
-        r->element[0]->type == REDIS_REPLY_INTEGER && r->element[1]->type == REDIS_REPLY_INTEGER &&
+        r->element[0]->type == REDIS_REPLY_INTEGER && r->element[0]->integer >= 0 &&
+        r->element[0]->integer <= want && r->element[1]->type == REDIS_REPLY_INTEGER &&
         r->element[2]->type == REDIS_REPLY_INTEGER && r->element[3]->type == REDIS_REPLY_INTEGER &&
         r->element[4]->type == REDIS_REPLY_STRING) {
         corral_conn_accepted(g->conn, &g->refused);
@@ -216,7 +220,6 @@ static void on_acquire(redisAsyncContext *ac, void *reply, void *priv)
         corral_cmd_free(&g->pending);
         return;
     }
-    long long want = strtoll(g->pending.argv[5], NULL, 10);
     size_t n = held(g);
     if (n > 0 && send_reserve(g, g->qconn, g->fn, g->priv, &g->pending,
                               (long long)n < want ? (long long)n : want) == 0) {
