@@ -221,6 +221,7 @@ clients-test: all
 demo: deps
 	@$(MAKE) --no-print-directory all
 	@CORRAL_BUILD=$(abspath $(BUILD)) sh examples/demo.sh
+	@CORRAL_BUILD=$(abspath $(BUILD)) sh examples/demo_cluster.sh
 
 bench: deps
 	@$(MAKE) --no-print-directory all $(BENCH_BINS)
