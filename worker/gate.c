@@ -536,8 +536,9 @@ void corral_svcgates_new(struct corral_wqueues *qs, struct corral_outcomes *o, s
             m->svc = sv;
             struct corral_err err;
             /* The url was parsed by the queue's connections already. */
-            m->conn = sv == NULL ? NULL
-                                 : corral_conn_new(loop, "gate", rc, password, &gate_hooks, m, &err);
+            m->conn = sv == NULL
+                          ? NULL
+                          : corral_conn_new(loop, "gate", rc, password, &gate_hooks, m, &err);
             if (m->conn == NULL) {
                 ok = 0;
                 break;

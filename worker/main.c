@@ -32,7 +32,8 @@ static int usage(FILE *out)
  * of its fallback list) through the service's gate (gate.h). */
 static int cluster_route(const struct corral_config *cfg, const char *const *queues, size_t nq)
 {
-    const char *why = nq != 1 ? "a worker serves one queue on a Redis Cluster (--queue NAME)" : NULL;
+    const char *why =
+        nq != 1 ? "a worker serves one queue on a Redis Cluster (--queue NAME)" : NULL;
     if (why != NULL) {
         corral_log_err("cannot start", "error=\"[redis] cluster: %s\"", why);
         return -1;
