@@ -149,6 +149,10 @@ def test_jobs_go_to_the_next_service_while_the_first_breaker_is_open_on_a_cluste
     assert breaker(redis_cluster, "b")["state"] == "closed"
     assert breaker(redis_cluster, "a")["inflight"] == 0
     assert breaker(redis_cluster, "b")["inflight"] == 0
+    # corralctl status reads the share each service was given on the queue's node.
+    (q,) = [q for q in json.loads(ctl(build_dir, c.conf, "status", "--json"))["queues"]
+            if q["name"] == Q]
+    assert q["services"] == ["a", "b"] and q["served"].get("b") == 20, q
     # a answers again and its breaker is reset: jobs come back to a.
     with sa.stub.lock:
         sa.stub.default = {}
