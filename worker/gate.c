@@ -71,10 +71,9 @@ struct corral_svcgate {
     size_t nm;
     int64_t ttl_ms;
     int closing; /* being closed or freed: replies reach no engine */
-    /* the reserve waiting for permits (an acquire in flight at m[asking]),
-     * and the earliest wait the gates asked so far said */
+    /* the reserve waiting for permits (an acquire in flight at one gate),
+     * and the earliest wait the gates asked so far said (-1: none yet) */
     int acquiring;
-    size_t asking;
     int64_t wait_ms;
     char why[256];
     struct corral_cmd pending;
@@ -257,7 +256,7 @@ static void on_acquire(redisAsyncContext *ac, void *reply, void *priv)
         give_back_held(m);
         wait_ms = GATE_RETRY_MS / 4;
         snprintf(why, sizeof(why), "%s", "the queue's connection is being made again");
-    } else if (g->asking == 0 || wait_ms < g->wait_ms) {
+    } else if (g->wait_ms < 0 || wait_ms < g->wait_ms) {
         /* As a reserve on one Redis answers when no service of the list
          * takes calls: the earliest gate of all (fallback.lua's fb_choose). */
         g->wait_ms = wait_ms;
@@ -295,7 +294,6 @@ static int ask(struct corral_svcgate *g, size_t from, long long want)
         corral_cmd_free(&cmd);
         if (rc == 0) {
             g->acquiring = 1;
-            g->asking = k;
             return 0;
         }
     }
@@ -317,6 +315,7 @@ int corral_svcgate_send(struct corral_svcgate *g, struct corral_conn *conn, redi
             return send_reserve(&g->m[k], conn, fn, priv, cmd,
                                 (long long)n < want ? (long long)n : want);
     }
+    g->wait_ms = -1; /* none said yet this round */
     if (ask(g, 0, want) < 0)
         return -1;
     copy_cmd(&g->pending, cmd, want, NULL);
