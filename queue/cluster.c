@@ -571,15 +571,6 @@ int corral_cluster_bootstrap(struct corral_cluster *cc, const struct corral_conf
     int rc = 0;
     for (size_t i = 0; rc == 0 && i < b.n; i++) {
         const struct corral_bootstrap_step *st = &b.steps[i];
-        const struct corral_queue_conf *q =
-            strcmp(st->what, "declare queue") == 0 ? corral_config_queue(cfg, st->name) : NULL;
-        if (q != NULL && q->services.n > 1) {
-            rc = corral_err_set(err, CORRAL_ERR_INVALID,
-                                "queue %s: a fallback list of services is not supported on a "
-                                "Redis Cluster (docs/design.md, \"Redis Cluster slots\")",
-                                st->name);
-            break;
-        }
         /* A service's declaration goes to its node: the key is tagged
          * {svc:NAME} on a Cluster (queue/bootstrap.c). */
         rc = routed(cc, &st->cmd, st->what, st->name, err);

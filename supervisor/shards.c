@@ -6,16 +6,6 @@
 int corral_shards_check(const struct corral_config *cfg, char *why, size_t len)
 {
     const struct corral_strlist *qs = &cfg->pool.queues;
-    for (size_t i = 0; i < qs->n; i++) {
-        const struct corral_queue_conf *q = corral_config_queue(cfg, qs->items[i]);
-        if (q != NULL && q->services.n > 1) {
-            snprintf(why, len,
-                     "[queue %s] service: a fallback list of services is not supported on a "
-                     "Redis Cluster (name one service)",
-                     qs->items[i]);
-            return -1;
-        }
-    }
     if (qs->n > CORRAL_SHARDS_MAX_QUEUES) {
         snprintf(why, len,
                  "[pool] queues: on a Redis Cluster corrald serves at most %d queues "

@@ -1,4 +1,6 @@
-/* A worker's service gate on a Redis Cluster (see gate.h).
+/* A worker's service gates on a Redis Cluster (see gate.h): one per
+ * service of the queue's list (docs/breakers.md, "Fallback"), asked in
+ * order; the first that grants permits serves the reserve.
  *
  * What must stay true: no job is reserved without a permit; a permit
  * reserved for no job is given back at once (kind "unused": its rate entry
@@ -44,36 +46,50 @@ struct report {
     int64_t tin, tout, cost;
 };
 
-struct corral_svcgate {
-    struct corral_wqueues *qs;
-    struct corral_wqueue *q;
+struct corral_svcgate;
+
+/* The gate of one service of the queue's list. */
+struct member {
+    struct corral_svcgate *g;
+    size_t idx; /* in g->m */
+    const struct corral_service_conf *svc;
     struct corral_conn *conn;
     char *key; /* "<prefix>:{svc:NAME}" */
-    int64_t ttl_ms;
     struct permit *p;
     size_t np, pcap;
     struct report *out;
     size_t nout, ocap;
     size_t sent;   /* out[0..sent) are in the report in flight */
     int reporting; /* a report in flight */
-    int closing;   /* being closed or freed: replies reach no engine */
-    /* the reserve waiting for permits (an acquire in flight) */
+    struct corral_log_repeat refused;
+};
+
+struct corral_svcgate {
+    struct corral_wqueues *qs;
+    struct corral_wqueue *q;
+    struct member *m; /* the list's services, in order */
+    size_t nm;
+    int64_t ttl_ms;
+    int closing; /* being closed or freed: replies reach no engine */
+    /* the reserve waiting for permits (an acquire in flight at one gate),
+     * and the earliest wait the gates asked so far said (-1: none yet) */
     int acquiring;
+    int64_t wait_ms;
+    char why[256];
     struct corral_cmd pending;
     struct corral_conn *qconn;
     redisCallbackFn *fn;
     void *priv;
-    struct corral_log_repeat refused;
 };
 
-/* A reserve sent with permits: its reply assigns them. */
+/* A reserve sent with permits of m: its reply assigns them. */
 struct reserve_ctx {
-    struct corral_svcgate *g;
+    struct member *g;
     redisCallbackFn *fn;
     void *priv;
 };
 
-static size_t held(const struct corral_svcgate *g)
+static size_t held(const struct member *g)
 {
     size_t n = 0;
     for (size_t i = 0; i < g->np; i++)
@@ -81,7 +97,7 @@ static size_t held(const struct corral_svcgate *g)
     return n;
 }
 
-static struct report *add_report(struct corral_svcgate *g, const struct permit *p, const char *kind,
+static struct report *add_report(struct member *g, const struct permit *p, const char *kind,
                                  int64_t ms)
 {
     if (g->nout == g->ocap) {
@@ -94,14 +110,14 @@ static struct report *add_report(struct corral_svcgate *g, const struct permit *
     return r;
 }
 
-static void drop_permit(struct corral_svcgate *g, size_t i)
+static void drop_permit(struct member *g, size_t i)
 {
     free(g->p[i].job);
     g->p[i] = g->p[--g->np];
 }
 
 /* Every permit not given to a job goes back (kind "unused"). */
-static void give_back_held(struct corral_svcgate *g)
+static void give_back_held(struct member *g)
 {
     for (size_t i = g->np; i-- > 0;)
         if (g->p[i].job == NULL) {
@@ -110,22 +126,29 @@ static void give_back_held(struct corral_svcgate *g)
         }
 }
 
-/* The command cmd with its reserve count (argv[5]) set to n. */
-static void copy_cmd(struct corral_cmd *to, const struct corral_cmd *from, long long n)
+/* The command cmd with its reserve count (argv[5]) set to n; with svc (a
+ * fallback list), its service and model after (corral_reserve's ARGV[4]
+ * and ARGV[5]: the jobs name them, docs/protocol.md "The service gate"). */
+static void copy_cmd(struct corral_cmd *to, const struct corral_cmd *from, long long n,
+                     const struct corral_service_conf *svc)
 {
     memset(to, 0, sizeof(*to));
-    for (int i = 0; i < from->argc; i++) {
+    for (int i = 0; i < from->argc && i < 7; i++) {
         if (i == 5)
             corral_cmd_addint(to, n);
         else
             corral_cmd_add(to, from->argv[i], from->argvlen[i]);
+    }
+    if (svc != NULL) {
+        corral_cmd_addstr(to, svc->name);
+        corral_cmd_addstr(to, svc->model != NULL ? svc->model : "");
     }
 }
 
 static void on_gated_reserve(redisAsyncContext *ac, void *reply, void *priv)
 {
     struct reserve_ctx *ctx = priv;
-    struct corral_svcgate *g = ctx->g;
+    struct member *g = ctx->g;
     const redisReply *r = reply;
     if (r != NULL && r->type == REDIS_REPLY_ARRAY) {
         for (size_t i = 0; i < r->elements; i++) {
@@ -150,11 +173,11 @@ static void on_gated_reserve(redisAsyncContext *ac, void *reply, void *priv)
     fn(ac, reply, fpriv); /* corral_conn_replied(ac) is the engine's */
 }
 
-static int send_reserve(struct corral_svcgate *g, struct corral_conn *conn, redisCallbackFn *fn,
-                        void *priv, const struct corral_cmd *cmd, long long n)
+static int send_reserve(struct member *g, struct corral_conn *conn, redisCallbackFn *fn, void *priv,
+                        const struct corral_cmd *cmd, long long n)
 {
     struct corral_cmd c;
-    copy_cmd(&c, cmd, n);
+    copy_cmd(&c, cmd, n, g->g->nm > 1 ? g->svc : NULL);
     struct reserve_ctx *ctx = corral_xcalloc(1, sizeof(*ctx));
     *ctx = (struct reserve_ctx){g, fn, priv};
     int rc = corral_conn_send(conn, on_gated_reserve, ctx, &c);
@@ -181,10 +204,13 @@ static void answer_gated(struct corral_svcgate *g, redisAsyncContext *ac, int64_
     g->fn(ac, &arr, g->priv);
 }
 
+static int ask(struct corral_svcgate *g, size_t from, long long want);
+
 static void on_acquire(redisAsyncContext *ac, void *reply, void *priv)
 {
     corral_conn_replied(ac);
-    struct corral_svcgate *g = priv;
+    struct member *m = priv;
+    struct corral_svcgate *g = m->g;
     const redisReply *r = reply;
     g->acquiring = 0;
     int64_t wait_ms = GATE_RETRY_MS;
@@ -197,14 +223,14 @@ static void on_acquire(redisAsyncContext *ac, void *reply, void *priv)
         r->element[0]->integer <= want && r->element[1]->type == REDIS_REPLY_INTEGER &&
         r->element[2]->type == REDIS_REPLY_INTEGER && r->element[3]->type == REDIS_REPLY_INTEGER &&
         r->element[4]->type == REDIS_REPLY_STRING) {
-        corral_conn_accepted(g->conn, &g->refused);
+        corral_conn_accepted(m->conn, &m->refused);
         int64_t now = corral_now_ms();
         for (long long k = 0; k < r->element[0]->integer; k++) {
-            if (g->np == g->pcap) {
-                g->pcap = g->pcap ? g->pcap * 2 : 16;
-                g->p = corral_xrealloc(g->p, g->pcap * sizeof(*g->p));
+            if (m->np == m->pcap) {
+                m->pcap = m->pcap ? m->pcap * 2 : 16;
+                m->p = corral_xrealloc(m->p, m->pcap * sizeof(*m->p));
             }
-            g->p[g->np++] = (struct permit){.id = r->element[1]->integer + k,
+            m->p[m->np++] = (struct permit){.id = r->element[1]->integer + k,
                                             .probe = (int)r->element[2]->integer,
                                             .granted_ms = now};
         }
@@ -212,7 +238,7 @@ static void on_acquire(redisAsyncContext *ac, void *reply, void *priv)
         snprintf(why, sizeof(why), "%s", r->element[4]->str);
     } else if (r != NULL) {
         const char *msg = r->type == REDIS_REPLY_ERROR ? r->str : "a reply of another shape";
-        corral_conn_refused(g->conn, &g->refused, "asking the service gate for permits", msg,
+        corral_conn_refused(m->conn, &m->refused, "asking the service gate for permits", msg,
                             corral_reply_word(msg, strlen(msg)));
         snprintf(why, sizeof(why), "service gate: %s", msg);
     }
@@ -220,19 +246,58 @@ static void on_acquire(redisAsyncContext *ac, void *reply, void *priv)
         corral_cmd_free(&g->pending);
         return;
     }
-    size_t n = held(g);
-    if (n > 0 && send_reserve(g, g->qconn, g->fn, g->priv, &g->pending,
+    size_t n = held(m);
+    if (n > 0 && send_reserve(m, g->qconn, g->fn, g->priv, &g->pending,
                               (long long)n < want ? (long long)n : want) == 0) {
         corral_cmd_free(&g->pending);
         return;
     }
     if (n > 0) { /* the queue's connection went meanwhile */
-        give_back_held(g);
+        give_back_held(m);
         wait_ms = GATE_RETRY_MS / 4;
         snprintf(why, sizeof(why), "%s", "the queue's connection is being made again");
+    } else if (g->wait_ms < 0 || wait_ms < g->wait_ms) {
+        /* As a reserve on one Redis answers when no service of the list
+         * takes calls: the earliest gate of all (fallback.lua's fb_choose). */
+        g->wait_ms = wait_ms;
+        snprintf(g->why, sizeof(g->why), "%s", why);
+    }
+    /* No permit here: the next service of the list is asked. */
+    if (n == 0 && ask(g, m->idx + 1, want) == 0)
+        return;
+    if (n == 0) {
+        wait_ms = g->wait_ms;
+        snprintf(why, sizeof(why), "%s", g->why);
     }
     corral_cmd_free(&g->pending);
     answer_gated(g, ac, wait_ms, why);
+}
+
+/* Asks the first gate from m[from] on whose connection is usable for want
+ * permits; -1 when none could be asked. */
+static int ask(struct corral_svcgate *g, size_t from, long long want)
+{
+    for (size_t k = from; k < g->nm; k++) {
+        struct member *m = &g->m[k];
+        if (!corral_conn_usable(m->conn))
+            continue;
+        struct corral_cmd cmd = {0};
+        corral_cmd_addstr(&cmd, "FCALL");
+        corral_cmd_addstr(&cmd, "corral_gate_acquire");
+        corral_cmd_addstr(&cmd, "1");
+        corral_cmd_addstr(&cmd, m->key);
+        corral_cmd_addstr(&cmd, g->qs->worker_id);
+        corral_cmd_addint(&cmd, want);
+        corral_cmd_addint(&cmd, m->svc->max_inflight);
+        corral_cmd_addint(&cmd, g->ttl_ms);
+        int rc = corral_conn_send(m->conn, on_acquire, m, &cmd);
+        corral_cmd_free(&cmd);
+        if (rc == 0) {
+            g->acquiring = 1;
+            return 0;
+        }
+    }
+    return -1;
 }
 
 int corral_svcgate_send(struct corral_svcgate *g, struct corral_conn *conn, redisCallbackFn *fn,
@@ -243,39 +308,28 @@ int corral_svcgate_send(struct corral_svcgate *g, struct corral_conn *conn, redi
     if (g->acquiring || cmd->argc < 7)
         return -1;
     long long want = strtoll(cmd->argv[5], NULL, 10);
-    size_t n = held(g);
-    if ((long long)n >= want)
-        return send_reserve(g, conn, fn, priv, cmd, want);
-    if (!corral_conn_usable(g->conn))
-        return n > 0 ? send_reserve(g, conn, fn, priv, cmd, (long long)n) : -1;
-    struct corral_cmd ask = {0};
-    corral_cmd_addstr(&ask, "FCALL");
-    corral_cmd_addstr(&ask, "corral_gate_acquire");
-    corral_cmd_addstr(&ask, "1");
-    corral_cmd_addstr(&ask, g->key);
-    corral_cmd_addstr(&ask, g->qs->worker_id);
-    corral_cmd_addint(&ask, want - (long long)n);
-    corral_cmd_addint(&ask, g->q->svc->max_inflight);
-    corral_cmd_addint(&ask, g->ttl_ms);
-    int rc = corral_conn_send(g->conn, on_acquire, g, &ask);
-    corral_cmd_free(&ask);
-    if (rc < 0)
+    /* Permits still held (a reserve that could not be sent) serve first. */
+    for (size_t k = 0; k < g->nm; k++) {
+        size_t n = held(&g->m[k]);
+        if (n > 0)
+            return send_reserve(&g->m[k], conn, fn, priv, cmd,
+                                (long long)n < want ? (long long)n : want);
+    }
+    g->wait_ms = -1; /* none said yet this round */
+    if (ask(g, 0, want) < 0)
         return -1;
-    copy_cmd(&g->pending, cmd, want);
+    copy_cmd(&g->pending, cmd, want, NULL);
     g->qconn = conn;
     g->fn = fn;
     g->priv = priv;
-    g->acquiring = 1;
     return 0;
 }
 
-void corral_svcgate_outcome(struct corral_svcgate *g, const struct corral_run *run,
-                            enum corral_run_end end, const char *data, size_t len, int64_t delay_ms)
+/* The outcome of the run job ("<id>/<run>") for m, when one of its
+ * permits went to it: 1, else 0. */
+static int member_outcome(struct member *g, const char *job, const struct corral_run *run,
+                          enum corral_run_end end, const char *data, size_t len, int64_t delay_ms)
 {
-    if (g == NULL || run->job.id == NULL || run->job.run == NULL)
-        return;
-    char job[160];
-    snprintf(job, sizeof(job), "%s/%s", run->job.id, run->job.run);
     for (size_t i = 0; i < g->np; i++) {
         if (g->p[i].job == NULL || strcmp(g->p[i].job, job) != 0)
             continue;
@@ -296,14 +350,28 @@ void corral_svcgate_outcome(struct corral_svcgate *g, const struct corral_run *r
             r->cost = run->settle->cost_nano;
         }
         drop_permit(g, i);
-        return;
+        return 1;
     }
+    return 0;
+}
+
+void corral_svcgate_outcome(struct corral_svcgate *g, const struct corral_run *run,
+                            enum corral_run_end end, const char *data, size_t len, int64_t delay_ms)
+{
+    if (g == NULL || run->job.id == NULL || run->job.run == NULL)
+        return;
+    char job[160];
+    snprintf(job, sizeof(job), "%s/%s", run->job.id, run->job.run);
+    /* To the gate of the service that granted its permit. */
+    for (size_t k = 0; k < g->nm; k++)
+        if (member_outcome(&g->m[k], job, run, end, data, len, delay_ms))
+            return;
 }
 
 static void on_report(redisAsyncContext *ac, void *reply, void *priv)
 {
     corral_conn_replied(ac);
-    struct corral_svcgate *g = priv;
+    struct member *g = priv;
     const redisReply *r = reply;
     g->reporting = 0;
     if (r == NULL) { /* the connection went: all of it again on the next */
@@ -328,7 +396,7 @@ static void on_report(redisAsyncContext *ac, void *reply, void *priv)
 
 /* One corral_gate_report of out[from..nout) with fn; -1 when the
  * connection is not usable. */
-static int send_reports(struct corral_svcgate *g, size_t from, redisCallbackFn *fn)
+static int send_reports(struct member *g, size_t from, redisCallbackFn *fn)
 {
     if (!corral_conn_usable(g->conn))
         return -1;
@@ -337,7 +405,7 @@ static int send_reports(struct corral_svcgate *g, size_t from, redisCallbackFn *
     corral_cmd_addstr(&cmd, "corral_gate_report");
     corral_cmd_addstr(&cmd, "1");
     corral_cmd_addstr(&cmd, g->key);
-    corral_cmd_addstr(&cmd, g->qs->worker_id);
+    corral_cmd_addstr(&cmd, g->g->qs->worker_id);
     for (size_t i = from; i < g->nout; i++) {
         const struct report *r = &g->out[i];
         corral_cmd_addint(&cmd, r->id);
@@ -354,19 +422,22 @@ static int send_reports(struct corral_svcgate *g, size_t from, redisCallbackFn *
     return rc;
 }
 
-void corral_svcgate_flush(struct corral_svcgate *g)
+void corral_svcgate_flush(struct corral_svcgate *sg)
 {
-    if (g == NULL)
+    if (sg == NULL)
         return;
-    /* Permits of runs that ended without an outcome (a lease lost, a
-     * cancel) have expired at the gate: forgotten here too. */
     int64_t now = corral_now_ms();
-    for (size_t i = g->np; i-- > 0;)
-        if (g->p[i].job != NULL && now - g->p[i].granted_ms > g->ttl_ms)
-            drop_permit(g, i);
-    if (g->nout > 0 && !g->reporting && send_reports(g, 0, on_report) == 0) {
-        g->reporting = 1;
-        g->sent = g->nout;
+    for (size_t k = 0; k < sg->nm; k++) {
+        struct member *g = &sg->m[k];
+        /* Permits of runs that ended without an outcome (a lease lost, a
+         * cancel) have expired at the gate: forgotten here too. */
+        for (size_t i = g->np; i-- > 0;)
+            if (g->p[i].job != NULL && now - g->p[i].granted_ms > sg->ttl_ms)
+                drop_permit(g, i);
+        if (g->nout > 0 && !g->reporting && send_reports(g, 0, on_report) == 0) {
+            g->reporting = 1;
+            g->sent = g->nout;
+        }
     }
 }
 
@@ -383,7 +454,7 @@ static void on_last_report(redisAsyncContext *ac, void *reply, void *priv)
 static void on_version(redisAsyncContext *ac, void *reply, void *priv)
 {
     corral_conn_replied(ac);
-    struct corral_svcgate *g = priv;
+    struct member *g = priv;
     long long have;
     struct corral_err err;
     if (reply == NULL)
@@ -397,9 +468,10 @@ static void on_version(redisAsyncContext *ac, void *reply, void *priv)
     for (size_t i = 0; i < b.n; i++)
         corral_conn_setup_send(g->conn, b.steps[i].what, &b.steps[i].cmd);
     corral_bootstrap_free(&b);
+    const char *prefix = g->g->qs->cfg->redis.prefix;
     struct corral_cmd cmd;
-    corral_cmd_declare_service(&cmd, g->qs->cfg->redis.prefix, g->q->svc);
-    corral_cmd_service_tag(&cmd, g->qs->cfg->redis.prefix, g->q->svc->name);
+    corral_cmd_declare_service(&cmd, prefix, g->svc);
+    corral_cmd_service_tag(&cmd, prefix, g->svc->name);
     corral_conn_setup_send(g->conn, "declare service", &cmd);
     corral_cmd_free(&cmd);
     corral_conn_setup_end(g->conn);
@@ -415,6 +487,27 @@ static void gate_setup(struct corral_conn *c, void *priv)
 
 static const struct corral_conn_hooks gate_hooks = {.setup = gate_setup};
 
+/* Each member's connection freed (their pending callbacks run first, while
+ * every member is still there), then the rest. */
+static void gate_free(struct corral_svcgate *g)
+{
+    g->closing = 1;
+    for (size_t k = 0; k < g->nm; k++)
+        corral_conn_free(g->m[k].conn); /* NULL-safe */
+    corral_cmd_free(&g->pending);
+    for (size_t k = 0; k < g->nm; k++) {
+        struct member *m = &g->m[k];
+        for (size_t i = 0; i < m->np; i++)
+            free(m->p[i].job);
+        free(m->p);
+        free(m->out);
+        free(m->key);
+        corral_log_repeat_end(&m->refused);
+    }
+    free(g->m);
+    free(g);
+}
+
 void corral_svcgates_new(struct corral_wqueues *qs, struct corral_outcomes *o, struct ev_loop *loop,
                          const struct corral_redis_conf *rc, const char *password)
 {
@@ -422,23 +515,44 @@ void corral_svcgates_new(struct corral_wqueues *qs, struct corral_outcomes *o, s
         struct corral_wqueue *q = &qs->q[i];
         if (!q->conf->service_gate || q->svc == NULL)
             continue;
-        struct corral_err err;
         struct corral_svcgate *g = corral_xcalloc(1, sizeof(*g));
-        /* The url was parsed by the queue's connections already. */
-        g->conn = corral_conn_new(loop, "gate", rc, password, &gate_hooks, g, &err);
-        if (g->conn == NULL) {
-            free(g);
-            continue;
-        }
         g->qs = qs;
         g->q = q;
-        g->key = corral_service_gate_key(qs->cfg->redis.prefix, q->svc->name);
         g->ttl_ms = q->conf->timeout_ms + PERMIT_MARGIN_MS;
-        corral_log_repeat_init(&g->refused, 0);
-        corral_conn_route(g->conn, g->key);
+        /* A fallback list (docs/breakers.md, "Fallback"): a gate per
+         * service, asked in the list's order. */
+        g->nm = q->conf->services.n > 1 ? q->conf->services.n : 1;
+        g->m = corral_xcalloc(g->nm, sizeof(*g->m));
+        for (size_t k = 0; k < g->nm; k++)
+            corral_log_repeat_init(&g->m[k].refused, 0);
+        int ok = 1;
+        for (size_t k = 0; k < g->nm; k++) {
+            struct member *m = &g->m[k];
+            const struct corral_service_conf *sv =
+                k == 0 ? q->svc : corral_config_service(qs->cfg, q->conf->services.items[k]);
+            m->g = g;
+            m->idx = k;
+            m->svc = sv;
+            struct corral_err err;
+            /* The url was parsed by the queue's connections already. */
+            m->conn = sv == NULL
+                          ? NULL
+                          : corral_conn_new(loop, "gate", rc, password, &gate_hooks, m, &err);
+            if (m->conn == NULL) {
+                ok = 0;
+                break;
+            }
+            m->key = corral_service_gate_key(qs->cfg->redis.prefix, sv->name);
+            corral_conn_route(m->conn, m->key);
+        }
+        if (!ok) {
+            gate_free(g);
+            continue;
+        }
         q->gate = g;
         corral_outcomes_set_gate(o, i, g);
-        corral_conn_start(g->conn);
+        for (size_t k = 0; k < g->nm; k++)
+            corral_conn_start(g->m[k].conn);
     }
 }
 
@@ -448,12 +562,15 @@ void corral_svcgates_close(struct corral_wqueues *qs, int64_t grace_ms)
         struct corral_svcgate *g = qs->q[i].gate;
         if (g == NULL)
             continue;
-        /* What no report carries yet goes now, before the close (whose
-         * grace lets the replies come): the last turn's outcomes. */
-        if (g->nout > g->sent)
-            send_reports(g, g->sent, on_last_report);
         g->closing = 1;
-        corral_conn_close(g->conn, grace_ms);
+        for (size_t k = 0; k < g->nm; k++) {
+            struct member *m = &g->m[k];
+            /* What no report carries yet goes now, before the close (whose
+             * grace lets the replies come): the last turn's outcomes. */
+            if (m->nout > m->sent)
+                send_reports(m, m->sent, on_last_report);
+            corral_conn_close(m->conn, grace_ms);
+        }
     }
 }
 
@@ -461,14 +578,5 @@ void corral_svcgate_free(struct corral_svcgate *g)
 {
     if (g == NULL)
         return;
-    g->closing = 1;
-    corral_conn_free(g->conn); /* runs the pending callbacks first */
-    corral_cmd_free(&g->pending);
-    for (size_t i = 0; i < g->np; i++)
-        free(g->p[i].job);
-    free(g->p);
-    free(g->out);
-    free(g->key);
-    corral_log_repeat_end(&g->refused);
-    free(g);
+    gate_free(g);
 }

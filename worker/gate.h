@@ -8,7 +8,11 @@
  * calls ended (corral_gate_report) once per loop turn, from the outcome
  * FIFO's flush. Reports that cannot be written (the service's node
  * unreachable) are kept and sent again; permits not reported expire at the
- * gate, so a worker that dies leaks none. */
+ * gate, so a worker that dies leaks none. A queue whose service is a
+ * fallback list (docs/breakers.md, "Fallback") has a gate per service of
+ * the list, asked in order: the first that grants permits serves the
+ * reserve (which names that service: its jobs call it), and each outcome
+ * is reported to the gate that granted its permit. */
 #ifndef CORRAL_WORKER_GATE_H
 #define CORRAL_WORKER_GATE_H
 
@@ -26,8 +30,8 @@ struct corral_wqueues;
 
 struct corral_outcomes;
 /* For each queue of qs declared with service_gate (conf->service_gate):
- * its gate (q->gate), connected at once, and told to o (whose flush sends
- * its reports). password may be NULL (copied). */
+ * its gate (q->gate; a connection per service of its list), connected at once, and told to o (whose
+ * flush sends its reports). password may be NULL (copied). */
 void corral_svcgates_new(struct corral_wqueues *qs, struct corral_outcomes *o, struct ev_loop *loop,
                          const struct corral_redis_conf *rc, const char *password);
 /* Closes every gate's connection after its pending replies (the last

@@ -28,15 +28,12 @@ static int usage(FILE *out)
 /* fd 3 is corrald's socketpair when corrald started us; anything else there
  * (or nothing) means we run alone. */
 /* [redis] cluster (docs/design.md, "Redis Cluster slots"): a worker serves
- * one queue there, on the primary holding its slot; its service (one, not a
- * fallback list) through the service's gate (gate.h). */
+ * one queue there, on the primary holding its slot; its service (or each
+ * of its fallback list) through the service's gate (gate.h). */
 static int cluster_route(const struct corral_config *cfg, const char *const *queues, size_t nq)
 {
-    const struct corral_queue_conf *q = nq == 1 ? corral_config_queue(cfg, queues[0]) : NULL;
-    const char *why = nq != 1 ? "a worker serves one queue on a Redis Cluster (--queue NAME)"
-                      : q != NULL && q->services.n > 1
-                          ? "a fallback list of services is not supported on a Redis Cluster"
-                          : NULL;
+    const char *why =
+        nq != 1 ? "a worker serves one queue on a Redis Cluster (--queue NAME)" : NULL;
     if (why != NULL) {
         corral_log_err("cannot start", "error=\"[redis] cluster: %s\"", why);
         return -1;

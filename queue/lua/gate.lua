@@ -24,19 +24,37 @@
 -- hold no more than 200 locals).
 
 -- corral_declare's service_gate (s: its settings object), appended to
--- fields (K:conf, in CONF_FIELDS' order): "1" or "0".
+-- fields (K:conf, in CONF_FIELDS' order): "1" or "0". A fallback list is
+-- allowed: the worker asks the gates of its services in order and names
+-- the one that granted its permits in the reserve (gate.served).
 function gate.declare(q, s, fields)
     local on = s.service_gate
     if on ~= nil and type(on) ~= 'boolean' then
         fail('BADSETTING', 'queue "%s": service_gate must be true or false', q)
     end
-    if on and type(s.service) == 'table' and #s.service > 1 or
-        on and type(s.service) == 'string' and s.service:find(',', 1, true) then
-        fail('BADSETTING', 'queue "%s": a fallback list of services is not supported with ' ..
-                 'service_gate (a Redis Cluster): name one service', q)
-    end
     fields[#fields + 1] = 'service_gate'
     fields[#fields + 1] = on and '1' or '0'
+end
+
+-- corral_reserve's ARGV[4] and ARGV[5] on a gated queue with a fallback
+-- list (c.gated_list, prelude.lua's load_conf): the service whose gate
+-- granted the reserve's permits and its model; each job leased then names
+-- them (served_by, served_model) as fallback.lua's reserve does on one
+-- Redis. Returns the name and model, or nil when not given.
+function gate.served(q, c, name, model)
+    if name == nil or name == '' then
+        return nil
+    end
+    for _, s in ipairs(c.gated_list or {}) do
+        if s == name then
+            if model ~= nil and #model > 256 then
+                fail('BADARG', 'reserve: model must be at most 256 bytes')
+            end
+            return name, model ~= '' and model or nil
+        end
+    end
+    fail('BADARG', 'reserve: service "%s" is not in the service list of queue "%s"',
+         shown(name):sub(1, 64), q)
 end
 
 -- A breaker batch of the service (services.lua's svc_batch, for a state

@@ -459,9 +459,12 @@ local function reserve_jobs(K, c, prefix, worker, n, max_inflight, gated, now, n
             allowed, gate_until, gate_why = svc_gate(s, now, n, host, max_inflight)
         end
     end
+    if c.gate_served then -- gate.lua: on a Cluster the worker names the list's service
+        served = c.gate_served
+    end
     local r = {c = c, now = now, now_t = now_t, now_u = now_u, worker = worker,
                deadline_t = itxt(now + c.lease_ms), probe = s ~= nil and s.state == 'half_open',
-               served = served, model = served and s and s.model,
+               served = served, model = served and (s and s.model or c.gate_model),
                tok = allowed > 0 and tok_begin(s, now, K) or nil}
     local out, leases = {}, {}
     local waiting
@@ -550,7 +553,9 @@ local function reserve_jobs(K, c, prefix, worker, n, max_inflight, gated, now, n
 end
 
 -- corral_reserve: KEYS[1] queue; ARGV[1] worker id; ARGV[2] how many jobs
--- (1-1000); ARGV[3] optional max_inflight (0 = none) -> a list of jobs,
+-- (1-1000); ARGV[3] optional max_inflight (0 = none); ARGV[4], ARGV[5]
+-- optional, a gated queue's service and model (gate.lua's gate.served)
+-- -> a list of jobs,
 -- each a list {id, run, attempts, max_attempts, timeout_ms, priority,
 -- service, payload}, and, when the queue's service holds jobs back and the
 -- caller passed max_inflight, a last element "gate <ms> <why>". Promotes
@@ -561,6 +566,7 @@ local function corral_reserve(keys, args)
     local K, q, prefix = queue_key(keys[1])
     local c, tenanted, paused, due = load_conf(K, q, 2)
     local n, max_inflight = reserve_args(args[1], args[2], args[3])
+    c.gate_served, c.gate_model = gate.served(q, c, args[4], args[5]) -- gate.lua
     local now, now_u, now_t = clock()
     return reserve_jobs(K, c, prefix, args[1], n, max_inflight, args[3] ~= nil, now, now_u,
                         tenanted, now_t, paused, due)

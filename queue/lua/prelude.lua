@@ -374,7 +374,7 @@ local function load_conf(K, q, want)
         c.service = c.services[1]
     end
     if v[19] == '1' then -- gate.lua: on a Cluster no call of the queue touches its service's keys
-        c.gated, c.service, c.services = c.service, '', nil
+        c.gated, c.gated_list, c.service, c.services = c.service, c.services, '', nil
     end
     -- tenants.lua: 0 (none) for queues declared before library version 6
     c.tenant_max_inflight = tonumber(v[13]) or 0

@@ -222,7 +222,9 @@ local function corral_stats(keys, args)
         cost_per_hour = math.floor(sums.cost * 3600 / span_s + 0.5) / 1e9,
         usage_total = tok_totals(K),
         -- fallback.lua: the list, and the jobs each service was given in the window
-        services = c.services, served = c.services and served or nil
+        -- (gate.lua: a gated queue's list, c.gated_list)
+        services = c.services or c.gated_list,
+        served = (c.services or c.gated_list) and served or nil
     })
 end
 

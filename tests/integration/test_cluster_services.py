@@ -15,7 +15,7 @@ import time
 import pytest
 
 from clusterfixtures import *  # noqa: F401,F403
-from conftest import MODE, Program, binary_path, kill_with_children, wait_until
+from conftest import MODE, binary_path, kill_with_children, wait_until
 from test_cluster_supervisor import Corrald
 from worker_fixtures import stub  # noqa: F401 (a fixture)
 
@@ -259,19 +259,6 @@ def test_permits_of_a_killed_worker_expire_and_the_service_serves_again(redis_cl
     wait_until(lambda: all(s == "done" for s in states(pair, qa, ids)), timeout=60,
                what="every job, served again after the permits expired")
     assert stub.stub.max_inflight <= 4
-
-
-def test_a_worker_refuses_a_fallback_list_on_a_cluster(redis_cluster, build_dir, tmp_path):
-    conf = tmp_path / "w.conf"
-    conf.write_text(f"[redis]\ncluster = {redis_cluster.seeds}\n\n"
-                    "[queue prompts]\nhandler = http\nservice = a, b\n\n"
-                    "[service a]\nurl = http://127.0.0.1:9/\n\n"
-                    "[service b]\nurl = http://127.0.0.1:9/\n")
-    w = Program([binary_path(build_dir, "corral-worker"), "-c", str(conf), "--queue", "prompts"],
-                str(tmp_path / "w.log"))
-    assert w.proc.wait(timeout=15) == 1
-    assert ("[redis] cluster: a fallback list of services is not supported on a Redis Cluster"
-            in w.logs())
 
 
 def test_a_worker_keeps_its_reports_while_the_service_node_fails_over(redis_cluster, pair,

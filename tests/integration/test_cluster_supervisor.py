@@ -303,12 +303,3 @@ def test_corrald_on_a_cluster_refuses_what_it_cannot_serve(build_dir, tmp_path):
     assert p.returncode == 1
     assert ("[pool] max = 2: on a Redis Cluster each worker serves one queue, so max must be "
             "at least the number of queues (3)") in p.stderr
-    text = open(conf).read() + ("[service llm]\nurl = http://127.0.0.1:1/v1\n"
-                                "[service backup]\nurl = http://127.0.0.1:1/v1\n"
-                                "[queue chat]\nhandler = http\nservice = llm, backup\n")
-    (tmp_path / "s.conf").write_text(text.replace("max = 2", "max = 8"))
-    p = subprocess.run([exe, "-c", str(tmp_path / "s.conf")], capture_output=True, text=True,
-                       timeout=30)
-    assert p.returncode == 1
-    assert ("[queue chat] service: a fallback list of services is not supported on a Redis "
-            "Cluster (name one service)") in p.stderr

@@ -136,10 +136,31 @@ def test_a_queue_declared_with_service_gate_leaves_its_service_alone(r):
     assert json.loads(r.fcall_ro("corral_stats", 1, "q"))["service"] == "ai"
 
 
-def test_service_gate_with_a_fallback_list_is_refused(r):
-    with pytest.raises(redis.ResponseError, match="fallback list of services is not supported "
-                                                  "with service_gate"):
-        declare(r, "q", service=["a", "b"], service_gate=True)
+def test_a_gated_queue_with_a_fallback_list_leases_to_the_service_the_worker_names(r):
+    declare(r, "q", service=["a", "b"], service_gate=True)
+    assert r.hget("corral:{q}:conf", "service") == "a,b"
+    for _ in range(3):
+        enqueue(r, "q")
+    jobs = r.fcall("corral_reserve", 1, "q", "h1:1", 2, 0, "b", "model-b")
+    assert [j[6] for j in jobs] == ["b", "b"]
+    j = json.loads(r.fcall_ro("corral_job", 1, "q", jobs[0][0]))
+    assert j["served_by"] == "b" and j["served_model"] == "model-b"
+    # No service named (a worker of a queue with one service): as before.
+    (one,) = r.fcall("corral_reserve", 1, "q", "h1:1", 1, 0)
+    assert one[6] == "a" and "served_by" not in json.loads(r.fcall_ro("corral_job", 1, "q", one[0]))
+    # The queue's stats count what each service was given (fallback.lua).
+    st = json.loads(r.fcall_ro("corral_stats", 1, "q"))
+    assert st["service"] == "a" and st["services"] == ["a", "b"] and st["served"] == {"b": 2}
+    assert not r.exists("corral:svc:a") and not r.exists("corral:svc:b")
+
+
+def test_a_reserve_naming_a_service_outside_the_list_is_refused(r):
+    declare(r, "q", service=["a", "b"], service_gate=True)
+    jid = enqueue(r, "q")
+    with pytest.raises(redis.ResponseError, match='BADARG reserve: service "c" is not in the '
+                                                  'service list of queue "q"'):
+        r.fcall("corral_reserve", 1, "q", "h1:1", 1, 0, "c", "")
+    assert json.loads(r.fcall_ro("corral_job", 1, "q", jid))["state"] == "queued"
 
 
 def test_a_gate_report_of_an_unknown_kind_is_refused(r):
