@@ -16,7 +16,8 @@ min_replicas = 1), and, at random times drawn from the seed:
   migrate       a live migration of a busy queue's slot (an odd seed: of
                 the service's slot) to another primary
                 (Cluster.migrate_slot, a few keys a step, jobs flowing)
-  kill_worker   SIGKILL of a worker of either host (twice)
+  kill_worker   SIGKILL of a worker of either host (twice; the second a
+                worker of the service queue, its permits left to expire)
   restart_corrald  SIGTERM of one host's corrald and a new one started
   kill_corrald  SIGKILL of one host's corrald (its workers drain, as
                 orphans this process reaps) and a new one started
@@ -243,7 +244,11 @@ class ClusterChaos:
             what = f"service {SVC}" if key == SK else f"queue {q}"
             detail = f"{what} slot {slot}: :{src.port} -> :{dest.port}"
         elif kind == "kill_worker":
-            pids = sorted(self.workers())
+            # The second kill is of a worker of the service queue: its
+            # permits are left to expire at the gate.
+            ws = self.workers()
+            second = any(k == "kill_worker" for k, _, _, _ in self.faults)
+            pids = sorted(p for p, q in ws.items() if q == SVC_QUEUE or not second)
             if pids:
                 pid = self.rng.choice(pids)
                 q = self.workers().get(pid, "?")
