@@ -115,6 +115,7 @@ class ClusterChaos:
         self.lock = threading.Lock()
         self.stub = None
         self.gate_left = None    # (permits held, in-flight counts) after the drain
+        self.killed_permits = 0  # permits the killed workers of the service queue held
 
     # --- setting up --------------------------------------------------------
 
@@ -192,8 +193,11 @@ class ClusterChaos:
             tag = f"{name}-{n}"
             n += 1
             if q == SVC_QUEUE:  # the tag first: the stand-in keeps 200 bytes of a body
-                payload = json.dumps({"t": tag, "model": "chaos", "messages": [
-                    {"role": "user", "content": f"job-{tag}"}]}, separators=(",", ":"))
+                # The stand-in answers after 0.1-0.3 s, as long as job.sh runs.
+                payload = json.dumps({"t": tag, "model": "chaos",
+                                      "stub": {"delay_ms": rng.randrange(100, 301)},
+                                      "messages": [{"role": "user", "content": f"job-{tag}"}]},
+                                     separators=(",", ":"))
             else:
                 payload = json.dumps({"t": tag, "q": q, "pad": "x" * rng.randrange(0, 200)},
                                      separators=(",", ":"))
@@ -244,11 +248,21 @@ class ClusterChaos:
             what = f"service {SVC}" if key == SK else f"queue {q}"
             detail = f"{what} slot {slot}: :{src.port} -> :{dest.port}"
         elif kind == "kill_worker":
-            # The second kill is of a worker of the service queue: its
-            # permits are left to expire at the gate.
+            # The second kill is of a worker of the service queue, one that
+            # holds a permit if one does within 3 s: its permits are left
+            # to expire at the gate.
             ws = self.workers()
             second = any(k == "kill_worker" for k, _, _, _ in self.faults)
             pids = sorted(p for p, q in ws.items() if q == SVC_QUEUE or not second)
+            if second:
+                end = time.time() + 3
+                while time.time() < end:
+                    holding = sorted(p for p in pids
+                                     if any(m.endswith(f":{p}") for m in self.permits()))
+                    if holding:
+                        pids = holding
+                        break
+                    time.sleep(0.02)
             if pids:
                 pid = self.rng.choice(pids)
                 q = self.workers().get(pid, "?")
@@ -258,6 +272,10 @@ class ClusterChaos:
                 except ProcessLookupError:
                     pass
                 detail = f"worker {pid} (queue {q})"
+                if q == SVC_QUEUE:  # what it leaves at the gate, to expire
+                    held = [m for m in self.permits() if m.endswith(f":{pid}")]
+                    self.killed_permits += len(held)
+                    detail += f", {len(held)} permits held at the gate"
         elif kind == "restart_corrald":
             h = self.rng.choice(sorted(self.hosts))
             st = self.hosts[h].stop()
@@ -381,12 +399,22 @@ class ClusterChaos:
         # The gate lets go: a permit is reported when its call ends, or
         # expires (the job's timeout and 5 s) and is swept by the next
         # call of an idle worker (it asks again within a second).
+        t0 = time.monotonic()
         try:
             wait_until(lambda: self.gate() == ([], {}) or None, timeout=30,
                        what="no permit held at the gate, no call in flight")
         except AssertionError:
             pass
+        self.gate_wait_s = time.monotonic() - t0
         self.gate_left = self.gate()
+
+    def permits(self):
+        """The members of the gate's permit set, expired ones too."""
+        c = self.cluster.owner(self.cluster.keyslot(SK)).client()
+        try:
+            return c.zrange(f"{SK}:pm", 0, -1)
+        finally:
+            c.close()
 
     def gate(self):
         """At the service's node: ([permits not yet expired], {host field:
@@ -515,6 +543,8 @@ class ClusterChaos:
                           "calls": calls,
                           "ran_twice_or_more": sum(1 for t in svc_jobs if len(runs.get(t, [])) > 1),
                           "breaker": b.get("state"), "permits_held": len(held),
+                          "permits_of_killed_workers": self.killed_permits,
+                          "gate_wait_s": round(self.gate_wait_s, 1),
                           "inflight": infl}
         if not svc_jobs:
             problems.append(f"no confirmed job of the service queue {SVC_QUEUE}")
