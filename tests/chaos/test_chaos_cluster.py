@@ -17,7 +17,8 @@ min_replicas = 1), and, at random times drawn from the seed:
                 the service's slot) to another primary
                 (Cluster.migrate_slot, a few keys a step, jobs flowing)
   kill_worker   SIGKILL of a worker of either host (twice; the second a
-                worker of the service queue, its permits left to expire)
+                worker of the service queue, one holding a permit at the
+                gate if one does within 3 s: its permits left to expire)
   restart_corrald  SIGTERM of one host's corrald and a new one started
   kill_corrald  SIGKILL of one host's corrald (its workers drain, as
                 orphans this process reaps) and a new one started
