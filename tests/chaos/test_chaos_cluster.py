@@ -2,28 +2,39 @@
 "Redis Cluster"): a real cluster of three primaries and three replicas
 (tests/integration/clusterfixtures.py), two corralds (two hosts, as
 CORRAL_INSTANCE makes them) serving four queues without a service spread
-over the shards (exec handler, one worker a queue each), an enqueuer
+over the shards (exec handler, one worker a queue each) and a fifth,
+"infer", with a service (handler = http calling the stand-in
+tests/aistub.py through service "ai", whose keys live under {svc:ai}: the
+service gate, docs/protocol.md), an enqueuer
 feeding jobs through `corralctl enqueue` (confirmed with WAIT by
 min_replicas = 1), and, at random times drawn from the seed:
 
-  failover      kill -9 of the primary of a busy queue's slot, a replica
-                promoted (Cluster.fail_over); the killed node is started
-                again and rejoins as a replica of the new primary
-  migrate       a live migration of a busy queue's slot to another primary
+  failover      kill -9 of the primary of a busy queue's slot (an even
+                seed: of the service's slot), a replica promoted
+                (Cluster.fail_over); the killed node is started again and
+                rejoins as a replica of the new primary
+  migrate       a live migration of a busy queue's slot (an odd seed: of
+                the service's slot) to another primary
                 (Cluster.migrate_slot, a few keys a step, jobs flowing)
-  kill_worker   SIGKILL of a worker of either host (twice)
+  kill_worker   SIGKILL of a worker of either host (twice; the second a
+                worker of the service queue, one holding a permit at the
+                gate if one does within 3 s: its permits left to expire)
   restart_corrald  SIGTERM of one host's corrald and a new one started
   kill_corrald  SIGKILL of one host's corrald (its workers drain, as
                 orphans this process reaps) and a new one started
 
 At the end, after the drain, it checks:
   * every confirmed job (enqueue answered an id) is done at its queue's
-    node, its result its payload, and ran at least once; a job the exec
-    handler ran more than once had a run cut by a fault (the at-least-once
+    node, its result its payload (infer's: the stand-in's echo of it), and
+    ran at least once (the run log; infer's: the stand-in's requests); a
+    job run more than once had a run cut by a fault (the at-least-once
     rule: its first run began before a fault's end);
   * nothing is stranded: every job record on every primary is done;
-  * no job in two nodes: a primary that does not own a queue's slot holds
-    no key of it;
+  * no job in two nodes: a primary that does not own a queue's slot (or
+    the service's) holds no key of it;
+  * the gate let go: once drained, no permit of service ai is held
+    ({svc:ai}:pm has only expired entries, or none) and the service's
+    in-flight counts (inflight:<host>) are back to 0;
   * corrald and its workers: no sanitizer output nor crash in the logs,
     every worker that died was one the run killed.
 
@@ -50,6 +61,7 @@ for p in (os.path.join(TESTS, "integration"), TESTS):
 
 import pytest  # noqa: E402
 
+import aistub  # noqa: E402
 from clusterfixtures import Cluster  # noqa: E402
 from chaosdriver import set_subreaper  # noqa: E402
 from conftest import REPO, proc_stat, wait_until  # noqa: E402
@@ -63,6 +75,13 @@ FAULTS = ("failover", "migrate", "kill_worker", "kill_worker", "restart_corrald"
 PREFIX = "corral"
 WINDOW_S = 3.0  # a run this close to a fault may be repeated
 STOP_S = 45     # corrald's stop at the end: its workers' drain_timeout (30 s) and more
+SVC, SVC_QUEUE = "ai", "infer"  # the service and the queue that calls it (handler = http)
+SK = f"{PREFIX}:{{svc:{SVC}}}"  # the service's key: its slot is the gate's
+# The service's settings: generous, so that no fault trips the breaker (the
+# drain must finish): a failure rate no burst of kills reaches.
+SVC_CONF = ("connect_timeout = 1s\nmax_inflight = 1000\nbreaker_window = 10s\n"
+            "breaker_min_calls = 100000\nbreaker_failure_rate = 100%\n"
+            "breaker_open_for = 500ms\nbreaker_open_max = 2s\n")
 
 # The exec handler: notes each run (tag, start time, pid) in runs.log, then
 # echoes its payload as the result.
@@ -95,6 +114,9 @@ class ClusterChaos:
         self.orphan_status = {}  # pid -> wait status of a SIGKILLed corrald's worker
         self.stop_feed = threading.Event()
         self.lock = threading.Lock()
+        self.stub = None
+        self.gate_left = None    # (permits held, in-flight counts) after the drain
+        self.killed_permits = 0  # permits the killed workers of the service queue held
 
     # --- setting up --------------------------------------------------------
 
@@ -125,7 +147,15 @@ class ClusterChaos:
                 "[scale]\ntick = 250ms\nscale_out_cooldown = 250ms\nscale_in_window = 5s\n"
                 "cpu_ceiling = 100%\n\n")
         for q in self.queues:
-            text += f"[queue {q}]\nhandler = exec\ncommand = {script}\n\n"
+            if q == SVC_QUEUE:
+                text += (f"[queue {q}]\nhandler = http\nservice = {SVC}\ntimeout = 3s\n"
+                         "max_attempts = 30\nbackoff = 100ms..1s\n\n")
+            else:
+                text += f"[queue {q}]\nhandler = exec\ncommand = {script}\n\n"
+        key = os.path.join(self.root, "ai.key")
+        with open(key, "w") as f:
+            f.write("sk-chaos-cluster\n")
+        text += f"[service {SVC}]\nurl = {self.stub.url}\napi_key_file = {key}\n{SVC_CONF}\n"
         self.conf = os.path.join(self.root, "corral.conf")
         with open(self.conf, "w") as f:
             f.write(text)
@@ -163,8 +193,15 @@ class ClusterChaos:
             q = rng.choice(self.queues)
             tag = f"{name}-{n}"
             n += 1
-            payload = json.dumps({"t": tag, "q": q, "pad": "x" * rng.randrange(0, 200)},
-                                 separators=(",", ":"))
+            if q == SVC_QUEUE:  # the tag first: the stand-in keeps 200 bytes of a body
+                # The stand-in answers after 0.1-0.3 s, as long as job.sh runs.
+                payload = json.dumps({"t": tag, "model": "chaos",
+                                      "stub": {"delay_ms": rng.randrange(100, 301)},
+                                      "messages": [{"role": "user", "content": f"job-{tag}"}]},
+                                     separators=(",", ":"))
+            else:
+                payload = json.dumps({"t": tag, "q": q, "pad": "x" * rng.randrange(0, 200)},
+                                     separators=(",", ":"))
             try:
                 p = self.ctl("enqueue", q, payload)
                 rc, out, err = p.returncode, p.stdout.strip(), p.stderr.strip()
@@ -185,26 +222,48 @@ class ClusterChaos:
         t0 = time.time()
         detail = ""
         if kind == "failover":
+            # An even seed fails over the service's node (the gate's slot),
+            # an odd one a busy queue's.
             q = self.busy_queue()
-            node = self.cluster.owner(self.cluster.keyslot(f"{PREFIX}:{{{q}}}"))
+            key = SK if self.seed % 2 == 0 else f"{PREFIX}:{{{q}}}"
+            what = f"service {SVC}" if key == SK else f"queue {q}"
+            node = self.cluster.owner(self.cluster.keyslot(key))
             self.cluster.fail_over(node)
-            new = self.cluster.owner(self.cluster.keyslot(f"{PREFIX}:{{{q}}}"))
-            detail = f"queue {q}: primary :{node.port} killed, :{new.port} promoted"
+            new = self.cluster.owner(self.cluster.keyslot(key))
+            detail = f"{what}: primary :{node.port} killed, :{new.port} promoted"
             node.start()  # its nodes.conf: it rejoins as a replica
             wait_until(lambda: node.role() == "slave", timeout=30,
                        what="the killed primary back as a replica")
             self.cluster.wait_ok()
             detail += f"; :{node.port} back as a replica"
         elif kind == "migrate":
+            # An odd seed moves the service's slot (the gate's keys: its
+            # permits, breaker, in-flight counts), an even one a busy queue's.
             q = self.busy_queue()
-            slot = self.cluster.keyslot(f"{PREFIX}:{{{q}}}")
+            key = SK if self.seed % 2 == 1 else f"{PREFIX}:{{{q}}}"
+            slot = self.cluster.keyslot(key)
             src = self.cluster.owner(slot)
             dest = self.rng.choice([n for n in self.cluster.primaries() if n.port != src.port])
             self.cluster.migrate_slot(slot, dest, keys_per_step=5,
                                       pause=lambda: time.sleep(0.5))
-            detail = f"queue {q} slot {slot}: :{src.port} -> :{dest.port}"
+            what = f"service {SVC}" if key == SK else f"queue {q}"
+            detail = f"{what} slot {slot}: :{src.port} -> :{dest.port}"
         elif kind == "kill_worker":
-            pids = sorted(self.workers())
+            # The second kill is of a worker of the service queue, one that
+            # holds a permit if one does within 3 s: its permits are left
+            # to expire at the gate.
+            ws = self.workers()
+            second = any(k == "kill_worker" for k, _, _, _ in self.faults)
+            pids = sorted(p for p, q in ws.items() if q == SVC_QUEUE or not second)
+            if second:
+                end = time.time() + 3
+                while time.time() < end:
+                    holding = sorted(p for p in pids
+                                     if any(m.endswith(f":{p}") for m in self.permits()))
+                    if holding:
+                        pids = holding
+                        break
+                    time.sleep(0.02)
             if pids:
                 pid = self.rng.choice(pids)
                 q = self.workers().get(pid, "?")
@@ -214,6 +273,10 @@ class ClusterChaos:
                 except ProcessLookupError:
                     pass
                 detail = f"worker {pid} (queue {q})"
+                if q == SVC_QUEUE:  # what it leaves at the gate, to expire
+                    held = [m for m in self.permits() if m.endswith(f":{pid}")]
+                    self.killed_permits += len(held)
+                    detail += f", {len(held)} permits held at the gate"
         elif kind == "restart_corrald":
             h = self.rng.choice(sorted(self.hosts))
             st = self.hosts[h].stop()
@@ -264,10 +327,13 @@ class ClusterChaos:
 
     def run(self):
         self.cluster.start()
-        self.queues = self.spread()
+        self.stub = aistub.Server().start()
+        self.mono_to_wall = time.time() - time.monotonic()
+        self.queues = sorted(self.spread() + [SVC_QUEUE])
         self.write_conf()
         say(f"cluster up: primaries {[n.port for n in self.cluster.primaries()]}; "
-            f"queues {self.queues}")
+            f"queues {self.queues}; service {SVC} at :"
+            f"{self.cluster.owner(self.cluster.keyslot(SK)).port}")
         self.start_corrald("A")
         self.start_corrald("B")
         feeders = [threading.Thread(target=self.feeder, args=(f"f{i}",), daemon=True)
@@ -331,6 +397,39 @@ class ClusterChaos:
             wait_until(drained, timeout=180, what="every confirmed job done")
         except AssertionError:
             pass  # the checks below name what is left
+        # The gate lets go: a permit is reported when its call ends, or
+        # expires (the job's timeout and 5 s) and is swept by the next
+        # call of an idle worker (it asks again within a second).
+        t0 = time.monotonic()
+        try:
+            wait_until(lambda: self.gate() == ([], {}) or None, timeout=30,
+                       what="no permit held at the gate, no call in flight")
+        except AssertionError:
+            pass
+        self.gate_wait_s = time.monotonic() - t0
+        self.gate_left = self.gate()
+
+    def permits(self):
+        """The members of the gate's permit set, expired ones too."""
+        c = self.cluster.owner(self.cluster.keyslot(SK)).client()
+        try:
+            return c.zrange(f"{SK}:pm", 0, -1)
+        finally:
+            c.close()
+
+    def gate(self):
+        """At the service's node: ([permits not yet expired], {host field:
+        in-flight count} of those not 0)."""
+        c = self.cluster.owner(self.cluster.keyslot(SK)).client()
+        try:
+            sec, usec = c.time()
+            now_ms = int(sec) * 1000 + int(usec) // 1000
+            held = c.zrangebyscore(f"{SK}:pm", f"({now_ms}", "+inf")
+            infl = {k: v for k, v in c.hgetall(SK).items()
+                    if k.startswith("inflight:") and int(v) != 0}
+            return held, infl
+        finally:
+            c.close()
 
     def read_runs(self):
         runs = {}
@@ -339,6 +438,14 @@ class ClusterChaos:
                 parts = line.split()
                 if len(parts) == 3:
                     runs.setdefault(parts[0], []).append(float(parts[1]))
+        # The service queue's runs: the stand-in's requests (a body starts
+        # with its tag), their arrival times made wall-clock times.
+        with self.stub.stub.lock:
+            got = list(zip(self.stub.stub.bodies, self.stub.stub.times))
+        for body, t in got:
+            m = re.match(r'\{"t":"([^"]+)"', body)
+            if m:
+                runs.setdefault(m.group(1), []).append(t + self.mono_to_wall)
         return runs
 
     def check(self):
@@ -358,8 +465,13 @@ class ClusterChaos:
         if not_done:
             problems.append(f"{len(not_done)} confirmed jobs not done: "
                             f"{sorted(not_done.items())[:10]}")
-        bad_result = [t for t, (s, r) in st.items()
-                      if s == "done" and r != self.confirmed[t][2]]
+        def result_ok(t, r):
+            q, _, payload = self.confirmed[t]
+            if q == SVC_QUEUE:  # the stand-in's answer echoes the message
+                return r is not None and f'echo: job-{t}"' in r
+            return r == payload
+
+        bad_result = [t for t, (s, r) in st.items() if s == "done" and not result_ok(t, r)]
         if bad_result:
             problems.append(f"{len(bad_result)} jobs whose result is not their payload: "
                             f"{bad_result[:10]}")
@@ -404,7 +516,44 @@ class ClusterChaos:
                             stranded.append((k, s))
             finally:
                 c.close()
+        # The service's slot: its keys on its owner only.
+        svc_slot = self.cluster.keyslot(SK)
+        for n in self.cluster.primaries():
+            if n.port == self.cluster.owner(svc_slot).port:
+                continue
+            c = n.client()
+            try:
+                if int(c.execute_command("CLUSTER", "COUNTKEYSINSLOT", svc_slot)):
+                    problems.append(f"primary :{n.port} holds keys of service {SVC}'s slot "
+                                    f"{svc_slot} it does not own")
+            finally:
+                c.close()
         fig["job_records"] = records
+        # The service queue and its gate.
+        svc_jobs = [t for t, (q, _, _) in self.confirmed.items() if q == SVC_QUEUE]
+        held, infl = self.gate_left
+        c = self.cluster.owner(svc_slot).client()
+        try:
+            b = json.loads(c.fcall_ro("corral_breaker", 1, SK))
+        finally:
+            c.close()
+        with self.stub.stub.lock:
+            calls = self.stub.stub.requests
+        fig["service"] = {"confirmed": len(svc_jobs),
+                          "done": sum(1 for t in svc_jobs if st.get(t, ("",))[0] == "done"),
+                          "calls": calls,
+                          "ran_twice_or_more": sum(1 for t in svc_jobs if len(runs.get(t, [])) > 1),
+                          "breaker": b.get("state"), "permits_held": len(held),
+                          "permits_of_killed_workers": self.killed_permits,
+                          "gate_wait_s": round(self.gate_wait_s, 1),
+                          "inflight": infl}
+        if not svc_jobs:
+            problems.append(f"no confirmed job of the service queue {SVC_QUEUE}")
+        if held:
+            problems.append(f"{len(held)} permits still held at service {SVC}'s gate after the "
+                            f"drain: {held[:10]}")
+        if infl:
+            problems.append(f"service {SVC}'s in-flight counts not back to 0: {infl}")
         if stranded:
             problems.append(f"{len(stranded)} job records not done: {stranded[:10]}")
         # corrald and its workers.
@@ -459,6 +608,8 @@ class ClusterChaos:
             self.reap_orphans()
         finally:
             self.cluster.stop()
+            if self.stub is not None:
+                self.stub.stop()
         if keep:
             say(f"logs kept in {self.root}")
         else:
