@@ -66,8 +66,11 @@ def test_a_cancelled_exec_job_has_its_command_killed(r, make_worker, tmp_path):
             os.kill(pid, 0)
         except ProcessLookupError:
             return True
-        with open(f"/proc/{pid}/stat") as f:  # a zombie not yet reaped counts as gone
-            return f.read().split(")")[-1].split()[0] == "Z"
+        try:
+            with open(f"/proc/{pid}/stat") as f:  # a zombie not yet reaped counts as gone
+                return f.read().split(")")[-1].split()[0] == "Z"
+        except FileNotFoundError:  # reaped between the kill(0) and the open
+            return True
     wait_until(gone, timeout=5, what="the cancelled command to be killed")
     assert job(r, jid)["state"] == "cancelled"
 
