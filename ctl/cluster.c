@@ -126,15 +126,12 @@ int ctl_keyed_replies(struct ctl *ctl, const struct ctl_keyed *cmds, size_t n, r
     return rc;
 }
 
-/* A service's function (corral_breaker, corral_breaker_reset) on its
- * node: its keys share the hash tag {svc:NAME} (queue/lua/gate.lua). The
- * reply, error replies included; NULL with err when none came. */
-static redisReply *service_call(struct ctl *ctl, const char *function, const char *name,
-                                struct corral_err *err)
+redisReply *ctl_service_call(struct corral_cluster *cc, const char *prefix, const char *function,
+                             const char *name, struct corral_err *err)
 {
     struct corral_cmd cmd;
-    corral_cmd_breaker(&cmd, ctl->cfg->redis.prefix, name);
-    corral_cmd_service_tag(&cmd, ctl->cfg->redis.prefix, name);
+    corral_cmd_breaker(&cmd, prefix, name);
+    corral_cmd_service_tag(&cmd, prefix, name);
     free(cmd.argv[1]);
     cmd.argv[1] = corral_xstrdup(function);
     cmd.argvlen[1] = strlen(function);
@@ -143,7 +140,7 @@ static redisReply *service_call(struct ctl *ctl, const char *function, const cha
         cmd.argv[0] = corral_xstrdup("FCALL");
         cmd.argvlen[0] = 5;
     }
-    redisReply *r = corral_cluster_command(ctl->cluster, cmd.argv[3], cmd.argvlen[3], cmd.argc,
+    redisReply *r = corral_cluster_command(cc, cmd.argv[3], cmd.argvlen[3], cmd.argc,
                                            (const char **)cmd.argv, cmd.argvlen, err);
     corral_cmd_free(&cmd);
     return r;
@@ -167,7 +164,8 @@ json_t *ctl_cluster_breakers(struct ctl *ctl, const char *service, int64_t now,
     }
     json_t *out = json_array();
     for (size_t i = 0; out != NULL && i < names.n; i++) {
-        redisReply *r = service_call(ctl, "corral_breaker", names.items[i], err);
+        redisReply *r = ctl_service_call(ctl->cluster, ctl->cfg->redis.prefix, "corral_breaker",
+                                         names.items[i], err);
         json_t *b = r == NULL ? NULL
                     : service != NULL && corral_redis_check(NULL, r, "breaker", err) < 0
                         ? NULL
@@ -186,7 +184,8 @@ json_t *ctl_cluster_breakers(struct ctl *ctl, const char *service, int64_t now,
 
 int ctl_cluster_breaker_reset(struct ctl *ctl, const char *service, struct corral_err *err)
 {
-    redisReply *r = service_call(ctl, "corral_breaker_reset", service, err);
+    redisReply *r = ctl_service_call(ctl->cluster, ctl->cfg->redis.prefix, "corral_breaker_reset",
+                                     service, err);
     int rc = r == NULL ? -1 : corral_redis_check(NULL, r, "breaker reset", err);
     freeReplyObject(r);
     return rc;

@@ -79,6 +79,13 @@ struct ctl_keyed {
  * failed or no node serves a key (rs all NULL). */
 int ctl_keyed_replies(struct ctl *ctl, const struct ctl_keyed *cmds, size_t n, redisReply **rs,
                       const char *what, struct corral_err *err);
+/* A service's function (corral_breaker, corral_breaker_reset) on the node
+ * of its slot: on a Cluster its keys share the hash tag {svc:NAME}
+ * (docs/protocol.md, "The service gate"); the router follows MOVED and
+ * ASK. The reply, error replies included; NULL with err when none came
+ * (corralctl breaker, corral-web's breaker reset). */
+redisReply *ctl_service_call(struct corral_cluster *cc, const char *prefix, const char *function,
+                             const char *name, struct corral_err *err);
 /* status --json on a Cluster: the queues of the registry, each read on its
  * node (with "node"), the heartbeats, "cluster" (nodes, slot ranges,
  * primaries and replicas), the breakers (ctl_cluster_breakers). */

@@ -11,11 +11,11 @@
 #include <hiredis/hiredis.h>
 #include <jansson.h>
 
-#include "corral/cluster.h" /* corral_cluster_command: a service's node */
 #include "corral/cluster_client.h"
 #include "corral/queue.h"
 #include "corral/redis.h"
 #include "corral/util.h"
+#include "../ctl/ctl.h" /* ctl_service_call, shared with corralctl */
 #include "snapshot.h"
 
 struct web_api {
@@ -375,19 +375,16 @@ static int act(struct web_api *a, redisContext *c, const struct web_route *r, co
     return rc;
 }
 
-/* On a Cluster: corral_breaker_reset on the node of the service's slot (its
- * keys share the hash tag {svc:NAME}: docs/protocol.md, "The service
- * gate"); the router follows MOVED and ASK. 0, or -1 with err. Lock held. */
+/* On a Cluster: corral_breaker_reset on the node of the service's slot
+ * (ctl/cluster.c, as corralctl breaker S reset). 0, or -1 with err. Lock
+ * held. */
 static int cluster_reset(struct web_api *a, const char *name, struct corral_err *err)
 {
     if (a->cluster == NULL &&
         (a->cluster = corral_cluster_open(&a->cfg->redis, WEB_REDIS_TIMEOUT_MS, err)) == NULL)
         return -1;
-    char *key = corral_service_gate_key(a->cfg->redis.prefix, name);
-    const char *argv[] = {"FCALL", "corral_breaker_reset", "1", key};
-    size_t len[] = {5, strlen(argv[1]), 1, strlen(key)};
-    redisReply *r = corral_cluster_command(a->cluster, key, len[3], 4, argv, len, err);
-    free(key);
+    redisReply *r =
+        ctl_service_call(a->cluster, a->cfg->redis.prefix, "corral_breaker_reset", name, err);
     int rc = r != NULL ? corral_redis_check(NULL, r, "breaker reset", err) : -1;
     freeReplyObject(r);
     return rc;

@@ -189,3 +189,20 @@ def redis_cluster():
     finally:
         cl.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+# Queue names whose hash tags {name} cover the three primaries of the
+# Cluster redis-cli --cluster create makes (the slots split in three).
+CANDIDATES = ["prompts", "embeddings", "images", "audio", "batch", "chat", "eval", "rerank",
+              "ocr", "speech", "vision", "code"]
+
+
+@pytest.fixture(scope="module")
+def spread(redis_cluster):
+    """Three queues, one on each primary: {queue: primary Node}."""
+    by_node = {}
+    for q in CANDIDATES:
+        node = redis_cluster.owner(redis_cluster.keyslot(f"corral:{{{q}}}"))
+        by_node.setdefault(node.port, (q, node))
+    assert len(by_node) == 3, "the candidate names cover every primary"
+    return {q: node for q, node in by_node.values()}

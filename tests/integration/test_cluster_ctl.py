@@ -17,24 +17,12 @@ import redis
 from clusterfixtures import *  # noqa: F401,F403
 from conftest import LUA, binary_path, free_port, wait_until
 
-CANDIDATES = ["prompts", "embeddings", "images", "audio", "batch", "chat", "eval", "rerank",
-              "ocr", "speech", "vision", "code"]
 
 
 @pytest.fixture(scope="module")
 def ctl(build_dir):
     return binary_path(build_dir, "corralctl")
 
-
-@pytest.fixture(scope="module")
-def spread(redis_cluster):
-    """Three queues, one on each primary: {queue: primary Node}."""
-    by_node = {}
-    for q in CANDIDATES:
-        node = redis_cluster.owner(redis_cluster.keyslot(f"corral:{{{q}}}"))
-        by_node.setdefault(node.port, (q, node))
-    assert len(by_node) == 3, "the candidate names cover every primary"
-    return {q: node for q, node in by_node.values()}
 
 
 def write_conf(path, seeds, queues):

@@ -11,7 +11,7 @@ import subprocess
 import pytest
 
 from clusterfixtures import *  # noqa: F401,F403
-from conftest import MODE, binary_path, kill_with_children, wait_until
+from conftest import MODE, binary_path, stop_clean, wait_until
 from test_cluster_supervisor import Corrald
 from worker_fixtures import aistub
 
@@ -66,12 +66,7 @@ def fleet(redis_cluster, build_dir, tmp_path, stubs):
 
     yield start
     for c in started:
-        try:  # a clean stop: under SANITIZE=1 the workers' exits report leaks
-            c.stop(timeout=30)
-        except subprocess.TimeoutExpired:
-            pass
-        kill_with_children(c)
-        assert "Sanitizer" not in c.logs() and "runtime error" not in c.logs(), c.logs()[-3000:]
+        stop_clean(c)
 
 
 def qnode(cluster):

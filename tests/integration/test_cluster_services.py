@@ -15,7 +15,7 @@ import time
 import pytest
 
 from clusterfixtures import *  # noqa: F401,F403
-from conftest import MODE, binary_path, kill_with_children, wait_until
+from conftest import MODE, binary_path, stop_clean, wait_until
 from test_cluster_supervisor import Corrald
 from worker_fixtures import stub  # noqa: F401 (a fixture)
 
@@ -81,14 +81,7 @@ def fleet(redis_cluster, pair, build_dir, tmp_path, stub):
 
     yield start
     for c in started:
-        try:  # a clean stop: under SANITIZE=1 the workers' exits report leaks
-            c.stop(timeout=30)
-        except subprocess.TimeoutExpired:
-            pass
-        kill_with_children(c)
-        # Under SANITIZE=1, a leak or memory error of corrald or a worker
-        # (their stderr is corrald's log) shows up here.
-        assert "Sanitizer" not in c.logs() and "runtime error" not in c.logs(), c.logs()[-3000:]
+        stop_clean(c)
 
 
 def gate_ready(cluster, q):

@@ -20,19 +20,7 @@ from test_web import Web
 # Its own Redis Cluster, never the ACL user: run once (tests/integration/README.md).
 pytestmark = pytest.mark.skipif(MODE == "tcp-acl", reason="its own Redis servers: run once")
 
-CANDIDATES = ["prompts", "embeddings", "images", "audio", "batch", "chat", "eval", "rerank",
-              "ocr", "speech", "vision", "code"]
 
-
-@pytest.fixture(scope="module")
-def spread(redis_cluster):
-    """Three queues, one on each primary: {queue: primary Node}."""
-    by_node = {}
-    for q in CANDIDATES:
-        node = redis_cluster.owner(redis_cluster.keyslot(f"corral:{{{q}}}"))
-        by_node.setdefault(node.port, (q, node))
-    assert len(by_node) == 3, "the candidate names cover every primary"
-    return {q: node for q, node in by_node.values()}
 
 
 class Seeds:
