@@ -24,17 +24,8 @@ cleanup() {
     [ -f "$tmp/redis.pid" ] && kill "$(cat "$tmp/redis.pid")" 2>/dev/null || true
     rm -rf "$tmp"
 }
-# INT and TERM exit (which runs cleanup once, through EXIT) instead of
-# running cleanup and going on with the demo.
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM HUP
-
-if [ -t 1 ] && [ -z "${NO_COLOR:-}" ]; then
-    say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-else
-    say() { printf '\n== %s\n' "$*"; }
-fi
+. "$(dirname "$0")/demo_lib.sh"
+demo_traps
 
 say "starting a private redis-server on $tmp/redis.sock"
 redis-server --port 0 --unixsocket "$tmp/redis.sock" --unixsocketperm 700 --dir "$tmp" \

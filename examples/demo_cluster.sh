@@ -18,15 +18,8 @@ cleanup() {
     for f in "$tmp"/n*/redis.pid; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null || true; done
     rm -rf "$tmp"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM HUP
-
-if [ -t 1 ] && [ -z "${NO_COLOR:-}" ]; then
-    say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-else
-    say() { printf '\n== %s\n' "$*"; }
-fi
+. "$here/demo_lib.sh"
+demo_traps
 # until CMD... succeeds, every 0.1 s, at most $1 tenths of a second
 wait_for() {
     n=$1; shift
