@@ -124,11 +124,16 @@ def drain(conf, queues, owner, jobs, tmp, nodes, counters=None):
         log.close()
 
 
-def main():
-    jobs = int(sys.argv[1]) if len(sys.argv) > 1 else 5000
+def require_built(who):
+    """Exits naming the first program of the run that is not built."""
     for prog in ("corrald", "corralctl", "corral-worker"):
         if not os.path.exists(os.path.join(BUILD, prog)):
-            raise SystemExit(f"bench_cluster: {BUILD}/{prog} not built (make)")
+            raise SystemExit(f"{who}: {BUILD}/{prog} not built (make)")
+
+
+def main():
+    jobs = int(sys.argv[1]) if len(sys.argv) > 1 else 5000
+    require_built("bench_cluster")
     root = tempfile.mkdtemp(prefix="corral-bench-cluster-")
     cl, single = Cluster(root), Node("single", root)
     try:

@@ -26,7 +26,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "tests"))
 sys.path.insert(0, HERE)
 
 import aistub  # noqa: E402
-from bench_cluster import BUILD, WORKERS, drain  # noqa: E402
+from bench_cluster import BUILD, WORKERS, drain, require_built  # noqa: E402
 from clusterfixtures import Cluster  # noqa: E402
 from hafixtures import Node  # noqa: E402
 
@@ -63,9 +63,7 @@ def write_conf(path, redis_lines, queues, url, key):
 
 def main():
     jobs = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
-    for prog in ("corrald", "corralctl", "corral-worker"):
-        if not os.path.exists(os.path.join(BUILD, prog)):
-            raise SystemExit(f"bench_cluster_gate: {BUILD}/{prog} not built (make)")
+    require_built("bench_cluster_gate")
     root = tempfile.mkdtemp(prefix="corral-bench-gate-")
     cl, single, stub = Cluster(root), Node("single", root), aistub.Server().start()
     key = os.path.join(root, "ai.key")
