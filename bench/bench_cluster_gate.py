@@ -26,7 +26,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "tests"))
 sys.path.insert(0, HERE)
 
 import aistub  # noqa: E402
-from bench_cluster import BUILD, WORKERS, drain, require_built  # noqa: E402
+from bench_cluster import WORKERS, drain, require_built  # noqa: E402
 from clusterfixtures import Cluster  # noqa: E402
 from hafixtures import Node  # noqa: E402
 
