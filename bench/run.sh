@@ -9,7 +9,7 @@
 # (stunnel4) beside plain TCP (bench_tls.py), the tenants and token-budget
 # benchmarks (bench_tenants.py, bench_tokens.py), and the control of a call
 # in flight (bench_control.py).
-#   sh bench/run.sh [queue|status|worker|ceiling|supervisor|scaler|web|tls|tenants|tokens|control]...
+#   sh bench/run.sh [queue|status|worker|ceiling|supervisor|scaler|web|tls|tenants|tokens|control|clients|cluster|gate|floor]...
 #   (default: all)
 # CORRAL_BUILD is the build directory (make bench sets it; build-san under
 # SANITIZE=1); BENCH_JOBS the jobs per queue run (default 50000);
@@ -22,7 +22,7 @@ B=${CORRAL_BUILD:-$here/../build}
 JOBS=${BENCH_JOBS:-50000}
 REF_RUNS=${BENCH_REF_RUNS:-3}
 REF_JOBS=${BENCH_REF_JOBS:-20000}
-parts=${*:-queue status worker ceiling supervisor scaler web tls tenants tokens control clients cluster gate}
+parts=${*:-queue status worker ceiling supervisor scaler web tls tenants tokens control clients cluster gate floor}
 
 for t in redis-server redis-cli redis-benchmark; do
     command -v "$t" >/dev/null 2>&1 ||
@@ -163,6 +163,7 @@ for part in $parts; do
     clients) echo; CORRAL_BUILD=$B "${PYTHON:-/usr/bin/python3}" "$here/bench_clients.py" ;;
     cluster) echo; CORRAL_BUILD=$B "${PYTHON:-/usr/bin/python3}" "$here/bench_cluster.py" ;;
     gate) echo; CORRAL_BUILD=$B "${PYTHON:-/usr/bin/python3}" "$here/bench_cluster_gate.py" ;;
-    *) echo "bench: unknown part \"$part\" (queue, status, worker, ceiling, supervisor, scaler, web, tls, tenants, tokens, control, clients, cluster, gate)" >&2; exit 2 ;;
+    floor) echo; "${PYTHON:-/usr/bin/python3}" "$here/bench_floor.py" "$B" ;;
+    *) echo "bench: unknown part \"$part\" (queue, status, worker, ceiling, supervisor, scaler, web, tls, tenants, tokens, control, clients, cluster, gate, floor)" >&2; exit 2 ;;
     esac
 done
