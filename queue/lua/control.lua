@@ -29,14 +29,14 @@ local function cancel_job(K, c, q, prefix, id, jk, j, now, linked)
         unlink(K, jk, id, state)
     end
     if j[4] then
-        redis.call('DEL', K .. ':uniq:' .. j[4])
+        rcall('DEL', K .. ':uniq:' .. j[4])
     end
     finish(K, c, id, jk, 'cancelled', now, nil, nil, false, false)
     if state == 'active' and j[2] then
-        redis.call('PUBLISH', ctl_channel(prefix, j[2]), 'cancel ' .. q .. ' ' .. id .. ' ' .. j[3])
+        rcall('PUBLISH', ctl_channel(prefix, j[2]), 'cancel ' .. q .. ' ' .. id .. ' ' .. j[3])
         local sk = K .. ':stream:' .. id -- followers of a streamed answer stop here
-        if redis.call('EXISTS', sk) == 1 then
-            redis.call('XADD', sk, 'MAXLEN', '~', 10000, '*', 'run', j[3], 'end', 'cancelled',
+        if rcall('EXISTS', sk) == 1 then
+            rcall('XADD', sk, 'MAXLEN', '~', 10000, '*', 'run', j[3], 'end', 'cancelled',
                        'error', '')
         end
     end
@@ -56,7 +56,7 @@ local function corral_cancel(keys, args)
     local c = load_conf(K, q)
     local id = args[1] or ''
     local jk = job_key(K, id)
-    local j = redis.call('HMGET', jk, 'state', 'worker', 'run', 'unique_key')
+    local j = rcall('HMGET', jk, 'state', 'worker', 'run', 'unique_key')
     local state = j[1]
     if not state then
         fail('NOJOB', 'queue "%s": no job %s', q, id:sub(1, 40))
@@ -97,19 +97,19 @@ local function corral_cancel_tenant(keys, args)
     if phase == '' or phase == 'q' then -- the queued jobs, each level's list in turn
         for level = 0, #c.priorities - 1 do
             local lk = tenant_list(K, level, t)
-            local ids = redis.call('LPOP', lk, itxt(budget)) or {}
+            local ids = rcall('LPOP', lk, itxt(budget)) or {}
             if #ids > 0 then
                 tfn.waiting_add(K, level, -#ids)
                 budget = budget - #ids
                 for _, id in ipairs(ids) do
                     local jk = job_key(K, id)
-                    local j = redis.call('HMGET', jk, 'state', 'worker', 'run', 'unique_key')
+                    local j = rcall('HMGET', jk, 'state', 'worker', 'run', 'unique_key')
                     if j[1] == 'queued' then -- else its record expired while it waited
                         cancel_job(K, c, q, prefix, id, jk, j, now, false)
                         n = n + 1
                     end
                 end
-                if redis.call('EXISTS', lk) == 1 then
+                if rcall('EXISTS', lk) == 1 then
                     return {n, 'q0'} -- more next call
                 end
                 tfn.tenant_leave(K, level, t) -- tenants.lua: no place, no key left
@@ -121,14 +121,14 @@ local function corral_cancel_tenant(keys, args)
         phase, at = 's', '0'
     end
     while true do
-        local r = redis.call('ZSCAN', phase == 's' and c.sched or c.active, at, 'COUNT',
+        local r = rcall('ZSCAN', phase == 's' and c.sched or c.active, at, 'COUNT',
                              itxt(budget))
         local items = r[2]
         at = r[1]
         for i = 1, #items, 2 do
             local id = items[i]
             local jk = job_key(K, id)
-            local j = redis.call('HMGET', jk, 'state', 'worker', 'run', 'unique_key', 'tenant')
+            local j = rcall('HMGET', jk, 'state', 'worker', 'run', 'unique_key', 'tenant')
             if j[5] == t and (j[1] == 'scheduled' or j[1] == 'active') then
                 cancel_job(K, c, q, prefix, id, jk, j, now, true)
                 n = n + 1
@@ -165,7 +165,7 @@ end
 -- exceeded") rather than let it wait for nothing -> true; false when it
 -- has no deadline or may still run. The caller has dropped its lease.
 local function deadline_ends(K, c, id, jk, now, at)
-    local d = tonumber(redis.call('HGET', jk, 'deadline_at_ms'))
+    local d = tonumber(rcall('HGET', jk, 'deadline_at_ms'))
     if d == nil or at < d then
         return false
     end
@@ -221,19 +221,19 @@ local function corral_stream_append(keys, args)
                  'text, or complete or failed and an optional error')
     end
     local jk = job_key(K, id)
-    local j = redis.call('HMGET', jk, 'state', 'run', 'worker', 'reclaimed', 'timeout_ms')
+    local j = rcall('HMGET', jk, 'state', 'run', 'worker', 'reclaimed', 'timeout_ms')
     if j[1] ~= 'active' or j[2] ~= run or j[3] ~= worker then
         return (j[1] and j[2] == run and j[3] == worker and j[4] == run) and 'RECLAIMED' or 'STALE'
     end
     local sk = stream_key(K, id)
     if kind ~= 'text' then
-        redis.call('XADD', sk, 'MAXLEN', '~', STREAM_MAXLEN, '*', 'run', run, 'end', kind,
+        rcall('XADD', sk, 'MAXLEN', '~', STREAM_MAXLEN, '*', 'run', run, 'end', kind,
                    'error', (args[5] or ''):sub(1, 4096))
     else
         for i = 5, #args do
-            redis.call('XADD', sk, 'MAXLEN', '~', STREAM_MAXLEN, '*', 'run', run, 'text', args[i])
+            rcall('XADD', sk, 'MAXLEN', '~', STREAM_MAXLEN, '*', 'run', run, 'text', args[i])
         end
     end
-    redis.call('PEXPIRE', sk, c.result_ttl_ms + (tonumber(j[5]) or c.timeout_ms))
+    rcall('PEXPIRE', sk, c.result_ttl_ms + (tonumber(j[5]) or c.timeout_ms))
     return 'active'
 end

@@ -35,7 +35,7 @@ local function fb_choose(K, c, prefix, worker, now, n, max_inflight)
         if s == nil then
             return nil, host, n, nil, nil, name
         end
-        local m = redis.call('HMGET', s.key, 'max_inflight', 'model')
+        local m = rcall('HMGET', s.key, 'max_inflight', 'model')
         local mi = max_inflight
         if i > 1 and (tonumber(m[1]) or 0) > 0 then
             mi = tonumber(m[1])
@@ -60,8 +60,8 @@ end
 local function fb_served(K, now, name, n)
     if n > 0 then
         local bk = K .. ':st:' .. math.floor(now / 60000)
-        if redis.call('HINCRBY', bk, 'served:' .. name, n) == n then
-            redis.call('EXPIRE', bk, STATS_TTL_S)
+        if rcall('HINCRBY', bk, 'served:' .. name, n) == n then
+            rcall('EXPIRE', bk, STATS_TTL_S)
         end
     end
 end
@@ -80,7 +80,7 @@ local function fb_for(bs, jk)
     if bs == nil or not bs.fb then
         return bs
     end
-    local name = redis.call('HGET', jk, 'served_by') or bs.first
+    local name = rcall('HGET', jk, 'served_by') or bs.first
     local b = bs.by[name]
     if b == nil then
         b = svc_batch(bs.K, {service = name}, bs.prefix, bs.now) or false

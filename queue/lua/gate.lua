@@ -68,11 +68,11 @@ end
 -- call slot and its probe (svc_apply), as a reclaimed job does.
 function gate.sweep(s, now)
     local pk = s.key .. ':pm'
-    local old = redis.call('ZRANGEBYSCORE', pk, '-inf', now)
+    local old = rcall('ZRANGEBYSCORE', pk, '-inf', now)
     if #old == 0 then
         return
     end
-    redis.call('ZREMRANGEBYSCORE', pk, '-inf', now)
+    rcall('ZREMRANGEBYSCORE', pk, '-inf', now)
     local b = gate.batch(s)
     for _, m in ipairs(old) do
         local probe, worker = m:match('^%d+|(%d)|(.*)$')
@@ -117,15 +117,15 @@ function gate.acquire(keys, args)
     if allowed > 0 then
         -- Permits are named as svc_granted names the rate log's entries
         -- (rate_seq), so an unused one takes its entry back (gate.report).
-        local seq = s.rate > 0 and tonumber(redis.call('HGET', SK, 'rate_seq')) or
-                        redis.call('HINCRBY', SK, 'rate_seq', allowed)
+        local seq = s.rate > 0 and tonumber(rcall('HGET', SK, 'rate_seq')) or
+                        rcall('HINCRBY', SK, 'rate_seq', allowed)
         first = seq - allowed + 1
         local z = {}
         for id = first, first + allowed - 1 do
             z[#z + 1] = now + ttl
             z[#z + 1] = id .. '|' .. probe .. '|' .. worker
         end
-        redis.call('ZADD', SK .. ':pm', unpack(z))
+        rcall('ZADD', SK .. ':pm', unpack(z))
     end
     return {allowed, first, tonumber(probe), upto and math.max(upto - now, 1) or 0, why or ''}
 end
@@ -165,14 +165,14 @@ function gate.report(keys, args)
         local tin = int_arg('BADARG', args[i + 5], 'input_tokens', -1, 1e9)
         local tout = int_arg('BADARG', args[i + 6], 'output_tokens', 0, 1e9)
         local cost = int_arg('BADARG', args[i + 7], 'cost_nano', 0, 9e15)
-        local live = redis.call('ZREM', pk, args[i] .. '|' .. args[i + 1] .. '|' .. worker) == 1
+        local live = rcall('ZREM', pk, args[i] .. '|' .. args[i + 1] .. '|' .. worker) == 1
         held = held + (live and 1 or 0)
         -- services.lua's svc_leave_read, for a call without a job record
         -- (the HDEL of its probe field names a key that never exists).
         svc_leave_read(b, pk .. ':none', now, gate.KINDS[kind] or nil, args[i + 4],
                        live and 'active' or 'gone', worker, live and args[i + 1] or '0', now - ms)
         if kind == 'unused' and live and s.rate > 0 then
-            redis.call('ZREM', SK .. ':rl', args[i])
+            rcall('ZREM', SK .. ':rl', args[i])
         elseif kind == 'throttle' then
             svc_throttle(b, now, ms, args[i + 4])
         elseif kind == 'quota' then
@@ -193,9 +193,9 @@ function gate.usage(s, now, who, tin, tout, cost)
     local tokens = tin + tout
     if s.tokens > 0 and tokens > 0 then
         local tk = s.key .. ':tk'
-        redis.call('ZADD', tk, now, 'gate|' .. who .. ':' .. tokens)
-        redis.call('PEXPIRE', tk, s.tokens_period_ms + 60000)
-        redis.call('HINCRBY', s.key, 'tok_used', tokens)
+        rcall('ZADD', tk, now, 'gate|' .. who .. ':' .. tokens)
+        rcall('PEXPIRE', tk, s.tokens_period_ms + 60000)
+        rcall('HINCRBY', s.key, 'tok_used', tokens)
     end
     gate.ledger(s, now, tin, tout, cost) -- tokens.lua: the totals and the spend
 end

@@ -31,23 +31,23 @@ local function corral_tenants(keys, args)
         local e = entry(t)
         if not e.at[level] then
             e.at[level] = true
-            e.waiting = e.waiting + redis.call('LLEN', tenant_list(K, level, t))
+            e.waiting = e.waiting + rcall('LLEN', tenant_list(K, level, t))
         end
         return e
     end
     for level = 0, #c.priorities - 1 do
-        for _, t in ipairs(redis.call('LRANGE', c.tturns[level + 1], 0, -1)) do
+        for _, t in ipairs(rcall('LRANGE', c.tturns[level + 1], 0, -1)) do
             if t ~= '' then
                 count(level, t)
             end
         end
     end
-    for _, m in ipairs(redis.call('ZRANGEBYSCORE', K .. ':tpark', '-inf', '+inf')) do
+    for _, m in ipairs(rcall('ZRANGEBYSCORE', K .. ':tpark', '-inf', '+inf')) do
         local level, t = m:match('^(%d+)|(.*)$')
         count(tonumber(level), t).limited = true
     end
-    for _, id in ipairs(redis.call('ZRANGEBYSCORE', c.active, '-inf', '+inf')) do
-        local t = redis.call('HGET', job_key(K, id), 'tenant')
+    for _, id in ipairs(rcall('ZRANGEBYSCORE', c.active, '-inf', '+inf')) do
+        local t = rcall('HGET', job_key(K, id), 'tenant')
         if t then
             entry(t).inflight = entry(t).inflight + 1
         end
@@ -74,8 +74,8 @@ local function corral_tenants(keys, args)
         local e = by[t]
         local oldest = nil
         for level, _ in pairs(e.at) do
-            local head = redis.call('LINDEX', tenant_list(K, level, t), 0)
-            local at = head and tonumber(redis.call('HGET', job_key(K, head), 'queued_ms'))
+            local head = rcall('LINDEX', tenant_list(K, level, t), 0)
+            local at = head and tonumber(rcall('HGET', job_key(K, head), 'queued_ms'))
             if at and (oldest == nil or at < oldest) then
                 oldest = at
             end
@@ -97,10 +97,10 @@ end
 -- first TENANT_SCAN tenants in the turn of level (nil when none).
 local function tenant_oldest(K, level)
     local oldest = nil
-    for _, t in ipairs(redis.call('LRANGE', K .. ':tq:' .. level, 0, tfn.TENANT_SCAN - 1)) do
+    for _, t in ipairs(rcall('LRANGE', K .. ':tq:' .. level, 0, tfn.TENANT_SCAN - 1)) do
         if t ~= '' then
-            local head = redis.call('LINDEX', tenant_list(K, level, t), 0)
-            local at = head and tonumber(redis.call('HGET', job_key(K, head), 'queued_ms'))
+            local head = rcall('LINDEX', tenant_list(K, level, t), 0)
+            local at = head and tonumber(rcall('HGET', job_key(K, head), 'queued_ms'))
             if at and (oldest == nil or at < oldest) then
                 oldest = at
             end

@@ -30,7 +30,7 @@ end
 -- in that last millisecond keeps 1 ms more (a TTL of 0 would delete it).
 local function ttok_expire(c, tk, now)
     local _, ends = ttok_window(c, now)
-    redis.call('PEXPIRE', tk, math.max(ends - now - 1, 1))
+    rcall('PEXPIRE', tk, math.max(ends - now - 1, 1))
 end
 
 -- corral_declare's settings tenant_tokens (0 = none) and tenant_tokens_ms
@@ -52,7 +52,7 @@ end
 -- below N (one per step, so that each step sees the window the last one
 -- left), else none until the window turns.
 ttok.room = function(K, c, t, room, now)
-    local used = tonumber(redis.call('GET', ttok_key(K, t))) or 0
+    local used = tonumber(rcall('GET', ttok_key(K, t))) or 0
     if used >= c.tenant_tokens then
         local _, ends = ttok_window(c, now)
         return 0, ends + 1 -- past a key made in the window's last millisecond
@@ -69,18 +69,18 @@ ttok.count = function(K, c, t, ids, s, now)
     local sum = 0
     for _, id in ipairs(ids) do
         local jk = job_key(K, id)
-        local j = redis.call('HMGET', jk, 'run', 'tokens', 'payload')
+        local j = rcall('HMGET', jk, 'run', 'tokens', 'payload')
         if j[1] then
             local est_in, est_out = tok_estimate(bpt, j[3] or '', tonumber(j[2]))
             local est = est_in + est_out
             sum = sum + est
-            redis.call('HSET', jk, 'tok_tenant',
+            rcall('HSET', jk, 'tok_tenant',
                        string.format('%d %d %d', tonumber(j[1]) + 1, idx, est))
         end
     end
     if sum > 0 then
         local tk = ttok_key(K, t)
-        if redis.call('INCRBY', tk, sum) == sum then
+        if rcall('INCRBY', tk, sum) == sum then
             ttok_expire(c, tk, now)
         end
     end
@@ -101,9 +101,9 @@ local function ttok_adjust(K, c, t, tt, run, real, now)
         return
     end
     local tk = ttok_key(K, t)
-    local v = redis.call('INCRBY', tk, delta)
+    local v = rcall('INCRBY', tk, delta)
     if v <= 0 then
-        redis.call('DEL', tk)
+        rcall('DEL', tk)
     elseif v == delta then -- the window's key was gone: it ends with the window
         ttok_expire(c, tk, now)
     end
@@ -124,7 +124,7 @@ end
 -- A job the reserve took but the service's budgets held back (jobs.lua's
 -- unpop_held): its estimate leaves the tenant's window.
 ttok.unpop = function(K, c, jk)
-    local j = redis.call('HMGET', jk, 'tenant', 'tok_tenant')
+    local j = rcall('HMGET', jk, 'tenant', 'tok_tenant')
     if j[1] and j[2] then
         ttok_adjust(K, c, j[1], j[2], nil, 0, now_ms())
     end

@@ -52,11 +52,11 @@ end
 -- An enqueue's options '{"tenant":"T"}' (or '{"tenant": "T"}', as json.dumps
 -- writes them) -> T when valid, as the JSON decoder would give it (a valid
 -- name holds nothing JSON escapes), without decoding; else nil (decoded).
+-- One pattern both finds and checks it (valid_tenant's alphabet; its
+-- length here): no substrings made.
 function tfn.tenant_option(text)
-    local at = (text:sub(1, 11) == '{"tenant":"' and 12) or
-                   (text:sub(1, 12) == '{"tenant": "' and 13)
-    local t = at and text:sub(-2) == '"}' and text:sub(at, -3) -- valid_tenant's checks:
-    return t and #t >= 1 and #t <= 64 and not t:find('[^%w_%.:@%-]') and t or nil
+    local t = text:match('^{"tenant": ?"([%w_%.:@%-]+)"}$')
+    return t and #t <= 64 and t or nil
 end
 
 -- The queue's weights (K:conf's tenant_weights, "NAME:W,...") as a table.
@@ -117,9 +117,9 @@ end
 -- turn while default jobs wait at the level comes after the default tenant.
 function tfn.turn_join(K, level, t, c) -- c: as tenant_list's
     local tq = c and c.tturns[level + 1] or K .. ':tq:' .. itxt(level)
-    if redis.call('RPUSH', tq, t) == 1 and t ~= '' and
-        redis.call('EXISTS', K .. ':q:' .. itxt(level)) == 1 then
-        redis.call('LPUSH', tq, '')
+    if rcall('RPUSH', tq, t) == 1 and t ~= '' and
+        rcall('EXISTS', K .. ':q:' .. itxt(level)) == 1 then
+        rcall('LPUSH', tq, '')
     end
 end
 
@@ -127,8 +127,8 @@ end
 -- joins the turn when the level has one.
 local function tenant_default_joined(K, level)
     local tq = K .. ':tq:' .. itxt(level)
-    if redis.call('EXISTS', tq) == 1 then
-        redis.call('RPUSH', tq, '')
+    if rcall('EXISTS', tq) == 1 then
+        rcall('RPUSH', tq, '')
     end
 end
 
@@ -136,9 +136,9 @@ end
 function tfn.waiting_add(K, level, n, c)
     local tn = c and c.tnk or K .. ':tn'
     local f = c and c.tnf[level + 1] or '#' .. itxt(level)
-    local left = redis.call('HINCRBY', tn, f, itxt(n))
+    local left = rcall('HINCRBY', tn, f, itxt(n))
     if left <= 0 then
-        redis.call('HDEL', tn, f)
+        rcall('HDEL', tn, f)
     end
     return left
 end
@@ -156,17 +156,17 @@ tfn.tenant_seen = 0
 local function tenant_ready(K, level, t, ids, front, c)
     c = c and tenant_conf(K, c)
     if c and t ~= '' then -- a named tenant's with the names at hand: the calls inline
-        local n = redis.call(front and 'LPUSH' or 'RPUSH', c.tlists[level + 1] .. t, unpack(ids))
-        redis.call('HINCRBY', c.tnk, c.tnf[level + 1], itxt(#ids)) -- waiting_add of n > 0
+        local n = rcall(front and 'LPUSH' or 'RPUSH', c.tlists[level + 1] .. t, unpack(ids))
+        rcall('HINCRBY', c.tnk, c.tnf[level + 1], itxt(#ids)) -- waiting_add of n > 0
         if n == #ids and (not c.tlimited or
-            redis.call('ZSCORE', K .. ':tpark', itxt(level) .. '|' .. t) == false) and
-            redis.call('RPUSH', c.tturns[level + 1], t) == 1 and -- turn_join's
-            redis.call('EXISTS', c.qkeys[level + 1]) == 1 then
-            redis.call('LPUSH', c.tturns[level + 1], '')
+            rcall('ZSCORE', K .. ':tpark', itxt(level) .. '|' .. t) == false) and
+            rcall('RPUSH', c.tturns[level + 1], t) == 1 and -- turn_join's
+            rcall('EXISTS', c.qkeys[level + 1]) == 1 then
+            rcall('LPUSH', c.tturns[level + 1], '')
         end
         return
     end
-    local n = redis.call(front and 'LPUSH' or 'RPUSH', tenant_list(K, level, t, c), unpack(ids))
+    local n = rcall(front and 'LPUSH' or 'RPUSH', tenant_list(K, level, t, c), unpack(ids))
     if t ~= '' then
         tfn.waiting_add(K, level, #ids, c)
     end
@@ -174,7 +174,7 @@ local function tenant_ready(K, level, t, ids, front, c)
         if t == '' then
             tenant_default_joined(K, level)
         elseif (c and not c.tlimited) or
-            redis.call('ZSCORE', K .. ':tpark', itxt(level) .. '|' .. t) == false then
+            rcall('ZSCORE', K .. ':tpark', itxt(level) .. '|' .. t) == false then
             tfn.turn_join(K, level, t, c)
         end
     end
@@ -186,7 +186,7 @@ end
 function tfn.tenant_room(K, c, t, want, now)
     local room = want
     if c.tenant_max_inflight > 0 then
-        local running = tonumber(redis.call('HGET', K .. ':ti', t)) or 0
+        local running = tonumber(rcall('HGET', K .. ':ti', t)) or 0
         room = math.min(room, c.tenant_max_inflight - running)
         if room <= 0 then
             -- A slot freed by an outcome brings it back (tenant_release);
@@ -196,10 +196,10 @@ function tfn.tenant_room(K, c, t, want, now)
     end
     if c.tenant_rate > 0 then
         local rk = K .. ':tr:' .. t
-        local used = tonumber(redis.call('GET', rk)) or 0
+        local used = tonumber(rcall('GET', rk)) or 0
         room = math.min(room, c.tenant_rate - used)
         if room <= 0 then
-            return 0, now + math.max(redis.call('PTTL', rk), 1)
+            return 0, now + math.max(rcall('PTTL', rk), 1)
         end
     end
     if c.tenant_tokens > 0 then
@@ -211,12 +211,12 @@ end
 -- Counts n jobs of named tenant t started: running, and in its rate window.
 function tfn.tenant_started(K, c, t, n)
     if c.tenant_max_inflight > 0 then
-        redis.call('HINCRBY', K .. ':ti', t, itxt(n))
+        rcall('HINCRBY', K .. ':ti', t, itxt(n))
     end
     if c.tenant_rate > 0 then
         local rk = K .. ':tr:' .. t
-        if redis.call('INCRBY', rk, itxt(n)) == n then
-            redis.call('PEXPIRE', rk, c.tenant_rate_ms)
+        if rcall('INCRBY', rk, itxt(n)) == n then
+            rcall('PEXPIRE', rk, c.tenant_rate_ms)
         end
     end
 end
@@ -225,10 +225,10 @@ end
 -- at a limit (one ZREM per level), and idle workers are woken.
 function tfn.tenant_rejoin(K, c, t)
     for level = 0, #c.priorities - 1 do
-        if redis.call('ZREM', K .. ':tpark', itxt(level) .. '|' .. t) == 1 then
+        if rcall('ZREM', K .. ':tpark', itxt(level) .. '|' .. t) == 1 then
             tfn.turn_join(K, level, t)
-            if redis.call('EXISTS', K .. ':paused') == 0 then
-                redis.call('RPUSH', K .. ':wake', '1')
+            if rcall('EXISTS', K .. ':paused') == 0 then
+                rcall('RPUSH', K .. ':wake', '1')
             end
         end
     end
@@ -241,9 +241,9 @@ local function tenant_release(K, c, t)
         return
     end
     local ti = K .. ':ti'
-    local left = redis.call('HINCRBY', ti, t, '-1')
+    local left = rcall('HINCRBY', ti, t, '-1')
     if left <= 0 then
-        redis.call('HDEL', ti, t)
+        rcall('HDEL', ti, t)
     end
     if left == c.tenant_max_inflight - 1 then
         tfn.tenant_rejoin(K, c, t)
@@ -254,7 +254,7 @@ end
 -- tenant_max_inflight only).
 local function tenant_release_job(K, c, jk)
     if c.tenant_max_inflight > 0 then
-        local t = redis.call('HGET', jk, 'tenant')
+        local t = rcall('HGET', jk, 'tenant')
         if t then
             tenant_release(K, c, t)
         end
@@ -270,9 +270,9 @@ local function tenant_turns(K, c, now)
     tfn.tenant_seen = 0
     if c.tlimited then
         local pk = K .. ':tpark'
-        local due = redis.call('ZRANGEBYSCORE', pk, '-inf', now, 'LIMIT', 0, MAX_BATCH)
+        local due = rcall('ZRANGEBYSCORE', pk, '-inf', now, 'LIMIT', 0, MAX_BATCH)
         if #due > 0 then
-            redis.call('ZREM', pk, unpack(due))
+            rcall('ZREM', pk, unpack(due))
             for _, m in ipairs(due) do
                 local level, t = m:match('^(%d+)|(.*)$')
                 tfn.turn_join(K, tonumber(level), t)
@@ -303,7 +303,7 @@ local function tenant_pop(K, c, level, want, now, s, first)
     local served, cur = 0, nil
     local back, bi, dry = {}, 1, false
     if c.tweighted then
-        local cr = redis.call('HGET', K .. ':tcr', lt)
+        local cr = rcall('HGET', K .. ':tcr', lt)
         if cr then
             served, cur = cr:match('^(%d+) (.*)$')
             served = tonumber(served)
@@ -313,7 +313,7 @@ local function tenant_pop(K, c, level, want, now, s, first)
         local t = first
         first = nil
         if t == nil and not dry then
-            t = redis.call('LPOP', tq)
+            t = rcall('LPOP', tq)
             dry = not t -- the rest of the turn is held in back
         end
         if not t and bi <= #back then -- those sent to the back come round again
@@ -321,7 +321,7 @@ local function tenant_pop(K, c, level, want, now, s, first)
         end
         if not t then
             if steps == 0 then -- no named tenant waits here: the default jobs, as before
-                return redis.call('LPOP', c.qkeys[level + 1], want) or {}
+                return rcall('LPOP', c.qkeys[level + 1], want) or {}
             end
             break
         end
@@ -341,15 +341,15 @@ local function tenant_pop(K, c, level, want, now, s, first)
         local lk = tenant_list(K, level, t, c)
         if k <= 0 then
             -- Out of the turn (it is held): parked until untl.
-            if untl and redis.call('EXISTS', lk) == 1 then
-                redis.call('ZADD', K .. ':tpark', itxt(untl), lt .. '|' .. t)
+            if untl and rcall('EXISTS', lk) == 1 then
+                rcall('ZADD', K .. ':tpark', itxt(untl), lt .. '|' .. t)
             end
             cur = nil
         else
-            local ids = redis.call('LPOP', lk, itxt(k + 1)) or {}
+            local ids = rcall('LPOP', lk, itxt(k + 1)) or {}
             local more = #ids > k
             if more then
-                redis.call('LPUSH', lk, table.remove(ids))
+                rcall('LPUSH', lk, table.remove(ids))
             end
             for _, id in ipairs(ids) do
                 out[#out + 1] = id
@@ -378,17 +378,17 @@ local function tenant_pop(K, c, level, want, now, s, first)
         end
     end
     if first then
-        redis.call('LPUSH', tq, first)
+        rcall('LPUSH', tq, first)
     end
     if bi <= #back then
-        redis.call('RPUSH', tq, unpack(back, bi))
+        rcall('RPUSH', tq, unpack(back, bi))
     end
     if c.tweighted then
         local tcr = K .. ':tcr'
         if cur ~= nil and served > 0 then
-            redis.call('HSET', tcr, lt, served .. ' ' .. cur)
+            rcall('HSET', tcr, lt, served .. ' ' .. cur)
         else
-            redis.call('HDEL', tcr, lt)
+            rcall('HDEL', tcr, lt)
         end
     end
     -- A turn left with the default tenant alone goes on until its jobs are
@@ -400,19 +400,19 @@ end
 -- gives its first job and goes to the back if it has more (no loop, no tables).
 function tfn.pop_one(K, c, level, t, now, s)
     local lk = tenant_list(K, level, t, c)
-    local ids = redis.call('LPOP', lk, '2')
+    local ids = rcall('LPOP', lk, '2')
     if not ids then -- the default tenant, whose jobs are gone: the next in turn
         return tenant_pop(K, c, level, 1, now, s)
     end
     if ids[2] then
-        redis.call('LPUSH', lk, ids[2])
-        redis.call('RPUSH', c.tturns[level + 1], t)
+        rcall('LPUSH', lk, ids[2])
+        rcall('RPUSH', c.tturns[level + 1], t)
         ids[2] = nil
     end
     if t ~= '' then -- waiting_add, inline
-        local left = redis.call('HINCRBY', c.tnk, c.tnf[level + 1], '-1')
+        local left = rcall('HINCRBY', c.tnk, c.tnf[level + 1], '-1')
         if left <= 0 then
-            redis.call('HDEL', c.tnk, c.tnf[level + 1])
+            rcall('HDEL', c.tnk, c.tnf[level + 1])
         end
         tfn.tenant_seen = left
     end
@@ -431,17 +431,17 @@ end
 -- those keys costs Redis about what four LPOPs do, found or not
 -- (docs/benchmarks.md, "Tenants: the reserve's level without LMPOP").
 local function tenant_next(K, c, level, want, now, s)
-    if level == 1 and c.tabove[1] and redis.call('EXISTS', unpack(c.tabove)) == 0 then
+    if level == 1 and c.tabove[1] and rcall('EXISTS', unpack(c.tabove)) == 0 then
         level = #c.tabove / 2 + 1
     end
     for at = level, #c.qkeys do
-        local t = redis.call('LPOP', c.tturns[at])
+        local t = rcall('LPOP', c.tturns[at])
         if t and want == 1 and not c.tweighted and not c.tlimited then
             return tfn.pop_one(K, c, at - 1, t, now, s), at
         elseif t then
             return tenant_pop(K, c, at - 1, want, now, s, t), at
         end
-        local ids = redis.call('LPOP', c.qkeys[at], itxt(want))
+        local ids = rcall('LPOP', c.qkeys[at], itxt(want))
         if ids then
             return ids, at
         end
@@ -462,34 +462,34 @@ end
 
 -- Jobs of named tenants ready to run at level (0-based; parked ones too).
 local function tenant_waiting(K, level)
-    return tonumber(redis.call('HGET', K .. ':tn', '#' .. itxt(level))) or 0
+    return tonumber(rcall('HGET', K .. ':tn', '#' .. itxt(level))) or 0
 end
 
 -- Tenant t, whose list at level was just emptied by a cancel, leaves the
 -- level's turn, its park and the weighted turn it was serving.
 function tfn.tenant_leave(K, level, t)
     local lt = itxt(level)
-    redis.call('LREM', K .. ':tq:' .. lt, 1, t)
-    redis.call('ZREM', K .. ':tpark', lt .. '|' .. t)
-    local cr = redis.call('HGET', K .. ':tcr', lt)
+    rcall('LREM', K .. ':tq:' .. lt, 1, t)
+    rcall('ZREM', K .. ':tpark', lt .. '|' .. t)
+    local cr = rcall('HGET', K .. ':tcr', lt)
     if cr and cr:match('^%d+ (.*)$') == t then
-        redis.call('HDEL', K .. ':tcr', lt)
+        rcall('HDEL', K .. ':tcr', lt)
     end
 end
 
 -- A queued job leaves its list (cancel): the tenant leaves the turn and
 -- its park when it has nothing more at the level.
 local function tenant_unlink(K, jk, id)
-    local j = redis.call('HMGET', jk, 'prio', 'tenant')
+    local j = rcall('HMGET', jk, 'prio', 'tenant')
     local level, t = tonumber(j[1]), j[2] or ''
     local lk = tenant_list(K, level, t)
-    if redis.call('LREM', lk, 1, id) == 0 then
+    if rcall('LREM', lk, 1, id) == 0 then
         return
     end
     if t ~= '' then
         tfn.waiting_add(K, level, -1)
     end
-    if redis.call('EXISTS', lk) == 0 then
+    if rcall('EXISTS', lk) == 0 then
         tfn.tenant_leave(K, level, t)
     end
 end
@@ -497,44 +497,44 @@ end
 -- Every parked tenant back in its turn (limits removed by a redeclare).
 function tfn.unpark_all(K)
     local pk = K .. ':tpark'
-    for _, m in ipairs(redis.call('ZRANGEBYSCORE', pk, '-inf', '+inf')) do
+    for _, m in ipairs(rcall('ZRANGEBYSCORE', pk, '-inf', '+inf')) do
         local level, t = m:match('^(%d+)|(.*)$')
         tfn.turn_join(K, tonumber(level), t)
     end
-    redis.call('DEL', pk)
+    rcall('DEL', pk)
 end
 
 -- corral_declare moves the jobs of a level that no longer exists (from) to
 -- the lowest one (to, named prio): the named tenants' lists too.
 local function tenant_move_level(K, from, to, prio)
     local tenants = {}
-    for _, t in ipairs(redis.call('LRANGE', K .. ':tq:' .. from, 0, -1)) do
+    for _, t in ipairs(rcall('LRANGE', K .. ':tq:' .. from, 0, -1)) do
         tenants[#tenants + 1] = t
     end
     local pk = K .. ':tpark'
-    for _, m in ipairs(redis.call('ZRANGEBYSCORE', pk, '-inf', '+inf')) do
+    for _, m in ipairs(rcall('ZRANGEBYSCORE', pk, '-inf', '+inf')) do
         local level, t = m:match('^(%d+)|(.*)$')
         if tonumber(level) == from then
-            redis.call('ZREM', pk, m)
+            rcall('ZREM', pk, m)
             tenants[#tenants + 1] = t
         end
     end
     for _, t in ipairs(tenants) do
         if t ~= '' then
             local lk = tenant_list(K, from, t)
-            local ids = redis.call('LRANGE', lk, 0, -1)
-            redis.call('DEL', lk)
+            local ids = rcall('LRANGE', lk, 0, -1)
+            rcall('DEL', lk)
             if #ids > 0 then
                 for _, id in ipairs(ids) do
-                    redis.call('HSET', job_key(K, id), 'prio', to, 'priority', prio)
+                    rcall('HSET', job_key(K, id), 'prio', to, 'priority', prio)
                 end
                 tfn.waiting_add(K, from, -#ids)
                 tenant_ready(K, to, t, ids, false)
             end
         end
     end
-    redis.call('DEL', K .. ':tq:' .. from)
-    redis.call('HDEL', K .. ':tcr', tostring(from))
+    rcall('DEL', K .. ':tq:' .. from)
+    rcall('HDEL', K .. ':tcr', tostring(from))
 end
 
 -- corral_declare's tenant settings (s: its settings object): checked and
@@ -549,7 +549,7 @@ local function tenant_declare(K, q, s, fields)
         rate_ms = int_arg('BADSETTING', s.tenant_rate_ms or 1000, 'tenant_rate_ms', 1, 2 ^ 40)
     end
     local mi = int_arg('BADSETTING', s.tenant_max_inflight or 0, 'tenant_max_inflight', 0, 1000000)
-    local ws = tfn.tenant_weights_parse(redis.call('HGET', K .. ':conf', 'tenant_weights'))
+    local ws = tfn.tenant_weights_parse(rcall('HGET', K .. ':conf', 'tenant_weights'))
     if s.tenant_weights ~= nil then
         if type(s.tenant_weights) ~= 'table' or #s.tenant_weights > 0 then
             fail('BADSETTING', 'queue "%s": tenant_weights must be an object of weights', q)
@@ -570,7 +570,7 @@ local function tenant_declare(K, q, s, fields)
     fields[#fields + 1] = 'tenant_weights'
     fields[#fields + 1] = tfn.tenant_weights_text(ws)
     if mi == 0 then
-        redis.call('DEL', K .. ':ti') -- counted with tenant_max_inflight only
+        rcall('DEL', K .. ':ti') -- counted with tenant_max_inflight only
     end
     if mi == 0 and rate == 0 and tokens == 0 then
         tfn.unpark_all(K)
@@ -591,7 +591,7 @@ local function corral_tenant_weight(keys, args)
              q, shown(t):sub(1, 80))
     end
     local w = int_arg('BADARG', args[2], 'weight', 1, 1000)
-    local v = redis.call('HMGET', K .. ':conf', unpack(CONF_FIELDS))
+    local v = rcall('HMGET', K .. ':conf', unpack(CONF_FIELDS))
     local at = 18 -- tenant_weights' place in CONF_FIELDS (prelude.lua's load_conf reads v[18])
     local ws = tfn.tenant_weights_parse(v[at])
     ws[t] = w
@@ -599,6 +599,6 @@ local function corral_tenant_weight(keys, args)
     for i = 1, #CONF_FIELDS do
         v[i] = v[i] or ''
     end
-    redis.call('HSET', K .. ':conf', 'tenant_weights', v[at], 'packed', conf_packed(v))
+    rcall('HSET', K .. ':conf', 'tenant_weights', v[at], 'packed', conf_packed(v))
     return 'OK'
 end

@@ -80,7 +80,7 @@ end
 -- Drops the grants older than the window from S:tk and from tok_used.
 local function tok_expire(s, now)
     local tk, edge = s.key .. ':tk', now - s.tokens_period_ms
-    local old = redis.call('ZRANGEBYSCORE', tk, '-inf', edge)
+    local old = rcall('ZRANGEBYSCORE', tk, '-inf', edge)
     if #old == 0 then
         return
     end
@@ -88,8 +88,8 @@ local function tok_expire(s, now)
     for _, m in ipairs(old) do
         sum = sum + (tonumber(m:match(':(%-?%d+)$')) or 0)
     end
-    redis.call('ZREMRANGEBYSCORE', tk, '-inf', edge)
-    redis.call('HINCRBY', s.key, 'tok_used', -sum)
+    rcall('ZREMRANGEBYSCORE', tk, '-inf', edge)
+    rcall('HINCRBY', s.key, 'tok_used', -sum)
 end
 
 -- The budgets' state for one reserve, or nil when the service has none.
@@ -101,7 +101,7 @@ local function tok_begin(s, now, q)
     if s.tokens > 0 then
         tok_expire(s, now)
     end
-    local v = redis.call('HMGET', s.key, 'tok_used', 'tok_cap', 'tok_cap_until', 'spend_period',
+    local v = rcall('HMGET', s.key, 'tok_used', 'tok_cap', 'tok_cap_until', 'spend_period',
                          'spent_nano', 'tok_wait_until_ms')
     t.shown_wait = (tonumber(v[6]) or 0) > now
     if s.tokens > 0 then
@@ -154,7 +154,7 @@ local function tok_take(t, jk, id, run, payload, opt)
         if est > t.left then
             -- Room comes when the oldest grant leaves the window (this
             -- reserve's own grants are not written yet: they are now's).
-            local first = redis.call('ZRANGE', s.key .. ':tk', 0, 0, 'WITHSCORES')
+            local first = rcall('ZRANGE', s.key .. ':tk', 0, 0, 'WITHSCORES')
             local oldest = tonumber(first[2]) or (#t.adds > 0 and t.now) or nil
             t.until_ms = oldest and oldest + s.tokens_period_ms + 1 or t.now + 1000
             if t.cap and t.cap < s.tokens then
@@ -171,7 +171,7 @@ local function tok_take(t, jk, id, run, payload, opt)
         t.granted = t.granted + est
         t.left = t.left - est
     end
-    redis.call('HSET', jk, 'tok_est_in', est_in, 'tok_est_out', est_out, 'tok_grant', member,
+    rcall('HSET', jk, 'tok_est_in', est_in, 'tok_est_out', est_out, 'tok_grant', member,
                'tok_grant_run', run)
     return 'ok'
 end
@@ -182,18 +182,18 @@ local function tok_finish(t)
     local s = t.s
     if #t.adds > 0 then
         local tk = s.key .. ':tk'
-        redis.call('ZADD', tk, unpack(t.adds))
-        redis.call('PEXPIRE', tk, s.tokens_period_ms + 60000)
-        redis.call('HINCRBY', s.key, 'tok_used', t.granted)
+        rcall('ZADD', tk, unpack(t.adds))
+        rcall('PEXPIRE', tk, s.tokens_period_ms + 60000)
+        rcall('HINCRBY', s.key, 'tok_used', t.granted)
         if t.cap then
-            redis.call('HINCRBY', s.key, 'tok_cap', -t.granted)
+            rcall('HINCRBY', s.key, 'tok_cap', -t.granted)
         end
     end
     if t.until_ms then
-        redis.call('HSET', s.key, 'tok_wait_until_ms', t.until_ms, 'tok_wait_why', t.why)
+        rcall('HSET', s.key, 'tok_wait_until_ms', t.until_ms, 'tok_wait_why', t.why)
     elseif t.shown_wait and #t.adds > 0 then
         -- Jobs fit again: status and the scaler stop showing the wait.
-        redis.call('HSET', s.key, 'tok_wait_until_ms', 0)
+        rcall('HSET', s.key, 'tok_wait_until_ms', 0)
     end
 end
 
@@ -205,15 +205,15 @@ local function tok_unpop(lk, ids, from)
         back[#back + 1] = ids[k]
     end
     if #back > 0 then
-        redis.call('LPUSH', lk, unpack(back))
+        rcall('LPUSH', lk, unpack(back))
     end
 end
 
 -- Adds n (nano-units or tokens) to field f of the service's minute bucket.
 local function tok_stat(s, now, f, n)
     local bk = s.key .. ':st:' .. math.floor(now / 60000)
-    if redis.call('HINCRBY', bk, f, n) == n then
-        redis.call('EXPIRE', bk, STATS_TTL_S)
+    if rcall('HINCRBY', bk, f, n) == n then
+        rcall('EXPIRE', bk, STATS_TTL_S)
     end
 end
 
@@ -251,7 +251,7 @@ local function corral_settle(keys, args)
         local input, output = tonumber(args[i + 2]), tonumber(args[i + 3])
         local estimated, cost = args[i + 5] == '1', tonumber(args[i + 6])
         local jk = job_key(K, id)
-        local j = redis.call('HMGET', jk, 'run', 'settled:' .. run, 'tok_grant', 'tok_grant_run',
+        local j = rcall('HMGET', jk, 'run', 'settled:' .. run, 'tok_grant', 'tok_grant_run',
                              'tok_est_in', 'tok_est_out', 'tokens', 'tenant', 'tok_tenant',
                              'served_by')
         local r = tonumber(run)
@@ -264,7 +264,7 @@ local function corral_settle(keys, args)
         elseif j[2] then
             out[#out + 1] = 'SETTLED'
         else
-            redis.call('HSET', jk, 'settled:' .. run, '1')
+            rcall('HSET', jk, 'settled:' .. run, '1')
             if input >= 0 and estimated and j[7] and s then
                 -- The option `tokens` was the estimate: the worker did not know it.
                 input, output = tonumber(j[5]) or input, tonumber(j[6]) or output
@@ -276,12 +276,12 @@ local function corral_settle(keys, args)
             end
             if s and j[3] and j[3] ~= '' and j[4] == run then
                 local tk = s.key .. ':tk'
-                local at = redis.call('ZSCORE', tk, j[3])
+                local at = rcall('ZSCORE', tk, j[3])
                 if at then
                     local head, est = j[3]:match('^(.*):(%-?%d+)$')
-                    redis.call('ZREM', tk, j[3])
-                    redis.call('ZADD', tk, at, head .. ':' .. real)
-                    redis.call('HINCRBY', s.key, 'tok_used', real - tonumber(est))
+                    rcall('ZREM', tk, j[3])
+                    rcall('ZADD', tk, at, head .. ':' .. real)
+                    rcall('HINCRBY', s.key, 'tok_used', real - tonumber(est))
                     if real < tonumber(est) then
                         svc_wake(s, nil) -- room given back: workers held by it may go
                     end
@@ -290,18 +290,18 @@ local function corral_settle(keys, args)
             if input >= 0 then
                 local usage = {input_tokens = input, output_tokens = output, model = model,
                                estimated = estimated, cost = cost / 1e9, cost_nano = cost}
-                redis.call('HSET', jk, 'usage', cjson.encode(usage))
+                rcall('HSET', jk, 'usage', cjson.encode(usage))
                 stat(K, now, 'tin', input)
                 stat(K, now, 'tout', output)
                 stat(K, now, 'cost', cost)
                 stat(K, now, 'tcalls', 1)
                 local tot = K .. ':tok'
-                redis.call('HINCRBY', tot, 'in', input)
-                redis.call('HINCRBY', tot, 'out', output)
-                redis.call('HINCRBY', tot, 'cost_nano', cost)
-                redis.call('HINCRBY', tot, 'calls', 1)
+                rcall('HINCRBY', tot, 'in', input)
+                rcall('HINCRBY', tot, 'out', output)
+                rcall('HINCRBY', tot, 'cost_nano', cost)
+                rcall('HINCRBY', tot, 'calls', 1)
                 if estimated then
-                    redis.call('HINCRBY', tot, 'estimated', 1)
+                    rcall('HINCRBY', tot, 'estimated', 1)
                 end
                 if s then
                     gate.ledger(s, now, input, output, cost)
@@ -309,7 +309,7 @@ local function corral_settle(keys, args)
             end
             local remaining, reset = tonumber(args[i + 7]), tonumber(args[i + 8])
             if s and s.tokens > 0 and remaining >= 0 and reset > 0 then
-                redis.call('HSET', s.key, 'tok_cap', remaining, 'tok_cap_until', now + reset)
+                rcall('HSET', s.key, 'tok_cap', remaining, 'tok_cap_until', now + reset)
             end
             out[#out + 1] = 'settled'
         end
@@ -326,16 +326,16 @@ function gate.ledger(s, now, input, output, cost)
     tok_stat(s, now, 'tout', output)
     tok_stat(s, now, 'cost', cost)
     tok_stat(s, now, 'calls', 1)
-    redis.call('HINCRBY', s.key, 'usage_in', input)
-    redis.call('HINCRBY', s.key, 'usage_out', output)
-    redis.call('HINCRBY', s.key, 'usage_cost_nano', cost)
-    redis.call('HINCRBY', s.key, 'usage_calls', 1)
+    rcall('HINCRBY', s.key, 'usage_in', input)
+    rcall('HINCRBY', s.key, 'usage_out', output)
+    rcall('HINCRBY', s.key, 'usage_cost_nano', cost)
+    rcall('HINCRBY', s.key, 'usage_calls', 1)
     if s.budget > 0 and cost > 0 then
         local idx = math.floor(now / s.budget_period_ms)
-        if tonumber(redis.call('HGET', s.key, 'spend_period')) ~= idx then
-            redis.call('HSET', s.key, 'spend_period', idx, 'spent_nano', 0)
+        if tonumber(rcall('HGET', s.key, 'spend_period')) ~= idx then
+            rcall('HSET', s.key, 'spend_period', idx, 'spent_nano', 0)
         end
-        redis.call('HINCRBY', s.key, 'spent_nano', cost)
+        rcall('HINCRBY', s.key, 'spent_nano', cost)
     end
 end
 
@@ -343,7 +343,7 @@ end
 local function tok_sum(s, lo, hi)
     local sum = {tin = 0, tout = 0, cost = 0, calls = 0}
     for m = lo, hi do
-        local v = redis.call('HMGET', s.key .. ':st:' .. m, 'tin', 'tout', 'cost', 'calls')
+        local v = rcall('HMGET', s.key .. ':st:' .. m, 'tin', 'tout', 'cost', 'calls')
         sum.tin = sum.tin + (tonumber(v[1]) or 0)
         sum.tout = sum.tout + (tonumber(v[2]) or 0)
         sum.cost = sum.cost + (tonumber(v[3]) or 0)
@@ -356,13 +356,13 @@ end
 -- svc_view; read-only): tokens_limit, tokens_period_ms, tokens_used,
 -- tokens_left, budget, spent, budget_period_ms, the totals and rates.
 tok_view = function(s, now, v)
-    local f = redis.call('HMGET', s.key, 'tok_used', 'tok_cap', 'tok_cap_until',
+    local f = rcall('HMGET', s.key, 'tok_used', 'tok_cap', 'tok_cap_until',
                          'tok_wait_until_ms', 'tok_wait_why', 'spend_period', 'spent_nano',
                          'usage_in', 'usage_out', 'usage_cost_nano', 'usage_calls')
     v.tokens_limit, v.tokens_period_ms = s.tokens, s.tokens_period_ms
     if s.tokens > 0 then
         local used = 0
-        for _, g in ipairs(redis.call('ZRANGEBYSCORE', s.key .. ':tk',
+        for _, g in ipairs(rcall('ZRANGEBYSCORE', s.key .. ':tk',
                                       '(' .. (now - s.tokens_period_ms), '+inf')) do
             used = used + (tonumber(g:match(':(%-?%d+)$')) or 0)
         end
@@ -415,7 +415,7 @@ end
 
 -- A queue's usage totals since it was declared (corral_stats' usage_total).
 tok_totals = function(K)
-    local v = redis.call('HMGET', K .. ':tok', 'in', 'out', 'cost_nano', 'calls', 'estimated')
+    local v = rcall('HMGET', K .. ':tok', 'in', 'out', 'cost_nano', 'calls', 'estimated')
     return {input_tokens = tonumber(v[1]) or 0, output_tokens = tonumber(v[2]) or 0,
             cost_nano = tonumber(v[3]) or 0, cost = (tonumber(v[3]) or 0) / 1e9,
             calls = tonumber(v[4]) or 0, estimated = tonumber(v[5]) or 0}
