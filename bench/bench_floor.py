@@ -23,12 +23,10 @@ BENCH_FLOOR_JOBS (default 20000) and BENCH_FLOOR_ROUNDS (default 3)."""
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 
-import redis
+import benchredis
 
 build = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else "build")
 JOBS = int(os.environ.get("BENCH_FLOOR_JOBS", 20000))
@@ -48,19 +46,8 @@ server = None
 
 def start_redis():
     global server
-    server = subprocess.Popen(["redis-server", "--port", "0", "--unixsocket", sock,
-                               "--unixsocketperm", "700", "--dir", tmp, "--save", "",
-                               "--appendonly", "no", "--logfile", os.path.join(tmp, "redis.log")])
-    r = redis.Redis(unix_socket_path=sock, decode_responses=True)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            r.ping()
-            return r
-        except redis.ConnectionError:
-            if time.monotonic() > deadline or server.poll() is not None:
-                raise SystemExit("bench: redis-server did not answer PING within 10 s")
-            time.sleep(0.05)
+    server, r = benchredis.start(sock, tmp)
+    return r
 
 
 def cleanup():
@@ -87,53 +74,47 @@ def tenant_of(i):
     return f"t{i % TENANTS}"
 
 
-def corral_run(r, tenants):
-    r.flushall()
-    r.fcall("corral_declare", 1, Q, "{}")
-
+def cycle_run(r, enqueue, reserve, ack, who):
+    """The full cycle of JOBS jobs, 100 a round, each call its own FCALL
+    (pipelined): enqueue(pipe, i) for each job, reserve(pipe) 100 times,
+    ack(pipe, job) for each job reserved -> measured()'s figures."""
     def rounds(at):
         p = r.pipeline(transaction=False)
         for i in range(at, at + 100):
-            if tenants:
-                p.fcall("corral_enqueue", 1, Q, PAYLOAD, json.dumps({"tenant": tenant_of(i)}))
-            else:
-                p.fcall("corral_enqueue", 1, Q, PAYLOAD)
+            enqueue(p, i)
         p.execute()
         p = r.pipeline(transaction=False)
         for _ in range(100):
-            p.fcall("corral_reserve", 1, Q, "bench:1", 1, 10)
+            reserve(p)
         jobs = [j for js in p.execute() for j in js]
         if len(jobs) != 100:
-            raise SystemExit(f"bench: corral reserved {len(jobs)} jobs of a round of 100")
+            raise SystemExit(f"bench: {who} reserved {len(jobs)} jobs of a round of 100")
         p = r.pipeline(transaction=False)
         for j in jobs:
-            p.fcall("corral_ack", 1, Q, "bench:1", j[0], j[1], RESULT)
+            ack(p, j)
         if p.execute() != [["done"]] * 100:
-            raise SystemExit("bench: corral did not ack every job of the round")
+            raise SystemExit(f"bench: {who} did not ack every job of the round")
     return measured(r, rounds)
+
+
+def corral_run(r, tenants):
+    r.flushall()
+    r.fcall("corral_declare", 1, Q, "{}")
+    opts = (lambda i: [json.dumps({"tenant": tenant_of(i)})]) if tenants else (lambda i: [])
+    return cycle_run(
+        r, lambda p, i: p.fcall("corral_enqueue", 1, Q, PAYLOAD, *opts(i)),
+        lambda p: p.fcall("corral_reserve", 1, Q, "bench:1", 1, 10),
+        lambda p, j: p.fcall("corral_ack", 1, Q, "bench:1", j[0], j[1], RESULT), "corral")
 
 
 def floor_run(r, tenants):
     r.flushall()
-
-    def rounds(at):
-        p = r.pipeline(transaction=False)
-        for i in range(at, at + 100):
-            if tenants:
-                p.fcall("floor_enqueue", 1, K, PAYLOAD, tenant_of(i))
-            else:
-                p.fcall("floor_enqueue", 1, K, PAYLOAD)
-        p.execute()
-        p = r.pipeline(transaction=False)
-        for _ in range(100):
-            p.fcall("floor_reserve_tenant" if tenants else "floor_reserve", 1, K, "bench:1")
-        jobs = [j for js in p.execute() for j in js]
-        p = r.pipeline(transaction=False)
-        for j in jobs:
-            p.fcall("floor_ack", 1, K, "bench:1", j[0], j[1], RESULT)
-        if p.execute() != [["done"]] * 100:
-            raise SystemExit("bench: the floor did not ack every job of the round")
-    return measured(r, rounds)
+    opts = (lambda i: [tenant_of(i)]) if tenants else (lambda i: [])
+    reserve = "floor_reserve_tenant" if tenants else "floor_reserve"
+    return cycle_run(
+        r, lambda p, i: p.fcall("floor_enqueue", 1, K, PAYLOAD, *opts(i)),
+        lambda p: p.fcall(reserve, 1, K, "bench:1"),
+        lambda p, j: p.fcall("floor_ack", 1, K, "bench:1", j[0], j[1], RESULT), "the floor")
 
 
 def main():
@@ -158,7 +139,7 @@ def main():
         rows = [("corral, no tenant option", "corral"),
                 ("the same calls without corral's logic (floor.lua)", "floor"),
                 (f"corral, each job a tenant of {TENANTS:,}", "corral_t"),
-                (f"the same calls without corral's logic, tenants", "floor_t")]
+                ("the same calls without corral's logic, tenants", "floor_t")]
         for label, k in rows:
             print(f"  {label:<52} {best[k][0]:8.2f} {best[k][1]:13.2f}")
         print(f"  corral / its calls' floor: {best['corral'][0] / best['floor'][0]:.2f} without "

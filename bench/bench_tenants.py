@@ -25,7 +25,7 @@ import sys
 import tempfile
 import time
 
-import redis
+import benchredis
 
 build = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else "build")
 BIG = int(sys.argv[2]) if len(sys.argv) > 2 else int(os.environ.get("BENCH_TENANTS_BIG", 20000))
@@ -54,20 +54,9 @@ def cleanup():
 
 
 def start_redis():
-    p = subprocess.Popen(["redis-server", "--port", "0", "--unixsocket", sock, "--unixsocketperm",
-                          "700", "--dir", tmp, "--save", "", "--appendonly", "no", "--logfile",
-                          os.path.join(tmp, "redis.log")])
+    p, r = benchredis.start(sock, tmp)
     procs.append(p)
-    r = redis.Redis(unix_socket_path=sock, decode_responses=True)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            r.ping()
-            return r
-        except redis.ConnectionError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
+    return r
 
 
 def fresh(r, **settings):
