@@ -93,7 +93,8 @@ def test_corral_tenant_weight_changes_a_weight_at_run_time(r):
     ('{"tenant":"a"}', "a", "normal"), ('{"tenant": "b.c:d@e-f_1"}', "b.c:d@e-f_1", "normal"),
     ('{ "tenant" : "c" }', "c", "normal"), ('{"tenant":"d","priority":"high"}', "d", "high"),
     ('{"tenant":"d", "priority": "high"}', "d", "high"), ('{"tenant":"e\\u0066"}', "ef", "normal"),
-    ('{"priority":"high","tenant":"g"}', "g", "high")])
+    ('{"priority":"high","tenant":"g"}', "g", "high"),
+    ('{"tenant":"%s"}' % ("h" * 64), "h" * 64, "normal")])
 def test_options_naming_a_tenant_are_read_as_the_json_decoder_reads_them(r, text, tenant, priority):
     """Options that name only a tenant skip the JSON decoder (tenants.lua,
     tenant_option): every other text, however close, is decoded as before."""
@@ -101,6 +102,20 @@ def test_options_naming_a_tenant_are_read_as_the_json_decoder_reads_them(r, text
     job_id = r.fcall("corral_enqueue", 1, Q, "{}", text)
     job = get_job(r, Q, job_id)
     assert (job["tenant"], job["priority"]) == (tenant, priority)
+
+
+def test_a_tenant_only_enqueue_takes_the_current_defaults_and_lends_nothing_to_the_next(r):
+    """The tenant-only options reuse one table per settings (enqueue.lua):
+    a redeclare's new defaults reach the next job, and a job without the
+    option that follows one with it has no tenant."""
+    declare(r, Q, max_attempts=3)
+    first = get_job(r, Q, r.fcall("corral_enqueue", 1, Q, "{}", '{"tenant":"a"}'))
+    plain = get_job(r, Q, r.fcall("corral_enqueue", 1, Q, "{}"))
+    declare(r, Q, max_attempts=7)
+    second = get_job(r, Q, r.fcall("corral_enqueue", 1, Q, "{}", '{"tenant":"b"}'))
+    assert (first["tenant"], first["max_attempts"]) == ("a", 3)
+    assert "tenant" not in plain
+    assert (second["tenant"], second["max_attempts"]) == ("b", 7)
 
 
 @pytest.mark.parametrize("text, code", [
