@@ -62,13 +62,11 @@ for p in (os.path.join(TESTS, "integration"), TESTS):
 import pytest  # noqa: E402
 
 import aistub  # noqa: E402
-from clusterfixtures import Cluster  # noqa: E402
+from clusterfixtures import CANDIDATES, Cluster  # noqa: E402
 from chaosdriver import set_subreaper  # noqa: E402
 from conftest import REPO, proc_stat, wait_until  # noqa: E402
 from test_cluster_supervisor import Corrald  # noqa: E402
 
-CANDIDATES = ["prompts", "embeddings", "images", "audio", "batch", "chat", "eval", "rerank",
-              "ocr", "speech", "vision", "code"]
 NQUEUES = 4
 FAULTS = ("failover", "migrate", "kill_worker", "kill_worker", "restart_corrald",
           "kill_corrald")
@@ -122,18 +120,8 @@ class ClusterChaos:
 
     def spread(self):
         """NQUEUES queues covering the three primaries (one has two)."""
-        by_port, queues = {}, []
-        for q in CANDIDATES:
-            port = self.cluster.owner(self.cluster.keyslot(f"{PREFIX}:{{{q}}}")).port
-            if port not in by_port:
-                by_port[port] = q
-                queues.append(q)
-        for q in CANDIDATES:
-            if len(queues) == NQUEUES:
-                break
-            if q not in queues:
-                queues.append(q)
-        assert len(by_port) == 3, "the candidate names cover every primary"
+        queues = list(self.cluster.queues_on_primaries(3))
+        queues += [q for q in CANDIDATES if q not in queues][:NQUEUES - len(queues)]
         return sorted(queues)
 
     def write_conf(self):

@@ -14,7 +14,10 @@ Fixture (import it into a test module: `from clusterfixtures import *`):
   MIGRATE the keys, SETSLOT NODE everywhere), with an optional callback run
   while the slot is half moved;
 - fail_over(primary): kill -9 the primary and wait until a replica is
-  promoted and the cluster is ok again.
+  promoted and the cluster is ok again;
+- queues_on_primaries(count): queue names, each on a different primary;
+- flushall(): every primary emptied.
+Also `spread` (module scope): three queues, one on each primary.
 """
 import os
 import shutil
@@ -133,6 +136,26 @@ class Cluster:
     def owner(self, slot):
         return self.by_port(self.slot_owners(self.primaries()[0])[slot])
 
+    def queues_on_primaries(self, count):
+        """count queues of CANDIDATES, each on a different primary: {queue:
+        its primary Node}."""
+        by_node = {}
+        for q in CANDIDATES:
+            node = self.owner(self.keyslot(f"corral:{{{q}}}"))
+            by_node.setdefault(node.port, (q, node))
+        picked = list(by_node.values())[:count]
+        assert len(picked) == count, f"the candidate names cover {count} primaries"
+        return {q: node for q, node in picked}
+
+    def flushall(self):
+        """Empties every primary (their replicas follow)."""
+        for n in self.primaries():
+            c = n.client()
+            try:
+                c.flushall()
+            finally:
+                c.close()
+
     def node_id(self, node):
         c = node.client()
         try:
@@ -200,9 +223,4 @@ CANDIDATES = ["prompts", "embeddings", "images", "audio", "batch", "chat", "eval
 @pytest.fixture(scope="module")
 def spread(redis_cluster):
     """Three queues, one on each primary: {queue: primary Node}."""
-    by_node = {}
-    for q in CANDIDATES:
-        node = redis_cluster.owner(redis_cluster.keyslot(f"corral:{{{q}}}"))
-        by_node.setdefault(node.port, (q, node))
-    assert len(by_node) == 3, "the candidate names cover every primary"
-    return {q: node for q, node in by_node.values()}
+    return redis_cluster.queues_on_primaries(3)

@@ -41,10 +41,7 @@ def fleet(redis_cluster, build_dir, tmp_path, stubs):
     started = []
 
     def start(a="", b=""):
-        for n in redis_cluster.primaries():
-            c = n.client()
-            c.flushall()
-            c.close()
+        redis_cluster.flushall()
         seeds = redis_cluster.seeds.replace(",", ", ")
         sa, sb = stubs
         text = (f"[redis]\ncluster = {seeds}\n\n"
@@ -54,11 +51,7 @@ def fleet(redis_cluster, build_dir, tmp_path, stubs):
                 "max_attempts = 20\nbackoff = 50ms..100ms\n\n"
                 f"[service a]\nurl = {sa.url}\nmodel = model-a\n{a}\n\n"
                 f"[service b]\nurl = {sb.url}\nmodel = model-b\n{b}\n")
-        conf = tmp_path / "corral.conf"
-        conf.write_text(text)
-        c = Corrald([binary_path(build_dir, "corrald"), "-c", str(conf)],
-                    str(tmp_path / "corrald.log"))
-        c.conf = str(conf)
+        c = Corrald.with_conf(build_dir, tmp_path, text)
         started.append(c)
         wait_until(lambda: list(c.workers().values()) == [Q] and gate_ready(redis_cluster),
                    timeout=30, what="a worker, the queue declared with its gate")

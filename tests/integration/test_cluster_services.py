@@ -22,20 +22,13 @@ from worker_fixtures import stub  # noqa: F401 (a fixture)
 # Its own Redis Cluster, never the ACL user: run once (tests/integration/README.md).
 pytestmark = pytest.mark.skipif(MODE == "tcp-acl", reason="its own Redis servers: run once")
 
-CANDIDATES = ["prompts", "embeddings", "images", "audio", "batch", "chat", "eval", "rerank"]
 SK = "corral:{svc:ai}"
 
 
 @pytest.fixture(scope="module")
 def pair(redis_cluster):
     """Two queues on two different primaries: {queue: primary Node}."""
-    by_node = {}
-    for q in CANDIDATES:
-        node = redis_cluster.owner(redis_cluster.keyslot(f"corral:{{{q}}}"))
-        by_node.setdefault(node.port, (q, node))
-    picked = list(by_node.values())[:2]
-    assert len(picked) == 2, "the candidate names cover two primaries"
-    return Pair({q: node for q, node in picked}, redis_cluster)
+    return Pair(redis_cluster.queues_on_primaries(2), redis_cluster)
 
 
 class Pair(dict):
@@ -56,10 +49,7 @@ def fleet(redis_cluster, pair, build_dir, tmp_path, stub):
     key.write_text("sk-cluster-gate-test\n")
 
     def start(service="", queue="", concurrency=4):
-        for n in redis_cluster.primaries():
-            c = n.client()
-            c.flushall()
-            c.close()
+        redis_cluster.flushall()
         seeds = redis_cluster.seeds.replace(",", ", ")
         text = (f"[redis]\ncluster = {seeds}\n\n"
                 f"[pool]\nmin = 2\nmax = 2\nconcurrency = {concurrency}\ndrain_timeout = 5s\n\n"
@@ -68,11 +58,7 @@ def fleet(redis_cluster, pair, build_dir, tmp_path, stub):
             text += (f"[queue {q}]\nhandler = http\nservice = ai\ntimeout = 3s\n"
                      f"backoff = 100ms..200ms\n{queue}\n\n")
         text += f"[service ai]\nurl = {stub.url}\napi_key_file = {key}\n{service}\n"
-        conf = tmp_path / "corral.conf"
-        conf.write_text(text)
-        c = Corrald([binary_path(build_dir, "corrald"), "-c", str(conf)],
-                    str(tmp_path / "corrald.log"))
-        c.conf = str(conf)
+        c = Corrald.with_conf(build_dir, tmp_path, text)
         started.append(c)
         wait_until(lambda: sorted(c.workers().values()) == sorted(pair)
                    and all(gate_ready(redis_cluster, q) for q in pair), timeout=30,

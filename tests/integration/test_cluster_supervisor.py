@@ -62,6 +62,17 @@ def ctl(build_dir, conf, *args, timeout=30):
 class Corrald(Program):
     stop_timeout = 30
 
+    @classmethod
+    def with_conf(cls, build_dir, tmp_path, text):
+        """A corrald started on the config text, written to
+        tmp_path/corral.conf (its path kept as .conf), logging to
+        tmp_path/corrald.log."""
+        conf = tmp_path / "corral.conf"
+        conf.write_text(text)
+        c = cls([binary_path(build_dir, "corrald"), "-c", str(conf)], str(tmp_path / "corrald.log"))
+        c.conf = str(conf)
+        return c
+
     def workers(self):
         """{pid: the queue it serves (its --queue)} of the live workers."""
         out = {}
