@@ -27,25 +27,17 @@ end
 -- against the queue's settings -> {level, delay, max_attempts, timeout,
 -- service, uk, tenant}. Shared by corral_enqueue and corral_enqueue_many, so one
 -- payload or a thousand are refused with the same words.
-local enqueue_options
-enqueue_options = function(c, q, text)
+local function enqueue_options(c, q, text)
     if (text == nil or text == '') and c.opt0 then
         return c.opt0 -- no options: the queue's defaults, made once per settings (read only)
     end
     local ft = text and tfn.tenant_option(text) -- tenants.lua: a checked tenant, no decoding
-    if ft then
-        -- The tenant alone (a tenant's every job): the queue's defaults and
-        -- the tenant, without the checks of options it does not have, in a
-        -- table made once per settings and only read until the next call.
-        local r = c.optt
-        if not r then
-            local d = c.opt0 or enqueue_options(c, q, nil)
-            r = {level = d.level, delay = 0, max_attempts = d.max_attempts, timeout = d.timeout,
-                 service = d.service}
-            c.optt = r
-        end
-        r.tenant = ft
-        return r
+    if ft and c.optt then
+        -- The tenant alone (a tenant's every job): the options made from
+        -- the settings for the first such call, with this call's tenant,
+        -- without the checks of options it does not have.
+        c.optt.tenant = ft
+        return c.optt
     end
     local o = ft and {tenant = ft} or {}
     if not ft and text ~= nil and text ~= '' then
@@ -121,6 +113,8 @@ enqueue_options = function(c, q, text)
     end
     if text == nil or text == '' then
         c.opt0 = r -- derived from the settings alone (load_conf's table)
+    elseif ft then
+        c.optt = r -- the settings and a tenant, changed by the next such call
     end
     return r
 end
